@@ -1,0 +1,1386 @@
+// model.h — the Gemma decoder every stage shares: config, parameter layout, CPU forward and
+// backward (fp32, BLIS + OpenMP), the mask hooks prune.c switches on, and loading/saving
+// Hugging Face checkpoint directories. Read top to bottom:
+//   1. Config           (what config.json says; the source of truth for every shape)
+//   2. Parameter layout  (one size table, one allocation, pointers carved from it)
+//   3. Ops               (matmul, RMSNorm, RoPE, attention, GELU, cross-entropy; each with its backward)
+//   4. Model             (forward, backward, masks)
+//   5. Checkpoints       (HF directories in and out)
+// Math follows DESIGN.md §2 and transformers' modeling_gemma3.py / modeling_gemma4.py.
+// Standard dimensions: B batch, T sequence, N = B*T tokens, V vocab, d hidden, L layers,
+// H query heads, K kv heads, D head_dim, F intermediate size.
+#pragma once
+#include "util.h"
+#include <omp.h>
+#ifdef USE_BLIS
+#include <blis.h>
+#endif
+
+#define MAX_LAYERS 512
+
+// ================================================================================================
+// 1. Config
+// ================================================================================================
+
+typedef struct {
+    int arch;                // 3 = Gemma 3, 4 = Gemma 4 (dense text subset)
+    int V;                   // vocab_size                                      262144
+    int d;                   // hidden_size                                     1152
+    int L;                   // num_hidden_layers                               26
+    int H;                   // num_attention_heads                             4
+    int K;                   // num_key_value_heads (Gemma 4: sliding layers)   1
+    int D;                   // head_dim, NOT d/H (Gemma 4: sliding layers)     256
+    int F;                   // intermediate_size                               6912
+    int W;                   // sliding_window: a sliding query sees W keys     512
+    int full[MAX_LAYERS];    // layer_types[l] == "full_attention"              0,0,0,0,0,1,...
+    double rope_local;       // RoPE θ on sliding layers (rope_local_base_freq) 10000
+    double rope_global;      // RoPE θ on full layers (rope_theta)              1000000
+    double rope_scale;       // linear rope scaling factor, full layers only    1 (8 on 4B+)
+    double qscalar;          // query_pre_attn_scalar (Gemma 3)                 256
+    double eps;              // rms_norm_eps                                    1e-6
+    double final_softcap;    // final_logit_softcapping, 0 = off               0 (Gemma 4: 30)
+    double attn_softcap;     // attn_logit_softcapping: always 0 (see config_from_json)
+    int max_pos;             // max_position_embeddings                        32768
+    int bos, eos, pad;       // special token ids                               2, 1, 0
+    // Gemma 4 only
+    int Dg;                  // global_head_dim: head size on full layers       512
+    int Kg;                  // num_global_key_value_heads on full layers       4
+    int k_eq_v;              // attention_k_eq_v: full layers have no v_proj    1
+    double partial_rotary;   // proportional RoPE fraction on full layers       0.25
+    int scale_dtype;         // dtype sqrt(d) is rounded to (ST_F32/ST_BF16/ST_F16): the checkpoint's
+} Config;
+
+// per-layer shape: Gemma 4 full layers have their own head size and kv head count
+static inline int layer_D(const Config *c, int l) { return (c->arch == 4 && c->full[l]) ? c->Dg : c->D; }
+static inline int layer_K(const Config *c, int l) { return (c->arch == 4 && c->full[l]) ? c->Kg : c->K; }
+static inline int layer_has_v(const Config *c, int l) { return !(c->arch == 4 && c->full[l] && c->k_eq_v); }
+// Gemma 3 norms scale by (1 + w), Gemma 4 norms by w
+static inline float norm_offset(const Config *c) { return c->arch == 3 ? 1.0f : 0.0f; }
+
+// sqrt(d) as the loaders compute it: cast to the checkpoint dtype first (bf16: sqrt(3072)=55.43 -> 55.5)
+static float embed_scale_for(int d, int dtype) {
+    float s = (float)sqrt((double)d);
+    if (dtype == ST_BF16) return bf16_to_f32(f32_to_bf16(s));
+    if (dtype == ST_F16) return f16_to_f32(f32_to_f16(s));
+    return s;
+}
+
+// the RoPE of one layer: which base and how each frequency is scaled
+static void rope_inv_freq(const Config *c, int l, double *inv) {
+    int D = layer_D(c, l);
+    if (c->arch == 4 && c->full[l]) {  // proportional: only the first floor(p*D/2) frequencies rotate
+        int n = (int)floor(c->partial_rotary * D / 2.0);
+        for (int i = 0; i < D / 2; i++) inv[i] = i < n ? pow(c->rope_global, -2.0 * i / D) : 0.0;
+        return;
+    }
+    double theta = c->full[l] ? c->rope_global : c->rope_local;
+    double scale = c->full[l] ? c->rope_scale : 1.0;
+    for (int i = 0; i < D / 2; i++) inv[i] = pow(theta, -2.0 * i / D) / scale;
+}
+
+static double rope_params_theta(const cJSON *rp, const char *kind, double def, double *factor, int *proportional,
+                                double *partial, const char *src) {
+    const cJSON *r = json_get(rp, kind);
+    if (!r) return def;
+    const char *type = json_str(r, "rope_type", json_str(r, "type", "default", src), src);
+    if (strcmp(type, "linear") == 0) *factor = json_num(r, "factor", 1.0, src);
+    else if (strcmp(type, "proportional") == 0) {
+        *proportional = 1;
+        *partial = json_num(r, "partial_rotary_factor", 1.0, src);
+    } else if (strcmp(type, "default") != 0)
+        fail("%s: rope_parameters.%s.rope_type \"%s\" is not supported (default, linear, proportional are)", src,
+             kind, type);
+    return json_num(r, "rope_theta", def, src);
+}
+
+// Read a Hugging Face config.json (Gemma3TextConfig, Gemma3Config's text_config, Gemma4TextConfig or
+// Gemma4Config's text_config). Missing fields take the transformers class defaults; anything we do
+// not implement is refused with a message naming the field.
+static void config_from_json(Config *c, const cJSON *root, const char *src) {
+    memset(c, 0, sizeof(*c));
+    const char *mt = json_str(root, "model_type", "", src);
+    const cJSON *j = root;
+    if (strcmp(mt, "gemma3") == 0 || strcmp(mt, "gemma4") == 0) {
+        j = json_get(root, "text_config");
+        if (!j) fail("%s: model_type %s without a text_config", src, mt);
+        mt = strcmp(mt, "gemma3") == 0 ? "gemma3_text" : "gemma4_text";
+    }
+    if (strcmp(mt, "gemma3_text") == 0) c->arch = 3;
+    else if (strcmp(mt, "gemma4_text") == 0) c->arch = 4;
+    else fail("%s: model_type \"%s\" is not supported (gemma3_text, gemma3, gemma4_text, gemma4 are)", src, mt);
+    int g3 = c->arch == 3;
+    c->V = (int)json_int(j, "vocab_size", g3 ? 262208 : 262144, src);
+    c->d = (int)json_int(j, "hidden_size", g3 ? 2304 : 2304, src);
+    c->F = (int)json_int(j, "intermediate_size", g3 ? 9216 : 9216, src);
+    c->L = (int)json_int(j, "num_hidden_layers", g3 ? 26 : 30, src);
+    c->H = (int)json_int(j, "num_attention_heads", 8, src);
+    c->K = (int)json_int(j, "num_key_value_heads", 4, src);
+    c->D = (int)json_int(j, "head_dim", 256, src);
+    c->W = (int)json_int(j, "sliding_window", g3 ? 4096 : 512, src);
+    c->max_pos = (int)json_int(j, "max_position_embeddings", 131072, src);
+    c->eps = json_num(j, "rms_norm_eps", 1e-6, src);
+    c->qscalar = json_num(j, "query_pre_attn_scalar", 256, src);
+    c->final_softcap = json_num(j, "final_logit_softcapping", 0.0, src);
+    c->pad = (int)json_int(j, "pad_token_id", 0, src);
+    c->bos = (int)json_int(j, "bos_token_id", 2, src);
+    const cJSON *eos = json_get(j, "eos_token_id");
+    c->eos = eos && cJSON_IsArray(eos) ? (int)cJSON_GetArrayItem(eos, 0)->valuedouble
+                                       : (int)json_int(j, "eos_token_id", 1, src);
+    if (c->L < 1 || c->L > MAX_LAYERS) fail("%s: num_hidden_layers %d out of range [1, %d]", src, c->L, MAX_LAYERS);
+    if (c->V < 1 || c->d < 1 || c->H < 1 || c->K < 1 || c->D < 2 || c->F < 1 || c->W < 1)
+        fail("%s: sizes must be positive (vocab %d, hidden %d, heads %d, kv heads %d, head_dim %d, ffn %d, window %d)",
+             src, c->V, c->d, c->H, c->K, c->D, c->F, c->W);
+    if (c->H % c->K) fail("%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", src, c->H, c->K);
+    if (c->D % 2) fail("%s: head_dim %d must be even (RoPE rotates pairs)", src, c->D);
+    if (!json_bool(j, "tie_word_embeddings", 1, src))
+        fail("%s: tie_word_embeddings=false is not supported (every Gemma ties them)", src);
+    const char *act = json_str(j, "hidden_activation", json_str(j, "hidden_act", "gelu_pytorch_tanh", src), src);
+    if (strcmp(act, "gelu_pytorch_tanh") != 0 && strcmp(act, "gelu_tanh") != 0)
+        fail("%s: hidden_activation \"%s\" is not supported (gelu_pytorch_tanh is)", src, act);
+    // transformers' Gemma 3 never applies attn_logit_softcapping; refuse a value rather than silently differ
+    if (json_get(j, "attn_logit_softcapping"))
+        fail("%s: attn_logit_softcapping is set, but transformers' Gemma 3 ignores it; set it to null", src);
+    if (json_bool(j, "attention_bias", 0, src)) fail("%s: attention_bias=true is not supported", src);
+    if (json_bool(j, "use_bidirectional_attention", 0, src) && c->arch == 3)
+        fail("%s: use_bidirectional_attention=true is not supported (causal LMs only)", src);
+
+    // layer pattern: layer_types, else the older sliding_window_pattern (every p-th layer is full)
+    const cJSON *lt = json_get(j, "layer_types");
+    if (lt) {
+        if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != c->L)
+            fail("%s: layer_types must list %d entries, one per layer", src, c->L);
+        for (int l = 0; l < c->L; l++) {
+            const cJSON *e = cJSON_GetArrayItem(lt, l);
+            if (!cJSON_IsString(e)) fail("%s: layer_types[%d] must be a string", src, l);
+            if (strcmp(e->valuestring, "full_attention") == 0) c->full[l] = 1;
+            else if (strcmp(e->valuestring, "sliding_attention") == 0) c->full[l] = 0;
+            else fail("%s: layer_types[%d] = \"%s\" (expected sliding_attention or full_attention)", src, l,
+                      e->valuestring);
+        }
+    } else {
+        int p = (int)json_int(j, "sliding_window_pattern", 6, src);
+        if (p < 1) fail("%s: sliding_window_pattern must be >= 1", src);
+        for (int l = 0; l < c->L; l++) c->full[l] = (l + 1) % p == 0;
+    }
+
+    // RoPE: transformers 5 writes rope_parameters per layer type; older files rope_theta,
+    // rope_local_base_freq and rope_scaling (linear, full layers only)
+    c->rope_global = 1e6;
+    c->rope_local = 1e4;
+    c->rope_scale = 1.0;
+    c->partial_rotary = 1.0;
+    const cJSON *rp = json_get(j, "rope_parameters");
+    int prop = 0;
+    if (rp && (json_get(rp, "full_attention") || json_get(rp, "sliding_attention"))) {
+        double f_local = 1.0, dummy_partial = 1.0;
+        int prop_local = 0;
+        c->rope_global = rope_params_theta(rp, "full_attention", 1e6, &c->rope_scale, &prop, &c->partial_rotary, src);
+        c->rope_local = rope_params_theta(rp, "sliding_attention", 1e4, &f_local, &prop_local, &dummy_partial, src);
+        if (f_local != 1.0 || prop_local) fail("%s: scaled RoPE on sliding layers is not supported", src);
+    } else {
+        c->rope_global = json_num(j, "rope_theta", 1e6, src);
+        c->rope_local = json_num(j, "rope_local_base_freq", 1e4, src);
+        const cJSON *rs = json_get(j, "rope_scaling");
+        if (!rs) rs = rp;  // a flat rope_parameters dict applies to full layers
+        if (rs) {
+            const char *type = json_str(rs, "rope_type", json_str(rs, "type", "default", src), src);
+            if (strcmp(type, "linear") == 0) c->rope_scale = json_num(rs, "factor", 1.0, src);
+            else if (strcmp(type, "default") != 0)
+                fail("%s: rope_scaling type \"%s\" is not supported (linear is)", src, type);
+            c->rope_global = json_num(rs, "rope_theta", c->rope_global, src);
+        }
+    }
+    if (c->arch == 3) {
+        if (prop) fail("%s: proportional RoPE is a Gemma 4 feature", src);
+        c->Dg = c->D;
+        c->Kg = c->K;
+    } else {
+        if (json_int(j, "hidden_size_per_layer_input", 0, src) != 0)
+            fail("%s: hidden_size_per_layer_input > 0 (per-layer input embeddings, E2B/E4B) is not supported yet; "
+                 "only dense Gemma 4 text models load",
+                 src);
+        if (json_int(j, "num_kv_shared_layers", 0, src) != 0)
+            fail("%s: num_kv_shared_layers > 0 (KV-shared layers, E2B/E4B) is not supported yet", src);
+        if (json_bool(j, "enable_moe_block", 0, src))
+            fail("%s: enable_moe_block=true (the 26B-A4B mixture of experts) is not supported", src);
+        if (json_bool(j, "use_double_wide_mlp", 0, src))
+            fail("%s: use_double_wide_mlp=true is not supported yet", src);
+        c->Dg = (int)json_int(j, "global_head_dim", 512, src);
+        c->Kg = (int)json_int(j, "num_global_key_value_heads", c->K, src);
+        c->k_eq_v = json_bool(j, "attention_k_eq_v", 0, src);
+        // transformers 5.17 saves per-layer overrides as per_layer_config {"<layer>": {...}}
+        const cJSON *plc = json_get(j, "per_layer_config");
+        if (plc)
+            for (const cJSON *e = plc->child; e; e = e->next) {
+                int l = atoi(e->string);
+                if (l < 0 || l >= c->L) fail("%s: per_layer_config names layer %s of %d", src, e->string, c->L);
+                int hd = (int)json_int(e, "head_dim", c->full[l] ? c->Dg : c->D, src);
+                int kv = (int)json_int(e, "num_key_value_heads", c->full[l] ? c->Kg : c->K, src);
+                int *pd = c->full[l] ? &c->Dg : &c->D, *pk = c->full[l] ? &c->Kg : &c->K;
+                if (hd != *pd || kv != *pk) {
+                    // per-layer values must agree within a layer type
+                    static int seen[2] = {0, 0};
+                    if (seen[c->full[l]]) fail("%s: per_layer_config gives layer %d its own shape; only one shape per "
+                                               "layer type is supported", src, l);
+                    seen[c->full[l]] = 1;
+                    *pd = hd, *pk = kv;
+                }
+            }
+        if (c->Dg % 2 || c->H % c->Kg) fail("%s: global_head_dim must be even and divide heads into kv groups", src);
+        if (!prop) c->partial_rotary = 1.0;
+    }
+    if (c->W > c->max_pos) c->W = c->max_pos;
+    c->attn_softcap = 0;
+    c->scale_dtype = ST_F32;
+}
+
+static void config_load(Config *c, const char *path) {
+    cJSON *j = json_read(path);
+    config_from_json(c, j, path);
+    cJSON_Delete(j);
+}
+
+// The Gemma3TextConfig / Gemma4TextConfig JSON that transformers loads back (transformers 5 form).
+static cJSON *config_to_json(const Config *c, const char *dtype) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON *arch = cJSON_AddArrayToObject(j, "architectures");
+    cJSON_AddItemToArray(arch, cJSON_CreateString(c->arch == 3 ? "Gemma3ForCausalLM" : "Gemma4ForCausalLM"));
+    cJSON_AddStringToObject(j, "model_type", c->arch == 3 ? "gemma3_text" : "gemma4_text");
+    cJSON_AddNumberToObject(j, "vocab_size", c->V);
+    cJSON_AddNumberToObject(j, "hidden_size", c->d);
+    cJSON_AddNumberToObject(j, "intermediate_size", c->F);
+    cJSON_AddNumberToObject(j, "num_hidden_layers", c->L);
+    cJSON_AddNumberToObject(j, "num_attention_heads", c->H);
+    cJSON_AddNumberToObject(j, "num_key_value_heads", c->K);
+    cJSON_AddNumberToObject(j, "head_dim", c->D);
+    cJSON_AddStringToObject(j, "hidden_activation", "gelu_pytorch_tanh");
+    cJSON_AddNumberToObject(j, "max_position_embeddings", c->max_pos);
+    cJSON_AddNumberToObject(j, "rms_norm_eps", c->eps);
+    cJSON_AddNumberToObject(j, "sliding_window", c->W);
+    cJSON *lt = cJSON_AddArrayToObject(j, "layer_types");
+    for (int l = 0; l < c->L; l++)
+        cJSON_AddItemToArray(lt, cJSON_CreateString(c->full[l] ? "full_attention" : "sliding_attention"));
+    cJSON *rp = cJSON_AddObjectToObject(j, "rope_parameters");
+    cJSON *rf = cJSON_AddObjectToObject(rp, "full_attention");
+    if (c->arch == 4 && c->partial_rotary != 1.0) {
+        cJSON_AddStringToObject(rf, "rope_type", "proportional");
+        cJSON_AddNumberToObject(rf, "partial_rotary_factor", c->partial_rotary);
+    } else if (c->rope_scale != 1.0) {
+        cJSON_AddStringToObject(rf, "rope_type", "linear");
+        cJSON_AddNumberToObject(rf, "factor", c->rope_scale);
+    } else cJSON_AddStringToObject(rf, "rope_type", "default");
+    cJSON_AddNumberToObject(rf, "rope_theta", c->rope_global);
+    cJSON *rs = cJSON_AddObjectToObject(rp, "sliding_attention");
+    cJSON_AddStringToObject(rs, "rope_type", "default");
+    cJSON_AddNumberToObject(rs, "rope_theta", c->rope_local);
+    if (c->arch == 3) cJSON_AddNumberToObject(j, "query_pre_attn_scalar", c->qscalar);
+    if (c->final_softcap > 0) cJSON_AddNumberToObject(j, "final_logit_softcapping", c->final_softcap);
+    else cJSON_AddNullToObject(j, "final_logit_softcapping");
+    if (c->arch == 3) cJSON_AddNullToObject(j, "attn_logit_softcapping");
+    if (c->arch == 4) {
+        cJSON_AddNumberToObject(j, "global_head_dim", c->Dg);
+        cJSON_AddNumberToObject(j, "num_global_key_value_heads", c->Kg);
+        cJSON_AddBoolToObject(j, "attention_k_eq_v", c->k_eq_v);
+        cJSON_AddNumberToObject(j, "hidden_size_per_layer_input", 0);
+        cJSON_AddNumberToObject(j, "num_kv_shared_layers", 0);
+        cJSON_AddBoolToObject(j, "enable_moe_block", 0);
+    }
+    cJSON_AddBoolToObject(j, "tie_word_embeddings", 1);
+    cJSON_AddBoolToObject(j, "attention_bias", 0);
+    cJSON_AddNumberToObject(j, "pad_token_id", c->pad);
+    cJSON_AddNumberToObject(j, "bos_token_id", c->bos);
+    cJSON_AddNumberToObject(j, "eos_token_id", c->eos);
+    cJSON_AddStringToObject(j, "dtype", dtype);
+    return j;
+}
+
+static void config_print(const Config *c, FILE *f) {
+    int nfull = 0;
+    for (int l = 0; l < c->L; l++) nfull += c->full[l];
+    fprintf(f, "| model: Gemma %d  V=%d d=%d L=%d (%d full) H=%d K=%d D=%d F=%d window=%d\n", c->arch, c->V, c->d, c->L,
+            nfull, c->H, c->K, c->D, c->F, c->W);
+    fprintf(f, "|   rope local %g global %g (linear x%g)  eps %g  final softcap %g", c->rope_local, c->rope_global,
+            c->rope_scale, c->eps, c->final_softcap);
+    if (c->arch == 3) fprintf(f, "  query_pre_attn_scalar %g\n", c->qscalar);
+    else fprintf(f, "  full layers: D=%d K=%d k_eq_v=%d partial rope %g\n", c->Dg, c->Kg, c->k_eq_v, c->partial_rotary);
+    fprintf(f, "|   layers: ");
+    for (int l = 0; l < c->L; l++) fputc(c->full[l] ? 'F' : 's', f);
+    fputc('\n', f);
+}
+
+// ================================================================================================
+// 2. Parameter layout: one size table, one allocation, pointers carved from it.
+//    Gradients, Adam moments and importance scores reuse the same table (same offsets).
+//    Within a layer q,k,v are adjacent (one fused GEMM) and so are gate,up.
+// ================================================================================================
+
+enum {  // tensor kinds, in memory order within a layer
+    T_IN_NORM, T_WQ, T_WK, T_WV, T_Q_NORM, T_K_NORM, T_WO, T_POST_ATTN_NORM,
+    T_PRE_FFN_NORM, T_WGATE, T_WUP, T_WDOWN, T_POST_FFN_NORM, T_LAYER_SCALAR, T_NKINDS,
+    T_EMBED = 100, T_FINAL_NORM
+};
+
+static const char *kind_hf_name[T_NKINDS] = {
+    "input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+    "self_attn.q_norm.weight", "self_attn.k_norm.weight", "self_attn.o_proj.weight",
+    "post_attention_layernorm.weight", "pre_feedforward_layernorm.weight", "mlp.gate_proj.weight",
+    "mlp.up_proj.weight", "mlp.down_proj.weight", "post_feedforward_layernorm.weight", "layer_scalar"};
+
+typedef struct {
+    int kind, layer;    // layer -1 for embedding and final norm
+    size_t rows, cols;  // cols = 1 for vectors; shape [rows, cols] as in the HF file (1-D when cols == 1)
+    size_t offset;      // in floats, from the start of the block
+    int is_norm;        // RMSNorm weight (no weight decay; Gemma 3 stores w for (1+w))
+    char name[96];      // the Hugging Face tensor name
+} PEntry;
+
+typedef struct {
+    int n;
+    PEntry *e;
+    size_t total;  // floats
+} ParamTable;
+
+static void table_add(ParamTable *t, int kind, int layer, size_t rows, size_t cols, int is_norm) {
+    PEntry *p = &t->e[t->n++];
+    p->kind = kind, p->layer = layer, p->rows = rows, p->cols = cols, p->is_norm = is_norm;
+    p->offset = t->total;
+    t->total += rows * cols;
+    if (kind == T_EMBED) snprintf(p->name, sizeof p->name, "model.embed_tokens.weight");
+    else if (kind == T_FINAL_NORM) snprintf(p->name, sizeof p->name, "model.norm.weight");
+    else snprintf(p->name, sizeof p->name, "model.layers.%d.%s", layer, kind_hf_name[kind]);
+}
+
+static void param_table(const Config *c, ParamTable *t) {
+    t->n = 0, t->total = 0;
+    t->e = (PEntry *)callocCheck(sizeof(PEntry) * (size_t)(2 + T_NKINDS * c->L));
+    size_t d = (size_t)c->d, H = (size_t)c->H, F = (size_t)c->F;
+    table_add(t, T_EMBED, -1, (size_t)c->V, d, 0);
+    for (int l = 0; l < c->L; l++) {
+        size_t D = (size_t)layer_D(c, l), K = (size_t)layer_K(c, l);
+        table_add(t, T_IN_NORM, l, d, 1, 1);
+        table_add(t, T_WQ, l, H * D, d, 0);
+        table_add(t, T_WK, l, K * D, d, 0);
+        if (layer_has_v(c, l)) table_add(t, T_WV, l, K * D, d, 0);
+        table_add(t, T_Q_NORM, l, D, 1, 1);
+        table_add(t, T_K_NORM, l, D, 1, 1);
+        table_add(t, T_WO, l, d, H * D, 0);
+        table_add(t, T_POST_ATTN_NORM, l, d, 1, 1);
+        table_add(t, T_PRE_FFN_NORM, l, d, 1, 1);
+        table_add(t, T_WGATE, l, F, d, 0);
+        table_add(t, T_WUP, l, F, d, 0);
+        table_add(t, T_WDOWN, l, d, F, 0);
+        table_add(t, T_POST_FFN_NORM, l, d, 1, 1);
+        if (c->arch == 4) table_add(t, T_LAYER_SCALAR, l, 1, 1, 1);
+    }
+    table_add(t, T_FINAL_NORM, -1, d, 1, 1);
+}
+
+// non-embedding parameters (what Sheared-LLaMA targets count) and the total
+static size_t count_params(const Config *c, int with_embedding) {
+    ParamTable t;
+    param_table(c, &t);
+    size_t n = with_embedding ? t.total : t.total - (size_t)c->V * c->d;
+    free(t.e);
+    return n;
+}
+
+typedef struct {
+    float *in_norm, *wq, *wk, *wv, *q_norm, *k_norm, *wo, *post_attn_norm;
+    float *pre_ffn_norm, *wgate, *wup, *wdown, *post_ffn_norm, *layer_scalar;
+} LayerParams;
+
+typedef struct {
+    float *embed;       // [V, d]  tied: also the output matrix
+    float *final_norm;  // [d]
+    LayerParams *layer; // [L]
+} Params;
+
+static Params params_carve(const Config *c, const ParamTable *t, float *block) {
+    Params p;
+    p.layer = (LayerParams *)callocCheck(sizeof(LayerParams) * (size_t)c->L);
+    for (int i = 0; i < t->n; i++) {
+        const PEntry *e = &t->e[i];
+        float *ptr = block + e->offset;
+        if (e->kind == T_EMBED) { p.embed = ptr; continue; }
+        if (e->kind == T_FINAL_NORM) { p.final_norm = ptr; continue; }
+        LayerParams *lp = &p.layer[e->layer];
+        float **slot[T_NKINDS] = {&lp->in_norm, &lp->wq, &lp->wk, &lp->wv, &lp->q_norm, &lp->k_norm, &lp->wo,
+                                  &lp->post_attn_norm, &lp->pre_ffn_norm, &lp->wgate, &lp->wup, &lp->wdown,
+                                  &lp->post_ffn_norm, &lp->layer_scalar};
+        *slot[e->kind] = ptr;
+    }
+    return p;
+}
+
+// ================================================================================================
+// 3. Ops. Row-major throughout; a weight W[out, in] is used as y = x W^T like torch.nn.Linear.
+// ================================================================================================
+
+static int blas_ready = 0;
+
+// Debian's BLIS 0.9 does not recognise recent AMD CPUs and picks its slow generic kernels. Ask for
+// the AVX-512 (skx) kernels when, and only when, the CPU has the instructions they use.
+static void blas_init(void) {
+    if (blas_ready) return;
+    blas_ready = 1;
+#ifdef USE_BLIS
+    if (!getenv("BLIS_ARCH_TYPE")) {
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+            setenv("BLIS_ARCH_TYPE", "0", 1);  // 0 = skx in BLIS 0.9's arch enum
+        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+            setenv("BLIS_ARCH_TYPE", "3", 1);  // 3 = haswell
+    }
+    if (!getenv("BLIS_NUM_THREADS")) bli_thread_set_num_threads(omp_get_max_threads());
+#endif
+}
+
+static const char *blas_kernels(void) {
+#ifdef USE_BLIS
+    blas_init();
+    return bli_arch_string(bli_arch_query_id());
+#else
+    return "plain C (no BLIS)";
+#endif
+}
+
+static double blas_seconds = 0;  // time spent in matmul, for the benchmark's "share of time in BLIS"
+
+// C[M,N] = alpha * op(A) op(B) + beta * C, row-major; op(A) is [M,K], op(B) is [K,N].
+static void matmul(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                   int ldb, float beta, float *C, int ldc) {
+    if (M == 0 || N == 0) return;
+    double t0 = now_sec();
+#ifdef USE_BLIS
+    blas_init();
+    // BLIS takes general strides: a row-major [r, c] matrix with leading dimension ld has rs=ld, cs=1
+    bli_sgemm(transA ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, transB ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, M, N, K,
+              &alpha, (float *)A, lda, 1, (float *)B, ldb, 1, &beta, C, ldc, 1);
+#else
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        for (int j = 0; j < N; j++) c[j] = beta == 0 ? 0 : beta * c[j];
+        for (int k = 0; k < K; k++) {
+            float a = alpha * (transA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]);
+            if (transB) for (int j = 0; j < N; j++) c[j] += a * B[(size_t)j * ldb + k];
+            else for (int j = 0; j < N; j++) c[j] += a * B[(size_t)k * ldb + j];
+        }
+    }
+#endif
+    blas_seconds += now_sec() - t0;
+}
+
+// y = x W^T (+ y if accumulate): x [N, in], W [out, in], y [N, out]
+static void linear_forward(float *y, const float *x, const float *W, int N, int in, int out) {
+    matmul(0, 1, N, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+}
+// dx (+)= dy W ; dW += dy^T x
+static void linear_backward(float *dx, float *dW, const float *dy, const float *x, const float *W, int N, int in,
+                            int out, int accumulate_dx) {
+    if (dW) matmul(1, 0, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
+    if (dx) matmul(0, 0, N, in, out, 1.0f, dy, out, W, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
+}
+
+// --- RMSNorm, with the masks of pruning --------------------------------------------------------------
+// y_i = x_i * r * (off + w_i) * z_i * gate,   r = 1 / sqrt(sum_{i kept} x_i^2 / n_kept + eps)
+// kept = {i : z_i != 0} (all when z is NULL); off = 1 for Gemma 3's (1+w), 0 for Gemma 4's w;
+// w == NULL is a weightless norm (Gemma 4's v norm). gate is the layer mask (1 when off).
+
+static inline float rms_row_forward(float *y, const float *x, const float *w, float off, const float *z, int n_kept,
+                                    float gate, int C, double eps) {
+    double ss = 0;
+    for (int i = 0; i < C; i++)
+        if (!z || z[i] != 0.0f) ss += (double)x[i] * x[i];
+    float r = (float)(1.0 / sqrt(ss / (z ? n_kept : C) + eps));
+    for (int i = 0; i < C; i++) y[i] = x[i] * r * (w ? off + w[i] : 1.0f) * (z ? z[i] * gate : gate);
+    return r;
+}
+
+// dx += d y / d x given dy (the weight, mask and gate gradients are reduced separately)
+static inline void rms_row_backward(float *dx, const float *dy, const float *x, float r, const float *w, float off,
+                                    const float *z, int n_kept, float gate, int C) {
+    double dot = 0;  // sum_j dy_j g_j m_j x_j over kept j
+    for (int i = 0; i < C; i++)
+        if (!z || z[i] != 0.0f) dot += (double)dy[i] * (w ? off + w[i] : 1.0f) * (z ? z[i] * gate : gate) * x[i];
+    float c3 = (float)dot * r * r * r / (float)(z ? n_kept : C);
+    for (int i = 0; i < C; i++) {
+        if (z && z[i] == 0.0f) continue;  // not kept: neither in the statistic nor in the output
+        dx[i] += r * dy[i] * (w ? off + w[i] : 1.0f) * (z ? z[i] * gate : gate) - x[i] * c3;
+    }
+}
+
+// N rows of C at strides ldx / ldy
+static void rmsnorm_forward(float *y, int ldy, float *rstd, const float *x, int ldx, const float *w, float off,
+                            const float *z, int n_kept, float gate, int N, int C, double eps) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        rstd[n] = rms_row_forward(y + (size_t)n * ldy, x + (size_t)n * ldx, w, off, z, n_kept, gate, C, eps);
+}
+
+// Backward of rmsnorm_forward given dy. dx is ACCUMULATED (+=). dw, dz, dgate are accumulated when
+// non-NULL. Reductions over rows run per column block, so results do not depend on the thread count.
+static void rmsnorm_backward(float *dx, int lddx, float *dw, float *dz, float *dgate, const float *dy, int lddy,
+                             const float *x, int ldx, const float *rstd, const float *w, float off, const float *z,
+                             int n_kept, float gate, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        rms_row_backward(dx + (size_t)n * lddx, dy + (size_t)n * lddy, x + (size_t)n * ldx, rstd[n], w, off, z, n_kept,
+                         gate, C);
+    if (dw || dz || dgate) {
+        const int CB = 64;
+        int nb = (C + CB - 1) / CB;
+        double *gpart = (double *)callocCheck(sizeof(double) * (size_t)nb);
+#pragma omp parallel for schedule(static)
+        for (int b = 0; b < nb; b++) {
+            int i0 = b * CB, i1 = i0 + CB < C ? i0 + CB : C;
+            double acc[64] = {0};  // sum_n dy_i x_i r
+            for (int n = 0; n < N; n++) {
+                const float *xr = x + (size_t)n * ldx, *dyr = dy + (size_t)n * lddy;
+                float r = rstd[n];
+                for (int i = i0; i < i1; i++) acc[i - i0] += (double)dyr[i] * xr[i] * r;
+            }
+            double gs = 0;
+            for (int i = i0; i < i1; i++) {
+                double g = w ? off + w[i] : 1.0, zi = z ? z[i] : 1.0, t = acc[i - i0];
+                if (dw) dw[i] += (float)(t * zi * gate);  // d y_i / d w_i = x_i r z_i gate
+                if (dz) dz[i] += (float)(t * g * gate);   // d y_i / d z_i = x_i r g_i gate
+                gs += t * g * zi;                         // d y_i / d gate = x_i r g_i z_i
+            }
+            gpart[b] = gs;
+        }
+        if (dgate) {
+            double s = 0;
+            for (int b = 0; b < nb; b++) s += gpart[b];
+            *dgate += (float)s;
+        }
+        free(gpart);
+    }
+}
+
+// Per-head norms (q_norm, k_norm, Gemma 4's v norm): rows n of the fused qkv buffer hold nh heads of
+// D at column offset col; y is [N, nh, D] contiguous, rstd [N, nh].
+static void headnorm_forward(float *y, float *rstd, const float *qkv, int ld, int col, int nh, int D, const float *w,
+                             float off, int N, double eps) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < nh; h++)
+            rstd[(size_t)n * nh + h] = rms_row_forward(y + ((size_t)n * nh + h) * D, qkv + (size_t)n * ld + col + h * D,
+                                                       w, off, NULL, 0, 1.0f, D, eps);
+}
+
+static void headnorm_backward(float *dqkv, float *dw, const float *dy, const float *qkv, int ld, int col, int nh,
+                              int D, const float *rstd, const float *w, float off, int N) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < nh; h++)
+            rms_row_backward(dqkv + (size_t)n * ld + col + h * D, dy + ((size_t)n * nh + h) * D,
+                             qkv + (size_t)n * ld + col + h * D, rstd[(size_t)n * nh + h], w, off, NULL, 0, 1.0f, D);
+    if (!dw) return;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < D; i++) {  // d y_i / d w_i = x_i r
+        double s = 0;
+        for (int n = 0; n < N; n++)
+            for (int h = 0; h < nh; h++)
+                s += (double)dy[((size_t)n * nh + h) * D + i] * qkv[(size_t)n * ld + col + h * D + i] *
+                     rstd[(size_t)n * nh + h];
+        dw[i] += (float)s;
+    }
+}
+
+// --- RoPE, NeoX halves: dimension i pairs with i + D/2 -------------------------------------------------
+// x: [N rows of nh heads of D], position of row n is n % T. sign = -1 applies the inverse rotation
+// (the backward of a rotation is its transpose).
+static void rope_apply(float *x, int N, int T, int nh, int D, const double *inv, float sign) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        int pos = n % T;
+        for (int i = 0; i < D / 2; i++) {
+            // angles in fp32 like transformers (inv_freq.float() @ position_ids.float())
+            float ang = (float)inv[i] * (float)pos;
+            float cs = cosf(ang), sn = sign * sinf(ang);
+            for (int h = 0; h < nh; h++) {
+                float *v = x + ((size_t)n * nh + h) * D;
+                float a = v[i], b = v[i + D / 2];
+                v[i] = a * cs - b * sn;
+                v[i + D / 2] = b * cs + a * sn;
+            }
+        }
+    }
+}
+
+// --- attention: causal, sliding window, GQA, optional softcap --------------------------------------
+// q [N, H, D], k/v [N, K, D], out [N, H, D], lse [B, H, T]. Query t of a sliding layer sees keys
+// t-W+1 .. t (exactly W keys, itself included); a full layer sees 0 .. t. Query head h reads kv head
+// h / (H/K). Probabilities are not stored: backward recomputes them from lse (flash-style).
+static inline int attn_first_key(int t, int window) { return window > 0 && t - window + 1 > 0 ? t - window + 1 : 0; }
+
+static void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, int B, int T,
+                              int H, int K, int D, int window, float scale, float softcap) {
+    int G = H / K;
+#pragma omp parallel
+    {
+        float *s = (float *)mallocCheck(sizeof(float) * (size_t)T);
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+                for (int t = 0; t < T; t++) {
+                    const float *qt = q + (((size_t)b * T + t) * H + h) * D;
+                    int j0 = attn_first_key(t, window);
+                    float mx = -INFINITY;
+                    for (int j = j0; j <= t; j++) {
+                        const float *kj = k + (((size_t)b * T + j) * K + h / G) * D;
+                        float dot = 0;
+                        for (int i = 0; i < D; i++) dot += qt[i] * kj[i];
+                        dot *= scale;
+                        if (softcap > 0) dot = softcap * tanhf(dot / softcap);
+                        s[j] = dot;
+                        if (dot > mx) mx = dot;
+                    }
+                    double sum = 0;
+                    for (int j = j0; j <= t; j++) sum += (s[j] = expf(s[j] - mx));
+                    float inv = (float)(1.0 / sum);
+                    float *ot = out + (((size_t)b * T + t) * H + h) * D;
+                    for (int i = 0; i < D; i++) ot[i] = 0;
+                    for (int j = j0; j <= t; j++) {
+                        const float *vj = v + (((size_t)b * T + j) * K + h / G) * D;
+                        float p = s[j] * inv;
+                        for (int i = 0; i < D; i++) ot[i] += p * vj[i];
+                    }
+                    lse[((size_t)b * H + h) * T + t] = mx + (float)log(sum);
+                }
+        free(s);
+    }
+}
+
+// probabilities of one query row (for the profiler's entropy and the backward)
+static void attention_row_probs(float *p, const float *q, const float *k, const float *lse, int b, int h, int t,
+                                int T, int H, int K, int D, int window, float scale, float softcap) {
+    int G = H / K;
+    const float *qt = q + (((size_t)b * T + t) * H + h) * D;
+    float l = lse[((size_t)b * H + h) * T + t];
+    for (int j = attn_first_key(t, window); j <= t; j++) {
+        const float *kj = k + (((size_t)b * T + j) * K + h / G) * D;
+        float dot = 0;
+        for (int i = 0; i < D; i++) dot += qt[i] * kj[i];
+        dot *= scale;
+        if (softcap > 0) dot = softcap * tanhf(dot / softcap);
+        p[j] = expf(dot - l);
+    }
+}
+
+// dq, dk, dv are overwritten. Parallel over (batch, kv head) so no two threads write the same dk/dv.
+static void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                               const float *q, const float *k, const float *v, int B, int T, int H, int K, int D,
+                               int window, float scale, float softcap) {
+    int G = H / K;
+    memset(dk, 0, sizeof(float) * (size_t)B * T * K * D);
+    memset(dv, 0, sizeof(float) * (size_t)B * T * K * D);
+#pragma omp parallel
+    {
+        float *p = (float *)mallocCheck(sizeof(float) * (size_t)T);
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int g = 0; g < K; g++)
+                for (int h = g * G; h < (g + 1) * G; h++)
+                    for (int t = 0; t < T; t++) {
+                        size_t qi = (((size_t)b * T + t) * H + h) * D;
+                        const float *qt = q + qi, *dot_ = dout + qi, *ot = out + qi;
+                        float *dqt = dq + qi;
+                        int j0 = attn_first_key(t, window);
+                        attention_row_probs(p, q, k, lse, b, h, t, T, H, K, D, window, scale, softcap);
+                        float Dt = 0;  // sum_i dout_i * out_i = sum_j p_j dp_j
+                        for (int i = 0; i < D; i++) Dt += dot_[i] * ot[i];
+                        for (int i = 0; i < D; i++) dqt[i] = 0;
+                        for (int j = j0; j <= t; j++) {
+                            size_t ki = (((size_t)b * T + j) * K + g) * D;
+                            const float *kj = k + ki, *vj = v + ki;
+                            float dp = 0;
+                            for (int i = 0; i < D; i++) dp += dot_[i] * vj[i];
+                            float ds = p[j] * (dp - Dt);
+                            if (softcap > 0) {  // s = c tanh(raw / c): d raw = ds (1 - (s/c)^2)
+                                float sc = logf(p[j]) + lse[((size_t)b * H + h) * T + t];
+                                ds *= 1.0f - (sc / softcap) * (sc / softcap);
+                            }
+                            ds *= scale;
+                            float *dkj = dk + ki, *dvj = dv + ki;
+                            for (int i = 0; i < D; i++) {
+                                dqt[i] += ds * kj[i];
+                                dkj[i] += ds * qt[i];
+                                dvj[i] += p[j] * dot_[i];
+                            }
+                        }
+                    }
+        free(p);
+    }
+}
+
+// --- gated GELU (tanh approximation, gelu_pytorch_tanh) -------------------------------------------
+static inline float gelu_tanh(float x) {
+    const float c = 0.7978845608028654f;  // sqrt(2/pi)
+    return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
+}
+static inline float gelu_tanh_grad(float x) {
+    const float c = 0.7978845608028654f;
+    float u = c * (x + 0.044715f * x * x * x), th = tanhf(u);
+    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * c * (1.0f + 3.0f * 0.044715f * x * x);
+}
+
+// sum_i a_i * b_i (b NULL: sum_i a_i) in double, split into fixed chunks summed in order, so the
+// result is the same for any thread count (an OpenMP reduction's combine order is not fixed).
+static double dot_det(const float *a, const float *b, size_t n) {
+    const size_t CH = 4096;
+    size_t nc = (n + CH - 1) / CH;
+    double *part = (double *)mallocCheck(sizeof(double) * (nc ? nc : 1));
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < nc; c++) {
+        double s = 0;
+        size_t i1 = (c + 1) * CH < n ? (c + 1) * CH : n;
+        for (size_t i = c * CH; i < i1; i++) s += b ? (double)a[i] * b[i] : (double)a[i];
+        part[c] = s;
+    }
+    double s = 0;
+    for (size_t c = 0; c < nc; c++) s += part[c];
+    free(part);
+    return s;
+}
+
+// ================================================================================================
+// 4. Model: weights, gradients, masks, activations; forward and backward
+// ================================================================================================
+
+typedef struct {  // what one layer keeps from the forward pass for the backward pass
+    float *x;        // [N, d] residual stream entering the layer
+    float *a;        // [N, d] input_layernorm output
+    float *r_in;     // [N]    its rstd
+    float *qkv;      // [N, (H+2K)D] raw q,k,v projections (fused GEMM output)
+    float *q, *k, *v;// [N,H,D], [N,K,D], [N,K,D] after q/k norm and RoPE (v: Gemma 4's norm)
+    float *rq, *rk, *rv; // [N*H], [N*K], [N*K] rstd of q_norm, k_norm, v norm
+    float *att;      // [N, H*D] attention output per head, before the head mask
+    float *lse;      // [B, H, T]
+    float *o;        // [N, d] o_proj output
+    float *r_pa;     // [N]
+    float *x2;       // [N, d] residual after the attention branch
+    float *m;        // [N, d] pre_feedforward_layernorm output
+    float *r_pf;     // [N]
+    float *gu;       // [N, 2F] gate | up projections
+    float *h;        // [N, F] gelu(gate) * up, before the intermediate mask
+    float *f;        // [N, d] down_proj output
+    float *r_pff;    // [N]
+} LayerActs;
+
+typedef struct {
+    Config c;
+    ParamTable tab;
+    float *w;            // all weights, tab.total floats
+    Params p;
+    float *gw;           // gradients, same layout (NULL until model_alloc_grads)
+    Params g;
+    float embed_scale;   // sqrt(d) rounded as the loader of this checkpoint rounds it
+    // Mask hooks (NULL = off). prune.c points these at its sampled or deterministic values:
+    float *zl;           // [L]    layer gate on both branch outputs (after their post-norms)
+    float *zh;           // [L, H] per query head, on the head's attention output before o_proj
+    float *zf;           // [L, F] per FFN channel, on gelu(gate) * up
+    float *zd;           // [d]    hidden dims: embedding output and every d-sized norm output
+    float *dzl, *dzh, *dzf, *dzd;  // their gradients (accumulated by backward)
+    int zd_kept;         // number of nonzero zd entries (the masked norms average over these)
+    // activations for B x T tokens
+    int B, T;
+    LayerActs *act;
+    float *xL;           // [N, d] residual after the last layer
+    float *xf;           // [N, d] final norm output
+    float *r_f;          // [N]
+    float *dxf;          // [N, d] gradient of the final norm output, filled by the fused head
+    const int *tokens;   // [N] inputs of the last forward
+    float *scratch;      // per-backward buffers
+    size_t scratch_n;
+    float loss;          // mean next-token cross-entropy of the last forward
+    int n_valid;         // targets that counted
+} Model;
+
+static void model_init_layout(Model *m) {
+    param_table(&m->c, &m->tab);
+    m->w = (float *)callocCheck(sizeof(float) * m->tab.total);
+    m->p = params_carve(&m->c, &m->tab, m->w);
+    m->embed_scale = embed_scale_for(m->c.d, m->c.scale_dtype);
+}
+
+static void model_alloc_grads(Model *m) {
+    if (m->gw) return;
+    m->gw = (float *)callocCheck(sizeof(float) * m->tab.total);
+    m->g = params_carve(&m->c, &m->tab, m->gw);
+}
+
+static void model_zero_grad(Model *m) {
+    if (m->gw) memset(m->gw, 0, sizeof(float) * m->tab.total);
+    const Config *c = &m->c;
+    if (m->dzl) memset(m->dzl, 0, sizeof(float) * (size_t)c->L);
+    if (m->dzh) memset(m->dzh, 0, sizeof(float) * (size_t)c->L * c->H);
+    if (m->dzf) memset(m->dzf, 0, sizeof(float) * (size_t)c->L * c->F);
+    if (m->dzd) memset(m->dzd, 0, sizeof(float) * (size_t)c->d);
+}
+
+// Gemma-style init (transformers' _init_weights): matrices and embedding ~ N(0, 0.02); norms at
+// identity (0 for Gemma 3's 1+w, 1 for Gemma 4's w); layer_scalar 1.
+static void model_init_random(Model *m, uint64_t seed, double std) {
+    Rng r = rng_seed(seed);
+    for (int i = 0; i < m->tab.n; i++) {
+        const PEntry *e = &m->tab.e[i];
+        float *p = m->w + e->offset;
+        size_t n = e->rows * e->cols;
+        if (e->is_norm) for (size_t j = 0; j < n; j++) p[j] = e->kind == T_LAYER_SCALAR ? 1.0f : 1.0f - norm_offset(&m->c);
+        else for (size_t j = 0; j < n; j++) p[j] = (float)(std * rng_normal(&r));
+    }
+}
+
+// Backward scratch, one block: offsets (in floats) of each buffer for N tokens.
+typedef struct {
+    size_t dx, dx2, dtmp, dh, dgu, dqkv, datt, dq, dk, dv, hm, total;
+} Scratch;
+
+static Scratch scratch_layout(const Config *c, size_t N) {
+    size_t maxqkv = 0, maxhd = 0, maxkd = 0, d = (size_t)c->d, F = (size_t)c->F, H = (size_t)c->H, o = 0;
+    for (int l = 0; l < c->L; l++) {
+        size_t D = (size_t)layer_D(c, l), K = (size_t)layer_K(c, l);
+        if ((H + 2 * K) * D > maxqkv) maxqkv = (H + 2 * K) * D;
+        if (H * D > maxhd) maxhd = H * D;
+        if (K * D > maxkd) maxkd = K * D;
+    }
+    Scratch s;
+#define PLACE(field, count) (s.field = o, o += N * (count))
+    PLACE(dx, d); PLACE(dx2, d); PLACE(dtmp, d); PLACE(dh, F); PLACE(dgu, 2 * F); PLACE(dqkv, maxqkv);
+    PLACE(datt, maxhd); PLACE(dq, maxhd); PLACE(dk, maxkd); PLACE(dv, maxkd); PLACE(hm, F > maxhd ? F : maxhd);
+#undef PLACE
+    s.total = o;
+    return s;
+}
+
+static void model_free_acts(Model *m) {
+    if (!m->act) return;
+    for (int l = 0; l < m->c.L; l++) free(m->act[l].x);  // one block per layer, x is its start
+    free(m->act);
+    free(m->xL);
+    m->act = NULL;
+    free(m->scratch);
+    m->scratch = NULL;
+}
+
+static void model_alloc_acts(Model *m, int B, int T) {
+    if (m->act && m->B == B && m->T == T) return;
+    model_free_acts(m);
+    const Config *c = &m->c;
+    m->B = B, m->T = T;
+    size_t N = (size_t)B * T, d = (size_t)c->d, H = (size_t)c->H, F = (size_t)c->F;
+    m->act = (LayerActs *)callocCheck(sizeof(LayerActs) * (size_t)c->L);
+    for (int l = 0; l < c->L; l++) {
+        size_t D = (size_t)layer_D(c, l), K = (size_t)layer_K(c, l), nqkv = (H + 2 * K) * D;
+        size_t n = N * (6 * d + nqkv + H * D + 2 * K * D + H * D + 3 * F + 4 + H + 2 * K) + (size_t)B * H * T;
+        float *p = (float *)mallocCheck(sizeof(float) * n);
+        LayerActs *a = &m->act[l];
+#define CARVE(field, count) (a->field = p, p += (count))
+        CARVE(x, N * d); CARVE(a, N * d); CARVE(r_in, N); CARVE(qkv, N * nqkv);
+        CARVE(q, N * H * D); CARVE(k, N * K * D); CARVE(v, N * K * D);
+        CARVE(rq, N * H); CARVE(rk, N * K); CARVE(rv, N * K);
+        CARVE(att, N * H * D); CARVE(lse, (size_t)B * H * T); CARVE(o, N * d); CARVE(r_pa, N);
+        CARVE(x2, N * d); CARVE(m, N * d); CARVE(r_pf, N); CARVE(gu, N * 2 * F); CARVE(h, N * F);
+        CARVE(f, N * d); CARVE(r_pff, N);
+#undef CARVE
+    }
+    m->xL = (float *)mallocCheck(sizeof(float) * (N * 3 * d + N));
+    m->xf = m->xL + N * d;
+    m->dxf = m->xf + N * d;
+    m->r_f = m->dxf + N * d;
+    m->scratch_n = scratch_layout(c, N).total;  // the forward borrows its start for masked copies
+    m->scratch = (float *)mallocCheck(sizeof(float) * m->scratch_n);
+}
+
+// head mask of query head h in layer l (prune.c composes it from the kv-group and slot masks)
+static inline float head_gate(const Model *m, int l, int h) { return m->zh ? m->zh[(size_t)l * m->c.H + h] : 1.0f; }
+static inline float layer_gate(const Model *m, int l) { return m->zl ? m->zl[l] : 1.0f; }
+
+// count kept hidden dims (call after changing zd)
+static void model_masks_changed(Model *m) {
+    m->zd_kept = m->c.d;
+    if (m->zd) {
+        m->zd_kept = 0;
+        for (int i = 0; i < m->c.d; i++) m->zd_kept += m->zd[i] != 0.0f;
+        if (m->zd_kept == 0) fail("the hidden mask removed every dimension");
+    }
+}
+
+// The tied output head, fused with the (optional) final softcap and the cross-entropy: logits are
+// made CHUNK rows at a time and never exist in full. With targets, returns the mean loss over valid
+// targets (target < 0 is ignored) and, when want_grad, writes d loss / d xf into m->dxf and
+// accumulates the embedding gradient. With logits_out, copies every (softcapped) logit there.
+static double head_forward(Model *m, const int *targets, int want_grad, float *logits_out) {
+    const Config *c = &m->c;
+    int N = m->B * m->T, V = c->V, d = c->d;
+    int chunk = (int)(((size_t)16 << 20) / ((size_t)V * 4));
+    if (chunk < 1) chunk = 1;
+    if (chunk > N) chunk = N;
+    float *logits = (float *)mallocCheck(sizeof(float) * (size_t)chunk * V);
+    float *row_loss = (float *)mallocCheck(sizeof(float) * (size_t)N);
+    int n_valid = 0;
+    if (targets) for (int n = 0; n < N; n++) n_valid += targets[n] >= 0;
+    double loss = 0;
+    float cap = (float)c->final_softcap;
+    for (int n0 = 0; n0 < N; n0 += chunk) {
+        int rows = N - n0 < chunk ? N - n0 : chunk;
+        linear_forward(logits, m->xf + (size_t)n0 * d, m->p.embed, rows, d, V);
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < rows; r++) {
+            float *z = logits + (size_t)r * V;
+            if (cap > 0) for (int i = 0; i < V; i++) z[i] = cap * tanhf(z[i] / cap);
+            if (logits_out) memcpy(logits_out + (size_t)(n0 + r) * V, z, sizeof(float) * (size_t)V);
+            int tgt = targets ? targets[n0 + r] : -1;
+            row_loss[n0 + r] = 0;
+            if (tgt < 0) {
+                if (want_grad) memset(z, 0, sizeof(float) * (size_t)V);
+                continue;
+            }
+            float mx = -INFINITY;
+            for (int i = 0; i < V; i++) mx = z[i] > mx ? z[i] : mx;
+            double sum = 0;
+            for (int i = 0; i < V; i++) sum += exp((double)(z[i] - mx));
+            double lse = mx + log(sum);
+            row_loss[n0 + r] = (float)(lse - z[tgt]);
+            if (want_grad) {  // d loss / d logit = (softmax - onehot) / n_valid, through the softcap
+                float scale = 1.0f / (float)n_valid;
+                for (int i = 0; i < V; i++) {
+                    float g = (float)exp((double)z[i] - lse) - (i == tgt ? 1.0f : 0.0f);
+                    if (cap > 0) g *= 1.0f - (z[i] / cap) * (z[i] / cap);
+                    z[i] = g * scale;
+                }
+            }
+        }
+        if (want_grad) {
+            float *xf = m->xf + (size_t)n0 * d;
+            linear_backward(m->dxf + (size_t)n0 * d, m->g.embed, logits, xf, m->p.embed, rows, d, V, 0);
+        }
+    }
+    free(logits);
+    loss = dot_det(row_loss, NULL, (size_t)N);
+    free(row_loss);
+    m->n_valid = n_valid;
+    return n_valid ? loss / n_valid : 0.0;
+}
+
+// Forward over tokens [B, T]. targets [B, T] (next tokens; < 0 ignored) may be NULL. With want_grad
+// the head's gradient is computed on the way (see head_forward) and model_backward may follow.
+// Returns the mean cross-entropy (0 without targets).
+static float model_forward(Model *m, const int *tokens, const int *targets, int B, int T, int want_grad,
+                           float *logits_out) {
+    const Config *c = &m->c;
+    model_alloc_acts(m, B, T);
+    if (want_grad) model_alloc_grads(m);
+    m->tokens = tokens;
+    int N = B * T, d = c->d, H = c->H, F = c->F;
+    float off = norm_offset(c);
+    for (int n = 0; n < N; n++)
+        if (tokens[n] < 0 || tokens[n] >= c->V) fail("token id %d at position %d is outside the vocabulary [0, %d)",
+                                                     tokens[n], n, c->V);
+    // x = E[tok] * sqrt(d) (* hidden mask)
+    float *x = m->act[0].x;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *e = m->p.embed + (size_t)tokens[n] * d;
+        for (int i = 0; i < d; i++) x[(size_t)n * d + i] = e[i] * m->embed_scale * (m->zd ? m->zd[i] : 1.0f);
+    }
+    double inv[1024];
+    for (int l = 0; l < c->L; l++) {
+        LayerActs *a = &m->act[l];
+        const LayerParams *lp = &m->p.layer[l];
+        int D = layer_D(c, l), K = layer_K(c, l), hasv = layer_has_v(c, l), nqkv = (H + (hasv ? 2 : 1) * K) * D;
+        float gate = layer_gate(m, l);
+        // a = RMSNorm(x; 1+w_in) * zd
+        rmsnorm_forward(a->a, d, a->r_in, a->x, d, lp->in_norm, off, m->zd, m->zd_kept, 1.0f, N, d, c->eps);
+        // q,k,v = a Wq^T, a Wk^T, a Wv^T in one GEMM (the three weights are adjacent in memory)
+        linear_forward(a->qkv, a->a, lp->wq, N, d, nqkv);
+        // per-head q/k RMSNorm over D (one weight vector shared by all heads), before RoPE.
+        // Rows of qkv are [q (H*D) | k (K*D) | v (K*D)]; Gemma 4 without v_proj uses k's columns for v.
+        int vcol = hasv ? (H + K) * D : H * D;
+        headnorm_forward(a->q, a->rq, a->qkv, nqkv, 0, H, D, lp->q_norm, off, N, c->eps);
+        headnorm_forward(a->k, a->rk, a->qkv, nqkv, H * D, K, D, lp->k_norm, off, N, c->eps);
+        if (c->arch == 4)  // Gemma 4: v gets a weightless RMSNorm
+            headnorm_forward(a->v, a->rv, a->qkv, nqkv, vcol, K, D, NULL, 0.0f, N, c->eps);
+        else  // Gemma 3: v is the raw projection
+#pragma omp parallel for schedule(static)
+            for (int n = 0; n < N; n++)
+                memcpy(a->v + (size_t)n * K * D, a->qkv + (size_t)n * nqkv + vcol, sizeof(float) * K * D);
+        rope_inv_freq(c, l, inv);
+        rope_apply(a->q, N, T, H, D, inv, 1.0f);
+        rope_apply(a->k, N, T, K, D, inv, 1.0f);
+        float scale = c->arch == 3 ? (float)(1.0 / sqrt(c->qscalar)) : 1.0f;
+        attention_forward(a->att, a->lse, a->q, a->k, a->v, B, T, H, K, D, c->full[l] ? 0 : c->W, scale,
+                          (float)c->attn_softcap);
+        // o = (att * head mask) Wo^T
+        float *attm = a->att;
+        if (m->zh) {  // masked copy into the o buffer's space is not possible (sizes differ): use scratch
+            attm = m->scratch;
+#pragma omp parallel for schedule(static)
+            for (int n = 0; n < N; n++)
+                for (int h = 0; h < H; h++) {
+                    float zg = head_gate(m, l, h);
+                    for (int i = 0; i < D; i++)
+                        attm[((size_t)n * H + h) * D + i] = a->att[((size_t)n * H + h) * D + i] * zg;
+                }
+        }
+        linear_forward(a->o, attm, lp->wo, N, H * D, d);
+        // x2 = x + RMSNorm(o; 1+w_post_attn) * zd * layer gate
+        rmsnorm_forward(a->x2, d, a->r_pa, a->o, d, lp->post_attn_norm, off, m->zd, m->zd_kept, gate, N, d, c->eps);
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < (size_t)N * d; i++) a->x2[i] += a->x[i];
+        // MLP: m = RMSNorm(x2), h = gelu(m Wg^T) * (m Wu^T) * zf, f = h Wd^T
+        rmsnorm_forward(a->m, d, a->r_pf, a->x2, d, lp->pre_ffn_norm, off, m->zd, m->zd_kept, 1.0f, N, d, c->eps);
+        linear_forward(a->gu, a->m, lp->wgate, N, d, 2 * F);
+        const float *zf = m->zf ? m->zf + (size_t)l * F : NULL;
+        float *hm = m->scratch;  // masked h
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float *gr = a->gu + (size_t)n * 2 * F, *ur = gr + F;
+            float *hr = a->h + (size_t)n * F;
+            for (int i = 0; i < F; i++) hr[i] = gelu_tanh(gr[i]) * ur[i];
+            if (zf) for (int i = 0; i < F; i++) hm[(size_t)n * F + i] = hr[i] * zf[i];
+        }
+        linear_forward(a->f, zf ? hm : a->h, lp->wdown, N, F, d);
+        // x_next = (x2 + RMSNorm(f; 1+w_post_ffn) * zd * gate) [* layer_scalar on Gemma 4]
+        float *xn = l + 1 < c->L ? m->act[l + 1].x : m->xL;
+        rmsnorm_forward(xn, d, a->r_pff, a->f, d, lp->post_ffn_norm, off, m->zd, m->zd_kept, gate, N, d, c->eps);
+        float ls = c->arch == 4 ? lp->layer_scalar[0] : 1.0f;
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < (size_t)N * d; i++) xn[i] = (xn[i] + a->x2[i]) * ls;
+    }
+    // final norm, then the fused head
+    rmsnorm_forward(m->xf, d, m->r_f, m->xL, d, m->p.final_norm, off, m->zd, m->zd_kept, 1.0f, N, d, c->eps);
+    m->loss = (float)head_forward(m, targets, want_grad, logits_out);
+    return m->loss;
+}
+
+// Backward from the loss of the last model_forward(..., want_grad=1). Gradients ACCUMULATE into m->gw
+// (and the mask gradients), so gradient accumulation is several forward/backward pairs per zero_grad.
+static void model_backward(Model *m) {
+    const Config *c = &m->c;
+    int B = m->B, T = m->T, N = B * T, d = c->d, H = c->H, F = c->F;
+    float off = norm_offset(c);
+    size_t Nd = (size_t)N * d;
+    Scratch sl = scratch_layout(c, (size_t)N);
+    float *S = m->scratch, *dx = S + sl.dx, *dx2 = S + sl.dx2, *dtmp = S + sl.dtmp, *dh = S + sl.dh;
+    float *dgu = S + sl.dgu, *dqkv = S + sl.dqkv, *datt = S + sl.datt, *dq = S + sl.dq, *dk = S + sl.dk;
+    float *dv = S + sl.dv, *hm = S + sl.hm;  // hm: masked h (or masked attention output) for a weight gradient
+    // final norm
+    memset(dx, 0, sizeof(float) * Nd);
+    rmsnorm_backward(dx, d, m->g.final_norm, m->dzd, NULL, m->dxf, d, m->xL, d, m->r_f, m->p.final_norm, off, m->zd,
+                     m->zd_kept, 1.0f, N, d);
+    double inv[1024];
+    for (int l = c->L - 1; l >= 0; l--) {
+        LayerActs *a = &m->act[l];
+        const LayerParams *lp = &m->p.layer[l];
+        LayerParams *gp = &m->g.layer[l];
+        int D = layer_D(c, l), K = layer_K(c, l), hasv = layer_has_v(c, l), nqkv = (H + (hasv ? 2 : 1) * K) * D;
+        float gate = layer_gate(m, l);
+        float *dgate = m->dzl ? &m->dzl[l] : NULL;
+        if (c->arch == 4) {  // x_next = s * x3 with x3 = x2 + branch: ds = sum dx * x3, dx3 = s * dx
+            float s = lp->layer_scalar[0];
+            float *x3 = dtmp, *r3 = dh;  // recompute x3 from the stored branch input
+            rmsnorm_forward(x3, d, r3, a->f, d, lp->post_ffn_norm, off, m->zd, m->zd_kept, gate, N, d, c->eps);
+            gp->layer_scalar[0] += (float)(dot_det(dx, x3, Nd) + dot_det(dx, a->x2, Nd));
+#pragma omp parallel for schedule(static)
+            for (size_t i = 0; i < Nd; i++) dx[i] *= s;
+        }
+        // --- MLP branch: x_next = x2 + PN(f) * zd * gate
+        memcpy(dx2, dx, sizeof(float) * Nd);  // residual path
+        float *df = dtmp;
+        memset(df, 0, sizeof(float) * Nd);
+        rmsnorm_backward(df, d, gp->post_ffn_norm, m->dzd, dgate, dx, d, a->f, d, a->r_pff, lp->post_ffn_norm, off,
+                         m->zd, m->zd_kept, gate, N, d);
+        // f = hm Wd^T, hm = h * zf
+        const float *zf = m->zf ? m->zf + (size_t)l * F : NULL;
+        if (zf) {
+#pragma omp parallel for schedule(static)
+            for (int n = 0; n < N; n++)
+                for (int i = 0; i < F; i++) hm[(size_t)n * F + i] = a->h[(size_t)n * F + i] * zf[i];
+        }
+        linear_backward(dh, gp->wdown, df, zf ? hm : a->h, lp->wdown, N, F, d, 0);
+        if (zf) {
+            float *dzf = m->dzf + (size_t)l * F;
+            const int CB = 64;
+#pragma omp parallel for schedule(static)
+            for (int i0 = 0; i0 < F; i0 += CB) {
+                int i1 = i0 + CB < F ? i0 + CB : F;
+                double acc[64] = {0};
+                for (int n = 0; n < N; n++)
+                    for (int i = i0; i < i1; i++) acc[i - i0] += (double)dh[(size_t)n * F + i] * a->h[(size_t)n * F + i];
+                for (int i = i0; i < i1; i++) dzf[i] += (float)acc[i - i0];
+            }
+#pragma omp parallel for schedule(static)
+            for (int n = 0; n < N; n++)
+                for (int i = 0; i < F; i++) dh[(size_t)n * F + i] *= zf[i];
+        }
+        // h = gelu(g) * u  ->  dgu = [dh * u * gelu'(g) | dh * gelu(g)]
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float *gr = a->gu + (size_t)n * 2 * F, *ur = gr + F;
+            const float *dhr = dh + (size_t)n * F;
+            float *o = dgu + (size_t)n * 2 * F;
+            for (int i = 0; i < F; i++) {
+                o[i] = dhr[i] * ur[i] * gelu_tanh_grad(gr[i]);
+                o[F + i] = dhr[i] * gelu_tanh(gr[i]);
+            }
+        }
+        float *dm = dtmp;
+        linear_backward(dm, gp->wgate, dgu, a->m, lp->wgate, N, d, 2 * F, 0);
+        // m = PN(x2)
+        rmsnorm_backward(dx2, d, gp->pre_ffn_norm, m->dzd, NULL, dm, d, a->x2, d, a->r_pf, lp->pre_ffn_norm, off,
+                         m->zd, m->zd_kept, 1.0f, N, d);
+        // --- attention branch: x2 = x + PN(o) * zd * gate
+        memcpy(dx, dx2, sizeof(float) * Nd);  // residual path to x
+        float *dO = dtmp;
+        memset(dO, 0, sizeof(float) * Nd);
+        rmsnorm_backward(dO, d, gp->post_attn_norm, m->dzd, dgate, dx2, d, a->o, d, a->r_pa, lp->post_attn_norm, off,
+                         m->zd, m->zd_kept, gate, N, d);
+        // o = attm Wo^T, attm = att * zh
+        float *attm = a->att;
+        if (m->zh) {
+            attm = hm;
+#pragma omp parallel for schedule(static)
+            for (int n = 0; n < N; n++)
+                for (int h = 0; h < H; h++)
+                    for (int i = 0; i < D; i++)
+                        attm[((size_t)n * H + h) * D + i] = a->att[((size_t)n * H + h) * D + i] * head_gate(m, l, h);
+        }
+        linear_backward(datt, gp->wo, dO, attm, lp->wo, N, H * D, d, 0);
+        if (m->zh) {
+            double *ph = (double *)mallocCheck(sizeof(double) * (size_t)N * H);  // per token and head
+#pragma omp parallel for schedule(static)
+            for (int n = 0; n < N; n++)
+                for (int h = 0; h < H; h++) {
+                    double s = 0;
+                    for (int i = 0; i < D; i++)
+                        s += (double)datt[((size_t)n * H + h) * D + i] * a->att[((size_t)n * H + h) * D + i];
+                    ph[(size_t)n * H + h] = s;
+                }
+            for (int h = 0; h < H; h++) {
+                double s = 0;
+                for (int n = 0; n < N; n++) s += ph[(size_t)n * H + h];
+                m->dzh[(size_t)l * H + h] += (float)s;
+            }
+            free(ph);
+#pragma omp parallel for schedule(static)
+            for (int n = 0; n < N; n++)
+                for (int h = 0; h < H; h++) {
+                    float zg = head_gate(m, l, h);
+                    for (int i = 0; i < D; i++) datt[((size_t)n * H + h) * D + i] *= zg;
+                }
+        }
+        // attention backward into dq, dk, dv
+        float scale = c->arch == 3 ? (float)(1.0 / sqrt(c->qscalar)) : 1.0f;
+        attention_backward(dq, dk, dv, datt, a->att, a->lse, a->q, a->k, a->v, B, T, H, K, D, c->full[l] ? 0 : c->W,
+                           scale, (float)c->attn_softcap);
+        // RoPE backward (inverse rotation), then the per-head norms' backward into dqkv
+        rope_inv_freq(c, l, inv);
+        rope_apply(dq, N, T, H, D, inv, -1.0f);
+        rope_apply(dk, N, T, K, D, inv, -1.0f);
+        memset(dqkv, 0, sizeof(float) * (size_t)N * nqkv);
+        int vcol = hasv ? (H + K) * D : H * D;
+        headnorm_backward(dqkv, gp->q_norm, dq, a->qkv, nqkv, 0, H, D, a->rq, lp->q_norm, off, N);
+        headnorm_backward(dqkv, gp->k_norm, dk, a->qkv, nqkv, H * D, K, D, a->rk, lp->k_norm, off, N);
+        if (c->arch == 4) headnorm_backward(dqkv, NULL, dv, a->qkv, nqkv, vcol, K, D, a->rv, NULL, 0.0f, N);
+        else
+#pragma omp parallel for schedule(static)
+            for (int n = 0; n < N; n++)
+                memcpy(dqkv + (size_t)n * nqkv + vcol, dv + (size_t)n * K * D, sizeof(float) * K * D);
+        // qkv = a Wqkv^T
+        float *da = dtmp;
+        linear_backward(da, gp->wq, dqkv, a->a, lp->wq, N, d, nqkv, 0);
+        // a = PN(x)
+        rmsnorm_backward(dx, d, gp->in_norm, m->dzd, NULL, da, d, a->x, d, a->r_in, lp->in_norm, off, m->zd,
+                         m->zd_kept, 1.0f, N, d);
+    }
+    // embedding: x0 = E[tok] * scale * zd
+    const int *tok = m->tokens;
+    if (m->dzd) {
+        for (int i = 0; i < d; i++) {
+            double s = 0;
+            for (int n = 0; n < N; n++) s += (double)dx[(size_t)n * d + i] * m->p.embed[(size_t)tok[n] * d + i];
+            m->dzd[i] += (float)(s * m->embed_scale);
+        }
+    }
+    // scatter-add rows; serial over tokens keeps it deterministic, parallel over columns
+#pragma omp parallel for schedule(static)
+    for (int i0 = 0; i0 < d; i0 += 64) {
+        int i1 = i0 + 64 < d ? i0 + 64 : d;
+        for (int n = 0; n < N; n++) {
+            float *ge = m->g.embed + (size_t)tok[n] * d;
+            for (int i = i0; i < i1; i++) ge[i] += dx[(size_t)n * d + i] * m->embed_scale * (m->zd ? m->zd[i] : 1.0f);
+        }
+    }
+}
+
+// ================================================================================================
+// 5. Checkpoints: Hugging Face directories (config.json + model.safetensors or sharded)
+// ================================================================================================
+
+// Strip the multimodal prefixes so every file maps to Gemma3ForCausalLM names ("model.layers.0...").
+static const char *canonical_name(const char *name, char *buf, size_t cap) {
+    static const char *prefixes[] = {"model.language_model.", "language_model.model.", "language_model.", "model."};
+    for (int i = 0; i < 4; i++) {
+        size_t n = strlen(prefixes[i]);
+        if (strncmp(name, prefixes[i], n) == 0) {
+            snprintf(buf, cap, "model.%s", name + n);
+            return buf;
+        }
+    }
+    snprintf(buf, cap, "%s", name);
+    return buf;
+}
+
+typedef struct {
+    int nfiles;
+    SFile **f;
+} Checkpoint;
+
+static Checkpoint checkpoint_open(const char *dir) {
+    Checkpoint ck = {0, NULL};
+    char *index = path_join(dir, "model.safetensors.index.json");
+    char *single = path_join(dir, "model.safetensors");
+    if (file_exists(index)) {
+        cJSON *j = json_read(index);
+        const cJSON *wm = json_get(j, "weight_map");
+        if (!wm || !cJSON_IsObject(wm)) fail("%s: no weight_map object", index);
+        // distinct shard files, in order of first appearance
+        char **names = (char **)callocCheck(sizeof(char *) * (size_t)(cJSON_GetArraySize(wm) + 1));
+        int n = 0;
+        for (const cJSON *e = wm->child; e; e = e->next) {
+            if (!cJSON_IsString(e)) fail("%s: weight_map[%s] is not a file name", index, e->string);
+            int seen = 0;
+            for (int i = 0; i < n; i++) seen |= strcmp(names[i], e->valuestring) == 0;
+            if (!seen) names[n++] = e->valuestring;
+        }
+        ck.f = (SFile **)callocCheck(sizeof(SFile *) * (size_t)(n + 1));
+        for (int i = 0; i < n; i++) {
+            char *p = path_join(dir, names[i]);
+            if (!file_exists(p)) fail("%s names shard %s, which does not exist", index, p);
+            ck.f[ck.nfiles++] = st_open(p);
+            free(p);
+        }
+        free(names);
+        cJSON_Delete(j);
+    } else if (file_exists(single)) {
+        ck.f = (SFile **)callocCheck(sizeof(SFile *));
+        ck.f[ck.nfiles++] = st_open(single);
+    } else fail("%s has neither model.safetensors nor model.safetensors.index.json; is it a Hugging Face model "
+                "directory?", dir);
+    free(index);
+    free(single);
+    return ck;
+}
+
+static const STensor *checkpoint_find(const Checkpoint *ck, const char *canonical) {
+    char buf[512];
+    for (int i = 0; i < ck->nfiles; i++)
+        for (int j = 0; j < ck->f[i]->n; j++)
+            if (strcmp(canonical_name(ck->f[i]->t[j].name, buf, sizeof buf), canonical) == 0) return &ck->f[i]->t[j];
+    return NULL;
+}
+
+static void checkpoint_close(Checkpoint *ck) {
+    for (int i = 0; i < ck->nfiles; i++) st_close(ck->f[i]);
+    free(ck->f);
+}
+
+// Load dir/config.json and the weights, checking every tensor's presence, dtype and shape.
+static void model_load(Model *m, const char *dir) {
+    memset(m, 0, sizeof(*m));
+    char *cfg = path_join(dir, "config.json");
+    if (!file_exists(cfg)) fail("%s: no config.json; point --model at a Hugging Face model directory", dir);
+    config_load(&m->c, cfg);
+    Checkpoint ck = checkpoint_open(dir);
+    const STensor *emb = checkpoint_find(&ck, "model.embed_tokens.weight");
+    if (!emb) fail("%s: tensor model.embed_tokens.weight is missing", dir);
+    m->c.scale_dtype = emb->dtype;
+    model_init_layout(m);
+    for (int i = 0; i < m->tab.n; i++) {
+        const PEntry *e = &m->tab.e[i];
+        const STensor *t = checkpoint_find(&ck, e->name);
+        if (!t) fail("%s: tensor %s is missing (config.json says it should be there)", dir, e->name);
+        int want_ndim = e->cols == 1 && e->kind != T_EMBED ? 1 : 2;
+        int64_t want[2] = {(int64_t)e->rows, (int64_t)e->cols};
+        int ok = t->ndim == want_ndim && t->shape[0] == want[0] && (want_ndim == 1 || t->shape[1] == want[1]);
+        if (!ok) {
+            char got[96] = "", *p = got;
+            for (int k = 0; k < t->ndim; k++) p += snprintf(p, 16, k ? ",%lld" : "%lld", (long long)t->shape[k]);
+            fail("%s: tensor %s has shape [%s] but config.json implies [%lld%s%s]", t->file, e->name, got,
+                 (long long)want[0], want_ndim == 2 ? "," : "",
+                 want_ndim == 2 ? (snprintf(got, sizeof got, "%lld", (long long)want[1]), got) : "");
+        }
+        if (t->dtype != ST_F32 && t->dtype != ST_BF16 && t->dtype != ST_F16)
+            fail("%s: tensor %s has dtype %s; only F32, BF16 and F16 are supported", t->file, e->name,
+                 st_dtype_name[t->dtype]);
+        st_to_f32(t, m->w + e->offset);
+    }
+    checkpoint_close(&ck);
+    free(cfg);
+    model_masks_changed(m);
+}
+
+// Write dir/config.json + dir/model.safetensors (dtype ST_F32 or ST_BF16), each atomically.
+static void model_save(const Model *m, const char *dir, int dtype) {
+    make_dirs(dir);
+    STWriter w = {0};
+    for (int i = 0; i < m->tab.n; i++) {
+        const PEntry *e = &m->tab.e[i];
+        int64_t shape[2] = {(int64_t)e->rows, (int64_t)e->cols};
+        int ndim = e->cols == 1 && e->kind != T_EMBED ? 1 : 2;
+        stw_add_f32(&w, e->name, dtype, ndim, shape, m->w + e->offset);
+    }
+    char *st = path_join(dir, "model.safetensors");
+    stw_write(&w, st);
+    cJSON *cj = config_to_json(&m->c, dtype == ST_BF16 ? "bfloat16" : "float32");
+    char *cp = path_join(dir, "config.json");
+    write_json_atomic(cp, cj);
+    cJSON_Delete(cj);
+    free(st);
+    free(cp);
+}
+
+static void model_free(Model *m) {
+    model_free_acts(m);
+    free(m->w);
+    free(m->gw);
+    free(m->p.layer);
+    free(m->g.layer);
+    free(m->tab.e);
+}
+
+// ================================================================================================
+// 6. The optimizer step both trainers share: decoupled AdamW (torch.optim.AdamW semantics) and
+//    global-norm gradient clipping. train.c adds the memory-saving variants; prune.c reuses this
+//    for weights, mask log_alphas and (with a negative rate: ascent) the Lagrange multipliers.
+// ================================================================================================
+
+// p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p), with p decayed before the update like torch:
+// p *= 1 - lr*wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr * m/(1-b1^t) / (sqrt(v/(1-b2^t)) + eps)
+static void adamw_update(float *p, const float *g, float *mom, float *var, size_t n, float lr, float b1, float b2,
+                         float eps, float wd, int step) {
+    float bc1 = 1.0f - powf(b1, (float)step), bc2 = 1.0f - powf(b2, (float)step);
+    float bc2s = sqrtf(bc2);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i];
+        mom[i] = b1 * mom[i] + (1.0f - b1) * gi;
+        var[i] = b2 * var[i] + (1.0f - b2) * gi * gi;
+        p[i] *= 1.0f - lr * wd;
+        p[i] -= (lr / bc1) * mom[i] / (sqrtf(var[i]) / bc2s + eps);
+    }
+}
+
+// global L2 norm over several gradient blocks (deterministic)
+static double grad_norm2(const float *g, size_t n) { return dot_det(g, g, n); }
+
+// scale gradients so the global norm is at most max_norm (torch clip_grad_norm_: coef = max/(norm+1e-6))
+static float clip_coef(double norm, double max_norm) {
+    if (max_norm <= 0) return 1.0f;
+    double c = max_norm / (norm + 1e-6);
+    return c < 1.0 ? (float)c : 1.0f;
+}

@@ -1,0 +1,210 @@
+// test_model.c — model.h against Hugging Face transformers. For every fixture in test/fixtures/
+// (made by test/ref/make_fixtures.py with transformers in float64): logits, loss and the gradient of
+// every parameter, compared by name; then 10 AdamW steps against torch.optim.AdamW's losses.
+//
+// Tolerances (element passes when |ours - ref| <= atol + rtol * |ref|):
+//   fp32 checkpoints: rtol 1e-5, atol 1e-5 * max|ref| of that tensor. Our arithmetic is fp32 with
+//     double accumulators in the norms and the loss; the reference is float64. Observed worst errors
+//     are printed for every tensor, and sit ~10x below these bounds (NOTES.md).
+//   AdamW losses: rtol 1e-5 per step (the updates are scaled by lr, so fp32 rounding in the moments
+//     moves the loss far less than that).
+// Exit status is non-zero if any comparison fails or a required fixture is missing.
+//
+//   test/test_model [FIXTURE_DIR]          run the comparisons (default test/fixtures)
+//   test/test_model --write-sample DIR     write a random C-made checkpoint (+ tokens.json) for
+//                                          test/ref/make_fixtures.py to load in transformers
+#include "model.h"
+
+static int failures = 0;
+
+static int compare(const char *what, const float *ours, const float *ref, size_t n, double rtol, double atol_rel) {
+    double maxref = 0;
+    for (size_t i = 0; i < n; i++) maxref = fmax(maxref, fabs(ref[i]));
+    double atol = atol_rel * maxref, worst = -1, maxerr = 0;
+    size_t wi = 0;
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double err = fabs((double)ours[i] - ref[i]), bound = atol + rtol * fabs(ref[i]);
+        double ratio = bound > 0 ? err / bound : (err > 0 ? INFINITY : 0);
+        if (!(ratio <= 1.0)) bad = 1;  // NaN fails too
+        if (!(ratio <= worst)) worst = ratio, wi = i;
+        maxerr = fmax(maxerr, err);
+    }
+    printf("  %s %-58s max|err| %.2e  max|ref| %.2e  worst [%zu] %.8g vs %.8g (%.2f of tol)\n", bad ? "FAIL" : "ok  ",
+           what, maxerr, maxref, wi, ours[wi], ref[wi], worst);
+    if (bad) failures++;
+    return !bad;
+}
+
+static float *tensor_f32(const SFile *f, const char *name, size_t *n) {
+    const STensor *t = st_find(f, name);
+    if (!t) fail("%s: no tensor %s", f->path, name);
+    float *p = (float *)mallocCheck(sizeof(float) * t->numel);
+    st_to_f32(t, p);
+    if (n) *n = t->numel;
+    return p;
+}
+
+static int *tensor_i32(const SFile *f, const char *name, size_t *n) {
+    const STensor *t = st_find(f, name);
+    if (!t || t->dtype != ST_I32) fail("%s: no I32 tensor %s", f->path, name);
+    int *p = (int *)mallocCheck(sizeof(int) * t->numel);
+    memcpy(p, t->data, sizeof(int) * t->numel);
+    if (n) *n = t->numel;
+    return p;
+}
+
+static void next_token_targets(const int *tok, int *tgt, int B, int T) {
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) tgt[b * T + t] = t + 1 < T ? tok[b * T + t + 1] : -1;
+}
+
+// logits, loss and every gradient of the model in `dir` against `refdir`/ref.safetensors
+static void check_fixture(const char *dir, const char *refdir) {
+    printf("fixture %s (reference %s)\n", dir, refdir);
+    Model m;
+    model_load(&m, dir);
+    char *rp = path_join(refdir, "ref.safetensors");
+    SFile *ref = st_open(rp);
+    const STensor *tt = st_find(ref, "tokens");
+    if (!tt || tt->ndim != 2) fail("%s: no tokens [B,T]", rp);
+    int B = (int)tt->shape[0], T = (int)tt->shape[1];
+    int *tok = tensor_i32(ref, "tokens", NULL), *tgt = (int *)mallocCheck(sizeof(int) * (size_t)B * T);
+    next_token_targets(tok, tgt, B, T);
+    size_t nl;
+    float *ref_logits = tensor_f32(ref, "logits", &nl), *ref_loss = tensor_f32(ref, "loss", NULL);
+    if (nl != (size_t)B * T * m.c.V) fail("%s: logits size %zu != B*T*V", rp, nl);
+    float *logits = (float *)mallocCheck(sizeof(float) * nl);
+    model_zero_grad(&m);
+    float loss = model_forward(&m, tok, tgt, B, T, 1, logits);
+    model_backward(&m);
+    compare("logits", logits, ref_logits, nl, 1e-5, 1e-5);
+    compare("loss", &loss, ref_loss, 1, 1e-5, 0);
+    int ngrad = 0;
+    for (int i = 0; i < m.tab.n; i++) {
+        const PEntry *e = &m.tab.e[i];
+        char name[160];
+        snprintf(name, sizeof name, "grad.%s", e->name);
+        size_t n;
+        float *g = tensor_f32(ref, name, &n);
+        if (n != e->rows * e->cols) fail("%s: %s has %zu elements, expected %zu", rp, name, n, e->rows * e->cols);
+        compare(name, m.gw + e->offset, g, n, 1e-5, 1e-5);
+        free(g);
+        ngrad++;
+    }
+    // every gradient in the reference must be one of ours
+    int nref = 0;
+    for (int i = 0; i < ref->n; i++) nref += strncmp(ref->t[i].name, "grad.", 5) == 0;
+    if (nref != ngrad) {
+        printf("  FAIL reference has %d gradients, the model %d\n", nref, ngrad);
+        failures++;
+    }
+    free(logits), free(ref_logits), free(ref_loss), free(tok), free(tgt), free(rp);
+    st_close(ref);
+    model_free(&m);
+}
+
+// 10 AdamW steps (decay on 2-D weights except the embedding, clip 1.0) against torch.optim.AdamW
+static void check_adamw(const char *dir) {
+    char *fj = path_join(dir, "fixture.json"), *ap = path_join(dir, "adamw.safetensors");
+    if (!file_exists(ap)) return;
+    cJSON *info = json_read(fj);
+    const cJSON *hp = json_get(info, "adamw");
+    if (!hp) fail("%s: no adamw settings", fj);
+    float lr = (float)json_num(hp, "lr", 0, fj), b1 = (float)json_num(hp, "beta1", 0, fj);
+    float b2 = (float)json_num(hp, "beta2", 0, fj), eps = (float)json_num(hp, "eps", 0, fj);
+    float wd = (float)json_num(hp, "weight_decay", 0, fj), clip = (float)json_num(hp, "grad_clip", 0, fj);
+    printf("adamw %s: lr %g betas (%g, %g) eps %g wd %g clip %g\n", dir, lr, b1, b2, eps, wd, clip);
+    Model m;
+    model_load(&m, dir);
+    SFile *f = st_open(ap);
+    const STensor *tt = st_find(f, "tokens");
+    int S = (int)tt->shape[0], B = (int)tt->shape[1], T = (int)tt->shape[2];
+    int *tok = tensor_i32(f, "tokens", NULL), *tgt = (int *)mallocCheck(sizeof(int) * (size_t)B * T);
+    float *ref = tensor_f32(f, "losses", NULL), *ours = (float *)mallocCheck(sizeof(float) * (size_t)S);
+    float *mom = (float *)callocCheck(sizeof(float) * m.tab.total), *var = (float *)callocCheck(sizeof(float) * m.tab.total);
+    for (int s = 0; s < S; s++) {
+        const int *bt = tok + (size_t)s * B * T;
+        next_token_targets(bt, tgt, B, T);
+        model_zero_grad(&m);
+        ours[s] = model_forward(&m, bt, tgt, B, T, 1, NULL);
+        model_backward(&m);
+        float coef = clip_coef(sqrt(grad_norm2(m.gw, m.tab.total)), clip);
+        for (size_t i = 0; i < m.tab.total; i++) m.gw[i] *= coef;
+        for (int i = 0; i < m.tab.n; i++) {
+            const PEntry *e = &m.tab.e[i];
+            int decay = e->cols > 1 && e->kind != T_EMBED;
+            adamw_update(m.w + e->offset, m.gw + e->offset, mom + e->offset, var + e->offset, e->rows * e->cols, lr, b1,
+                         b2, eps, decay ? wd : 0.0f, s + 1);
+        }
+    }
+    for (int s = 0; s < S; s++) printf("    step %2d  loss %.7f  torch %.7f\n", s + 1, ours[s], ref[s]);
+    compare("adamw losses (10 steps)", ours, ref, (size_t)S, 1e-5, 0);
+    free(tok), free(tgt), free(ref), free(ours), free(mom), free(var), free(fj), free(ap);
+    cJSON_Delete(info);
+    st_close(f);
+    model_free(&m);
+}
+
+// a random C-made checkpoint for transformers to load
+static void write_sample(const char *dir, int bf16) {
+    Model m;
+    memset(&m, 0, sizeof m);
+    const char *cfg = "{\"model_type\":\"gemma3_text\",\"vocab_size\":300,\"hidden_size\":48,\"intermediate_size\":72,"
+                      "\"num_hidden_layers\":3,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"head_dim\":24,"
+                      "\"query_pre_attn_scalar\":20,\"sliding_window\":4,\"final_logit_softcapping\":10.0,"
+                      "\"layer_types\":[\"sliding_attention\",\"full_attention\",\"sliding_attention\"],"
+                      "\"rope_parameters\":{\"full_attention\":{\"rope_type\":\"linear\",\"factor\":2.0,"
+                      "\"rope_theta\":1000000.0},\"sliding_attention\":{\"rope_type\":\"default\",\"rope_theta\":10000.0}}}";
+    cJSON *j = cJSON_Parse(cfg);
+    config_from_json(&m.c, j, "sample");
+    cJSON_Delete(j);
+    m.c.scale_dtype = bf16 ? ST_BF16 : ST_F32;
+    model_init_layout(&m);
+    model_init_random(&m, 7, 0.2);
+    Rng r = rng_seed(8);
+    for (int i = 0; i < m.tab.n; i++)  // random norms too
+        if (m.tab.e[i].is_norm)
+            for (size_t k = 0; k < m.tab.e[i].rows; k++) m.w[m.tab.e[i].offset + k] = (float)(0.3 * rng_normal(&r));
+    model_save(&m, dir, bf16 ? ST_BF16 : ST_F32);
+    char *tp = path_join(dir, "tokens.json");
+    char buf[4096], *p = buf;
+    p += sprintf(p, "[");
+    for (int b = 0; b < 2; b++) {
+        p += sprintf(p, b ? ",[" : "[");
+        for (int t = 0; t < 12; t++) p += sprintf(p, t ? ",%d" : "%d", (int)(rng_next(&r) % 300));
+        p += sprintf(p, "]");
+    }
+    sprintf(p, "]\n");
+    write_text_atomic(tp, buf);
+    free(tp);
+    model_free(&m);
+    printf("wrote %s\n", dir);
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 3 && !strcmp(argv[1], "--write-sample")) {
+        write_sample(argv[2], argc >= 4 && !strcmp(argv[3], "bf16"));
+        return 0;
+    }
+    const char *root = argc >= 2 ? argv[1] : "test/fixtures";
+    printf("test_model: model.h vs transformers fixtures in %s (BLIS kernels: %s, %d threads)\n", root, blas_kernels(),
+           omp_get_max_threads());
+    // fixture -> the fixture whose reference it shares (same weights, other file layout)
+    static const char *fixtures[][2] = {{"g3_gqa", "g3_gqa"},      {"g3_sharded", "g3_gqa"}, {"g3_multimodal", "g3_gqa"},
+                                        {"g3_mqa", "g3_mqa"},      {"g3_bf16", "g3_bf16"},   {"g4_kv", "g4_kv"},
+                                        {"g4_keqv", "g4_keqv"}};
+    for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) {
+        char *d = path_join(root, fixtures[i][0]), *r = path_join(root, fixtures[i][1]);
+        if (!dir_exists(d)) {
+            printf("FAIL missing fixture %s (make it with test/ref/make_fixtures.py)\n", d);
+            failures++;
+        } else check_fixture(d, r);
+        free(d), free(r);
+    }
+    char *g = path_join(root, "g3_gqa");
+    if (dir_exists(g)) check_adamw(g);
+    free(g);
+    printf("test_model: %s (%d failures)\n", failures ? "FAILED" : "passed", failures);
+    return failures != 0;
+}
