@@ -205,27 +205,33 @@ static void config_from_json(Config *c, const cJSON *root, const char *src) {
             fail("%s: enable_moe_block=true (the 26B-A4B mixture of experts) is not supported", src);
         if (json_bool(j, "use_double_wide_mlp", 0, src))
             fail("%s: use_double_wide_mlp=true is not supported yet", src);
-        c->Dg = (int)json_int(j, "global_head_dim", 512, src);
-        c->Kg = (int)json_int(j, "num_global_key_value_heads", c->K, src);
+        if (!c->full[c->L - 1]) {  // transformers forces it too (with a warning)
+            fprintf(stderr, "warning: %s: Gemma 4's last layer must be full attention; treating it as one\n", src);
+            c->full[c->L - 1] = 1;
+        }
+        // Full layers' shape. transformers 5.17 applies num_global_key_value_heads only when
+        // attention_k_eq_v is set, and saves the result as per_layer_config {"<layer>": {...}}.
         c->k_eq_v = json_bool(j, "attention_k_eq_v", 0, src);
-        // transformers 5.17 saves per-layer overrides as per_layer_config {"<layer>": {...}}
         const cJSON *plc = json_get(j, "per_layer_config");
-        if (plc)
-            for (const cJSON *e = plc->child; e; e = e->next) {
-                int l = atoi(e->string);
-                if (l < 0 || l >= c->L) fail("%s: per_layer_config names layer %s of %d", src, e->string, c->L);
-                int hd = (int)json_int(e, "head_dim", c->full[l] ? c->Dg : c->D, src);
-                int kv = (int)json_int(e, "num_key_value_heads", c->full[l] ? c->Kg : c->K, src);
-                int *pd = c->full[l] ? &c->Dg : &c->D, *pk = c->full[l] ? &c->Kg : &c->K;
-                if (hd != *pd || kv != *pk) {
-                    // per-layer values must agree within a layer type
-                    static int seen[2] = {0, 0};
-                    if (seen[c->full[l]]) fail("%s: per_layer_config gives layer %d its own shape; only one shape per "
-                                               "layer type is supported", src, l);
-                    seen[c->full[l]] = 1;
-                    *pd = hd, *pk = kv;
-                }
+        if (!plc) {
+            c->Dg = (int)json_int(j, "global_head_dim", 512, src);
+            c->Kg = c->k_eq_v ? (int)json_int(j, "num_global_key_value_heads", c->K, src) : c->K;
+        } else {  // every layer: its override or the defaults; one shape per layer type is supported
+            int seen_full = 0;
+            for (int l = 0; l < c->L; l++) {
+                char key[16];
+                snprintf(key, sizeof key, "%d", l);
+                const cJSON *e = json_get(plc, key);
+                int hd = e ? (int)json_int(e, "head_dim", c->D, src) : c->D;
+                int kv = e ? (int)json_int(e, "num_key_value_heads", c->K, src) : c->K;
+                if (!c->full[l] && (hd != c->D || kv != c->K))
+                    fail("%s: per_layer_config gives sliding layer %d its own shape; not supported", src, l);
+                if (c->full[l] && seen_full && (hd != c->Dg || kv != c->Kg))
+                    fail("%s: per_layer_config gives full layers different shapes (layer %d); not supported", src, l);
+                if (c->full[l]) c->Dg = hd, c->Kg = kv, seen_full = 1;
             }
+            if (!seen_full) c->Dg = c->D, c->Kg = c->K;
+        }
         if (c->Dg % 2 || c->H % c->Kg) fail("%s: global_head_dim must be even and divide heads into kv groups", src);
         if (!prop) c->partial_rotary = 1.0;
     }
@@ -255,7 +261,7 @@ static cJSON *config_to_json(const Config *c, const char *dtype) {
     cJSON_AddNumberToObject(j, "head_dim", c->D);
     cJSON_AddStringToObject(j, "hidden_activation", "gelu_pytorch_tanh");
     cJSON_AddNumberToObject(j, "max_position_embeddings", c->max_pos);
-    cJSON_AddNumberToObject(j, "rms_norm_eps", c->eps);
+    json_add_float(j, "rms_norm_eps", c->eps);
     cJSON_AddNumberToObject(j, "sliding_window", c->W);
     cJSON *lt = cJSON_AddArrayToObject(j, "layer_types");
     for (int l = 0; l < c->L; l++)
@@ -264,26 +270,36 @@ static cJSON *config_to_json(const Config *c, const char *dtype) {
     cJSON *rf = cJSON_AddObjectToObject(rp, "full_attention");
     if (c->arch == 4 && c->partial_rotary != 1.0) {
         cJSON_AddStringToObject(rf, "rope_type", "proportional");
-        cJSON_AddNumberToObject(rf, "partial_rotary_factor", c->partial_rotary);
+        json_add_float(rf, "partial_rotary_factor", c->partial_rotary);
     } else if (c->rope_scale != 1.0) {
         cJSON_AddStringToObject(rf, "rope_type", "linear");
-        cJSON_AddNumberToObject(rf, "factor", c->rope_scale);
+        json_add_float(rf, "factor", c->rope_scale);
     } else cJSON_AddStringToObject(rf, "rope_type", "default");
-    cJSON_AddNumberToObject(rf, "rope_theta", c->rope_global);
+    json_add_float(rf, "rope_theta", c->rope_global);
     cJSON *rs = cJSON_AddObjectToObject(rp, "sliding_attention");
     cJSON_AddStringToObject(rs, "rope_type", "default");
-    cJSON_AddNumberToObject(rs, "rope_theta", c->rope_local);
-    if (c->arch == 3) cJSON_AddNumberToObject(j, "query_pre_attn_scalar", c->qscalar);
-    if (c->final_softcap > 0) cJSON_AddNumberToObject(j, "final_logit_softcapping", c->final_softcap);
+    json_add_float(rs, "rope_theta", c->rope_local);
+    if (c->arch == 3) cJSON_AddNumberToObject(j, "query_pre_attn_scalar", c->qscalar);  // an int field
+    if (c->final_softcap > 0) json_add_float(j, "final_logit_softcapping", c->final_softcap);
     else cJSON_AddNullToObject(j, "final_logit_softcapping");
     if (c->arch == 3) cJSON_AddNullToObject(j, "attn_logit_softcapping");
-    if (c->arch == 4) {
+    if (c->arch == 4) {  // both forms: released checkpoints' keys and transformers 5.17's per_layer_config
         cJSON_AddNumberToObject(j, "global_head_dim", c->Dg);
         cJSON_AddNumberToObject(j, "num_global_key_value_heads", c->Kg);
         cJSON_AddBoolToObject(j, "attention_k_eq_v", c->k_eq_v);
+        cJSON *plc = cJSON_AddObjectToObject(j, "per_layer_config");
+        for (int l = 0; l < c->L; l++) {
+            if (!c->full[l]) continue;
+            char key[16];
+            snprintf(key, sizeof key, "%d", l);
+            cJSON *e = cJSON_AddObjectToObject(plc, key);
+            cJSON_AddNumberToObject(e, "head_dim", c->Dg);
+            cJSON_AddNumberToObject(e, "num_key_value_heads", c->Kg);
+        }
         cJSON_AddNumberToObject(j, "hidden_size_per_layer_input", 0);
         cJSON_AddNumberToObject(j, "num_kv_shared_layers", 0);
         cJSON_AddBoolToObject(j, "enable_moe_block", 0);
+        cJSON_AddBoolToObject(j, "use_double_wide_mlp", 0);
     }
     cJSON_AddBoolToObject(j, "tie_word_embeddings", 1);
     cJSON_AddBoolToObject(j, "attention_bias", 0);
@@ -331,6 +347,7 @@ typedef struct {
     size_t rows, cols;  // cols = 1 for vectors; shape [rows, cols] as in the HF file (1-D when cols == 1)
     size_t offset;      // in floats, from the start of the block
     int is_norm;        // RMSNorm weight (no weight decay; Gemma 3 stores w for (1+w))
+    int frozen;         // not trained (Gemma 4's layer_scalar is a buffer in transformers)
     char name[96];      // the Hugging Face tensor name
 } PEntry;
 
@@ -344,6 +361,7 @@ static void table_add(ParamTable *t, int kind, int layer, size_t rows, size_t co
     PEntry *p = &t->e[t->n++];
     p->kind = kind, p->layer = layer, p->rows = rows, p->cols = cols, p->is_norm = is_norm;
     p->offset = t->total;
+    p->frozen = kind == T_LAYER_SCALAR;
     t->total += rows * cols;
     if (kind == T_EMBED) snprintf(p->name, sizeof p->name, "model.embed_tokens.weight");
     else if (kind == T_FINAL_NORM) snprintf(p->name, sizeof p->name, "model.norm.weight");

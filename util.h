@@ -175,6 +175,16 @@ static void write_text_atomic(const char *path, const char *text) {
     atomic_commit(&a);
 }
 
+// a JSON float that stays a float: cJSON prints 10.0 as 10, which strict readers (transformers'
+// typed configs) reject for float fields
+static cJSON *json_float(double v) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.17g", v);
+    if (!strpbrk(buf, ".eEn")) strcat(buf, ".0");
+    return cJSON_CreateRaw(buf);
+}
+static void json_add_float(cJSON *o, const char *key, double v) { cJSON_AddItemToObject(o, key, json_float(v)); }
+
 static void write_json_atomic(const char *path, const cJSON *j) {
     char *s = cJSON_Print(j);
     size_t n = strlen(s);
