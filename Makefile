@@ -47,11 +47,11 @@ deps:
 	@sh test/deps.sh $(DEB_PKGS)
 
 # --- programs ------------------------------------------------------------------------------------------
-prune: prune.c $(HEADERS) data/shard.h
+prune: prune.c $(HEADERS) data/shard.h data/mixture.h
 	$(CC) $(CFLAGS) -o $@ prune.c $(LDLIBS)
-train: train.c $(HEADERS) data/shard.h
+train: train.c $(HEADERS) data/shard.h data/mixture.h
 	$(CC) $(CFLAGS) -o $@ train.c $(LDLIBS)
-profile: profile.c $(HEADERS) data/shard.h
+profile: profile.c $(HEADERS) data/shard.h data/mixture.h
 	$(CC) $(CFLAGS) -o $@ profile.c $(LDLIBS)
 export: export.c $(HEADERS) data/tokenizer.h
 	$(CC) $(CFLAGS) -o $@ export.c $(LDLIBS)
@@ -66,6 +66,10 @@ debug:
 # --- tests ---------------------------------------------------------------------------------------------
 test/test_model: test/test_model.c $(HEADERS)
 	$(CC) $(CFLAGS) -o $@ test/test_model.c $(LDLIBS)
+
+# every stage's C test: test/test_<stage>.c -> test/test_<stage> (run by test/test_<stage>.sh)
+test/test_%: test/test_%.c $(HEADERS) data/shard.h data/tokenizer.h data/mixture.h
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
 TEST_BINS = test/test_model
 test: deps

@@ -1326,11 +1326,12 @@ static void model_load(Model *m, const char *dir) {
         int64_t want[2] = {(int64_t)e->rows, (int64_t)e->cols};
         int ok = t->ndim == want_ndim && t->shape[0] == want[0] && (want_ndim == 1 || t->shape[1] == want[1]);
         if (!ok) {
-            char got[96] = "", *p = got;
-            for (int k = 0; k < t->ndim; k++) p += snprintf(p, 16, k ? ",%lld" : "%lld", (long long)t->shape[k]);
-            fail("%s: tensor %s has shape [%s] but config.json implies [%lld%s%s]", t->file, e->name, got,
-                 (long long)want[0], want_ndim == 2 ? "," : "",
-                 want_ndim == 2 ? (snprintf(got, sizeof got, "%lld", (long long)want[1]), got) : "");
+            char got[128] = "", *p = got;
+            for (int k = 0; k < t->ndim && k < 4; k++) p += sprintf(p, k ? ",%lld" : "%lld", (long long)t->shape[k]);
+            if (want_ndim == 2)
+                fail("%s: tensor %s has shape [%s] but config.json implies [%lld,%lld]", t->file, e->name, got,
+                     (long long)want[0], (long long)want[1]);
+            fail("%s: tensor %s has shape [%s] but config.json implies [%lld]", t->file, e->name, got, (long long)want[0]);
         }
         if (t->dtype != ST_F32 && t->dtype != ST_BF16 && t->dtype != ST_F16)
             fail("%s: tensor %s has dtype %s; only F32, BF16 and F16 are supported", t->file, e->name,
@@ -1401,4 +1402,14 @@ static float clip_coef(double norm, double max_norm) {
     if (max_norm <= 0) return 1.0f;
     double c = max_norm / (norm + 1e-6);
     return c < 1.0 ? (float)c : 1.0f;
+}
+
+// Learning-rate schedule both trainers use: linear warmup to `peak` over `warmup` steps, then cosine
+// decay to floor_frac * peak at step `total` (Sheared-LLaMA: 10% warmup, floor 10%). step counts from 1.
+static double lr_schedule(int step, int total, int warmup, double peak, double floor_frac) {
+    if (warmup > 0 && step <= warmup) return peak * step / warmup;
+    if (total <= warmup) return peak;
+    double p = (double)(step - warmup) / (double)(total - warmup);
+    if (p > 1) p = 1;
+    return peak * (floor_frac + (1 - floor_frac) * 0.5 * (1 + cos(3.141592653589793 * p)));
 }

@@ -1,0 +1,109 @@
+// data/mixture.h — the data mixture train.c and prune.c draw from. Each training sequence picks its
+// domain from the weights w, then a uniformly random window of T+1 tokens of that domain's train
+// shard; held-out loss is measured per domain on fixed windows of the validation shard; and
+// Sheared-LLaMA's dynamic batch loading moves w toward the domains whose loss is furthest above
+// its reference (DESIGN.md §4).
+#pragma once
+#include "model.h"
+#include "data/shard.h"
+
+typedef struct {
+    DataSet ds;
+    int k;           // number of domains
+    double *w;       // [k] sampling weights, sum 1
+    Rng rng;         // sampling state: with `drawn` it is the data cursor a checkpoint saves
+    uint64_t drawn;  // sequences drawn so far
+    int V;           // model vocabulary (every token read is checked against it)
+} Mixture;
+
+static Mixture mixture_open(const char *dir, int V, uint64_t seed) {
+    Mixture mx;
+    memset(&mx, 0, sizeof mx);
+    mx.ds = data_open(dir, (uint32_t)V);
+    mx.k = mx.ds.n;
+    mx.V = V;
+    mx.w = (double *)mallocCheck(sizeof(double) * (size_t)mx.k);
+    for (int i = 0; i < mx.k; i++) mx.w[i] = 1.0 / mx.k;
+    mx.rng = rng_seed(seed);
+    return mx;
+}
+
+static void mixture_close(Mixture *mx) {
+    data_close(&mx->ds);
+    free(mx->w);
+}
+
+static int mixture_domain(const Mixture *mx, const char *name) {
+    for (int i = 0; i < mx->k; i++)
+        if (!strcmp(mx->ds.name[i], name)) return i;
+    return -1;
+}
+
+// copy T+1 tokens starting at off into tok[0..T-1] (inputs) and tgt[0..T-1] (next tokens)
+static void window_fill(const Mixture *mx, const Shard *s, uint64_t off, int T, int *tok, int *tgt) {
+    for (int t = 0; t <= T; t++) {
+        uint32_t id = shard_tok(s, off + (uint64_t)t);
+        if (id >= (uint32_t)mx->V)
+            fail("%s: token id %u at position %llu is outside the model's vocabulary [0, %d); the shard was made "
+                 "with another tokenizer", s->path, id, (unsigned long long)(off + t), mx->V);
+        if (t < T) tok[t] = (int)id;
+        if (t > 0) tgt[t - 1] = (int)id;
+    }
+}
+
+// B training sequences: domain ~ w, start ~ uniform. dom[b] receives each row's domain (may be NULL).
+static void mixture_batch(Mixture *mx, int B, int T, int *tok, int *tgt, int *dom) {
+    for (int b = 0; b < B; b++) {
+        double u = rng_uniform(&mx->rng), acc = 0;
+        int d = mx->k - 1;
+        for (int i = 0; i < mx->k; i++)
+            if (u < (acc += mx->w[i])) { d = i; break; }
+        const Shard *s = &mx->ds.train[d];
+        if (s->n < (uint64_t)T + 1) fail("%s: %llu tokens, fewer than one sequence of %d", s->path,
+                                         (unsigned long long)s->n, T + 1);
+        uint64_t off = rng_next(&mx->rng) % (s->n - (uint64_t)T);
+        window_fill(mx, s, off, T, tok + (size_t)b * T, tgt + (size_t)b * T);
+        if (dom) dom[b] = d;
+        mx->drawn++;
+    }
+}
+
+// mean next-token loss of domain d's validation shard over up to `batches` batches of B windows of
+// T+1 tokens, taken in order from the start (the same windows every time)
+static double mixture_eval(const Mixture *mx, Model *m, int d, int B, int T, int batches) {
+    const Shard *s = &mx->ds.val[d];
+    uint64_t nwin = s->n > (uint64_t)T ? (s->n - 1) / (uint64_t)T : 0;
+    if (nwin == 0) fail("%s: too short for one validation window of %d tokens", s->path, T + 1);
+    int *tok = (int *)mallocCheck(sizeof(int) * (size_t)B * T), *tgt = (int *)mallocCheck(sizeof(int) * (size_t)B * T);
+    double sum = 0;
+    long count = 0;
+    uint64_t w = 0;
+    for (int i = 0; i < batches && w < nwin; i++) {
+        int rows = 0;
+        for (; rows < B && w < nwin; rows++, w++)
+            window_fill(mx, s, w * (uint64_t)T, T, tok + (size_t)rows * T, tgt + (size_t)rows * T);
+        float loss = model_forward(m, tok, tgt, rows, T, 0, NULL);
+        sum += (double)loss * m->n_valid;
+        count += m->n_valid;
+    }
+    free(tok);
+    free(tgt);
+    return sum / (double)count;
+}
+
+// Dynamic batch loading (Sheared-LLaMA): delta_i = loss_i - ref_i (clip0: max(delta, 0), the paper's
+// form); w <- normalize((1 - c) * softmax(ln w + delta) + c / k), c = 1e-4 in the published code.
+static void dbl_update(double *w, const double *loss, const double *ref, int k, double c, int clip0) {
+    double mx = -INFINITY, *a = (double *)mallocCheck(sizeof(double) * (size_t)k);
+    for (int i = 0; i < k; i++) {
+        double delta = loss[i] - ref[i];
+        if (clip0 && delta < 0) delta = 0;
+        a[i] = log(w[i]) + delta;
+        if (a[i] > mx) mx = a[i];
+    }
+    double z = 0, s = 0;
+    for (int i = 0; i < k; i++) z += (a[i] = exp(a[i] - mx));
+    for (int i = 0; i < k; i++) s += (w[i] = (1 - c) * a[i] / z + c / k);
+    for (int i = 0; i < k; i++) w[i] /= s;
+    free(a);
+}
