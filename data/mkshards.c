@@ -172,6 +172,22 @@ static cJSON *make_domain(const char *name, const char *textdir, const char *out
     return j;
 }
 
+// data_open reads every subdirectory of the shard directory: say so when one has no text behind it
+static void warn_stale(const char *outdir, char **names, int n) {
+    DIR *dp = opendir(outdir);
+    if (!dp) return;
+    for (struct dirent *e; (e = readdir(dp));) {
+        char *sub = path_join(outdir, e->d_name);
+        int known = e->d_name[0] == '.' || !dir_exists(sub);
+        for (int i = 0; i < n && !known; i++) known = strcmp(names[i], e->d_name) == 0;
+        if (!known)
+            printf("[mkshards] warning: %s has no text in this run but training reads every domain in %s; delete "
+                   "it if it is stale\n", sub, outdir);
+        free(sub);
+    }
+    closedir(dp);
+}
+
 static void print_info(const char *path) {
     Shard s = shard_open(path);
     printf("%s: vocab %u, %d-byte tokens, %llu tokens, %llu documents, first ids:", path, s.vocab, s.bytes,
@@ -209,6 +225,7 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(all, "val_every", every);
     for (int i = 0; i < nd; i++) cJSON_AddItemToArray(arr, make_domain(names[i], textdir, outdir, spec, &tok, every, force));
     cJSON_AddItemToObject(all, "domains", arr);
+    warn_stale(outdir, names, nd);
     char *dj = path_join(outdir, "domains.json");
     write_json_atomic(dj, all);
 

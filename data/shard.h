@@ -142,8 +142,8 @@ static void data_same_vocab(const Shard *a, const Shard *b) {
 
 static void data_check_vocab(const Shard *s, uint32_t model_vocab) {
     if (model_vocab == 0) return;
-    uint32_t lo = s->vocab < model_vocab ? s->vocab : model_vocab, hi = s->vocab ^ model_vocab ^ lo;
-    if (hi - lo > SHARD_VOCAB_SLACK)
+    uint32_t gap = s->vocab > model_vocab ? s->vocab - model_vocab : model_vocab - s->vocab;
+    if (gap > SHARD_VOCAB_SLACK)
         fail("%s: made with a tokenizer of %u ids but the model has vocab %u; tokenize the data with the model's "
              "tokenizer (data/prepare.sh with TOKENIZER=... SHARDS=...) or pass the matching --data",
              s->path, s->vocab, model_vocab);

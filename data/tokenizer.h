@@ -353,7 +353,8 @@ static Tokenizer *tok_load_json(const char *spec) {
         t->byte_id[b] = tok_lookup(t, s, 6);
         if (t->byte_id[b] != TOK_NONE && t->byte_fallback) t->type[t->byte_id[b]] = TOK_BYTE;
     }
-    t->unk = tok_lookup(t, json_str(model, "unk_token", "<unk>", path), strlen(json_str(model, "unk_token", "<unk>", path)));
+    const char *unk = json_str(model, "unk_token", "<unk>", path);
+    t->unk = tok_lookup(t, unk, strlen(unk));
     if (t->unk != TOK_NONE) t->type[t->unk] = TOK_UNKNOWN;
     const char *names[3] = {"<bos>", "<eos>", "<pad>"};
     uint32_t *ids[3] = {&t->bos, &t->eos, &t->pad};
