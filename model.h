@@ -487,7 +487,7 @@ static void matmul(int transA, int transB, int M, int N, int K, float alpha, con
         }
     }
 #endif
-    blas_seconds += now_sec() - t0;
+    if (!omp_in_parallel()) blas_seconds += now_sec() - t0;
 }
 
 // y = x W^T (+ y if accumulate): x [N, in], W [out, in], y [N, out]
@@ -628,51 +628,117 @@ static void rope_apply(float *x, int N, int T, int nh, int D, const double *inv,
     }
 }
 
+// --- fast elementwise math ---------------------------------------------------------------------------
+// libm's expf/tanhf are scalar calls; these inline forms vectorize (omp simd) and stay within ~2 ulp
+// of the libm results, far below the 1e-5 the fixtures demand.
+// exp(x) = 2^n * exp(r), n = round(x / ln 2), r = x - n ln 2 (ln 2 split in two), exp(r) by Cephes'
+// degree-6 polynomial.
+#pragma omp declare simd
+static inline float exp_fast(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float n = rintf(x * 1.44269504088896341f);
+    float r = fmaf(n, -0.693359375f, x);
+    r = fmaf(n, 2.12194440e-4f, r);
+    float p = 1.9875691500E-4f;
+    p = fmaf(p, r, 1.3981999507E-3f);
+    p = fmaf(p, r, 8.3334519073E-3f);
+    p = fmaf(p, r, 4.1665795894E-2f);
+    p = fmaf(p, r, 1.6666665459E-1f);
+    p = fmaf(p, r, 5.0000001201E-1f);
+    p = fmaf(p * r, r, r) + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
+}
+
+// tanh: odd polynomial near 0 (where 1 - 2/(e^2x + 1) would cancel), the exp form elsewhere
+#pragma omp declare simd
+static inline float tanh_fast(float x) {
+    float ax = fabsf(x), y;
+    if (ax < 0.625f) {  // Cephes tanhf minimax polynomial, relative error ~1e-7
+        float z = x * x;
+        float p = fmaf(fmaf(fmaf(fmaf(-5.70498872745E-3f, z, 2.06390887954E-2f), z, -5.37397155531E-2f), z,
+                            1.33314422036E-1f), z, -3.33332819422E-1f);
+        return fmaf(p * z, x, x);
+    }
+    y = 1.0f - 2.0f / (exp_fast(2.0f * ax) + 1.0f);
+    return x < 0 ? -y : y;
+}
+
 // --- attention: causal, sliding window, GQA, optional softcap --------------------------------------
 // q [N, H, D], k/v [N, K, D], out [N, H, D], lse [B, H, T]. Query t of a sliding layer sees keys
 // t-W+1 .. t (exactly W keys, itself included); a full layer sees 0 .. t. Query head h reads kv head
 // h / (H/K). Probabilities are not stored: backward recomputes them from lse (flash-style).
+// Work goes in tiles of ATT_TQ queries against the keys any of them can see, so the score and
+// value products are small matrix products (BLIS) instead of scalar loops.
+#define ATT_TQ 64
+
 static inline int attn_first_key(int t, int window) { return window > 0 && t - window + 1 > 0 ? t - window + 1 : 0; }
 
-static void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, int B, int T,
-                              int H, int K, int D, int window, float scale, float softcap) {
-    int G = H / K;
-#pragma omp parallel
-    {
-        float *s = (float *)mallocCheck(sizeof(float) * (size_t)T);
-#pragma omp for collapse(2) schedule(static)
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < H; h++)
-                for (int t = 0; t < T; t++) {
-                    const float *qt = q + (((size_t)b * T + t) * H + h) * D;
-                    int j0 = attn_first_key(t, window);
-                    float mx = -INFINITY;
-                    for (int j = j0; j <= t; j++) {
-                        const float *kj = k + (((size_t)b * T + j) * K + h / G) * D;
-                        float dot = 0;
-                        for (int i = 0; i < D; i++) dot += qt[i] * kj[i];
-                        dot *= scale;
-                        if (softcap > 0) dot = softcap * tanhf(dot / softcap);
-                        s[j] = dot;
-                        if (dot > mx) mx = dot;
-                    }
-                    double sum = 0;
-                    for (int j = j0; j <= t; j++) sum += (s[j] = expf(s[j] - mx));
-                    float inv = (float)(1.0 / sum);
-                    float *ot = out + (((size_t)b * T + t) * H + h) * D;
-                    for (int i = 0; i < D; i++) ot[i] = 0;
-                    for (int j = j0; j <= t; j++) {
-                        const float *vj = v + (((size_t)b * T + j) * K + h / G) * D;
-                        float p = s[j] * inv;
-                        for (int i = 0; i < D; i++) ot[i] += p * vj[i];
-                    }
-                    lse[((size_t)b * H + h) * T + t] = mx + (float)log(sum);
-                }
-        free(s);
+// scores of queries [q0, q1) against keys [k0, q1) into S [ATT_TQ, ldS], masked entries -INFINITY:
+// S = softcap(scale * Q K^T)
+static void attn_scores(float *S, int ldS, const float *q, int ldq, const float *k, int ldk, int q0, int q1, int k0,
+                        int D, int window, float scale, float softcap) {
+    int nq = q1 - q0, nk = q1 - k0;
+    matmul(0, 1, nq, nk, D, scale, q + (size_t)q0 * ldq, ldq, k + (size_t)k0 * ldk, ldk, 0.0f, S, ldS);
+    for (int i = 0; i < nq; i++) {
+        float *s = S + (size_t)i * ldS;
+        int t = q0 + i, j0 = attn_first_key(t, window) - k0;
+        if (softcap > 0) {
+#pragma omp simd
+            for (int j = 0; j < nk; j++) s[j] = softcap * tanh_fast(s[j] / softcap);
+        }
+        for (int j = 0; j < j0; j++) s[j] = -INFINITY;
+        for (int j = t - k0 + 1; j < nk; j++) s[j] = -INFINITY;
     }
 }
 
-// probabilities of one query row (for the profiler's entropy and the backward)
+static float *attn_scratch(int T) { return (float *)mallocCheck(sizeof(float) * (size_t)ATT_TQ * T * 2); }
+
+static void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, int B, int T,
+                              int H, int K, int D, int window, float scale, float softcap) {
+    int G = H / K, ldq = H * D, ldk = K * D;
+    // outer threads when there is enough independent work; otherwise BLIS threads the products
+    int outer = B * H >= omp_get_max_threads();
+#pragma omp parallel if (outer)
+    {
+        float *S = attn_scratch(T);
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) {
+                const float *qb = q + (size_t)b * T * ldq + h * D;
+                const float *kb = k + (size_t)b * T * ldk + (h / G) * D, *vb = v + (size_t)b * T * ldk + (h / G) * D;
+                float *ob = out + (size_t)b * T * ldq + h * D, *lb = lse + ((size_t)b * H + h) * T;
+                for (int q0 = 0; q0 < T; q0 += ATT_TQ) {
+                    int q1 = q0 + ATT_TQ < T ? q0 + ATT_TQ : T, k0 = attn_first_key(q0, window), nk = q1 - k0;
+                    attn_scores(S, nk, qb, ldq, kb, ldk, q0, q1, k0, D, window, scale, softcap);
+                    for (int i = 0; i < q1 - q0; i++) {  // softmax rows in place, keep log-sum-exp
+                        float *s = S + (size_t)i * nk, mx = -INFINITY;
+                        for (int j = 0; j < nk; j++) mx = s[j] > mx ? s[j] : mx;
+                        float sum = 0;
+#pragma omp simd reduction(+ : sum)
+                        for (int j = 0; j < nk; j++) sum += (s[j] = exp_fast(s[j] - mx));
+                        float inv = 1.0f / sum;
+#pragma omp simd
+                        for (int j = 0; j < nk; j++) s[j] *= inv;
+                        lb[q0 + i] = mx + logf(sum);
+                    }
+                    // masked entries were exp(-inf - mx) = tiny, not zero: clear them exactly
+                    for (int i = 0; i < q1 - q0; i++) {
+                        float *s = S + (size_t)i * nk;
+                        int t = q0 + i, j0 = attn_first_key(t, window) - k0;
+                        for (int j = 0; j < j0; j++) s[j] = 0;
+                        for (int j = t - k0 + 1; j < nk; j++) s[j] = 0;
+                    }
+                    matmul(0, 0, q1 - q0, D, nk, 1.0f, S, nk, vb + (size_t)k0 * ldk, ldk, 0.0f, ob + (size_t)q0 * ldq, ldq);
+                }
+            }
+        free(S);
+    }
+}
+
+// probabilities of one query row (for the profiler's entropy)
 static void attention_row_probs(float *p, const float *q, const float *k, const float *lse, int b, int h, int t,
                                 int T, int H, int K, int D, int window, float scale, float softcap) {
     int G = H / K;
@@ -689,60 +755,76 @@ static void attention_row_probs(float *p, const float *q, const float *k, const 
 }
 
 // dq, dk, dv are overwritten. Parallel over (batch, kv head) so no two threads write the same dk/dv.
+// Per tile: P = exp(S - lse); dP = dO V^T; dS = P (dP - rowsum(dO * O)) [* softcap'] * scale;
+// dQ = dS K; dK += dS^T Q; dV += P^T dO.
 static void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                                const float *q, const float *k, const float *v, int B, int T, int H, int K, int D,
                                int window, float scale, float softcap) {
-    int G = H / K;
+    int G = H / K, ldq = H * D, ldk = K * D;
     memset(dk, 0, sizeof(float) * (size_t)B * T * K * D);
     memset(dv, 0, sizeof(float) * (size_t)B * T * K * D);
-#pragma omp parallel
+    int outer = B * K >= omp_get_max_threads();
+#pragma omp parallel if (outer)
     {
-        float *p = (float *)mallocCheck(sizeof(float) * (size_t)T);
+        float *S = attn_scratch(T), *dP = S + (size_t)ATT_TQ * T;
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
-            for (int g = 0; g < K; g++)
-                for (int h = g * G; h < (g + 1) * G; h++)
-                    for (int t = 0; t < T; t++) {
-                        size_t qi = (((size_t)b * T + t) * H + h) * D;
-                        const float *qt = q + qi, *dot_ = dout + qi, *ot = out + qi;
-                        float *dqt = dq + qi;
-                        int j0 = attn_first_key(t, window);
-                        attention_row_probs(p, q, k, lse, b, h, t, T, H, K, D, window, scale, softcap);
-                        float Dt = 0;  // sum_i dout_i * out_i = sum_j p_j dp_j
-                        for (int i = 0; i < D; i++) Dt += dot_[i] * ot[i];
-                        for (int i = 0; i < D; i++) dqt[i] = 0;
-                        for (int j = j0; j <= t; j++) {
-                            size_t ki = (((size_t)b * T + j) * K + g) * D;
-                            const float *kj = k + ki, *vj = v + ki;
-                            float dp = 0;
-                            for (int i = 0; i < D; i++) dp += dot_[i] * vj[i];
-                            float ds = p[j] * (dp - Dt);
-                            if (softcap > 0) {  // s = c tanh(raw / c): d raw = ds (1 - (s/c)^2)
-                                float sc = logf(p[j]) + lse[((size_t)b * H + h) * T + t];
-                                ds *= 1.0f - (sc / softcap) * (sc / softcap);
+            for (int g = 0; g < K; g++) {
+                const float *kb = k + (size_t)b * T * ldk + g * D, *vb = v + (size_t)b * T * ldk + g * D;
+                float *dkb = dk + (size_t)b * T * ldk + g * D, *dvb = dv + (size_t)b * T * ldk + g * D;
+                for (int h = g * G; h < (g + 1) * G; h++) {
+                    size_t off = (size_t)b * T * ldq + h * D;
+                    const float *qb = q + off, *ob = out + off, *dob = dout + off, *lb = lse + ((size_t)b * H + h) * T;
+                    float *dqb = dq + off;
+                    for (int q0 = 0; q0 < T; q0 += ATT_TQ) {
+                        int q1 = q0 + ATT_TQ < T ? q0 + ATT_TQ : T, nq = q1 - q0, k0 = attn_first_key(q0, window);
+                        int nk = q1 - k0;
+                        attn_scores(S, nk, qb, ldq, kb, ldk, q0, q1, k0, D, window, scale, softcap);
+                        matmul(0, 1, nq, nk, D, 1.0f, dob + (size_t)q0 * ldq, ldq, vb + (size_t)k0 * ldk, ldk, 0.0f, dP,
+                               nk);
+                        for (int i = 0; i < nq; i++) {
+                            const float *orow = ob + (size_t)(q0 + i) * ldq, *drow = dob + (size_t)(q0 + i) * ldq;
+                            float Dt = 0, l = lb[q0 + i];
+                            for (int e = 0; e < D; e++) Dt += drow[e] * orow[e];
+                            float *s = S + (size_t)i * nk, *dp = dP + (size_t)i * nk;
+#pragma omp simd
+                            for (int j = 0; j < nk; j++) {
+                                float sc = s[j], p = sc == -INFINITY ? 0.0f : exp_fast(sc - l);
+                                float ds = p * (dp[j] - Dt);
+                                if (softcap > 0) ds *= 1.0f - (sc / softcap) * (sc / softcap);
+                                s[j] = p;           // S now holds P
+                                dp[j] = ds * scale; // dP now holds dS (scaled)
                             }
-                            ds *= scale;
-                            float *dkj = dk + ki, *dvj = dv + ki;
-                            for (int i = 0; i < D; i++) {
-                                dqt[i] += ds * kj[i];
-                                dkj[i] += ds * qt[i];
-                                dvj[i] += p[j] * dot_[i];
-                            }
+                            if (softcap > 0)  // masked entries: (sc/softcap)^2 of -inf gave NaN * 0; clear
+                                for (int j = 0; j < nk; j++)
+                                    if (s[j] == 0.0f) dp[j] = 0.0f;
                         }
+                        matmul(0, 0, nq, D, nk, 1.0f, dP, nk, kb + (size_t)k0 * ldk, ldk, 0.0f, dqb + (size_t)q0 * ldq,
+                               ldq);
+                        matmul(1, 0, nk, D, nq, 1.0f, dP, nk, qb + (size_t)q0 * ldq, ldq, 1.0f, dkb + (size_t)k0 * ldk,
+                               ldk);
+                        matmul(1, 0, nk, D, nq, 1.0f, S, nk, dob + (size_t)q0 * ldq, ldq, 1.0f, dvb + (size_t)k0 * ldk,
+                               ldk);
                     }
-        free(p);
+                }
+            }
+        free(S);
     }
 }
 
 // --- gated GELU (tanh approximation, gelu_pytorch_tanh) -------------------------------------------
+// 0.5 x (1 + tanh(u)) = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): one exp, no cancellation
+#pragma omp declare simd
 static inline float gelu_tanh(float x) {
     const float c = 0.7978845608028654f;  // sqrt(2/pi)
-    return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
+    float u = c * (x + 0.044715f * x * x * x);
+    return x / (1.0f + exp_fast(-2.0f * u));
 }
-static inline float gelu_tanh_grad(float x) {
+#pragma omp declare simd
+static inline float gelu_tanh_grad(float x) {  // d/dx x s(2u) = s + 2 x s (1 - s) u'
     const float c = 0.7978845608028654f;
-    float u = c * (x + 0.044715f * x * x * x), th = tanhf(u);
-    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * c * (1.0f + 3.0f * 0.044715f * x * x);
+    float u = c * (x + 0.044715f * x * x * x), s = 1.0f / (1.0f + exp_fast(-2.0f * u));
+    return s + 2.0f * x * s * (1.0f - s) * c * (1.0f + 3.0f * 0.044715f * x * x);
 }
 
 // sum_i a_i * b_i (b NULL: sum_i a_i) in double, split into fixed chunks summed in order, so the
@@ -949,7 +1031,10 @@ static double head_forward(Model *m, const int *targets, int want_grad, float *l
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < rows; r++) {
             float *z = logits + (size_t)r * V;
-            if (cap > 0) for (int i = 0; i < V; i++) z[i] = cap * tanhf(z[i] / cap);
+            if (cap > 0) {
+#pragma omp simd
+                for (int i = 0; i < V; i++) z[i] = cap * tanh_fast(z[i] / cap);
+            }
             if (logits_out) memcpy(logits_out + (size_t)(n0 + r) * V, z, sizeof(float) * (size_t)V);
             int tgt = targets ? targets[n0 + r] : -1;
             row_loss[n0 + r] = 0;
@@ -960,16 +1045,19 @@ static double head_forward(Model *m, const int *targets, int want_grad, float *l
             float mx = -INFINITY;
             for (int i = 0; i < V; i++) mx = z[i] > mx ? z[i] : mx;
             double sum = 0;
-            for (int i = 0; i < V; i++) sum += exp((double)(z[i] - mx));
+#pragma omp simd reduction(+ : sum)
+            for (int i = 0; i < V; i++) sum += exp_fast(z[i] - mx);
             double lse = mx + log(sum);
             row_loss[n0 + r] = (float)(lse - z[tgt]);
             if (want_grad) {  // d loss / d logit = (softmax - onehot) / n_valid, through the softcap
-                float scale = 1.0f / (float)n_valid;
+                float scale = 1.0f / (float)n_valid, inv = (float)(1.0 / sum), zt = z[tgt];
+#pragma omp simd
                 for (int i = 0; i < V; i++) {
-                    float g = (float)exp((double)z[i] - lse) - (i == tgt ? 1.0f : 0.0f);
+                    float g = exp_fast(z[i] - mx) * inv;
                     if (cap > 0) g *= 1.0f - (z[i] / cap) * (z[i] / cap);
                     z[i] = g * scale;
                 }
+                z[tgt] -= (cap > 0 ? 1.0f - (zt / cap) * (zt / cap) : 1.0f) * scale;
             }
         }
         if (want_grad) {
@@ -1058,6 +1146,7 @@ static float model_forward(Model *m, const int *tokens, const int *targets, int 
         for (int n = 0; n < N; n++) {
             const float *gr = a->gu + (size_t)n * 2 * F, *ur = gr + F;
             float *hr = a->h + (size_t)n * F;
+#pragma omp simd
             for (int i = 0; i < F; i++) hr[i] = gelu_tanh(gr[i]) * ur[i];
             if (zf) for (int i = 0; i < F; i++) hm[(size_t)n * F + i] = hr[i] * zf[i];
         }
@@ -1141,6 +1230,7 @@ static void model_backward(Model *m) {
             const float *gr = a->gu + (size_t)n * 2 * F, *ur = gr + F;
             const float *dhr = dh + (size_t)n * F;
             float *o = dgu + (size_t)n * 2 * F;
+#pragma omp simd
             for (int i = 0; i < F; i++) {
                 o[i] = dhr[i] * ur[i] * gelu_tanh_grad(gr[i]);
                 o[F + i] = dhr[i] * gelu_tanh(gr[i]);
