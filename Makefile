@@ -77,8 +77,11 @@ test: deps
 	@sh test/run.sh
 
 # --- benchmarks, data, demo ----------------------------------------------------------------------------
+test/bench_model: test/bench_model.c $(HEADERS)
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
 bench: deps
-	@$(MAKE) --no-print-directory all test/test_model
+	@$(MAKE) --no-print-directory test/bench_model
 	@sh test/bench.sh
 
 data: deps data/tokenize data/mkshards
@@ -89,5 +92,5 @@ demo: deps
 	@sh test/demo.sh
 
 clean:
-	rm -f $(PROGRAMS) $(TEST_BINS)
+	rm -f $(PROGRAMS) $(TEST_BINS) test/bench_model test/test_data test/test_prune test/test_train test/test_export test/test_profile
 	rm -rf hip/build

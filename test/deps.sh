@@ -6,7 +6,7 @@ set -e
 cd "$(dirname "$0")/.."
 missing=""
 for p in "$@"; do
-  if dpkg -s "$p" >/dev/null 2>&1; then echo "[deps] $p: installed"; else missing="$missing $p"; fi
+  if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ]; then echo "[deps] $p: installed"; else missing="$missing $p"; fi
 done
 if [ -n "$missing" ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
