@@ -305,9 +305,9 @@ static inline uint16_t f32_to_f16(float f) {  // round to nearest even
 // safetensors: 8-byte little-endian header length, a JSON header, then the raw tensor bytes.
 // Files are memory-mapped; every offset is checked against the file size before use.
 
-enum { ST_F32, ST_BF16, ST_F16, ST_I32, ST_I64, ST_OTHER };
-static const char *st_dtype_name[] = {"F32", "BF16", "F16", "I32", "I64", "?"};
-static const int st_dtype_size[] = {4, 2, 2, 4, 8, 0};
+enum { ST_F32, ST_BF16, ST_F16, ST_I32, ST_I64, ST_I8, ST_U8, ST_OTHER };  // I8/U8: train.c's 8-bit Adam states
+static const char *st_dtype_name[] = {"F32", "BF16", "F16", "I32", "I64", "I8", "U8", "?"};
+static const int st_dtype_size[] = {4, 2, 2, 4, 8, 1, 1, 0};
 
 typedef struct {
     char *name;
