@@ -1,0 +1,1477 @@
+// train.c — training on CPU: from scratch (the embedded default's teacher), full fine-tuning of a
+// source model, and the continued pretraining that recovers a pruned one (Sheared-LLaMA: dynamic
+// batch loading, optional distillation). Read top to bottom:
+//   1. Settings      every flag in one table (type, default, help); printed at start, saved in checkpoints
+//   2. Data          the domain mixture: static weights, or dynamic batch loading against reference losses
+//   3. Model         --model DIR, --config FILE --init random, lottery tickets A/B/C on a pruned shape
+//   4. Optimizers    AdamW (fp32 states), 8-bit AdamW (block-wise quantized states), Muon
+//   5. Distillation  α·CE + (1−α)·τ²·KL(teacher ‖ student)
+//   6. Step          gradient accumulation, clipping, schedule, update
+//   7. Eval and logs per-domain validation loss and perplexity, JSON/CSV logs
+//   8. Checkpoints   one directory, swapped in atomically; --resume continues bit for bit
+//   9. Generation    a few lines of text from a model (plain forward passes, no KV cache)
+//  10. main
+//
+//   ./train --config tiny.json --data data/shards --out runs/teacher --steps 2000
+//   ./train --model runs/pruned/model --data data/shards --out runs/cpt --mix dynamic --ref-loss ref.json
+//   ./train --out runs/cpt --resume
+//   ./train --model runs/teacher/checkpoint --generate "The " --tokens 200
+#include "model.h"
+#include "data/mixture.h"
+#include "data/tokenizer.h"
+#include <dirent.h>
+#include <limits.h>
+#include <stddef.h>
+
+// ================================================================================================
+// 1. Settings: one table drives --help, parsing, the printout at start and what a checkpoint saves
+// ================================================================================================
+
+typedef struct {
+    const char *model, *config, *init, *lottery, *report, *source, *data, *out;  // what to train, where
+    int resume, force;
+    int steps, batch, seq, grad_accum, warmup, seed;                              // batches and schedule
+    double lr, min_lr_frac, weight_decay, grad_clip;
+    const char *optimizer;                                                        // optimizer
+    double beta1, beta2, eps, muon_momentum;
+    const char *mix, *weights, *ref_loss, *ref_model;                             // data mixture
+    int dbl_clip;
+    double dbl_c;
+    int eval_every, eval_batches, save_every;                                     // eval, checkpoints
+    const char *dtype;
+    const char *teacher;                                                          // distillation
+    double alpha, temperature;
+    const char *generate, *tokenizer;                                             // generation
+    int tokens, top_k;
+} Opts;
+
+enum { A_STR, A_INT, A_FLOAT, A_BOOL };
+static const char *arg_type_name[] = {"string", "int", "float", "flag"};
+
+typedef struct {
+    const char *name;  // the flag without its "--"
+    int type;
+    size_t off;        // where it lives in Opts
+    const char *def;   // default, parsed like a command-line value
+    int saved;         // part of the run: saved in train_state.json, restored by --resume
+    const char *help;
+} Flag;
+
+#define OPT(f) offsetof(Opts, f)
+static const Flag flags[] = {
+    {"model", A_STR, OPT(model), "", 1, "Hugging Face model directory to start from (fine-tune, continue; lottery A, C)"},
+    {"config", A_STR, OPT(config), "", 1, "config.json-style shape to train from scratch (with --init random)"},
+    {"init", A_STR, OPT(init), "random", 1, "init with --config: random = Gemma-style, N(0, 0.02) matrices, norms at identity"},
+    {"lottery", A_STR, OPT(lottery), "", 1, "lottery ticket on a pruned shape: A = --model's pruned weights; B = --source's "
+                                            "weights restricted to --report's survivors; C = random init of that shape"},
+    {"report", A_STR, OPT(report), "", 1, "prune_report.json of the pruning run (lottery B; C without --model)"},
+    {"source", A_STR, OPT(source), "", 1, "the model that was pruned (lottery B; C without --model)"},
+    {"data", A_STR, OPT(data), "data/shards", 1, "token shards DIR/<domain>/{train,val}.bin (make data)"},
+    {"out", A_STR, OPT(out), "", 0, "run directory: checkpoint/ (an HF model dir + optimizer + state), log.json, *.csv"},
+    {"resume", A_BOOL, OPT(resume), "0", 0, "continue --out's run from its checkpoint, exactly (same losses bit for bit)"},
+    {"force", A_BOOL, OPT(force), "0", 0, "start a new run although --out has a checkpoint (replaced at the first save)"},
+    {"steps", A_INT, OPT(steps), "1000", 1, "optimizer steps in all"},
+    {"batch", A_INT, OPT(batch), "8", 1, "sequences per micro-batch (B)"},
+    {"seq", A_INT, OPT(seq), "256", 1, "tokens per sequence (T)"},
+    {"grad-accum", A_INT, OPT(grad_accum), "1", 1, "micro-batches per optimizer step"},
+    {"lr", A_FLOAT, OPT(lr), "-1", 1, "peak learning rate; -1: 3e-4 from scratch or lottery C, 1e-4 from weights"},
+    {"warmup", A_INT, OPT(warmup), "-1", 1, "linear warmup steps; -1: 10% of --steps"},
+    {"min-lr-frac", A_FLOAT, OPT(min_lr_frac), "0.1", 1, "the cosine schedule ends at this fraction of the peak"},
+    {"weight-decay", A_FLOAT, OPT(weight_decay), "0.1", 1, "decoupled weight decay (never on norms, embedding, frozen)"},
+    {"grad-clip", A_FLOAT, OPT(grad_clip), "1.0", 1, "clip the global gradient norm to this; 0: off"},
+    {"optimizer", A_STR, OPT(optimizer), "adamw", 1, "adamw (fp32 states) | adamw8 (8-bit block-wise states) | muon "
+                                                     "(matrices; AdamW for embedding and vectors)"},
+    {"beta1", A_FLOAT, OPT(beta1), "0.9", 1, "Adam beta1"},
+    {"beta2", A_FLOAT, OPT(beta2), "0.95", 1, "Adam beta2"},
+    {"eps", A_FLOAT, OPT(eps), "1e-8", 1, "Adam epsilon"},
+    {"muon-momentum", A_FLOAT, OPT(muon_momentum), "0.95", 1, "Muon momentum (Nesterov)"},
+    {"mix", A_STR, OPT(mix), "static", 1, "static (fixed domain weights) | dynamic (dynamic batch loading)"},
+    {"weights", A_STR, OPT(weights), "", 1, "JSON {\"domain\": weight}: (initial) domain weights; default uniform"},
+    {"ref-loss", A_STR, OPT(ref_loss), "", 1, "JSON {\"domain\": loss}: reference losses for --mix dynamic"},
+    {"ref-model", A_STR, OPT(ref_model), "", 1, "or: a model whose per-domain validation losses are the references"},
+    {"dbl-clip", A_BOOL, OPT(dbl_clip), "0", 1, "the paper's max(loss - ref, 0) instead of the code's loss - ref"},
+    {"dbl-c", A_FLOAT, OPT(dbl_c), "1e-4", 1, "smoothing c of the domain-weight update"},
+    {"eval-every", A_INT, OPT(eval_every), "100", 1, "validation (and the dynamic weight update) every N steps; 0: at the end"},
+    {"eval-batches", A_INT, OPT(eval_batches), "4", 1, "validation batches of --batch windows per domain"},
+    {"save-every", A_INT, OPT(save_every), "500", 1, "checkpoint every N steps and at the end; 0: only at the end"},
+    {"dtype", A_STR, OPT(dtype), "auto", 1, "saved weights: f32 | bf16 (fp32 master kept in optimizer.safetensors) | "
+                                            "auto (what the model was loaded as; f32 for a random init)"},
+    {"teacher", A_STR, OPT(teacher), "", 1, "distill from this HF model directory (same vocabulary)"},
+    {"alpha", A_FLOAT, OPT(alpha), "0.5", 1, "distillation: weight of the cross-entropy; 1 - alpha goes to the KL term"},
+    {"temperature", A_FLOAT, OPT(temperature), "1.0", 1, "distillation temperature tau; with --generate the sampling "
+                                                          "temperature (0: greedy)"},
+    {"seed", A_INT, OPT(seed), "1", 1, "random seed: init (2*seed), data order (2*seed+1), sampling"},
+    {"generate", A_STR, OPT(generate), "", 0, "print a continuation of this prompt by --model (or --out's checkpoint), exit"},
+    {"tokens", A_INT, OPT(tokens), "200", 0, "tokens to generate"},
+    {"top-k", A_INT, OPT(top_k), "0", 0, "sample among the k most likely tokens; 0: all"},
+    {"tokenizer", A_STR, OPT(tokenizer), "", 0, "bytes | PATH/tokenizer.json; default: the model's tokenizer.json, else bytes"},
+};
+#define NFLAGS ((int)(sizeof flags / sizeof flags[0]))
+
+static void *flag_ptr(Opts *o, const Flag *f) { return (char *)o + f->off; }
+
+static int flag_index(const char *name) {
+    for (int i = 0; i < NFLAGS; i++)
+        if (!strcmp(flags[i].name, name)) return i;
+    fail("internal: no flag --%s", name);
+}
+
+static void flag_copy(Opts *dst, Opts *src, const Flag *f) {
+    memcpy(flag_ptr(dst, f), flag_ptr(src, f),
+           f->type == A_STR ? sizeof(char *) : f->type == A_FLOAT ? sizeof(double) : sizeof(int));
+}
+
+static void flag_set(Opts *o, const Flag *f, const char *v) {
+    void *p = flag_ptr(o, f);
+    char *end;
+    if (f->type == A_STR) *(const char **)p = v;
+    else if (f->type == A_BOOL) {
+        if (!strcmp(v, "1") || !strcmp(v, "true")) *(int *)p = 1;
+        else if (!strcmp(v, "0") || !strcmp(v, "false")) *(int *)p = 0;
+        else fail("--%s is a flag (1/0), got \"%s\"", f->name, v);
+    } else if (f->type == A_INT) {
+        long x = strtol(v, &end, 10);
+        if (*end || end == v || x < INT_MIN || x > INT_MAX) fail("--%s expects an integer, got \"%s\"", f->name, v);
+        *(int *)p = (int)x;
+    } else {
+        double x = strtod(v, &end);
+        if (*end || end == v || !isfinite(x)) fail("--%s expects a number, got \"%s\"", f->name, v);
+        *(double *)p = x;
+    }
+}
+
+static const char *flag_str(Opts *o, const Flag *f, char *buf) {  // buf: 64 bytes
+    void *p = flag_ptr(o, f);
+    if (f->type == A_STR) return *(const char **)p;
+    if (f->type == A_FLOAT) snprintf(buf, 64, "%g", *(double *)p);
+    else snprintf(buf, 64, "%d", *(int *)p);
+    return buf;
+}
+
+static void opts_defaults(Opts *o) {
+    memset(o, 0, sizeof *o);
+    for (int i = 0; i < NFLAGS; i++) flag_set(o, &flags[i], flags[i].def);
+}
+
+// argv over *o; given[i] says flag i was on the command line
+static void opts_parse(Opts *o, int argc, char **argv, int *given) {
+    for (int a = 1; a < argc; a++) {
+        const char *s = argv[a];
+        int i = 0;
+        if (strncmp(s, "--", 2) == 0)
+            for (; i < NFLAGS; i++)
+                if (!strcmp(s + 2, flags[i].name)) break;
+        if (strncmp(s, "--", 2) != 0 || i == NFLAGS) fail("unknown argument %s; see ./train --help", s);
+        flag_set(o, &flags[i], flags[i].type == A_BOOL ? "1" : arg_str(argc, argv, &a));
+        if (given) given[i] = 1;
+    }
+}
+
+static void usage(void) {
+    printf("usage: ./train --model DIR | --config FILE.json,  --data DIR --out DIR [--steps N] [--resume] [flags]\n"
+           "       ./train --model DIR --generate \"prompt\" [--tokens N --temperature T --top-k K --seed S]\n");
+    Opts o;
+    opts_defaults(&o);
+    for (int i = 0; i < NFLAGS; i++) {
+        char buf[64];
+        const char *v = flag_str(&o, &flags[i], buf);
+        printf("  --%-14s %-6s  %s  [%s]\n", flags[i].name, arg_type_name[flags[i].type], flags[i].help,
+               flags[i].type == A_BOOL ? (*v == '1' ? "on" : "off") : (*v ? v : "none"));
+    }
+    printf("Writes OUT/checkpoint/ (load it with --model in every stage), OUT/log.json, OUT/log_steps.csv,\n"
+           "OUT/log_eval.csv and, when plot.h can draw them, OUT/loss.png and OUT/weights.png.\n");
+}
+
+static void opts_print(Opts *o) {
+    char line[256] = "|", buf[64];
+    for (int i = 0; i < NFLAGS; i++) {
+        char item[200];
+        snprintf(item, sizeof item, " %s=%s", flags[i].name, flag_str(o, &flags[i], buf));
+        if (strlen(line) + strlen(item) > 110) {
+            printf("%s\n", line);
+            strcpy(line, "|");
+        }
+        strcat(line, item);
+    }
+    printf("%s\n", line);
+}
+
+static cJSON *opts_to_json(Opts *o) {
+    cJSON *j = cJSON_CreateObject();
+    for (int i = 0; i < NFLAGS; i++) {
+        const Flag *f = &flags[i];
+        if (!f->saved) continue;
+        void *p = flag_ptr(o, f);
+        if (f->type == A_STR) cJSON_AddStringToObject(j, f->name, *(const char **)p);
+        else if (f->type == A_FLOAT) cJSON_AddNumberToObject(j, f->name, *(double *)p);
+        else if (f->type == A_BOOL) cJSON_AddBoolToObject(j, f->name, *(int *)p);
+        else cJSON_AddNumberToObject(j, f->name, *(int *)p);
+    }
+    return j;
+}
+
+static void opts_from_json(Opts *o, const cJSON *j, const char *src) {
+    for (int i = 0; i < NFLAGS; i++) {
+        const Flag *f = &flags[i];
+        if (!f->saved || !json_get(j, f->name)) continue;
+        void *p = flag_ptr(o, f);
+        if (f->type == A_STR) *(const char **)p = str_dup(json_str(j, f->name, "", src));
+        else if (f->type == A_FLOAT) *(double *)p = json_num(j, f->name, 0, src);
+        else if (f->type == A_BOOL) *(int *)p = json_bool(j, f->name, 0, src);
+        else *(int *)p = (int)json_int(j, f->name, 0, src);
+    }
+}
+
+enum { OPT_ADAMW, OPT_ADAMW8, OPT_MUON };
+static const char *opt_names[] = {"adamw", "adamw8", "muon"};
+
+static int name_index(const char *v, const char *const *names, int n, const char *flag) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(v, names[i])) return i;
+    char all[128] = "";
+    for (int i = 0; i < n; i++) snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s", i ? ", " : "", names[i]);
+    fail("--%s %s is not one of: %s", flag, v, all);
+}
+
+// ranges that are checked once every default and override is in
+static void opts_check(const Opts *o) {
+    if (o->steps < 1 || o->batch < 1 || o->seq < 1 || o->grad_accum < 1)
+        fail("--steps, --batch, --seq and --grad-accum must be >= 1 (got %d, %d, %d, %d)", o->steps, o->batch, o->seq,
+             o->grad_accum);
+    if (!(o->lr > 0)) fail("--lr must be > 0 (got %g)", o->lr);
+    if (o->warmup < 0 || o->warmup > o->steps) fail("--warmup must be in [0, --steps] (got %d)", o->warmup);
+    if (o->min_lr_frac < 0 || o->min_lr_frac > 1) fail("--min-lr-frac must be in [0, 1] (got %g)", o->min_lr_frac);
+    if (o->weight_decay < 0 || o->grad_clip < 0) fail("--weight-decay and --grad-clip must be >= 0");
+    if (o->beta1 < 0 || o->beta1 >= 1 || o->beta2 < 0 || o->beta2 >= 1 || !(o->eps > 0))
+        fail("Adam needs 0 <= beta1, beta2 < 1 and eps > 0 (got %g, %g, %g)", o->beta1, o->beta2, o->eps);
+    if (o->muon_momentum < 0 || o->muon_momentum >= 1) fail("--muon-momentum must be in [0, 1)");
+    name_index(o->optimizer, opt_names, 3, "optimizer");
+    static const char *mixes[] = {"static", "dynamic"}, *dtypes[] = {"f32", "bf16", "auto"};
+    int dyn = name_index(o->mix, mixes, 2, "mix");
+    name_index(o->dtype, dtypes, 3, "dtype");
+    if (dyn && !*o->ref_loss && !*o->ref_model)
+        fail("--mix dynamic needs reference losses: --ref-loss FILE.json or --ref-model DIR");
+    if (*o->ref_loss && *o->ref_model) fail("give --ref-loss or --ref-model, not both");
+    if (!(o->dbl_c >= 0 && o->dbl_c < 1)) fail("--dbl-c must be in [0, 1) (got %g)", o->dbl_c);
+    if (o->eval_every < 0 || o->save_every < 0 || o->eval_batches < 1)
+        fail("--eval-every and --save-every must be >= 0, --eval-batches >= 1");
+    if (*o->teacher && (o->alpha < 0 || o->alpha > 1 || !(o->temperature > 0)))
+        fail("distillation needs 0 <= --alpha <= 1 and --temperature > 0 (got %g, %g)", o->alpha, o->temperature);
+}
+
+// ================================================================================================
+// 2. Data: each training sequence draws its domain from the weights w (data/mixture.h). Static: w
+//    fixed. Dynamic (Sheared-LLaMA §3, DESIGN.md §4): at every evaluation, per domain i,
+//    Δ_i = loss_i − ref_i and w ← normalize((1 − c) softmax(ln w + Δ) + c/k) (mixture.h dbl_update).
+// ================================================================================================
+
+// {"domain": number, ...} into v[k] (NAN for a domain the file does not name); a domain that is not
+// in the data is an error naming the file, the domain and the ones there are
+static void read_domain_values(const char *path, const Mixture *mx, double *v, const char *what) {
+    cJSON *j = json_read(path);
+    if (!cJSON_IsObject(j)) fail("%s: expected a JSON object {\"domain\": %s, ...}", path, what);
+    for (int i = 0; i < mx->k; i++) v[i] = NAN;
+    for (const cJSON *e = j->child; e; e = e->next) {
+        int d = mixture_domain(mx, e->string);
+        if (d < 0) {
+            char all[512] = "";
+            for (int i = 0; i < mx->k; i++)
+                snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s", i ? ", " : "", mx->ds.name[i]);
+            fail("%s names domain \"%s\", which the data has not (domains: %s); fix the file or --data", path,
+                 e->string, all);
+        }
+        if (!cJSON_IsNumber(e) || !isfinite(e->valuedouble))
+            fail("%s: the %s of domain \"%s\" must be a number", path, what, e->string);
+        v[d] = e->valuedouble;
+    }
+    cJSON_Delete(j);
+}
+
+static void weights_from_file(Mixture *mx, const char *path) {
+    double *v = (double *)mallocCheck(sizeof(double) * (size_t)mx->k), sum = 0;
+    read_domain_values(path, mx, v, "weight");
+    for (int i = 0; i < mx->k; i++) {
+        if (isnan(v[i])) v[i] = 0;  // a domain left out is not sampled
+        if (v[i] < 0) fail("%s: weight of domain \"%s\" is negative (%g)", path, mx->ds.name[i], v[i]);
+        sum += v[i];
+    }
+    if (!(sum > 0)) fail("%s: the domain weights sum to 0; give at least one domain a positive weight", path);
+    for (int i = 0; i < mx->k; i++) mx->w[i] = v[i] / sum;
+    free(v);
+}
+
+// per-domain validation loss of a model: mean next-token CE over eval_batches batches of B windows
+static void eval_domains(const Mixture *mx, Model *m, int B, int T, int batches, double *loss) {
+    for (int d = 0; d < mx->k; d++) loss[d] = mixture_eval(mx, m, d, B, T, batches);
+}
+
+// reference losses for dynamic batch loading: a file, or a model evaluated on every domain (then
+// written to OUT/ref_loss.json, to be passed as --ref-loss next time)
+static double *reference_losses(const Opts *o, const Mixture *mx, int V) {
+    double *ref = (double *)mallocCheck(sizeof(double) * (size_t)mx->k);
+    if (*o->ref_loss) {
+        read_domain_values(o->ref_loss, mx, ref, "reference loss");
+        for (int i = 0; i < mx->k; i++)
+            if (isnan(ref[i])) fail("%s has no reference loss for domain \"%s\"; give every domain one", o->ref_loss,
+                                    mx->ds.name[i]);
+        return ref;
+    }
+    Model rm;
+    model_load(&rm, o->ref_model);
+    if (rm.c.V != V) fail("--ref-model %s has vocab %d but the model trained has %d; the references must come from a "
+                          "model with the same tokenizer", o->ref_model, rm.c.V, V);
+    printf("| reference losses: evaluating %s on every domain ...\n", o->ref_model);
+    fflush(stdout);
+    eval_domains(mx, &rm, o->batch, o->seq, o->eval_batches, ref);
+    model_free(&rm);
+    return ref;
+}
+
+// ================================================================================================
+// 3. Model: continue from weights, a random init of a config, or a lottery ticket of a pruned shape
+//    (A: the pruned weights; B: the source's original weights restricted to the survivors listed in
+//    prune_report.json, no soft-mask folding; C: a random init of the pruned shape).
+// ================================================================================================
+
+static void model_random(Model *m, const Config *c, int seed) {
+    memset(m, 0, sizeof *m);
+    m->c = *c;
+    m->c.scale_dtype = ST_F32;  // a fresh model is saved (and so re-loaded) in f32 unless --dtype says otherwise
+    model_init_layout(m);
+    model_init_random(m, 2 * (uint64_t)seed, 0.02);
+    model_masks_changed(m);
+}
+
+// a sorted list of n distinct indices in [0, limit)
+static int *index_list(const cJSON *a, int n, int limit, const char *what, const char *src) {
+    if (!a || !cJSON_IsArray(a)) fail("%s: \"%s\" must be an array of indices", src, what);
+    if (cJSON_GetArraySize(a) != n)
+        fail("%s: \"%s\" lists %d indices but target_shape implies %d", src, what, cJSON_GetArraySize(a), n);
+    int *v = (int *)mallocCheck(sizeof(int) * (size_t)(n ? n : 1)), i = 0;
+    for (const cJSON *e = a->child; e; e = e->next, i++) {
+        double x = cJSON_IsNumber(e) ? e->valuedouble : -1;
+        if (x != floor(x) || x < 0 || x >= limit) fail("%s: \"%s\"[%d] is not an index in [0, %d)", src, what, i, limit);
+        v[i] = (int)x;
+        if (i && v[i] <= v[i - 1]) fail("%s: \"%s\" must be sorted ascending without repeats", src, what);
+    }
+    return v;
+}
+
+static const cJSON *report_layer_list(const cJSON *r, const char *key, int i, int L, const char *src) {
+    const cJSON *a = json_get(r, key);
+    if (!a || !cJSON_IsArray(a) || cJSON_GetArraySize(a) != L)
+        fail("%s: \"%s\" must hold one list per kept layer (%d)", src, key, L);
+    return cJSON_GetArrayItem(a, i);
+}
+
+static int *expand_heads(const int *heads, int n, int D) {  // head indices -> row indices of D rows each
+    int *r = (int *)mallocCheck(sizeof(int) * (size_t)n * D);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < D; j++) r[i * D + j] = heads[i] * D + j;
+    return r;
+}
+
+// dst[r][c] = src[rows[r]][cols[c]]; a NULL list is the identity
+static void gather(float *dst, const float *src, size_t src_cols, const int *rows, size_t nr, const int *cols,
+                   size_t nc) {
+    for (size_t r = 0; r < nr; r++) {
+        const float *s = src + (size_t)(rows ? (size_t)rows[r] : r) * src_cols;
+        for (size_t c = 0; c < nc; c++) dst[r * nc + c] = s[cols ? (size_t)cols[c] : c];
+    }
+}
+
+// The shape of the pruned model (`target_shape`, `layers`, `layer_types` of the report over the source's
+// config) and, with m != NULL, lottery ticket B: the source's weights restricted to the survivors.
+static void lottery_from_report(Model *m, Config *out_c, const char *report, const char *source) {
+    Model src;
+    model_load(&src, source);
+    const Config *s = &src.c;
+    cJSON *r = json_read(report);
+    const cJSON *ts = json_get(r, "target_shape"), *ss = json_get(r, "source_shape");
+    if (!ts) fail("%s: no \"target_shape\"; is it a prune_report.json from ./prune?", report);
+    static const char *keys[] = {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                                 "num_key_value_heads", "head_dim"};
+    int sv[6] = {s->d, s->F, s->L, s->H, s->K, s->D}, tv[6];
+    for (int i = 0; i < 6; i++) {
+        tv[i] = (int)json_int(ts, keys[i], -1, report);
+        if (tv[i] < 1 || tv[i] > sv[i]) fail("%s: target_shape.%s = %d must be in [1, %d] (the source's)", report, keys[i],
+                                             tv[i], sv[i]);
+        if (ss && json_int(ss, keys[i], sv[i], report) != sv[i])
+            fail("%s: source_shape.%s = %ld but --source %s has %d; the report belongs to another model", report,
+                 keys[i], json_int(ss, keys[i], 0, report), source, sv[i]);
+    }
+    if (tv[5] != s->D) fail("%s: target head_dim %d differs from the source's %d; pruning keeps head_dim", report, tv[5], s->D);
+    Config c = *s;
+    c.d = tv[0], c.F = tv[1], c.L = tv[2], c.H = tv[3], c.K = tv[4];
+    if (c.H % c.K) fail("%s: target heads %d are not a multiple of kv heads %d", report, c.H, c.K);
+    int *layers = index_list(json_get(r, "layers"), c.L, s->L, "layers", report);
+    const cJSON *lt = json_get(r, "layer_types");
+    for (int i = 0; i < c.L; i++) {
+        c.full[i] = s->full[layers[i]];
+        const cJSON *e = lt ? cJSON_GetArrayItem(lt, i) : NULL;
+        if (e && (!cJSON_IsString(e) || strcmp(e->valuestring, c.full[i] ? "full_attention" : "sliding_attention")))
+            fail("%s: layer_types[%d] disagrees with source layer %d (%s)", report, i, layers[i],
+                 c.full[i] ? "full_attention" : "sliding_attention");
+    }
+    for (int i = 0; i < c.L && s->arch == 4; i++)  // Gemma 4 full layers: their own kv head count
+        if (c.full[i]) c.Kg = cJSON_GetArraySize(report_layer_list(r, "kv_heads", i, c.L, report));
+    *out_c = c;
+    if (m) {
+        memset(m, 0, sizeof *m);
+        m->c = c;
+        m->c.scale_dtype = s->scale_dtype;
+        model_init_layout(m);
+        int *hidden = index_list(json_get(r, "hidden"), c.d, s->d, "hidden", report);
+        char what[64];
+        for (int i = 0; i < c.L; i++) {  // per kept layer: rows and columns to keep, then every tensor of the layer
+            int l = layers[i], D = layer_D(&c, i), Ks = layer_K(s, l), Kt = layer_K(&c, i);
+            int Gs = s->H / Ks, Gt = c.H / Kt;
+            snprintf(what, sizeof what, "kv_heads[%d]", i);
+            int *kv = index_list(report_layer_list(r, "kv_heads", i, c.L, report), Kt, Ks, what, report);
+            snprintf(what, sizeof what, "query_heads[%d]", i);
+            int *qh = index_list(report_layer_list(r, "query_heads", i, c.L, report), c.H, s->H, what, report);
+            snprintf(what, sizeof what, "ffn[%d]", i);
+            int *ffn = index_list(report_layer_list(r, "ffn", i, c.L, report), c.F, s->F, what, report);
+            for (int j = 0; j < c.H; j++)  // kept query head j must sit in kept kv group j / Gt
+                if (qh[j] / Gs != kv[j / Gt])
+                    fail("%s: layer %d keeps query head %d, whose kv head %d is not kept kv head #%d (%d); groups "
+                         "must stay whole", report, i, qh[j], qh[j] / Gs, j / Gt, kv[j / Gt]);
+            int *qrows = expand_heads(qh, c.H, D), *kvrows = expand_heads(kv, Kt, D);
+            for (int e = 0; e < m->tab.n; e++) {
+                const PEntry *te = &m->tab.e[e];
+                if (te->layer != i) continue;
+                const PEntry *se = NULL;
+                for (int k = 0; k < src.tab.n && !se; k++)
+                    if (src.tab.e[k].layer == l && src.tab.e[k].kind == te->kind) se = &src.tab.e[k];
+                const int *rows = NULL, *cols = NULL;
+                switch (te->kind) {
+                case T_WQ: rows = qrows, cols = hidden; break;
+                case T_WK: case T_WV: rows = kvrows, cols = hidden; break;
+                case T_WO: rows = hidden, cols = qrows; break;
+                case T_WGATE: case T_WUP: rows = ffn, cols = hidden; break;
+                case T_WDOWN: rows = hidden, cols = ffn; break;
+                case T_Q_NORM: case T_K_NORM: case T_LAYER_SCALAR: break;
+                default: rows = hidden; break;  // the d-sized norms
+                }
+                gather(m->w + te->offset, src.w + se->offset, se->cols, rows, te->rows, cols, te->cols);
+            }
+            free(kv), free(qh), free(ffn), free(qrows), free(kvrows);
+        }
+        for (int e = 0; e < m->tab.n; e++) {  // embedding columns and the final norm
+            const PEntry *te = &m->tab.e[e], *se = te->kind == T_EMBED ? &src.tab.e[0] : &src.tab.e[src.tab.n - 1];
+            if (te->layer >= 0) continue;
+            if (te->kind == T_EMBED) gather(m->w + te->offset, src.w + se->offset, se->cols, NULL, te->rows, hidden, te->cols);
+            else gather(m->w + te->offset, src.w + se->offset, 1, hidden, te->rows, NULL, 1);
+        }
+        model_masks_changed(m);
+        free(hidden);
+    }
+    free(layers);
+    cJSON_Delete(r);
+    model_free(&src);
+}
+
+// Returns 1 when the model starts from trained weights (sets the default learning rate).
+static int init_model(Model *m, const Opts *o) {
+    if (*o->lottery) {
+        static const char *kinds[] = {"A", "B", "C"};
+        int k = name_index(o->lottery, kinds, 3, "lottery");
+        if (k == 0) {
+            if (!*o->model) fail("--lottery A trains the pruned weights: give them as --model DIR");
+            model_load(m, o->model);
+            return 1;
+        }
+        if (k == 1 || !*o->model) {
+            if (!*o->report || !*o->source)
+                fail("--lottery %s needs --report PRUNE_REPORT.json and --source DIR (the model that was pruned)%s",
+                     kinds[k], k == 2 ? ", or --model DIR of the pruned model" : "");
+            Config c;
+            lottery_from_report(k == 1 ? m : NULL, &c, o->report, o->source);
+            if (k == 2) model_random(m, &c, o->seed);
+            return k == 1;
+        }
+        Config c;  // C with --model: that model's shape, fresh weights
+        char *cp = path_join(o->model, "config.json");
+        if (!file_exists(cp)) fail("%s: no config.json; --lottery C takes the shape of --model DIR", o->model);
+        config_load(&c, cp);
+        free(cp);
+        model_random(m, &c, o->seed);
+        return 0;
+    }
+    if (*o->model && *o->config) fail("give --model DIR (start from weights) or --config FILE.json (from scratch), not both");
+    if (*o->model) {
+        model_load(m, o->model);
+        return 1;
+    }
+    if (*o->config) {
+        if (strcmp(o->init, "random")) fail("--init %s is not supported (random is)", o->init);
+        Config c;
+        config_load(&c, o->config);
+        model_random(m, &c, o->seed);
+        return 0;
+    }
+    fail("nothing to train: give --model DIR or --config FILE.json (or --out DIR --resume); see ./train --help");
+}
+
+// ================================================================================================
+// 4. Optimizers. Every rule updates p in place from the (clipped, averaged) gradient g, with
+//    decoupled weight decay p *= 1 − lr·wd first (torch.optim.AdamW semantics). Weight decay only on
+//    matrices: never on norms, the embedding or frozen tensors (layer_scalar).
+// ================================================================================================
+
+static int decays(const PEntry *e) { return !e->is_norm && e->kind != T_EMBED && !e->frozen; }
+static int is_matrix(const PEntry *e) { return e->cols > 1 && e->kind != T_EMBED && !e->frozen; }
+
+// --- 8-bit AdamW -----------------------------------------------------------------------------------
+// Both moments are stored as one byte per element, in blocks of QBLOCK elements of one tensor with an
+// fp32 scale per block (the block's max |m|, max v). The codes are square-root companded, which spends
+// the 256 levels where Adam's states mostly are (far below the block maximum):
+//   m: int8,  levels  m = max|m| · sign(q) · (q/127)²,  q in [-127, 127]
+//   v: uint8, levels  sqrt(v) = sqrt(max v) · (q/255)², q in [0, 255]   (v kept as its square root on a sqrt code)
+// and each value takes the NEAREST level (nearest in m, and in sqrt(v), the quantity the update divides
+// by), so a round trip is never off by more than the value itself. Smallest nonzero levels: |m| = 6.2e-5
+// and sqrt(v) = 1.5e-5 of the block max. Worst round-trip error measured by test/test_train (heavy-tailed
+// values) for values within 10x of the block max: 2.5% (m), 1.2% (sqrt v); 10-100x below: 7.4%, 3.9%;
+// 100-1000x below: 22%, 12% (plain linear absmax int8: 3.7%, 33%, 100%). Each step dequantizes, updates in fp32
+// exactly like AdamW (the update uses the fresh fp32 moments), then requantizes. Where v's code is 0 the
+// m code is zeroed too, so no element keeps momentum without a second moment (m/sqrt(v) would blow up).
+#define QBLOCK 256
+
+static inline float q8m_decode(int8_t q, float s) {
+    float x = (float)q / 127.0f;
+    return x * fabsf(x) * s;
+}
+// the nearer of the two levels (q/n)² around a in [0, 1]: q = floor(n sqrt(a)) or q + 1
+static inline int q8_nearest(float a, int n) {
+    int q = (int)((float)n * sqrtf(a));
+    if (q >= n) return n;
+    float lo = (float)q * q, hi = (float)(q + 1) * (q + 1);
+    return a * (float)n * (float)n > 0.5f * (lo + hi) ? q + 1 : q;
+}
+static inline int8_t q8m_encode(float m, float s) {
+    if (!(s > 0)) return 0;
+    int q = q8_nearest(fabsf(m) / s, 127);
+    return (int8_t)(m < 0 ? -q : q);
+}
+static inline float q8v_decode(uint8_t q, float s) {
+    float x = (float)q / 255.0f;
+    x *= x;
+    return x * x * s;
+}
+static inline uint8_t q8v_encode(float v, float s) { return s > 0 ? (uint8_t)q8_nearest(sqrtf(v / s), 255) : 0; }
+
+static void adamw8_update(float *p, const float *g, int8_t *qm, uint8_t *qv, float *sm, float *sv, size_t n, float lr,
+                          float b1, float b2, float eps, float wd, int step) {
+    float bc1 = 1.0f - powf(b1, (float)step), bc2s = sqrtf(1.0f - powf(b2, (float)step));
+    size_t nb = (n + QBLOCK - 1) / QBLOCK;
+#pragma omp parallel for schedule(static)
+    for (size_t b = 0; b < nb; b++) {
+        size_t i0 = b * QBLOCK, len = n - i0 < QBLOCK ? n - i0 : QBLOCK;
+        float m[QBLOCK], v[QBLOCK], mmax = 0, vmax = 0;
+        for (size_t j = 0; j < len; j++) {
+            size_t i = i0 + j;
+            m[j] = b1 * q8m_decode(qm[i], sm[b]) + (1.0f - b1) * g[i];
+            v[j] = b2 * q8v_decode(qv[i], sv[b]) + (1.0f - b2) * g[i] * g[i];
+            p[i] *= 1.0f - lr * wd;
+            p[i] -= (lr / bc1) * m[j] / (sqrtf(v[j]) / bc2s + eps);
+            mmax = fmaxf(mmax, fabsf(m[j]));
+            vmax = fmaxf(vmax, v[j]);
+        }
+        sm[b] = mmax, sv[b] = vmax;
+        for (size_t j = 0; j < len; j++) {
+            qv[i0 + j] = q8v_encode(v[j], vmax);
+            qm[i0 + j] = qv[i0 + j] ? q8m_encode(m[j], mmax) : 0;
+        }
+    }
+}
+
+// --- Muon --------------------------------------------------------------------------------------------
+// For each weight matrix W [rows, cols] (not the embedding), with g its gradient (Keller Jordan's Muon):
+//   buf ← μ buf + (1 − μ) g ;  u = (1 − μ) g + μ buf                     (Nesterov momentum)
+//   O = NS5(u / ‖u‖_F)                                                 (approximately U Vᵀ of u = U S Vᵀ)
+//   W ← W (1 − lr·wd) − lr · 0.2 · sqrt(max(rows, cols)) · O
+// NS5 is the quintic Newton–Schulz iteration X ← aX + (b A + c A²) X, A = X Xᵀ, (a, b, c) = (3.4445,
+// −4.7750, 2.0315), 5 steps, on the wide orientation (transposed when rows > cols), in fp32 (the
+// published code uses bf16). Shape scaling: Moonshot's 0.2·sqrt(max(rows, cols)) ("Muon is Scalable
+// for LLM Training", 2025) instead of Keller Jordan's max(1, rows/cols)^0.5: it gives the update the
+// RMS of a typical AdamW update (~0.2), so one --lr, schedule and weight decay serve both the Muon
+// matrices and the AdamW-trained embedding and vectors.
+static const float NS_A = 3.4445f, NS_B = -4.7750f, NS_C = 2.0315f;
+
+static size_t muon_scratch_floats(size_t rows, size_t cols) {
+    size_t r = rows < cols ? rows : cols, c = rows < cols ? cols : rows;
+    return 3 * r * c + 2 * r * r;
+}
+
+// u [rows, cols] <- NS5(u / ‖u‖); work: muon_scratch_floats(rows, cols)
+static void newton_schulz5(float *u, int rows, int cols, float *work) {
+    int tr = rows > cols, r = tr ? cols : rows, c = tr ? rows : cols;
+    size_t n = (size_t)r * c;
+    float *X = work, *Y = X + n, *A = Y + n, *Bm = A + (size_t)r * r;
+    float inv = (float)(1.0 / (sqrt(dot_det(u, u, n)) + 1e-7));
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) X[tr ? (size_t)j * c + i : (size_t)i * c + j] = u[(size_t)i * cols + j] * inv;
+    for (int it = 0; it < 5; it++) {
+        matmul(0, 1, r, r, c, 1.0f, X, c, X, c, 0.0f, A, r);                       // A = X Xᵀ
+        for (size_t i = 0; i < (size_t)r * r; i++) Bm[i] = NS_B * A[i];
+        matmul(0, 0, r, r, r, NS_C, A, r, A, r, 1.0f, Bm, r);                      // B = b A + c A A
+        for (size_t i = 0; i < n; i++) Y[i] = NS_A * X[i];
+        matmul(0, 0, r, c, r, 1.0f, Bm, r, X, c, 1.0f, Y, c);                      // Y = a X + B X
+        float *t = X;
+        X = Y, Y = t;
+    }
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) u[(size_t)i * cols + j] = X[tr ? (size_t)j * c + i : (size_t)i * c + j];
+}
+
+static void muon_update(float *p, const float *g, float *buf, int rows, int cols, float lr, float mu, float wd,
+                        float *work) {
+    size_t n = (size_t)rows * cols;
+    float *u = work + muon_scratch_floats((size_t)rows, (size_t)cols) - n;  // the scratch's last r*c floats
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        buf[i] = mu * buf[i] + (1.0f - mu) * g[i];
+        u[i] = (1.0f - mu) * g[i] + mu * buf[i];
+    }
+    newton_schulz5(u, rows, cols, work);
+    float scale = 0.2f * sqrtf((float)(rows > cols ? rows : cols));
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) p[i] = p[i] * (1.0f - lr * wd) - lr * scale * u[i];
+}
+
+// --- the optimizer state, laid out over the parameter table -------------------------------------------
+typedef struct {
+    int kind;
+    float b1, b2, eps, mu;
+    int t;              // updates done (Adam's bias correction)
+    size_t total;       // parameters
+    float *m;           // [total] adamw: first moment; muon: momentum (matrices) / first moment (the rest)
+    float *v;           // [nv] second moments: adamw every tensor, muon the non-matrices
+    size_t nv, *voff;   // voff[i]: where tensor i's second moment starts in v (muon: unused for matrices)
+    int8_t *qm;         // adamw8: [total] codes of m and v, [nblocks] scales, blk0[i]: tensor i's first block
+    uint8_t *qv;
+    float *sm, *sv;
+    size_t nblocks, *blk0;
+    float *work;        // Muon's Newton–Schulz scratch
+} Optimizer;
+
+static void optimizer_init(Optimizer *o, const ParamTable *tab, const Opts *op) {
+    memset(o, 0, sizeof *o);
+    o->kind = name_index(op->optimizer, opt_names, 3, "optimizer");
+    o->b1 = (float)op->beta1, o->b2 = (float)op->beta2, o->eps = (float)op->eps, o->mu = (float)op->muon_momentum;
+    o->total = tab->total;
+    o->voff = (size_t *)callocCheck(sizeof(size_t) * (size_t)tab->n);
+    o->blk0 = (size_t *)callocCheck(sizeof(size_t) * (size_t)tab->n);
+    size_t work = 0;
+    for (int i = 0; i < tab->n; i++) {
+        const PEntry *e = &tab->e[i];
+        size_t n = e->rows * e->cols;
+        o->blk0[i] = o->nblocks;
+        o->nblocks += (n + QBLOCK - 1) / QBLOCK;
+        o->voff[i] = o->nv;
+        if (o->kind == OPT_MUON && is_matrix(e)) {
+            size_t w = muon_scratch_floats(e->rows, e->cols);
+            work = w > work ? w : work;
+        } else o->nv += n;
+    }
+    if (o->kind == OPT_ADAMW8) {
+        o->qm = (int8_t *)callocCheck(o->total);
+        o->qv = (uint8_t *)callocCheck(o->total);
+        o->sm = (float *)callocCheck(sizeof(float) * o->nblocks);
+        o->sv = (float *)callocCheck(sizeof(float) * o->nblocks);
+        return;
+    }
+    o->m = (float *)callocCheck(sizeof(float) * o->total);
+    o->v = (float *)callocCheck(sizeof(float) * o->nv);
+    if (work) o->work = (float *)mallocCheck(sizeof(float) * work);
+}
+
+static size_t optimizer_bytes(const Optimizer *o) {
+    if (o->kind == OPT_ADAMW8) return 2 * o->total + 2 * sizeof(float) * o->nblocks;
+    return sizeof(float) * (o->total + o->nv);
+}
+
+static void optimizer_free(Optimizer *o) {
+    free(o->m), free(o->v), free(o->voff), free(o->qm), free(o->qv), free(o->sm), free(o->sv), free(o->blk0);
+    free(o->work);
+}
+
+static void optimizer_step(Optimizer *o, Model *m, float lr, float wd) {
+    o->t++;
+    for (int i = 0; i < m->tab.n; i++) {
+        const PEntry *e = &m->tab.e[i];
+        if (e->frozen) continue;
+        size_t n = e->rows * e->cols;
+        float *p = m->w + e->offset, *g = m->gw + e->offset, wdi = decays(e) ? wd : 0.0f;
+        if (o->kind == OPT_ADAMW8)
+            adamw8_update(p, g, o->qm + e->offset, o->qv + e->offset, o->sm + o->blk0[i], o->sv + o->blk0[i], n, lr,
+                          o->b1, o->b2, o->eps, wdi, o->t);
+        else if (o->kind == OPT_MUON && is_matrix(e))
+            muon_update(p, g, o->m + e->offset, (int)e->rows, (int)e->cols, lr, o->mu, wdi, o->work);
+        else adamw_update(p, g, o->m + e->offset, o->v + o->voff[i], n, lr, o->b1, o->b2, o->eps, wdi, o->t);
+    }
+}
+
+// ================================================================================================
+// 5. Distillation (optional): loss = α·CE(s, y) + (1 − α)·τ²·KL(softmax(t/τ) ‖ softmax(s/τ)), the mean
+//    over positions, s and t the student's and teacher's logits (after the final softcap). The τ²
+//    keeps the soft term's gradient scale independent of τ (Hinton et al. 2015). Gradient per logit:
+//      d/ds_i = [α (p_i − 1[i = y]) + (1 − α) τ (q_i − r_i)] / N,  p = softmax(s), q = softmax(s/τ), r = softmax(t/τ)
+//    times the softcap's derivative 1 − (s_i/cap)². Both models keep all N·V logits (model_forward's
+//    logits_out): memory 2·N·V floats, fine for the byte vocabulary; with Gemma's 262k vocabulary use a
+//    small --batch with --grad-accum. The student's forward runs without the fused head's gradient
+//    (want_grad 0: its activations are kept all the same) and this head supplies m->dxf and the tied
+//    embedding's gradient; then model_backward runs as usual.
+// ================================================================================================
+
+// slog [N, V] is replaced by d loss / d logit. Returns the loss; *ce, *kl get its two parts (unweighted).
+static double distill_loss(float *slog, const float *tlog, const int *tgt, int N, int V, float alpha, float tau,
+                           float cap, double *ce, double *kl) {
+    double *row_ce = (double *)mallocCheck(sizeof(double) * (size_t)N), *row_kl = (double *)mallocCheck(sizeof(double) * (size_t)N);
+    int n_valid = 0;
+    for (int n = 0; n < N; n++) n_valid += tgt[n] >= 0;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *s = slog + (size_t)n * V;
+        const float *t = tlog + (size_t)n * V;
+        double ms = -INFINITY, mq = -INFINITY, mr = -INFINITY, zs = 0, zq = 0, zr = 0;
+        for (int i = 0; i < V; i++) {
+            ms = fmax(ms, s[i]);
+            mq = fmax(mq, s[i] / tau);
+            mr = fmax(mr, t[i] / tau);
+        }
+        for (int i = 0; i < V; i++) {
+            zs += exp(s[i] - ms);
+            zq += exp(s[i] / tau - mq);
+            zr += exp(t[i] / tau - mr);
+        }
+        double lse = ms + log(zs), lq = mq + log(zq), lr = mr + log(zr), k = 0;
+        int y = tgt[n];
+        row_ce[n] = y >= 0 ? lse - s[y] : 0;
+        for (int i = 0; i < V; i++) {
+            double logr = t[i] / tau - lr, logq = s[i] / tau - lq, r = exp(logr);
+            k += r * (logr - logq);
+            double g = (1.0 - alpha) * tau * (exp(logq) - r) / N;
+            if (y >= 0) g += alpha * (exp(s[i] - lse) - (i == y)) / n_valid;
+            if (cap > 0) g *= 1.0 - ((double)s[i] / cap) * ((double)s[i] / cap);
+            s[i] = (float)g;
+        }
+        row_kl[n] = k;
+    }
+    double sce = 0, skl = 0;
+    for (int n = 0; n < N; n++) sce += row_ce[n], skl += row_kl[n];
+    free(row_ce), free(row_kl);
+    *ce = n_valid ? sce / n_valid : 0;
+    *kl = skl / N;
+    return alpha * *ce + (1.0 - alpha) * tau * tau * *kl;
+}
+
+// forward and backward of one micro-batch against the teacher; gradients accumulate into m->gw
+static double distill_microbatch(Model *m, Model *teacher, const int *tok, const int *tgt, int B, int T, float alpha,
+                                 float tau, float *slog, float *tlog, double *ce, double *kl) {
+    int N = B * T, V = m->c.V;
+    model_forward(teacher, tok, NULL, B, T, 0, tlog);
+    model_alloc_grads(m);
+    model_forward(m, tok, NULL, B, T, 0, slog);
+    double loss = distill_loss(slog, tlog, tgt, N, V, alpha, tau, (float)m->c.final_softcap, ce, kl);
+    linear_backward(m->dxf, m->g.embed, slog, m->xf, m->p.embed, N, m->c.d, V, 0);  // logits = xf E^T
+    model_backward(m);
+    return loss;
+}
+
+// ================================================================================================
+// 6-8. The run: model, data, optimizer, history; one step; evaluation and logs; checkpoints
+// ================================================================================================
+
+typedef struct {
+    int n, cap;          // steps recorded (index = step - 1)
+    float *loss, *lr, *gnorm, *toks;
+    int ne, ecap, k;     // evaluations; k domains
+    int *estep;          // [ne]
+    double *eloss, *ew;  // [ne * k] validation loss, domain weights after the update
+} History;
+
+typedef struct {
+    Opts o;
+    Model m, teacher;
+    int has_teacher;
+    Mixture mx;
+    int dynamic;
+    double *ref;          // [k] reference losses (dynamic)
+    Optimizer opt;
+    int step;             // optimizer steps done
+    int *tok, *tgt;       // [B*T]
+    float *slog, *tlog;   // [B*T, V] distillation logits
+    int save_dtype;       // ST_F32 or ST_BF16
+    History h;
+    double elapsed_before;  // seconds spent by earlier invocations of this run
+} Run;
+
+static void grow(void **p, int *cap, int need, size_t elem) {
+    if (need <= *cap) return;
+    int c = *cap ? *cap : 64;
+    while (c < need) c *= 2;
+    *p = realloc(*p, elem * (size_t)c);
+    if (!*p) fail("out of memory growing the loss history");
+    *cap = c;
+}
+
+static void history_add_step(History *h, float loss, float lr, float gnorm, float toks) {
+    int c = h->cap;
+    grow((void **)&h->loss, &c, h->n + 1, sizeof(float));
+    c = h->cap, grow((void **)&h->lr, &c, h->n + 1, sizeof(float));
+    c = h->cap, grow((void **)&h->gnorm, &c, h->n + 1, sizeof(float));
+    c = h->cap, grow((void **)&h->toks, &c, h->n + 1, sizeof(float));
+    h->cap = c;
+    h->loss[h->n] = loss, h->lr[h->n] = lr, h->gnorm[h->n] = gnorm, h->toks[h->n] = toks;
+    h->n++;
+}
+
+static void history_add_eval(History *h, int step, const double *loss, const double *w) {
+    int c = h->ecap;
+    grow((void **)&h->estep, &c, h->ne + 1, sizeof(int));
+    c = h->ecap, grow((void **)&h->eloss, &c, h->ne + 1, sizeof(double) * (size_t)h->k);
+    c = h->ecap, grow((void **)&h->ew, &c, h->ne + 1, sizeof(double) * (size_t)h->k);
+    h->ecap = c;
+    h->estep[h->ne] = step;
+    memcpy(h->eloss + (size_t)h->ne * h->k, loss, sizeof(double) * (size_t)h->k);
+    memcpy(h->ew + (size_t)h->ne * h->k, w, sizeof(double) * (size_t)h->k);
+    h->ne++;
+}
+
+typedef struct {
+    double loss, ce, kl, gnorm, lr;
+} StepStats;
+
+// One optimizer step: grad-accum micro-batches (gradients accumulate), average, clip, schedule, update.
+static StepStats train_step(Run *r) {
+    const Opts *o = &r->o;
+    Model *m = &r->m;
+    int B = o->batch, T = o->seq;
+    StepStats st = {0};
+    model_alloc_grads(m);
+    model_zero_grad(m);
+    for (int a = 0; a < o->grad_accum; a++) {
+        mixture_batch(&r->mx, B, T, r->tok, r->tgt, NULL);
+        if (r->has_teacher) {
+            double ce, kl;
+            st.loss += distill_microbatch(m, &r->teacher, r->tok, r->tgt, B, T, (float)o->alpha, (float)o->temperature,
+                                          r->slog, r->tlog, &ce, &kl);
+            st.ce += ce, st.kl += kl;
+        } else {
+            st.loss += model_forward(m, r->tok, r->tgt, B, T, 1, NULL);
+            model_backward(m);
+        }
+    }
+    st.loss /= o->grad_accum, st.ce /= o->grad_accum, st.kl /= o->grad_accum;
+    for (int i = 0; i < m->tab.n; i++)  // frozen tensors (Gemma 4's layer_scalar) neither train nor count in the norm
+        if (m->tab.e[i].frozen) memset(m->gw + m->tab.e[i].offset, 0, sizeof(float) * m->tab.e[i].rows * m->tab.e[i].cols);
+    st.gnorm = sqrt(grad_norm2(m->gw, m->tab.total)) / o->grad_accum;  // norm of the averaged gradient
+    float scale = clip_coef(st.gnorm, o->grad_clip) / (float)o->grad_accum;
+    if (scale != 1.0f)
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < m->tab.total; i++) m->gw[i] *= scale;
+    st.lr = lr_schedule(r->step + 1, o->steps, o->warmup, o->lr, o->min_lr_frac);
+    optimizer_step(&r->opt, m, (float)st.lr, (float)o->weight_decay);
+    r->step++;
+    return st;
+}
+
+// --- 7. eval and logs ---------------------------------------------------------------------------------
+
+// per-domain validation loss and perplexity; with dynamic batch loading (and update) the weight update
+static void evaluate(Run *r, int update) {
+    int k = r->mx.k;
+    double *loss = (double *)mallocCheck(sizeof(double) * (size_t)k), mean = 0;
+    eval_domains(&r->mx, &r->m, r->o.batch, r->o.seq, r->o.eval_batches, loss);
+    printf("eval step %d |", r->step);
+    for (int d = 0; d < k; d++) {
+        printf(" %s %.4f (ppl %.2f) |", r->mx.ds.name[d], loss[d], exp(loss[d]));
+        mean += loss[d] / k;
+    }
+    printf(" mean %.4f\n", mean);
+    if (r->dynamic && update) {
+        dbl_update(r->mx.w, loss, r->ref, k, r->o.dbl_c, r->o.dbl_clip);
+        printf("weights step %d |", r->step);
+        for (int d = 0; d < k; d++) printf(" %s %.4f (delta %+.4f) |", r->mx.ds.name[d], r->mx.w[d], loss[d] - r->ref[d]);
+        printf("\n");
+    }
+    fflush(stdout);
+    history_add_eval(&r->h, r->step, loss, r->mx.w);
+    free(loss);
+}
+
+static cJSON *history_to_json(const History *h, char *const *names) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddItemToObject(j, "loss", cJSON_CreateFloatArray(h->loss, h->n));
+    cJSON_AddItemToObject(j, "lr", cJSON_CreateFloatArray(h->lr, h->n));
+    cJSON_AddItemToObject(j, "grad_norm", cJSON_CreateFloatArray(h->gnorm, h->n));
+    cJSON_AddItemToObject(j, "tok_s", cJSON_CreateFloatArray(h->toks, h->n));
+    cJSON *ev = cJSON_AddArrayToObject(j, "evals");
+    for (int e = 0; e < h->ne; e++) {
+        cJSON *x = cJSON_CreateObject(), *l = cJSON_AddObjectToObject(x, "loss"), *p = cJSON_AddObjectToObject(x, "ppl");
+        cJSON *w = cJSON_AddObjectToObject(x, "weights");
+        cJSON_AddNumberToObject(x, "step", h->estep[e]);
+        for (int d = 0; d < h->k; d++) {
+            cJSON_AddNumberToObject(l, names[d], h->eloss[(size_t)e * h->k + d]);
+            cJSON_AddNumberToObject(p, names[d], exp(h->eloss[(size_t)e * h->k + d]));
+            cJSON_AddNumberToObject(w, names[d], h->ew[(size_t)e * h->k + d]);
+        }
+        cJSON_AddItemToArray(ev, x);
+    }
+    return j;
+}
+
+static float *json_floats(const cJSON *a, int n, const char *what, const char *src) {
+    if (!a || !cJSON_IsArray(a) || cJSON_GetArraySize(a) != n) fail("%s: \"%s\" must list %d numbers", src, what, n);
+    float *v = (float *)mallocCheck(sizeof(float) * (size_t)(n ? n : 1));
+    int i = 0;
+    for (const cJSON *e = a->child; e; e = e->next) v[i++] = (float)e->valuedouble;
+    return v;
+}
+
+static void history_from_json(History *h, const cJSON *j, char *const *names, const char *src) {
+    const cJSON *l = json_get(j, "loss");
+    int n = l && cJSON_IsArray(l) ? cJSON_GetArraySize(l) : -1;
+    if (n < 0) fail("%s: history.loss is missing; the file is damaged", src);
+    for (int i = 0; i < n; i++) history_add_step(h, 0, 0, 0, 0);
+    float *a[4] = {json_floats(l, n, "loss", src), json_floats(json_get(j, "lr"), n, "lr", src),
+                   json_floats(json_get(j, "grad_norm"), n, "grad_norm", src), json_floats(json_get(j, "tok_s"), n, "tok_s", src)};
+    memcpy(h->loss, a[0], sizeof(float) * n), memcpy(h->lr, a[1], sizeof(float) * n);
+    memcpy(h->gnorm, a[2], sizeof(float) * n), memcpy(h->toks, a[3], sizeof(float) * n);
+    for (int i = 0; i < 4; i++) free(a[i]);
+    const cJSON *ev = json_get(j, "evals");
+    double *loss = (double *)mallocCheck(sizeof(double) * (size_t)h->k), *w = (double *)mallocCheck(sizeof(double) * (size_t)h->k);
+    for (const cJSON *e = ev ? ev->child : NULL; e; e = e->next) {
+        for (int d = 0; d < h->k; d++) {
+            loss[d] = json_num(json_get(e, "loss"), names[d], NAN, src);
+            w[d] = json_num(json_get(e, "weights"), names[d], NAN, src);
+        }
+        history_add_eval(h, (int)json_int(e, "step", 0, src), loss, w);
+    }
+    free(loss), free(w);
+}
+
+// OUT/log.json (settings, per-step records, evaluations), OUT/log_steps.csv and OUT/log_eval.csv,
+// each rewritten whole and atomically
+static void write_logs(Run *r) {
+    const History *h = &r->h;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddItemToObject(j, "settings", opts_to_json(&r->o));
+    cJSON_AddNumberToObject(j, "step", r->step);
+    cJSON_AddItemToObject(j, "history", history_to_json(h, r->mx.ds.name));
+    char *p = path_join(r->o.out, "log.json");
+    write_json_atomic(p, j);
+    free(p);
+    cJSON_Delete(j);
+    char *buf;
+    size_t len;
+    FILE *f = open_memstream(&buf, &len);
+    fprintf(f, "step,loss,lr,grad_norm,tok_s\n");
+    for (int i = 0; i < h->n; i++)
+        fprintf(f, "%d,%.9g,%.9g,%.9g,%.1f\n", i + 1, h->loss[i], h->lr[i], h->gnorm[i], h->toks[i]);
+    fclose(f);
+    p = path_join(r->o.out, "log_steps.csv");
+    write_text_atomic(p, buf);
+    free(p), free(buf);
+    f = open_memstream(&buf, &len);
+    fprintf(f, "step,domain,loss,ppl,weight\n");
+    for (int e = 0; e < h->ne; e++)
+        for (int d = 0; d < h->k; d++) {
+            double l = h->eloss[(size_t)e * h->k + d];
+            fprintf(f, "%d,%s,%.9g,%.9g,%.9g\n", h->estep[e], r->mx.ds.name[d], l, exp(l), h->ew[(size_t)e * h->k + d]);
+        }
+    fclose(f);
+    p = path_join(r->o.out, "log_eval.csv");
+    write_text_atomic(p, buf);
+    free(p), free(buf);
+}
+
+// --- 8. checkpoints -----------------------------------------------------------------------------------
+// OUT/checkpoint/ is a Hugging Face model directory (every stage loads it with --model DIR) plus
+//   optimizer.safetensors  the optimizer's state, and the fp32 master weights when the model is saved as bf16
+//   train_state.json       step, data cursor (mixture RNG state + sequences drawn), domain weights,
+//                          reference losses, settings, loss history
+// A checkpoint is written into OUT/checkpoint.tmp, made durable (fsync), then swapped in with one
+// renameat2(RENAME_EXCHANGE): OUT/checkpoint is at every instant the old complete checkpoint or the new
+// complete one; the old one is deleted after. Where the file system cannot exchange, the old one is
+// renamed to OUT/checkpoint.old first, and --resume falls back on it if the process died in between.
+// Test hook: TRAIN_TEST_CRASH=files[@STEP] kills the process when the new checkpoint is written but not
+// swapped in; TRAIN_TEST_CRASH=rename[@STEP] forces the fallback and kills it between the two renames.
+
+static void fsync_path(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+static void remove_dir(const char *dir) {  // a checkpoint directory holds files only
+    DIR *dp = opendir(dir);
+    if (!dp) return;
+    for (struct dirent *e; (e = readdir(dp));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char *p = path_join(dir, e->d_name);
+        if (unlink(p) != 0) fail("cannot remove %s: %s", p, strerror(errno));
+        free(p);
+    }
+    closedir(dp);
+    if (rmdir(dir) != 0) fail("cannot remove %s: %s", dir, strerror(errno));
+}
+
+static void test_crash(const char *point, int step) {  // TRAIN_TEST_CRASH=point[@step]
+    const char *c = getenv("TRAIN_TEST_CRASH"), *at = c ? strchr(c, '@') : NULL;
+    size_t n = at ? (size_t)(at - c) : (c ? strlen(c) : 0);
+    if (c && n == strlen(point) && !strncmp(c, point, n) && (!at || atoi(at + 1) == step)) {
+        fprintf(stderr, "TRAIN_TEST_CRASH=%s: dying in the middle of the checkpoint of step %d\n", c, step);
+        _exit(86);
+    }
+}
+
+static void rng_to_json(cJSON *j, const char *key, const Rng *r) {
+    cJSON *a = cJSON_AddArrayToObject(j, key);
+    for (int i = 0; i < 4; i++) {
+        char hex[20];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)r->s[i]);
+        cJSON_AddItemToArray(a, cJSON_CreateString(hex));
+    }
+}
+
+static Rng rng_from_json(const cJSON *j, const char *key, const char *src) {
+    const cJSON *a = json_get(j, key);
+    if (!a || !cJSON_IsArray(a) || cJSON_GetArraySize(a) != 4) fail("%s: \"%s\" must be 4 hex words", src, key);
+    Rng r;
+    for (int i = 0; i < 4; i++) {
+        const cJSON *e = cJSON_GetArrayItem(a, i);
+        char *end;
+        r.s[i] = cJSON_IsString(e) ? strtoull(e->valuestring, &end, 16) : 0;
+        if (!cJSON_IsString(e) || *end || end == e->valuestring) fail("%s: \"%s\"[%d] is not a hex word", src, key, i);
+    }
+    return r;
+}
+
+static void optimizer_save(const Run *r, const char *path) {
+    const Optimizer *o = &r->opt;
+    STWriter w = {0};
+    int64_t nt = (int64_t)o->total, nv = (int64_t)o->nv, nb = (int64_t)o->nblocks;
+    if (o->kind == OPT_ADAMW8) {
+        stw_add(&w, "exp_avg.q8", ST_I8, 1, &nt, o->qm);
+        stw_add(&w, "exp_avg.absmax", ST_F32, 1, &nb, o->sm);
+        stw_add(&w, "exp_avg_sq.q8", ST_U8, 1, &nt, o->qv);
+        stw_add(&w, "exp_avg_sq.max", ST_F32, 1, &nb, o->sv);
+    } else {
+        stw_add(&w, o->kind == OPT_MUON ? "momentum" : "exp_avg", ST_F32, 1, &nt, o->m);
+        stw_add(&w, "exp_avg_sq", ST_F32, 1, &nv, o->v);
+    }
+    if (r->save_dtype != ST_F32) stw_add(&w, "master_weights", ST_F32, 1, &nt, r->m.w);
+    w.meta = cJSON_CreateObject();
+    cJSON_AddStringToObject(w.meta, "optimizer", opt_names[o->kind]);
+    char buf[32];
+    snprintf(buf, sizeof buf, "%d", o->t);
+    cJSON_AddStringToObject(w.meta, "updates", buf);
+    stw_write(&w, path);
+}
+
+// the tensor must be there with exactly this dtype and size; otherwise the state is not this run's
+static const void *opt_tensor(const SFile *f, const char *name, int dtype, size_t numel, const char *hint) {
+    const STensor *t = st_find(f, name);
+    if (!t) fail("%s: no tensor \"%s\": %s", f->path, name, hint);
+    if (t->dtype != dtype || t->numel != numel)
+        fail("%s: tensor \"%s\" is %s[%zu] but this model needs %s[%zu]; the optimizer state belongs to another model",
+             f->path, name, st_dtype_name[t->dtype], t->numel, st_dtype_name[dtype], numel);
+    return t->data;
+}
+
+static void optimizer_load(Run *r, const char *path) {
+    Optimizer *o = &r->opt;
+    SFile *f = st_open(path);
+    char hint[200];
+    const char *have = st_find(f, "exp_avg.q8") ? "adamw8" : st_find(f, "momentum") ? "muon" : "adamw";
+    snprintf(hint, sizeof hint, "it holds %s state and this run uses --optimizer %s; resume with the optimizer it was "
+             "trained with", have, opt_names[o->kind]);
+    size_t nt = o->total;
+    if (o->kind == OPT_ADAMW8) {
+        memcpy(o->qm, opt_tensor(f, "exp_avg.q8", ST_I8, nt, hint), nt);
+        memcpy(o->sm, opt_tensor(f, "exp_avg.absmax", ST_F32, o->nblocks, hint), sizeof(float) * o->nblocks);
+        memcpy(o->qv, opt_tensor(f, "exp_avg_sq.q8", ST_U8, nt, hint), nt);
+        memcpy(o->sv, opt_tensor(f, "exp_avg_sq.max", ST_F32, o->nblocks, hint), sizeof(float) * o->nblocks);
+    } else {
+        memcpy(o->m, opt_tensor(f, o->kind == OPT_MUON ? "momentum" : "exp_avg", ST_F32, nt, hint), sizeof(float) * nt);
+        memcpy(o->v, opt_tensor(f, "exp_avg_sq", ST_F32, o->nv, hint), sizeof(float) * o->nv);
+    }
+    if (r->save_dtype != ST_F32)
+        memcpy(r->m.w, opt_tensor(f, "master_weights", ST_F32, nt, "the fp32 master weights of a bf16 checkpoint are "
+                                                                    "missing; the checkpoint is damaged"),
+               sizeof(float) * nt);
+    for (size_t i = 0; o->m && i < nt; i++)
+        if (!isfinite(o->m[i])) fail("%s: non-finite optimizer state at element %zu; the file is corrupt", path, i);
+    st_close(f);
+}
+
+static cJSON *state_to_json(Run *r) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "step", r->step);
+    cJSON_AddNumberToObject(j, "steps", r->o.steps);
+    cJSON_AddStringToObject(j, "optimizer", opt_names[r->opt.kind]);
+    cJSON_AddNumberToObject(j, "optimizer_updates", r->opt.t);
+    cJSON_AddNumberToObject(j, "next_lr", lr_schedule(r->step + 1, r->o.steps, r->o.warmup, r->o.lr, r->o.min_lr_frac));
+    rng_to_json(j, "data_rng", &r->mx.rng);
+    cJSON_AddNumberToObject(j, "data_drawn", (double)r->mx.drawn);
+    cJSON *dom = cJSON_AddArrayToObject(j, "domains");
+    for (int d = 0; d < r->mx.k; d++) cJSON_AddItemToArray(dom, cJSON_CreateString(r->mx.ds.name[d]));
+    cJSON_AddItemToObject(j, "weights", cJSON_CreateDoubleArray(r->mx.w, r->mx.k));
+    if (r->ref) cJSON_AddItemToObject(j, "ref_loss", cJSON_CreateDoubleArray(r->ref, r->mx.k));
+    cJSON_AddNumberToObject(j, "elapsed_s", r->elapsed_before);
+    cJSON_AddStringToObject(j, "embed_scale_dtype", st_dtype_name[r->m.c.scale_dtype]);
+    cJSON_AddItemToObject(j, "settings", opts_to_json(&r->o));
+    cJSON_AddItemToObject(j, "history", history_to_json(&r->h, r->mx.ds.name));
+    return j;
+}
+
+static void checkpoint_save(Run *r, double elapsed) {
+    char *ck = path_join(r->o.out, "checkpoint"), *tmp = path_join(r->o.out, "checkpoint.tmp");
+    char *old = path_join(r->o.out, "checkpoint.old");
+    double t0 = now_sec();
+    if (dir_exists(tmp)) remove_dir(tmp);  // left by a crash
+    make_dirs(tmp);
+    model_save(&r->m, tmp, r->save_dtype);
+    char *p = path_join(tmp, "optimizer.safetensors");
+    optimizer_save(r, p);
+    free(p);
+    double saved_elapsed = r->elapsed_before;
+    r->elapsed_before += elapsed;
+    cJSON *st = state_to_json(r);
+    r->elapsed_before = saved_elapsed;
+    p = path_join(tmp, "train_state.json");
+    write_json_atomic(p, st);
+    free(p);
+    cJSON_Delete(st);
+    fsync_path(tmp);
+    test_crash("files", r->step);
+    int exchange = dir_exists(ck) && !getenv("TRAIN_TEST_CRASH");
+    if (exchange && renameat2(AT_FDCWD, tmp, AT_FDCWD, ck, RENAME_EXCHANGE) == 0) remove_dir(tmp);  // tmp: the old one
+    else {
+        if (dir_exists(ck)) {
+            if (dir_exists(old)) remove_dir(old);
+            if (rename(ck, old) != 0) fail("cannot rename %s to %s: %s", ck, old, strerror(errno));
+            test_crash("rename", r->step);
+        }
+        if (rename(tmp, ck) != 0) fail("cannot rename %s to %s: %s", tmp, ck, strerror(errno));
+        if (dir_exists(old)) remove_dir(old);
+    }
+    fsync_path(r->o.out);
+    printf("checkpoint step %d -> %s (%.2fs)\n", r->step, ck, now_sec() - t0);
+    fflush(stdout);
+    free(ck), free(tmp), free(old);
+}
+
+// the checkpoint --resume reads: OUT/checkpoint, or OUT/checkpoint.old when a save died between renames
+static char *checkpoint_find_dir(const char *out) {
+    char *ck = path_join(out, "checkpoint"), *old = path_join(out, "checkpoint.old");
+    if (dir_exists(ck)) {
+        free(old);
+        return ck;
+    }
+    free(ck);
+    if (dir_exists(old)) return old;
+    free(old);
+    return NULL;
+}
+
+// Restore the data cursor, weights, reference losses and history. The model (and with bf16 the
+// master weights) and optimizer are read by the caller; everything is checked before anything is written.
+static void state_load(Run *r, const cJSON *j, const char *src) {
+    r->step = (int)json_int(j, "step", -1, src);
+    if (r->step < 0) fail("%s: no \"step\"; the file is damaged", src);
+    r->opt.t = (int)json_int(j, "optimizer_updates", r->step, src);
+    const cJSON *dom = json_get(j, "domains");
+    int k = dom && cJSON_IsArray(dom) ? cJSON_GetArraySize(dom) : -1;
+    int same = k == r->mx.k;
+    for (int d = 0; same && d < k; d++) {
+        const cJSON *e = cJSON_GetArrayItem(dom, d);
+        same = cJSON_IsString(e) && !strcmp(e->valuestring, r->mx.ds.name[d]);
+    }
+    if (!same) fail("%s: the run was trained on other domains than --data %s has; resume with the run's --data",
+                    src, r->o.data);
+    r->mx.rng = rng_from_json(j, "data_rng", src);
+    r->mx.drawn = (uint64_t)json_num(j, "data_drawn", 0, src);
+    const cJSON *w = json_get(j, "weights");
+    if (!w || !cJSON_IsArray(w) || cJSON_GetArraySize(w) != k) fail("%s: \"weights\" must list %d numbers", src, k);
+    for (int d = 0; d < k; d++) r->mx.w[d] = cJSON_GetArrayItem(w, d)->valuedouble;
+    const cJSON *ref = json_get(j, "ref_loss");
+    if (ref && r->dynamic) {
+        if (!cJSON_IsArray(ref) || cJSON_GetArraySize(ref) != k) fail("%s: \"ref_loss\" must list %d numbers", src, k);
+        r->ref = (double *)mallocCheck(sizeof(double) * (size_t)k);
+        for (int d = 0; d < k; d++) r->ref[d] = cJSON_GetArrayItem(ref, d)->valuedouble;
+    }
+    r->elapsed_before = json_num(j, "elapsed_s", 0, src);
+    const cJSON *h = json_get(j, "history");
+    if (!h) fail("%s: no \"history\"; the file is damaged", src);
+    history_from_json(&r->h, h, r->mx.ds.name, src);
+    if (r->h.n != r->step) fail("%s: history has %d steps but step is %d; the file is damaged", src, r->h.n, r->step);
+}
+
+// ================================================================================================
+// 9. Generation: sample a continuation with plain forward passes over the whole context (at most
+//    --seq tokens, the oldest dropped). No KV cache: each token costs a full forward of the context,
+//    which is fine for the small models this is for.
+// ================================================================================================
+
+static int sample_token(const float *z, int V, double temp, int top_k, Rng *rng) {
+    int best = 0;
+    for (int i = 1; i < V; i++) best = z[i] > z[best] ? i : best;
+    if (temp <= 0) return best;
+    double *p = (double *)mallocCheck(sizeof(double) * (size_t)V), cut = -INFINITY, sum = 0;
+    if (top_k > 0 && top_k < V) {  // the k-th largest logit is the cut
+        for (int i = 0; i < V; i++) p[i] = z[i];
+        for (int k = 0; k < top_k; k++) {
+            int a = k;
+            for (int i = k + 1; i < V; i++) a = p[i] > p[a] ? i : a;
+            double t = p[k];
+            p[k] = p[a], p[a] = t;
+        }
+        cut = p[top_k - 1];
+    }
+    for (int i = 0; i < V; i++) sum += (p[i] = z[i] >= cut ? exp((z[i] - z[best]) / temp) : 0);
+    double u = rng_uniform(rng) * sum, acc = 0;
+    int pick = best;
+    for (int i = 0; i < V; i++)
+        if (p[i] > 0 && u < (acc += p[i])) {
+            pick = i;
+            break;
+        }
+    free(p);
+    return pick;
+}
+
+static int generate_text(Opts *o) {
+    char *dir = *o->model ? str_dup(o->model) : *o->out ? checkpoint_find_dir(o->out) : NULL;
+    if (!dir) fail("--generate needs --model DIR (or --out DIR of a run with a checkpoint)");
+    Model m;
+    model_load(&m, dir);
+    char *tj = path_join(dir, "tokenizer.json");
+    const char *spec = *o->tokenizer ? o->tokenizer : file_exists(tj) ? tj : "bytes";
+    Tokenizer *tk = tok_load(spec);
+    int V = tok_vocab(tk) < m.c.V ? tok_vocab(tk) : m.c.V;  // never sample an id the tokenizer cannot print
+    if (tok_vocab(tk) > m.c.V + SHARD_VOCAB_SLACK)
+        fail("tokenizer %s has %d ids but the model's vocabulary is %d; pass the model's --tokenizer", spec,
+             tok_vocab(tk), m.c.V);
+    uint32_t *pid;
+    size_t np = tok_encode(tk, o->generate, strlen(o->generate), &pid);
+    int cap = (int)np + 1 + (o->tokens > 0 ? o->tokens : 0), n = 0;
+    int *ids = (int *)mallocCheck(sizeof(int) * (size_t)cap);
+    ids[n++] = (int)tok_bos(tk);
+    for (size_t i = 0; i < np; i++) ids[n++] = (int)pid[i];
+    free(pid);
+    fprintf(stderr, "| generate: model %s, tokenizer %s, prompt %zu tokens, %d new, temperature %g, top-k %d, seed %d, "
+            "context %d\n", dir, spec, np, o->tokens, o->temperature, o->top_k, o->seed, o->seq);
+    Rng rng = rng_seed((uint64_t)o->seed);
+    float *logits = (float *)mallocCheck(sizeof(float) * (size_t)o->seq * m.c.V);
+    fwrite(o->generate, 1, strlen(o->generate), stdout);
+    double t0 = now_sec();
+    int made = 0;
+    for (; made < o->tokens; made++) {
+        int len = n < o->seq ? n : o->seq;
+        model_forward(&m, ids + n - len, NULL, 1, len, 0, logits);
+        int next = sample_token(logits + (size_t)(len - 1) * m.c.V, V, o->temperature, o->top_k, &rng);
+        if (next == (int)tok_eos(tk)) break;
+        ids[n++] = next;
+        uint32_t u = (uint32_t)next;
+        size_t bl;
+        char *s = tok_decode(tk, &u, 1, &bl);
+        fwrite(s, 1, bl, stdout);
+        fflush(stdout);
+        free(s);
+    }
+    printf("\n");
+    double dt = now_sec() - t0;
+    fprintf(stderr, "| generated %d tokens in %.2fs (%.1f tok/s)\n", made, dt, made / (dt > 0 ? dt : 1));
+    free(logits), free(ids), free(tj), free(dir);
+    tok_free(tk);
+    model_free(&m);
+    return 0;
+}
+
+// ================================================================================================
+// 10. main
+// ================================================================================================
+
+#ifndef TRAIN_NO_MAIN
+int main(int argc, char **argv) {
+    for (int a = 1; a < argc; a++)
+        if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
+            usage();
+            return 0;
+        }
+    if (argc < 2) {
+        usage();
+        return 1;
+    }
+    Run r;
+    memset(&r, 0, sizeof r);
+    int given[NFLAGS] = {0};
+    opts_defaults(&r.o);
+    opts_parse(&r.o, argc, argv, given);
+    if (given[flag_index("generate")]) return generate_text(&r.o);
+    if (!*r.o.out) fail("--out DIR is required (checkpoints and logs go there); see ./train --help");
+    double t_start = now_sec();
+
+    // resume: the saved settings first, then whatever the command line changes
+    char *ck = NULL;
+    cJSON *state = NULL;
+    char *state_path = NULL;
+    if (r.o.resume) {
+        ck = checkpoint_find_dir(r.o.out);
+        if (!ck) fail("--resume: %s has no checkpoint/ to resume; run without --resume to start", r.o.out);
+        state_path = path_join(ck, "train_state.json");
+        if (!file_exists(state_path)) fail("%s: no train_state.json; not a checkpoint of ./train", ck);
+        state = json_read(state_path);
+        Opts cmd = r.o;
+        opts_defaults(&r.o);
+        const cJSON *saved = json_get(state, "settings");
+        if (!saved) fail("%s: no \"settings\"; the file is damaged", state_path);
+        opts_from_json(&r.o, saved, state_path);
+        for (int i = 0; i < NFLAGS; i++) {
+            if (!given[i] && flags[i].saved) continue;
+            char b1[64], b2[64];
+            const char *was = flag_str(&r.o, &flags[i], b1), *now = flag_str(&cmd, &flags[i], b2);
+            if (flags[i].saved && strcmp(was, now) && strcmp(flags[i].name, "model") && strcmp(flags[i].name, "config"))
+                printf("| resume: --%s %s (was %s)\n", flags[i].name, now, was);
+            flag_copy(&r.o, &cmd, &flags[i]);
+        }
+        r.o.resume = 1;
+    } else {
+        char *have = checkpoint_find_dir(r.o.out);
+        if (have && !r.o.force)
+            fail("%s already holds a checkpoint; pass --resume to continue that run, --force to start over, or "
+                 "another --out", r.o.out);
+        free(have);
+    }
+
+    // model
+    int from_weights;
+    if (r.o.resume) {
+        model_load(&r.m, ck);
+        // sqrt(d) as the run computed it (a random init saved as bf16 would otherwise reload it bf16-rounded)
+        const char *sd = json_str(state, "embed_scale_dtype", "F32", state_path);
+        r.m.c.scale_dtype = !strcmp(sd, "BF16") ? ST_BF16 : !strcmp(sd, "F16") ? ST_F16 : ST_F32;
+        r.m.embed_scale = embed_scale_for(r.m.c.d, r.m.c.scale_dtype);
+        from_weights = 1;
+    } else from_weights = init_model(&r.m, &r.o);
+    if (r.o.lr < 0) r.o.lr = from_weights ? 1e-4 : 3e-4;
+    if (r.o.warmup < 0) r.o.warmup = r.o.steps / 10;
+    opts_check(&r.o);
+    if (!strcmp(r.o.dtype, "auto")) r.o.dtype = r.m.c.scale_dtype == ST_BF16 ? "bf16" : "f32";
+    r.save_dtype = !strcmp(r.o.dtype, "bf16") ? ST_BF16 : ST_F32;
+    if (r.save_dtype != r.m.c.scale_dtype && embed_scale_for(r.m.c.d, r.save_dtype) != r.m.embed_scale)
+        printf("| note: the model came as %s and is saved as %s: loaders will compute sqrt(d) = %.6g, not %.6g\n",
+               st_dtype_name[r.m.c.scale_dtype], st_dtype_name[r.save_dtype], embed_scale_for(r.m.c.d, r.save_dtype),
+               r.m.embed_scale);
+
+    // data
+    r.mx = mixture_open(r.o.data, r.m.c.V, 2 * (uint64_t)r.o.seed + 1);
+    r.h.k = r.mx.k;
+    r.dynamic = !strcmp(r.o.mix, "dynamic");
+    if (*r.o.weights && !r.o.resume) weights_from_file(&r.mx, r.o.weights);
+
+    // distillation teacher
+    if (*r.o.teacher) {
+        model_load(&r.teacher, r.o.teacher);
+        if (r.teacher.c.V != r.m.c.V)
+            fail("--teacher %s has vocab %d but the student has %d; distillation needs the same vocabulary", r.o.teacher,
+                 r.teacher.c.V, r.m.c.V);
+        r.has_teacher = 1;
+    }
+
+    // optimizer, and everything a resume restores (all checked before anything is written)
+    optimizer_init(&r.opt, &r.m.tab, &r.o);
+    if (r.o.resume) {
+        char *op = path_join(ck, "optimizer.safetensors");
+        if (!file_exists(op)) fail("%s: no optimizer.safetensors; the checkpoint is incomplete", ck);
+        if (strcmp(json_str(state, "optimizer", r.o.optimizer, state_path), r.o.optimizer))
+            fail("%s: the run was trained with --optimizer %s, not %s; resume with the same optimizer", state_path,
+                 json_str(state, "optimizer", "", state_path), r.o.optimizer);
+        optimizer_load(&r, op);
+        state_load(&r, state, state_path);
+        if (r.step >= r.o.steps)
+            fail("%s is at step %d of --steps %d: nothing to do; pass a larger --steps to train on", ck, r.step, r.o.steps);
+        free(op);
+    }
+    if (r.dynamic && !r.ref) r.ref = reference_losses(&r.o, &r.mx, r.m.c.V);
+
+    // settings
+    printf("train: %s\n", r.o.resume ? "resuming" : "starting");
+    opts_print(&r.o);
+    config_print(&r.m.c, stdout);
+    size_t nemb = (size_t)r.m.c.V * r.m.c.d;
+    printf("| parameters: %.3fM non-embedding, %.3fM total\n", (r.m.tab.total - nemb) / 1e6, r.m.tab.total / 1e6);
+    printf("| optimizer %s: state %.2f MiB (%.2f bytes per parameter)\n", opt_names[r.opt.kind],
+           optimizer_bytes(&r.opt) / 1048576.0, (double)optimizer_bytes(&r.opt) / r.m.tab.total);
+    printf("| data %s: %d domains |", r.o.data, r.mx.k);
+    for (int d = 0; d < r.mx.k; d++) printf(" %s w=%.4f%s", r.mx.ds.name[d], r.mx.w[d], d + 1 < r.mx.k ? "," : "");
+    printf("\n");
+    if (r.ref) {
+        printf("| reference losses:");
+        for (int d = 0; d < r.mx.k; d++) printf(" %s %.4f", r.mx.ds.name[d], r.ref[d]);
+        printf("\n");
+    }
+    printf("| tokens per step %d (batch %d x seq %d x accum %d), schedule: warmup %d, cosine to %.3g x %.3g, "
+           "BLAS %s, %d threads\n", r.o.batch * r.o.seq * r.o.grad_accum, r.o.batch, r.o.seq, r.o.grad_accum,
+           r.o.warmup, r.o.min_lr_frac, r.o.lr, blas_kernels(), omp_get_max_threads());
+    fflush(stdout);
+
+    // from here on OUT is written
+    make_dirs(r.o.out);
+    if (r.dynamic && *r.o.ref_model && !r.o.resume) {
+        cJSON *j = cJSON_CreateObject();
+        for (int d = 0; d < r.mx.k; d++) cJSON_AddNumberToObject(j, r.mx.ds.name[d], r.ref[d]);
+        char *p = path_join(r.o.out, "ref_loss.json");
+        write_json_atomic(p, j);
+        printf("| reference losses written to %s (pass it as --ref-loss next time)\n", p);
+        free(p);
+        cJSON_Delete(j);
+    }
+    size_t N = (size_t)r.o.batch * r.o.seq;
+    r.tok = (int *)mallocCheck(sizeof(int) * N);
+    r.tgt = (int *)mallocCheck(sizeof(int) * N);
+    if (r.has_teacher) {
+        r.slog = (float *)mallocCheck(sizeof(float) * N * r.m.c.V);
+        r.tlog = (float *)mallocCheck(sizeof(float) * N * r.m.c.V);
+    }
+    if (!r.o.resume && r.o.eval_every > 0) evaluate(&r, 0);
+
+    double t0 = now_sec();
+    int first = r.step;
+    while (r.step < r.o.steps) {
+        double ts = now_sec();
+        StepStats st = train_step(&r);
+        double now = now_sec(), dt = now - ts, el = now - t0;
+        float toks = (float)(N * r.o.grad_accum / dt);
+        history_add_step(&r.h, (float)st.loss, (float)st.lr, (float)st.gnorm, toks);
+        char e1[32], e2[32];
+        printf("step %d/%d | loss %.4f | lr %.1e | grad %.3f | %.0f tok/s | elapsed %s | eta %s", r.step, r.o.steps,
+               st.loss, st.lr, st.gnorm, toks, fmt_duration(r.elapsed_before + now - t_start, e1),
+               fmt_duration(el / (r.step - first) * (r.o.steps - r.step), e2));
+        if (r.has_teacher) printf(" | ce %.4f | kl %.4f", st.ce, st.kl);
+        printf("\n");
+        fflush(stdout);
+        if (!isfinite(st.loss)) fail("step %d: the loss is %g; lower --lr or raise --warmup (nothing saved)", r.step, st.loss);
+        int last = r.step == r.o.steps, at_eval = r.o.eval_every > 0 && r.step % r.o.eval_every == 0;
+        int at_save = (r.o.save_every > 0 && r.step % r.o.save_every == 0) || last;
+        if (at_eval || last) evaluate(&r, at_eval);  // the weights move at eval intervals only
+        if (at_save) checkpoint_save(&r, now_sec() - t_start);
+        if (at_eval || at_save) write_logs(&r);
+    }
+    char e1[32];
+    printf("done: %d steps, final loss %.4f, %s this run; checkpoint %s/checkpoint\n", r.step, r.h.loss[r.h.n - 1],
+           fmt_duration(now_sec() - t_start, e1), r.o.out);
+    if (state) cJSON_Delete(state);
+    free(ck), free(state_path);
+    optimizer_free(&r.opt);
+    mixture_close(&r.mx);
+    model_free(&r.m);
+    if (r.has_teacher) model_free(&r.teacher);
+    return 0;
+}
+#endif
