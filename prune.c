@@ -1,0 +1,1545 @@
+// prune.c — Sheared-LLaMA targeted structured pruning (Xia, Gao, Zeng, Chen, ICLR 2024) for Gemma 3,
+// and the one-shot baselines on the same slicing path. Reads top to bottom as the method (DESIGN.md §4):
+//   1. masks            hard-concrete masks, one log_alpha per structure element
+//   2. sampling         z = clamp01(sigmoid((ln u − ln(1−u) + log_alpha)/β)·(r − l) + l)
+//   3. expected sizes   keep probabilities, expected sparsity per row, GQA-aware parameter count
+//   4. Lagrangian       Σ_m mean_rows( λ1 (s − t) + λ2 (s − t)² )
+//   5. step             CE + Lagrangian: weights and masks descend, λ ascends (AdamW, clip, cosine)
+//   6. deterministic    exactly the target count per row; layers under the sliding/full constraint
+//   7. fold             each kept soft value into the weights, once
+//   8. slice            drop zero rows/columns and removed layers; HF directory, report, survivor map
+//   9. baselines        magnitude, activation (Minitron), wanda, bi (ShortGPT), drop-full
+//  10. checkpoints      masks, λ, weights, optimizer and data cursor; exact resume
+//  11. targets and main
+// Constants and formulas are the published code's (llmshearing/models/l0_module.py; line numbers in
+// shared/reference/sheared-llama-and-peers.md). Where Gemma differs (GQA, head_dim != d/H, (1+w) norms,
+// post-norms, the tied embedding and its sqrt(d) scale, sliding/full layers) the comment says so.
+// Gemma 4 models load in model.h but are refused here for now; shapes go through layer_K/layer_D so
+// that adding them is a matter of folding and slicing, not of the masks.
+#include "model.h"
+#include "data/mixture.h"
+#include "plot.h"
+
+// ================================================================================================
+// 1. Masks
+// ================================================================================================
+
+#define HC_L (-0.1)                  // stretch interval [l, r] of the hard-concrete distribution
+#define HC_R 1.1
+#define HC_BETA (2.0 / 3.0)          // temperature β
+#define HC_EPS 1e-6                  // u ~ U(ε, 1 − ε)
+#define LA_INIT 5.0                  // log_alpha starts at 5 + N(0, 0.01²): keep everything
+#define LA_NOISE 0.01
+#define LA_MIN (-4.605170185988091)  // ln 0.01: log_alpha is clamped to [ln 0.01, ln 100] before every use
+#define LA_MAX 4.605170185988091     // ln 100
+#define HC_MAGIC 0.8                 // the deterministic mask's extra temperature ("magical_number")
+
+enum { M_LAYER, M_GROUP, M_SLOT, M_FFN, M_HIDDEN, M_N };
+static const char *mask_name[M_N] = {"layer", "kv_group", "query_slot", "ffn", "hidden"};
+
+// The target shape (Gemma 3: the same in every layer).
+typedef struct {
+    int d, F, L, H, K, D;
+} Shape;
+
+static Shape shape_of(const Config *c) { return (Shape){c->d, c->F, c->L, c->H, c->K, c->D}; }
+
+typedef struct {
+    int rows;                // 1 for layer and hidden, L for the per-layer masks
+    int len[MAX_LAYERS];     // elements per row: L | K_l | H/K_l | F | d
+    size_t off[MAX_LAYERS];  // offset of each row from the mask's base
+    size_t base, n;          // the mask's offset in the flat arrays, its element count
+    int keep[MAX_LAYERS];    // target survivors per row
+} MaskShape;
+
+// All masks live in flat arrays (one AdamW call, one norm, one file): mask m row r starts at
+// s[m].base + s[m].off[r].
+typedef struct {
+    MaskShape s[M_N];
+    size_t n;
+    float *la, *dla;     // log_alpha and d loss / d log_alpha
+    float *u;            // this step's uniforms (kept so a finite-difference test can hold them fixed)
+    float *z, *dzdla;    // z (sampled, or deterministic) and dz / d log_alpha
+    float *dz;           // d loss / d z
+    float *kp;           // keep probabilities P(z > 0) of the last Lagrangian
+    float *zh, *dzh;     // [L, H] the per-query-head product model.h applies, and its gradient
+    float lam[2 * M_N];  // λ1 of mask m at [m], λ2 at [M_N + m]
+    float dlam[2 * M_N];
+    Rng rng;
+    int L, H;
+} Masks;
+
+#define MROW(M, arr, m, r) ((arr) + (M)->s[m].base + (M)->s[m].off[r])
+
+static void mask_shape(Masks *M, int m, int rows, const int *len, const int *keep) {
+    MaskShape *s = &M->s[m];
+    s->rows = rows, s->base = M->n, s->n = 0;
+    for (int r = 0; r < rows; r++) s->off[r] = s->n, s->len[r] = len[r], s->keep[r] = keep[r], s->n += (size_t)len[r];
+    M->n += s->n;
+}
+
+// Mask shapes and targets from the source config and the target shape; log_alpha = 5 + N(0, 0.01²), λ = 0.
+static void masks_init(Masks *M, const Config *c, const Shape *t, uint64_t seed) {
+    memset(M, 0, sizeof *M);
+    M->L = c->L, M->H = c->H;
+    int len[MAX_LAYERS], keep[MAX_LAYERS];
+    len[0] = c->L, keep[0] = t->L;
+    mask_shape(M, M_LAYER, 1, len, keep);
+    for (int l = 0; l < c->L; l++) len[l] = layer_K(c, l), keep[l] = t->K;
+    mask_shape(M, M_GROUP, c->L, len, keep);
+    for (int l = 0; l < c->L; l++) len[l] = c->H / layer_K(c, l), keep[l] = t->H / t->K;
+    mask_shape(M, M_SLOT, c->L, len, keep);
+    for (int l = 0; l < c->L; l++) len[l] = c->F, keep[l] = t->F;
+    mask_shape(M, M_FFN, c->L, len, keep);
+    len[0] = c->d, keep[0] = t->d;
+    mask_shape(M, M_HIDDEN, 1, len, keep);
+    float **arrays[] = {&M->la, &M->dla, &M->u, &M->z, &M->dzdla, &M->dz, &M->kp};
+    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) *arrays[i] = (float *)callocCheck(sizeof(float) * M->n);
+    M->zh = (float *)callocCheck(sizeof(float) * (size_t)c->L * c->H);
+    M->dzh = (float *)callocCheck(sizeof(float) * (size_t)c->L * c->H);
+    M->rng = rng_seed(seed);
+    for (size_t i = 0; i < M->n; i++) M->la[i] = (float)(LA_INIT + LA_NOISE * rng_normal(&M->rng));
+}
+
+static void masks_free(Masks *M) {
+    float *arrays[] = {M->la, M->dla, M->u, M->z, M->dzdla, M->dz, M->kp, M->zh, M->dzh};
+    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) free(arrays[i]);
+}
+
+// Query head h of a layer is slot h % G of kv group h / G (G = H / K_l):
+// zh[l, h] = z_group[l, h / G] · z_slot[l, h % G]
+static void heads_compose(const Config *c, Masks *M) {
+    for (int l = 0; l < c->L; l++) {
+        int G = c->H / layer_K(c, l);
+        const float *zg = MROW(M, M->z, M_GROUP, l), *zs = MROW(M, M->z, M_SLOT, l);
+        for (int h = 0; h < c->H; h++) M->zh[(size_t)l * c->H + h] = zg[h / G] * zs[h % G];
+    }
+}
+
+// its chain rule: dz_group[g] = Σ_s dzh[g·G + s]·z_slot[s],  dz_slot[s] = Σ_g dzh[g·G + s]·z_group[g]
+static void heads_backward(const Config *c, Masks *M) {
+    for (int l = 0; l < c->L; l++) {
+        int K = layer_K(c, l), G = c->H / K;
+        const float *zg = MROW(M, M->z, M_GROUP, l), *zs = MROW(M, M->z, M_SLOT, l), *dzh = M->dzh + (size_t)l * c->H;
+        float *dg = MROW(M, M->dz, M_GROUP, l), *ds = MROW(M, M->dz, M_SLOT, l);
+        for (int g = 0; g < K; g++) dg[g] = 0;
+        for (int s = 0; s < G; s++) ds[s] = 0;
+        for (int h = 0; h < c->H; h++) dg[h / G] += dzh[h] * zs[h % G], ds[h % G] += dzh[h] * zg[h / G];
+    }
+}
+
+// Point model.h's hooks at the masks (layer gate, per-head product, FFN channels, hidden dims).
+static void masks_attach(Model *m, Masks *M) {
+    m->zl = MROW(M, M->z, M_LAYER, 0), m->dzl = MROW(M, M->dz, M_LAYER, 0);
+    m->zh = M->zh, m->dzh = M->dzh;
+    m->zf = MROW(M, M->z, M_FFN, 0), m->dzf = MROW(M, M->dz, M_FFN, 0);
+    m->zd = MROW(M, M->z, M_HIDDEN, 0), m->dzd = MROW(M, M->dz, M_HIDDEN, 0);
+}
+
+static void masks_detach(Model *m) {
+    m->zl = m->zh = m->zf = m->zd = NULL;
+    m->dzl = m->dzh = m->dzf = m->dzd = NULL;
+    model_masks_changed(m);
+}
+
+// ================================================================================================
+// 2. Sampling (training): u ~ U(ε, 1−ε) fresh for every element at every step
+// ================================================================================================
+
+static inline double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+// the projection the published code applies before every use: log_alpha ∈ [ln 0.01, ln 100]
+static void masks_project(Masks *M) {
+    for (size_t i = 0; i < M->n; i++) M->la[i] = M->la[i] < LA_MIN ? (float)LA_MIN : M->la[i] > LA_MAX ? (float)LA_MAX : M->la[i];
+}
+
+// z = clamp01(sigmoid((ln u − ln(1−u) + log_alpha)/β)·(r − l) + l) and dz/d log_alpha (0 where clamped)
+static void masks_from_u(Masks *M) {
+    for (size_t i = 0; i < M->n; i++) {
+        double u = M->u[i], s = sigmoid((log(u) - log1p(-u) + M->la[i]) / HC_BETA), zr = s * (HC_R - HC_L) + HC_L;
+        M->z[i] = (float)(zr <= 0 ? 0 : zr >= 1 ? 1 : zr);
+        M->dzdla[i] = (float)(zr > 0 && zr < 1 ? (HC_R - HC_L) * s * (1 - s) / HC_BETA : 0);
+    }
+}
+
+static void masks_sample(const Config *c, Masks *M) {
+    for (size_t i = 0; i < M->n; i++) M->u[i] = (float)(HC_EPS + (1 - 2 * HC_EPS) * rng_uniform(&M->rng));
+    masks_from_u(M);
+    heads_compose(c, M);
+}
+
+// ================================================================================================
+// 3. Expected sizes
+// ================================================================================================
+
+// P(z > 0) = sigmoid(log_alpha − β·ln(−l/r))  (the published score = 1 − cdf_qz(0))
+static inline double keep_prob(double la) { return sigmoid(la - HC_BETA * log(-HC_L / HC_R)); }
+
+static double row_sum(const Masks *M, const float *arr, int m, int r) {
+    const float *p = MROW(M, arr, m, r);
+    double s = 0;
+    for (int i = 0; i < M->s[m].len[r]; i++) s += p[i];
+    return s;
+}
+
+// Non-embedding parameters of the model the masks describe, GQA-aware and with D (not d/H). `keep` holds
+// one value per mask element: keep probabilities give the expected count, 0/1 the count of a slice.
+// Per layer: query head 2·D·d (q rows, o columns), kv group (2 or, for K=V, 1)·D·d, FFN channel 3·d,
+// four d-sized norms, q/k norms 2·D (+ Gemma 4's layer_scalar); plus the final norm. The expected count
+// multiplies independent keep probabilities (layer · d · heads = layer · d · groups · slots).
+static double params_from_keep(const Config *c, const Masks *M, const float *keep) {
+    double Ed = row_sum(M, keep, M_HIDDEN, 0), n = Ed;
+    const float *kl = MROW(M, keep, M_LAYER, 0);
+    for (int l = 0; l < c->L; l++) {
+        double D = layer_D(c, l), Eg = row_sum(M, keep, M_GROUP, l), Es = row_sum(M, keep, M_SLOT, l);
+        double Ef = row_sum(M, keep, M_FFN, l), kv = layer_has_v(c, l) ? 2 : 1;
+        double per = Ed * (2 * D * Eg * Es + kv * D * Eg + 3 * Ef + 4) + 2 * D + (c->arch == 4 ? 1 : 0);
+        n += kl[l] * per;
+    }
+    return n;
+}
+
+// ================================================================================================
+// 4. Lagrangian: Σ_m mean_rows( λ1_m (s − t) + λ2_m (s − t)² )
+//    s = 1 − Σ P(z > 0) / row size (per layer for the [L,·] masks, scalar for layer and hidden),
+//    t = t_final · min(1, step / warmup_steps). Gradients: dL/dλ1 = s − t, dL/dλ2 = (s − t)², and
+//    dL/d log_alpha_i = (λ1 + 2 λ2 (s − t)) · (−P_i (1 − P_i) / size), each averaged over rows.
+// ================================================================================================
+
+static double lagrangian(Masks *M, double warm, int want_grad, double *s_mean, double *t_mean) {
+    double total = 0;
+    for (size_t i = 0; i < M->n; i++) M->kp[i] = (float)keep_prob(M->la[i]);
+    for (int m = 0; m < M_N; m++) {
+        const MaskShape *sh = &M->s[m];
+        double l1 = M->lam[m], l2 = M->lam[M_N + m], acc = 0, ss = 0, ts = 0, g1 = 0, g2 = 0;
+        for (int r = 0; r < sh->rows; r++) {
+            int len = sh->len[r];
+            double s = 1 - row_sum(M, M->kp, m, r) / len, t = (1 - (double)sh->keep[r] / len) * warm, diff = s - t;
+            acc += l1 * diff + l2 * diff * diff;
+            ss += s, ts += t, g1 += diff, g2 += diff * diff;
+            if (want_grad) {
+                double g = (l1 + 2 * l2 * diff) / sh->rows;
+                const float *kp = MROW(M, M->kp, m, r);
+                float *dla = MROW(M, M->dla, m, r);
+                for (int i = 0; i < len; i++) dla[i] += (float)(g * (-(double)kp[i] * (1 - kp[i]) / len));
+            }
+        }
+        total += acc / sh->rows;
+        if (want_grad) M->dlam[m] += (float)(g1 / sh->rows), M->dlam[M_N + m] += (float)(g2 / sh->rows);
+        if (s_mean) s_mean[m] = ss / sh->rows;
+        if (t_mean) t_mean[m] = ts / sh->rows;
+    }
+    return total;
+}
+
+// ================================================================================================
+// 5. Step: loss = CE(z) + Lagrangian. Weights lr 1e-4, masks +1.0, λ −1.0 (ascent: maximise over λ),
+//    decoupled AdamW (0.9, 0.95, 1e-8, wd 0), clip 1.0 over everything, one cosine schedule
+//    (10% warmup, floor 10%) scaling every group's rate.
+// ================================================================================================
+
+typedef struct {
+    Model m;
+    Masks M;
+    float *mom, *var;                     // AdamW moments of the weights
+    float *la_m, *la_v;                   // of the log_alphas
+    float lam_m[2 * M_N], lam_v[2 * M_N]; // of the λ
+    int step, steps, warmup, lag_warmup;  // steps done, total, lr warmup, target warmup
+    double lr, mask_lr, lambda_lr, lr_floor, clip;
+} Pruner;
+
+typedef struct {
+    double ce, lag, s[M_N], t[M_N], params, gnorm, lr_factor;
+} StepStats;
+
+static const float ADAM_B1 = 0.9f, ADAM_B2 = 0.95f, ADAM_EPS = 1e-8f;
+
+static void pruner_alloc(Pruner *P) {
+    P->mom = (float *)callocCheck(sizeof(float) * P->m.tab.total);
+    P->var = (float *)callocCheck(sizeof(float) * P->m.tab.total);
+    P->la_m = (float *)callocCheck(sizeof(float) * P->M.n);
+    P->la_v = (float *)callocCheck(sizeof(float) * P->M.n);
+    model_alloc_grads(&P->m);
+    masks_attach(&P->m, &P->M);
+}
+
+// CE and the mask gradients for a batch at the current log_alphas, with this step's u already drawn
+// (masks_sample). Leaves d loss / d log_alpha of the CE term in M.dla.
+static double masked_ce_grad(Pruner *P, const int *tok, const int *tgt, int B, int T) {
+    Model *m = &P->m;
+    Masks *M = &P->M;
+    model_masks_changed(m);
+    model_zero_grad(m);
+    double ce = model_forward(m, tok, tgt, B, T, 1, NULL);
+    model_backward(m);
+    heads_backward(&m->c, M);
+    for (size_t i = 0; i < M->n; i++) M->dla[i] = M->dz[i] * M->dzdla[i];  // through the sample
+    return ce;
+}
+
+static StepStats prune_step(Pruner *P, const int *tok, const int *tgt, int B, int T) {
+    StepStats st;
+    Model *m = &P->m;
+    Masks *M = &P->M;
+    int step = ++P->step;
+    masks_project(M);
+    masks_sample(&m->c, M);
+    memset(M->dlam, 0, sizeof M->dlam);
+    st.ce = masked_ce_grad(P, tok, tgt, B, T);
+    double warm = P->lag_warmup > 0 ? fmin(1.0, (double)step / P->lag_warmup) : 1.0;
+    st.lag = lagrangian(M, warm, 1, st.s, st.t);
+    st.params = params_from_keep(&m->c, M, M->kp);
+    // one global norm over weights, log_alphas and λ, as torch's clip_grad_norm_ over all parameter groups
+    double n2 = grad_norm2(m->gw, m->tab.total) + grad_norm2(M->dla, M->n) + grad_norm2(M->dlam, 2 * M_N);
+    st.gnorm = sqrt(n2);
+    float coef = clip_coef(st.gnorm, P->clip);
+    if (coef < 1.0f) {
+        for (size_t i = 0; i < m->tab.total; i++) m->gw[i] *= coef;
+        for (size_t i = 0; i < M->n; i++) M->dla[i] *= coef;
+        for (int i = 0; i < 2 * M_N; i++) M->dlam[i] *= coef;
+    }
+    st.lr_factor = lr_schedule(step, P->steps, P->warmup, 1.0, P->lr_floor);
+    for (int i = 0; i < m->tab.n; i++) {
+        const PEntry *e = &m->tab.e[i];
+        if (e->frozen) continue;
+        adamw_update(m->w + e->offset, m->gw + e->offset, P->mom + e->offset, P->var + e->offset, e->rows * e->cols,
+                     (float)(P->lr * st.lr_factor), ADAM_B1, ADAM_B2, ADAM_EPS, 0.0f, step);
+    }
+    adamw_update(M->la, M->dla, P->la_m, P->la_v, M->n, (float)(P->mask_lr * st.lr_factor), ADAM_B1, ADAM_B2, ADAM_EPS,
+                 0.0f, step);
+    adamw_update(M->lam, M->dlam, P->lam_m, P->lam_v, 2 * M_N, (float)(-P->lambda_lr * st.lr_factor), ADAM_B1, ADAM_B2,
+                 ADAM_EPS, 0.0f, step);
+    return st;
+}
+
+// ================================================================================================
+// 6. Deterministic masks: soft = sigmoid(log_alpha/β·0.8); exactly the target count per row survives
+//    (the smallest are zeroed), and survivors keep their soft value, which is folded into the weights.
+// ================================================================================================
+
+static void soft_values(const Masks *M, float *soft) {
+    for (size_t i = 0; i < M->n; i++) {
+        double la = M->la[i] < LA_MIN ? LA_MIN : M->la[i] > LA_MAX ? LA_MAX : M->la[i];
+        soft[i] = (float)sigmoid(la / HC_BETA * HC_MAGIC);
+    }
+}
+
+typedef struct {
+    float s;
+    int i;
+} Ranked;
+
+static int ranked_desc(const void *a, const void *b) {  // highest score first; ties: the lower index first
+    const Ranked *x = (const Ranked *)a, *y = (const Ranked *)b;
+    if (x->s != y->s) return x->s > y->s ? -1 : 1;
+    return x->i - y->i;
+}
+
+// z = value (1 when value is NULL) on the `keep` highest-scoring elements of a row, 0 elsewhere
+static void row_keep_top(const float *score, const float *value, int len, int keep, float *z) {
+    Ranked *r = (Ranked *)mallocCheck(sizeof(Ranked) * (size_t)len);
+    for (int i = 0; i < len; i++) r[i].s = score[i], r[i].i = i;
+    qsort(r, (size_t)len, sizeof(Ranked), ranked_desc);
+    for (int i = 0; i < len; i++) z[r[i].i] = i < keep ? (value ? value[r[i].i] : 1.0f) : 0.0f;
+    free(r);
+}
+
+// Choose n of the L layers with the largest summed score such that the kept sequence has a full-attention
+// layer in every run of N consecutive layers (N <= 0: no window rule) and, with need_full, at least one.
+// Dynamic programming over (layers seen, taken, sliding layers since the last full one, any full yet).
+// Returns 0 when no choice satisfies the rules.
+static int choose_layers(const float *score, const int *full, int L, int n, int N, int need_full, int *take) {
+    int J = N > 0 ? N : 1;  // j = trailing sliding run, kept <= N-1
+    size_t S = (size_t)(n + 1) * J * 2;
+#define ST(k, j, f) (((size_t)(k) * J + (j)) * 2 + (f))
+    double *val = (double *)mallocCheck(sizeof(double) * S * (L + 1));
+    int *par = (int *)mallocCheck(sizeof(int) * S * (L + 1));  // previous state * 2 + took
+    for (size_t s = 0; s < S * (L + 1); s++) val[s] = -INFINITY;
+    val[ST(0, 0, 0)] = 0;
+    for (int i = 0; i < L; i++) {
+        double *v0 = val + S * i, *v1 = val + S * (i + 1);
+        int *p1 = par + S * (i + 1);
+        for (int k = 0; k <= n; k++)
+            for (int j = 0; j < J; j++)
+                for (int f = 0; f < 2; f++) {
+                    size_t s = ST(k, j, f);
+                    if (v0[s] == -INFINITY) continue;
+                    if (v0[s] > v1[s]) v1[s] = v0[s], p1[s] = (int)(s * 2);  // skip layer i
+                    if (k == n) continue;
+                    int nj = full[i] ? 0 : (N > 0 ? j + 1 : 0), nf = full[i] ? 1 : f;
+                    if (nj >= J) continue;  // N sliding layers in a row
+                    size_t t = ST(k + 1, nj, nf);
+                    double v = v0[s] + score[i];
+                    if (v > v1[t]) v1[t] = v, p1[t] = (int)(s * 2 + 1);
+                }
+    }
+    size_t best = (size_t)-1;
+    for (int j = 0; j < J; j++)
+        for (int f = need_full ? 1 : 0; f < 2; f++) {
+            size_t s = ST(n, j, f);
+            if (val[S * L + s] > -INFINITY && (best == (size_t)-1 || val[S * L + s] > val[S * L + best])) best = s;
+        }
+    int ok = best != (size_t)-1;
+    for (int i = L; ok && i > 0; i--) {
+        int p = par[S * i + best];
+        take[i - 1] = p & 1;
+        best = (size_t)(p >> 1);
+    }
+#undef ST
+    free(val);
+    free(par);
+    return ok;
+}
+
+// The final masks: every row keeps exactly its target count of highest scores, at `value` (NULL: 1).
+// The layer row honours the sliding/full constraint (drop_full: exactly the sliding layers survive).
+static void deterministic_masks(const Config *c, Masks *M, const float *score, const float *value, int full_every,
+                                int drop_full) {
+    for (int m = 0; m < M_N; m++)
+        for (int r = 0; r < M->s[m].rows; r++) {
+            const float *sc = MROW(M, score, m, r), *va = value ? MROW(M, value, m, r) : NULL;
+            float *z = MROW(M, M->z, m, r);
+            if (m != M_LAYER) {
+                row_keep_top(sc, va, M->s[m].len[r], M->s[m].keep[r], z);
+                continue;
+            }
+            int take[MAX_LAYERS], nfull = 0;
+            for (int l = 0; l < c->L; l++) nfull += c->full[l];
+            if (drop_full)
+                for (int l = 0; l < c->L; l++) take[l] = !c->full[l];
+            else if (!choose_layers(sc, c->full, c->L, M->s[m].keep[0], full_every, nfull > 0, take))
+                fail("internal: no layer choice satisfies the sliding/full constraint (checked at start)");
+            for (int l = 0; l < c->L; l++) z[l] = take[l] ? (va ? va[l] : 1.0f) : 0.0f;
+        }
+    heads_compose(c, M);
+}
+
+// What the published code evaluates on during pruning (eval_target_model=false): round(Σ P(z>0))
+// survivors per row (round half to even, like Python's round), at their soft values.
+static void expected_masks(const Config *c, Masks *M) {
+    float *soft = (float *)mallocCheck(sizeof(float) * M->n);
+    soft_values(M, soft);
+    for (size_t i = 0; i < M->n; i++) M->kp[i] = (float)keep_prob(M->la[i] < LA_MIN ? LA_MIN : M->la[i] > LA_MAX ? LA_MAX : M->la[i]);
+    for (int m = 0; m < M_N; m++)
+        for (int r = 0; r < M->s[m].rows; r++) {
+            int len = M->s[m].len[r], keep = (int)nearbyint(row_sum(M, M->kp, m, r));
+            if (m == M_HIDDEN && keep < 1) keep = 1;  // the residual stream needs a dimension
+            row_keep_top(MROW(M, soft, m, r), MROW(M, soft, m, r), len, keep, MROW(M, M->z, m, r));
+        }
+    heads_compose(c, M);
+    free(soft);
+}
+
+// ================================================================================================
+// 7. Fold: each kept soft value multiplies the weights exactly once.
+//    Gemma 3's (1+w) norms: (1 + w')  = (1 + w)·z, i.e. w' = (1 + w)·z − 1 (Gemma 4's w norms: w' = w·z).
+//    hidden z: embedding columns (tied: this also covers the output head, so NOT the final norm), the
+//              outputs of input_layernorm and pre_feedforward_layernorm, and of both post-norms;
+//    layer z:  both post-norms (the gate sits after them);  head z = z_group·z_slot: o_proj columns;
+//    FFN z:    down_proj columns;
+//    embedding scale: loaders recompute sqrt(d) from the new hidden_size, so the embedding gets
+//              a = scale(d_src)/scale(d_tgt) (each rounded as the loader rounds it for its dtype) and the
+//              final norm 1/a — the final norm is the only reader the tied output matrix sees.
+// ================================================================================================
+
+static void fold_masks(const Config *c, Params *p, const Masks *M, double a) {
+    float off = norm_offset(c);
+    const float *zd = MROW(M, M->z, M_HIDDEN, 0), *zl = MROW(M, M->z, M_LAYER, 0);
+    int d = c->d, F = c->F, H = c->H;
+    for (size_t v = 0; v < (size_t)c->V; v++)
+        for (int i = 0; i < d; i++)
+            if (zd[i] != 0) p->embed[v * d + i] *= (float)(zd[i] * a);
+    for (int i = 0; i < d; i++) p->final_norm[i] = (float)((off + p->final_norm[i]) / a - off);
+    for (int l = 0; l < c->L; l++) {
+        if (zl[l] == 0) continue;
+        LayerParams *lp = &p->layer[l];
+        int D = layer_D(c, l);
+        for (int i = 0; i < d; i++) {
+            if (zd[i] == 0) continue;
+            lp->in_norm[i] = (off + lp->in_norm[i]) * zd[i] - off;
+            lp->pre_ffn_norm[i] = (off + lp->pre_ffn_norm[i]) * zd[i] - off;
+            lp->post_attn_norm[i] = (off + lp->post_attn_norm[i]) * (zd[i] * zl[l]) - off;
+            lp->post_ffn_norm[i] = (off + lp->post_ffn_norm[i]) * (zd[i] * zl[l]) - off;
+        }
+        const float *zh = M->zh + (size_t)l * H, *zf = MROW(M, M->z, M_FFN, l);
+        for (int i = 0; i < d; i++) {
+            float *wo = lp->wo + (size_t)i * H * D, *wd = lp->wdown + (size_t)i * F;
+            for (int h = 0; h < H; h++)
+                for (int e = 0; e < D; e++) wo[h * D + e] *= zh[h];
+            for (int j = 0; j < F; j++) wd[j] *= zf[j];
+        }
+    }
+}
+
+// ================================================================================================
+// 8. Slice: the surviving structure as index lists (from the nonzero deterministic z), then gather.
+// ================================================================================================
+
+typedef struct {
+    int L, layer[MAX_LAYERS];  // kept layers, source indices in order
+    int K, G, H, F, d;         // per kept layer (the same in every one)
+    int *group, *slot, *head;  // [L][K], [L][G], [L][H] source kv groups, query slots, query heads
+    int *ffn;                  // [L][F]
+    int *hid;                  // [d]
+} Survivors;
+
+static int nonzero_indices(const float *z, int n, int *idx) {
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (z[i] != 0) idx[k++] = i;
+    return k;
+}
+
+static Survivors survivors_of(const Config *c, const Masks *M) {
+    Survivors sv;
+    memset(&sv, 0, sizeof sv);
+    sv.L = nonzero_indices(MROW(M, M->z, M_LAYER, 0), c->L, sv.layer);
+    sv.hid = (int *)mallocCheck(sizeof(int) * (size_t)c->d);
+    sv.d = nonzero_indices(MROW(M, M->z, M_HIDDEN, 0), c->d, sv.hid);
+    size_t L = (size_t)(sv.L ? sv.L : 1);
+    sv.group = (int *)mallocCheck(sizeof(int) * L * c->H), sv.slot = (int *)mallocCheck(sizeof(int) * L * c->H);
+    sv.head = (int *)mallocCheck(sizeof(int) * L * c->H), sv.ffn = (int *)mallocCheck(sizeof(int) * L * c->F);
+    for (int k = 0; k < sv.L; k++) {
+        int l = sv.layer[k], K = layer_K(c, l), G = c->H / K;
+        int nk = nonzero_indices(MROW(M, M->z, M_GROUP, l), K, sv.group + (size_t)k * c->H);
+        int ng = nonzero_indices(MROW(M, M->z, M_SLOT, l), G, sv.slot + (size_t)k * c->H);
+        int nf = nonzero_indices(MROW(M, M->z, M_FFN, l), c->F, sv.ffn + (size_t)k * c->F);
+        if (k > 0 && (nk != sv.K || ng != sv.G || nf != sv.F))
+            fail("internal: kept layers differ in shape (%d/%d/%d vs %d/%d/%d)", nk, ng, nf, sv.K, sv.G, sv.F);
+        sv.K = nk, sv.G = ng, sv.F = nf;
+        int nh = 0;  // query heads g·G + s, group-major, so the sliced GQA mapping h / G_t holds
+        for (int a = 0; a < nk; a++)
+            for (int b = 0; b < ng; b++) sv.head[(size_t)k * c->H + nh++] = sv.group[(size_t)k * c->H + a] * G + sv.slot[(size_t)k * c->H + b];
+        sv.H = nh;
+    }
+    return sv;
+}
+
+static void survivors_free(Survivors *sv) { free(sv->group), free(sv->slot), free(sv->head), free(sv->ffn), free(sv->hid); }
+
+// dst[nr, nc] = src[ri, ci] (ri NULL: rows 0..nr-1)
+static void gather(float *dst, const float *src, size_t src_cols, const int *ri, int nr, const int *ci, int nc) {
+    for (int r = 0; r < nr; r++) {
+        const float *s = src + (size_t)(ri ? ri[r] : r) * src_cols;
+        for (int k = 0; k < nc; k++) dst[(size_t)r * nc + k] = s[ci[k]];
+    }
+}
+
+// row lists of a projection: `idx` blocks of D rows each
+static void expand_rows(const int *idx, int n, int D, int *rows) {
+    for (int a = 0; a < n; a++)
+        for (int e = 0; e < D; e++) rows[a * D + e] = idx[a] * D + e;
+}
+
+// the sliced model from folded source weights p (Gemma 3)
+static void slice_model(const Config *c, const Params *p, const Survivors *sv, int out_dtype, Model *out) {
+    memset(out, 0, sizeof *out);
+    Config *t = &out->c;
+    *t = *c;
+    t->d = sv->d, t->F = sv->F, t->L = sv->L, t->H = sv->H, t->K = sv->K, t->Kg = sv->K;
+    for (int k = 0; k < sv->L; k++) t->full[k] = c->full[sv->layer[k]];
+    t->scale_dtype = out_dtype;
+    model_init_layout(out);
+    model_masks_changed(out);
+    int D = c->D, *rows = (int *)mallocCheck(sizeof(int) * (size_t)c->H * D), *all = (int *)mallocCheck(sizeof(int) * (size_t)D);
+    for (int e = 0; e < D; e++) all[e] = e;
+    gather(out->p.embed, p->embed, c->d, NULL, c->V, sv->hid, sv->d);
+    gather(out->p.final_norm, p->final_norm, 1, sv->hid, sv->d, all, 1);
+    for (int k = 0; k < sv->L; k++) {
+        const LayerParams *s = &p->layer[sv->layer[k]];
+        LayerParams *o = &out->p.layer[k];
+        const int *g = sv->group + (size_t)k * c->H, *h = sv->head + (size_t)k * c->H, *f = sv->ffn + (size_t)k * c->F;
+        float *norms_o[] = {o->in_norm, o->post_attn_norm, o->pre_ffn_norm, o->post_ffn_norm};
+        const float *norms_s[] = {s->in_norm, s->post_attn_norm, s->pre_ffn_norm, s->post_ffn_norm};
+        for (int n = 0; n < 4; n++) gather(norms_o[n], norms_s[n], 1, sv->hid, sv->d, all, 1);
+        memcpy(o->q_norm, s->q_norm, sizeof(float) * D);
+        memcpy(o->k_norm, s->k_norm, sizeof(float) * D);
+        expand_rows(h, sv->H, D, rows);
+        gather(o->wq, s->wq, c->d, rows, sv->H * D, sv->hid, sv->d);
+        gather(o->wo, s->wo, (size_t)c->H * D, sv->hid, sv->d, rows, sv->H * D);
+        expand_rows(g, sv->K, D, rows);
+        gather(o->wk, s->wk, c->d, rows, sv->K * D, sv->hid, sv->d);
+        gather(o->wv, s->wv, c->d, rows, sv->K * D, sv->hid, sv->d);
+        gather(o->wgate, s->wgate, c->d, f, sv->F, sv->hid, sv->d);
+        gather(o->wup, s->wup, c->d, f, sv->F, sv->hid, sv->d);
+        gather(o->wdown, s->wdown, c->F, sv->hid, sv->d, f, sv->F);
+    }
+    free(rows);
+    free(all);
+}
+
+// Deterministic z in M → the sliced model: fold a copy of the weights, then gather.
+static void fold_and_slice(const Model *m, const Masks *M, int out_dtype, Model *out, Survivors *sv_out) {
+    Survivors sv = survivors_of(&m->c, M);
+    double a = (double)embed_scale_for(m->c.d, m->c.scale_dtype) / embed_scale_for(sv.d, out_dtype);
+    float *w = (float *)mallocCheck(sizeof(float) * m->tab.total);
+    memcpy(w, m->w, sizeof(float) * m->tab.total);
+    Params p = params_carve(&m->c, &m->tab, w);
+    fold_masks(&m->c, &p, M, a);
+    slice_model(&m->c, &p, &sv, out_dtype, out);
+    free(p.layer);
+    free(w);
+    *sv_out = sv;
+}
+
+// --- what survived: prune_report.json and the survivor map ------------------------------------------
+
+static cJSON *json_int_list(const int *v, int n) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
+    return a;
+}
+
+static cJSON *shape_json(const Shape *s) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "hidden_size", s->d);
+    cJSON_AddNumberToObject(j, "intermediate_size", s->F);
+    cJSON_AddNumberToObject(j, "num_hidden_layers", s->L);
+    cJSON_AddNumberToObject(j, "num_attention_heads", s->H);
+    cJSON_AddNumberToObject(j, "num_key_value_heads", s->K);
+    cJSON_AddNumberToObject(j, "head_dim", s->D);
+    return j;
+}
+
+// the report's fixed part (shared format: train.c's variant B and profile.c read it); `extra` is added as is
+static cJSON *report_json(const char *method, const char *source, const Config *src, const Model *out,
+                          const Survivors *sv, cJSON *extra) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "method", method);
+    cJSON_AddStringToObject(j, "source", source);
+    Shape ss = shape_of(src), ts = shape_of(&out->c);
+    cJSON_AddItemToObject(j, "source_shape", shape_json(&ss));
+    cJSON_AddItemToObject(j, "target_shape", shape_json(&ts));
+    cJSON_AddItemToObject(j, "layers", json_int_list(sv->layer, sv->L));
+    const char *lists[] = {"kv_heads", "query_slots", "query_heads", "ffn"};
+    for (int q = 0; q < 4; q++) {
+        cJSON *a = cJSON_AddArrayToObject(j, lists[q]);
+        for (int k = 0; k < sv->L; k++) {
+            const int *v[] = {sv->group + (size_t)k * src->H, sv->slot + (size_t)k * src->H, sv->head + (size_t)k * src->H,
+                              sv->ffn + (size_t)k * src->F};
+            int n[] = {sv->K, sv->G, sv->H, sv->F};
+            int *sorted = (int *)mallocCheck(sizeof(int) * (size_t)(n[q] ? n[q] : 1));
+            memcpy(sorted, v[q], sizeof(int) * (size_t)n[q]);
+            for (int x = 1; x < n[q]; x++)  // query heads come group-major, which is already ascending
+                for (int y = x; y > 0 && sorted[y - 1] > sorted[y]; y--) { int tmp = sorted[y]; sorted[y] = sorted[y - 1]; sorted[y - 1] = tmp; }
+            cJSON_AddItemToArray(a, json_int_list(sorted, n[q]));
+            free(sorted);
+        }
+    }
+    cJSON_AddItemToObject(j, "hidden", json_int_list(sv->hid, sv->d));
+    cJSON *lt = cJSON_AddArrayToObject(j, "layer_types");
+    for (int k = 0; k < sv->L; k++)
+        cJSON_AddItemToArray(lt, cJSON_CreateString(out->c.full[k] ? "full_attention" : "sliding_attention"));
+    cJSON *pj = cJSON_AddObjectToObject(j, "params");
+    cJSON_AddNumberToObject(pj, "non_embedding", (double)count_params(&out->c, 0));
+    cJSON_AddNumberToObject(pj, "embedding", (double)out->c.V * out->c.d);
+    cJSON_AddNumberToObject(pj, "total", (double)count_params(&out->c, 1));
+    cJSON_AddNumberToObject(pj, "source_non_embedding", (double)count_params(src, 0));
+    cJSON_AddNumberToObject(pj, "source_total", (double)count_params(src, 1));
+    if (extra)
+        for (cJSON *e = extra->child; e;) {
+            cJSON *next = e->next;
+            cJSON_AddItemToObject(j, e->string, cJSON_DetachItemViaPointer(extra, e));
+            e = next;
+        }
+    return j;
+}
+
+// Survivor map: one row per source layer (then one for the hidden dims); columns: kv groups | query
+// slots | FFN channels (binned: the fraction kept). Value = the deterministic mask (0 = removed).
+static void survivor_map(const char *path, const Config *c, const Masks *M, const char *method) {
+    int K = c->K, G = c->H / c->K, fb = c->F < 96 ? c->F : 96, cols = K + G + fb + 2;
+    int rows = c->L + 1;
+    float *v = (float *)mallocCheck(sizeof(float) * (size_t)rows * cols);
+    char **labels = (char **)mallocCheck(sizeof(char *) * (size_t)rows);
+    int *full = (int *)callocCheck(sizeof(int) * (size_t)rows);
+    const float *zl = MROW(M, M->z, M_LAYER, 0);
+    for (int l = 0; l < rows; l++) {
+        float *row = v + (size_t)l * cols;
+        for (int x = 0; x < cols; x++) row[x] = NAN;
+        labels[l] = (char *)mallocCheck(16);
+        if (l == c->L) {  // hidden dims, binned over the whole width
+            snprintf(labels[l], 16, "hidden");
+            const float *zd = MROW(M, M->z, M_HIDDEN, 0);
+            int nb = c->d < cols ? c->d : cols;
+            for (int b = 0; b < nb; b++) {
+                int i0 = (int)((long)b * c->d / nb), i1 = (int)((long)(b + 1) * c->d / nb), kept = 0;
+                for (int i = i0; i < i1; i++) kept += zd[i] != 0;
+                row[b] = (float)kept / (i1 - i0);
+            }
+            continue;
+        }
+        snprintf(labels[l], 16, "L%d", l);
+        full[l] = c->full[l];
+        float on = zl[l] != 0 ? 1.0f : 0.0f;
+        const float *zg = MROW(M, M->z, M_GROUP, l), *zs = MROW(M, M->z, M_SLOT, l), *zf = MROW(M, M->z, M_FFN, l);
+        for (int g = 0; g < K; g++) row[g] = on * (zg[g] != 0);
+        for (int s = 0; s < G; s++) row[K + 1 + s] = on * (zs[s] != 0);
+        for (int b = 0; b < fb; b++) {
+            int j0 = (int)((long)b * c->F / fb), j1 = (int)((long)(b + 1) * c->F / fb), kept = 0;
+            for (int j = j0; j < j1; j++) kept += zf[j] != 0;
+            row[K + G + 2 + b] = on * kept / (j1 - j0);
+        }
+    }
+    char title[128];
+    snprintf(title, sizeof title, "survivors (%s)", method);
+    HeatmapOpts o = {0};
+    o.cbar_label = "kept";
+    o.note = "columns: kv groups | query slots | FFN channels (binned); last row: hidden dims";
+    plot_heatmap_ex(path, title, "structure", "source layer", v, rows, cols, 0.0f, 1.0f, (const char *const *)labels,
+                    full, &o);
+    for (int l = 0; l < rows; l++) free(labels[l]);
+    free(labels), free(full), free(v);
+}
+
+// masks.safetensors: log_alpha per mask, λ1/λ2 per mask type, and (final) the deterministic z
+static void masks_write(const Masks *M, const char *path, int with_z, long step) {
+    STWriter w = {0};
+    char names[2 * M_N][64];
+    for (int m = 0; m < M_N; m++) {
+        const MaskShape *s = &M->s[m];
+        int uniform = 1;
+        for (int r = 1; r < s->rows; r++) uniform &= s->len[r] == s->len[0];
+        int64_t sh2[2] = {s->rows, s->len[0]}, sh1[1] = {(int64_t)s->n};
+        int two = uniform && s->rows > 1;
+        snprintf(names[m], 64, "log_alpha.%s", mask_name[m]);
+        stw_add_f32(&w, names[m], ST_F32, two ? 2 : 1, two ? sh2 : sh1, M->la + s->base);
+        if (with_z) {
+            snprintf(names[M_N + m], 64, "z.%s", mask_name[m]);
+            stw_add_f32(&w, names[M_N + m], ST_F32, two ? 2 : 1, two ? sh2 : sh1, M->z + s->base);
+        }
+    }
+    int64_t nl[1] = {M_N};
+    stw_add_f32(&w, "lambda_1", ST_F32, 1, nl, M->lam);
+    stw_add_f32(&w, "lambda_2", ST_F32, 1, nl, M->lam + M_N);
+    w.meta = cJSON_CreateObject();
+    char buf[32];
+    snprintf(buf, sizeof buf, "%ld", step);
+    cJSON_AddStringToObject(w.meta, "step", buf);
+    cJSON_AddStringToObject(w.meta, "masks", "layer[L] kv_group[L,K] query_slot[L,H/K] ffn[L,F] hidden[d]");
+    stw_write(&w, path);
+}
+
+static void eval_all(Model *m, Mixture *mx, int batches, int B, int T, double *loss) {
+    for (int i = 0; i < mx->k; i++) loss[i] = mixture_eval(mx, m, i, B, T, batches);
+}
+
+static void print_losses(const char *what, const Mixture *mx, const double *loss) {
+    printf("%s", what);
+    for (int i = 0; i < mx->k; i++) printf(" %s %.4f", mx->ds.name[i], loss[i]);
+    printf("\n");
+}
+
+static cJSON *losses_json(const Mixture *mx, const double *loss) {
+    cJSON *o = cJSON_CreateObject();
+    for (int i = 0; i < mx->k; i++) json_add_float(o, mx->ds.name[i], loss[i]);
+    return o;
+}
+
+// The end of every method: fold, slice, (evaluate on mx when given), write OUT/{config.json,
+// model.safetensors, masks.safetensors, prune_report.json, survivors.png}. `out` receives the sliced model.
+static void finalize(const Model *m, const Masks *M, const char *out_dir, const char *method, const char *source,
+                     int out_dtype, long step, Mixture *mx, int eval_batches, int B, int T, cJSON *extra, Model *out) {
+    Survivors sv;
+    fold_and_slice(m, M, out_dtype, out, &sv);
+    if (mx && eval_batches > 0) {
+        double *loss = (double *)mallocCheck(sizeof(double) * mx->k);
+        eval_all(out, mx, eval_batches, B, T, loss);
+        print_losses("| pruned model val loss:", mx, loss);
+        cJSON_AddItemToObject(extra, "val_loss_pruned", losses_json(mx, loss));
+        free(loss);
+    }
+    make_dirs(out_dir);
+    model_save(out, out_dir, out_dtype);
+    char *mp = path_join(out_dir, "masks.safetensors"), *rp = path_join(out_dir, "prune_report.json");
+    char *pp = path_join(out_dir, "survivors.png");
+    masks_write(M, mp, 1, step);
+    cJSON *rep = report_json(method, source, &m->c, out, &sv, extra);
+    write_json_atomic(rp, rep);
+    survivor_map(pp, &m->c, M, method);
+    printf("| pruned: L=%d d=%d H=%d K=%d F=%d -> %s (config.json, model.safetensors, prune_report.json, masks.safetensors, "
+           "survivors.png)\n", out->c.L, out->c.d, out->c.H, out->c.K, out->c.F, out_dir);
+    cJSON_Delete(rep);
+    survivors_free(&sv);
+    free(mp), free(rp), free(pp);
+}
+
+// ================================================================================================
+// 9. One-shot baselines: a score per structure element, then the same deterministic masks (value 1),
+//    fold and slice. Calibration statistics come from forward passes over training batches.
+//    Structure scores (the same weights a mask removes):
+//      query head h: q rows of h + o_proj columns of h;   kv group g: k and v rows + its query heads;
+//      query slot s: Σ over groups of head g·G + s (slots are shared by the groups of a layer);
+//      FFN channel j: gate and up rows + down column;    layer: all its groups and channels;
+//      hidden dim i: its embedding column, q/k/v/gate/up columns and o/down rows in every layer.
+//    magnitude: Σ |W| over those weights.  wanda: Σ |W_ij|·‖X_j‖₂ (X_j the input the weight reads;
+//    the embedding's input is the one-hot token, ‖X‖ = sqrt(its count)). Norm weights are not scored.
+//    activation (Minitron): per channel sqrt(Σ_batches (mean_seq |X|)²) of the o_proj input (heads:
+//    the L2 norm over the head's D channels), the down_proj input (FFN) and the outputs of
+//    input_layernorm and pre_feedforward_layernorm (hidden, summed); layers by Block Influence.
+//    bi (ShortGPT): layers by Block Influence mean(1 − cos(x_in, x_out)); width, if asked, by magnitude.
+//    drop-full: every full-attention layer goes; width, if asked, by magnitude.
+// ================================================================================================
+
+enum { METH_SHEARED, METH_MAGNITUDE, METH_ACTIVATION, METH_WANDA, METH_BI, METH_DROP_FULL, METH_N };
+static const char *method_name[METH_N] = {"sheared", "magnitude", "activation", "wanda", "bi", "drop-full"};
+
+typedef struct {  // calibration statistics, per layer and channel
+    double *a2, *m2, *att2, *h2;  // Σ X² (wanda's ‖X‖²): input_layernorm out [L][d], pre_ffn out [L][d], o_proj in [L][H·D], down_proj in [L][F]
+    double *a1, *m1, *att1, *h1;  // Σ_sequences (mean_t |X|)² (Minitron)
+    double *tok;                  // [V] token counts
+    double bi[MAX_LAYERS];        // Σ_tokens 1 − cos(x_in, x_out)
+    double ntok;
+    size_t hd;                    // H·D (Gemma 3: the same in every layer)
+} Calib;
+
+static void calib_add(double *sq, double *seqmean, const float *X, int B, int T, int C) {
+    double *mean = (double *)callocCheck(sizeof(double) * (size_t)C);
+    for (int b = 0; b < B; b++) {
+        memset(mean, 0, sizeof(double) * (size_t)C);
+        for (int t = 0; t < T; t++) {
+            const float *x = X + ((size_t)b * T + t) * C;
+            for (int i = 0; i < C; i++) sq[i] += (double)x[i] * x[i], mean[i] += fabs(x[i]);
+        }
+        for (int i = 0; i < C; i++) seqmean[i] += (mean[i] / T) * (mean[i] / T);
+    }
+    free(mean);
+}
+
+static Calib calibrate(Model *m, Mixture *mx, int batches, int B, int T) {
+    const Config *c = &m->c;
+    Calib cb;
+    memset(&cb, 0, sizeof cb);
+    size_t L = (size_t)c->L, d = (size_t)c->d, F = (size_t)c->F;
+    cb.hd = (size_t)c->H * c->D;
+    double **bufs[] = {&cb.a2, &cb.m2, &cb.att2, &cb.h2, &cb.a1, &cb.m1, &cb.att1, &cb.h1};
+    size_t sizes[] = {L * d, L * d, L * cb.hd, L * F, L * d, L * d, L * cb.hd, L * F};
+    for (int i = 0; i < 8; i++) *bufs[i] = (double *)callocCheck(sizeof(double) * sizes[i]);
+    cb.tok = (double *)callocCheck(sizeof(double) * (size_t)c->V);
+    int *tok = (int *)mallocCheck(sizeof(int) * (size_t)B * T), *tgt = (int *)mallocCheck(sizeof(int) * (size_t)B * T);
+    double t0 = now_sec();
+    for (int it = 0; it < batches; it++) {
+        mixture_batch(mx, B, T, tok, tgt, NULL);
+        model_forward(m, tok, NULL, B, T, 0, NULL);
+        size_t N = (size_t)B * T;
+        for (size_t n = 0; n < N; n++) cb.tok[tok[n]] += 1;
+        cb.ntok += (double)N;
+        for (int l = 0; l < c->L; l++) {
+            const LayerActs *a = &m->act[l];
+            calib_add(cb.a2 + l * d, cb.a1 + l * d, a->a, B, T, c->d);
+            calib_add(cb.m2 + l * d, cb.m1 + l * d, a->m, B, T, c->d);
+            calib_add(cb.att2 + l * cb.hd, cb.att1 + l * cb.hd, a->att, B, T, (int)cb.hd);
+            calib_add(cb.h2 + l * F, cb.h1 + l * F, a->h, B, T, c->F);
+            const float *xo = l + 1 < c->L ? m->act[l + 1].x : m->xL;  // Block Influence: 1 − cos(x_in, x_out)
+            for (size_t n = 0; n < N; n++) {
+                double xy = 0, xx = 0, yy = 0;
+                for (size_t i = 0; i < d; i++) {
+                    double x = a->x[n * d + i], y = xo[n * d + i];
+                    xy += x * y, xx += x * x, yy += y * y;
+                }
+                cb.bi[l] += xx > 0 && yy > 0 ? 1 - xy / sqrt(xx * yy) : 0.5;  // ShortGPT: NaN -> 0.5
+            }
+        }
+        char eta[32];
+        printf("\r| calibration batch %d/%d (eta %s)   ", it + 1, batches,
+               fmt_duration((now_sec() - t0) / (it + 1) * (batches - it - 1), eta));
+        fflush(stdout);
+    }
+    printf("\n");
+    free(tok), free(tgt);
+    return cb;
+}
+
+static void calib_free(Calib *cb) {
+    double *bufs[] = {cb->a2, cb->m2, cb->att2, cb->h2, cb->a1, cb->m1, cb->att1, cb->h1, cb->tok};
+    for (int i = 0; i < 9; i++) free(bufs[i]);
+}
+
+// Σ_r |W[r, i]| per column i of a [rows, cols] matrix (added to acc), or per row (by_row)
+static void abs_sums(const float *W, size_t rows, size_t cols, int by_row, double *acc) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t i = 0; i < cols; i++) acc[by_row ? r : i] += fabs(W[r * cols + i]);
+}
+
+// |W|·‖X‖ summed over the rows of W [rows, cols] that the callers group; x: ‖X_i‖ per input column (NULL: 1)
+static double row_score(const float *W, size_t cols, const double *x) {
+    double s = 0;
+    for (size_t i = 0; i < cols; i++) s += fabs(W[i]) * (x ? x[i] : 1.0);
+    return s;
+}
+
+// magnitude (cb NULL) and wanda (cb given) scores of every structure, in the mask layout
+static void weight_scores(const Model *m, const Calib *cb, const Masks *M, float *score) {
+    const Config *c = &m->c;
+    size_t d = (size_t)c->d, F = (size_t)c->F, HD = (size_t)c->H * c->D;
+    double *xa = (double *)mallocCheck(sizeof(double) * d), *xm = (double *)mallocCheck(sizeof(double) * d);
+    double *xatt = (double *)mallocCheck(sizeof(double) * HD), *xh = (double *)mallocCheck(sizeof(double) * F);
+    double *hid = (double *)callocCheck(sizeof(double) * d), *colsum = (double *)mallocCheck(sizeof(double) * (HD > F ? HD : F));
+    double *head = (double *)mallocCheck(sizeof(double) * (size_t)c->H);
+    for (size_t v = 0; v < (size_t)c->V; v++) {  // embedding columns; the input is the one-hot token
+        double x = cb ? sqrt(cb->tok[v]) : 1.0;
+        for (size_t i = 0; i < d; i++) hid[i] += fabs(m->p.embed[v * d + i]) * x;
+    }
+    for (int l = 0; l < c->L; l++) {
+        const LayerParams *lp = &m->p.layer[l];
+        int D = c->D, K = layer_K(c, l), G = c->H / K;
+        for (size_t i = 0; i < d; i++) xa[i] = cb ? sqrt(cb->a2[l * d + i]) : 1, xm[i] = cb ? sqrt(cb->m2[l * d + i]) : 1;
+        for (size_t i = 0; i < HD; i++) xatt[i] = cb ? sqrt(cb->att2[l * HD + i]) : 1;
+        for (size_t j = 0; j < F; j++) xh[j] = cb ? sqrt(cb->h2[l * F + j]) : 1;
+        // o_proj and down_proj columns: Σ_rows |W| times their input's norm; their rows touch hidden dims
+        memset(colsum, 0, sizeof(double) * HD);
+        abs_sums(lp->wo, d, HD, 0, colsum);
+        for (size_t i = 0; i < d; i++) hid[i] += row_score(lp->wo + i * HD, HD, xatt);
+        for (int h = 0; h < c->H; h++) {
+            head[h] = 0;
+            for (int e = 0; e < D; e++) head[h] += colsum[h * D + e] * xatt[h * D + e] + row_score(lp->wq + ((size_t)h * D + e) * d, d, xa);
+        }
+        float *sg = MROW(M, score, M_GROUP, l), *ss = MROW(M, score, M_SLOT, l), *sf = MROW(M, score, M_FFN, l);
+        double layer = 0;
+        for (int g = 0; g < K; g++) {
+            double s = 0;
+            for (int e = 0; e < D; e++)
+                s += row_score(lp->wk + ((size_t)g * D + e) * d, d, xa) + row_score(lp->wv + ((size_t)g * D + e) * d, d, xa);
+            for (int h = g * G; h < (g + 1) * G; h++) s += head[h];
+            sg[g] = (float)s, layer += s;
+        }
+        for (int s = 0; s < G; s++) {
+            double v = 0;
+            for (int g = 0; g < K; g++) v += head[g * G + s];
+            ss[s] = (float)v;
+        }
+        memset(colsum, 0, sizeof(double) * F);
+        abs_sums(lp->wdown, d, F, 0, colsum);
+        for (size_t i = 0; i < d; i++) hid[i] += row_score(lp->wdown + i * F, F, xh);
+        for (size_t j = 0; j < F; j++) {
+            double s = row_score(lp->wgate + j * d, d, xm) + row_score(lp->wup + j * d, d, xm) + colsum[j] * xh[j];
+            sf[j] = (float)s, layer += s;
+        }
+        MROW(M, score, M_LAYER, 0)[l] = (float)layer;
+        // q/k/v/gate/up columns per hidden dim
+        const float *in_a[] = {lp->wq, lp->wk, lp->wv}, *in_m[] = {lp->wgate, lp->wup};
+        size_t rows_a[] = {(size_t)c->H * D, (size_t)K * D, (size_t)K * D};
+        memset(colsum, 0, sizeof(double) * d);
+        for (int q = 0; q < 3; q++) abs_sums(in_a[q], rows_a[q], d, 0, colsum);
+        for (size_t i = 0; i < d; i++) hid[i] += colsum[i] * xa[i];
+        memset(colsum, 0, sizeof(double) * d);
+        for (int q = 0; q < 2; q++) abs_sums(in_m[q], F, d, 0, colsum);
+        for (size_t i = 0; i < d; i++) hid[i] += colsum[i] * xm[i];
+    }
+    for (size_t i = 0; i < d; i++) MROW(M, score, M_HIDDEN, 0)[i] = (float)hid[i];
+    free(xa), free(xm), free(xatt), free(xh), free(hid), free(colsum), free(head);
+}
+
+// Minitron's activation scores (heads ranked within their kv group: slot = Σ over groups, group = L2 of its heads)
+static void activation_scores(const Config *c, const Calib *cb, const Masks *M, float *score) {
+    size_t d = (size_t)c->d, F = (size_t)c->F, HD = cb->hd;
+    float *hid = MROW(M, score, M_HIDDEN, 0);
+    for (size_t i = 0; i < d; i++) hid[i] = 0;
+    for (int l = 0; l < c->L; l++) {
+        int D = c->D, K = layer_K(c, l), G = c->H / K;
+        double *head = (double *)mallocCheck(sizeof(double) * (size_t)c->H);
+        for (int h = 0; h < c->H; h++) {
+            double s = 0;
+            for (int e = 0; e < D; e++) s += cb->att1[l * HD + (size_t)h * D + e];  // ‖(sqrt(A_c))_c‖₂² = Σ A_c
+            head[h] = sqrt(s);
+        }
+        float *sg = MROW(M, score, M_GROUP, l), *ss = MROW(M, score, M_SLOT, l), *sf = MROW(M, score, M_FFN, l);
+        for (int g = 0; g < K; g++) {
+            double s = 0;
+            for (int h = g * G; h < (g + 1) * G; h++) s += head[h] * head[h];
+            sg[g] = (float)sqrt(s);
+        }
+        for (int s = 0; s < G; s++) {
+            double v = 0;
+            for (int g = 0; g < K; g++) v += head[g * G + s];
+            ss[s] = (float)v;
+        }
+        for (size_t j = 0; j < F; j++) sf[j] = (float)sqrt(cb->h1[l * F + j]);
+        for (size_t i = 0; i < d; i++) hid[i] += (float)(sqrt(cb->a1[l * d + i]) + sqrt(cb->m1[l * d + i]));
+        free(head);
+    }
+}
+
+static void bi_scores(const Config *c, const Calib *cb, const Masks *M, float *score) {
+    for (int l = 0; l < c->L; l++) MROW(M, score, M_LAYER, 0)[l] = (float)(cb->bi[l] / cb->ntok);
+}
+
+// ================================================================================================
+// 10. Checkpoints: OUT/state/step_NNNNNN/{model.safetensors, config.json, optimizer.safetensors,
+//     masks.safetensors}, then OUT/prune_state.json (written last, atomically) names that directory and
+//     holds the step, both RNG states, the data cursor, the domain weights and the reference losses.
+//     The previous step directory is removed only after the new state file is in place.
+// ================================================================================================
+
+static cJSON *rng_json(const Rng *r) {
+    cJSON *a = cJSON_CreateArray();
+    char buf[24];
+    for (int i = 0; i < 4; i++) snprintf(buf, sizeof buf, "%016llx", (unsigned long long)r->s[i]), cJSON_AddItemToArray(a, cJSON_CreateString(buf));
+    return a;
+}
+
+static Rng rng_from_json(const cJSON *a, const char *src) {
+    Rng r;
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != 4) fail("%s: RNG state must be 4 hex strings; the file is damaged", src);
+    for (int i = 0; i < 4; i++) {
+        const cJSON *e = cJSON_GetArrayItem(a, i);
+        if (!cJSON_IsString(e)) fail("%s: RNG state must be 4 hex strings; the file is damaged", src);
+        r.s[i] = strtoull(e->valuestring, NULL, 16);
+    }
+    return r;
+}
+
+static void st_read_f32(const SFile *f, const char *name, float *dst, size_t n) {
+    const STensor *t = st_find(f, name);
+    if (!t) fail("%s: tensor %s is missing; the checkpoint is damaged (start again without --resume)", f->path, name);
+    if (t->numel != n || t->dtype != ST_F32)
+        fail("%s: tensor %s has %zu %s elements, expected %zu F32; the checkpoint belongs to another run", f->path, name,
+             t->numel, st_dtype_name[t->dtype], n);
+    st_to_f32(t, dst);
+}
+
+static void remove_step_dir(const char *dir) {
+    const char *files[] = {"model.safetensors", "config.json", "optimizer.safetensors", "masks.safetensors"};
+    for (int i = 0; i < 4; i++) {
+        char *p = path_join(dir, files[i]);
+        unlink(p);
+        free(p);
+    }
+    rmdir(dir);
+}
+
+static void checkpoint_save(const Pruner *P, const Mixture *mx, const double *ref, const cJSON *run, const char *out) {
+    char rel[64], *state = path_join(out, "prune_state.json");
+    snprintf(rel, sizeof rel, "state/step_%06d", P->step);
+    char *dir = path_join(out, rel);
+    make_dirs(dir);
+    model_save(&P->m, dir, ST_F32);
+    char *mp = path_join(dir, "masks.safetensors"), *op = path_join(dir, "optimizer.safetensors");
+    masks_write(&P->M, mp, 0, P->step);
+    STWriter w = {0};
+    int64_t nw[1] = {(int64_t)P->m.tab.total}, nm[1] = {(int64_t)P->M.n}, nl[1] = {2 * M_N};
+    stw_add_f32(&w, "weights.exp_avg", ST_F32, 1, nw, P->mom);
+    stw_add_f32(&w, "weights.exp_avg_sq", ST_F32, 1, nw, P->var);
+    stw_add_f32(&w, "log_alpha.exp_avg", ST_F32, 1, nm, P->la_m);
+    stw_add_f32(&w, "log_alpha.exp_avg_sq", ST_F32, 1, nm, P->la_v);
+    stw_add_f32(&w, "lambda.exp_avg", ST_F32, 1, nl, P->lam_m);
+    stw_add_f32(&w, "lambda.exp_avg_sq", ST_F32, 1, nl, P->lam_v);
+    stw_write(&w, op);
+    // the state file last: until it is renamed into place the previous checkpoint stays the valid one
+    char *prev = NULL;
+    if (file_exists(state)) {
+        cJSON *old = json_read(state);
+        const char *od = json_str(old, "checkpoint", NULL, state);
+        if (od && strcmp(od, rel) != 0) prev = path_join(out, od);
+        cJSON_Delete(old);
+    }
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "step", P->step);
+    cJSON_AddStringToObject(j, "checkpoint", rel);
+    cJSON_AddItemToObject(j, "mask_rng", rng_json(&P->M.rng));
+    cJSON_AddItemToObject(j, "data_rng", rng_json(&mx->rng));
+    cJSON_AddNumberToObject(j, "data_drawn", (double)mx->drawn);
+    cJSON *dw = cJSON_AddArrayToObject(j, "domain_weights"), *rl = cJSON_AddArrayToObject(j, "ref_losses");
+    cJSON *dn = cJSON_AddArrayToObject(j, "domains");
+    for (int i = 0; i < mx->k; i++) {
+        cJSON_AddItemToArray(dw, json_float(mx->w[i]));
+        cJSON_AddItemToArray(rl, json_float(ref[i]));
+        cJSON_AddItemToArray(dn, cJSON_CreateString(mx->ds.name[i]));
+    }
+    cJSON_AddItemToObject(j, "run", cJSON_Duplicate(run, 1));
+    write_json_atomic(state, j);
+    cJSON_Delete(j);
+    if (prev) remove_step_dir(prev);
+    free(prev), free(state), free(dir), free(mp), free(op);
+}
+
+// Restore everything checkpoint_save wrote; `run` must match the stored settings.
+static void checkpoint_load(Pruner *P, Mixture *mx, double *ref, const cJSON *run, const char *out) {
+    char *state = path_join(out, "prune_state.json");
+    if (!file_exists(state)) fail("--resume: %s does not exist; start without --resume", state);
+    cJSON *j = json_read(state);
+    const cJSON *stored = json_get(j, "run");
+    if (!stored) fail("%s: no \"run\" settings; the file is damaged", state);
+    for (const cJSON *e = run->child; e; e = e->next) {
+        const cJSON *o = json_get(stored, e->string);
+        char *a = cJSON_PrintUnformatted(e), *b = o ? cJSON_PrintUnformatted(o) : str_dup("(missing)");
+        if (strcmp(a, b) != 0)
+            fail("--resume: %s was made with %s = %s, this run has %s; resume with the same settings or use another --out",
+                 state, e->string, b, a);
+        free(a), free(b);
+    }
+    P->step = (int)json_int(j, "step", 0, state);
+    const char *rel = json_str(j, "checkpoint", NULL, state);
+    if (!rel) fail("%s: no checkpoint directory named; the file is damaged", state);
+    char *dir = path_join(out, rel);
+    char *wp = path_join(dir, "model.safetensors"), *mp = path_join(dir, "masks.safetensors"), *op = path_join(dir, "optimizer.safetensors");
+    SFile *fw = st_open(wp), *fm = st_open(mp), *fo = st_open(op);
+    for (int i = 0; i < P->m.tab.n; i++) {
+        const PEntry *e = &P->m.tab.e[i];
+        st_read_f32(fw, e->name, P->m.w + e->offset, e->rows * e->cols);
+    }
+    for (int m = 0; m < M_N; m++) {
+        char name[64];
+        snprintf(name, sizeof name, "log_alpha.%s", mask_name[m]);
+        st_read_f32(fm, name, P->M.la + P->M.s[m].base, P->M.s[m].n);
+    }
+    st_read_f32(fm, "lambda_1", P->M.lam, M_N);
+    st_read_f32(fm, "lambda_2", P->M.lam + M_N, M_N);
+    st_read_f32(fo, "weights.exp_avg", P->mom, P->m.tab.total);
+    st_read_f32(fo, "weights.exp_avg_sq", P->var, P->m.tab.total);
+    st_read_f32(fo, "log_alpha.exp_avg", P->la_m, P->M.n);
+    st_read_f32(fo, "log_alpha.exp_avg_sq", P->la_v, P->M.n);
+    st_read_f32(fo, "lambda.exp_avg", P->lam_m, 2 * M_N);
+    st_read_f32(fo, "lambda.exp_avg_sq", P->lam_v, 2 * M_N);
+    st_close(fw), st_close(fm), st_close(fo);
+    P->M.rng = rng_from_json(json_get(j, "mask_rng"), state);
+    mx->rng = rng_from_json(json_get(j, "data_rng"), state);
+    mx->drawn = (uint64_t)json_num(j, "data_drawn", 0, state);
+    const cJSON *dw = json_get(j, "domain_weights"), *rl = json_get(j, "ref_losses");
+    if (!dw || !rl || cJSON_GetArraySize(dw) != mx->k || cJSON_GetArraySize(rl) != mx->k)
+        fail("%s: %d domains stored, the data has %d; resume with the same --data", state, dw ? cJSON_GetArraySize(dw) : 0, mx->k);
+    for (int i = 0; i < mx->k; i++)
+        mx->w[i] = cJSON_GetArrayItem(dw, i)->valuedouble, ref[i] = cJSON_GetArrayItem(rl, i)->valuedouble;
+    printf("| resumed from %s at step %d\n", dir, P->step);
+    cJSON_Delete(j);
+    free(state), free(dir), free(wp), free(mp), free(op);
+}
+
+// ================================================================================================
+// 11. Targets and main
+// ================================================================================================
+
+typedef struct {
+    const char *model, *data, *out, *method_s, *target_file;
+    int method;
+    double keep;
+    int steps, batch, seq, eval_every, eval_batches, dbl, dbl_clip0, full_every, ckpt_every, resume, stop_at;
+    int calib_batches, log_every, out_dtype;
+    long seed;
+    double lr, mask_lr, lambda_lr, warmup_frac, lr_floor, lag_warmup, clip;
+} Settings;
+
+static int count_full(const Config *c) {
+    int n = 0;
+    for (int l = 0; l < c->L; l++) n += c->full[l];
+    return n;
+}
+
+// default N of the sliding/full rule: the longest run of sliding layers + 1 (Gemma 3's 5:1 pattern -> 6),
+// so the source itself satisfies it; 0 (no rule) when the source has no full-attention layer
+static int default_full_every(const Config *c) {
+    int run = 0, longest = 0;
+    for (int l = 0; l < c->L; l++) run = c->full[l] ? 0 : run + 1, longest = run > longest ? run : longest;
+    return count_full(c) ? longest + 1 : 0;
+}
+
+// the rules every target obeys; fails with one line naming the field
+static void check_target(const Config *c, const Shape *t, int full_every, int drop_full, const char *src) {
+    const char *keys[] = {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads"};
+    int tv[] = {t->d, t->F, t->L, t->H, t->K}, sv[] = {c->d, c->F, c->L, c->H, c->K};
+    for (int i = 0; i < 5; i++) {
+        if (tv[i] < 1) fail("%s: %s = %d must be at least 1", src, keys[i], tv[i]);
+        if (tv[i] > sv[i]) fail("%s: %s = %d is more than the source's %d; pruning only removes", src, keys[i], tv[i], sv[i]);
+    }
+    if (t->D != c->D) fail("%s: head_dim = %d but the source has %d; head_dim is not pruned (drop the key)", src, t->D, c->D);
+    if (t->H % t->K)
+        fail("%s: num_attention_heads %d is not a multiple of num_key_value_heads %d; heads must divide into kv groups", src,
+             t->H, t->K);
+    if (t->H / t->K > c->H / c->K)
+        fail("%s: %d query heads per kv head, but the source has only %d; choose num_attention_heads <= %d x "
+             "num_key_value_heads", src, t->H / t->K, c->H / c->K, c->H / c->K);
+    if (t->d % t->H) {
+        int lo = t->d / t->H * t->H, hi = lo + t->H;
+        fail("%s: hidden_size %d is not divisible by num_attention_heads %d, which transformers' Gemma3TextConfig "
+             "refuses; use %d or %d", src, t->d, t->H, lo > 0 ? lo : hi, hi <= c->d ? hi : lo);
+    }
+    int nfull = count_full(c), take[MAX_LAYERS];
+    if (drop_full) {
+        if (t->L != c->L - nfull)
+            fail("%s: drop-full keeps the %d sliding layers, but num_hidden_layers is %d; leave the key out", src,
+                 c->L - nfull, t->L);
+        return;
+    }
+    float ones[MAX_LAYERS];
+    for (int l = 0; l < c->L; l++) ones[l] = 1;
+    if (!choose_layers(ones, c->full, c->L, t->L, full_every, nfull > 0, take))
+        fail("%s: %d layers cannot keep a full-attention layer in every %d consecutive layers (the source has %d full "
+             "layers); use more layers or --full-every 0", src, t->L, full_every, nfull);
+}
+
+static Shape target_from_json(const Config *c, const char *path) {
+    cJSON *root = json_read(path);
+    const cJSON *j = json_get(root, "text_config") ? json_get(root, "text_config") : root;
+    if (!cJSON_IsObject(j)) fail("%s: expected a JSON object like a config.json", path);
+    Shape t;
+    t.d = (int)json_int(j, "hidden_size", c->d, path);
+    t.F = (int)json_int(j, "intermediate_size", c->F, path);
+    t.L = (int)json_int(j, "num_hidden_layers", c->L, path);
+    t.H = (int)json_int(j, "num_attention_heads", c->H, path);
+    t.K = (int)json_int(j, "num_key_value_heads", c->K, path);
+    t.D = (int)json_int(j, "head_dim", c->D, path);
+    cJSON_Delete(root);
+    return t;
+}
+
+static double shape_params(const Config *c, const Shape *t) {
+    Config x = *c;
+    x.d = t->d, x.F = t->F, x.L = t->L, x.H = t->H, x.K = t->K, x.Kg = t->K;
+    return (double)count_params(&x, 0);
+}
+
+// --keep FRACTION: keep every layer and head_dim and the query heads per kv head; scale the width
+// (hidden size, kv groups, FFN) by one factor, then fit the FFN size to the parameter budget.
+static Shape plan_keep(const Config *c, double frac) {
+    double want = frac * count_params(c, 0), best_err = INFINITY;
+    int G = c->H / c->K;
+    Shape best = shape_of(c);
+    for (int i = 1000; i >= 1; i--) {
+        double w = i / 1000.0;
+        Shape t = shape_of(c);
+        t.K = (int)lround(c->K * w) > 0 ? (int)lround(c->K * w) : 1, t.H = t.K * G;
+        int unit = t.H;  // hidden_size must divide by the heads; a multiple of 64 too when there is room
+        int a = t.H, b = 64;
+        while (b) { int r = a % b; a = b, b = r; }
+        if (c->d >= 8 * (t.H / a * 64)) unit = t.H / a * 64;
+        t.d = (int)lround(c->d * w / unit) * unit;
+        if (t.d < unit) t.d = unit;
+        if (t.d > c->d) t.d = c->d / t.H * t.H;
+        t.F = 1;
+        double per_f = 3.0 * t.d * t.L, rest = shape_params(c, &t) - per_f;
+        long F = lround((want - rest) / per_f);
+        t.F = (int)(F < 1 ? 1 : F > c->F ? c->F : F);
+        double err = fabs(shape_params(c, &t) - want);
+        if (err < best_err) best_err = err, best = t;
+    }
+    return best;
+}
+
+static const char *fmt_count(double n, char *buf) {  // 32 bytes
+    if (n >= 1e9) snprintf(buf, 32, "%.3gB", n / 1e9);
+    else if (n >= 1e6) snprintf(buf, 32, "%.3gM", n / 1e6);
+    else if (n >= 1e3) snprintf(buf, 32, "%.3gk", n / 1e3);
+    else snprintf(buf, 32, "%.0f", n);
+    return buf;
+}
+
+static void print_params(const char *what, const Config *c) {
+    char a[32], b[32], t[32];
+    printf("| %s: %s non-embedding + %s embedding (V=%d x d=%d) = %s total\n", what, fmt_count((double)count_params(c, 0), a),
+           fmt_count((double)c->V * c->d, b), c->V, c->d, fmt_count((double)count_params(c, 1), t));
+}
+
+static void usage(void) {
+    printf(
+        "usage: prune --model DIR --out DIR --method METHOD (--target FILE.json | --keep FRACTION) [flags]\n"
+        "Sheared-LLaMA learned structured pruning of a Gemma 3 model, or a one-shot baseline on the same slicing path.\n"
+        "Writes OUT/config.json + model.safetensors (the pruned model), prune_report.json, masks.safetensors, survivors.png.\n"
+        "  --model DIR            string  source Hugging Face model directory                      required\n"
+        "  --out DIR              string  output directory (must not hold a model, unless --resume) required\n"
+        "  --method NAME          string  sheared | magnitude | activation | wanda | bi | drop-full    sheared\n"
+        "  --target FILE.json     string  target shape, config.json keys hidden_size, intermediate_size,\n"
+        "                                 num_hidden_layers, num_attention_heads, num_key_value_heads\n"
+        "                                 (a missing key keeps the source's value)\n"
+        "  --keep FRACTION        float   or: keep this fraction of the non-embedding parameters\n"
+        "  --data DIR             string  token shards <DIR>/<domain>/{train,val}.bin                data/shards\n"
+        "  --steps N              int     pruning steps (sheared)                                       3200\n"
+        "  --batch B              int     sequences per step (and per calibration / eval batch)        8\n"
+        "  --seq T                int     tokens per sequence                                          256\n"
+        "  --seed S               int     seed of the mask noise, the u draws and the data order       1\n"
+        "  --lr X                 float   weight learning rate (peak)                                  1e-4\n"
+        "  --mask-lr X            float   log_alpha learning rate (peak)                               1.0\n"
+        "  --lambda-lr X          float   Lagrange multiplier rate (applied as -X: gradient ascent)    1.0\n"
+        "  --warmup-frac X        float   linear lr warmup, fraction of --steps                        0.1\n"
+        "  --lr-floor X           float   cosine decays to this fraction of the peak                   0.1\n"
+        "  --lagrangian-warmup X  float   targets ramp from 0 over this fraction of --steps            0.2\n"
+        "  --clip X               float   global gradient-norm clip over weights, masks and lambdas   1.0\n"
+        "  --eval-every N         int     per-domain validation + dynamic batch loading every N steps  50\n"
+        "  --eval-batches N       int     validation batches per domain (0: no evaluation)             4\n"
+        "  --dbl 0|1              int     dynamic batch loading of the domain weights                 1\n"
+        "  --dbl-clip0 0|1        int     the paper's max(loss - ref, 0) instead of the code's signed  0\n"
+        "  --full-every N         int     keep >= 1 full-attention layer in every N consecutive layers\n"
+        "                                 (0: only require one full layer)          longest sliding run + 1\n"
+        "  --calib-batches N      int     calibration batches (activation, wanda, bi)                  8\n"
+        "  --ckpt-every N         int     checkpoint every N steps (and at the end)                    100\n"
+        "  --stop-at STEP         int     checkpoint at STEP and exit (continue with --resume)         off\n"
+        "  --resume                       continue the run in --out from its last checkpoint\n"
+        "  --dtype f32|bf16       string  dtype of the written model                                   f32\n"
+        "  --log-every N          int     print a step line every N steps                             1\n"
+        "Targets count non-embedding parameters like the published code; with a large vocabulary the embedding\n"
+        "dominates small Gemmas, so the total is printed too.\n");
+}
+
+static Settings parse_args(int argc, char **argv) {
+    Settings s = {0};
+    s.data = "data/shards", s.method_s = "sheared", s.keep = -1, s.steps = 3200, s.batch = 8, s.seq = 256, s.seed = 1;
+    s.lr = 1e-4, s.mask_lr = 1.0, s.lambda_lr = 1.0, s.warmup_frac = 0.1, s.lr_floor = 0.1, s.lag_warmup = 0.2;
+    s.clip = 1.0, s.eval_every = 50, s.eval_batches = 4, s.dbl = 1, s.full_every = -1, s.ckpt_every = 100;
+    s.calib_batches = 8, s.log_every = 1, s.out_dtype = ST_F32;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) usage(), exit(0);
+        else if (!strcmp(a, "--model")) s.model = arg_str(argc, argv, &i);
+        else if (!strcmp(a, "--data")) s.data = arg_str(argc, argv, &i);
+        else if (!strcmp(a, "--out")) s.out = arg_str(argc, argv, &i);
+        else if (!strcmp(a, "--method")) s.method_s = arg_str(argc, argv, &i);
+        else if (!strcmp(a, "--target")) s.target_file = arg_str(argc, argv, &i);
+        else if (!strcmp(a, "--keep")) s.keep = arg_float(argc, argv, &i);
+        else if (!strcmp(a, "--steps")) s.steps = (int)arg_int(argc, argv, &i);
+        else if (!strcmp(a, "--batch")) s.batch = (int)arg_int(argc, argv, &i);
+        else if (!strcmp(a, "--seq")) s.seq = (int)arg_int(argc, argv, &i);
+        else if (!strcmp(a, "--seed")) s.seed = arg_int(argc, argv, &i);
+        else if (!strcmp(a, "--lr")) s.lr = arg_float(argc, argv, &i);
+        else if (!strcmp(a, "--mask-lr")) s.mask_lr = arg_float(argc, argv, &i);
+        else if (!strcmp(a, "--lambda-lr")) s.lambda_lr = arg_float(argc, argv, &i);
+        else if (!strcmp(a, "--warmup-frac")) s.warmup_frac = arg_float(argc, argv, &i);
+        else if (!strcmp(a, "--lr-floor")) s.lr_floor = arg_float(argc, argv, &i);
+        else if (!strcmp(a, "--lagrangian-warmup")) s.lag_warmup = arg_float(argc, argv, &i);
+        else if (!strcmp(a, "--clip")) s.clip = arg_float(argc, argv, &i);
+        else if (!strcmp(a, "--eval-every")) s.eval_every = (int)arg_int(argc, argv, &i);
+        else if (!strcmp(a, "--eval-batches")) s.eval_batches = (int)arg_int(argc, argv, &i);
+        else if (!strcmp(a, "--dbl")) s.dbl = (int)arg_int(argc, argv, &i);
+        else if (!strcmp(a, "--dbl-clip0")) s.dbl_clip0 = (int)arg_int(argc, argv, &i);
+        else if (!strcmp(a, "--full-every")) s.full_every = (int)arg_int(argc, argv, &i);
+        else if (!strcmp(a, "--calib-batches")) s.calib_batches = (int)arg_int(argc, argv, &i);
+        else if (!strcmp(a, "--ckpt-every")) s.ckpt_every = (int)arg_int(argc, argv, &i);
+        else if (!strcmp(a, "--stop-at")) s.stop_at = (int)arg_int(argc, argv, &i);
+        else if (!strcmp(a, "--resume")) s.resume = 1;
+        else if (!strcmp(a, "--log-every")) s.log_every = (int)arg_int(argc, argv, &i);
+        else if (!strcmp(a, "--dtype")) {
+            const char *d = arg_str(argc, argv, &i);
+            if (!strcmp(d, "f32")) s.out_dtype = ST_F32;
+            else if (!strcmp(d, "bf16")) s.out_dtype = ST_BF16;
+            else fail("--dtype %s: expected f32 or bf16", d);
+        } else fail("unknown flag %s; see prune --help", a);
+    }
+    s.method = -1;
+    for (int m = 0; m < METH_N; m++)
+        if (!strcmp(s.method_s, method_name[m])) s.method = m;
+    if (s.method < 0) fail("--method %s: expected sheared, magnitude, activation, wanda, bi or drop-full", s.method_s);
+    if (!s.model) fail("--model DIR is required (a Hugging Face model directory); see prune --help");
+    if (!s.out) fail("--out DIR is required; see prune --help");
+    if (s.target_file && s.keep >= 0) fail("give either --target FILE.json or --keep FRACTION, not both");
+    if (!s.target_file && s.keep < 0 && s.method != METH_DROP_FULL)
+        fail("a target is required: --target FILE.json (config.json-style shape) or --keep FRACTION");
+    if (s.keep >= 0 && !(s.keep > 0 && s.keep <= 1)) fail("--keep %g: expected a fraction in (0, 1]", s.keep);
+    if (s.steps < 1 || s.batch < 1 || s.seq < 2) fail("--steps, --batch must be >= 1 and --seq >= 2");
+    if (s.eval_every < 1 || s.ckpt_every < 1 || s.log_every < 1) fail("--eval-every, --ckpt-every, --log-every must be >= 1");
+    if (s.eval_batches < 0 || s.calib_batches < 1) fail("--eval-batches must be >= 0 and --calib-batches >= 1");
+    if (!(s.warmup_frac >= 0 && s.warmup_frac <= 1) || !(s.lag_warmup >= 0 && s.lag_warmup <= 1) || !(s.lr_floor >= 0 && s.lr_floor <= 1))
+        fail("--warmup-frac, --lagrangian-warmup and --lr-floor are fractions in [0, 1]");
+    if (s.stop_at < 0 || s.stop_at > s.steps) fail("--stop-at %d: expected a step in [1, --steps %d]", s.stop_at, s.steps);
+    return s;
+}
+
+// the settings a resumed run must share with the run it continues
+static cJSON *run_identity(const Settings *s, const Shape *t) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "model", s->model);
+    cJSON_AddStringToObject(j, "method", s->method_s);
+    cJSON_AddItemToObject(j, "target", shape_json(t));
+    int iv[] = {s->steps, s->batch, s->seq, (int)s->seed, s->eval_every, s->eval_batches, s->dbl, s->dbl_clip0, s->full_every};
+    const char *in[] = {"steps", "batch", "seq", "seed", "eval_every", "eval_batches", "dbl", "dbl_clip0", "full_every"};
+    for (int i = 0; i < 9; i++) cJSON_AddNumberToObject(j, in[i], iv[i]);
+    double fv[] = {s->lr, s->mask_lr, s->lambda_lr, s->warmup_frac, s->lr_floor, s->lag_warmup, s->clip};
+    const char *fn[] = {"lr", "mask_lr", "lambda_lr", "warmup_frac", "lr_floor", "lagrangian_warmup", "clip"};
+    for (int i = 0; i < 7; i++) json_add_float(j, fn[i], fv[i]);
+    return j;
+}
+
+// Sheared-LLaMA: prune with learned masks for st->steps steps, then finalize at the exact target.
+static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int full_every, cJSON *extra, Model *out) {
+    Pruner P;
+    memset(&P, 0, sizeof P);
+    P.m = *src;
+    masks_init(&P.M, &P.m.c, tgt, (uint64_t)s->seed * 0x9e3779b97f4a7c15ull + 1);
+    pruner_alloc(&P);
+    P.steps = s->steps, P.warmup = (int)lround(s->warmup_frac * s->steps), P.lag_warmup = (int)lround(s->lag_warmup * s->steps);
+    P.lr = s->lr, P.mask_lr = s->mask_lr, P.lambda_lr = s->lambda_lr, P.lr_floor = s->lr_floor, P.clip = s->clip;
+    Mixture mx = mixture_open(s->data, P.m.c.V, (uint64_t)s->seed * 2 + 1);
+    double *ref = (double *)callocCheck(sizeof(double) * mx.k), *loss = (double *)callocCheck(sizeof(double) * mx.k);
+    cJSON *run = run_identity(s, tgt);
+    int B = s->batch, T = s->seq, do_eval = s->eval_batches > 0;
+    if (s->resume) checkpoint_load(&P, &mx, ref, run, s->out);
+    else if (do_eval) {  // reference losses for dynamic batch loading: the source model's own
+        masks_detach(&P.m);
+        eval_all(&P.m, &mx, s->eval_batches, B, T, ref);
+        print_losses("| reference (source) val loss:", &mx, ref);
+        masks_attach(&P.m, &P.M);
+    }
+    double target_params = shape_params(&P.m.c, tgt);
+    int *tok = (int *)mallocCheck(sizeof(int) * (size_t)B * T), *tgt_tok = (int *)mallocCheck(sizeof(int) * (size_t)B * T);
+    double t_start = now_sec(), tok_done = 0;
+    while (P.step < P.steps) {
+        double t0 = now_sec();
+        mixture_batch(&mx, B, T, tok, tgt_tok, NULL);
+        StepStats st = prune_step(&P, tok, tgt_tok, B, T);
+        double dt = now_sec() - t0;
+        tok_done += (double)B * T;
+        if (P.step % s->log_every == 0 || P.step == P.steps) {
+            char eta[32], pe[32], pt[32];
+            printf("step %d/%d | loss %.4f | lag %+.4f | sparsity", P.step, P.steps, st.ce, st.lag);
+            for (int m = 0; m < M_N; m++) printf(" %s %.3f/%.3f", mask_name[m], st.s[m], st.t[m]);
+            printf(" | params %s/%s | lr %.2e | gnorm %.3f | %.0f tok/s | eta %s\n", fmt_count(st.params, pe),
+                   fmt_count(target_params, pt), P.lr * st.lr_factor, st.gnorm, B * T / dt,
+                   fmt_duration((now_sec() - t_start) / tok_done * (double)B * T * (P.steps - P.step), eta));
+            fflush(stdout);
+        }
+        if (do_eval && P.step % s->eval_every == 0) {  // on the current model (expected-count masks), then DBL
+            expected_masks(&P.m.c, &P.M);
+            model_masks_changed(&P.m);
+            eval_all(&P.m, &mx, s->eval_batches, B, T, loss);
+            printf("eval step %d |", P.step);
+            print_losses(" val loss", &mx, loss);
+            if (s->dbl) {
+                dbl_update(mx.w, loss, ref, mx.k, 1e-4, s->dbl_clip0);
+                printf("eval step %d | domain weights", P.step);
+                for (int i = 0; i < mx.k; i++) printf(" %s %.4f", mx.ds.name[i], mx.w[i]);
+                printf("\n");
+            }
+        }
+        if (P.step % s->ckpt_every == 0 || P.step == P.steps || P.step == s->stop_at)
+            checkpoint_save(&P, &mx, ref, run, s->out);
+        if (P.step == s->stop_at && P.step < P.steps) {
+            printf("stopped at step %d (--stop-at); continue with --resume\n", P.step);
+            exit(0);
+        }
+    }
+    // final masks: exactly the target shape at the soft values, layers under the constraint
+    float *soft = (float *)mallocCheck(sizeof(float) * P.M.n);
+    masks_project(&P.M);
+    soft_values(&P.M, soft);
+    deterministic_masks(&P.m.c, &P.M, soft, soft, full_every, 0);
+    cJSON_AddNumberToObject(extra, "steps", P.steps);
+    cJSON *lam = cJSON_AddObjectToObject(extra, "lambdas");
+    for (int m = 0; m < M_N; m++) {
+        cJSON *pair = cJSON_AddArrayToObject(lam, mask_name[m]);
+        cJSON_AddItemToArray(pair, json_float(P.M.lam[m]));
+        cJSON_AddItemToArray(pair, json_float(P.M.lam[M_N + m]));
+    }
+    cJSON *dw = cJSON_AddObjectToObject(extra, "domain_weights");
+    for (int i = 0; i < mx.k; i++) json_add_float(dw, mx.ds.name[i], mx.w[i]);
+    if (do_eval) cJSON_AddItemToObject(extra, "val_loss_source", losses_json(&mx, ref));
+    char rel[64];
+    snprintf(rel, sizeof rel, "state/step_%06d", P.step);
+    cJSON_AddStringToObject(extra, "masked_weights", rel);  // the trained weights the masks apply to
+    finalize(&P.m, &P.M, s->out, s->method_s, s->model, s->out_dtype, P.step, do_eval ? &mx : NULL, s->eval_batches, B,
+             T, extra, out);
+    free(soft), free(tok), free(tgt_tok), free(ref), free(loss);
+    cJSON_Delete(run);
+    masks_free(&P.M);
+    free(P.mom), free(P.var), free(P.la_m), free(P.la_v);
+    mixture_close(&mx);
+    masks_detach(&P.m);
+    *src = P.m;
+}
+
+// The one-shot baselines: scores, deterministic masks (value 1), fold, slice.
+static void run_baseline(const Settings *s, Model *m, const Shape *tgt, int full_every, cJSON *extra, Model *out) {
+    Masks M;
+    masks_init(&M, &m->c, tgt, 1);
+    float *score = (float *)callocCheck(sizeof(float) * M.n);
+    int calib = s->method == METH_ACTIVATION || s->method == METH_WANDA || s->method == METH_BI;
+    int have_data = dir_exists(s->data);
+    Mixture mx;
+    memset(&mx, 0, sizeof mx);
+    if (have_data) mx = mixture_open(s->data, m->c.V, (uint64_t)s->seed * 2 + 1);
+    else printf("| no data at %s: the pruned model is not evaluated\n", s->data);
+    Calib cb;
+    memset(&cb, 0, sizeof cb);
+    if (calib) {
+        printf("| calibration: %d batches of %d x %d tokens from %s\n", s->calib_batches, s->batch, s->seq, s->data);
+        cb = calibrate(m, &mx, s->calib_batches, s->batch, s->seq);
+    }
+    if (s->method == METH_ACTIVATION) {
+        activation_scores(&m->c, &cb, &M, score);
+        bi_scores(&m->c, &cb, &M, score);
+    } else weight_scores(m, s->method == METH_WANDA ? &cb : NULL, &M, score);
+    if (s->method == METH_BI) bi_scores(&m->c, &cb, &M, score);
+    deterministic_masks(&m->c, &M, score, NULL, full_every, s->method == METH_DROP_FULL);
+    cJSON *sc = cJSON_AddArrayToObject(extra, "layer_scores");
+    for (int l = 0; l < m->c.L; l++) cJSON_AddItemToArray(sc, json_float(MROW(&M, score, M_LAYER, 0)[l]));
+    double *ref = NULL;
+    if (have_data && s->eval_batches > 0) {
+        ref = (double *)mallocCheck(sizeof(double) * mx.k);
+        eval_all(m, &mx, s->eval_batches, s->batch, s->seq, ref);
+        print_losses("| source model val loss:", &mx, ref);
+        cJSON_AddItemToObject(extra, "val_loss_source", losses_json(&mx, ref));
+    }
+    finalize(m, &M, s->out, s->method_s, s->model, s->out_dtype, 0, have_data ? &mx : NULL, s->eval_batches, s->batch,
+             s->seq, extra, out);
+    if (have_data) mixture_close(&mx);
+    free(ref);
+    if (calib) calib_free(&cb);
+    free(score);
+    masks_free(&M);
+}
+
+#ifndef PRUNE_NO_MAIN
+int main(int argc, char **argv) {
+    Settings s = parse_args(argc, argv);
+    double t0 = now_sec();
+    if (!strcmp(s.model, s.out)) fail("--out %s is the source model directory; write the pruned model elsewhere", s.out);
+    char *cfg_out = path_join(s.out, "config.json"), *state = path_join(s.out, "prune_state.json");
+    if (!s.resume && (file_exists(cfg_out) || file_exists(state)))
+        fail("--out %s already holds a model or a pruning run; choose another directory (or --resume a sheared run)", s.out);
+    if (s.resume && s.method != METH_SHEARED) fail("--resume continues a sheared run; the one-shot methods have nothing to resume");
+    int needs_data = s.method == METH_SHEARED || s.method == METH_ACTIVATION || s.method == METH_WANDA || s.method == METH_BI;
+    if (needs_data && !dir_exists(s.data))
+        fail("--data %s does not exist; --method %s needs token shards: run `make data` or pass --data DIR", s.data, s.method_s);
+    free(cfg_out), free(state);
+    Model m;
+    model_load(&m, s.model);
+    const Config *c = &m.c;
+    if (c->arch != 3) fail("%s: Gemma 4 pruning is not supported yet (Gemma 3 models prune); see issue 5's follow-up", s.model);
+    int full_every = s.full_every >= 0 ? s.full_every : default_full_every(c);
+    Shape tgt = shape_of(c);
+    char why[256] = "";
+    if (s.target_file) tgt = target_from_json(c, s.target_file);
+    else if (s.keep >= 0) {
+        tgt = plan_keep(c, s.keep);
+        snprintf(why, sizeof why, "--keep %g: every layer, head_dim and %d query heads per kv head kept, width scaled "
+                 "(width pruning lost less than depth pruning in Minitron)", s.keep, c->H / c->K);
+    }
+    if (s.method == METH_DROP_FULL) {
+        int nf = count_full(c);
+        if (nf == 0) fail("%s: the model has no full-attention layer to drop", s.model);
+        if (nf == c->L) fail("%s: every layer is full attention; drop-full would remove the whole model", s.model);
+        if (tgt.L == c->L) tgt.L = c->L - nf;  // drop-full decides the layers
+        full_every = 0;
+    }
+    check_target(c, &tgt, full_every, s.method == METH_DROP_FULL, s.target_file ? s.target_file : "--keep");
+    printf("| prune: method %s, model %s -> %s (BLIS kernels %s, %d threads)\n", s.method_s, s.model, s.out, blas_kernels(),
+           omp_get_max_threads());
+    config_print(c, stdout);
+    printf("| target: L=%d d=%d H=%d K=%d D=%d F=%d%s%s\n", tgt.L, tgt.d, tgt.H, tgt.K, tgt.D, tgt.F, why[0] ? "  " : "", why);
+    Config tc = *c;
+    tc.d = tgt.d, tc.F = tgt.F, tc.L = tgt.L, tc.H = tgt.H, tc.K = tgt.K, tc.Kg = tgt.K;
+    print_params("source", c);
+    print_params("target", &tc);
+    printf("| target keeps %.3f of the non-embedding and %.3f of all parameters\n",
+           (double)count_params(&tc, 0) / count_params(c, 0), (double)count_params(&tc, 1) / count_params(c, 1));
+    if (full_every > 0) printf("| constraint: >= 1 full-attention layer in every %d consecutive layers\n", full_every);
+    else if (s.method != METH_DROP_FULL) printf("| constraint: at least one full-attention layer\n");
+    printf("| data %s, batch %d x %d, seed %ld, output dtype %s\n", s.data, s.batch, s.seq, s.seed,
+           s.out_dtype == ST_BF16 ? "bf16" : "f32");
+    if (s.method == METH_SHEARED)
+        printf("| steps %d, lr %g (masks %g, lambdas -%g), warmup %.2f, floor %.2f, target warmup %.2f, clip %g, eval every %d "
+               "(%d batches), dbl %d (clip0 %d), checkpoint every %d%s\n", s.steps, s.lr, s.mask_lr, s.lambda_lr,
+               s.warmup_frac, s.lr_floor, s.lag_warmup, s.clip, s.eval_every, s.eval_batches, s.dbl, s.dbl_clip0,
+               s.ckpt_every, s.resume ? ", resuming" : "");
+    else if (s.method != METH_MAGNITUDE && s.method != METH_DROP_FULL)
+        printf("| calibration batches %d\n", s.calib_batches);
+    cJSON *extra = cJSON_CreateObject();
+    cJSON_AddNumberToObject(extra, "full_every", full_every);
+    cJSON_AddNumberToObject(extra, "seed", (double)s.seed);
+    Model out;
+    if (s.method == METH_SHEARED) run_sheared(&s, &m, &tgt, full_every, extra, &out);
+    else run_baseline(&s, &m, &tgt, full_every, extra, &out);
+    char dur[32];
+    printf("| done in %s\n", fmt_duration(now_sec() - t0, dur));
+    cJSON_Delete(extra);
+    model_free(&out);
+    model_free(&m);
+    return 0;
+}
+#endif
