@@ -1342,7 +1342,7 @@ static cJSON *run_identity(const Settings *s, const Shape *t) {
     for (int i = 0; i < 9; i++) cJSON_AddNumberToObject(j, in[i], iv[i]);
     double fv[] = {s->lr, s->mask_lr, s->lambda_lr, s->warmup_frac, s->lr_floor, s->lag_warmup, s->clip};
     const char *fn[] = {"lr", "mask_lr", "lambda_lr", "warmup_frac", "lr_floor", "lagrangian_warmup", "clip"};
-    for (int i = 0; i < 7; i++) json_add_float(j, fn[i], fv[i]);
+    for (int i = 0; i < 7; i++) cJSON_AddNumberToObject(j, fn[i], fv[i]);  // prints the same after a round trip
     return j;
 }
 
