@@ -179,7 +179,10 @@ static void write_text_atomic(const char *path, const char *text) {
 // typed configs) reject for float fields
 static cJSON *json_float(double v) {
     char buf[64];
-    snprintf(buf, sizeof buf, "%.17g", v);
+    for (int prec = 9; prec <= 17; prec++) {  // the shortest form that reads back as the same double
+        snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) break;
+    }
     if (!strpbrk(buf, ".eEn")) strcat(buf, ".0");
     return cJSON_CreateRaw(buf);
 }

@@ -244,9 +244,15 @@ def c_written():  # noqa: C901
     res = {}
     for name in sorted(os.listdir(base)):
         d = os.path.join(base, name)
-        m = transformers.AutoModelForCausalLM.from_pretrained(d, attn_implementation="eager", dtype=torch.float32)
+        # load as a user would (the checkpoint's own dtype), then run in float64 with sqrt(d) as that
+        # dtype rounds it -- what transformers computes when it runs the checkpoint as stored
+        m = transformers.AutoModelForCausalLM.from_pretrained(d, attn_implementation="eager", dtype="auto")
+        emb = m.model.embed_tokens
+        scale = float(emb.embed_scale.to(emb.weight.dtype))
+        print("C-written", name, "dtype", emb.weight.dtype, "embed_scale", scale, flush=True)
         tokens = torch.tensor(json.load(open(os.path.join(d, "tokens.json"))))
         m = m.to(torch.float64)
+        emb.embed_scale.fill_(scale)
         with torch.no_grad():
             out = m(input_ids=tokens, labels=tokens)
         save_ref(os.path.join(OUT, f"c_written_{name}.safetensors"), {"logits": out.logits, "loss": out.loss.reshape(1)})
