@@ -349,7 +349,7 @@ static void row_keep_top(const float *score, const float *value, int len, int ke
 // Dynamic programming over (layers seen, taken, sliding layers since the last full one, any full yet).
 // Returns 0 when no choice satisfies the rules.
 static int choose_layers(const float *score, const int *full, int L, int n, int N, int need_full, int *take) {
-    int J = N > 0 ? N : 1;  // j = trailing sliding run, kept <= N-1
+    int J = N > 0 ? (N < n + 1 ? N : n + 1) : 1;  // j = trailing sliding run, kept <= N-1 (and <= n)
     size_t S = (size_t)(n + 1) * J * 2;
 #define ST(k, j, f) (((size_t)(k) * J + (j)) * 2 + (f))
     double *val = (double *)mallocCheck(sizeof(double) * S * (L + 1));
@@ -692,8 +692,9 @@ static void survivor_map(const char *path, const Config *c, const Masks *M, cons
     free(labels), free(full), free(v);
 }
 
-// masks.safetensors: log_alpha per mask, λ1/λ2 per mask type, and (final) the deterministic z
-static void masks_write(const Masks *M, const char *path, int with_z, long step) {
+// masks.safetensors: log_alpha per mask and λ1/λ2 per mask type (a baseline: its scores instead), and
+// (final) the deterministic z
+static void masks_write(const Masks *M, const float *score, const char *path, int with_z, long step) {
     STWriter w = {0};
     char names[2 * M_N][64];
     for (int m = 0; m < M_N; m++) {
@@ -702,16 +703,18 @@ static void masks_write(const Masks *M, const char *path, int with_z, long step)
         for (int r = 1; r < s->rows; r++) uniform &= s->len[r] == s->len[0];
         int64_t sh2[2] = {s->rows, s->len[0]}, sh1[1] = {(int64_t)s->n};
         int two = uniform && s->rows > 1;
-        snprintf(names[m], 64, "log_alpha.%s", mask_name[m]);
-        stw_add_f32(&w, names[m], ST_F32, two ? 2 : 1, two ? sh2 : sh1, M->la + s->base);
+        snprintf(names[m], 64, "%s.%s", score ? "score" : "log_alpha", mask_name[m]);
+        stw_add_f32(&w, names[m], ST_F32, two ? 2 : 1, two ? sh2 : sh1, (score ? score : M->la) + s->base);
         if (with_z) {
             snprintf(names[M_N + m], 64, "z.%s", mask_name[m]);
             stw_add_f32(&w, names[M_N + m], ST_F32, two ? 2 : 1, two ? sh2 : sh1, M->z + s->base);
         }
     }
     int64_t nl[1] = {M_N};
-    stw_add_f32(&w, "lambda_1", ST_F32, 1, nl, M->lam);
-    stw_add_f32(&w, "lambda_2", ST_F32, 1, nl, M->lam + M_N);
+    if (!score) {
+        stw_add_f32(&w, "lambda_1", ST_F32, 1, nl, M->lam);
+        stw_add_f32(&w, "lambda_2", ST_F32, 1, nl, M->lam + M_N);
+    }
     w.meta = cJSON_CreateObject();
     char buf[32];
     snprintf(buf, sizeof buf, "%ld", step);
@@ -738,8 +741,9 @@ static cJSON *losses_json(const Mixture *mx, const double *loss) {
 
 // The end of every method: fold, slice, (evaluate on mx when given), write OUT/{config.json,
 // model.safetensors, masks.safetensors, prune_report.json, survivors.png}. `out` receives the sliced model.
-static void finalize(const Model *m, const Masks *M, const char *out_dir, const char *method, const char *source,
-                     int out_dtype, long step, Mixture *mx, int eval_batches, int B, int T, cJSON *extra, Model *out) {
+static void finalize(const Model *m, const Masks *M, const float *score, const char *out_dir, const char *method,
+                     const char *source, int out_dtype, long step, Mixture *mx, int eval_batches, int B, int T,
+                     cJSON *extra, Model *out) {
     Survivors sv;
     fold_and_slice(m, M, out_dtype, out, &sv);
     if (mx && eval_batches > 0) {
@@ -753,7 +757,7 @@ static void finalize(const Model *m, const Masks *M, const char *out_dir, const 
     model_save(out, out_dir, out_dtype);
     char *mp = path_join(out_dir, "masks.safetensors"), *rp = path_join(out_dir, "prune_report.json");
     char *pp = path_join(out_dir, "survivors.png");
-    masks_write(M, mp, 1, step);
+    masks_write(M, score, mp, 1, step);
     cJSON *rep = report_json(method, source, &m->c, out, &sv, extra);
     write_json_atomic(rp, rep);
     survivor_map(pp, &m->c, M, method);
@@ -1015,7 +1019,7 @@ static void checkpoint_save(const Pruner *P, const Mixture *mx, const double *re
     make_dirs(dir);
     model_save(&P->m, dir, ST_F32);
     char *mp = path_join(dir, "masks.safetensors"), *op = path_join(dir, "optimizer.safetensors");
-    masks_write(&P->M, mp, 0, P->step);
+    masks_write(&P->M, NULL, mp, 0, P->step);
     STWriter w = {0};
     int64_t nw[1] = {(int64_t)P->m.tab.total}, nm[1] = {(int64_t)P->M.n}, nl[1] = {2 * M_N};
     stw_add_f32(&w, "weights.exp_avg", ST_F32, 1, nw, P->mom);
@@ -1189,29 +1193,33 @@ static double shape_params(const Config *c, const Shape *t) {
 }
 
 // --keep FRACTION: keep every layer and head_dim and the query heads per kv head; scale the width
-// (hidden size, kv groups, FFN) by one factor, then fit the FFN size to the parameter budget.
+// (hidden size, kv groups, FFN) by one factor w, the largest whose rounded shape fits the budget best,
+// then refit the FFN size so the non-embedding count lands on the budget.
+static Shape keep_shape(const Config *c, double w) {
+    Shape t = shape_of(c);
+    t.K = (int)lround(c->K * w) > 0 ? (int)lround(c->K * w) : 1, t.H = t.K * (c->H / c->K);
+    int a = t.H, b = 64;  // hidden_size must divide by the heads; a multiple of 64 too when there is room
+    while (b) { int r = a % b; a = b, b = r; }
+    int unit = c->d >= 8 * (t.H / a * 64) ? t.H / a * 64 : t.H;
+    t.d = (int)lround(c->d * w / unit) * unit;
+    if (t.d < unit) t.d = unit;
+    if (t.d > c->d) t.d = c->d / t.H * t.H;
+    t.F = (int)lround(c->F * w) > 0 ? (int)lround(c->F * w) : 1;
+    return t;
+}
+
 static Shape plan_keep(const Config *c, double frac) {
     double want = frac * count_params(c, 0), best_err = INFINITY;
-    int G = c->H / c->K;
     Shape best = shape_of(c);
     for (int i = 1000; i >= 1; i--) {
-        double w = i / 1000.0;
-        Shape t = shape_of(c);
-        t.K = (int)lround(c->K * w) > 0 ? (int)lround(c->K * w) : 1, t.H = t.K * G;
-        int unit = t.H;  // hidden_size must divide by the heads; a multiple of 64 too when there is room
-        int a = t.H, b = 64;
-        while (b) { int r = a % b; a = b, b = r; }
-        if (c->d >= 8 * (t.H / a * 64)) unit = t.H / a * 64;
-        t.d = (int)lround(c->d * w / unit) * unit;
-        if (t.d < unit) t.d = unit;
-        if (t.d > c->d) t.d = c->d / t.H * t.H;
-        t.F = 1;
-        double per_f = 3.0 * t.d * t.L, rest = shape_params(c, &t) - per_f;
-        long F = lround((want - rest) / per_f);
-        t.F = (int)(F < 1 ? 1 : F > c->F ? c->F : F);
+        Shape t = keep_shape(c, i / 1000.0);
         double err = fabs(shape_params(c, &t) - want);
         if (err < best_err) best_err = err, best = t;
     }
+    double per_f = 3.0 * best.d * best.L;  // each FFN channel: 3·d per layer
+    best.F = 1;
+    long F = lround((want - shape_params(c, &best)) / per_f) + 1;
+    best.F = (int)(F < 1 ? 1 : F > c->F ? c->F : F);
     return best;
 }
 
@@ -1254,7 +1262,7 @@ static void usage(void) {
         "  --lagrangian-warmup X  float   targets ramp from 0 over this fraction of --steps            0.2\n"
         "  --clip X               float   global gradient-norm clip over weights, masks and lambdas   1.0\n"
         "  --eval-every N         int     per-domain validation + dynamic batch loading every N steps  50\n"
-        "  --eval-batches N       int     validation batches per domain (0: no evaluation)             4\n"
+        "  --eval-batches N       int     validation batches per domain (0: no evaluation, no DBL)     4\n"
         "  --dbl 0|1              int     dynamic batch loading of the domain weights                 1\n"
         "  --dbl-clip0 0|1        int     the paper's max(loss - ref, 0) instead of the code's signed  0\n"
         "  --full-every N         int     keep >= 1 full-attention layer in every N consecutive layers\n"
@@ -1376,11 +1384,13 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
         double dt = now_sec() - t0;
         tok_done += (double)B * T;
         if (P.step % s->log_every == 0 || P.step == P.steps) {
-            char eta[32], pe[32], pt[32];
+            char eta[32], pe[32], pt[32], te[32], tt[32];
+            double emb = (double)P.m.c.V * row_sum(&P.M, P.M.kp, M_HIDDEN, 0);  // expected embedding size
             printf("step %d/%d | loss %.4f | lag %+.4f | sparsity", P.step, P.steps, st.ce, st.lag);
             for (int m = 0; m < M_N; m++) printf(" %s %.3f/%.3f", mask_name[m], st.s[m], st.t[m]);
-            printf(" | params %s/%s | lr %.2e | gnorm %.3f | %.0f tok/s | eta %s\n", fmt_count(st.params, pe),
-                   fmt_count(target_params, pt), P.lr * st.lr_factor, st.gnorm, B * T / dt,
+            printf(" | params %s/%s (total %s/%s) | lr %.2e | gnorm %.3f | %.0f tok/s | eta %s\n", fmt_count(st.params, pe),
+                   fmt_count(target_params, pt), fmt_count(st.params + emb, te),
+                   fmt_count(target_params + (double)P.m.c.V * tgt->d, tt), P.lr * st.lr_factor, st.gnorm, B * T / dt,
                    fmt_duration((now_sec() - t_start) / tok_done * (double)B * T * (P.steps - P.step), eta));
             fflush(stdout);
         }
@@ -1422,7 +1432,9 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
     char rel[64];
     snprintf(rel, sizeof rel, "state/step_%06d", P.step);
     cJSON_AddStringToObject(extra, "masked_weights", rel);  // the trained weights the masks apply to
-    finalize(&P.m, &P.M, s->out, s->method_s, s->model, s->out_dtype, P.step, do_eval ? &mx : NULL, s->eval_batches, B,
+    if (tok_done > 0)  // this session's steps (a resumed run: since the resume)
+        json_add_float(extra, "seconds", now_sec() - t_start), json_add_float(extra, "tokens_per_second", tok_done / (now_sec() - t_start));
+    finalize(&P.m, &P.M, NULL, s->out, s->method_s, s->model, s->out_dtype, P.step, do_eval ? &mx : NULL, s->eval_batches, B,
              T, extra, out);
     free(soft), free(tok), free(tgt_tok), free(ref), free(loss);
     cJSON_Delete(run);
@@ -1465,7 +1477,7 @@ static void run_baseline(const Settings *s, Model *m, const Shape *tgt, int full
         print_losses("| source model val loss:", &mx, ref);
         cJSON_AddItemToObject(extra, "val_loss_source", losses_json(&mx, ref));
     }
-    finalize(m, &M, s->out, s->method_s, s->model, s->out_dtype, 0, have_data ? &mx : NULL, s->eval_batches, s->batch,
+    finalize(m, &M, score, s->out, s->method_s, s->model, s->out_dtype, 0, have_data ? &mx : NULL, s->eval_batches, s->batch,
              s->seq, extra, out);
     if (have_data) mixture_close(&mx);
     free(ref);
