@@ -59,15 +59,17 @@ static const char *gtype_name(int t) {
     return t == GT_F32 ? "f32" : t == GT_F16 ? "f16" : t == GT_BF16 ? "bf16" : t == GT_Q8_0 ? "q8_0" : "q4_0";
 }
 
-// One tensor to write: rows x cols floats of the loaded model, stored as (x + shift) * scale in `type`.
-// The shift/scale pair carries every fold (Gemma 3's 1+w norms, the attention and embedding scales),
-// so nothing is copied.
+// One tensor to write: rows x cols values, stored as (x + shift) * scale in `type`, read from the
+// loaded model's src_rows x src_cols block and zero beyond it (FFN padding, see plan_ffn). The
+// shift/scale pair carries every fold (Gemma 3's 1+w norms, the attention and embedding scales), so
+// nothing is copied.
 typedef struct {
     char name[64];     // GGML_MAX_NAME: names must be shorter than 64 bytes
     int ndim;          // 1 or 2
     int64_t ne[2];     // GGUF order: ne[0] = cols (contiguous), ne[1] = rows
     int type;
-    const float *src;  // rows * cols floats, row-major
+    const float *src;  // src_rows * src_cols floats, row-major
+    int src_rows, src_cols;
     float shift, scale;
     size_t nbytes;
 } GTensor;
@@ -123,6 +125,7 @@ static GTensor *gguf_add(Gguf *g, const char *name, int rows, int cols, int ndim
     t->ne[0] = cols, t->ne[1] = rows;
     t->type = type;
     t->src = src;
+    t->src_rows = rows, t->src_cols = cols;
     t->shift = 0.0f, t->scale = 1.0f;
     t->nbytes = (size_t)rows * (size_t)(cols / gtype_block(type)) * (size_t)gtype_block_bytes(type);
     return t;
@@ -163,11 +166,13 @@ static void quantize_q4_0(const float *x, unsigned char *y, int64_t n) {
     }
 }
 
-// one row of n floats -> `type`, applying (x + shift) * scale first; tmp holds n floats
-static void convert_row(int type, const float *x, int64_t n, float shift, float scale, float *tmp, void *out) {
+// one row of n values -> `type`: (x + shift) * scale for the nx values of x (none when x is NULL), zeros
+// after them; tmp holds n floats
+static void convert_row(int type, const float *x, int64_t nx, int64_t n, float shift, float scale, float *tmp,
+                        void *out) {
     const float *v = x;
-    if (shift != 0.0f || scale != 1.0f) {
-        for (int64_t i = 0; i < n; i++) tmp[i] = (x[i] + shift) * scale;
+    if (!x || nx < n || shift != 0.0f || scale != 1.0f) {
+        for (int64_t i = 0; i < n; i++) tmp[i] = x && i < nx ? (x[i] + shift) * scale : 0.0f;
         v = tmp;
     }
     uint16_t *h = (uint16_t *)out;
@@ -222,9 +227,10 @@ static void gguf_write(Gguf *g, const char *path, int quiet) {
             {
                 float *tmp = (float *)mallocCheck(sizeof(float) * (size_t)cols);
 #pragma omp for schedule(static)
-                for (int64_t r = 0; r < nr; r++)
-                    convert_row(t->type, t->src + (size_t)(r0 + r) * cols, cols, t->shift, t->scale, tmp,
-                                out + (size_t)r * row_bytes);
+                for (int64_t r = 0; r < nr; r++) {
+                    const float *x = r0 + r < t->src_rows ? t->src + (size_t)(r0 + r) * t->src_cols : NULL;
+                    convert_row(t->type, x, t->src_cols, cols, t->shift, t->scale, tmp, out + (size_t)r * row_bytes);
+                }
                 free(tmp);
             }
             atomic_write(&a, out, row_bytes * (size_t)nr);
@@ -278,9 +284,19 @@ static double embed_fold(const Config *c) { return (double)embed_scale_for(c->d,
 
 typedef struct {
     int type;       // requested GT_* for 2-D weights
+    int F;          // FFN width written: the model's, or padded up to a multiple of 32 for q8_0 / q4_0
     int fallbacks;  // 2-D weights stored as f16 because their rows do not split into blocks of 32
     char fallback_example[96];
 } TypePlan;
+
+// q8_0 / q4_0 need rows (ne[0]) in whole blocks of 32. down_proj's rows are F long, and a pruned F is
+// rarely a multiple of 32; padding F with zero channels is exact (gate and up rows of zeros give
+// gelu(0) * 0 = 0, and down's extra columns multiply those zeros), so pad instead of falling back to f16.
+// hidden_size and H*D cannot be padded that way (a norm's mean square would change); those fall back.
+static int plan_ffn(const Config *c, int type, int multiple) {
+    int b = multiple > 0 ? multiple : gtype_block(type);
+    return (c->F + b - 1) / b * b;
+}
 
 static int weight_type(TypePlan *tp, const char *name, int cols) {
     if (cols % gtype_block(tp->type) == 0) return tp->type;
@@ -300,9 +316,13 @@ static void add_tensors(Gguf *g, const Model *m, TypePlan *tp, float **extra) {
         char name[64];
         gguf_tensor_name(e, name, sizeof name);
         int rows = (int)e->rows, cols = (int)e->cols, is2d = cols > 1 || e->kind == T_EMBED;
+        if (e->kind == T_WGATE || e->kind == T_WUP) rows = tp->F;  // zero channels past the model's F
+        if (e->kind == T_WDOWN) cols = tp->F;
         GTensor *t;
         if (is2d) t = gguf_add(g, name, rows, cols, 2, weight_type(tp, name, cols), m->w + e->offset);
         else t = gguf_add(g, name, 1, rows, 1, GT_F32, m->w + e->offset);  // vectors stay f32 (llama.h ftypes)
+        t->src_rows = is2d ? (int)e->rows : 1;
+        t->src_cols = is2d ? (int)e->cols : (int)e->rows;
         if (e->is_norm && e->kind != T_LAYER_SCALAR) t->shift = off;
         if (e->kind == T_Q_NORM) t->scale = (float)qfold;
         if (e->kind == T_EMBED) t->scale = (float)efold;
@@ -319,7 +339,7 @@ static void add_tensors(Gguf *g, const Model *m, TypePlan *tp, float **extra) {
 }
 
 // hyperparameters, each with the exact GGUF type llama.cpp's loader checks (llama-model-loader.cpp:168)
-static void add_hparams(Gguf *g, const Config *c, const char *name, int ftype, uint32_t ctx) {
+static void add_hparams(Gguf *g, const Config *c, int F, const char *name, int ftype, uint32_t ctx) {
     const char *arch = c->arch == 3 ? "gemma3" : "gemma4";
     char key[128];
 #define KEY(suffix) (snprintf(key, sizeof key, "%s.%s", arch, suffix), key)
@@ -330,7 +350,7 @@ static void add_hparams(Gguf *g, const Config *c, const char *name, int ftype, u
     kv_u32(g, KEY("context_length"), ctx);
     kv_u32(g, KEY("embedding_length"), (uint32_t)c->d);
     kv_u32(g, KEY("block_count"), (uint32_t)c->L);
-    kv_u32(g, KEY("feed_forward_length"), (uint32_t)c->F);
+    kv_u32(g, KEY("feed_forward_length"), (uint32_t)F);
     kv_u32(g, KEY("attention.head_count"), (uint32_t)c->H);
     if (c->Kg == c->K) kv_u32(g, KEY("attention.head_count_kv"), (uint32_t)c->K);
     else {  // Gemma 4: full layers have their own kv head count
@@ -344,7 +364,8 @@ static void add_hparams(Gguf *g, const Config *c, const char *name, int ftype, u
     kv_f32(g, KEY("attention.layer_norm_rms_epsilon"), (float)c->eps);
     kv_f32(g, KEY("rope.freq_base"), (float)c->rope_global);  // llama.cpp's default would be 10000
     kv_f32(g, KEY("rope.freq_base_swa"), (float)c->rope_local);
-    if (c->final_softcap > 0) kv_f32(g, KEY("final_logit_softcapping"), (float)c->final_softcap);
+    // always written: 0 turns it off, and an absent key means 30 to llama.cpp (llama-hparams.h, read by gemma4)
+    kv_f32(g, KEY("final_logit_softcapping"), c->final_softcap > 0 ? (float)c->final_softcap : 0.0f);
     int nslide = 0;
     for (int l = 0; l < c->L; l++) nslide += !c->full[l];
     if (c->arch == 3) {
@@ -485,21 +506,25 @@ static void usage(void) {
     printf("usage: export --model DIR --out FILE.gguf [--type f16] [flags]\n"
            "Writes a Gemma 3 / dense Gemma 4 Hugging Face directory as one GGUF file for llama.cpp (arch gemma3 or\n"
            "gemma4), folding query_pre_attn_scalar and the embedding scale so llama.cpp computes what transformers does.\n"
-           "  --model DIR        string  Hugging Face model directory (config.json + safetensors)      required\n"
-           "  --out FILE         string  output .gguf; an existing file is refused unless --force        required\n"
-           "  --type T           string  2-D weights as f32|f16|bf16|q8_0|q4_0 (vectors stay f32;\n"
-           "                             rows not a multiple of 32 fall back to f16 for q8_0/q4_0)      f16\n"
-           "  --tokenizer SPEC   string  bytes | PATH/tokenizer.json | a directory holding one           DIR/tokenizer.json,\n"
-           "                             else bytes when vocab_size is 261, else a placeholder vocabulary\n"
-           "  --name S           string  general.name                                                   the directory name\n"
-           "  --ctx N            int     context_length written to the file                             max_position_embeddings\n"
-           "  --force            flag    overwrite an existing --out                                    off\n"
-           "  --quiet            flag    no per-tensor lines                                            off\n");
+           "  --model DIR         string  Hugging Face model directory (config.json + safetensors)   required\n"
+           "  --out FILE          string  the .gguf to write; an existing file needs --force            required\n"
+           "  --type T            string  2-D weights as f32 | f16 | bf16 | q8_0 | q4_0; vectors stay    f16\n"
+           "                              f32; q8_0/q4_0 rows that are not a multiple of 32 long are\n"
+           "                              stored as f16, except down_proj's (see --ffn-multiple)\n"
+           "  --ffn-multiple N    int     pad the FFN width with zero channels (exact) to a multiple    32 (q8_0, q4_0)\n"
+           "                              of N                                                          1 (others)\n"
+           "  --tokenizer SPEC    string  bytes | PATH/tokenizer.json | a directory holding one         DIR/tokenizer.json,\n"
+           "                                                                                  else bytes if V = 261,\n"
+           "                                                                                  else a placeholder\n"
+           "  --name S            string  general.name                                                  the directory name\n"
+           "  --ctx N             int     context_length written to the file                     max_position_embeddings\n"
+           "  --force             flag    overwrite an existing --out                                   off\n"
+           "  --quiet             flag    no per-tensor lines                                           off\n");
 }
 
 int main(int argc, char **argv) {
     const char *model_dir = NULL, *out = NULL, *type_s = "f16", *tok_spec = NULL, *name = NULL;
-    int force = 0, quiet = 0;
+    int force = 0, quiet = 0, ffn_multiple = 0;
     long ctx = -1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model")) model_dir = arg_str(argc, argv, &i);
@@ -508,6 +533,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--tokenizer")) tok_spec = arg_str(argc, argv, &i);
         else if (!strcmp(argv[i], "--name")) name = arg_str(argc, argv, &i);
         else if (!strcmp(argv[i], "--ctx")) ctx = arg_int(argc, argv, &i);
+        else if (!strcmp(argv[i], "--ffn-multiple")) ffn_multiple = (int)arg_int(argc, argv, &i);
         else if (!strcmp(argv[i], "--force")) force = 1;
         else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) quiet = 1;
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(), 0;
@@ -522,6 +548,7 @@ int main(int argc, char **argv) {
     if (ti < 0) fail("--type %s is not supported; use f32, f16, bf16, q8_0 or q4_0", type_s);
     if (file_exists(out) && !force) fail("--out %s already exists; pass --force to overwrite it", out);
     if (ctx == 0 || ctx < -1 || ctx > UINT32_MAX) fail("--ctx %ld must be a positive number of tokens", ctx);
+    if (ffn_multiple < 0 || ffn_multiple > 4096) fail("--ffn-multiple %d must be in [1, 4096]", ffn_multiple);
 
     double t0 = now_sec();
     char *cfg = path_join(model_dir, "config.json");
@@ -557,10 +584,12 @@ int main(int argc, char **argv) {
         printf("|   embedding scale: checkpoint rounds sqrt(%d) to %.6g, llama.cpp uses %.6g: embedding x %.7f, final norm "
                "/ same\n", c->d, embed_scale_for(c->d, c->scale_dtype), sqrtf((float)c->d), ef);
 
+    TypePlan tp = {tvals[ti], plan_ffn(c, tvals[ti], ffn_multiple), 0, ""};
+    if (tp.F != c->F)
+        printf("|   FFN width %d padded with %d zero channels to %d (exact: gelu(0) * 0 = 0)\n", c->F, tp.F - c->F, tp.F);
     Gguf g = {0};
-    add_hparams(&g, c, name, ftypes[ti], (uint32_t)ctx);
+    add_hparams(&g, c, tp.F, name, ftypes[ti], (uint32_t)ctx);
     add_vocab(&g, &vp, c);
-    TypePlan tp = {tvals[ti], 0, ""};
     float *rope_freqs = NULL;
     add_tensors(&g, &m, &tp, &rope_freqs);
     if (tp.fallbacks)

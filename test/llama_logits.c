@@ -5,7 +5,7 @@
 //              all-position logits [B, T, V] (float32, row-major) like ./profile logits; by default with
 //              flash attention off and an f32 KV cache (llama.cpp's defaults, f16 cache + flash attention,
 //              move logits by ~1e-3; --llama-defaults keeps them to measure that)
-//   tokenize   MODEL.gguf TEXTFILE [--special]   llama_tokenize(add_special=true): one line of ids
+//   tokenize   MODEL.gguf [--special] TEXTFILE...   llama_tokenize(add_special=true): one line of ids per file
 //   bench      MODEL.gguf [--threads N] [--prompt 64] [--gen 128]   prompt and decode tok/s on CPU
 //   quantcheck REF_F32.gguf OTHER.gguf   every f16/bf16/q8_0/q4_0 tensor of OTHER must be byte-identical
 //              to ggml's own conversion (ggml_quantize_chunk / ggml_fp32_to_*_row) of REF's f32 tensor
@@ -145,21 +145,26 @@ static int cmd_logits(int argc, char **argv) {
     return 0;
 }
 
+// one line of ids per text file (the vocabulary is loaded once: 262k Gemma tokens take a while)
 static int cmd_tokenize(int argc, char **argv) {
-    if (argc < 4) die("usage: tokenize MODEL.gguf TEXTFILE [--special]", NULL);
-    long n;
-    char *text = slurp(argv[3], &n);
+    if (argc < 4) die("usage: tokenize MODEL.gguf [--special] TEXTFILE...", NULL);
+    int special = opt_flag(argc, argv, "--special");
     struct llama_model *m = load(argv[2], 1);
     const struct llama_vocab *v = llama_model_get_vocab(m);
-    int cap = (int)n + 16;
-    llama_token *ids = malloc(sizeof(llama_token) * (size_t)cap);
-    int k = llama_tokenize(v, text, (int32_t)n, ids, cap, 1, opt_flag(argc, argv, "--special"));
-    if (k < 0) die("llama_tokenize failed", NULL);
-    for (int i = 0; i < k; i++) printf(i ? " %d" : "%d", ids[i]);
-    printf("\n");
+    for (int a = 3; a < argc; a++) {
+        if (!strcmp(argv[a], "--special")) continue;
+        long n;
+        char *text = slurp(argv[a], &n);
+        int cap = (int)n + 16;
+        llama_token *ids = malloc(sizeof(llama_token) * (size_t)cap);
+        int k = llama_tokenize(v, text, (int32_t)n, ids, cap, 1, special);
+        if (k < 0) die("llama_tokenize failed on ", argv[a]);
+        for (int i = 0; i < k; i++) printf(i ? " %d" : "%d", ids[i]);
+        printf("\n");
+        free(ids);
+        free(text);
+    }
     llama_model_free(m);
-    free(ids);
-    free(text);
     return 0;
 }
 
