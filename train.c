@@ -7,7 +7,7 @@
 //   4. Optimizers    AdamW (fp32 states), 8-bit AdamW (block-wise quantized states), Muon
 //   5. Distillation  α·CE + (1−α)·τ²·KL(teacher ‖ student)
 //   6. Step          gradient accumulation, clipping, schedule, update
-//   7. Eval and logs per-domain validation loss and perplexity, JSON/CSV logs
+//   7. Eval and logs per-domain validation loss and perplexity, JSON/CSV logs, PNG curves
 //   8. Checkpoints   one directory, swapped in atomically; --resume continues bit for bit
 //   9. Generation    a few lines of text from a model (plain forward passes, no KV cache)
 //  10. main
@@ -19,6 +19,7 @@
 #include "model.h"
 #include "data/mixture.h"
 #include "data/tokenizer.h"
+#include "plot.h"
 #include <dirent.h>
 #include <limits.h>
 #include <stddef.h>
@@ -952,9 +953,45 @@ static void history_from_json(History *h, const cJSON *j, char *const *names, co
     free(loss), free(w);
 }
 
+// OUT/loss.png: training loss per step and each domain's validation loss; OUT/weights.png (dynamic
+// mixture): the domain weights after each update
+static void write_plots(Run *r) {
+    const History *h = &r->h;
+    int k = h->k, ns = 0;
+    double *x = (double *)mallocCheck(sizeof(double) * (size_t)(h->n + h->ne + 1));
+    double *y = (double *)mallocCheck(sizeof(double) * (size_t)(h->n + 1));
+    double *ex = x + h->n, *ey = (double *)mallocCheck(sizeof(double) * (size_t)(h->ne * k + 1));
+    double *ew = (double *)mallocCheck(sizeof(double) * (size_t)(h->ne * k + 1));
+    Series *s = (Series *)mallocCheck(sizeof(Series) * (size_t)(k + 1));
+    char **labels = (char **)mallocCheck(sizeof(char *) * (size_t)k);
+    for (int i = 0; i < h->n; i++) x[i] = i + 1, y[i] = h->loss[i];
+    if (h->n) s[ns++] = (Series){"train", x, y, h->n};
+    for (int e = 0; e < h->ne; e++) ex[e] = h->estep[e];
+    for (int d = 0; d < k; d++) {
+        labels[d] = (char *)mallocCheck(strlen(r->mx.ds.name[d]) + 8);
+        sprintf(labels[d], "val %s", r->mx.ds.name[d]);
+        for (int e = 0; e < h->ne; e++) {
+            ey[d * h->ne + e] = h->eloss[(size_t)e * k + d];
+            ew[d * h->ne + e] = h->ew[(size_t)e * k + d];
+        }
+        if (h->ne) s[ns++] = (Series){labels[d], ex, ey + d * h->ne, h->ne};
+    }
+    char *p = path_join(r->o.out, "loss.png");
+    if (ns) plot_lines(p, "loss: training (per step) and validation (per domain)", "step", "cross-entropy (nats)", s, ns);
+    free(p);
+    if (r->dynamic && h->ne) {
+        for (int d = 0; d < k; d++) s[d] = (Series){r->mx.ds.name[d], ex, ew + d * h->ne, h->ne};
+        p = path_join(r->o.out, "weights.png");
+        plot_lines(p, "domain weights (dynamic batch loading)", "step", "weight", s, k);
+        free(p);
+    }
+    for (int d = 0; d < k; d++) free(labels[d]);
+    free(labels), free(s), free(x), free(y), free(ey), free(ew);
+}
+
 // OUT/log.json (settings, per-step records, evaluations), OUT/log_steps.csv and OUT/log_eval.csv,
-// each rewritten whole and atomically
-static void write_logs(Run *r) {
+// each rewritten whole and atomically; with plots also the PNGs (after evaluations and at the end)
+static void write_logs(Run *r, int plots) {
     const History *h = &r->h;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddItemToObject(j, "settings", opts_to_json(&r->o));
@@ -985,6 +1022,7 @@ static void write_logs(Run *r) {
     p = path_join(r->o.out, "log_eval.csv");
     write_text_atomic(p, buf);
     free(p), free(buf);
+    if (plots) write_plots(r);
 }
 
 // --- 8. checkpoints -----------------------------------------------------------------------------------
@@ -1018,6 +1056,24 @@ static void remove_dir(const char *dir) {  // a checkpoint directory holds files
     }
     closedir(dp);
     if (rmdir(dir) != 0) fail("cannot remove %s: %s", dir, strerror(errno));
+}
+
+// "<name>.tmp.<pid>" files that util.h's atomic writes left in OUT when a run was killed mid-write
+static void remove_stale_temporaries(const char *out) {
+    DIR *dp = opendir(out);
+    if (!dp) return;
+    for (struct dirent *e; (e = readdir(dp));) {
+        static const char *mine[] = {"log.json", "log_steps.csv", "log_eval.csv", "loss.png", "weights.png", "ref_loss.json"};
+        for (int i = 0; i < 6; i++) {
+            size_t n = strlen(mine[i]);
+            if (!strncmp(e->d_name, mine[i], n) && !strncmp(e->d_name + n, ".tmp.", 5)) {
+                char *p = path_join(out, e->d_name);
+                unlink(p);
+                free(p);
+            }
+        }
+    }
+    closedir(dp);
 }
 
 static void test_crash(const char *point, int step) {  // TRAIN_TEST_CRASH=point[@step]
@@ -1421,8 +1477,9 @@ int main(int argc, char **argv) {
            r.o.warmup, r.o.min_lr_frac, r.o.lr, blas_kernels(), omp_get_max_threads());
     fflush(stdout);
 
-    // from here on OUT is written
+    // from here on OUT is written; first the temporaries of a process that was killed while writing logs
     make_dirs(r.o.out);
+    remove_stale_temporaries(r.o.out);
     if (r.dynamic && *r.o.ref_model && !r.o.resume) {
         cJSON *j = cJSON_CreateObject();
         for (int d = 0; d < r.mx.k; d++) cJSON_AddNumberToObject(j, r.mx.ds.name[d], r.ref[d]);
@@ -1461,7 +1518,7 @@ int main(int argc, char **argv) {
         int at_save = (r.o.save_every > 0 && r.step % r.o.save_every == 0) || last;
         if (at_eval || last) evaluate(&r, at_eval);  // the weights move at eval intervals only
         if (at_save) checkpoint_save(&r, now_sec() - t_start);
-        if (at_eval || at_save) write_logs(&r);
+        if (at_eval || at_save) write_logs(&r, at_eval || last);
     }
     char e1[32];
     printf("done: %d steps, final loss %.4f, %s this run; checkpoint %s/checkpoint\n", r.step, r.h.loss[r.h.n - 1],
