@@ -49,7 +49,7 @@ deps:
 # --- programs ------------------------------------------------------------------------------------------
 prune: prune.c $(HEADERS) data/shard.h data/mixture.h
 	$(CC) $(CFLAGS) -o $@ prune.c $(LDLIBS)
-train: train.c $(HEADERS) data/shard.h data/mixture.h
+train: train.c $(HEADERS) data/shard.h data/mixture.h data/tokenizer.h
 	$(CC) $(CFLAGS) -o $@ train.c $(LDLIBS)
 profile: profile.c $(HEADERS) data/shard.h data/mixture.h
 	$(CC) $(CFLAGS) -o $@ profile.c $(LDLIBS)
