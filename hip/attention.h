@@ -1,0 +1,531 @@
+// hip/attention.h — causal attention with sliding window, GQA and optional softcap, forward and
+// backward, flash-style (model.h attention_forward / attention_backward): probabilities never go to
+// device memory; the forward keeps the log-sum-exp per query row and the backward recomputes the
+// probabilities from it.
+//   q [N rows, ldq] (head h at column h·D), k/v [N rows, ldk/ldv] (kv head g at column g·D), row
+//   n = b·T + t. Query t of a sliding layer sees keys t−W+1 .. t; a full layer (window 0) 0 .. t.
+//   Query head h reads kv head h / (H/K). lse [B, H, T] natural log.
+// Two implementations:
+//   *_simple : one warp per query row (forward, dQ) or per key row (dK, dV), fp32 dot products.
+//              Portable (AMD, any D <= GS_WARP·ATT_MAXE); the reference the tensor-core kernels are
+//              checked against in hip/dev/attention.hip.
+//   *_mma    : NVIDIA sm_80+, D in {64, 128, 256}: 64-row tiles in shared memory (cp.async,
+//              XOR-swizzled 16-byte chunks so ldmatrix is conflict-free), bf16 mma.sync m16n8k16 with
+//              fp32 accumulators, online softmax in registers (FlashAttention-2's scheme). The backward
+//              runs one block per 64 keys (dK, dV in registers, summed over the group's query heads) and
+//              adds dQ with fp32 atomics into a zeroed fp32 buffer.
+#pragma once
+#include "common.h"
+
+typedef struct {
+    const bf16 *q, *k, *v;
+    int ldq, ldk, ldv;
+    bf16 *o;
+    int ldo;
+    float *lse;
+    int B, T, H, K, D, window;
+    float scale, softcap;
+} AttnFwd;
+
+typedef struct {
+    AttnFwd f;          // the forward's inputs (o = its output)
+    const bf16 *dout;   // d loss / d o
+    int lddo;
+    float *Di;          // [B, H, T] rowsum(dO · O) (k_attn_dot)
+    float *dq;          // fp32 [N, lddq]: zeroed by the caller, accumulated
+    int lddq;
+    bf16 *dk, *dv;      // written
+    int lddk, lddv;
+} AttnBwd;
+
+#define ATT_MAXE 16  // per-lane elements of a row in the simple kernels: D <= GS_WARP * ATT_MAXE
+#define LOG2E 1.4426950408889634f
+
+__device__ __forceinline__ int attn_sees(int key, int t, int T, int window) {
+    return key <= t && t < T && (window <= 0 || key > t - window);
+}
+
+// Di[b, h, t] = Σ_i dO[n, h, i] O[n, h, i]; one warp per (n, h)
+__global__ void k_attn_dot(float *Di, const bf16 *dO, int lddo, const bf16 *O, int ldo, int B, int T, int H, int D) {
+    size_t row = (size_t)blockIdx.x * (blockDim.x / GS_WARP) + threadIdx.x / GS_WARP;
+    int lane = threadIdx.x % GS_WARP;
+    if (row >= (size_t)B * T * H) return;
+    int h = (int)(row % H);
+    size_t n = row / H;
+    float s = 0;
+    for (int i = lane; i < D; i += GS_WARP) s += bf2f(dO[n * lddo + h * D + i]) * bf2f(O[n * ldo + h * D + i]);
+    s = warp_sum(s);
+    if (lane == 0) Di[((n / T) * H + h) * T + n % T] = s;
+}
+
+// ----------------------------------------------------------------------------------- simple
+__device__ __forceinline__ float attn_score(float dot, float scale, float cap, float *tc) {
+    float s = dot * scale;
+    if (cap > 0) {
+        *tc = tanhf(s / cap);
+        return cap * *tc;
+    }
+    *tc = 0;
+    return s;
+}
+
+__global__ void k_attn_fwd_simple(AttnFwd a) {
+    size_t row = (size_t)blockIdx.x * (blockDim.x / GS_WARP) + threadIdx.x / GS_WARP;  // (b·T + t)·H + h
+    int lane = threadIdx.x % GS_WARP;
+    if (row >= (size_t)a.B * a.T * a.H) return;
+    int h = (int)(row % a.H), g = h / (a.H / a.K);
+    size_t n = row / a.H;
+    int b = (int)(n / a.T), t = (int)(n % a.T);
+    float qv[ATT_MAXE], ov[ATT_MAXE];
+#pragma unroll
+    for (int e = 0; e < ATT_MAXE; e++) {
+        int i = lane + e * GS_WARP;
+        qv[e] = i < a.D ? bf2f(a.q[n * a.ldq + h * a.D + i]) : 0.0f;
+        ov[e] = 0;
+    }
+    float m = -INFINITY, l = 0, tc;
+    int j0 = a.window > 0 && t - a.window + 1 > 0 ? t - a.window + 1 : 0;
+    for (int j = j0; j <= t; j++) {
+        const bf16 *kr = a.k + ((size_t)b * a.T + j) * a.ldk + g * a.D, *vr = a.v + ((size_t)b * a.T + j) * a.ldv + g * a.D;
+        float dot = 0;
+#pragma unroll
+        for (int e = 0; e < ATT_MAXE; e++) {
+            int i = lane + e * GS_WARP;
+            if (i < a.D) dot += qv[e] * bf2f(kr[i]);
+        }
+        float s = attn_score(warp_sum(dot), a.scale, a.softcap, &tc);
+        float mn = fmaxf(m, s), alpha = __expf(m - mn), p = __expf(s - mn);
+        l = l * alpha + p;
+#pragma unroll
+        for (int e = 0; e < ATT_MAXE; e++) {
+            int i = lane + e * GS_WARP;
+            if (i < a.D) ov[e] = ov[e] * alpha + p * bf2f(vr[i]);
+        }
+        m = mn;
+    }
+#pragma unroll
+    for (int e = 0; e < ATT_MAXE; e++) {
+        int i = lane + e * GS_WARP;
+        if (i < a.D) a.o[n * a.ldo + h * a.D + i] = f2bf(ov[e] / l);
+    }
+    if (lane == 0) a.lse[((size_t)b * a.H + h) * a.T + t] = m + logf(l);
+}
+
+// dQ (overwrites): one warp per query row
+__global__ void k_attn_bwd_dq_simple(AttnBwd a) {
+    const AttnFwd &f = a.f;
+    size_t row = (size_t)blockIdx.x * (blockDim.x / GS_WARP) + threadIdx.x / GS_WARP;
+    int lane = threadIdx.x % GS_WARP;
+    if (row >= (size_t)f.B * f.T * f.H) return;
+    int h = (int)(row % f.H), g = h / (f.H / f.K);
+    size_t n = row / f.H;
+    int b = (int)(n / f.T), t = (int)(n % f.T);
+    float qv[ATT_MAXE], dov[ATT_MAXE], dq[ATT_MAXE];
+#pragma unroll
+    for (int e = 0; e < ATT_MAXE; e++) {
+        int i = lane + e * GS_WARP;
+        qv[e] = i < f.D ? bf2f(f.q[n * f.ldq + h * f.D + i]) : 0.0f;
+        dov[e] = i < f.D ? bf2f(a.dout[n * a.lddo + h * f.D + i]) : 0.0f;
+        dq[e] = 0;
+    }
+    size_t bh = ((size_t)b * f.H + h) * f.T + t;
+    float L = f.lse[bh], Dt = a.Di[bh], tc;
+    int j0 = f.window > 0 && t - f.window + 1 > 0 ? t - f.window + 1 : 0;
+    for (int j = j0; j <= t; j++) {
+        const bf16 *kr = f.k + ((size_t)b * f.T + j) * f.ldk + g * f.D, *vr = f.v + ((size_t)b * f.T + j) * f.ldv + g * f.D;
+        float dot = 0, dp = 0;
+#pragma unroll
+        for (int e = 0; e < ATT_MAXE; e++) {
+            int i = lane + e * GS_WARP;
+            if (i < f.D) dot += qv[e] * bf2f(kr[i]), dp += dov[e] * bf2f(vr[i]);
+        }
+        float s = attn_score(warp_sum(dot), f.scale, f.softcap, &tc), p = __expf(s - L);
+        float ds = p * (warp_sum(dp) - Dt) * (f.softcap > 0 ? 1.0f - tc * tc : 1.0f) * f.scale;
+#pragma unroll
+        for (int e = 0; e < ATT_MAXE; e++) {
+            int i = lane + e * GS_WARP;
+            if (i < f.D) dq[e] += ds * bf2f(kr[i]);
+        }
+    }
+#pragma unroll
+    for (int e = 0; e < ATT_MAXE; e++) {
+        int i = lane + e * GS_WARP;
+        if (i < f.D) a.dq[n * a.lddq + h * f.D + i] = dq[e];
+    }
+}
+
+// dK, dV (overwrite): one warp per (key row, kv head), over the group's query heads and the queries that see it
+__global__ void k_attn_bwd_dkdv_simple(AttnBwd a) {
+    const AttnFwd &f = a.f;
+    size_t row = (size_t)blockIdx.x * (blockDim.x / GS_WARP) + threadIdx.x / GS_WARP;  // (b·T + j)·K + g
+    int lane = threadIdx.x % GS_WARP;
+    if (row >= (size_t)f.B * f.T * f.K) return;
+    int g = (int)(row % f.K), G = f.H / f.K;
+    size_t n = row / f.K;
+    int b = (int)(n / f.T), j = (int)(n % f.T);
+    float kv[ATT_MAXE], vv[ATT_MAXE], dk[ATT_MAXE], dv[ATT_MAXE];
+#pragma unroll
+    for (int e = 0; e < ATT_MAXE; e++) {
+        int i = lane + e * GS_WARP;
+        kv[e] = i < f.D ? bf2f(f.k[n * f.ldk + g * f.D + i]) : 0.0f;
+        vv[e] = i < f.D ? bf2f(f.v[n * f.ldv + g * f.D + i]) : 0.0f;
+        dk[e] = dv[e] = 0;
+    }
+    int t1 = f.window > 0 && j + f.window - 1 < f.T - 1 ? j + f.window - 1 : f.T - 1;
+    float tc;
+    for (int h = g * G; h < (g + 1) * G; h++)
+        for (int t = j; t <= t1; t++) {
+            size_t qn = (size_t)b * f.T + t, bh = ((size_t)b * f.H + h) * f.T + t;
+            const bf16 *qr = f.q + qn * f.ldq + h * f.D, *dor = a.dout + qn * a.lddo + h * f.D;
+            float dot = 0, dp = 0;
+#pragma unroll
+            for (int e = 0; e < ATT_MAXE; e++) {
+                int i = lane + e * GS_WARP;
+                if (i < f.D) dot += bf2f(qr[i]) * kv[e], dp += bf2f(dor[i]) * vv[e];
+            }
+            float s = attn_score(warp_sum(dot), f.scale, f.softcap, &tc), p = __expf(s - f.lse[bh]);
+            float ds = p * (warp_sum(dp) - a.Di[bh]) * (f.softcap > 0 ? 1.0f - tc * tc : 1.0f) * f.scale;
+#pragma unroll
+            for (int e = 0; e < ATT_MAXE; e++) {
+                int i = lane + e * GS_WARP;
+                if (i < f.D) dv[e] += p * bf2f(dor[i]), dk[e] += ds * bf2f(qr[i]);
+            }
+        }
+#pragma unroll
+    for (int e = 0; e < ATT_MAXE; e++) {
+        int i = lane + e * GS_WARP;
+        if (i < f.D) a.dk[n * a.lddk + g * f.D + i] = f2bf(dk[e]), a.dv[n * a.lddv + g * f.D + i] = f2bf(dv[e]);
+    }
+}
+
+// ----------------------------------------------------------------------- tensor cores (NVIDIA)
+#if GS_NVIDIA
+// element offset of 16-byte chunk ch of row r in a [rows][W] bf16 tile, chunks XOR-swizzled by r % 8
+template <int W> __device__ __forceinline__ int swz(int r, int ch) { return r * W + ((ch ^ (r & 7)) << 3); }
+
+// rows row0 .. row0+63 of a matrix whose row t is base + t·ld (D wide) -> tile; rows >= T become zeros
+template <int D, int NT> __device__ __forceinline__ void load_tile(bf16 *s, const bf16 *base, int ld, int row0, int T) {
+    const int CH = D / 8;
+    for (int c = threadIdx.x; c < 64 * CH; c += NT) {
+        int r = c / CH, ch = c % CH, t = row0 + r;
+        cp_async16(s + swz<D>(r, ch), base + (size_t)(t < T ? t : 0) * ld + ch * 8, t < T ? 16 : 0);
+    }
+}
+
+// grid (ceil(T/64), H, B), 4 warps; warp w owns query rows q0 + 16w .. +15. Heaviest query blocks first.
+template <int D> __global__ void __launch_bounds__(128) k_attn_fwd_mma(AttnFwd a) {
+#if GS_HAVE_MMA
+    extern __shared__ __align__(16) unsigned char att_smem[];
+    bf16 *sQ = (bf16 *)att_smem, *sK = sQ + 64 * D, *sV = sK + 64 * D;
+    const int T = a.T, qb = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / (a.H / a.K);
+    const int q0 = qb * 64, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    load_tile<D, 128>(sQ, a.q + (size_t)b * T * a.ldq + h * D, a.ldq, q0, T);
+    cp_async_commit();
+    const bf16 *kbase = a.k + (size_t)b * T * a.ldk + g * D, *vbase = a.v + (size_t)b * T * a.ldv + g * D;
+    float o[D / 8][4];
+#pragma unroll
+    for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0;
+    float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0, 0};
+    const int kstart = a.window > 0 && q0 - a.window + 1 > 0 ? q0 - a.window + 1 : 0;
+    const int kend = T < q0 + 64 ? T : q0 + 64;
+    const int r0 = q0 + warp * 16 + lane / 4;  // this thread's rows: r0 and r0 + 8
+    const float sl2 = a.scale * LOG2E;
+    for (int kb = kstart / 64; kb * 64 < kend; kb++) {
+        const int k0 = kb * 64;
+        __syncthreads();  // all warps are done with the previous K, V tiles
+        load_tile<D, 128>(sK, kbase, a.ldk, k0, T);
+        cp_async_commit();
+        load_tile<D, 128>(sV, vbase, a.ldv, k0, T);
+        cp_async_commit();
+        cp_async_wait<1>();  // Q and K have landed, V may still be in flight
+        __syncthreads();
+        float s[8][4];
+#pragma unroll
+        for (int j = 0; j < 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            uint32_t af[4];
+            ldmatrix_x4(af, sQ + swz<D>(warp * 16 + (lane & 15), kk * 2 + (lane >> 4)));
+#pragma unroll
+            for (int n2 = 0; n2 < 4; n2++) {
+                uint32_t bfr[4];
+                ldmatrix_x4(bfr, sK + swz<D>(n2 * 16 + ((lane >> 4) << 3) + (lane & 7), kk * 2 + ((lane >> 3) & 1)));
+                mma_bf16_16816(s[2 * n2], af, bfr[0], bfr[1]);
+                mma_bf16_16816(s[2 * n2 + 1], af, bfr[2], bfr[3]);
+            }
+        }
+        // scores in log2 units, masked; running max per row (a row's 4 threads share it)
+        float mx[2] = {mrow[0], mrow[1]};
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int t = r0 + (e >> 1) * 8, key = k0 + j * 8 + (lane & 3) * 2 + (e & 1);
+                float v = a.softcap > 0 ? a.softcap * tanhf(s[j][e] * a.scale / a.softcap) * LOG2E : s[j][e] * sl2;
+                v = key < T && attn_sees(key, t, T, a.window) ? v : -INFINITY;
+                s[j][e] = v;
+                mx[e >> 1] = fmaxf(mx[e >> 1], v);
+            }
+        float base[2], alpha[2], ps[2] = {0, 0};
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], gs_shfl_xor(mx[r], 1));
+            mx[r] = fmaxf(mx[r], gs_shfl_xor(mx[r], 2));
+            base[r] = mx[r] == -INFINITY ? 0.0f : mx[r];  // a row that sees nothing yet: no NaN from -inf - -inf
+            alpha[r] = exp2f(mrow[r] - base[r]);
+            mrow[r] = mx[r];
+        }
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float p = exp2f(s[j][e] - base[e >> 1]);
+                s[j][e] = p;
+                ps[e >> 1] += p;
+            }
+        lrow[0] = lrow[0] * alpha[0] + ps[0];
+        lrow[1] = lrow[1] * alpha[1] + ps[1];
+#pragma unroll
+        for (int i = 0; i < D / 8; i++) o[i][0] *= alpha[0], o[i][1] *= alpha[0], o[i][2] *= alpha[1], o[i][3] *= alpha[1];
+        cp_async_wait<0>();
+        __syncthreads();  // V has landed
+#pragma unroll
+        for (int ks = 0; ks < 4; ks++) {  // O += P V; P's accumulators are already in A-fragment order
+            uint32_t pa[4] = {pack_bf16x2(s[2 * ks][0], s[2 * ks][1]), pack_bf16x2(s[2 * ks][2], s[2 * ks][3]),
+                              pack_bf16x2(s[2 * ks + 1][0], s[2 * ks + 1][1]), pack_bf16x2(s[2 * ks + 1][2], s[2 * ks + 1][3])};
+#pragma unroll
+            for (int d2 = 0; d2 < D / 16; d2++) {
+                uint32_t bfr[4];
+                ldmatrix_x4_trans(bfr, sV + swz<D>(ks * 16 + ((lane >> 3) & 1) * 8 + (lane & 7), d2 * 2 + (lane >> 4)));
+                mma_bf16_16816(o[2 * d2], pa, bfr[0], bfr[1]);
+                mma_bf16_16816(o[2 * d2 + 1], pa, bfr[2], bfr[3]);
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float l = lrow[r];
+        l += gs_shfl_xor(l, 1);
+        l += gs_shfl_xor(l, 2);
+        int t = r0 + r * 8;
+        if (t >= T) continue;
+        float inv = 1.0f / l;
+        bf16 *orow = a.o + ((size_t)b * T + t) * a.ldo + h * D + (lane & 3) * 2;
+#pragma unroll
+        for (int i = 0; i < D / 8; i++) *(uint32_t *)(orow + i * 8) = pack_bf16x2(o[i][2 * r] * inv, o[i][2 * r + 1] * inv);
+        if ((lane & 3) == 0) a.lse[((size_t)b * a.H + h) * T + t] = (mrow[r] + log2f(l)) * 0.6931471805599453f;
+    }
+#endif
+}
+
+// grid (ceil(T/64), K, B), 8 warps. Block owns keys k0 .. k0+63 of kv head g; for each query head of
+// the group and each 64-query block that sees those keys: S^T = K Q^T and dP^T = V dO^T (warp w: keys
+// 16(w%4).., queries 32(w/4)..), P^T and dS^T to shared memory, then dV += P^T dO, dK += dS^T Q
+// (warp w: keys 16(w%4).., columns (w/4)·D/2..) and dQ += dS K (queries 16(w%4).., same columns) by atomics.
+template <int D> __global__ void __launch_bounds__(256) k_attn_bwd_mma(AttnBwd a) {
+#if GS_HAVE_MMA
+    extern __shared__ __align__(16) unsigned char att_smem[];
+    bf16 *sK = (bf16 *)att_smem, *sV = sK + 64 * D, *sQ = sV + 64 * D, *sdO = sQ + 64 * D, *sP = sdO + 64 * D;
+    bf16 *sdS = sP + 64 * 64;
+    float *sL = (float *)(sdS + 64 * 64), *sDi = sL + 64;
+    const AttnFwd &f = a.f;
+    const int T = f.T, H = f.H, G = f.H / f.K, kb = blockIdx.x, g = blockIdx.y, b = blockIdx.z, k0 = kb * 64;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wr = (warp & 3) * 16, wc = warp >> 2;
+    constexpr int HD = D / 2, DQC = HD < 64 ? HD : 64;
+    load_tile<D, 256>(sK, f.k + (size_t)b * T * f.ldk + g * D, f.ldk, k0, T);
+    load_tile<D, 256>(sV, f.v + (size_t)b * T * f.ldv + g * D, f.ldv, k0, T);
+    cp_async_commit();
+    float dk[HD / 8][4], dv[HD / 8][4];
+#pragma unroll
+    for (int i = 0; i < HD / 8; i++) dk[i][0] = dk[i][1] = dk[i][2] = dk[i][3] = dv[i][0] = dv[i][1] = dv[i][2] = dv[i][3] = 0;
+    const int qlast = f.window > 0 && k0 + 63 + f.window - 1 < T - 1 ? k0 + 63 + f.window - 1 : T - 1;
+    for (int h = g * G; h < (g + 1) * G; h++) {
+        const bf16 *qbase = f.q + (size_t)b * T * f.ldq + h * D, *dobase = a.dout + (size_t)b * T * a.lddo + h * D;
+        const size_t bh = ((size_t)b * H + h) * T;
+        for (int q0 = kb * 64; q0 <= qlast; q0 += 64) {
+            __syncthreads();  // the previous query block is done with sQ, sdO, sP, sdS, sL, sDi
+            load_tile<D, 256>(sQ, qbase, f.ldq, q0, T);
+            load_tile<D, 256>(sdO, dobase, a.lddo, q0, T);
+            cp_async_commit();
+            if (threadIdx.x < 64) {
+                int t = q0 + threadIdx.x;
+                sL[threadIdx.x] = t < T ? f.lse[bh + t] * LOG2E : INFINITY;
+                sDi[threadIdx.x] = t < T ? a.Di[bh + t] : 0.0f;
+            }
+            cp_async_wait<0>();
+            __syncthreads();
+            float st[4][4], dpt[4][4];
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) st[j][e] = dpt[j][e] = 0;
+#pragma unroll
+            for (int kk = 0; kk < D / 16; kk++) {
+                uint32_t ak[4], av[4];
+                ldmatrix_x4(ak, sK + swz<D>(wr + (lane & 15), kk * 2 + (lane >> 4)));
+                ldmatrix_x4(av, sV + swz<D>(wr + (lane & 15), kk * 2 + (lane >> 4)));
+#pragma unroll
+                for (int n2 = 0; n2 < 2; n2++) {
+                    uint32_t bq[4], bo[4];
+                    int qr = wc * 32 + n2 * 16 + ((lane >> 4) << 3) + (lane & 7), ch = kk * 2 + ((lane >> 3) & 1);
+                    ldmatrix_x4(bq, sQ + swz<D>(qr, ch));
+                    ldmatrix_x4(bo, sdO + swz<D>(qr, ch));
+                    mma_bf16_16816(st[2 * n2], ak, bq[0], bq[1]);
+                    mma_bf16_16816(st[2 * n2 + 1], ak, bq[2], bq[3]);
+                    mma_bf16_16816(dpt[2 * n2], av, bo[0], bo[1]);
+                    mma_bf16_16816(dpt[2 * n2 + 1], av, bo[2], bo[3]);
+                }
+            }
+            // P^T = exp(S^T − lse), dS^T = P^T (dP^T − Di) [· softcap'] · scale, as bf16 pairs into shared memory
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int key = k0 + wr + lane / 4 + (e >> 1) * 8, ql = wc * 32 + j * 8 + (lane & 3) * 2 + (e & 1);
+                    int t = q0 + ql;
+                    float sc = st[j][e] * f.scale, tc = 0;
+                    if (f.softcap > 0) tc = tanhf(sc / f.softcap), sc = f.softcap * tc;
+                    float p = key < T && attn_sees(key, t, T, f.window) ? exp2f(sc * LOG2E - sL[ql]) : 0.0f;
+                    float ds = p * (dpt[j][e] - sDi[ql]);
+                    if (f.softcap > 0) ds *= 1.0f - tc * tc;
+                    st[j][e] = p;
+                    dpt[j][e] = ds * f.scale;
+                }
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    int kr = wr + lane / 4 + r * 8, qc = wc * 32 + j * 8 + (lane & 3) * 2;
+                    *(uint32_t *)(sP + swz<64>(kr, qc >> 3) + (qc & 7)) = pack_bf16x2(st[j][2 * r], st[j][2 * r + 1]);
+                    *(uint32_t *)(sdS + swz<64>(kr, qc >> 3) + (qc & 7)) = pack_bf16x2(dpt[j][2 * r], dpt[j][2 * r + 1]);
+                }
+            }
+            __syncthreads();
+            // dV += P^T dO, dK += dS^T Q  (k = the 64 queries)
+#pragma unroll
+            for (int ks = 0; ks < 4; ks++) {
+                uint32_t ap[4], ads[4];
+                ldmatrix_x4(ap, sP + swz<64>(wr + (lane & 15), ks * 2 + (lane >> 4)));
+                ldmatrix_x4(ads, sdS + swz<64>(wr + (lane & 15), ks * 2 + (lane >> 4)));
+#pragma unroll
+                for (int d2 = 0; d2 < HD / 16; d2++) {
+                    int qr = ks * 16 + ((lane >> 3) & 1) * 8 + (lane & 7), ch = (wc * HD) / 8 + d2 * 2 + (lane >> 4);
+                    uint32_t bo[4], bq[4];
+                    ldmatrix_x4_trans(bo, sdO + swz<D>(qr, ch));
+                    ldmatrix_x4_trans(bq, sQ + swz<D>(qr, ch));
+                    mma_bf16_16816(dv[2 * d2], ap, bo[0], bo[1]);
+                    mma_bf16_16816(dv[2 * d2 + 1], ap, bo[2], bo[3]);
+                    mma_bf16_16816(dk[2 * d2], ads, bq[0], bq[1]);
+                    mma_bf16_16816(dk[2 * d2 + 1], ads, bq[2], bq[3]);
+                }
+            }
+            // dQ += dS K  (k = the 64 keys), DQC columns at a time, added to fp32 dq
+#pragma unroll
+            for (int nc = 0; nc < HD; nc += DQC) {
+                float dq[DQC / 8][4];
+#pragma unroll
+                for (int i = 0; i < DQC / 8; i++) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0;
+#pragma unroll
+                for (int ks = 0; ks < 4; ks++) {
+                    uint32_t ad[4];  // A = dS (queries x keys): transposed loads of dS^T
+                    ldmatrix_x4_trans(ad, sdS + swz<64>(ks * 16 + ((lane >> 4) << 3) + (lane & 7), (wr >> 3) + ((lane >> 3) & 1)));
+#pragma unroll
+                    for (int n2 = 0; n2 < DQC / 16; n2++) {
+                        int kr = ks * 16 + ((lane >> 3) & 1) * 8 + (lane & 7), ch = (wc * HD + nc) / 8 + n2 * 2 + (lane >> 4);
+                        uint32_t bk[4];
+                        ldmatrix_x4_trans(bk, sK + swz<D>(kr, ch));
+                        mma_bf16_16816(dq[2 * n2], ad, bk[0], bk[1]);
+                        mma_bf16_16816(dq[2 * n2 + 1], ad, bk[2], bk[3]);
+                    }
+                }
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    int t = q0 + wr + lane / 4 + r * 8;
+                    if (t >= T) continue;
+                    float *dst = a.dq + ((size_t)b * T + t) * a.lddq + h * D + wc * HD + nc + (lane & 3) * 2;
+#pragma unroll
+                    for (int i = 0; i < DQC / 8; i++) atomicAdd(dst + i * 8, dq[i][2 * r]), atomicAdd(dst + i * 8 + 1, dq[i][2 * r + 1]);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        int key = k0 + wr + lane / 4 + r * 8;
+        if (key >= T) continue;
+        bf16 *dkr = a.dk + ((size_t)b * T + key) * a.lddk + g * D + wc * HD + (lane & 3) * 2;
+        bf16 *dvr = a.dv + ((size_t)b * T + key) * a.lddv + g * D + wc * HD + (lane & 3) * 2;
+#pragma unroll
+        for (int i = 0; i < HD / 8; i++) {
+            *(uint32_t *)(dkr + i * 8) = pack_bf16x2(dk[i][2 * r], dk[i][2 * r + 1]);
+            *(uint32_t *)(dvr + i * 8) = pack_bf16x2(dv[i][2 * r], dv[i][2 * r + 1]);
+        }
+    }
+#endif
+}
+
+static size_t attn_fwd_smem(int D) { return (size_t)3 * 64 * D * 2; }
+static size_t attn_bwd_smem(int D) { return (size_t)4 * 64 * D * 2 + 2 * 64 * 64 * 2 + 2 * 64 * 4; }
+#endif  // GS_NVIDIA
+
+// ------------------------------------------------------------------------------------ dispatch
+static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+// 1 when the tensor-core kernels can run this shape (NVIDIA, D in {64, 128, 256}, 16-byte rows)
+static int attn_mma_ok(const AttnFwd *a) {
+#if GS_NVIDIA
+    return (a->D == 64 || a->D == 128 || a->D == 256) && a->ldq % 8 == 0 && a->ldk % 8 == 0 && a->ldv % 8 == 0 &&
+           aligned16(a->q) && aligned16(a->k) && aligned16(a->v);
+#else
+    return 0;
+#endif
+}
+
+#if GS_NVIDIA
+template <int D> static void attn_fwd_mma_launch(const AttnFwd &a) {
+    static int ready = 0;
+    if (!ready) hipCheck(hipFuncSetAttribute((const void *)k_attn_fwd_mma<D>, hipFuncAttributeMaxDynamicSharedMemorySize, (int)attn_fwd_smem(D))), ready = 1;
+    k_attn_fwd_mma<D><<<dim3(gs_cdiv(a.T, 64), a.H, a.B), 128, attn_fwd_smem(D)>>>(a);
+}
+template <int D> static void attn_bwd_mma_launch(const AttnBwd &a) {
+    static int ready = 0;
+    if (!ready) hipCheck(hipFuncSetAttribute((const void *)k_attn_bwd_mma<D>, hipFuncAttributeMaxDynamicSharedMemorySize, (int)attn_bwd_smem(D))), ready = 1;
+    k_attn_bwd_mma<D><<<dim3(gs_cdiv(a.f.T, 64), a.f.K, a.f.B), 256, attn_bwd_smem(D)>>>(a);
+}
+#endif
+
+// use_mma: 1 = tensor cores when attn_mma_ok, 0 = always the simple kernels
+static void attn_forward(const AttnFwd &a, int use_mma) {
+    if (a.D > GS_WARP * ATT_MAXE) {
+        fprintf(stderr, "error: head_dim %d is larger than the attention kernels support (%d)\n", a.D, GS_WARP * ATT_MAXE);
+        exit(1);
+    }
+#if GS_NVIDIA
+    if (use_mma && attn_mma_ok(&a)) {
+        if (a.D == 64) attn_fwd_mma_launch<64>(a);
+        else if (a.D == 128) attn_fwd_mma_launch<128>(a);
+        else attn_fwd_mma_launch<256>(a);
+        hipCheckLaunch();
+        return;
+    }
+#endif
+    size_t rows = (size_t)a.B * a.T * a.H;
+    k_attn_fwd_simple<<<gs_cdiv(rows, 4), 4 * GS_WARP>>>(a);
+    hipCheckLaunch();
+}
+
+// Di must already hold rowsum(dO · O) (k_attn_dot); a.dq must be zeroed (the mma path accumulates)
+static void attn_backward(const AttnBwd &a, int use_mma) {
+#if GS_NVIDIA
+    if (use_mma && attn_mma_ok(&a.f) && a.lddo % 8 == 0 && aligned16(a.dout)) {
+        if (a.f.D == 64) attn_bwd_mma_launch<64>(a);
+        else if (a.f.D == 128) attn_bwd_mma_launch<128>(a);
+        else attn_bwd_mma_launch<256>(a);
+        hipCheckLaunch();
+        return;
+    }
+#endif
+    size_t rows = (size_t)a.f.B * a.f.T * a.f.H, krows = (size_t)a.f.B * a.f.T * a.f.K;
+    k_attn_bwd_dq_simple<<<gs_cdiv(rows, 4), 4 * GS_WARP>>>(a);
+    hipCheckLaunch();
+    k_attn_bwd_dkdv_simple<<<gs_cdiv(krows, 4), 4 * GS_WARP>>>(a);
+    hipCheckLaunch();
+}

@@ -1,0 +1,134 @@
+// hip/bench.c — benchmark of the GPU path: training steps (forward + backward + gradient norm + AdamW)
+// and pruning steps (the same with the four mask hooks on: hard-concrete sample on the device, mask
+// gradients back to the host) of a Gemma 3 shape with random weights, B·T tokens per step.
+// Prints one line per step and a summary line per kind of step (tok/s, device memory).
+//   hip/build/bench --model 270m|1b|tiny [--batch 8] [--seq 2048] [--steps 10] [--warmup 2] [--prune 1]
+//                   [--attention mma|simple]
+#include "model.h"
+#include "hip/gpu.h"
+
+static const char *shapes[][2] = {
+    {"270m", "{\"model_type\":\"gemma3_text\",\"vocab_size\":262144,\"hidden_size\":640,\"intermediate_size\":2048,"
+             "\"num_hidden_layers\":18,\"num_attention_heads\":4,\"num_key_value_heads\":1,\"head_dim\":256,"
+             "\"sliding_window\":512,\"sliding_window_pattern\":6,\"query_pre_attn_scalar\":256,"
+             "\"max_position_embeddings\":32768}"},
+    {"1b", "{\"model_type\":\"gemma3_text\",\"vocab_size\":262144,\"hidden_size\":1152,\"intermediate_size\":6912,"
+           "\"num_hidden_layers\":26,\"num_attention_heads\":4,\"num_key_value_heads\":1,\"head_dim\":256,"
+           "\"sliding_window\":512,\"sliding_window_pattern\":6,\"query_pre_attn_scalar\":256,"
+           "\"max_position_embeddings\":32768}"},
+    {"tiny", "{\"model_type\":\"gemma3_text\",\"vocab_size\":261,\"hidden_size\":64,\"intermediate_size\":128,"
+             "\"num_hidden_layers\":4,\"num_attention_heads\":4,\"num_key_value_heads\":1,\"head_dim\":64,"
+             "\"sliding_window\":64,\"sliding_window_pattern\":2,\"query_pre_attn_scalar\":64,"
+             "\"max_position_embeddings\":4096}"},
+};
+
+static void usage(void) {
+    printf("usage: hip/build/bench [flags]\n"
+           "  --model NAME      str   270m | 1b | tiny (Gemma 3 shapes, random weights)      default 270m\n"
+           "  --batch B         int   sequences per step                                    default 8\n"
+           "  --seq T           int   tokens per sequence                                   default 2048\n"
+           "  --steps N         int   timed steps of each kind                              default 10\n"
+           "  --warmup N        int   untimed steps first                                   default 2\n"
+           "  --prune 0|1       int   also time pruning steps (masks on)                    default 1\n"
+           "  --attention KIND  str   mma (tensor cores) | simple (portable kernels)        default mma\n");
+}
+
+static double median(double *v, int n) {
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1], v[j - 1] = t;
+        }
+    return n ? v[n / 2] : 0;
+}
+
+int main(int argc, char **argv) {
+    const char *model = "270m", *attn = "mma";
+    int B = 8, T = 2048, steps = 10, warmup = 2, prune = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(), 0;
+        else if (!strcmp(argv[i], "--model")) model = arg_str(argc, argv, &i);
+        else if (!strcmp(argv[i], "--batch")) B = (int)arg_int(argc, argv, &i);
+        else if (!strcmp(argv[i], "--seq")) T = (int)arg_int(argc, argv, &i);
+        else if (!strcmp(argv[i], "--steps")) steps = (int)arg_int(argc, argv, &i);
+        else if (!strcmp(argv[i], "--warmup")) warmup = (int)arg_int(argc, argv, &i);
+        else if (!strcmp(argv[i], "--prune")) prune = (int)arg_int(argc, argv, &i);
+        else if (!strcmp(argv[i], "--attention")) attn = arg_str(argc, argv, &i);
+        else fail("unknown flag %s (see --help)", argv[i]);
+    }
+    int si = -1;
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(model, shapes[i][0])) si = i;
+    if (si < 0) fail("--model %s: expected 270m, 1b or tiny", model);
+    if (B < 1 || T < 2 || steps < 1 || warmup < 0) fail("--batch >= 1, --seq >= 2, --steps >= 1, --warmup >= 0 please");
+    if (strcmp(attn, "mma") && strcmp(attn, "simple")) fail("--attention %s: expected mma or simple", attn);
+    Config c;
+    cJSON *j = cJSON_Parse(shapes[si][1]);
+    config_from_json(&c, j, model);
+    cJSON_Delete(j);
+    if (T > c.max_pos) fail("--seq %d is longer than max_position_embeddings %d", T, c.max_pos);
+    ParamTable tab;
+    param_table(&c, &tab);
+    printf("bench | GPU %s | model %s (%.1fM parameters, %.1fM without the embedding) | B=%d T=%d (%d tokens/step) | "
+           "attention %s | steps %d (+%d warm-up)\n",
+           gpu_device_name(), model, tab.total / 1e6, (tab.total - (size_t)c.V * c.d) / 1e6, B, T, B * T, attn, steps,
+           warmup);
+    config_print(&c, stdout);
+    size_t used0, total;
+    gpu_memory(&used0, &total);
+    GpuSpec *s = gpu_spec_from_config(&c, &tab, embed_scale_for(c.d, ST_BF16));
+    GpuModel *g = gpu_create(s, B, T);
+    gpu_set_attention(g, !strcmp(attn, "mma"));
+    gpu_init_random(g, 1, 0.02f);
+    int N = B * T;
+    int *tok = (int *)mallocCheck(sizeof(int) * N), *tgt = (int *)mallocCheck(sizeof(int) * N);
+    Rng r = rng_seed(42);
+    // masks for the pruning steps: log_alpha and uniforms per element, sampled on the device each step
+    size_t nl = c.L, nh = (size_t)c.L * c.H, nf = (size_t)c.L * c.F, nd = c.d, nm = nl + nh + nf + nd;
+    float *la = (float *)mallocCheck(sizeof(float) * nm), *u = (float *)mallocCheck(sizeof(float) * nm);
+    float *z = (float *)mallocCheck(sizeof(float) * nm), *dzdla = (float *)mallocCheck(sizeof(float) * nm);
+    float *dz = (float *)mallocCheck(sizeof(float) * nm);
+    for (size_t i = 0; i < nm; i++) la[i] = (float)(2.0 + rng_normal(&r));
+    for (int kind = 0; kind <= prune; kind++) {
+        double *times = (double *)mallocCheck(sizeof(double) * steps);
+        size_t peak = 0;
+        for (int step = 0; step < warmup + steps; step++) {
+            for (int i = 0; i < N; i++) tok[i] = (int)(rng_uniform(&r) * c.V);
+            for (int i = 0; i < N; i++) tgt[i] = (i + 1) % T ? tok[i + 1] : -1;
+            gpu_sync();
+            double t0 = now_sec();
+            if (kind == 1) {
+                for (size_t i = 0; i < nm; i++) u[i] = (float)(1e-6 + (1 - 2e-6) * rng_uniform(&r));
+                gpu_hard_concrete(g, la, u, z, dzdla, nm);
+                gpu_set_masks(g, z, z + nl, z + nl + nh, z + nl + nh + nf);
+            }
+            gpu_zero_grad(g);
+            float loss = gpu_forward(g, tok, tgt, 1);
+            gpu_backward(g);
+            if (kind == 1) gpu_get_mask_grads(g, dz, dz + nl, dz + nl + nh, dz + nl + nh + nf);
+            double gn = sqrt(gpu_grad_sumsq(g));
+            gpu_adamw(g, 1e-4f, 0.9f, 0.95f, 1e-8f, kind ? 0.0f : 0.1f, step + 1, clip_coef(gn, 1.0));
+            gpu_sync();
+            double dt = now_sec() - t0;
+            size_t used;
+            gpu_memory(&used, &total);
+            peak = used > peak ? used : peak;
+            if (step >= warmup) times[step - warmup] = dt;
+            printf("%s step %d/%d | loss %.4f | grad norm %.3f | %.1f ms | %.0f tok/s | device memory %.2f GiB%s\n",
+                   kind ? "prune" : "train", step + 1, warmup + steps, loss, gn, dt * 1e3, N / dt, used / 1073741824.0,
+                   step < warmup ? " (warm-up)" : "");
+            if (step == warmup) gpu_profile_print(g);
+        }
+        double med = median(times, steps);
+        printf("summary %s | model %s | B=%d T=%d | median step %.1f ms | %.0f tok/s | allocated by us %.2f GiB | "
+               "device in use (context, BLAS workspace included) %.2f GiB of %.1f\n",
+               kind ? "prune" : "train", model, B, T, med * 1e3, N / med, gpu_bytes(g) / 1073741824.0,
+               (peak - used0) / 1073741824.0, total / 1073741824.0);
+        free(times);
+        gpu_set_masks(g, NULL, NULL, NULL, NULL);
+    }
+    gpu_free(g);
+    gpu_spec_free(s);
+    free(tab.e), free(tok), free(tgt), free(la), free(u), free(z), free(dzdla), free(dz);
+    return 0;
+}

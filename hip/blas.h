@@ -1,0 +1,13 @@
+// hip/blas.h — the matrix products of the GPU path (implemented in hip/blas.hip, the only file that
+// calls the vendor BLAS). Row-major, like model.h's matmul: C[M,N] = alpha op(A) op(B) + beta C.
+#pragma once
+enum { GS_F32 = 0, GS_BF16 = 1 };  // operand storage types
+#ifdef __cplusplus
+extern "C" {
+#endif
+void gs_blas_init(void);
+void gs_gemm(int transA, int transB, int M, int N, int K, float alpha, const void *A, int tA, int lda, const void *B,
+             int tB, int ldb, float beta, void *C, int tC, int ldc);
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,195 @@
+// hip/common.h — the ONLY file that knows which GPU vendor we build for.
+// Kernels are written in HIP. Built with hipcc (AMD) this header includes the HIP runtime; built with
+// nvcc (NVIDIA) it maps the HIP runtime names we use onto CUDA's. It also holds what every kernel
+// file shares: checked calls (hipCheck), the warp width (never hard-coded elsewhere), warp/block
+// reductions, bf16 <-> fp32 conversion, and (NVIDIA sm_80+ only) the tensor-core primitives that the
+// attention kernels use when GS_HAVE_MMA is 1 (cp.async, ldmatrix, mma.sync m16n8k16 bf16).
+//
+// bf16 is stored as raw 16-bit words (typedef uint16_t bf16): the same bits on both vendors, the
+// same round-to-nearest-even conversion as util.h's f32_to_bf16, no dependency on either vendor's
+// bf16 class (HIP 5.2's hip_bfloat16 and CUDA's __nv_bfloat16 differ).
+#pragma once
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#if defined(__HIPCC__) || defined(__HIP_PLATFORM_AMD__) || defined(__HIP_PLATFORM_HCC__)
+// ------------------------------------------------------------------------------------------- AMD
+#include <hip/hip_runtime.h>
+#define GS_VENDOR "AMD (HIP)"
+#define GS_NVIDIA 0
+#ifdef __AMDGCN_WAVEFRONT_SIZE
+#define GS_WARP __AMDGCN_WAVEFRONT_SIZE
+#else
+#define GS_WARP 64
+#endif
+#define gs_shfl_xor(v, m) __shfl_xor((v), (m))
+#define GS_HAVE_MMA 0  // the tensor-core attention is written with NVIDIA's mma.sync; AMD uses the portable kernels
+#else
+// ---------------------------------------------------------------------------------------- NVIDIA
+#include <cuda_runtime.h>
+#define GS_VENDOR "NVIDIA (CUDA)"
+#define GS_NVIDIA 1
+#define GS_WARP 32
+#define gs_shfl_xor(v, m) __shfl_xor_sync(0xffffffffu, (v), (m))
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define GS_HAVE_MMA 1
+#else
+#define GS_HAVE_MMA 0  // host pass, or an older GPU
+#endif
+#define hipError_t cudaError_t
+#define hipSuccess cudaSuccess
+#define hipGetErrorString cudaGetErrorString
+#define hipGetLastError cudaGetLastError
+#define hipMalloc cudaMalloc
+#define hipFree cudaFree
+#define hipMemcpy cudaMemcpy
+#define hipMemcpyAsync cudaMemcpyAsync
+#define hipMemset cudaMemset
+#define hipMemsetAsync cudaMemsetAsync
+#define hipMemcpyHostToDevice cudaMemcpyHostToDevice
+#define hipMemcpyDeviceToHost cudaMemcpyDeviceToHost
+#define hipMemcpyDeviceToDevice cudaMemcpyDeviceToDevice
+#define hipDeviceSynchronize cudaDeviceSynchronize
+#define hipStream_t cudaStream_t
+#define hipEvent_t cudaEvent_t
+#define hipEventCreate cudaEventCreate
+#define hipEventRecord cudaEventRecord
+#define hipEventSynchronize cudaEventSynchronize
+#define hipEventElapsedTime cudaEventElapsedTime
+#define hipEventDestroy cudaEventDestroy
+#define hipFuncSetAttribute cudaFuncSetAttribute
+#define hipFuncAttributeMaxDynamicSharedMemorySize cudaFuncAttributeMaxDynamicSharedMemorySize
+#define hipGetDeviceProperties cudaGetDeviceProperties
+#define hipDeviceProp_t cudaDeviceProp
+#define hipMemGetInfo cudaMemGetInfo
+#define hipGetDevice cudaGetDevice
+#define hipSetDevice cudaSetDevice
+#endif
+
+// --------------------------------------------------------------------------------- checked calls
+// hipCheck(call): on failure prints the call, file:line, the runtime's message and a hint, then exits.
+static inline void hip_check(hipError_t e, const char *call, const char *file, int line) {
+    if (e == hipSuccess) return;
+    fprintf(stderr, "error: %s failed at %s:%d: %s\n  hint: is a GPU visible (nvidia-smi / rocm-smi)? out of "
+                    "memory? run with a smaller --batch or model\n",
+            call, file, line, hipGetErrorString(e));
+    exit(1);
+}
+#define hipCheck(call) hip_check((call), #call, __FILE__, __LINE__)
+// after a kernel launch: launch errors (bad configuration, too much shared memory) show up here
+#define hipCheckLaunch() hip_check(hipGetLastError(), "kernel launch", __FILE__, __LINE__)
+
+typedef uint16_t bf16;  // raw bfloat16 bits
+
+#ifdef __cplusplus
+// ------------------------------------------------------------------------- device-side helpers
+__device__ __forceinline__ float bf2f(bf16 h) { return __uint_as_float(((unsigned)h) << 16); }
+__device__ __forceinline__ bf16 f2bf(float f) {  // round to nearest even; NaN stays NaN (util.h's rule)
+    unsigned u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (bf16)(u >> 16);
+}
+// two floats -> one 32-bit word {lo in bits 0-15, hi in 16-31}
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+#if GS_NVIDIA && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    uint32_t r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+#else
+    return (uint32_t)f2bf(lo) | ((uint32_t)f2bf(hi) << 16);
+#endif
+}
+
+// load/store as float whatever the storage type (float or bf16)
+__device__ __forceinline__ float ldf(const float *p, size_t i) { return p[i]; }
+__device__ __forceinline__ float ldf(const bf16 *p, size_t i) { return bf2f(p[i]); }
+__device__ __forceinline__ void stf(float *p, size_t i, float v) { p[i] = v; }
+__device__ __forceinline__ void stf(bf16 *p, size_t i, float v) { p[i] = f2bf(v); }
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = GS_WARP / 2; o > 0; o >>= 1) v += gs_shfl_xor(v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = GS_WARP / 2; o > 0; o >>= 1) v = fmaxf(v, gs_shfl_xor(v, o));
+    return v;
+}
+// Sum over the block; every thread gets the total. blockDim.x must be a multiple of GS_WARP;
+// sh holds >= 32 floats. Safe to call repeatedly (the first barrier protects sh from the last call).
+__device__ __forceinline__ float block_sum(float v, float *sh) {
+    int lane = threadIdx.x % GS_WARP, w = threadIdx.x / GS_WARP, nw = blockDim.x / GS_WARP;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    float t = 0;
+    for (int i = 0; i < nw; i++) t += sh[i];
+    return t;
+}
+__device__ __forceinline__ float block_max(float v, float *sh) {
+    int lane = threadIdx.x % GS_WARP, w = threadIdx.x / GS_WARP, nw = blockDim.x / GS_WARP;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    float t = -INFINITY;
+    for (int i = 0; i < nw; i++) t = fmaxf(t, sh[i]);
+    return t;
+}
+
+// ----------------------------------------------------- NVIDIA tensor-core primitives (sm_80+)
+#if GS_NVIDIA
+// 16-byte global -> shared copy that bypasses registers; src_bytes = 0 writes zeros (out-of-range rows)
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int src_bytes) {
+#if GS_HAVE_MMA
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes));
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#if GS_HAVE_MMA
+    asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+#if GS_HAVE_MMA
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
+}
+// four 8x8 bf16 matrices from shared memory; lane i gives the row address of matrix i/8, row i%8
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void *smem) {
+#if GS_HAVE_MMA
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s));
+#endif
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *smem) {
+#if GS_HAVE_MMA
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s));
+#endif
+}
+// D[16x8] += A[16x16] B[16x8], bf16 in, fp32 accumulate. Fragment layouts (g = lane/4, t = lane%4):
+//   A: a0 (row g, k 2t..2t+1) a1 (row g+8, k 2t..) a2 (row g, k 2t+8..) a3 (row g+8, k 2t+8..)
+//   B: b0 (k 2t..2t+1, col g) b1 (k 2t+8.., col g)
+//   C: c0,c1 (row g, cols 2t, 2t+1) c2,c3 (row g+8, cols 2t, 2t+1)
+__device__ __forceinline__ void mma_bf16_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+#if GS_HAVE_MMA
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+#endif  // GS_NVIDIA
+#endif  // __cplusplus
+
+// host-side: ceil division for grid sizes
+static inline unsigned gs_cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }

@@ -1,0 +1,106 @@
+// hip/dev/adamw.hip — workbench for the optimizer and the pruning masks' sampling (hip/kernels.h):
+//   k_adamw over the flat parameter block (per-tensor weight decay and frozen flags by binary search)
+//     against model.h's adamw_update, three steps, gradient scaled (clipping) on the way;
+//   k_sumsq (the gradient norm) against model.h's grad_norm2;
+//   k_hard_concrete against prune.c's masks_from_u (its formula, repeated here: prune.c is a program,
+//     not a header). The mask gradient chain dla = dz · dz/dla is k_mul.
+//   v1 of each: grid-stride, one element per thread per iteration.
+// Tolerances: fp32 (AdamW: same formula, same order) 1e-6; norms 1e-9 (double); hard-concrete 1e-6.
+//   build: make hip/build/dev_adamw   run: hip/build/dev_adamw [--no-time]
+#include "hip/dev/bench.h"
+#include "hip/kernels.h"
+
+typedef struct {
+    float *p, *g, *m, *v;
+    bf16 *pb;
+    size_t n, *seg;
+    unsigned char *flag;
+    int nseg;
+} Args;
+
+static void run_adamw(void *q) {
+    Args *a = (Args *)q;
+    size_t b = (a->n + 255) / 256;
+    k_adamw<<<(unsigned)(b < 65536 ? b : 65536), 256>>>(a->p, a->pb, a->g, a->m, a->v, a->n, a->seg, a->flag, a->nseg,
+                                                        1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 0.5f, 0.7f);
+}
+
+int main(int argc, char **argv) {
+    int timing = !(argc > 1 && strcmp(argv[1], "--no-time") == 0);
+    printf("AdamW / grad norm / hard-concrete workbench on %s\n", GS_VENDOR);
+    // --- AdamW: five tensors, decay on some, one frozen
+    size_t sizes[] = {1000, 37, 4096, 1, 777}, seg[6] = {0};
+    unsigned char flag[5] = {1, 0, 1, 2, 0};
+    int nseg = 5;
+    for (int i = 0; i < nseg; i++) seg[i + 1] = seg[i] + sizes[i];
+    size_t n = seg[nseg];
+    Rng r = rng_seed(21);
+    float *p = (float *)mallocCheck(sizeof(float) * n), *g = (float *)mallocCheck(sizeof(float) * n);
+    float *m = (float *)callocCheck(sizeof(float) * n), *v = (float *)callocCheck(sizeof(float) * n);
+    fill_normal(p, n, &r, 0.05f);
+    Args a = {to_dev_f32(p, n), dev_f32(n, 0), dev_f32(n, 0), dev_f32(n, 0), dev_bf16(n, 1), n, NULL, NULL, nseg};
+    hipCheck(hipMalloc(&a.seg, sizeof(size_t) * (nseg + 1)));
+    hipCheck(hipMalloc(&a.flag, nseg));
+    hipCheck(hipMemcpy(a.seg, seg, sizeof(size_t) * (nseg + 1), hipMemcpyHostToDevice));
+    hipCheck(hipMemcpy(a.flag, flag, nseg, hipMemcpyHostToDevice));
+    float lr = 1e-3f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f, wd = 0.1f, gscale = 0.7f;
+    for (int step = 1; step <= 3; step++) {
+        fill_normal(g, n, &r, 1e-2f);
+        hipCheck(hipMemcpy(a.g, g, sizeof(float) * n, hipMemcpyHostToDevice));
+        for (size_t i = 0; i < n; i++) g[i] *= gscale;
+        for (int s = 0; s < nseg; s++)
+            if (!(flag[s] & 2))
+                adamw_update(p + seg[s], g + seg[s], m + seg[s], v + seg[s], sizes[s], lr, b1, b2, eps,
+                             (flag[s] & 1) ? wd : 0.0f, step);
+        float bc1 = 1.0f - powf(b1, (float)step), bc2s = sqrtf(1.0f - powf(b2, (float)step));
+        k_adamw<<<4, 256>>>(a.p, a.pb, a.g, a.m, a.v, n, a.seg, a.flag, nseg, lr, b1, b2, eps, wd, bc1, bc2s, gscale);
+        hipCheckLaunch();
+    }
+    float *gp = from_dev_f32(a.p, n), *gpb = from_dev_bf16(a.pb, n), *gm = from_dev_f32(a.m, n), *gv = from_dev_f32(a.v, n);
+    check("AdamW weights after 3 steps", gp, p, n, 1e-6);
+    check("AdamW first moments", gm, m, n, 1e-6);
+    check("AdamW second moments", gv, v, n, 1e-6);
+    check("AdamW bf16 copy", gpb, p, n, 4e-3);
+    // --- the gradient's squared norm
+    double *part;
+    hipCheck(hipMalloc(&part, sizeof(double) * 64));
+    k_sumsq<<<64, 256>>>(part, a.g, n);
+    double hp[64], s = 0;
+    hipCheck(hipMemcpy(hp, part, sizeof hp, hipMemcpyDeviceToHost));
+    for (int i = 0; i < 64; i++) s += hp[i];
+    float *graw = from_dev_f32(a.g, n);
+    float fs = (float)s, fr = (float)grad_norm2(graw, n);
+    check("gradient sum of squares", &fs, &fr, 1, 1e-6);
+    // --- hard-concrete sample
+    size_t nm = 5000;
+    float *la = (float *)mallocCheck(sizeof(float) * nm), *u = (float *)mallocCheck(sizeof(float) * nm);
+    float *z = (float *)mallocCheck(sizeof(float) * nm), *dz = (float *)mallocCheck(sizeof(float) * nm);
+    for (size_t i = 0; i < nm; i++) {
+        la[i] = (float)(-4.6 + 9.2 * rng_uniform(&r));
+        u[i] = (float)(1e-6 + (1 - 2e-6) * rng_uniform(&r));
+        double uu = u[i], sg = 1.0 / (1.0 + exp(-((log(uu) - log1p(-uu) + la[i]) / (2.0 / 3.0)))), zr = sg * 1.2 - 0.1;
+        z[i] = (float)(zr <= 0 ? 0 : zr >= 1 ? 1 : zr);
+        dz[i] = (float)(zr > 0 && zr < 1 ? 1.2 * sg * (1 - sg) / (2.0 / 3.0) : 0);
+    }
+    float *dla = to_dev_f32(la, nm), *du = to_dev_f32(u, nm), *dzz = dev_f32(nm, 1), *ddz = dev_f32(nm, 1);
+    k_hard_concrete<<<8, 256>>>(dzz, ddz, dla, du, nm);
+    hipCheckLaunch();
+    float *gz = from_dev_f32(dzz, nm), *gdz = from_dev_f32(ddz, nm);
+    check("hard-concrete z", gz, z, nm, 1e-6);
+    check("hard-concrete dz/dlog_alpha", gdz, dz, nm, 1e-6);
+    if (timing) {  // the Gemma-3-270M parameter block (268M floats) as one tensor with decay
+        size_t N = 268098176;
+        size_t sg2[2] = {0, N};
+        unsigned char fl = 1;
+        Args b = {dev_f32(N, 0), dev_f32(N, 0), dev_f32(N, 0), dev_f32(N, 0), dev_bf16(N, 0), N, NULL, NULL, 1};
+        hipCheck(hipMalloc(&b.seg, sizeof sg2));
+        hipCheck(hipMalloc(&b.flag, 1));
+        hipCheck(hipMemcpy(b.seg, sg2, sizeof sg2, hipMemcpyHostToDevice));
+        hipCheck(hipMemcpy(b.flag, &fl, 1, hipMemcpyHostToDevice));
+        k_init<<<65536, 256>>>(b.g, N, 1, 0.01f, 0);
+        float t = time_ms(run_adamw, &b, 10);
+        printf("timing: AdamW over %zu parameters: %.3f ms, %.0f GB/s (4 reads + 3 writes fp32, 1 bf16 write)\n", N, t,
+               N * 30.0 / t / 1e6);
+    }
+    return bench_exit("adamw");
+}

@@ -1,0 +1,257 @@
+// hip/dev/check_step.c — a whole training step and a whole pruning step on the GPU (hip/gpu.h) against
+// model.h on the CPU, on small models: the loss, the gradient of every parameter by name, the mask
+// gradients (pruning), the gradient norm, and the weights after one AdamW update.
+// Models: random Gemma 3 shapes that take the tensor-core attention (D = 64 and D = 256, windows and
+// lengths that are not multiples of the 64-row tiles, GQA, a final softcap), and the transformers
+// fixtures in test/fixtures (Gemma 3 GQA with linear RoPE scaling; Gemma 4 with proportional RoPE,
+// per-layer head sizes, v norm, K=V, layer_scalar) which take the portable attention.
+// Both sides use the same bf16-exact weights (rounded once on the host), so what differs is the GPU's
+// bf16 activations and products.
+//
+// Tolerances (relative L2 error per tensor, ‖gpu − cpu‖ / ‖cpu‖):
+//   loss 5e-3 relative: bf16 keeps 8 significant bits (2^-9 = 2e-3 per rounding); the loss is a mean
+//     over rows, so independent rounding errors shrink, but the logits pass through ~5 roundings.
+//   gradients 3e-2: each path from the loss to a weight crosses ~10 bf16 roundings (activations,
+//     gradients, P and dS in attention); measured values are printed and kept in NOTES.md.
+//   mask gradients 3e-2 (same paths); gradient norm 3e-2.
+//   AdamW: the GPU update against model.h's adamw_update applied to the GPU's own gradients, 1e-6 (same
+//     fp32 formula; Adam's first step is lr·sign(g), so comparing against the CPU's gradients would only
+//     count the sign flips of near-zero gradients).
+//   usage: hip/build/check_step [FIXTURE_DIR]   (default test/fixtures); exit status 1 on any failure
+#include "model.h"
+#include "hip/gpu.h"
+
+static int failures = 0;
+
+static double rel_l2(const float *a, const float *b, size_t n, size_t *worst) {
+    double num = 0, den = 0, w = -1;
+    for (size_t i = 0; i < n; i++) {
+        double e = (double)a[i] - b[i];
+        if (a[i] != a[i]) return INFINITY;
+        num += e * e, den += (double)b[i] * b[i];
+        if (fabs(e) > w) w = fabs(e), *worst = i;
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static double worst_rel = 0;  // the largest gradient error of this run, for the summary
+static void cmp(const char *what, const float *gpu, const float *cpu, size_t n, double tol, int quiet) {
+    size_t wi = 0;
+    double r = rel_l2(gpu, cpu, n, &wi);
+    int bad = !(r <= tol);
+    if (bad) failures++;
+    if (r > worst_rel && tol >= 1e-2) worst_rel = r;
+    if (bad || !quiet)
+        printf("    %s %-46s rel.L2 %.2e (tol %.0e)  worst [%zu] %.5g vs %.5g\n", bad ? "FAIL" : "ok  ", what, r, tol, wi,
+               gpu[wi], cpu[wi]);
+}
+
+static void random_model(Model *m, const char *json, uint64_t seed) {
+    memset(m, 0, sizeof *m);
+    cJSON *j = cJSON_Parse(json);
+    if (!j) fail("check_step: bad built-in config");
+    config_from_json(&m->c, j, "check_step");
+    cJSON_Delete(j);
+    m->c.scale_dtype = ST_BF16;
+    model_init_layout(m);
+    model_init_random(m, seed, 0.02);
+    Rng r = rng_seed(seed + 1);  // norms away from identity so (1+w) matters
+    for (int i = 0; i < m->tab.n; i++) {
+        const PEntry *e = &m->tab.e[i];
+        if (e->is_norm && !e->frozen)
+            for (size_t k = 0; k < e->rows * e->cols; k++) m->w[e->offset + k] += (float)(0.2 * rng_normal(&r));
+    }
+}
+
+// the prune-time masks: a layer gate per layer, head products with a zero, FFN channels and hidden dims
+// with ~15% exact zeros (the masked norms must average over kept dims only)
+typedef struct {
+    float *zl, *zh, *zf, *zd, *dzl, *dzh, *dzf, *dzd;
+} MaskSet;
+
+static MaskSet masks_make(const Config *c, uint64_t seed) {
+    MaskSet s;
+    Rng r = rng_seed(seed);
+    size_t L = c->L, H = c->H, F = c->F, d = c->d;
+    s.zl = (float *)mallocCheck(sizeof(float) * L), s.zh = (float *)mallocCheck(sizeof(float) * L * H);
+    s.zf = (float *)mallocCheck(sizeof(float) * L * F), s.zd = (float *)mallocCheck(sizeof(float) * d);
+    s.dzl = (float *)callocCheck(sizeof(float) * L), s.dzh = (float *)callocCheck(sizeof(float) * L * H);
+    s.dzf = (float *)callocCheck(sizeof(float) * L * F), s.dzd = (float *)callocCheck(sizeof(float) * d);
+    for (size_t i = 0; i < L; i++) s.zl[i] = (float)(0.3 + 0.7 * rng_uniform(&r));
+    for (size_t i = 0; i < L * H; i++) s.zh[i] = i % 5 == 2 ? 0.0f : (float)rng_uniform(&r);
+    for (size_t i = 0; i < L * F; i++) s.zf[i] = rng_uniform(&r) < 0.15 ? 0.0f : (float)rng_uniform(&r);
+    for (size_t i = 0; i < d; i++) s.zd[i] = rng_uniform(&r) < 0.15 ? 0.0f : (float)(0.5 + 0.5 * rng_uniform(&r));
+    return s;
+}
+static void masks_drop(MaskSet *s) {
+    float *p[] = {s->zl, s->zh, s->zf, s->zd, s->dzl, s->dzh, s->dzf, s->dzd};
+    for (int i = 0; i < 8; i++) free(p[i]);
+}
+
+static void check_case(const char *name, Model *m, const int *tok, const int *tgt, int B, int T, int prune, int use_mma) {
+    const Config *c = &m->c;
+    printf("  %s: %s step, %s attention, B=%d T=%d\n", name, prune ? "pruning" : "training",
+           use_mma ? "tensor-core (where D allows)" : "portable", B, T);
+    for (size_t i = 0; i < m->tab.total; i++) m->w[i] = bf16_to_f32(f32_to_bf16(m->w[i]));
+    MaskSet ms;
+    memset(&ms, 0, sizeof ms);
+    if (prune) {
+        ms = masks_make(c, 77);
+        m->zl = ms.zl, m->zh = ms.zh, m->zf = ms.zf, m->zd = ms.zd;
+        m->dzl = ms.dzl, m->dzh = ms.dzh, m->dzf = ms.dzf, m->dzd = ms.dzd;
+    }
+    model_masks_changed(m);
+    model_alloc_grads(m);
+    model_zero_grad(m);
+    double t0 = now_sec();
+    float loss_c = model_forward(m, tok, tgt, B, T, 1, NULL);
+    model_backward(m);
+    double t_cpu = now_sec() - t0;
+    // GPU
+    GpuSpec *s = gpu_spec_from_model(m);
+    GpuModel *g = gpu_create(s, B, T);
+    gpu_set_attention(g, use_mma);
+    gpu_upload(g, m->w);
+    if (prune) gpu_set_masks(g, ms.zl, ms.zh, ms.zf, ms.zd);
+    gpu_zero_grad(g);
+    float loss_g = gpu_forward(g, tok, tgt, 1);
+    gpu_backward(g);
+    float *gw = (float *)mallocCheck(sizeof(float) * m->tab.total);
+    gpu_download_grads(g, gw);
+    printf("    loss cpu %.6f gpu %.6f (cpu step %.2f s)\n", loss_c, loss_g, t_cpu);
+    cmp("loss", &loss_g, &loss_c, 1, 5e-3, 1);
+    double worst_t = 0;
+    const char *worst_n = "";
+    for (int i = 0; i < m->tab.n; i++) {
+        const PEntry *e = &m->tab.e[i];
+        if (e->frozen) continue;  // Gemma 4's layer_scalar: not trained, no gradient on the GPU
+        size_t wi, n = e->rows * e->cols;
+        double r = rel_l2(gw + e->offset, m->gw + e->offset, n, &wi);
+        if (r > worst_t) worst_t = r, worst_n = e->name;
+        cmp(e->name, gw + e->offset, m->gw + e->offset, n, 3e-2, 1);
+    }
+    printf("    %d gradient tensors compared; worst %s rel.L2 %.2e\n", m->tab.n, worst_n, worst_t);
+    if (prune) {
+        size_t L = c->L, H = c->H, F = c->F, d = c->d;
+        float *a = (float *)mallocCheck(sizeof(float) * L), *h = (float *)mallocCheck(sizeof(float) * L * H);
+        float *f = (float *)mallocCheck(sizeof(float) * L * F), *z = (float *)mallocCheck(sizeof(float) * d);
+        gpu_get_mask_grads(g, a, h, f, z);
+        cmp("layer-mask gradient dzl", a, ms.dzl, L, 3e-2, 0);
+        cmp("head-mask gradient dzh", h, ms.dzh, L * H, 3e-2, 0);
+        cmp("FFN-mask gradient dzf", f, ms.dzf, L * F, 3e-2, 0);
+        cmp("hidden-mask gradient dzd", z, ms.dzd, d, 3e-2, 0);
+        free(a), free(h), free(f), free(z);
+    }
+    // gradient norm: against the CPU's gradients (3e-2) and, exactly, against the GPU's own gradients
+    for (int i = 0; i < m->tab.n; i++)  // train.c zeroes frozen gradients before the norm
+        if (m->tab.e[i].frozen) memset(m->gw + m->tab.e[i].offset, 0, sizeof(float) * m->tab.e[i].rows * m->tab.e[i].cols);
+    double n2g = gpu_grad_sumsq(g), n2c = grad_norm2(m->gw, m->tab.total), n2o = grad_norm2(gw, m->tab.total);
+    float ng = (float)sqrt(n2g), nc = (float)sqrt(n2c), no = (float)sqrt(n2o);
+    cmp("gradient norm vs the CPU's gradients", &ng, &nc, 1, 3e-2, 0);
+    cmp("gradient norm vs its own gradients", &ng, &no, 1, 1e-6, 0);
+    // one AdamW update (decay 0.1 on matrices, clip 1.0) against model.h's adamw_update on the GPU's gradients
+    float coef = clip_coef(no, 1.0);
+    gpu_adamw(g, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1, clip_coef(ng, 1.0));
+    float *wref = (float *)mallocCheck(sizeof(float) * m->tab.total);
+    memcpy(wref, m->w, sizeof(float) * m->tab.total);
+    for (int i = 0; i < m->tab.n; i++) {
+        const PEntry *e = &m->tab.e[i];
+        if (e->frozen) continue;
+        size_t n = e->rows * e->cols;
+        for (size_t k = 0; k < n; k++) gw[e->offset + k] *= coef;
+        int decay = !e->is_norm && e->kind != T_EMBED;
+        float *mo = (float *)callocCheck(sizeof(float) * n), *va = (float *)callocCheck(sizeof(float) * n);
+        adamw_update(wref + e->offset, gw + e->offset, mo, va, n, 1e-3f, 0.9f, 0.95f, 1e-8f, decay ? 0.1f : 0.0f, 1);
+        free(mo), free(va);
+    }
+    gpu_download(g, gw);
+    cmp("weights after one AdamW step", gw, wref, m->tab.total, 1e-6, 0);
+    free(gw), free(wref);
+    gpu_free(g);
+    gpu_spec_free(s);
+    if (prune) {
+        m->zl = m->zh = m->zf = m->zd = m->dzl = m->dzh = m->dzf = m->dzd = NULL;
+        model_masks_changed(m);
+        masks_drop(&ms);
+    }
+}
+
+static void tokens_for(int V, int B, int T, uint64_t seed, int *tok, int *tgt) {
+    Rng r = rng_seed(seed);
+    for (int i = 0; i < B * T; i++) tok[i] = (int)(rng_uniform(&r) * V);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) tgt[b * T + t] = t + 1 < T ? (t % 11 == 5 ? -1 : tok[b * T + t + 1]) : -1;
+}
+
+static void random_cases(void) {
+    static const char *cfg[] = {
+        // D=64 tensor-core attention, GQA 2:1, window 48 (< T, not a multiple of 64), final softcap
+        "{\"model_type\":\"gemma3_text\",\"vocab_size\":261,\"hidden_size\":64,\"intermediate_size\":128,"
+        "\"num_hidden_layers\":4,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"head_dim\":64,"
+        "\"sliding_window\":48,\"query_pre_attn_scalar\":64,\"final_logit_softcapping\":30.0,"
+        "\"layer_types\":[\"sliding_attention\",\"full_attention\",\"sliding_attention\",\"sliding_attention\"],"
+        "\"max_position_embeddings\":4096}",
+        // Gemma 3's real head shape: D=256, H=4, K=1 (MQA), window 100, T=320 (5 tiles), no softcap
+        "{\"model_type\":\"gemma3_text\",\"vocab_size\":512,\"hidden_size\":128,\"intermediate_size\":256,"
+        "\"num_hidden_layers\":3,\"num_attention_heads\":4,\"num_key_value_heads\":1,\"head_dim\":256,"
+        "\"sliding_window\":100,\"query_pre_attn_scalar\":256,"
+        "\"layer_types\":[\"sliding_attention\",\"sliding_attention\",\"full_attention\"],"
+        "\"max_position_embeddings\":4096}",
+    };
+    int BT[][2] = {{2, 150}, {2, 320}};
+    for (int k = 0; k < 2; k++) {
+        Model m;
+        random_model(&m, cfg[k], 100 + k);
+        int B = BT[k][0], T = BT[k][1];
+        int *tok = (int *)mallocCheck(sizeof(int) * B * T), *tgt = (int *)mallocCheck(sizeof(int) * B * T);
+        tokens_for(m.c.V, B, T, 5 + k, tok, tgt);
+        printf("random Gemma 3 model %d (D=%d)\n", k, m.c.D);
+        check_case("random", &m, tok, tgt, B, T, 0, 1);
+        check_case("random", &m, tok, tgt, B, T, 0, 0);
+        check_case("random", &m, tok, tgt, B, T, 1, 1);
+        free(tok), free(tgt);
+        model_free(&m);
+    }
+}
+
+static void fixture_case(const char *root, const char *name) {
+    char *dir = path_join(root, name);
+    if (!dir_exists(dir)) {
+        printf("fixture %s: missing (skipped)\n", dir);
+        free(dir);
+        return;
+    }
+    Model m;
+    model_load(&m, dir);
+    char *rp = path_join(dir, "ref.safetensors");
+    SFile *ref = st_open(rp);
+    const STensor *tt = st_find(ref, "tokens");
+    if (!tt || tt->ndim != 2 || tt->dtype != ST_I32) fail("%s: no I32 tokens [B,T]", rp);
+    int B = (int)tt->shape[0], T = (int)tt->shape[1];
+    int *tok = (int *)mallocCheck(sizeof(int) * B * T), *tgt = (int *)mallocCheck(sizeof(int) * B * T);
+    memcpy(tok, tt->data, sizeof(int) * B * T);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) tgt[b * T + t] = t + 1 < T ? tok[b * T + t + 1] : -1;
+    printf("fixture %s (Gemma %d)\n", name, m.c.arch);
+    check_case(name, &m, tok, tgt, B, T, 0, 1);
+    if (m.c.arch == 3) check_case(name, &m, tok, tgt, B, T, 1, 1);
+    st_close(ref);
+    free(rp), free(dir), free(tok), free(tgt);
+    model_free(&m);
+}
+
+int main(int argc, char **argv) {
+    const char *fx = argc > 1 ? argv[1] : "test/fixtures";
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: %s [FIXTURE_DIR]  (default test/fixtures)\n"
+               "  a training step and a pruning step on the GPU against model.h on the CPU; exit 1 on any failure\n",
+               argv[0]);
+        return 0;
+    }
+    printf("check_step: GPU %s against model.h (CPU)\n", gpu_device_name());
+    random_cases();
+    const char *fixtures[] = {"g3_gqa", "g3_mqa", "g4_kv", "g4_keqv"};
+    for (int i = 0; i < 4; i++) fixture_case(fx, fixtures[i]);
+    printf("check_step: %s (largest gradient error %.2e)\n", failures ? "FAILED" : "all passed", worst_rel);
+    return failures ? 1 : 0;
+}

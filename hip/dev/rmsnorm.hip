@@ -1,0 +1,131 @@
+// hip/dev/rmsnorm.hip — workbench for the d-sized RMSNorm with the pruning masks (hip/kernels.h:
+// k_norm_fwd, k_norm_add_fwd, k_norm_bwd, k_colsum + k_norm_grads_finish) against model.h's
+// rmsnorm_forward / rmsnorm_backward: (1+w) weights, a hidden mask with zeros (statistics over kept
+// dims), a layer gate, the residual add and Gemma 4's layer_scalar.
+//   v1: one block of 128 threads per row, the row read twice (statistic, then output) from L1/L2;
+//       weight/mask/gate gradients as deterministic column sums (partials of 128 rows, then one block).
+// Tolerances: bf16 outputs 4e-3 (one rounding); fp32 outputs and gradients 1e-5 (inputs are bf16-exact, so
+//   nothing is rounded on those paths: only the order of fp32 sums differs).
+//   build: make hip/build/dev_rmsnorm   run: hip/build/dev_rmsnorm [--no-time]
+#include "hip/dev/bench.h"
+#include "hip/kernels.h"
+
+typedef struct {
+    bf16 *y;
+    float *rstd, *x, *w, *z, *out, *res, *dx, *part, *dw, *dz, *dgate;
+    bf16 *dyb;
+    int N, C;
+    float gate;
+} Args;
+
+static void run_fwd(void *p) {
+    Args *a = (Args *)p;
+    k_norm_fwd<float><<<a->N, 128>>>(a->y, a->rstd, a->x, a->w, 1.0f, a->z, 1.0f / a->C, 1e-6f, a->C);
+}
+static void run_bwd(void *p) {
+    Args *a = (Args *)p;
+    k_norm_bwd<bf16, float, float, true><<<a->N, 128>>>(a->dx, a->dyb, a->x, a->rstd, a->w, 1.0f, a->z, 1.0f / a->C,
+                                                        a->gate, a->C);
+    int nrb = (int)gs_cdiv(a->N, COLSUM_ROWS);
+    TermDyXR<bf16, float> f = {a->dyb, a->C, a->x, a->C, a->rstd};
+    k_colsum<<<dim3(gs_cdiv(a->C, 32), nrb), dim3(32, 8)>>>(a->part, f, a->N, a->C);
+    k_norm_grads_finish<<<1, 1024>>>(a->part, nrb, a->C, a->dw, a->dz, a->dgate, a->w, 1.0f, a->z, a->gate);
+}
+
+static void case_run(int N, int C, int masked, int timing) {
+    printf("N=%d C=%d %s\n", N, C, masked ? "(hidden mask with zeros, gate 0.7, layer_scalar 0.9)" : "(no masks)");
+    Rng r = rng_seed(7 + C);
+    size_t n = (size_t)N * C;
+    float *x = (float *)mallocCheck(sizeof(float) * n), *dy = (float *)mallocCheck(sizeof(float) * n);
+    float *res = (float *)mallocCheck(sizeof(float) * n), *dx0 = (float *)mallocCheck(sizeof(float) * n);
+    float *w = (float *)mallocCheck(sizeof(float) * C), *z = (float *)mallocCheck(sizeof(float) * C);
+    fill_normal(x, n, &r, 2.0f), fill_normal(dy, n, &r, 1.0f), fill_normal(res, n, &r, 1.0f), fill_normal(dx0, n, &r, 1.0f);
+    fill_normal(w, C, &r, 0.3f);
+    round_bf16(x, n), round_bf16(dy, n), round_bf16(w, C);
+    int kept = C;
+    for (int i = 0; i < C; i++) z[i] = 1.0f;
+    if (masked) {
+        kept = 0;
+        for (int i = 0; i < C; i++) z[i] = rng_uniform(&r) < 0.15 ? 0.0f : (float)rng_uniform(&r), kept += z[i] != 0.0f;
+    }
+    float gate = masked ? 0.7f : 1.0f, ls = masked ? 0.9f : 1.0f;
+    Args a;
+    a.N = N, a.C = C, a.gate = gate;
+    a.x = to_dev_f32(x, n), a.w = to_dev_f32(w, C), a.z = masked ? to_dev_f32(z, C) : NULL;
+    a.y = dev_bf16(n, 1), a.rstd = dev_f32(N, 1), a.out = dev_f32(n, 1), a.res = to_dev_f32(res, n);
+    a.dx = to_dev_f32(dx0, n), a.dyb = to_dev_bf16(dy, n);
+    a.part = dev_f32((size_t)gs_cdiv(N, COLSUM_ROWS) * C, 0), a.dw = dev_f32(C, 0), a.dz = dev_f32(C, 0), a.dgate = dev_f32(1, 0);
+    float *d_ls = to_dev_f32(&ls, 1);
+    if (!timing) {
+        const float *zc = masked ? z : NULL;
+        float *y = (float *)mallocCheck(sizeof(float) * n), *rs = (float *)mallocCheck(sizeof(float) * N);
+        float *y2 = (float *)mallocCheck(sizeof(float) * n), *rs2 = (float *)mallocCheck(sizeof(float) * N);
+        float *dw = (float *)callocCheck(sizeof(float) * C), *dz = (float *)callocCheck(sizeof(float) * C), dgate = 0;
+        float *dx = (float *)mallocCheck(sizeof(float) * n);
+        memcpy(dx, dx0, sizeof(float) * n);
+        rmsnorm_forward(y, C, rs, x, C, w, 1.0f, zc, kept, 1.0f, N, C, 1e-6);
+        rmsnorm_forward(y2, C, rs2, x, C, w, 1.0f, zc, kept, gate, N, C, 1e-6);
+        for (size_t i = 0; i < n; i++) y2[i] = (res[i] + y2[i]) * ls;
+        rmsnorm_backward(dx, C, dw, masked ? dz : NULL, masked ? &dgate : NULL, dy, C, x, C, rs, w, 1.0f, zc, kept, gate, N, C);
+        k_norm_fwd<float><<<N, 128>>>(a.y, a.rstd, a.x, a.w, 1.0f, a.z, 1.0f / kept, 1e-6f, C);
+        hipCheckLaunch();
+        float *gy = from_dev_bf16(a.y, n), *gr = from_dev_f32(a.rstd, N);
+        check("k_norm_fwd y (bf16)", gy, y, n, 4e-3);
+        check("k_norm_fwd rstd", gr, rs, N, 1e-5);
+        // the add kernel reads a bf16 input: feed it the bf16-exact x
+        bf16 *xb = to_dev_bf16(x, n);
+        k_norm_add_fwd<<<N, 128>>>(a.out, a.rstd, a.res, xb, a.w, 1.0f, a.z, 1.0f / kept, gate, masked ? d_ls : NULL, 1e-6f, C);
+        hipCheckLaunch();
+        float *go = from_dev_f32(a.out, n);
+        check("k_norm_add_fwd out (fp32)", go, y2, n, 1e-5);
+        // backward: rstd from the CPU so both use the same statistic
+        hipCheck(hipMemcpy(a.rstd, rs, sizeof(float) * N, hipMemcpyHostToDevice));
+        float *d_dz = masked ? a.dz : NULL, *d_dg = masked ? a.dgate : NULL;
+        k_norm_bwd<bf16, float, float, true><<<N, 128>>>(a.dx, a.dyb, a.x, a.rstd, a.w, 1.0f, a.z, 1.0f / kept, gate, C);
+        int nrb = (int)gs_cdiv(N, COLSUM_ROWS);
+        TermDyXR<bf16, float> f = {a.dyb, C, a.x, C, a.rstd};
+        k_colsum<<<dim3(gs_cdiv(C, 32), nrb), dim3(32, 8)>>>(a.part, f, N, C);
+        k_norm_grads_finish<<<1, 1024>>>(a.part, nrb, C, a.dw, d_dz, d_dg, a.w, 1.0f, a.z, gate);
+        hipCheckLaunch();
+        float *gdx = from_dev_f32(a.dx, n), *gdw = from_dev_f32(a.dw, C);
+        check("k_norm_bwd dx (fp32, accumulated)", gdx, dx, n, 1e-5);
+        check("norm weight gradient", gdw, dw, C, 1e-5);
+        if (masked) {
+            float *gdz = from_dev_f32(d_dz, C), *gdg = from_dev_f32(d_dg, 1);
+            check("hidden-mask gradient", gdz, dz, C, 1e-5);
+            check("layer-gate gradient", gdg, &dgate, 1, 1e-5);
+            free(gdz), free(gdg);
+        }
+        // bf16-out variant (the branch gradients): dx = d, not accumulated
+        bf16 *dxb = dev_bf16(n, 1);
+        float *dyf = to_dev_f32(dy, n);
+        k_norm_bwd<float, bf16, bf16, false><<<N, 128>>>(dxb, dyf, xb, a.rstd, a.w, 1.0f, a.z, 1.0f / kept, gate, C);
+        hipCheckLaunch();
+        for (size_t i = 0; i < n; i++) dx[i] = 0;
+        rmsnorm_backward(dx, C, NULL, NULL, NULL, dy, C, x, C, rs, w, 1.0f, zc, kept, gate, N, C);
+        float *gdxb = from_dev_bf16(dxb, n);
+        check("k_norm_bwd dx (bf16, overwritten)", gdxb, dx, n, 4e-3);
+        free(y), free(rs), free(y2), free(rs2), free(dw), free(dz), free(dx), free(gy), free(gr), free(go), free(gdx);
+        free(gdw), free(gdxb);
+        hipCheck(hipFree(xb)), hipCheck(hipFree(dxb)), hipCheck(hipFree(dyf));
+    } else {
+        float tf = time_ms(run_fwd, &a, 20), tb = time_ms(run_bwd, &a, 20);
+        double bf = n * (4.0 + 2.0), bb = n * (2.0 + 4.0 + 8.0) + n * (2.0 + 4.0);  // bytes read + written
+        printf("  v1 forward %7.3f ms %6.0f GB/s | backward+grads %7.3f ms %6.0f GB/s\n", tf, bf / tf / 1e6, tb, bb / tb / 1e6);
+    }
+    free(x), free(dy), free(res), free(dx0), free(w), free(z);
+}
+
+int main(int argc, char **argv) {
+    int timing = !(argc > 1 && strcmp(argv[1], "--no-time") == 0);
+    printf("rmsnorm workbench on %s\n", GS_VENDOR);
+    case_run(300, 64, 0, 0);
+    case_run(517, 640, 1, 0);
+    case_run(200, 1152, 1, 0);
+    if (timing) {
+        printf("timing: N=16384 tokens\n");
+        case_run(16384, 640, 0, 1);
+        case_run(16384, 1152, 0, 1);
+    }
+    return bench_exit("rmsnorm");
+}

@@ -1,0 +1,31 @@
+#!/bin/sh
+# hip/dev/run_device.sh — one call on the GPU machine: validation (check_step, every workbench) and the
+# benchmark (ours, then PyTorch eager and torch.compile in the same session). Binaries come prebuilt from
+# `make gpu` (carried in hip/build); logs go to $OUT (4 files: check, dev, bench, torch).
+#   sh hip/dev/run_device.sh [check] [dev] [bench] [torch]     (default: all four)
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/gs_out}
+mkdir -p "$OUT"
+what=${*:-check dev bench torch}
+for d in /usr/local/cuda/lib64 /usr/local/cuda/lib $(python3 -c 'import nvidia, os; print(os.path.dirname(nvidia.__file__) + "/cu13/lib")' 2>/dev/null); do
+  [ -d "$d" ] && LD_LIBRARY_PATH="$d:$LD_LIBRARY_PATH"
+done
+export LD_LIBRARY_PATH
+nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm --format=csv,noheader
+date -u
+for w in $what; do
+  case $w in
+  check) timeout 200 hip/build/check_step > "$OUT/check.log" 2>&1; echo "check_step rc=$?"
+         grep -E "FAIL|worst|loss cpu|check_step" "$OUT/check.log" | head -60 ;;
+  dev)   : > "$OUT/dev.log"
+         for d in attention rmsnorm rope gelu embed xent adamw; do
+           timeout 120 hip/build/dev_$d >> "$OUT/dev.log" 2>&1; echo "dev_$d rc=$?"
+         done
+         grep -E "FAIL|TFLOP|GB/s|passed|FAILED" "$OUT/dev.log" | head -60 ;;
+  bench) : > "$OUT/bench.log"
+         for m in 270m 1b; do timeout 200 hip/build/bench --model $m >> "$OUT/bench.log" 2>&1; echo "bench $m rc=$?"; done
+         grep -E "summary|error" "$OUT/bench.log" ;;
+  torch) PYTHONUNBUFFERED=1 timeout 420 python3 hip/dev/torch_bench.py > "$OUT/torch.log" 2>&1; echo "torch rc=$?"
+         grep -E "summary|Error|error" "$OUT/torch.log" | head -20 ;;
+  esac
+done

@@ -1,0 +1,679 @@
+// hip/gpu.hip — one Gemma training / pruning step on one GPU: the C interface of hip/gpu.h over the
+// kernels of hip/kernels.h and hip/attention.h and the matrix products of hip/blas.hip.
+// Reads top to bottom like model.h's section 4: state, forward, backward, optimizer, masks.
+//
+// Precision: fp32 master weights, gradients and AdamW moments; bf16 copies of the weights for every
+// product; bf16 activations at the products' inputs and outputs; fp32 residual stream, norm
+// statistics, softmax statistics and accumulators. What is kept for the backward (per layer): the
+// residual stream entering the layer (fp32), the raw q,k,v projections, q and k after norm and RoPE,
+// the attention output and its log-sum-exp, the o_proj, gate|up and down_proj outputs, and the norms'
+// 1/rms. Cheap things are recomputed in the backward: both norm outputs that feed products, the
+// residual after the attention branch, gelu(gate)·up.
+#include <string.h>
+#include <time.h>
+
+#include "attention.h"
+#include "blas.h"
+#include "gpu.h"
+#include "kernels.h"
+
+static double wall(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+// =================================================================================================
+// State
+// =================================================================================================
+
+typedef struct {
+    float *x;            // [N, d]  residual stream entering the layer
+    float *r_in;         // [N]     1/rms of input_layernorm
+    bf16 *qkv;           // [N, nqkv] raw q | k | v projections
+    bf16 *q, *k, *v;     // [N, H·D], [N, K·D], [N, K·D] after norm and RoPE (v: Gemma 4's norm; Gemma 3 reads qkv)
+    float *rq, *rk, *rv; // [N·H], [N·K], [N·K]
+    bf16 *att;           // [N, H·D] attention output before the head mask
+    float *lse;          // [B, H, T]
+    bf16 *o;             // [N, d]  o_proj output
+    float *r_pa, *r_pf;  // [N]
+    bf16 *gu;            // [N, 2F] gate | up
+    bf16 *f;             // [N, d]  down_proj output
+    float *r_pff;        // [N]
+} LayerBuf;
+
+enum { P_GEMM, P_ATTN, P_NORM, P_ELEM, P_HEAD, P_OPT, P_N };
+static const char *prof_name[P_N] = {"matrix products", "attention", "norms+rope", "elementwise", "head (xent)", "optimizer"};
+
+struct GpuModel {
+    GpuSpec s;
+    int B, T, N, use_mma;
+    size_t bytes;                    // device memory allocated here
+    float *w, *gw, *m, *v;           // master weights, gradients, AdamW moments [total]
+    bf16 *wb;                        // bf16 copy of w
+    size_t *seg_off;                 // [ntensor + 1] on the device
+    unsigned char *seg_flag;
+    float2 **rope;                   // [L] cos/sin table of each layer ([T][D/2]); layers with equal RoPE share one
+    LayerBuf *lb;
+    float *xL, *r_f;                 // residual after the last layer, final norm's 1/rms
+    bf16 *xf;                        // final norm output
+    int *tok, *tgt;
+    float *row_loss, *row_loss_h;
+    int n_valid, have_targets;
+    // scratch shared by the forward and the backward
+    float *X2, *DX, *DXF;            // [N, d] fp32
+    bf16 *S1, *S2;                   // [N, d]
+    bf16 *SF1, *SF2;                 // [N, max(F, H·D, nqkv)]
+    bf16 *SG;                        // [N, 2F]
+    float *DQ;                       // [N, H·D] fp32 (attention dQ accumulates here)
+    bf16 *DK, *DV;                   // [N, K·D]
+    float *Di;                       // [B, H, T]
+    float *part;                     // column-sum partials
+    double *sumsq;                   // grad-norm partials
+    bf16 *logits;                    // [chunk, V] bf16 logits of the head
+    int chunk;
+    // masks (NULL: off), their gradients, and the host copy of the layer gates the kernels take by value
+    float *zl, *zh, *zf, *zd, *dzl, *dzh, *dzf, *dzd, *zl_host;
+    int zd_kept;
+    float *hc;                       // hard-concrete scratch
+    size_t hc_n;
+    // profile
+    int prof;
+    double prof_t[P_N], prof_last;
+};
+
+static void *gmalloc(GpuModel *g, size_t bytes) {
+    void *p = NULL;
+    if (bytes == 0) return NULL;
+    hipError_t e = hipMalloc(&p, bytes);
+    if (e != hipSuccess) {
+        size_t fr = 0, tot = 0;
+        (void)hipMemGetInfo(&fr, &tot);
+        fprintf(stderr, "error: GPU allocation of %.2f GiB failed (%.2f GiB allocated so far, %.2f GiB free of %.2f)\n"
+                        "  hint: a smaller --batch or --seq, or a smaller model\n",
+                bytes / 1073741824.0, g->bytes / 1073741824.0, fr / 1073741824.0, tot / 1073741824.0);
+        exit(1);
+    }
+    g->bytes += bytes;
+    return p;
+}
+#define GALLOC(g, type, count) ((type *)gmalloc(g, sizeof(type) * (size_t)(count)))
+
+// with GS_PROFILE=1, wait for the device and charge the time since the last mark to `cat`
+static void prof(GpuModel *g, int cat) {
+    if (!g->prof) return;
+    hipCheck(hipDeviceSynchronize());
+    double t = wall();
+    g->prof_t[cat] += t - g->prof_last;
+    g->prof_last = t;
+}
+
+static unsigned grid_for(size_t n) {  // grid-stride kernels: enough blocks of 256 to fill the device
+    size_t b = (n + 255) / 256;
+    return (unsigned)(b < 65536 ? (b ? b : 1) : 65536);
+}
+
+static void fail_msg(const char *msg) {
+    fprintf(stderr, "error: %s\n", msg);
+    exit(1);
+}
+
+const char *gpu_device_name(void) {
+    static hipDeviceProp_t p;
+    static int got = 0;
+    if (!got) hipCheck(hipGetDeviceProperties(&p, 0)), got = 1;
+    return p.name;
+}
+
+GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
+    GpuModel *g = (GpuModel *)calloc(1, sizeof(GpuModel));
+    g->s = *spec;
+    const GpuSpec *s = &g->s;
+    g->B = B, g->T = T, g->N = B * T, g->use_mma = 1;
+    g->prof = getenv("GS_PROFILE") && atoi(getenv("GS_PROFILE")) > 0;
+    size_t N = (size_t)g->N, d = s->d, H = s->H, F = s->F, L = s->L;
+    if (F % 2) fail_msg("the GPU path needs an even intermediate_size");
+    if (B < 1 || T < 1) fail_msg("the GPU path needs B >= 1 and T >= 1");
+    // tables: segment offsets, copies of the host arrays this struct points to
+    g->s.tensor_off = (size_t *)malloc(sizeof(size_t) * (s->ntensor + 1));
+    g->s.tensor_flag = (unsigned char *)malloc(s->ntensor);
+    memcpy(g->s.tensor_off, spec->tensor_off, sizeof(size_t) * (s->ntensor + 1));
+    memcpy(g->s.tensor_flag, spec->tensor_flag, s->ntensor);
+    g->s.inv_freq = NULL;  // used below, not kept
+    g->seg_off = GALLOC(g, size_t, s->ntensor + 1);
+    g->seg_flag = GALLOC(g, unsigned char, s->ntensor);
+    hipCheck(hipMemcpy(g->seg_off, s->tensor_off, sizeof(size_t) * (s->ntensor + 1), hipMemcpyHostToDevice));
+    hipCheck(hipMemcpy(g->seg_flag, s->tensor_flag, s->ntensor, hipMemcpyHostToDevice));
+    // weights and gradients (AdamW moments at the first update)
+    g->w = GALLOC(g, float, s->total);
+    g->wb = GALLOC(g, bf16, s->total);
+    g->gw = GALLOC(g, float, s->total);
+    hipCheck(hipMemset(g->gw, 0, sizeof(float) * s->total));
+    // RoPE tables, angles in fp32 exactly as model.h's rope_apply: (float)inv_freq * (float)pos
+    g->rope = (float2 **)calloc(L, sizeof(float2 *));
+    for (int l = 0; l < (int)L; l++) {
+        int D = s->layer[l].D;
+        const float *inv = spec->inv_freq + (size_t)l * spec->inv_stride;
+        for (int p = 0; p < l && !g->rope[l]; p++)
+            if (s->layer[p].D == D && !memcmp(inv, spec->inv_freq + (size_t)p * spec->inv_stride, sizeof(float) * (D / 2)))
+                g->rope[l] = g->rope[p];
+        if (g->rope[l]) continue;
+        float2 *h = (float2 *)malloc(sizeof(float2) * (size_t)T * (D / 2));
+        rope_table_host(h, inv, T, D);
+        g->rope[l] = GALLOC(g, float2, (size_t)T * (D / 2));
+        hipCheck(hipMemcpy(g->rope[l], h, sizeof(float2) * (size_t)T * (D / 2), hipMemcpyHostToDevice));
+        free(h);
+    }
+    // activations kept for the backward
+    size_t maxw = F, maxqkv = 0, maxhd = 0, maxkd = 0;
+    int maxD = 0;
+    g->lb = (LayerBuf *)calloc(L, sizeof(LayerBuf));
+    for (int l = 0; l < (int)L; l++) {
+        const GpuLayerSpec *ls = &s->layer[l];
+        size_t D = ls->D, K = ls->K, nqkv = (H + (ls->hasv ? 2 : 1) * K) * D;
+        if (H % K) fail_msg("query heads must be a multiple of kv heads");
+        maxqkv = nqkv > maxqkv ? nqkv : maxqkv, maxhd = H * D > maxhd ? H * D : maxhd, maxkd = K * D > maxkd ? K * D : maxkd;
+        maxD = (int)D > maxD ? (int)D : maxD;
+        LayerBuf *a = &g->lb[l];
+        a->x = GALLOC(g, float, N * d);
+        a->r_in = GALLOC(g, float, N);
+        a->qkv = GALLOC(g, bf16, N * nqkv);
+        a->q = GALLOC(g, bf16, N * H * D);
+        a->k = GALLOC(g, bf16, N * K * D);
+        if (s->arch == 4) a->v = GALLOC(g, bf16, N * K * D), a->rv = GALLOC(g, float, N * K);
+        a->rq = GALLOC(g, float, N * H);
+        a->rk = GALLOC(g, float, N * K);
+        a->att = GALLOC(g, bf16, N * H * D);
+        a->lse = GALLOC(g, float, N * H);
+        a->o = GALLOC(g, bf16, N * d);
+        a->r_pa = GALLOC(g, float, N);
+        a->r_pf = GALLOC(g, float, N);
+        a->gu = GALLOC(g, bf16, N * 2 * F);
+        a->f = GALLOC(g, bf16, N * d);
+        a->r_pff = GALLOC(g, float, N);
+    }
+    if (maxD > GS_WARP * ATT_MAXE || maxD / 2 > GS_WARP * HN_MAXP) fail_msg("head_dim is larger than the GPU kernels support (512)");
+    maxw = maxw > maxhd ? maxw : maxhd;
+    maxw = maxw > maxqkv ? maxw : maxqkv;
+    g->xL = GALLOC(g, float, N * d);
+    g->r_f = GALLOC(g, float, N);
+    g->xf = GALLOC(g, bf16, N * d);
+    g->tok = GALLOC(g, int, N);
+    g->tgt = GALLOC(g, int, N);
+    g->row_loss = GALLOC(g, float, N);
+    g->row_loss_h = (float *)malloc(sizeof(float) * N);
+    g->X2 = GALLOC(g, float, N * d);
+    g->DX = GALLOC(g, float, N * d);
+    g->DXF = GALLOC(g, float, N * d);
+    g->S1 = GALLOC(g, bf16, N * d);
+    g->S2 = GALLOC(g, bf16, N * d);
+    g->SF1 = GALLOC(g, bf16, N * maxw);
+    g->SF2 = GALLOC(g, bf16, N * maxw);
+    g->SG = GALLOC(g, bf16, N * 2 * F);
+    g->DQ = GALLOC(g, float, N * maxhd);
+    g->DK = GALLOC(g, bf16, N * maxkd);
+    g->DV = GALLOC(g, bf16, N * maxkd);
+    g->Di = GALLOC(g, float, N * H);
+    size_t nrb = gs_cdiv(N, COLSUM_ROWS), cmax = F > d ? F : d;
+    cmax = cmax > maxhd ? cmax : maxhd;
+    size_t part = nrb * cmax, hn = (size_t)gs_cdiv(N * H, HN_ROWS) * maxD;
+    g->part = GALLOC(g, float, part > hn ? part : hn);
+    g->sumsq = GALLOC(g, double, 1024);
+    // head: bf16 logits of `chunk` rows at a time, about 1 GiB at most
+    size_t chunk = ((size_t)1 << 30) / ((size_t)s->V * 2);
+    g->chunk = (int)(chunk < 1 ? 1 : chunk > N ? N : chunk);
+    g->logits = GALLOC(g, bf16, (size_t)g->chunk * s->V);
+    g->zd_kept = s->d;
+    gs_blas_init();
+    hipCheck(hipDeviceSynchronize());
+    return g;
+}
+
+void gpu_free(GpuModel *g) {
+    if (!g) return;
+    void *dev[] = {g->w, g->gw, g->m, g->v, g->wb, g->seg_off, g->seg_flag, g->xL, g->r_f, g->xf, g->tok, g->tgt,
+                   g->row_loss, g->X2, g->DX, g->DXF, g->S1, g->S2, g->SF1, g->SF2, g->SG, g->DQ, g->DK, g->DV,
+                   g->Di, g->part, g->sumsq, g->logits, g->zl, g->zh, g->zf, g->zd, g->dzl, g->dzh, g->dzf, g->dzd, g->hc};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+        if (dev[i]) hipCheck(hipFree(dev[i]));
+    for (int l = 0; l < g->s.L; l++) {
+        LayerBuf *a = &g->lb[l];
+        void *p[] = {a->x, a->r_in, a->qkv, a->q, a->k, a->v, a->rq, a->rk, a->rv, a->att, a->lse, a->o, a->r_pa,
+                     a->r_pf, a->gu, a->f, a->r_pff};
+        for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
+            if (p[i]) hipCheck(hipFree(p[i]));
+        int shared = 0;
+        for (int q = 0; q < l; q++) shared |= g->rope[q] == g->rope[l];
+        if (!shared) hipCheck(hipFree(g->rope[l]));
+    }
+    free(g->lb), free(g->rope), free(g->row_loss_h), free(g->zl_host), free(g->s.tensor_off), free(g->s.tensor_flag);
+    free(g);
+}
+
+void gpu_upload(GpuModel *g, const float *w) {
+    hipCheck(hipMemcpy(g->w, w, sizeof(float) * g->s.total, hipMemcpyHostToDevice));
+    k_f32_to_bf16<<<grid_for(g->s.total), 256>>>(g->wb, g->w, g->s.total);
+    hipCheckLaunch();
+}
+void gpu_download(GpuModel *g, float *w) { hipCheck(hipMemcpy(w, g->w, sizeof(float) * g->s.total, hipMemcpyDeviceToHost)); }
+void gpu_download_grads(GpuModel *g, float *gw) {
+    hipCheck(hipMemcpy(gw, g->gw, sizeof(float) * g->s.total, hipMemcpyDeviceToHost));
+}
+
+// model.h model_init_random: matrices N(0, std), norms at identity (1 - off), layer_scalar 1
+void gpu_init_random(GpuModel *g, uint64_t seed, float std) {
+    const GpuSpec *s = &g->s;
+    for (int i = 0; i < s->ntensor; i++) {
+        size_t off = s->tensor_off[i], n = s->tensor_off[i + 1] - off;
+        int norm = s->tensor_flag[i] & 4, frozen = s->tensor_flag[i] & 2;
+        float value = frozen ? 1.0f : 1.0f - s->norm_off;
+        k_init<<<grid_for(n), 256>>>(g->w + off, n, seed + (uint64_t)i, norm ? 0.0f : std, value);
+        hipCheckLaunch();
+    }
+    k_f32_to_bf16<<<grid_for(s->total), 256>>>(g->wb, g->w, s->total);
+    hipCheckLaunch();
+}
+
+void gpu_zero_grad(GpuModel *g) {
+    const GpuSpec *s = &g->s;
+    hipCheck(hipMemset(g->gw, 0, sizeof(float) * s->total));
+    if (g->dzl) hipCheck(hipMemset(g->dzl, 0, sizeof(float) * s->L));
+    if (g->dzh) hipCheck(hipMemset(g->dzh, 0, sizeof(float) * s->L * s->H));
+    if (g->dzf) hipCheck(hipMemset(g->dzf, 0, sizeof(float) * (size_t)s->L * s->F));
+    if (g->dzd) hipCheck(hipMemset(g->dzd, 0, sizeof(float) * s->d));
+}
+
+void gpu_set_attention(GpuModel *g, int use_mma) { g->use_mma = use_mma; }
+size_t gpu_bytes(const GpuModel *g) { return g->bytes; }
+void gpu_memory(size_t *used, size_t *total) {
+    size_t fr = 0, tot = 0;
+    hipCheck(hipMemGetInfo(&fr, &tot));
+    *used = tot - fr, *total = tot;
+}
+void gpu_sync(void) { hipCheck(hipDeviceSynchronize()); }
+
+// =================================================================================================
+// Helpers shared by forward and backward
+// =================================================================================================
+
+static void norm_fwd_f32(GpuModel *g, bf16 *y, float *rstd, const float *x, size_t wofs) {
+    const GpuSpec *s = &g->s;
+    k_norm_fwd<float><<<g->N, 128>>>(y, rstd, x, g->w + wofs, s->norm_off, g->zd, 1.0f / g->zd_kept, s->eps, s->d);
+    hipCheckLaunch();
+}
+static void norm_add_fwd(GpuModel *g, float *out, float *rstd, const float *res, const bf16 *x, size_t wofs, float gate,
+                         const float *ls) {
+    const GpuSpec *s = &g->s;
+    k_norm_add_fwd<<<g->N, 128>>>(out, rstd, res, x, g->w + wofs, s->norm_off, g->zd, 1.0f / g->zd_kept, gate, ls,
+                                  s->eps, s->d);
+    hipCheckLaunch();
+}
+
+// the norm's weight / hidden-mask / layer-gate gradients from t_c = Σ_n dy x r (model.h rmsnorm_backward)
+template <typename TY, typename TX>
+static void norm_param_grads(GpuModel *g, const TY *dy, const TX *x, const float *r, size_t wofs, float *dgate, float gate) {
+    const GpuSpec *s = &g->s;
+    int C = s->d, nrb = (int)gs_cdiv(g->N, COLSUM_ROWS);
+    TermDyXR<TY, TX> f = {dy, C, x, C, r};
+    k_colsum<<<dim3(gs_cdiv(C, 32), nrb), dim3(32, 8)>>>(g->part, f, g->N, C);
+    hipCheckLaunch();
+    k_norm_grads_finish<<<1, 1024>>>(g->part, nrb, C, g->gw + wofs, g->dzd, dgate, g->w + wofs, s->norm_off, g->zd, gate);
+    hipCheckLaunch();
+}
+
+static AttnFwd attn_args(GpuModel *g, int l) {
+    const GpuSpec *s = &g->s;
+    const GpuLayerSpec *ls = &s->layer[l];
+    LayerBuf *a = &g->lb[l];
+    int H = s->H, D = ls->D, K = ls->K, nqkv = (H + (ls->hasv ? 2 : 1) * K) * D, vcol = ls->hasv ? (H + K) * D : H * D;
+    AttnFwd af;
+    af.q = a->q, af.ldq = H * D, af.k = a->k, af.ldk = K * D;
+    if (s->arch == 4) af.v = a->v, af.ldv = K * D;
+    else af.v = a->qkv + vcol, af.ldv = nqkv;  // Gemma 3: v is the raw projection
+    af.o = a->att, af.ldo = H * D, af.lse = a->lse;
+    af.B = g->B, af.T = g->T, af.H = H, af.K = K, af.D = D, af.window = ls->full ? 0 : s->W;
+    af.scale = s->attn_scale, af.softcap = s->attn_softcap;
+    return af;
+}
+
+// =================================================================================================
+// Forward (model.h model_forward)
+// =================================================================================================
+
+float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
+    const GpuSpec *s = &g->s;
+    int N = g->N, T = g->T, d = s->d, H = s->H, F = s->F;
+    float off = s->norm_off;
+    for (int n = 0; n < N; n++)
+        if (tok[n] < 0 || tok[n] >= s->V) {
+            fprintf(stderr, "error: token id %d at position %d is outside the vocabulary [0, %d)\n", tok[n], n, s->V);
+            exit(1);
+        }
+    g->prof_last = wall();
+    hipCheck(hipMemcpy(g->tok, tok, sizeof(int) * N, hipMemcpyHostToDevice));
+    g->have_targets = tgt != NULL, g->n_valid = 0;
+    if (tgt) {
+        for (int n = 0; n < N; n++) g->n_valid += tgt[n] >= 0;
+        hipCheck(hipMemcpy(g->tgt, tgt, sizeof(int) * N, hipMemcpyHostToDevice));
+    }
+    k_embed_fwd<<<grid_for((size_t)N * d), 256>>>(g->lb[0].x, g->wb + s->embed, g->tok, g->zd, s->embed_scale, N, d);
+    hipCheckLaunch();
+    prof(g, P_ELEM);
+    for (int l = 0; l < s->L; l++) {
+        const GpuLayerSpec *ls = &s->layer[l];
+        LayerBuf *a = &g->lb[l];
+        int D = ls->D, K = ls->K, nqkv = (H + (ls->hasv ? 2 : 1) * K) * D, vcol = ls->hasv ? (H + K) * D : H * D;
+        float gate = g->zl ? g->zl_host[l] : 1.0f;
+        // a = RMSNorm(x; in) · zd; q,k,v = a Wqkv^T (one product: the three weights are adjacent)
+        norm_fwd_f32(g, g->S1, a->r_in, a->x, ls->in_norm);
+        prof(g, P_NORM);
+        gs_gemm(0, 1, N, nqkv, d, 1.0f, g->S1, GS_BF16, d, g->wb + ls->wq, GS_BF16, d, 0.0f, a->qkv, GS_BF16, nqkv);
+        prof(g, P_GEMM);
+        // per-head q/k norms, then RoPE; Gemma 4: weightless v norm
+        k_headnorm_rope_fwd<<<gs_cdiv((size_t)N * H, 4), 4 * GS_WARP>>>(a->q, a->rq, a->qkv, nqkv, 0, H, D,
+                                                                       g->w + ls->q_norm, off, g->rope[l], T, s->eps, N);
+        k_headnorm_rope_fwd<<<gs_cdiv((size_t)N * K, 4), 4 * GS_WARP>>>(a->k, a->rk, a->qkv, nqkv, H * D, K, D,
+                                                                       g->w + ls->k_norm, off, g->rope[l], T, s->eps, N);
+        if (s->arch == 4)
+            k_headnorm_rope_fwd<<<gs_cdiv((size_t)N * K, 4), 4 * GS_WARP>>>(a->v, a->rv, a->qkv, nqkv, vcol, K, D, NULL,
+                                                                           0.0f, NULL, T, s->eps, N);
+        hipCheckLaunch();
+        prof(g, P_NORM);
+        AttnFwd af = attn_args(g, l);
+        attn_forward(af, g->use_mma);
+        prof(g, P_ATTN);
+        // o = (att · head mask) Wo^T
+        const bf16 *attm = a->att;
+        if (g->zh) {
+            k_head_gate<<<grid_for((size_t)N * H * D), 256>>>(g->SF1, a->att, g->zh + (size_t)l * H, N, H, D);
+            hipCheckLaunch();
+            attm = g->SF1;
+        }
+        gs_gemm(0, 1, N, d, H * D, 1.0f, attm, GS_BF16, H * D, g->wb + ls->wo, GS_BF16, H * D, 0.0f, a->o, GS_BF16, d);
+        prof(g, P_GEMM);
+        // x2 = x + RMSNorm(o; post_attn)·zd·gate;  m = RMSNorm(x2; pre_ffn)·zd
+        norm_add_fwd(g, g->X2, a->r_pa, a->x, a->o, ls->post_attn, gate, NULL);
+        norm_fwd_f32(g, g->S1, a->r_pf, g->X2, ls->pre_ffn);
+        prof(g, P_NORM);
+        // gate|up = m Wgu^T; h = gelu(gate)·up·zf; f = h Wd^T
+        gs_gemm(0, 1, N, 2 * F, d, 1.0f, g->S1, GS_BF16, d, g->wb + ls->wgate, GS_BF16, d, 0.0f, a->gu, GS_BF16, 2 * F);
+        prof(g, P_GEMM);
+        k_gelu_fwd<<<grid_for((size_t)N * F / 2), 256>>>(g->SF1, a->gu, g->zf ? g->zf + (size_t)l * F : NULL, N, F);
+        hipCheckLaunch();
+        prof(g, P_ELEM);
+        gs_gemm(0, 1, N, d, F, 1.0f, g->SF1, GS_BF16, F, g->wb + ls->wdown, GS_BF16, F, 0.0f, a->f, GS_BF16, d);
+        prof(g, P_GEMM);
+        // x_next = (x2 + RMSNorm(f; post_ffn)·zd·gate) [· layer_scalar]
+        float *xn = l + 1 < s->L ? g->lb[l + 1].x : g->xL;
+        norm_add_fwd(g, xn, a->r_pff, g->X2, a->f, ls->post_ffn, gate, s->arch == 4 ? g->w + ls->layer_scalar : NULL);
+        prof(g, P_NORM);
+    }
+    norm_fwd_f32(g, g->xf, g->r_f, g->xL, s->final_norm);
+    prof(g, P_NORM);
+    if (!tgt) return 0.0f;
+    // the tied head, chunk by chunk: bf16 logits -> loss and (in place) d loss / d logits -> dxf, d embedding
+    float inv_n = g->n_valid ? 1.0f / g->n_valid : 0.0f;
+    for (int n0 = 0; n0 < N; n0 += g->chunk) {
+        int rows = N - n0 < g->chunk ? N - n0 : g->chunk;
+        const bf16 *xf = g->xf + (size_t)n0 * d;
+        gs_gemm(0, 1, rows, s->V, d, 1.0f, xf, GS_BF16, d, g->wb + s->embed, GS_BF16, d, 0.0f, g->logits, GS_BF16, s->V);
+        prof(g, P_GEMM);
+        k_xent<<<rows, 1024>>>(g->logits, s->V, g->tgt + n0, s->final_softcap, inv_n, g->row_loss + n0, want_grad);
+        hipCheckLaunch();
+        prof(g, P_HEAD);
+        if (want_grad) {
+            gs_gemm(0, 0, rows, d, s->V, 1.0f, g->logits, GS_BF16, s->V, g->wb + s->embed, GS_BF16, d, 0.0f,
+                    g->DXF + (size_t)n0 * d, GS_F32, d);
+            gs_gemm(1, 0, s->V, d, rows, 1.0f, g->logits, GS_BF16, s->V, xf, GS_BF16, d, 1.0f, g->gw + s->embed, GS_F32, d);
+            prof(g, P_GEMM);
+        }
+    }
+    hipCheck(hipMemcpy(g->row_loss_h, g->row_loss, sizeof(float) * N, hipMemcpyDeviceToHost));
+    double loss = 0;
+    for (int n = 0; n < N; n++) loss += g->row_loss_h[n];
+    return g->n_valid ? (float)(loss / g->n_valid) : 0.0f;
+}
+
+// =================================================================================================
+// Backward (model.h model_backward). DX holds d loss / d (residual stream) going down the layers.
+// =================================================================================================
+
+void gpu_backward(GpuModel *g) {
+    const GpuSpec *s = &g->s;
+    if (!g->have_targets) fail_msg("gpu_backward needs a gpu_forward with targets and want_grad first");
+    int N = g->N, B = g->B, T = g->T, d = s->d, H = s->H, F = s->F;
+    float off = s->norm_off, inv_kept = 1.0f / g->zd_kept;
+    size_t Nd = (size_t)N * d;
+    g->prof_last = wall();
+    // final norm
+    hipCheck(hipMemsetAsync(g->DX, 0, sizeof(float) * Nd));
+    k_norm_bwd<float, float, float, true><<<N, 128>>>(g->DX, g->DXF, g->xL, g->r_f, g->w + s->final_norm, off, g->zd,
+                                                      inv_kept, 1.0f, d);
+    hipCheckLaunch();
+    norm_param_grads(g, (const float *)g->DXF, (const float *)g->xL, g->r_f, s->final_norm, NULL, 1.0f);
+    prof(g, P_NORM);
+    for (int l = s->L - 1; l >= 0; l--) {
+        const GpuLayerSpec *ls = &s->layer[l];
+        LayerBuf *a = &g->lb[l];
+        int D = ls->D, K = ls->K, nqkv = (H + (ls->hasv ? 2 : 1) * K) * D, vcol = ls->hasv ? (H + K) * D : H * D;
+        int HD = H * D;
+        float gate = g->zl ? g->zl_host[l] : 1.0f;
+        float *dgate = g->dzl ? g->dzl + l : NULL;
+        const float *zf = g->zf ? g->zf + (size_t)l * F : NULL;
+        // Gemma 4: x_next = s·x3; s (layer_scalar) is frozen, so only dx3 = s·dx
+        if (s->arch == 4) {
+            k_scale_f32<<<grid_for(Nd), 256>>>(g->DX, g->w + ls->layer_scalar, Nd);
+            hipCheckLaunch();
+        }
+        // recompute x2 and m = RMSNorm(x2; pre_ffn)
+        norm_add_fwd(g, g->X2, a->r_pa, a->x, a->o, ls->post_attn, gate, NULL);
+        norm_fwd_f32(g, g->S1, a->r_pf, g->X2, ls->pre_ffn);
+        // --- MLP branch: x_next = x2 + PN(f)·zd·gate
+        k_norm_bwd<float, bf16, bf16, false><<<N, 128>>>(g->S2, g->DX, a->f, a->r_pff, g->w + ls->post_ffn, off, g->zd,
+                                                         inv_kept, gate, d);
+        hipCheckLaunch();
+        norm_param_grads(g, (const float *)g->DX, (const bf16 *)a->f, a->r_pff, ls->post_ffn, dgate, gate);
+        k_gelu_fwd<<<grid_for((size_t)N * F / 2), 256>>>(g->SF1, a->gu, zf, N, F);  // hm, for dWdown
+        hipCheckLaunch();
+        prof(g, P_NORM);
+        gs_gemm(1, 0, d, F, N, 1.0f, g->S2, GS_BF16, d, g->SF1, GS_BF16, F, 1.0f, g->gw + ls->wdown, GS_F32, F);
+        gs_gemm(0, 0, N, F, d, 1.0f, g->S2, GS_BF16, d, g->wb + ls->wdown, GS_BF16, F, 0.0f, g->SF2, GS_BF16, F);
+        prof(g, P_GEMM);
+        if (zf) {  // d/dz_ffn = Σ_n dhm · h
+            int nrb = (int)gs_cdiv(N, COLSUM_ROWS);
+            TermGelu tg = {g->SF2, a->gu, F};
+            k_colsum<<<dim3(gs_cdiv(F, 32), nrb), dim3(32, 8)>>>(g->part, tg, N, F);
+            k_colsum_finish<<<1, 1024>>>(g->part, nrb, F, 1, 1.0f, g->dzf + (size_t)l * F);
+            hipCheckLaunch();
+        }
+        k_gelu_bwd<<<grid_for((size_t)N * F / 2), 256>>>(g->SG, g->SF2, a->gu, zf, N, F);
+        hipCheckLaunch();
+        prof(g, P_ELEM);
+        gs_gemm(1, 0, 2 * F, d, N, 1.0f, g->SG, GS_BF16, 2 * F, g->S1, GS_BF16, d, 1.0f, g->gw + ls->wgate, GS_F32, d);
+        gs_gemm(0, 0, N, d, 2 * F, 1.0f, g->SG, GS_BF16, 2 * F, g->wb + ls->wgate, GS_BF16, d, 0.0f, g->S2, GS_BF16, d);
+        prof(g, P_GEMM);
+        // m = PN(x2): DX becomes d/dx2 (residual + this)
+        k_norm_bwd<bf16, float, float, true><<<N, 128>>>(g->DX, g->S2, g->X2, a->r_pf, g->w + ls->pre_ffn, off, g->zd,
+                                                         inv_kept, 1.0f, d);
+        hipCheckLaunch();
+        norm_param_grads(g, (const bf16 *)g->S2, (const float *)g->X2, a->r_pf, ls->pre_ffn, NULL, 1.0f);
+        // --- attention branch: x2 = x + PN(o)·zd·gate
+        k_norm_bwd<float, bf16, bf16, false><<<N, 128>>>(g->S2, g->DX, a->o, a->r_pa, g->w + ls->post_attn, off, g->zd,
+                                                         inv_kept, gate, d);
+        hipCheckLaunch();
+        norm_param_grads(g, (const float *)g->DX, (const bf16 *)a->o, a->r_pa, ls->post_attn, dgate, gate);
+        const bf16 *attm = a->att;
+        if (g->zh) {
+            k_head_gate<<<grid_for((size_t)N * HD), 256>>>(g->SF1, a->att, g->zh + (size_t)l * H, N, H, D);
+            hipCheckLaunch();
+            attm = g->SF1;
+        }
+        prof(g, P_NORM);
+        gs_gemm(1, 0, d, HD, N, 1.0f, g->S2, GS_BF16, d, attm, GS_BF16, HD, 1.0f, g->gw + ls->wo, GS_F32, HD);
+        gs_gemm(0, 0, N, HD, d, 1.0f, g->S2, GS_BF16, d, g->wb + ls->wo, GS_BF16, HD, 0.0f, g->SF2, GS_BF16, HD);
+        prof(g, P_GEMM);
+        if (g->zh) {  // d/dzh = Σ_n Σ_i datt · att per head, then datt ·= zh
+            int nrb = (int)gs_cdiv(N, COLSUM_ROWS);
+            TermDyXR<bf16, bf16> th = {g->SF2, HD, a->att, HD, NULL};
+            k_colsum<<<dim3(gs_cdiv(HD, 32), nrb), dim3(32, 8)>>>(g->part, th, N, HD);
+            k_colsum_finish<<<1, 1024>>>(g->part, nrb, HD, D, 1.0f, g->dzh + (size_t)l * H);
+            k_head_gate<<<grid_for((size_t)N * HD), 256>>>(g->SF2, g->SF2, g->zh + (size_t)l * H, N, H, D);
+            hipCheckLaunch();
+        }
+        // attention backward -> dq (fp32 DQ), dk (DK), dv (Gemma 3: straight into dqkv's v columns)
+        bf16 *dqkv = g->SF1;
+        AttnBwd ab;
+        ab.f = attn_args(g, l);
+        ab.dout = g->SF2, ab.lddo = HD, ab.Di = g->Di, ab.dq = g->DQ, ab.lddq = HD, ab.dk = g->DK, ab.lddk = K * D;
+        if (s->arch == 4) ab.dv = g->DV, ab.lddv = K * D;
+        else ab.dv = dqkv + vcol, ab.lddv = nqkv;
+        k_attn_dot<<<gs_cdiv((size_t)N * H, 4), 4 * GS_WARP>>>(g->Di, g->SF2, HD, a->att, HD, B, T, H, D);
+        hipCheckLaunch();
+        hipCheck(hipMemsetAsync(g->DQ, 0, sizeof(float) * (size_t)N * HD));
+        attn_backward(ab, g->use_mma);
+        prof(g, P_ATTN);
+        // RoPE and the per-head norms backward into dqkv; q_norm / k_norm weight gradients
+        size_t hsm = (size_t)(256 / GS_WARP) * D * sizeof(float);
+        int nbq = (int)gs_cdiv((size_t)N * H, HN_ROWS), nbk = (int)gs_cdiv((size_t)N * K, HN_ROWS);
+        k_headnorm_rope_bwd<float, false><<<nbq, 256, hsm>>>(dqkv, g->part, g->DQ, a->qkv, nqkv, 0, H, D, a->rq,
+                                                             g->w + ls->q_norm, off, g->rope[l], T, N);
+        hipCheckLaunch();
+        k_colsum_finish<<<1, 1024>>>(g->part, nbq, D, 1, 1.0f, g->gw + ls->q_norm);
+        k_headnorm_rope_bwd<bf16, false><<<nbk, 256, hsm>>>(dqkv, g->part, g->DK, a->qkv, nqkv, H * D, K, D, a->rk,
+                                                            g->w + ls->k_norm, off, g->rope[l], T, N);
+        hipCheckLaunch();
+        k_colsum_finish<<<1, 1024>>>(g->part, nbk, D, 1, 1.0f, g->gw + ls->k_norm);
+        if (s->arch == 4) {  // weightless v norm, no RoPE; K=V layers add into k's columns
+            if (ls->hasv)
+                k_headnorm_rope_bwd<bf16, false><<<nbk, 256, hsm>>>(dqkv, NULL, g->DV, a->qkv, nqkv, vcol, K, D, a->rv,
+                                                                    NULL, 0.0f, NULL, T, N);
+            else
+                k_headnorm_rope_bwd<bf16, true><<<nbk, 256, hsm>>>(dqkv, NULL, g->DV, a->qkv, nqkv, vcol, K, D, a->rv,
+                                                                   NULL, 0.0f, NULL, T, N);
+        }
+        hipCheckLaunch();
+        // recompute a = RMSNorm(x; in); dWqkv += dqkv^T a; da = dqkv Wqkv
+        norm_fwd_f32(g, g->S1, a->r_in, a->x, ls->in_norm);
+        prof(g, P_NORM);
+        gs_gemm(1, 0, nqkv, d, N, 1.0f, dqkv, GS_BF16, nqkv, g->S1, GS_BF16, d, 1.0f, g->gw + ls->wq, GS_F32, d);
+        gs_gemm(0, 0, N, d, nqkv, 1.0f, dqkv, GS_BF16, nqkv, g->wb + ls->wq, GS_BF16, d, 0.0f, g->S2, GS_BF16, d);
+        prof(g, P_GEMM);
+        k_norm_bwd<bf16, float, float, true><<<N, 128>>>(g->DX, g->S2, a->x, a->r_in, g->w + ls->in_norm, off, g->zd,
+                                                         inv_kept, 1.0f, d);
+        hipCheckLaunch();
+        norm_param_grads(g, (const bf16 *)g->S2, (const float *)a->x, a->r_in, ls->in_norm, NULL, 1.0f);
+        prof(g, P_NORM);
+    }
+    // embedding: x0 = E[tok]·scale·zd
+    k_embed_bwd<<<grid_for(Nd), 256>>>(g->gw + s->embed, g->DX, g->tok, g->zd, s->embed_scale, N, d);
+    hipCheckLaunch();
+    if (g->dzd) {
+        int nrb = (int)gs_cdiv(N, COLSUM_ROWS);
+        TermEmbed te = {g->DX, g->wb + s->embed, g->tok, d};
+        k_colsum<<<dim3(gs_cdiv(d, 32), nrb), dim3(32, 8)>>>(g->part, te, N, d);
+        k_colsum_finish<<<1, 1024>>>(g->part, nrb, d, 1, s->embed_scale, g->dzd);
+        hipCheckLaunch();
+    }
+    prof(g, P_ELEM);
+}
+
+// =================================================================================================
+// Optimizer
+// =================================================================================================
+
+double gpu_grad_sumsq(GpuModel *g) {
+    unsigned nb = 1024;
+    k_sumsq<<<nb, 256>>>(g->sumsq, g->gw, g->s.total);
+    hipCheckLaunch();
+    double h[1024], s = 0;
+    hipCheck(hipMemcpy(h, g->sumsq, sizeof(double) * nb, hipMemcpyDeviceToHost));
+    for (unsigned i = 0; i < nb; i++) s += h[i];
+    return s;
+}
+
+void gpu_adamw(GpuModel *g, float lr, float b1, float b2, float eps, float wd, int step, float gscale) {
+    size_t n = g->s.total;
+    g->prof_last = wall();
+    if (!g->m) {
+        g->m = GALLOC(g, float, n);
+        g->v = GALLOC(g, float, n);
+        hipCheck(hipMemset(g->m, 0, sizeof(float) * n));
+        hipCheck(hipMemset(g->v, 0, sizeof(float) * n));
+    }
+    float bc1 = 1.0f - powf(b1, (float)step), bc2s = sqrtf(1.0f - powf(b2, (float)step));
+    k_adamw<<<grid_for(n), 256>>>(g->w, g->wb, g->gw, g->m, g->v, n, g->seg_off, g->seg_flag, g->s.ntensor, lr, b1, b2,
+                                  eps, wd, bc1, bc2s, gscale);
+    hipCheckLaunch();
+    prof(g, P_OPT);
+}
+
+// =================================================================================================
+// Masks (pruning)
+// =================================================================================================
+
+static void set_mask(GpuModel *g, float **dev, float **grad, const float *host, size_t n) {
+    if (!host) {
+        if (*dev) hipCheck(hipFree(*dev)), hipCheck(hipFree(*grad)), g->bytes -= 2 * sizeof(float) * n;
+        *dev = *grad = NULL;
+        return;
+    }
+    if (!*dev) {
+        *dev = GALLOC(g, float, n);
+        *grad = GALLOC(g, float, n);
+        hipCheck(hipMemset(*grad, 0, sizeof(float) * n));
+    }
+    hipCheck(hipMemcpy(*dev, host, sizeof(float) * n, hipMemcpyHostToDevice));
+}
+
+void gpu_set_masks(GpuModel *g, const float *zl, const float *zh, const float *zf, const float *zd) {
+    const GpuSpec *s = &g->s;
+    set_mask(g, &g->zl, &g->dzl, zl, s->L);
+    set_mask(g, &g->zh, &g->dzh, zh, (size_t)s->L * s->H);
+    set_mask(g, &g->zf, &g->dzf, zf, (size_t)s->L * s->F);
+    set_mask(g, &g->zd, &g->dzd, zd, s->d);
+    free(g->zl_host);
+    g->zl_host = NULL;
+    if (zl) {
+        g->zl_host = (float *)malloc(sizeof(float) * s->L);
+        memcpy(g->zl_host, zl, sizeof(float) * s->L);
+    }
+    g->zd_kept = s->d;
+    if (zd) {
+        g->zd_kept = 0;
+        for (int i = 0; i < s->d; i++) g->zd_kept += zd[i] != 0.0f;
+        if (g->zd_kept == 0) fail_msg("the hidden mask removed every dimension");
+    }
+}
+
+void gpu_get_mask_grads(GpuModel *g, float *dzl, float *dzh, float *dzf, float *dzd) {
+    const GpuSpec *s = &g->s;
+    if (dzl && g->dzl) hipCheck(hipMemcpy(dzl, g->dzl, sizeof(float) * s->L, hipMemcpyDeviceToHost));
+    if (dzh && g->dzh) hipCheck(hipMemcpy(dzh, g->dzh, sizeof(float) * s->L * s->H, hipMemcpyDeviceToHost));
+    if (dzf && g->dzf) hipCheck(hipMemcpy(dzf, g->dzf, sizeof(float) * (size_t)s->L * s->F, hipMemcpyDeviceToHost));
+    if (dzd && g->dzd) hipCheck(hipMemcpy(dzd, g->dzd, sizeof(float) * s->d, hipMemcpyDeviceToHost));
+}
+
+void gpu_hard_concrete(GpuModel *g, const float *la, const float *u, float *z, float *dzdla, size_t n) {
+    if (g->hc_n < n) {
+        if (g->hc) hipCheck(hipFree(g->hc)), g->bytes -= sizeof(float) * 4 * g->hc_n;
+        g->hc = GALLOC(g, float, 4 * n);
+        g->hc_n = n;
+    }
+    float *dla = g->hc, *du = dla + n, *dz = du + n, *dd = dz + n;
+    hipCheck(hipMemcpy(dla, la, sizeof(float) * n, hipMemcpyHostToDevice));
+    hipCheck(hipMemcpy(du, u, sizeof(float) * n, hipMemcpyHostToDevice));
+    k_hard_concrete<<<grid_for(n), 256>>>(dz, dd, dla, du, n);
+    hipCheckLaunch();
+    hipCheck(hipMemcpy(z, dz, sizeof(float) * n, hipMemcpyDeviceToHost));
+    hipCheck(hipMemcpy(dzdla, dd, sizeof(float) * n, hipMemcpyDeviceToHost));
+}
+
+void gpu_profile_print(GpuModel *g) {
+    if (!g->prof) return;
+    double tot = 0;
+    for (int i = 0; i < P_N; i++) tot += g->prof_t[i];
+    printf("profile (GS_PROFILE=1, synchronised after each part; total %.1f ms):\n", tot * 1e3);
+    for (int i = 0; i < P_N; i++)
+        printf("  %-16s %9.1f ms  %5.1f%%\n", prof_name[i], g->prof_t[i] * 1e3, tot > 0 ? 100 * g->prof_t[i] / tot : 0);
+    memset(g->prof_t, 0, sizeof g->prof_t);
+}

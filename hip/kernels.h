@@ -1,0 +1,515 @@
+// hip/kernels.h — the hand-written kernels of one Gemma training / pruning step, except attention
+// (hip/attention.h) and the matrix products (hip/blas.hip, the vendor BLAS). Each kernel mirrors one
+// CPU op of model.h (named in its comment); hip/dev/<op>.hip checks it against that op and times it.
+// Conventions: N = B*T token rows, row-major; the residual stream is fp32, everything a matrix
+// product reads or writes is bf16; norm weights, masks and statistics are fp32.
+#pragma once
+#include "common.h"
+
+// =================================================================================================
+// Column sums: part[y][c] = Σ over the rows of block y of f(n, c). The weight, mask and gate
+// gradients of the norms (and the masks' gradients) are such sums over N rows. Two passes (partials,
+// then one block that adds them in a fixed order) keep them deterministic, unlike atomics.
+// Block (32, 8): threadIdx.x walks 32 adjacent columns (coalesced), threadIdx.y 8 rows.
+// =================================================================================================
+
+#define COLSUM_ROWS 128  // rows per partial (N / COLSUM_ROWS partials)
+
+template <class Fn> __global__ void k_colsum(float *part, Fn f, int N, int C) {
+    __shared__ float sh[8][33];
+    int c = blockIdx.x * 32 + threadIdx.x;
+    int n0 = blockIdx.y * COLSUM_ROWS, n1 = min(N, n0 + COLSUM_ROWS);
+    float acc = 0;
+    if (c < C)
+        for (int n = n0 + threadIdx.y; n < n1; n += 8) acc += f(n, c);
+    sh[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < C) {
+        float s = 0;
+        for (int j = 0; j < 8; j++) s += sh[j][threadIdx.x];
+        part[(size_t)blockIdx.y * C + c] = s;
+    }
+}
+
+// f(n, c) = dy[n, c] · x[n, c] · r[n]   (r NULL: 1) — d y/d w of an RMSNorm, d/dz of a gated product
+template <typename TY, typename TX> struct TermDyXR {
+    const TY *dy;
+    int lddy;
+    const TX *x;
+    int ldx;
+    const float *r;
+    __device__ float operator()(int n, int c) const {
+        return ldf(dy, (size_t)n * lddy + c) * ldf(x, (size_t)n * ldx + c) * (r ? r[n] : 1.0f);
+    }
+};
+
+// out[c / group] += scale · Σ_b part[b][c]  (group 1: per column; group D: per head). One block.
+__global__ void k_colsum_finish(const float *part, int nrb, int C, int group, float scale, float *out) {
+    int lane = threadIdx.x % GS_WARP, w = threadIdx.x / GS_WARP, nw = blockDim.x / GS_WARP;
+    if (group == 1) {
+        for (int c = threadIdx.x; c < C; c += blockDim.x) {
+            float t = 0;
+            for (int b = 0; b < nrb; b++) t += part[(size_t)b * C + c];
+            out[c] += scale * t;
+        }
+        return;
+    }
+    for (int gi = w; gi < C / group; gi += nw) {
+        float s = 0;
+        for (int c = gi * group + lane; c < (gi + 1) * group; c += GS_WARP)
+            for (int b = 0; b < nrb; b++) s += part[(size_t)b * C + c];
+        s = warp_sum(s);
+        if (lane == 0) out[gi] += scale * s;
+    }
+}
+
+// The gradients an RMSNorm's output scale (off + w_c) · z_c · gate hands to w, z and gate, from
+// t_c = Σ_n dy_c x_c r (model.h rmsnorm_backward): dw_c += t z gate, dz_c += t (off + w) gate,
+// dgate += Σ_c t (off + w) z. Any of dw, dz, dgate may be NULL. One block.
+__global__ void k_norm_grads_finish(const float *part, int nrb, int C, float *dw, float *dz, float *dgate,
+                                    const float *w, float off, const float *z, float gate) {
+    __shared__ float sh[32];
+    float gs = 0;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float t = 0;
+        for (int b = 0; b < nrb; b++) t += part[(size_t)b * C + c];
+        float g = w ? off + w[c] : 1.0f, zc = z ? z[c] : 1.0f;
+        if (dw) dw[c] += t * zc * gate;
+        if (dz) dz[c] += t * g * gate;
+        gs += t * g * zc;
+    }
+    gs = block_sum(gs, sh);
+    if (dgate && threadIdx.x == 0) *dgate += gs;
+}
+
+// =================================================================================================
+// Embedding (model.h model_forward / model_backward): x = E[tok] · sqrt(d) · z_hidden
+// =================================================================================================
+
+__global__ void k_embed_fwd(float *x, const bf16 *E, const int *tok, const float *z, float scale, int N, int d) {
+    size_t total = (size_t)N * d;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        int n = (int)(i / d), c = (int)(i % d);
+        x[i] = bf2f(E[(size_t)tok[n] * d + c]) * scale * (z ? z[c] : 1.0f);
+    }
+}
+
+// gE[tok[n], c] += dx[n, c] · scale · z_c. Rows repeat (the same token twice), so this adds atomically:
+// the order of the fp32 additions, and so the last bits, can differ from run to run.
+__global__ void k_embed_bwd(float *gE, const float *dx, const int *tok, const float *z, float scale, int N, int d) {
+    size_t total = (size_t)N * d;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        int n = (int)(i / d), c = (int)(i % d);
+        atomicAdd(&gE[(size_t)tok[n] * d + c], dx[i] * scale * (z ? z[c] : 1.0f));
+    }
+}
+
+// d/dz_hidden of the embedding output: Σ_n dx[n, c] E[tok[n], c] (times scale in the finish)
+struct TermEmbed {
+    const float *dx;
+    const bf16 *E;
+    const int *tok;
+    int d;
+    __device__ float operator()(int n, int c) const { return dx[(size_t)n * d + c] * bf2f(E[(size_t)tok[n] * d + c]); }
+};
+
+// =================================================================================================
+// RMSNorm over d with the masks of pruning (model.h rms_row_forward / rms_row_backward):
+//   y_c = x_c · r · (off + w_c) · z_c · gate,  r = 1/sqrt(Σ_{c kept} x_c² / n_kept + eps),
+//   kept = {c : z_c != 0} (all when z is NULL), inv_kept = 1/n_kept. One block per row.
+// =================================================================================================
+
+template <typename TX>
+__device__ __forceinline__ float row_rstd(const TX *x, const float *z, float inv_kept, float eps, int C, float *sh) {
+    float ss = 0;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float v = ldf(x, c);
+        if (!z || z[c] != 0.0f) ss += v * v;
+    }
+    ss = block_sum(ss, sh);
+    return rsqrtf(ss * inv_kept + eps);
+}
+
+// y = RMSNorm(x) as bf16 (the input of the next matrix product); rstd saved for the backward
+template <typename TX>
+__global__ void k_norm_fwd(bf16 *y, float *rstd, const TX *x, const float *w, float off, const float *z,
+                           float inv_kept, float eps, int C) {
+    __shared__ float sh[32];
+    size_t n = blockIdx.x;
+    const TX *xr = x + n * C;
+    float r = row_rstd(xr, z, inv_kept, eps, C, sh);
+    if (threadIdx.x == 0) rstd[n] = r;
+    for (int c = threadIdx.x; c < C; c += blockDim.x)
+        y[n * C + c] = f2bf(ldf(xr, c) * r * (w ? off + w[c] : 1.0f) * (z ? z[c] : 1.0f));
+}
+
+// out = (res + RMSNorm(x) · gate) · ls: a branch output (post_attention / post_feedforward norm, layer
+// gate after it) added to the residual stream; ls is Gemma 4's layer_scalar (NULL: 1)
+__global__ void k_norm_add_fwd(float *out, float *rstd, const float *res, const bf16 *x, const float *w, float off,
+                               const float *z, float inv_kept, float gate, const float *ls, float eps, int C) {
+    __shared__ float sh[32];
+    size_t n = blockIdx.x;
+    const bf16 *xr = x + n * C;
+    float r = row_rstd(xr, z, inv_kept, eps, C, sh), s = ls ? *ls : 1.0f;
+    if (threadIdx.x == 0) rstd[n] = r;
+    for (int c = threadIdx.x; c < C; c += blockDim.x)
+        out[n * C + c] = (res[n * C + c] + bf2f(xr[c]) * r * (w ? off + w[c] : 1.0f) * (z ? z[c] : 1.0f) * gate) * s;
+}
+
+// Backward of the row given dy: d_c = r dy_c g_c - x_c r³/n_kept Σ_{j kept} dy_j g_j x_j, g = (off+w)·z·gate,
+// over kept c. ACC: dx (fp32) += d (the residual stream); otherwise dx (bf16) = d, 0 where not kept.
+template <typename TY, typename TX, typename TO, bool ACC>
+__global__ void k_norm_bwd(TO *dx, const TY *dy, const TX *x, const float *rstd, const float *w, float off,
+                           const float *z, float inv_kept, float gate, int C) {
+    __shared__ float sh[32];
+    size_t n = blockIdx.x;
+    const TY *dyr = dy + n * C;
+    const TX *xr = x + n * C;
+    float r = rstd[n], dot = 0;
+    for (int c = threadIdx.x; c < C; c += blockDim.x)
+        if (!z || z[c] != 0.0f) dot += ldf(dyr, c) * (w ? off + w[c] : 1.0f) * (z ? z[c] : 1.0f) * ldf(xr, c);
+    dot = block_sum(dot, sh) * gate;
+    float c3 = dot * r * r * r * inv_kept;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        int kept = !z || z[c] != 0.0f;
+        float d = kept ? r * ldf(dyr, c) * (w ? off + w[c] : 1.0f) * (z ? z[c] : 1.0f) * gate - ldf(xr, c) * c3 : 0.0f;
+        if (ACC) {
+            if (kept) stf(dx, n * C + c, ldf(dx, n * C + c) + d);
+        } else stf(dx, n * C + c, d);
+    }
+}
+
+// =================================================================================================
+// Per-head RMSNorm over D (q_norm, k_norm, Gemma 4's weightless v norm) fused with RoPE, NeoX halves
+// (model.h headnorm_forward + rope_apply): rows (n, j) of nh heads at column `col` of the fused qkv
+// rows; out[(n·nh + j)·D + i]. cs[t·D/2 + p] = (cos, sin) of position t, frequency p (NULL: no RoPE).
+// One warp per row.
+// =================================================================================================
+
+// host: the cos/sin table of one RoPE, angles in fp32 exactly as model.h's rope_apply computes them:
+// (float)inv_freq[i] * (float)t. h: [T][D/2].
+static void rope_table_host(float2 *h, const float *inv, int T, int D) {
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < D / 2; i++) {
+            float ang = inv[i] * (float)t;
+            h[(size_t)t * (D / 2) + i] = make_float2(cosf(ang), sinf(ang));
+        }
+}
+
+__global__ void k_headnorm_rope_fwd(bf16 *out, float *rstd, const bf16 *qkv, int ld, int col, int nh, int D,
+                                    const float *w, float off, const float2 *cs, int T, float eps, int N) {
+    size_t row = (size_t)blockIdx.x * (blockDim.x / GS_WARP) + threadIdx.x / GS_WARP;
+    int lane = threadIdx.x % GS_WARP, half = D / 2;
+    if (row >= (size_t)N * nh) return;  // warp-uniform
+    int n = (int)(row / nh), j = (int)(row % nh);
+    const bf16 *x = qkv + (size_t)n * ld + col + (size_t)j * D;
+    float ss = 0;
+    for (int i = lane; i < D; i += GS_WARP) {
+        float v = bf2f(x[i]);
+        ss += v * v;
+    }
+    float r = rsqrtf(warp_sum(ss) / D + eps);
+    if (lane == 0) rstd[row] = r;
+    bf16 *o = out + row * D;
+    const float2 *c = cs ? cs + (size_t)(n % T) * half : NULL;
+    for (int p = lane; p < half; p += GS_WARP) {
+        float a = bf2f(x[p]) * r * (w ? off + w[p] : 1.0f), b = bf2f(x[p + half]) * r * (w ? off + w[p + half] : 1.0f);
+        if (c) {
+            float cc = c[p].x, sn = c[p].y, a2 = a * cc - b * sn;
+            b = b * cc + a * sn;
+            a = a2;
+        }
+        o[p] = f2bf(a);
+        o[p + half] = f2bf(b);
+    }
+}
+
+// Backward: dy [(n·nh + j)·D] (fp32 for dq, bf16 for dk/dv) -> inverse rotation -> norm backward ->
+// dqkv columns (ACC adds: Gemma 4's K=V layers send k's and v's gradients to the same columns).
+// part[blockIdx.x][i] = Σ over this block's rows of dyn_i x_i r (the weight gradient; dyn = un-rotated dy).
+// Lane owns frequency pairs p = lane + GS_WARP·m; HN_MAXP pairs per lane bound D <= 2·GS_WARP·HN_MAXP.
+#define HN_MAXP 8
+#define HN_ROWS 64  // rows per block
+template <typename TD, bool ACC>
+__global__ void k_headnorm_rope_bwd(bf16 *dqkv, float *part, const TD *dy, const bf16 *qkv, int ld, int col, int nh,
+                                    int D, const float *rstd, const float *w, float off, const float2 *cs, int T, int N) {
+    extern __shared__ float hn_sh[];  // [warps][D]
+    int lane = threadIdx.x % GS_WARP, wi = threadIdx.x / GS_WARP, nw = blockDim.x / GS_WARP, half = D / 2;
+    float acc_a[HN_MAXP], acc_b[HN_MAXP];
+#pragma unroll
+    for (int m = 0; m < HN_MAXP; m++) acc_a[m] = acc_b[m] = 0;
+    size_t rows = (size_t)N * nh, r0 = (size_t)blockIdx.x * HN_ROWS;
+    for (size_t row = r0 + wi; row < r0 + HN_ROWS && row < rows; row += nw) {
+        int n = (int)(row / nh), j = (int)(row % nh);
+        const bf16 *x = qkv + (size_t)n * ld + col + (size_t)j * D;
+        bf16 *dx = dqkv + (size_t)n * ld + col + (size_t)j * D;
+        const TD *g = dy + row * D;
+        const float2 *c = cs ? cs + (size_t)(n % T) * half : NULL;
+        float r = rstd[row], dot = 0;
+        float da[HN_MAXP], db[HN_MAXP], xa[HN_MAXP], xb[HN_MAXP];
+#pragma unroll
+        for (int m = 0; m < HN_MAXP; m++) {
+            int p = lane + GS_WARP * m;
+            da[m] = db[m] = xa[m] = xb[m] = 0;
+            if (p < half) {
+                float ya = ldf(g, p), yb = ldf(g, p + half);
+                if (c) {  // inverse rotation (the transpose): a = ya c + yb s, b = yb c - ya s
+                    float cc = c[p].x, sn = c[p].y;
+                    da[m] = ya * cc + yb * sn;
+                    db[m] = yb * cc - ya * sn;
+                } else da[m] = ya, db[m] = yb;
+                xa[m] = bf2f(x[p]), xb[m] = bf2f(x[p + half]);
+                float ga = w ? off + w[p] : 1.0f, gb = w ? off + w[p + half] : 1.0f;
+                dot += da[m] * ga * xa[m] + db[m] * gb * xb[m];
+            }
+        }
+        float c3 = warp_sum(dot) * r * r * r / D;
+#pragma unroll
+        for (int m = 0; m < HN_MAXP; m++) {
+            int p = lane + GS_WARP * m;
+            if (p < half) {
+                float ga = w ? off + w[p] : 1.0f, gb = w ? off + w[p + half] : 1.0f;
+                float va = r * da[m] * ga - xa[m] * c3, vb = r * db[m] * gb - xb[m] * c3;
+                if (ACC) va += bf2f(dx[p]), vb += bf2f(dx[p + half]);
+                dx[p] = f2bf(va);
+                dx[p + half] = f2bf(vb);
+                acc_a[m] += da[m] * xa[m] * r;
+                acc_b[m] += db[m] * xb[m] * r;
+            }
+        }
+    }
+    if (!part) return;
+#pragma unroll
+    for (int m = 0; m < HN_MAXP; m++) {
+        int p = lane + GS_WARP * m;
+        if (p < half) hn_sh[wi * D + p] = acc_a[m], hn_sh[wi * D + p + half] = acc_b[m];
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < D; i += blockDim.x) {
+        float s = 0;
+        for (int k = 0; k < nw; k++) s += hn_sh[k * D + i];
+        part[(size_t)blockIdx.x * D + i] = s;
+    }
+}
+
+// =================================================================================================
+// Head mask (model.h: attention output · zh before o_proj): y = x · zh[h]; y == x scales in place
+// =================================================================================================
+
+__global__ void k_head_gate(bf16 *y, const bf16 *x, const float *zh, int N, int H, int D) {
+    size_t total = (size_t)N * H * D;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x)
+        y[i] = f2bf(bf2f(x[i]) * zh[(i / D) % H]);
+}
+
+__global__ void k_scale_f32(float *x, const float *s, size_t n) {  // x *= *s (Gemma 4's layer_scalar)
+    float v = *s;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) x[i] *= v;
+}
+
+// =================================================================================================
+// Gated GELU, tanh form (model.h gelu_tanh / gelu_tanh_grad): h = gelu(g) · u · z_ffn, from the fused
+// gate|up rows gu [N, 2F]. gelu(x) = x · sigmoid(2u), u = sqrt(2/pi)(x + 0.044715 x³).
+// =================================================================================================
+
+__device__ __forceinline__ float gelu_f(float x) {
+    const float c = 0.7978845608028654f;
+    float u = c * (x + 0.044715f * x * x * x);
+    return x / (1.0f + __expf(-2.0f * u));
+}
+__device__ __forceinline__ float gelu_grad_f(float x) {
+    const float c = 0.7978845608028654f;
+    float u = c * (x + 0.044715f * x * x * x), s = 1.0f / (1.0f + __expf(-2.0f * u));
+    return s + 2.0f * x * s * (1.0f - s) * c * (1.0f + 3.0f * 0.044715f * x * x);
+}
+
+// two adjacent channels per thread (F is even: checked at gpu_create)
+__global__ void k_gelu_fwd(bf16 *hm, const bf16 *gu, const float *zf, int N, int F) {
+    size_t total = (size_t)N * F / 2;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        size_t n = i / (F / 2);
+        int c = (int)(i % (F / 2)) * 2;
+        uint32_t g2 = *(const uint32_t *)(gu + n * 2 * F + c), u2 = *(const uint32_t *)(gu + n * 2 * F + F + c);
+        float h0 = gelu_f(bf2f((bf16)g2)) * bf2f((bf16)u2), h1 = gelu_f(bf2f((bf16)(g2 >> 16))) * bf2f((bf16)(u2 >> 16));
+        if (zf) h0 *= zf[c], h1 *= zf[c + 1];
+        *(uint32_t *)(hm + n * F + c) = pack_bf16x2(h0, h1);
+    }
+}
+
+// dh = dhm · z;  d gate = dh · u · gelu'(g),  d up = dh · gelu(g)
+__global__ void k_gelu_bwd(bf16 *dgu, const bf16 *dhm, const bf16 *gu, const float *zf, int N, int F) {
+    size_t total = (size_t)N * F / 2;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        size_t n = i / (F / 2);
+        int c = (int)(i % (F / 2)) * 2;
+        uint32_t g2 = *(const uint32_t *)(gu + n * 2 * F + c), u2 = *(const uint32_t *)(gu + n * 2 * F + F + c);
+        uint32_t d2 = *(const uint32_t *)(dhm + n * F + c);
+        float g0 = bf2f((bf16)g2), g1 = bf2f((bf16)(g2 >> 16)), u0 = bf2f((bf16)u2), u1 = bf2f((bf16)(u2 >> 16));
+        float d0 = bf2f((bf16)d2), d1 = bf2f((bf16)(d2 >> 16));
+        if (zf) d0 *= zf[c], d1 *= zf[c + 1];
+        *(uint32_t *)(dgu + n * 2 * F + c) = pack_bf16x2(d0 * u0 * gelu_grad_f(g0), d1 * u1 * gelu_grad_f(g1));
+        *(uint32_t *)(dgu + n * 2 * F + F + c) = pack_bf16x2(d0 * gelu_f(g0), d1 * gelu_f(g1));
+    }
+}
+
+// d/dz_ffn: Σ_n dhm[n, c] · gelu(g) · u
+struct TermGelu {
+    const bf16 *dhm, *gu;
+    int F;
+    __device__ float operator()(int n, int c) const {
+        const bf16 *r = gu + (size_t)n * 2 * F;
+        return bf2f(dhm[(size_t)n * F + c]) * gelu_f(bf2f(r[c])) * bf2f(r[F + c]);
+    }
+};
+
+// =================================================================================================
+// Fused softcapped cross-entropy over one chunk of bf16 logits rows (model.h head_forward). The full
+// fp32 logits never exist: the head makes CHUNK rows of bf16 logits, this kernel turns them into the
+// loss and, in place, the gradient of the mean loss:
+//   s = c·tanh(z/c) (no cap: s = z),  loss_n = logsumexp(s) − s[tgt],
+//   d/dz = (softmax(s) − onehot(tgt)) · (1 − (s/c)²) · inv_n.   tgt < 0: no loss, zero gradient.
+// One block per row; online max/sum in one pass, the gradient in a second.
+// =================================================================================================
+
+__device__ __forceinline__ float softcap_f(float z, float cap) { return cap > 0 ? cap * tanhf(z / cap) : z; }
+
+__global__ void k_xent(bf16 *logits, int V, const int *tgt, float cap, float inv_n, float *row_loss, int want_grad) {
+    __shared__ float sh[32];
+    bf16 *z = logits + (size_t)blockIdx.x * V;
+    int t = tgt[blockIdx.x];
+    if (t < 0) {
+        if (threadIdx.x == 0) row_loss[blockIdx.x] = 0;
+        if (want_grad)
+            for (int i = threadIdx.x; i < V; i += blockDim.x) z[i] = 0;
+        return;
+    }
+    float m = -INFINITY, s = 0;
+    int vec = (V % 8) == 0;
+    if (vec) {
+        for (int i = threadIdx.x * 8; i < V; i += blockDim.x * 8) {
+            uint4 raw = *(const uint4 *)(z + i);
+            const bf16 *e = (const bf16 *)&raw;
+            float v[8], mx = m;
+#pragma unroll
+            for (int k = 0; k < 8; k++) v[k] = softcap_f(bf2f(e[k]), cap), mx = fmaxf(mx, v[k]);
+            s *= __expf(m - mx);
+#pragma unroll
+            for (int k = 0; k < 8; k++) s += __expf(v[k] - mx);
+            m = mx;
+        }
+    } else {
+        for (int i = threadIdx.x; i < V; i += blockDim.x) {
+            float v = softcap_f(bf2f(z[i]), cap), mx = fmaxf(m, v);
+            s = s * __expf(m - mx) + __expf(v - mx);
+            m = mx;
+        }
+    }
+    float M = block_max(m, sh);
+    float S = block_sum(m == -INFINITY ? 0.0f : s * __expf(m - M), sh);
+    float lse = M + logf(S);
+    if (threadIdx.x == 0) row_loss[blockIdx.x] = lse - softcap_f(bf2f(z[t]), cap);
+    if (!want_grad) return;
+    __syncthreads();  // every thread has read z[t] before it is overwritten
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        float v = softcap_f(bf2f(z[i]), cap), g = __expf(v - lse) - (i == t ? 1.0f : 0.0f);
+        if (cap > 0) g *= 1.0f - (v / cap) * (v / cap);
+        z[i] = f2bf(g * inv_n);
+    }
+}
+
+// =================================================================================================
+// AdamW over the whole flat parameter block (model.h adamw_update; torch.optim.AdamW semantics):
+//   g *= gscale (clip and averaging); m = b1 m + (1−b1) g; v = b2 v + (1−b2) g²;
+//   p *= 1 − lr·wd (decaying tensors only); p −= lr/bc1 · m / (sqrt(v)/sqrt(bc2) + eps); bf16 copy refreshed.
+// seg_off[s] .. seg_off[s+1] is tensor s; seg_flag bit 0: weight decay, bit 1: frozen (not updated).
+// =================================================================================================
+
+__global__ void k_adamw(float *p, bf16 *pb, const float *g, float *m, float *v, size_t total, const size_t *seg_off,
+                        const unsigned char *seg_flag, int nseg, float lr, float b1, float b2, float eps, float wd,
+                        float bc1, float bc2s, float gscale) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        int lo = 0, hi = nseg - 1;  // the tensor holding element i
+        while (lo < hi) {
+            int mid = (lo + hi + 1) / 2;
+            if (seg_off[mid] <= i) lo = mid;
+            else hi = mid - 1;
+        }
+        unsigned char f = seg_flag[lo];
+        if (f & 2) {
+            pb[i] = f2bf(p[i]);
+            continue;
+        }
+        float gi = g[i] * gscale, mi = b1 * m[i] + (1.0f - b1) * gi, vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+        m[i] = mi, v[i] = vi;
+        float pi = p[i] * (1.0f - lr * ((f & 1) ? wd : 0.0f));
+        pi -= (lr / bc1) * mi / (sqrtf(vi) / bc2s + eps);
+        p[i] = pi;
+        pb[i] = f2bf(pi);
+    }
+}
+
+// Σ g² per block in double (the host adds the block sums in order: deterministic)
+__global__ void k_sumsq(double *part, const float *g, size_t n) {
+    __shared__ double sh[32];
+    double s = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        s += (double)g[i] * g[i];
+    for (int o = GS_WARP / 2; o > 0; o >>= 1) s += gs_shfl_xor(s, o);
+    int lane = threadIdx.x % GS_WARP, w = threadIdx.x / GS_WARP;
+    if (lane == 0) sh[w] = s;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double t = 0;
+        for (int k = 0; k < (int)(blockDim.x / GS_WARP); k++) t += sh[k];
+        part[blockIdx.x] = t;
+    }
+}
+
+__global__ void k_f32_to_bf16(bf16 *o, const float *x, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        o[i] = f2bf(x[i]);
+}
+
+// =================================================================================================
+// Hard-concrete masks (prune.c masks_from_u, DESIGN §4): l = −0.1, r = 1.1, β = 2/3
+//   z = clamp01(sigmoid((ln u − ln(1−u) + log_alpha)/β)·(r − l) + l), dz/d log_alpha = (r−l) s(1−s)/β
+//   where 0 < z < 1 (0 where clamped); then d loss/d log_alpha = dz · dz/d log_alpha.
+// In double, like the CPU path (the masks are small).
+// =================================================================================================
+
+__global__ void k_hard_concrete(float *z, float *dzdla, const float *la, const float *u, size_t n) {
+    const double L = -0.1, R = 1.1, BETA = 2.0 / 3.0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        double uu = u[i], s = 1.0 / (1.0 + exp(-((log(uu) - log1p(-uu) + la[i]) / BETA))), zr = s * (R - L) + L;
+        z[i] = (float)(zr <= 0 ? 0 : zr >= 1 ? 1 : zr);
+        dzdla[i] = (float)(zr > 0 && zr < 1 ? (R - L) * s * (1 - s) / BETA : 0);
+    }
+}
+
+__global__ void k_mul(float *o, const float *a, const float *b, size_t n) {  // o = a·b elementwise
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        o[i] = a[i] * b[i];
+}
+
+// =================================================================================================
+// Random init on the device (benchmarks: a 1B model need not pass through host memory):
+// w[i] = std · N(0,1) from a counter-based hash (splitmix64, Box–Muller), or `value` when std == 0.
+// =================================================================================================
+
+__device__ __forceinline__ uint64_t splitmix64_at(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+__global__ void k_init(float *w, size_t n, uint64_t seed, float std, float value) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        if (std == 0.0f) {
+            w[i] = value;
+            continue;
+        }
+        uint64_t h = splitmix64_at(seed * 0x100000001B3ull + i);
+        float u1 = ((h >> 40) + 1) * (1.0f / 16777217.0f), u2 = ((h >> 16) & 0xffffff) * (1.0f / 16777216.0f);
+        w[i] = std * sqrtf(-2.0f * logf(u1)) * cospif(2.0f * u2);
+    }
+}
