@@ -70,6 +70,7 @@ test/test_model: test/test_model.c $(HEADERS)
 # every stage's C test: test/test_<stage>.c -> test/test_<stage> (run by test/test_<stage>.sh)
 test/test_%: test/test_%.c $(HEADERS) data/shard.h data/tokenizer.h data/mixture.h
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+test/test_profile: profile.c  # the test builds profile.c in
 test/test_prune: prune.c  # test_prune.c includes prune.c
 test/test_train: train.c  # test_train.c includes train.c
 

@@ -1,8 +1,17 @@
-// profile.c — look inside a model before cutting it. Commands:
-//   logits   dump all-position logits for reference checks (DESIGN.md §5)
-// (importance statistics, heatmaps, the target-shape planner, memory budget, ablations and
-//  checkpoint diff come with their own issue)
+// profile.c — look inside a model before cutting it (phase 0 of the method). Commands:
+//   logits   dump all-position logits for reference checks (DESIGN.md §5; a fixed interface)
+//   plan     target shapes for a parameter budget (Sheared-style), from a model, a config or a preset
+//   memory   the training memory budget per GPU: weights, gradients, optimizer states, activations
+//   stats    importance statistics over calibration data, per domain: residual norms, Block Influence,
+//            attention entropy per head, FFN sparsity, gradient magnitude per structure (JSON, CSV, PNG)
+//   ablate   remove each layer in turn (Δloss per domain); remove every full-attention layer (loss by
+//            position, inside vs beyond the sliding window)
+//   diff     per-layer, per-matrix relative change between two checkpoints of one shape (CSV, PNG)
+// Read top to bottom: shared helpers, shapes and presets, plan, memory, calibration data, stats, ablate,
+// diff, main. plan and memory need no weights.
 #include "model.h"
+#include "data/mixture.h"
+#include "plot.h"
 
 // ------------------------------------------------------------------------------------------------
 // logits: ./profile logits --model DIR --tokens FILE.json --out FILE.f32
@@ -77,17 +86,1869 @@ static int cmd_logits(int argc, char **argv) {
     return 0;
 }
 
-static void usage(void) {
-    printf("usage: profile COMMAND [flags]   (profile COMMAND --help for its flags)\n"
-           "  logits    all-position logits and loss of a model on given tokens\n");
+
+// ================================================================================================
+// Shared helpers: a growing text buffer (CSV files, reports), counts with units, flag values
+// ================================================================================================
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+} Buf;
+
+__attribute__((format(printf, 2, 3))) static void bprintf(Buf *b, const char *fmt, ...) {
+    for (;;) {
+        size_t room = b->cap - b->n;
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->p ? b->p + b->n : NULL, room, fmt, ap);
+        va_end(ap);
+        if (k < 0) fail("bprintf: bad format \"%s\"", fmt);
+        if ((size_t)k < room) {
+            b->n += (size_t)k;
+            return;
+        }
+        b->cap = 2 * (b->n + (size_t)k + 1024);
+        b->p = (char *)realloc(b->p, b->cap);
+        if (!b->p) fail("out of memory");
+    }
 }
 
+// write the buffer to dir/name atomically and free it
+static void buf_save(Buf *b, const char *dir, const char *name) {
+    char *path = path_join(dir, name);
+    write_text_atomic(path, b->p ? b->p : "");
+    printf("wrote %s\n", path);
+    free(path);
+    free(b->p);
+    memset(b, 0, sizeof(*b));
+}
+
+static void json_save(const cJSON *j, const char *dir, const char *name) {
+    char *path = path_join(dir, name);
+    write_json_atomic(path, j);
+    printf("wrote %s\n", path);
+    free(path);
+}
+
+// "30.70B", "697.8M", "58.3K": 4 significant digits with a unit (buf: 32 bytes)
+static const char *fmt_count(double n, char *buf) {
+    const char *unit[] = {"", "K", "M", "B", "T"};
+    int u = 0;
+    while (fabs(n) >= 1000 && u < 4) n /= 1000, u++;
+    snprintf(buf, 32, fabs(n) >= 100 ? "%.1f%s" : fabs(n) >= 10 ? "%.2f%s" : "%.3f%s", n, unit[u]);
+    return buf;
+}
+
+// a parameter count: "8B", "1.5B", "300M", "8e9", "8000000000"
+static double parse_count(const char *s, const char *flag) {
+    char *end;
+    double v = strtod(s, &end);
+    double mult = 1;
+    if (*end == 'K' || *end == 'k') mult = 1e3, end++;
+    else if (*end == 'M' || *end == 'm') mult = 1e6, end++;
+    else if (*end == 'B' || *end == 'b' || *end == 'G' || *end == 'g') mult = 1e9, end++;
+    else if (*end == 'T' || *end == 't') mult = 1e12, end++;
+    if (end == s || *end || !(v > 0))
+        fail("%s: \"%s\" is not a parameter count; write e.g. 8B, 1.5B, 300M or 8e9", flag, s);
+    return v * mult;
+}
+
+static int streq(const char *a, const char *b) { return strcmp(a, b) == 0; }
+static int is_help(const char *a) { return streq(a, "--help") || streq(a, "-h"); }
+
+static long gcd_l(long a, long b) { return b ? gcd_l(b, a % b) : a; }
+
+// ================================================================================================
+// Shapes: a Config plus the Gemma 4 parts model.h does not implement yet (per-layer input embeddings,
+// KV-shared layers, double-wide MLP); the public presets; parameter counting. plan and memory work on
+// these, so they answer questions about models nobody here has the weights of.
+// ================================================================================================
+
+typedef struct {
+    Config c;
+    int ple;          // hidden_size_per_layer_input: per-layer input embeddings (E2B/E4B: 256; 0 = off)
+    int kv_shared;    // num_kv_shared_layers: the last ones have no k/v projections and no k_norm
+    int double_wide;  // use_double_wide_mlp: F doubles on the KV-shared layers
+    char name[160];   // preset name or the file it came from
+} Shape;
+
+static int shape_representable(const Shape *s) { return !s->ple && !s->kv_shared && !s->double_wide; }
+
+// Published configurations, every value from /work/shared/reference/gemma-configs.md (keys in brackets):
+//   Gemma 3: [G3conv] transformers convert_gemma3_weights.py _VARIANTS; 1B and 27B also the verbatim
+//   config.json files in [TRT]; omitted fields take Gemma3TextConfig defaults [G3cfg] (sliding_window_pattern
+//   6, rope 1e4 local / 1e6 global, eps 1e-6). 4B+ use V = 262208 (default; embedding padded for image
+//   tokens) and linear RoPE x8 on global layers. 27B: query_pre_attn_scalar 168 = 5376/32.
+//   Gemma 4: [G4conv] convert_gemma4_weights.py _VARIANTS (E2B, 31B), [G4Uconv] for the 12B; defaults from
+//   Gemma4TextConfig [G4cfg]: head_dim 256, global_head_dim 512, proportional RoPE 0.25 on full layers,
+//   final softcap 30. E2B: (4 sliding + 1 full) x 7, K = 1 everywhere (num_global_key_value_heads None),
+//   no K=V, 20 KV-shared layers with double-wide MLP, per-layer input embeddings of 256.
+typedef struct {
+    const char *name;
+    int arch, V, d, F, L, H, K, D, W, period, Dg, Kg, k_eq_v, max_pos;
+    double qscalar, rope_scale, softcap;
+    int ple, kv_shared, double_wide;
+    const char *source;
+} Preset;
+
+static const Preset presets[] = {
+    {"gemma3-270m", 3, 262144, 640, 2048, 18, 4, 1, 256, 512, 6, 0, 0, 0, 32768, 256, 1, 0, 0, 0, 0, "G3conv"},
+    {"gemma3-1b", 3, 262144, 1152, 6912, 26, 4, 1, 256, 512, 6, 0, 0, 0, 32768, 256, 1, 0, 0, 0, 0, "G3conv, TRT"},
+    {"gemma3-4b", 3, 262208, 2560, 10240, 34, 8, 4, 256, 1024, 6, 0, 0, 0, 131072, 256, 8, 0, 0, 0, 0, "G3conv"},
+    {"gemma3-12b", 3, 262208, 3840, 15360, 48, 16, 8, 256, 1024, 6, 0, 0, 0, 131072, 256, 8, 0, 0, 0, 0, "G3conv"},
+    {"gemma3-27b", 3, 262208, 5376, 21504, 62, 32, 16, 128, 1024, 6, 0, 0, 0, 131072, 168, 8, 0, 0, 0, 0,
+     "G3conv, TRT"},
+    {"gemma4-e2b", 4, 262144, 1536, 6144, 35, 8, 1, 256, 512, 5, 512, 1, 0, 131072, 0, 1, 30, 256, 20, 1,
+     "G4conv, G4cfg"},
+    {"gemma4-12b", 4, 262144, 3840, 15360, 48, 16, 8, 256, 1024, 6, 512, 1, 1, 262144, 0, 1, 30, 0, 0, 0,
+     "G4Uconv, G12raw"},
+    {"gemma4-31b", 4, 262144, 5376, 21504, 60, 32, 16, 256, 1024, 6, 512, 4, 1, 262144, 0, 1, 30, 0, 0, 0,
+     "G4conv, G4cfg"},
+};
+#define NPRESETS ((int)(sizeof(presets) / sizeof(presets[0])))
+
+static Shape preset_shape(const Preset *p) {
+    Shape s;
+    memset(&s, 0, sizeof(s));
+    Config *c = &s.c;
+    c->arch = p->arch, c->V = p->V, c->d = p->d, c->F = p->F, c->L = p->L, c->H = p->H, c->K = p->K, c->D = p->D;
+    c->W = p->W, c->max_pos = p->max_pos;
+    for (int l = 0; l < c->L; l++) c->full[l] = (l + 1) % p->period == 0;
+    c->rope_local = 1e4, c->rope_global = 1e6, c->rope_scale = p->rope_scale, c->eps = 1e-6;
+    c->qscalar = p->qscalar, c->final_softcap = p->softcap;
+    c->bos = 2, c->eos = 1, c->pad = 0;
+    c->scale_dtype = ST_BF16;
+    if (p->arch == 3) c->Dg = c->D, c->Kg = c->K, c->partial_rotary = 1.0;
+    else c->Dg = p->Dg, c->Kg = p->Kg, c->k_eq_v = p->k_eq_v, c->partial_rotary = 0.25;
+    s.ple = p->ple, s.kv_shared = p->kv_shared, s.double_wide = p->double_wide;
+    snprintf(s.name, sizeof s.name, "%s", p->name);
+    return s;
+}
+
+// a preset by its name or by an unambiguous tail of it ("31b", "e2b", "270m")
+static const Preset *find_preset(const char *name) {
+    const Preset *hit = NULL;
+    int nhit = 0;
+    for (int i = 0; i < NPRESETS; i++) {
+        const char *n = presets[i].name, *dash = strchr(n, '-');
+        if (streq(n, name)) return &presets[i];
+        if (dash && !strcasecmp(dash + 1, name)) hit = &presets[i], nhit++;
+    }
+    if (nhit == 1) return hit;
+    char list[512] = "";
+    for (int i = 0; i < NPRESETS; i++) strcat(strcat(list, i ? ", " : ""), presets[i].name);
+    fail("--preset %s: %s; the presets are %s", name, nhit ? "ambiguous" : "unknown", list);
+}
+
+// --model DIR (its config.json), --config FILE or --preset NAME: exactly one
+static Shape shape_from_args(const char *model_dir, const char *config, const char *preset, const char *cmd) {
+    if (!!model_dir + !!config + !!preset != 1)
+        fail("profile %s needs exactly one of --model DIR, --config FILE or --preset NAME; see --help", cmd);
+    Shape s;
+    memset(&s, 0, sizeof(s));
+    if (preset) return preset_shape(find_preset(preset));
+    char *path = model_dir ? path_join(model_dir, "config.json") : str_dup(config);
+    if (!file_exists(path)) fail("%s: no such file; %s", path, model_dir ? "is --model a model directory?" : "check --config");
+    config_load(&s.c, path);
+    snprintf(s.name, sizeof s.name, "%s", path);
+    free(path);
+    return s;
+}
+
+typedef struct {
+    double nonemb;    // everything but the token embedding and the PLE table (what Sheared-LLaMA targets)
+    double embed;     // V * d (tied: also the output matrix)
+    double ple_table; // V * L * ple (E2B/E4B per-layer input embeddings)
+    double total;
+    double matrices;  // 2-D weights other than the embedding (what Muon updates)
+} Count;
+
+// Parameters of a shape. What model.h can represent is counted by model.h's own parameter table
+// (count_params); the rest with the per-layer formulas of gemma-configs.md §3 plus the same norms
+// model.h would hold: per layer 4 d-sized norms, q_norm and k_norm (not on KV-shared layers), q/o
+// (2 d H Dh), k/v (d Kh Dh each; no v on K=V full layers; neither on KV-shared layers), 3 d F (x2 when
+// double-wide), layer_scalar (Gemma 4), PLE gate and projection (2 d ple); then the final norm, PLE's
+// model projection (d L ple). PLE's own norms are not counted (gemma-configs.md does not list them).
+static Count shape_count_formula(const Shape *s) {
+    const Config *c = &s->c;
+    double d = c->d, H = c->H, non = 0, mat = 0;
+    for (int l = 0; l < c->L; l++) {
+        double Dh = layer_D(c, l), Kh = layer_K(c, l);
+        int shared = s->kv_shared && l >= c->L - s->kv_shared;
+        double qo = 2 * d * H * Dh, kv = shared ? 0 : d * Kh * Dh * (layer_has_v(c, l) ? 2 : 1);
+        double mlp = 3 * d * c->F * (s->double_wide && shared ? 2 : 1), ple = s->ple ? 2 * d * s->ple : 0;
+        mat += qo + kv + mlp + ple;
+        non += qo + kv + mlp + ple + 4 * d + Dh + (shared ? 0 : Dh) + (c->arch == 4 ? 1 : 0);
+    }
+    non += d;
+    if (s->ple) non += d * c->L * s->ple, mat += d * c->L * s->ple;
+    Count n = {non, (double)c->V * d, s->ple ? (double)c->V * c->L * s->ple : 0, 0, mat};
+    n.total = n.nonemb + n.embed + n.ple_table;
+    return n;
+}
+
+static Count shape_count(const Shape *s) {
+    Count n = shape_count_formula(s);
+    if (shape_representable(s)) {  // model.h's table is the authority (test_profile checks both agree)
+        n.nonemb = (double)count_params(&s->c, 0);
+        n.total = n.nonemb + n.embed + n.ple_table;
+    }
+    return n;
+}
+
+// what a budget counts
+enum { COUNT_TOTAL, COUNT_EFFECTIVE, COUNT_NONEMB };
+static const char *count_names[] = {"total", "effective", "non_embedding"};
+static double count_of(const Count *n, int mode) {
+    return mode == COUNT_TOTAL ? n->total : mode == COUNT_EFFECTIVE ? n->total - n->ple_table : n->nonemb;
+}
+
+static void shape_print(const Shape *s, FILE *f) {
+    const Config *c = &s->c;
+    int nfull = 0;
+    for (int l = 0; l < c->L; l++) nfull += c->full[l];
+    fprintf(f, "Gemma %d  L %d (%d full) d %d H %d K %d D %d F %d", c->arch, c->L, nfull, c->d, c->H, c->K, c->D, c->F);
+    if (c->arch == 4) fprintf(f, " | full layers K %d D %d%s", c->Kg, c->Dg, c->k_eq_v ? " K=V" : "");
+    if (s->ple) fprintf(f, " | PLE %d", s->ple);
+    if (s->kv_shared) fprintf(f, " | %d KV-shared layers%s", s->kv_shared, s->double_wide ? " (double-wide MLP)" : "");
+}
+
+// ================================================================================================
+// plan: ./profile plan --model DIR|--config FILE|--preset NAME --params N[,N...]
+// Sheared-LLaMA took its target shapes from existing models of the target size (Pythia-1.4B for 1.3B,
+// INCITE-3B for 2.7B; sheared-llama-and-peers.md). Here the "existing models" are the public Gemma
+// family: a least-squares power law of depth L and width d against non-embedding parameters over the
+// dense presets says what a Gemma of the budget looks like; the planner then searches every shape the
+// source can be cut to (L' <= L, d' <= d on a hardware multiple and divisible by H', H' keeping the
+// GQA ratio on sliding and full layers, head_dim kept, F' solved from the budget) and keeps the one
+// nearest the family's proportions whose count is within the tolerance of the budget.
+// ================================================================================================
+
+typedef struct {
+    double aL, bL, ad, bd;  // L ~ exp(aL) P^bL, d ~ exp(ad) P^bd, P = non-embedding parameters
+} FamilyFit;
+
+static FamilyFit family_fit(void) {
+    double sx = 0, sxx = 0, syL = 0, sxyL = 0, syd = 0, sxyd = 0;
+    int n = 0;
+    for (int i = 0; i < NPRESETS; i++) {
+        Shape s = preset_shape(&presets[i]);
+        if (!shape_representable(&s)) continue;  // dense decoders only
+        double x = log(shape_count(&s).nonemb), yL = log(s.c.L), yd = log(s.c.d);
+        sx += x, sxx += x * x, syL += yL, sxyL += x * yL, syd += yd, sxyd += x * yd, n++;
+    }
+    FamilyFit f;
+    double den = n * sxx - sx * sx;
+    f.bL = (n * sxyL - sx * syL) / den, f.aL = (syL - f.bL * sx) / n;
+    f.bd = (n * sxyd - sx * syd) / den, f.ad = (syd - f.bd * sx) / n;
+    return f;
+}
+
+// The sliding/full constraint: no run of N or more consecutive sliding layers among the kept ones,
+// at least one full layer when the source has any, and on Gemma 4 the last kept layer is full
+// (transformers forces it).
+static int layers_ok(const Config *c, const int *keep, int N) {
+    int run = 0, any = 0, last = -1, src_full = 0;
+    for (int l = 0; l < c->L; l++) {
+        src_full |= c->full[l];
+        if (!keep[l]) continue;
+        last = l;
+        if (c->full[l]) run = 0, any = 1;
+        else if (N > 0 && ++run >= N) return 0;
+    }
+    if (src_full && !any) return 0;
+    if (c->arch == 4 && last >= 0 && !c->full[last]) return 0;
+    return 1;
+}
+
+// the longest run of sliding layers in the source, plus one: the N of the constraint by default
+static int full_every_default(const Config *c) {
+    int run = 0, best = 0, any = 0;
+    for (int l = 0; l < c->L; l++) {
+        any |= c->full[l];
+        run = c->full[l] ? 0 : run + 1;
+        best = run > best ? run : best;
+    }
+    return any ? best + 1 : 0;
+}
+
+// Which Lt layers to keep. With an importance per layer (a profile: Block Influence or ablation
+// Δloss), drop the least important first, skipping any drop that breaks the constraint. Without one,
+// keep each type evenly spaced, with as many full layers as the source's ratio asks (more if the
+// constraint needs them). Returns 0 when no choice satisfies the constraint.
+static int choose_layers(const Config *c, int Lt, int N, const double *imp, int *keep) {
+    int L = c->L;
+    if (imp) {
+        for (int l = 0; l < L; l++) keep[l] = 1;
+        for (int kept = L; kept > Lt; kept--) {
+            int best = -1;
+            for (int l = 0; l < L; l++) {  // least important removable layer
+                if (!keep[l] || (best >= 0 && imp[l] >= imp[best])) continue;
+                keep[l] = 0;
+                if (layers_ok(c, keep, N)) best = l;
+                keep[l] = 1;
+            }
+            if (best < 0) return 0;
+            keep[best] = 0;
+        }
+        return 1;
+    }
+    int nfull = 0, fl[MAX_LAYERS], sl[MAX_LAYERS], ns = 0;
+    for (int l = 0; l < L; l++) {
+        if (c->full[l]) fl[nfull++] = l;
+        else sl[ns++] = l;
+    }
+    int kf0 = (int)lround((double)Lt * nfull / L);
+    if (nfull && kf0 < 1) kf0 = 1;
+    for (int kf = kf0; kf <= nfull && kf <= Lt; kf++) {
+        int ks = Lt - kf;
+        if (ks > ns) continue;
+        memset(keep, 0, sizeof(int) * (size_t)L);
+        for (int i = 0; i < kf; i++) keep[fl[(int)(((long)(i + 1) * nfull) / kf) - 1]] = 1;  // includes the last full
+        for (int i = 0; i < ks; i++) keep[sl[(int)(((long)i * ns) / ks)]] = 1;                 // includes the first
+        if (layers_ok(c, keep, N)) return 1;
+    }
+    return 0;
+}
+
+// the target config from the source and the chosen sizes and layers
+static Shape shape_target(const Shape *src, int Lt, int d, int H, int F, const int *keep) {
+    Shape t = *src;
+    Config *c = &t.c;
+    int G = src->c.H / src->c.K, Gg = src->c.H / src->c.Kg, j = 0;
+    c->d = d, c->H = H, c->K = H / G, c->Kg = c->arch == 4 ? H / Gg : H / G, c->F = F;
+    for (int l = 0; l < src->c.L; l++)
+        if (keep[l]) c->full[j++] = src->c.full[l];
+    c->L = Lt;
+    if (src->kv_shared) t.kv_shared = (int)lround((double)src->kv_shared * Lt / src->c.L);
+    return t;
+}
+
+typedef struct {
+    Shape s;
+    Count n;
+    double err, score;
+    int keep[MAX_LAYERS];
+} Candidate;
+
+static int plan_multiple_default(int d) { return d >= 2048 ? 128 : d >= 512 ? 64 : d >= 128 ? 16 : 8; }
+
+// Search every (L', H', d') and solve F' for the budget; keep the best `nbest` by score, ascending.
+// mode: what the budget counts (COUNT_*). Returns how many candidates were found.
+static int plan_search(const Shape *src, double budget, int mode, int mult, double tol, int N,
+                       const double *imp, const FamilyFit *fit, Candidate *best, int nbest) {
+    const Config *c = &src->c;
+    int G = c->H / c->K, Gg = c->H / c->Kg, hstep = (int)(G / gcd_l(G, Gg) * Gg), found = 0;
+    static int keeps[MAX_LAYERS + 1][MAX_LAYERS];
+    static int have[MAX_LAYERS + 1];
+    for (int Lt = 1; Lt <= c->L; Lt++) have[Lt] = choose_layers(c, Lt, N, imp, keeps[Lt]);
+    for (int Lt = 1; Lt <= c->L; Lt++) {
+        if (!have[Lt]) continue;
+        for (int H = hstep; H <= c->H; H += hstep)
+            for (int d = mult; d <= c->d; d += mult) {
+                if (d % H) continue;
+                // the count is linear in F: solve, round to the multiple, clamp to [mult, F]
+                Shape t0 = shape_target(src, Lt, d, H, 0, keeps[Lt]), t1 = shape_target(src, Lt, d, H, mult, keeps[Lt]);
+                Count n0 = shape_count_formula(&t0), n1 = shape_count_formula(&t1);
+                double v0 = count_of(&n0, mode), v1 = count_of(&n1, mode);
+                double Fs = (budget - v0) / ((v1 - v0) / mult);
+                int F = (int)lround(Fs / mult) * mult;
+                if (F < mult) F = mult;
+                if (F > c->F) F = c->F;
+                Candidate cand;
+                cand.s = shape_target(src, Lt, d, H, F, keeps[Lt]);
+                cand.n = shape_count_formula(&cand.s);  // the exact count is taken for the winners below
+                double got = count_of(&cand.n, mode);
+                cand.err = (got - budget) / budget;
+                if (fabs(cand.err) > tol) continue;
+                // distance from the family's proportions at this size; F/d and attention width H*D/d
+                // are kept near the source's
+                double P = cand.n.nonemb, Lf = exp(fit->aL) * pow(P, fit->bL), df = exp(fit->ad) * pow(P, fit->bd);
+                double rF = log(((double)F / d) / ((double)c->F / c->d)), rA = log(((double)H / d) / ((double)c->H / c->d));
+                cand.score = pow(log(Lt / Lf), 2) + pow(log(d / df), 2) + 0.5 * rF * rF + 0.5 * rA * rA +
+                             pow(cand.err / tol, 2) * 0.01;
+                memcpy(cand.keep, keeps[Lt], sizeof(int) * (size_t)c->L);
+                // insertion into the sorted best list
+                int pos = found < nbest ? found : nbest;
+                if (pos == nbest && cand.score >= best[nbest - 1].score) continue;
+                if (pos == nbest) pos = nbest - 1;
+                while (pos > 0 && best[pos - 1].score > cand.score) best[pos] = best[pos - 1], pos--;
+                best[pos] = cand;
+                if (found < nbest) found++;
+            }
+    }
+    for (int k = 0; k < found; k++) best[k].n = shape_count(&best[k].s);
+    return found;
+}
+
+// a target file prune.c (--target) and train.c (--config) read: a full config.json of the pruned shape,
+// plus the source layers it keeps and the planned counts
+static cJSON *target_json(const Shape *src, const Candidate *cd, double budget, int mode) {
+    cJSON *j = config_to_json(&cd->s.c, "bfloat16");
+    if (!shape_representable(&cd->s)) {  // E2B-style parts model.h does not implement (yet)
+        cJSON_ReplaceItemInObject(j, "hidden_size_per_layer_input", cJSON_CreateNumber(cd->s.ple));
+        cJSON_ReplaceItemInObject(j, "num_kv_shared_layers", cJSON_CreateNumber(cd->s.kv_shared));
+        cJSON_ReplaceItemInObject(j, "use_double_wide_mlp", cJSON_CreateBool(cd->s.double_wide));
+    }
+    cJSON *sl = cJSON_AddArrayToObject(j, "source_layers");
+    for (int l = 0; l < src->c.L; l++)
+        if (cd->keep[l]) cJSON_AddItemToArray(sl, cJSON_CreateNumber(l));
+    cJSON *p = cJSON_AddObjectToObject(j, "shear_plan");
+    cJSON_AddStringToObject(p, "source", src->name);
+    cJSON_AddNumberToObject(p, "budget", budget);
+    cJSON_AddStringToObject(p, "budget_counts", count_names[mode]);
+    cJSON_AddNumberToObject(p, "non_embedding", cd->n.nonemb);
+    cJSON_AddNumberToObject(p, "embedding", cd->n.embed);
+    if (cd->s.ple) cJSON_AddNumberToObject(p, "ple_table", cd->n.ple_table);
+    cJSON_AddNumberToObject(p, "total", cd->n.total);
+    cJSON_AddStringToObject(p, "counted_by", shape_representable(&cd->s) ? "model.h count_params"
+                                                                          : "gemma-configs.md section 3 formulas");
+    return j;
+}
+
+static double *read_layer_importance(const char *path, int L, char *metric, size_t metric_cap) {
+    char *p = dir_exists(path) ? path_join(path, "stats.json") : str_dup(path);
+    cJSON *j = json_read(p);
+    const cJSON *a = json_get(j, "layer_importance");
+    if (!a || !cJSON_IsArray(a))
+        fail("%s: no \"layer_importance\" array; pass a stats.json (profile stats) or ablate.json (profile ablate)", p);
+    if (cJSON_GetArraySize(a) != L)
+        fail("%s: layer_importance has %d entries but the source model has %d layers; profile the same model", p,
+             cJSON_GetArraySize(a), L);
+    double *imp = (double *)mallocCheck(sizeof(double) * (size_t)L);
+    for (int l = 0; l < L; l++) {
+        const cJSON *e = cJSON_GetArrayItem(a, l);
+        if (!cJSON_IsNumber(e)) fail("%s: layer_importance[%d] is not a number", p, l);
+        imp[l] = e->valuedouble;
+    }
+    snprintf(metric, metric_cap, "%s", json_str(j, "layer_importance_metric", "unnamed", p));
+    cJSON_Delete(j);
+    free(p);
+    return imp;
+}
+
+static int cmd_plan(int argc, char **argv) {
+    const char *model_dir = NULL, *config = NULL, *preset = NULL, *params = NULL, *out = NULL, *profile = NULL;
+    const char *count = "total";
+    int mult = 0, N = -1, nalt = 3;
+    double tol = 0.02;
+    for (int i = 2; i < argc; i++) {
+        if (streq(argv[i], "--model")) model_dir = arg_str(argc, argv, &i);
+        else if (streq(argv[i], "--config")) config = arg_str(argc, argv, &i);
+        else if (streq(argv[i], "--preset")) preset = arg_str(argc, argv, &i);
+        else if (streq(argv[i], "--params")) params = arg_str(argc, argv, &i);
+        else if (streq(argv[i], "--count")) count = arg_str(argc, argv, &i);
+        else if (streq(argv[i], "--profile")) profile = arg_str(argc, argv, &i);
+        else if (streq(argv[i], "--multiple")) mult = (int)arg_int(argc, argv, &i);
+        else if (streq(argv[i], "--full-every")) N = (int)arg_int(argc, argv, &i);
+        else if (streq(argv[i], "--tolerance")) tol = arg_float(argc, argv, &i);
+        else if (streq(argv[i], "--alternatives")) nalt = (int)arg_int(argc, argv, &i);
+        else if (streq(argv[i], "--out")) out = arg_str(argc, argv, &i);
+        else if (is_help(argv[i])) {
+            printf("usage: profile plan --model DIR | --config FILE | --preset NAME  --params N[,N...] [flags]\n"
+                   "Proposes Sheared-style target shapes for parameter budgets; needs no weights.\n"
+                   "  --model DIR        source model directory (reads its config.json)\n"
+                   "  --config FILE      source config.json\n"
+                   "  --preset NAME      a public Gemma config:");
+            for (int k = 0; k < NPRESETS; k++) printf(" %s", presets[k].name);
+            printf("\n"
+                   "                     (a unique tail works too: 31b, e2b, 270m)\n"
+                   "  --params LIST      budgets, comma-separated: 8B,4B,2B,1.5B or 8e9        required\n"
+                   "  --count WHAT       what a budget counts: total | effective (total without the\n"
+                   "                     per-layer-embedding table, E2B) | non-embedding        default total\n"
+                   "  --profile FILE     stats.json or ablate.json: drop the least important layers\n"
+                   "                     (default: keep each layer type evenly spaced)\n"
+                   "  --multiple INT     round hidden and FFN sizes to this      default by width: 128/64/16/8\n"
+                   "  --full-every INT   keep a full-attention layer in every run of this many layers\n"
+                   "                     (0 = no constraint)            default longest sliding run + 1\n"
+                   "  --tolerance FLOAT  largest relative distance from the budget             default 0.02\n"
+                   "  --alternatives INT other shapes to list per budget                       default 3\n"
+                   "  --out PATH         write target config(s): FILE.json for one budget, or a directory\n"
+                   "                     (target_<budget>.json each)                           default none\n");
+            return 0;
+        } else fail("profile plan: unknown flag %s; see profile plan --help", argv[i]);
+    }
+    if (!params) fail("profile plan needs --params (e.g. --params 8B,4B,2B,1.5B); see --help");
+    int count_mode = streq(count, "total") ? COUNT_TOTAL : streq(count, "effective") ? COUNT_EFFECTIVE
+                     : streq(count, "non-embedding") ? COUNT_NONEMB : -1;
+    if (count_mode < 0) fail("--count %s: expected total, effective or non-embedding", count);
+    if (tol <= 0 || tol > 0.5) fail("--tolerance %g: expected a fraction in (0, 0.5]", tol);
+    Shape src = shape_from_args(model_dir, config, preset, "plan");
+    const Config *c = &src.c;
+    if (mult <= 0) mult = plan_multiple_default(c->d);
+    if (N < 0) N = full_every_default(c);
+    double *imp = NULL;
+    char metric[64] = "";
+    if (profile) imp = read_layer_importance(profile, c->L, metric, sizeof metric);
+    // the budgets
+    double budgets[32];
+    char labels[32][24];
+    int nb = 0;
+    char *list = str_dup(params);
+    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+        if (nb == 32) fail("--params: at most 32 budgets");
+        budgets[nb] = parse_count(tok, "--params");
+        snprintf(labels[nb++], sizeof labels[0], "%.23s", tok);
+    }
+    free(list);
+    int many = nb > 1 || (out && !strstr(out, ".json"));
+    if (out && many) make_dirs(out);
+
+    Count sn = shape_count(&src);
+    FamilyFit fit = family_fit();
+    char b1[32], b2[32], b3[32], b4[32];
+    printf("plan: source %s\n| ", src.name);
+    shape_print(&src, stdout);
+    printf("\n| non-embedding %s + embedding %s%s%s = total %s  (%s)\n", fmt_count(sn.nonemb, b1), fmt_count(sn.embed, b2),
+           src.ple ? " + PLE table " : "", src.ple ? fmt_count(sn.ple_table, b4) : "", fmt_count(sn.total, b3),
+           shape_representable(&src) ? "model.h's parameter table" : "gemma-configs.md formulas; model.h cannot load this");
+    printf("| budgets count %s parameters; sizes on multiples of %d; tolerance %.1f%%; full layer in every %d; layers: %s%s\n",
+           count_names[count_mode], mult, 100 * tol, N,
+           imp ? "least important dropped first, by " : "evenly spaced per type", imp ? metric : "");
+    printf("| family fit over the dense presets: L = %.3g * P^%.3f, d = %.3g * P^%.3f (P = non-embedding)\n",
+           exp(fit.aL), fit.bL, exp(fit.ad), fit.bd);
+    Candidate *best = (Candidate *)mallocCheck(sizeof(Candidate) * (size_t)(nalt + 1));
+    char why[300] = "";
+    for (int b = 0; b < nb; b++) {
+        double srcv = count_of(&sn, count_mode);
+        if (budgets[b] >= srcv) {
+            snprintf(why, sizeof why, "budget %.23s is not smaller than the source (%s %s parameters); nothing to prune",
+                     labels[b], fmt_count(srcv, b2), count_names[count_mode]);
+            printf("%s\n", why);
+            continue;
+        }
+        int found = plan_search(&src, budgets[b], count_mode, mult, tol, N, imp, &fit, best, nalt + 1);
+        if (!found) {
+            snprintf(why, sizeof why, "budget %.23s: no shape within %.1f%% (try --multiple %d, a larger --tolerance, or "
+                     "--count %s)", labels[b], 100 * tol, mult / 2 > 0 ? mult / 2 : 1,
+                     count_mode == COUNT_NONEMB ? "total" : "non-embedding");
+            printf("%s\n", why);
+            continue;
+        }
+        for (int k = 0; k < found; k++) {
+            const Candidate *cd = &best[k];
+            int nf = 0;
+            for (int l = 0; l < cd->s.c.L; l++) nf += cd->s.c.full[l];
+            printf("%s %-7s -> L %2d (%d full) d %5d H %2d K %2d", k ? "   alt " : "budget", k ? "" : fmt_count(budgets[b], b1),
+                   cd->s.c.L, nf, cd->s.c.d, cd->s.c.H, cd->s.c.K);
+            if (c->arch == 4) printf(" | full K %d D %d", cd->s.c.Kg, cd->s.c.Dg);
+            printf(" F %5d | non-emb %s emb %s total %s (%+.2f%%) | score %.3f\n", cd->s.c.F, fmt_count(cd->n.nonemb, b1),
+                   fmt_count(cd->n.embed, b2), fmt_count(cd->n.total, b3), 100 * cd->err, cd->score);
+            if (k == 0) {
+                printf("         layers kept:");
+                for (int l = 0; l < c->L; l++)
+                    if (cd->keep[l]) printf(" %d%s", l, c->full[l] ? "F" : "");
+                printf("\n");
+            }
+        }
+        if (out) {
+            char name[48], *path;
+            snprintf(name, sizeof name, "target_%.23s.json", labels[b]);
+            path = many ? path_join(out, name) : str_dup(out);
+            cJSON *j = target_json(&src, &best[0], budgets[b], count_mode);
+            write_json_atomic(path, j);
+            cJSON_Delete(j);
+            printf("         -> %s%s\n", path, shape_representable(&best[0].s) ? "" : " (model.h cannot load this shape yet)");
+            free(path);
+        }
+    }
+    free(best);
+    free(imp);
+    if (why[0]) fail("profile plan: %s", why);
+    return 0;
+}
+
+// ================================================================================================
+// memory: ./profile memory --config FILE|--preset NAME --optimizer adamw|adamw8|muon --gpus N --gpu-mem GB
+// What training needs per GPU, with the arithmetic shown:
+//   weights      the compute copy (bf16 by default)
+//   master       fp32 master weights when the compute copy is bf16 (--master none: pure bf16 training)
+//   gradients    fp32 (bf16 with --master none, or --grads bf16)
+//   optimizer    as train.c keeps them. adamw: m and v in fp32 (8 B/param); adamw8: m and v in 8 bits
+//                with one fp32 scale each per block of 256 values (train.c's QBLOCK; block-wise 8-bit states
+//                after Dettmers et al., arXiv 2110.02861); muon: one fp32 momentum for the 2-D hidden
+//                matrices, AdamW's two (8 B) for the embedding and the norms
+//   activations  what model.h's backward keeps per layer and token (model_alloc_acts), in --act-bytes
+//                per value, at the micro-batch --batch x --seq; with --checkpointing only each layer's
+//                input plus one layer's worth recomputed during backward; plus the backward scratch
+//                (scratch_layout) and the head's logits chunk (16 MiB: logits are never whole)
+// ZeRO (data parallel over --gpus): stage 1 shards the optimizer states and the master weights, stage 2
+// also the gradients, stage 3 also the weights. Not counted: the runtime context, library workspaces,
+// communication buffers and allocator fragmentation (add them with --reserve GB).
+// ================================================================================================
+
+enum { OPT_ADAMW, OPT_ADAMW8, OPT_MUON };
+static const char *opt_names[] = {"adamw", "adamw8", "muon"};
+#define ADAMW8_BLOCK 256  // train.c QBLOCK (its blocks stay within a tensor: a few more in all)
+#define HEAD_CHUNK_BYTES ((double)(16 << 20))  // model.h head_forward: 16 MiB of fp32 logits at a time
+
+typedef struct {
+    int opt, master, zero, ckpt, gpus, B, T;
+    int weight_bytes, grad_bytes, act_bytes;
+    double gpu_mem, reserve;  // GB (1e9 bytes)
+} MemOpts;
+
+typedef struct {
+    double weights, master, grads, states, acts, scratch, head, reserve, total;  // bytes per GPU
+    double act_per_token;  // values kept per token (all layers, or inputs + one layer when checkpointing)
+    int fits;
+} MemUse;
+
+// values per token one layer keeps for backward: mirrors model_alloc_acts (x, a, r_in, qkv, q, k, v,
+// rq, rk, rv, att, lse, o, r_pa, x2, m, r_pf, gu, h, f, r_pff)
+static double layer_act_values(const Config *c, int l) {
+    double d = c->d, H = c->H, F = c->F, D = layer_D(c, l), K = layer_K(c, l), nqkv = (H + 2 * K) * D;
+    return 6 * d + nqkv + H * D + 2 * K * D + H * D + 3 * F + 4 + H + 2 * K + H;
+}
+
+static MemUse mem_use(const Shape *s, const MemOpts *o) {
+    const Config *c = &s->c;
+    Count n = shape_count(s);
+    double P = n.total, Pmat = n.matrices, g = o->gpus;
+    MemUse u;
+    memset(&u, 0, sizeof(u));
+    u.weights = P * o->weight_bytes / (o->zero >= 3 ? g : 1);
+    u.master = (o->master && o->weight_bytes < 4 ? P * 4 : 0) / (o->zero >= 1 ? g : 1);
+    u.grads = P * o->grad_bytes / (o->zero >= 2 ? g : 1);
+    double st = o->opt == OPT_ADAMW    ? 8 * P
+                : o->opt == OPT_ADAMW8 ? 2 * P + 2 * 4 * ceil(P / ADAMW8_BLOCK)
+                                       : 4 * Pmat + 8 * (P - Pmat);
+    u.states = st / (o->zero >= 1 ? g : 1);
+    double all = 0, maxl = 0;
+    for (int l = 0; l < c->L; l++) {
+        double v = layer_act_values(c, l);
+        all += v;
+        maxl = v > maxl ? v : maxl;
+    }
+    u.act_per_token = o->ckpt ? (double)c->L * c->d + maxl : all;
+    u.act_per_token += 3.0 * c->d + 1;  // after the last layer: xL, xf, dxf, r_f
+    double N = (double)o->B * o->T;
+    u.acts = N * u.act_per_token * o->act_bytes;
+    u.scratch = N * (double)scratch_layout(c, 1).total * o->act_bytes;
+    u.head = HEAD_CHUNK_BYTES;
+    u.reserve = o->reserve * 1e9;
+    u.total = u.weights + u.master + u.grads + u.states + u.acts + u.scratch + u.head + u.reserve;
+    u.fits = u.total <= o->gpu_mem * 1e9;
+    return u;
+}
+
+static void mem_report(const Shape *s, const MemOpts *o, const MemUse *u) {
+    Count n = shape_count(s);
+    char b1[32], b2[32], b3[32], b4[32];
+    double G = 1e9, g = o->gpus;
+    const char *wd = o->weight_bytes == 2 ? "bf16" : "fp32", *gd = o->grad_bytes == 2 ? "bf16" : "fp32";
+    printf("parameters %s total (%s non-embedding, %s embedding%s), %s in 2-D hidden matrices\n",
+           fmt_count(n.total, b1), fmt_count(n.nonemb, b2), fmt_count(n.embed, b3),
+           s->ple ? " + PLE table" : "", fmt_count(n.matrices, b4));
+#define SHARD(on) ((on) ? g : 1.0)
+    printf("  weights     %-6s %s x %d B                 = %8.2f GB / %g = %8.2f GB\n", wd, fmt_count(n.total, b1),
+           o->weight_bytes, n.total * o->weight_bytes / G, SHARD(o->zero >= 3), u->weights / G);
+    if (u->master > 0)
+        printf("  master      fp32   %s x 4 B                 = %8.2f GB / %g = %8.2f GB\n", fmt_count(n.total, b1),
+               n.total * 4 / G, SHARD(o->zero >= 1), u->master / G);
+    printf("  gradients   %-6s %s x %d B                 = %8.2f GB / %g = %8.2f GB\n", gd, fmt_count(n.total, b1),
+           o->grad_bytes, n.total * o->grad_bytes / G, SHARD(o->zero >= 2), u->grads / G);
+    if (o->opt == OPT_ADAMW)
+        printf("  optimizer   adamw  %s x 8 B (m, v fp32)     = %8.2f GB / %g = %8.2f GB\n", fmt_count(n.total, b1),
+               8 * n.total / G, SHARD(o->zero >= 1), u->states / G);
+    else if (o->opt == OPT_ADAMW8)
+        printf("  optimizer   adamw8 %s x (2 B + 8 B/%d)     = %8.2f GB / %g = %8.2f GB\n", fmt_count(n.total, b1),
+               ADAMW8_BLOCK, u->states * SHARD(o->zero >= 1) / G, SHARD(o->zero >= 1), u->states / G);
+    else
+        printf("  optimizer   muon   %s x 4 B + %s x 8 B    = %8.2f GB / %g = %8.2f GB\n", fmt_count(n.matrices, b1),
+               fmt_count(n.total - n.matrices, b2), u->states * SHARD(o->zero >= 1) / G, SHARD(o->zero >= 1),
+               u->states / G);
+#undef SHARD
+    printf("  activations %d x %d tokens x %.0f values x %d B%s = %8.2f GB\n", o->B, o->T, u->act_per_token,
+           o->act_bytes, o->ckpt ? " (checkpointing: layer inputs + one layer)" : "", u->acts / G);
+    printf("  backward scratch %d x %d tokens x %zu values x %d B           = %8.2f GB\n", o->B, o->T,
+           scratch_layout(&s->c, 1).total, o->act_bytes, u->scratch / G);
+    printf("  head logits chunk                                    = %8.2f GB\n", u->head / G);
+    if (u->reserve > 0) printf("  reserve (--reserve)                                  = %8.2f GB\n", u->reserve / G);
+    printf("  total per GPU = %.2f GB of %g GB -> %s (%s %.2f GB)\n", u->total / G, o->gpu_mem,
+           u->fits ? "fits" : "does NOT fit", u->fits ? "headroom" : "over by", fabs(o->gpu_mem * G - u->total) / G);
+    if (u->reserve == 0)
+        printf("  (not counted: runtime context, library workspaces, communication buffers, fragmentation: "
+               "several GB; add --reserve GB)\n");
+}
+
+static cJSON *mem_json(const MemOpts *o, const MemUse *u) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "optimizer", opt_names[o->opt]);
+    cJSON_AddNumberToObject(j, "gpus", o->gpus);
+    cJSON_AddNumberToObject(j, "zero", o->zero);
+    cJSON_AddBoolToObject(j, "checkpointing", o->ckpt);
+    cJSON_AddBoolToObject(j, "master_fp32", u->master > 0);
+    cJSON_AddNumberToObject(j, "weights", u->weights);
+    cJSON_AddNumberToObject(j, "master", u->master);
+    cJSON_AddNumberToObject(j, "gradients", u->grads);
+    cJSON_AddNumberToObject(j, "optimizer_states", u->states);
+    cJSON_AddNumberToObject(j, "activations", u->acts);
+    cJSON_AddNumberToObject(j, "activation_values_per_token", u->act_per_token);
+    cJSON_AddNumberToObject(j, "backward_scratch", u->scratch);
+    cJSON_AddNumberToObject(j, "head_chunk", u->head);
+    cJSON_AddNumberToObject(j, "reserve", u->reserve);
+    cJSON_AddNumberToObject(j, "total", u->total);
+    cJSON_AddBoolToObject(j, "fits", u->fits);
+    return j;
+}
+
+static int cmd_memory(int argc, char **argv) {
+    const char *model_dir = NULL, *config = NULL, *preset = NULL, *opt = "adamw", *master = "fp32", *grads = NULL;
+    const char *weights = "bf16", *json = NULL;
+    MemOpts o = {0, 1, 0, 0, 1, 1, 4096, 2, 4, 2, 192, 0};
+    for (int i = 2; i < argc; i++) {
+        if (streq(argv[i], "--model")) model_dir = arg_str(argc, argv, &i);
+        else if (streq(argv[i], "--config")) config = arg_str(argc, argv, &i);
+        else if (streq(argv[i], "--preset")) preset = arg_str(argc, argv, &i);
+        else if (streq(argv[i], "--optimizer")) opt = arg_str(argc, argv, &i);
+        else if (streq(argv[i], "--gpus")) o.gpus = (int)arg_int(argc, argv, &i);
+        else if (streq(argv[i], "--gpu-mem")) o.gpu_mem = arg_float(argc, argv, &i);
+        else if (streq(argv[i], "--zero")) o.zero = (int)arg_int(argc, argv, &i);
+        else if (streq(argv[i], "--checkpointing")) o.ckpt = 1;
+        else if (streq(argv[i], "--batch")) o.B = (int)arg_int(argc, argv, &i);
+        else if (streq(argv[i], "--seq")) o.T = (int)arg_int(argc, argv, &i);
+        else if (streq(argv[i], "--weights")) weights = arg_str(argc, argv, &i);
+        else if (streq(argv[i], "--master")) master = arg_str(argc, argv, &i);
+        else if (streq(argv[i], "--grads")) grads = arg_str(argc, argv, &i);
+        else if (streq(argv[i], "--act-bytes")) o.act_bytes = (int)arg_int(argc, argv, &i);
+        else if (streq(argv[i], "--reserve")) o.reserve = arg_float(argc, argv, &i);
+        else if (streq(argv[i], "--json")) json = arg_str(argc, argv, &i);
+        else if (is_help(argv[i])) {
+            printf("usage: profile memory --model DIR | --config FILE | --preset NAME [flags]\n"
+                   "Training memory per GPU (weights, master, gradients, optimizer states, activations) and\n"
+                   "whether it fits; then which other options would fit. Needs no weights. GB = 1e9 bytes.\n"
+                   "  --model DIR / --config FILE / --preset NAME   the model (presets as in profile plan)\n"
+                   "  --optimizer NAME   adamw | adamw8 | muon                                  default adamw\n"
+                   "  --gpus INT         data-parallel GPUs                                     default 1\n"
+                   "  --gpu-mem FLOAT    memory per GPU, GB                      default 192 (one MI300X)\n"
+                   "  --zero INT         ZeRO stage 0-3: 1 shards optimizer states and master weights,\n"
+                   "                     2 also gradients, 3 also weights                       default 0\n"
+                   "  --checkpointing    keep only layer inputs; recompute in backward          default off\n"
+                   "  --batch INT        micro-batch per GPU                                    default 1\n"
+                   "  --seq INT          sequence length                                        default 4096\n"
+                   "  --weights TYPE     compute copy: bf16 | fp32                              default bf16\n"
+                   "  --master TYPE      fp32 master weights with bf16 compute: fp32 | none     default fp32\n"
+                   "  --grads TYPE       gradients: fp32 | bf16            default fp32 (bf16 with --master none)\n"
+                   "  --act-bytes INT    bytes per activation value                             default 2\n"
+                   "  --reserve FLOAT    GB for runtime context, workspaces, fragmentation      default 0\n"
+                   "  --json FILE        also write the figures (bytes per GPU) as JSON         default none\n");
+            return 0;
+        } else fail("profile memory: unknown flag %s; see profile memory --help", argv[i]);
+    }
+    o.opt = streq(opt, "adamw") ? OPT_ADAMW : streq(opt, "adamw8") ? OPT_ADAMW8 : streq(opt, "muon") ? OPT_MUON : -1;
+    if (o.opt < 0) fail("--optimizer %s: expected adamw, adamw8 or muon", opt);
+    if (!streq(master, "fp32") && !streq(master, "none")) fail("--master %s: expected fp32 or none", master);
+    if (!streq(weights, "bf16") && !streq(weights, "fp32")) fail("--weights %s: expected bf16 or fp32", weights);
+    if (grads && !streq(grads, "bf16") && !streq(grads, "fp32")) fail("--grads %s: expected fp32 or bf16", grads);
+    o.master = streq(master, "fp32");
+    o.weight_bytes = streq(weights, "bf16") ? 2 : 4;
+    o.grad_bytes = grads ? (streq(grads, "bf16") ? 2 : 4) : (o.master || o.weight_bytes == 4 ? 4 : 2);
+    if (o.zero < 0 || o.zero > 3) fail("--zero %d: ZeRO stages are 0, 1, 2 and 3", o.zero);
+    if (o.gpus < 1 || o.B < 1 || o.T < 1 || o.act_bytes < 1)
+        fail("--gpus, --batch, --seq and --act-bytes must be >= 1 (got %d, %d, %d, %d)", o.gpus, o.B, o.T, o.act_bytes);
+    if (!(o.gpu_mem > 0) || o.reserve < 0) fail("--gpu-mem must be > 0 and --reserve >= 0 (GB)");
+    Shape s = shape_from_args(model_dir, config, preset, "memory");
+    printf("memory: %s\n| ", s.name);
+    shape_print(&s, stdout);
+    printf("\n| optimizer %s, %s weights, master %s, %s gradients, ZeRO %d over %d GPU(s) of %g GB, "
+           "micro-batch %d x %d, checkpointing %s, %d B per activation\n",
+           opt_names[o.opt], weights, o.master && o.weight_bytes == 2 ? "fp32" : "none",
+           o.grad_bytes == 2 ? "bf16" : "fp32", o.zero, o.gpus, o.gpu_mem, o.B, o.T, o.ckpt ? "on" : "off", o.act_bytes);
+    MemUse u = mem_use(&s, &o);
+    mem_report(&s, &o, &u);
+    if (json) {
+        cJSON *j = mem_json(&o, &u);
+        write_json_atomic(json, j);
+        cJSON_Delete(j);
+        printf("wrote %s\n", json);
+    }
+    // the alternatives: every optimizer x precision x checkpointing, per ZeRO stage, on these GPUs
+    printf("\nper-GPU GB for other options on %d GPU(s) of %g GB, micro-batch %d x %d (* = fits):\n", o.gpus, o.gpu_mem,
+           o.B, o.T);
+    printf("  %-8s %-22s %-6s %10s %10s %10s %10s\n", "optimizer", "precision", "ckpt", "ZeRO 0", "ZeRO 1", "ZeRO 2",
+           "ZeRO 3");
+    int any = 0;
+    for (int op = 0; op < 3; op++)
+        for (int ms = 1; ms >= 0; ms--)
+            for (int ck = 0; ck < 2; ck++) {
+                MemOpts a = o;
+                a.opt = op, a.master = ms, a.ckpt = ck, a.weight_bytes = 2, a.grad_bytes = ms ? 4 : 2;
+                printf("  %-8s %-22s %-6s", opt_names[op], ms ? "bf16 + fp32 master" : "bf16 only (bf16 grads)",
+                       ck ? "on" : "off");
+                for (int z = 0; z < 4; z++) {
+                    a.zero = z;
+                    MemUse v = mem_use(&s, &a);
+                    printf(" %9.1f%s", v.total / 1e9, v.fits ? "*" : " ");
+                    any |= v.fits;
+                }
+                printf("\n");
+            }
+    if (!any) {  // the fewest GPUs with everything sharded
+        MemOpts a = o;
+        a.zero = 3, a.ckpt = 1, a.opt = OPT_ADAMW8, a.master = 0, a.grad_bytes = 2;
+        int g = o.gpus;
+        for (; g <= 4096; g *= 2) {
+            a.gpus = g;
+            if (mem_use(&s, &a).fits) break;
+        }
+        printf("nothing fits on %d GPU(s); with adamw8, bf16 only, checkpointing and ZeRO 3 it takes %s%d GPUs\n",
+               o.gpus, g > 4096 ? "more than " : "", g > 4096 ? 4096 : g);
+    }
+    return 0;
+}
+
+// ================================================================================================
+// Calibration data: fixed windows of each domain's validation (or train) shard, taken in order like
+// mixture_eval, so every command and every run sees the same tokens.
+// ================================================================================================
+
+// batch i (B windows of T+1 tokens) of domain d; returns the rows filled (0 once the shard runs out)
+static int calib_batch(const Mixture *mx, int use_train, int d, int i, int B, int T, int *tok, int *tgt) {
+    const Shard *s = use_train ? &mx->ds.train[d] : &mx->ds.val[d];
+    uint64_t nwin = s->n > (uint64_t)T ? (s->n - 1) / (uint64_t)T : 0;
+    int rows = 0;
+    for (uint64_t w = (uint64_t)i * B; rows < B && w < nwin; rows++, w++)
+        window_fill(mx, s, w * (uint64_t)T, T, tok + (size_t)rows * T, tgt + (size_t)rows * T);
+    return rows;
+}
+
+// default sequence length: twice the sliding window (so half the positions see beyond it), in [64, 1024]
+static int seq_default(const Config *c) {
+    int T = 2 * c->W;
+    T = T < 64 ? 64 : T > 1024 ? 1024 : T;
+    return T < c->max_pos ? T : c->max_pos;
+}
+
+// Per-token next-token cross-entropy from the last forward's final-norm output m->xf, with the
+// arithmetic of model.h's head_forward (logits = xf E^T, optional softcap, log-sum-exp in double);
+// the mean over valid targets equals model_forward's loss. out[n] = NaN where tgt[n] < 0.
+static void token_losses(Model *m, const int *tgt, float *out) {
+    const Config *c = &m->c;
+    int N = m->B * m->T, V = c->V, d = c->d;
+    int chunk = (int)(((size_t)16 << 20) / ((size_t)V * 4));
+    chunk = chunk < 1 ? 1 : chunk > N ? N : chunk;
+    float *z = (float *)mallocCheck(sizeof(float) * (size_t)chunk * V), cap = (float)c->final_softcap;
+    for (int n0 = 0; n0 < N; n0 += chunk) {
+        int rows = N - n0 < chunk ? N - n0 : chunk;
+        linear_forward(z, m->xf + (size_t)n0 * d, m->p.embed, rows, d, V);
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < rows; r++) {
+            float *zr = z + (size_t)r * V, mx = -INFINITY;
+            int t = tgt[n0 + r];
+            if (t < 0) {
+                out[n0 + r] = NAN;
+                continue;
+            }
+            if (cap > 0)
+                for (int i = 0; i < V; i++) zr[i] = cap * tanh_fast(zr[i] / cap);
+            for (int i = 0; i < V; i++) mx = zr[i] > mx ? zr[i] : mx;
+            double sum = 0;
+            for (int i = 0; i < V; i++) sum += exp_fast(zr[i] - mx);
+            out[n0 + r] = (float)(mx + log(sum) - zr[t]);
+        }
+    }
+    free(z);
+}
+
+// ================================================================================================
+// stats: ./profile stats --model DIR --data DIR --out DIR [--batches N]
+// One pass over each domain's calibration windows (forward + backward) collects, per layer:
+//   residual stream norm in and out; Block Influence 1 - cos(x_in, x_out) (ShortGPT; Minitron's depth
+//   score); the relative update ||x_out - x_in|| / ||x_in|| of the layer and of each branch;
+//   attention entropy per head (recomputed per query row from q, k and the stored log-sum-exp);
+//   FFN activity per channel (mean |gelu(gate) * up|: Minitron's activation score) and sparsity;
+//   gradient magnitude per layer and per structure (query head, kv head, FFN channel) with the
+//   first-order Taylor score |sum w * g| (LLM-Pruner).
+// Per domain and over all domains ("all"): stats.json, layers.csv, heads.csv, ffn.csv, PNG pictures.
+// ================================================================================================
+
+// entropy in nats of a distribution p[0..n)
+static double entropy_nats(const float *p, int n) {
+    double h = 0;
+    for (int i = 0; i < n; i++)
+        if (p[i] > 0) h -= (double)p[i] * log((double)p[i]);
+    return h;
+}
+
+// Attention entropy of layer l over query rows t >= 1 (row 0 sees one key: entropy 0 by construction):
+// per head, adds the sum of H(p) and of H(p) / ln(keys the row may see) — 1 = uniform over its window,
+// 0 = all weight on one key — to ent[h] and entn[h]; returns the rows counted per head.
+static double attn_entropy(const Model *m, int l, double *ent, double *entn) {
+    const Config *c = &m->c;
+    const LayerActs *a = &m->act[l];
+    int B = m->B, T = m->T, H = c->H, K = layer_K(c, l), D = layer_D(c, l), window = c->full[l] ? 0 : c->W;
+    float scale = c->arch == 3 ? (float)(1.0 / sqrt(c->qscalar)) : 1.0f;
+    double *part = (double *)callocCheck(sizeof(double) * (size_t)B * H * 2);
+#pragma omp parallel
+    {
+        float *p = (float *)mallocCheck(sizeof(float) * (size_t)T);
+#pragma omp for collapse(2) schedule(dynamic)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) {
+                double e = 0, en = 0;
+                for (int t = 1; t < T; t++) {
+                    int j0 = attn_first_key(t, window), nk = t - j0 + 1;
+                    attention_row_probs(p, a->q, a->k, a->lse, b, h, t, T, H, K, D, window, scale,
+                                        (float)c->attn_softcap);
+                    double x = entropy_nats(p + j0, nk);
+                    e += x;
+                    en += nk > 1 ? x / log((double)nk) : 0;
+                }
+                part[((size_t)b * H + h) * 2] = e, part[((size_t)b * H + h) * 2 + 1] = en;
+            }
+        free(p);
+    }
+    for (int b = 0; b < B; b++)  // in a fixed order: the same sums for any thread count
+        for (int h = 0; h < H; h++) ent[h] += part[((size_t)b * H + h) * 2], entn[h] += part[((size_t)b * H + h) * 2 + 1];
+    free(part);
+    return (double)B * (T - 1);
+}
+
+// FFN activity of N tokens of h = gelu(gate) * up [N, F]: per channel adds the sum of |h_i| to abs_sum[i]
+// and the number of tokens on which it is near zero, |h_i| <= tau * mean_j |h_j| (that token's mean
+// over channels), to near0[i]. A channel near zero on every token is "never active".
+static void ffn_activity(const float *h, int N, int F, double tau, double *abs_sum, double *near0) {
+    double *thr = (double *)mallocCheck(sizeof(double) * (size_t)N);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        double s = 0;
+        for (int i = 0; i < F; i++) s += fabs(h[(size_t)n * F + i]);
+        thr[n] = tau * s / F;
+    }
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < F; i++) {
+        double s = 0, z = 0;
+        for (int n = 0; n < N; n++) {
+            double x = fabs(h[(size_t)n * F + i]);
+            s += x;
+            z += x <= thr[n];
+        }
+        abs_sum[i] += s, near0[i] += z;
+    }
+    free(thr);
+}
+
+// Residual contribution on N tokens of width d: adds to s[0..3] the sums over tokens of ||x_in||,
+// ||x_out||, Block Influence 1 - cos(x_in, x_out) (0.5 where a vector is zero, ShortGPT's NaN rule) and
+// ||x_out - x_in|| / ||x_in|| (0 where x_in is zero). x_out is read times out_scale.
+static void resid_stats(const float *xin, const float *xout, float out_scale, int N, int d, double *s) {
+    double *v = (double *)mallocCheck(sizeof(double) * (size_t)N * 4);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *a = xin + (size_t)n * d, *b = xout + (size_t)n * d;
+        double aa = 0, bb = 0, ab = 0, dd = 0;
+        for (int i = 0; i < d; i++) {
+            double x = a[i], y = (double)b[i] * out_scale;
+            aa += x * x, bb += y * y, ab += x * y, dd += (y - x) * (y - x);
+        }
+        double na = sqrt(aa), nb = sqrt(bb);
+        v[n * 4] = na, v[n * 4 + 1] = nb;
+        v[n * 4 + 2] = na > 0 && nb > 0 ? 1 - ab / (na * nb) : 0.5;
+        v[n * 4 + 3] = na > 0 ? sqrt(dd) / na : 0;
+    }
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < 4; k++) s[k] += v[n * 4 + k];
+    free(v);
+}
+
+// Sums over one domain (or all): activations per token, entropy per query row, gradients at the end.
+typedef struct {
+    double batches, tokens, loss_sum, loss_n;
+    double *res;                      // [L, 4] sums of ||x_in||, ||x_out||, BI, ||dx||/||x_in|| (whole layer)
+    double *upd_attn, *upd_mlp;       // [L] sums of the attention / MLP branch's ||dx|| / ||x||
+    double *ent, *entn, *erows;       // [L, H], [L, H], [L]
+    double *fabs_, *fzero;            // [L, F]
+    int has_grad;                     // gradient part (means over batches, not sums):
+    double *g_attn, *g_mlp, *g_norm;  // [L] ||g|| of attention (q,k,v,o, q/k norms), MLP, the 4 d-sized norms
+    double *g_head, *t_head;          // [L, H] ||g|| and |sum w g| of each query head (q rows, o columns)
+    double *g_kv;                     // [L, Kmax] ||g|| of each kv head (k, v rows)
+    double *g_ffn, *t_ffn;            // [L, F] of each FFN channel (gate, up rows; down column)
+    double *block;
+} Acc;
+
+static int kv_max(const Config *c) { return c->K > c->Kg ? c->K : c->Kg; }
+
+static Acc acc_new(const Config *c) {
+    size_t L = (size_t)c->L, H = (size_t)c->H, F = (size_t)c->F, Km = (size_t)kv_max(c);
+    size_t n = L * 4 + 2 * L + 2 * L * H + L + 2 * L * F + 3 * L + 2 * L * H + L * Km + 2 * L * F;
+    Acc a;
+    memset(&a, 0, sizeof(a));
+    double *p = a.block = (double *)callocCheck(sizeof(double) * n);
+#define TAKE(f, k) (a.f = p, p += (k))
+    TAKE(res, L * 4); TAKE(upd_attn, L); TAKE(upd_mlp, L); TAKE(ent, L * H); TAKE(entn, L * H); TAKE(erows, L);
+    TAKE(fabs_, L * F); TAKE(fzero, L * F); TAKE(g_attn, L); TAKE(g_mlp, L); TAKE(g_norm, L);
+    TAKE(g_head, L * H); TAKE(t_head, L * H); TAKE(g_kv, L * Km); TAKE(g_ffn, L * F); TAKE(t_ffn, L * F);
+#undef TAKE
+    return a;
+}
+
+// the activation sums lie first in the block, in this many doubles
+static size_t acc_sums(const Config *c) {
+    size_t L = (size_t)c->L, H = (size_t)c->H, F = (size_t)c->F;
+    return L * 4 + 2 * L + 2 * L * H + L + 2 * L * F;
+}
+
+// add src's activation sums into dst (the gradient part is computed from the summed gradient instead)
+static void acc_add(Acc *dst, const Acc *src, const Config *c) {
+    dst->batches += src->batches, dst->tokens += src->tokens;
+    dst->loss_sum += src->loss_sum, dst->loss_n += src->loss_n;
+    for (size_t i = 0; i < acc_sums(c); i++) dst->block[i] += src->block[i];
+}
+
+// one batch's activations, layer by layer, into a
+static void acc_batch(Acc *a, const Model *m, double tau) {
+    const Config *c = &m->c;
+    int N = m->B * m->T, d = c->d, F = c->F, H = c->H;
+    for (int l = 0; l < c->L; l++) {
+        const LayerActs *x = &m->act[l];
+        const float *xout = l + 1 < c->L ? m->act[l + 1].x : m->xL;
+        float ls = c->arch == 4 ? m->p.layer[l].layer_scalar[0] : 1.0f;  // Gemma 4 scales the whole stream
+        double t[4] = {0, 0, 0, 0}, u[4] = {0, 0, 0, 0};
+        resid_stats(x->x, xout, 1.0f, N, d, a->res + (size_t)l * 4);
+        resid_stats(x->x, x->x2, 1.0f, N, d, t);                      // attention branch
+        resid_stats(x->x2, xout, ls != 0 ? 1.0f / ls : 1.0f, N, d, u);  // MLP branch, before layer_scalar
+        a->upd_attn[l] += t[3], a->upd_mlp[l] += u[3];
+        a->erows[l] += attn_entropy(m, l, a->ent + (size_t)l * H, a->entn + (size_t)l * H);
+        ffn_activity(x->h, N, F, tau, a->fabs_ + (size_t)l * F, a->fzero + (size_t)l * F);
+    }
+    a->tokens += N;
+    a->batches++;
+}
+
+static double sumsq_f(const float *x, size_t n) { return dot_det(x, x, n); }
+
+// Gradient magnitude per layer and structure from g (model.h's layout) times scale (1 / batches: the
+// mean gradient). A query head is its D rows of q_proj and D columns of o_proj; a kv head its rows of
+// k_proj and v_proj; an FFN channel its rows of gate_proj and up_proj and its column of down_proj.
+static void grad_stats(Acc *a, const Model *m, const float *g, double scale) {
+    const Config *c = &m->c;
+    Params gp = params_carve(c, &m->tab, (float *)g);
+    size_t d = (size_t)c->d, H = (size_t)c->H, F = (size_t)c->F, Km = (size_t)kv_max(c);
+    for (int l = 0; l < c->L; l++) {
+        const LayerParams *G = &gp.layer[l], *W = &m->p.layer[l];
+        size_t D = (size_t)layer_D(c, l), K = (size_t)layer_K(c, l);
+        int hasv = layer_has_v(c, l);
+        double att = sumsq_f(G->wq, H * D * d) + sumsq_f(G->wk, K * D * d) + (hasv ? sumsq_f(G->wv, K * D * d) : 0) +
+                     sumsq_f(G->wo, d * H * D) + sumsq_f(G->q_norm, D) + sumsq_f(G->k_norm, D);
+        double mlp = sumsq_f(G->wgate, F * d) + sumsq_f(G->wup, F * d) + sumsq_f(G->wdown, d * F);
+        double nrm = sumsq_f(G->in_norm, d) + sumsq_f(G->post_attn_norm, d) + sumsq_f(G->pre_ffn_norm, d) +
+                     sumsq_f(G->post_ffn_norm, d);
+        a->g_attn[l] = sqrt(att) * scale, a->g_mlp[l] = sqrt(mlp) * scale, a->g_norm[l] = sqrt(nrm) * scale;
+#pragma omp parallel for schedule(static)
+        for (size_t h = 0; h < H; h++) {
+            double s = 0, t = 0;
+            for (size_t i = h * D * d; i < (h + 1) * D * d; i++) s += (double)G->wq[i] * G->wq[i], t += (double)W->wq[i] * G->wq[i];
+            for (size_t r = 0; r < d; r++)
+                for (size_t i = h * D; i < (h + 1) * D; i++) {
+                    double gv = G->wo[r * H * D + i];
+                    s += gv * gv, t += gv * W->wo[r * H * D + i];
+                }
+            a->g_head[l * H + h] = sqrt(s) * scale, a->t_head[l * H + h] = fabs(t) * scale;
+        }
+        for (size_t k = 0; k < K; k++) {
+            double s = 0;
+            for (size_t i = k * D * d; i < (k + 1) * D * d; i++)
+                s += (double)G->wk[i] * G->wk[i] + (hasv ? (double)G->wv[i] * G->wv[i] : 0);
+            a->g_kv[l * Km + k] = sqrt(s) * scale;
+        }
+        for (size_t k = K; k < Km; k++) a->g_kv[l * Km + k] = NAN;  // a Gemma 4 layer with fewer kv heads
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < F; i++) {
+            double s = 0, t = 0;
+            for (size_t j = 0; j < d; j++) {
+                double gg = G->wgate[i * d + j], gu = G->wup[i * d + j], gd = G->wdown[j * F + i];
+                s += gg * gg + gu * gu + gd * gd;
+                t += gg * W->wgate[i * d + j] + gu * W->wup[i * d + j] + gd * W->wdown[j * F + i];
+            }
+            a->g_ffn[l * F + i] = sqrt(s) * scale, a->t_ffn[l * F + i] = fabs(t) * scale;
+        }
+    }
+    a->has_grad = 1;
+    free(gp.layer);
+}
+
+// --- derived values (means) for output ------------------------------------------------------------
+
+static double acc_layer(const Acc *a, int l, int k) { return a->tokens ? a->res[l * 4 + k] / a->tokens : NAN; }
+static double acc_head_ent(const Acc *a, const Config *c, int l, int h, int norm) {
+    return a->erows[l] ? (norm ? a->entn : a->ent)[(size_t)l * c->H + h] / a->erows[l] : NAN;
+}
+static double acc_layer_ent(const Acc *a, const Config *c, int l, int norm) {
+    double s = 0;
+    for (int h = 0; h < c->H; h++) s += acc_head_ent(a, c, l, h, norm);
+    return s / c->H;
+}
+static double acc_near0(const Acc *a, const Config *c, int l) {  // fraction of (token, channel) near zero
+    double s = 0;
+    for (int i = 0; i < c->F; i++) s += a->fzero[(size_t)l * c->F + i];
+    return a->tokens ? s / (a->tokens * c->F) : NAN;
+}
+static int acc_never(const Acc *a, const Config *c, int l) {  // channels near zero on every token
+    int n = 0;
+    for (int i = 0; i < c->F; i++) n += a->tokens > 0 && a->fzero[(size_t)l * c->F + i] == a->tokens;
+    return n;
+}
+
+static const char *ltype(const Config *c, int l) { return c->full[l] ? "full" : "sliding"; }
+
+static cJSON *json_row(const double *v, int n) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, v[i] == v[i] ? cJSON_CreateNumber(v[i]) : cJSON_CreateNull());
+    return a;
+}
+
+static cJSON *acc_json(const Acc *a, const Config *c) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "loss", a->loss_n ? a->loss_sum / a->loss_n : 0);
+    cJSON_AddNumberToObject(j, "tokens", a->tokens);
+    cJSON_AddNumberToObject(j, "batches", a->batches);
+    cJSON *ls = cJSON_AddArrayToObject(j, "layers");
+    for (int l = 0; l < c->L; l++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "layer", l);
+        cJSON_AddStringToObject(e, "type", ltype(c, l));
+        cJSON_AddNumberToObject(e, "resid_in", acc_layer(a, l, 0));
+        cJSON_AddNumberToObject(e, "resid_out", acc_layer(a, l, 1));
+        cJSON_AddNumberToObject(e, "block_influence", acc_layer(a, l, 2));
+        cJSON_AddNumberToObject(e, "rel_update", acc_layer(a, l, 3));
+        cJSON_AddNumberToObject(e, "attn_update", a->upd_attn[l] / a->tokens);
+        cJSON_AddNumberToObject(e, "mlp_update", a->upd_mlp[l] / a->tokens);
+        cJSON_AddNumberToObject(e, "entropy", acc_layer_ent(a, c, l, 0));
+        cJSON_AddNumberToObject(e, "entropy_norm", acc_layer_ent(a, c, l, 1));
+        cJSON_AddNumberToObject(e, "ffn_near_zero", acc_near0(a, c, l));
+        cJSON_AddNumberToObject(e, "ffn_never_active", acc_never(a, c, l));
+        if (a->has_grad) {
+            cJSON_AddNumberToObject(e, "grad_attn", a->g_attn[l]);
+            cJSON_AddNumberToObject(e, "grad_mlp", a->g_mlp[l]);
+            cJSON_AddNumberToObject(e, "grad_norms", a->g_norm[l]);
+        }
+        cJSON_AddItemToArray(ls, e);
+    }
+    double *row = (double *)mallocCheck(sizeof(double) * (size_t)c->H);
+    const char *keys[4] = {"head_entropy", "head_entropy_norm", "head_grad", "head_taylor"};
+    for (int k = 0; k < (a->has_grad ? 4 : 2); k++) {
+        cJSON *m = cJSON_AddArrayToObject(j, keys[k]);
+        for (int l = 0; l < c->L; l++) {
+            for (int h = 0; h < c->H; h++)
+                row[h] = k < 2 ? acc_head_ent(a, c, l, h, k) : (k == 2 ? a->g_head : a->t_head)[(size_t)l * c->H + h];
+            cJSON_AddItemToArray(m, json_row(row, c->H));
+        }
+    }
+    free(row);
+    return j;
+}
+
+static void acc_csv(Buf *layers, Buf *heads, const Acc *a, const Config *c, const char *dom) {
+    int Km = kv_max(c);
+    for (int l = 0; l < c->L; l++) {
+        bprintf(layers, "%s,%d,%s,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%d", dom, l, ltype(c, l),
+                a->loss_n ? a->loss_sum / a->loss_n : 0, acc_layer(a, l, 0), acc_layer(a, l, 1), acc_layer(a, l, 2),
+                acc_layer(a, l, 3), a->upd_attn[l] / a->tokens, a->upd_mlp[l] / a->tokens, acc_layer_ent(a, c, l, 0),
+                acc_layer_ent(a, c, l, 1), acc_near0(a, c, l), acc_never(a, c, l));
+        if (a->has_grad) bprintf(layers, ",%.6g,%.6g,%.6g\n", a->g_attn[l], a->g_mlp[l], a->g_norm[l]);
+        else bprintf(layers, ",,,\n");
+        int G = c->H / layer_K(c, l);
+        for (int h = 0; h < c->H; h++) {
+            bprintf(heads, "%s,%d,%s,%d,%d,%.6g,%.6g", dom, l, ltype(c, l), h, h / G, acc_head_ent(a, c, l, h, 0),
+                    acc_head_ent(a, c, l, h, 1));
+            if (a->has_grad)
+                bprintf(heads, ",%.6g,%.6g,%.6g\n", a->g_head[(size_t)l * c->H + h], a->t_head[(size_t)l * c->H + h],
+                        a->g_kv[(size_t)l * Km + h / G]);
+            else bprintf(heads, ",,,\n");
+        }
+    }
+}
+
+// --- pictures -------------------------------------------------------------------------------------
+
+// vertical markers at the full-attention layers of a per-layer line chart
+typedef struct {
+    double x[MAX_LAYERS];
+    const char *lab[MAX_LAYERS];
+    int n;
+} FullMarks;
+
+static FullMarks full_marks(const Config *c) {
+    FullMarks f;
+    f.n = 0;
+    for (int l = 0; l < c->L; l++)
+        if (c->full[l]) f.x[f.n] = l, f.lab[f.n] = f.n == 0 ? "full attention" : NULL, f.n++;
+    return f;
+}
+
+static void plot_layer_lines(const char *dir, const char *name, const char *title, const char *ylabel,
+                             const Config *c, const double *const *ys, const char *const *labels, int ns, int logy) {
+    double *x = (double *)mallocCheck(sizeof(double) * (size_t)c->L);
+    for (int l = 0; l < c->L; l++) x[l] = l;
+    Series s[8];
+    for (int k = 0; k < ns; k++) s[k].label = labels[k], s[k].x = x, s[k].y = ys[k], s[k].n = c->L;
+    FullMarks fm = full_marks(c);
+    LinesOpts o = {logy, 0, 0, fm.x, fm.lab, fm.n};
+    char *path = path_join(dir, name);
+    plot_lines_ex(path, title, "layer", ylabel, s, ns, &o);
+    printf("wrote %s\n", path);
+    free(path);
+    free(x);
+}
+
+static void plot_layer_bars(const char *dir, const char *name, const char *title, const char *ylabel, const Config *c,
+                            const double *v, const char *note) {
+    BarsOpts o = {NULL, NULL, "layer", note};
+    char *path = path_join(dir, name);
+    plot_bars_ex(path, title, ylabel, v, c->L, NULL, c->full, &o);
+    printf("wrote %s\n", path);
+    free(path);
+}
+
+static void plot_layer_heatmap(const char *dir, const char *name, const char *title, const char *xlabel,
+                               const Config *c, const float *v, int cols, float vmin, float vmax,
+                               const char *const *col_labels, const char *cbar, const char *note) {
+    HeatmapOpts o = {col_labels, cbar, NULL, NULL, note};
+    char *path = path_join(dir, name);
+    plot_heatmap_ex(path, title, xlabel, "layer", v, c->L, cols, vmin, vmax, NULL, c->full, &o);
+    printf("wrote %s\n", path);
+    free(path);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void stats_pictures(const char *dir, const Config *c, const Acc *all, const Acc *dom, char **names, int k) {
+    int L = c->L, H = c->H, F = c->F;
+    double *v = (double *)mallocCheck(sizeof(double) * (size_t)L * 4);
+    int cols = H > 32 ? H : 32;
+    cols = k > cols ? k : cols;
+    float *hm = (float *)mallocCheck(sizeof(float) * (size_t)L * cols);
+    // attention entropy per head, normalised
+    for (int l = 0; l < L; l++)
+        for (int h = 0; h < H; h++) hm[l * H + h] = (float)acc_head_ent(all, c, l, h, 1);
+    plot_layer_heatmap(dir, "entropy_heads.png", "Attention entropy per head", "query head", c, hm, H, 0, 1, NULL,
+                       "entropy / ln(keys seen)", "1 = uniform over the keys a query may see, 0 = one key");
+    // FFN channel activity: each layer's channels sorted by mean |h|, in 32 percentile bins, log10 of
+    // the bin's mean over the layer's mean (dead channels show at the floor, -3)
+    const int NB = 32;
+    double *act = (double *)mallocCheck(sizeof(double) * (size_t)F);
+    for (int l = 0; l < L; l++) {
+        double mean = 0;
+        for (int i = 0; i < F; i++) mean += (act[i] = all->fabs_[(size_t)l * F + i] / all->tokens);
+        mean /= F;
+        qsort(act, (size_t)F, sizeof(double), cmp_double);
+        for (int b = 0; b < NB; b++) {
+            int i0 = (int)((long)b * F / NB), i1 = (int)((long)(b + 1) * F / NB);
+            double s = 0;
+            for (int i = i0; i < i1; i++) s += act[i];
+            double r = i1 > i0 && mean > 0 ? s / (i1 - i0) / mean : NAN;
+            hm[l * NB + b] = r != r ? NAN : (float)(r > 1e-3 ? log10(r) : -3);
+        }
+    }
+    const char *pct[32];
+    char pbuf[32][8];
+    for (int b = 0; b < NB; b++) snprintf(pbuf[b], 8, "%d", (int)lround(100.0 * b / NB)), pct[b] = pbuf[b];
+    plot_layer_heatmap(dir, "ffn_activity.png", "FFN channel activity, channels sorted per layer",
+                       "channel percentile (least active left)", c, hm, NB, -3, 1, pct, "log10 mean|h| / layer mean",
+                       "mean |gelu(gate) * up| per channel over the calibration tokens");
+    free(act);
+    // per-layer bars and lines
+    int never = 0;
+    for (int l = 0; l < L; l++) v[l] = acc_near0(all, c, l), never += acc_never(all, c, l);
+    char note[160];
+    snprintf(note, sizeof note, "fraction of (token, channel) with |h| <= tau * token mean; never-active channels: %d of %d",
+             never, L * F);
+    plot_layer_bars(dir, "ffn_sparsity.png", "FFN sparsity per layer", "near-zero fraction", c, v, note);
+    for (int l = 0; l < L; l++) v[l] = acc_layer(all, l, 2);
+    plot_layer_bars(dir, "block_influence.png", "Block Influence per layer: 1 - cos(x_in, x_out)", "BI", c, v,
+                    "low = the layer barely turns the residual stream (ShortGPT drops the lowest)");
+    double *ys[3] = {v, v + L, v + 2 * L};
+    for (int l = 0; l < L; l++) v[l] = acc_layer(all, l, 3), v[L + l] = all->upd_attn[l] / all->tokens,
+                                v[2 * L + l] = all->upd_mlp[l] / all->tokens;
+    const char *ul[3] = {"whole layer", "attention branch", "MLP branch"};
+    plot_layer_lines(dir, "updates.png", "Relative update per layer ||x_out - x_in|| / ||x_in||", "relative update", c,
+                     (const double *const *)ys, ul, 3, 0);
+    for (int l = 0; l < L; l++) v[l] = acc_layer(all, l, 0), v[L + l] = acc_layer(all, l, 1);
+    const char *nl[2] = {"||x_in||", "||x_out||"};
+    plot_layer_lines(dir, "residual_norm.png", "Residual stream norm per layer (mean over tokens)", "L2 norm", c,
+                     (const double *const *)ys, nl, 2, 1);
+    if (all->has_grad) {
+        for (int l = 0; l < L; l++) v[l] = all->g_attn[l], v[L + l] = all->g_mlp[l], v[2 * L + l] = all->g_norm[l];
+        const char *gl[3] = {"attention weights", "MLP weights", "norms"};
+        plot_layer_lines(dir, "grad_layers.png", "Gradient norm per layer (mean gradient over the calibration set)",
+                         "||grad||", c, (const double *const *)ys, gl, 3, 1);
+        for (int l = 0; l < L; l++)
+            for (int h = 0; h < H; h++) hm[l * H + h] = (float)all->g_head[(size_t)l * H + h];
+        plot_layer_heatmap(dir, "grad_heads.png", "Gradient norm per query head (q rows + o columns)", "query head", c,
+                           hm, H, 0, 0, NULL, "||grad||", NULL);
+    }
+    if (k > 1) {  // Block Influence per domain: which layers matter for which data
+        for (int l = 0; l < L; l++)
+            for (int d = 0; d < k; d++) hm[l * k + d] = (float)acc_layer(&dom[d], l, 2);
+        plot_layer_heatmap(dir, "domains_bi.png", "Block Influence per layer and domain", "domain", c, hm, k, 0, 0,
+                           (const char *const *)names, "BI", NULL);
+    }
+    free(hm);
+    free(v);
+}
+
+// settings shared by stats and ablate
+typedef struct {
+    const char *model, *data, *out, *split;
+    int batches, B, T;
+} CalibArgs;
+
+static int calib_flag(CalibArgs *a, int argc, char **argv, int *i) {
+    if (streq(argv[*i], "--model")) a->model = arg_str(argc, argv, i);
+    else if (streq(argv[*i], "--data")) a->data = arg_str(argc, argv, i);
+    else if (streq(argv[*i], "--out")) a->out = arg_str(argc, argv, i);
+    else if (streq(argv[*i], "--split")) a->split = arg_str(argc, argv, i);
+    else if (streq(argv[*i], "--batches")) a->batches = (int)arg_int(argc, argv, i);
+    else if (streq(argv[*i], "--batch")) a->B = (int)arg_int(argc, argv, i);
+    else if (streq(argv[*i], "--seq")) a->T = (int)arg_int(argc, argv, i);
+    else return 0;
+    return 1;
+}
+
+static const char *calib_help =
+    "  --model DIR      Hugging Face model directory                                   required\n"
+    "  --data DIR       token shards, one subdirectory per domain                      default data/shards\n"
+    "  --out DIR        where the JSON, CSV and PNG files go                            required\n"
+    "  --split NAME     val | train: which shard the fixed windows come from            default val\n"
+    "  --batches INT    batches per domain                                              default %d\n"
+    "  --batch INT      sequences per batch                                             default 4\n"
+    "  --seq INT        tokens per sequence      default 2 x sliding_window, within [64, 1024]\n";
+
+// load the model and the data, check the settings, print them
+static void calib_open(CalibArgs *a, const char *cmd, Model *m, Mixture *mx) {
+    if (!a->model || !a->out) fail("profile %s needs --model and --out; see profile %s --help", cmd, cmd);
+    if (!streq(a->split, "val") && !streq(a->split, "train")) fail("--split %s: expected val or train", a->split);
+    if (a->batches < 1 || a->B < 1 || a->T < 0) fail("--batches and --batch must be >= 1, --seq >= 1");
+    model_load(m, a->model);
+    if (a->T == 0) a->T = seq_default(&m->c);
+    *mx = mixture_open(a->data, m->c.V, 0);
+    make_dirs(a->out);
+    printf("profile %s: model %s, data %s (%d domains, %s split), %d batches x %d x %d tokens per domain, %d threads, "
+           "BLAS %s\n",
+           cmd, a->model, a->data, mx->k, a->split, a->batches, a->B, a->T, omp_get_max_threads(), blas_kernels());
+    config_print(&m->c, stdout);
+}
+
+// one greppable progress line
+static void step_line(int step, int total, double t0, double tokens, const char *what) {
+    double el = now_sec() - t0;
+    char b1[32], b2[32];
+    printf("step %d/%d | %s | %.0f tok/s | elapsed %s | eta %s\n", step, total, what, tokens / (el > 0 ? el : 1e-9),
+           fmt_duration(el, b1), fmt_duration(el / step * (total - step), b2));
+    fflush(stdout);
+}
+
+static int cmd_stats(int argc, char **argv) {
+    CalibArgs ca = {NULL, "data/shards", NULL, "val", 4, 4, 0};
+    double tau = 0.1;
+    int grad = 1;
+    for (int i = 2; i < argc; i++) {
+        if (calib_flag(&ca, argc, argv, &i)) continue;
+        if (streq(argv[i], "--tau")) tau = arg_float(argc, argv, &i);
+        else if (streq(argv[i], "--no-grad")) grad = 0;
+        else if (is_help(argv[i])) {
+            printf("usage: profile stats --model DIR --data DIR --out DIR [flags]\n"
+                   "Importance statistics per domain and over all: residual norms, Block Influence, attention\n"
+                   "entropy per head, FFN activity and sparsity, gradient magnitude per structure.\n"
+                   "Writes stats.json, layers.csv, heads.csv, ffn.csv and PNG pictures into --out.\n");
+            printf(calib_help, 4);
+            printf("  --tau FLOAT      a channel is near zero on a token when |h| <= tau x that token's\n"
+                   "                   mean |h| over channels                                          default 0.1\n"
+                   "  --no-grad        skip the backward pass (no gradient statistics; ~3x faster)     default off\n");
+            return 0;
+        } else fail("profile stats: unknown flag %s; see profile stats --help", argv[i]);
+    }
+    if (!(tau >= 0)) fail("--tau %g: expected a number >= 0", tau);
+    Model m;
+    Mixture mx;
+    calib_open(&ca, "stats", &m, &mx);
+    printf("| tau %g, gradients %s\n", tau, grad ? "on" : "off");
+    const Config *c = &m.c;
+    int k = mx.k, B = ca.B, T = ca.T, use_train = streq(ca.split, "train");
+    Acc *acc = (Acc *)mallocCheck(sizeof(Acc) * (size_t)(k + 1));
+    for (int d = 0; d <= k; d++) acc[d] = acc_new(c);
+    int *tok = (int *)mallocCheck(sizeof(int) * (size_t)B * T), *tgt = (int *)mallocCheck(sizeof(int) * (size_t)B * T);
+    float *gsum = grad ? (float *)callocCheck(sizeof(float) * m.tab.total) : NULL;
+    double t0 = now_sec(), seen = 0;
+    int step = 0, total = k * ca.batches;
+    for (int d = 0; d < k; d++) {
+        if (grad) {
+            model_alloc_grads(&m);
+            model_zero_grad(&m);
+        }
+        for (int i = 0; i < ca.batches; i++) {
+            int rows = calib_batch(&mx, use_train, d, i, B, T, tok, tgt);
+            if (!rows) {
+                printf("| domain %s: its %s shard holds only %d batches of %d x %d\n", mx.ds.name[d], ca.split, i, B, T);
+                total -= ca.batches - i;
+                break;
+            }
+            float loss = model_forward(&m, tok, tgt, rows, T, grad, NULL);
+            acc_batch(&acc[d], &m, tau);
+            if (grad) model_backward(&m);
+            acc[d].loss_sum += (double)loss * m.n_valid, acc[d].loss_n += m.n_valid;
+            seen += (double)rows * T;
+            char what[160];
+            snprintf(what, sizeof what, "%s batch %d/%d | loss %.4f", mx.ds.name[d], i + 1, ca.batches, loss);
+            step_line(++step, total, t0, seen, what);
+        }
+        if (grad && acc[d].batches > 0) {
+            grad_stats(&acc[d], &m, m.gw, 1.0 / acc[d].batches);
+            for (size_t j = 0; j < m.tab.total; j++) gsum[j] += m.gw[j];
+        }
+        acc_add(&acc[k], &acc[d], c);
+    }
+    if (acc[k].batches == 0) fail("%s: no calibration batches of %d tokens in any domain; use a smaller --seq", ca.data, T + 1);
+    if (grad) grad_stats(&acc[k], &m, gsum, 1.0 / acc[k].batches);
+
+    // outputs: stats.json, layers.csv, heads.csv, ffn.csv, pictures
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "model", ca.model);
+    cJSON_AddStringToObject(j, "data", ca.data);
+    cJSON *st = cJSON_AddObjectToObject(j, "settings");
+    cJSON_AddStringToObject(st, "split", ca.split);
+    cJSON_AddNumberToObject(st, "batches", ca.batches);
+    cJSON_AddNumberToObject(st, "batch", B);
+    cJSON_AddNumberToObject(st, "seq", T);
+    cJSON_AddNumberToObject(st, "tau", tau);
+    cJSON_AddBoolToObject(st, "gradients", grad);
+    cJSON *lt = cJSON_AddArrayToObject(j, "layer_types");
+    for (int l = 0; l < c->L; l++) cJSON_AddItemToArray(lt, cJSON_CreateString(ltype(c, l)));
+    // the planner's input: Block Influence over all domains (higher = keep)
+    double *bi = (double *)mallocCheck(sizeof(double) * (size_t)c->L);
+    for (int l = 0; l < c->L; l++) bi[l] = acc_layer(&acc[k], l, 2);
+    cJSON_AddItemToObject(j, "layer_importance", json_row(bi, c->L));
+    cJSON_AddStringToObject(j, "layer_importance_metric", "block_influence");
+    cJSON *dj = cJSON_AddObjectToObject(j, "domains");
+    Buf layers = {0}, heads = {0}, ffn = {0};
+    bprintf(&layers, "domain,layer,type,loss,resid_in,resid_out,block_influence,rel_update,attn_update,mlp_update,"
+                     "entropy,entropy_norm,ffn_near_zero,ffn_never_active,grad_attn,grad_mlp,grad_norms\n");
+    bprintf(&heads, "domain,layer,type,head,kv_head,entropy,entropy_norm,grad,taylor,kv_grad\n");
+    for (int d = 0; d <= k; d++) {
+        if (acc[d].batches == 0) continue;
+        const char *name = d < k ? mx.ds.name[d] : "all";
+        cJSON_AddItemToObject(dj, name, acc_json(&acc[d], c));
+        acc_csv(&layers, &heads, &acc[d], c, name);
+    }
+    // summary over all domains: sliding vs full layers
+    double es[2] = {0, 0}, en[2] = {0, 0}, nl[2] = {0, 0};
+    int never = 0;
+    for (int l = 0; l < c->L; l++) {
+        int f = c->full[l];
+        es[f] += acc_layer_ent(&acc[k], c, l, 0), en[f] += acc_layer_ent(&acc[k], c, l, 1), nl[f]++;
+        never += acc_never(&acc[k], c, l);
+    }
+    cJSON *sm = cJSON_AddObjectToObject(j, "summary");
+    for (int f = 0; f < 2; f++) {
+        char key[64];
+        snprintf(key, sizeof key, "entropy_%s", f ? "full" : "sliding");
+        cJSON_AddNumberToObject(sm, key, nl[f] ? es[f] / nl[f] : 0);
+        snprintf(key, sizeof key, "entropy_norm_%s", f ? "full" : "sliding");
+        cJSON_AddNumberToObject(sm, key, nl[f] ? en[f] / nl[f] : 0);
+    }
+    cJSON_AddNumberToObject(sm, "ffn_never_active", never);
+    cJSON_AddNumberToObject(sm, "ffn_channels", (double)c->L * c->F);
+    json_save(j, ca.out, "stats.json");
+    cJSON_Delete(j);
+    buf_save(&layers, ca.out, "layers.csv");
+    buf_save(&heads, ca.out, "heads.csv");
+    bprintf(&ffn, "layer,type,channel,mean_abs,near_zero,grad,taylor\n");
+    for (int l = 0; l < c->L; l++)
+        for (int i = 0; i < c->F; i++) {
+            size_t q = (size_t)l * c->F + i;
+            bprintf(&ffn, "%d,%s,%d,%.6g,%.6g", l, ltype(c, l), i, acc[k].fabs_[q] / acc[k].tokens,
+                    acc[k].fzero[q] / acc[k].tokens);
+            if (grad) bprintf(&ffn, ",%.6g,%.6g\n", acc[k].g_ffn[q], acc[k].t_ffn[q]);
+            else bprintf(&ffn, ",,\n");
+        }
+    buf_save(&ffn, ca.out, "ffn.csv");
+    stats_pictures(ca.out, c, &acc[k], acc, mx.ds.name, k);
+    // the console summary
+    printf("summary | loss %.4f over %.0f tokens | entropy/ln(keys) sliding %.3f full %.3f | never-active FFN "
+           "channels %d of %d\n",
+           acc[k].loss_sum / acc[k].loss_n, acc[k].tokens, nl[0] ? en[0] / nl[0] : 0, nl[1] ? en[1] / nl[1] : 0, never,
+           c->L * c->F);
+    printf("layers by Block Influence (least first):");
+    int *ord = (int *)mallocCheck(sizeof(int) * (size_t)c->L);
+    for (int l = 0; l < c->L; l++) ord[l] = l;
+    for (int a = 1; a < c->L; a++)  // insertion sort: L is small
+        for (int b = a; b > 0 && bi[ord[b]] < bi[ord[b - 1]]; b--) {
+            int t = ord[b];
+            ord[b] = ord[b - 1], ord[b - 1] = t;
+        }
+    for (int l = 0; l < c->L; l++) printf(" %d%s(%.3f)", ord[l], c->full[ord[l]] ? "F" : "", bi[ord[l]]);
+    printf("\n");
+    free(ord);
+    free(bi);
+    for (int d = 0; d <= k; d++) free(acc[d].block);
+    free(acc);
+    free(tok);
+    free(tgt);
+    free(gsum);
+    mixture_close(&mx);
+    model_free(&m);
+    return 0;
+}
+
+// ================================================================================================
+// ablate: ./profile ablate --model DIR --data DIR --out DIR [--batches N]
+// Removing a layer = the mask hook zl[l] = 0, which zeroes both branch outputs after their post-norms
+// (on Gemma 4 the layer's layer_scalar still scales the stream, as in the masked model prune.c trains).
+//   1. each layer in turn: loss per domain and Δloss against the whole model
+//   2. every full-attention layer at once: next-token loss by position. A query at position t < W sees
+//      its whole context through the sliding layers; beyond the window only full layers reach back, so
+//      this is where removing them must hurt.
+// ================================================================================================
+
+// mean loss per domain over the calibration batches (per-position sums too, when pos_sum is given)
+static void ablate_eval(Model *m, const Mixture *mx, const CalibArgs *ca, double *loss, double *pos_sum,
+                        double *pos_n, int *tok, int *tgt, float *tl) {
+    int T = ca->T, use_train = streq(ca->split, "train");
+    for (int d = 0; d < mx->k; d++) {
+        double s = 0, n = 0;
+        for (int i = 0; i < ca->batches; i++) {
+            int rows = calib_batch(mx, use_train, d, i, ca->B, T, tok, tgt);
+            if (!rows) break;
+            float l = model_forward(m, tok, tgt, rows, T, 0, NULL);
+            s += (double)l * m->n_valid, n += m->n_valid;
+            if (!pos_sum) continue;
+            token_losses(m, tgt, tl);
+            for (int r = 0; r < rows; r++)
+                for (int t = 0; t < T; t++)
+                    if (tl[r * T + t] == tl[r * T + t]) pos_sum[t] += tl[r * T + t], pos_n[t]++;
+        }
+        loss[d] = n ? s / n : NAN;
+    }
+}
+
+static double mean_finite(const double *v, int n) {
+    double s = 0;
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (v[i] == v[i]) s += v[i], k++;
+    return k ? s / k : NAN;
+}
+
+static int cmd_ablate(int argc, char **argv) {
+    CalibArgs ca = {NULL, "data/shards", NULL, "val", 2, 4, 0};
+    for (int i = 2; i < argc; i++) {
+        if (calib_flag(&ca, argc, argv, &i)) continue;
+        if (is_help(argv[i])) {
+            printf("usage: profile ablate --model DIR --data DIR --out DIR [flags]\n"
+                   "Removes each layer in turn (Δloss per domain), then every full-attention layer at once\n"
+                   "(loss by position: inside vs beyond the sliding window). Writes ablate.json,\n"
+                   "ablate_layers.csv, ablate_positions.csv and PNG pictures into --out.\n");
+            printf(calib_help, 2);
+            return 0;
+        } else fail("profile ablate: unknown flag %s; see profile ablate --help", argv[i]);
+    }
+    Model m;
+    Mixture mx;
+    calib_open(&ca, "ablate", &m, &mx);
+    const Config *c = &m.c;
+    int k = mx.k, L = c->L, T = ca.T, B = ca.B, nfull = 0;
+    for (int l = 0; l < L; l++) nfull += c->full[l];
+    if (T <= c->W && nfull) printf("| note: --seq %d <= sliding window %d: no position lies beyond the window\n", T, c->W);
+    int *tok = (int *)mallocCheck(sizeof(int) * (size_t)B * T), *tgt = (int *)mallocCheck(sizeof(int) * (size_t)B * T);
+    float *tl = (float *)mallocCheck(sizeof(float) * (size_t)B * T);
+    double *base = (double *)mallocCheck(sizeof(double) * (size_t)k), *nofull = (double *)mallocCheck(sizeof(double) * (size_t)k);
+    double *loss = (double *)mallocCheck(sizeof(double) * (size_t)L * k);  // [L, k] with layer l removed
+    double *pos = (double *)callocCheck(sizeof(double) * (size_t)T * 4);   // sums and counts: base, no full
+    m.zl = (float *)mallocCheck(sizeof(float) * (size_t)L);
+    double t0 = now_sec(), tokens_per_eval = 0;
+    for (int d = 0; d < k; d++) {  // tokens one evaluation reads (for the tok/s figure)
+        const Shard *s = streq(ca.split, "train") ? &mx.ds.train[d] : &mx.ds.val[d];
+        double nwin = s->n > (uint64_t)T ? (double)((s->n - 1) / (uint64_t)T) : 0;
+        tokens_per_eval += fmin(nwin, (double)ca.batches * B) * T;
+    }
+    int total = L + 1 + (nfull > 0), step = 0;
+    char what[200];
+    for (int l = 0; l < L; l++) m.zl[l] = 1;
+    ablate_eval(&m, &mx, &ca, base, pos, pos + T, tok, tgt, tl);
+    snprintf(what, sizeof what, "whole model | loss %.4f", mean_finite(base, k));
+    step++;
+    step_line(step, total, t0, tokens_per_eval * step, what);
+    for (int l = 0; l < L; l++) {
+        m.zl[l] = 0;
+        ablate_eval(&m, &mx, &ca, loss + (size_t)l * k, NULL, NULL, tok, tgt, tl);
+        m.zl[l] = 1;
+        double dl = 0;
+        for (int d = 0; d < k; d++) dl += loss[(size_t)l * k + d] - base[d];
+        snprintf(what, sizeof what, "remove layer %d (%s) | loss %.4f | dloss %+.4f", l, ltype(c, l),
+                 mean_finite(loss + (size_t)l * k, k), dl / k);
+        step++;
+    step_line(step, total, t0, tokens_per_eval * step, what);
+    }
+    if (nfull) {
+        for (int l = 0; l < L; l++) m.zl[l] = c->full[l] ? 0.0f : 1.0f;
+        ablate_eval(&m, &mx, &ca, nofull, pos + 2 * T, pos + 3 * T, tok, tgt, tl);
+        snprintf(what, sizeof what, "remove all %d full-attention layers | loss %.4f", nfull, mean_finite(nofull, k));
+        step++;
+    step_line(step, total, t0, tokens_per_eval * step, what);
+    }
+
+    // results
+    double *dmean = (double *)mallocCheck(sizeof(double) * (size_t)L);
+    float *hm = (float *)mallocCheck(sizeof(float) * (size_t)L * k);
+    Buf csv = {0};
+    bprintf(&csv, "layer,type,domain,loss,base_loss,delta\n");
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "model", ca.model);
+    cJSON *bj = cJSON_AddObjectToObject(j, "base_loss");
+    for (int d = 0; d < k; d++) cJSON_AddNumberToObject(bj, mx.ds.name[d], base[d]);
+    cJSON *lj = cJSON_AddArrayToObject(j, "layers");
+    for (int l = 0; l < L; l++) {
+        cJSON *e = cJSON_CreateObject(), *dd = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "layer", l);
+        cJSON_AddStringToObject(e, "type", ltype(c, l));
+        double s = 0;
+        for (int d = 0; d < k; d++) {
+            double x = loss[(size_t)l * k + d] - base[d];
+            s += x;
+            hm[l * k + d] = (float)x;
+            cJSON_AddNumberToObject(dd, mx.ds.name[d], x);
+            bprintf(&csv, "%d,%s,%s,%.6g,%.6g,%.6g\n", l, ltype(c, l), mx.ds.name[d], loss[(size_t)l * k + d], base[d], x);
+        }
+        dmean[l] = s / k;
+        cJSON_AddItemToObject(e, "delta", dd);
+        cJSON_AddNumberToObject(e, "delta_mean", dmean[l]);
+        cJSON_AddItemToArray(lj, e);
+    }
+    cJSON_AddItemToObject(j, "layer_importance", json_row(dmean, L));
+    cJSON_AddStringToObject(j, "layer_importance_metric", "ablation_dloss");
+    buf_save(&csv, ca.out, "ablate_layers.csv");
+    // positions: inside [0, W) and beyond [W, T)
+    double in[4] = {0, 0, 0, 0}, out[4] = {0, 0, 0, 0};
+    for (int t = 0; t < T; t++)
+        for (int q = 0; q < 4; q++) (t < c->W ? in : out)[q] += pos[q * T + t];
+    Buf pcsv = {0};
+    bprintf(&pcsv, "position,loss,loss_no_full,tokens\n");
+    for (int t = 0; t < T; t++)
+        bprintf(&pcsv, "%d,%.6g,%.6g,%.0f\n", t, pos[t] / pos[T + t], nfull ? pos[2 * T + t] / pos[3 * T + t] : NAN, pos[T + t]);
+    buf_save(&pcsv, ca.out, "ablate_positions.csv");
+    if (nfull) {
+        cJSON *nj = cJSON_AddObjectToObject(j, "no_full_layers");
+        cJSON *nd = cJSON_AddObjectToObject(nj, "loss");
+        for (int d = 0; d < k; d++) cJSON_AddNumberToObject(nd, mx.ds.name[d], nofull[d]);
+        cJSON *pj = cJSON_AddObjectToObject(nj, "positions");
+        cJSON_AddNumberToObject(pj, "window", c->W);
+        cJSON_AddNumberToObject(pj, "inside_base", in[1] ? in[0] / in[1] : NAN);
+        cJSON_AddNumberToObject(pj, "inside_no_full", in[3] ? in[2] / in[3] : NAN);
+        cJSON_AddNumberToObject(pj, "beyond_base", out[1] ? out[0] / out[1] : NAN);
+        cJSON_AddNumberToObject(pj, "beyond_no_full", out[3] ? out[2] / out[3] : NAN);
+        cJSON_AddNumberToObject(pj, "beyond_tokens", out[1]);
+    }
+    json_save(j, ca.out, "ablate.json");
+    cJSON_Delete(j);
+    // pictures
+    plot_layer_bars(ca.out, "ablate_layers.png", "Loss increase when one layer is removed (mean over domains)",
+                    "delta loss", c, dmean, "each layer skipped in turn (zl = 0); the whole model is the baseline");
+    if (k > 1) {
+        float vmax = 0;
+        for (int i = 0; i < L * k; i++) vmax = fabsf(hm[i]) > vmax ? fabsf(hm[i]) : vmax;
+        plot_layer_heatmap(ca.out, "ablate_domains.png", "Loss increase when one layer is removed, per domain", "domain",
+                           c, hm, k, 0, 0, (const char *const *)mx.ds.name, "delta loss", NULL);
+        (void)vmax;
+    }
+    if (nfull) {  // loss by position, in bins of ~T/64 positions
+        int bw = (T + 63) / 64, nbins = (T + bw - 1) / bw;
+        double *x = (double *)mallocCheck(sizeof(double) * (size_t)nbins * 3), *y0 = x + nbins, *y1 = y0 + nbins;
+        for (int b = 0; b < nbins; b++) {
+            double s0 = 0, n0 = 0, s1 = 0, n1 = 0;
+            for (int t = b * bw; t < (b + 1) * bw && t < T; t++)
+                s0 += pos[t], n0 += pos[T + t], s1 += pos[2 * T + t], n1 += pos[3 * T + t];
+            x[b] = b * bw + (bw - 1) / 2.0, y0[b] = n0 ? s0 / n0 : NAN, y1[b] = n1 ? s1 / n1 : NAN;
+        }
+        Series s[2] = {{"whole model", x, y0, nbins}, {"all full-attention layers removed", x, y1, nbins}};
+        double vx[1] = {c->W};
+        char wl[64];
+        snprintf(wl, sizeof wl, "sliding window %d", c->W);
+        const char *vl[1] = {wl};
+        LinesOpts o = {0, 0, 0, vx, vl, 1};
+        char *path = path_join(ca.out, "ablate_positions.png");
+        plot_lines_ex(path, "Next-token loss by position", "position in the sequence", "loss", s, 2, &o);
+        printf("wrote %s\n", path);
+        free(path);
+        free(x);
+        printf("no full layers | inside the window (t < %d): loss %.4f -> %.4f (%+.4f) | beyond: %.4f -> %.4f (%+.4f) "
+               "over %.0f tokens\n",
+               c->W, in[0] / in[1], in[2] / in[3], in[2] / in[3] - in[0] / in[1], out[1] ? out[0] / out[1] : NAN,
+               out[3] ? out[2] / out[3] : NAN, out[1] && out[3] ? out[2] / out[3] - out[0] / out[1] : NAN, out[1]);
+    }
+    printf("layers by removal cost (cheapest first):");
+    int *ord = (int *)mallocCheck(sizeof(int) * (size_t)L);
+    for (int l = 0; l < L; l++) ord[l] = l;
+    for (int a = 1; a < L; a++)
+        for (int b = a; b > 0 && dmean[ord[b]] < dmean[ord[b - 1]]; b--) {
+            int t = ord[b];
+            ord[b] = ord[b - 1], ord[b - 1] = t;
+        }
+    for (int l = 0; l < L; l++) printf(" %d%s(%+.3f)", ord[l], c->full[ord[l]] ? "F" : "", dmean[ord[l]]);
+    printf("\n");
+    free(ord);
+    free(dmean);
+    free(hm);
+    free(pos);
+    free(loss);
+    free(base);
+    free(nofull);
+    free(tok);
+    free(tgt);
+    free(tl);
+    free(m.zl);
+    m.zl = NULL;
+    mixture_close(&mx);
+    model_free(&m);
+    return 0;
+}
+
+// ================================================================================================
+// diff: ./profile diff --a DIR --b DIR --out DIR
+// Per layer and matrix, the relative change ||W_a - W_b|| / ||W_b|| (b is the reference, e.g. the
+// model before fine-tuning). Norm weights are compared as the scale they apply — (1 + w) on Gemma 3,
+// w on Gemma 4 — since a Gemma 3 norm stored near 0 would make any change look huge. Streams one tensor
+// at a time, so it needs memory for the largest tensor, not for the models.
+// ================================================================================================
+
+static const char *kind_short[T_NKINDS] = {"in_norm", "q", "k", "v", "q_norm", "k_norm", "o", "post_attn",
+                                           "pre_ffn", "gate", "up", "down", "post_ffn", "layer_scalar"};
+// heatmap columns: the matrices first, then the norms
+static const int diff_cols[T_NKINDS] = {T_WQ, T_WK, T_WV, T_WO, T_WGATE, T_WUP, T_WDOWN, T_IN_NORM,
+                                        T_POST_ATTN_NORM, T_PRE_FFN_NORM, T_POST_FFN_NORM, T_Q_NORM, T_K_NORM,
+                                        T_LAYER_SCALAR};
+
+static void same_shape(const Config *a, const Config *b, const char *pa, const char *pb) {
+    int ok = a->arch == b->arch && a->V == b->V && a->d == b->d && a->L == b->L && a->H == b->H && a->K == b->K &&
+             a->D == b->D && a->F == b->F && a->Dg == b->Dg && a->Kg == b->Kg && a->k_eq_v == b->k_eq_v;
+    for (int l = 0; ok && l < a->L; l++) ok = a->full[l] == b->full[l];
+    if (!ok)
+        fail("%s and %s have different shapes (Gemma %d d %d L %d H %d K %d F %d vs Gemma %d d %d L %d H %d K %d F %d); "
+             "diff compares checkpoints of one shape", pa, pb, a->arch, a->d, a->L, a->H, a->K, a->F, b->arch, b->d, b->L,
+             b->H, b->K, b->F);
+}
+
+static int cmd_diff(int argc, char **argv) {
+    const char *da = NULL, *db = NULL, *out = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (streq(argv[i], "--a")) da = arg_str(argc, argv, &i);
+        else if (streq(argv[i], "--b")) db = arg_str(argc, argv, &i);
+        else if (streq(argv[i], "--out")) out = arg_str(argc, argv, &i);
+        else if (is_help(argv[i])) {
+            printf("usage: profile diff --a DIR --b DIR --out DIR\n"
+                   "Relative change ||W_a - W_b|| / ||W_b|| per layer and matrix between two checkpoints of one\n"
+                   "shape (b = the reference, e.g. before fine-tuning). Writes diff.csv, diff.json, diff.png.\n"
+                   "  --a DIR     the changed model directory                                   required\n"
+                   "  --b DIR     the reference model directory                                 required\n"
+                   "  --out DIR   output directory                                              required\n");
+            return 0;
+        } else fail("profile diff: unknown flag %s; see profile diff --help", argv[i]);
+    }
+    if (!da || !db || !out) fail("profile diff needs --a, --b and --out; see --help");
+    Config ca, cb;
+    char *pa = path_join(da, "config.json"), *pb = path_join(db, "config.json");
+    if (!file_exists(pa)) fail("%s: no config.json; point --a at a Hugging Face model directory", da);
+    if (!file_exists(pb)) fail("%s: no config.json; point --b at a Hugging Face model directory", db);
+    config_load(&ca, pa);
+    config_load(&cb, pb);
+    same_shape(&ca, &cb, da, db);
+    make_dirs(out);
+    printf("diff: a %s, b %s (reference)\n", da, db);
+    config_print(&cb, stdout);
+    Checkpoint ka = checkpoint_open(da), kb = checkpoint_open(db);
+    ParamTable t;
+    param_table(&cb, &t);
+    int L = cb.L, ncol = cb.arch == 4 ? T_NKINDS : T_NKINDS - 1;
+    float *hm = (float *)mallocCheck(sizeof(float) * (size_t)L * ncol);
+    for (int i = 0; i < L * ncol; i++) hm[i] = NAN;
+    float off = norm_offset(&cb);
+    Buf csv = {0};
+    bprintf(&csv, "tensor,layer,kind,rel_change,norm_diff,norm_b\n");
+    cJSON *j = cJSON_CreateObject(), *tj = cJSON_AddObjectToObject(j, "tensors");
+    double t0 = now_sec();
+    size_t maxn = 0;
+    for (int i = 0; i < t.n; i++) maxn = t.e[i].rows * t.e[i].cols > maxn ? t.e[i].rows * t.e[i].cols : maxn;
+    float *wa = (float *)mallocCheck(sizeof(float) * maxn), *wb = (float *)mallocCheck(sizeof(float) * maxn);
+    for (int i = 0; i < t.n; i++) {
+        const PEntry *e = &t.e[i];
+        const STensor *sa = checkpoint_find(&ka, e->name), *sb = checkpoint_find(&kb, e->name);
+        if (!sa) fail("%s: tensor %s is missing", da, e->name);
+        if (!sb) fail("%s: tensor %s is missing", db, e->name);
+        size_t n = e->rows * e->cols;
+        if (sa->numel != n || sb->numel != n)
+            fail("%s: %zu values in %s / %zu in %s, config.json implies %zu", e->name, sa->numel, da, sb->numel, db, n);
+        st_to_f32(sa, wa);
+        st_to_f32(sb, wb);
+        double o = e->is_norm && e->kind != T_LAYER_SCALAR ? off : 0, dd = 0, bb = 0;
+        for (size_t q = 0; q < n; q++) {
+            double x = wa[q] + o, y = wb[q] + o;
+            dd += (x - y) * (x - y), bb += y * y;
+        }
+        double rel = bb > 0 ? sqrt(dd / bb) : (dd > 0 ? INFINITY : 0);
+        const char *kind = e->kind == T_EMBED ? "embed" : e->kind == T_FINAL_NORM ? "final_norm" : kind_short[e->kind];
+        bprintf(&csv, "%s,%d,%s,%.6g,%.6g,%.6g\n", e->name, e->layer, kind, rel, sqrt(dd), sqrt(bb));
+        cJSON_AddNumberToObject(tj, e->name, rel == INFINITY ? 1e308 : rel);
+        if (e->layer >= 0)
+            for (int col = 0; col < ncol; col++)
+                if (diff_cols[col] == e->kind) hm[e->layer * ncol + col] = (float)rel;
+        if (e->layer < 0) printf("  %-28s %.6g\n", e->name, rel);
+        if (e->layer >= 0 && (i + 1 == t.n || t.e[i + 1].layer != e->layer)) {
+            char what[64];
+            snprintf(what, sizeof what, "layer %d", e->layer);
+            step_line(e->layer + 1, L, t0, 0, what);
+        }
+    }
+    free(wa);
+    free(wb);
+    buf_save(&csv, out, "diff.csv");
+    json_save(j, out, "diff.json");
+    cJSON_Delete(j);
+    const char *cl[T_NKINDS];
+    for (int col = 0; col < ncol; col++) cl[col] = kind_short[diff_cols[col]];
+    char title[160];
+    snprintf(title, sizeof title, "Relative change ||W_a - W_b|| / ||W_b||");
+    plot_layer_heatmap(out, "diff.png", title, "tensor", &cb, hm, ncol, 0, 0, cl, "relative change",
+                       "norms compared as the scale they apply: (1+w) on Gemma 3, w on Gemma 4; grey = no such tensor");
+    free(hm);
+    free(t.e);
+    checkpoint_close(&ka);
+    checkpoint_close(&kb);
+    free(pa);
+    free(pb);
+    return 0;
+}
+
+// ================================================================================================
+// main
+// ================================================================================================
+
+static void usage(void) {
+    printf("usage: profile COMMAND [flags]   (profile COMMAND --help for its flags)\n"
+           "  logits    all-position logits and loss of a model on given tokens\n"
+           "  plan      target shapes for parameter budgets (model, config or public preset; no weights)\n"
+           "  memory    training memory per GPU and what fits (model, config or public preset; no weights)\n"
+           "  stats     importance statistics over calibration data per domain: JSON, CSV, PNG\n"
+           "  ablate    loss per domain with each layer removed; loss by position without full layers\n"
+           "  diff      per-layer, per-matrix relative change between two checkpoints\n");
+}
+
+#ifndef PROFILE_NO_MAIN
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage();
         return argc < 2;
     }
     if (!strcmp(argv[1], "logits")) return cmd_logits(argc, argv);
+    if (!strcmp(argv[1], "plan")) return cmd_plan(argc, argv);
+    if (!strcmp(argv[1], "memory")) return cmd_memory(argc, argv);
+    if (!strcmp(argv[1], "stats")) return cmd_stats(argc, argv);
+    if (!strcmp(argv[1], "ablate")) return cmd_ablate(argc, argv);
+    if (!strcmp(argv[1], "diff")) return cmd_diff(argc, argv);
     usage();
     fail("profile: unknown command \"%s\"", argv[1]);
 }
+#endif

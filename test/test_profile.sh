@@ -1,0 +1,76 @@
+#!/bin/sh
+# test/test_profile.sh — profile.c and plot.h: runs the C test test/test_profile (hand-computable statistics,
+# parameter counts against model.h and published figures, the planner's rules and 2% budget, memory against
+# a hand calculation, PNG validity, stats/ablate/diff end to end on a tiny model with known answers), then
+# the command lines: --help of every command, plan and memory on presets (the 31B questions), and bad input
+# (one line on stderr naming the input, non-zero exit, no crash, no damaged file). Builds what it needs.
+cd "$(dirname "$0")/.."
+T=$(mktemp -d /tmp/test_profile_sh.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+
+ok() { echo "ok   $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL $1"; fail=$((fail + 1)); }
+check() {  # check NAME COMMAND...: passes when the command succeeds
+  name=$1; shift
+  if "$@"; then ok "$name"; else bad "$name"; fi
+}
+# expect_error NAME WANT COMMAND...: non-zero exit below 128 (no crash) with one stderr line containing WANT
+expect_error() {
+  name=$1 want=$2; shift 2
+  "$@" > "$T/out" 2> "$T/err"; rc=$?
+  if [ $rc -eq 0 ] || [ $rc -ge 128 ]; then bad "$name (exit $rc)"; return; fi
+  if [ "$(wc -l < "$T/err")" -eq 1 ] && grep -q -- "$want" "$T/err"; then ok "$name -> $(cat "$T/err")"
+  else bad "$name: stderr was: $(cat "$T/err")"; fi
+}
+
+make --no-print-directory -s profile test/test_profile > "$T/build.log" 2>&1 \
+  || { cat "$T/build.log"; echo "FAIL build"; echo "test_profile.sh: 0 passed, 1 failed"; exit 1; }
+check "test/test_profile (statistics, counts, planner, memory, PNG, end to end)" ./test/test_profile
+
+# --- help: every command lists its flags with types and defaults ------------------------------------------
+for c in logits plan memory stats ablate diff; do
+  check "profile $c --help" sh -c "./profile $c --help | grep -q -- '--' && ./profile $c --help | grep -qi 'usage'"
+done
+check "profile --help lists the commands" sh -c './profile --help | grep -q plan && ./profile --help | grep -q ablate'
+
+# --- the seed's questions, answered without weights -------------------------------------------------------
+check "plan: Gemma 4 31B -> 8B/4B/2B/1.5B writes four targets" \
+  sh -c "./profile plan --preset gemma4-31b --params 8B,4B,2B,1.5B --out $T/plans > $T/plan.log && ls $T/plans/target_8B.json $T/plans/target_1.5B.json > /dev/null"
+check "plan: every 31B target reloads as a Gemma 4 config (profile memory --config reads it)" \
+  sh -c "for f in $T/plans/*.json; do ./profile memory --config \$f --gpu-mem 192 > /dev/null || exit 1; done"
+check "memory: 31B with AdamW on one 192 GB GPU does not fit, and says so" \
+  sh -c "./profile memory --preset 31b --optimizer adamw --gpus 1 --gpu-mem 192 | grep -q 'does NOT fit'"
+check "memory: the options table marks 8-bit AdamW, bf16 only, checkpointing as fitting" \
+  sh -c "./profile memory --preset 31b --gpus 1 --gpu-mem 192 --seq 2048 | grep 'adamw8   bf16 only' | grep on | grep -q '\*'"
+check "memory: --json writes the figures" \
+  sh -c "./profile memory --preset 1b --json $T/mem.json > /dev/null && grep -q '\"optimizer_states\"' $T/mem.json"
+
+# --- bad input ----------------------------------------------------------------------------------------------
+expect_error "unknown command" "unknown command" ./profile frobnicate
+expect_error "plan: unknown preset" "unknown" ./profile plan --preset gemma9-1t --params 1B
+expect_error "plan: ambiguous preset tail" "ambiguous" ./profile plan --preset 12b --params 1B
+expect_error "plan: no source" "exactly one of" ./profile plan --params 1B
+expect_error "plan: two sources" "exactly one of" ./profile plan --preset 1b --config x.json --params 1B
+expect_error "plan: budget that is not a count" "not a parameter count" ./profile plan --preset 1b --params lots
+expect_error "plan: budget above the source" "not smaller than the source" ./profile plan --preset 1b --params 5B
+expect_error "plan: missing --params" "needs --params" ./profile plan --preset 1b
+expect_error "plan: --params without a value" "needs a value" ./profile plan --preset 1b --params
+echo '{"layer_importance": [1, 2, 3], "layer_importance_metric": "block_influence"}' > "$T/short.json"
+expect_error "plan: a profile of another model" "26 layers" ./profile plan --preset 1b --params 500M --profile "$T/short.json"
+expect_error "plan: a file without a profile" "layer_importance" ./profile plan --preset 1b --params 500M --profile test/fixtures/g3_gqa/fixture.json
+expect_error "memory: unknown optimizer" "adamw, adamw8 or muon" ./profile memory --preset 1b --optimizer sgd
+expect_error "memory: ZeRO stage 4" "ZeRO stages" ./profile memory --preset 1b --zero 4
+expect_error "memory: config that is not JSON" "malformed JSON" sh -c "printf '{\"model_type\": ' > $T/bad.json; ./profile memory --config $T/bad.json"
+expect_error "stats: missing --out" "needs --model and --out" ./profile stats --model test/fixtures/g3_mqa
+expect_error "stats: no data directory" "run \`make data\`" ./profile stats --model test/fixtures/g3_mqa --data $T/none --out $T/s
+expect_error "stats: unknown flag" "unknown flag --bogus" ./profile stats --bogus
+expect_error "ablate: not a model directory" "config.json" ./profile ablate --model $T --out $T/a
+expect_error "diff: different shapes" "different shapes" ./profile diff --a test/fixtures/g3_mqa --b test/fixtures/g3_gqa --out $T/d
+# a failed write never damages what is there: an existing target stays as it was when planning fails
+echo '{"keep": "me"}' > "$T/target.json"
+./profile plan --preset 1b --params 5B --out "$T/target.json" > /dev/null 2>&1
+check "a failing plan leaves an existing --out file untouched" grep -q keep "$T/target.json"
+
+echo "test_profile.sh: $pass passed, $fail failed"
+[ $fail -eq 0 ]
