@@ -9,8 +9,13 @@
 //   void  plot_lines(path, title, xlabel, ylabel, const Series *s, int ns);
 //   void  plot_heatmap(path, title, xlabel, ylabel, v[rows*cols], rows, cols, vmin, vmax, row_labels, row_full);
 //   void  plot_bars(path, title, ylabel, v[n], n, labels, highlight);
-// The *_ex variants take an options struct (column labels, colour-bar label, legend texts, marker lines).
-// Colours are 0xRRGGBB. NaN values are drawn as "no data" (grey in heatmaps, skipped in lines and bars).
+// The *_ex variants take an options struct (zero it, then set what you need): column labels, colour-bar
+// label, legend texts, a note under the title, marker lines, shaded columns, log y, integer x.
+// Colours are 0xRRGGBB. NaN values are drawn as "no data" (grey in heatmaps, gaps in lines, no bar).
+// Canvas sizes: line charts 900x560; bar charts (80 + max(780, n*bar) + 30) x 514 (528 with a note),
+// bars 3..60 px wide; heatmaps grow with rows x cols (cells 2..56 px wide, 4..28 px high) plus margins.
+// Heatmap vmin >= vmax means "the data's range". row_full marks each row full attention (red) or sliding
+// window (grey) in a strip beside the row labels, with a legend under the title.
 #pragma once
 #include "util.h"
 
@@ -197,7 +202,7 @@ static unsigned colormap_viridis(double t) {
 static const unsigned plot_palette[10] = {0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728, 0x9467bd,
                                           0x8c564b, 0xe377c2, 0x7f7f7f, 0xbcbd22, 0x17becf};
 enum { COL_TEXT = 0x222222, COL_AXIS = 0x444444, COL_GRID = 0xe6e6e6, COL_NODATA = 0xd0d0d0,
-       COL_BAR = 0x4c78a8, COL_FULL = 0xe45756, COL_SLIDING = 0xbab0ac };
+       COL_BAR = 0x4c78a8, COL_FULL = 0xe45756, COL_SLIDING = 0xbab0ac, COL_BAND = 0xfbe4e4, COL_BAND_KEY = 0xf4b6b6 };
 
 // ------------------------------------------------------------------------------------------------
 // axes: "nice" ticks (1, 2, 5 x 10^k) and tick labels with as many decimals as the step needs
@@ -258,8 +263,9 @@ static void frame_y_axis(Image *im, Frame *f, const char *ylabel) {
     if (ylabel) draw_text_up(im, 8, f->py + f->ph / 2 + text_width(ylabel, 2) / 2, ylabel, COL_TEXT, 2);
 }
 
-static void frame_x_axis_numeric(Image *im, Frame *f, const char *xlabel) {
+static void frame_x_axis_numeric(Image *im, Frame *f, const char *xlabel, int integer) {
     double step = nice_step(f->x1 - f->x0, 8);
+    if (integer && step < 1) step = 1;
     for (double t = ceil(f->x0 / step - 1e-9) * step; t <= f->x1 + step * 1e-6; t += step) {
         int x = frame_x(f, t);
         fill_rect(im, x, f->py, 1, f->ph, COL_GRID);
@@ -308,6 +314,10 @@ typedef struct {
     const double *vx;             // vertical marker lines at these x (e.g. the sliding window)
     const char *const *vx_labels; // one label per marker (may be NULL)
     int nvx;
+    int integer_x;                // x is an index (layers): integer ticks, the range padded by 1/2
+    const double *bands;          // shaded columns [x - 1/2, x + 1/2] (e.g. full-attention layers)
+    int nbands;
+    const char *band_label;       // their legend entry (default "full attention")
 } LinesOpts;
 
 static void plot_lines_ex(const char *path, const char *title, const char *xlabel, const char *ylabel, const Series *s,
@@ -327,24 +337,32 @@ static void plot_lines_ex(const char *path, const char *title, const char *xlabe
     double xr[2] = {f.x0, f.x1}, yr[2] = {f.y0, f.y1};
     data_range(xr, 2, &f.x0, &f.x1);
     data_range(yr, 2, &f.y0, &f.y1);
+    if (o->integer_x) f.x0 = floor(f.x0 + 1e-9) - 0.5, f.x1 = ceil(f.x1 - 1e-9) + 0.5;
     if (o->ymin < o->ymax) f.y0 = o->logy ? log10(o->ymin) : o->ymin, f.y1 = o->logy ? log10(o->ymax) : o->ymax;
     else {
         double pad = 0.04 * (f.y1 - f.y0);
         f.y0 -= pad, f.y1 += pad;
     }
     draw_title(&im, title);
+    for (int k = 0; k < o->nbands; k++) {  // under the grid and the lines
+        int xa = frame_x(&f, fmax(o->bands[k] - 0.5, f.x0)), xb = frame_x(&f, fmin(o->bands[k] + 0.5, f.x1));
+        fill_rect(&im, xa, f.py, xb - xa + 1, f.ph, COL_BAND);
+    }
     frame_y_axis(&im, &f, o->logy && ylabel ? NULL : ylabel);
     if (o->logy && ylabel) {
         char buf[160];
         snprintf(buf, sizeof buf, "log10 %s", ylabel);
         draw_text_up(&im, 8, f.py + f.ph / 2 + text_width(buf, 2) / 2, buf, COL_TEXT, 2);
     }
-    frame_x_axis_numeric(&im, &f, xlabel);
+    frame_x_axis_numeric(&im, &f, xlabel, o->integer_x);
     for (int k = 0; k < o->nvx; k++) {
         if (o->vx[k] < f.x0 || o->vx[k] > f.x1) continue;
         int x = frame_x(&f, o->vx[k]);
         for (int y = f.py; y < f.py + f.ph; y += 6) fill_rect(&im, x, y, 1, 3, COL_AXIS);
-        if (o->vx_labels && o->vx_labels[k]) draw_text(&im, x + 4, f.py + 4 + 12 * k, o->vx_labels[k], COL_AXIS, 1);
+        if (o->vx_labels && o->vx_labels[k]) {  // beside the line, on the side with room
+            int tw = text_width(o->vx_labels[k], 1), tx = x + 4 + tw < f.px + f.pw - 4 ? x + 4 : x - 4 - tw;
+            draw_text(&im, tx, f.py + 4 + 12 * (k % 4), o->vx_labels[k], COL_AXIS, 1);
+        }
     }
     for (int k = 0; k < ns; k++) {
         unsigned col = plot_palette[k % 10];
@@ -357,7 +375,7 @@ static void plot_lines_ex(const char *path, const char *title, const char *xlabe
             if (y > f.y1) y = f.y1;
             int x1 = frame_x(&f, s[k].x[i]), y1 = frame_y(&f, y);
             if (have) draw_line(&im, px, py, x1, y1, col, 2);
-            else fill_rect(&im, x1 - 1, y1 - 1, 3, 3, col);
+            if (!have || s[k].n <= 60) fill_rect(&im, x1 - 2, y1 - 2, 5, 5, col);  // few points: show each
             px = x1, py = y1, have = 1;
         }
     }
@@ -367,6 +385,11 @@ static void plot_lines_ex(const char *path, const char *title, const char *xlabe
         unsigned *cols = (unsigned *)mallocCheck(sizeof(unsigned) * (size_t)ns);
         for (int k = 0; k < ns; k++) labels[k] = s[k].label, cols[k] = plot_palette[k % 10];
         draw_legend(&im, f.px + f.pw - 8, f.py + 8, labels, cols, ns, 0);
+        if (o->nbands) {
+            const char *bl[1] = {o->band_label ? o->band_label : "full attention"};
+            unsigned bc[1] = {COL_BAND_KEY};
+            draw_legend(&im, f.px + f.pw - 8, f.py + 8 + ns * 14 + 12, bl, bc, 1, 1);
+        }
         free(labels);
         free(cols);
     }
@@ -420,7 +443,7 @@ static void plot_heatmap_ex(const char *path, const char *title, const char *xla
     int strip = row_full ? 10 : 0;
     int top = 44 + (o->note ? 14 : 0) + (row_full ? 16 : 0);
     Frame f = {30 + lw + 8 + strip + 4, top, cols * cw, rows * ch, 0, cols, 0, rows};
-    int W = f.px + f.pw + 30 + 60 + 20, Hh = f.py + f.ph + 60;
+    int W = f.px + f.pw + 30 + 96, Hh = f.py + (f.ph < 120 ? 120 : f.ph) + 60;  // colour bar: at least 120 high
     int tw = text_width(title ? title : "", 2) + 40;
     if (W < tw) W = tw;
     if (W < 420) W = 420;
@@ -475,13 +498,17 @@ static void plot_heatmap_ex(const char *path, const char *title, const char *xla
     for (int y = 0; y < cb.ph; y++) fill_rect(&im, cb.px, cb.py + y, cb.pw, 1, colormap_viridis(1.0 - (double)y / (cb.ph - 1)));
     draw_rect(&im, cb.px - 1, cb.py - 1, cb.pw + 2, cb.ph + 2, COL_AXIS);
     double step = nice_step(vmax - vmin, 5);
+    int tickw = 0;
     for (double t = ceil(vmin / step - 1e-9) * step; t <= vmax + step * 1e-6; t += step) {
         int y = frame_y(&cb, t);
         fill_rect(&im, cb.px + cb.pw, y, 4, 1, COL_AXIS);
         fmt_tick(buf, sizeof buf, t, step);
         draw_text(&im, cb.px + cb.pw + 6, y - 3, buf, COL_TEXT, 1);
+        tickw = text_width(buf, 1) > tickw ? text_width(buf, 1) : tickw;
     }
-    if (o->cbar_label) draw_text_up(&im, im.w - 12, cb.py + cb.ph / 2 + text_width(o->cbar_label, 1) / 2, o->cbar_label, COL_TEXT, 1);
+    if (o->cbar_label)  // reads bottom to top beside the tick labels
+        draw_text_up(&im, cb.px + cb.pw + 6 + tickw + 6, cb.py + cb.ph / 2 + text_width(o->cbar_label, 1) / 2,
+                     o->cbar_label, COL_TEXT, 1);
     image_save_png(&im, path);
     image_free(&im);
 }

@@ -250,7 +250,19 @@ static Shape shape_from_args(const char *model_dir, const char *config, const ch
     if (preset) return preset_shape(find_preset(preset));
     char *path = model_dir ? path_join(model_dir, "config.json") : str_dup(config);
     if (!file_exists(path)) fail("%s: no such file; %s", path, model_dir ? "is --model a model directory?" : "check --config");
-    config_load(&s.c, path);
+    // the E2B/E4B parts model.h refuses are read here and switched off for model.h's reader
+    cJSON *root = json_read(path), *tc = cJSON_GetObjectItemCaseSensitive(root, "text_config");
+    cJSON *j = tc && cJSON_IsObject(tc) ? tc : root;
+    s.ple = (int)json_int(j, "hidden_size_per_layer_input", 0, path);
+    s.kv_shared = (int)json_int(j, "num_kv_shared_layers", 0, path);
+    s.double_wide = json_bool(j, "use_double_wide_mlp", 0, path);
+    if (s.ple < 0 || s.kv_shared < 0) fail("%s: hidden_size_per_layer_input and num_kv_shared_layers must be >= 0", path);
+    if (json_get(j, "hidden_size_per_layer_input")) cJSON_ReplaceItemInObject(j, "hidden_size_per_layer_input", cJSON_CreateNumber(0));
+    if (json_get(j, "num_kv_shared_layers")) cJSON_ReplaceItemInObject(j, "num_kv_shared_layers", cJSON_CreateNumber(0));
+    if (json_get(j, "use_double_wide_mlp")) cJSON_ReplaceItemInObject(j, "use_double_wide_mlp", cJSON_CreateFalse());
+    config_from_json(&s.c, root, path);
+    cJSON_Delete(root);
+    if (s.kv_shared >= s.c.L) fail("%s: num_kv_shared_layers %d must be below num_hidden_layers %d", path, s.kv_shared, s.c.L);
     snprintf(s.name, sizeof s.name, "%s", path);
     free(path);
     return s;
@@ -1263,29 +1275,19 @@ static void acc_csv(Buf *layers, Buf *heads, const Acc *a, const Config *c, cons
 
 // --- pictures -------------------------------------------------------------------------------------
 
-// vertical markers at the full-attention layers of a per-layer line chart
-typedef struct {
-    double x[MAX_LAYERS];
-    const char *lab[MAX_LAYERS];
-    int n;
-} FullMarks;
-
-static FullMarks full_marks(const Config *c) {
-    FullMarks f;
-    f.n = 0;
-    for (int l = 0; l < c->L; l++)
-        if (c->full[l]) f.x[f.n] = l, f.lab[f.n] = f.n == 0 ? "full attention" : NULL, f.n++;
-    return f;
-}
-
+// a per-layer line chart: x = layer index, the full-attention layers shaded
 static void plot_layer_lines(const char *dir, const char *name, const char *title, const char *ylabel,
                              const Config *c, const double *const *ys, const char *const *labels, int ns, int logy) {
-    double *x = (double *)mallocCheck(sizeof(double) * (size_t)c->L);
-    for (int l = 0; l < c->L; l++) x[l] = l;
+    double *x = (double *)mallocCheck(sizeof(double) * (size_t)c->L * 2), *fl = x + c->L;
+    int nf = 0;
+    for (int l = 0; l < c->L; l++) {
+        x[l] = l;
+        if (c->full[l]) fl[nf++] = l;
+    }
     Series s[8];
     for (int k = 0; k < ns; k++) s[k].label = labels[k], s[k].x = x, s[k].y = ys[k], s[k].n = c->L;
-    FullMarks fm = full_marks(c);
-    LinesOpts o = {logy, 0, 0, fm.x, fm.lab, fm.n};
+    LinesOpts o = {0};
+    o.logy = logy, o.integer_x = 1, o.bands = fl, o.nbands = nf;
     char *path = path_join(dir, name);
     plot_lines_ex(path, title, "layer", ylabel, s, ns, &o);
     printf("wrote %s\n", path);
@@ -1769,7 +1771,8 @@ static int cmd_ablate(int argc, char **argv) {
         char wl[64];
         snprintf(wl, sizeof wl, "sliding window %d", c->W);
         const char *vl[1] = {wl};
-        LinesOpts o = {0, 0, 0, vx, vl, 1};
+        LinesOpts o = {0};
+        o.vx = vx, o.vx_labels = vl, o.nvx = 1;
         char *path = path_join(ca.out, "ablate_positions.png");
         plot_lines_ex(path, "Next-token loss by position", "position in the sequence", "loss", s, 2, &o);
         printf("wrote %s\n", path);

@@ -39,6 +39,8 @@ check "plan: Gemma 4 31B -> 8B/4B/2B/1.5B writes four targets" \
   sh -c "./profile plan --preset gemma4-31b --params 8B,4B,2B,1.5B --out $T/plans > $T/plan.log && ls $T/plans/target_8B.json $T/plans/target_1.5B.json > /dev/null"
 check "plan: every 31B target reloads as a Gemma 4 config (profile memory --config reads it)" \
   sh -c "for f in $T/plans/*.json; do ./profile memory --config \$f --gpu-mem 192 > /dev/null || exit 1; done"
+check "plan: an E2B target (PLE, KV sharing) reloads through --config" \
+  sh -c "./profile plan --preset e2b --params 3B --out $T/e2b.json > /dev/null && ./profile memory --config $T/e2b.json | grep -q 'PLE 256'"
 check "memory: 31B with AdamW on one 192 GB GPU does not fit, and says so" \
   sh -c "./profile memory --preset 31b --optimizer adamw --gpus 1 --gpu-mem 192 | grep -q 'does NOT fit'"
 check "memory: the options table marks 8-bit AdamW, bf16 only, checkpointing as fitting" \
