@@ -322,38 +322,49 @@ template <int D> __global__ void __launch_bounds__(128) k_attn_fwd_mma(AttnFwd a
 // the group and each 64-query block that sees those keys: S^T = K Q^T and dP^T = V dO^T (warp w: keys
 // 16(w%4).., queries 32(w/4)..), P^T and dS^T to shared memory, then dV += P^T dO, dK += dS^T Q
 // (warp w: keys 16(w%4).., columns (w/4)·D/2..) and dQ += dS K (queries 16(w%4).., same columns) by atomics.
+// Q and dO tiles are double-buffered: the next (head, query block) loads while this one computes (one
+// 8-warp block fills an SM's shared memory, so nothing else would hide the load latency).
 template <int D> __global__ void __launch_bounds__(256) k_attn_bwd_mma(AttnBwd a) {
 #if GS_HAVE_MMA
     extern __shared__ __align__(16) unsigned char att_smem[];
-    bf16 *sK = (bf16 *)att_smem, *sV = sK + 64 * D, *sQ = sV + 64 * D, *sdO = sQ + 64 * D, *sP = sdO + 64 * D;
-    bf16 *sdS = sP + 64 * 64;
-    float *sL = (float *)(sdS + 64 * 64), *sDi = sL + 64;
+    // K, V | Q, dO double-buffered (the next query block loads while this one computes) | P^T, dS^T | lse, Di x2
+    bf16 *sK = (bf16 *)att_smem, *sV = sK + 64 * D, *sQb = sV + 64 * D, *sdOb = sQb + 2 * 64 * D;
+    bf16 *sP = sdOb + 2 * 64 * D, *sdS = sP + 64 * 64;
+    float *sLb = (float *)(sdS + 64 * 64), *sDib = sLb + 2 * 64;
     const AttnFwd &f = a.f;
     const int T = f.T, H = f.H, G = f.H / f.K, kb = blockIdx.x, g = blockIdx.y, b = blockIdx.z, k0 = kb * 64;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wr = (warp & 3) * 16, wc = warp >> 2;
     constexpr int HD = D / 2, DQC = HD < 64 ? HD : 64;
     load_tile<D, 256>(sK, f.k + (size_t)b * T * f.ldk + g * D, f.ldk, k0, T);
     load_tile<D, 256>(sV, f.v + (size_t)b * T * f.ldv + g * D, f.ldv, k0, T);
-    cp_async_commit();
     float dk[HD / 8][4], dv[HD / 8][4];
 #pragma unroll
     for (int i = 0; i < HD / 8; i++) dk[i][0] = dk[i][1] = dk[i][2] = dk[i][3] = dv[i][0] = dv[i][1] = dv[i][2] = dv[i][3] = 0;
     const int qlast = f.window > 0 && k0 + 63 + f.window - 1 < T - 1 ? k0 + 63 + f.window - 1 : T - 1;
-    for (int h = g * G; h < (g + 1) * G; h++) {
-        const bf16 *qbase = f.q + (size_t)b * T * f.ldq + h * D, *dobase = a.dout + (size_t)b * T * a.lddo + h * D;
-        const size_t bh = ((size_t)b * H + h) * T;
-        for (int q0 = kb * 64; q0 <= qlast; q0 += 64) {
-            __syncthreads();  // the previous query block is done with sQ, sdO, sP, sdS, sL, sDi
-            load_tile<D, 256>(sQ, qbase, f.ldq, q0, T);
-            load_tile<D, 256>(sdO, dobase, a.lddo, q0, T);
-            cp_async_commit();
-            if (threadIdx.x < 64) {
-                int t = q0 + threadIdx.x;
-                sL[threadIdx.x] = t < T ? f.lse[bh + t] * LOG2E : INFINITY;
-                sDi[threadIdx.x] = t < T ? a.Di[bh + t] : 0.0f;
-            }
-            cp_async_wait<0>();
-            __syncthreads();
+    const int nq = qlast >= k0 ? (qlast - k0) / 64 + 1 : 0, nit = nq * G;  // iterations: (query head, query block)
+    // issue the loads of iteration `it` into buffer it % 2 (Q, dO by cp.async; lse, Di by plain stores)
+    auto prefetch = [&](int it) {
+        int h = g * G + it / nq, q0 = k0 + (it % nq) * 64, bf = it & 1;
+        load_tile<D, 256>(sQb + bf * 64 * D, f.q + (size_t)b * T * f.ldq + h * D, f.ldq, q0, T);
+        load_tile<D, 256>(sdOb + bf * 64 * D, a.dout + (size_t)b * T * a.lddo + h * D, a.lddo, q0, T);
+        cp_async_commit();
+        if (threadIdx.x < 64) {
+            int t = q0 + threadIdx.x;
+            size_t bh = ((size_t)b * H + h) * T;
+            sLb[bf * 64 + threadIdx.x] = t < T ? f.lse[bh + t] * LOG2E : INFINITY;
+            sDib[bf * 64 + threadIdx.x] = t < T ? a.Di[bh + t] : 0.0f;
+        }
+    };
+    if (nit > 0) prefetch(0);  // K and V ride in the same group
+    else cp_async_commit();
+    for (int it = 0; it < nit; it++) {
+        const int h = g * G + it / nq, q0 = k0 + (it % nq) * 64, bf = it & 1;
+        const bf16 *sQ = sQb + bf * 64 * D, *sdO = sdOb + bf * 64 * D;
+        const float *sL = sLb + bf * 64, *sDi = sDib + bf * 64;
+        cp_async_wait<0>();  // this iteration's tiles (the only group in flight)
+        __syncthreads();     // ... visible to all; every warp is done with iteration it-1 (P^T, dS^T, the other buffer)
+        if (it + 1 < nit) prefetch(it + 1);
+        {
             float st[4][4], dpt[4][4];
 #pragma unroll
             for (int j = 0; j < 4; j++)
@@ -463,7 +474,7 @@ template <int D> __global__ void __launch_bounds__(256) k_attn_bwd_mma(AttnBwd a
 }
 
 static size_t attn_fwd_smem(int D) { return (size_t)3 * 64 * D * 2; }
-static size_t attn_bwd_smem(int D) { return (size_t)4 * 64 * D * 2 + 2 * 64 * 64 * 2 + 2 * 64 * 4; }
+static size_t attn_bwd_smem(int D) { return (size_t)6 * 64 * D * 2 + 2 * 64 * 64 * 2 + 4 * 64 * 4; }
 #endif  // GS_NVIDIA
 
 // ------------------------------------------------------------------------------------ dispatch

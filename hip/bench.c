@@ -117,11 +117,11 @@ int main(int argc, char **argv) {
             printf("%s step %d/%d | loss %.4f | grad norm %.3f | %.1f ms | %.0f tok/s | device memory %.2f GiB%s\n",
                    kind ? "prune" : "train", step + 1, warmup + steps, loss, gn, dt * 1e3, N / dt, used / 1073741824.0,
                    step < warmup ? " (warm-up)" : "");
-            if (step == warmup) gpu_profile_print(g);
+            if (step == warmup - 1 || step == warmup) gpu_profile_print(g);  // GS_PROFILE=1: the second is one timed step
         }
         double med = median(times, steps);
         printf("summary %s | model %s | B=%d T=%d | median step %.1f ms | %.0f tok/s | allocated by us %.2f GiB | "
-               "device in use (context, BLAS workspace included) %.2f GiB of %.1f\n",
+               "device memory grown since start (ours + BLAS workspace) %.2f GiB of %.1f\n",
                kind ? "prune" : "train", model, B, T, med * 1e3, N / med, gpu_bytes(g) / 1073741824.0,
                (peak - used0) / 1073741824.0, total / 1073741824.0);
         free(times);

@@ -219,8 +219,9 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     size_t part = nrb * cmax, hn = (size_t)gs_cdiv(N * H, HN_ROWS) * maxD;
     g->part = GALLOC(g, float, part > hn ? part : hn);
     g->sumsq = GALLOC(g, double, 1024);
-    // head: bf16 logits of `chunk` rows at a time, about 1 GiB at most
-    size_t chunk = ((size_t)1 << 30) / ((size_t)s->V * 2);
+    // head: bf16 logits of `chunk` rows at a time, 2 GiB at most (each chunk re-reads and re-writes the fp32
+    // embedding gradient once, so fewer, larger chunks move fewer bytes)
+    size_t chunk = ((size_t)2 << 30) / ((size_t)s->V * 2);
     g->chunk = (int)(chunk < 1 ? 1 : chunk > N ? N : chunk);
     g->logits = GALLOC(g, bf16, (size_t)g->chunk * s->V);
     g->zd_kept = s->d;
@@ -473,10 +474,7 @@ void gpu_backward(GpuModel *g) {
                                                          inv_kept, gate, d);
         hipCheckLaunch();
         norm_param_grads(g, (const float *)g->DX, (const bf16 *)a->f, a->r_pff, ls->post_ffn, dgate, gate);
-        k_gelu_fwd<<<grid_for((size_t)N * F / 2), 256>>>(g->SF1, a->gu, zf, N, F);  // hm, for dWdown
-        hipCheckLaunch();
         prof(g, P_NORM);
-        gs_gemm(1, 0, d, F, N, 1.0f, g->S2, GS_BF16, d, g->SF1, GS_BF16, F, 1.0f, g->gw + ls->wdown, GS_F32, F);
         gs_gemm(0, 0, N, F, d, 1.0f, g->S2, GS_BF16, d, g->wb + ls->wdown, GS_BF16, F, 0.0f, g->SF2, GS_BF16, F);
         prof(g, P_GEMM);
         if (zf) {  // d/dz_ffn = Σ_n dhm · h
@@ -486,9 +484,10 @@ void gpu_backward(GpuModel *g) {
             k_colsum_finish<<<1, 1024>>>(g->part, nrb, F, 1, 1.0f, g->dzf + (size_t)l * F);
             hipCheckLaunch();
         }
-        k_gelu_bwd<<<grid_for((size_t)N * F / 2), 256>>>(g->SG, g->SF2, a->gu, zf, N, F);
+        k_gelu_bwd<<<grid_for((size_t)N * F / 2), 256>>>(g->SG, g->SF1, g->SF2, a->gu, zf, N, F);  // + hm in SF1
         hipCheckLaunch();
         prof(g, P_ELEM);
+        gs_gemm(1, 0, d, F, N, 1.0f, g->S2, GS_BF16, d, g->SF1, GS_BF16, F, 1.0f, g->gw + ls->wdown, GS_F32, F);
         gs_gemm(1, 0, 2 * F, d, N, 1.0f, g->SG, GS_BF16, 2 * F, g->S1, GS_BF16, d, 1.0f, g->gw + ls->wgate, GS_F32, d);
         gs_gemm(0, 0, N, d, 2 * F, 1.0f, g->SG, GS_BF16, 2 * F, g->wb + ls->wgate, GS_BF16, d, 0.0f, g->S2, GS_BF16, d);
         prof(g, P_GEMM);

@@ -336,8 +336,9 @@ __global__ void k_gelu_fwd(bf16 *hm, const bf16 *gu, const float *zf, int N, int
     }
 }
 
-// dh = dhm · z;  d gate = dh · u · gelu'(g),  d up = dh · gelu(g)
-__global__ void k_gelu_bwd(bf16 *dgu, const bf16 *dhm, const bf16 *gu, const float *zf, int N, int F) {
+// dh = dhm · z;  d gate = dh · u · gelu'(g),  d up = dh · gelu(g). With hm != NULL it also rewrites the
+// forward's gelu(g)·u·z (the down_proj weight gradient needs it), saving a second pass over gate|up.
+__global__ void k_gelu_bwd(bf16 *dgu, bf16 *hm, const bf16 *dhm, const bf16 *gu, const float *zf, int N, int F) {
     size_t total = (size_t)N * F / 2;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         size_t n = i / (F / 2);
@@ -346,9 +347,11 @@ __global__ void k_gelu_bwd(bf16 *dgu, const bf16 *dhm, const bf16 *gu, const flo
         uint32_t d2 = *(const uint32_t *)(dhm + n * F + c);
         float g0 = bf2f((bf16)g2), g1 = bf2f((bf16)(g2 >> 16)), u0 = bf2f((bf16)u2), u1 = bf2f((bf16)(u2 >> 16));
         float d0 = bf2f((bf16)d2), d1 = bf2f((bf16)(d2 >> 16));
-        if (zf) d0 *= zf[c], d1 *= zf[c + 1];
+        float z0 = zf ? zf[c] : 1.0f, z1 = zf ? zf[c + 1] : 1.0f, e0 = gelu_f(g0), e1 = gelu_f(g1);
+        d0 *= z0, d1 *= z1;
         *(uint32_t *)(dgu + n * 2 * F + c) = pack_bf16x2(d0 * u0 * gelu_grad_f(g0), d1 * u1 * gelu_grad_f(g1));
-        *(uint32_t *)(dgu + n * 2 * F + F + c) = pack_bf16x2(d0 * gelu_f(g0), d1 * gelu_f(g1));
+        *(uint32_t *)(dgu + n * 2 * F + F + c) = pack_bf16x2(d0 * e0, d1 * e1);
+        if (hm) *(uint32_t *)(hm + n * F + c) = pack_bf16x2(e0 * u0 * z0, e1 * u1 * z1);
     }
 }
 
@@ -372,6 +375,12 @@ struct TermGelu {
 // =================================================================================================
 
 __device__ __forceinline__ float softcap_f(float z, float cap) { return cap > 0 ? cap * tanhf(z / cap) : z; }
+// d loss / d logit of one element: (softmax − onehot) · softcap' · inv_n
+__device__ __forceinline__ float xent_grad(bf16 raw, int i, int t, float lse, float cap, float inv_n) {
+    float v = softcap_f(bf2f(raw), cap), g = __expf(v - lse) - (i == t ? 1.0f : 0.0f);
+    if (cap > 0) g *= 1.0f - (v / cap) * (v / cap);
+    return g * inv_n;
+}
 
 __global__ void k_xent(bf16 *logits, int V, const int *tgt, float cap, float inv_n, float *row_loss, int want_grad) {
     __shared__ float sh[32];
@@ -410,11 +419,19 @@ __global__ void k_xent(bf16 *logits, int V, const int *tgt, float cap, float inv
     if (threadIdx.x == 0) row_loss[blockIdx.x] = lse - softcap_f(bf2f(z[t]), cap);
     if (!want_grad) return;
     __syncthreads();  // every thread has read z[t] before it is overwritten
-    for (int i = threadIdx.x; i < V; i += blockDim.x) {
-        float v = softcap_f(bf2f(z[i]), cap), g = __expf(v - lse) - (i == t ? 1.0f : 0.0f);
-        if (cap > 0) g *= 1.0f - (v / cap) * (v / cap);
-        z[i] = f2bf(g * inv_n);
-    }
+    if (vec) {
+        for (int i = threadIdx.x * 8; i < V; i += blockDim.x * 8) {
+            uint4 raw = *(const uint4 *)(z + i), out;
+            const bf16 *e = (const bf16 *)&raw;
+            uint32_t *o = (uint32_t *)&out;
+#pragma unroll
+            for (int k = 0; k < 4; k++)
+                o[k] = pack_bf16x2(xent_grad(e[2 * k], i + 2 * k, t, lse, cap, inv_n),
+                                   xent_grad(e[2 * k + 1], i + 2 * k + 1, t, lse, cap, inv_n));
+            *(uint4 *)(z + i) = out;
+        }
+    } else
+        for (int i = threadIdx.x; i < V; i += blockDim.x) z[i] = f2bf(xent_grad(z[i], i, t, lse, cap, inv_n));
 }
 
 // =================================================================================================

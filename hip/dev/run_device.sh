@@ -1,8 +1,8 @@
 #!/bin/sh
 # hip/dev/run_device.sh — one call on the GPU machine: validation (check_step, every workbench) and the
 # benchmark (ours, then PyTorch eager and torch.compile in the same session). Binaries come prebuilt from
-# `make gpu` (carried in hip/build); logs go to $OUT (4 files: check, dev, bench, torch).
-#   sh hip/dev/run_device.sh [check] [dev] [bench] [torch]     (default: all four)
+# `make gpu` (carried in hip/build); logs go to $OUT (check, dev, bench, prof, torch).
+#   sh hip/dev/run_device.sh [check] [dev] [bench] [prof] [torch]     (default: check dev bench torch)
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/gs_out}
 mkdir -p "$OUT"
@@ -25,7 +25,14 @@ for w in $what; do
   bench) : > "$OUT/bench.log"
          for m in 270m 1b; do timeout 200 hip/build/bench --model $m >> "$OUT/bench.log" 2>&1; echo "bench $m rc=$?"; done
          grep -E "summary|error" "$OUT/bench.log" ;;
-  torch) PYTHONUNBUFFERED=1 timeout 420 python3 hip/dev/torch_bench.py > "$OUT/torch.log" 2>&1; echo "torch rc=$?"
+  prof)  GS_PROFILE=1 timeout 100 hip/build/bench --model 270m --steps 1 --warmup 1 --prune 0 > "$OUT/prof.log" 2>&1
+         GS_PROFILE=1 timeout 100 hip/build/bench --model 1b --steps 1 --warmup 1 --prune 0 >> "$OUT/prof.log" 2>&1
+         grep -E "profile|ms " "$OUT/prof.log" | grep -v "^train" ;;
+  torch) : > "$OUT/torch.log"   # one process per variant: a fresh allocator for each peak
+         for m in 270m 1b; do for mode in eager compile; do
+           PYTHONUNBUFFERED=1 timeout 240 python3 hip/dev/torch_bench.py --model $m --mode $mode >> "$OUT/torch.log" 2>&1
+           echo "torch $m $mode rc=$?"
+         done; done
          grep -E "summary|Error|error" "$OUT/torch.log" | head -20 ;;
   esac
 done
