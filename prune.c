@@ -1342,7 +1342,9 @@ static Settings parse_args(int argc, char **argv) {
 // the settings a resumed run must share with the run it continues
 static cJSON *run_identity(const Settings *s, const Shape *t) {
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "model", s->model);
+    char *model = realpath(s->model, NULL);  // the same directory however it is spelled
+    cJSON_AddStringToObject(j, "model", model ? model : s->model);
+    free(model);
     cJSON_AddStringToObject(j, "method", s->method_s);
     cJSON_AddItemToObject(j, "target", shape_json(t));
     int iv[] = {s->steps, s->batch, s->seq, (int)s->seed, s->eval_every, s->eval_batches, s->dbl, s->dbl_clip0, s->full_every};
