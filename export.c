@@ -490,8 +490,8 @@ static VocabPlan plan_vocab(const char *spec, const char *model_dir, int V) {
     vp.tok = tok_load(spec);
     vp.what = strcmp(spec, "bytes") == 0 ? "bytes" : spec == own ? "tokenizer.json of --model" : spec;
     if (tok_vocab(vp.tok) > V)
-        fail("--tokenizer %s has %d tokens but the model's vocab_size is %d; a token id past the embedding would "
-             "crash llama.cpp; pass the model's own tokenizer",
+        fail("--tokenizer %s has %d tokens but the model's vocab_size is %d (a token id past the embedding would "
+             "crash llama.cpp); pass the tokenizer the model was trained with (--tokenizer bytes for the byte-level one)",
              spec, tok_vocab(vp.tok), V);
     vp.what = str_dup(vp.what);
     free(own);

@@ -9,6 +9,7 @@
 //   bench      MODEL.gguf [--threads N] [--prompt 64] [--gen 128]   prompt and decode tok/s on CPU
 //   quantcheck REF_F32.gguf OTHER.gguf   every f16/bf16/q8_0/q4_0 tensor of OTHER must be byte-identical
 //              to ggml's own conversion (ggml_quantize_chunk / ggml_fp32_to_*_row) of REF's f32 tensor
+//              (zero-padded to OTHER's shape where export padded the FFN width)
 // The CPU backend lives in a separate libggml-cpu-*.so: ggml_backend_load_all_from_path(<bins dir>) must
 // run before anything is loaded; the directory comes from $LLAMA_BIN_DIR.
 #include <math.h>
@@ -210,12 +211,17 @@ static int cmd_quantcheck(int argc, char **argv) {
         struct ggml_tensor *o = ggml_get_tensor(od, name), *r = ggml_get_tensor(rd, name);
         if (!r || r->type != GGML_TYPE_F32) die("reference has no f32 tensor ", name);
         if (o->type == GGML_TYPE_F32) continue;
+        // OTHER may be zero-padded (export's FFN padding for q8_0/q4_0): pad REF's values the same way
+        int64_t rows = ggml_nrows(o), cols = o->ne[0], rrows = ggml_nrows(r), rcols = r->ne[0];
+        if (rows < rrows || cols < rcols) die("tensor is smaller than in the reference: ", name);
+        float *x = calloc((size_t)(rows * cols), sizeof(float));
+        for (int64_t i = 0; i < rrows; i++) memcpy(x + i * cols, (float *)r->data + i * rcols, sizeof(float) * rcols);
         size_t nb = ggml_nbytes(o);
         void *mine = malloc(nb);
-        int64_t rows = ggml_nrows(r), cols = r->ne[0];
-        if (o->type == GGML_TYPE_F16) ggml_fp32_to_fp16_row(r->data, mine, ggml_nelements(r));
-        else if (o->type == GGML_TYPE_BF16) ggml_fp32_to_bf16_row_ref(r->data, mine, ggml_nelements(r));
-        else ggml_quantize_chunk(o->type, r->data, mine, 0, rows, cols, NULL);
+        if (o->type == GGML_TYPE_F16) ggml_fp32_to_fp16_row(x, mine, rows * cols);
+        else if (o->type == GGML_TYPE_BF16) ggml_fp32_to_bf16_row_ref(x, mine, rows * cols);
+        else ggml_quantize_chunk(o->type, x, mine, 0, rows, cols, NULL);
+        free(x);
         checked++;
         if (memcmp(mine, o->data, nb)) {
             bad++;

@@ -11,13 +11,15 @@
 #                 Gemma 3, <= 2.2e-5 on Gemma 4 (attention scale 1, so scores ~5x larger and the RoPE angles ggml
 #                 builds by repeated float multiplication show more). A 4% error in the attention scale gives 1.7e-2.
 #   f32    1e-3   whole model. llama.cpp's CPU GELU looks x up in an fp16 table (fp16 in, fp16 out: ~2.4e-4
-#                 relative each), which alone costs up to 9.7e-4 here. Deeper or untrained-sliced models exceed
-#                 1e-3 through the same GELU (62 layers: 5e-3; a one-shot sliced model: 2e-3): reported, not asserted,
-#                 their exact check above is the test of record.
+#                 relative each), which alone costs up to 8.9e-4 here. Deeper or untrained-sliced models exceed
+#                 1e-3 through the same GELU (62 random layers: 2e-3 to 5e-3; a one-shot sliced model: 1.7e-3):
+#                 reported, not asserted; their exact check above is the test of record.
 #   f16    5e-3   llama.cpp also rounds the activations to f16 for an f16 matmul: about 10 unit roundoffs
 #                 (u = 2^-11 = 4.9e-4); measured up to 2.9e-3.
-#   bf16   4e-2   same with bf16 activations, u = 2^-8; measured up to 3.1e-2 (random fixtures), 4.8e-3 (trained).
-#   q8_0   top-1 agreement >= 95% of positions (the issue's bound); q4_0 reported only.
+#   bf16   4e-2   same with bf16 activations, u = 2^-8; measured up to 3.1e-2 (random fixtures), 5.4e-3 (trained).
+#   q8_0   top-1 agreement >= 95% of positions (the issue's bound) on the trained teacher and its sliced version
+#                 (512 positions of real text); on the random fixtures, whose logits are near ties, reported only.
+#   q4_0   reported only.
 #   quantizers    every f16/bf16/q8_0/q4_0 tensor byte-identical to ggml's own conversion of the f32 file's tensor.
 # Tokenizers: llama_tokenize on the exported vocabulary equals HF tokenizers' ids (Gemma 3 fixture, 37 cases)
 # and data/tokenize (bytes and Gemma 3) on larger text.
@@ -40,8 +42,9 @@ bad() { echo "FAIL $1"; fail=$((fail + 1)); }
 finish() { echo "test_export.sh: $pass passed, $fail failed ($(( $(date +%s) - START ))s)"; [ $fail -eq 0 ]; exit $?; }
 
 # --- build: our programs, then test/llama_logits.c against the shipped libllama ---------------------------------
-make --no-print-directory -s export profile test/test_export data/tokenize prune train > "$T/build.log" 2>&1 \
+make --no-print-directory -s export profile test/test_export data/tokenize > "$T/build.log" 2>&1 \
   || { cat "$T/build.log"; bad "build"; finish; }
+make --no-print-directory -s prune train > "$T/build2.log" 2>&1 || { cat "$T/build2.log"; bad "build prune, train"; }
 if [ ! -f "$BIN/libllama.v0.5.0.so" ] || [ ! -f "$BUNDLE" ]; then
   bad "node-llama-cpp 3.22.1 is not installed under .deps/npm (run make deps)"; finish
 fi
@@ -142,6 +145,13 @@ cp -r "$T/z" "$T/z2"; sed -i 's/"query_pre_attn_scalar":[[:space:]]*24/"query_pr
 ./profile logits --model "$T/z2" --tokens "$T/tok261.json" --out "$T/ref2.f32" > /dev/null
 line=$($X compare "$T/ref2.f32" "$T/z.f32.f32" 261 1e-4)
 case $line in FAIL*) ok "negative control (attention scale 2% off) is caught: $line";; *) bad "negative control passed: $line";; esac
+# FFN padding (what q8_0/q4_0 get when F is not a multiple of 32) is exact: F 80 -> 128, f32, same logits
+./export --model test/fixtures/g3_mqa --out "$T/pad.gguf" --type f32 --ffn-multiple 64 -q 2>/dev/null | grep -q "80 padded" \
+  || bad "--ffn-multiple 64 did not pad g3_mqa's FFN"
+"$LL" logits "$T/pad.gguf" "$T/tok256.json" "$T/pad.f32" --threads 1 > /dev/null
+logits_of test/fixtures/g3_mqa "$T/tok256.json" "$T/nopad" f32
+line=$($X compare "$T/nopad.f32.f32" "$T/pad.f32" 256 1e-6)
+case $line in FAIL*) bad "FFN padding changes the logits: $line";; *) ok "FFN zero padding 80 -> 128: $line";; esac
 # quantizer corner cases: zeros, |max| ties, fp16 overflow and underflow
 rm -rf "$T/edge"; $X random "$T/irregular.json" "$T/edge" --edge > /dev/null
 ./export --model "$T/edge" --out "$T/edge.f32.gguf" --type f32 -q > /dev/null
@@ -155,7 +165,8 @@ section "teacher and pruned"
 config teacher '{"model_type":"gemma3_text","vocab_size":261,"hidden_size":64,"intermediate_size":128,"num_hidden_layers":8,"num_attention_heads":4,"num_key_value_heads":2,"head_dim":32,"query_pre_attn_scalar":32,"sliding_window":16,"max_position_embeddings":512,"layer_types":["sliding_attention","full_attention","sliding_attention","sliding_attention","full_attention","sliding_attention","sliding_attention","full_attention"]}'
 printf '{"num_hidden_layers": 5, "intermediate_size": 96, "num_attention_heads": 2, "num_key_value_heads": 1}\n' > "$T/target.json"
 data/tokenize -q --bos < NOTES.md | tr ' ' '\n' | head -n 512 | awk 'BEGIN{printf "["} {printf "%s%s", (NR % 128 == 1 ? (NR > 1 ? "],[" : "[") : ","), $1} END{print "]]"}' > "$T/toktext.json"
-if ./train --config "$T/teacher.json" --data data/shards --out "$T/trun" --steps 150 --batch 8 --seq 128 --lr 3e-3 \
+if [ ! -x ./train ] || [ ! -x ./prune ]; then bad "no ./train or ./prune: the teacher and pruned checks did not run"
+elif ./train --config "$T/teacher.json" --data data/shards --out "$T/trun" --steps 150 --batch 8 --seq 128 --lr 3e-3 \
      --eval-every 0 --eval-batches 1 > "$T/train.log" 2>&1; then
   ok "teacher: $(grep -o 'step 150/150 | loss [0-9.]*' "$T/train.log")"
   cmp_types teacher "$T/trun/checkpoint" "$T/toktext.json" 261 f32 f16 bf16 q8_0 q4_0
