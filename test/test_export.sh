@@ -9,7 +9,7 @@
 #                 "27B" rule), RoPE bases and linear scaling, sliding windows per layer, GQA, Gemma 4's proportional
 #                 RoPE, k_eq_v, v norm, layer_scalar, softcap — must agree to fp32 rounding. Measured <= 5e-6 on
 #                 Gemma 3, <= 2.2e-5 on Gemma 4 (attention scale 1, so scores ~5x larger and the RoPE angles ggml
-#                 builds by repeated float multiplication show more). A 4% error in the attention scale gives 1.7e-2.
+#                 builds by repeated float multiplication show more). query_pre_attn_scalar 4% off gives 3e-2.
 #   f32    1e-3   whole model. llama.cpp's CPU GELU looks x up in an fp16 table (fp16 in, fp16 out: ~2.4e-4
 #                 relative each), which alone costs up to 8.9e-4 here. Deeper or untrained-sliced models exceed
 #                 1e-3 through the same GELU (62 random layers: 2e-3 to 5e-3; a one-shot sliced model: 1.7e-3):
