@@ -1012,8 +1012,9 @@ static void model_masks_changed(Model *m) {
 // The tied output head, fused with the (optional) final softcap and the cross-entropy: logits are
 // made CHUNK rows at a time and never exist in full. With targets, returns the mean loss over valid
 // targets (target < 0 is ignored) and, when want_grad, writes d loss / d xf into m->dxf and
-// accumulates the embedding gradient. With logits_out, copies every (softcapped) logit there.
-static double head_forward(Model *m, const int *targets, int want_grad, float *logits_out) {
+// accumulates the embedding gradient. With logits_out, copies every (softcapped) logit there; with
+// row_loss_out, every row's cross-entropy (0 where the target is < 0).
+static double head_forward_rows(Model *m, const int *targets, int want_grad, float *logits_out, float *row_loss_out) {
     const Config *c = &m->c;
     int N = m->B * m->T, V = c->V, d = c->d;
     int chunk = (int)(((size_t)16 << 20) / ((size_t)V * 4));
@@ -1067,9 +1068,13 @@ static double head_forward(Model *m, const int *targets, int want_grad, float *l
     }
     free(logits);
     loss = dot_det(row_loss, NULL, (size_t)N);
+    if (row_loss_out) memcpy(row_loss_out, row_loss, sizeof(float) * (size_t)N);
     free(row_loss);
     m->n_valid = n_valid;
     return n_valid ? loss / n_valid : 0.0;
+}
+static double head_forward(Model *m, const int *targets, int want_grad, float *logits_out) {
+    return head_forward_rows(m, targets, want_grad, logits_out, NULL);
 }
 
 // Forward over tokens [B, T]. targets [B, T] (next tokens; < 0 ignored) may be NULL. With want_grad
