@@ -402,6 +402,13 @@ static void plot_lines(const char *path, const char *title, const char *xlabel, 
     plot_lines_ex(path, title, xlabel, ylabel, s, ns, NULL);
 }
 
+// the i-th label, or i itself when there are no labels
+static const char *label_at(const char *const *labels, int i, char *buf, size_t cap) {
+    if (labels) snprintf(buf, cap, "%s", labels[i] ? labels[i] : "");
+    else snprintf(buf, cap, "%d", i);
+    return buf;
+}
+
 // ------------------------------------------------------------------------------------------------
 // heatmaps: rows (e.g. layers, top = row 0) x columns (heads, channel groups, matrices), viridis,
 // a colour bar with ticks on the right, and, when row_full is given, a strip marking each row as
@@ -436,8 +443,7 @@ static void plot_heatmap_ex(const char *path, const char *title, const char *xla
     int lw = 0;
     char buf[64];
     for (int r = 0; r < rows; r++) {
-        if (row_labels) snprintf(buf, sizeof buf, "%s", row_labels[r]);
-        else snprintf(buf, sizeof buf, "%d", r);
+        label_at(row_labels, r, buf, sizeof buf);
         lw = text_width(buf, 1) > lw ? text_width(buf, 1) : lw;
     }
     int strip = row_full ? 10 : 0;
@@ -473,21 +479,18 @@ static void plot_heatmap_ex(const char *path, const char *title, const char *xla
         int y = f.py + r * ch;
         if (row_full) fill_rect(&im, f.px - strip - 3, y + (ch > 4), strip, ch - (ch > 4), row_full[r] ? COL_FULL : COL_SLIDING);
         if (r % rstride) continue;
-        if (row_labels) snprintf(buf, sizeof buf, "%s", row_labels[r]);
-        else snprintf(buf, sizeof buf, "%d", r);
+        label_at(row_labels, r, buf, sizeof buf);
         draw_text(&im, f.px - strip - 7 - text_width(buf, 1), y + ch / 2 - 3, buf, COL_TEXT, 1);
     }
     // column labels: as many as fit
     int cmax = 0;
     for (int c = 0; c < cols; c++) {
-        if (o->col_labels) snprintf(buf, sizeof buf, "%s", o->col_labels[c]);
-        else snprintf(buf, sizeof buf, "%d", c);
+        label_at(o->col_labels, c, buf, sizeof buf);
         cmax = text_width(buf, 1) > cmax ? text_width(buf, 1) : cmax;
     }
     int cstride = (cmax + 6 + cw - 1) / cw;
     for (int c = 0; c < cols; c += cstride) {
-        if (o->col_labels) snprintf(buf, sizeof buf, "%s", o->col_labels[c]);
-        else snprintf(buf, sizeof buf, "%d", c);
+        label_at(o->col_labels, c, buf, sizeof buf);
         draw_text_centered(&im, f.px + c * cw + cw / 2, f.py + f.ph + 6, buf, COL_TEXT, 1);
     }
     frame_box(&im, &f);
@@ -564,14 +567,12 @@ static void plot_bars_ex(const char *path, const char *title, const char *ylabel
     char buf[64];
     int lmax = 0;
     for (int i = 0; i < n; i++) {
-        if (labels) snprintf(buf, sizeof buf, "%s", labels[i]);
-        else snprintf(buf, sizeof buf, "%d", i);
+        label_at(labels, i, buf, sizeof buf);
         lmax = text_width(buf, 1) > lmax ? text_width(buf, 1) : lmax;
     }
     int stride = (lmax + 6 + bw - 1) / bw;
     for (int i = 0; i < n; i += stride) {
-        if (labels) snprintf(buf, sizeof buf, "%s", labels[i]);
-        else snprintf(buf, sizeof buf, "%d", i);
+        label_at(labels, i, buf, sizeof buf);
         draw_text_centered(&im, f.px + i * bw + bw / 2, f.py + f.ph + 8, buf, COL_TEXT, 1);
     }
     frame_box(&im, &axis);

@@ -933,35 +933,12 @@ static int seq_default(const Config *c) {
     return T < c->max_pos ? T : c->max_pos;
 }
 
-// Per-token next-token cross-entropy from the last forward's final-norm output m->xf, with the
-// arithmetic of model.h's head_forward (logits = xf E^T, optional softcap, log-sum-exp in double);
-// the mean over valid targets equals model_forward's loss. out[n] = NaN where tgt[n] < 0.
+// Per-token next-token cross-entropy of the last forward (model.h's head, again, keeping each row):
+// the mean over valid targets is model_forward's loss. out[n] = NaN where tgt[n] < 0.
 static void token_losses(Model *m, const int *tgt, float *out) {
-    const Config *c = &m->c;
-    int N = m->B * m->T, V = c->V, d = c->d;
-    int chunk = (int)(((size_t)16 << 20) / ((size_t)V * 4));
-    chunk = chunk < 1 ? 1 : chunk > N ? N : chunk;
-    float *z = (float *)mallocCheck(sizeof(float) * (size_t)chunk * V), cap = (float)c->final_softcap;
-    for (int n0 = 0; n0 < N; n0 += chunk) {
-        int rows = N - n0 < chunk ? N - n0 : chunk;
-        linear_forward(z, m->xf + (size_t)n0 * d, m->p.embed, rows, d, V);
-#pragma omp parallel for schedule(static)
-        for (int r = 0; r < rows; r++) {
-            float *zr = z + (size_t)r * V, mx = -INFINITY;
-            int t = tgt[n0 + r];
-            if (t < 0) {
-                out[n0 + r] = NAN;
-                continue;
-            }
-            if (cap > 0)
-                for (int i = 0; i < V; i++) zr[i] = cap * tanh_fast(zr[i] / cap);
-            for (int i = 0; i < V; i++) mx = zr[i] > mx ? zr[i] : mx;
-            double sum = 0;
-            for (int i = 0; i < V; i++) sum += exp_fast(zr[i] - mx);
-            out[n0 + r] = (float)(mx + log(sum) - zr[t]);
-        }
-    }
-    free(z);
+    head_forward_rows(m, tgt, 0, NULL, out);
+    for (int n = 0; n < m->B * m->T; n++)
+        if (tgt[n] < 0) out[n] = NAN;
 }
 
 // ================================================================================================
@@ -1394,6 +1371,23 @@ static void stats_pictures(const char *dir, const Config *c, const Acc *all, con
     free(v);
 }
 
+// one line: the layers ordered by v, smallest first, full-attention layers marked F
+static void print_layer_order(const char *title, const Config *c, const double *v, const char *fmt) {
+    int ord[MAX_LAYERS];
+    for (int l = 0; l < c->L; l++) ord[l] = l;
+    for (int a = 1; a < c->L; a++)  // insertion sort: L is small
+        for (int b = a; b > 0 && v[ord[b]] < v[ord[b - 1]]; b--) {
+            int t = ord[b];
+            ord[b] = ord[b - 1], ord[b - 1] = t;
+        }
+    printf("%s", title);
+    for (int l = 0; l < c->L; l++) {
+        printf(" %d%s", ord[l], c->full[ord[l]] ? "F" : "");
+        printf(fmt, v[ord[l]]);
+    }
+    printf("\n");
+}
+
 // settings shared by stats and ablate
 typedef struct {
     const char *model, *data, *out, *split;
@@ -1575,17 +1569,7 @@ static int cmd_stats(int argc, char **argv) {
            "channels %d of %d\n",
            acc[k].loss_sum / acc[k].loss_n, acc[k].tokens, nl[0] ? en[0] / nl[0] : 0, nl[1] ? en[1] / nl[1] : 0, never,
            c->L * c->F);
-    printf("layers by Block Influence (least first):");
-    int *ord = (int *)mallocCheck(sizeof(int) * (size_t)c->L);
-    for (int l = 0; l < c->L; l++) ord[l] = l;
-    for (int a = 1; a < c->L; a++)  // insertion sort: L is small
-        for (int b = a; b > 0 && bi[ord[b]] < bi[ord[b - 1]]; b--) {
-            int t = ord[b];
-            ord[b] = ord[b - 1], ord[b - 1] = t;
-        }
-    for (int l = 0; l < c->L; l++) printf(" %d%s(%.3f)", ord[l], c->full[ord[l]] ? "F" : "", bi[ord[l]]);
-    printf("\n");
-    free(ord);
+    print_layer_order("layers by Block Influence (least first):", c, bi, "(%.3f)");
     free(bi);
     for (int d = 0; d <= k; d++) free(acc[d].block);
     free(acc);
@@ -1783,17 +1767,7 @@ static int cmd_ablate(int argc, char **argv) {
                c->W, in[0] / in[1], in[2] / in[3], in[2] / in[3] - in[0] / in[1], out[1] ? out[0] / out[1] : NAN,
                out[3] ? out[2] / out[3] : NAN, out[1] && out[3] ? out[2] / out[3] - out[0] / out[1] : NAN, out[1]);
     }
-    printf("layers by removal cost (cheapest first):");
-    int *ord = (int *)mallocCheck(sizeof(int) * (size_t)L);
-    for (int l = 0; l < L; l++) ord[l] = l;
-    for (int a = 1; a < L; a++)
-        for (int b = a; b > 0 && dmean[ord[b]] < dmean[ord[b - 1]]; b--) {
-            int t = ord[b];
-            ord[b] = ord[b - 1], ord[b - 1] = t;
-        }
-    for (int l = 0; l < L; l++) printf(" %d%s(%+.3f)", ord[l], c->full[ord[l]] ? "F" : "", dmean[ord[l]]);
-    printf("\n");
-    free(ord);
+    print_layer_order("layers by removal cost (cheapest first):", c, dmean, "(%+.3f)");
     free(dmean);
     free(hm);
     free(pos);
