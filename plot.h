@@ -449,7 +449,13 @@ static void plot_heatmap_ex(const char *path, const char *title, const char *xla
     int strip = row_full ? 10 : 0;
     int top = 44 + (o->note ? 14 : 0) + (row_full ? 16 : 0);
     Frame f = {30 + lw + 8 + strip + 4, top, cols * cw, rows * ch, 0, cols, 0, rows};
-    int W = f.px + f.pw + 30 + 96, Hh = f.py + (f.ph < 120 ? 120 : f.ph) + 60;  // colour bar: at least 120 high
+    int cmax = 0;
+    for (int c = 0; c < cols; c++) {
+        label_at(o->col_labels, c, buf, sizeof buf);
+        cmax = text_width(buf, 1) > cmax ? text_width(buf, 1) : cmax;
+    }
+    int rotate = cmax + 6 > cw && cw >= 10, lab_h = rotate ? cmax : 7;
+    int W = f.px + f.pw + 30 + 96, Hh = f.py + (f.ph < 120 ? 120 : f.ph) + 53 + lab_h;  // colour bar: >= 120 high
     int tw = text_width(title ? title : "", 2) + 40;
     if (W < tw) W = tw;
     if (W < 420) W = 420;
@@ -483,18 +489,16 @@ static void plot_heatmap_ex(const char *path, const char *title, const char *xla
         draw_text(&im, f.px - strip - 7 - text_width(buf, 1), y + ch / 2 - 3, buf, COL_TEXT, 1);
     }
     // column labels: as many as fit
-    int cmax = 0;
-    for (int c = 0; c < cols; c++) {
-        label_at(o->col_labels, c, buf, sizeof buf);
-        cmax = text_width(buf, 1) > cmax ? text_width(buf, 1) : cmax;
-    }
-    int cstride = (cmax + 6 + cw - 1) / cw;
+    // column labels: across when they fit, else upright (reading upwards) when a column is wide
+    // enough for one, else every cstride-th across
+    int cstride = rotate ? 1 : (cmax + 6 + cw - 1) / cw;
     for (int c = 0; c < cols; c += cstride) {
         label_at(o->col_labels, c, buf, sizeof buf);
-        draw_text_centered(&im, f.px + c * cw + cw / 2, f.py + f.ph + 6, buf, COL_TEXT, 1);
+        if (rotate) draw_text_up(&im, f.px + c * cw + cw / 2 - 3, f.py + f.ph + 6 + text_width(buf, 1), buf, COL_TEXT, 1);
+        else draw_text_centered(&im, f.px + c * cw + cw / 2, f.py + f.ph + 6, buf, COL_TEXT, 1);
     }
     frame_box(&im, &f);
-    if (xlabel) draw_text_centered(&im, f.px + f.pw / 2, f.py + f.ph + 22, xlabel, COL_TEXT, 2);
+    if (xlabel) draw_text_centered(&im, f.px + f.pw / 2, f.py + f.ph + 14 + lab_h, xlabel, COL_TEXT, 2);
     if (ylabel) draw_text_up(&im, 8, f.py + f.ph / 2 + text_width(ylabel, 2) / 2, ylabel, COL_TEXT, 2);
     // colour bar: bottom = vmin, top = vmax
     Frame cb = {f.px + f.pw + 30, f.py, 16, f.ph < 120 ? 120 : f.ph, 0, 1, vmin, vmax};

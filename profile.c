@@ -1430,11 +1430,11 @@ static void calib_open(CalibArgs *a, const char *cmd, Model *m, Mixture *mx) {
     config_print(&m->c, stdout);
 }
 
-// one greppable progress line
-static void step_line(int step, int total, double t0, double tokens, const char *what) {
+// one greppable progress line; amount / elapsed is the throughput, in unit ("tok/s", "MB/s")
+static void step_line(int step, int total, double t0, double amount, const char *unit, const char *what) {
     double el = now_sec() - t0;
     char b1[32], b2[32];
-    printf("step %d/%d | %s | %.0f tok/s | elapsed %s | eta %s\n", step, total, what, tokens / (el > 0 ? el : 1e-9),
+    printf("step %d/%d | %s | %.0f %s | elapsed %s | eta %s\n", step, total, what, amount / (el > 0 ? el : 1e-9), unit,
            fmt_duration(el, b1), fmt_duration(el / step * (total - step), b2));
     fflush(stdout);
 }
@@ -1491,7 +1491,7 @@ static int cmd_stats(int argc, char **argv) {
             seen += (double)rows * T;
             char what[160];
             snprintf(what, sizeof what, "%s batch %d/%d | loss %.4f", mx.ds.name[d], i + 1, ca.batches, loss);
-            step_line(++step, total, t0, seen, what);
+            step_line(++step, total, t0, seen, "tok/s", what);
         }
         if (grad && acc[d].batches > 0) {
             grad_stats(&acc[d], &m, m.gw, 1.0 / acc[d].batches);
@@ -1658,7 +1658,7 @@ static int cmd_ablate(int argc, char **argv) {
     ablate_eval(&m, &mx, &ca, base, pos, pos + T, tok, tgt, tl);
     snprintf(what, sizeof what, "whole model | loss %.4f", mean_finite(base, k));
     step++;
-    step_line(step, total, t0, tokens_per_eval * step, what);
+    step_line(step, total, t0, tokens_per_eval * step, "tok/s", what);
     for (int l = 0; l < L; l++) {
         m.zl[l] = 0;
         ablate_eval(&m, &mx, &ca, loss + (size_t)l * k, NULL, NULL, tok, tgt, tl);
@@ -1668,14 +1668,14 @@ static int cmd_ablate(int argc, char **argv) {
         snprintf(what, sizeof what, "remove layer %d (%s) | loss %.4f | dloss %+.4f", l, ltype(c, l),
                  mean_finite(loss + (size_t)l * k, k), dl / k);
         step++;
-    step_line(step, total, t0, tokens_per_eval * step, what);
+    step_line(step, total, t0, tokens_per_eval * step, "tok/s", what);
     }
     if (nfull) {
         for (int l = 0; l < L; l++) m.zl[l] = c->full[l] ? 0.0f : 1.0f;
         ablate_eval(&m, &mx, &ca, nofull, pos + 2 * T, pos + 3 * T, tok, tgt, tl);
         snprintf(what, sizeof what, "remove all %d full-attention layers | loss %.4f", nfull, mean_finite(nofull, k));
         step++;
-    step_line(step, total, t0, tokens_per_eval * step, what);
+    step_line(step, total, t0, tokens_per_eval * step, "tok/s", what);
     }
 
     // results
@@ -1846,7 +1846,7 @@ static int cmd_diff(int argc, char **argv) {
     Buf csv = {0};
     bprintf(&csv, "tensor,layer,kind,rel_change,norm_diff,norm_b\n");
     cJSON *j = cJSON_CreateObject(), *tj = cJSON_AddObjectToObject(j, "tensors");
-    double t0 = now_sec();
+    double t0 = now_sec(), bytes = 0;
     size_t maxn = 0;
     for (int i = 0; i < t.n; i++) maxn = t.e[i].rows * t.e[i].cols > maxn ? t.e[i].rows * t.e[i].cols : maxn;
     float *wa = (float *)mallocCheck(sizeof(float) * maxn), *wb = (float *)mallocCheck(sizeof(float) * maxn);
@@ -1860,6 +1860,7 @@ static int cmd_diff(int argc, char **argv) {
             fail("%s: %zu values in %s / %zu in %s, config.json implies %zu", e->name, sa->numel, da, sb->numel, db, n);
         st_to_f32(sa, wa);
         st_to_f32(sb, wb);
+        bytes += (double)(sa->nbytes + sb->nbytes);
         double o = e->is_norm && e->kind != T_LAYER_SCALAR ? off : 0, dd = 0, bb = 0;
         for (size_t q = 0; q < n; q++) {
             double x = wa[q] + o, y = wb[q] + o;
@@ -1876,7 +1877,7 @@ static int cmd_diff(int argc, char **argv) {
         if (e->layer >= 0 && (i + 1 == t.n || t.e[i + 1].layer != e->layer)) {
             char what[64];
             snprintf(what, sizeof what, "layer %d", e->layer);
-            step_line(e->layer + 1, L, t0, 0, what);
+            step_line(e->layer + 1, L, t0, bytes / 1e6, "MB/s", what);
         }
     }
     free(wa);
