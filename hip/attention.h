@@ -453,7 +453,7 @@ template <int D> __global__ void __launch_bounds__(256) k_attn_bwd_mma(AttnBwd a
                     if (t >= T) continue;
                     float *dst = a.dq + ((size_t)b * T + t) * a.lddq + h * D + wc * HD + nc + (lane & 3) * 2;
 #pragma unroll
-                    for (int i = 0; i < DQC / 8; i++) atomicAdd(dst + i * 8, dq[i][2 * r]), atomicAdd(dst + i * 8 + 1, dq[i][2 * r + 1]);
+                    for (int i = 0; i < DQC / 8; i++) atomic_add2(dst + i * 8, dq[i][2 * r], dq[i][2 * r + 1]);
                 }
             }
         }

@@ -140,6 +140,16 @@ __device__ __forceinline__ float block_max(float v, float *sh) {
     return t;
 }
 
+// p[0] += a, p[1] += b atomically (p 8-byte aligned): one vector atomic on Hopper, two elsewhere
+__device__ __forceinline__ void atomic_add2(float *p, float a, float b) {
+#if GS_NVIDIA && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    atomicAdd((float2 *)p, make_float2(a, b));
+#else
+    atomicAdd(p, a);
+    atomicAdd(p + 1, b);
+#endif
+}
+
 // ----------------------------------------------------- NVIDIA tensor-core primitives (sm_80+)
 #if GS_NVIDIA
 // 16-byte global -> shared copy that bypasses registers; src_bytes = 0 writes zeros (out-of-range rows)

@@ -318,7 +318,7 @@ static void norm_param_grads(GpuModel *g, const TY *dy, const TX *x, const float
     TermDyXR<TY, TX> f = {dy, C, x, C, r};
     k_colsum<<<dim3(gs_cdiv(C, 32), nrb), dim3(32, 8)>>>(g->part, f, g->N, C);
     hipCheckLaunch();
-    k_norm_grads_finish<<<1, 1024>>>(g->part, nrb, C, g->gw + wofs, g->dzd, dgate, g->w + wofs, s->norm_off, g->zd, gate);
+    norm_grads_finish(g->part, nrb, C, g->gw + wofs, g->dzd, dgate, g->w + wofs, s->norm_off, g->zd, gate);
     hipCheckLaunch();
 }
 
@@ -481,7 +481,7 @@ void gpu_backward(GpuModel *g) {
             int nrb = (int)gs_cdiv(N, COLSUM_ROWS);
             TermGelu tg = {g->SF2, a->gu, F};
             k_colsum<<<dim3(gs_cdiv(F, 32), nrb), dim3(32, 8)>>>(g->part, tg, N, F);
-            k_colsum_finish<<<1, 1024>>>(g->part, nrb, F, 1, 1.0f, g->dzf + (size_t)l * F);
+            colsum_finish(g->part, nrb, F, 1, 1.0f, g->dzf + (size_t)l * F);
             hipCheckLaunch();
         }
         k_gelu_bwd<<<grid_for((size_t)N * F / 2), 256>>>(g->SG, g->SF1, g->SF2, a->gu, zf, N, F);  // + hm in SF1
@@ -515,7 +515,7 @@ void gpu_backward(GpuModel *g) {
             int nrb = (int)gs_cdiv(N, COLSUM_ROWS);
             TermDyXR<bf16, bf16> th = {g->SF2, HD, a->att, HD, NULL};
             k_colsum<<<dim3(gs_cdiv(HD, 32), nrb), dim3(32, 8)>>>(g->part, th, N, HD);
-            k_colsum_finish<<<1, 1024>>>(g->part, nrb, HD, D, 1.0f, g->dzh + (size_t)l * H);
+            colsum_finish(g->part, nrb, HD, D, 1.0f, g->dzh + (size_t)l * H);
             k_head_gate<<<grid_for((size_t)N * HD), 256>>>(g->SF2, g->SF2, g->zh + (size_t)l * H, N, H, D);
             hipCheckLaunch();
         }
@@ -537,11 +537,11 @@ void gpu_backward(GpuModel *g) {
         k_headnorm_rope_bwd<float, false><<<nbq, 256, hsm>>>(dqkv, g->part, g->DQ, a->qkv, nqkv, 0, H, D, a->rq,
                                                              g->w + ls->q_norm, off, g->rope[l], T, N);
         hipCheckLaunch();
-        k_colsum_finish<<<1, 1024>>>(g->part, nbq, D, 1, 1.0f, g->gw + ls->q_norm);
+        colsum_finish(g->part, nbq, D, 1, 1.0f, g->gw + ls->q_norm);
         k_headnorm_rope_bwd<bf16, false><<<nbk, 256, hsm>>>(dqkv, g->part, g->DK, a->qkv, nqkv, H * D, K, D, a->rk,
                                                             g->w + ls->k_norm, off, g->rope[l], T, N);
         hipCheckLaunch();
-        k_colsum_finish<<<1, 1024>>>(g->part, nbk, D, 1, 1.0f, g->gw + ls->k_norm);
+        colsum_finish(g->part, nbk, D, 1, 1.0f, g->gw + ls->k_norm);
         if (s->arch == 4) {  // weightless v norm, no RoPE; K=V layers add into k's columns
             if (ls->hasv)
                 k_headnorm_rope_bwd<bf16, false><<<nbk, 256, hsm>>>(dqkv, NULL, g->DV, a->qkv, nqkv, vcol, K, D, a->rv,
@@ -570,7 +570,7 @@ void gpu_backward(GpuModel *g) {
         int nrb = (int)gs_cdiv(N, COLSUM_ROWS);
         TermEmbed te = {g->DX, g->wb + s->embed, g->tok, d};
         k_colsum<<<dim3(gs_cdiv(d, 32), nrb), dim3(32, 8)>>>(g->part, te, N, d);
-        k_colsum_finish<<<1, 1024>>>(g->part, nrb, d, 1, s->embed_scale, g->dzd);
+        colsum_finish(g->part, nrb, d, 1, s->embed_scale, g->dzd);
         hipCheckLaunch();
     }
     prof(g, P_ELEM);

@@ -9,7 +9,8 @@
 // =================================================================================================
 // Column sums: part[y][c] = Σ over the rows of block y of f(n, c). The weight, mask and gate
 // gradients of the norms (and the masks' gradients) are such sums over N rows. Two passes (partials,
-// then one block that adds them in a fixed order) keep them deterministic, unlike atomics.
+// then a fixed-order sum of the partials) keep them deterministic, unlike atomics; only the per-head
+// and layer-gate totals of pruning add a handful of values atomically.
 // Block (32, 8): threadIdx.x walks 32 adjacent columns (coalesced), threadIdx.y 8 rows.
 // =================================================================================================
 
@@ -43,43 +44,52 @@ template <typename TY, typename TX> struct TermDyXR {
     }
 };
 
-// out[c / group] += scale · Σ_b part[b][c]  (group 1: per column; group D: per head). One block.
+// The second pass: t_c = Σ_b part[b][c], in a fixed order. Block (32, 32): threadIdx.x walks 32 adjacent
+// columns, threadIdx.y 32 interleaved partial rows, then a fixed-order sum in shared memory. Valid in
+// threads with threadIdx.y == 0.
+__device__ __forceinline__ float colsum_parts(const float *part, int nrb, int C, int c) {
+    __shared__ float sh[32][33];
+    float t = 0;
+    if (c < C)
+        for (int b = threadIdx.y; b < nrb; b += 32) t += part[(size_t)b * C + c];
+    sh[threadIdx.y][threadIdx.x] = t;
+    __syncthreads();
+    t = 0;
+    if (threadIdx.y == 0)
+        for (int j = 0; j < 32; j++) t += sh[j][threadIdx.x];
+    return t;
+}
+
+// out[c / group] += scale · t_c  (group 1: per column; group D: per head, added atomically)
 __global__ void k_colsum_finish(const float *part, int nrb, int C, int group, float scale, float *out) {
-    int lane = threadIdx.x % GS_WARP, w = threadIdx.x / GS_WARP, nw = blockDim.x / GS_WARP;
-    if (group == 1) {
-        for (int c = threadIdx.x; c < C; c += blockDim.x) {
-            float t = 0;
-            for (int b = 0; b < nrb; b++) t += part[(size_t)b * C + c];
-            out[c] += scale * t;
-        }
-        return;
-    }
-    for (int gi = w; gi < C / group; gi += nw) {
-        float s = 0;
-        for (int c = gi * group + lane; c < (gi + 1) * group; c += GS_WARP)
-            for (int b = 0; b < nrb; b++) s += part[(size_t)b * C + c];
-        s = warp_sum(s);
-        if (lane == 0) out[gi] += scale * s;
-    }
+    int c = blockIdx.x * 32 + threadIdx.x;
+    float t = colsum_parts(part, nrb, C, c);
+    if (threadIdx.y != 0 || c >= C) return;
+    if (group == 1) out[c] += scale * t;
+    else atomicAdd(&out[c / group], scale * t);
 }
 
 // The gradients an RMSNorm's output scale (off + w_c) · z_c · gate hands to w, z and gate, from
 // t_c = Σ_n dy_c x_c r (model.h rmsnorm_backward): dw_c += t z gate, dz_c += t (off + w) gate,
-// dgate += Σ_c t (off + w) z. Any of dw, dz, dgate may be NULL. One block.
+// dgate += Σ_c t (off + w) z (atomically). Any of dw, dz, dgate may be NULL.
 __global__ void k_norm_grads_finish(const float *part, int nrb, int C, float *dw, float *dz, float *dgate,
                                     const float *w, float off, const float *z, float gate) {
-    __shared__ float sh[32];
-    float gs = 0;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) {
-        float t = 0;
-        for (int b = 0; b < nrb; b++) t += part[(size_t)b * C + c];
-        float g = w ? off + w[c] : 1.0f, zc = z ? z[c] : 1.0f;
-        if (dw) dw[c] += t * zc * gate;
-        if (dz) dz[c] += t * g * gate;
-        gs += t * g * zc;
-    }
-    gs = block_sum(gs, sh);
-    if (dgate && threadIdx.x == 0) *dgate += gs;
+    int c = blockIdx.x * 32 + threadIdx.x;
+    float t = colsum_parts(part, nrb, C, c);
+    if (threadIdx.y != 0 || c >= C) return;
+    float g = w ? off + w[c] : 1.0f, zc = z ? z[c] : 1.0f;
+    if (dw) dw[c] += t * zc * gate;
+    if (dz) dz[c] += t * g * gate;
+    if (dgate) atomicAdd(dgate, t * g * zc);
+}
+
+// host launchers (one place for the launch shape)
+static void colsum_finish(const float *part, int nrb, int C, int group, float scale, float *out) {
+    k_colsum_finish<<<gs_cdiv(C, 32), dim3(32, 32)>>>(part, nrb, C, group, scale, out);
+}
+static void norm_grads_finish(const float *part, int nrb, int C, float *dw, float *dz, float *dgate, const float *w,
+                              float off, const float *z, float gate) {
+    k_norm_grads_finish<<<gs_cdiv(C, 32), dim3(32, 32)>>>(part, nrb, C, dw, dz, dgate, w, off, z, gate);
 }
 
 // =================================================================================================

@@ -29,7 +29,7 @@ static void run_bwd(void *p) {
     int nrb = (int)gs_cdiv(a->N, COLSUM_ROWS);
     TermDyXR<bf16, float> f = {a->dyb, a->C, a->x, a->C, a->rstd};
     k_colsum<<<dim3(gs_cdiv(a->C, 32), nrb), dim3(32, 8)>>>(a->part, f, a->N, a->C);
-    k_norm_grads_finish<<<1, 1024>>>(a->part, nrb, a->C, a->dw, a->dz, a->dgate, a->w, 1.0f, a->z, a->gate);
+    norm_grads_finish(a->part, nrb, a->C, a->dw, a->dz, a->dgate, a->w, 1.0f, a->z, a->gate);
 }
 
 static void case_run(int N, int C, int masked, int timing) {
@@ -85,7 +85,7 @@ static void case_run(int N, int C, int masked, int timing) {
         int nrb = (int)gs_cdiv(N, COLSUM_ROWS);
         TermDyXR<bf16, float> f = {a.dyb, C, a.x, C, a.rstd};
         k_colsum<<<dim3(gs_cdiv(C, 32), nrb), dim3(32, 8)>>>(a.part, f, N, C);
-        k_norm_grads_finish<<<1, 1024>>>(a.part, nrb, C, a.dw, d_dz, d_dg, a.w, 1.0f, a.z, gate);
+        norm_grads_finish(a.part, nrb, C, a.dw, d_dz, d_dg, a.w, 1.0f, a.z, gate);
         hipCheckLaunch();
         float *gdx = from_dev_f32(a.dx, n), *gdw = from_dev_f32(a.dw, C);
         check("k_norm_bwd dx (fp32, accumulated)", gdx, dx, n, 1e-5);

@@ -26,7 +26,7 @@ static void run_bwd(void *p) {
     Args *a = (Args *)p;
     k_headnorm_rope_bwd<float, false><<<gs_cdiv((size_t)a->N * a->nh, HN_ROWS), 256, (256 / GS_WARP) * a->D * sizeof(float)>>>(
         a->dqkv, a->part, a->dy, a->qkv, a->ld, 0, a->nh, a->D, a->rstd, a->w, 1.0f, a->cs, a->T, a->N);
-    k_colsum_finish<<<1, 1024>>>(a->part, (int)gs_cdiv((size_t)a->N * a->nh, HN_ROWS), a->D, 1, 1.0f, a->dy);
+    colsum_finish(a->part, (int)gs_cdiv((size_t)a->N * a->nh, HN_ROWS), a->D, 1, 1.0f, a->dy);
 }
 
 // kind 0: θ 1e4; 1: θ 1e6 linear x8; 2: proportional (θ 1e6, p = 0.25); 3: weightless norm, no RoPE
@@ -81,7 +81,7 @@ static void case_run(int B, int T, int nh, int D, int kind, int timing) {
         float *dwd = dev_f32(D, 0);
         k_headnorm_rope_bwd<float, false><<<gs_cdiv((size_t)N * nh, HN_ROWS), 256, (256 / GS_WARP) * D * sizeof(float)>>>(
             a.dqkv, kind == 3 ? NULL : a.part, a.dy, a.qkv, ld, 0, nh, D, a.rstd, a.w, 1.0f, a.cs, T, N);
-        if (kind != 3) k_colsum_finish<<<1, 1024>>>(a.part, (int)gs_cdiv((size_t)N * nh, HN_ROWS), D, 1, 1.0f, dwd);
+        if (kind != 3) colsum_finish(a.part, (int)gs_cdiv((size_t)N * nh, HN_ROWS), D, 1, 1.0f, dwd);
         hipCheckLaunch();
         float *gdq = from_dev_bf16(a.dqkv, (size_t)N * ld), *gdw = from_dev_f32(dwd, D);
         for (int i = 0; i < N; i++)  // columns past the heads are not written: compare only the heads

@@ -29,10 +29,10 @@ for w in $what; do
          GS_PROFILE=1 timeout 100 hip/build/bench --model 1b --steps 1 --warmup 1 --prune 0 >> "$OUT/prof.log" 2>&1
          grep -E "profile|ms " "$OUT/prof.log" | grep -v "^train" ;;
   torch) : > "$OUT/torch.log"   # one process per variant: a fresh allocator for each peak
-         for m in 270m 1b; do for mode in eager compile; do
-           PYTHONUNBUFFERED=1 timeout 240 python3 hip/dev/torch_bench.py --model $m --mode $mode >> "$OUT/torch.log" 2>&1
-           echo "torch $m $mode rc=$?"
-         done; done
+         for v in ${TORCH_VARIANTS:-270m:eager 270m:compile 1b:eager 1b:compile}; do
+           PYTHONUNBUFFERED=1 timeout 240 python3 hip/dev/torch_bench.py --model ${v%:*} --mode ${v#*:} >> "$OUT/torch.log" 2>&1
+           echo "torch $v rc=$?"
+         done
          grep -E "summary|Error|error" "$OUT/torch.log" | head -20 ;;
   esac
 done
