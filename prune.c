@@ -1372,6 +1372,8 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
     if (s->resume) checkpoint_load(&P, &mx, ref, run, s->out);
     else if (do_eval) {  // reference losses for dynamic batch loading: the source model's own
         masks_detach(&P.m);
+        printf("| measuring the reference losses: the source model on %d validation batches per domain...\n", s->eval_batches);
+        fflush(stdout);
         eval_all(&P.m, &mx, s->eval_batches, B, T, ref);
         print_losses("| reference (source) val loss:", &mx, ref);
         masks_attach(&P.m, &P.M);

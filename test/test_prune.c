@@ -11,7 +11,7 @@
 //   test/test_prune --write-shards DIR V two small domains of token shards for the CLI tests
 //   test/test_prune --check-run OUT      check a ./prune output: report, shape, constraint, and the masked
 //                                        model (masks.safetensors on the weights they apply to) == OUT's model
-//   test/test_prune --bench S|M          pruning-step vs plain training-step throughput
+//   test/test_prune --bench S|M [STEPS]  pruning-step vs plain training-step throughput (medians)
 //
 // Tolerances (|ours − ref| <= atol + rtol·|ref|, atol = 1e-5·max|ref| of the tensor, rtol 1e-5), as in
 // test_model: masked vs sliced logits are both fp32 and compute the same products; folding adds one fp32
@@ -635,7 +635,18 @@ static void check_run(const char *out_dir) {
 
 // --- benchmark: pruning step vs plain training step on the same model ------------------------------
 
-static void bench(const char *shape) {
+static double cpu_sec(void) {  // CPU time of all threads: steadier than wall time on a shared machine
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void sort_d(double *v, int n) {
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) { double x = v[j]; v[j] = v[j - 1]; v[j - 1] = x; }
+}
+
+static void bench(const char *shape, int steps) {
     int S = !strcmp(shape, "S");
     if (!S && strcmp(shape, "M")) fail("--bench S|M");
     char cfg[1024];  // bench_model's shapes: S d256 L6 H4 K1 D64 F1024 T256 B8; M d512 L12 H8 K2 F2048 T256 B4
@@ -644,7 +655,9 @@ static void bench(const char *shape) {
              "\"num_hidden_layers\":%d,\"num_attention_heads\":%d,\"num_key_value_heads\":%d,\"head_dim\":64,"
              "\"query_pre_attn_scalar\":64,\"sliding_window\":%d,\"sliding_window_pattern\":6}",
              S ? 256 : 512, S ? 1024 : 2048, S ? 6 : 12, S ? 4 : 8, S ? 1 : 2, S ? 64 : 128);
-    int B = S ? 8 : 4, T = 256, N = B * T, steps = S ? 8 : 4;
+    int B = S ? 8 : 4, T = 256, N = B * T;
+    if (steps < 1) steps = S ? 8 : 4;
+    if (steps > 60) steps = 60;
     Pruner P;
     memset(&P, 0, sizeof P);
     random_model(&P.m, cfg, ST_F32, 1, 0.02);
@@ -654,31 +667,29 @@ static void bench(const char *shape) {
     pruner_alloc(&P);
     P.steps = 1000, P.warmup = 100, P.lag_warmup = 200, P.lr = 1e-4, P.mask_lr = 1, P.lambda_lr = 1, P.lr_floor = 0.1, P.clip = 1;
     int *tok = random_tokens(N, 260, 3), *tgt = random_tokens(N, 260, 4);
-    double tp[64], tt[64];
+    double tp[64], tt[64], cp[64], ct[64];
     for (int it = 0; it < steps + 2; it++) {
         // plain step: forward, backward, clip, AdamW (what train.c does), masks off
         masks_detach(&P.m);
-        double t0 = now_sec();
+        double t0 = now_sec(), c0 = cpu_sec();
         model_zero_grad(&P.m);
         model_forward(&P.m, tok, tgt, B, T, 1, NULL);
         model_backward(&P.m);
         float coef = clip_coef(sqrt(grad_norm2(P.m.gw, P.m.tab.total)), 1.0);
         for (size_t i = 0; i < P.m.tab.total; i++) P.m.gw[i] *= coef;
         adamw_update(P.m.w, P.m.gw, P.mom, P.var, P.m.tab.total, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.0f, it + 1);
-        tt[it] = now_sec() - t0;
+        tt[it] = now_sec() - t0, ct[it] = cpu_sec() - c0;
         masks_attach(&P.m, &P.M);
-        t0 = now_sec();
+        t0 = now_sec(), c0 = cpu_sec();
         prune_step(&P, tok, tgt, B, T);
-        tp[it] = now_sec() - t0;
+        tp[it] = now_sec() - t0, cp[it] = cpu_sec() - c0;
     }
-    for (int i = 2; i < steps + 2; i++)  // medians after 2 warm-up steps
-        for (int j = i + 1; j < steps + 2; j++) {
-            if (tt[j] < tt[i]) { double x = tt[i]; tt[i] = tt[j]; tt[j] = x; }
-            if (tp[j] < tp[i]) { double x = tp[i]; tp[i] = tp[j]; tp[j] = x; }
-        }
-    double mt = tt[2 + steps / 2], mp = tp[2 + steps / 2];
-    printf("bench %s: plain step %.0f tok/s (%.1f ms) | pruning step %.0f tok/s (%.1f ms) | ratio %.2f | kernels %s, %d threads\n",
-           shape, N / mt, mt * 1e3, N / mp, mp * 1e3, mt / mp, blas_kernels(), omp_get_max_threads());
+    double *all[] = {tt + 2, tp + 2, ct + 2, cp + 2};  // medians after 2 warm-up steps
+    for (int k = 0; k < 4; k++) sort_d(all[k], steps);
+    double mt = tt[2 + steps / 2], mp = tp[2 + steps / 2], mct = ct[2 + steps / 2], mcp = cp[2 + steps / 2];
+    printf("bench %s: plain step %.0f tok/s (%.1f ms) | pruning step %.0f tok/s (%.1f ms) | ratio %.2f | CPU-time ratio %.2f "
+           "| median of %d | kernels %s, %d threads\n", shape, N / mt, mt * 1e3, N / mp, mp * 1e3, mt / mp, mct / mcp, steps,
+           blas_kernels(), omp_get_max_threads());
     free(tok), free(tgt);
 }
 
@@ -691,7 +702,7 @@ int main(int argc, char **argv) {
         printf("check-run: %s (%d failures)\n", failures ? "FAILED" : "passed", failures);
         return failures != 0;
     }
-    if (argc >= 3 && !strcmp(argv[1], "--bench")) return bench(argv[2]), 0;
+    if (argc >= 3 && !strcmp(argv[1], "--bench")) return bench(argv[2], argc >= 4 ? atoi(argv[3]) : 0), 0;
     if (argc >= 2) fail("usage: test_prune [--write-sample DIR | --write-model DIR V | --write-shards DIR V | --check-run OUT | --bench S|M]");
     printf("test_prune: prune.c (BLIS kernels %s, %d threads)\n", blas_kernels(), omp_get_max_threads());
     test_masked_vs_sliced();
