@@ -454,6 +454,25 @@ static void test_end_to_end(const char *tmp, const char *fixtures) {
                         "48", NULL};
     check(run_cmd(cmd_stats, sa) == 0, "profile stats exits 0");
     char *sj = path_join(out, "stats.json");
+    // the sums are taken in a fixed order: one thread gives the same bytes as several
+    char *out1 = path_join(tmp, "stats1");
+    int nth = omp_get_max_threads();
+    omp_set_num_threads(1);
+    const char *sa1[] = {"stats", "--model", model, "--data", data, "--out", out1, "--batches", "2", "--batch", "2",
+                         "--seq", "48", NULL};
+    run_cmd(cmd_stats, sa1);
+    omp_set_num_threads(nth);
+    const char *same[4] = {"stats.json", "layers.csv", "heads.csv", "ffn.csv"};
+    int identical = 1;
+    for (int i = 0; i < 4; i++) {
+        char *a = path_join(out, same[i]), *b = path_join(out1, same[i]);
+        size_t na, nb;
+        char *ta = read_file(a, &na), *tb = read_file(b, &nb);
+        identical &= na == nb && !memcmp(ta, tb, na);
+        free(ta), free(tb), free(a), free(b);
+    }
+    check(identical, "stats.json and the CSV files are byte-identical with 1 and %d threads", nth);
+    free(out1);
     cJSON *j = json_read(sj);
     const cJSON *all = jpath(j, "domains", "all"), *layers = json_get(all, "layers");
     check(cJSON_GetArraySize(layers) == 4 && json_get(j, "domains") && jpath(j, "domains", "alpha") &&
