@@ -141,8 +141,11 @@ static void config_from_json(Config *c, const cJSON *root, const char *src) {
     if (json_get(j, "attn_logit_softcapping"))
         fail("%s: attn_logit_softcapping is set, but transformers' Gemma 3 ignores it; set it to null", src);
     if (json_bool(j, "attention_bias", 0, src)) fail("%s: attention_bias=true is not supported", src);
-    if (json_bool(j, "use_bidirectional_attention", 0, src) && c->arch == 3)
-        fail("%s: use_bidirectional_attention=true is not supported (causal LMs only)", src);
+    // Gemma 3: a bool; Gemma 4: null, "vision" (bidirectional among image tokens only: text stays
+    // causal, so a text model is unaffected) or "all" (an encoder)
+    const cJSON *bidi = json_get(j, "use_bidirectional_attention");
+    if (bidi && !(cJSON_IsFalse(bidi) || (cJSON_IsString(bidi) && !strcmp(bidi->valuestring, "vision"))))
+        fail("%s: use_bidirectional_attention must be false, null or \"vision\" (causal text models only)", src);
 
     // layer pattern: layer_types, else the older sliding_window_pattern (every p-th layer is full)
     const cJSON *lt = json_get(j, "layer_types");
