@@ -6,7 +6,7 @@
 //   test/test_prune                      run every check (exit non-zero on any failure)
 //   test/test_prune --write-sample DIR   write a sliced model + DIR/tokens.json for transformers
 //                                        (test/ref/make_fixtures.py stores its logits as
-//                                        test/fixtures/c_written_pruned.safetensors)
+//                                        test/fixtures/c_written/pruned/transformers.safetensors)
 //   test/test_prune --write-model DIR V  a small random Gemma 3 source model (vocab V) for the CLI tests
 //   test/test_prune --write-shards DIR V two small domains of token shards for the CLI tests
 //   test/test_prune --check-run OUT      check a ./prune output: report, shape, constraint, and the masked
@@ -475,13 +475,11 @@ static void write_sample(const char *dir) {
 }
 
 static void test_transformers_fixture(void) {
-    const char *fx = "test/fixtures/c_written_pruned.safetensors";
+    const char *fx = "test/fixtures/c_written/pruned/transformers.safetensors";
     printf("a C-sliced model in transformers\n");
-    if (!file_exists(fx)) {
-        printf("  SKIP %s not made yet (sh test/test_prune.sh --write-sample test/ref/c_written/pruned, then "
-               "test/ref/make_fixtures.py on the GPU machine)\n", fx);
-        return;
-    }
+    if (!file_exists(fx))
+        fail("%s is missing (sh test/test_prune.sh --write-sample test/ref/c_written/pruned, then "
+             "test/ref/make_fixtures.py on the GPU machine)", fx);
     Model out;
     int *tok;
     sample_model(&out, &tok);
