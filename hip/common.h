@@ -117,28 +117,20 @@ __device__ __forceinline__ float warp_max(float v) {
     for (int o = GS_WARP / 2; o > 0; o >>= 1) v = fmaxf(v, gs_shfl_xor(v, o));
     return v;
 }
-// Sum over the block; every thread gets the total. blockDim.x must be a multiple of GS_WARP;
+// Sum (or max) over the block; every thread gets the result. blockDim.x must be a multiple of GS_WARP;
 // sh holds >= 32 floats. Safe to call repeatedly (the first barrier protects sh from the last call).
-__device__ __forceinline__ float block_sum(float v, float *sh) {
+template <bool MAX> __device__ __forceinline__ float block_reduce(float v, float *sh) {
     int lane = threadIdx.x % GS_WARP, w = threadIdx.x / GS_WARP, nw = blockDim.x / GS_WARP;
-    v = warp_sum(v);
+    v = MAX ? warp_max(v) : warp_sum(v);
     __syncthreads();
     if (lane == 0) sh[w] = v;
     __syncthreads();
-    float t = 0;
-    for (int i = 0; i < nw; i++) t += sh[i];
+    float t = MAX ? -INFINITY : 0.0f;
+    for (int i = 0; i < nw; i++) t = MAX ? fmaxf(t, sh[i]) : t + sh[i];
     return t;
 }
-__device__ __forceinline__ float block_max(float v, float *sh) {
-    int lane = threadIdx.x % GS_WARP, w = threadIdx.x / GS_WARP, nw = blockDim.x / GS_WARP;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) sh[w] = v;
-    __syncthreads();
-    float t = -INFINITY;
-    for (int i = 0; i < nw; i++) t = fmaxf(t, sh[i]);
-    return t;
-}
+__device__ __forceinline__ float block_sum(float v, float *sh) { return block_reduce<false>(v, sh); }
+__device__ __forceinline__ float block_max(float v, float *sh) { return block_reduce<true>(v, sh); }
 
 // p[0] += a, p[1] += b atomically (p 8-byte aligned): one vector atomic on Hopper, two elsewhere
 __device__ __forceinline__ void atomic_add2(float *p, float a, float b) {
