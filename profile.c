@@ -1904,6 +1904,98 @@ static int cmd_diff(int argc, char **argv) {
 // main
 // ================================================================================================
 
+// ================================================================================================
+// eval: ./profile eval --model [NAME=]DIR [--model ...] --out FILE.json [--data DIR --batch B --seq T
+// --batches N]. Per-domain validation loss of each model on the same fixed windows (mixture_eval, the
+// windows train.c evaluates on) and its parameter counts: the numbers a pipeline summary compares.
+// ================================================================================================
+
+static int cmd_eval(int argc, char **argv) {
+    const char *data = "data/shards", *out = NULL, *models[16];
+    int nm = 0, B = 8, T = 256, batches = 8, unigram = 0;
+    for (int i = 2; i < argc; i++) {
+        if (streq(argv[i], "--model")) {
+            if (nm == 16) fail("profile eval: at most 16 --model flags");
+            models[nm++] = arg_str(argc, argv, &i);
+        } else if (streq(argv[i], "--data")) data = arg_str(argc, argv, &i);
+        else if (streq(argv[i], "--out")) out = arg_str(argc, argv, &i);
+        else if (streq(argv[i], "--batch")) B = (int)arg_int(argc, argv, &i);
+        else if (streq(argv[i], "--seq")) T = (int)arg_int(argc, argv, &i);
+        else if (streq(argv[i], "--batches")) batches = (int)arg_int(argc, argv, &i);
+        else if (streq(argv[i], "--unigram")) unigram = 1;
+        else if (is_help(argv[i])) {
+            printf("usage: profile eval --model [NAME=]DIR [--model ...] --out FILE.json [flags]\n"
+                   "Per-domain validation loss (the fixed windows train.c evaluates on) and parameter counts.\n"
+                   "  --model [NAME=]DIR  string  a Hugging Face model directory, optionally named; repeatable  required\n"
+                   "  --out FILE.json     string  where the results go                                        required\n"
+                   "  --data DIR          string  token shards, one subdirectory per domain          data/shards\n"
+                   "  --batch B           int     windows per batch                                            8\n"
+                   "  --seq T             int     tokens per window                                          256\n"
+                   "  --batches N         int     batches per domain                                           8\n"
+                   "  --unigram           flag    also the unigram baseline: each domain's train-token frequencies\n"
+                   "                              (add-one) scored on the same windows                         off\n");
+            return 0;
+        } else fail("profile eval: unknown flag %s; see profile eval --help", argv[i]);
+    }
+    if (!nm || !out) fail("profile eval needs --model and --out; see profile eval --help");
+    if (B < 1 || T < 1 || batches < 1) fail("profile eval: --batch, --seq and --batches must be >= 1");
+    cJSON *root = cJSON_CreateObject();
+    for (int i = 0; i < nm; i++) {
+        const char *eq = strchr(models[i], '='), *dir = eq ? eq + 1 : models[i];
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - models[i]) : (int)strlen(dir), models[i]);
+        Model m;
+        model_load(&m, dir);
+        Mixture mx = mixture_open(data, m.c.V, 0);
+        cJSON *e = cJSON_AddObjectToObject(root, name), *lj = cJSON_AddObjectToObject(e, "loss");
+        cJSON_AddStringToObject(e, "model", dir);
+        double mean = 0, t0 = now_sec();
+        for (int d = 0; d < mx.k; d++) {
+            double l = mixture_eval(&mx, &m, d, B, T, batches);
+            cJSON_AddNumberToObject(lj, mx.ds.name[d], l);
+            mean += l / mx.k;
+        }
+        cJSON_AddNumberToObject(e, "mean", mean);
+        cJSON *pj = cJSON_AddObjectToObject(e, "params");
+        size_t ne = count_params(&m.c, 0), tot = count_params(&m.c, 1);
+        cJSON_AddNumberToObject(pj, "non_embedding", (double)ne);
+        cJSON_AddNumberToObject(pj, "embedding", (double)(tot - ne));
+        cJSON_AddNumberToObject(pj, "total", (double)tot);
+        char nb[32];
+        printf("eval %-10s %s | mean val loss %.4f over %d domains | %s non-embedding params | %.1fs\n", name, dir, mean,
+               mx.k, fmt_count((double)ne, nb), now_sec() - t0);
+        mixture_close(&mx);
+        model_free(&m);
+    }
+    if (unigram) {  // the floor a language model must clear: no context at all
+        Mixture mx = mixture_open(data, 0, 0);
+        cJSON *e = cJSON_AddObjectToObject(root, "unigram"), *lj = cJSON_AddObjectToObject(e, "loss");
+        double mean = 0;
+        for (int d = 0; d < mx.k; d++) {
+            const Shard *tr = &mx.ds.train[d], *va = &mx.ds.val[d];
+            uint32_t V = tr->vocab;
+            double *cnt = (double *)callocCheck(sizeof(double) * V);
+            for (uint64_t i = 0; i < tr->n; i++) cnt[shard_tok(tr, i)] += 1;
+            uint64_t nwin = va->n > (uint64_t)T ? (va->n - 1) / (uint64_t)T : 0, nw = (uint64_t)batches * B;
+            if (nw > nwin) nw = nwin;
+            double sum = 0, total = (double)tr->n + V;
+            for (uint64_t w = 0; w < nw; w++)  // the targets of window w: tokens w*T+1 .. w*T+T
+                for (int t = 1; t <= T; t++) sum -= log((cnt[shard_tok(va, w * (uint64_t)T + t)] + 1) / total);
+            double l = nw ? sum / ((double)nw * T) : NAN;
+            cJSON_AddNumberToObject(lj, mx.ds.name[d], l);
+            mean += l / mx.k;
+            free(cnt);
+        }
+        cJSON_AddNumberToObject(e, "mean", mean);
+        printf("eval %-10s unigram frequencies of each domain's train split | mean val loss %.4f\n", "unigram", mean);
+        mixture_close(&mx);
+    }
+    write_json_atomic(out, root);
+    printf("wrote %s\n", out);
+    cJSON_Delete(root);
+    return 0;
+}
+
 static void usage(void) {
     printf("usage: profile COMMAND [flags]   (profile COMMAND --help for its flags)\n"
            "  logits    all-position logits and loss of a model on given tokens\n"
@@ -1911,7 +2003,8 @@ static void usage(void) {
            "  memory    training memory per GPU and what fits (model, config or public preset; no weights)\n"
            "  stats     importance statistics over calibration data per domain: JSON, CSV, PNG\n"
            "  ablate    loss per domain with each layer removed; loss by position without full layers\n"
-           "  diff      per-layer, per-matrix relative change between two checkpoints\n");
+           "  diff      per-layer, per-matrix relative change between two checkpoints\n"
+           "  eval      per-domain validation loss and parameter counts of one or more models\n");
 }
 
 #ifndef PROFILE_NO_MAIN
@@ -1926,6 +2019,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "stats")) return cmd_stats(argc, argv);
     if (!strcmp(argv[1], "ablate")) return cmd_ablate(argc, argv);
     if (!strcmp(argv[1], "diff")) return cmd_diff(argc, argv);
+    if (!strcmp(argv[1], "eval")) return cmd_eval(argc, argv);
     usage();
     fail("profile: unknown command \"%s\"", argv[1]);
 }
