@@ -94,6 +94,10 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@sh test/demo.sh
 
+evidence: deps
+	@$(MAKE) --no-print-directory all
+	@sh test/evidence.sh
+
 # ==================================================================================================
 # GPU (hip/) — owned by the GPU path. `make gpu` builds the NVIDIA binaries with nvcc (hip/common.h
 # maps HIP onto CUDA); `make check-hip` compiles every hip source for NVIDIA (nvcc) and AMD (hipcc,

@@ -1911,11 +1911,11 @@ static int cmd_diff(int argc, char **argv) {
 // ================================================================================================
 
 static int cmd_eval(int argc, char **argv) {
-    const char *data = "data/shards", *out = NULL, *models[16];
+    const char *data = "data/shards", *out = NULL, *table = NULL, *models[128];
     int nm = 0, B = 8, T = 256, batches = 8, unigram = 0;
     for (int i = 2; i < argc; i++) {
         if (streq(argv[i], "--model")) {
-            if (nm == 16) fail("profile eval: at most 16 --model flags");
+            if (nm == 128) fail("profile eval: at most 128 --model flags");
             models[nm++] = arg_str(argc, argv, &i);
         } else if (streq(argv[i], "--data")) data = arg_str(argc, argv, &i);
         else if (streq(argv[i], "--out")) out = arg_str(argc, argv, &i);
@@ -1923,6 +1923,7 @@ static int cmd_eval(int argc, char **argv) {
         else if (streq(argv[i], "--seq")) T = (int)arg_int(argc, argv, &i);
         else if (streq(argv[i], "--batches")) batches = (int)arg_int(argc, argv, &i);
         else if (streq(argv[i], "--unigram")) unigram = 1;
+        else if (streq(argv[i], "--table")) table = arg_str(argc, argv, &i);
         else if (is_help(argv[i])) {
             printf("usage: profile eval --model [NAME=]DIR [--model ...] --out FILE.json [flags]\n"
                    "Per-domain validation loss (the fixed windows train.c evaluates on) and parameter counts.\n"
@@ -1933,7 +1934,9 @@ static int cmd_eval(int argc, char **argv) {
                    "  --seq T             int     tokens per window                                          256\n"
                    "  --batches N         int     batches per domain                                           8\n"
                    "  --unigram           flag    also the unigram baseline: each domain's train-token frequencies\n"
-                   "                              (add-one) scored on the same windows                         off\n");
+                   "                              (add-one) scored on the same windows                         off\n"
+                   "  --table FILE.md     string  also a Markdown table; models named VARIANT@SEED are grouped:\n"
+                   "                              mean, sample standard deviation, min and max over the seeds  none\n");
             return 0;
         } else fail("profile eval: unknown flag %s; see profile eval --help", argv[i]);
     }
@@ -1990,8 +1993,58 @@ static int cmd_eval(int argc, char **argv) {
         printf("eval %-10s unigram frequencies of each domain's train split | mean val loss %.4f\n", "unigram", mean);
         mixture_close(&mx);
     }
+    // group VARIANT@SEED entries: mean and spread over the seeds
+    cJSON *groups = cJSON_CreateObject();
+    Buf md = {0};
+    for (cJSON *e = root->child; e; e = e->next) {
+        const char *at = strchr(e->string, '@');
+        char key[128];
+        snprintf(key, sizeof key, "%.*s", at ? (int)(at - e->string) : (int)strlen(e->string), e->string);
+        if (json_get(groups, key)) continue;
+        int n = 0;
+        double sum = 0, sq = 0, mn = INFINITY, mx = -INFINITY;
+        cJSON *g = cJSON_AddObjectToObject(groups, key), *gl = cJSON_AddObjectToObject(g, "loss");
+        for (cJSON *f = e; f; f = f->next) {  // the same variant under other seeds
+            const char *fat = strchr(f->string, '@');
+            size_t fl = fat ? (size_t)(fat - f->string) : strlen(f->string);
+            if (fl != strlen(key) || strncmp(f->string, key, fl)) continue;
+            double v = json_num(f, "mean", NAN, "eval");
+            n++, sum += v, sq += v * v, mn = fmin(mn, v), mx = fmax(mx, v);
+            for (const cJSON *d = json_get(f, "loss")->child; d; d = d->next) {
+                cJSON *acc = cJSON_GetObjectItemCaseSensitive(gl, d->string);
+                if (acc) cJSON_SetNumberValue(acc, acc->valuedouble + d->valuedouble);
+                else cJSON_AddNumberToObject(gl, d->string, d->valuedouble);
+            }
+        }
+        for (cJSON *d = gl->child; d; d = d->next) cJSON_SetNumberValue(d, d->valuedouble / n);
+        double mean = sum / n, sd = n > 1 ? sqrt(fmax(0, (sq - n * mean * mean) / (n - 1))) : 0;
+        cJSON_AddNumberToObject(g, "seeds", n);
+        cJSON_AddNumberToObject(g, "mean", mean);
+        cJSON_AddNumberToObject(g, "std", sd);
+        cJSON_AddNumberToObject(g, "min", mn);
+        cJSON_AddNumberToObject(g, "max", mx);
+        if (!md.n) {
+            bprintf(&md, "| variant | seeds | mean val loss | min / max |");
+            for (const cJSON *d = gl->child; d; d = d->next) bprintf(&md, " %s |", d->string);
+            bprintf(&md, "\n|---|---|---|---|");
+            for (const cJSON *d = gl->child; d; d = d->next) bprintf(&md, "---|");
+            bprintf(&md, "\n");
+        }
+        bprintf(&md, "| %s | %d | %.4f%s", key, n, mean, n > 1 ? "" : " |");
+        if (n > 1) bprintf(&md, " ± %.4f | %.4f / %.4f |", sd, mn, mx);
+        else bprintf(&md, " |");
+        for (const cJSON *d = gl->child; d; d = d->next) bprintf(&md, " %.4f |", d->valuedouble);
+        bprintf(&md, "\n");
+    }
+    cJSON_AddItemToObject(root, "groups", groups);
     write_json_atomic(out, root);
     printf("wrote %s\n", out);
+    if (table) {
+        write_text_atomic(table, md.p ? md.p : "");
+        printf("%s", md.p ? md.p : "");
+        printf("wrote %s\n", table);
+    }
+    free(md.p);
     cJSON_Delete(root);
     return 0;
 }
