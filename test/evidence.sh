@@ -18,7 +18,7 @@ T=256
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 START=$(date +%s)
 mkdir -p "$R"
-say() { s=$(( $(date +%s) - START )); printf '\n=== evidence [%dm%02ds] %s\n' $((s / 60)) $((s % 60)) "$*"; }
+say() { _el=$(( $(date +%s) - START )); printf '\n=== evidence [%dm%02ds] %s\n' $((_el / 60)) $((_el % 60)) "$*"; }
 # train DIR ARGS...: a ./train run into DIR unless DIR/done exists; resumes a cut-off run
 train_run() {
   out=$1; shift
