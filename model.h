@@ -11,6 +11,7 @@
 // H query heads, K kv heads, D head_dim, F intermediate size.
 #pragma once
 #include "util.h"
+#include <malloc.h>
 #include <omp.h>
 #ifdef USE_BLIS
 #include <blis.h>
@@ -444,6 +445,10 @@ static int blas_ready = 0;
 static void blas_init(void) {
     if (blas_ready) return;
     blas_ready = 1;
+    // Keep large buffers in the heap: glibc otherwise maps and unmaps every block over 128 KiB, and each
+    // step would pay for fresh zeroed pages and TLB shootdowns (~15% of a step on the M bench shape).
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
 #ifdef USE_BLIS
     if (!getenv("BLIS_ARCH_TYPE")) {
         __builtin_cpu_init();
@@ -614,20 +619,28 @@ static void headnorm_backward(float *dqkv, float *dw, const float *dy, const flo
 // x: [N rows of nh heads of D], position of row n is n % T. sign = -1 applies the inverse rotation
 // (the backward of a rotation is its transpose).
 static void rope_apply(float *x, int N, int T, int nh, int D, const double *inv, float sign) {
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        int pos = n % T;
-        for (int i = 0; i < D / 2; i++) {
-            // angles in fp32 like transformers (inv_freq.float() @ position_ids.float())
-            float ang = (float)inv[i] * (float)pos;
-            float cs = cosf(ang), sn = sign * sinf(ang);
-            for (int h = 0; h < nh; h++) {
-                float *v = x + ((size_t)n * nh + h) * D;
-                float a = v[i], b = v[i + D / 2];
-                v[i] = a * cs - b * sn;
-                v[i + D / 2] = b * cs + a * sn;
+#pragma omp parallel
+    {
+        float *cs = (float *)mallocCheck(sizeof(float) * (size_t)D);  // cos | sin of one position
+#pragma omp for schedule(static)
+        for (int pos = 0; pos < T; pos++) {
+            for (int i = 0; i < D / 2; i++) {
+                // angles in fp32 like transformers (inv_freq.float() @ position_ids.float())
+                float ang = (float)inv[i] * (float)pos;
+                cs[i] = cosf(ang), cs[D / 2 + i] = sign * sinf(ang);
             }
+            for (int n = pos; n < N; n += T)  // every sequence's row at this position
+                for (int h = 0; h < nh; h++) {
+                    float *v = x + ((size_t)n * nh + h) * D;
+#pragma omp simd
+                    for (int i = 0; i < D / 2; i++) {
+                        float a = v[i], b = v[i + D / 2];
+                        v[i] = a * cs[i] - b * cs[D / 2 + i];
+                        v[i + D / 2] = b * cs[i] + a * cs[D / 2 + i];
+                    }
+                }
         }
+        free(cs);
     }
 }
 
