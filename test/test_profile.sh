@@ -7,22 +7,8 @@
 cd "$(dirname "$0")/.."
 T=$(mktemp -d /tmp/test_profile_sh.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
+. test/lib.sh
 
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
-check() {  # check NAME COMMAND...: passes when the command succeeds
-  name=$1; shift
-  if "$@"; then ok "$name"; else bad "$name"; fi
-}
-# expect_error NAME WANT COMMAND...: non-zero exit below 128 (no crash) with one stderr line containing WANT
-expect_error() {
-  name=$1 want=$2; shift 2
-  "$@" > "$T/out" 2> "$T/err"; rc=$?
-  if [ $rc -eq 0 ] || [ $rc -ge 128 ]; then bad "$name (exit $rc)"; return; fi
-  if [ "$(wc -l < "$T/err")" -eq 1 ] && grep -q -- "$want" "$T/err"; then ok "$name -> $(cat "$T/err")"
-  else bad "$name: stderr was: $(cat "$T/err")"; fi
-}
 
 make --no-print-directory -s profile test/test_profile > "$T/build.log" 2>&1 \
   || { cat "$T/build.log"; echo "FAIL build"; echo "test_profile.sh: 0 passed, 1 failed"; exit 1; }
