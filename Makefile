@@ -77,6 +77,8 @@ test/test_train: train.c  # test_train.c includes train.c
 TEST_BINS = test/test_model
 test: deps
 	@$(MAKE) --no-print-directory all $(TEST_BINS)
+	@sh data/prepare.sh > data/prepare.log 2>&1 || { cat data/prepare.log; echo "make test: make data failed"; exit 1; }
+	@echo "[test] corpus shards ready in data/shards (make data; log in data/prepare.log)"
 	@sh test/run.sh
 
 # --- benchmarks, data, demo ----------------------------------------------------------------------------
