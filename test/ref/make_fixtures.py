@@ -9,7 +9,9 @@ Each fixture is a directory test/fixtures/<name>/ with
   fixture.json     -- what the fixture covers, and the AdamW settings where there is a training check
 Fixtures that reuse another's reference say so in fixture.json ("ref": "<other>").
 
-Usage: python3 test/ref/make_fixtures.py OUTDIR
+Usage: python3 test/ref/make_fixtures.py OUTDIR [NAME ...]
+  With names, only those fixtures are made. The first fixtures share one generator (their committed
+  bytes reproduce only from a full run); fixtures added later seed their own generator.
 """
 import json, math, os, shutil, struct, sys, traceback
 
@@ -110,7 +112,12 @@ def write(name, model, refs, info, **save_kw):
     return d
 
 
+ONLY = set(sys.argv[2:])
+
+
 def run(name, fn):
+    if ONLY and name not in ONLY:
+        return
     try:
         fn()
     except Exception:
