@@ -104,28 +104,42 @@ evidence: deps
 # GPU (hip/) — owned by the GPU path. `make gpu` builds the NVIDIA binaries with nvcc (hip/common.h
 # maps HIP onto CUDA); `make check-hip` compiles every hip source for NVIDIA (nvcc) and AMD (hipcc,
 # gfx90a) and runs nothing (CI); `make check-gpu` / `make bench-gpu` run on a machine with a GPU.
-# The host side of these binaries is built without BLIS and -march=native: they travel to the GPU
-# machine, with libcjson and libgomp copied into hip/build/lib (found through the rpath).
+# The host side of these binaries is built without -march=native: they travel to the GPU machine, with
+# libcjson, libgomp and (when found) libblis copied into hip/build/lib (found through the rpath).
 # ==================================================================================================
 NVCC_ARCH  ?= -gencode=arch=compute_90a,code=sm_90a
 NVCC_FLAGS  = -O3 -std=c++17 -I. -I/usr/include/stb $(NVCC_ARCH) -Xcompiler -fopenmp
 GPU_CFLAGS  = -O2 -std=gnu11 -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-unused-function -I. -I/usr/include/stb
 GPU_LDLIBS  = -lcublas -lcjson -lm -lgomp -Xlinker -rpath -Xlinker '$$ORIGIN/lib'
+ifneq ($(filter -DUSE_BLIS,$(CFLAGS)),)
+  GPU_CFLAGS += -isystem $(BLIS_INC) -DUSE_BLIS
+  GPU_LDLIBS += -L$(BLIS_LIB) -lblis
+  GPU_LIBS    = libcjson.so.1 libgomp.so.1 libblis.so.4
+else
+  GPU_LIBS    = libcjson.so.1 libgomp.so.1
+endif
 HIP_HDR     = hip/common.h hip/kernels.h hip/attention.h hip/blas.h hip/gpu.h
 HIP_DEV     = attention rmsnorm rope gelu embed xent adamw
-GPU_BINS    = hip/build/bench hip/build/check_step $(HIP_DEV:%=hip/build/dev_%)
+GPU_BINS    = hip/build/train hip/build/prune hip/build/bench hip/build/check_step $(HIP_DEV:%=hip/build/dev_%)
 
 .PHONY: gpu check-gpu bench-gpu
 gpu: $(GPU_BINS)
 	@mkdir -p hip/build/lib
-	@for l in libcjson.so.1 libgomp.so.1; do cp -L "$$($(CC) -print-file-name=$$l)" hip/build/lib/ 2>/dev/null || \
-	  cp -L /usr/lib/x86_64-linux-gnu/$$l hip/build/lib/; done
+	@for l in $(GPU_LIBS); do cp -L "$$($(CC) -print-file-name=$$l)" hip/build/lib/ 2>/dev/null || \
+	  cp -L /usr/lib/x86_64-linux-gnu/$$l hip/build/lib/ 2>/dev/null || cp -L $(BLIS_LIB)/$$l hip/build/lib/; done
 hip/build/%.o: hip/%.hip $(HIP_HDR)
 	@mkdir -p hip/build
 	$(NVCC) $(NVCC_FLAGS) -x cu -c $< -o $@
 hip/build/dev_%: hip/dev/%.hip hip/dev/bench.h $(HIP_HDR) model.h util.h
 	@mkdir -p hip/build
 	$(NVCC) $(NVCC_FLAGS) -x cu $< -o $@ $(GPU_LDLIBS)
+# train (and prune) with --device gpu: the same programs, host side built as below, linked with the GPU path
+hip/build/train: train.c hip/build/gpu.o hip/build/blas.o model.h util.h plot.h data/mixture.h data/shard.h data/tokenizer.h hip/gpu.h
+	$(CC) $(GPU_CFLAGS) -DUSE_GPU -c train.c -o hip/build/train.c.o
+	$(NVCC) $(NVCC_ARCH) -o $@ hip/build/train.c.o hip/build/gpu.o hip/build/blas.o $(GPU_LDLIBS)
+hip/build/prune: prune.c hip/build/gpu.o hip/build/blas.o model.h util.h plot.h data/mixture.h data/shard.h hip/gpu.h
+	$(CC) $(GPU_CFLAGS) -DUSE_GPU -c prune.c -o hip/build/prune.c.o
+	$(NVCC) $(NVCC_ARCH) -o $@ hip/build/prune.c.o hip/build/gpu.o hip/build/blas.o $(GPU_LDLIBS)
 hip/build/bench: hip/bench.c hip/build/gpu.o hip/build/blas.o model.h util.h hip/gpu.h
 	$(CC) $(GPU_CFLAGS) -c hip/bench.c -o hip/build/bench.c.o
 	$(NVCC) $(NVCC_ARCH) -o $@ hip/build/bench.c.o hip/build/gpu.o hip/build/blas.o $(GPU_LDLIBS)

@@ -19,6 +19,9 @@
 #include "model.h"
 #include "data/mixture.h"
 #include "plot.h"
+#ifdef USE_GPU
+#include "hip/gpu.h"  // --device gpu (make gpu builds hip/build/prune)
+#endif
 
 // ================================================================================================
 // 1. Masks
@@ -246,7 +249,15 @@ typedef struct {
     float lam_m[2 * M_N], lam_v[2 * M_N]; // of the λ
     int step, steps, warmup, lag_warmup;  // steps done, total, lr warmup, target warmup
     double lr, mask_lr, lambda_lr, lr_floor, clip;
+    void *gpu;                            // --device gpu: the GpuRun holding the working weights and moments
 } Pruner;
+
+static int device_gpu;  // --device gpu (set once in main): steps and evaluations run there
+
+#ifdef USE_GPU
+// the hooks of m (masks or none) onto the GPU copy
+static void gpu_masks_from(GpuRun *g, const Model *m) { gpu_set_masks(g->g, m->zl, m->zh, m->zf, m->zd); }
+#endif
 
 typedef struct {
     double ce, lag, s[M_N], t[M_N], params, gnorm, lr_factor;
@@ -269,9 +280,22 @@ static double masked_ce_grad(Pruner *P, const int *tok, const int *tgt, int B, i
     Model *m = &P->m;
     Masks *M = &P->M;
     model_masks_changed(m);
-    model_zero_grad(m);
-    double ce = model_forward(m, tok, tgt, B, T, 1, NULL);
-    model_backward(m);
+    double ce;
+#ifdef USE_GPU
+    if (P->gpu) {  // the same on the GPU: masks up, mask gradients down
+        GpuRun *g = (GpuRun *)P->gpu;
+        gpu_masks_from(g, m);
+        gpu_zero_grad(g->g);
+        ce = gpu_forward(g->g, tok, tgt, 1);
+        gpu_backward(g->g);
+        gpu_get_mask_grads(g->g, m->dzl, m->dzh, m->dzf, m->dzd);
+    } else
+#endif
+    {
+        model_zero_grad(m);
+        ce = model_forward(m, tok, tgt, B, T, 1, NULL);
+        model_backward(m);
+    }
     heads_backward(&m->c, M);
     for (size_t i = 0; i < M->n; i++) M->dla[i] = M->dz[i] * M->dzdla[i];  // through the sample
     return ce;
@@ -290,16 +314,25 @@ static StepStats prune_step(Pruner *P, const int *tok, const int *tgt, int B, in
     st.lag = lagrangian(M, warm, 1, st.s, st.t);
     st.params = params_from_keep(&m->c, M, M->kp);
     // one global norm over weights, log_alphas and λ, as torch's clip_grad_norm_ over all parameter groups
-    double n2 = grad_norm2(m->gw, m->tab.total) + grad_norm2(M->dla, M->n) + grad_norm2(M->dlam, 2 * M_N);
+    double wn2 = 0;
+#ifdef USE_GPU
+    if (P->gpu) wn2 = gpu_grad_sumsq(((GpuRun *)P->gpu)->g);
+    else
+#endif
+        wn2 = grad_norm2(m->gw, m->tab.total);
+    double n2 = wn2 + grad_norm2(M->dla, M->n) + grad_norm2(M->dlam, 2 * M_N);
     st.gnorm = sqrt(n2);
     float coef = clip_coef(st.gnorm, P->clip);
     if (coef < 1.0f) {
-        for (size_t i = 0; i < m->tab.total; i++) m->gw[i] *= coef;
+        for (size_t i = 0; !P->gpu && i < m->tab.total; i++) m->gw[i] *= coef;  // the GPU scales in its AdamW
         for (size_t i = 0; i < M->n; i++) M->dla[i] *= coef;
         for (int i = 0; i < 2 * M_N; i++) M->dlam[i] *= coef;
     }
     st.lr_factor = lr_schedule(step, P->steps, P->warmup, 1.0, P->lr_floor);
-    for (int i = 0; i < m->tab.n; i++) {
+#ifdef USE_GPU
+    if (P->gpu) gpu_adamw(((GpuRun *)P->gpu)->g, (float)(P->lr * st.lr_factor), ADAM_B1, ADAM_B2, ADAM_EPS, 0.0f, step, coef);
+#endif
+    for (int i = 0; !P->gpu && i < m->tab.n; i++) {
         const PEntry *e = &m->tab.e[i];
         if (e->frozen) continue;
         adamw_update(m->w + e->offset, m->gw + e->offset, P->mom + e->offset, P->var + e->offset, e->rows * e->cols,
@@ -723,7 +756,15 @@ static void masks_write(const Masks *M, const float *score, const char *path, in
     stw_write(&w, path);
 }
 
-static void eval_all(Model *m, Mixture *mx, int batches, int B, int T, double *loss) {
+// per-domain validation loss of m (with its mask hooks) on the CPU, or of gpu's copy of it
+static void eval_all(Model *m, void *gpu, Mixture *mx, int batches, int B, int T, double *loss) {
+#ifdef USE_GPU
+    if (gpu) {
+        gpu_masks_from((GpuRun *)gpu, m);
+        for (int i = 0; i < mx->k; i++) loss[i] = mixture_eval_with(mx, gpu_eval_fn, gpu, i, B, T, batches);
+        return;
+    }
+#endif
     for (int i = 0; i < mx->k; i++) loss[i] = mixture_eval(mx, m, i, B, T, batches);
 }
 
@@ -748,7 +789,17 @@ static void finalize(const Model *m, const Masks *M, const float *score, const c
     fold_and_slice(m, M, out_dtype, out, &sv);
     if (mx && eval_batches > 0) {
         double *loss = (double *)mallocCheck(sizeof(double) * mx->k);
-        eval_all(out, mx, eval_batches, B, T, loss);
+        void *gpu = NULL;
+#ifdef USE_GPU
+        GpuRun g = {0};
+        const char *why = device_gpu ? gpu_unsupported(&out->c) : NULL;
+        if (why) printf("| the pruned model is evaluated on the CPU: %s\n", why);
+        else if (device_gpu) gpu_run_open(&g, out, B, T), gpu = &g;
+#endif
+        eval_all(out, gpu, mx, eval_batches, B, T, loss);
+#ifdef USE_GPU
+        gpu_run_close(&g);
+#endif
         print_losses("| pruned model val loss:", mx, loss);
         cJSON_AddItemToObject(extra, "val_loss_pruned", losses_json(mx, loss));
         free(loss);
@@ -1118,7 +1169,7 @@ typedef struct {
     int method;
     double keep;
     int steps, batch, seq, eval_every, eval_batches, dbl, dbl_clip0, full_every, ckpt_every, resume, stop_at;
-    int calib_batches, log_every, out_dtype;
+    int calib_batches, log_every, out_dtype, gpu;
     long seed;
     double lr, mask_lr, lambda_lr, warmup_frac, lr_floor, lag_warmup, clip;
 } Settings;
@@ -1219,6 +1270,7 @@ static Shape plan_keep(const Config *c, double frac) {
     double per_f = 3.0 * best.d * best.L;  // each FFN channel: 3·d per layer
     best.F = 1;
     long F = lround((want - shape_params(c, &best)) / per_f) + 1;
+    if (c->F % 2 == 0) F = 2 * lround(F / 2.0);  // an even FFN, like the source's (the GPU kernels pair channels)
     best.F = (int)(F < 1 ? 1 : F > c->F ? c->F : F);
     return best;
 }
@@ -1273,6 +1325,9 @@ static void usage(void) {
         "  --resume                       continue the run in --out from its last checkpoint\n"
         "  --dtype f32|bf16       string  dtype of the written model                                   f32\n"
         "  --log-every N          int     print a step line every N steps                             1\n"
+        "  --device cpu|gpu       string  sheared steps and every evaluation on the GPU (bf16 compute,   cpu\n"
+        "                                 fp32 master weights; the build of `make gpu`: hip/build/prune);\n"
+        "                                 one-shot scoring stays on the CPU; same files in and out\n"
         "Targets count non-embedding parameters like the published code; with a large vocabulary the embedding\n"
         "dominates small Gemmas, so the total is printed too.\n");
 }
@@ -1313,6 +1368,11 @@ static Settings parse_args(int argc, char **argv) {
         else if (!strcmp(a, "--stop-at")) s.stop_at = (int)arg_int(argc, argv, &i);
         else if (!strcmp(a, "--resume")) s.resume = 1;
         else if (!strcmp(a, "--log-every")) s.log_every = (int)arg_int(argc, argv, &i);
+        else if (!strcmp(a, "--device")) {
+            const char *d = arg_str(argc, argv, &i);
+            if (!strcmp(d, "gpu")) s.gpu = 1;
+            else if (strcmp(d, "cpu")) fail("--device %s: expected cpu or gpu", d);
+        }
         else if (!strcmp(a, "--dtype")) {
             const char *d = arg_str(argc, argv, &i);
             if (!strcmp(d, "f32")) s.out_dtype = ST_F32;
@@ -1336,6 +1396,10 @@ static Settings parse_args(int argc, char **argv) {
     if (!(s.warmup_frac >= 0 && s.warmup_frac <= 1) || !(s.lag_warmup >= 0 && s.lag_warmup <= 1) || !(s.lr_floor >= 0 && s.lr_floor <= 1))
         fail("--warmup-frac, --lagrangian-warmup and --lr-floor are fractions in [0, 1]");
     if (s.stop_at < 0 || s.stop_at > s.steps) fail("--stop-at %d: expected a step in [1, --steps %d]", s.stop_at, s.steps);
+#ifndef USE_GPU
+    if (s.gpu) fail("--device gpu: this binary was built without the GPU path; on a machine with nvcc and CUDA run `make gpu` "
+                    "and use hip/build/prune --device gpu");
+#endif
     return s;
 }
 
@@ -1370,11 +1434,19 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
     cJSON *run = run_identity(s, tgt);
     int B = s->batch, T = s->seq, do_eval = s->eval_batches > 0;
     if (s->resume) checkpoint_load(&P, &mx, ref, run, s->out);
-    else if (do_eval) {  // reference losses for dynamic batch loading: the source model's own
+#ifdef USE_GPU
+    GpuRun gpu = {0};
+    if (device_gpu) {
+        gpu_run_open(&gpu, &P.m, B, T);
+        if (P.step > 0) gpu_adam_moments(gpu.g, P.mom, P.var, 1);  // resuming: the moments too
+        P.gpu = &gpu;
+    }
+#endif
+    if (!s->resume && do_eval) {  // reference losses for dynamic batch loading: the source model's own
         masks_detach(&P.m);
         printf("| measuring the reference losses: the source model on %d validation batches per domain...\n", s->eval_batches);
         fflush(stdout);
-        eval_all(&P.m, &mx, s->eval_batches, B, T, ref);
+        eval_all(&P.m, P.gpu, &mx, s->eval_batches, B, T, ref);
         print_losses("| reference (source) val loss:", &mx, ref);
         masks_attach(&P.m, &P.M);
     }
@@ -1392,16 +1464,20 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
             double emb = (double)P.m.c.V * row_sum(&P.M, P.M.kp, M_HIDDEN, 0);  // expected embedding size
             printf("step %d/%d | loss %.4f | lag %+.4f | sparsity", P.step, P.steps, st.ce, st.lag);
             for (int m = 0; m < M_N; m++) printf(" %s %.3f/%.3f", mask_name[m], st.s[m], st.t[m]);
-            printf(" | params %s/%s (total %s/%s) | lr %.2e | gnorm %.3f | %.0f tok/s | eta %s\n", fmt_count(st.params, pe),
+            printf(" | params %s/%s (total %s/%s) | lr %.2e | gnorm %.3f | %.0f tok/s | eta %s", fmt_count(st.params, pe),
                    fmt_count(target_params, pt), fmt_count(st.params + emb, te),
                    fmt_count(target_params + (double)P.m.c.V * tgt->d, tt), P.lr * st.lr_factor, st.gnorm, B * T / dt,
                    fmt_duration((now_sec() - t_start) / tok_done * (double)B * T * (P.steps - P.step), eta));
+#ifdef USE_GPU
+            if (P.gpu) printf(" | gpu %.2f GiB", gpu_used_gib());
+#endif
+            printf("\n");
             fflush(stdout);
         }
         if (do_eval && P.step % s->eval_every == 0) {  // on the current model (expected-count masks), then DBL
             expected_masks(&P.m.c, &P.M);
             model_masks_changed(&P.m);
-            eval_all(&P.m, &mx, s->eval_batches, B, T, loss);
+            eval_all(&P.m, P.gpu, &mx, s->eval_batches, B, T, loss);
             printf("eval step %d |", P.step);
             print_losses(" val loss", &mx, loss);
             if (s->dbl) {
@@ -1411,13 +1487,20 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
                 printf("\n");
             }
         }
-        if (P.step % s->ckpt_every == 0 || P.step == P.steps || P.step == s->stop_at)
+        if (P.step % s->ckpt_every == 0 || P.step == P.steps || P.step == s->stop_at) {
+#ifdef USE_GPU
+            if (P.gpu) gpu_download(gpu.g, P.m.w), gpu_adam_moments(gpu.g, P.mom, P.var, 0);  // host copy up to date
+#endif
             checkpoint_save(&P, &mx, ref, run, s->out);
+        }
         if (P.step == s->stop_at && P.step < P.steps) {
             printf("stopped at step %d (--stop-at); continue with --resume\n", P.step);
             exit(0);
         }
     }
+#ifdef USE_GPU
+    if (P.gpu) gpu_download(gpu.g, P.m.w), gpu_run_close(&gpu), P.gpu = NULL;  // the device is free for the pruned model
+#endif
     // final masks: exactly the target shape at the soft values, layers under the constraint
     float *soft = (float *)mallocCheck(sizeof(float) * P.M.n);
     masks_project(&P.M);
@@ -1477,7 +1560,7 @@ static void run_baseline(const Settings *s, Model *m, const Shape *tgt, int full
     double *ref = NULL;
     if (have_data && s->eval_batches > 0) {
         ref = (double *)mallocCheck(sizeof(double) * mx.k);
-        eval_all(m, &mx, s->eval_batches, s->batch, s->seq, ref);
+        eval_all(m, NULL, &mx, s->eval_batches, s->batch, s->seq, ref);  // one-shot methods: on the CPU
         print_losses("| source model val loss:", &mx, ref);
         cJSON_AddItemToObject(extra, "val_loss_source", losses_json(&mx, ref));
     }
@@ -1493,6 +1576,7 @@ static void run_baseline(const Settings *s, Model *m, const Shape *tgt, int full
 #ifndef PRUNE_NO_MAIN
 int main(int argc, char **argv) {
     Settings s = parse_args(argc, argv);
+    device_gpu = s.gpu;
     double t0 = now_sec();
     if (!strcmp(s.model, s.out)) fail("--out %s is the source model directory; write the pruned model elsewhere", s.out);
     char *cfg_out = path_join(s.out, "config.json"), *state = path_join(s.out, "prune_state.json");

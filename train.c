@@ -20,6 +20,9 @@
 #include "data/mixture.h"
 #include "data/tokenizer.h"
 #include "plot.h"
+#ifdef USE_GPU
+#include "hip/gpu.h"  // --device gpu (make gpu builds hip/build/train)
+#endif
 #include <dirent.h>
 #include <limits.h>
 #include <stddef.h>
@@ -44,6 +47,8 @@ typedef struct {
     double alpha, temperature;
     const char *generate, *tokenizer;                                             // generation
     int tokens, top_k;
+    const char *device;                                                           // cpu | gpu
+    int stop_at;
 } Opts;
 
 enum { A_STR, A_INT, A_FLOAT, A_BOOL };
@@ -106,6 +111,9 @@ static const Flag flags[] = {
     {"tokens", A_INT, OPT(tokens), "200", 0, "tokens to generate"},
     {"top-k", A_INT, OPT(top_k), "0", 0, "sample among the k most likely tokens; 0: all"},
     {"tokenizer", A_STR, OPT(tokenizer), "", 0, "bytes | PATH/tokenizer.json; default: the model's tokenizer.json, else bytes"},
+    {"stop-at", A_INT, OPT(stop_at), "0", 0, "checkpoint at this step and exit (continue with --resume, on either device); 0: off"},
+    {"device", A_STR, OPT(device), "cpu", 0, "cpu | gpu: steps, evaluation and AdamW on the GPU (bf16 compute, fp32 master "
+                                             "weights; the build of `make gpu`: hip/build/train); same files in and out"},
 };
 #define NFLAGS ((int)(sizeof flags / sizeof flags[0]))
 
@@ -254,10 +262,21 @@ static void opts_check(const Opts *o) {
         fail("--mix dynamic needs reference losses: --ref-loss FILE.json or --ref-model DIR");
     if (*o->ref_loss && *o->ref_model) fail("give --ref-loss or --ref-model, not both");
     if (!(o->dbl_c >= 0 && o->dbl_c < 1)) fail("--dbl-c must be in [0, 1) (got %g)", o->dbl_c);
+    if (o->stop_at < 0 || o->stop_at > o->steps) fail("--stop-at %d: expected a step in [1, --steps %d] (0: off)", o->stop_at, o->steps);
     if (o->eval_every < 0 || o->save_every < 0 || o->eval_batches < 1)
         fail("--eval-every and --save-every must be >= 0, --eval-batches >= 1");
     if (*o->teacher && (o->alpha < 0 || o->alpha > 1 || !(o->temperature > 0)))
         fail("distillation needs 0 <= --alpha <= 1 and --temperature > 0 (got %g, %g)", o->alpha, o->temperature);
+    static const char *devices[] = {"cpu", "gpu"};
+    if (name_index(o->device, devices, 2, "device")) {
+#ifndef USE_GPU
+        fail("--device gpu: this binary was built without the GPU path; on a machine with nvcc and CUDA run `make gpu` "
+             "and use hip/build/train --device gpu");
+#endif
+        if (strcmp(o->optimizer, "adamw"))
+            fail("--device gpu trains with AdamW only (got --optimizer %s); use --device cpu for adamw8 and muon", o->optimizer);
+        if (*o->teacher) fail("--device gpu does not distill (--teacher); use --device cpu for distillation");
+    }
 }
 
 // ================================================================================================
@@ -302,8 +321,8 @@ static void weights_from_file(Mixture *mx, const char *path) {
 }
 
 // per-domain validation loss of a model: mean next-token CE over eval_batches batches of B windows
-static void eval_domains(const Mixture *mx, Model *m, int B, int T, int batches, double *loss) {
-    for (int d = 0; d < mx->k; d++) loss[d] = mixture_eval(mx, m, d, B, T, batches);
+static void eval_domains(const Mixture *mx, EvalFn fwd, void *ctx, int B, int T, int batches, double *loss) {
+    for (int d = 0; d < mx->k; d++) loss[d] = mixture_eval_with(mx, fwd, ctx, d, B, T, batches);
 }
 
 // reference losses for dynamic batch loading: a file, or a model evaluated on every domain (then
@@ -323,7 +342,15 @@ static double *reference_losses(const Opts *o, const Mixture *mx, int V) {
                           "model with the same tokenizer", o->ref_model, rm.c.V, V);
     printf("| reference losses: evaluating %s on every domain ...\n", o->ref_model);
     fflush(stdout);
-    eval_domains(mx, &rm, o->batch, o->seq, o->eval_batches, ref);
+#ifdef USE_GPU
+    if (!strcmp(o->device, "gpu")) {
+        GpuRun g = {0};
+        gpu_run_open(&g, &rm, o->batch, o->seq);
+        eval_domains(mx, gpu_eval_fn, &g, o->batch, o->seq, o->eval_batches, ref);
+        gpu_run_close(&g);
+    } else
+#endif
+        eval_domains(mx, model_eval_fn, &rm, o->batch, o->seq, o->eval_batches, ref);
     model_free(&rm);
     return ref;
 }
@@ -806,6 +833,10 @@ typedef struct {
     int save_dtype;       // ST_F32 or ST_BF16
     History h;
     double elapsed_before;  // seconds spent by earlier invocations of this run
+    int on_gpu;             // --device gpu: the working copy of weights and moments lives in gpu
+#ifdef USE_GPU
+    GpuRun gpu;
+#endif
 } Run;
 
 static void grow(void **p, int *cap, int need, size_t elem) {
@@ -850,6 +881,25 @@ static StepStats train_step(Run *r) {
     Model *m = &r->m;
     int B = o->batch, T = o->seq;
     StepStats st = {0};
+#ifdef USE_GPU
+    if (r->on_gpu) {  // the same step on the GPU: batches drawn here, gradients, norm and AdamW there
+        GpuModel *g = r->gpu.g;
+        gpu_zero_grad(g);
+        for (int a = 0; a < o->grad_accum; a++) {
+            mixture_batch(&r->mx, B, T, r->tok, r->tgt, NULL);
+            st.loss += gpu_forward(g, r->tok, r->tgt, 1);
+            gpu_backward(g);
+        }
+        st.loss /= o->grad_accum;
+        st.gnorm = sqrt(gpu_grad_sumsq(g)) / o->grad_accum;
+        st.lr = lr_schedule(r->step + 1, o->steps, o->warmup, o->lr, o->min_lr_frac);
+        r->opt.t++;
+        gpu_adamw(g, (float)st.lr, r->opt.b1, r->opt.b2, r->opt.eps, (float)o->weight_decay, r->opt.t,
+                  clip_coef(st.gnorm, o->grad_clip) / (float)o->grad_accum);
+        r->step++;
+        return st;
+    }
+#endif
     model_alloc_grads(m);
     model_zero_grad(m);
     for (int a = 0; a < o->grad_accum; a++) {
@@ -884,7 +934,11 @@ static StepStats train_step(Run *r) {
 static void evaluate(Run *r, int update) {
     int k = r->mx.k;
     double *loss = (double *)mallocCheck(sizeof(double) * (size_t)k), mean = 0;
-    eval_domains(&r->mx, &r->m, r->o.batch, r->o.seq, r->o.eval_batches, loss);
+#ifdef USE_GPU
+    if (r->on_gpu) eval_domains(&r->mx, gpu_eval_fn, &r->gpu, r->o.batch, r->o.seq, r->o.eval_batches, loss);
+    else
+#endif
+        eval_domains(&r->mx, model_eval_fn, &r->m, r->o.batch, r->o.seq, r->o.eval_batches, loss);
     printf("eval step %d |", r->step);
     for (int d = 0; d < k; d++) {
         printf(" %s %.4f (ppl %.2f) |", r->mx.ds.name[d], loss[d], exp(loss[d]));
@@ -1189,6 +1243,12 @@ static void checkpoint_save(Run *r, double elapsed) {
     char *ck = path_join(r->o.out, "checkpoint"), *tmp = path_join(r->o.out, "checkpoint.tmp");
     char *old = path_join(r->o.out, "checkpoint.old");
     double t0 = now_sec();
+#ifdef USE_GPU
+    if (r->on_gpu) {  // the host copy of the weights and AdamW moments is brought up to date
+        gpu_download(r->gpu.g, r->m.w);
+        gpu_adam_moments(r->gpu.g, r->opt.m, r->opt.v, 0);
+    }
+#endif
     if (dir_exists(tmp)) remove_dir(tmp);  // left by a crash
     make_dirs(tmp);
     model_save(&r->m, tmp, r->save_dtype);
@@ -1497,6 +1557,14 @@ int main(int argc, char **argv) {
         r.slog = (float *)mallocCheck(sizeof(float) * N * r.m.c.V);
         r.tlog = (float *)mallocCheck(sizeof(float) * N * r.m.c.V);
     }
+#ifdef USE_GPU
+    if (!strcmp(r.o.device, "gpu")) {
+        if (r.opt.nv != r.opt.total) fail("internal: AdamW state is not laid out over the whole table");
+        gpu_run_open(&r.gpu, &r.m, r.o.batch, r.o.seq);
+        if (r.opt.t > 0) gpu_adam_moments(r.gpu.g, r.opt.m, r.opt.v, 1);  // resuming: the moments too
+        r.on_gpu = 1;
+    }
+#endif
     if (!r.o.resume && r.o.eval_every > 0) evaluate(&r, 0);
 
     double t0 = now_sec();
@@ -1512,20 +1580,31 @@ int main(int argc, char **argv) {
                st.loss, st.lr, st.gnorm, toks, fmt_duration(r.elapsed_before + now - t_start, e1),
                fmt_duration(el / (r.step - first) * (r.o.steps - r.step), e2));
         if (r.has_teacher) printf(" | ce %.4f | kl %.4f", st.ce, st.kl);
+#ifdef USE_GPU
+        if (r.on_gpu) printf(" | gpu %.2f GiB", gpu_used_gib());
+#endif
         printf("\n");
         fflush(stdout);
         if (!isfinite(st.loss)) fail("step %d: the loss is %g; lower --lr or raise --warmup (nothing saved)", r.step, st.loss);
         int last = r.step == r.o.steps, at_eval = r.o.eval_every > 0 && r.step % r.o.eval_every == 0;
-        int at_save = (r.o.save_every > 0 && r.step % r.o.save_every == 0) || last;
+        int stop = r.o.stop_at > 0 && r.step == r.o.stop_at && !last;
+        int at_save = (r.o.save_every > 0 && r.step % r.o.save_every == 0) || last || stop;
         if (at_eval || last) evaluate(&r, at_eval);  // the weights move at eval intervals only
         if (at_save) checkpoint_save(&r, now_sec() - t_start);
         if (at_eval || at_save) write_logs(&r, at_eval || last);
+        if (stop) {
+            printf("stopped at step %d (--stop-at); continue with --resume\n", r.step);
+            break;
+        }
     }
     char e1[32];
     printf("done: %d steps, final loss %.4f, %s this run; checkpoint %s/checkpoint\n", r.step, r.h.loss[r.h.n - 1],
            fmt_duration(now_sec() - t_start, e1), r.o.out);
     if (state) cJSON_Delete(state);
     free(ck), free(state_path);
+#ifdef USE_GPU
+    gpu_run_close(&r.gpu);
+#endif
     optimizer_free(&r.opt);
     mixture_close(&r.mx);
     model_free(&r.m);

@@ -68,9 +68,16 @@ static void mixture_batch(Mixture *mx, int B, int T, int *tok, int *tgt, int *do
     }
 }
 
+// A forward pass that returns the mean next-token loss over the targets >= 0 of rows x T windows:
+// model.h's on the CPU (model_eval_fn), or the GPU's (hip/gpu.h gpu_eval_fn)
+typedef float (*EvalFn)(void *ctx, const int *tok, const int *tgt, int rows, int T);
+static float model_eval_fn(void *m, const int *tok, const int *tgt, int rows, int T) {
+    return model_forward((Model *)m, tok, tgt, rows, T, 0, NULL);
+}
+
 // mean next-token loss of domain d's validation shard over up to `batches` batches of B windows of
-// T+1 tokens, taken in order from the start (the same windows every time)
-static double mixture_eval(const Mixture *mx, Model *m, int d, int B, int T, int batches) {
+// T+1 tokens, taken in order from the start (the same windows every time), with any forward pass
+static double mixture_eval_with(const Mixture *mx, EvalFn fwd, void *ctx, int d, int B, int T, int batches) {
     const Shard *s = &mx->ds.val[d];
     uint64_t nwin = s->n > (uint64_t)T ? (s->n - 1) / (uint64_t)T : 0;
     if (nwin == 0) fail("%s: too short for one validation window of %d tokens", s->path, T + 1);
@@ -82,13 +89,18 @@ static double mixture_eval(const Mixture *mx, Model *m, int d, int B, int T, int
         int rows = 0;
         for (; rows < B && w < nwin; rows++, w++)
             window_fill(mx, s, w * (uint64_t)T, T, tok + (size_t)rows * T, tgt + (size_t)rows * T);
-        float loss = model_forward(m, tok, tgt, rows, T, 0, NULL);
-        sum += (double)loss * m->n_valid;
-        count += m->n_valid;
+        long valid = 0;
+        for (size_t n = 0; n < (size_t)rows * T; n++) valid += tgt[n] >= 0;
+        float loss = fwd(ctx, tok, tgt, rows, T);
+        sum += (double)loss * valid;
+        count += valid;
     }
     free(tok);
     free(tgt);
     return sum / (double)count;
+}
+static double mixture_eval(const Mixture *mx, Model *m, int d, int B, int T, int batches) {
+    return mixture_eval_with(mx, model_eval_fn, m, d, B, T, batches);
 }
 
 // Dynamic batch loading (Sheared-LLaMA): delta_i = loss_i - ref_i (clip0: max(delta, 0), the paper's

@@ -61,6 +61,7 @@ void gpu_backward(GpuModel *g);                    // gradients ACCUMULATE (as i
 double gpu_grad_sumsq(GpuModel *g);                // Σ g² over all weight gradients (frozen ones stay 0)
 // AdamW (model.h adamw_update) on every non-frozen tensor; wd only where bit 0 is set; g scaled by gscale first
 void gpu_adamw(GpuModel *g, float lr, float b1, float b2, float eps, float wd, int step, float gscale);
+void gpu_adam_moments(GpuModel *g, float *m, float *v, int upload);  // [total] each, host <-> device
 // Masks (host arrays; NULL turns that hook off): zl [L], zh [L*H], zf [L*F], zd [d]
 void gpu_set_masks(GpuModel *g, const float *zl, const float *zh, const float *zf, const float *zd);
 void gpu_get_mask_grads(GpuModel *g, float *dzl, float *dzh, float *dzf, float *dzd);  // NULL: skip
@@ -79,6 +80,14 @@ void gpu_profile_print(GpuModel *g);               // with GS_PROFILE=1: time pe
 // From model.h's Model / Config (only when model.h was included first: it defines MAX_LAYERS)
 // ------------------------------------------------------------------------------------------------
 #if defined(MAX_LAYERS) && !defined(__cplusplus)
+// NULL when the GPU kernels take this shape, else why not (gpu_create stops on the same conditions)
+static const char *gpu_unsupported(const Config *c) {
+    if (c->F % 2) return "the GPU path needs an even intermediate_size";
+    for (int l = 0; l < c->L; l++)
+        if (layer_D(c, l) > 512) return "head_dim is larger than the GPU kernels support (512)";
+    return NULL;
+}
+
 static GpuSpec *gpu_spec_from_config(const Config *c, const ParamTable *tab, float embed_scale) {
     if (c->L > GPU_MAX_LAYERS) fail("the GPU path supports at most %d layers (the model has %d)", GPU_MAX_LAYERS, c->L);
     GpuSpec *s = (GpuSpec *)callocCheck(sizeof(GpuSpec));
@@ -132,5 +141,51 @@ static GpuSpec *gpu_spec_from_model(const Model *m) { return gpu_spec_from_confi
 static void gpu_spec_free(GpuSpec *s) {
     if (!s) return;
     free(s->inv_freq), free(s->tensor_off), free(s->tensor_flag), free(s);
+}
+
+// --- train.c / prune.c `--device gpu`: one model on the GPU, driven with model.h's host arrays -------------
+// The host keeps its Model (config, table, fp32 weights for checkpoints); the GPU holds the working copy.
+typedef struct {
+    GpuModel *g;
+    GpuSpec *s;
+    int B, T;
+    int *tok, *tgt;  // [B*T] padding for forward passes of fewer than B rows
+} GpuRun;
+
+static void gpu_run_open(GpuRun *r, const Model *m, int B, int T) {
+    size_t used0, used, total;
+    gpu_memory(&used0, &total);
+    r->s = gpu_spec_from_model(m);
+    r->g = gpu_create(r->s, B, T);
+    r->B = B, r->T = T;
+    r->tok = (int *)mallocCheck(sizeof(int) * (size_t)B * T);
+    r->tgt = (int *)mallocCheck(sizeof(int) * (size_t)B * T);
+    gpu_upload(r->g, m->w);
+    gpu_memory(&used, &total);
+    printf("| device: %s, %.2f GiB allocated for the model and one %d x %d batch (%.2f of %.2f GiB in use)\n",
+           gpu_device_name(), gpu_bytes(r->g) / 1073741824.0, B, T, used / 1073741824.0, total / 1073741824.0);
+}
+
+static void gpu_run_close(GpuRun *r) {
+    if (!r->g) return;
+    gpu_free(r->g), gpu_spec_free(r->s), free(r->tok), free(r->tgt);
+    memset(r, 0, sizeof *r);
+}
+
+// data/mixture.h's EvalFn on the GPU: rows <= B windows of T tokens, the rest padded with ignored targets
+static float gpu_eval_fn(void *ctx, const int *tok, const int *tgt, int rows, int T) {
+    GpuRun *r = (GpuRun *)ctx;
+    if (T != r->T || rows > r->B) fail("GPU forward pass: %d x %d windows for a model set up for %d x %d", rows, T, r->B, r->T);
+    if (rows == r->B) return gpu_forward(r->g, tok, tgt, 0);
+    size_t n = (size_t)rows * T, all = (size_t)r->B * T;
+    memcpy(r->tok, tok, sizeof(int) * n), memcpy(r->tgt, tgt, sizeof(int) * n);
+    for (size_t i = n; i < all; i++) r->tok[i] = 0, r->tgt[i] = -1;
+    return gpu_forward(r->g, r->tok, r->tgt, 0);
+}
+
+static double gpu_used_gib(void) {
+    size_t used, total;
+    gpu_memory(&used, &total);
+    return used / 1073741824.0;
 }
 #endif

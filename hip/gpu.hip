@@ -606,6 +606,27 @@ void gpu_adamw(GpuModel *g, float lr, float b1, float b2, float eps, float wd, i
     prof(g, P_OPT);
 }
 
+// AdamW moments to (upload = 1) or from the host, [total] each in the table layout, for checkpoints
+// that resume on either device; before the first update the device has none (zeros on the host)
+void gpu_adam_moments(GpuModel *g, float *m, float *v, int upload) {
+    size_t n = g->s.total;
+    if (upload && !g->m) {
+        g->m = GALLOC(g, float, n);
+        g->v = GALLOC(g, float, n);
+    }
+    if (!g->m) {
+        memset(m, 0, sizeof(float) * n), memset(v, 0, sizeof(float) * n);
+        return;
+    }
+    if (upload) {
+        hipCheck(hipMemcpy(g->m, m, sizeof(float) * n, hipMemcpyHostToDevice));
+        hipCheck(hipMemcpy(g->v, v, sizeof(float) * n, hipMemcpyHostToDevice));
+    } else {
+        hipCheck(hipMemcpy(m, g->m, sizeof(float) * n, hipMemcpyDeviceToHost));
+        hipCheck(hipMemcpy(v, g->v, sizeof(float) * n, hipMemcpyDeviceToHost));
+    }
+}
+
 // =================================================================================================
 // Masks (pruning)
 // =================================================================================================

@@ -6,6 +6,7 @@
 #      Debian has no hipBLAS, so hip/blas.hip builds its stub there (the kernels are all real)
 #   3. vendor names appear only in hip/common.h and the BLAS translation unit hip/blas.hip
 #   4. the binaries print --help, refuse a bad flag with one line, and fail cleanly without a GPU
+#   5. train/prune --device gpu: refused by the CPU builds, taken by the GPU builds (hip/build/{train,prune})
 cd "$(dirname "$0")/.."
 failed=0
 bad() { echo "FAIL: $*"; failed=1; }
@@ -65,6 +66,36 @@ if [ -x hip/build/bench ]; then
     else bad "bench without a GPU should stop with an error line (rc $rc)"; fi
   fi
 fi
+
+# --- 5. --device gpu of train and prune --------------------------------------------------------------
+# the CPU builds refuse it in one line; the GPU builds (hip/build/{train,prune}) take it, refuse what the GPU
+# path does not do, and without a GPU stop with an error line before writing anything
+one_line_error() {  # WHAT EXPECT COMMAND...: exit code != 0, exactly one stderr line, containing EXPECT
+  what=$1 expect=$2; shift 2
+  err=$("$@" 2>&1 >/dev/null); rc=$?
+  if [ $rc -ne 0 ] && [ "$(echo "$err" | wc -l)" -eq 1 ] && echo "$err" | grep -q -- "$expect"; then echo "ok   $what: $err"
+  else bad "$what: expected one error line with '$expect' (rc $rc): $err"; fi
+}
+D=/tmp/test_hip_dev.$$
+rm -rf $D
+for p in train prune; do [ -x ./$p ] || make -s $p > /dev/null 2>&1; done
+one_line_error "./train --device gpu (CPU build)" "make gpu" ./train --config data/teacher.json --init random --out $D/t --device gpu
+one_line_error "./prune --device gpu (CPU build)" "make gpu" ./prune --model test/fixtures/g3_gqa --out $D/p --keep 0.5 --device gpu
+one_line_error "./train --device tpu" "device" ./train --config data/teacher.json --init random --out $D/t --device tpu
+if [ -x hip/build/train ] && [ -x hip/build/prune ]; then
+  one_line_error "hip/build/train --device gpu --optimizer muon" "AdamW only" hip/build/train --config data/teacher.json \
+    --init random --out $D/t --device gpu --optimizer muon
+  if hip/build/train --help | grep -q -- "--device" && hip/build/prune --help | grep -q -- "--device"; then
+    echo "ok   hip/build/train and hip/build/prune --help show --device"; else bad "--help of the GPU builds lacks --device"; fi
+  if ! nvidia-smi > /dev/null 2>&1 && [ -d data/shards ]; then
+    out=$(hip/build/train --config data/teacher.json --init random --data data/shards --out $D/t --steps 2 --batch 2 --seq 32 \
+          --device gpu 2>&1); rc=$?
+    if [ $rc -ne 0 ] && echo "$out" | grep -q "^error:" && [ ! -d $D/t/checkpoint ]; then
+      echo "ok   hip/build/train --device gpu without a GPU: $(echo "$out" | grep '^error:')"
+    else bad "hip/build/train --device gpu without a GPU should stop with an error line and no checkpoint (rc $rc)"; fi
+  fi
+fi
+rm -rf $D
 
 [ $failed -eq 0 ] && echo "test_hip: all passed" || echo "test_hip: FAILED"
 exit $failed

@@ -1,0 +1,149 @@
+#!/bin/sh
+# hip/dev/check_train.sh — `--device gpu` of ./train and ./prune on the GPU machine, against the same
+# binaries on the CPU (the host side of `make gpu`'s build is model.h in plain C, the reference).
+# Needs data/shards (byte vocabulary) in the working tree and hip/build from `make gpu`; to $OUT go two
+# files: check_train.log (every command's output) and summary.txt (the checks and the speed table).
+#   1. the teacher config from scratch, 60 steps, GPU vs CPU: loss per step and validation per domain
+#   2. stop at step 30 on the GPU, resume on the CPU and on the GPU: the same checkpoint on both devices
+#   3. sheared pruning of the GPU-trained model, GPU vs CPU, and the pruned model it writes
+#   4. speed through the programs: the Gemma-3-270M shape (16k tokens per step) with ./train and ./prune
+#      --device gpu, next to hip/build/bench on the same shape
+# Tolerances (bf16 compute on the GPU against fp32 on the CPU; hip/dev/RESULTS.md §1 gives one step at
+# loss 3e-4 relative): step 1 (same weights, same batch) 2e-3 relative; after that the runs diverge as bf16
+# rounding compounds through the updates, so the curves are compared by their mean |difference| over the
+# run (0.02 nats) and the final validation loss per domain (0.03 nats).
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/gs_out}
+W=${W:-/tmp/gs_check_train}
+mkdir -p "$OUT"
+rm -rf "$W" && mkdir -p "$W"
+for d in /usr/local/cuda/lib64 /usr/local/cuda/lib $(python3 -c 'import nvidia, os; print(os.path.dirname(nvidia.__file__) + "/cu13/lib")' 2>/dev/null); do
+  [ -d "$d" ] && LD_LIBRARY_PATH="$d:$LD_LIBRARY_PATH"
+done
+export LD_LIBRARY_PATH OMP_NUM_THREADS=${OMP_NUM_THREADS:-16}
+TR=hip/build/train PR=hip/build/prune
+[ -x $TR ] && [ -x $PR ] || { echo "error: $TR / $PR missing; run make gpu first"; exit 1; }
+[ -d data/shards ] || { echo "error: data/shards missing; carry the shards made by make data"; exit 1; }
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+LOG="$OUT/check_train.log"
+: > "$LOG"
+# run LOGFILE COMMAND...: the command's output to LOGFILE and to the combined log
+run() { f=$1; shift; echo "+ $*" >> "$LOG"; "$@" > "$f" 2>&1; rc=$?; cat "$f" >> "$LOG"
+        [ $rc = 0 ] || echo "FAILED (rc $rc): $*" | tee -a "$LOG"; return $rc; }
+steps() { grep -E '^step [0-9]+/' "$1" | sed -E 's/^step ([0-9]+)\/[0-9]+ \| loss ([0-9.]+).*/\1 \2/'; }
+evals() { grep -E '^eval step' "$1" | tail -1 | tr '|' '\n' | awk 'NF >= 2 && $2 ~ /^[0-9.]+$/ {print $1, $2}'; }
+
+T="--config data/teacher.json --init random --data data/shards --steps 60 --batch 8 --seq 256 --lr 2e-3 --eval-every 30 --eval-batches 4 --seed 1"
+# 1. GPU vs CPU from scratch (the GPU run stops at 30 and resumes: section 2 uses its checkpoint)
+run "$W/gpu_a.log" $TR $T --out "$W/gpu" --device gpu --stop-at 30
+cp -r "$W/gpu" "$W/gpu_to_cpu"
+run "$W/gpu_b.log" $TR --out "$W/gpu" --resume --device gpu
+run "$W/gpu2.log" $TR $T --out "$W/gpu2" --device gpu   # the GPU again: its own run-to-run spread (atomics)
+run "$W/cpu.log" $TR $T --out "$W/cpu" --device cpu
+cat "$W/gpu_a.log" "$W/gpu_b.log" > "$W/gpu.log"
+# 2. the GPU's step-30 checkpoint resumed on the CPU
+run "$W/gpu_to_cpu.log" $TR --out "$W/gpu_to_cpu" --resume --device cpu
+# ... and a CPU checkpoint resumed on the GPU
+run "$W/scratch.log" $TR $T --out "$W/cpu_to_gpu" --device cpu --stop-at 30
+run "$W/cpu_to_gpu.log" $TR --out "$W/cpu_to_gpu" --resume --device gpu
+steps "$W/gpu.log" > "$W/gpu.steps"; steps "$W/cpu.log" > "$W/cpu.steps"; steps "$W/gpu2.log" > "$W/gpu2.steps"
+steps "$W/gpu_to_cpu.log" > "$W/g2c.steps"; steps "$W/cpu_to_gpu.log" > "$W/c2g.steps"
+evals "$W/gpu_b.log" > "$W/gpu.eval"; evals "$W/cpu.log" > "$W/cpu.eval"; evals "$W/gpu2.log" > "$W/gpu2.eval"
+
+# 3. pruning the GPU-trained teacher, on both devices
+P="--model $W/gpu/checkpoint --data data/shards --method sheared --keep 0.5 --steps 40 --batch 8 --seq 256 --lr 1e-3 --eval-every 20 --eval-batches 2 --seed 1 --log-every 1"
+run "$W/prune_gpu.log" $PR $P --out "$W/prune_gpu" --device gpu
+run "$W/prune_cpu.log" $PR $P --out "$W/prune_cpu" --device cpu
+psteps() { grep -E '^step [0-9]+/' "$1" | sed -E 's/^step ([0-9]+)\/[0-9]+ \| loss ([0-9.]+).*/\1 \2/'; }
+psteps "$W/prune_gpu.log" > "$W/pg.steps"; psteps "$W/prune_cpu.log" > "$W/pc.steps"
+
+# 4. speed on the 270M shape through the programs
+cat > "$W/270m.json" <<'EOF'
+{"model_type": "gemma3_text", "vocab_size": 262144, "hidden_size": 640, "intermediate_size": 2048,
+ "num_hidden_layers": 18, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256,
+ "query_pre_attn_scalar": 256, "sliding_window": 512, "max_position_embeddings": 32768,
+ "layer_types": ["sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention", "full_attention",
+                 "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention", "full_attention",
+                 "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention", "full_attention"],
+ "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
+                     "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}},
+ "final_logit_softcapping": null, "tie_word_embeddings": true}
+EOF
+# random tokens of the Gemma vocabulary (the shards of `make data` are byte-level): speed only
+python3 - "$W/shards270" <<'SHARDS'
+import os, struct, sys, random
+for dom, n in (("random", 4 << 20), ):
+    for split, m in (("train", n), ("val", 1 << 16)):
+        d = os.path.join(sys.argv[1], dom); os.makedirs(d, exist_ok=True)
+        rng = random.Random(1)
+        hdr = b"GSHD" + struct.pack("<IIIQQ", 1, 262144, 4, m, 1) + bytes(32)
+        with open(os.path.join(d, split + ".bin"), "wb") as f:
+            f.write(hdr); f.write(struct.pack("<%dI" % m, *(rng.randrange(262144) for _ in range(m))))
+SHARDS
+run "$W/t270.log" $TR --config "$W/270m.json" --init random --data "$W/shards270" --out "$W/t270" --steps 12 --batch 8 --seq 2048 --eval-every 0 --eval-batches 1 --device gpu --dtype bf16
+run "$W/p270.log" $PR --model "$W/t270/checkpoint" --data "$W/shards270" --out "$W/p270" --method sheared --keep 0.5 --steps 12 --batch 8 --seq 2048 --eval-every 100 --eval-batches 0 --device gpu --dtype bf16
+run "$W/bench.log" timeout 200 hip/build/bench --model 270m
+
+# summary
+python3 - "$W" <<'EOF' | tee "$OUT/summary.txt"
+import sys, os, re
+W = sys.argv[1]
+def rd(p):
+    try: return [tuple(float(x) for x in l.split()[:2]) for l in open(os.path.join(W, p)) if l.strip()]
+    except OSError: return []
+def rde(p):
+    try: return {l.split()[0]: float(l.split()[1]) for l in open(os.path.join(W, p)) if l.strip()}
+    except OSError: return {}
+ok = True
+def check(name, val, tol, fmt="%.2e"):
+    global ok
+    good = val is not None and val <= tol
+    ok &= good
+    print(f"{'ok  ' if good else 'FAIL'} {name}: {fmt % val if val is not None else 'missing'} (tol {fmt % tol})")
+g, c = dict(rd("gpu.steps")), dict(rd("cpu.steps"))
+common = sorted(set(g) & set(c))
+print(f"train 60 steps GPU vs CPU: {len(g)} / {len(c)} steps logged")
+if common:
+    check("step 1 loss, relative", abs(g[1] - c[1]) / c[1] if 1 in g and 1 in c else None, 2e-3)
+    check("mean |loss gpu - cpu| over the run (nats)", sum(abs(g[s] - c[s]) for s in common) / len(common), 0.02, "%.4f")
+    print("  loss at steps 1/10/30/60: gpu", [round(g.get(s, float('nan')), 4) for s in (1, 10, 30, 60)],
+          "cpu", [round(c.get(s, float('nan')), 4) for s in (1, 10, 30, 60)])
+g2 = dict(rd("gpu2.steps"))
+if g2 and g:
+    cm = sorted(set(g) & set(g2))
+    print(f"  for scale, GPU vs GPU (same seed; atomics reorder sums): mean |loss difference| {sum(abs(g[s] - g2[s]) for s in cm) / len(cm):.4f}, "
+          f"loss at 60: {g2.get(60, float('nan')):.4f}")
+ge, ce, ge2 = rde("gpu.eval"), rde("cpu.eval"), rde("gpu2.eval")
+if ge and ce:
+    check("final validation loss, worst domain |gpu - cpu| (nats)", max(abs(ge[k] - ce[k]) for k in ce if k in ge), 0.03, "%.4f")
+    print("  final validation gpu", ge, "\n  final validation cpu", ce)
+    if ge2: print("  final validation gpu (second run)", ge2, f"-> worst |gpu - gpu2| {max(abs(ge[k] - ge2[k]) for k in ge2 if k in ge):.4f}")
+g2c, c2g = dict(rd("g2c.steps")), dict(rd("c2g.steps"))
+if g2c:
+    check("GPU checkpoint resumed on the CPU: mean |loss - gpu run| steps 31-60", sum(abs(g2c[s] - g[s]) for s in g2c if s in g) / max(1, len(g2c)), 0.02, "%.4f")
+else: print("FAIL GPU -> CPU resume produced no steps"); ok = False
+if c2g:
+    check("CPU checkpoint resumed on the GPU: mean |loss - cpu run| steps 31-60", sum(abs(c2g[s] - c[s]) for s in c2g if s in c) / max(1, len(c2g)), 0.02, "%.4f")
+else: print("FAIL CPU -> GPU resume produced no steps"); ok = False
+pg, pc = dict(rd("pg.steps")), dict(rd("pc.steps"))
+print(f"prune 40 steps GPU vs CPU: {len(pg)} / {len(pc)} steps logged")
+if pg and pc:
+    check("prune step 1 loss, relative", abs(pg[1] - pc[1]) / pc[1], 2e-3)
+    cm = sorted(set(pg) & set(pc))
+    check("prune mean |loss gpu - cpu| (nats)", sum(abs(pg[s] - pc[s]) for s in cm) / len(cm), 0.02, "%.4f")
+for name in ("prune_gpu", "prune_cpu"):
+    if not os.path.exists(os.path.join(W, name, "model.safetensors")): print(f"FAIL {name}: no pruned model written"); ok = False
+def toks(p, skip=3):
+    try: v = sorted(float(m) for m in re.findall(r"\| ([0-9]+) tok/s", open(os.path.join(W, p)).read())[skip:])
+    except OSError: return None
+    return v[len(v) // 2] if v else None
+t270, p270 = toks("t270.log"), toks("p270.log")
+b = open(os.path.join(W, "bench.log")).read() if os.path.exists(os.path.join(W, "bench.log")) else ""
+print("270M shape, 16384 tokens per step (median after 3 warm-up steps):")
+print(f"  ./train --device gpu: {t270} tok/s; ./prune --device gpu: {p270} tok/s"
+      + (f" ({p270 / t270:.2f} of train)" if t270 and p270 else ""))
+print("  hip/build/bench:", " | ".join(l.strip() for l in b.splitlines() if "summary" in l) or "n/a")
+mem = re.findall(r"gpu ([0-9.]+) GiB", open(os.path.join(W, "t270.log")).read()) if os.path.exists(os.path.join(W, "t270.log")) else []
+print(f"  GPU memory in use during ./train steps: {mem[-1] if mem else 'n/a'} GiB")
+print("ALL OK" if ok else "SOME CHECKS FAILED")
+EOF
