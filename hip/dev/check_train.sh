@@ -9,9 +9,11 @@
 #   4. speed through the programs: the Gemma-3-270M shape (16k tokens per step) with ./train and ./prune
 #      --device gpu, next to hip/build/bench on the same shape
 # Tolerances (bf16 compute on the GPU against fp32 on the CPU; hip/dev/RESULTS.md §1 gives one step at
-# loss 3e-4 relative): step 1 (same weights, same batch) 2e-3 relative; after that the runs diverge as bf16
-# rounding compounds through the updates, so the curves are compared by their mean |difference| over the
-# run (0.02 nats) and the final validation loss per domain (0.03 nats).
+# loss 3e-4 relative): step 1 (same weights, same batch) 2e-3 relative; a checkpoint resumed on the other
+# device follows the run it came from within 0.02 nats (mean over 30 steps); pruning 0.02 nats mean over
+# 40 steps. A whole run from scratch is compared with the GPU's own spread: two GPU runs with the same
+# seed already differ (atomics change the summation order; lr 2e-3 from a random init amplifies it to
+# ~0.04 nats by step 30), so GPU vs CPU must stay within 2x the GPU-vs-GPU difference.
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/gs_out}
 W=${W:-/tmp/gs_check_train}
@@ -103,21 +105,24 @@ def check(name, val, tol, fmt="%.2e"):
 g, c = dict(rd("gpu.steps")), dict(rd("cpu.steps"))
 common = sorted(set(g) & set(c))
 print(f"train 60 steps GPU vs CPU: {len(g)} / {len(c)} steps logged")
+g2 = dict(rd("gpu2.steps"))
+ge, ce, ge2 = rde("gpu.eval"), rde("cpu.eval"), rde("gpu2.eval")
 if common:
     check("step 1 loss, relative", abs(g[1] - c[1]) / c[1] if 1 in g and 1 in c else None, 2e-3)
-    check("mean |loss gpu - cpu| over the run (nats)", sum(abs(g[s] - c[s]) for s in common) / len(common), 0.02, "%.4f")
     print("  loss at steps 1/10/30/60: gpu", [round(g.get(s, float('nan')), 4) for s in (1, 10, 30, 60)],
+          "gpu again", [round(g2.get(s, float('nan')), 4) for s in (1, 10, 30, 60)],
           "cpu", [round(c.get(s, float('nan')), 4) for s in (1, 10, 30, 60)])
-g2 = dict(rd("gpu2.steps"))
-if g2 and g:
-    cm = sorted(set(g) & set(g2))
-    print(f"  for scale, GPU vs GPU (same seed; atomics reorder sums): mean |loss difference| {sum(abs(g[s] - g2[s]) for s in cm) / len(cm):.4f}, "
-          f"loss at 60: {g2.get(60, float('nan')):.4f}")
-ge, ce, ge2 = rde("gpu.eval"), rde("cpu.eval"), rde("gpu2.eval")
-if ge and ce:
-    check("final validation loss, worst domain |gpu - cpu| (nats)", max(abs(ge[k] - ce[k]) for k in ce if k in ge), 0.03, "%.4f")
-    print("  final validation gpu", ge, "\n  final validation cpu", ce)
-    if ge2: print("  final validation gpu (second run)", ge2, f"-> worst |gpu - gpu2| {max(abs(ge[k] - ge2[k]) for k in ge2 if k in ge):.4f}")
+    mgc = sum(abs(g[s] - c[s]) for s in common) / len(common)
+    cm2 = sorted(set(g) & set(g2))
+    mgg = sum(abs(g[s] - g2[s]) for s in cm2) / len(cm2) if cm2 else None
+    print(f"  mean |loss difference| over the run: gpu-cpu {mgc:.4f}, gpu-gpu (same seed) {mgg if mgg is None else round(mgg, 4)}")
+    check("run mean |gpu - cpu| / |gpu - gpu|", mgc / mgg if mgg else None, 2.0, "%.2f")
+if ge and ce and ge2:
+    vgc = max(abs(ge[k] - ce[k]) for k in ce if k in ge)
+    vgg = max(abs(ge[k] - ge2[k]) for k in ge2 if k in ge)
+    print("  final validation gpu", ge, "\n  final validation gpu again", ge2, "\n  final validation cpu", ce)
+    print(f"  worst domain |difference|: gpu-cpu {vgc:.4f}, gpu-gpu {vgg:.4f}")
+    check("final validation worst |gpu - cpu| / worst |gpu - gpu|", vgc / vgg if vgg > 0 else None, 2.0, "%.2f")
 g2c, c2g = dict(rd("g2c.steps")), dict(rd("c2g.steps"))
 if g2c:
     check("GPU checkpoint resumed on the CPU: mean |loss - gpu run| steps 31-60", sum(abs(g2c[s] - g[s]) for s in g2c if s in g) / max(1, len(g2c)), 0.02, "%.4f")
