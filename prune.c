@@ -14,8 +14,11 @@
 // Constants and formulas are the published code's (llmshearing/models/l0_module.py; line numbers in
 // shared/reference/sheared-llama-and-peers.md). Where Gemma differs (GQA, head_dim != d/H, (1+w) norms,
 // post-norms, the tied embedding and its sqrt(d) scale, sliding/full layers) the comment says so.
-// Gemma 4 models load in model.h but are refused here for now; shapes go through layer_K/layer_D so
-// that adding them is a matter of folding and slicing, not of the masks.
+// Gemma 4 (dense text): full-attention layers have their own head_dim Dg and kv heads Kg (and, with
+// attention_k_eq_v, no v_proj), so every per-layer count goes through layer_K / layer_D / layer_has_v;
+// its norms scale by w (not 1 + w), the last kept layer must be full attention, and a dropped layer's
+// layer_scalar (which still scaled the residual stream in the masked model) is carried into the next
+// kept layer (section 7). E2B/E4B's per-layer inputs and KV-shared layers are refused by model.h.
 #include "model.h"
 #include "data/mixture.h"
 #include "plot.h"
@@ -40,12 +43,25 @@
 enum { M_LAYER, M_GROUP, M_SLOT, M_FFN, M_HIDDEN, M_N };
 static const char *mask_name[M_N] = {"layer", "kv_group", "query_slot", "ffn", "hidden"};
 
-// The target shape (Gemma 3: the same in every layer).
+// The target shape: the same in every layer of a type. Kg: kv heads of Gemma 4's full-attention layers
+// (0 in a literal: derived by shape_fix; Gemma 3: = K). head_dim (and Gemma 4's global one) is not pruned.
 typedef struct {
-    int d, F, L, H, K, D;
+    int d, F, L, H, K, D, Kg;
 } Shape;
 
-static Shape shape_of(const Config *c) { return (Shape){c->d, c->F, c->L, c->H, c->K, c->D}; }
+static Shape shape_of(const Config *c) { return (Shape){c->d, c->F, c->L, c->H, c->K, c->D, c->Kg}; }
+
+// Gemma 3: Kg = K. Gemma 4 without a given Kg: the source's Kg/K ratio, rounded down to a divisor of H
+// (= K when the source's full layers share K, as transformers has it without attention_k_eq_v).
+static void shape_fix(const Config *c, Shape *t) {
+    if (c->arch == 3 || c->Kg == c->K) { t->Kg = t->K; return; }
+    if (t->Kg > 0) return;
+    int kg = (int)((long)c->Kg * t->K / c->K);
+    if (kg < 1) kg = 1;
+    while (kg > 1 && t->H % kg) kg--;
+    t->Kg = kg;
+}
+static inline int target_K(const Config *c, const Shape *t, int l) { return c->arch == 4 && c->full[l] ? t->Kg : t->K; }
 
 typedef struct {
     int rows;                // 1 for layer and hidden, L for the per-layer masks
@@ -88,9 +104,9 @@ static void masks_init(Masks *M, const Config *c, const Shape *t, uint64_t seed)
     int len[MAX_LAYERS], keep[MAX_LAYERS];
     len[0] = c->L, keep[0] = t->L;
     mask_shape(M, M_LAYER, 1, len, keep);
-    for (int l = 0; l < c->L; l++) len[l] = layer_K(c, l), keep[l] = t->K;
+    for (int l = 0; l < c->L; l++) len[l] = layer_K(c, l), keep[l] = target_K(c, t, l);
     mask_shape(M, M_GROUP, c->L, len, keep);
-    for (int l = 0; l < c->L; l++) len[l] = c->H / layer_K(c, l), keep[l] = t->H / t->K;
+    for (int l = 0; l < c->L; l++) len[l] = c->H / layer_K(c, l), keep[l] = t->H / target_K(c, t, l);
     mask_shape(M, M_SLOT, c->L, len, keep);
     for (int l = 0; l < c->L; l++) len[l] = c->F, keep[l] = t->F;
     mask_shape(M, M_FFN, c->L, len, keep);
@@ -378,10 +394,11 @@ static void row_keep_top(const float *score, const float *value, int len, int ke
 }
 
 // Choose n of the L layers with the largest summed score such that the kept sequence has a full-attention
-// layer in every run of N consecutive layers (N <= 0: no window rule) and, with need_full, at least one.
-// Dynamic programming over (layers seen, taken, sliding layers since the last full one, any full yet).
-// Returns 0 when no choice satisfies the rules.
-static int choose_layers(const float *score, const int *full, int L, int n, int N, int need_full, int *take) {
+// layer in every run of N consecutive layers (N <= 0: no window rule), with need_full at least one, and
+// with last_full (Gemma 4) a full-attention layer last. Dynamic programming over (layers seen, taken,
+// sliding layers since the last full one, any full yet). Returns 0 when no choice satisfies the rules.
+static int choose_layers(const float *score, const int *full, int L, int n, int N, int need_full, int last_full, int *take) {
+    if (last_full && N <= 0) N = n + 1;  // track the trailing sliding run without limiting it
     int J = N > 0 ? (N < n + 1 ? N : n + 1) : 1;  // j = trailing sliding run, kept <= N-1 (and <= n)
     size_t S = (size_t)(n + 1) * J * 2;
 #define ST(k, j, f) (((size_t)(k) * J + (j)) * 2 + (f))
@@ -407,8 +424,8 @@ static int choose_layers(const float *score, const int *full, int L, int n, int 
                 }
     }
     size_t best = (size_t)-1;
-    for (int j = 0; j < J; j++)
-        for (int f = need_full ? 1 : 0; f < 2; f++) {
+    for (int j = 0; j < (last_full ? 1 : J); j++)  // last_full: no sliding layer after the last full one
+        for (int f = need_full || last_full ? 1 : 0; f < 2; f++) {
             size_t s = ST(n, j, f);
             if (val[S * L + s] > -INFINITY && (best == (size_t)-1 || val[S * L + s] > val[S * L + best])) best = s;
         }
@@ -440,7 +457,7 @@ static void deterministic_masks(const Config *c, Masks *M, const float *score, c
             for (int l = 0; l < c->L; l++) nfull += c->full[l];
             if (drop_full)
                 for (int l = 0; l < c->L; l++) take[l] = !c->full[l];
-            else if (!choose_layers(sc, c->full, c->L, M->s[m].keep[0], full_every, nfull > 0, take))
+            else if (!choose_layers(sc, c->full, c->L, M->s[m].keep[0], full_every, nfull > 0, c->arch == 4, take))
                 fail("internal: no layer choice satisfies the sliding/full constraint (checked at start)");
             for (int l = 0; l < c->L; l++) z[l] = take[l] ? (va ? va[l] : 1.0f) : 0.0f;
         }
@@ -473,6 +490,13 @@ static void expected_masks(const Config *c, Masks *M) {
 //    embedding scale: loaders recompute sqrt(d) from the new hidden_size, so the embedding gets
 //              a = scale(d_src)/scale(d_tgt) (each rounded as the loader rounds it for its dtype) and the
 //              final norm 1/a — the final norm is the only reader the tied output matrix sees.
+//    Gemma 4's layer_scalar s_l multiplies the whole stream after layer l: x' = (x + b_attn + b_ffn)·s_l.
+//              A dropped layer (z = 0) still did x' = x·s_l in the masked model. With c = the product of
+//              the scalars dropped since the previous kept layer, the sliced stream enters the next kept
+//              layer as x/c; that layer's post-norms get 1/c (its branches then add b/c) and its scalar
+//              gets c, so its output — and everything after it — is the masked model's exactly. Only its
+//              input and pre-FFN norms see x/c: RMSNorm(x/c) = RMSNorm(x) up to eps (ε·c² against mean x²).
+//              Scalars dropped after the last kept layer go into that layer's scalar.
 // ================================================================================================
 
 static void fold_masks(const Config *c, Params *p, const Masks *M, double a) {
@@ -483,16 +507,24 @@ static void fold_masks(const Config *c, Params *p, const Masks *M, double a) {
         for (int i = 0; i < d; i++)
             if (zd[i] != 0) p->embed[v * d + i] *= (float)(zd[i] * a);
     for (int i = 0; i < d; i++) p->final_norm[i] = (float)((off + p->final_norm[i]) / a - off);
+    double carry = 1;  // Gemma 4: product of the layer scalars dropped since the last kept layer
+    int last_kept = -1;
     for (int l = 0; l < c->L; l++) {
-        if (zl[l] == 0) continue;
+        if (zl[l] == 0) {
+            if (c->arch == 4) carry *= p->layer[l].layer_scalar[0];
+            continue;
+        }
         LayerParams *lp = &p->layer[l];
         int D = layer_D(c, l);
+        float inv = (float)(1.0 / carry);
+        if (c->arch == 4) lp->layer_scalar[0] = (float)(lp->layer_scalar[0] * carry);
+        carry = 1, last_kept = l;
         for (int i = 0; i < d; i++) {
             if (zd[i] == 0) continue;
             lp->in_norm[i] = (off + lp->in_norm[i]) * zd[i] - off;
             lp->pre_ffn_norm[i] = (off + lp->pre_ffn_norm[i]) * zd[i] - off;
-            lp->post_attn_norm[i] = (off + lp->post_attn_norm[i]) * (zd[i] * zl[l]) - off;
-            lp->post_ffn_norm[i] = (off + lp->post_ffn_norm[i]) * (zd[i] * zl[l]) - off;
+            lp->post_attn_norm[i] = (off + lp->post_attn_norm[i]) * (zd[i] * zl[l] * inv) - off;
+            lp->post_ffn_norm[i] = (off + lp->post_ffn_norm[i]) * (zd[i] * zl[l] * inv) - off;
         }
         const float *zh = M->zh + (size_t)l * H, *zf = MROW(M, M->z, M_FFN, l);
         for (int i = 0; i < d; i++) {
@@ -502,6 +534,7 @@ static void fold_masks(const Config *c, Params *p, const Masks *M, double a) {
             for (int j = 0; j < F; j++) wd[j] *= zf[j];
         }
     }
+    if (c->arch == 4 && last_kept >= 0) p->layer[last_kept].layer_scalar[0] = (float)(p->layer[last_kept].layer_scalar[0] * carry);
 }
 
 // ================================================================================================
@@ -510,7 +543,8 @@ static void fold_masks(const Config *c, Params *p, const Masks *M, double a) {
 
 typedef struct {
     int L, layer[MAX_LAYERS];  // kept layers, source indices in order
-    int K, G, H, F, d;         // per kept layer (the same in every one)
+    int K, G, H, F, d;         // per kept layer (the same in every one; K, G: of the sliding layers)
+    int Kg, Gg;                // Gemma 4's full layers (Gemma 3: = K, G)
     int *group, *slot, *head;  // [L][K], [L][G], [L][H] source kv groups, query slots, query heads
     int *ffn;                  // [L][F]
     int *hid;                  // [d]
@@ -532,19 +566,24 @@ static Survivors survivors_of(const Config *c, const Masks *M) {
     size_t L = (size_t)(sv.L ? sv.L : 1);
     sv.group = (int *)mallocCheck(sizeof(int) * L * c->H), sv.slot = (int *)mallocCheck(sizeof(int) * L * c->H);
     sv.head = (int *)mallocCheck(sizeof(int) * L * c->H), sv.ffn = (int *)mallocCheck(sizeof(int) * L * c->F);
+    int seen[2] = {0, 0};  // a kept layer of each attention type (Gemma 4's full layers have their own K)
     for (int k = 0; k < sv.L; k++) {
-        int l = sv.layer[k], K = layer_K(c, l), G = c->H / K;
+        int l = sv.layer[k], K = layer_K(c, l), G = c->H / K, type = c->arch == 4 && c->full[l];
         int nk = nonzero_indices(MROW(M, M->z, M_GROUP, l), K, sv.group + (size_t)k * c->H);
         int ng = nonzero_indices(MROW(M, M->z, M_SLOT, l), G, sv.slot + (size_t)k * c->H);
         int nf = nonzero_indices(MROW(M, M->z, M_FFN, l), c->F, sv.ffn + (size_t)k * c->F);
-        if (k > 0 && (nk != sv.K || ng != sv.G || nf != sv.F))
-            fail("internal: kept layers differ in shape (%d/%d/%d vs %d/%d/%d)", nk, ng, nf, sv.K, sv.G, sv.F);
-        sv.K = nk, sv.G = ng, sv.F = nf;
+        int *tk = type ? &sv.Kg : &sv.K, *tg = type ? &sv.Gg : &sv.G;
+        if ((seen[type] && (nk != *tk || ng != *tg)) || (k > 0 && (nf != sv.F || nk * ng != sv.H)))
+            fail("internal: kept layers differ in shape (%d/%d/%d vs %d/%d/%d)", nk, ng, nf, *tk, *tg, sv.F);
+        *tk = nk, *tg = ng, sv.F = nf, seen[type] = 1;
         int nh = 0;  // query heads g·G + s, group-major, so the sliced GQA mapping h / G_t holds
         for (int a = 0; a < nk; a++)
             for (int b = 0; b < ng; b++) sv.head[(size_t)k * c->H + nh++] = sv.group[(size_t)k * c->H + a] * G + sv.slot[(size_t)k * c->H + b];
         sv.H = nh;
     }
+    if (!seen[1]) sv.Kg = sv.K, sv.Gg = sv.G;  // no full layer of its own shape kept (Gemma 3: never)
+    for (int l = 0; !seen[0] && l < c->L; l++)  // only full layers kept: the sliding shape is the target's
+        if (!c->full[l]) sv.K = M->s[M_GROUP].keep[l], sv.G = M->s[M_SLOT].keep[l], seen[0] = 1;
     return sv;
 }
 
@@ -564,22 +603,24 @@ static void expand_rows(const int *idx, int n, int D, int *rows) {
         for (int e = 0; e < D; e++) rows[a * D + e] = idx[a] * D + e;
 }
 
-// the sliced model from folded source weights p (Gemma 3)
+// the sliced model from folded source weights p
 static void slice_model(const Config *c, const Params *p, const Survivors *sv, int out_dtype, Model *out) {
     memset(out, 0, sizeof *out);
     Config *t = &out->c;
     *t = *c;
-    t->d = sv->d, t->F = sv->F, t->L = sv->L, t->H = sv->H, t->K = sv->K, t->Kg = sv->K;
+    t->d = sv->d, t->F = sv->F, t->L = sv->L, t->H = sv->H, t->K = sv->K, t->Kg = sv->Kg;
     for (int k = 0; k < sv->L; k++) t->full[k] = c->full[sv->layer[k]];
     t->scale_dtype = out_dtype;
     model_init_layout(out);
     model_masks_changed(out);
-    int D = c->D, *rows = (int *)mallocCheck(sizeof(int) * (size_t)c->H * D), *all = (int *)mallocCheck(sizeof(int) * (size_t)D);
-    for (int e = 0; e < D; e++) all[e] = e;
+    int maxD = c->D > c->Dg ? c->D : c->Dg;
+    int *rows = (int *)mallocCheck(sizeof(int) * (size_t)c->H * maxD), *all = (int *)mallocCheck(sizeof(int) * (size_t)maxD);
+    for (int e = 0; e < maxD; e++) all[e] = e;
     gather(out->p.embed, p->embed, c->d, NULL, c->V, sv->hid, sv->d);
     gather(out->p.final_norm, p->final_norm, 1, sv->hid, sv->d, all, 1);
     for (int k = 0; k < sv->L; k++) {
-        const LayerParams *s = &p->layer[sv->layer[k]];
+        int l = sv->layer[k], D = layer_D(c, l), K = c->arch == 4 && c->full[l] ? sv->Kg : sv->K;
+        const LayerParams *s = &p->layer[l];
         LayerParams *o = &out->p.layer[k];
         const int *g = sv->group + (size_t)k * c->H, *h = sv->head + (size_t)k * c->H, *f = sv->ffn + (size_t)k * c->F;
         float *norms_o[] = {o->in_norm, o->post_attn_norm, o->pre_ffn_norm, o->post_ffn_norm};
@@ -590,9 +631,10 @@ static void slice_model(const Config *c, const Params *p, const Survivors *sv, i
         expand_rows(h, sv->H, D, rows);
         gather(o->wq, s->wq, c->d, rows, sv->H * D, sv->hid, sv->d);
         gather(o->wo, s->wo, (size_t)c->H * D, sv->hid, sv->d, rows, sv->H * D);
-        expand_rows(g, sv->K, D, rows);
-        gather(o->wk, s->wk, c->d, rows, sv->K * D, sv->hid, sv->d);
-        gather(o->wv, s->wv, c->d, rows, sv->K * D, sv->hid, sv->d);
+        expand_rows(g, K, D, rows);
+        gather(o->wk, s->wk, c->d, rows, K * D, sv->hid, sv->d);
+        if (layer_has_v(c, l)) gather(o->wv, s->wv, c->d, rows, K * D, sv->hid, sv->d);
+        if (c->arch == 4) o->layer_scalar[0] = s->layer_scalar[0];  // folded (section 7)
         gather(o->wgate, s->wgate, c->d, f, sv->F, sv->hid, sv->d);
         gather(o->wup, s->wup, c->d, f, sv->F, sv->hid, sv->d);
         gather(o->wdown, s->wdown, c->F, sv->hid, sv->d, f, sv->F);
@@ -623,7 +665,7 @@ static cJSON *json_int_list(const int *v, int n) {
     return a;
 }
 
-static cJSON *shape_json(const Shape *s) {
+static cJSON *shape_json(const Shape *s, int arch) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "hidden_size", s->d);
     cJSON_AddNumberToObject(j, "intermediate_size", s->F);
@@ -631,6 +673,7 @@ static cJSON *shape_json(const Shape *s) {
     cJSON_AddNumberToObject(j, "num_attention_heads", s->H);
     cJSON_AddNumberToObject(j, "num_key_value_heads", s->K);
     cJSON_AddNumberToObject(j, "head_dim", s->D);
+    if (arch == 4) cJSON_AddNumberToObject(j, "num_global_key_value_heads", s->Kg);
     return j;
 }
 
@@ -641,8 +684,8 @@ static cJSON *report_json(const char *method, const char *source, const Config *
     cJSON_AddStringToObject(j, "method", method);
     cJSON_AddStringToObject(j, "source", source);
     Shape ss = shape_of(src), ts = shape_of(&out->c);
-    cJSON_AddItemToObject(j, "source_shape", shape_json(&ss));
-    cJSON_AddItemToObject(j, "target_shape", shape_json(&ts));
+    cJSON_AddItemToObject(j, "source_shape", shape_json(&ss, src->arch));
+    cJSON_AddItemToObject(j, "target_shape", shape_json(&ts, src->arch));
     cJSON_AddItemToObject(j, "layers", json_int_list(sv->layer, sv->L));
     const char *lists[] = {"kv_heads", "query_slots", "query_heads", "ffn"};
     for (int q = 0; q < 4; q++) {
@@ -681,7 +724,8 @@ static cJSON *report_json(const char *method, const char *source, const Config *
 // Survivor map: one row per source layer (then one for the hidden dims); columns: kv groups | query
 // slots | FFN channels (binned: the fraction kept). Value = the deterministic mask (0 = removed).
 static void survivor_map(const char *path, const Config *c, const Masks *M, const char *method) {
-    int K = c->K, G = c->H / c->K, fb = c->F < 96 ? c->F : 96, cols = K + G + fb + 2;
+    int K = c->K > c->Kg ? c->K : c->Kg, G = c->H / (c->K < c->Kg ? c->K : c->Kg);  // columns for the widest layer
+    int fb = c->F < 96 ? c->F : 96, cols = K + G + fb + 2;
     int rows = c->L + 1;
     float *v = (float *)mallocCheck(sizeof(float) * (size_t)rows * cols);
     char **labels = (char **)mallocCheck(sizeof(char *) * (size_t)rows);
@@ -706,8 +750,9 @@ static void survivor_map(const char *path, const Config *c, const Masks *M, cons
         full[l] = c->full[l];
         float on = zl[l] != 0 ? 1.0f : 0.0f;
         const float *zg = MROW(M, M->z, M_GROUP, l), *zs = MROW(M, M->z, M_SLOT, l), *zf = MROW(M, M->z, M_FFN, l);
-        for (int g = 0; g < K; g++) row[g] = on * (zg[g] != 0);
-        for (int s = 0; s < G; s++) row[K + 1 + s] = on * (zs[s] != 0);
+        int Kl = layer_K(c, l), Gl = c->H / Kl;
+        for (int g = 0; g < Kl; g++) row[g] = on * (zg[g] != 0);
+        for (int s = 0; s < Gl; s++) row[K + 1 + s] = on * (zs[s] != 0);
         for (int b = 0; b < fb; b++) {
             int j0 = (int)((long)b * c->F / fb), j1 = (int)((long)(b + 1) * c->F / fb), kept = 0;
             for (int j = j0; j < j1; j++) kept += zf[j] != 0;
@@ -1197,6 +1242,15 @@ static void check_target(const Config *c, const Shape *t, int full_every, int dr
         if (tv[i] > sv[i]) fail("%s: %s = %d is more than the source's %d; pruning only removes", src, keys[i], tv[i], sv[i]);
     }
     if (t->D != c->D) fail("%s: head_dim = %d but the source has %d; head_dim is not pruned (drop the key)", src, t->D, c->D);
+    if (c->arch == 4 && c->Kg != c->K) {  // Gemma 4's full layers: their own kv heads
+        if (t->Kg < 1 || t->Kg > c->Kg)
+            fail("%s: num_global_key_value_heads = %d must be in [1, %d] (the source's)", src, t->Kg, c->Kg);
+        if (t->H % t->Kg || t->H / t->Kg > c->H / c->Kg)
+            fail("%s: num_attention_heads %d must be a multiple of num_global_key_value_heads %d with at most %d query "
+                 "heads per kv head on full layers", src, t->H, t->Kg, c->H / c->Kg);
+    } else if (t->Kg != t->K)
+        fail("%s: num_global_key_value_heads %d differs from num_key_value_heads %d, but the source's full layers share "
+             "the sliding layers' kv heads", src, t->Kg, t->K);
     if (t->H % t->K)
         fail("%s: num_attention_heads %d is not a multiple of num_key_value_heads %d; heads must divide into kv groups", src,
              t->H, t->K);
@@ -1217,9 +1271,10 @@ static void check_target(const Config *c, const Shape *t, int full_every, int dr
     }
     float ones[MAX_LAYERS];
     for (int l = 0; l < c->L; l++) ones[l] = 1;
-    if (!choose_layers(ones, c->full, c->L, t->L, full_every, nfull > 0, take))
-        fail("%s: %d layers cannot keep a full-attention layer in every %d consecutive layers (the source has %d full "
-             "layers); use more layers or --full-every 0", src, t->L, full_every, nfull);
+    if (!choose_layers(ones, c->full, c->L, t->L, full_every, nfull > 0, c->arch == 4, take))
+        fail("%s: %d layers cannot keep a full-attention layer in every %d consecutive layers%s (the source has %d full "
+             "layers); use more layers or --full-every 0", src, t->L, full_every,
+             c->arch == 4 ? " and end with one, as Gemma 4 must," : "", nfull);
 }
 
 static Shape target_from_json(const Config *c, const char *path) {
@@ -1233,13 +1288,29 @@ static Shape target_from_json(const Config *c, const char *path) {
     t.H = (int)json_int(j, "num_attention_heads", c->H, path);
     t.K = (int)json_int(j, "num_key_value_heads", c->K, path);
     t.D = (int)json_int(j, "head_dim", c->D, path);
+    t.Kg = (int)json_int(j, "num_global_key_value_heads", 0, path);
     cJSON_Delete(root);
+    shape_fix(c, &t);
     return t;
 }
 
-static double shape_params(const Config *c, const Shape *t) {
+// The config of a target shape. Gemma 4's full layers differ in size, so its layer types are those of an
+// unscored choice under the default rule (the report gives the count of what really survived).
+static Config target_config(const Config *c, const Shape *t) {
     Config x = *c;
-    x.d = t->d, x.F = t->F, x.L = t->L, x.H = t->H, x.K = t->K, x.Kg = t->K;
+    x.d = t->d, x.F = t->F, x.L = t->L, x.H = t->H, x.K = t->K, x.Kg = t->Kg;
+    if (c->arch == 4) {
+        float ones[MAX_LAYERS];
+        int take[MAX_LAYERS], k = 0;
+        for (int l = 0; l < c->L; l++) ones[l] = 1;
+        if (choose_layers(ones, c->full, c->L, t->L, default_full_every(c), 1, 1, take))
+            for (int l = 0; l < c->L; l++)
+                if (take[l]) x.full[k++] = c->full[l];
+    }
+    return x;
+}
+static double shape_params(const Config *c, const Shape *t) {
+    Config x = target_config(c, t);
     return (double)count_params(&x, 0);
 }
 
@@ -1256,6 +1327,8 @@ static Shape keep_shape(const Config *c, double w) {
     if (t.d < unit) t.d = unit;
     if (t.d > c->d) t.d = c->d / t.H * t.H;
     t.F = (int)lround(c->F * w) > 0 ? (int)lround(c->F * w) : 1;
+    t.Kg = 0;
+    shape_fix(c, &t);
     return t;
 }
 
@@ -1404,13 +1477,13 @@ static Settings parse_args(int argc, char **argv) {
 }
 
 // the settings a resumed run must share with the run it continues
-static cJSON *run_identity(const Settings *s, const Shape *t) {
+static cJSON *run_identity(const Settings *s, const Shape *t, int arch) {
     cJSON *j = cJSON_CreateObject();
     char *model = realpath(s->model, NULL);  // the same directory however it is spelled
     cJSON_AddStringToObject(j, "model", model ? model : s->model);
     free(model);
     cJSON_AddStringToObject(j, "method", s->method_s);
-    cJSON_AddItemToObject(j, "target", shape_json(t));
+    cJSON_AddItemToObject(j, "target", shape_json(t, arch));
     int iv[] = {s->steps, s->batch, s->seq, (int)s->seed, s->eval_every, s->eval_batches, s->dbl, s->dbl_clip0, s->full_every};
     const char *in[] = {"steps", "batch", "seq", "seed", "eval_every", "eval_batches", "dbl", "dbl_clip0", "full_every"};
     for (int i = 0; i < 9; i++) cJSON_AddNumberToObject(j, in[i], iv[i]);
@@ -1431,7 +1504,7 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
     P.lr = s->lr, P.mask_lr = s->mask_lr, P.lambda_lr = s->lambda_lr, P.lr_floor = s->lr_floor, P.clip = s->clip;
     Mixture mx = mixture_open(s->data, P.m.c.V, (uint64_t)s->seed * 2 + 1);
     double *ref = (double *)callocCheck(sizeof(double) * mx.k), *loss = (double *)callocCheck(sizeof(double) * mx.k);
-    cJSON *run = run_identity(s, tgt);
+    cJSON *run = run_identity(s, tgt, P.m.c.arch);
     int B = s->batch, T = s->seq, do_eval = s->eval_batches > 0;
     if (s->resume) checkpoint_load(&P, &mx, ref, run, s->out);
 #ifdef USE_GPU
@@ -1590,7 +1663,9 @@ int main(int argc, char **argv) {
     Model m;
     model_load(&m, s.model);
     const Config *c = &m.c;
-    if (c->arch != 3) fail("%s: Gemma 4 pruning is not supported yet (Gemma 3 models prune); see issue 5's follow-up", s.model);
+    if (c->arch == 4 && s.method != METH_SHEARED)
+        fail("%s: the one-shot baselines score Gemma 3 models (one head size; drop-full would also end Gemma 4 on a "
+             "sliding layer); prune Gemma 4 with --method sheared", s.model);
     int full_every = s.full_every >= 0 ? s.full_every : default_full_every(c);
     Shape tgt = shape_of(c);
     char why[256] = "";
@@ -1611,9 +1686,10 @@ int main(int argc, char **argv) {
     printf("| prune: method %s, model %s -> %s (BLIS kernels %s, %d threads)\n", s.method_s, s.model, s.out, blas_kernels(),
            omp_get_max_threads());
     config_print(c, stdout);
-    printf("| target: L=%d d=%d H=%d K=%d D=%d F=%d%s%s\n", tgt.L, tgt.d, tgt.H, tgt.K, tgt.D, tgt.F, why[0] ? "  " : "", why);
-    Config tc = *c;
-    tc.d = tgt.d, tc.F = tgt.F, tc.L = tgt.L, tc.H = tgt.H, tc.K = tgt.K, tc.Kg = tgt.K;
+    printf("| target: L=%d d=%d H=%d K=%d D=%d F=%d", tgt.L, tgt.d, tgt.H, tgt.K, tgt.D, tgt.F);
+    if (c->arch == 4) printf(" (full layers: K=%d D=%d)", tgt.Kg, c->Dg);
+    printf("%s%s\n", why[0] ? "  " : "", why);
+    Config tc = target_config(c, &tgt);
     print_params("source", c);
     print_params("target", &tc);
     printf("| target keeps %.3f of the non-embedding and %.3f of all parameters\n",

@@ -5,6 +5,7 @@
 //
 //   test/test_prune                      run every check (exit non-zero on any failure)
 //   test/test_prune --write-sample DIR   write a sliced model + DIR/tokens.json for transformers
+//   test/test_prune --write-sample-g4 DIR   the same for a sliced Gemma 4
 //                                        (test/ref/make_fixtures.py stores its logits as
 //                                        test/fixtures/c_written/pruned/transformers.safetensors)
 //   test/test_prune --write-model DIR V  a small random Gemma 3 source model (vocab V) for the CLI tests
@@ -63,9 +64,13 @@ static void random_model(Model *m, const char *cfg_json, int scale_dtype, uint64
     model_init_layout(m);
     model_init_random(m, seed, std);
     Rng r = rng_seed(seed + 1);
-    for (int i = 0; i < m->tab.n; i++)  // random norms: an all-identity norm would hide a folding bug
-        if (m->tab.e[i].is_norm)
-            for (size_t k = 0; k < m->tab.e[i].rows; k++) m->w[m->tab.e[i].offset + k] = (float)(0.3 * rng_normal(&r));
+    float id = 1.0f - norm_offset(&m->c);  // the identity norm weight: 0 (Gemma 3's 1+w), 1 (Gemma 4's w)
+    for (int i = 0; i < m->tab.n; i++) {  // random norms: an all-identity norm would hide a folding bug
+        const PEntry *e = &m->tab.e[i];
+        if (e->is_norm)
+            for (size_t k = 0; k < e->rows; k++) m->w[e->offset + k] = (float)(id + 0.3 * rng_normal(&r));
+        if (e->kind == T_LAYER_SCALAR) m->w[e->offset] = (float)(0.3 + 1.7 * rng_uniform(&r));  // Gemma 4: not 1
+    }
     model_masks_changed(m);
 }
 
@@ -83,6 +88,16 @@ static const char *CFG_SAMPLE =  // the transformers sample's source: bf16-round
     "\"layer_types\":[\"sliding_attention\",\"full_attention\",\"sliding_attention\",\"sliding_attention\"],"
     "\"rope_parameters\":{\"full_attention\":{\"rope_type\":\"linear\",\"factor\":2.0,\"rope_theta\":1000000.0},"
     "\"sliding_attention\":{\"rope_type\":\"default\",\"rope_theta\":10000.0}}}";
+
+static const char *CFG_G4 =  // Gemma 4: 6 layers (F every 3rd, last full), K 2, full layers K=V with Kg 1, Dg 16
+    "{\"model_type\":\"gemma4_text\",\"vocab_size\":61,\"hidden_size\":32,\"intermediate_size\":24,"
+    "\"num_hidden_layers\":6,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"head_dim\":8,"
+    "\"global_head_dim\":16,\"num_global_key_value_heads\":1,\"attention_k_eq_v\":true,"
+    "\"sliding_window\":4,\"final_logit_softcapping\":5.0,"
+    "\"layer_types\":[\"sliding_attention\",\"sliding_attention\",\"full_attention\",\"sliding_attention\","
+    "\"sliding_attention\",\"full_attention\"],"
+    "\"rope_parameters\":{\"full_attention\":{\"rope_type\":\"proportional\",\"partial_rotary_factor\":0.25,"
+    "\"rope_theta\":1000000.0},\"sliding_attention\":{\"rope_type\":\"default\",\"rope_theta\":10000.0}}}";
 
 static int *random_tokens(int n, int V, uint64_t seed) {
     int *t = (int *)mallocCheck(sizeof(int) * (size_t)n);
@@ -121,6 +136,7 @@ static void masked_vs_sliced(const char *name, Model *m, Shape t, int out_dtype,
     printf("masked == sliced: %s, target L=%d d=%d H=%d K=%d F=%d (%s)\n", name, t.L, t.d, t.H, t.K, t.F,
            out_dtype == ST_BF16 ? "bf16 loader scale" : "f32");
     int full_every = default_full_every(&m->c), B = 2, T = 14;
+    shape_fix(&m->c, &t);
     check_target(&m->c, &t, full_every, 0, name);
     Masks M;
     masks_init(&M, &m->c, &t, seed);
@@ -140,14 +156,22 @@ static void masked_vs_sliced(const char *name, Model *m, Shape t, int out_dtype,
     size_t n = (size_t)B * T * m->c.V;
     compare("logits: sliced vs masked", sliced, masked, n, 1e-5, 1e-5);
     Shape got = shape_of(&out.c);
-    check(got.d == t.d && got.F == t.F && got.L == t.L && got.H == t.H && got.K == t.K && got.D == t.D,
-          "sliced shape L=%d d=%d H=%d K=%d F=%d == target", got.L, got.d, got.H, got.K, got.F);
+    check(got.d == t.d && got.F == t.F && got.L == t.L && got.H == t.H && got.K == t.K && got.D == t.D && got.Kg == t.Kg,
+          "sliced shape L=%d d=%d H=%d K=%d F=%d (full layers K=%d) == target", got.L, got.d, got.H, got.K, got.F, got.Kg);
+    if (m->c.arch == 4) {
+        int dropped = 0;
+        for (int l = 0; l < m->c.L; l++) dropped += MROW(&M, M.z, M_LAYER, 0)[l] == 0;
+        check(out.c.full[out.c.L - 1], "Gemma 4: the last kept layer is full attention (%d layers dropped, their "
+              "layer_scalar carried)", dropped);
+    }
     float *bin = (float *)mallocCheck(sizeof(float) * M.n);
     for (size_t i = 0; i < M.n; i++) bin[i] = M.z[i] != 0;
     double counted = params_from_keep(&m->c, &M, bin);
-    check(counted == (double)count_params(&out.c, 0) && counted == shape_params(&m->c, &t),
-          "GQA-aware count of the masks %.0f == model.h's parameter table %zu == target %.0f", counted,
-          count_params(&out.c, 0), shape_params(&m->c, &t));
+    Config tc = target_config(&m->c, &t);  // Gemma 4: the count depends on which layer types survived
+    memcpy(tc.full, out.c.full, sizeof(int) * (size_t)out.c.L);
+    check(counted == (double)count_params(&out.c, 0) && counted == (double)count_params(&tc, 0),
+          "GQA-aware count of the masks %.0f == model.h's parameter table %zu == target %zu", counted,
+          count_params(&out.c, 0), count_params(&tc, 0));
     check(constraint_holds(out.c.full, out.c.L, full_every, count_full(&m->c) > 0),
           "kept layers keep a full-attention layer in every %d consecutive layers", full_every);
     if (out_dtype == ST_F32) {  // through the file: what any loader sees
@@ -200,6 +224,26 @@ static void test_masked_vs_sliced(void) {
     masked_vs_sliced("random 6-layer", &m, (Shape){18, 13, 4, 3, 1, 8}, ST_F32, 41);
     masked_vs_sliced("random 6-layer", &m, (Shape){24, 24, 2, 6, 2, 8}, ST_BF16, 42);
     model_free(&m);
+    // Gemma 4: w-scaled norms, full layers with their own D and K (and no v_proj with K=V), layer_scalar
+    // (fixtures: transformers' random values; random models: 0.3-2.0) carried over dropped layers
+    if (dir_exists("test/fixtures/g4_keqv")) {
+        model_load(&m, "test/fixtures/g4_keqv");  // d 64, L 4 (sFsF), H 4, K 2, D 16; full: K=V, Kg 1, Dg 32; F 96
+        masked_vs_sliced("g4_keqv", &m, (Shape){48, 50, 2, 2, 1, 16, 1}, ST_F32, 51);
+        masked_vs_sliced("g4_keqv", &m, (Shape){64, 96, 3, 4, 2, 16, 1}, ST_F32, 52);
+        masked_vs_sliced("g4_keqv", &m, (Shape){32, 30, 1, 2, 2, 16, 1}, ST_F32, 53);  // one layer: a full one
+        masked_vs_sliced("g4_keqv", &m, (Shape){64, 96, 4, 4, 2, 16, 1}, ST_F32, 54);  // nothing removed: only folding
+        model_free(&m);
+    } else check(0, "fixture test/fixtures/g4_keqv is missing");
+    if (dir_exists("test/fixtures/g4_kv")) {
+        model_load(&m, "test/fixtures/g4_kv");  // as g4_keqv with v_proj, and full layers sharing K 2
+        masked_vs_sliced("g4_kv", &m, (Shape){40, 60, 2, 2, 1, 16, 0}, ST_F32, 61);
+        masked_vs_sliced("g4_kv", &m, (Shape){56, 70, 3, 4, 2, 16, 0}, ST_BF16, 62);
+        model_free(&m);
+    } else check(0, "fixture test/fixtures/g4_kv is missing");
+    random_model(&m, CFG_G4, ST_F32, 6, 0.3);
+    for (uint64_t seed = 71; seed < 75; seed++)  // uneven targets, different layers dropped each time
+        masked_vs_sliced("random Gemma 4", &m, (Shape){20, 15, (int)(2 + seed % 3), 2, 1, 8, 1}, ST_F32, seed);
+    model_free(&m);
 }
 
 // --- 2. the constrained layer choice against brute force ---------------------------------------------
@@ -210,7 +254,7 @@ static void test_choose_layers(void) {
     int cases = 0, bad = 0, infeasible_agree = 0;
     for (int it = 0; it < 400; it++) {
         int L = 1 + (int)(rng_next(&r) % 11), n = 1 + (int)(rng_next(&r) % L), N = (int)(rng_next(&r) % 5);
-        int full[MAX_LAYERS], take[MAX_LAYERS], need = (int)(rng_next(&r) % 4 != 0);
+        int full[MAX_LAYERS], take[MAX_LAYERS], need = (int)(rng_next(&r) % 4 != 0), last = (int)(rng_next(&r) % 3 == 0);
         float score[MAX_LAYERS];
         for (int l = 0; l < L; l++) full[l] = rng_uniform(&r) < 0.3, score[l] = (float)rng_uniform(&r);
         double best = -INFINITY;
@@ -220,9 +264,9 @@ static void test_choose_layers(void) {
             double s = 0;
             for (int l = 0; l < L; l++)
                 if (mask >> l & 1) kf[k++] = full[l], s += score[l];
-            if (constraint_holds(kf, k, N, need) && s > best) best = s;
+            if (constraint_holds(kf, k, N, need) && (!last || (k && kf[k - 1])) && s > best) best = s;
         }
-        int ok = choose_layers(score, full, L, n, N, need, take);
+        int ok = choose_layers(score, full, L, n, N, need, last, take);
         cases++;
         if (!ok) {
             if (best == -INFINITY) infeasible_agree++;
@@ -233,9 +277,10 @@ static void test_choose_layers(void) {
         double s = 0;
         for (int l = 0; l < L; l++)
             if (take[l]) kf[k++] = full[l], s += score[l];
-        if (k != n || !constraint_holds(kf, k, N, need) || fabs(s - best) > 1e-9) bad++;
+        if (k != n || !constraint_holds(kf, k, N, need) || (last && !kf[k - 1]) || fabs(s - best) > 1e-9) bad++;
     }
-    check(bad == 0, "%d random cases (L <= 11): the choice is feasible, has n layers and the best sum (%d infeasible, "
+    check(bad == 0, "%d random cases (L <= 11, a third with Gemma 4's full layer last): the choice is feasible, has n "
+          "layers and the best sum (%d infeasible, "
           "both agree); %d disagreements", cases, infeasible_agree, bad);
 }
 
@@ -434,10 +479,13 @@ static void test_hard_concrete(void) {
 
 // --- 5. transformers' logits of a C-sliced model ---------------------------------------------------
 
-static void sample_model(Model *out, int **tok) {
+// g4 = 0: a Gemma 3 sample from a random bf16-scaled source; g4 = 1: Gemma 4, sliced from the g4_keqv
+// fixture to 2 of its 4 layers (the dropped layers' layer_scalar carried, section 7 of prune.c)
+static void sample_model(Model *out, int **tok, int g4) {
     Model src;
-    random_model(&src, CFG_SAMPLE, ST_BF16, 77, 0.2);  // the source was "bf16": embed scale 6.9375
-    Shape t = {30, 53, 3, 2, 1, 16};
+    Shape t = {30, 53, 3, 2, 1, 16, 0};
+    if (g4) model_load(&src, "test/fixtures/g4_keqv"), t = (Shape){40, 44, 2, 2, 1, 16, 1};
+    else random_model(&src, CFG_SAMPLE, ST_BF16, 77, 0.2);  // the source was "bf16": embed scale 6.9375
     Masks M;
     masks_init(&M, &src.c, &t, 78);
     random_log_alphas(&M, 79);
@@ -453,10 +501,10 @@ static void sample_model(Model *out, int **tok) {
     model_free(&src);
 }
 
-static void write_sample(const char *dir) {
+static void write_sample(const char *dir, int g4) {
     Model out;
     int *tok;
-    sample_model(&out, &tok);
+    sample_model(&out, &tok, g4);
     model_save(&out, dir, ST_F32);
     char *tp = path_join(dir, "tokens.json");
     char buf[1024], *p = buf;
@@ -468,21 +516,28 @@ static void write_sample(const char *dir) {
     }
     sprintf(p, "]\n");
     write_text_atomic(tp, buf);
-    printf("wrote %s (L=%d d=%d H=%d K=%d F=%d, from a d=48 bf16-scaled source) and %s\n", dir, out.c.L, out.c.d, out.c.H,
-           out.c.K, out.c.F, tp);
+    printf("wrote %s (L=%d d=%d H=%d K=%d F=%d, from %s) and %s\n", dir, out.c.L, out.c.d, out.c.H, out.c.K, out.c.F,
+           g4 ? "the g4_keqv fixture" : "a d=48 bf16-scaled source", tp);
     free(tp), free(tok);
     model_free(&out);
 }
 
-static void test_transformers_fixture(void) {
-    const char *fx = "test/fixtures/c_written/pruned/transformers.safetensors";
-    printf("a C-sliced model in transformers\n");
-    if (!file_exists(fx))
+static void test_transformers_fixture(const char *name, int g4) {
+    char fx[128];
+    snprintf(fx, sizeof fx, "test/fixtures/c_written/%s/transformers.safetensors", name);
+    printf("a C-sliced model in transformers (%s)\n", name);
+    if (!file_exists(fx)) {
+        if (g4) {  // made on the GPU machine; until then this check cannot run
+            printf("  SKIP %s is missing (test/test_prune --write-sample-g4 test/ref/c_written/%s, then "
+                   "test/ref/make_fixtures.py OUT c_written on the GPU machine)\n", fx, name);
+            return;
+        }
         fail("%s is missing (sh test/test_prune.sh --write-sample test/ref/c_written/pruned, then "
              "test/ref/make_fixtures.py on the GPU machine)", fx);
+    }
     Model out;
     int *tok;
-    sample_model(&out, &tok);
+    sample_model(&out, &tok, g4);
     SFile *f = st_open(fx);
     const STensor *lt = st_find(f, "logits");
     size_t n = (size_t)2 * 12 * out.c.V;
@@ -567,18 +622,23 @@ static void check_run(const char *out_dir) {
     const cJSON *ts = need(rep, "target_shape", rp);
     Shape t = {(int)json_int(ts, "hidden_size", 0, rp), (int)json_int(ts, "intermediate_size", 0, rp),
                (int)json_int(ts, "num_hidden_layers", 0, rp), (int)json_int(ts, "num_attention_heads", 0, rp),
-               (int)json_int(ts, "num_key_value_heads", 0, rp), (int)json_int(ts, "head_dim", 0, rp)};
+               (int)json_int(ts, "num_key_value_heads", 0, rp), (int)json_int(ts, "head_dim", 0, rp), 0};
+    t.Kg = (int)json_int(ts, "num_global_key_value_heads", t.K, rp);  // Gemma 4 only
     Shape got = shape_of(&out.c);
     check(!memcmp(&got, &t, sizeof t), "config.json shape == report target_shape (L=%d d=%d H=%d K=%d F=%d)", got.L,
           got.d, got.H, got.K, got.F);
     const cJSON *layers = need(rep, "layers", rp);
     int ok = list_sorted_in(layers, t.L, c->L) && list_sorted_in(need(rep, "hidden", rp), t.d, c->d);
     const char *per[] = {"kv_heads", "query_slots", "query_heads", "ffn"};
-    int len[] = {t.K, t.H / t.K, t.H, t.F}, lim[] = {c->K, c->H / c->K, c->H, c->F};
     for (int q = 0; q < 4; q++) {
         const cJSON *a = need(rep, per[q], rp);
         ok &= cJSON_IsArray(a) && cJSON_GetArraySize(a) == t.L;
-        for (const cJSON *e = a->child; e; e = e->next) ok &= list_sorted_in(e, len[q], lim[q]);
+        int k = 0;
+        for (const cJSON *e = a->child; e; e = e->next, k++) {  // per kept layer: Gemma 4's full layers have their own K
+            int Ks = layer_K(c, (int)cJSON_GetArrayItem(layers, k)->valuedouble), Kt = layer_K(&out.c, k);
+            int len[] = {Kt, t.H / Kt, t.H, t.F}, lim[] = {Ks, c->H / Ks, c->H, c->F};
+            ok &= list_sorted_in(e, len[q], lim[q]);
+        }
     }
     check(ok, "report index lists: one per kept layer, sorted, the target's lengths, inside the source");
     int kf[MAX_LAYERS], k = 0, lt_ok = 1;
@@ -593,6 +653,7 @@ static void check_run(const char *out_dir) {
     int fe = (int)json_int(rep, "full_every", 0, rp), drop = !strcmp(need(rep, "method", rp)->valuestring, "drop-full");
     if (drop) check(count_full(&out.c) == 0 && t.L == c->L - count_full(c), "drop-full: no full layer left, every sliding layer kept");
     else check(constraint_holds(kf, t.L, fe, count_full(c) > 0), "full-attention layer in every %d consecutive kept layers", fe);
+    if (c->arch == 4) check(t.L > 0 && kf[t.L - 1], "Gemma 4: the last kept layer is full attention");
     const cJSON *pj = need(rep, "params", rp);
     check(json_num(pj, "non_embedding", 0, rp) == (double)count_params(&out.c, 0) &&
           json_num(pj, "total", 0, rp) == (double)count_params(&out.c, 1), "report params == model.h's count of config.json");
@@ -696,7 +757,8 @@ static void bench(const char *shape, int steps) {
 }
 
 int main(int argc, char **argv) {
-    if (argc >= 3 && !strcmp(argv[1], "--write-sample")) return write_sample(argv[2]), 0;
+    if (argc >= 3 && !strcmp(argv[1], "--write-sample")) return write_sample(argv[2], 0), 0;
+    if (argc >= 3 && !strcmp(argv[1], "--write-sample-g4")) return write_sample(argv[2], 1), 0;
     if (argc >= 4 && !strcmp(argv[1], "--write-model")) return write_model(argv[2], atoi(argv[3])), 0;
     if (argc >= 4 && !strcmp(argv[1], "--write-shards")) return write_shards(argv[2], atoi(argv[3])), 0;
     if (argc >= 3 && !strcmp(argv[1], "--check-run")) {
@@ -705,13 +767,14 @@ int main(int argc, char **argv) {
         return failures != 0;
     }
     if (argc >= 3 && !strcmp(argv[1], "--bench")) return bench(argv[2], argc >= 4 ? atoi(argv[3]) : 0), 0;
-    if (argc >= 2) fail("usage: test_prune [--write-sample DIR | --write-model DIR V | --write-shards DIR V | --check-run OUT | --bench S|M]");
+    if (argc >= 2) fail("usage: test_prune [--write-sample[-g4] DIR | --write-model DIR V | --write-shards DIR V | --check-run OUT | --bench S|M]");
     printf("test_prune: prune.c (BLIS kernels %s, %d threads)\n", blas_kernels(), omp_get_max_threads());
     test_masked_vs_sliced();
     test_choose_layers();
     test_hard_concrete();
     test_gradients();
-    test_transformers_fixture();
+    test_transformers_fixture("pruned", 0);
+    test_transformers_fixture("pruned_g4", 1);
     printf("test_prune: %s (%d failures)\n", failures ? "FAILED" : "passed", failures);
     return failures != 0;
 }

@@ -111,8 +111,19 @@ expect_error "--out already holds a model" "already holds" $B --out "$T/a" --kee
 expect_error "--out is the source" "source model directory" $B --out "$T/src" --keep 0.5
 expect_error "--resume without a run" "does not exist" $B --out "$T/fresh" --keep 0.5 --resume
 expect_error "--resume with other settings" "was made with steps" $P --out "$T/c" --target "$T/t1.json" --steps 12 --resume
-expect_error "Gemma 4 refused for now" "Gemma 4 pruning is not supported" $B --out "$T/x" --model test/fixtures/g4_kv --keep 0.5
 check "a refused run leaves no output directory" test ! -e "$T/x"
+
+# --- Gemma 4 (fixture g4_keqv: d 64, L 4 = s F s F, H 4, K 2, D 16; full layers K=V, Kg 1, Dg 32) ----------------
+./test/test_prune --write-shards "$T/data256" 256 > /dev/null || { echo "FAIL could not write shards for vocab 256"; exit 1; }
+G4="./prune --model test/fixtures/g4_keqv --data $T/data256 --batch 4 --seq 32 --eval-every 4 --eval-batches 2 --log-every 4 --steps 8"
+$G4 --out "$T/g4" --keep 0.5 > "$T/g4.log" 2>&1 || { cat "$T/g4.log"; bad "Gemma 4 sheared --keep 0.5"; }
+check "Gemma 4 sheared --keep 0.5: output passes --check-run" quiet ./test/test_prune --check-run "$T/g4"
+$G4 --out "$T/g4t" --target "$(j '{"num_hidden_layers": 2, "hidden_size": 48, "num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 40}')" \
+  > "$T/g4t.log" 2>&1 || { cat "$T/g4t.log"; bad "Gemma 4 sheared, 2 of 4 layers"; }
+check "Gemma 4 sheared, 2 of 4 layers: output passes --check-run (last layer full, scalars carried)" quiet ./test/test_prune --check-run "$T/g4t"
+expect_error "Gemma 4: one-shot baselines refused" "method sheared" ./prune --model test/fixtures/g4_keqv --data "$T/data256" --out "$T/x" --method magnitude --keep 0.5
+expect_error "Gemma 4: drop-full refused" "end Gemma 4 on a sliding layer" ./prune --model test/fixtures/g4_keqv --data "$T/data256" --out "$T/x" --method drop-full
+expect_error "Gemma 4: full-layer kv heads above the source" "num_global_key_value_heads" $G4 --out "$T/x" --target "$(j '{"num_global_key_value_heads": 2}')"
 
 echo "test_prune.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]
