@@ -1300,7 +1300,7 @@ static Config target_config(const Config *c, const Shape *t) {
     Config x = *c;
     x.d = t->d, x.F = t->F, x.L = t->L, x.H = t->H, x.K = t->K, x.Kg = t->Kg;
     if (c->arch == 4) {
-        float ones[MAX_LAYERS];
+        float ones[MAX_LAYERS] = {0};
         int take[MAX_LAYERS], k = 0;
         for (int l = 0; l < c->L; l++) ones[l] = 1;
         if (choose_layers(ones, c->full, c->L, t->L, default_full_every(c), 1, 1, take))

@@ -5,7 +5,8 @@
 # files: check_train.log (every command's output) and summary.txt (the checks and the speed table).
 #   1. the teacher config from scratch, 60 steps, GPU vs CPU: loss per step and validation per domain
 #   2. stop at step 30 on the GPU, resume on the CPU and on the GPU: the same checkpoint on both devices
-#   3. sheared pruning of the GPU-trained model, GPU vs CPU, and the pruned model it writes
+#   3. sheared pruning of the GPU-trained model, GPU vs CPU, and the pruned model it writes; the same for
+#      the Gemma 4 fixture g4_keqv (random tokens)
 #   4. speed through the programs: the Gemma-3-270M shape (16k tokens per step) with ./train and ./prune
 #      --device gpu, next to hip/build/bench on the same shape
 # Tolerances (bf16 compute on the GPU against fp32 on the CPU; hip/dev/RESULTS.md §1 gives one step at
@@ -56,8 +57,22 @@ evals "$W/gpu_b.log" > "$W/gpu.eval"; evals "$W/cpu.log" > "$W/cpu.eval"; evals 
 P="--model $W/gpu/checkpoint --data data/shards --method sheared --keep 0.5 --steps 40 --batch 8 --seq 256 --lr 1e-3 --eval-every 20 --eval-batches 2 --seed 1 --log-every 1"
 run "$W/prune_gpu.log" $PR $P --out "$W/prune_gpu" --device gpu
 run "$W/prune_cpu.log" $PR $P --out "$W/prune_cpu" --device cpu
+# ... and Gemma 4 (the g4_keqv fixture: full layers with their own head_dim and kv heads, K=V, layer_scalar)
+python3 - "$W/shards256" <<'SHARDS'
+import os, struct, sys, random
+for split, m in (("train", 1 << 16), ("val", 1 << 12)):
+    d = os.path.join(sys.argv[1], "random"); os.makedirs(d, exist_ok=True)
+    rng = random.Random(2)
+    with open(os.path.join(d, split + ".bin"), "wb") as f:
+        f.write(b"GSHD" + struct.pack("<IIIQQ", 1, 256, 2, m, 1) + bytes(32))
+        f.write(struct.pack("<%dH" % m, *(rng.randrange(256) for _ in range(m))))
+SHARDS
+P4="--model test/fixtures/g4_keqv --data $W/shards256 --method sheared --keep 0.5 --steps 20 --batch 4 --seq 32 --eval-every 10 --eval-batches 2 --seed 1 --log-every 1"
+run "$W/prune_g4_gpu.log" $PR $P4 --out "$W/prune_g4_gpu" --device gpu
+run "$W/prune_g4_cpu.log" $PR $P4 --out "$W/prune_g4_cpu" --device cpu
 psteps() { grep -E '^step [0-9]+/' "$1" | sed -E 's/^step ([0-9]+)\/[0-9]+ \| loss ([0-9.]+).*/\1 \2/'; }
 psteps "$W/prune_gpu.log" > "$W/pg.steps"; psteps "$W/prune_cpu.log" > "$W/pc.steps"
+psteps "$W/prune_g4_gpu.log" > "$W/pg4.steps"; psteps "$W/prune_g4_cpu.log" > "$W/pc4.steps"
 
 # 4. speed on the 270M shape through the programs
 cat > "$W/270m.json" <<'EOF'
@@ -136,7 +151,13 @@ if pg and pc:
     check("prune step 1 loss, relative", abs(pg[1] - pc[1]) / pc[1], 2e-3)
     cm = sorted(set(pg) & set(pc))
     check("prune mean |loss gpu - cpu| (nats)", sum(abs(pg[s] - pc[s]) for s in cm) / len(cm), 0.02, "%.4f")
-for name in ("prune_gpu", "prune_cpu"):
+pg4, pc4 = dict(rd("pg4.steps")), dict(rd("pc4.steps"))
+print(f"prune Gemma 4 (g4_keqv) 20 steps GPU vs CPU: {len(pg4)} / {len(pc4)} steps logged")
+if pg4 and pc4:
+    check("Gemma 4 prune step 1 loss, relative", abs(pg4[1] - pc4[1]) / pc4[1], 2e-3)
+    cm = sorted(set(pg4) & set(pc4))
+    check("Gemma 4 prune mean |loss gpu - cpu| (nats)", sum(abs(pg4[s] - pc4[s]) for s in cm) / len(cm), 0.02, "%.4f")
+for name in ("prune_gpu", "prune_cpu", "prune_g4_gpu", "prune_g4_cpu"):
     if not os.path.exists(os.path.join(W, name, "model.safetensors")): print(f"FAIL {name}: no pruned model written"); ok = False
 def toks(p, skip=3):
     try: v = sorted(float(m) for m in re.findall(r"\| ([0-9]+) tok/s", open(os.path.join(W, p)).read())[skip:])
