@@ -3,6 +3,7 @@
 #   check NAME COMMAND...        passes when the command succeeds
 #   expect_error NAME WANT CMD   bad input: a non-zero exit below 128 (no crash, no signal) and exactly one
 #                                line on stderr that contains WANT
+#   quiet COMMAND...             run it silently; print its output only when it fails
 pass=0 fail=0
 ok() { echo "ok   $1"; pass=$((pass + 1)); }
 bad() { echo "FAIL $1"; fail=$((fail + 1)); }
@@ -17,3 +18,4 @@ expect_error() {
   if [ "$(wc -l < "$T/err")" -eq 1 ] && grep -q -- "$want" "$T/err"; then ok "$name -> $(cat "$T/err")"
   else bad "$name: stderr was: $(cat "$T/err")"; fi
 }
+quiet() { "$@" > "$T/q.log" 2>&1 || { cat "$T/q.log"; return 1; }; }

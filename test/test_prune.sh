@@ -18,23 +18,7 @@ if [ "$1" = "--write-sample" ]; then
 fi
 T=$(mktemp -d /tmp/test_prune_sh.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
-check() {  # check NAME COMMAND...: passes when the command succeeds
-  name=$1; shift
-  if "$@"; then ok "$name"; else bad "$name"; fi
-}
-quiet() { "$@" > "$T/q.log" 2>&1 || { cat "$T/q.log"; return 1; }; }  # output only when it fails
-# expect_error NAME WANT COMMAND...: non-zero exit (not a signal), exactly one line on stderr containing WANT
-expect_error() {
-  name=$1 want=$2; shift 2
-  "$@" > "$T/out" 2> "$T/err"; rc=$?
-  if [ $rc -eq 0 ] || [ $rc -ge 128 ]; then bad "$name (exit $rc): $(cat "$T/err")"; return; fi
-  if [ "$(wc -l < "$T/err")" -eq 1 ] && grep -q -- "$want" "$T/err"; then ok "$name -> $(cat "$T/err")"
-  else bad "$name: stderr was: $(cat "$T/err")"; fi
-}
+. test/lib.sh
 
 make --no-print-directory -s prune test/test_prune > "$T/build.log" 2>&1 \
   || { cat "$T/build.log"; echo "FAIL build"; echo "test_prune.sh: 0 passed, 1 failed"; exit 1; }

@@ -14,26 +14,16 @@ cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1
 T=$(mktemp -d /tmp/test_train_sh.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
-check() {  # check NAME COMMAND...: passes when the command succeeds
-  name=$1; shift
-  if "$@"; then ok "$name"; else bad "$name"; fi
-}
+. test/lib.sh
 snapshot() { [ -d "$1" ] && (cd "$1" && find . -type f | sort | xargs md5sum) || echo none; }
-# expect_error NAME WANT OUTDIR COMMAND...: non-zero exit without a crash, exactly one stderr line containing
-# WANT, and every file under OUTDIR unchanged (OUTDIR may not exist: then it must still not exist)
-expect_error() {
+# expect_error_keeps NAME WANT OUTDIR COMMAND...: expect_error (test/lib.sh), and every file under OUTDIR
+# unchanged (OUTDIR may not exist: then it must still not exist)
+expect_error_keeps() {
   name=$1 want=$2 dir=$3; shift 3
   before=$(snapshot "$dir")
-  "$@" > "$T/out" 2> "$T/err"; rc=$?
+  expect_error "$name" "$want" "$@"
   after=$(snapshot "$dir")
-  if [ $rc -eq 0 ] || [ $rc -ge 128 ]; then bad "$name (exit $rc)"; return; fi
-  if [ "$before" != "$after" ]; then bad "$name: $dir was changed"; return; fi
-  if [ "$(wc -l < "$T/err")" -eq 1 ] && grep -q -- "$want" "$T/err"; then ok "$name -> $(cat "$T/err")"
-  else bad "$name: stderr was: $(cat "$T/err")"; fi
+  if [ "$before" != "$after" ]; then bad "$name: $dir was changed"; fi
 }
 col() { cut -d, -f"$2" "$1"; }  # a column of a CSV log
 
@@ -173,34 +163,34 @@ check "generate: starts with the prompt, greedy is repeatable, sampling runs: '$
 
 # --- bad input: one line, non-zero exit, nothing in --out changed ------------------------------------------------
 cp -r "$T/data" "$T/data_missing"; rm "$T/data_missing/noise/val.bin"
-expect_error "a domain without val.bin" "is missing" "$T/e1" ./train --config "$T/tiny.json" --data "$T/data_missing" --out "$T/e1" --steps 2
-expect_error "shards of another tokenizer (vocab 1000, model 261)" "1000 ids but the model has vocab 261" "$T/e2" \
+expect_error_keeps "a domain without val.bin" "is missing" "$T/e1" ./train --config "$T/tiny.json" --data "$T/data_missing" --out "$T/e1" --steps 2
+expect_error_keeps "shards of another tokenizer (vocab 1000, model 261)" "1000 ids but the model has vocab 261" "$T/e2" \
   ./train --config "$T/tiny.json" --data "$T/data1000" --out "$T/e2" --steps 2
 cp -r "$T/u_adamw" "$T/e3"; head -c 5000 "$T/u_adamw/checkpoint/optimizer.safetensors" > "$T/e3/checkpoint/optimizer.safetensors"
-expect_error "truncated optimizer.safetensors on resume" "optimizer.safetensors" "$T/e3" ./train --out "$T/e3" --resume --steps 40
+expect_error_keeps "truncated optimizer.safetensors on resume" "optimizer.safetensors" "$T/e3" ./train --out "$T/e3" --resume --steps 40
 cp -r "$T/u_adamw" "$T/e4"
-expect_error "resume with another --optimizer" "trained with --optimizer adamw, not muon" "$T/e4" ./train --out "$T/e4" --resume --steps 40 --optimizer muon
+expect_error_keeps "resume with another --optimizer" "trained with --optimizer adamw, not muon" "$T/e4" ./train --out "$T/e4" --resume --steps 40 --optimizer muon
 cp "$T/lb/checkpoint/optimizer.safetensors" "$T/e4/checkpoint/optimizer.safetensors"
-expect_error "optimizer state of another model" "belongs to another model" "$T/e4" ./train --out "$T/e4" --resume --steps 40
+expect_error_keeps "optimizer state of another model" "belongs to another model" "$T/e4" ./train --out "$T/e4" --resume --steps 40
 cp -r "$T/u_adamw" "$T/e5"; printf '{"step": 30, ' > "$T/e5/checkpoint/train_state.json"
-expect_error "corrupt train_state.json" "malformed JSON" "$T/e5" ./train --out "$T/e5" --resume --steps 40
+expect_error_keeps "corrupt train_state.json" "malformed JSON" "$T/e5" ./train --out "$T/e5" --resume --steps 40
 echo '{"pattern": 1, "count": 1, "noise": 5, "poetry": 2}' > "$T/ref_bad.json"
-expect_error "reference losses naming an unknown domain" 'names domain "poetry"' "$T/e6" \
+expect_error_keeps "reference losses naming an unknown domain" 'names domain "poetry"' "$T/e6" \
   ./train --config "$T/tiny.json" $D --out "$T/e6" --mix dynamic --ref-loss "$T/ref_bad.json"
 echo '{"pattern": 1, "count": 1}' > "$T/ref_short.json"
-expect_error "reference losses missing a domain" 'no reference loss for domain "noise"' "$T/e6" \
+expect_error_keeps "reference losses missing a domain" 'no reference loss for domain "noise"' "$T/e6" \
   ./train --config "$T/tiny.json" $D --out "$T/e6" --mix dynamic --ref-loss "$T/ref_short.json"
-expect_error "--mix dynamic without references" "needs reference losses" "$T/e6" ./train --config "$T/tiny.json" $D --out "$T/e6" --mix dynamic
-expect_error "a new run over an existing checkpoint" "already holds a checkpoint" "$T/u_adamw" ./train --config "$T/tiny.json" $D --out "$T/u_adamw"
-expect_error "--resume without a checkpoint" "no checkpoint" "$T/e7" ./train --out "$T/e7" --resume
-expect_error "--resume of a finished run" "nothing to do" "$T/u_adamw" ./train --out "$T/u_adamw" --resume
+expect_error_keeps "--mix dynamic without references" "needs reference losses" "$T/e6" ./train --config "$T/tiny.json" $D --out "$T/e6" --mix dynamic
+expect_error_keeps "a new run over an existing checkpoint" "already holds a checkpoint" "$T/u_adamw" ./train --config "$T/tiny.json" $D --out "$T/u_adamw"
+expect_error_keeps "--resume without a checkpoint" "no checkpoint" "$T/e7" ./train --out "$T/e7" --resume
+expect_error_keeps "--resume of a finished run" "nothing to do" "$T/u_adamw" ./train --out "$T/u_adamw" --resume
 ./train --config "$T/tiny300.json" $D --out "$T/v300" --steps 1 --eval-every 0 > /dev/null 2>&1
-expect_error "teacher with another vocabulary" "same vocabulary" "$T/e8" ./train --config "$T/tiny.json" $D --out "$T/e8" --teacher "$T/v300/checkpoint"
+expect_error_keeps "teacher with another vocabulary" "same vocabulary" "$T/e8" ./train --config "$T/tiny.json" $D --out "$T/e8" --teacher "$T/v300/checkpoint"
 sed 's/"query_heads": \[\[1\]\]/"query_heads": [[0]]/; s/"kv_heads": \[\[0\]\]/"kv_heads": [[0]], "x": 0/' "$T/report.json" > "$T/report_bad.json"
 sed -i 's/"num_attention_heads": 1, "num_key_value_heads": 1/"num_attention_heads": 2, "num_key_value_heads": 1/; s/"query_heads": \[\[0\]\]/"query_heads": [[0, 5]]/' "$T/report_bad.json"
-expect_error "report with a query head out of range" "query_heads\[0\]" "$T/e9" ./train --lottery B --report "$T/report_bad.json" --source "$S" $D --out "$T/e9"
-expect_error "unknown --optimizer" "not one of: adamw, adamw8, muon" "$T/e10" ./train --config "$T/tiny.json" $D --out "$T/e10" --optimizer sgd
-expect_error "unknown flag" "unknown argument --lr-max" "$T/e10" ./train --config "$T/tiny.json" --out "$T/e10" --lr-max 1
+expect_error_keeps "report with a query head out of range" "query_heads\[0\]" "$T/e9" ./train --lottery B --report "$T/report_bad.json" --source "$S" $D --out "$T/e9"
+expect_error_keeps "unknown --optimizer" "not one of: adamw, adamw8, muon" "$T/e10" ./train --config "$T/tiny.json" $D --out "$T/e10" --optimizer sgd
+expect_error_keeps "unknown flag" "unknown argument --lr-max" "$T/e10" ./train --config "$T/tiny.json" --out "$T/e10" --lr-max 1
 check "--help lists every flag with type and default" sh -c "./train --help | grep -q -- '--grad-accum     int     ' && ./train --help | grep -q -- '--dbl-clip       flag'"
 
 echo "test_train.sh: $pass passed, $fail failed"
