@@ -145,18 +145,15 @@ else: print("FAIL GPU -> CPU resume produced no steps"); ok = False
 if c2g:
     check("CPU checkpoint resumed on the GPU: mean |loss - cpu run| steps 31-60", sum(abs(c2g[s] - c[s]) for s in c2g if s in c) / max(1, len(c2g)), 0.02, "%.4f")
 else: print("FAIL CPU -> GPU resume produced no steps"); ok = False
-pg, pc = dict(rd("pg.steps")), dict(rd("pc.steps"))
-print(f"prune 40 steps GPU vs CPU: {len(pg)} / {len(pc)} steps logged")
-if pg and pc:
-    check("prune step 1 loss, relative", abs(pg[1] - pc[1]) / pc[1], 2e-3)
-    cm = sorted(set(pg) & set(pc))
-    check("prune mean |loss gpu - cpu| (nats)", sum(abs(pg[s] - pc[s]) for s in cm) / len(cm), 0.02, "%.4f")
-pg4, pc4 = dict(rd("pg4.steps")), dict(rd("pc4.steps"))
-print(f"prune Gemma 4 (g4_keqv) 20 steps GPU vs CPU: {len(pg4)} / {len(pc4)} steps logged")
-if pg4 and pc4:
-    check("Gemma 4 prune step 1 loss, relative", abs(pg4[1] - pc4[1]) / pc4[1], 2e-3)
-    cm = sorted(set(pg4) & set(pc4))
-    check("Gemma 4 prune mean |loss gpu - cpu| (nats)", sum(abs(pg4[s] - pc4[s]) for s in cm) / len(cm), 0.02, "%.4f")
+def prune_pair(what, fg, fc):  # a pruning run on both devices: step 1, then the mean over the run
+    pg, pc = dict(rd(fg)), dict(rd(fc))
+    print(f"{what} GPU vs CPU: {len(pg)} / {len(pc)} steps logged")
+    if pg and pc:
+        check(f"{what}: step 1 loss, relative", abs(pg[1] - pc[1]) / pc[1], 2e-3)
+        cm = sorted(set(pg) & set(pc))
+        check(f"{what}: mean |loss gpu - cpu| (nats)", sum(abs(pg[s] - pc[s]) for s in cm) / len(cm), 0.02, "%.4f")
+prune_pair("prune 40 steps", "pg.steps", "pc.steps")
+prune_pair("prune Gemma 4 (g4_keqv) 20 steps", "pg4.steps", "pc4.steps")
 for name in ("prune_gpu", "prune_cpu", "prune_g4_gpu", "prune_g4_cpu"):
     if not os.path.exists(os.path.join(W, name, "model.safetensors")): print(f"FAIL {name}: no pruned model written"); ok = False
 def toks(p, skip=3):
