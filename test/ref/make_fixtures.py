@@ -242,6 +242,32 @@ def g4(name, k_eq_v):
                                                            "K=2, Kg=1, proportional rope 0.25, softcap 5"})
 
 
+# 4b. Gemma 4 E2B's extras on a tiny model: per-layer input embeddings (PLE), the last two layers sharing
+#     the K/V of the last earlier layer of their type (no k/v projections there), double-wide MLPs on them.
+def g4_e2b():
+    from transformers import Gemma4ForCausalLM, Gemma4TextConfig
+    g = torch.Generator().manual_seed(4242)  # its own generator: independent of the fixtures above
+    s, f = "sliding_attention", "full_attention"
+    cfg = Gemma4TextConfig(vocab_size=256, hidden_size=64, intermediate_size=48, num_hidden_layers=6,
+                           num_attention_heads=4, num_key_value_heads=2, head_dim=16, global_head_dim=32,
+                           attention_k_eq_v=False, sliding_window=6, layer_types=[s, f, s, f, s, f],
+                           final_logit_softcapping=5.0, hidden_size_per_layer_input=8, vocab_size_per_layer_input=256,
+                           num_kv_shared_layers=2, use_double_wide_mlp=True, max_position_embeddings=512,
+                           attn_implementation="eager",
+                           rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+                                            "full_attention": {"rope_type": "proportional",
+                                                               "partial_rotary_factor": 0.25, "rope_theta": 1e6}})
+    print("g4_e2b config", cfg.to_dict(), flush=True)
+    model = Gemma4ForCausalLM(cfg)
+    print("g4_e2b params", [(n, tuple(p.shape)) for n, p in model.named_parameters()], flush=True)
+    print("g4_e2b buffers", [(n, tuple(b.shape)) for n, b in model.named_buffers()], flush=True)
+    randomize(model, g)
+    tokens = torch.randint(0, cfg.vocab_size, (2, 20), generator=g)
+    refs = reference(model.to(torch.float64), tokens)
+    write("g4_e2b", model.to(torch.float32), refs, {"covers": "Gemma 4 E2B extras: per-layer inputs P=8, 2 KV-shared "
+                                                            "layers (s and f), double-wide MLP on them; D=16, Dg=32"})
+
+
 # 5. C-written checkpoints must load in transformers: logits of each directory under test/ref/c_written
 def c_written():  # noqa: C901
     base = os.path.join(os.path.dirname(__file__), "c_written")
@@ -272,5 +298,6 @@ run("g3_mqa", g3_mqa)
 run("g3_multimodal", g3_multimodal)
 run("g4_kv", lambda: g4("g4_kv", False))
 run("g4_keqv", lambda: g4("g4_keqv", True))
+run("g4_e2b", g4_e2b)
 run("c_written", c_written)
 print("done", flush=True)
