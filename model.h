@@ -48,6 +48,10 @@ typedef struct {
     int Kg;                  // num_global_key_value_heads on full layers       4
     int k_eq_v;              // attention_k_eq_v: full layers have no v_proj    1
     double partial_rotary;   // proportional RoPE fraction on full layers       0.25
+    int P;                   // hidden_size_per_layer_input (E2B/E4B), 0 = none 256
+    int Vp;                  // vocab_size_per_layer_input                      262144
+    int n_shared;            // num_kv_shared_layers: the last layers reuse K/V 20
+    int double_wide;         // use_double_wide_mlp: 2F on the KV-shared layers 1
     int scale_dtype;         // dtype sqrt(d) is rounded to (ST_F32/ST_BF16/ST_F16): the checkpoint's
 } Config;
 
@@ -55,6 +59,27 @@ typedef struct {
 static inline int layer_D(const Config *c, int l) { return (c->arch == 4 && c->full[l]) ? c->Dg : c->D; }
 static inline int layer_K(const Config *c, int l) { return (c->arch == 4 && c->full[l]) ? c->Kg : c->K; }
 static inline int layer_has_v(const Config *c, int l) { return !(c->arch == 4 && c->full[l] && c->k_eq_v); }
+// Gemma 4 E2B/E4B: the last n_shared layers take K and V from kv_source (no k/v projections of their
+// own) and, with use_double_wide_mlp, have an FFN of 2F
+static inline int layer_shared(const Config *c, int l) { return c->n_shared > 0 && l >= c->L - c->n_shared; }
+static inline int layer_F(const Config *c, int l) { return c->double_wide && layer_shared(c, l) ? 2 * c->F : c->F; }
+static inline int max_F(const Config *c) { return c->double_wide && c->n_shared > 0 ? 2 * c->F : c->F; }
+static inline int layer_nqkv(const Config *c, int l) {  // rows of the fused q|k|v projection
+    int D = layer_D(c, l), K = layer_K(c, l);
+    return layer_shared(c, l) ? c->H * D : (c->H + (layer_has_v(c, l) ? 2 : 1) * K) * D;
+}
+// the layer a KV-shared layer reads K/V from: the last non-shared layer of the same type (-1: none)
+static int kv_source(const Config *c, int l) {
+    if (!layer_shared(c, l)) return l;
+    for (int j = c->L - c->n_shared - 1; j >= 0; j--)
+        if (c->full[j] == c->full[l]) return j;
+    return -1;
+}
+static int is_kv_source(const Config *c, int l) {
+    for (int j = c->L - c->n_shared; c->n_shared > 0 && j < c->L; j++)
+        if (kv_source(c, j) == l) return 1;
+    return 0;
+}
 // Gemma 3 norms scale by (1 + w), Gemma 4 norms by w
 static inline float norm_offset(const Config *c) { return c->arch == 3 ? 1.0f : 0.0f; }
 
@@ -199,16 +224,16 @@ static void config_from_json(Config *c, const cJSON *root, const char *src) {
         c->Dg = c->D;
         c->Kg = c->K;
     } else {
-        if (json_int(j, "hidden_size_per_layer_input", 0, src) != 0)
-            fail("%s: hidden_size_per_layer_input > 0 (per-layer input embeddings, E2B/E4B) is not supported yet; "
-                 "only dense Gemma 4 text models load",
-                 src);
-        if (json_int(j, "num_kv_shared_layers", 0, src) != 0)
-            fail("%s: num_kv_shared_layers > 0 (KV-shared layers, E2B/E4B) is not supported yet", src);
+        // E2B/E4B's extras: per-layer inputs, KV-shared layers, double-wide MLPs on them
+        c->P = (int)json_int(j, "hidden_size_per_layer_input", 0, src);
+        c->Vp = c->P > 0 ? (int)json_int(j, "vocab_size_per_layer_input", c->V, src) : 0;
+        c->n_shared = (int)json_int(j, "num_kv_shared_layers", 0, src);
+        c->double_wide = json_bool(j, "use_double_wide_mlp", 0, src);
+        if (c->P < 0 || (c->P > 0 && c->Vp < 1)) fail("%s: hidden_size_per_layer_input / vocab_size_per_layer_input must be >= 1", src);
+        if (c->n_shared < 0 || c->n_shared >= c->L)
+            fail("%s: num_kv_shared_layers = %d must be in [0, num_hidden_layers - 1]", src, c->n_shared);
         if (json_bool(j, "enable_moe_block", 0, src))
             fail("%s: enable_moe_block=true (the 26B-A4B mixture of experts) is not supported", src);
-        if (json_bool(j, "use_double_wide_mlp", 0, src))
-            fail("%s: use_double_wide_mlp=true is not supported yet", src);
         if (!c->full[c->L - 1]) {  // transformers forces it too (with a warning)
             fprintf(stderr, "warning: %s: Gemma 4's last layer must be full attention; treating it as one\n", src);
             c->full[c->L - 1] = 1;
@@ -238,6 +263,10 @@ static void config_from_json(Config *c, const cJSON *root, const char *src) {
         }
         if (c->Dg % 2 || c->H % c->Kg) fail("%s: global_head_dim must be even and divide heads into kv groups", src);
         if (!prop) c->partial_rotary = 1.0;
+        for (int l = c->L - c->n_shared; c->n_shared > 0 && l < c->L; l++)
+            if (kv_source(c, l) < 0)
+                fail("%s: KV-shared layer %d has no earlier %s layer to take K/V from", src, l,
+                     c->full[l] ? "full-attention" : "sliding");
     }
     if (c->W > c->max_pos) c->W = c->max_pos;
     c->attn_softcap = 0;
@@ -300,10 +329,11 @@ static cJSON *config_to_json(const Config *c, const char *dtype) {
             cJSON_AddNumberToObject(e, "head_dim", c->Dg);
             cJSON_AddNumberToObject(e, "num_key_value_heads", c->Kg);
         }
-        cJSON_AddNumberToObject(j, "hidden_size_per_layer_input", 0);
-        cJSON_AddNumberToObject(j, "num_kv_shared_layers", 0);
+        cJSON_AddNumberToObject(j, "hidden_size_per_layer_input", c->P);
+        if (c->P > 0) cJSON_AddNumberToObject(j, "vocab_size_per_layer_input", c->Vp);
+        cJSON_AddNumberToObject(j, "num_kv_shared_layers", c->n_shared);
         cJSON_AddBoolToObject(j, "enable_moe_block", 0);
-        cJSON_AddBoolToObject(j, "use_double_wide_mlp", 0);
+        cJSON_AddBoolToObject(j, "use_double_wide_mlp", c->double_wide);
     }
     cJSON_AddBoolToObject(j, "tie_word_embeddings", 1);
     cJSON_AddBoolToObject(j, "attention_bias", 0);
@@ -326,6 +356,9 @@ static void config_print(const Config *c, FILE *f) {
     fprintf(f, "|   layers: ");
     for (int l = 0; l < c->L; l++) fputc(c->full[l] ? 'F' : 's', f);
     fputc('\n', f);
+    if (c->P || c->n_shared)
+        fprintf(f, "|   per-layer inputs P=%d (vocab %d), last %d layers share K/V%s\n", c->P, c->Vp, c->n_shared,
+                c->double_wide ? ", their FFN 2F" : "");
 }
 
 // ================================================================================================
@@ -336,15 +369,17 @@ static void config_print(const Config *c, FILE *f) {
 
 enum {  // tensor kinds, in memory order within a layer
     T_IN_NORM, T_WQ, T_WK, T_WV, T_Q_NORM, T_K_NORM, T_WO, T_POST_ATTN_NORM,
-    T_PRE_FFN_NORM, T_WGATE, T_WUP, T_WDOWN, T_POST_FFN_NORM, T_LAYER_SCALAR, T_NKINDS,
-    T_EMBED = 100, T_FINAL_NORM
+    T_PRE_FFN_NORM, T_WGATE, T_WUP, T_WDOWN, T_POST_FFN_NORM, T_PLE_GATE, T_PLE_PROJ, T_PLE_NORM, T_LAYER_SCALAR,
+    T_NKINDS,
+    T_EMBED = 100, T_FINAL_NORM, T_PLE_EMBED, T_PLE_MODEL_PROJ, T_PLE_PROJ_NORM  // the last three: E2B/E4B
 };
 
 static const char *kind_hf_name[T_NKINDS] = {
     "input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
     "self_attn.q_norm.weight", "self_attn.k_norm.weight", "self_attn.o_proj.weight",
     "post_attention_layernorm.weight", "pre_feedforward_layernorm.weight", "mlp.gate_proj.weight",
-    "mlp.up_proj.weight", "mlp.down_proj.weight", "post_feedforward_layernorm.weight", "layer_scalar"};
+    "mlp.up_proj.weight", "mlp.down_proj.weight", "post_feedforward_layernorm.weight", "per_layer_input_gate.weight",
+    "per_layer_projection.weight", "post_per_layer_input_norm.weight", "layer_scalar"};
 
 typedef struct {
     int kind, layer;    // layer -1 for embedding and final norm
@@ -369,22 +404,31 @@ static void table_add(ParamTable *t, int kind, int layer, size_t rows, size_t co
     t->total += rows * cols;
     if (kind == T_EMBED) snprintf(p->name, sizeof p->name, "model.embed_tokens.weight");
     else if (kind == T_FINAL_NORM) snprintf(p->name, sizeof p->name, "model.norm.weight");
+    else if (kind == T_PLE_EMBED) snprintf(p->name, sizeof p->name, "model.embed_tokens_per_layer.weight");
+    else if (kind == T_PLE_MODEL_PROJ) snprintf(p->name, sizeof p->name, "model.per_layer_model_projection.weight");
+    else if (kind == T_PLE_PROJ_NORM) snprintf(p->name, sizeof p->name, "model.per_layer_projection_norm.weight");
     else snprintf(p->name, sizeof p->name, "model.layers.%d.%s", layer, kind_hf_name[kind]);
 }
 
 static void param_table(const Config *c, ParamTable *t) {
     t->n = 0, t->total = 0;
-    t->e = (PEntry *)callocCheck(sizeof(PEntry) * (size_t)(2 + T_NKINDS * c->L));
-    size_t d = (size_t)c->d, H = (size_t)c->H, F = (size_t)c->F;
+    t->e = (PEntry *)callocCheck(sizeof(PEntry) * (size_t)(5 + T_NKINDS * c->L));
+    size_t d = (size_t)c->d, H = (size_t)c->H, P = (size_t)c->P, LP = (size_t)c->L * c->P;
     table_add(t, T_EMBED, -1, (size_t)c->V, d, 0);
+    if (c->P > 0) {  // per-layer inputs: a token table of L*P, a projection of the embedding, a norm over P
+        table_add(t, T_PLE_EMBED, -1, (size_t)c->Vp, LP, 0);
+        table_add(t, T_PLE_MODEL_PROJ, -1, LP, d, 0);
+        table_add(t, T_PLE_PROJ_NORM, -1, P, 1, 1);
+    }
     for (int l = 0; l < c->L; l++) {
-        size_t D = (size_t)layer_D(c, l), K = (size_t)layer_K(c, l);
+        size_t D = (size_t)layer_D(c, l), K = (size_t)layer_K(c, l), F = (size_t)layer_F(c, l);
+        int own_kv = !layer_shared(c, l);
         table_add(t, T_IN_NORM, l, d, 1, 1);
         table_add(t, T_WQ, l, H * D, d, 0);
-        table_add(t, T_WK, l, K * D, d, 0);
-        if (layer_has_v(c, l)) table_add(t, T_WV, l, K * D, d, 0);
+        if (own_kv) table_add(t, T_WK, l, K * D, d, 0);
+        if (own_kv && layer_has_v(c, l)) table_add(t, T_WV, l, K * D, d, 0);
         table_add(t, T_Q_NORM, l, D, 1, 1);
-        table_add(t, T_K_NORM, l, D, 1, 1);
+        if (own_kv) table_add(t, T_K_NORM, l, D, 1, 1);
         table_add(t, T_WO, l, d, H * D, 0);
         table_add(t, T_POST_ATTN_NORM, l, d, 1, 1);
         table_add(t, T_PRE_FFN_NORM, l, d, 1, 1);
@@ -392,6 +436,11 @@ static void param_table(const Config *c, ParamTable *t) {
         table_add(t, T_WUP, l, F, d, 0);
         table_add(t, T_WDOWN, l, d, F, 0);
         table_add(t, T_POST_FFN_NORM, l, d, 1, 1);
+        if (c->P > 0) {
+            table_add(t, T_PLE_GATE, l, P, d, 0);
+            table_add(t, T_PLE_PROJ, l, d, P, 0);
+            table_add(t, T_PLE_NORM, l, d, 1, 1);
+        }
         if (c->arch == 4) table_add(t, T_LAYER_SCALAR, l, 1, 1, 1);
     }
     table_add(t, T_FINAL_NORM, -1, d, 1, 1);
@@ -401,7 +450,8 @@ static void param_table(const Config *c, ParamTable *t) {
 static size_t count_params(const Config *c, int with_embedding) {
     ParamTable t;
     param_table(c, &t);
-    size_t n = with_embedding ? t.total : t.total - (size_t)c->V * c->d;
+    size_t emb = (size_t)c->V * c->d + (size_t)c->Vp * c->L * c->P;  // both token tables
+    size_t n = with_embedding ? t.total : t.total - emb;
     free(t.e);
     return n;
 }
@@ -409,26 +459,34 @@ static size_t count_params(const Config *c, int with_embedding) {
 typedef struct {
     float *in_norm, *wq, *wk, *wv, *q_norm, *k_norm, *wo, *post_attn_norm;
     float *pre_ffn_norm, *wgate, *wup, *wdown, *post_ffn_norm, *layer_scalar;
+    float *ple_gate, *ple_proj, *ple_norm;  // E2B/E4B per-layer input: [P, d], [d, P], [d]
 } LayerParams;
 
 typedef struct {
     float *embed;       // [V, d]  tied: also the output matrix
     float *final_norm;  // [d]
     LayerParams *layer; // [L]
+    float *ple_embed;   // [Vp, L*P]  E2B/E4B per-layer token table (NULL without)
+    float *ple_mproj;   // [L*P, d]   per_layer_model_projection
+    float *ple_pnorm;   // [P]        per_layer_projection_norm
 } Params;
 
 static Params params_carve(const Config *c, const ParamTable *t, float *block) {
     Params p;
+    memset(&p, 0, sizeof p);
     p.layer = (LayerParams *)callocCheck(sizeof(LayerParams) * (size_t)c->L);
     for (int i = 0; i < t->n; i++) {
         const PEntry *e = &t->e[i];
         float *ptr = block + e->offset;
         if (e->kind == T_EMBED) { p.embed = ptr; continue; }
         if (e->kind == T_FINAL_NORM) { p.final_norm = ptr; continue; }
+        if (e->kind == T_PLE_EMBED) { p.ple_embed = ptr; continue; }
+        if (e->kind == T_PLE_MODEL_PROJ) { p.ple_mproj = ptr; continue; }
+        if (e->kind == T_PLE_PROJ_NORM) { p.ple_pnorm = ptr; continue; }
         LayerParams *lp = &p.layer[e->layer];
         float **slot[T_NKINDS] = {&lp->in_norm, &lp->wq, &lp->wk, &lp->wv, &lp->q_norm, &lp->k_norm, &lp->wo,
                                   &lp->post_attn_norm, &lp->pre_ffn_norm, &lp->wgate, &lp->wup, &lp->wdown,
-                                  &lp->post_ffn_norm, &lp->layer_scalar};
+                                  &lp->post_ffn_norm, &lp->ple_gate, &lp->ple_proj, &lp->ple_norm, &lp->layer_scalar};
         *slot[e->kind] = ptr;
     }
     return p;
@@ -884,6 +942,12 @@ typedef struct {  // what one layer keeps from the forward pass for the backward
     float *h;        // [N, F] gelu(gate) * up, before the intermediate mask
     float *f;        // [N, d] down_proj output
     float *r_pff;    // [N]
+    // E2B/E4B (NULL otherwise)
+    float *x3;       // [N, d] stream after the MLP branch, the per-layer input's residual
+    float *pg;       // [N, P] per_layer_input_gate output (before GELU)
+    float *py;       // [N, d] per_layer_projection output (before its norm)
+    float *r_py;     // [N]
+    float *dk_acc, *dv_acc;  // [N,K,D] a KV source: what the KV-shared layers send back to its k and v
 } LayerActs;
 
 typedef struct {
@@ -908,6 +972,8 @@ typedef struct {
     float *xf;           // [N, d] final norm output
     float *r_f;          // [N]
     float *dxf;          // [N, d] gradient of the final norm output, filled by the fused head
+    float *ple_proj, *ple_r, *ple_in, *dple;  // E2B/E4B: [N, L*P] normed projection input, [N*L] rstd,
+                                              // [N, L*P] the per-layer inputs, and their gradient
     const int *tokens;   // [N] inputs of the last forward
     float *scratch;      // per-backward buffers
     size_t scratch_n;
@@ -952,11 +1018,12 @@ static void model_init_random(Model *m, uint64_t seed, double std) {
 
 // Backward scratch, one block: offsets (in floats) of each buffer for N tokens.
 typedef struct {
-    size_t dx, dx2, dtmp, dh, dgu, dqkv, datt, dq, dk, dv, hm, total;
+    size_t dx, dx2, dtmp, dh, dgu, dqkv, datt, dq, dk, dv, hm, pt, pdt, pdy, total;
 } Scratch;
 
 static Scratch scratch_layout(const Config *c, size_t N) {
-    size_t maxqkv = 0, maxhd = 0, maxkd = 0, d = (size_t)c->d, F = (size_t)c->F, H = (size_t)c->H, o = 0;
+    size_t maxqkv = 0, maxhd = 0, maxkd = 0, d = (size_t)c->d, F = (size_t)max_F(c), H = (size_t)c->H, o = 0;
+    size_t P = (size_t)c->P;
     for (int l = 0; l < c->L; l++) {
         size_t D = (size_t)layer_D(c, l), K = (size_t)layer_K(c, l);
         if ((H + 2 * K) * D > maxqkv) maxqkv = (H + 2 * K) * D;
@@ -967,6 +1034,7 @@ static Scratch scratch_layout(const Config *c, size_t N) {
 #define PLACE(field, count) (s.field = o, o += N * (count))
     PLACE(dx, d); PLACE(dx2, d); PLACE(dtmp, d); PLACE(dh, F); PLACE(dgu, 2 * F); PLACE(dqkv, maxqkv);
     PLACE(datt, maxhd); PLACE(dq, maxhd); PLACE(dk, maxkd); PLACE(dv, maxkd); PLACE(hm, F > maxhd ? F : maxhd);
+    PLACE(pt, P); PLACE(pdt, P); PLACE(pdy, P ? d : 0);
 #undef PLACE
     s.total = o;
     return s;
@@ -977,6 +1045,8 @@ static void model_free_acts(Model *m) {
     for (int l = 0; l < m->c.L; l++) free(m->act[l].x);  // one block per layer, x is its start
     free(m->act);
     free(m->xL);
+    free(m->ple_proj);
+    m->ple_proj = NULL;
     m->act = NULL;
     free(m->scratch);
     m->scratch = NULL;
@@ -987,11 +1057,12 @@ static void model_alloc_acts(Model *m, int B, int T) {
     model_free_acts(m);
     const Config *c = &m->c;
     m->B = B, m->T = T;
-    size_t N = (size_t)B * T, d = (size_t)c->d, H = (size_t)c->H, F = (size_t)c->F;
+    size_t N = (size_t)B * T, d = (size_t)c->d, H = (size_t)c->H, P = (size_t)c->P;
     m->act = (LayerActs *)callocCheck(sizeof(LayerActs) * (size_t)c->L);
     for (int l = 0; l < c->L; l++) {
-        size_t D = (size_t)layer_D(c, l), K = (size_t)layer_K(c, l), nqkv = (H + 2 * K) * D;
-        size_t n = N * (6 * d + nqkv + H * D + 2 * K * D + H * D + 3 * F + 4 + H + 2 * K) + (size_t)B * H * T;
+        size_t D = (size_t)layer_D(c, l), K = (size_t)layer_K(c, l), nqkv = (H + 2 * K) * D, F = (size_t)layer_F(c, l);
+        size_t ple = P ? N * (2 * d + P + 1) : 0, acc = is_kv_source(c, l) ? 2 * N * K * D : 0;
+        size_t n = N * (6 * d + nqkv + H * D + 2 * K * D + H * D + 3 * F + 4 + H + 2 * K) + (size_t)B * H * T + ple + acc;
         float *p = (float *)mallocCheck(sizeof(float) * n);
         LayerActs *a = &m->act[l];
 #define CARVE(field, count) (a->field = p, p += (count))
@@ -1001,6 +1072,8 @@ static void model_alloc_acts(Model *m, int B, int T) {
         CARVE(att, N * H * D); CARVE(lse, (size_t)B * H * T); CARVE(o, N * d); CARVE(r_pa, N);
         CARVE(x2, N * d); CARVE(m, N * d); CARVE(r_pf, N); CARVE(gu, N * 2 * F); CARVE(h, N * F);
         CARVE(f, N * d); CARVE(r_pff, N);
+        if (P) { CARVE(x3, N * d); CARVE(pg, N * P); CARVE(py, N * d); CARVE(r_py, N); }
+        if (acc) { CARVE(dk_acc, N * K * D); CARVE(dv_acc, N * K * D); }
 #undef CARVE
     }
     m->xL = (float *)mallocCheck(sizeof(float) * (N * 3 * d + N));
@@ -1009,6 +1082,13 @@ static void model_alloc_acts(Model *m, int B, int T) {
     m->r_f = m->dxf + N * d;
     m->scratch_n = scratch_layout(c, N).total;  // the forward borrows its start for masked copies
     m->scratch = (float *)mallocCheck(sizeof(float) * m->scratch_n);
+    if (P) {
+        size_t LP = (size_t)c->L * P;
+        m->ple_proj = (float *)mallocCheck(sizeof(float) * (N * LP * 3 + N * c->L));
+        m->ple_in = m->ple_proj + N * LP;
+        m->dple = m->ple_in + N * LP;
+        m->ple_r = m->dple + N * LP;
+    }
 }
 
 // head mask of query head h in layer l (prune.c composes it from the kv-group and slot masks)
@@ -1093,6 +1173,98 @@ static double head_forward(Model *m, const int *targets, int want_grad, float *l
     return head_forward_rows(m, targets, want_grad, logits_out, NULL);
 }
 
+// --- E2B/E4B per-layer inputs (transformers' Gemma4TextModel.get_per_layer_inputs / project_per_layer_inputs
+// and the end of Gemma4TextDecoderLayer): pli[n, l] = (RMSNorm_P(x0 Wpm^T / sqrt(d); w_pn) + Epl[tok][l] * sqrt(P))
+// / sqrt(2), and after each layer's MLP branch x4 = x3 + RMSNorm(gelu(x3 Wg^T) * pli[:, l] Wp^T; w_post).
+static void ple_inputs_forward(Model *m, const int *tokens) {
+    const Config *c = &m->c;
+    int N = m->B * m->T, d = c->d, P = c->P, LP = c->L * c->P;
+    linear_forward(m->ple_proj, m->act[0].x, m->p.ple_mproj, N, d, LP);
+    float s = (float)(1.0 / sqrt((double)d)), sp = embed_scale_for(P, c->scale_dtype), c2 = (float)M_SQRT1_2;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < (size_t)N * LP; i++) m->ple_proj[i] *= s;
+    rmsnorm_forward(m->ple_in, P, m->ple_r, m->ple_proj, P, m->p.ple_pnorm, norm_offset(c), NULL, P, 1.0f, N * c->L, P,
+                    c->eps);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        if (tokens[n] >= c->Vp) fail("token id %d is outside the per-layer input vocabulary [0, %d)", tokens[n], c->Vp);
+        const float *e = m->p.ple_embed + (size_t)tokens[n] * LP;
+        float *o = m->ple_in + (size_t)n * LP;
+        for (int i = 0; i < LP; i++) o[i] = (o[i] + e[i] * sp) * c2;
+    }
+}
+
+// t = gelu(pg) * pli[:, l]  [N, P]
+static void ple_gated(const Model *m, int l, float *t) {
+    const Config *c = &m->c;
+    int N = m->B * m->T, P = c->P, LP = c->L * c->P;
+    const float *pg = m->act[l].pg;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int p = 0; p < P; p++) t[(size_t)n * P + p] = gelu_tanh(pg[(size_t)n * P + p]) * m->ple_in[(size_t)n * LP + l * P + p];
+}
+
+// y = RMSNorm(gelu(x3 Wg^T) * pli_l Wp^T; w_post) of layer l, into y [N, d]; t: [N, P] scratch
+static void ple_layer_forward(Model *m, int l, float *y, float *t) {
+    const Config *c = &m->c;
+    LayerActs *a = &m->act[l];
+    const LayerParams *lp = &m->p.layer[l];
+    int N = m->B * m->T, d = c->d, P = c->P;
+    linear_forward(a->pg, a->x3, lp->ple_gate, N, d, P);
+    ple_gated(m, l, t);
+    linear_forward(a->py, t, lp->ple_proj, N, P, d);
+    rmsnorm_forward(y, d, a->r_py, a->py, d, lp->ple_norm, norm_offset(c), NULL, d, 1.0f, N, d, c->eps);
+}
+
+// Backward of layer l's per-layer input: dx is d loss / d x4 on entry and d loss / d x3 on return (the
+// residual plus the gate's path); the weights' gradients and d loss / d pli (m->dple) accumulate.
+static void ple_layer_backward(Model *m, int l, float *dx, float *t, float *dt, float *dpy) {
+    const Config *c = &m->c;
+    LayerActs *a = &m->act[l];
+    const LayerParams *lp = &m->p.layer[l];
+    LayerParams *gp = &m->g.layer[l];
+    int N = m->B * m->T, d = c->d, P = c->P, LP = c->L * c->P;
+    memset(dpy, 0, sizeof(float) * (size_t)N * d);
+    rmsnorm_backward(dpy, d, gp->ple_norm, NULL, NULL, dx, d, a->py, d, a->r_py, lp->ple_norm, norm_offset(c), NULL, d,
+                     1.0f, N, d);
+    ple_gated(m, l, t);
+    linear_backward(dt, gp->ple_proj, dpy, t, lp->ple_proj, N, P, d, 0);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)  // t = gelu(pg) * pli: d pli = dt gelu(pg), d pg = dt pli gelu'(pg)
+        for (int p = 0; p < P; p++) {
+            size_t i = (size_t)n * P + p, k = (size_t)n * LP + l * P + p;
+            float g = a->pg[i];
+            m->dple[k] += dt[i] * gelu_tanh(g);
+            dt[i] *= m->ple_in[k] * gelu_tanh_grad(g);
+        }
+    linear_backward(dx, gp->ple_gate, dt, a->x3, lp->ple_gate, N, d, P, 1);
+}
+
+// Backward of the per-layer inputs into d loss / d x0 (dx, accumulated) and the three global tensors
+static void ple_inputs_backward(Model *m, float *dx) {
+    const Config *c = &m->c;
+    int N = m->B * m->T, d = c->d, P = c->P, LP = c->L * c->P;
+    float s = (float)(1.0 / sqrt((double)d)), sp = embed_scale_for(P, c->scale_dtype), c2 = (float)M_SQRT1_2;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < (size_t)N * LP; i++) m->dple[i] *= c2;  // now d loss / d (norm out) = d loss / d (token part)
+#pragma omp parallel for schedule(static)
+    for (int i0 = 0; i0 < LP; i0 += 64) {  // token table: serial over tokens (deterministic), parallel over columns
+        int i1 = i0 + 64 < LP ? i0 + 64 : LP;
+        for (int n = 0; n < N; n++) {
+            float *ge = m->g.ple_embed + (size_t)m->tokens[n] * LP;
+            const float *g = m->dple + (size_t)n * LP;
+            for (int i = i0; i < i1; i++) ge[i] += g[i] * sp;
+        }
+    }
+    float *dproj = (float *)callocCheck(sizeof(float) * (size_t)N * LP);
+    rmsnorm_backward(dproj, P, m->g.ple_pnorm, NULL, NULL, m->dple, P, m->ple_proj, P, m->ple_r, m->p.ple_pnorm,
+                     norm_offset(c), NULL, P, 1.0f, N * c->L, P);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < (size_t)N * LP; i++) dproj[i] *= s;
+    linear_backward(dx, m->g.ple_mproj, dproj, m->act[0].x, m->p.ple_mproj, N, d, LP, 1);
+    free(dproj);
+}
+
 // Forward over tokens [B, T]. targets [B, T] (next tokens; < 0 ignored) may be NULL. With want_grad
 // the head's gradient is computed on the way (see head_forward) and model_backward may follow.
 // Returns the mean cross-entropy (0 without targets).
@@ -1102,7 +1274,7 @@ static float model_forward(Model *m, const int *tokens, const int *targets, int 
     model_alloc_acts(m, B, T);
     if (want_grad) model_alloc_grads(m);
     m->tokens = tokens;
-    int N = B * T, d = c->d, H = c->H, F = c->F;
+    int N = B * T, d = c->d, H = c->H;
     float off = norm_offset(c);
     for (int n = 0; n < N; n++)
         if (tokens[n] < 0 || tokens[n] >= c->V) fail("token id %d at position %d is outside the vocabulary [0, %d)",
@@ -1114,11 +1286,14 @@ static float model_forward(Model *m, const int *tokens, const int *targets, int 
         const float *e = m->p.embed + (size_t)tokens[n] * d;
         for (int i = 0; i < d; i++) x[(size_t)n * d + i] = e[i] * m->embed_scale * (m->zd ? m->zd[i] : 1.0f);
     }
+    if (c->P) ple_inputs_forward(m, tokens);
     double inv[1024];
     for (int l = 0; l < c->L; l++) {
         LayerActs *a = &m->act[l];
         const LayerParams *lp = &m->p.layer[l];
-        int D = layer_D(c, l), K = layer_K(c, l), hasv = layer_has_v(c, l), nqkv = (H + (hasv ? 2 : 1) * K) * D;
+        int D = layer_D(c, l), K = layer_K(c, l), hasv = layer_has_v(c, l), nqkv = layer_nqkv(c, l);
+        int shared = layer_shared(c, l), F = layer_F(c, l);
+        const LayerActs *kv = &m->act[kv_source(c, l)];  // itself, or the layer a KV-shared one reads
         float gate = layer_gate(m, l);
         // a = RMSNorm(x; 1+w_in) * zd
         rmsnorm_forward(a->a, d, a->r_in, a->x, d, lp->in_norm, off, m->zd, m->zd_kept, 1.0f, N, d, c->eps);
@@ -1128,18 +1303,18 @@ static float model_forward(Model *m, const int *tokens, const int *targets, int 
         // Rows of qkv are [q (H*D) | k (K*D) | v (K*D)]; Gemma 4 without v_proj uses k's columns for v.
         int vcol = hasv ? (H + K) * D : H * D;
         headnorm_forward(a->q, a->rq, a->qkv, nqkv, 0, H, D, lp->q_norm, off, N, c->eps);
-        headnorm_forward(a->k, a->rk, a->qkv, nqkv, H * D, K, D, lp->k_norm, off, N, c->eps);
-        if (c->arch == 4)  // Gemma 4: v gets a weightless RMSNorm
+        if (!shared) headnorm_forward(a->k, a->rk, a->qkv, nqkv, H * D, K, D, lp->k_norm, off, N, c->eps);
+        if (!shared && c->arch == 4)  // Gemma 4: v gets a weightless RMSNorm
             headnorm_forward(a->v, a->rv, a->qkv, nqkv, vcol, K, D, NULL, 0.0f, N, c->eps);
-        else  // Gemma 3: v is the raw projection
+        else if (!shared)  // Gemma 3: v is the raw projection
 #pragma omp parallel for schedule(static)
             for (int n = 0; n < N; n++)
                 memcpy(a->v + (size_t)n * K * D, a->qkv + (size_t)n * nqkv + vcol, sizeof(float) * K * D);
         rope_inv_freq(c, l, inv);
         rope_apply(a->q, N, T, H, D, inv, 1.0f);
-        rope_apply(a->k, N, T, K, D, inv, 1.0f);
+        if (!shared) rope_apply(a->k, N, T, K, D, inv, 1.0f);
         float scale = c->arch == 3 ? (float)(1.0 / sqrt(c->qscalar)) : 1.0f;
-        attention_forward(a->att, a->lse, a->q, a->k, a->v, B, T, H, K, D, c->full[l] ? 0 : c->W, scale,
+        attention_forward(a->att, a->lse, a->q, kv->k, kv->v, B, T, H, K, D, c->full[l] ? 0 : c->W, scale,
                           (float)c->attn_softcap);
         // o = (att * head mask) Wo^T
         float *attm = a->att;
@@ -1176,8 +1351,15 @@ static float model_forward(Model *m, const int *tokens, const int *targets, int 
         float *xn = l + 1 < c->L ? m->act[l + 1].x : m->xL;
         rmsnorm_forward(xn, d, a->r_pff, a->f, d, lp->post_ffn_norm, off, m->zd, m->zd_kept, gate, N, d, c->eps);
         float ls = c->arch == 4 ? lp->layer_scalar[0] : 1.0f;
+        if (c->P) {  // E2B/E4B: x3 = x2 + PN(f); x_next = (x3 + per-layer input branch) * layer_scalar
 #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < (size_t)N * d; i++) xn[i] = (xn[i] + a->x2[i]) * ls;
+            for (size_t i = 0; i < (size_t)N * d; i++) a->x3[i] = xn[i] + a->x2[i];
+            ple_layer_forward(m, l, xn, m->scratch);
+#pragma omp parallel for schedule(static)
+            for (size_t i = 0; i < (size_t)N * d; i++) xn[i] = (a->x3[i] + xn[i]) * ls;
+        } else
+#pragma omp parallel for schedule(static)
+            for (size_t i = 0; i < (size_t)N * d; i++) xn[i] = (xn[i] + a->x2[i]) * ls;
     }
     // final norm, then the fused head
     rmsnorm_forward(m->xf, d, m->r_f, m->xL, d, m->p.final_norm, off, m->zd, m->zd_kept, 1.0f, N, d, c->eps);
@@ -1189,13 +1371,20 @@ static float model_forward(Model *m, const int *tokens, const int *targets, int 
 // (and the mask gradients), so gradient accumulation is several forward/backward pairs per zero_grad.
 static void model_backward(Model *m) {
     const Config *c = &m->c;
-    int B = m->B, T = m->T, N = B * T, d = c->d, H = c->H, F = c->F;
+    int B = m->B, T = m->T, N = B * T, d = c->d, H = c->H;
     float off = norm_offset(c);
     size_t Nd = (size_t)N * d;
     Scratch sl = scratch_layout(c, (size_t)N);
     float *S = m->scratch, *dx = S + sl.dx, *dx2 = S + sl.dx2, *dtmp = S + sl.dtmp, *dh = S + sl.dh;
     float *dgu = S + sl.dgu, *dqkv = S + sl.dqkv, *datt = S + sl.datt, *dq = S + sl.dq, *dk = S + sl.dk;
     float *dv = S + sl.dv, *hm = S + sl.hm;  // hm: masked h (or masked attention output) for a weight gradient
+    float *pt = S + sl.pt, *pdt = S + sl.pdt, *pdy = S + sl.pdy;  // E2B/E4B per-layer inputs
+    if (c->P) memset(m->dple, 0, sizeof(float) * (size_t)N * c->L * c->P);
+    for (int l = 0; l < c->L; l++)  // what KV-shared layers send back to their source's k and v
+        if (m->act[l].dk_acc) {
+            size_t n = (size_t)N * layer_K(c, l) * layer_D(c, l);
+            memset(m->act[l].dk_acc, 0, sizeof(float) * n), memset(m->act[l].dv_acc, 0, sizeof(float) * n);
+        }
     // final norm
     memset(dx, 0, sizeof(float) * Nd);
     rmsnorm_backward(dx, d, m->g.final_norm, m->dzd, NULL, m->dxf, d, m->xL, d, m->r_f, m->p.final_norm, off, m->zd,
@@ -1205,16 +1394,24 @@ static void model_backward(Model *m) {
         LayerActs *a = &m->act[l];
         const LayerParams *lp = &m->p.layer[l];
         LayerParams *gp = &m->g.layer[l];
-        int D = layer_D(c, l), K = layer_K(c, l), hasv = layer_has_v(c, l), nqkv = (H + (hasv ? 2 : 1) * K) * D;
+        int D = layer_D(c, l), K = layer_K(c, l), hasv = layer_has_v(c, l), nqkv = layer_nqkv(c, l);
+        int shared = layer_shared(c, l), F = layer_F(c, l);
+        LayerActs *kv = &m->act[kv_source(c, l)];
         float gate = layer_gate(m, l);
         float *dgate = m->dzl ? &m->dzl[l] : NULL;
         if (c->arch == 4) {  // x_next = s * x3 with x3 = x2 + branch: ds = sum dx * x3, dx3 = s * dx
             float s = lp->layer_scalar[0];
             float *x3 = dtmp, *r3 = dh;  // recompute x3 from the stored branch input
-            rmsnorm_forward(x3, d, r3, a->f, d, lp->post_ffn_norm, off, m->zd, m->zd_kept, gate, N, d, c->eps);
-            gp->layer_scalar[0] += (float)(dot_det(dx, x3, Nd) + dot_det(dx, a->x2, Nd));
+            if (c->P) {  // E2B/E4B: x_next = s * (x3 + y), y the per-layer input branch (recomputed)
+                rmsnorm_forward(x3, d, r3, a->py, d, lp->ple_norm, off, NULL, d, 1.0f, N, d, c->eps);
+                gp->layer_scalar[0] += (float)(dot_det(dx, x3, Nd) + dot_det(dx, a->x3, Nd));
+            } else {
+                rmsnorm_forward(x3, d, r3, a->f, d, lp->post_ffn_norm, off, m->zd, m->zd_kept, gate, N, d, c->eps);
+                gp->layer_scalar[0] += (float)(dot_det(dx, x3, Nd) + dot_det(dx, a->x2, Nd));
+            }
 #pragma omp parallel for schedule(static)
             for (size_t i = 0; i < Nd; i++) dx[i] *= s;
+            if (c->P) ple_layer_backward(m, l, dx, pt, pdt, pdy);
         }
         // --- MLP branch: x_next = x2 + PN(f) * zd * gate
         memcpy(dx2, dx, sizeof(float) * Nd);  // residual path
@@ -1304,18 +1501,26 @@ static void model_backward(Model *m) {
         }
         // attention backward into dq, dk, dv
         float scale = c->arch == 3 ? (float)(1.0 / sqrt(c->qscalar)) : 1.0f;
-        attention_backward(dq, dk, dv, datt, a->att, a->lse, a->q, a->k, a->v, B, T, H, K, D, c->full[l] ? 0 : c->W,
+        attention_backward(dq, dk, dv, datt, a->att, a->lse, a->q, kv->k, kv->v, B, T, H, K, D, c->full[l] ? 0 : c->W,
                            scale, (float)c->attn_softcap);
+        size_t nkv = (size_t)N * K * D;
+        if (shared) {  // K and V were the source layer's: their gradient goes there
+#pragma omp parallel for schedule(static)
+            for (size_t i = 0; i < nkv; i++) kv->dk_acc[i] += dk[i], kv->dv_acc[i] += dv[i];
+        } else if (a->dk_acc) {  // a source: add what the KV-shared layers sent back
+#pragma omp parallel for schedule(static)
+            for (size_t i = 0; i < nkv; i++) dk[i] += a->dk_acc[i], dv[i] += a->dv_acc[i];
+        }
         // RoPE backward (inverse rotation), then the per-head norms' backward into dqkv
         rope_inv_freq(c, l, inv);
         rope_apply(dq, N, T, H, D, inv, -1.0f);
-        rope_apply(dk, N, T, K, D, inv, -1.0f);
+        if (!shared) rope_apply(dk, N, T, K, D, inv, -1.0f);
         memset(dqkv, 0, sizeof(float) * (size_t)N * nqkv);
         int vcol = hasv ? (H + K) * D : H * D;
         headnorm_backward(dqkv, gp->q_norm, dq, a->qkv, nqkv, 0, H, D, a->rq, lp->q_norm, off, N);
-        headnorm_backward(dqkv, gp->k_norm, dk, a->qkv, nqkv, H * D, K, D, a->rk, lp->k_norm, off, N);
-        if (c->arch == 4) headnorm_backward(dqkv, NULL, dv, a->qkv, nqkv, vcol, K, D, a->rv, NULL, 0.0f, N);
-        else
+        if (!shared) headnorm_backward(dqkv, gp->k_norm, dk, a->qkv, nqkv, H * D, K, D, a->rk, lp->k_norm, off, N);
+        if (!shared && c->arch == 4) headnorm_backward(dqkv, NULL, dv, a->qkv, nqkv, vcol, K, D, a->rv, NULL, 0.0f, N);
+        else if (!shared)
 #pragma omp parallel for schedule(static)
             for (int n = 0; n < N; n++)
                 memcpy(dqkv + (size_t)n * nqkv + vcol, dv + (size_t)n * K * D, sizeof(float) * K * D);
@@ -1326,6 +1531,7 @@ static void model_backward(Model *m) {
         rmsnorm_backward(dx, d, gp->in_norm, m->dzd, NULL, da, d, a->x, d, a->r_in, lp->in_norm, off, m->zd,
                          m->zd_kept, 1.0f, N, d);
     }
+    if (c->P) ple_inputs_backward(m, dx);  // x0 also fed the per-layer inputs' projection
     // embedding: x0 = E[tok] * scale * zd
     const int *tok = m->tokens;
     if (m->dzd) {

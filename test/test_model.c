@@ -241,7 +241,7 @@ int main(int argc, char **argv) {
     // fixture -> the fixture whose reference it shares (same weights, other file layout)
     static const char *fixtures[][2] = {{"g3_gqa", "g3_gqa"},      {"g3_sharded", "g3_gqa"}, {"g3_multimodal", "g3_gqa"},
                                         {"g3_mqa", "g3_mqa"},      {"g3_bf16", "g3_bf16"},   {"g4_kv", "g4_kv"},
-                                        {"g4_keqv", "g4_keqv"}};
+                                        {"g4_keqv", "g4_keqv"},   {"g4_e2b", "g4_e2b"}};
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) {
         char *d = path_join(root, fixtures[i][0]), *r = path_join(root, fixtures[i][1]);
         if (!dir_exists(d)) {
