@@ -557,6 +557,9 @@ int main(int argc, char **argv) {
     Model m;
     model_load(&m, model_dir);
     const Config *c = &m.c;
+    if (c->P > 0 || c->n_shared > 0)
+        fail("%s: Gemma 4 E2B/E4B extras (per-layer inputs, KV-shared layers) are not exported yet; dense Gemma 3 and "
+             "Gemma 4 models are", cfg);
     if (c->arch == 4 && c->rope_scale != 1.0)
         fail("%s: linear RoPE scaling on a Gemma 4 model is not supported (model.h ignores it there too)", cfg);
     VocabPlan vp = plan_vocab(tok_spec, model_dir, c->V);

@@ -1117,7 +1117,7 @@ static double head_forward_rows(Model *m, const int *targets, int want_grad, flo
     if (chunk < 1) chunk = 1;
     if (chunk > N) chunk = N;
     float *logits = (float *)mallocCheck(sizeof(float) * (size_t)chunk * V);
-    float *row_loss = (float *)mallocCheck(sizeof(float) * (size_t)N);
+    float *row_loss = (float *)callocCheck(sizeof(float) * (size_t)N);
     int n_valid = 0;
     if (targets) for (int n = 0; n < N; n++) n_valid += targets[n] >= 0;
     double loss = 0;

@@ -966,7 +966,7 @@ static double entropy_nats(const float *p, int n) {
 // 0 = all weight on one key — to ent[h] and entn[h]; returns the rows counted per head.
 static double attn_entropy(const Model *m, int l, double *ent, double *entn) {
     const Config *c = &m->c;
-    const LayerActs *a = &m->act[l];
+    const LayerActs *a = &m->act[l], *kv = &m->act[kv_source(c, l)];  // E2B's KV-shared layers read another's k
     int B = m->B, T = m->T, H = c->H, K = layer_K(c, l), D = layer_D(c, l), window = c->full[l] ? 0 : c->W;
     float scale = c->arch == 3 ? (float)(1.0 / sqrt(c->qscalar)) : 1.0f;
     double *part = (double *)callocCheck(sizeof(double) * (size_t)B * H * 2);
@@ -979,7 +979,7 @@ static double attn_entropy(const Model *m, int l, double *ent, double *entn) {
                 double e = 0, en = 0;
                 for (int t = 1; t < T; t++) {
                     int j0 = attn_first_key(t, window), nk = t - j0 + 1;
-                    attention_row_probs(p, a->q, a->k, a->lse, b, h, t, T, H, K, D, window, scale,
+                    attention_row_probs(p, a->q, kv->k, a->lse, b, h, t, T, H, K, D, window, scale,
                                         (float)c->attn_softcap);
                     double x = entropy_nats(p + j0, nk);
                     e += x;
@@ -995,22 +995,23 @@ static double attn_entropy(const Model *m, int l, double *ent, double *entn) {
     return (double)B * (T - 1);
 }
 
-// FFN activity of N tokens of h = gelu(gate) * up [N, F]: per channel adds the sum of |h_i| to abs_sum[i]
+// FFN activity of N tokens of h = gelu(gate) * up [N, ld]: per channel adds the sum of |h_i| to abs_sum[i]
 // and the number of tokens on which it is near zero, |h_i| <= tau * mean_j |h_j| (that token's mean
-// over channels), to near0[i]. A channel near zero on every token is "never active".
-static void ffn_activity(const float *h, int N, int F, double tau, double *abs_sum, double *near0) {
+// over its ld channels), to near0[i]. A channel near zero on every token is "never active". The first F
+// channels are recorded (E2B's double-wide layers have ld = 2F; the tables keep F per layer).
+static void ffn_activity(const float *h, int N, int F, int ld, double tau, double *abs_sum, double *near0) {
     double *thr = (double *)mallocCheck(sizeof(double) * (size_t)N);
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         double s = 0;
-        for (int i = 0; i < F; i++) s += fabs(h[(size_t)n * F + i]);
-        thr[n] = tau * s / F;
+        for (int i = 0; i < ld; i++) s += fabs(h[(size_t)n * ld + i]);
+        thr[n] = tau * s / ld;
     }
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < F; i++) {
         double s = 0, z = 0;
         for (int n = 0; n < N; n++) {
-            double x = fabs(h[(size_t)n * F + i]);
+            double x = fabs(h[(size_t)n * ld + i]);
             s += x;
             z += x <= thr[n];
         }
@@ -1100,7 +1101,7 @@ static void acc_batch(Acc *a, const Model *m, double tau) {
         resid_stats(x->x2, xout, ls != 0 ? 1.0f / ls : 1.0f, N, d, u);  // MLP branch, before layer_scalar
         a->upd_attn[l] += t[3], a->upd_mlp[l] += u[3];
         a->erows[l] += attn_entropy(m, l, a->ent + (size_t)l * H, a->entn + (size_t)l * H);
-        ffn_activity(x->h, N, F, tau, a->fabs_ + (size_t)l * F, a->fzero + (size_t)l * F);
+        ffn_activity(x->h, N, F, layer_F(c, l), tau, a->fabs_ + (size_t)l * F, a->fzero + (size_t)l * F);
     }
     a->tokens += N;
     a->batches++;
@@ -1117,11 +1118,11 @@ static void grad_stats(Acc *a, const Model *m, const float *g, double scale) {
     size_t d = (size_t)c->d, H = (size_t)c->H, F = (size_t)c->F, Km = (size_t)kv_max(c);
     for (int l = 0; l < c->L; l++) {
         const LayerParams *G = &gp.layer[l], *W = &m->p.layer[l];
-        size_t D = (size_t)layer_D(c, l), K = (size_t)layer_K(c, l);
-        int hasv = layer_has_v(c, l);
-        double att = sumsq_f(G->wq, H * D * d) + sumsq_f(G->wk, K * D * d) + (hasv ? sumsq_f(G->wv, K * D * d) : 0) +
-                     sumsq_f(G->wo, d * H * D) + sumsq_f(G->q_norm, D) + sumsq_f(G->k_norm, D);
-        double mlp = sumsq_f(G->wgate, F * d) + sumsq_f(G->wup, F * d) + sumsq_f(G->wdown, d * F);
+        size_t D = (size_t)layer_D(c, l), K = (size_t)layer_K(c, l), Fl = (size_t)layer_F(c, l);
+        int own = !layer_shared(c, l), hasv = own && layer_has_v(c, l);  // E2B's KV-shared layers: no k/v of their own
+        double att = sumsq_f(G->wq, H * D * d) + (own ? sumsq_f(G->wk, K * D * d) + sumsq_f(G->k_norm, D) : 0) +
+                     (hasv ? sumsq_f(G->wv, K * D * d) : 0) + sumsq_f(G->wo, d * H * D) + sumsq_f(G->q_norm, D);
+        double mlp = sumsq_f(G->wgate, Fl * d) + sumsq_f(G->wup, Fl * d) + sumsq_f(G->wdown, d * Fl);
         double nrm = sumsq_f(G->in_norm, d) + sumsq_f(G->post_attn_norm, d) + sumsq_f(G->pre_ffn_norm, d) +
                      sumsq_f(G->post_ffn_norm, d);
         a->g_attn[l] = sqrt(att) * scale, a->g_mlp[l] = sqrt(mlp) * scale, a->g_norm[l] = sqrt(nrm) * scale;
@@ -1136,20 +1137,20 @@ static void grad_stats(Acc *a, const Model *m, const float *g, double scale) {
                 }
             a->g_head[l * H + h] = sqrt(s) * scale, a->t_head[l * H + h] = fabs(t) * scale;
         }
-        for (size_t k = 0; k < K; k++) {
+        for (size_t k = 0; own && k < K; k++) {
             double s = 0;
             for (size_t i = k * D * d; i < (k + 1) * D * d; i++)
                 s += (double)G->wk[i] * G->wk[i] + (hasv ? (double)G->wv[i] * G->wv[i] : 0);
             a->g_kv[l * Km + k] = sqrt(s) * scale;
         }
-        for (size_t k = K; k < Km; k++) a->g_kv[l * Km + k] = NAN;  // a Gemma 4 layer with fewer kv heads
+        for (size_t k = own ? K : 0; k < Km; k++) a->g_kv[l * Km + k] = NAN;  // fewer kv heads, or shared ones
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < F; i++) {
             double s = 0, t = 0;
             for (size_t j = 0; j < d; j++) {
-                double gg = G->wgate[i * d + j], gu = G->wup[i * d + j], gd = G->wdown[j * F + i];
+                double gg = G->wgate[i * d + j], gu = G->wup[i * d + j], gd = G->wdown[j * Fl + i];
                 s += gg * gg + gu * gu + gd * gd;
-                t += gg * W->wgate[i * d + j] + gu * W->wup[i * d + j] + gd * W->wdown[j * F + i];
+                t += gg * W->wgate[i * d + j] + gu * W->wup[i * d + j] + gd * W->wdown[j * Fl + i];
             }
             a->g_ffn[l * F + i] = sqrt(s) * scale, a->t_ffn[l * F + i] = fabs(t) * scale;
         }

@@ -1663,6 +1663,9 @@ int main(int argc, char **argv) {
     Model m;
     model_load(&m, s.model);
     const Config *c = &m.c;
+    if (c->P > 0 || c->n_shared > 0)
+        fail("%s: Gemma 4 E2B/E4B's per-layer inputs and KV-shared layers are not pruned; dense Gemma 3 and Gemma 4 "
+             "models are", s.model);
     if (c->arch == 4 && s.method != METH_SHEARED)
         fail("%s: the one-shot baselines score Gemma 3 models (one head size; drop-full would also end Gemma 4 on a "
              "sliding layer); prune Gemma 4 with --method sheared", s.model);

@@ -547,7 +547,9 @@ static int init_model(Model *m, const Opts *o) {
 //    matrices: never on norms, the embedding or frozen tensors (layer_scalar).
 // ================================================================================================
 
-static int decays(const PEntry *e) { return !e->is_norm && e->kind != T_EMBED && !e->frozen; }
+static int decays(const PEntry *e) {  // both token tables (E2B's per-layer one too) count as embeddings
+    return !e->is_norm && e->kind != T_EMBED && e->kind != T_PLE_EMBED && !e->frozen;
+}
 static int is_matrix(const PEntry *e) { return e->cols > 1 && e->kind != T_EMBED && !e->frozen; }
 
 // --- 8-bit AdamW -----------------------------------------------------------------------------------

@@ -82,6 +82,7 @@ void gpu_profile_print(GpuModel *g);               // with GS_PROFILE=1: time pe
 #if defined(MAX_LAYERS) && !defined(__cplusplus)
 // NULL when the GPU kernels take this shape, else why not (gpu_create stops on the same conditions)
 static const char *gpu_unsupported(const Config *c) {
+    if (c->P > 0 || c->n_shared > 0) return "the GPU path does not run Gemma 4 E2B/E4B's per-layer inputs or KV-shared layers";
     if (c->F % 2) return "the GPU path needs an even intermediate_size";
     for (int l = 0; l < c->L; l++)
         if (layer_D(c, l) > 512) return "head_dim is larger than the GPU kernels support (512)";
@@ -153,6 +154,8 @@ typedef struct {
 } GpuRun;
 
 static void gpu_run_open(GpuRun *r, const Model *m, int B, int T) {
+    const char *why = gpu_unsupported(&m->c);
+    if (why) fail("--device gpu: %s; use --device cpu", why);
     size_t used0, used, total;
     gpu_memory(&used0, &total);
     r->s = gpu_spec_from_model(m);

@@ -85,6 +85,8 @@ one_line_error "./train --device tpu" "device" ./train --config data/teacher.jso
 if [ -x hip/build/train ] && [ -x hip/build/prune ]; then
   one_line_error "hip/build/train --device gpu --optimizer muon" "AdamW only" hip/build/train --config data/teacher.json \
     --init random --out $D/t --device gpu --optimizer muon
+  [ -d data/shards ] && one_line_error "hip/build/train --device gpu on Gemma 4 E2B" "E2B" hip/build/train \
+    --model test/fixtures/g4_e2b --data data/shards --out $D/e --steps 2 --batch 2 --seq 32 --device gpu
   if hip/build/train --help | grep -q -- "--device" && hip/build/prune --help | grep -q -- "--device"; then
     echo "ok   hip/build/train and hip/build/prune --help show --device"; else bad "--help of the GPU builds lacks --device"; fi
   if ! nvidia-smi > /dev/null 2>&1 && [ -d data/shards ]; then

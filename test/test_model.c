@@ -7,6 +7,10 @@
 //     are exact in fp32). Our arithmetic is fp32 with double accumulators in the norms and the loss;
 //     the reference is transformers in float64 (its loss upcast is float32). The worst element of every
 //     tensor is printed; the worst over all fixtures sits at 0.25 of this bound (NOTES.md).
+//   g4_e2b's gradients: 2e-5 (both parts). That 6-layer fixture is worse conditioned in fp32: moving every
+//     weight by half an fp32 ulp (relative 6e-8, what storing them in fp32 costs) already moves its layer-0
+//     gate_proj and per_layer_input_gate gradients by 1.0e-5 x max|grad| (0.18 at most on g4_kv), so no fp32
+//     computation can match the float64 reference closer there; measured error 1.0e-5 x max, at 0.50 of 2e-5.
 //   AdamW losses: rtol 1e-5 per step, at lr 1e-3 (see make_fixtures.py: at lr 1e-2 Adam turns the
 //     rounding noise of near-zero gradients into full-size updates, and two float64 implementations
 //     already differ by 3e-5 at step 2). Measured: float32 vs float64 of the same code differ by
@@ -63,7 +67,7 @@ static void next_token_targets(const int *tok, int *tgt, int B, int T) {
 }
 
 // logits, loss and every gradient of the model in `dir` against `refdir`/ref.safetensors
-static void check_fixture(const char *dir, const char *refdir) {
+static void check_fixture(const char *dir, const char *refdir, double gtol) {
     printf("fixture %s (reference %s)\n", dir, refdir);
     Model m;
     model_load(&m, dir);
@@ -92,7 +96,7 @@ static void check_fixture(const char *dir, const char *refdir) {
         size_t n;
         float *g = tensor_f32(ref, name, &n);
         if (n != e->rows * e->cols) fail("%s: %s has %zu elements, expected %zu", rp, name, n, e->rows * e->cols);
-        compare(name, m.gw + e->offset, g, n, 1e-5, 1e-5);
+        compare(name, m.gw + e->offset, g, n, gtol, gtol);
         free(g);
         ngrad++;
     }
@@ -247,7 +251,7 @@ int main(int argc, char **argv) {
         if (!dir_exists(d)) {
             printf("FAIL missing fixture %s (make it with test/ref/make_fixtures.py)\n", d);
             failures++;
-        } else check_fixture(d, r);
+        } else check_fixture(d, r, strcmp(fixtures[i][0], "g4_e2b") ? 1e-5 : 2e-5);
         free(d), free(r);
     }
     check_c_written(root);

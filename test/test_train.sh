@@ -161,6 +161,18 @@ G="--model $T/loss_adamw/checkpoint --generate the --tokens 40 --seq 32"
 check "generate: starts with the prompt, greedy is repeatable, sampling runs: '$(head -c 60 "$T/g1.txt" | tr '\n' ' ')'" \
   sh -c "head -c 3 $T/g1.txt | grep -q the && cmp -s $T/g1.txt $T/g2.txt && [ \$(wc -c < $T/g3.txt) -gt 3 ]"
 
+# --- Gemma 4 E2B's extras (fixture g4_e2b: per-layer inputs, KV-shared layers, double-wide MLPs) ---------------
+./test/test_train --make-shards "$T/data256" --vocab 256
+E="--data $T/data256 --batch 2 --seq 32 --eval-every 4 --steps 8 --lr 1e-3"
+./train --model test/fixtures/g4_e2b $E --out "$T/e2b_a" > "$T/e2b_a.log" 2>&1 || { cat "$T/e2b_a.log"; bad "E2B run"; }
+./train --model test/fixtures/g4_e2b $E --out "$T/e2b_b" --stop-at 4 > /dev/null 2>&1 && ./train --out "$T/e2b_b" --resume > "$T/e2b_b.log" 2>&1
+check "E2B-shaped model: trains, and --stop-at 4 + --resume == uninterrupted (steps 5-8, bit for bit)" \
+  sh -c "grep '^step [5-8]/' $T/e2b_a.log | cut -d'|' -f1-4 > $T/e2b_a.s && grep '^step [5-8]/' $T/e2b_b.log | cut -d'|' -f1-4 > $T/e2b_b.s && [ -s $T/e2b_a.s ] && cmp -s $T/e2b_a.s $T/e2b_b.s"
+make --no-print-directory -s profile > /dev/null 2>&1
+check "E2B-shaped model: its checkpoint profiles (stats, heatmaps)" \
+  quiet ./profile stats --model "$T/e2b_a/checkpoint" --data "$T/data256" --out "$T/e2b_prof" --batches 1 --batch 2 --seq 32
+expect_error "E2B on the GPU is refused (CPU build: no GPU path)" "make gpu" ./train --model test/fixtures/g4_e2b $E --out "$T/e2b_x" --device gpu
+
 # --- bad input: one line, non-zero exit, nothing in --out changed ------------------------------------------------
 cp -r "$T/data" "$T/data_missing"; rm "$T/data_missing/noise/val.bin"
 expect_error_keeps "a domain without val.bin" "is missing" "$T/e1" ./train --config "$T/tiny.json" --data "$T/data_missing" --out "$T/e1" --steps 2
