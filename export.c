@@ -257,7 +257,8 @@ static void gguf_write(Gguf *g, const char *path, int quiet) {
 static const char *gguf_tensor_name(const PEntry *e, char *buf, size_t cap) {
     static const char *layer_names[T_NKINDS] = {
         "attn_norm", "attn_q", "attn_k", "attn_v", "attn_q_norm", "attn_k_norm", "attn_output",
-        "post_attention_norm", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down", "post_ffw_norm", "layer_output_scale"};
+        "post_attention_norm", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down", "post_ffw_norm", "inp_gate", "proj",
+        "post_norm", "layer_output_scale"};  // (the E2B per-layer input names are never written: export refuses E2B)
     if (e->kind == T_EMBED) snprintf(buf, cap, "token_embd.weight");
     else if (e->kind == T_FINAL_NORM) snprintf(buf, cap, "output_norm.weight");
     else snprintf(buf, cap, "blk.%d.%s.weight", e->layer, layer_names[e->kind]);
@@ -554,12 +555,14 @@ int main(int argc, char **argv) {
     char *cfg = path_join(model_dir, "config.json");
     if (!file_exists(cfg)) fail("%s: no config.json; point --model at a Hugging Face model directory", model_dir);
     refuse_per_layer_shapes(cfg);
+    Config pre;  // what the file describes, before reading any weights
+    config_load(&pre, cfg);
+    if (pre.P > 0 || pre.n_shared > 0)
+        fail("%s: Gemma 4 E2B/E4B extras (hidden_size_per_layer_input, num_kv_shared_layers) are not exported yet; "
+             "dense Gemma 3 and Gemma 4 models are", cfg);
     Model m;
     model_load(&m, model_dir);
     const Config *c = &m.c;
-    if (c->P > 0 || c->n_shared > 0)
-        fail("%s: Gemma 4 E2B/E4B extras (per-layer inputs, KV-shared layers) are not exported yet; dense Gemma 3 and "
-             "Gemma 4 models are", cfg);
     if (c->arch == 4 && c->rope_scale != 1.0)
         fail("%s: linear RoPE scaling on a Gemma 4 model is not supported (model.h ignores it there too)", cfg);
     VocabPlan vp = plan_vocab(tok_spec, model_dir, c->V);

@@ -1794,11 +1794,12 @@ static int cmd_ablate(int argc, char **argv) {
 // ================================================================================================
 
 static const char *kind_short[T_NKINDS] = {"in_norm", "q", "k", "v", "q_norm", "k_norm", "o", "post_attn",
-                                           "pre_ffn", "gate", "up", "down", "post_ffn", "layer_scalar"};
-// heatmap columns: the matrices first, then the norms
+                                           "pre_ffn", "gate", "up", "down", "post_ffn", "ple_gate", "ple_proj",
+                                           "ple_norm", "layer_scalar"};
+// heatmap columns: the matrices first, then the norms, Gemma 4's layer_scalar, E2B's per-layer input tensors
 static const int diff_cols[T_NKINDS] = {T_WQ, T_WK, T_WV, T_WO, T_WGATE, T_WUP, T_WDOWN, T_IN_NORM,
                                         T_POST_ATTN_NORM, T_PRE_FFN_NORM, T_POST_FFN_NORM, T_Q_NORM, T_K_NORM,
-                                        T_LAYER_SCALAR};
+                                        T_LAYER_SCALAR, T_PLE_GATE, T_PLE_PROJ, T_PLE_NORM};
 
 static void same_shape(const Config *a, const Config *b, const char *pa, const char *pb) {
     int ok = a->arch == b->arch && a->V == b->V && a->d == b->d && a->L == b->L && a->H == b->H && a->K == b->K &&
@@ -1840,7 +1841,7 @@ static int cmd_diff(int argc, char **argv) {
     Checkpoint ka = checkpoint_open(da), kb = checkpoint_open(db);
     ParamTable t;
     param_table(&cb, &t);
-    int L = cb.L, ncol = cb.arch == 4 ? T_NKINDS : T_NKINDS - 1;
+    int L = cb.L, ncol = cb.arch == 3 ? T_NKINDS - 4 : cb.P > 0 ? T_NKINDS : T_NKINDS - 3;
     float *hm = (float *)mallocCheck(sizeof(float) * (size_t)L * ncol);
     for (int i = 0; i < L * ncol; i++) hm[i] = NAN;
     float off = norm_offset(&cb);

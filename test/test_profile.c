@@ -158,7 +158,7 @@ static void test_stat_units(void) {
     // channels 1 and 3 near zero. Token 1: |h| = 2, 0, 0.5, 0.1 -> mean 0.65, threshold 0.065: channel 1 only.
     float h[8] = {1, 0, -3, 0.05f, -2, 0, 0.5f, 0.1f};
     double as[4] = {0}, z[4] = {0};
-    ffn_activity(h, 2, 4, 0.1, as, z);
+    ffn_activity(h, 2, 4, 4, 0.1, as, z);
     check(z[0] == 0 && z[1] == 2 && z[2] == 0 && z[3] == 1, "near-zero counts per channel = 0, 2, 0, 1 (got %g %g %g %g)",
           z[0], z[1], z[2], z[3]);
     check(as[0] == 3 && as[1] == 0 && as[2] == 3.5 && close_rel(as[3], 0.15, 1e-7), "sum |h| per channel = 3, 0, 3.5, 0.15");
