@@ -258,9 +258,12 @@ static const char *gguf_tensor_name(const PEntry *e, char *buf, size_t cap) {
     static const char *layer_names[T_NKINDS] = {
         "attn_norm", "attn_q", "attn_k", "attn_v", "attn_q_norm", "attn_k_norm", "attn_output",
         "post_attention_norm", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down", "post_ffw_norm", "inp_gate", "proj",
-        "post_norm", "layer_output_scale"};  // (the E2B per-layer input names are never written: export refuses E2B)
+        "post_norm", "layer_output_scale"};
     if (e->kind == T_EMBED) snprintf(buf, cap, "token_embd.weight");
     else if (e->kind == T_FINAL_NORM) snprintf(buf, cap, "output_norm.weight");
+    else if (e->kind == T_PLE_EMBED) snprintf(buf, cap, "per_layer_token_embd.weight");  // Gemma 4 E2B/E4B
+    else if (e->kind == T_PLE_MODEL_PROJ) snprintf(buf, cap, "per_layer_model_proj.weight");
+    else if (e->kind == T_PLE_PROJ_NORM) snprintf(buf, cap, "per_layer_proj_norm.weight");
     else snprintf(buf, cap, "blk.%d.%s.weight", e->layer, layer_names[e->kind]);
     return buf;
 }
@@ -317,8 +320,9 @@ static void add_tensors(Gguf *g, const Model *m, TypePlan *tp, float **extra) {
         char name[64];
         gguf_tensor_name(e, name, sizeof name);
         int rows = (int)e->rows, cols = (int)e->cols, is2d = cols > 1 || e->kind == T_EMBED;
-        if (e->kind == T_WGATE || e->kind == T_WUP) rows = tp->F;  // zero channels past the model's F
-        if (e->kind == T_WDOWN) cols = tp->F;
+        int wide = e->layer >= 0 ? layer_F(c, e->layer) / c->F : 1;  // E2B's double-wide layers: 2F
+        if (e->kind == T_WGATE || e->kind == T_WUP) rows = wide * tp->F;  // zero channels past the model's F
+        if (e->kind == T_WDOWN) cols = wide * tp->F;
         GTensor *t;
         if (is2d) t = gguf_add(g, name, rows, cols, 2, weight_type(tp, name, cols), m->w + e->offset);
         else t = gguf_add(g, name, 1, rows, 1, GT_F32, m->w + e->offset);  // vectors stay f32 (llama.h ftypes)
@@ -351,7 +355,11 @@ static void add_hparams(Gguf *g, const Config *c, int F, const char *name, int f
     kv_u32(g, KEY("context_length"), ctx);
     kv_u32(g, KEY("embedding_length"), (uint32_t)c->d);
     kv_u32(g, KEY("block_count"), (uint32_t)c->L);
-    kv_u32(g, KEY("feed_forward_length"), (uint32_t)F);
+    if (c->double_wide && c->n_shared > 0) {  // E2B: 2F on the KV-shared layers, one entry per layer
+        uint32_t ff[MAX_LAYERS];
+        for (int l = 0; l < c->L; l++) ff[l] = (uint32_t)(layer_F(c, l) / c->F * F);
+        kv_arr4(g, KEY("feed_forward_length"), GGUF_U32, ff, (uint64_t)c->L);
+    } else kv_u32(g, KEY("feed_forward_length"), (uint32_t)F);
     kv_u32(g, KEY("attention.head_count"), (uint32_t)c->H);
     if (c->Kg == c->K) kv_u32(g, KEY("attention.head_count_kv"), (uint32_t)c->K);
     else {  // Gemma 4: full layers have their own kv head count
@@ -382,8 +390,8 @@ static void add_hparams(Gguf *g, const Config *c, int F, const char *name, int f
         kv_u32(g, KEY("attention.value_length_swa"), (uint32_t)c->D);
         kv_u32(g, KEY("rope.dimension_count"), (uint32_t)c->Dg);     // proportional: rope_freqs masks pairs
         kv_u32(g, KEY("rope.dimension_count_swa"), (uint32_t)c->D);  // default would be the full layers' Dg
-        kv_u32(g, KEY("embedding_length_per_layer_input"), 0);        // dense: no per-layer embeddings
-        kv_u32(g, KEY("attention.shared_kv_layers"), 0);
+        kv_u32(g, KEY("embedding_length_per_layer_input"), (uint32_t)c->P);  // 0: dense, no per-layer inputs
+        kv_u32(g, KEY("attention.shared_kv_layers"), (uint32_t)c->n_shared);
     }
     if (nslide || c->arch == 4) {  // per layer, true = sliding: a pruned model's pattern is not periodic
         int swa[MAX_LAYERS];
@@ -557,9 +565,13 @@ int main(int argc, char **argv) {
     refuse_per_layer_shapes(cfg);
     Config pre;  // what the file describes, before reading any weights
     config_load(&pre, cfg);
-    if (pre.P > 0 || pre.n_shared > 0)
-        fail("%s: Gemma 4 E2B/E4B extras (hidden_size_per_layer_input, num_kv_shared_layers) are not exported yet; "
-             "dense Gemma 3 and Gemma 4 models are", cfg);
+    // llama.cpp's KV-shared layer il reads layer (L - shared) - (sliding ? 2 : 1): the last two layers before the
+    // shared ones must be sliding then full, which is where transformers' rule (the last earlier layer of the
+    // same type) points too
+    for (int l = pre.L - pre.n_shared; pre.n_shared > 0 && l < pre.L; l++)
+        if (kv_source(&pre, l) != pre.L - pre.n_shared - (pre.full[l] ? 1 : 2))
+            fail("%s: KV-shared layer %d reads layer %d, but llama.cpp's gemma4 takes K/V from the last two layers before "
+                 "the shared ones (sliding, then full); this layer pattern cannot be exported", cfg, l, kv_source(&pre, l));
     Model m;
     model_load(&m, model_dir);
     const Config *c = &m.c;

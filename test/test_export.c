@@ -4,7 +4,7 @@
 //          a random model of the config (transformers-style names) saved by model_save; norms random too, so
 //          a missing +1 or a wrong fold shows; --zero-ffn zeroes every down_proj (no MLP branch, so no GELU);
 //          --edge puts quantizer corner cases (zeros, ties, fp16 overflow/underflow) in the embedding
-//   zero-ffn MODEL_DIR OUTDIR          the model with every down_proj zeroed
+//   zero-ffn MODEL_DIR OUTDIR          the model with every down_proj zeroed (and E2B's per_layer_projection)
 //   tokens V B T SEED OUT.json          B random sequences of T token ids in [0, V)
 //   compare REF.f32 GOT.f32 V TOL [MIN_TOP1]
 //          logits [N, V] of each position: err = max_i |got - ref| / max_i |ref| of that position;
@@ -69,7 +69,10 @@ static int cmd_zero_ffn(int argc, char **argv) {
     if (argc < 4) fail("usage: test_export zero-ffn MODEL_DIR OUTDIR");
     Model m;
     model_load(&m, argv[2]);
-    for (int l = 0; l < m.c.L; l++) memset(m.p.layer[l].wdown, 0, sizeof(float) * (size_t)m.c.d * m.c.F);
+    for (int l = 0; l < m.c.L; l++) {  // (E2B: the per-layer input's projection too: its gate is a GELU as well)
+        memset(m.p.layer[l].wdown, 0, sizeof(float) * (size_t)m.c.d * layer_F(&m.c, l));
+        if (m.c.P) memset(m.p.layer[l].ple_proj, 0, sizeof(float) * (size_t)m.c.d * m.c.P);
+    }
     model_save(&m, argv[3], m.c.scale_dtype == ST_BF16 ? ST_BF16 : ST_F32);
     model_free(&m);
     return 0;

@@ -94,7 +94,7 @@ config() {  # config NAME JSON: a config.json for test_export random
 # --- 1. the transformers fixtures (V=256: a placeholder vocabulary, token ids only) -------------------------------
 section "fixtures"
 $X tokens 256 2 40 1 "$T/tok256.json"
-for f in g3_gqa g3_mqa g3_bf16 g4_kv g4_keqv; do
+for f in g3_gqa g3_mqa g3_bf16 g4_kv g4_keqv g4_e2b; do
   cmp_types "$f" "test/fixtures/$f" "$T/tok256.json" 256 f32 f16 bf16 q8_0i q4_0  # random: near-tied top-1
   exact "$f" "test/fixtures/$f" "$T/tok256.json" 256
 done
@@ -222,7 +222,10 @@ rm -rf "$T/t62"; $X random "$T/tiny62.json" "$T/t62" > /dev/null
 expect_error "62 layers with hidden_size < heads" "cannot load this shape" ./export --model "$T/t62" --out "$T/o.gguf"
 rm -rf "$T/bad"; cp -r "$T/g4" "$T/bad"
 sed -i 's/"hidden_size_per_layer_input":[[:space:]]*0/"hidden_size_per_layer_input": 256/' "$T/bad/config.json"
-expect_error "Gemma 4 with per-layer input embeddings" "hidden_size_per_layer_input" ./export --model "$T/bad" --out "$T/o.gguf"
+expect_error "Gemma 4 config with per-layer inputs but no such tensors" "embed_tokens_per_layer.weight is missing" ./export --model "$T/bad" --out "$T/o.gguf"
+rm -rf "$T/bad"; cp -r test/fixtures/g4_e2b "$T/bad"  # shared layers whose sources llama.cpp would not pick
+sed -i 's/"num_kv_shared_layers":[[:space:]]*2/"num_kv_shared_layers": 3/' "$T/bad/config.json"  # layer 3 (full) would read 1
+expect_error "E2B with a KV-sharing pattern llama.cpp cannot express" "cannot be exported" ./export --model "$T/bad" --out "$T/o.gguf"
 expect_error "tokenizer larger than the vocabulary" "vocab_size is 261" ./export --model "$M" --out "$T/o.gguf" --tokenizer "$GEMMA3"
 expect_error "missing tokenizer" "not found" ./export --model "$M" --out "$T/o.gguf" --tokenizer "$T/none.json"
 [ ! -e "$T/o.gguf" ] && ok "no failed run left $T/o.gguf behind" || bad "a failed run left $T/o.gguf"
