@@ -513,7 +513,7 @@ static VocabPlan plan_vocab(const char *spec, const char *model_dir, int V) {
 
 static void usage(void) {
     printf("usage: export --model DIR --out FILE.gguf [--type f16] [flags]\n"
-           "Writes a Gemma 3 / dense Gemma 4 Hugging Face directory as one GGUF file for llama.cpp (arch gemma3 or\n"
+           "Writes a Gemma 3 / Gemma 4 (dense or E2B/E4B) Hugging Face directory as one GGUF file for llama.cpp (arch gemma3 or\n"
            "gemma4), folding query_pre_attn_scalar and the embedding scale so llama.cpp computes what transformers does.\n"
            "  --model DIR         string  Hugging Face model directory (config.json + safetensors)   required\n"
            "  --out FILE          string  the .gguf to write; an existing file needs --force            required\n"
