@@ -1286,6 +1286,7 @@ static float model_forward(Model *m, const int *tokens, const int *targets, int 
         const float *e = m->p.embed + (size_t)tokens[n] * d;
         for (int i = 0; i < d; i++) x[(size_t)n * d + i] = e[i] * m->embed_scale * (m->zd ? m->zd[i] : 1.0f);
     }
+    if (m->zf && max_F(c) != c->F) fail("FFN masks on double-wide layers (E2B/E4B) are not supported");
     if (c->P) ple_inputs_forward(m, tokens);
     double inv[1024];
     for (int l = 0; l < c->L; l++) {
