@@ -268,9 +268,9 @@ typedef struct {
     void *gpu;                            // --device gpu: the GpuRun holding the working weights and moments
 } Pruner;
 
+#ifdef USE_GPU
 static int device_gpu;  // --device gpu (set once in main): steps and evaluations run there
 
-#ifdef USE_GPU
 // the hooks of m (masks or none) onto the GPU copy
 static void gpu_masks_from(GpuRun *g, const Model *m) { gpu_set_masks(g->g, m->zl, m->zh, m->zf, m->zd); }
 #endif
@@ -1649,7 +1649,9 @@ static void run_baseline(const Settings *s, Model *m, const Shape *tgt, int full
 #ifndef PRUNE_NO_MAIN
 int main(int argc, char **argv) {
     Settings s = parse_args(argc, argv);
+#ifdef USE_GPU
     device_gpu = s.gpu;
+#endif
     double t0 = now_sec();
     if (!strcmp(s.model, s.out)) fail("--out %s is the source model directory; write the pruned model elsewhere", s.out);
     char *cfg_out = path_join(s.out, "config.json"), *state = path_join(s.out, "prune_state.json");

@@ -199,17 +199,17 @@ static void test_masked_vs_sliced(void) {
     Model m;
     if (dir_exists("test/fixtures/g3_gqa")) {
         model_load(&m, "test/fixtures/g3_gqa");  // d 64, L 4 (sFss), H 8, K 2, D 32, F 96, softcap 3
-        masked_vs_sliced("g3_gqa", &m, (Shape){48, 50, 3, 4, 1, 32}, ST_F32, 11);
-        masked_vs_sliced("g3_gqa", &m, (Shape){60, 96, 4, 6, 2, 32}, ST_F32, 12);
-        masked_vs_sliced("g3_gqa", &m, (Shape){34, 17, 2, 2, 2, 32}, ST_F32, 13);
-        masked_vs_sliced("g3_gqa", &m, (Shape){64, 96, 4, 8, 2, 32}, ST_F32, 14);  // nothing removed: only folding
+        masked_vs_sliced("g3_gqa", &m, (Shape){48, 50, 3, 4, 1, 32, 0}, ST_F32, 11);
+        masked_vs_sliced("g3_gqa", &m, (Shape){60, 96, 4, 6, 2, 32, 0}, ST_F32, 12);
+        masked_vs_sliced("g3_gqa", &m, (Shape){34, 17, 2, 2, 2, 32, 0}, ST_F32, 13);
+        masked_vs_sliced("g3_gqa", &m, (Shape){64, 96, 4, 8, 2, 32, 0}, ST_F32, 14);  // nothing removed: only folding
         model_free(&m);
     } else check(0, "fixture test/fixtures/g3_gqa is missing");
     if (dir_exists("test/fixtures/g3_mqa")) {
         model_load(&m, "test/fixtures/g3_mqa");  // d 48, L 3 (ssF), H 4, K 1, D 16, F 80
-        masked_vs_sliced("g3_mqa", &m, (Shape){36, 41, 2, 3, 1, 16}, ST_F32, 21);
-        masked_vs_sliced("g3_mqa", &m, (Shape){44, 80, 3, 4, 1, 16}, ST_F32, 22);
-        masked_vs_sliced("g3_mqa", &m, (Shape){1, 1, 1, 1, 1, 16}, ST_F32, 23);  // the smallest model there is
+        masked_vs_sliced("g3_mqa", &m, (Shape){36, 41, 2, 3, 1, 16, 0}, ST_F32, 21);
+        masked_vs_sliced("g3_mqa", &m, (Shape){44, 80, 3, 4, 1, 16, 0}, ST_F32, 22);
+        masked_vs_sliced("g3_mqa", &m, (Shape){1, 1, 1, 1, 1, 16, 0}, ST_F32, 23);  // the smallest model there is
         model_free(&m);
     } else check(0, "fixture test/fixtures/g3_mqa is missing");
     if (dir_exists("test/fixtures/g3_bf16")) {  // sqrt(48) rounds to 6.9375 in bf16: the scale fold must match
@@ -221,8 +221,8 @@ static void test_masked_vs_sliced(void) {
         model_free(&m);
     } else check(0, "fixture test/fixtures/g3_bf16 is missing");
     random_model(&m, CFG_TINY, ST_F32, 5, 0.3);
-    masked_vs_sliced("random 6-layer", &m, (Shape){18, 13, 4, 3, 1, 8}, ST_F32, 41);
-    masked_vs_sliced("random 6-layer", &m, (Shape){24, 24, 2, 6, 2, 8}, ST_BF16, 42);
+    masked_vs_sliced("random 6-layer", &m, (Shape){18, 13, 4, 3, 1, 8, 0}, ST_F32, 41);
+    masked_vs_sliced("random 6-layer", &m, (Shape){24, 24, 2, 6, 2, 8, 0}, ST_BF16, 42);
     model_free(&m);
     // Gemma 4: w-scaled norms, full layers with their own D and K (and no v_proj with K=V), layer_scalar
     // (fixtures: transformers' random values; random models: 0.3-2.0) carried over dropped layers
@@ -368,7 +368,7 @@ static void test_gradients(void) {
     FdCase f;
     memset(&f, 0, sizeof f);
     random_model(&f.P.m, CFG_TINY, ST_F32, 8, 0.3);
-    Shape t = {24, 12, 4, 3, 1, 8};
+    Shape t = {24, 12, 4, 3, 1, 8, 0};
     masks_init(&f.P.M, &f.P.m.c, &t, 3);
     pruner_alloc(&f.P);
     f.B = 2, f.T = 10;
