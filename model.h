@@ -64,6 +64,12 @@ static inline int layer_has_v(const Config *c, int l) { return !(c->arch == 4 &&
 static inline int layer_shared(const Config *c, int l) { return c->n_shared > 0 && l >= c->L - c->n_shared; }
 static inline int layer_F(const Config *c, int l) { return c->double_wide && layer_shared(c, l) ? 2 * c->F : c->F; }
 static inline int max_F(const Config *c) { return c->double_wide && c->n_shared > 0 ? 2 * c->F : c->F; }
+// where layer l's FFN channels start in per-channel arrays of all layers (the zf mask, importance scores)
+static inline size_t ffn_off(const Config *c, int l) {
+    size_t o = 0;
+    for (int j = 0; j < l; j++) o += (size_t)layer_F(c, j);
+    return o;
+}
 static inline int layer_nqkv(const Config *c, int l) {  // rows of the fused q|k|v projection
     int D = layer_D(c, l), K = layer_K(c, l);
     return layer_shared(c, l) ? c->H * D : (c->H + (layer_has_v(c, l) ? 2 : 1) * K) * D;
@@ -961,7 +967,7 @@ typedef struct {
     // Mask hooks (NULL = off). prune.c points these at its sampled or deterministic values:
     float *zl;           // [L]    layer gate on both branch outputs (after their post-norms)
     float *zh;           // [L, H] per query head, on the head's attention output before o_proj
-    float *zf;           // [L, F] per FFN channel, on gelu(gate) * up
+    float *zf;           // [L, F] per FFN channel, on gelu(gate) * up (E2B: layer l at ffn_off, 2F wide)
     float *zd;           // [d]    hidden dims: embedding output and every d-sized norm output
     float *dzl, *dzh, *dzf, *dzd;  // their gradients (accumulated by backward)
     int zd_kept;         // number of nonzero zd entries (the masked norms average over these)
@@ -999,7 +1005,7 @@ static void model_zero_grad(Model *m) {
     const Config *c = &m->c;
     if (m->dzl) memset(m->dzl, 0, sizeof(float) * (size_t)c->L);
     if (m->dzh) memset(m->dzh, 0, sizeof(float) * (size_t)c->L * c->H);
-    if (m->dzf) memset(m->dzf, 0, sizeof(float) * (size_t)c->L * c->F);
+    if (m->dzf) memset(m->dzf, 0, sizeof(float) * ffn_off(c, c->L));
     if (m->dzd) memset(m->dzd, 0, sizeof(float) * (size_t)c->d);
 }
 
@@ -1286,7 +1292,6 @@ static float model_forward(Model *m, const int *tokens, const int *targets, int 
         const float *e = m->p.embed + (size_t)tokens[n] * d;
         for (int i = 0; i < d; i++) x[(size_t)n * d + i] = e[i] * m->embed_scale * (m->zd ? m->zd[i] : 1.0f);
     }
-    if (m->zf && max_F(c) != c->F) fail("FFN masks on double-wide layers (E2B/E4B) are not supported");
     if (c->P) ple_inputs_forward(m, tokens);
     double inv[1024];
     for (int l = 0; l < c->L; l++) {
@@ -1337,7 +1342,7 @@ static float model_forward(Model *m, const int *tokens, const int *targets, int 
         // MLP: m = RMSNorm(x2), h = gelu(m Wg^T) * (m Wu^T) * zf, f = h Wd^T
         rmsnorm_forward(a->m, d, a->r_pf, a->x2, d, lp->pre_ffn_norm, off, m->zd, m->zd_kept, 1.0f, N, d, c->eps);
         linear_forward(a->gu, a->m, lp->wgate, N, d, 2 * F);
-        const float *zf = m->zf ? m->zf + (size_t)l * F : NULL;
+        const float *zf = m->zf ? m->zf + ffn_off(c, l) : NULL;
         float *hm = m->scratch;  // masked h
 #pragma omp parallel for schedule(static)
         for (int n = 0; n < N; n++) {
@@ -1421,7 +1426,7 @@ static void model_backward(Model *m) {
         rmsnorm_backward(df, d, gp->post_ffn_norm, m->dzd, dgate, dx, d, a->f, d, a->r_pff, lp->post_ffn_norm, off,
                          m->zd, m->zd_kept, gate, N, d);
         // f = hm Wd^T, hm = h * zf
-        const float *zf = m->zf ? m->zf + (size_t)l * F : NULL;
+        const float *zf = m->zf ? m->zf + ffn_off(c, l) : NULL;
         if (zf) {
 #pragma omp parallel for schedule(static)
             for (int n = 0; n < N; n++)
@@ -1429,7 +1434,7 @@ static void model_backward(Model *m) {
         }
         linear_backward(dh, gp->wdown, df, zf ? hm : a->h, lp->wdown, N, F, d, 0);
         if (zf) {
-            float *dzf = m->dzf + (size_t)l * F;
+            float *dzf = m->dzf + ffn_off(c, l);
             const int CB = 64;
 #pragma omp parallel for schedule(static)
             for (int i0 = 0; i0 < F; i0 += CB) {

@@ -18,7 +18,9 @@
 // attention_k_eq_v, no v_proj), so every per-layer count goes through layer_K / layer_D / layer_has_v;
 // its norms scale by w (not 1 + w), the last kept layer must be full attention, and a dropped layer's
 // layer_scalar (which still scaled the residual stream in the masked model) is carried into the next
-// kept layer (section 7). E2B/E4B's per-layer inputs and KV-shared layers are refused by model.h.
+// kept layer (section 7). Gemma 4 E2B/E4B (per-layer inputs, KV-shared layers, double-wide FFNs) prune their
+// query heads and FFN channels only: layers, hidden dims and kv heads stay whole, so the per-layer input slices,
+// the shared layers' K/V sources and the 2F FFNs stay consistent (check_target says so).
 #include "model.h"
 #include "data/mixture.h"
 #include "plot.h"
@@ -108,7 +110,7 @@ static void masks_init(Masks *M, const Config *c, const Shape *t, uint64_t seed)
     mask_shape(M, M_GROUP, c->L, len, keep);
     for (int l = 0; l < c->L; l++) len[l] = c->H / layer_K(c, l), keep[l] = t->H / target_K(c, t, l);
     mask_shape(M, M_SLOT, c->L, len, keep);
-    for (int l = 0; l < c->L; l++) len[l] = c->F, keep[l] = t->F;
+    for (int l = 0; l < c->L; l++) len[l] = layer_F(c, l), keep[l] = t->F * (layer_F(c, l) / c->F);  // E2B: 2F rows
     mask_shape(M, M_FFN, c->L, len, keep);
     len[0] = c->d, keep[0] = t->d;
     mask_shape(M, M_HIDDEN, 1, len, keep);
@@ -204,15 +206,19 @@ static double row_sum(const Masks *M, const float *arr, int m, int r) {
 // Non-embedding parameters of the model the masks describe, GQA-aware and with D (not d/H). `keep` holds
 // one value per mask element: keep probabilities give the expected count, 0/1 the count of a slice.
 // Per layer: query head 2·D·d (q rows, o columns), kv group (2 or, for K=V, 1)·D·d, FFN channel 3·d,
-// four d-sized norms, q/k norms 2·D (+ Gemma 4's layer_scalar); plus the final norm. The expected count
+// four d-sized norms, q/k norms 2·D (+ Gemma 4's layer_scalar); plus the final norm. E2B/E4B: KV-shared
+// layers have no k/v projections and no k norm; every layer has a per-layer input (gate P·d, projection
+// d·P, norm d) and the model the projection of the embedding (L·P·d) and its norm (P). The expected count
 // multiplies independent keep probabilities (layer · d · heads = layer · d · groups · slots).
 static double params_from_keep(const Config *c, const Masks *M, const float *keep) {
-    double Ed = row_sum(M, keep, M_HIDDEN, 0), n = Ed;
+    double Ed = row_sum(M, keep, M_HIDDEN, 0), P = c->P, n = Ed + (P ? Ed * c->L * P + P : 0);
     const float *kl = MROW(M, keep, M_LAYER, 0);
     for (int l = 0; l < c->L; l++) {
         double D = layer_D(c, l), Eg = row_sum(M, keep, M_GROUP, l), Es = row_sum(M, keep, M_SLOT, l);
-        double Ef = row_sum(M, keep, M_FFN, l), kv = layer_has_v(c, l) ? 2 : 1;
-        double per = Ed * (2 * D * Eg * Es + kv * D * Eg + 3 * Ef + 4) + 2 * D + (c->arch == 4 ? 1 : 0);
+        int own = !layer_shared(c, l);
+        double Ef = row_sum(M, keep, M_FFN, l), kv = own ? (layer_has_v(c, l) ? 2 : 1) : 0;
+        double per = Ed * (2 * D * Eg * Es + kv * D * Eg + 3 * Ef + 4 + (P ? 2 * P + 1 : 0)) + (own ? 2 : 1) * D +
+                     (c->arch == 4 ? 1 : 0);
         n += kl[l] * per;
     }
     return n;
@@ -502,7 +508,7 @@ static void expected_masks(const Config *c, Masks *M) {
 static void fold_masks(const Config *c, Params *p, const Masks *M, double a) {
     float off = norm_offset(c);
     const float *zd = MROW(M, M->z, M_HIDDEN, 0), *zl = MROW(M, M->z, M_LAYER, 0);
-    int d = c->d, F = c->F, H = c->H;
+    int d = c->d, H = c->H;
     for (size_t v = 0; v < (size_t)c->V; v++)
         for (int i = 0; i < d; i++)
             if (zd[i] != 0) p->embed[v * d + i] *= (float)(zd[i] * a);
@@ -527,6 +533,7 @@ static void fold_masks(const Config *c, Params *p, const Masks *M, double a) {
             lp->post_ffn_norm[i] = (off + lp->post_ffn_norm[i]) * (zd[i] * zl[l] * inv) - off;
         }
         const float *zh = M->zh + (size_t)l * H, *zf = MROW(M, M->z, M_FFN, l);
+        int F = layer_F(c, l);  // E2B: 2F on the KV-shared layers
         for (int i = 0; i < d; i++) {
             float *wo = lp->wo + (size_t)i * H * D, *wd = lp->wdown + (size_t)i * F;
             for (int h = 0; h < H; h++)
@@ -565,13 +572,14 @@ static Survivors survivors_of(const Config *c, const Masks *M) {
     sv.d = nonzero_indices(MROW(M, M->z, M_HIDDEN, 0), c->d, sv.hid);
     size_t L = (size_t)(sv.L ? sv.L : 1);
     sv.group = (int *)mallocCheck(sizeof(int) * L * c->H), sv.slot = (int *)mallocCheck(sizeof(int) * L * c->H);
-    sv.head = (int *)mallocCheck(sizeof(int) * L * c->H), sv.ffn = (int *)mallocCheck(sizeof(int) * L * c->F);
+    sv.head = (int *)mallocCheck(sizeof(int) * L * c->H), sv.ffn = (int *)mallocCheck(sizeof(int) * L * max_F(c));
     int seen[2] = {0, 0};  // a kept layer of each attention type (Gemma 4's full layers have their own K)
     for (int k = 0; k < sv.L; k++) {
         int l = sv.layer[k], K = layer_K(c, l), G = c->H / K, type = c->arch == 4 && c->full[l];
         int nk = nonzero_indices(MROW(M, M->z, M_GROUP, l), K, sv.group + (size_t)k * c->H);
         int ng = nonzero_indices(MROW(M, M->z, M_SLOT, l), G, sv.slot + (size_t)k * c->H);
-        int nf = nonzero_indices(MROW(M, M->z, M_FFN, l), c->F, sv.ffn + (size_t)k * c->F);
+        int wide = layer_F(c, l) / c->F;  // E2B's double-wide layers keep 2F_t of their 2F channels
+        int nf = nonzero_indices(MROW(M, M->z, M_FFN, l), layer_F(c, l), sv.ffn + (size_t)k * max_F(c)) / wide;
         int *tk = type ? &sv.Kg : &sv.K, *tg = type ? &sv.Gg : &sv.G;
         if ((seen[type] && (nk != *tk || ng != *tg)) || (k > 0 && (nf != sv.F || nk * ng != sv.H)))
             fail("internal: kept layers differ in shape (%d/%d/%d vs %d/%d/%d)", nk, ng, nf, *tk, *tg, sv.F);
@@ -614,6 +622,7 @@ static void slice_model(const Config *c, const Params *p, const Survivors *sv, i
     model_init_layout(out);
     model_masks_changed(out);
     int maxD = c->D > c->Dg ? c->D : c->Dg;
+    if (c->P > maxD) maxD = c->P;  // `all` also indexes E2B's per-layer input width
     int *rows = (int *)mallocCheck(sizeof(int) * (size_t)c->H * maxD), *all = (int *)mallocCheck(sizeof(int) * (size_t)maxD);
     for (int e = 0; e < maxD; e++) all[e] = e;
     gather(out->p.embed, p->embed, c->d, NULL, c->V, sv->hid, sv->d);
@@ -622,22 +631,33 @@ static void slice_model(const Config *c, const Params *p, const Survivors *sv, i
         int l = sv->layer[k], D = layer_D(c, l), K = c->arch == 4 && c->full[l] ? sv->Kg : sv->K;
         const LayerParams *s = &p->layer[l];
         LayerParams *o = &out->p.layer[k];
-        const int *g = sv->group + (size_t)k * c->H, *h = sv->head + (size_t)k * c->H, *f = sv->ffn + (size_t)k * c->F;
+        const int *g = sv->group + (size_t)k * c->H, *h = sv->head + (size_t)k * c->H, *f = sv->ffn + (size_t)k * max_F(c);
+        int wide = layer_F(c, l) / c->F, own = !layer_shared(c, l);
         float *norms_o[] = {o->in_norm, o->post_attn_norm, o->pre_ffn_norm, o->post_ffn_norm};
         const float *norms_s[] = {s->in_norm, s->post_attn_norm, s->pre_ffn_norm, s->post_ffn_norm};
         for (int n = 0; n < 4; n++) gather(norms_o[n], norms_s[n], 1, sv->hid, sv->d, all, 1);
         memcpy(o->q_norm, s->q_norm, sizeof(float) * D);
-        memcpy(o->k_norm, s->k_norm, sizeof(float) * D);
+        if (own) memcpy(o->k_norm, s->k_norm, sizeof(float) * D);  // E2B's KV-shared layers have none
         expand_rows(h, sv->H, D, rows);
         gather(o->wq, s->wq, c->d, rows, sv->H * D, sv->hid, sv->d);
         gather(o->wo, s->wo, (size_t)c->H * D, sv->hid, sv->d, rows, sv->H * D);
         expand_rows(g, K, D, rows);
-        gather(o->wk, s->wk, c->d, rows, K * D, sv->hid, sv->d);
-        if (layer_has_v(c, l)) gather(o->wv, s->wv, c->d, rows, K * D, sv->hid, sv->d);
+        if (own) gather(o->wk, s->wk, c->d, rows, K * D, sv->hid, sv->d);
+        if (own && layer_has_v(c, l)) gather(o->wv, s->wv, c->d, rows, K * D, sv->hid, sv->d);
         if (c->arch == 4) o->layer_scalar[0] = s->layer_scalar[0];  // folded (section 7)
-        gather(o->wgate, s->wgate, c->d, f, sv->F, sv->hid, sv->d);
-        gather(o->wup, s->wup, c->d, f, sv->F, sv->hid, sv->d);
-        gather(o->wdown, s->wdown, c->F, sv->hid, sv->d, f, sv->F);
+        gather(o->wgate, s->wgate, c->d, f, wide * sv->F, sv->hid, sv->d);
+        gather(o->wup, s->wup, c->d, f, wide * sv->F, sv->hid, sv->d);
+        gather(o->wdown, s->wdown, layer_F(c, l), sv->hid, sv->d, f, wide * sv->F);
+        if (c->P) {  // E2B/E4B per-layer input: its d-sized sides follow the kept hidden dims
+            gather(o->ple_gate, s->ple_gate, c->d, NULL, c->P, sv->hid, sv->d);
+            gather(o->ple_proj, s->ple_proj, c->P, sv->hid, sv->d, all, c->P);
+            gather(o->ple_norm, s->ple_norm, 1, sv->hid, sv->d, all, 1);
+        }
+    }
+    if (c->P) {  // the model's per-layer input tables: the token table whole, the projection's columns
+        memcpy(out->p.ple_embed, p->ple_embed, sizeof(float) * (size_t)c->Vp * c->L * c->P);
+        gather(out->p.ple_mproj, p->ple_mproj, c->d, NULL, c->L * c->P, sv->hid, sv->d);
+        memcpy(out->p.ple_pnorm, p->ple_pnorm, sizeof(float) * (size_t)c->P);
     }
     free(rows);
     free(all);
@@ -692,8 +712,9 @@ static cJSON *report_json(const char *method, const char *source, const Config *
         cJSON *a = cJSON_AddArrayToObject(j, lists[q]);
         for (int k = 0; k < sv->L; k++) {
             const int *v[] = {sv->group + (size_t)k * src->H, sv->slot + (size_t)k * src->H, sv->head + (size_t)k * src->H,
-                              sv->ffn + (size_t)k * src->F};
-            int n[] = {sv->K, sv->G, sv->H, sv->F};
+                              sv->ffn + (size_t)k * max_F(src)};
+            int l = sv->layer[k], full = src->arch == 4 && src->full[l];
+            int n[] = {full ? sv->Kg : sv->K, full ? sv->Gg : sv->G, sv->H, sv->F * (layer_F(src, l) / src->F)};
             int *sorted = (int *)mallocCheck(sizeof(int) * (size_t)(n[q] ? n[q] : 1));
             memcpy(sorted, v[q], sizeof(int) * (size_t)n[q]);
             for (int x = 1; x < n[q]; x++)  // query heads come group-major, which is already ascending
@@ -1242,6 +1263,10 @@ static void check_target(const Config *c, const Shape *t, int full_every, int dr
         if (tv[i] > sv[i]) fail("%s: %s = %d is more than the source's %d; pruning only removes", src, keys[i], tv[i], sv[i]);
     }
     if (t->D != c->D) fail("%s: head_dim = %d but the source has %d; head_dim is not pruned (drop the key)", src, t->D, c->D);
+    if ((c->P > 0 || c->n_shared > 0) && (t->L != c->L || t->d != c->d || t->K != c->K || t->Kg != c->Kg))
+        fail("%s: Gemma 4 E2B/E4B prunes query heads and FFN channels only (per-layer inputs and KV-shared layers stay "
+             "whole): keep num_hidden_layers %d, hidden_size %d and the kv heads (%d, full layers %d)", src, c->L, c->d,
+             c->K, c->Kg);
     if (c->arch == 4 && c->Kg != c->K) {  // Gemma 4's full layers: their own kv heads
         if (t->Kg < 1 || t->Kg > c->Kg)
             fail("%s: num_global_key_value_heads = %d must be in [1, %d] (the source's)", src, t->Kg, c->Kg);
@@ -1335,6 +1360,19 @@ static Shape keep_shape(const Config *c, double w) {
 static Shape plan_keep(const Config *c, double frac) {
     double want = frac * count_params(c, 0), best_err = INFINITY;
     Shape best = shape_of(c);
+    if (c->P > 0 || c->n_shared > 0) {  // E2B/E4B: query heads (a multiple of both kv head counts) and the FFN
+        int g = c->K, b = c->Kg;  // unit = lcm(K, Kg)
+        while (b) { int r = g % b; g = b, b = r; }
+        int unit = c->K / g * c->Kg;
+        for (int h = unit; h <= c->H; h += unit)
+            for (int f = 2; f <= c->F; f += 2) {
+                Shape t = best;
+                t.H = h, t.F = f;
+                double err = fabs(shape_params(c, &t) - want);
+                if (err < best_err) best_err = err, best.H = h, best.F = f;
+            }
+        return best;
+    }
     for (int i = 1000; i >= 1; i--) {
         Shape t = keep_shape(c, i / 1000.0);
         double err = fabs(shape_params(c, &t) - want);
@@ -1665,9 +1703,6 @@ int main(int argc, char **argv) {
     Model m;
     model_load(&m, s.model);
     const Config *c = &m.c;
-    if (c->P > 0 || c->n_shared > 0)
-        fail("%s: Gemma 4 E2B/E4B's per-layer inputs and KV-shared layers are not pruned; dense Gemma 3 and Gemma 4 "
-             "models are", s.model);
     if (c->arch == 4 && s.method != METH_SHEARED)
         fail("%s: the one-shot baselines score Gemma 3 models (one head size; drop-full would also end Gemma 4 on a "
              "sliding layer); prune Gemma 4 with --method sheared", s.model);
@@ -1677,8 +1712,12 @@ int main(int argc, char **argv) {
     if (s.target_file) tgt = target_from_json(c, s.target_file);
     else if (s.keep >= 0) {
         tgt = plan_keep(c, s.keep);
-        snprintf(why, sizeof why, "--keep %g: every layer, head_dim and %d query heads per kv head kept, width scaled "
-                 "(width pruning lost less than depth pruning in Minitron)", s.keep, c->H / c->K);
+        if (c->P > 0 || c->n_shared > 0)
+            snprintf(why, sizeof why, "--keep %g: Gemma 4 E2B/E4B: layers, hidden size and kv heads kept whole, query heads "
+                     "and FFN fitted to the budget", s.keep);
+        else
+            snprintf(why, sizeof why, "--keep %g: every layer, head_dim and %d query heads per kv head kept, width scaled "
+                     "(width pruning lost less than depth pruning in Minitron)", s.keep, c->H / c->K);
     }
     if (s.method == METH_DROP_FULL) {
         int nf = count_full(c);

@@ -157,8 +157,8 @@ static void check_adamw(const char *dir) {
 // Checkpoints written by this code (model_save, and a sliced model from prune.c), loaded by
 // transformers on the GPU box: its logits and loss (transformers.safetensors) against ours.
 static void check_c_written(const char *root) {
-    static const char *names[] = {"f32", "bf16", "g4", "pruned", "pruned_g4", "e2b"};
-    for (int i = 0; i < 6; i++) {
+    static const char *names[] = {"f32", "bf16", "g4", "pruned", "pruned_g4", "e2b", "pruned_e2b"};
+    for (int i = 0; i < 7; i++) {
         char sub[64];
         snprintf(sub, sizeof sub, "c_written/%s", names[i]);
         char *dir = path_join(root, sub);

@@ -5,7 +5,7 @@
 //
 //   test/test_prune                      run every check (exit non-zero on any failure)
 //   test/test_prune --write-sample DIR   write a sliced model + DIR/tokens.json for transformers
-//   test/test_prune --write-sample-g4 DIR   the same for a sliced Gemma 4
+//   test/test_prune --write-sample-g4 DIR   the same for a sliced Gemma 4 (--write-sample-e2b: a pruned E2B)
 //                                        (test/ref/make_fixtures.py stores its logits as
 //                                        test/fixtures/c_written/pruned/transformers.safetensors)
 //   test/test_prune --write-model DIR V  a small random Gemma 3 source model (vocab V) for the CLI tests
@@ -240,6 +240,12 @@ static void test_masked_vs_sliced(void) {
         masked_vs_sliced("g4_kv", &m, (Shape){56, 70, 3, 4, 2, 16, 0}, ST_BF16, 62);
         model_free(&m);
     } else check(0, "fixture test/fixtures/g4_kv is missing");
+    if (dir_exists("test/fixtures/g4_e2b")) {  // E2B: query heads and FFN channels only (2F on the shared layers)
+        model_load(&m, "test/fixtures/g4_e2b");  // d 64, L 6 (sFsFsF, last 2 KV-shared, double-wide), H 4, K 2, F 48, P 8
+        masked_vs_sliced("g4_e2b", &m, (Shape){64, 32, 6, 2, 2, 16, 2}, ST_F32, 81);
+        masked_vs_sliced("g4_e2b", &m, (Shape){64, 20, 6, 4, 2, 16, 2}, ST_F32, 82);
+        model_free(&m);
+    } else check(0, "fixture test/fixtures/g4_e2b is missing");
     random_model(&m, CFG_G4, ST_F32, 6, 0.3);
     for (uint64_t seed = 71; seed < 75; seed++)  // uneven targets, different layers dropped each time
         masked_vs_sliced("random Gemma 4", &m, (Shape){20, 15, (int)(2 + seed % 3), 2, 1, 8, 1}, ST_F32, seed);
@@ -480,11 +486,13 @@ static void test_hard_concrete(void) {
 // --- 5. transformers' logits of a C-sliced model ---------------------------------------------------
 
 // g4 = 0: a Gemma 3 sample from a random bf16-scaled source; g4 = 1: Gemma 4, sliced from the g4_keqv
-// fixture to 2 of its 4 layers (the dropped layers' layer_scalar carried, section 7 of prune.c)
+// fixture to 2 of its 4 layers (the dropped layers' layer_scalar carried, section 7 of prune.c); g4 = 2:
+// Gemma 4 E2B (fixture g4_e2b) with half its query heads and 2/3 of its FFN channels
 static void sample_model(Model *out, int **tok, int g4) {
     Model src;
     Shape t = {30, 53, 3, 2, 1, 16, 0};
-    if (g4) model_load(&src, "test/fixtures/g4_keqv"), t = (Shape){40, 44, 2, 2, 1, 16, 1};
+    if (g4 == 1) model_load(&src, "test/fixtures/g4_keqv"), t = (Shape){40, 44, 2, 2, 1, 16, 1};
+    else if (g4 == 2) model_load(&src, "test/fixtures/g4_e2b"), t = (Shape){64, 32, 6, 2, 2, 16, 2};
     else random_model(&src, CFG_SAMPLE, ST_BF16, 77, 0.2);  // the source was "bf16": embed scale 6.9375
     Masks M;
     masks_init(&M, &src.c, &t, 78);
@@ -517,7 +525,7 @@ static void write_sample(const char *dir, int g4) {
     sprintf(p, "]\n");
     write_text_atomic(tp, buf);
     printf("wrote %s (L=%d d=%d H=%d K=%d F=%d, from %s) and %s\n", dir, out.c.L, out.c.d, out.c.H, out.c.K, out.c.F,
-           g4 ? "the g4_keqv fixture" : "a d=48 bf16-scaled source", tp);
+           g4 == 2 ? "the g4_e2b fixture" : g4 ? "the g4_keqv fixture" : "a d=48 bf16-scaled source", tp);
     free(tp), free(tok);
     model_free(&out);
 }
@@ -528,8 +536,8 @@ static void test_transformers_fixture(const char *name, int g4) {
     printf("a C-sliced model in transformers (%s)\n", name);
     if (!file_exists(fx)) {
         if (g4) {  // made on the GPU machine; until then this check cannot run
-            printf("  SKIP %s is missing (test/test_prune --write-sample-g4 test/ref/c_written/%s, then "
-                   "test/ref/make_fixtures.py OUT c_written on the GPU machine)\n", fx, name);
+            printf("  SKIP %s is missing (test/test_prune --write-sample-%s test/ref/c_written/%s, then "
+                   "test/ref/make_fixtures.py OUT c_written on the GPU machine)\n", fx, g4 == 2 ? "e2b" : "g4", name);
             return;
         }
         fail("%s is missing (sh test/test_prune.sh --write-sample test/ref/c_written/pruned, then "
@@ -636,7 +644,8 @@ static void check_run(const char *out_dir) {
         int k = 0;
         for (const cJSON *e = a->child; e; e = e->next, k++) {  // per kept layer: Gemma 4's full layers have their own K
             int Ks = layer_K(c, (int)cJSON_GetArrayItem(layers, k)->valuedouble), Kt = layer_K(&out.c, k);
-            int len[] = {Kt, t.H / Kt, t.H, t.F}, lim[] = {Ks, c->H / Ks, c->H, c->F};
+            int ls = (int)cJSON_GetArrayItem(layers, k)->valuedouble, wide = layer_F(c, ls) / c->F;  // E2B: 2F
+            int len[] = {Kt, t.H / Kt, t.H, wide * t.F}, lim[] = {Ks, c->H / Ks, c->H, layer_F(c, ls)};
             ok &= list_sorted_in(e, len[q], lim[q]);
         }
     }
@@ -759,6 +768,7 @@ static void bench(const char *shape, int steps) {
 int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "--write-sample")) return write_sample(argv[2], 0), 0;
     if (argc >= 3 && !strcmp(argv[1], "--write-sample-g4")) return write_sample(argv[2], 1), 0;
+    if (argc >= 3 && !strcmp(argv[1], "--write-sample-e2b")) return write_sample(argv[2], 2), 0;
     if (argc >= 4 && !strcmp(argv[1], "--write-model")) return write_model(argv[2], atoi(argv[3])), 0;
     if (argc >= 4 && !strcmp(argv[1], "--write-shards")) return write_shards(argv[2], atoi(argv[3])), 0;
     if (argc >= 3 && !strcmp(argv[1], "--check-run")) {
@@ -775,6 +785,7 @@ int main(int argc, char **argv) {
     test_gradients();
     test_transformers_fixture("pruned", 0);
     test_transformers_fixture("pruned_g4", 1);
+    test_transformers_fixture("pruned_e2b", 2);
     printf("test_prune: %s (%d failures)\n", failures ? "FAILED" : "passed", failures);
     return failures != 0;
 }

@@ -105,6 +105,10 @@ check "Gemma 4 sheared --keep 0.5: output passes --check-run" quiet ./test/test_
 $G4 --out "$T/g4t" --target "$(j '{"num_hidden_layers": 2, "hidden_size": 48, "num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 40}')" \
   > "$T/g4t.log" 2>&1 || { cat "$T/g4t.log"; bad "Gemma 4 sheared, 2 of 4 layers"; }
 check "Gemma 4 sheared, 2 of 4 layers: output passes --check-run (last layer full, scalars carried)" quiet ./test/test_prune --check-run "$T/g4t"
+E2="./prune --model test/fixtures/g4_e2b --data $T/data256 --batch 4 --seq 32 --eval-every 4 --eval-batches 2 --log-every 4 --steps 8"
+$E2 --out "$T/e2b" --keep 0.5 > "$T/e2b.log" 2>&1 || { cat "$T/e2b.log"; bad "Gemma 4 E2B sheared --keep 0.5"; }
+check "Gemma 4 E2B --keep 0.5 (query heads and FFN only): output passes --check-run" quiet ./test/test_prune --check-run "$T/e2b"
+expect_error "Gemma 4 E2B: a target that drops layers is refused" "query heads and FFN channels only" $E2 --out "$T/x" --target "$(j '{"num_hidden_layers": 4}')"
 expect_error "Gemma 4: one-shot baselines refused" "method sheared" ./prune --model test/fixtures/g4_keqv --data "$T/data256" --out "$T/x" --method magnitude --keep 0.5
 expect_error "Gemma 4: drop-full refused" "end Gemma 4 on a sliding layer" ./prune --model test/fixtures/g4_keqv --data "$T/data256" --out "$T/x" --method drop-full
 expect_error "Gemma 4: full-layer kv heads above the source" "num_global_key_value_heads" $G4 --out "$T/x" --target "$(j '{"num_global_key_value_heads": 2}')"
