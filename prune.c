@@ -1403,7 +1403,9 @@ static void print_params(const char *what, const Config *c) {
 static void usage(void) {
     printf(
         "usage: prune --model DIR --out DIR --method METHOD (--target FILE.json | --keep FRACTION) [flags]\n"
-        "Sheared-LLaMA learned structured pruning of a Gemma 3 model, or a one-shot baseline on the same slicing path.\n"
+        "Sheared-LLaMA learned structured pruning of a Gemma 3 or Gemma 4 model, or a one-shot baseline (Gemma 3) on the\n"
+        "same slicing path. Gemma 4 E2B/E4B: query heads and FFN channels only (layers, hidden size, kv heads and the\n"
+        "per-layer inputs stay whole).\n"
         "Writes OUT/config.json + model.safetensors (the pruned model), prune_report.json, masks.safetensors, survivors.png.\n"
         "  --model DIR            string  source Hugging Face model directory                      required\n"
         "  --out DIR              string  output directory (must not hold a model, unless --resume) required\n"
