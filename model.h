@@ -59,6 +59,7 @@ typedef struct {
 static inline int layer_D(const Config *c, int l) { return (c->arch == 4 && c->full[l]) ? c->Dg : c->D; }
 static inline int layer_K(const Config *c, int l) { return (c->arch == 4 && c->full[l]) ? c->Kg : c->K; }
 static inline int layer_has_v(const Config *c, int l) { return !(c->arch == 4 && c->full[l] && c->k_eq_v); }
+static inline int has_e2b_extras(const Config *c) { return c->P > 0 || c->n_shared > 0; }
 // Gemma 4 E2B/E4B: the last n_shared layers take K and V from kv_source (no k/v projections of their
 // own) and, with use_double_wide_mlp, have an FFN of 2F
 static inline int layer_shared(const Config *c, int l) { return c->n_shared > 0 && l >= c->L - c->n_shared; }
@@ -362,7 +363,7 @@ static void config_print(const Config *c, FILE *f) {
     fprintf(f, "|   layers: ");
     for (int l = 0; l < c->L; l++) fputc(c->full[l] ? 'F' : 's', f);
     fputc('\n', f);
-    if (c->P || c->n_shared)
+    if (has_e2b_extras(c))
         fprintf(f, "|   per-layer inputs P=%d (vocab %d), last %d layers share K/V%s\n", c->P, c->Vp, c->n_shared,
                 c->double_wide ? ", their FFN 2F" : "");
 }
@@ -395,6 +396,11 @@ typedef struct {
     int frozen;         // not trained (Gemma 4's layer_scalar is a buffer in transformers)
     char name[96];      // the Hugging Face tensor name
 } PEntry;
+
+// the token tables: the tied embedding, and E2B/E4B's per-layer one
+static inline int is_token_table(const PEntry *e) { return e->kind == T_EMBED || e->kind == T_PLE_EMBED; }
+// weight decay (train.c's CPU optimizers, the GPU's AdamW): matrices only, never norms, token tables, frozen
+static inline int param_decays(const PEntry *e) { return !e->is_norm && !is_token_table(e) && !e->frozen; }
 
 typedef struct {
     int n;
@@ -1179,6 +1185,20 @@ static double head_forward(Model *m, const int *targets, int want_grad, float *l
     return head_forward_rows(m, targets, want_grad, logits_out, NULL);
 }
 
+// Backward of a token table lookup y[n] = table[tok[n]] * scale * colscale: table[tok[n]] += g[n] * scale *
+// colscale (NULL: 1) for rows of `width`; serial over tokens keeps the sums deterministic, parallel over columns
+static void token_rows_backward(float *table, const int *tok, int N, const float *g, int width, float scale,
+                                const float *colscale) {
+#pragma omp parallel for schedule(static)
+    for (int i0 = 0; i0 < width; i0 += 64) {
+        int i1 = i0 + 64 < width ? i0 + 64 : width;
+        for (int n = 0; n < N; n++) {
+            float *ge = table + (size_t)tok[n] * width;
+            for (int i = i0; i < i1; i++) ge[i] += g[(size_t)n * width + i] * scale * (colscale ? colscale[i] : 1.0f);
+        }
+    }
+}
+
 // --- E2B/E4B per-layer inputs (transformers' Gemma4TextModel.get_per_layer_inputs / project_per_layer_inputs
 // and the end of Gemma4TextDecoderLayer): pli[n, l] = (RMSNorm_P(x0 Wpm^T / sqrt(d); w_pn) + Epl[tok][l] * sqrt(P))
 // / sqrt(2), and after each layer's MLP branch x4 = x3 + RMSNorm(gelu(x3 Wg^T) * pli[:, l] Wp^T; w_post).
@@ -1253,15 +1273,7 @@ static void ple_inputs_backward(Model *m, float *dx) {
     float s = (float)(1.0 / sqrt((double)d)), sp = embed_scale_for(P, c->scale_dtype), c2 = (float)M_SQRT1_2;
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < (size_t)N * LP; i++) m->dple[i] *= c2;  // now d loss / d (norm out) = d loss / d (token part)
-#pragma omp parallel for schedule(static)
-    for (int i0 = 0; i0 < LP; i0 += 64) {  // token table: serial over tokens (deterministic), parallel over columns
-        int i1 = i0 + 64 < LP ? i0 + 64 : LP;
-        for (int n = 0; n < N; n++) {
-            float *ge = m->g.ple_embed + (size_t)m->tokens[n] * LP;
-            const float *g = m->dple + (size_t)n * LP;
-            for (int i = i0; i < i1; i++) ge[i] += g[i] * sp;
-        }
-    }
+    token_rows_backward(m->g.ple_embed, m->tokens, N, m->dple, LP, sp, NULL);
     float *dproj = (float *)callocCheck(sizeof(float) * (size_t)N * LP);
     rmsnorm_backward(dproj, P, m->g.ple_pnorm, NULL, NULL, m->dple, P, m->ple_proj, P, m->ple_r, m->p.ple_pnorm,
                      norm_offset(c), NULL, P, 1.0f, N * c->L, P);
@@ -1547,15 +1559,7 @@ static void model_backward(Model *m) {
             m->dzd[i] += (float)(s * m->embed_scale);
         }
     }
-    // scatter-add rows; serial over tokens keeps it deterministic, parallel over columns
-#pragma omp parallel for schedule(static)
-    for (int i0 = 0; i0 < d; i0 += 64) {
-        int i1 = i0 + 64 < d ? i0 + 64 : d;
-        for (int n = 0; n < N; n++) {
-            float *ge = m->g.embed + (size_t)tok[n] * d;
-            for (int i = i0; i < i1; i++) ge[i] += dx[(size_t)n * d + i] * m->embed_scale * (m->zd ? m->zd[i] : 1.0f);
-        }
-    }
+    token_rows_backward(m->g.embed, tok, N, dx, d, m->embed_scale, m->zd);
 }
 
 // ================================================================================================

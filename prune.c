@@ -1263,7 +1263,7 @@ static void check_target(const Config *c, const Shape *t, int full_every, int dr
         if (tv[i] > sv[i]) fail("%s: %s = %d is more than the source's %d; pruning only removes", src, keys[i], tv[i], sv[i]);
     }
     if (t->D != c->D) fail("%s: head_dim = %d but the source has %d; head_dim is not pruned (drop the key)", src, t->D, c->D);
-    if ((c->P > 0 || c->n_shared > 0) && (t->L != c->L || t->d != c->d || t->K != c->K || t->Kg != c->Kg))
+    if (has_e2b_extras(c) && (t->L != c->L || t->d != c->d || t->K != c->K || t->Kg != c->Kg))
         fail("%s: Gemma 4 E2B/E4B prunes query heads and FFN channels only (per-layer inputs and KV-shared layers stay "
              "whole): keep num_hidden_layers %d, hidden_size %d and the kv heads (%d, full layers %d)", src, c->L, c->d,
              c->K, c->Kg);
@@ -1360,7 +1360,7 @@ static Shape keep_shape(const Config *c, double w) {
 static Shape plan_keep(const Config *c, double frac) {
     double want = frac * count_params(c, 0), best_err = INFINITY;
     Shape best = shape_of(c);
-    if (c->P > 0 || c->n_shared > 0) {  // E2B/E4B: query heads (a multiple of both kv head counts) and the FFN
+    if (has_e2b_extras(c)) {  // E2B/E4B: query heads (a multiple of both kv head counts) and the FFN
         int g = c->K, b = c->Kg;  // unit = lcm(K, Kg)
         while (b) { int r = g % b; g = b, b = r; }
         int unit = c->K / g * c->Kg;
@@ -1714,7 +1714,7 @@ int main(int argc, char **argv) {
     if (s.target_file) tgt = target_from_json(c, s.target_file);
     else if (s.keep >= 0) {
         tgt = plan_keep(c, s.keep);
-        if (c->P > 0 || c->n_shared > 0)
+        if (has_e2b_extras(c))
             snprintf(why, sizeof why, "--keep %g: Gemma 4 E2B/E4B: layers, hidden size and kv heads kept whole, query heads "
                      "and FFN fitted to the budget", s.keep);
         else

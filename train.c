@@ -547,9 +547,6 @@ static int init_model(Model *m, const Opts *o) {
 //    matrices: never on norms, the embedding or frozen tensors (layer_scalar).
 // ================================================================================================
 
-static int decays(const PEntry *e) {  // both token tables (E2B's per-layer one too) count as embeddings
-    return !e->is_norm && e->kind != T_EMBED && e->kind != T_PLE_EMBED && !e->frozen;
-}
 static int is_matrix(const PEntry *e) { return e->cols > 1 && e->kind != T_EMBED && !e->frozen; }
 
 // --- 8-bit AdamW -----------------------------------------------------------------------------------
@@ -732,7 +729,7 @@ static void optimizer_step(Optimizer *o, Model *m, float lr, float wd) {
         const PEntry *e = &m->tab.e[i];
         if (e->frozen) continue;
         size_t n = e->rows * e->cols;
-        float *p = m->w + e->offset, *g = m->gw + e->offset, wdi = decays(e) ? wd : 0.0f;
+        float *p = m->w + e->offset, *g = m->gw + e->offset, wdi = param_decays(e) ? wd : 0.0f;
         if (o->kind == OPT_ADAMW8)
             adamw8_update(p, g, o->qm + e->offset, o->qv + e->offset, o->sm + o->blk0[i], o->sv + o->blk0[i], n, lr,
                           o->b1, o->b2, o->eps, wdi, o->t);

@@ -82,7 +82,7 @@ void gpu_profile_print(GpuModel *g);               // with GS_PROFILE=1: time pe
 #if defined(MAX_LAYERS) && !defined(__cplusplus)
 // NULL when the GPU kernels take this shape, else why not (gpu_create stops on the same conditions)
 static const char *gpu_unsupported(const Config *c) {
-    if (c->P > 0 || c->n_shared > 0) return "the GPU path does not run Gemma 4 E2B/E4B's per-layer inputs or KV-shared layers";
+    if (has_e2b_extras(c)) return "the GPU path does not run Gemma 4 E2B/E4B's per-layer inputs or KV-shared layers";
     if (c->F % 2) return "the GPU path needs an even intermediate_size";
     for (int l = 0; l < c->L; l++)
         if (layer_D(c, l) > 512) return "head_dim is larger than the GPU kernels support (512)";
@@ -114,8 +114,8 @@ static GpuSpec *gpu_spec_from_config(const Config *c, const ParamTable *tab, flo
     for (int i = 0; i < tab->n; i++) {
         const PEntry *e = &tab->e[i];
         s->tensor_off[i] = e->offset;
-        // weight decay as train.c's decays(): matrices only (never norms, the embedding, frozen tensors)
-        s->tensor_flag[i] = (unsigned char)((!e->is_norm && e->kind != T_EMBED && !e->frozen ? 1 : 0) |
+        // weight decay: model.h's param_decays, as train.c's optimizers
+        s->tensor_flag[i] = (unsigned char)((param_decays(e) ? 1 : 0) |
                                             (e->frozen ? 2 : 0) | (e->is_norm ? 4 : 0));
         if (e->kind == T_EMBED) { s->embed = e->offset; continue; }
         if (e->kind == T_FINAL_NORM) { s->final_norm = e->offset; continue; }

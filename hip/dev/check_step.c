@@ -159,7 +159,7 @@ static void check_case(const char *name, Model *m, const int *tok, const int *tg
         if (e->frozen) continue;
         size_t n = e->rows * e->cols;
         for (size_t k = 0; k < n; k++) gw[e->offset + k] *= coef;
-        int decay = !e->is_norm && e->kind != T_EMBED;
+        int decay = param_decays(e);  // (frozen tensors were skipped above)
         float *mo = (float *)callocCheck(sizeof(float) * n), *va = (float *)callocCheck(sizeof(float) * n);
         adamw_update(wref + e->offset, gw + e->offset, mo, va, n, 1e-3f, 0.9f, 0.95f, 1e-8f, decay ? 0.1f : 0.0f, 1);
         free(mo), free(va);
