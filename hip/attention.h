@@ -41,6 +41,14 @@ typedef struct {
 #define ATT_MAXE 16  // per-lane elements of a row in the simple kernels: D <= GS_WARP * ATT_MAXE
 #define LOG2E 1.4426950408889634f
 
+// The tensor-core kernels' block order: tiles with the most work first across every head and sequence
+// (blocks start in linear index order; causal tiles differ in work up to T/64 times), so the last wave
+// holds the cheap ones. tile = the linear index over (y, z) first; y, z as launched.
+__device__ __forceinline__ void attn_block(int &tile, int &y, int &z) {
+    int lin = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z), yz = gridDim.y * gridDim.z;
+    tile = lin / yz, y = lin % yz % gridDim.y, z = lin % yz / gridDim.y;
+}
+
 __device__ __forceinline__ int attn_sees(int key, int t, int T, int window) {
     return key <= t && t < T && (window <= 0 || key > t - window);
 }
@@ -53,7 +61,15 @@ __global__ void k_attn_dot(float *Di, const bf16 *dO, int lddo, const bf16 *O, i
     int h = (int)(row % H);
     size_t n = row / H;
     float s = 0;
-    for (int i = lane; i < D; i += GS_WARP) s += bf2f(dO[n * lddo + h * D + i]) * bf2f(O[n * ldo + h * D + i]);
+    const bf16 *x = dO + n * lddo + h * D, *y = O + n * ldo + h * D;
+    if (D % 4 == 0 && lddo % 4 == 0 && ldo % 4 == 0)  // 8-byte loads (the rows are 8-byte aligned)
+        for (int i = 4 * lane; i < D; i += 4 * GS_WARP) {
+            uint2 u = *(const uint2 *)(x + i), v = *(const uint2 *)(y + i);
+            s += bf2f((bf16)u.x) * bf2f((bf16)v.x) + bf2f((bf16)(u.x >> 16)) * bf2f((bf16)(v.x >> 16)) +
+                 bf2f((bf16)u.y) * bf2f((bf16)v.y) + bf2f((bf16)(u.y >> 16)) * bf2f((bf16)(v.y >> 16));
+        }
+    else
+        for (int i = lane; i < D; i += GS_WARP) s += bf2f(x[i]) * bf2f(y[i]);
     s = warp_sum(s);
     if (lane == 0) Di[((n / T) * H + h) * T + n % T] = s;
 }
@@ -217,7 +233,9 @@ template <int D> __global__ void __launch_bounds__(128) k_attn_fwd_mma(AttnFwd a
 #if GS_HAVE_MMA
     extern __shared__ __align__(16) unsigned char att_smem[];
     bf16 *sQ = (bf16 *)att_smem, *sK = sQ + 64 * D, *sV = sK + 64 * D;
-    const int T = a.T, qb = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / (a.H / a.K);
+    int tile, h, b;
+    attn_block(tile, h, b);
+    const int T = a.T, qb = gridDim.x - 1 - tile, g = h / (a.H / a.K);
     const int q0 = qb * 64, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     load_tile<D, 128>(sQ, a.q + (size_t)b * T * a.ldq + h * D, a.ldq, q0, T);
     cp_async_commit();
@@ -332,7 +350,9 @@ template <int D> __global__ void __launch_bounds__(256) k_attn_bwd_mma(AttnBwd a
     bf16 *sP = sdOb + 2 * 64 * D, *sdS = sP + 64 * 64;
     float *sLb = (float *)(sdS + 64 * 64), *sDib = sLb + 2 * 64;
     const AttnFwd &f = a.f;
-    const int T = f.T, H = f.H, G = f.H / f.K, kb = blockIdx.x, g = blockIdx.y, b = blockIdx.z, k0 = kb * 64;
+    int kb, g, b;
+    attn_block(kb, g, b);
+    const int T = f.T, H = f.H, G = f.H / f.K, k0 = kb * 64;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wr = (warp & 3) * 16, wc = warp >> 2;
     constexpr int HD = D / 2, DQC = HD < 64 ? HD : 64;
     load_tile<D, 256>(sK, f.k + (size_t)b * T * f.ldk + g * D, f.ldk, k0, T);

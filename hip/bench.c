@@ -30,7 +30,8 @@ static void usage(void) {
            "  --steps N         int   timed steps of each kind                              default 10\n"
            "  --warmup N        int   untimed steps first                                   default 2\n"
            "  --prune 0|1       int   also time pruning steps (masks on)                    default 1\n"
-           "  --attention KIND  str   mma (tensor cores) | simple (portable kernels)        default mma\n");
+           "  --attention KIND  str   mma (tensor cores) | simple (portable kernels)        default mma\n"
+           "  --recompute N     int   layers that recompute up in the backward (less memory) default 0\n");
 }
 
 static double median(double *v, int n) {
@@ -44,7 +45,7 @@ static double median(double *v, int n) {
 
 int main(int argc, char **argv) {
     const char *model = "270m", *attn = "mma";
-    int B = 8, T = 2048, steps = 10, warmup = 2, prune = 1;
+    int B = 8, T = 2048, steps = 10, warmup = 2, prune = 1, rec = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(), 0;
         else if (!strcmp(argv[i], "--model")) model = arg_str(argc, argv, &i);
@@ -54,6 +55,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--warmup")) warmup = (int)arg_int(argc, argv, &i);
         else if (!strcmp(argv[i], "--prune")) prune = (int)arg_int(argc, argv, &i);
         else if (!strcmp(argv[i], "--attention")) attn = arg_str(argc, argv, &i);
+        else if (!strcmp(argv[i], "--recompute")) rec = (int)arg_int(argc, argv, &i);
         else fail("unknown flag %s (see --help)", argv[i]);
     }
     int si = -1;
@@ -70,13 +72,15 @@ int main(int argc, char **argv) {
     ParamTable tab;
     param_table(&c, &tab);
     printf("bench | GPU %s | model %s (%.1fM parameters, %.1fM without the embedding) | B=%d T=%d (%d tokens/step) | "
-           "attention %s | steps %d (+%d warm-up)\n",
-           gpu_device_name(), model, tab.total / 1e6, (tab.total - (size_t)c.V * c.d) / 1e6, B, T, B * T, attn, steps,
-           warmup);
+           "attention %s | up recomputed in %d layers | steps %d (+%d warm-up)\n",
+           gpu_device_name(), model, tab.total / 1e6, (tab.total - (size_t)c.V * c.d) / 1e6, B, T, B * T, attn, rec,
+           steps, warmup);
     config_print(&c, stdout);
     size_t used0, total;
     gpu_memory(&used0, &total);
     GpuSpec *s = gpu_spec_from_config(&c, &tab, embed_scale_for(c.d, ST_BF16));
+    if (rec < 0 || rec > c.L) fail("--recompute %d: expected 0 to %d (the layers)", rec, c.L);
+    s->recompute = rec;
     GpuModel *g = gpu_create(s, B, T);
     gpu_set_attention(g, !strcmp(attn, "mma"));
     gpu_init_random(g, 1, 0.02f);

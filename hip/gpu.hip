@@ -5,10 +5,13 @@
 // Precision: fp32 master weights, gradients and AdamW moments; bf16 copies of the weights for every
 // product; bf16 activations at the products' inputs and outputs; fp32 residual stream, norm
 // statistics, softmax statistics and accumulators. What is kept for the backward (per layer): the
-// residual stream entering the layer (fp32), the raw q,k,v projections, q and k after norm and RoPE,
-// the attention output and its log-sum-exp, the o_proj, gate|up and down_proj outputs, and the norms'
-// 1/rms. Cheap things are recomputed in the backward: both norm outputs that feed products, the
-// residual after the attention branch, gelu(gate)·up.
+// residual stream entering the layer (fp32), the raw q,k,v projections, the attention output and its
+// log-sum-exp, the o_proj, gate|up and down_proj outputs, and the norms' 1/rms. Cheap things are
+// recomputed in the backward: both norm outputs that feed products, q and k after norm and RoPE, the
+// residual after the attention branch, gelu(gate)·up. With GpuSpec.recompute = n the first n layers
+// keep only the gate half and recompute up (one more product, F·d·N multiply-adds) in the backward.
+// Memory: everything the forward and the backward use only for the moment (the scratch) shares one
+// region with the head's chunk of bf16 logits, which is never alive at the same time.
 #include <string.h>
 #include <time.h>
 
@@ -31,13 +34,13 @@ typedef struct {
     float *x;            // [N, d]  residual stream entering the layer
     float *r_in;         // [N]     1/rms of input_layernorm
     bf16 *qkv;           // [N, nqkv] raw q | k | v projections
-    bf16 *q, *k, *v;     // [N, H·D], [N, K·D], [N, K·D] after norm and RoPE (v: Gemma 4's norm; Gemma 3 reads qkv)
-    float *rq, *rk, *rv; // [N·H], [N·K], [N·K]
+    float *rq, *rk, *rv; // [N·H], [N·K], [N·K] 1/rms of the q, k (and Gemma 4 v) norms
     bf16 *att;           // [N, H·D] attention output before the head mask
     float *lse;          // [B, H, T]
     bf16 *o;             // [N, d]  o_proj output
     float *r_pa, *r_pf;  // [N]
-    bf16 *gu;            // [N, 2F] gate | up
+    bf16 *gu;            // [N, 2F] gate | up, or [N, F] gate alone where rec (up recomputed)
+    int rec;
     bf16 *f;             // [N, d]  down_proj output
     float *r_pff;        // [N]
 } LayerBuf;
@@ -60,17 +63,21 @@ struct GpuModel {
     int *tok, *tgt;
     float *row_loss, *row_loss_h;
     int n_valid, have_targets;
-    // scratch shared by the forward and the backward
-    float *X2, *DX, *DXF;            // [N, d] fp32
+    // scratch shared by the forward and the backward, all inside ws (below)
+    float *X2, *DX;                  // [N, d] fp32
     bf16 *S1, *S2;                   // [N, d]
     bf16 *SF1, *SF2;                 // [N, max(F, H·D, nqkv)]
     bf16 *SG;                        // [N, 2F]
+    bf16 *SU;                        // [N, F] up, where recomputed
+    bf16 *QS, *KS, *VS;              // [N, H·D], [N, K·D], [N, K·D] q, k (Gemma 4: v) after norm and RoPE
     float *DQ;                       // [N, H·D] fp32 (attention dQ accumulates here)
     bf16 *DK, *DV;                   // [N, K·D]
+    float *DXF;                      // [N, d] fp32 d loss / d final norm output (the head writes it: not in ws)
     float *Di;                       // [B, H, T]
     float *part;                     // column-sum partials
     double *sumsq;                   // grad-norm partials
-    bf16 *logits;                    // [chunk, V] bf16 logits of the head
+    char *ws;                        // the scratch region; the head's [chunk, V] bf16 logits when those are alive
+    bf16 *logits;
     int chunk;
     // masks (NULL: off), their gradients, and the host copy of the layer gates the kernels take by value
     float *zl, *zh, *zf, *zd, *dzl, *dzh, *dzf, *dzd, *zl_host;
@@ -178,9 +185,7 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
         a->x = GALLOC(g, float, N * d);
         a->r_in = GALLOC(g, float, N);
         a->qkv = GALLOC(g, bf16, N * nqkv);
-        a->q = GALLOC(g, bf16, N * H * D);
-        a->k = GALLOC(g, bf16, N * K * D);
-        if (s->arch == 4) a->v = GALLOC(g, bf16, N * K * D), a->rv = GALLOC(g, float, N * K);
+        if (s->arch == 4) a->rv = GALLOC(g, float, N * K);
         a->rq = GALLOC(g, float, N * H);
         a->rk = GALLOC(g, float, N * K);
         a->att = GALLOC(g, bf16, N * H * D);
@@ -188,7 +193,8 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
         a->o = GALLOC(g, bf16, N * d);
         a->r_pa = GALLOC(g, float, N);
         a->r_pf = GALLOC(g, float, N);
-        a->gu = GALLOC(g, bf16, N * 2 * F);
+        a->rec = l < s->recompute;
+        a->gu = GALLOC(g, bf16, N * (a->rec ? 1 : 2) * F);
         a->f = GALLOC(g, bf16, N * d);
         a->r_pff = GALLOC(g, float, N);
     }
@@ -202,28 +208,34 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     g->tgt = GALLOC(g, int, N);
     g->row_loss = GALLOC(g, float, N);
     g->row_loss_h = (float *)malloc(sizeof(float) * N);
-    g->X2 = GALLOC(g, float, N * d);
-    g->DX = GALLOC(g, float, N * d);
     g->DXF = GALLOC(g, float, N * d);
-    g->S1 = GALLOC(g, bf16, N * d);
-    g->S2 = GALLOC(g, bf16, N * d);
-    g->SF1 = GALLOC(g, bf16, N * maxw);
-    g->SF2 = GALLOC(g, bf16, N * maxw);
-    g->SG = GALLOC(g, bf16, N * 2 * F);
-    g->DQ = GALLOC(g, float, N * maxhd);
-    g->DK = GALLOC(g, bf16, N * maxkd);
-    g->DV = GALLOC(g, bf16, N * maxkd);
     g->Di = GALLOC(g, float, N * H);
     size_t nrb = gs_cdiv(N, COLSUM_ROWS), cmax = F > d ? F : d;
     cmax = cmax > maxhd ? cmax : maxhd;
-    size_t part = nrb * cmax, hn = (size_t)gs_cdiv(N * H, HN_ROWS) * maxD;
-    g->part = GALLOC(g, float, part > hn ? part : hn);
+    size_t part = nrb * cmax, hn = (size_t)gs_cdiv(N * H, HN_ROWS) * maxD, pn = norm_bwd_parts((int)d, (int)N);
+    part = part > hn ? part : hn;
+    g->part = GALLOC(g, float, part > pn ? part : pn);
     g->sumsq = GALLOC(g, double, 1024);
-    // head: bf16 logits of `chunk` rows at a time, 2 GiB at most (each chunk re-reads and re-writes the fp32
-    // embedding gradient once, so fewer, larger chunks move fewer bytes)
+    // the scratch region: the scratch buffers one after another (256-byte aligned), or the head's bf16 logits of
+    // `chunk` rows at a time, 2 GiB at most (each chunk re-reads and re-writes the fp32 embedding gradient
+    // once, so fewer, larger chunks move fewer bytes), whichever is larger
+    size_t sizes[] = {N * d * 4, N * d * 4, N * d * 2, N * d * 2, N * maxw * 2, N * maxw * 2, N * 2 * F * 2,
+                      s->recompute > 0 ? N * F * 2 : 0, N * maxhd * 2, N * maxkd * 2, s->arch == 4 ? N * maxkd * 2 : 0,
+                      N * maxhd * 4, N * maxkd * 2, N * maxkd * 2};
+    void **bufs[] = {(void **)&g->X2, (void **)&g->DX, (void **)&g->S1, (void **)&g->S2, (void **)&g->SF1,
+                     (void **)&g->SF2, (void **)&g->SG, (void **)&g->SU, (void **)&g->QS, (void **)&g->KS,
+                     (void **)&g->VS, (void **)&g->DQ, (void **)&g->DK, (void **)&g->DV};
+    size_t scratch = 0, nbuf = sizeof sizes / sizeof sizes[0];
+    for (size_t i = 0; i < nbuf; i++) scratch += (sizes[i] + 255) / 256 * 256;
     size_t chunk = ((size_t)2 << 30) / ((size_t)s->V * 2);
     g->chunk = (int)(chunk < 1 ? 1 : chunk > N ? N : chunk);
-    g->logits = GALLOC(g, bf16, (size_t)g->chunk * s->V);
+    size_t lbytes = (size_t)g->chunk * s->V * 2;
+    g->ws = GALLOC(g, char, scratch > lbytes ? scratch : lbytes);
+    g->logits = (bf16 *)g->ws;
+    for (size_t i = 0, o = 0; i < nbuf; i++) {
+        *bufs[i] = sizes[i] ? (void *)(g->ws + o) : NULL;
+        o += (sizes[i] + 255) / 256 * 256;
+    }
     g->zd_kept = s->d;
     gs_blas_init();
     hipCheck(hipDeviceSynchronize());
@@ -233,14 +245,14 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
 void gpu_free(GpuModel *g) {
     if (!g) return;
     void *dev[] = {g->w, g->gw, g->m, g->v, g->wb, g->seg_off, g->seg_flag, g->xL, g->r_f, g->xf, g->tok, g->tgt,
-                   g->row_loss, g->X2, g->DX, g->DXF, g->S1, g->S2, g->SF1, g->SF2, g->SG, g->DQ, g->DK, g->DV,
-                   g->Di, g->part, g->sumsq, g->logits, g->zl, g->zh, g->zf, g->zd, g->dzl, g->dzh, g->dzf, g->dzd, g->hc};
+                   g->row_loss, g->DXF, g->Di, g->part, g->sumsq, g->ws, g->zl, g->zh, g->zf, g->zd, g->dzl,
+                   g->dzh, g->dzf, g->dzd, g->hc};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i]) hipCheck(hipFree(dev[i]));
     for (int l = 0; l < g->s.L; l++) {
         LayerBuf *a = &g->lb[l];
-        void *p[] = {a->x, a->r_in, a->qkv, a->q, a->k, a->v, a->rq, a->rk, a->rv, a->att, a->lse, a->o, a->r_pa,
-                     a->r_pf, a->gu, a->f, a->r_pff};
+        void *p[] = {a->x, a->r_in, a->qkv, a->rq, a->rk, a->rv, a->att, a->lse, a->o, a->r_pa, a->r_pf, a->gu, a->f,
+                     a->r_pff};
         for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
             if (p[i]) hipCheck(hipFree(p[i]));
         int shared = 0;
@@ -299,27 +311,50 @@ void gpu_sync(void) { hipCheck(hipDeviceSynchronize()); }
 
 static void norm_fwd_f32(GpuModel *g, bf16 *y, float *rstd, const float *x, size_t wofs) {
     const GpuSpec *s = &g->s;
-    k_norm_fwd<float><<<g->N, 128>>>(y, rstd, x, g->w + wofs, s->norm_off, g->zd, 1.0f / g->zd_kept, s->eps, s->d);
+    norm_fwd<float>(y, rstd, x, g->w + wofs, s->norm_off, g->zd, 1.0f / g->zd_kept, s->eps, s->d, g->N);
     hipCheckLaunch();
 }
-static void norm_add_fwd(GpuModel *g, float *out, float *rstd, const float *res, const bf16 *x, size_t wofs, float gate,
-                         const float *ls) {
+// out = (res + RMSNorm(x; wofs)·zd·gate)·ls; y2 != NULL: also y2 = RMSNorm(out; wofs2)·zd (rstd2)
+static void norm_add(GpuModel *g, float *out, float *rstd, const float *res, const bf16 *x, size_t wofs, float gate,
+                     const float *ls, bf16 *y2, float *rstd2, size_t wofs2) {
     const GpuSpec *s = &g->s;
-    k_norm_add_fwd<<<g->N, 128>>>(out, rstd, res, x, g->w + wofs, s->norm_off, g->zd, 1.0f / g->zd_kept, gate, ls,
-                                  s->eps, s->d);
+    norm_add_fwd(out, rstd, res, x, g->w + wofs, s->norm_off, g->zd, 1.0f / g->zd_kept, gate, ls, s->eps, s->d, g->N, y2,
+                 rstd2, g->w + wofs2);
     hipCheckLaunch();
 }
 
-// the norm's weight / hidden-mask / layer-gate gradients from t_c = Σ_n dy x r (model.h rmsnorm_backward)
-template <typename TY, typename TX>
-static void norm_param_grads(GpuModel *g, const TY *dy, const TX *x, const float *r, size_t wofs, float *dgate, float gate) {
+// Backward of an RMSNorm (model.h rmsnorm_backward): dx (ACC: +=) from dy, then the norm's weight /
+// hidden-mask / layer-gate gradients from t_c = Σ_n dy x r
+template <typename TY, typename TX, typename TO, bool ACC>
+static void norm_back(GpuModel *g, TO *dx, const TY *dy, const TX *x, const float *r, size_t wofs, float *dgate, float gate) {
     const GpuSpec *s = &g->s;
-    int C = s->d, nrb = (int)gs_cdiv(g->N, COLSUM_ROWS);
-    TermDyXR<TY, TX> f = {dy, C, x, C, r};
-    k_colsum<<<dim3(gs_cdiv(C, 32), nrb), dim3(32, 8)>>>(g->part, f, g->N, C);
+    int nrb = norm_bwd<TY, TX, TO, ACC>(dx, g->part, dy, x, r, g->w + wofs, s->norm_off, g->zd, 1.0f / g->zd_kept, gate,
+                                        s->d, g->N);
     hipCheckLaunch();
-    norm_grads_finish(g->part, nrb, C, g->gw + wofs, g->dzd, dgate, g->w + wofs, s->norm_off, g->zd, gate);
+    norm_grads_finish(g->part, nrb, s->d, g->gw + wofs, g->dzd, dgate, g->w + wofs, s->norm_off, g->zd, gate);
     hipCheckLaunch();
+}
+
+// q, k (Gemma 4: v) after their per-head norms and RoPE, from the raw projections, into QS, KS (VS)
+static void qkv_norm_rope(GpuModel *g, int l) {
+    const GpuSpec *s = &g->s;
+    const GpuLayerSpec *ls = &s->layer[l];
+    LayerBuf *a = &g->lb[l];
+    int N = g->N, T = g->T, H = s->H, D = ls->D, K = ls->K, nqkv = (H + (ls->hasv ? 2 : 1) * K) * D;
+    int vcol = ls->hasv ? (H + K) * D : H * D;
+    float off = s->norm_off;
+    headnorm_rope_fwd(g->QS, a->rq, a->qkv, nqkv, 0, H, D, g->w + ls->q_norm, off, g->rope[l], T, s->eps, N);
+    headnorm_rope_fwd(g->KS, a->rk, a->qkv, nqkv, H * D, K, D, g->w + ls->k_norm, off, g->rope[l], T, s->eps, N);
+    if (s->arch == 4) headnorm_rope_fwd(g->VS, a->rv, a->qkv, nqkv, vcol, K, D, NULL, 0.0f, NULL, T, s->eps, N);
+    hipCheckLaunch();
+}
+
+// up = m Wup^T into SU (layers that keep only the gate half); m in S1
+static void up_product(GpuModel *g, int l) {
+    const GpuSpec *s = &g->s;
+    const GpuLayerSpec *ls = &s->layer[l];
+    gs_gemm(0, 1, g->N, s->F, s->d, 1.0f, g->S1, GS_BF16, s->d, g->wb + ls->wgate + (size_t)s->F * s->d, GS_BF16, s->d,
+            0.0f, g->SU, GS_BF16, s->F);
 }
 
 static AttnFwd attn_args(GpuModel *g, int l) {
@@ -328,8 +363,8 @@ static AttnFwd attn_args(GpuModel *g, int l) {
     LayerBuf *a = &g->lb[l];
     int H = s->H, D = ls->D, K = ls->K, nqkv = (H + (ls->hasv ? 2 : 1) * K) * D, vcol = ls->hasv ? (H + K) * D : H * D;
     AttnFwd af;
-    af.q = a->q, af.ldq = H * D, af.k = a->k, af.ldk = K * D;
-    if (s->arch == 4) af.v = a->v, af.ldv = K * D;
+    af.q = g->QS, af.ldq = H * D, af.k = g->KS, af.ldk = K * D;
+    if (s->arch == 4) af.v = g->VS, af.ldv = K * D;
     else af.v = a->qkv + vcol, af.ldv = nqkv;  // Gemma 3: v is the raw projection
     af.o = a->att, af.ldo = H * D, af.lse = a->lse;
     af.B = g->B, af.T = g->T, af.H = H, af.K = K, af.D = D, af.window = ls->full ? 0 : s->W;
@@ -343,8 +378,7 @@ static AttnFwd attn_args(GpuModel *g, int l) {
 
 float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
     const GpuSpec *s = &g->s;
-    int N = g->N, T = g->T, d = s->d, H = s->H, F = s->F;
-    float off = s->norm_off;
+    int N = g->N, d = s->d, H = s->H, F = s->F;
     for (int n = 0; n < N; n++)
         if (tok[n] < 0 || tok[n] >= s->V) {
             fprintf(stderr, "error: token id %d at position %d is outside the vocabulary [0, %d)\n", tok[n], n, s->V);
@@ -363,7 +397,7 @@ float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
     for (int l = 0; l < s->L; l++) {
         const GpuLayerSpec *ls = &s->layer[l];
         LayerBuf *a = &g->lb[l];
-        int D = ls->D, K = ls->K, nqkv = (H + (ls->hasv ? 2 : 1) * K) * D, vcol = ls->hasv ? (H + K) * D : H * D;
+        int D = ls->D, K = ls->K, nqkv = (H + (ls->hasv ? 2 : 1) * K) * D;
         float gate = g->zl ? g->zl_host[l] : 1.0f;
         // a = RMSNorm(x; in) · zd; q,k,v = a Wqkv^T (one product: the three weights are adjacent)
         norm_fwd_f32(g, g->S1, a->r_in, a->x, ls->in_norm);
@@ -371,14 +405,7 @@ float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
         gs_gemm(0, 1, N, nqkv, d, 1.0f, g->S1, GS_BF16, d, g->wb + ls->wq, GS_BF16, d, 0.0f, a->qkv, GS_BF16, nqkv);
         prof(g, P_GEMM);
         // per-head q/k norms, then RoPE; Gemma 4: weightless v norm
-        k_headnorm_rope_fwd<<<gs_cdiv((size_t)N * H, 4), 4 * GS_WARP>>>(a->q, a->rq, a->qkv, nqkv, 0, H, D,
-                                                                       g->w + ls->q_norm, off, g->rope[l], T, s->eps, N);
-        k_headnorm_rope_fwd<<<gs_cdiv((size_t)N * K, 4), 4 * GS_WARP>>>(a->k, a->rk, a->qkv, nqkv, H * D, K, D,
-                                                                       g->w + ls->k_norm, off, g->rope[l], T, s->eps, N);
-        if (s->arch == 4)
-            k_headnorm_rope_fwd<<<gs_cdiv((size_t)N * K, 4), 4 * GS_WARP>>>(a->v, a->rv, a->qkv, nqkv, vcol, K, D, NULL,
-                                                                           0.0f, NULL, T, s->eps, N);
-        hipCheckLaunch();
+        qkv_norm_rope(g, l);
         prof(g, P_NORM);
         AttnFwd af = attn_args(g, l);
         attn_forward(af, g->use_mma);
@@ -393,20 +420,21 @@ float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
         gs_gemm(0, 1, N, d, H * D, 1.0f, attm, GS_BF16, H * D, g->wb + ls->wo, GS_BF16, H * D, 0.0f, a->o, GS_BF16, d);
         prof(g, P_GEMM);
         // x2 = x + RMSNorm(o; post_attn)·zd·gate;  m = RMSNorm(x2; pre_ffn)·zd
-        norm_add_fwd(g, g->X2, a->r_pa, a->x, a->o, ls->post_attn, gate, NULL);
-        norm_fwd_f32(g, g->S1, a->r_pf, g->X2, ls->pre_ffn);
+        norm_add(g, g->X2, a->r_pa, a->x, a->o, ls->post_attn, gate, NULL, g->S1, a->r_pf, ls->pre_ffn);
         prof(g, P_NORM);
-        // gate|up = m Wgu^T; h = gelu(gate)·up·zf; f = h Wd^T
-        gs_gemm(0, 1, N, 2 * F, d, 1.0f, g->S1, GS_BF16, d, g->wb + ls->wgate, GS_BF16, d, 0.0f, a->gu, GS_BF16, 2 * F);
+        // gate|up = m Wgu^T (rec: into scratch, the gate half kept by the GELU); h = gelu(gate)·up·zf; f = h Wd^T
+        bf16 *gu = a->rec ? g->SG : a->gu;
+        gs_gemm(0, 1, N, 2 * F, d, 1.0f, g->S1, GS_BF16, d, g->wb + ls->wgate, GS_BF16, d, 0.0f, gu, GS_BF16, 2 * F);
         prof(g, P_GEMM);
-        k_gelu_fwd<<<grid_for((size_t)N * F / 2), 256>>>(g->SF1, a->gu, g->zf ? g->zf + (size_t)l * F : NULL, N, F);
+        gelu_fwd(g->SF1, a->rec ? a->gu : NULL, gu, gu + F, 2 * F, g->zf ? g->zf + (size_t)l * F : NULL, N, F);
         hipCheckLaunch();
         prof(g, P_ELEM);
         gs_gemm(0, 1, N, d, F, 1.0f, g->SF1, GS_BF16, F, g->wb + ls->wdown, GS_BF16, F, 0.0f, a->f, GS_BF16, d);
         prof(g, P_GEMM);
         // x_next = (x2 + RMSNorm(f; post_ffn)·zd·gate) [· layer_scalar]
         float *xn = l + 1 < s->L ? g->lb[l + 1].x : g->xL;
-        norm_add_fwd(g, xn, a->r_pff, g->X2, a->f, ls->post_ffn, gate, s->arch == 4 ? g->w + ls->layer_scalar : NULL);
+        norm_add(g, xn, a->r_pff, g->X2, a->f, ls->post_ffn, gate, s->arch == 4 ? g->w + ls->layer_scalar : NULL, NULL,
+                 NULL, 0);
         prof(g, P_NORM);
     }
     norm_fwd_f32(g, g->xf, g->r_f, g->xL, s->final_norm);
@@ -443,15 +471,11 @@ void gpu_backward(GpuModel *g) {
     const GpuSpec *s = &g->s;
     if (!g->have_targets) fail_msg("gpu_backward needs a gpu_forward with targets and want_grad first");
     int N = g->N, B = g->B, T = g->T, d = s->d, H = s->H, F = s->F;
-    float off = s->norm_off, inv_kept = 1.0f / g->zd_kept;
+    float off = s->norm_off;
     size_t Nd = (size_t)N * d;
     g->prof_last = wall();
-    // final norm
-    hipCheck(hipMemsetAsync(g->DX, 0, sizeof(float) * Nd));
-    k_norm_bwd<float, float, float, true><<<N, 128>>>(g->DX, g->DXF, g->xL, g->r_f, g->w + s->final_norm, off, g->zd,
-                                                      inv_kept, 1.0f, d);
-    hipCheckLaunch();
-    norm_param_grads(g, (const float *)g->DXF, (const float *)g->xL, g->r_f, s->final_norm, NULL, 1.0f);
+    // final norm: DX = its input gradient
+    norm_back<float, float, float, false>(g, g->DX, g->DXF, g->xL, g->r_f, s->final_norm, NULL, 1.0f);
     prof(g, P_NORM);
     for (int l = s->L - 1; l >= 0; l--) {
         const GpuLayerSpec *ls = &s->layer[l];
@@ -467,24 +491,23 @@ void gpu_backward(GpuModel *g) {
             hipCheckLaunch();
         }
         // recompute x2 and m = RMSNorm(x2; pre_ffn)
-        norm_add_fwd(g, g->X2, a->r_pa, a->x, a->o, ls->post_attn, gate, NULL);
-        norm_fwd_f32(g, g->S1, a->r_pf, g->X2, ls->pre_ffn);
+        norm_add(g, g->X2, a->r_pa, a->x, a->o, ls->post_attn, gate, NULL, g->S1, a->r_pf, ls->pre_ffn);
         // --- MLP branch: x_next = x2 + PN(f)·zd·gate
-        k_norm_bwd<float, bf16, bf16, false><<<N, 128>>>(g->S2, g->DX, a->f, a->r_pff, g->w + ls->post_ffn, off, g->zd,
-                                                         inv_kept, gate, d);
-        hipCheckLaunch();
-        norm_param_grads(g, (const float *)g->DX, (const bf16 *)a->f, a->r_pff, ls->post_ffn, dgate, gate);
+        norm_back<float, bf16, bf16, false>(g, g->S2, g->DX, a->f, a->r_pff, ls->post_ffn, dgate, gate);
         prof(g, P_NORM);
+        if (a->rec) up_product(g, l);
+        const bf16 *up = a->rec ? g->SU : a->gu + F;
+        int ldgu = a->rec ? F : 2 * F;
         gs_gemm(0, 0, N, F, d, 1.0f, g->S2, GS_BF16, d, g->wb + ls->wdown, GS_BF16, F, 0.0f, g->SF2, GS_BF16, F);
         prof(g, P_GEMM);
         if (zf) {  // d/dz_ffn = Σ_n dhm · h
             int nrb = (int)gs_cdiv(N, COLSUM_ROWS);
-            TermGelu tg = {g->SF2, a->gu, F};
+            TermGelu tg = {g->SF2, a->gu, up, ldgu, F};
             k_colsum<<<dim3(gs_cdiv(F, 32), nrb), dim3(32, 8)>>>(g->part, tg, N, F);
             colsum_finish(g->part, nrb, F, 1, 1.0f, g->dzf + (size_t)l * F);
             hipCheckLaunch();
         }
-        k_gelu_bwd<<<grid_for((size_t)N * F / 2), 256>>>(g->SG, g->SF1, g->SF2, a->gu, zf, N, F);  // + hm in SF1
+        gelu_bwd(g->SG, g->SF1, g->SF2, a->gu, up, ldgu, zf, N, F);  // + hm in SF1
         hipCheckLaunch();
         prof(g, P_ELEM);
         gs_gemm(1, 0, d, F, N, 1.0f, g->S2, GS_BF16, d, g->SF1, GS_BF16, F, 1.0f, g->gw + ls->wdown, GS_F32, F);
@@ -492,15 +515,9 @@ void gpu_backward(GpuModel *g) {
         gs_gemm(0, 0, N, d, 2 * F, 1.0f, g->SG, GS_BF16, 2 * F, g->wb + ls->wgate, GS_BF16, d, 0.0f, g->S2, GS_BF16, d);
         prof(g, P_GEMM);
         // m = PN(x2): DX becomes d/dx2 (residual + this)
-        k_norm_bwd<bf16, float, float, true><<<N, 128>>>(g->DX, g->S2, g->X2, a->r_pf, g->w + ls->pre_ffn, off, g->zd,
-                                                         inv_kept, 1.0f, d);
-        hipCheckLaunch();
-        norm_param_grads(g, (const bf16 *)g->S2, (const float *)g->X2, a->r_pf, ls->pre_ffn, NULL, 1.0f);
+        norm_back<bf16, float, float, true>(g, g->DX, g->S2, g->X2, a->r_pf, ls->pre_ffn, NULL, 1.0f);
         // --- attention branch: x2 = x + PN(o)·zd·gate
-        k_norm_bwd<float, bf16, bf16, false><<<N, 128>>>(g->S2, g->DX, a->o, a->r_pa, g->w + ls->post_attn, off, g->zd,
-                                                         inv_kept, gate, d);
-        hipCheckLaunch();
-        norm_param_grads(g, (const float *)g->DX, (const bf16 *)a->o, a->r_pa, ls->post_attn, dgate, gate);
+        norm_back<float, bf16, bf16, false>(g, g->S2, g->DX, a->o, a->r_pa, ls->post_attn, dgate, gate);
         const bf16 *attm = a->att;
         if (g->zh) {
             k_head_gate<<<grid_for((size_t)N * HD), 256>>>(g->SF1, a->att, g->zh + (size_t)l * H, N, H, D);
@@ -519,7 +536,9 @@ void gpu_backward(GpuModel *g) {
             k_head_gate<<<grid_for((size_t)N * HD), 256>>>(g->SF2, g->SF2, g->zh + (size_t)l * H, N, H, D);
             hipCheckLaunch();
         }
-        // attention backward -> dq (fp32 DQ), dk (DK), dv (Gemma 3: straight into dqkv's v columns)
+        // attention backward -> dq (fp32 DQ), dk (DK), dv (Gemma 3: straight into dqkv's v columns), from q, k
+        // (and Gemma 4's v) recomputed
+        qkv_norm_rope(g, l);
         bf16 *dqkv = g->SF1;
         AttnBwd ab;
         ab.f = attn_args(g, l);
@@ -532,23 +551,18 @@ void gpu_backward(GpuModel *g) {
         attn_backward(ab, g->use_mma);
         prof(g, P_ATTN);
         // RoPE and the per-head norms backward into dqkv; q_norm / k_norm weight gradients
-        size_t hsm = (size_t)(256 / GS_WARP) * D * sizeof(float);
-        int nbq = (int)gs_cdiv((size_t)N * H, HN_ROWS), nbk = (int)gs_cdiv((size_t)N * K, HN_ROWS);
-        k_headnorm_rope_bwd<float, false><<<nbq, 256, hsm>>>(dqkv, g->part, g->DQ, a->qkv, nqkv, 0, H, D, a->rq,
-                                                             g->w + ls->q_norm, off, g->rope[l], T, N);
+        int nbq = headnorm_rope_bwd<float, false>(dqkv, g->part, g->DQ, a->qkv, nqkv, 0, H, D, a->rq, g->w + ls->q_norm,
+                                                  off, g->rope[l], T, N);
         hipCheckLaunch();
         colsum_finish(g->part, nbq, D, 1, 1.0f, g->gw + ls->q_norm);
-        k_headnorm_rope_bwd<bf16, false><<<nbk, 256, hsm>>>(dqkv, g->part, g->DK, a->qkv, nqkv, H * D, K, D, a->rk,
-                                                            g->w + ls->k_norm, off, g->rope[l], T, N);
+        int nbk = headnorm_rope_bwd<bf16, false>(dqkv, g->part, g->DK, a->qkv, nqkv, H * D, K, D, a->rk, g->w + ls->k_norm,
+                                                 off, g->rope[l], T, N);
         hipCheckLaunch();
         colsum_finish(g->part, nbk, D, 1, 1.0f, g->gw + ls->k_norm);
         if (s->arch == 4) {  // weightless v norm, no RoPE; K=V layers add into k's columns
             if (ls->hasv)
-                k_headnorm_rope_bwd<bf16, false><<<nbk, 256, hsm>>>(dqkv, NULL, g->DV, a->qkv, nqkv, vcol, K, D, a->rv,
-                                                                    NULL, 0.0f, NULL, T, N);
-            else
-                k_headnorm_rope_bwd<bf16, true><<<nbk, 256, hsm>>>(dqkv, NULL, g->DV, a->qkv, nqkv, vcol, K, D, a->rv,
-                                                                   NULL, 0.0f, NULL, T, N);
+                headnorm_rope_bwd<bf16, false>(dqkv, NULL, g->DV, a->qkv, nqkv, vcol, K, D, a->rv, NULL, 0.0f, NULL, T, N);
+            else headnorm_rope_bwd<bf16, true>(dqkv, NULL, g->DV, a->qkv, nqkv, vcol, K, D, a->rv, NULL, 0.0f, NULL, T, N);
         }
         hipCheckLaunch();
         // recompute a = RMSNorm(x; in); dWqkv += dqkv^T a; da = dqkv Wqkv
@@ -557,10 +571,7 @@ void gpu_backward(GpuModel *g) {
         gs_gemm(1, 0, nqkv, d, N, 1.0f, dqkv, GS_BF16, nqkv, g->S1, GS_BF16, d, 1.0f, g->gw + ls->wq, GS_F32, d);
         gs_gemm(0, 0, N, d, nqkv, 1.0f, dqkv, GS_BF16, nqkv, g->wb + ls->wq, GS_BF16, d, 0.0f, g->S2, GS_BF16, d);
         prof(g, P_GEMM);
-        k_norm_bwd<bf16, float, float, true><<<N, 128>>>(g->DX, g->S2, a->x, a->r_in, g->w + ls->in_norm, off, g->zd,
-                                                         inv_kept, 1.0f, d);
-        hipCheckLaunch();
-        norm_param_grads(g, (const bf16 *)g->S2, (const float *)a->x, a->r_in, ls->in_norm, NULL, 1.0f);
+        norm_back<bf16, float, float, true>(g, g->DX, g->S2, a->x, a->r_in, ls->in_norm, NULL, 1.0f);
         prof(g, P_NORM);
     }
     // embedding: x0 = E[tok]·scale·zd

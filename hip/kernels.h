@@ -189,6 +189,229 @@ __global__ void k_norm_bwd(TO *dx, const TY *dy, const TX *x, const float *rstd,
     }
 }
 
+// v2: one warp per row with the row in registers, for d % 4 == 0 and d <= 4·GS_WARP·ROW_MAXNV (the v1
+// kernels above take every other d). Lane holds columns 4(lane + GS_WARP·j) .. +3 for j < NV: 16-byte fp32
+// and 8-byte bf16 loads, each input read once, statistics by warp shuffles. The backward takes ROW_BLOCK
+// rows per block and leaves the column partial t_c = Σ dy_c x_c r of its rows in
+// part[blockIdx.x] (the warps added in a fixed order), so the norm's parameter gradients need no second
+// pass over dy and x. Same arithmetic per element as v1 (only the order of the sums differs).
+#define ROW_MAXNV 12
+#define ROW_WARPS 8
+#define ROW_BLOCK 32
+
+__device__ __forceinline__ void ld4(float v[4], const float *p) {
+    float4 t = *(const float4 *)p;
+    v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
+}
+__device__ __forceinline__ void ld4(float v[4], const bf16 *p) {
+    uint2 t = *(const uint2 *)p;
+    v[0] = bf2f((bf16)t.x), v[1] = bf2f((bf16)(t.x >> 16)), v[2] = bf2f((bf16)t.y), v[3] = bf2f((bf16)(t.y >> 16));
+}
+__device__ __forceinline__ void st4(float *p, const float v[4]) { *(float4 *)p = make_float4(v[0], v[1], v[2], v[3]); }
+__device__ __forceinline__ void st4(bf16 *p, const float v[4]) {
+    *(uint2 *)p = make_uint2(pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3]));
+}
+#define ROW_COLS(j) (4 * (lane + GS_WARP * (j)))  // first column of lane's j-th group
+#define ROW_W(w, off, c) ((w) ? (off) + (w)[c] : 1.0f)
+#define ROW_Z(z, c) ((z) ? (z)[c] : 1.0f)
+#define ROW_KEPT(z, c) (!(z) || (z)[c] != 0.0f)
+
+// y = RMSNorm(x) as bf16, rstd saved (k_norm_fwd)
+template <int NV, typename TX>
+__global__ void k_rnorm_fwd(bf16 *y, float *rstd, const TX *x, const float *w, float off, const float *z, float inv_kept,
+                            float eps, int C, int N) {
+    int lane = threadIdx.x % GS_WARP;
+    size_t n = (size_t)blockIdx.x * (blockDim.x / GS_WARP) + threadIdx.x / GS_WARP;
+    if (n >= (size_t)N) return;  // warp-uniform
+    float v[NV][4], ss = 0;
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        int c = ROW_COLS(j);
+        if (c >= C) continue;
+        ld4(v[j], x + n * C + c);
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            if (ROW_KEPT(z, c + i)) ss += v[j][i] * v[j][i];
+    }
+    float r = rsqrtf(warp_sum(ss) * inv_kept + eps);
+    if (lane == 0) rstd[n] = r;
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        int c = ROW_COLS(j);
+        if (c >= C) continue;
+        float o[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) o[i] = v[j][i] * r * ROW_W(w, off, c + i) * ROW_Z(z, c + i);
+        st4(y + n * C + c, o);
+    }
+}
+
+// out = (res + RMSNorm(x)·gate)·ls (k_norm_add_fwd); with NORM2 also y2 = RMSNorm(out; w2) as bf16 and its
+// rstd2: the post-attention norm, the residual add and the pre-feedforward norm in one pass
+template <int NV, bool NORM2>
+__global__ void k_rnorm_add_fwd(float *out, float *rstd, const float *res, const bf16 *x, const float *w, float off,
+                                const float *z, float inv_kept, float gate, const float *ls, float eps, int C, int N,
+                                bf16 *y2, float *rstd2, const float *w2) {
+    int lane = threadIdx.x % GS_WARP;
+    size_t n = (size_t)blockIdx.x * (blockDim.x / GS_WARP) + threadIdx.x / GS_WARP;
+    if (n >= (size_t)N) return;
+    float v[NV][4], ss = 0;
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        int c = ROW_COLS(j);
+        if (c >= C) continue;
+        ld4(v[j], x + n * C + c);
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            if (ROW_KEPT(z, c + i)) ss += v[j][i] * v[j][i];
+    }
+    float r = rsqrtf(warp_sum(ss) * inv_kept + eps), s = ls ? *ls : 1.0f, ss2 = 0;
+    if (lane == 0) rstd[n] = r;
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        int c = ROW_COLS(j);
+        if (c >= C) continue;
+        float rs[4];
+        ld4(rs, res + n * C + c);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            v[j][i] = (rs[i] + v[j][i] * r * ROW_W(w, off, c + i) * ROW_Z(z, c + i) * gate) * s;
+            if (NORM2 && ROW_KEPT(z, c + i)) ss2 += v[j][i] * v[j][i];
+        }
+        st4(out + n * C + c, v[j]);
+    }
+    if (!NORM2) return;
+    float r2 = rsqrtf(warp_sum(ss2) * inv_kept + eps);
+    if (lane == 0) rstd2[n] = r2;
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        int c = ROW_COLS(j);
+        if (c >= C) continue;
+        float o[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) o[i] = v[j][i] * r2 * ROW_W(w2, off, c + i) * ROW_Z(z, c + i);
+        st4(y2 + n * C + c, o);
+    }
+}
+
+// The backward of k_norm_bwd, plus part[blockIdx.x][c] = Σ over the block's rows of dy_c x_c r. Blocks of
+// ROWB_WARPS warps; (off + w)·z and z sit in shared memory (v2's first version read them from global memory
+// twice per row, and kept every column partial in registers: 144 registers, one block per SM, 1.3 TB/s); each
+// warp adds its rows into its own shared partial, and the warps' partials are added in a fixed order at the end.
+#define ROWB_WARPS 4
+template <int NV, typename TY, typename TX, typename TO, bool ACC>
+__global__ void __launch_bounds__(ROWB_WARPS * GS_WARP, 4)
+    k_rnorm_bwd(TO *dx, float *part, const TY *dy, const TX *x, const float *rstd, const float *w, float off,
+                const float *z, float inv_kept, float gate, int C, int N) {
+    extern __shared__ float row_sh[];  // [2 + warps][C]: (off + w)·z, z, then one partial per warp
+    int lane = threadIdx.x % GS_WARP, wi = threadIdx.x / GS_WARP, nw = blockDim.x / GS_WARP;
+    float *sg = row_sh, *sz = row_sh + C, *sacc = row_sh + (size_t)(2 + wi) * C;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) sg[c] = ROW_W(w, off, c) * ROW_Z(z, c), sz[c] = ROW_Z(z, c);
+#pragma unroll
+    for (int j = 0; j < NV; j++)
+        if (ROW_COLS(j) < C) *(float4 *)(sacc + ROW_COLS(j)) = make_float4(0, 0, 0, 0);
+    __syncthreads();
+    size_t n0 = (size_t)blockIdx.x * ROW_BLOCK;
+    for (size_t n = n0 + wi; n < n0 + ROW_BLOCK && n < (size_t)N; n += nw) {
+        float a[NV][4], b[NV][4], o[ACC ? NV : 1][4], dot = 0, r = rstd[n];
+#pragma unroll
+        for (int j = 0; j < NV; j++) {
+            int c = ROW_COLS(j);
+            if (c >= C) continue;
+            ld4(a[j], dy + n * C + c);
+            ld4(b[j], x + n * C + c);
+            if (ACC) ld4(o[ACC ? j : 0], dx + n * C + c);
+        }
+#pragma unroll
+        for (int j = 0; j < NV; j++) {
+            int c = ROW_COLS(j);
+            if (c >= C) continue;
+            float4 g4 = *(const float4 *)(sg + c);
+            dot += a[j][0] * g4.x * b[j][0] + a[j][1] * g4.y * b[j][1] + a[j][2] * g4.z * b[j][2] + a[j][3] * g4.w * b[j][3];
+        }
+        dot = warp_sum(dot) * gate;  // columns not kept have (off + w)·z = 0: they add nothing
+        float c3 = dot * r * r * r * inv_kept;
+#pragma unroll
+        for (int j = 0; j < NV; j++) {
+            int c = ROW_COLS(j);
+            if (c >= C) continue;
+            float4 g4 = *(const float4 *)(sg + c), z4 = *(const float4 *)(sz + c), t = *(float4 *)(sacc + c);
+            float gv[4] = {g4.x, g4.y, g4.z, g4.w}, zv[4] = {z4.x, z4.y, z4.z, z4.w}, d[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                d[i] = zv[i] != 0.0f ? r * a[j][i] * gv[i] * gate - b[j][i] * c3 : 0.0f;
+                if (ACC && zv[i] != 0.0f) o[ACC ? j : 0][i] += d[i];
+            }
+            t.x += a[j][0] * b[j][0] * r, t.y += a[j][1] * b[j][1] * r, t.z += a[j][2] * b[j][2] * r, t.w += a[j][3] * b[j][3] * r;
+            *(float4 *)(sacc + c) = t;
+            st4(dx + n * C + c, ACC ? o[ACC ? j : 0] : d);
+        }
+    }
+    __syncthreads();
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {  // fixed order over the warps
+        float t = 0;
+        for (int k = 0; k < nw; k++) t += row_sh[(size_t)(2 + k) * C + c];
+        part[(size_t)blockIdx.x * C + c] = t;
+    }
+}
+
+// host: the v2 register count for C columns, 0 when C needs v1
+static int row_nv(int C) { return C % 4 == 0 && C <= 4 * GS_WARP * ROW_MAXNV ? (int)gs_cdiv(C, 4 * GS_WARP) : 0; }
+#define ROW_CASE(k, ...)              \
+    case k: {                         \
+        constexpr int NV = k;         \
+        __VA_ARGS__;                  \
+    } break;
+#define ROW_SWITCH(nv, ...)                                                                                        \
+    switch (nv) {                                                                                                  \
+        ROW_CASE(1, __VA_ARGS__) ROW_CASE(2, __VA_ARGS__) ROW_CASE(3, __VA_ARGS__) ROW_CASE(4, __VA_ARGS__)      \
+        ROW_CASE(5, __VA_ARGS__) ROW_CASE(6, __VA_ARGS__) ROW_CASE(7, __VA_ARGS__) ROW_CASE(8, __VA_ARGS__)      \
+        ROW_CASE(9, __VA_ARGS__) ROW_CASE(10, __VA_ARGS__) ROW_CASE(11, __VA_ARGS__) ROW_CASE(12, __VA_ARGS__) \
+    }
+
+// host launchers: v2 where row_nv allows, v1 otherwise
+template <typename TX>
+static void norm_fwd(bf16 *y, float *rstd, const TX *x, const float *w, float off, const float *z, float inv_kept,
+                     float eps, int C, int N) {
+    int nv = row_nv(C);
+    if (!nv) k_norm_fwd<TX><<<N, 128>>>(y, rstd, x, w, off, z, inv_kept, eps, C);
+    else ROW_SWITCH(nv, k_rnorm_fwd<NV, TX><<<gs_cdiv(N, ROW_WARPS), ROW_WARPS * GS_WARP>>>(y, rstd, x, w, off, z, inv_kept, eps, C, N))
+}
+// out = (res + RMSNorm(x)·gate)·ls; y2 != NULL: also y2 = RMSNorm(out; w2), rstd2
+static void norm_add_fwd(float *out, float *rstd, const float *res, const bf16 *x, const float *w, float off,
+                         const float *z, float inv_kept, float gate, const float *ls, float eps, int C, int N, bf16 *y2,
+                         float *rstd2, const float *w2) {
+    int nv = row_nv(C);
+    if (!nv) {
+        k_norm_add_fwd<<<N, 128>>>(out, rstd, res, x, w, off, z, inv_kept, gate, ls, eps, C);
+        if (y2) k_norm_fwd<float><<<N, 128>>>(y2, rstd2, out, w2, off, z, inv_kept, eps, C);
+    } else if (y2)
+        ROW_SWITCH(nv, k_rnorm_add_fwd<NV, true><<<gs_cdiv(N, ROW_WARPS), ROW_WARPS * GS_WARP>>>(
+                           out, rstd, res, x, w, off, z, inv_kept, gate, ls, eps, C, N, y2, rstd2, w2))
+    else
+        ROW_SWITCH(nv, k_rnorm_add_fwd<NV, false><<<gs_cdiv(N, ROW_WARPS), ROW_WARPS * GS_WARP>>>(
+                           out, rstd, res, x, w, off, z, inv_kept, gate, ls, eps, C, N, y2, rstd2, w2))
+}
+// dx (ACC: +=) the input gradient; part[b][c] partial column sums of dy x r; returns the number of partials b
+template <typename TY, typename TX, typename TO, bool ACC>
+static int norm_bwd(TO *dx, float *part, const TY *dy, const TX *x, const float *rstd, const float *w, float off,
+                    const float *z, float inv_kept, float gate, int C, int N) {
+    int nv = row_nv(C);
+    if (nv) {
+        int nb = (int)gs_cdiv(N, ROW_BLOCK);
+        ROW_SWITCH(nv, k_rnorm_bwd<NV, TY, TX, TO, ACC><<<nb, ROWB_WARPS * GS_WARP, sizeof(float) * (2 + ROWB_WARPS) * C>>>(
+                           dx, part, dy, x, rstd, w, off, z, inv_kept, gate, C, N))
+        return nb;
+    }
+    k_norm_bwd<TY, TX, TO, ACC><<<N, 128>>>(dx, dy, x, rstd, w, off, z, inv_kept, gate, C);
+    int nrb = (int)gs_cdiv(N, COLSUM_ROWS);
+    TermDyXR<TY, TX> f = {dy, C, x, C, rstd};
+    k_colsum<<<dim3(gs_cdiv(C, 32), nrb), dim3(32, 8)>>>(part, f, N, C);
+    return nrb;
+}
+// the partial rows norm_bwd leaves for N rows of C columns (the size of part)
+static size_t norm_bwd_parts(int C, int N) { return (size_t)(row_nv(C) ? gs_cdiv(N, ROW_BLOCK) : gs_cdiv(N, COLSUM_ROWS)) * C; }
+
 // =================================================================================================
 // Per-head RMSNorm over D (q_norm, k_norm, Gemma 4's weightless v norm) fused with RoPE, NeoX halves
 // (model.h headnorm_forward + rope_apply): rows (n, j) of nh heads at column `col` of the fused qkv
@@ -206,43 +429,78 @@ static void rope_table_host(float2 *h, const float *inv, int T, int D) {
         }
 }
 
+#define HN_MAXP 8
+#define HN_ROWS 64  // rows per block of the backward
+// PW adjacent frequency pairs per lane group (2 where D % 4 == 0: 4-byte bf16 and 8-byte fp32 loads; v1 was
+// PW = 1, 2-byte loads, about 1.7 / 1.1 TB/s forward / backward): lane owns p = PW·(lane + GS_WARP·m) + e.
+template <int PW> __device__ __forceinline__ void ldp(float *o, const bf16 *p) {
+    if (PW == 2) {
+        uint32_t t = *(const uint32_t *)p;
+        o[0] = bf2f((bf16)t), o[PW - 1] = bf2f((bf16)(t >> 16));
+    } else o[0] = bf2f(p[0]);
+}
+template <int PW> __device__ __forceinline__ void ldp(float *o, const float *p) {
+    if (PW == 2) {
+        float2 t = *(const float2 *)p;
+        o[0] = t.x, o[PW - 1] = t.y;
+    } else o[0] = p[0];
+}
+template <int PW> __device__ __forceinline__ void stp(bf16 *p, const float *v) {
+    if (PW == 2) *(uint32_t *)p = pack_bf16x2(v[0], v[PW - 1]);
+    else p[0] = f2bf(v[0]);
+}
+
+template <int PW>
 __global__ void k_headnorm_rope_fwd(bf16 *out, float *rstd, const bf16 *qkv, int ld, int col, int nh, int D,
                                     const float *w, float off, const float2 *cs, int T, float eps, int N) {
+    constexpr int M = HN_MAXP / PW;
     size_t row = (size_t)blockIdx.x * (blockDim.x / GS_WARP) + threadIdx.x / GS_WARP;
     int lane = threadIdx.x % GS_WARP, half = D / 2;
     if (row >= (size_t)N * nh) return;  // warp-uniform
     int n = (int)(row / nh), j = (int)(row % nh);
     const bf16 *x = qkv + (size_t)n * ld + col + (size_t)j * D;
-    float ss = 0;
-    for (int i = lane; i < D; i += GS_WARP) {
-        float v = bf2f(x[i]);
-        ss += v * v;
+    float xa[HN_MAXP], xb[HN_MAXP], ss = 0;
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+        int p = PW * (lane + GS_WARP * m);
+        if (p >= half) continue;
+        ldp<PW>(xa + PW * m, x + p);
+        ldp<PW>(xb + PW * m, x + p + half);
+#pragma unroll
+        for (int e = 0; e < PW; e++) ss += xa[PW * m + e] * xa[PW * m + e] + xb[PW * m + e] * xb[PW * m + e];
     }
     float r = rsqrtf(warp_sum(ss) / D + eps);
     if (lane == 0) rstd[row] = r;
     bf16 *o = out + row * D;
     const float2 *c = cs ? cs + (size_t)(n % T) * half : NULL;
-    for (int p = lane; p < half; p += GS_WARP) {
-        float a = bf2f(x[p]) * r * (w ? off + w[p] : 1.0f), b = bf2f(x[p + half]) * r * (w ? off + w[p + half] : 1.0f);
-        if (c) {
-            float cc = c[p].x, sn = c[p].y, a2 = a * cc - b * sn;
-            b = b * cc + a * sn;
-            a = a2;
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+        int p = PW * (lane + GS_WARP * m);
+        if (p >= half) continue;
+        float oa[PW], ob[PW];
+#pragma unroll
+        for (int e = 0; e < PW; e++) {
+            float a = xa[PW * m + e] * r * (w ? off + w[p + e] : 1.0f), b = xb[PW * m + e] * r * (w ? off + w[p + e + half] : 1.0f);
+            if (c) {
+                float cc = c[p + e].x, sn = c[p + e].y, a2 = a * cc - b * sn;
+                b = b * cc + a * sn;
+                a = a2;
+            }
+            oa[e] = a, ob[e] = b;
         }
-        o[p] = f2bf(a);
-        o[p + half] = f2bf(b);
+        stp<PW>(o + p, oa);
+        stp<PW>(o + p + half, ob);
     }
 }
 
 // Backward: dy [(n·nh + j)·D] (fp32 for dq, bf16 for dk/dv) -> inverse rotation -> norm backward ->
 // dqkv columns (ACC adds: Gemma 4's K=V layers send k's and v's gradients to the same columns).
 // part[blockIdx.x][i] = Σ over this block's rows of dyn_i x_i r (the weight gradient; dyn = un-rotated dy).
-// Lane owns frequency pairs p = lane + GS_WARP·m; HN_MAXP pairs per lane bound D <= 2·GS_WARP·HN_MAXP.
-#define HN_MAXP 8
-#define HN_ROWS 64  // rows per block
-template <typename TD, bool ACC>
+// HN_MAXP pairs per lane bound D <= 2·GS_WARP·HN_MAXP.
+template <typename TD, bool ACC, int PW>
 __global__ void k_headnorm_rope_bwd(bf16 *dqkv, float *part, const TD *dy, const bf16 *qkv, int ld, int col, int nh,
                                     int D, const float *rstd, const float *w, float off, const float2 *cs, int T, int N) {
+    constexpr int M = HN_MAXP / PW;
     extern __shared__ float hn_sh[];  // [warps][D]
     int lane = threadIdx.x % GS_WARP, wi = threadIdx.x / GS_WARP, nw = blockDim.x / GS_WARP, half = D / 2;
     float acc_a[HN_MAXP], acc_b[HN_MAXP];
@@ -258,41 +516,51 @@ __global__ void k_headnorm_rope_bwd(bf16 *dqkv, float *part, const TD *dy, const
         float r = rstd[row], dot = 0;
         float da[HN_MAXP], db[HN_MAXP], xa[HN_MAXP], xb[HN_MAXP];
 #pragma unroll
-        for (int m = 0; m < HN_MAXP; m++) {
-            int p = lane + GS_WARP * m;
-            da[m] = db[m] = xa[m] = xb[m] = 0;
-            if (p < half) {
-                float ya = ldf(g, p), yb = ldf(g, p + half);
+        for (int m = 0; m < M; m++) {
+            int p = PW * (lane + GS_WARP * m);
+            if (p >= half) continue;
+            float ya[PW], yb[PW];
+            ldp<PW>(ya, g + p), ldp<PW>(yb, g + p + half);
+            ldp<PW>(xa + PW * m, x + p), ldp<PW>(xb + PW * m, x + p + half);
+#pragma unroll
+            for (int e = 0; e < PW; e++) {
+                int k = PW * m + e;
                 if (c) {  // inverse rotation (the transpose): a = ya c + yb s, b = yb c - ya s
-                    float cc = c[p].x, sn = c[p].y;
-                    da[m] = ya * cc + yb * sn;
-                    db[m] = yb * cc - ya * sn;
-                } else da[m] = ya, db[m] = yb;
-                xa[m] = bf2f(x[p]), xb[m] = bf2f(x[p + half]);
-                float ga = w ? off + w[p] : 1.0f, gb = w ? off + w[p + half] : 1.0f;
-                dot += da[m] * ga * xa[m] + db[m] * gb * xb[m];
+                    float cc = c[p + e].x, sn = c[p + e].y;
+                    da[k] = ya[e] * cc + yb[e] * sn;
+                    db[k] = yb[e] * cc - ya[e] * sn;
+                } else da[k] = ya[e], db[k] = yb[e];
+                float ga = w ? off + w[p + e] : 1.0f, gb = w ? off + w[p + e + half] : 1.0f;
+                dot += da[k] * ga * xa[k] + db[k] * gb * xb[k];
             }
         }
         float c3 = warp_sum(dot) * r * r * r / D;
 #pragma unroll
-        for (int m = 0; m < HN_MAXP; m++) {
-            int p = lane + GS_WARP * m;
-            if (p < half) {
-                float ga = w ? off + w[p] : 1.0f, gb = w ? off + w[p + half] : 1.0f;
-                float va = r * da[m] * ga - xa[m] * c3, vb = r * db[m] * gb - xb[m] * c3;
-                if (ACC) va += bf2f(dx[p]), vb += bf2f(dx[p + half]);
-                dx[p] = f2bf(va);
-                dx[p + half] = f2bf(vb);
-                acc_a[m] += da[m] * xa[m] * r;
-                acc_b[m] += db[m] * xb[m] * r;
+        for (int m = 0; m < M; m++) {
+            int p = PW * (lane + GS_WARP * m);
+            if (p >= half) continue;
+            float va[PW], vb[PW], oa[PW], ob[PW];
+            if (ACC) ldp<PW>(oa, dx + p), ldp<PW>(ob, dx + p + half);
+#pragma unroll
+            for (int e = 0; e < PW; e++) {
+                int k = PW * m + e;
+                float ga = w ? off + w[p + e] : 1.0f, gb = w ? off + w[p + e + half] : 1.0f;
+                va[e] = r * da[k] * ga - xa[k] * c3, vb[e] = r * db[k] * gb - xb[k] * c3;
+                if (ACC) va[e] += oa[e], vb[e] += ob[e];
+                acc_a[k] += da[k] * xa[k] * r;
+                acc_b[k] += db[k] * xb[k] * r;
             }
+            stp<PW>(dx + p, va);
+            stp<PW>(dx + p + half, vb);
         }
     }
     if (!part) return;
 #pragma unroll
-    for (int m = 0; m < HN_MAXP; m++) {
-        int p = lane + GS_WARP * m;
-        if (p < half) hn_sh[wi * D + p] = acc_a[m], hn_sh[wi * D + p + half] = acc_b[m];
+    for (int m = 0; m < M; m++) {
+        int p = PW * (lane + GS_WARP * m);
+        if (p >= half) continue;
+#pragma unroll
+        for (int e = 0; e < PW; e++) hn_sh[wi * D + p + e] = acc_a[PW * m + e], hn_sh[wi * D + p + e + half] = acc_b[PW * m + e];
     }
     __syncthreads();
     for (int i = threadIdx.x; i < D; i += blockDim.x) {
@@ -300,6 +568,23 @@ __global__ void k_headnorm_rope_bwd(bf16 *dqkv, float *part, const TD *dy, const
         for (int k = 0; k < nw; k++) s += hn_sh[k * D + i];
         part[(size_t)blockIdx.x * D + i] = s;
     }
+}
+
+// host launchers (the launch shapes in one place); the backward returns its number of partial rows
+static void headnorm_rope_fwd(bf16 *out, float *rstd, const bf16 *qkv, int ld, int col, int nh, int D, const float *w,
+                              float off, const float2 *cs, int T, float eps, int N) {
+    unsigned grid = gs_cdiv((size_t)N * nh, 4);
+    if (D % 4 == 0) k_headnorm_rope_fwd<2><<<grid, 4 * GS_WARP>>>(out, rstd, qkv, ld, col, nh, D, w, off, cs, T, eps, N);
+    else k_headnorm_rope_fwd<1><<<grid, 4 * GS_WARP>>>(out, rstd, qkv, ld, col, nh, D, w, off, cs, T, eps, N);
+}
+template <typename TD, bool ACC>
+static int headnorm_rope_bwd(bf16 *dqkv, float *part, const TD *dy, const bf16 *qkv, int ld, int col, int nh, int D,
+                             const float *rstd, const float *w, float off, const float2 *cs, int T, int N) {
+    unsigned nb = gs_cdiv((size_t)N * nh, HN_ROWS);
+    size_t sm = (size_t)(256 / GS_WARP) * D * sizeof(float);
+    if (D % 4 == 0) k_headnorm_rope_bwd<TD, ACC, 2><<<nb, 256, sm>>>(dqkv, part, dy, qkv, ld, col, nh, D, rstd, w, off, cs, T, N);
+    else k_headnorm_rope_bwd<TD, ACC, 1><<<nb, 256, sm>>>(dqkv, part, dy, qkv, ld, col, nh, D, rstd, w, off, cs, T, N);
+    return (int)nb;
 }
 
 // =================================================================================================
@@ -333,45 +618,87 @@ __device__ __forceinline__ float gelu_grad_f(float x) {
     return s + 2.0f * x * s * (1.0f - s) * c * (1.0f + 3.0f * 0.044715f * x * x);
 }
 
-// two adjacent channels per thread (F is even: checked at gpu_create)
-__global__ void k_gelu_fwd(bf16 *hm, const bf16 *gu, const float *zf, int N, int F) {
-    size_t total = (size_t)N * F / 2;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-        size_t n = i / (F / 2);
-        int c = (int)(i % (F / 2)) * 2;
-        uint32_t g2 = *(const uint32_t *)(gu + n * 2 * F + c), u2 = *(const uint32_t *)(gu + n * 2 * F + F + c);
-        float h0 = gelu_f(bf2f((bf16)g2)) * bf2f((bf16)u2), h1 = gelu_f(bf2f((bf16)(g2 >> 16))) * bf2f((bf16)(u2 >> 16));
-        if (zf) h0 *= zf[c], h1 *= zf[c + 1];
-        *(uint32_t *)(hm + n * F + c) = pack_bf16x2(h0, h1);
+// VW adjacent channels per thread (8: 16-byte loads when F % 8 == 0, else 2: F is even, checked at
+// gpu_create); blockIdx.y walks the rows. v1 was grid-stride over N·F/2 pairs, and its 64-bit index
+// division held it to about half the memory bandwidth.
+template <int VW> struct BfVec { typedef uint32_t t; };
+template <> struct BfVec<8> { typedef uint4 t; };
+template <int VW> __device__ __forceinline__ void ldv(float *o, const bf16 *p) {
+    typename BfVec<VW>::t raw = *(const typename BfVec<VW>::t *)p;
+    const bf16 *e = (const bf16 *)&raw;
+#pragma unroll
+    for (int k = 0; k < VW; k++) o[k] = bf2f(e[k]);
+}
+template <int VW> __device__ __forceinline__ void stv(bf16 *p, const float *v) {
+    typename BfVec<VW>::t raw;
+    uint32_t *e = (uint32_t *)&raw;
+#pragma unroll
+    for (int k = 0; k < VW / 2; k++) e[k] = pack_bf16x2(v[2 * k], v[2 * k + 1]);
+    *(typename BfVec<VW>::t *)p = raw;
+}
+
+// gate and up: rows of ld elements (the fused gate|up rows: gp = gu, up = gu + F, ld = 2F; apart: ld = F).
+// gk != NULL: also a copy of the gate half, [N, F] (what layers that recompute up keep)
+template <int VW>
+__global__ void k_gelu_fwd(bf16 *hm, bf16 *gk, const bf16 *gp, const bf16 *up, int ld, const float *zf, int N, int F) {
+    int c = (blockIdx.x * blockDim.x + threadIdx.x) * VW;
+    if (c >= F) return;
+    for (size_t n = blockIdx.y; n < (size_t)N; n += gridDim.y) {
+        float g[VW], u[VW], h[VW];
+        ldv<VW>(g, gp + n * ld + c);
+        ldv<VW>(u, up + n * ld + c);
+#pragma unroll
+        for (int k = 0; k < VW; k++) h[k] = gelu_f(g[k]) * u[k] * (zf ? zf[c + k] : 1.0f);
+        stv<VW>(hm + n * F + c, h);
+        if (gk) stv<VW>(gk + n * F + c, g);
     }
 }
 
 // dh = dhm · z;  d gate = dh · u · gelu'(g),  d up = dh · gelu(g). With hm != NULL it also rewrites the
 // forward's gelu(g)·u·z (the down_proj weight gradient needs it), saving a second pass over gate|up.
-__global__ void k_gelu_bwd(bf16 *dgu, bf16 *hm, const bf16 *dhm, const bf16 *gu, const float *zf, int N, int F) {
-    size_t total = (size_t)N * F / 2;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-        size_t n = i / (F / 2);
-        int c = (int)(i % (F / 2)) * 2;
-        uint32_t g2 = *(const uint32_t *)(gu + n * 2 * F + c), u2 = *(const uint32_t *)(gu + n * 2 * F + F + c);
-        uint32_t d2 = *(const uint32_t *)(dhm + n * F + c);
-        float g0 = bf2f((bf16)g2), g1 = bf2f((bf16)(g2 >> 16)), u0 = bf2f((bf16)u2), u1 = bf2f((bf16)(u2 >> 16));
-        float d0 = bf2f((bf16)d2), d1 = bf2f((bf16)(d2 >> 16));
-        float z0 = zf ? zf[c] : 1.0f, z1 = zf ? zf[c + 1] : 1.0f, e0 = gelu_f(g0), e1 = gelu_f(g1);
-        d0 *= z0, d1 *= z1;
-        *(uint32_t *)(dgu + n * 2 * F + c) = pack_bf16x2(d0 * u0 * gelu_grad_f(g0), d1 * u1 * gelu_grad_f(g1));
-        *(uint32_t *)(dgu + n * 2 * F + F + c) = pack_bf16x2(d0 * e0, d1 * e1);
-        if (hm) *(uint32_t *)(hm + n * F + c) = pack_bf16x2(e0 * u0 * z0, e1 * u1 * z1);
+// dgu: [N, 2F] d gate | d up (the fused weight gradient's input)
+template <int VW>
+__global__ void k_gelu_bwd(bf16 *dgu, bf16 *hm, const bf16 *dhm, const bf16 *gp, const bf16 *up, int ld,
+                           const float *zf, int N, int F) {
+    int c = (blockIdx.x * blockDim.x + threadIdx.x) * VW;
+    if (c >= F) return;
+    for (size_t n = blockIdx.y; n < (size_t)N; n += gridDim.y) {
+        float g[VW], u[VW], d[VW], dg[VW], du[VW];
+        ldv<VW>(g, gp + n * ld + c);
+        ldv<VW>(u, up + n * ld + c);
+        ldv<VW>(d, dhm + n * F + c);
+#pragma unroll
+        for (int k = 0; k < VW; k++) {
+            float z = zf ? zf[c + k] : 1.0f, e = gelu_f(g[k]), dz = d[k] * z;
+            dg[k] = dz * u[k] * gelu_grad_f(g[k]);
+            du[k] = dz * e;
+            d[k] = e * u[k] * z;  // the rewrite of hm
+        }
+        stv<VW>(dgu + n * 2 * F + c, dg);
+        stv<VW>(dgu + n * 2 * F + F + c, du);
+        if (hm) stv<VW>(hm + n * F + c, d);
     }
+}
+
+// host launchers: 128 threads across the channels, rows on the grid's y (at most 65535, the rest looped)
+static dim3 gelu_grid(int N, int F, int vw) { return dim3(gs_cdiv(F / vw, 128), N < 65535 ? N : 65535); }
+static void gelu_fwd(bf16 *hm, bf16 *gk, const bf16 *gp, const bf16 *up, int ld, const float *zf, int N, int F) {
+    if (F % 8 == 0 && ld % 8 == 0) k_gelu_fwd<8><<<gelu_grid(N, F, 8), 128>>>(hm, gk, gp, up, ld, zf, N, F);
+    else k_gelu_fwd<2><<<gelu_grid(N, F, 2), 128>>>(hm, gk, gp, up, ld, zf, N, F);
+}
+static void gelu_bwd(bf16 *dgu, bf16 *hm, const bf16 *dhm, const bf16 *gp, const bf16 *up, int ld, const float *zf,
+                     int N, int F) {
+    if (F % 8 == 0 && ld % 8 == 0) k_gelu_bwd<8><<<gelu_grid(N, F, 8), 128>>>(dgu, hm, dhm, gp, up, ld, zf, N, F);
+    else k_gelu_bwd<2><<<gelu_grid(N, F, 2), 128>>>(dgu, hm, dhm, gp, up, ld, zf, N, F);
 }
 
 // d/dz_ffn: Σ_n dhm[n, c] · gelu(g) · u
 struct TermGelu {
-    const bf16 *dhm, *gu;
-    int F;
+    const bf16 *dhm, *gp, *up;
+    int ld, F;
     __device__ float operator()(int n, int c) const {
-        const bf16 *r = gu + (size_t)n * 2 * F;
-        return bf2f(dhm[(size_t)n * F + c]) * gelu_f(bf2f(r[c])) * bf2f(r[F + c]);
+        size_t i = (size_t)n * ld + c;
+        return bf2f(dhm[(size_t)n * F + c]) * gelu_f(bf2f(gp[i])) * bf2f(up[i]);
     }
 };
 
@@ -451,27 +778,46 @@ __global__ void k_xent(bf16 *logits, int V, const int *tgt, float cap, float inv
 // seg_off[s] .. seg_off[s+1] is tensor s; seg_flag bit 0: weight decay, bit 1: frozen (not updated).
 // =================================================================================================
 
+__device__ __forceinline__ int seg_of(const size_t *seg_off, int nseg, size_t i) {  // the tensor holding element i
+    int lo = 0, hi = nseg - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (seg_off[mid] <= i) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+// one element; returns the new p (the caller stores it and its bf16 copy)
+__device__ __forceinline__ float adamw_elem(float p, float g, float *m, float *v, unsigned char f, float lr, float b1,
+                                            float b2, float eps, float wd, float bc1, float bc2s, float gscale) {
+    if (f & 2) return p;
+    float gi = g * gscale, mi = b1 * *m + (1.0f - b1) * gi, vi = b2 * *v + (1.0f - b2) * gi * gi;
+    *m = mi, *v = vi;
+    float pi = p * (1.0f - lr * ((f & 1) ? wd : 0.0f));
+    return pi - (lr / bc1) * mi / (sqrtf(vi) / bc2s + eps);
+}
+// four elements per thread with 16-byte loads where one tensor holds all four (v1: one element and one
+// segment search per thread), element by element across a tensor boundary
 __global__ void k_adamw(float *p, bf16 *pb, const float *g, float *m, float *v, size_t total, const size_t *seg_off,
                         const unsigned char *seg_flag, int nseg, float lr, float b1, float b2, float eps, float wd,
                         float bc1, float bc2s, float gscale) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-        int lo = 0, hi = nseg - 1;  // the tensor holding element i
-        while (lo < hi) {
-            int mid = (lo + hi + 1) / 2;
-            if (seg_off[mid] <= i) lo = mid;
-            else hi = mid - 1;
-        }
-        unsigned char f = seg_flag[lo];
-        if (f & 2) {
-            pb[i] = f2bf(p[i]);
-            continue;
-        }
-        float gi = g[i] * gscale, mi = b1 * m[i] + (1.0f - b1) * gi, vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-        m[i] = mi, v[i] = vi;
-        float pi = p[i] * (1.0f - lr * ((f & 1) ? wd : 0.0f));
-        pi -= (lr / bc1) * mi / (sqrtf(vi) / bc2s + eps);
-        p[i] = pi;
-        pb[i] = f2bf(pi);
+    for (size_t q = blockIdx.x * (size_t)blockDim.x + threadIdx.x; q < (total + 3) / 4; q += (size_t)gridDim.x * blockDim.x) {
+        size_t i = 4 * q;
+        int sg = seg_of(seg_off, nseg, i);
+        if (i + 4 <= total && seg_off[sg + 1] >= i + 4) {
+            unsigned char f = seg_flag[sg];
+            float pv[4], gv[4], mv[4], vv[4];
+            ld4(pv, p + i), ld4(gv, g + i), ld4(mv, m + i), ld4(vv, v + i);
+#pragma unroll
+            for (int k = 0; k < 4; k++) pv[k] = adamw_elem(pv[k], gv[k], &mv[k], &vv[k], f, lr, b1, b2, eps, wd, bc1, bc2s, gscale);
+            st4(p + i, pv), st4(pb + i, pv);
+            if (!(f & 2)) st4(m + i, mv), st4(v + i, vv);
+        } else
+            for (size_t e = i; e < i + 4 && e < total; e++) {
+                p[e] = adamw_elem(p[e], g[e], &m[e], &v[e], seg_flag[seg_of(seg_off, nseg, e)], lr, b1, b2, eps, wd, bc1,
+                                  bc2s, gscale);
+                pb[e] = f2bf(p[e]);
+            }
     }
 }
 

@@ -4,6 +4,10 @@
 // dims), a layer gate, the residual add and Gemma 4's layer_scalar.
 //   v1: one block of 128 threads per row, the row read twice (statistic, then output) from L1/L2;
 //       weight/mask/gate gradients as deterministic column sums (partials of 128 rows, then one block).
+//   v2 (d % 4 == 0, d <= 1536): one warp per row, the row in registers (16-byte loads); the backward leaves
+//       the column partials of its 32 rows itself (no second pass); the post-attention norm, residual add
+//       and pre-feedforward norm in one kernel. The launchers (norm_fwd, norm_add_fwd, norm_bwd) pick v2
+//       where it applies: C = 66 below runs v1, the others v2.
 // Tolerances: bf16 outputs 4e-3 (one rounding); fp32 outputs and gradients 1e-5 (inputs are bf16-exact, so
 //   nothing is rounded on those paths: only the order of fp32 sums differs).
 //   build: make hip/build/dev_rmsnorm   run: hip/build/dev_rmsnorm [--no-time]
@@ -20,15 +24,12 @@ typedef struct {
 
 static void run_fwd(void *p) {
     Args *a = (Args *)p;
-    k_norm_fwd<float><<<a->N, 128>>>(a->y, a->rstd, a->x, a->w, 1.0f, a->z, 1.0f / a->C, 1e-6f, a->C);
+    norm_fwd<float>(a->y, a->rstd, a->x, a->w, 1.0f, a->z, 1.0f / a->C, 1e-6f, a->C, a->N);
 }
 static void run_bwd(void *p) {
     Args *a = (Args *)p;
-    k_norm_bwd<bf16, float, float, true><<<a->N, 128>>>(a->dx, a->dyb, a->x, a->rstd, a->w, 1.0f, a->z, 1.0f / a->C,
-                                                        a->gate, a->C);
-    int nrb = (int)gs_cdiv(a->N, COLSUM_ROWS);
-    TermDyXR<bf16, float> f = {a->dyb, a->C, a->x, a->C, a->rstd};
-    k_colsum<<<dim3(gs_cdiv(a->C, 32), nrb), dim3(32, 8)>>>(a->part, f, a->N, a->C);
+    int nrb = norm_bwd<bf16, float, float, true>(a->dx, a->part, a->dyb, a->x, a->rstd, a->w, 1.0f, a->z, 1.0f / a->C,
+                                                 a->gate, a->C, a->N);
     norm_grads_finish(a->part, nrb, a->C, a->dw, a->dz, a->dgate, a->w, 1.0f, a->z, a->gate);
 }
 
@@ -54,7 +55,7 @@ static void case_run(int N, int C, int masked, int timing) {
     a.x = to_dev_f32(x, n), a.w = to_dev_f32(w, C), a.z = masked ? to_dev_f32(z, C) : NULL;
     a.y = dev_bf16(n, 1), a.rstd = dev_f32(N, 1), a.out = dev_f32(n, 1), a.res = to_dev_f32(res, n);
     a.dx = to_dev_f32(dx0, n), a.dyb = to_dev_bf16(dy, n);
-    a.part = dev_f32((size_t)gs_cdiv(N, COLSUM_ROWS) * C, 0), a.dw = dev_f32(C, 0), a.dz = dev_f32(C, 0), a.dgate = dev_f32(1, 0);
+    a.part = dev_f32(norm_bwd_parts(C, N), 0), a.dw = dev_f32(C, 0), a.dz = dev_f32(C, 0), a.dgate = dev_f32(1, 0);
     float *d_ls = to_dev_f32(&ls, 1);
     if (!timing) {
         const float *zc = masked ? z : NULL;
@@ -67,24 +68,35 @@ static void case_run(int N, int C, int masked, int timing) {
         rmsnorm_forward(y2, C, rs2, x, C, w, 1.0f, zc, kept, gate, N, C, 1e-6);
         for (size_t i = 0; i < n; i++) y2[i] = (res[i] + y2[i]) * ls;
         rmsnorm_backward(dx, C, dw, masked ? dz : NULL, masked ? &dgate : NULL, dy, C, x, C, rs, w, 1.0f, zc, kept, gate, N, C);
-        k_norm_fwd<float><<<N, 128>>>(a.y, a.rstd, a.x, a.w, 1.0f, a.z, 1.0f / kept, 1e-6f, C);
+        norm_fwd<float>(a.y, a.rstd, a.x, a.w, 1.0f, a.z, 1.0f / kept, 1e-6f, C, N);
         hipCheckLaunch();
         float *gy = from_dev_bf16(a.y, n), *gr = from_dev_f32(a.rstd, N);
         check("k_norm_fwd y (bf16)", gy, y, n, 4e-3);
         check("k_norm_fwd rstd", gr, rs, N, 1e-5);
         // the add kernel reads a bf16 input: feed it the bf16-exact x
         bf16 *xb = to_dev_bf16(x, n);
-        k_norm_add_fwd<<<N, 128>>>(a.out, a.rstd, a.res, xb, a.w, 1.0f, a.z, 1.0f / kept, gate, masked ? d_ls : NULL, 1e-6f, C);
+        norm_add_fwd(a.out, a.rstd, a.res, xb, a.w, 1.0f, a.z, 1.0f / kept, gate, masked ? d_ls : NULL, 1e-6f, C, N, NULL,
+                     NULL, NULL);
         hipCheckLaunch();
         float *go = from_dev_f32(a.out, n);
         check("k_norm_add_fwd out (fp32)", go, y2, n, 1e-5);
+        // fused: the same, then y3 = RMSNorm(out; w) (the pre-feedforward norm) in the same pass
+        float *y3 = (float *)mallocCheck(sizeof(float) * n), *rs3 = (float *)mallocCheck(sizeof(float) * N);
+        rmsnorm_forward(y3, C, rs3, y2, C, w, 1.0f, zc, kept, 1.0f, N, C, 1e-6);
+        float *d_r3 = dev_f32(N, 1);
+        norm_add_fwd(a.out, a.rstd, a.res, xb, a.w, 1.0f, a.z, 1.0f / kept, gate, masked ? d_ls : NULL, 1e-6f, C, N, a.y,
+                     d_r3, a.w);
+        hipCheckLaunch();
+        float *go2 = from_dev_f32(a.out, n), *gy3 = from_dev_bf16(a.y, n), *gr3 = from_dev_f32(d_r3, N);
+        check("fused add + second norm: out (fp32)", go2, y2, n, 1e-5);
+        check("fused add + second norm: y (bf16)", gy3, y3, n, 4e-3);
+        check("fused add + second norm: rstd", gr3, rs3, N, 1e-5);
+        free(y3), free(rs3), free(go2), free(gy3), free(gr3);
+        hipCheck(hipFree(d_r3));
         // backward: rstd from the CPU so both use the same statistic
         hipCheck(hipMemcpy(a.rstd, rs, sizeof(float) * N, hipMemcpyHostToDevice));
         float *d_dz = masked ? a.dz : NULL, *d_dg = masked ? a.dgate : NULL;
-        k_norm_bwd<bf16, float, float, true><<<N, 128>>>(a.dx, a.dyb, a.x, a.rstd, a.w, 1.0f, a.z, 1.0f / kept, gate, C);
-        int nrb = (int)gs_cdiv(N, COLSUM_ROWS);
-        TermDyXR<bf16, float> f = {a.dyb, C, a.x, C, a.rstd};
-        k_colsum<<<dim3(gs_cdiv(C, 32), nrb), dim3(32, 8)>>>(a.part, f, N, C);
+        int nrb = norm_bwd<bf16, float, float, true>(a.dx, a.part, a.dyb, a.x, a.rstd, a.w, 1.0f, a.z, 1.0f / kept, gate, C, N);
         norm_grads_finish(a.part, nrb, C, a.dw, d_dz, d_dg, a.w, 1.0f, a.z, gate);
         hipCheckLaunch();
         float *gdx = from_dev_f32(a.dx, n), *gdw = from_dev_f32(a.dw, C);
@@ -99,7 +111,7 @@ static void case_run(int N, int C, int masked, int timing) {
         // bf16-out variant (the branch gradients): dx = d, not accumulated
         bf16 *dxb = dev_bf16(n, 1);
         float *dyf = to_dev_f32(dy, n);
-        k_norm_bwd<float, bf16, bf16, false><<<N, 128>>>(dxb, dyf, xb, a.rstd, a.w, 1.0f, a.z, 1.0f / kept, gate, C);
+        norm_bwd<float, bf16, bf16, false>(dxb, a.part, dyf, xb, a.rstd, a.w, 1.0f, a.z, 1.0f / kept, gate, C, N);
         hipCheckLaunch();
         for (size_t i = 0; i < n; i++) dx[i] = 0;
         rmsnorm_backward(dx, C, NULL, NULL, NULL, dy, C, x, C, rs, w, 1.0f, zc, kept, gate, N, C);
@@ -110,8 +122,8 @@ static void case_run(int N, int C, int masked, int timing) {
         hipCheck(hipFree(xb)), hipCheck(hipFree(dxb)), hipCheck(hipFree(dyf));
     } else {
         float tf = time_ms(run_fwd, &a, 20), tb = time_ms(run_bwd, &a, 20);
-        double bf = n * (4.0 + 2.0), bb = n * (2.0 + 4.0 + 8.0) + n * (2.0 + 4.0);  // bytes read + written
-        printf("  v1 forward %7.3f ms %6.0f GB/s | backward+grads %7.3f ms %6.0f GB/s\n", tf, bf / tf / 1e6, tb, bb / tb / 1e6);
+        double bf = n * (4.0 + 2.0), bb = n * (2.0 + 4.0 + 8.0) + (row_nv(C) ? 0 : n * (2.0 + 4.0));  // bytes read + written
+        printf("  %s forward %7.3f ms %6.0f GB/s | backward+grads %7.3f ms %6.0f GB/s\n", row_nv(C) ? "v2" : "v1", tf, bf / tf / 1e6, tb, bb / tb / 1e6);
     }
     free(x), free(dy), free(res), free(dx0), free(w), free(z);
 }
@@ -120,6 +132,7 @@ int main(int argc, char **argv) {
     int timing = !(argc > 1 && strcmp(argv[1], "--no-time") == 0);
     printf("rmsnorm workbench on %s\n", GS_VENDOR);
     case_run(300, 64, 0, 0);
+    case_run(301, 66, 1, 0);
     case_run(517, 640, 1, 0);
     case_run(200, 1152, 1, 0);
     if (timing) {

@@ -1,8 +1,12 @@
 #!/bin/sh
 # hip/dev/run_device.sh — one call on the GPU machine: validation (check_step, every workbench) and the
 # benchmark (ours, then PyTorch eager and torch.compile in the same session). Binaries come prebuilt from
-# `make gpu` (carried in hip/build); logs go to $OUT (check, dev, bench, prof, torch).
-#   sh hip/dev/run_device.sh [check] [dev] [bench] [prof] [torch]     (default: check dev bench torch)
+# `make gpu` (carried in hip/build); logs go to $OUT (check, dev, bench, prof, torch). check_step's CPU side
+# runs on one thread: its models are tiny, and on the 16-vCPU H200 machine OpenMP made each CPU step 30-50 s.
+#   sh hip/dev/run_device.sh [check] [dev] [bench] [prof] [sweep] [torch]   (default: check dev bench torch)
+#   BENCH_RUNS: model:recompute pairs of `bench` (default "270m:0 1b:0"); BENCH_ARGS: extra flags for every bench
+#   and prof run; SWEEP: the --recompute values of `sweep`
+#   (1B, training steps only); TORCH_VARIANTS: which torch runs
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/gs_out}
 mkdir -p "$OUT"
@@ -15,7 +19,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm --
 date -u
 for w in $what; do
   case $w in
-  check) timeout 200 hip/build/check_step > "$OUT/check.log" 2>&1; echo "check_step rc=$?"
+  check) OMP_NUM_THREADS=1 timeout 300 hip/build/check_step > "$OUT/check.log" 2>&1; echo "check_step rc=$?"
          grep -E "FAIL|worst|loss cpu|check_step" "$OUT/check.log" | head -60 ;;
   dev)   : > "$OUT/dev.log"
          for d in attention rmsnorm rope gelu embed xent adamw; do
@@ -23,11 +27,18 @@ for w in $what; do
          done
          grep -E "FAIL|TFLOP|GB/s|passed|FAILED" "$OUT/dev.log" | head -60 ;;
   bench) : > "$OUT/bench.log"
-         for m in 270m 1b; do timeout 200 hip/build/bench --model $m >> "$OUT/bench.log" 2>&1; echo "bench $m rc=$?"; done
+         for v in ${BENCH_RUNS:-270m:0 1b:0}; do
+           timeout 200 hip/build/bench --model ${v%:*} --recompute ${v#*:} $BENCH_ARGS >> "$OUT/bench.log" 2>&1; echo "bench $v rc=$?"
+         done
          grep -E "summary|error" "$OUT/bench.log" ;;
-  prof)  GS_PROFILE=1 timeout 100 hip/build/bench --model 270m --steps 1 --warmup 1 --prune 0 > "$OUT/prof.log" 2>&1
-         GS_PROFILE=1 timeout 100 hip/build/bench --model 1b --steps 1 --warmup 1 --prune 0 >> "$OUT/prof.log" 2>&1
+  prof)  GS_PROFILE=1 timeout 100 hip/build/bench --model 270m --steps 1 --warmup 1 --prune 0 $BENCH_ARGS > "$OUT/prof.log" 2>&1
+         GS_PROFILE=1 timeout 100 hip/build/bench --model 1b --steps 1 --warmup 1 --prune 0 $BENCH_ARGS >> "$OUT/prof.log" 2>&1
          grep -E "profile|ms " "$OUT/prof.log" | grep -v "^train" ;;
+  sweep) : > "$OUT/sweep.log"
+         for r in ${SWEEP:-0 8 16 26}; do
+           timeout 100 hip/build/bench --model 1b --steps 6 --prune 0 --recompute $r >> "$OUT/sweep.log" 2>&1; echo "sweep $r rc=$?"
+         done
+         grep -E "summary|error" "$OUT/sweep.log" ;;
   torch) : > "$OUT/torch.log"   # one process per variant: a fresh allocator for each peak
          for v in ${TORCH_VARIANTS:-270m:eager 270m:compile 1b:eager 1b:compile}; do
            PYTHONUNBUFFERED=1 timeout 240 python3 hip/dev/torch_bench.py --model ${v%:*} --mode ${v#*:} >> "$OUT/torch.log" 2>&1
