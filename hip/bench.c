@@ -31,7 +31,7 @@ static void usage(void) {
            "  --warmup N        int   untimed steps first                                   default 2\n"
            "  --prune 0|1       int   also time pruning steps (masks on)                    default 1\n"
            "  --attention KIND  str   mma (tensor cores) | simple (portable kernels)        default mma\n"
-           "  --recompute N     int   layers that recompute up in the backward (less memory) default 0\n");
+           "  --recompute N     int   layers that recompute gate|up in the backward (memory) default 0\n");
 }
 
 static double median(double *v, int n) {
@@ -72,7 +72,7 @@ int main(int argc, char **argv) {
     ParamTable tab;
     param_table(&c, &tab);
     printf("bench | GPU %s | model %s (%.1fM parameters, %.1fM without the embedding) | B=%d T=%d (%d tokens/step) | "
-           "attention %s | up recomputed in %d layers | steps %d (+%d warm-up)\n",
+           "attention %s | gate|up recomputed in %d layers | steps %d (+%d warm-up)\n",
            gpu_device_name(), model, tab.total / 1e6, (tab.total - (size_t)c.V * c.d) / 1e6, B, T, B * T, attn, rec,
            steps, warmup);
     config_print(&c, stdout);

@@ -39,8 +39,8 @@ typedef struct {
     int ntensor;            // the parameter table, for the optimizer: tensor i is [off[i], off[i+1])
     size_t *tensor_off;     // [ntensor + 1]
     unsigned char *tensor_flag;  // bit 0 weight decay, bit 1 frozen (not trained), bit 2 norm weight
-    int recompute;          // layers (from the first) that keep only the gate half of gate|up and recompute up in
-                            // the backward: N·F bf16 less memory each, for one more N x F x d product (default 0)
+    int recompute;          // layers (from the first) that keep no gate|up and recompute it in the backward:
+                            // N·2F bf16 less memory each, for one more N x 2F x d product (default 0)
 } GpuSpec;
 
 typedef struct GpuModel GpuModel;

@@ -9,7 +9,7 @@
 // log-sum-exp, the o_proj, gate|up and down_proj outputs, and the norms' 1/rms. Cheap things are
 // recomputed in the backward: both norm outputs that feed products, q and k after norm and RoPE, the
 // residual after the attention branch, gelu(gate)·up. With GpuSpec.recompute = n the first n layers
-// keep only the gate half and recompute up (one more product, F·d·N multiply-adds) in the backward.
+// keep no gate|up and recompute it in the backward (one more product, 2F·d·N multiply-adds, each).
 // Memory: everything the forward and the backward use only for the moment (the scratch) shares one
 // region with the head's chunk of bf16 logits, which is never alive at the same time.
 #include <string.h>
@@ -39,7 +39,7 @@ typedef struct {
     float *lse;          // [B, H, T]
     bf16 *o;             // [N, d]  o_proj output
     float *r_pa, *r_pf;  // [N]
-    bf16 *gu;            // [N, 2F] gate | up, or [N, F] gate alone where rec (up recomputed)
+    bf16 *gu;            // [N, 2F] gate | up (NULL where rec: recomputed in the backward)
     int rec;
     bf16 *f;             // [N, d]  down_proj output
     float *r_pff;        // [N]
@@ -67,8 +67,7 @@ struct GpuModel {
     float *X2, *DX;                  // [N, d] fp32
     bf16 *S1, *S2;                   // [N, d]
     bf16 *SF1, *SF2;                 // [N, max(F, H·D, nqkv)]
-    bf16 *SG;                        // [N, 2F]
-    bf16 *SU;                        // [N, F] up, where recomputed
+    bf16 *SG;                        // [N, 2F] gate | up of the layers that recompute it
     bf16 *QS, *KS, *VS;              // [N, H·D], [N, K·D], [N, K·D] q, k (Gemma 4: v) after norm and RoPE
     float *DQ;                       // [N, H·D] fp32 (attention dQ accumulates here)
     bf16 *DK, *DV;                   // [N, K·D]
@@ -194,7 +193,7 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
         a->r_pa = GALLOC(g, float, N);
         a->r_pf = GALLOC(g, float, N);
         a->rec = l < s->recompute;
-        a->gu = GALLOC(g, bf16, N * (a->rec ? 1 : 2) * F);
+        a->gu = a->rec ? NULL : GALLOC(g, bf16, N * 2 * F);
         a->f = GALLOC(g, bf16, N * d);
         a->r_pff = GALLOC(g, float, N);
     }
@@ -219,12 +218,12 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     // the scratch region: the scratch buffers one after another (256-byte aligned), or the head's bf16 logits of
     // `chunk` rows at a time, 2 GiB at most (each chunk re-reads and re-writes the fp32 embedding gradient
     // once, so fewer, larger chunks move fewer bytes), whichever is larger
-    size_t sizes[] = {N * d * 4, N * d * 4, N * d * 2, N * d * 2, N * maxw * 2, N * maxw * 2, N * 2 * F * 2,
-                      s->recompute > 0 ? N * F * 2 : 0, N * maxhd * 2, N * maxkd * 2, s->arch == 4 ? N * maxkd * 2 : 0,
+    size_t sizes[] = {N * d * 4, N * d * 4, N * d * 2, N * d * 2, N * maxw * 2, N * maxw * 2,
+                      s->recompute > 0 ? N * 2 * F * 2 : 0, N * maxhd * 2, N * maxkd * 2, s->arch == 4 ? N * maxkd * 2 : 0,
                       N * maxhd * 4, N * maxkd * 2, N * maxkd * 2};
     void **bufs[] = {(void **)&g->X2, (void **)&g->DX, (void **)&g->S1, (void **)&g->S2, (void **)&g->SF1,
-                     (void **)&g->SF2, (void **)&g->SG, (void **)&g->SU, (void **)&g->QS, (void **)&g->KS,
-                     (void **)&g->VS, (void **)&g->DQ, (void **)&g->DK, (void **)&g->DV};
+                     (void **)&g->SF2, (void **)&g->SG, (void **)&g->QS, (void **)&g->KS, (void **)&g->VS,
+                     (void **)&g->DQ, (void **)&g->DK, (void **)&g->DV};
     size_t scratch = 0, nbuf = sizeof sizes / sizeof sizes[0];
     for (size_t i = 0; i < nbuf; i++) scratch += (sizes[i] + 255) / 256 * 256;
     size_t chunk = ((size_t)2 << 30) / ((size_t)s->V * 2);
@@ -349,12 +348,13 @@ static void qkv_norm_rope(GpuModel *g, int l) {
     hipCheckLaunch();
 }
 
-// up = m Wup^T into SU (layers that keep only the gate half); m in S1
-static void up_product(GpuModel *g, int l) {
+// gate|up = m Wgu^T (m in S1) into the layer's buffer, or into SG where the layer recomputes it
+static bf16 *gate_up(GpuModel *g, int l) {
     const GpuSpec *s = &g->s;
-    const GpuLayerSpec *ls = &s->layer[l];
-    gs_gemm(0, 1, g->N, s->F, s->d, 1.0f, g->S1, GS_BF16, s->d, g->wb + ls->wgate + (size_t)s->F * s->d, GS_BF16, s->d,
-            0.0f, g->SU, GS_BF16, s->F);
+    bf16 *gu = g->lb[l].rec ? g->SG : g->lb[l].gu;
+    gs_gemm(0, 1, g->N, 2 * s->F, s->d, 1.0f, g->S1, GS_BF16, s->d, g->wb + s->layer[l].wgate, GS_BF16, s->d, 0.0f, gu,
+            GS_BF16, 2 * s->F);
+    return gu;
 }
 
 static AttnFwd attn_args(GpuModel *g, int l) {
@@ -422,11 +422,10 @@ float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
         // x2 = x + RMSNorm(o; post_attn)·zd·gate;  m = RMSNorm(x2; pre_ffn)·zd
         norm_add(g, g->X2, a->r_pa, a->x, a->o, ls->post_attn, gate, NULL, g->S1, a->r_pf, ls->pre_ffn);
         prof(g, P_NORM);
-        // gate|up = m Wgu^T (rec: into scratch, the gate half kept by the GELU); h = gelu(gate)·up·zf; f = h Wd^T
-        bf16 *gu = a->rec ? g->SG : a->gu;
-        gs_gemm(0, 1, N, 2 * F, d, 1.0f, g->S1, GS_BF16, d, g->wb + ls->wgate, GS_BF16, d, 0.0f, gu, GS_BF16, 2 * F);
+        // gate|up = m Wgu^T; h = gelu(gate)·up·zf; f = h Wd^T
+        const bf16 *gu = gate_up(g, l);
         prof(g, P_GEMM);
-        gelu_fwd(g->SF1, a->rec ? a->gu : NULL, gu, gu + F, 2 * F, g->zf ? g->zf + (size_t)l * F : NULL, N, F);
+        gelu_fwd(g->SF1, gu, g->zf ? g->zf + (size_t)l * F : NULL, N, F);
         hipCheckLaunch();
         prof(g, P_ELEM);
         gs_gemm(0, 1, N, d, F, 1.0f, g->SF1, GS_BF16, F, g->wb + ls->wdown, GS_BF16, F, 0.0f, a->f, GS_BF16, d);
@@ -495,24 +494,22 @@ void gpu_backward(GpuModel *g) {
         // --- MLP branch: x_next = x2 + PN(f)·zd·gate
         norm_back<float, bf16, bf16, false>(g, g->S2, g->DX, a->f, a->r_pff, ls->post_ffn, dgate, gate);
         prof(g, P_NORM);
-        if (a->rec) up_product(g, l);
-        const bf16 *up = a->rec ? g->SU : a->gu + F;
-        int ldgu = a->rec ? F : 2 * F;
+        bf16 *gu = a->rec ? gate_up(g, l) : a->gu;  // its gradient replaces it below (d gate | d up)
         gs_gemm(0, 0, N, F, d, 1.0f, g->S2, GS_BF16, d, g->wb + ls->wdown, GS_BF16, F, 0.0f, g->SF2, GS_BF16, F);
         prof(g, P_GEMM);
         if (zf) {  // d/dz_ffn = Σ_n dhm · h
             int nrb = (int)gs_cdiv(N, COLSUM_ROWS);
-            TermGelu tg = {g->SF2, a->gu, up, ldgu, F};
+            TermGelu tg = {g->SF2, gu, F};
             k_colsum<<<dim3(gs_cdiv(F, 32), nrb), dim3(32, 8)>>>(g->part, tg, N, F);
             colsum_finish(g->part, nrb, F, 1, 1.0f, g->dzf + (size_t)l * F);
             hipCheckLaunch();
         }
-        gelu_bwd(g->SG, g->SF1, g->SF2, a->gu, up, ldgu, zf, N, F);  // + hm in SF1
+        gelu_bwd(gu, g->SF1, g->SF2, gu, zf, N, F);  // in place; hm rewritten into SF1
         hipCheckLaunch();
         prof(g, P_ELEM);
         gs_gemm(1, 0, d, F, N, 1.0f, g->S2, GS_BF16, d, g->SF1, GS_BF16, F, 1.0f, g->gw + ls->wdown, GS_F32, F);
-        gs_gemm(1, 0, 2 * F, d, N, 1.0f, g->SG, GS_BF16, 2 * F, g->S1, GS_BF16, d, 1.0f, g->gw + ls->wgate, GS_F32, d);
-        gs_gemm(0, 0, N, d, 2 * F, 1.0f, g->SG, GS_BF16, 2 * F, g->wb + ls->wgate, GS_BF16, d, 0.0f, g->S2, GS_BF16, d);
+        gs_gemm(1, 0, 2 * F, d, N, 1.0f, gu, GS_BF16, 2 * F, g->S1, GS_BF16, d, 1.0f, g->gw + ls->wgate, GS_F32, d);
+        gs_gemm(0, 0, N, d, 2 * F, 1.0f, gu, GS_BF16, 2 * F, g->wb + ls->wgate, GS_BF16, d, 0.0f, g->S2, GS_BF16, d);
         prof(g, P_GEMM);
         // m = PN(x2): DX becomes d/dx2 (residual + this)
         norm_back<bf16, float, float, true>(g, g->DX, g->S2, g->X2, a->r_pf, ls->pre_ffn, NULL, 1.0f);

@@ -637,35 +637,30 @@ template <int VW> __device__ __forceinline__ void stv(bf16 *p, const float *v) {
     *(typename BfVec<VW>::t *)p = raw;
 }
 
-// gate and up: rows of ld elements (the fused gate|up rows: gp = gu, up = gu + F, ld = 2F; apart: ld = F).
-// gk != NULL: also a copy of the gate half, [N, F] (what layers that recompute up keep)
-template <int VW>
-__global__ void k_gelu_fwd(bf16 *hm, bf16 *gk, const bf16 *gp, const bf16 *up, int ld, const float *zf, int N, int F) {
+template <int VW> __global__ void k_gelu_fwd(bf16 *hm, const bf16 *gu, const float *zf, int N, int F) {
     int c = (blockIdx.x * blockDim.x + threadIdx.x) * VW;
     if (c >= F) return;
     for (size_t n = blockIdx.y; n < (size_t)N; n += gridDim.y) {
         float g[VW], u[VW], h[VW];
-        ldv<VW>(g, gp + n * ld + c);
-        ldv<VW>(u, up + n * ld + c);
+        ldv<VW>(g, gu + n * 2 * F + c);
+        ldv<VW>(u, gu + n * 2 * F + F + c);
 #pragma unroll
         for (int k = 0; k < VW; k++) h[k] = gelu_f(g[k]) * u[k] * (zf ? zf[c + k] : 1.0f);
         stv<VW>(hm + n * F + c, h);
-        if (gk) stv<VW>(gk + n * F + c, g);
     }
 }
 
 // dh = dhm · z;  d gate = dh · u · gelu'(g),  d up = dh · gelu(g). With hm != NULL it also rewrites the
 // forward's gelu(g)·u·z (the down_proj weight gradient needs it), saving a second pass over gate|up.
-// dgu: [N, 2F] d gate | d up (the fused weight gradient's input)
+// dgu may be gu (in place: each thread reads its elements before it writes them).
 template <int VW>
-__global__ void k_gelu_bwd(bf16 *dgu, bf16 *hm, const bf16 *dhm, const bf16 *gp, const bf16 *up, int ld,
-                           const float *zf, int N, int F) {
+__global__ void k_gelu_bwd(bf16 *dgu, bf16 *hm, const bf16 *dhm, const bf16 *gu, const float *zf, int N, int F) {
     int c = (blockIdx.x * blockDim.x + threadIdx.x) * VW;
     if (c >= F) return;
     for (size_t n = blockIdx.y; n < (size_t)N; n += gridDim.y) {
         float g[VW], u[VW], d[VW], dg[VW], du[VW];
-        ldv<VW>(g, gp + n * ld + c);
-        ldv<VW>(u, up + n * ld + c);
+        ldv<VW>(g, gu + n * 2 * F + c);
+        ldv<VW>(u, gu + n * 2 * F + F + c);
         ldv<VW>(d, dhm + n * F + c);
 #pragma unroll
         for (int k = 0; k < VW; k++) {
@@ -682,23 +677,22 @@ __global__ void k_gelu_bwd(bf16 *dgu, bf16 *hm, const bf16 *dhm, const bf16 *gp,
 
 // host launchers: 128 threads across the channels, rows on the grid's y (at most 65535, the rest looped)
 static dim3 gelu_grid(int N, int F, int vw) { return dim3(gs_cdiv(F / vw, 128), N < 65535 ? N : 65535); }
-static void gelu_fwd(bf16 *hm, bf16 *gk, const bf16 *gp, const bf16 *up, int ld, const float *zf, int N, int F) {
-    if (F % 8 == 0 && ld % 8 == 0) k_gelu_fwd<8><<<gelu_grid(N, F, 8), 128>>>(hm, gk, gp, up, ld, zf, N, F);
-    else k_gelu_fwd<2><<<gelu_grid(N, F, 2), 128>>>(hm, gk, gp, up, ld, zf, N, F);
+static void gelu_fwd(bf16 *hm, const bf16 *gu, const float *zf, int N, int F) {
+    if (F % 8 == 0) k_gelu_fwd<8><<<gelu_grid(N, F, 8), 128>>>(hm, gu, zf, N, F);
+    else k_gelu_fwd<2><<<gelu_grid(N, F, 2), 128>>>(hm, gu, zf, N, F);
 }
-static void gelu_bwd(bf16 *dgu, bf16 *hm, const bf16 *dhm, const bf16 *gp, const bf16 *up, int ld, const float *zf,
-                     int N, int F) {
-    if (F % 8 == 0 && ld % 8 == 0) k_gelu_bwd<8><<<gelu_grid(N, F, 8), 128>>>(dgu, hm, dhm, gp, up, ld, zf, N, F);
-    else k_gelu_bwd<2><<<gelu_grid(N, F, 2), 128>>>(dgu, hm, dhm, gp, up, ld, zf, N, F);
+static void gelu_bwd(bf16 *dgu, bf16 *hm, const bf16 *dhm, const bf16 *gu, const float *zf, int N, int F) {
+    if (F % 8 == 0) k_gelu_bwd<8><<<gelu_grid(N, F, 8), 128>>>(dgu, hm, dhm, gu, zf, N, F);
+    else k_gelu_bwd<2><<<gelu_grid(N, F, 2), 128>>>(dgu, hm, dhm, gu, zf, N, F);
 }
 
 // d/dz_ffn: Σ_n dhm[n, c] · gelu(g) · u
 struct TermGelu {
-    const bf16 *dhm, *gp, *up;
-    int ld, F;
+    const bf16 *dhm, *gu;
+    int F;
     __device__ float operator()(int n, int c) const {
-        size_t i = (size_t)n * ld + c;
-        return bf2f(dhm[(size_t)n * F + c]) * gelu_f(bf2f(gp[i])) * bf2f(up[i]);
+        const bf16 *r = gu + (size_t)n * 2 * F;
+        return bf2f(dhm[(size_t)n * F + c]) * gelu_f(bf2f(r[c])) * bf2f(r[F + c]);
     }
 };
 

@@ -88,11 +88,11 @@ static void masks_drop(MaskSet *s) {
     for (int i = 0; i < 8; i++) free(p[i]);
 }
 
-// rec: layers that recompute up in the backward (GpuSpec.recompute)
+// rec: layers that recompute gate|up in the backward (GpuSpec.recompute)
 static void check_case(const char *name, Model *m, const int *tok, const int *tgt, int B, int T, int prune, int use_mma,
                        int rec) {
     const Config *c = &m->c;
-    printf("  %s: %s step, %s attention, B=%d T=%d, up recomputed in %d layers\n", name, prune ? "pruning" : "training",
+    printf("  %s: %s step, %s attention, B=%d T=%d, gate|up recomputed in %d layers\n", name, prune ? "pruning" : "training",
            use_mma ? "tensor-core (where D allows)" : "portable", B, T, rec);
     for (size_t i = 0; i < m->tab.total; i++) m->w[i] = bf16_to_f32(f32_to_bf16(m->w[i]));
     MaskSet ms;

@@ -5,7 +5,7 @@
 # runs on one thread: its models are tiny, and on the 16-vCPU H200 machine OpenMP made each CPU step 30-50 s.
 #   sh hip/dev/run_device.sh [check] [dev] [bench] [prof] [sweep] [torch]   (default: check dev bench torch)
 #   BENCH_RUNS: model:recompute pairs of `bench` (default "270m:0 1b:0"); BENCH_ARGS: extra flags for every bench
-#   and prof run; SWEEP: the --recompute values of `sweep`
+#   and prof run; SWEEP: the --recompute values of `sweep`; DEV: which workbenches `dev` runs
 #   (1B, training steps only); TORCH_VARIANTS: which torch runs
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/gs_out}
@@ -22,7 +22,7 @@ for w in $what; do
   check) OMP_NUM_THREADS=1 timeout 300 hip/build/check_step > "$OUT/check.log" 2>&1; echo "check_step rc=$?"
          grep -E "FAIL|worst|loss cpu|check_step" "$OUT/check.log" | head -60 ;;
   dev)   : > "$OUT/dev.log"
-         for d in attention rmsnorm rope gelu embed xent adamw; do
+         for d in ${DEV:-attention rmsnorm rope gelu embed xent adamw}; do
            timeout 120 hip/build/dev_$d >> "$OUT/dev.log" 2>&1; echo "dev_$d rc=$?"
          done
          grep -E "FAIL|TFLOP|GB/s|passed|FAILED" "$OUT/dev.log" | head -60 ;;
