@@ -860,7 +860,7 @@ static void finalize(const Model *m, const Masks *M, const float *score, const c
         GpuRun g = {0};
         const char *why = device_gpu ? gpu_unsupported(&out->c) : NULL;
         if (why) printf("| the pruned model is evaluated on the CPU: %s\n", why);
-        else if (device_gpu) gpu_run_open(&g, out, B, T), gpu = &g;
+        else if (device_gpu) gpu_run_open(&g, out, B, T, 0), gpu = &g;
 #endif
         eval_all(out, gpu, mx, eval_batches, B, T, loss);
 #ifdef USE_GPU
@@ -1235,7 +1235,7 @@ typedef struct {
     int method;
     double keep;
     int steps, batch, seq, eval_every, eval_batches, dbl, dbl_clip0, full_every, ckpt_every, resume, stop_at;
-    int calib_batches, log_every, out_dtype, gpu;
+    int calib_batches, log_every, out_dtype, gpu, gpu_recompute;
     long seed;
     double lr, mask_lr, lambda_lr, warmup_frac, lr_floor, lag_warmup, clip;
 } Settings;
@@ -1441,6 +1441,8 @@ static void usage(void) {
         "  --device cpu|gpu       string  sheared steps and every evaluation on the GPU (bf16 compute,   cpu\n"
         "                                 fp32 master weights; the build of `make gpu`: hip/build/prune);\n"
         "                                 one-shot scoring stays on the CPU; same files in and out\n"
+        "  --gpu-recompute N      int     with --device gpu: layers (from the first) that recompute     0\n"
+        "                                 gate|up in the backward instead of keeping it (less memory)\n"
         "Targets count non-embedding parameters like the published code; with a large vocabulary the embedding\n"
         "dominates small Gemmas, so the total is printed too.\n");
 }
@@ -1486,6 +1488,7 @@ static Settings parse_args(int argc, char **argv) {
             if (!strcmp(d, "gpu")) s.gpu = 1;
             else if (strcmp(d, "cpu")) fail("--device %s: expected cpu or gpu", d);
         }
+        else if (!strcmp(a, "--gpu-recompute")) s.gpu_recompute = (int)arg_int(argc, argv, &i);
         else if (!strcmp(a, "--dtype")) {
             const char *d = arg_str(argc, argv, &i);
             if (!strcmp(d, "f32")) s.out_dtype = ST_F32;
@@ -1509,6 +1512,7 @@ static Settings parse_args(int argc, char **argv) {
     if (!(s.warmup_frac >= 0 && s.warmup_frac <= 1) || !(s.lag_warmup >= 0 && s.lag_warmup <= 1) || !(s.lr_floor >= 0 && s.lr_floor <= 1))
         fail("--warmup-frac, --lagrangian-warmup and --lr-floor are fractions in [0, 1]");
     if (s.stop_at < 0 || s.stop_at > s.steps) fail("--stop-at %d: expected a step in [1, --steps %d]", s.stop_at, s.steps);
+    if (s.gpu_recompute && !s.gpu) fail("--gpu-recompute %d applies to --device gpu only", s.gpu_recompute);
 #ifndef USE_GPU
     if (s.gpu) fail("--device gpu: this binary was built without the GPU path; on a machine with nvcc and CUDA run `make gpu` "
                     "and use hip/build/prune --device gpu");
@@ -1550,7 +1554,7 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
 #ifdef USE_GPU
     GpuRun gpu = {0};
     if (device_gpu) {
-        gpu_run_open(&gpu, &P.m, B, T);
+        gpu_run_open(&gpu, &P.m, B, T, s->gpu_recompute);
         if (P.step > 0) gpu_adam_moments(gpu.g, P.mom, P.var, 1);  // resuming: the moments too
         P.gpu = &gpu;
     }

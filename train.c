@@ -48,6 +48,7 @@ typedef struct {
     const char *generate, *tokenizer;                                             // generation
     int tokens, top_k;
     const char *device;                                                           // cpu | gpu
+    int gpu_recompute;
     int stop_at;
 } Opts;
 
@@ -114,6 +115,8 @@ static const Flag flags[] = {
     {"stop-at", A_INT, OPT(stop_at), "0", 0, "checkpoint at this step and exit (continue with --resume, on either device); 0: off"},
     {"device", A_STR, OPT(device), "cpu", 0, "cpu | gpu: steps, evaluation and AdamW on the GPU (bf16 compute, fp32 master "
                                              "weights; the build of `make gpu`: hip/build/train); same files in and out"},
+    {"gpu-recompute", A_INT, OPT(gpu_recompute), "0", 0, "with --device gpu: layers (from the first) that recompute gate|up "
+                                                       "in the backward instead of keeping it (less memory, one more product each)"},
 };
 #define NFLAGS ((int)(sizeof flags / sizeof flags[0]))
 
@@ -276,7 +279,8 @@ static void opts_check(const Opts *o) {
         if (strcmp(o->optimizer, "adamw"))
             fail("--device gpu trains with AdamW only (got --optimizer %s); use --device cpu for adamw8 and muon", o->optimizer);
         if (*o->teacher) fail("--device gpu does not distill (--teacher); use --device cpu for distillation");
-    }
+    } else if (o->gpu_recompute)
+        fail("--gpu-recompute %d applies to --device gpu only", o->gpu_recompute);
 }
 
 // ================================================================================================
@@ -345,7 +349,7 @@ static double *reference_losses(const Opts *o, const Mixture *mx, int V) {
 #ifdef USE_GPU
     if (!strcmp(o->device, "gpu")) {
         GpuRun g = {0};
-        gpu_run_open(&g, &rm, o->batch, o->seq);
+        gpu_run_open(&g, &rm, o->batch, o->seq, 0);
         eval_domains(mx, gpu_eval_fn, &g, o->batch, o->seq, o->eval_batches, ref);
         gpu_run_close(&g);
     } else
@@ -547,7 +551,8 @@ static int init_model(Model *m, const Opts *o) {
 //    matrices: never on norms, the embedding or frozen tensors (layer_scalar).
 // ================================================================================================
 
-static int is_matrix(const PEntry *e) { return e->cols > 1 && e->kind != T_EMBED && !e->frozen; }
+// Muon takes the hidden matrices; token tables (the embedding, E2B's per-layer table) are lookups: AdamW
+static int is_matrix(const PEntry *e) { return e->cols > 1 && !is_token_table(e) && !e->frozen; }
 
 // --- 8-bit AdamW -----------------------------------------------------------------------------------
 // Both moments are stored as one byte per element, in blocks of QBLOCK elements of one tensor with an
@@ -1559,7 +1564,7 @@ int main(int argc, char **argv) {
 #ifdef USE_GPU
     if (!strcmp(r.o.device, "gpu")) {
         if (r.opt.nv != r.opt.total) fail("internal: AdamW state is not laid out over the whole table");
-        gpu_run_open(&r.gpu, &r.m, r.o.batch, r.o.seq);
+        gpu_run_open(&r.gpu, &r.m, r.o.batch, r.o.seq, r.o.gpu_recompute);
         if (r.opt.t > 0) gpu_adam_moments(r.gpu.g, r.opt.m, r.opt.v, 1);  // resuming: the moments too
         r.on_gpu = 1;
     }

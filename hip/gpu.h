@@ -155,12 +155,16 @@ typedef struct {
     int *tok, *tgt;  // [B*T] padding for forward passes of fewer than B rows
 } GpuRun;
 
-static void gpu_run_open(GpuRun *r, const Model *m, int B, int T) {
+// recompute: GpuSpec.recompute (--gpu-recompute of train and prune; 0 for forward-only use)
+static void gpu_run_open(GpuRun *r, const Model *m, int B, int T, int recompute) {
     const char *why = gpu_unsupported(&m->c);
     if (why) fail("--device gpu: %s; use --device cpu", why);
+    if (recompute < 0 || recompute > m->c.L)
+        fail("--gpu-recompute %d: expected 0 to %d (the model's layers)", recompute, m->c.L);
     size_t used0, used, total;
     gpu_memory(&used0, &total);
     r->s = gpu_spec_from_model(m);
+    r->s->recompute = recompute;
     r->g = gpu_create(r->s, B, T);
     r->B = B, r->T = T;
     r->tok = (int *)mallocCheck(sizeof(int) * (size_t)B * T);

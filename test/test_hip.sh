@@ -82,11 +82,17 @@ for p in train prune; do [ -x ./$p ] || make -s $p > /dev/null 2>&1; done
 one_line_error "./train --device gpu (CPU build)" "make gpu" ./train --config data/teacher.json --init random --out $D/t --device gpu
 one_line_error "./prune --device gpu (CPU build)" "make gpu" ./prune --model test/fixtures/g3_gqa --out $D/p --keep 0.5 --device gpu
 one_line_error "./train --device tpu" "device" ./train --config data/teacher.json --init random --out $D/t --device tpu
+one_line_error "./train --gpu-recompute without --device gpu" "device gpu only" ./train --config data/teacher.json \
+  --init random --out $D/t --gpu-recompute 2
+one_line_error "./prune --gpu-recompute without --device gpu" "device gpu only" ./prune --model test/fixtures/g3_gqa \
+  --out $D/p --keep 0.5 --gpu-recompute 2
 if [ -x hip/build/train ] && [ -x hip/build/prune ]; then
   one_line_error "hip/build/train --device gpu --optimizer muon" "AdamW only" hip/build/train --config data/teacher.json \
     --init random --out $D/t --device gpu --optimizer muon
   [ -d data/shards ] && one_line_error "hip/build/train --device gpu on Gemma 4 E2B" "E2B" hip/build/train \
     --model test/fixtures/g4_e2b --data data/shards --out $D/e --steps 2 --batch 2 --seq 32 --device gpu
+  [ -d data/shards ] && one_line_error "hip/build/train --gpu-recompute past the layers" "expected 0 to" hip/build/train \
+    --model test/fixtures/g3_gqa --data data/shards --out $D/r --steps 2 --batch 2 --seq 32 --device gpu --gpu-recompute 99
   if hip/build/train --help | grep -q -- "--device" && hip/build/prune --help | grep -q -- "--device"; then
     echo "ok   hip/build/train and hip/build/prune --help show --device"; else bad "--help of the GPU builds lacks --device"; fi
   if ! nvidia-smi > /dev/null 2>&1 && [ -d data/shards ]; then
