@@ -216,25 +216,25 @@ __device__ __forceinline__ void st4(bf16 *p, const float v[4]) {
 #define ROW_Z(z, c) ((z) ? (z)[c] : 1.0f)
 #define ROW_KEPT(z, c) (!(z) || (z)[c] != 0.0f)
 
-// y = RMSNorm(x) as bf16, rstd saved (k_norm_fwd)
+// lane's columns of row xr into v; returns the row's Σ x² over kept columns (all lanes)
 template <int NV, typename TX>
-__global__ void k_rnorm_fwd(bf16 *y, float *rstd, const TX *x, const float *w, float off, const float *z, float inv_kept,
-                            float eps, int C, int N) {
-    int lane = threadIdx.x % GS_WARP;
-    size_t n = (size_t)blockIdx.x * (blockDim.x / GS_WARP) + threadIdx.x / GS_WARP;
-    if (n >= (size_t)N) return;  // warp-uniform
-    float v[NV][4], ss = 0;
+__device__ __forceinline__ float row_load_ss(float v[NV][4], const TX *xr, const float *z, int C, int lane) {
+    float ss = 0;
 #pragma unroll
     for (int j = 0; j < NV; j++) {
         int c = ROW_COLS(j);
         if (c >= C) continue;
-        ld4(v[j], x + n * C + c);
+        ld4(v[j], xr + c);
 #pragma unroll
         for (int i = 0; i < 4; i++)
             if (ROW_KEPT(z, c + i)) ss += v[j][i] * v[j][i];
     }
-    float r = rsqrtf(warp_sum(ss) * inv_kept + eps);
-    if (lane == 0) rstd[n] = r;
+    return warp_sum(ss);
+}
+// yr = v · r · (off + w) · z as bf16 (lane's columns)
+template <int NV>
+__device__ __forceinline__ void row_store_norm(bf16 *yr, const float v[NV][4], float r, const float *w, float off,
+                                               const float *z, int C, int lane) {
 #pragma unroll
     for (int j = 0; j < NV; j++) {
         int c = ROW_COLS(j);
@@ -242,8 +242,21 @@ __global__ void k_rnorm_fwd(bf16 *y, float *rstd, const TX *x, const float *w, f
         float o[4];
 #pragma unroll
         for (int i = 0; i < 4; i++) o[i] = v[j][i] * r * ROW_W(w, off, c + i) * ROW_Z(z, c + i);
-        st4(y + n * C + c, o);
+        st4(yr + c, o);
     }
+}
+
+// y = RMSNorm(x) as bf16, rstd saved (k_norm_fwd)
+template <int NV, typename TX>
+__global__ void k_rnorm_fwd(bf16 *y, float *rstd, const TX *x, const float *w, float off, const float *z, float inv_kept,
+                            float eps, int C, int N) {
+    int lane = threadIdx.x % GS_WARP;
+    size_t n = (size_t)blockIdx.x * (blockDim.x / GS_WARP) + threadIdx.x / GS_WARP;
+    if (n >= (size_t)N) return;  // warp-uniform
+    float v[NV][4];
+    float r = rsqrtf(row_load_ss<NV>(v, x + n * C, z, C, lane) * inv_kept + eps);
+    if (lane == 0) rstd[n] = r;
+    row_store_norm<NV>(y + n * C, v, r, w, off, z, C, lane);
 }
 
 // out = (res + RMSNorm(x)·gate)·ls (k_norm_add_fwd); with NORM2 also y2 = RMSNorm(out; w2) as bf16 and its
@@ -255,17 +268,8 @@ __global__ void k_rnorm_add_fwd(float *out, float *rstd, const float *res, const
     int lane = threadIdx.x % GS_WARP;
     size_t n = (size_t)blockIdx.x * (blockDim.x / GS_WARP) + threadIdx.x / GS_WARP;
     if (n >= (size_t)N) return;
-    float v[NV][4], ss = 0;
-#pragma unroll
-    for (int j = 0; j < NV; j++) {
-        int c = ROW_COLS(j);
-        if (c >= C) continue;
-        ld4(v[j], x + n * C + c);
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-            if (ROW_KEPT(z, c + i)) ss += v[j][i] * v[j][i];
-    }
-    float r = rsqrtf(warp_sum(ss) * inv_kept + eps), s = ls ? *ls : 1.0f, ss2 = 0;
+    float v[NV][4];
+    float r = rsqrtf(row_load_ss<NV>(v, x + n * C, z, C, lane) * inv_kept + eps), s = ls ? *ls : 1.0f, ss2 = 0;
     if (lane == 0) rstd[n] = r;
 #pragma unroll
     for (int j = 0; j < NV; j++) {
@@ -283,15 +287,7 @@ __global__ void k_rnorm_add_fwd(float *out, float *rstd, const float *res, const
     if (!NORM2) return;
     float r2 = rsqrtf(warp_sum(ss2) * inv_kept + eps);
     if (lane == 0) rstd2[n] = r2;
-#pragma unroll
-    for (int j = 0; j < NV; j++) {
-        int c = ROW_COLS(j);
-        if (c >= C) continue;
-        float o[4];
-#pragma unroll
-        for (int i = 0; i < 4; i++) o[i] = v[j][i] * r2 * ROW_W(w2, off, c + i) * ROW_Z(z, c + i);
-        st4(y2 + n * C + c, o);
-    }
+    row_store_norm<NV>(y2 + n * C, v, r2, w2, off, z, C, lane);
 }
 
 // The backward of k_norm_bwd, plus part[blockIdx.x][c] = Σ over the block's rows of dy_c x_c r. Blocks of
