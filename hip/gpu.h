@@ -8,6 +8,7 @@
 //   #include "model.h"
 //   #include "hip/gpu.h"                       // after model.h: adds gpu_spec_from_model()
 //   GpuSpec *s = gpu_spec_from_model(&m);
+//   s->recompute = 0;                           // or N: the first N layers recompute gate|up (less memory)
 //   GpuModel *g = gpu_create(s, B, T);          // allocates everything once
 //   gpu_upload(g, m.w);
 //   each step: gpu_zero_grad(g); loss = gpu_forward(g, tok, tgt, 1); gpu_backward(g);
