@@ -64,9 +64,9 @@ __global__ void k_attn_dot(float *Di, const bf16 *dO, int lddo, const bf16 *O, i
     const bf16 *x = dO + n * lddo + h * D, *y = O + n * ldo + h * D;
     if (D % 4 == 0 && lddo % 4 == 0 && ldo % 4 == 0)  // 8-byte loads (the rows are 8-byte aligned)
         for (int i = 4 * lane; i < D; i += 4 * GS_WARP) {
-            uint2 u = *(const uint2 *)(x + i), v = *(const uint2 *)(y + i);
-            s += bf2f((bf16)u.x) * bf2f((bf16)v.x) + bf2f((bf16)(u.x >> 16)) * bf2f((bf16)(v.x >> 16)) +
-                 bf2f((bf16)u.y) * bf2f((bf16)v.y) + bf2f((bf16)(u.y >> 16)) * bf2f((bf16)(v.y >> 16));
+            float u[4], v[4];
+            ldv<4>(u, x + i), ldv<4>(v, y + i);
+            s += u[0] * v[0] + u[1] * v[1] + u[2] * v[2] + u[3] * v[3];
         }
     else
         for (int i = lane; i < D; i += GS_WARP) s += bf2f(x[i]) * bf2f(y[i]);

@@ -109,6 +109,46 @@ __device__ __forceinline__ float ldf(const bf16 *p, size_t i) { return bf2f(p[i]
 __device__ __forceinline__ void stf(float *p, size_t i, float v) { p[i] = v; }
 __device__ __forceinline__ void stf(bf16 *p, size_t i, float v) { p[i] = f2bf(v); }
 
+// W consecutive values (W = 1, 2, 4, 8 bf16; 1, 2, 4 float) as floats, with one load or store of W elements
+// (p aligned to W elements)
+template <int W> struct BfVec { typedef uint32_t t; };
+template <> struct BfVec<1> { typedef uint16_t t; };
+template <> struct BfVec<4> { typedef uint2 t; };
+template <> struct BfVec<8> { typedef uint4 t; };
+template <int W> struct F32Vec { typedef float t; };
+template <> struct F32Vec<2> { typedef float2 t; };
+template <> struct F32Vec<4> { typedef float4 t; };
+template <int W> __device__ __forceinline__ void ldv(float *o, const bf16 *p) {
+    typename BfVec<W>::t raw = *(const typename BfVec<W>::t *)p;
+    const bf16 *e = (const bf16 *)&raw;
+#pragma unroll
+    for (int k = 0; k < W; k++) o[k] = bf2f(e[k]);
+}
+template <int W> __device__ __forceinline__ void ldv(float *o, const float *p) {
+    typename F32Vec<W>::t raw = *(const typename F32Vec<W>::t *)p;
+    const float *e = (const float *)&raw;
+#pragma unroll
+    for (int k = 0; k < W; k++) o[k] = e[k];
+}
+template <int W> __device__ __forceinline__ void stv(bf16 *p, const float *v) {
+    if constexpr (W == 1) {
+        *p = f2bf(v[0]);
+    } else {
+        typename BfVec<W>::t raw;
+        uint32_t *e = (uint32_t *)&raw;
+#pragma unroll
+        for (int k = 0; k < W / 2; k++) e[k] = pack_bf16x2(v[2 * k], v[2 * k + 1]);
+        *(typename BfVec<W>::t *)p = raw;
+    }
+}
+template <int W> __device__ __forceinline__ void stv(float *p, const float *v) {
+    typename F32Vec<W>::t raw;
+    float *e = (float *)&raw;
+#pragma unroll
+    for (int k = 0; k < W; k++) e[k] = v[k];
+    *(typename F32Vec<W>::t *)p = raw;
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = GS_WARP / 2; o > 0; o >>= 1) v += gs_shfl_xor(v, o);
     return v;

@@ -224,17 +224,14 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     void **bufs[] = {(void **)&g->X2, (void **)&g->DX, (void **)&g->S1, (void **)&g->S2, (void **)&g->SF1,
                      (void **)&g->SF2, (void **)&g->SG, (void **)&g->QS, (void **)&g->KS, (void **)&g->VS,
                      (void **)&g->DQ, (void **)&g->DK, (void **)&g->DV};
-    size_t scratch = 0, nbuf = sizeof sizes / sizeof sizes[0];
-    for (size_t i = 0; i < nbuf; i++) scratch += (sizes[i] + 255) / 256 * 256;
+    size_t nbuf = sizeof sizes / sizeof sizes[0], offs[sizeof sizes / sizeof sizes[0]], scratch = 0;
+    for (size_t i = 0; i < nbuf; i++) offs[i] = scratch, scratch += (sizes[i] + 255) / 256 * 256;
     size_t chunk = ((size_t)2 << 30) / ((size_t)s->V * 2);
     g->chunk = (int)(chunk < 1 ? 1 : chunk > N ? N : chunk);
     size_t lbytes = (size_t)g->chunk * s->V * 2;
     g->ws = GALLOC(g, char, scratch > lbytes ? scratch : lbytes);
     g->logits = (bf16 *)g->ws;
-    for (size_t i = 0, o = 0; i < nbuf; i++) {
-        *bufs[i] = sizes[i] ? (void *)(g->ws + o) : NULL;
-        o += (sizes[i] + 255) / 256 * 256;
-    }
+    for (size_t i = 0; i < nbuf; i++) *bufs[i] = sizes[i] ? (void *)(g->ws + offs[i]) : NULL;
     g->zd_kept = s->d;
     gs_blas_init();
     hipCheck(hipDeviceSynchronize());

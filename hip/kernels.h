@@ -199,18 +199,6 @@ __global__ void k_norm_bwd(TO *dx, const TY *dy, const TX *x, const float *rstd,
 #define ROW_WARPS 8
 #define ROW_BLOCK 32
 
-__device__ __forceinline__ void ld4(float v[4], const float *p) {
-    float4 t = *(const float4 *)p;
-    v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
-}
-__device__ __forceinline__ void ld4(float v[4], const bf16 *p) {
-    uint2 t = *(const uint2 *)p;
-    v[0] = bf2f((bf16)t.x), v[1] = bf2f((bf16)(t.x >> 16)), v[2] = bf2f((bf16)t.y), v[3] = bf2f((bf16)(t.y >> 16));
-}
-__device__ __forceinline__ void st4(float *p, const float v[4]) { *(float4 *)p = make_float4(v[0], v[1], v[2], v[3]); }
-__device__ __forceinline__ void st4(bf16 *p, const float v[4]) {
-    *(uint2 *)p = make_uint2(pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3]));
-}
 #define ROW_COLS(j) (4 * (lane + GS_WARP * (j)))  // first column of lane's j-th group
 #define ROW_W(w, off, c) ((w) ? (off) + (w)[c] : 1.0f)
 #define ROW_Z(z, c) ((z) ? (z)[c] : 1.0f)
@@ -224,7 +212,7 @@ __device__ __forceinline__ float row_load_ss(float v[NV][4], const TX *xr, const
     for (int j = 0; j < NV; j++) {
         int c = ROW_COLS(j);
         if (c >= C) continue;
-        ld4(v[j], xr + c);
+        ldv<4>(v[j], xr + c);
 #pragma unroll
         for (int i = 0; i < 4; i++)
             if (ROW_KEPT(z, c + i)) ss += v[j][i] * v[j][i];
@@ -242,7 +230,7 @@ __device__ __forceinline__ void row_store_norm(bf16 *yr, const float v[NV][4], f
         float o[4];
 #pragma unroll
         for (int i = 0; i < 4; i++) o[i] = v[j][i] * r * ROW_W(w, off, c + i) * ROW_Z(z, c + i);
-        st4(yr + c, o);
+        stv<4>(yr + c, o);
     }
 }
 
@@ -276,13 +264,13 @@ __global__ void k_rnorm_add_fwd(float *out, float *rstd, const float *res, const
         int c = ROW_COLS(j);
         if (c >= C) continue;
         float rs[4];
-        ld4(rs, res + n * C + c);
+        ldv<4>(rs, res + n * C + c);
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             v[j][i] = (rs[i] + v[j][i] * r * ROW_W(w, off, c + i) * ROW_Z(z, c + i) * gate) * s;
             if (NORM2 && ROW_KEPT(z, c + i)) ss2 += v[j][i] * v[j][i];
         }
-        st4(out + n * C + c, v[j]);
+        stv<4>(out + n * C + c, v[j]);
     }
     if (!NORM2) return;
     float r2 = rsqrtf(warp_sum(ss2) * inv_kept + eps);
@@ -314,9 +302,9 @@ __global__ void __launch_bounds__(ROWB_WARPS * GS_WARP, 4)
         for (int j = 0; j < NV; j++) {
             int c = ROW_COLS(j);
             if (c >= C) continue;
-            ld4(a[j], dy + n * C + c);
-            ld4(b[j], x + n * C + c);
-            if (ACC) ld4(o[ACC ? j : 0], dx + n * C + c);
+            ldv<4>(a[j], dy + n * C + c);
+            ldv<4>(b[j], x + n * C + c);
+            if (ACC) ldv<4>(o[ACC ? j : 0], dx + n * C + c);
         }
 #pragma unroll
         for (int j = 0; j < NV; j++) {
@@ -340,7 +328,7 @@ __global__ void __launch_bounds__(ROWB_WARPS * GS_WARP, 4)
             }
             t.x += a[j][0] * b[j][0] * r, t.y += a[j][1] * b[j][1] * r, t.z += a[j][2] * b[j][2] * r, t.w += a[j][3] * b[j][3] * r;
             *(float4 *)(sacc + c) = t;
-            st4(dx + n * C + c, ACC ? o[ACC ? j : 0] : d);
+            stv<4>(dx + n * C + c, ACC ? o[ACC ? j : 0] : d);
         }
     }
     __syncthreads();
@@ -429,22 +417,6 @@ static void rope_table_host(float2 *h, const float *inv, int T, int D) {
 #define HN_ROWS 64  // rows per block of the backward
 // PW adjacent frequency pairs per lane group (2 where D % 4 == 0: 4-byte bf16 and 8-byte fp32 loads; v1 was
 // PW = 1, 2-byte loads, about 1.7 / 1.1 TB/s forward / backward): lane owns p = PW·(lane + GS_WARP·m) + e.
-template <int PW> __device__ __forceinline__ void ldp(float *o, const bf16 *p) {
-    if (PW == 2) {
-        uint32_t t = *(const uint32_t *)p;
-        o[0] = bf2f((bf16)t), o[PW - 1] = bf2f((bf16)(t >> 16));
-    } else o[0] = bf2f(p[0]);
-}
-template <int PW> __device__ __forceinline__ void ldp(float *o, const float *p) {
-    if (PW == 2) {
-        float2 t = *(const float2 *)p;
-        o[0] = t.x, o[PW - 1] = t.y;
-    } else o[0] = p[0];
-}
-template <int PW> __device__ __forceinline__ void stp(bf16 *p, const float *v) {
-    if (PW == 2) *(uint32_t *)p = pack_bf16x2(v[0], v[PW - 1]);
-    else p[0] = f2bf(v[0]);
-}
 
 template <int PW>
 __global__ void k_headnorm_rope_fwd(bf16 *out, float *rstd, const bf16 *qkv, int ld, int col, int nh, int D,
@@ -460,8 +432,8 @@ __global__ void k_headnorm_rope_fwd(bf16 *out, float *rstd, const bf16 *qkv, int
     for (int m = 0; m < M; m++) {
         int p = PW * (lane + GS_WARP * m);
         if (p >= half) continue;
-        ldp<PW>(xa + PW * m, x + p);
-        ldp<PW>(xb + PW * m, x + p + half);
+        ldv<PW>(xa + PW * m, x + p);
+        ldv<PW>(xb + PW * m, x + p + half);
 #pragma unroll
         for (int e = 0; e < PW; e++) ss += xa[PW * m + e] * xa[PW * m + e] + xb[PW * m + e] * xb[PW * m + e];
     }
@@ -484,8 +456,8 @@ __global__ void k_headnorm_rope_fwd(bf16 *out, float *rstd, const bf16 *qkv, int
             }
             oa[e] = a, ob[e] = b;
         }
-        stp<PW>(o + p, oa);
-        stp<PW>(o + p + half, ob);
+        stv<PW>(o + p, oa);
+        stv<PW>(o + p + half, ob);
     }
 }
 
@@ -516,8 +488,8 @@ __global__ void k_headnorm_rope_bwd(bf16 *dqkv, float *part, const TD *dy, const
             int p = PW * (lane + GS_WARP * m);
             if (p >= half) continue;
             float ya[PW], yb[PW];
-            ldp<PW>(ya, g + p), ldp<PW>(yb, g + p + half);
-            ldp<PW>(xa + PW * m, x + p), ldp<PW>(xb + PW * m, x + p + half);
+            ldv<PW>(ya, g + p), ldv<PW>(yb, g + p + half);
+            ldv<PW>(xa + PW * m, x + p), ldv<PW>(xb + PW * m, x + p + half);
 #pragma unroll
             for (int e = 0; e < PW; e++) {
                 int k = PW * m + e;
@@ -536,7 +508,7 @@ __global__ void k_headnorm_rope_bwd(bf16 *dqkv, float *part, const TD *dy, const
             int p = PW * (lane + GS_WARP * m);
             if (p >= half) continue;
             float va[PW], vb[PW], oa[PW], ob[PW];
-            if (ACC) ldp<PW>(oa, dx + p), ldp<PW>(ob, dx + p + half);
+            if (ACC) ldv<PW>(oa, dx + p), ldv<PW>(ob, dx + p + half);
 #pragma unroll
             for (int e = 0; e < PW; e++) {
                 int k = PW * m + e;
@@ -546,8 +518,8 @@ __global__ void k_headnorm_rope_bwd(bf16 *dqkv, float *part, const TD *dy, const
                 acc_a[k] += da[k] * xa[k] * r;
                 acc_b[k] += db[k] * xb[k] * r;
             }
-            stp<PW>(dx + p, va);
-            stp<PW>(dx + p + half, vb);
+            stv<PW>(dx + p, va);
+            stv<PW>(dx + p + half, vb);
         }
     }
     if (!part) return;
@@ -617,21 +589,6 @@ __device__ __forceinline__ float gelu_grad_f(float x) {
 // VW adjacent channels per thread (8: 16-byte loads when F % 8 == 0, else 2: F is even, checked at
 // gpu_create); blockIdx.y walks the rows. v1 was grid-stride over N·F/2 pairs, and its 64-bit index
 // division held it to about half the memory bandwidth.
-template <int VW> struct BfVec { typedef uint32_t t; };
-template <> struct BfVec<8> { typedef uint4 t; };
-template <int VW> __device__ __forceinline__ void ldv(float *o, const bf16 *p) {
-    typename BfVec<VW>::t raw = *(const typename BfVec<VW>::t *)p;
-    const bf16 *e = (const bf16 *)&raw;
-#pragma unroll
-    for (int k = 0; k < VW; k++) o[k] = bf2f(e[k]);
-}
-template <int VW> __device__ __forceinline__ void stv(bf16 *p, const float *v) {
-    typename BfVec<VW>::t raw;
-    uint32_t *e = (uint32_t *)&raw;
-#pragma unroll
-    for (int k = 0; k < VW / 2; k++) e[k] = pack_bf16x2(v[2 * k], v[2 * k + 1]);
-    *(typename BfVec<VW>::t *)p = raw;
-}
 
 template <int VW> __global__ void k_gelu_fwd(bf16 *hm, const bf16 *gu, const float *zf, int N, int F) {
     int c = (blockIdx.x * blockDim.x + threadIdx.x) * VW;
@@ -797,11 +754,11 @@ __global__ void k_adamw(float *p, bf16 *pb, const float *g, float *m, float *v, 
         if (i + 4 <= total && seg_off[sg + 1] >= i + 4) {
             unsigned char f = seg_flag[sg];
             float pv[4], gv[4], mv[4], vv[4];
-            ld4(pv, p + i), ld4(gv, g + i), ld4(mv, m + i), ld4(vv, v + i);
+            ldv<4>(pv, p + i), ldv<4>(gv, g + i), ldv<4>(mv, m + i), ldv<4>(vv, v + i);
 #pragma unroll
             for (int k = 0; k < 4; k++) pv[k] = adamw_elem(pv[k], gv[k], &mv[k], &vv[k], f, lr, b1, b2, eps, wd, bc1, bc2s, gscale);
-            st4(p + i, pv), st4(pb + i, pv);
-            if (!(f & 2)) st4(m + i, mv), st4(v + i, vv);
+            stv<4>(p + i, pv), stv<4>(pb + i, pv);
+            if (!(f & 2)) stv<4>(m + i, mv), stv<4>(v + i, vv);
         } else
             for (size_t e = i; e < i + 4 && e < total; e++) {
                 p[e] = adamw_elem(p[e], g[e], &m[e], &v[e], seg_flag[seg_of(seg_off, nseg, e)], lr, b1, b2, eps, wd, bc1,

@@ -5,8 +5,8 @@
 # runs on one thread: its models are tiny, and on the 16-vCPU H200 machine OpenMP made each CPU step 30-50 s.
 #   sh hip/dev/run_device.sh [check] [dev] [bench] [prof] [sweep] [torch]   (default: check dev bench torch)
 #   BENCH_RUNS: model:recompute pairs of `bench` (default "270m:0 1b:0"); BENCH_ARGS: extra flags for every bench
-#   and prof run; SWEEP: the --recompute values of `sweep`; DEV: which workbenches `dev` runs
-#   (1B, training steps only); TORCH_VARIANTS: which torch runs
+#   and prof run; SWEEP: the --recompute values of `sweep` (1B, training steps only); DEV: which workbenches
+#   `dev` runs; TORCH_VARIANTS: which torch runs
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/gs_out}
 mkdir -p "$OUT"
