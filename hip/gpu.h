@@ -56,7 +56,7 @@ void gpu_upload(GpuModel *g, const float *w);      // host fp32 weights (table l
 void gpu_download(GpuModel *g, float *w);          // master weights -> host
 void gpu_download_grads(GpuModel *g, float *gw);   // gradients -> host
 void gpu_init_random(GpuModel *g, uint64_t seed, float std);  // model.h's init, drawn on the device
-void gpu_zero_grad(GpuModel *g);                   // weight and mask gradients
+void gpu_zero_grad(GpuModel *g);                   // weight and mask gradients (the products' at their next backward)
 // Mean next-token cross-entropy over targets >= 0 (tok, tgt: host [B*T]). With want_grad the head's
 // gradient is made on the way (like model.h) and gpu_backward may follow.
 float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad);

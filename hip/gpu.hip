@@ -53,6 +53,11 @@ struct GpuModel {
     int B, T, N, use_mma;
     size_t bytes;                    // device memory allocated here
     float *w, *gw, *m, *v;           // master weights, gradients, AdamW moments [total]
+    // gpu_zero_grad zeroes only the gradients that kernels add into (norm weights, ...): the weight products'
+    // gradients and the head's are written with beta = 0 by the first backward / head after it, as if zero
+    size_t *zero_rng, *prod_rng;     // device [2n]: (offset, length) ranges of gw, the rest / the layers' products
+    int nzero, nprod;
+    int fresh_layers, fresh_head;    // 1: those gradients are logically zero, their memory not yet written
     bf16 *wb;                        // bf16 copy of w
     size_t *seg_off;                 // [ntensor + 1] on the device
     unsigned char *seg_flag;
@@ -124,6 +129,52 @@ static void fail_msg(const char *msg) {
     exit(1);
 }
 
+// the (offset, length) ranges of gw that the layers' weight-gradient products write whole (q|k|v, o, gate|up,
+// down: beta = 0 on a fresh backward), and the rest of gw but the head's tied embedding, which gpu_zero_grad zeroes
+static void grad_ranges(GpuModel *g) {
+    const GpuSpec *s = &g->s;
+    size_t L = s->L, d = s->d, H = s->H, F = s->F, np = 0, nz = 0;
+    size_t *pr = (size_t *)malloc(sizeof(size_t) * 2 * 4 * L), *zr = (size_t *)malloc(sizeof(size_t) * 2 * (4 * L + 2));
+    for (size_t l = 0; l < L; l++) {
+        const GpuLayerSpec *ls = &s->layer[l];
+        size_t D = ls->D, K = ls->K, nqkv = (H + (ls->hasv ? 2 : 1) * K) * D;
+        size_t r[4][2] = {{ls->wq, nqkv * d}, {ls->wo, d * H * D}, {ls->wgate, 2 * F * d}, {ls->wdown, d * F}};
+        for (int i = 0; i < 4; i++) pr[2 * np] = r[i][0], pr[2 * np + 1] = r[i][1], np++;
+    }
+    // sort the products and the head by offset (insertion sort: 4 L + 1 entries), then take the gaps
+    size_t *all = (size_t *)malloc(sizeof(size_t) * 2 * (np + 1));
+    memcpy(all, pr, sizeof(size_t) * 2 * np);
+    all[2 * np] = s->embed, all[2 * np + 1] = (size_t)s->V * d;
+    for (size_t i = 1; i <= np; i++)
+        for (size_t j = i; j > 0 && all[2 * j] < all[2 * j - 2]; j--) {
+            size_t o = all[2 * j], n = all[2 * j + 1];
+            all[2 * j] = all[2 * j - 2], all[2 * j + 1] = all[2 * j - 1], all[2 * j - 2] = o, all[2 * j - 1] = n;
+        }
+    size_t at = 0;
+    for (size_t i = 0; i <= np; i++) {
+        if (all[2 * i] < at) fail_msg("overlapping weight tensors in the parameter table");
+        if (all[2 * i] > at) zr[2 * nz] = at, zr[2 * nz + 1] = all[2 * i] - at, nz++;
+        at = all[2 * i] + all[2 * i + 1];
+    }
+    if (at < s->total) zr[2 * nz] = at, zr[2 * nz + 1] = s->total - at, nz++;
+    g->nprod = (int)np, g->nzero = (int)nz;
+    g->prod_rng = GALLOC(g, size_t, 2 * np);
+    g->zero_rng = GALLOC(g, size_t, 2 * (nz ? nz : 1));
+    hipCheck(hipMemcpy(g->prod_rng, pr, sizeof(size_t) * 2 * np, hipMemcpyHostToDevice));
+    if (nz) hipCheck(hipMemcpy(g->zero_rng, zr, sizeof(size_t) * 2 * nz, hipMemcpyHostToDevice));
+    free(pr), free(zr), free(all);
+}
+
+// the fresh gradients' memory made zero, before anything reads gw as a whole
+static void grads_materialize(GpuModel *g) {
+    if (g->fresh_head) hipCheck(hipMemsetAsync(g->gw + g->s.embed, 0, sizeof(float) * g->s.V * g->s.d));
+    if (g->fresh_layers && g->nprod) {
+        k_zero_ranges<<<dim3(128, g->nprod), 256>>>(g->gw, g->prod_rng);
+        hipCheckLaunch();
+    }
+    g->fresh_head = g->fresh_layers = 0;
+}
+
 const char *gpu_device_name(void) {
     static hipDeviceProp_t p;
     static int got = 0;
@@ -155,6 +206,7 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     g->wb = GALLOC(g, bf16, s->total);
     g->gw = GALLOC(g, float, s->total);
     hipCheck(hipMemset(g->gw, 0, sizeof(float) * s->total));
+    grad_ranges(g);
     // RoPE tables, angles in fp32 exactly as model.h's rope_apply: (float)inv_freq * (float)pos
     g->rope = (float2 **)calloc(L, sizeof(float2 *));
     for (int l = 0; l < (int)L; l++) {
@@ -240,9 +292,9 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
 
 void gpu_free(GpuModel *g) {
     if (!g) return;
-    void *dev[] = {g->w, g->gw, g->m, g->v, g->wb, g->seg_off, g->seg_flag, g->xL, g->r_f, g->xf, g->tok, g->tgt,
-                   g->row_loss, g->DXF, g->Di, g->part, g->sumsq, g->ws, g->zl, g->zh, g->zf, g->zd, g->dzl,
-                   g->dzh, g->dzf, g->dzd, g->hc};
+    void *dev[] = {g->w, g->gw, g->m, g->v, g->zero_rng, g->prod_rng, g->wb, g->seg_off, g->seg_flag, g->xL, g->r_f,
+                   g->xf, g->tok, g->tgt, g->row_loss, g->DXF, g->Di, g->part, g->sumsq, g->ws, g->zl, g->zh, g->zf,
+                   g->zd, g->dzl, g->dzh, g->dzf, g->dzd, g->hc};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i]) hipCheck(hipFree(dev[i]));
     for (int l = 0; l < g->s.L; l++) {
@@ -266,6 +318,7 @@ void gpu_upload(GpuModel *g, const float *w) {
 }
 void gpu_download(GpuModel *g, float *w) { hipCheck(hipMemcpy(w, g->w, sizeof(float) * g->s.total, hipMemcpyDeviceToHost)); }
 void gpu_download_grads(GpuModel *g, float *gw) {
+    grads_materialize(g);
     hipCheck(hipMemcpy(gw, g->gw, sizeof(float) * g->s.total, hipMemcpyDeviceToHost));
 }
 
@@ -285,7 +338,11 @@ void gpu_init_random(GpuModel *g, uint64_t seed, float std) {
 
 void gpu_zero_grad(GpuModel *g) {
     const GpuSpec *s = &g->s;
-    hipCheck(hipMemset(g->gw, 0, sizeof(float) * s->total));
+    if (g->nzero) {
+        k_zero_ranges<<<dim3(128, g->nzero), 256>>>(g->gw, g->zero_rng);
+        hipCheckLaunch();
+    }
+    g->fresh_layers = g->fresh_head = 1;
     if (g->dzl) hipCheck(hipMemset(g->dzl, 0, sizeof(float) * s->L));
     if (g->dzh) hipCheck(hipMemset(g->dzh, 0, sizeof(float) * s->L * s->H));
     if (g->dzf) hipCheck(hipMemset(g->dzf, 0, sizeof(float) * (size_t)s->L * s->F));
@@ -449,7 +506,9 @@ float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
         if (want_grad) {
             gs_gemm(0, 0, rows, d, s->V, 1.0f, g->logits, GS_BF16, s->V, g->wb + s->embed, GS_BF16, d, 0.0f,
                     g->DXF + (size_t)n0 * d, GS_F32, d);
-            gs_gemm(1, 0, s->V, d, rows, 1.0f, g->logits, GS_BF16, s->V, xf, GS_BF16, d, 1.0f, g->gw + s->embed, GS_F32, d);
+            gs_gemm(1, 0, s->V, d, rows, 1.0f, g->logits, GS_BF16, s->V, xf, GS_BF16, d, g->fresh_head ? 0.0f : 1.0f,
+                    g->gw + s->embed, GS_F32, d);
+            g->fresh_head = 0;
             prof(g, P_GEMM);
         }
     }
@@ -467,6 +526,8 @@ void gpu_backward(GpuModel *g) {
     const GpuSpec *s = &g->s;
     if (!g->have_targets) fail_msg("gpu_backward needs a gpu_forward with targets and want_grad first");
     int N = g->N, B = g->B, T = g->T, d = s->d, H = s->H, F = s->F;
+    if (g->fresh_head) grads_materialize(g);  // the embedding's gradient is added to below
+    const float gb = g->fresh_layers ? 0.0f : 1.0f;  // the weight products: overwrite fresh gradients, else add
     float off = s->norm_off;
     size_t Nd = (size_t)N * d;
     g->prof_last = wall();
@@ -504,8 +565,8 @@ void gpu_backward(GpuModel *g) {
         gelu_bwd(gu, g->SF1, g->SF2, gu, zf, N, F);  // in place; hm rewritten into SF1
         hipCheckLaunch();
         prof(g, P_ELEM);
-        gs_gemm(1, 0, d, F, N, 1.0f, g->S2, GS_BF16, d, g->SF1, GS_BF16, F, 1.0f, g->gw + ls->wdown, GS_F32, F);
-        gs_gemm(1, 0, 2 * F, d, N, 1.0f, gu, GS_BF16, 2 * F, g->S1, GS_BF16, d, 1.0f, g->gw + ls->wgate, GS_F32, d);
+        gs_gemm(1, 0, d, F, N, 1.0f, g->S2, GS_BF16, d, g->SF1, GS_BF16, F, gb, g->gw + ls->wdown, GS_F32, F);
+        gs_gemm(1, 0, 2 * F, d, N, 1.0f, gu, GS_BF16, 2 * F, g->S1, GS_BF16, d, gb, g->gw + ls->wgate, GS_F32, d);
         gs_gemm(0, 0, N, d, 2 * F, 1.0f, gu, GS_BF16, 2 * F, g->wb + ls->wgate, GS_BF16, d, 0.0f, g->S2, GS_BF16, d);
         prof(g, P_GEMM);
         // m = PN(x2): DX becomes d/dx2 (residual + this)
@@ -519,7 +580,7 @@ void gpu_backward(GpuModel *g) {
             attm = g->SF1;
         }
         prof(g, P_NORM);
-        gs_gemm(1, 0, d, HD, N, 1.0f, g->S2, GS_BF16, d, attm, GS_BF16, HD, 1.0f, g->gw + ls->wo, GS_F32, HD);
+        gs_gemm(1, 0, d, HD, N, 1.0f, g->S2, GS_BF16, d, attm, GS_BF16, HD, gb, g->gw + ls->wo, GS_F32, HD);
         gs_gemm(0, 0, N, HD, d, 1.0f, g->S2, GS_BF16, d, g->wb + ls->wo, GS_BF16, HD, 0.0f, g->SF2, GS_BF16, HD);
         prof(g, P_GEMM);
         if (g->zh) {  // d/dzh = Σ_n Σ_i datt · att per head, then datt ·= zh
@@ -562,7 +623,7 @@ void gpu_backward(GpuModel *g) {
         // recompute a = RMSNorm(x; in); dWqkv += dqkv^T a; da = dqkv Wqkv
         norm_fwd_f32(g, g->S1, a->r_in, a->x, ls->in_norm);
         prof(g, P_NORM);
-        gs_gemm(1, 0, nqkv, d, N, 1.0f, dqkv, GS_BF16, nqkv, g->S1, GS_BF16, d, 1.0f, g->gw + ls->wq, GS_F32, d);
+        gs_gemm(1, 0, nqkv, d, N, 1.0f, dqkv, GS_BF16, nqkv, g->S1, GS_BF16, d, gb, g->gw + ls->wq, GS_F32, d);
         gs_gemm(0, 0, N, d, nqkv, 1.0f, dqkv, GS_BF16, nqkv, g->wb + ls->wq, GS_BF16, d, 0.0f, g->S2, GS_BF16, d);
         prof(g, P_GEMM);
         norm_back<bf16, float, float, true>(g, g->DX, g->S2, a->x, a->r_in, ls->in_norm, NULL, 1.0f);
@@ -578,6 +639,7 @@ void gpu_backward(GpuModel *g) {
         colsum_finish(g->part, nrb, d, 1, s->embed_scale, g->dzd);
         hipCheckLaunch();
     }
+    g->fresh_layers = 0;
     prof(g, P_ELEM);
 }
 
@@ -587,6 +649,7 @@ void gpu_backward(GpuModel *g) {
 
 double gpu_grad_sumsq(GpuModel *g) {
     unsigned nb = 1024;
+    grads_materialize(g);
     k_sumsq<<<nb, 256>>>(g->sumsq, g->gw, g->s.total);
     hipCheckLaunch();
     double h[1024], s = 0;
@@ -597,6 +660,7 @@ double gpu_grad_sumsq(GpuModel *g) {
 
 void gpu_adamw(GpuModel *g, float lr, float b1, float b2, float eps, float wd, int step, float gscale) {
     size_t n = g->s.total;
+    grads_materialize(g);
     g->prof_last = wall();
     if (!g->m) {
         g->m = GALLOC(g, float, n);

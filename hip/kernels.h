@@ -565,6 +565,11 @@ __global__ void k_head_gate(bf16 *y, const bf16 *x, const float *zh, int N, int 
         y[i] = f2bf(bf2f(x[i]) * zh[(i / D) % H]);
 }
 
+// x[off .. off+len) = 0 for each (off, len) pair of rng; blockIdx.y picks the pair
+__global__ void k_zero_ranges(float *x, const size_t *rng) {
+    size_t off = rng[2 * blockIdx.y], len = rng[2 * blockIdx.y + 1];
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < len; i += (size_t)gridDim.x * blockDim.x) x[off + i] = 0;
+}
 __global__ void k_scale_f32(float *x, const float *s, size_t n) {  // x *= *s (Gemma 4's layer_scalar)
     float v = *s;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) x[i] *= v;

@@ -10,6 +10,11 @@
 //              Backward history on H100 (B=8 T=2048 H=4 K=1 D=256, sliding W=512 / full): single-buffered
 //              Q/dO 0.933 / 2.343 ms; Q/dO double-buffered 0.903 / 2.326 (load latency was not the limit);
 //              dQ by one float2 atomic per pair instead of two scalar atomics 0.716 / 1.849 (it was).
+//              Tried on H200 and not kept: one float4 atomic per four columns after a lane swap, 0.729 /
+//              1.228 (v2: 0.696 / 1.189 in the next call, 0.697 / 1.186 a session earlier); 32-key blocks of 4
+//              warps with Q/dO single-buffered so that two blocks share an SM (104.5 KB of shared memory each),
+//              0.830 / 1.440 in the same call as v2's 0.696 / 1.189: the doubled dQ atomics and Q/dO loads per
+//              key cost more than the second block's overlap gains.
 // Tolerances: o, dq, dk, dv 1e-2 relative L2 (P and dS are rounded to bf16 before their products, as in
 // every bf16 flash attention; the output is bf16); lse 1e-4 (fp32 statistics of exact-input scores).
 //   build: make -C . hip/build/dev_attention   run: hip/build/dev_attention [--no-time]

@@ -145,6 +145,24 @@ static void check_case(const char *name, Model *m, const int *tok, const int *tg
         cmp("hidden-mask gradient dzd", z, ms.dzd, d, 3e-2, 0);
         free(a), free(h), free(f), free(z);
     }
+    // Gradients accumulate over backwards (train's --grad-accum): a second forward + backward of the same batch
+    // without zeroing doubles them (the first backward after gpu_zero_grad overwrites the products' gradients,
+    // later ones add); gpu_zero_grad then starts over. Tolerance 1e-2: GPU runs are not bit-reproducible
+    // (attention's dQ atomics reorder sums and bf16 roundings downstream can flip), while a backward that
+    // overwrote instead of adding, or added to stale values, is off by a third or more.
+    float *gw2 = (float *)mallocCheck(sizeof(float) * m->tab.total);
+    gpu_forward(g, tok, tgt, 1);
+    gpu_backward(g);
+    gpu_download_grads(g, gw2);
+    for (size_t k = 0; k < m->tab.total; k++) gw2[k] *= 0.5f;
+    cmp("gradients of two backwards, halved", gw2, gw, m->tab.total, 1e-2, 0);
+    gpu_zero_grad(g);
+    gpu_forward(g, tok, tgt, 1);
+    gpu_backward(g);
+    gpu_download_grads(g, gw2);
+    cmp("gradients after gpu_zero_grad again", gw2, gw, m->tab.total, 1e-2, 0);
+    memcpy(gw, gw2, sizeof(float) * m->tab.total);  // the norm and AdamW checks below: this backward's
+    free(gw2);
     // gradient norm: against the CPU's gradients (3e-2) and, exactly, against the GPU's own gradients
     for (int i = 0; i < m->tab.n; i++)  // train.c zeroes frozen gradients before the norm
         if (m->tab.e[i].frozen) memset(m->gw + m->tab.e[i].offset, 0, sizeof(float) * m->tab.e[i].rows * m->tab.e[i].cols);
