@@ -93,6 +93,11 @@ struct GpuModel {
     double prof_t[P_N], prof_last;
 };
 
+// columns of a layer's raw q | k | v projection (Gemma 4's K=V layers have no v), and the first column of
+// the v its attention reads (K=V layers: k's)
+static int qkv_cols(const GpuSpec *s, const GpuLayerSpec *ls) { return (s->H + (ls->hasv ? 2 : 1) * ls->K) * ls->D; }
+static int v_col(const GpuSpec *s, const GpuLayerSpec *ls) { return (ls->hasv ? s->H + ls->K : s->H) * ls->D; }
+
 static void *gmalloc(GpuModel *g, size_t bytes) {
     void *p = NULL;
     if (bytes == 0) return NULL;
@@ -137,7 +142,7 @@ static void grad_ranges(GpuModel *g) {
     size_t *pr = (size_t *)malloc(sizeof(size_t) * 2 * 4 * L), *zr = (size_t *)malloc(sizeof(size_t) * 2 * (4 * L + 2));
     for (size_t l = 0; l < L; l++) {
         const GpuLayerSpec *ls = &s->layer[l];
-        size_t D = ls->D, K = ls->K, nqkv = (H + (ls->hasv ? 2 : 1) * K) * D;
+        size_t D = ls->D, nqkv = qkv_cols(s, ls);
         size_t r[4][2] = {{ls->wq, nqkv * d}, {ls->wo, d * H * D}, {ls->wgate, 2 * F * d}, {ls->wdown, d * F}};
         for (int i = 0; i < 4; i++) pr[2 * np] = r[i][0], pr[2 * np + 1] = r[i][1], np++;
     }
@@ -228,7 +233,7 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     g->lb = (LayerBuf *)calloc(L, sizeof(LayerBuf));
     for (int l = 0; l < (int)L; l++) {
         const GpuLayerSpec *ls = &s->layer[l];
-        size_t D = ls->D, K = ls->K, nqkv = (H + (ls->hasv ? 2 : 1) * K) * D;
+        size_t D = ls->D, K = ls->K, nqkv = qkv_cols(s, ls);
         if (H % K) fail_msg("query heads must be a multiple of kv heads");
         maxqkv = nqkv > maxqkv ? nqkv : maxqkv, maxhd = H * D > maxhd ? H * D : maxhd, maxkd = K * D > maxkd ? K * D : maxkd;
         maxD = (int)D > maxD ? (int)D : maxD;
@@ -393,8 +398,7 @@ static void qkv_norm_rope(GpuModel *g, int l) {
     const GpuSpec *s = &g->s;
     const GpuLayerSpec *ls = &s->layer[l];
     LayerBuf *a = &g->lb[l];
-    int N = g->N, T = g->T, H = s->H, D = ls->D, K = ls->K, nqkv = (H + (ls->hasv ? 2 : 1) * K) * D;
-    int vcol = ls->hasv ? (H + K) * D : H * D;
+    int N = g->N, T = g->T, H = s->H, D = ls->D, K = ls->K, nqkv = qkv_cols(s, ls), vcol = v_col(s, ls);
     float off = s->norm_off;
     headnorm_rope_fwd(g->QS, a->rq, a->qkv, nqkv, 0, H, D, g->w + ls->q_norm, off, g->rope[l], T, s->eps, N);
     headnorm_rope_fwd(g->KS, a->rk, a->qkv, nqkv, H * D, K, D, g->w + ls->k_norm, off, g->rope[l], T, s->eps, N);
@@ -415,7 +419,7 @@ static AttnFwd attn_args(GpuModel *g, int l) {
     const GpuSpec *s = &g->s;
     const GpuLayerSpec *ls = &s->layer[l];
     LayerBuf *a = &g->lb[l];
-    int H = s->H, D = ls->D, K = ls->K, nqkv = (H + (ls->hasv ? 2 : 1) * K) * D, vcol = ls->hasv ? (H + K) * D : H * D;
+    int H = s->H, D = ls->D, K = ls->K, nqkv = qkv_cols(s, ls), vcol = v_col(s, ls);
     AttnFwd af;
     af.q = g->QS, af.ldq = H * D, af.k = g->KS, af.ldk = K * D;
     if (s->arch == 4) af.v = g->VS, af.ldv = K * D;
@@ -451,7 +455,7 @@ float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
     for (int l = 0; l < s->L; l++) {
         const GpuLayerSpec *ls = &s->layer[l];
         LayerBuf *a = &g->lb[l];
-        int D = ls->D, K = ls->K, nqkv = (H + (ls->hasv ? 2 : 1) * K) * D;
+        int D = ls->D, nqkv = qkv_cols(s, ls);
         float gate = g->zl ? g->zl_host[l] : 1.0f;
         // a = RMSNorm(x; in) · zd; q,k,v = a Wqkv^T (one product: the three weights are adjacent)
         norm_fwd_f32(g, g->S1, a->r_in, a->x, ls->in_norm);
@@ -537,7 +541,7 @@ void gpu_backward(GpuModel *g) {
     for (int l = s->L - 1; l >= 0; l--) {
         const GpuLayerSpec *ls = &s->layer[l];
         LayerBuf *a = &g->lb[l];
-        int D = ls->D, K = ls->K, nqkv = (H + (ls->hasv ? 2 : 1) * K) * D, vcol = ls->hasv ? (H + K) * D : H * D;
+        int D = ls->D, K = ls->K, nqkv = qkv_cols(s, ls), vcol = v_col(s, ls);
         int HD = H * D;
         float gate = g->zl ? g->zl_host[l] : 1.0f;
         float *dgate = g->dzl ? g->dzl + l : NULL;
