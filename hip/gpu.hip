@@ -136,38 +136,37 @@ static void fail_msg(const char *msg) {
 
 // the (offset, length) ranges of gw that the layers' weight-gradient products write whole (q|k|v, o, gate|up,
 // down: beta = 0 on a fresh backward), and the rest of gw but the head's tied embedding, which gpu_zero_grad zeroes
+static int cmp_range(const void *a, const void *b) {
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return x < y ? -1 : x > y;
+}
 static void grad_ranges(GpuModel *g) {
     const GpuSpec *s = &g->s;
-    size_t L = s->L, d = s->d, H = s->H, F = s->F, np = 0, nz = 0;
-    size_t *pr = (size_t *)malloc(sizeof(size_t) * 2 * 4 * L), *zr = (size_t *)malloc(sizeof(size_t) * 2 * (4 * L + 2));
+    size_t L = s->L, d = s->d, H = s->H, F = s->F, np = 4 * L, nz = 0;
+    size_t *pr = (size_t *)malloc(sizeof(size_t) * 2 * (np + 1)), *zr = (size_t *)malloc(sizeof(size_t) * 2 * (np + 2));
     for (size_t l = 0; l < L; l++) {
         const GpuLayerSpec *ls = &s->layer[l];
         size_t D = ls->D, nqkv = qkv_cols(s, ls);
-        size_t r[4][2] = {{ls->wq, nqkv * d}, {ls->wo, d * H * D}, {ls->wgate, 2 * F * d}, {ls->wdown, d * F}};
-        for (int i = 0; i < 4; i++) pr[2 * np] = r[i][0], pr[2 * np + 1] = r[i][1], np++;
+        size_t r[8] = {ls->wq, nqkv * d, ls->wo, d * H * D, ls->wgate, 2 * F * d, ls->wdown, d * F};
+        memcpy(pr + 8 * l, r, sizeof r);
     }
-    // sort the products and the head by offset (insertion sort: 4 L + 1 entries), then take the gaps
-    size_t *all = (size_t *)malloc(sizeof(size_t) * 2 * (np + 1));
-    memcpy(all, pr, sizeof(size_t) * 2 * np);
-    all[2 * np] = s->embed, all[2 * np + 1] = (size_t)s->V * d;
-    for (size_t i = 1; i <= np; i++)
-        for (size_t j = i; j > 0 && all[2 * j] < all[2 * j - 2]; j--) {
-            size_t o = all[2 * j], n = all[2 * j + 1];
-            all[2 * j] = all[2 * j - 2], all[2 * j + 1] = all[2 * j - 1], all[2 * j - 2] = o, all[2 * j - 1] = n;
-        }
+    g->nprod = (int)np;
+    g->prod_rng = GALLOC(g, size_t, 2 * np);
+    hipCheck(hipMemcpy(g->prod_rng, pr, sizeof(size_t) * 2 * np, hipMemcpyHostToDevice));
+    // the gaps between the products and the head, in offset order
+    pr[2 * np] = s->embed, pr[2 * np + 1] = (size_t)s->V * d;
+    qsort(pr, np + 1, 2 * sizeof(size_t), cmp_range);
     size_t at = 0;
     for (size_t i = 0; i <= np; i++) {
-        if (all[2 * i] < at) fail_msg("overlapping weight tensors in the parameter table");
-        if (all[2 * i] > at) zr[2 * nz] = at, zr[2 * nz + 1] = all[2 * i] - at, nz++;
-        at = all[2 * i] + all[2 * i + 1];
+        if (pr[2 * i] < at) fail_msg("overlapping weight tensors in the parameter table");
+        if (pr[2 * i] > at) zr[2 * nz] = at, zr[2 * nz + 1] = pr[2 * i] - at, nz++;
+        at = pr[2 * i] + pr[2 * i + 1];
     }
     if (at < s->total) zr[2 * nz] = at, zr[2 * nz + 1] = s->total - at, nz++;
-    g->nprod = (int)np, g->nzero = (int)nz;
-    g->prod_rng = GALLOC(g, size_t, 2 * np);
+    g->nzero = (int)nz;
     g->zero_rng = GALLOC(g, size_t, 2 * (nz ? nz : 1));
-    hipCheck(hipMemcpy(g->prod_rng, pr, sizeof(size_t) * 2 * np, hipMemcpyHostToDevice));
     if (nz) hipCheck(hipMemcpy(g->zero_rng, zr, sizeof(size_t) * 2 * nz, hipMemcpyHostToDevice));
-    free(pr), free(zr), free(all);
+    free(pr), free(zr);
 }
 
 // the fresh gradients' memory made zero, before anything reads gw as a whole
