@@ -130,9 +130,10 @@ gpu: $(GPU_BINS)
 hip/build/%.o: hip/%.hip $(HIP_HDR)
 	@mkdir -p hip/build
 	$(NVCC) $(NVCC_FLAGS) -x cu -c $< -o $@
-hip/build/dev_%: hip/dev/%.hip hip/dev/bench.h $(HIP_HDR) model.h util.h
+hip/build/dev_%: hip/dev/%.hip hip/dev/bench.h hip/build/blas.o $(HIP_HDR) model.h util.h
 	@mkdir -p hip/build
-	$(NVCC) $(NVCC_FLAGS) -x cu $< -o $@ $(GPU_LDLIBS)
+	$(NVCC) $(NVCC_FLAGS) -x cu -c $< -o $@.o
+	$(NVCC) $(NVCC_ARCH) -Xcompiler -fopenmp -o $@ $@.o hip/build/blas.o $(GPU_LDLIBS)
 # train (and prune) with --device gpu: the same programs, host side built as below, linked with the GPU path
 hip/build/train: train.c hip/build/gpu.o hip/build/blas.o model.h util.h plot.h data/mixture.h data/shard.h data/tokenizer.h hip/gpu.h
 	$(CC) $(GPU_CFLAGS) -DUSE_GPU -c train.c -o hip/build/train.c.o

@@ -1,11 +1,10 @@
 // hip/attention.h — causal attention with sliding window, GQA and optional softcap, forward and
-// backward, flash-style (model.h attention_forward / attention_backward): probabilities never go to
-// device memory; the forward keeps the log-sum-exp per query row and the backward recomputes the
-// probabilities from it.
+// backward (model.h attention_forward / attention_backward). The forward keeps the log-sum-exp per query
+// row and the backward recomputes the probabilities from it.
 //   q [N rows, ldq] (head h at column h·D), k/v [N rows, ldk/ldv] (kv head g at column g·D), row
 //   n = b·T + t. Query t of a sliding layer sees keys t−W+1 .. t; a full layer (window 0) 0 .. t.
 //   Query head h reads kv head h / (H/K). lse [B, H, T] natural log.
-// Two implementations:
+// Three implementations:
 //   *_simple : one warp per query row (forward, dQ) or per key row (dK, dV), fp32 dot products.
 //              Portable (AMD, any D <= GS_WARP·ATT_MAXE); the reference the tensor-core kernels are
 //              checked against in hip/dev/attention.hip.
@@ -14,7 +13,11 @@
 //              fp32 accumulators, online softmax in registers (FlashAttention-2's scheme). The backward
 //              runs one block per 64 keys (dK, dV in registers, summed over the group's query heads) and
 //              adds dQ with fp32 atomics into a zeroed fp32 buffer.
+//   *_band   : the backward of sliding layers with one kv head (Gemma 3's 270M and 1B): the band of scores
+//              in memory and the products through the vendor BLAS (batched), portable; 1.75x the mma
+//              backward at 1B's shapes. The scores do go to device memory here (fp32, in the scratch).
 #pragma once
+#include "blas.h"
 #include "common.h"
 
 typedef struct {
@@ -496,6 +499,97 @@ template <int D> __global__ void __launch_bounds__(256) k_attn_bwd_mma(AttnBwd a
 static size_t attn_fwd_smem(int D) { return (size_t)3 * 64 * D * 2; }
 static size_t attn_bwd_smem(int D) { return (size_t)6 * 64 * D * 2 + 2 * 64 * 64 * 2 + 4 * 64 * 4; }
 #endif  // GS_NVIDIA
+
+// ------------------------------------------------------------------- banded (sliding window, BLAS)
+// A sliding layer's scores live in a band: the ATT_BQ queries of block i see only keys (i − nb)·ATT_BQ ..
+// i·ATT_BQ + ATT_BQ − 1, nb = window / ATT_BQ, band = window + ATT_BQ keys. With one kv head (K = 1) the
+// block's rows (query, head) are R = ATT_BQ·H consecutive rows of q (stride D), so the whole backward is
+// batched products of the vendor BLAS, which run near the tensor cores' peak, around one elementwise pass:
+//   per query block q (flat over sequences, NB = N / ATT_BQ of them):
+//     S_q = Q_q K_band^T, dP_q = dO_q V_band^T             [R × band] fp32
+//     P = exp(score(S) − lse), dS = P ⊙ (dP − Di)·score'    k_attn_band: bf16, 0 where masked
+//     dQ_q = dS_q K_band                                     fp32, written (no atomics, no zeroing)
+//   per key block j: dK_j = dS_j^T Q_span, dV_j = P_j^T dO_span, where P_j / dS_j are the same buffers read
+//     as [(nb+1)·R rows × ATT_BQ keys]: with a batch stride of R·band + ATT_BQ the nb + 1 query blocks that
+//     see key block j line up under one leading dimension (row r of query block j + m, columns
+//     (nb − m)·ATT_BQ.., sits at j·stride + nb·ATT_BQ + (m·R + r)·band), and Q_span / dO_span are the
+//     (nb+1)·R rows of q / dO from query j·ATT_BQ on.
+// Same roundings as the flash kernels (P and dS to bf16 before their products, fp32 accumulation); the band
+// computes the 64-wide tiles the mma kernel computes (576 keys per 64 queries at window 512), as products.
+// Reads past the sequences: the first nb blocks read k and v rows −nb·ATT_BQ..−1 and the last ones q and dO
+// rows N..N + nb·ATT_BQ − 1; P and dS are 0 there, but 0·NaN is not 0, so those rows of k, q and dO must be
+// the caller's memory, which attn_backward_band zeroes; v's need only be readable (dP is masked by select).
+#define ATT_BQ 64
+typedef struct {
+    float *S, *dP;  // [N·H, band] fp32
+    bf16 *P, *dS;   // [NB + nb] blocks of R·band + ATT_BQ
+} AttnBand;
+
+static int attn_band_pad(int window) { return window; }  // rows of padding around k, v, q, dO (nb·ATT_BQ)
+static size_t attn_band_f32(int N, int H, int window) { return (size_t)N * H * (window + ATT_BQ); }
+static size_t attn_band_bf16(int N, int H, int window) {
+    return (size_t)(N / ATT_BQ + window / ATT_BQ) * ((size_t)ATT_BQ * H * (window + ATT_BQ) + ATT_BQ);
+}
+static int attn_band_ok(const AttnBwd &a) {
+    const AttnFwd &f = a.f;
+    return f.K == 1 && f.window > 0 && f.window % ATT_BQ == 0 && f.window + ATT_BQ <= f.T && f.T % ATT_BQ == 0 &&
+           f.D % 8 == 0 && f.ldq == f.H * f.D && f.ldk == f.D && a.lddo == f.H * f.D && a.lddq == f.H * f.D;
+}
+
+// P and dS of every band block (nbatch = NB), and zeros in the nb blocks after them; 8 keys per thread
+__global__ void k_attn_band(bf16 *P, bf16 *dS, const float *S, const float *dP, const float *lse, const float *Di,
+                            int nbatch, int T, int H, int W, float scale, float cap) {
+    int nb = W / ATT_BQ, band = W + ATT_BQ, R = ATT_BQ * H, nq = T / ATT_BQ, c8 = band / 8;
+    size_t bs = (size_t)R * band + ATT_BQ, total = (size_t)(nbatch + nb) * R * c8;
+    for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+        int c = (int)(e % c8) * 8, r = (int)(e / c8 % R), q = (int)(e / c8 / R);
+        float p[8], ds[8];
+        if (q < nbatch) {
+            int b = q / nq, i = q % nq, t = i * ATT_BQ + r / H, h = r % H, k0 = (i - nb) * ATT_BQ + c;
+            size_t bh = ((size_t)b * H + h) * T + t, so = ((size_t)q * R + r) * band + c;
+            float L = lse[bh], Dt = Di[bh], sv[8], dp[8];
+            ldv<4>(sv, S + so), ldv<4>(sv + 4, S + so + 4), ldv<4>(dp, dP + so), ldv<4>(dp + 4, dP + so + 4);
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                float tc, sc = attn_score(sv[j], scale, cap, &tc), pj = __expf(sc - L);
+                int vis = k0 + j >= 0 && k0 + j <= t && k0 + j > t - W;
+                p[j] = vis ? pj : 0.0f;
+                ds[j] = vis ? pj * (dp[j] - Dt) * (cap > 0 ? 1.0f - tc * tc : 1.0f) * scale : 0.0f;
+            }
+        } else {
+#pragma unroll
+            for (int j = 0; j < 8; j++) p[j] = ds[j] = 0.0f;
+        }
+        size_t po = (size_t)q * bs + (size_t)r * band + c;
+        stv<8>(P + po, p), stv<8>(dS + po, ds);
+    }
+}
+
+// The backward of a sliding layer as above (attn_band_ok); Di must hold rowsum(dO · O). Writes dq (no zeroing
+// needed), dk, dv.
+static void attn_backward_band(const AttnBwd &a, const AttnBand &w) {
+    const AttnFwd &f = a.f;
+    int N = f.B * f.T, H = f.H, D = f.D, W = f.window, nb = W / ATT_BQ, band = W + ATT_BQ, R = ATT_BQ * H;
+    int NB = N / ATT_BQ, pad = attn_band_pad(W);
+    long long bs = (long long)R * band + ATT_BQ, sR = (long long)R * band;
+    hipCheck(hipMemsetAsync((void *)(f.k - (size_t)pad * f.ldk), 0, sizeof(bf16) * pad * f.ldk));
+    hipCheck(hipMemsetAsync((void *)(f.q + (size_t)N * f.ldq), 0, sizeof(bf16) * pad * f.ldq));
+    hipCheck(hipMemsetAsync((void *)(a.dout + (size_t)N * a.lddo), 0, sizeof(bf16) * pad * a.lddo));
+    const bf16 *kb = f.k - (size_t)pad * f.ldk, *vb = f.v - (size_t)pad * f.ldv;  // key block −nb of query block 0
+    long long sk = (long long)ATT_BQ * f.ldk, sv = (long long)ATT_BQ * f.ldv, sq = (long long)R * D;
+    gs_gemm_batched(0, 1, R, band, D, 1.0f, f.q, GS_BF16, D, sq, kb, GS_BF16, f.ldk, sk, 0.0f, w.S, GS_F32, band, sR, NB);
+    gs_gemm_batched(0, 1, R, band, D, 1.0f, a.dout, GS_BF16, D, sq, vb, GS_BF16, f.ldv, sv, 0.0f, w.dP, GS_F32, band, sR,
+                    NB);
+    size_t total = (size_t)(NB + nb) * R * (band / 8);
+    k_attn_band<<<(unsigned)gs_cdiv(total, 256), 256>>>(w.P, w.dS, w.S, w.dP, f.lse, a.Di, NB, f.T, H, W, f.scale, f.softcap);
+    hipCheckLaunch();
+    gs_gemm_batched(0, 0, R, D, band, 1.0f, w.dS, GS_BF16, band, bs, kb, GS_BF16, f.ldk, sk, 0.0f, a.dq, GS_F32, D, sq, NB);
+    const bf16 *dsj = w.dS + (size_t)nb * ATT_BQ, *pj = w.P + (size_t)nb * ATT_BQ;
+    gs_gemm_batched(1, 0, ATT_BQ, D, (nb + 1) * R, 1.0f, dsj, GS_BF16, band, bs, f.q, GS_BF16, D, sq, 0.0f, a.dk, GS_BF16,
+                    a.lddk, (long long)ATT_BQ * a.lddk, NB);
+    gs_gemm_batched(1, 0, ATT_BQ, D, (nb + 1) * R, 1.0f, pj, GS_BF16, band, bs, a.dout, GS_BF16, D, sq, 0.0f, a.dv, GS_BF16,
+                    a.lddv, (long long)ATT_BQ * a.lddv, NB);
+}
 
 // ------------------------------------------------------------------------------------ dispatch
 static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }

@@ -30,7 +30,8 @@ static void usage(void) {
            "  --steps N         int   timed steps of each kind                              default 10\n"
            "  --warmup N        int   untimed steps first                                   default 2\n"
            "  --prune 0|1       int   also time pruning steps (masks on)                    default 1\n"
-           "  --attention KIND  str   mma (tensor cores) | simple (portable kernels)        default mma\n"
+           "  --attention KIND  str   band (sliding backward as batched BLAS, mma elsewhere)\n"
+           "                          | mma (tensor cores) | simple (portable kernels)    default band\n"
            "  --recompute N     int   layers that recompute gate|up in the backward (memory) default 0\n");
 }
 
@@ -44,7 +45,7 @@ static double median(double *v, int n) {
 }
 
 int main(int argc, char **argv) {
-    const char *model = "270m", *attn = "mma";
+    const char *model = "270m", *attn = "band";
     int B = 8, T = 2048, steps = 10, warmup = 2, prune = 1, rec = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(), 0;
@@ -63,7 +64,8 @@ int main(int argc, char **argv) {
         if (!strcmp(model, shapes[i][0])) si = i;
     if (si < 0) fail("--model %s: expected 270m, 1b or tiny", model);
     if (B < 1 || T < 2 || steps < 1 || warmup < 0) fail("--batch >= 1, --seq >= 2, --steps >= 1, --warmup >= 0 please");
-    if (strcmp(attn, "mma") && strcmp(attn, "simple")) fail("--attention %s: expected mma or simple", attn);
+    int mode = !strcmp(attn, "band") ? 2 : !strcmp(attn, "mma") ? 1 : !strcmp(attn, "simple") ? 0 : -1;
+    if (mode < 0) fail("--attention %s: expected band, mma or simple", attn);
     Config c;
     cJSON *j = cJSON_Parse(shapes[si][1]);
     config_from_json(&c, j, model);
@@ -82,7 +84,7 @@ int main(int argc, char **argv) {
     if (rec < 0 || rec > c.L) fail("--recompute %d: expected 0 to %d (the layers)", rec, c.L);
     s->recompute = rec;
     GpuModel *g = gpu_create(s, B, T);
-    gpu_set_attention(g, !strcmp(attn, "mma"));
+    gpu_set_attention(g, mode);
     gpu_init_random(g, 1, 0.02f);
     int N = B * T;
     int *tok = (int *)mallocCheck(sizeof(int) * N), *tgt = (int *)mallocCheck(sizeof(int) * N);

@@ -8,6 +8,10 @@ extern "C" {
 void gs_blas_init(void);
 void gs_gemm(int transA, int transB, int M, int N, int K, float alpha, const void *A, int tA, int lda, const void *B,
              int tB, int ldb, float beta, void *C, int tC, int ldc);
+// `batch` products at once, the i-th on A + i·sA, B + i·sB, C + i·sC (strides in elements)
+void gs_gemm_batched(int transA, int transB, int M, int N, int K, float alpha, const void *A, int tA, int lda, long long sA,
+                     const void *B, int tB, int ldb, long long sB, float beta, void *C, int tC, int ldc, long long sC,
+                     int batch);
 #ifdef __cplusplus
 }
 #endif

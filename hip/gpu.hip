@@ -50,7 +50,7 @@ static const char *prof_name[P_N] = {"matrix products", "attention", "norms+rope
 
 struct GpuModel {
     GpuSpec s;
-    int B, T, N, use_mma;
+    int B, T, N, use_mma;            // use_mma: gpu_set_attention's mode
     size_t bytes;                    // device memory allocated here
     float *w, *gw, *m, *v;           // master weights, gradients, AdamW moments [total]
     // gpu_zero_grad zeroes only the gradients that kernels add into (norm weights, ...): the weight products'
@@ -78,6 +78,8 @@ struct GpuModel {
     bf16 *DK, *DV;                   // [N, K·D]
     float *DXF;                      // [N, d] fp32 d loss / d final norm output (the head writes it: not in ws)
     float *Di;                       // [B, H, T]
+    AttnBand band;                   // the banded backward's S, dP, P, dS (NULL: no layer can use it)
+    int pad;                         // rows of padding around KS / VS / QS / SF2 and before each qkv (banded path)
     float *part;                     // column-sum partials
     double *sumsq;                   // grad-norm partials
     char *ws;                        // the scratch region; the head's [chunk, V] bf16 logits when those are alive
@@ -190,7 +192,7 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     GpuModel *g = (GpuModel *)calloc(1, sizeof(GpuModel));
     g->s = *spec;
     const GpuSpec *s = &g->s;
-    g->B = B, g->T = T, g->N = B * T, g->use_mma = 1;
+    g->B = B, g->T = T, g->N = B * T, g->use_mma = 2;
     g->prof = getenv("GS_PROFILE") && atoi(getenv("GS_PROFILE")) > 0;
     size_t N = (size_t)g->N, d = s->d, H = s->H, F = s->F, L = s->L;
     if (F % 2) fail_msg("the GPU path needs an even intermediate_size");
@@ -226,6 +228,19 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
         hipCheck(hipMemcpy(g->rope[l], h, sizeof(float2) * (size_t)T * (D / 2), hipMemcpyHostToDevice));
         free(h);
     }
+    // the banded sliding-window backward (attention.h) where a layer can take it: its buffers (bf, bh bytes), and
+    // `pad` rows around k, v, q and dO that it reads past the sequences
+    int band = 0;
+    for (int l = 0; l < (int)L; l++) {
+        const GpuLayerSpec *ls = &s->layer[l];
+        AttnBwd ab = {};
+        ab.f.K = ls->K, ab.f.window = ls->full ? 0 : s->W, ab.f.T = T, ab.f.D = ls->D, ab.f.H = s->H;
+        ab.f.ldq = ab.lddo = ab.lddq = s->H * ls->D, ab.f.ldk = ls->K * ls->D;
+        band |= attn_band_ok(ab);
+    }
+    size_t bf = band ? attn_band_f32((int)N, (int)H, s->W) * 4 : 0, bh = band ? attn_band_bf16((int)N, (int)H, s->W) * 2 : 0;
+    g->pad = band ? attn_band_pad(s->W) : 0;
+    size_t pad = g->pad;
     // activations kept for the backward
     size_t maxw = F, maxqkv = 0, maxhd = 0, maxkd = 0;
     int maxD = 0;
@@ -239,7 +254,8 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
         LayerBuf *a = &g->lb[l];
         a->x = GALLOC(g, float, N * d);
         a->r_in = GALLOC(g, float, N);
-        a->qkv = GALLOC(g, bf16, N * nqkv);
+        a->qkv = GALLOC(g, bf16, (pad + N) * nqkv) + pad * nqkv;  // v's pad rows: read, never used
+        hipCheck(hipMemset(a->qkv - pad * nqkv, 0, sizeof(bf16) * pad * nqkv));
         if (s->arch == 4) a->rv = GALLOC(g, float, N * K);
         a->rq = GALLOC(g, float, N * H);
         a->rk = GALLOC(g, float, N * K);
@@ -274,12 +290,14 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     // the scratch region: the scratch buffers one after another (256-byte aligned), or the head's bf16 logits of
     // `chunk` rows at a time, 2 GiB at most (each chunk re-reads and re-writes the fp32 embedding gradient
     // once, so fewer, larger chunks move fewer bytes), whichever is larger
-    size_t sizes[] = {N * d * 4, N * d * 4, N * d * 2, N * d * 2, N * maxw * 2, N * maxw * 2,
-                      s->recompute > 0 ? N * 2 * F * 2 : 0, N * maxhd * 2, N * maxkd * 2, s->arch == 4 ? N * maxkd * 2 : 0,
-                      N * maxhd * 4, N * maxkd * 2, N * maxkd * 2};
+    // (KS and VS start `pad` rows into theirs)
+    size_t sizes[] = {N * d * 4, N * d * 4, N * d * 2, N * d * 2, N * maxw * 2, (N * maxw + pad * maxhd) * 2,
+                      s->recompute > 0 ? N * 2 * F * 2 : 0, (N + pad) * maxhd * 2, (pad + N) * maxkd * 2,
+                      s->arch == 4 ? (pad + N) * maxkd * 2 : 0, N * maxhd * 4, N * maxkd * 2, N * maxkd * 2, bf, bf, bh, bh};
     void **bufs[] = {(void **)&g->X2, (void **)&g->DX, (void **)&g->S1, (void **)&g->S2, (void **)&g->SF1,
                      (void **)&g->SF2, (void **)&g->SG, (void **)&g->QS, (void **)&g->KS, (void **)&g->VS,
-                     (void **)&g->DQ, (void **)&g->DK, (void **)&g->DV};
+                     (void **)&g->DQ, (void **)&g->DK, (void **)&g->DV, (void **)&g->band.S, (void **)&g->band.dP,
+                     (void **)&g->band.P, (void **)&g->band.dS};
     size_t nbuf = sizeof sizes / sizeof sizes[0], offs[sizeof sizes / sizeof sizes[0]], scratch = 0;
     for (size_t i = 0; i < nbuf; i++) offs[i] = scratch, scratch += (sizes[i] + 255) / 256 * 256;
     size_t chunk = ((size_t)2 << 30) / ((size_t)s->V * 2);
@@ -288,6 +306,8 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     g->ws = GALLOC(g, char, scratch > lbytes ? scratch : lbytes);
     g->logits = (bf16 *)g->ws;
     for (size_t i = 0; i < nbuf; i++) *bufs[i] = sizes[i] ? (void *)(g->ws + offs[i]) : NULL;
+    g->KS += pad * maxkd;
+    if (g->VS) g->VS += pad * maxkd;
     g->zd_kept = s->d;
     gs_blas_init();
     hipCheck(hipDeviceSynchronize());
@@ -303,8 +323,8 @@ void gpu_free(GpuModel *g) {
         if (dev[i]) hipCheck(hipFree(dev[i]));
     for (int l = 0; l < g->s.L; l++) {
         LayerBuf *a = &g->lb[l];
-        void *p[] = {a->x, a->r_in, a->qkv, a->rq, a->rk, a->rv, a->att, a->lse, a->o, a->r_pa, a->r_pf, a->gu, a->f,
-                     a->r_pff};
+        void *p[] = {a->x, a->r_in, a->qkv - (size_t)g->pad * qkv_cols(&g->s, &g->s.layer[l]), a->rq, a->rk, a->rv,
+                     a->att, a->lse, a->o, a->r_pa, a->r_pf, a->gu, a->f, a->r_pff};
         for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
             if (p[i]) hipCheck(hipFree(p[i]));
         int shared = 0;
@@ -353,7 +373,7 @@ void gpu_zero_grad(GpuModel *g) {
     if (g->dzd) hipCheck(hipMemset(g->dzd, 0, sizeof(float) * s->d));
 }
 
-void gpu_set_attention(GpuModel *g, int use_mma) { g->use_mma = use_mma; }
+void gpu_set_attention(GpuModel *g, int mode) { g->use_mma = mode; }
 size_t gpu_bytes(const GpuModel *g) { return g->bytes; }
 void gpu_memory(size_t *used, size_t *total) {
     size_t fr = 0, tot = 0;
@@ -605,8 +625,11 @@ void gpu_backward(GpuModel *g) {
         else ab.dv = dqkv + vcol, ab.lddv = nqkv;
         k_attn_dot<<<gs_cdiv((size_t)N * H, 4), 4 * GS_WARP>>>(g->Di, g->SF2, HD, a->att, HD, B, T, H, D);
         hipCheckLaunch();
-        hipCheck(hipMemsetAsync(g->DQ, 0, sizeof(float) * (size_t)N * HD));
-        attn_backward(ab, g->use_mma);
+        if (g->use_mma == 2 && g->band.S && attn_band_ok(ab)) attn_backward_band(ab, g->band);
+        else {
+            hipCheck(hipMemsetAsync(g->DQ, 0, sizeof(float) * (size_t)N * HD));
+            attn_backward(ab, g->use_mma);
+        }
         prof(g, P_ATTN);
         // RoPE and the per-head norms backward into dqkv; q_norm / k_norm weight gradients
         int nbq = headnorm_rope_bwd<float, false>(dqkv, g->part, g->DQ, a->qkv, nqkv, 0, H, D, a->rq, g->w + ls->q_norm,

@@ -15,6 +15,10 @@
 //              warps with Q/dO single-buffered so that two blocks share an SM (104.5 KB of shared memory each),
 //              0.830 / 1.440 in the same call as v2's 0.696 / 1.189: the doubled dQ atomics and Q/dO loads per
 //              key cost more than the second block's overlap gains.
+//   v3 band:   the backward of sliding layers with K = 1 (forward: v2's): the band of 64 + window keys
+//              per 64 queries as batched BLAS products (S, dP, dQ per query block; dK, dV per key block over
+//              the same buffers) around one elementwise pass (attention.h). Pads before k, v and after q, dO hold NaN here except
+//              where the contract asks for zeros, so a masked score that leaks into a product fails.
 // Tolerances: o, dq, dk, dv 1e-2 relative L2 (P and dS are rounded to bf16 before their products, as in
 // every bf16 flash attention; the output is bf16); lse 1e-4 (fp32 statistics of exact-input scores).
 //   build: make -C . hip/build/dev_attention   run: hip/build/dev_attention [--no-time]
@@ -29,20 +33,22 @@ typedef struct {
 typedef struct {
     AttnFwd f;
     AttnBwd b;
-    int mma;
+    int mma;       // 0 simple, 1 mma, 2 mma forward + banded backward
+    AttnBand band;
 } Run;
 
 static void run_fwd(void *p) {
     Run *r = (Run *)p;
-    attn_forward(r->f, r->mma);
+    attn_forward(r->f, r->mma > 0);
 }
 static void run_bwd(void *p) {
     Run *r = (Run *)p;
     int N = r->f.B * r->f.T;
-    hipCheck(hipMemsetAsync(r->b.dq, 0, sizeof(float) * (size_t)N * r->f.H * r->f.D));
+    if (r->mma < 2) hipCheck(hipMemsetAsync(r->b.dq, 0, sizeof(float) * (size_t)N * r->f.H * r->f.D));
     k_attn_dot<<<gs_cdiv((size_t)N * r->f.H, 4), 4 * GS_WARP>>>(r->b.Di, r->b.dout, r->b.lddo, r->f.o, r->f.ldo, r->f.B,
                                                                 r->f.T, r->f.H, r->f.D);
-    attn_backward(r->b, r->mma);
+    if (r->mma == 2) attn_backward_band(r->b, r->band);
+    else attn_backward(r->b, r->mma);
 }
 
 static double visible_keys(const Shape *s) {  // Σ over queries of the keys each sees, per (b, h)
@@ -77,16 +83,33 @@ static void case_run(const Shape *s, int timing) {
     run.b.dout = to_dev_bf16(dout, nq), run.b.lddo = H * D, run.b.lddq = H * D, run.b.lddk = K * D, run.b.lddv = K * D;
     hipCheck(hipMalloc(&run.b.Di, sizeof(float) * N * H));
     double fl = visible_keys(s) * s->B * H * D * 2.0 * 2.0;  // two products of 2 flops per multiply-add
-    for (int mma = 0; mma <= 1; mma++) {
+    // the banded backward reads `pad` rows before k, v and after q, dO: copies with that room
+    int pad = attn_band_pad(s->window);
+    bf16 *qp = dev_bf16(nq + (size_t)pad * H * D, 1), *kp = dev_bf16(nk + (size_t)pad * K * D, 1);  // NaN pads
+    bf16 *vp = dev_bf16(nk + (size_t)pad * K * D, 1), *dop = dev_bf16(nq + (size_t)pad * H * D, 1);
+    const bf16 *q0 = f->q, *k0 = f->k, *v0 = f->v, *do0 = run.b.dout;
+    hipCheck(hipMemcpy(qp, q0, sizeof(bf16) * nq, hipMemcpyDeviceToDevice));
+    hipCheck(hipMemcpy(kp + (size_t)pad * K * D, k0, sizeof(bf16) * nk, hipMemcpyDeviceToDevice));
+    hipCheck(hipMemcpy(vp + (size_t)pad * K * D, v0, sizeof(bf16) * nk, hipMemcpyDeviceToDevice));
+    hipCheck(hipMemcpy(dop, do0, sizeof(bf16) * nq, hipMemcpyDeviceToDevice));
+    for (int mma = 0; mma <= 2; mma++) {
         if (mma && !attn_mma_ok(f)) continue;
         run.mma = mma;
+        f->q = q0, f->k = k0, f->v = v0, run.b.dout = do0;
+        run.b.f = *f;
+        if (mma == 2) {
+            if (!attn_band_ok(run.b)) continue;
+            f->q = qp, f->k = kp + (size_t)pad * K * D, f->v = vp + (size_t)pad * K * D, run.b.dout = dop;
+            size_t nf = attn_band_f32(N, H, s->window), nh = attn_band_bf16(N, H, s->window);
+            run.band.S = dev_f32(nf, 1), run.band.dP = dev_f32(nf, 1), run.band.P = dev_bf16(nh, 1), run.band.dS = dev_bf16(nh, 1);
+        }
         f->o = dev_bf16(nq, 1), f->lse = dev_f32((size_t)N * H, 1);
         run.b.dq = dev_f32(nq, 1), run.b.dk = dev_bf16(nk, 1), run.b.dv = dev_bf16(nk, 1);
         run.b.f = *f;
         run_fwd(&run);
         run_bwd(&run);
         hipCheck(hipDeviceSynchronize());
-        const char *name = mma ? "v2 mma" : "v1 simple";
+        const char *name = mma == 2 ? "v3 band" : mma ? "v2 mma" : "v1 simple";
         if (!timing) {
             char w[64];
             float *go = from_dev_bf16(f->o, nq), *gl = from_dev_f32(f->lse, (size_t)N * H), *gdq = from_dev_f32(run.b.dq, nq);
@@ -106,7 +129,13 @@ static void case_run(const Shape *s, int timing) {
         }
         hipCheck(hipFree(f->o)), hipCheck(hipFree(f->lse)), hipCheck(hipFree(run.b.dq)), hipCheck(hipFree(run.b.dk));
         hipCheck(hipFree(run.b.dv));
+        if (mma == 2) {
+            hipCheck(hipFree(run.band.S)), hipCheck(hipFree(run.band.dP)), hipCheck(hipFree(run.band.P));
+            hipCheck(hipFree(run.band.dS));
+        }
     }
+    f->q = q0, f->k = k0, f->v = v0, run.b.dout = do0;
+    hipCheck(hipFree(qp)), hipCheck(hipFree(kp)), hipCheck(hipFree(vp)), hipCheck(hipFree(dop));
     hipCheck(hipFree((void *)f->q)), hipCheck(hipFree((void *)f->k)), hipCheck(hipFree((void *)f->v));
     hipCheck(hipFree((void *)run.b.dout)), hipCheck(hipFree(run.b.Di));
     free(q), free(k), free(v), free(dout), free(o), free(lse), free(dq), free(dk), free(dv);
@@ -121,6 +150,8 @@ int main(int argc, char **argv) {
         {2, 96, 4, 4, 128, 40, 0.0f},  // MHA
         {1, 150, 4, 1, 64, 0, 20.0f},  // softcap
         {2, 50, 4, 2, 32, 17, 0.0f},   // D without a tensor-core kernel: simple only
+        {2, 384, 4, 1, 256, 128, 0.0f},  // Gemma 3's heads, window a multiple of 64: the banded backward too
+        {3, 192, 2, 1, 64, 64, 30.0f},  // banded with softcap, three sequences
     };
     for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) case_run(&checks[i], 0);
     if (timing) {
