@@ -13,9 +13,10 @@
 //              fp32 accumulators, online softmax in registers (FlashAttention-2's scheme). The backward
 //              runs one block per 64 keys (dK, dV in registers, summed over the group's query heads) and
 //              adds dQ with fp32 atomics into a zeroed fp32 buffer.
-//   *_band   : the backward of sliding layers with one kv head (Gemma 3's 270M and 1B): the band of scores
-//              in memory and the products through the vendor BLAS (batched), portable; 1.75x the mma
-//              backward at 1B's shapes. The scores do go to device memory here (fp32, in the scratch).
+//   *_band, *_full : the backward of layers with one kv head (Gemma 3's 270M and 1B): the band of scores
+//              in memory and the products through the vendor BLAS (batched), portable; 1.7x (sliding) and
+//              1.5x (full) the mma backward at 1B's shapes. The scores do go to device memory here (fp32,
+//              in the scratch; see below).
 #pragma once
 #include "blas.h"
 #include "common.h"
@@ -504,7 +505,8 @@ static size_t attn_bwd_smem(int D) { return (size_t)6 * 64 * D * 2 + 2 * 64 * 64
 // A sliding layer's scores live in a band: the ATT_BQ queries of block i see only keys (i − nb)·ATT_BQ ..
 // i·ATT_BQ + ATT_BQ − 1, nb = window / ATT_BQ, band = window + ATT_BQ keys. With one kv head (K = 1) the
 // block's rows (query, head) are R = ATT_BQ·H consecutive rows of q (stride D), so the whole backward is
-// batched products of the vendor BLAS, which run near the tensor cores' peak, around one elementwise pass:
+// batched products of the vendor BLAS, which run near the tensor cores' peak, around one elementwise pass
+// (the forward the same way measured slower than the mma kernel, 0.210 against 0.189 ms at 1B's shapes):
 //   per query block q (flat over sequences, NB = N / ATT_BQ of them):
 //     S_q = Q_q K_band^T, dP_q = dO_q V_band^T             [R × band] fp32
 //     P = exp(score(S) − lse), dS = P ⊙ (dP − Di)·score'    k_attn_band: bf16, 0 where masked
@@ -530,29 +532,51 @@ static size_t attn_band_f32(int N, int H, int window) { return (size_t)N * H * (
 static size_t attn_band_bf16(int N, int H, int window) {
     return (size_t)(N / ATT_BQ + window / ATT_BQ) * ((size_t)ATT_BQ * H * (window + ATT_BQ) + ATT_BQ);
 }
+// Full (causal) layers, one kv head: the T queries of a sequence in ATT_FG groups of Tg = T / ATT_FG; group g
+// sees keys 0 .. (g+1)·Tg − 1, so it is a band of (g+1)·Tg keys starting at key 0 (1.25x the causal
+// triangle's products at ATT_FG = 4, against 2x for the whole square). Per group, batched over sequences:
+// S, dP, P / dS, dQ as in the sliding band; P and dS go into [T·H, T] per sequence (group g's rows at g·Tg·H),
+// so that key group kg's dK = dS[rows of groups kg.., its Tg columns]^T Q[those rows] is one product per
+// sequence (the upper triangle of that square is never read).
+#define ATT_FG 4
+static size_t attn_full_f32(int N, int H, int T) { return (size_t)N * H * (T / ATT_FG); }
+static size_t attn_full_bf16(int N, int H, int T) { return (size_t)N * H * T; }
+static int attn_full_ok(const AttnBwd &a) {
+    const AttnFwd &f = a.f;
+    return f.K == 1 && (f.window <= 0 || f.window >= f.T) && f.T % (8 * ATT_FG) == 0 && f.D % 8 == 0 &&
+           f.ldq == f.H * f.D && f.ldk == f.D && f.ldo == f.H * f.D && a.lddo == f.H * f.D && a.lddq == f.H * f.D;
+}
 static int attn_band_ok(const AttnBwd &a) {
     const AttnFwd &f = a.f;
     return f.K == 1 && f.window > 0 && f.window % ATT_BQ == 0 && f.window + ATT_BQ <= f.T && f.T % ATT_BQ == 0 &&
            f.D % 8 == 0 && f.ldq == f.H * f.D && f.ldk == f.D && a.lddo == f.H * f.D && a.lddq == f.H * f.D;
 }
 
-// P and dS of every band block (nbatch = NB), and zeros in the nb blocks after them; 8 keys per thread
-__global__ void k_attn_band(bf16 *P, bf16 *dS, const float *S, const float *dP, const float *lse, const float *Di,
-                            int nbatch, int T, int H, int W, float scale, float cap) {
-    int nb = W / ATT_BQ, band = W + ATT_BQ, R = ATT_BQ * H, nq = T / ATT_BQ, c8 = band / 8;
-    size_t bs = (size_t)R * band + ATT_BQ, total = (size_t)(nbatch + nb) * R * c8;
+// Where a block of rows sits: batch q has rows (query, head) of query block i = q % nq + i0 of sequence
+// q / nq (Bq queries each), and its column c is key (i − nb)·Bq + c. Sliding layers: nq = T / ATT_BQ, i0 = 0,
+// nb = window / ATT_BQ; a full layer's query group g (below): nq = 1, i0 = nb = g.
+typedef struct {
+    int nq, i0, nb, Bq, band, T, H, W;
+} BandRows;
+
+// P and dS of nbatch blocks of rows into P / dS + q·ps + r·ldp + c (S, dP dense: [nbatch·R, band]), then
+// nzero blocks of zeros; 8 keys per thread
+__global__ void k_attn_band(bf16 *P, bf16 *dS, int ldp, size_t ps, const float *S, const float *dP, const float *lse,
+                            const float *Di, int nbatch, int nzero, BandRows g, float scale, float cap) {
+    int R = g.Bq * g.H, c8 = g.band / 8;
+    size_t total = (size_t)(nbatch + nzero) * R * c8;
     for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
         int c = (int)(e % c8) * 8, r = (int)(e / c8 % R), q = (int)(e / c8 / R);
         float p[8], ds[8];
         if (q < nbatch) {
-            int b = q / nq, i = q % nq, t = i * ATT_BQ + r / H, h = r % H, k0 = (i - nb) * ATT_BQ + c;
-            size_t bh = ((size_t)b * H + h) * T + t, so = ((size_t)q * R + r) * band + c;
+            int b = q / g.nq, i = q % g.nq + g.i0, t = i * g.Bq + r / g.H, h = r % g.H, k0 = (i - g.nb) * g.Bq + c;
+            size_t bh = ((size_t)b * g.H + h) * g.T + t, so = ((size_t)q * R + r) * g.band + c;
             float L = lse[bh], Dt = Di[bh], sv[8], dp[8];
             ldv<4>(sv, S + so), ldv<4>(sv + 4, S + so + 4), ldv<4>(dp, dP + so), ldv<4>(dp + 4, dP + so + 4);
 #pragma unroll
             for (int j = 0; j < 8; j++) {
                 float tc, sc = attn_score(sv[j], scale, cap, &tc), pj = __expf(sc - L);
-                int vis = k0 + j >= 0 && k0 + j <= t && k0 + j > t - W;
+                int vis = k0 + j >= 0 && k0 + j <= t && (g.W <= 0 || k0 + j > t - g.W);
                 p[j] = vis ? pj : 0.0f;
                 ds[j] = vis ? pj * (dp[j] - Dt) * (cap > 0 ? 1.0f - tc * tc : 1.0f) * scale : 0.0f;
             }
@@ -560,8 +584,39 @@ __global__ void k_attn_band(bf16 *P, bf16 *dS, const float *S, const float *dP, 
 #pragma unroll
             for (int j = 0; j < 8; j++) p[j] = ds[j] = 0.0f;
         }
-        size_t po = (size_t)q * bs + (size_t)r * band + c;
+        size_t po = (size_t)q * ps + (size_t)r * ldp + c;
         stv<8>(P + po, p), stv<8>(dS + po, ds);
+    }
+}
+
+// The backward of a full layer as above (attn_full_ok): dq written, dk and dv written; S / dP hold
+// attn_full_f32 floats, P / dS attn_full_bf16 bf16.
+static void attn_backward_full(const AttnBwd &a, const AttnBand &w) {
+    const AttnFwd &f = a.f;
+    int T = f.T, H = f.H, D = f.D, B = f.B, Tg = T / ATT_FG, Rg = Tg * H;
+    long long sqs = (long long)T * H * D, sk = (long long)T * f.ldk, sv = (long long)T * f.ldv, sp = (long long)T * H * T;
+    for (int g = 0; g < ATT_FG; g++) {
+        int band = (g + 1) * Tg;
+        long long ss = (long long)Rg * band;
+        const bf16 *qg = f.q + (size_t)g * Rg * D, *dog = a.dout + (size_t)g * Rg * D;
+        gs_gemm_batched(0, 1, Rg, band, D, 1.0f, qg, GS_BF16, D, sqs, f.k, GS_BF16, f.ldk, sk, 0.0f, w.S, GS_F32, band, ss, B);
+        gs_gemm_batched(0, 1, Rg, band, D, 1.0f, dog, GS_BF16, D, sqs, f.v, GS_BF16, f.ldv, sv, 0.0f, w.dP, GS_F32, band, ss,
+                        B);
+        BandRows br = {1, g, g, Tg, band, T, H, 0};
+        size_t off = (size_t)g * Rg * T, total = (size_t)B * Rg * (band / 8);
+        k_attn_band<<<(unsigned)gs_cdiv(total, 256), 256>>>(w.P + off, w.dS + off, T, (size_t)sp, w.S, w.dP, f.lse, a.Di, B,
+                                                            0, br, f.scale, f.softcap);
+        hipCheckLaunch();
+        gs_gemm_batched(0, 0, Rg, D, band, 1.0f, w.dS + off, GS_BF16, T, sp, f.k, GS_BF16, f.ldk, sk, 0.0f,
+                        a.dq + (size_t)g * Rg * D, GS_F32, D, sqs, B);
+    }
+    for (int kg = 0; kg < ATT_FG; kg++) {  // keys kg·Tg..: the rows of query groups kg.. (they see all of them)
+        size_t off = (size_t)kg * Rg * T + (size_t)kg * Tg, rows = (size_t)kg * Rg * D;
+        int K = (ATT_FG - kg) * Rg;
+        gs_gemm_batched(1, 0, Tg, D, K, 1.0f, w.dS + off, GS_BF16, T, sp, f.q + rows, GS_BF16, D, sqs, 0.0f,
+                        a.dk + (size_t)kg * Tg * a.lddk, GS_BF16, a.lddk, (long long)T * a.lddk, B);
+        gs_gemm_batched(1, 0, Tg, D, K, 1.0f, w.P + off, GS_BF16, T, sp, a.dout + rows, GS_BF16, D, sqs, 0.0f,
+                        a.dv + (size_t)kg * Tg * a.lddv, GS_BF16, a.lddv, (long long)T * a.lddv, B);
     }
 }
 
@@ -581,7 +636,9 @@ static void attn_backward_band(const AttnBwd &a, const AttnBand &w) {
     gs_gemm_batched(0, 1, R, band, D, 1.0f, a.dout, GS_BF16, D, sq, vb, GS_BF16, f.ldv, sv, 0.0f, w.dP, GS_F32, band, sR,
                     NB);
     size_t total = (size_t)(NB + nb) * R * (band / 8);
-    k_attn_band<<<(unsigned)gs_cdiv(total, 256), 256>>>(w.P, w.dS, w.S, w.dP, f.lse, a.Di, NB, f.T, H, W, f.scale, f.softcap);
+    BandRows br = {f.T / ATT_BQ, 0, nb, ATT_BQ, band, f.T, H, W};
+    k_attn_band<<<(unsigned)gs_cdiv(total, 256), 256>>>(w.P, w.dS, band, (size_t)bs, w.S, w.dP, f.lse, a.Di, NB, nb, br,
+                                                        f.scale, f.softcap);
     hipCheckLaunch();
     gs_gemm_batched(0, 0, R, D, band, 1.0f, w.dS, GS_BF16, band, bs, kb, GS_BF16, f.ldk, sk, 0.0f, a.dq, GS_F32, D, sq, NB);
     const bf16 *dsj = w.dS + (size_t)nb * ATT_BQ, *pj = w.P + (size_t)nb * ATT_BQ;

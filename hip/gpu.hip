@@ -70,7 +70,7 @@ struct GpuModel {
     int n_valid, have_targets;
     // scratch shared by the forward and the backward, all inside ws (below)
     float *X2, *DX;                  // [N, d] fp32
-    bf16 *S1, *S2;                   // [N, d]
+    bf16 *S1, *S2, *S3;              // [N, d]
     bf16 *SF1, *SF2;                 // [N, max(F, H·D, nqkv)]
     bf16 *SG;                        // [N, 2F] gate | up of the layers that recompute it
     bf16 *QS, *KS, *VS;              // [N, H·D], [N, K·D], [N, K·D] q, k (Gemma 4: v) after norm and RoPE
@@ -78,7 +78,7 @@ struct GpuModel {
     bf16 *DK, *DV;                   // [N, K·D]
     float *DXF;                      // [N, d] fp32 d loss / d final norm output (the head writes it: not in ws)
     float *Di;                       // [B, H, T]
-    AttnBand band;                   // the banded backward's S, dP, P, dS (NULL: no layer can use it)
+    AttnBand band;                   // the banded backwards' S, dP, P, dS (NULL: no layer can use them)
     int pad;                         // rows of padding around KS / VS / QS / SF2 and before each qkv (banded path)
     float *part;                     // column-sum partials
     double *sumsq;                   // grad-norm partials
@@ -228,17 +228,20 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
         hipCheck(hipMemcpy(g->rope[l], h, sizeof(float2) * (size_t)T * (D / 2), hipMemcpyHostToDevice));
         free(h);
     }
-    // the banded sliding-window backward (attention.h) where a layer can take it: its buffers (bf, bh bytes), and
-    // `pad` rows around k, v, q and dO that it reads past the sequences
+    // the banded attention backward (attention.h) where a layer can take it: its buffers (bf, bh bytes), and `pad` rows
+    // around k, v, q and dO that the sliding band reads past the sequences
     int band = 0;
+    size_t bf = 0, bh = 0;
     for (int l = 0; l < (int)L; l++) {
         const GpuLayerSpec *ls = &s->layer[l];
         AttnBwd ab = {};
         ab.f.K = ls->K, ab.f.window = ls->full ? 0 : s->W, ab.f.T = T, ab.f.D = ls->D, ab.f.H = s->H;
-        ab.f.ldq = ab.lddo = ab.lddq = s->H * ls->D, ab.f.ldk = ls->K * ls->D;
-        band |= attn_band_ok(ab);
+        ab.f.ldq = ab.f.ldo = ab.lddo = ab.lddq = s->H * ls->D, ab.f.ldk = ls->K * ls->D;
+        size_t f32 = 0, b16 = 0;
+        if (attn_band_ok(ab)) band = 1, f32 = attn_band_f32((int)N, (int)H, s->W), b16 = attn_band_bf16((int)N, (int)H, s->W);
+        else if (attn_full_ok(ab)) f32 = attn_full_f32((int)N, (int)H, T), b16 = attn_full_bf16((int)N, (int)H, T);
+        bf = f32 * 4 > bf ? f32 * 4 : bf, bh = b16 * 2 > bh ? b16 * 2 : bh;
     }
-    size_t bf = band ? attn_band_f32((int)N, (int)H, s->W) * 4 : 0, bh = band ? attn_band_bf16((int)N, (int)H, s->W) * 2 : 0;
     g->pad = band ? attn_band_pad(s->W) : 0;
     size_t pad = g->pad;
     // activations kept for the backward
@@ -291,10 +294,10 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     // `chunk` rows at a time, 2 GiB at most (each chunk re-reads and re-writes the fp32 embedding gradient
     // once, so fewer, larger chunks move fewer bytes), whichever is larger
     // (KS and VS start `pad` rows into theirs)
-    size_t sizes[] = {N * d * 4, N * d * 4, N * d * 2, N * d * 2, N * maxw * 2, (N * maxw + pad * maxhd) * 2,
+    size_t sizes[] = {N * d * 4, N * d * 4, N * d * 2, N * d * 2, N * d * 2, N * maxw * 2, (N * maxw + pad * maxhd) * 2,
                       s->recompute > 0 ? N * 2 * F * 2 : 0, (N + pad) * maxhd * 2, (pad + N) * maxkd * 2,
                       s->arch == 4 ? (pad + N) * maxkd * 2 : 0, N * maxhd * 4, N * maxkd * 2, N * maxkd * 2, bf, bf, bh, bh};
-    void **bufs[] = {(void **)&g->X2, (void **)&g->DX, (void **)&g->S1, (void **)&g->S2, (void **)&g->SF1,
+    void **bufs[] = {(void **)&g->X2, (void **)&g->DX, (void **)&g->S1, (void **)&g->S2, (void **)&g->S3, (void **)&g->SF1,
                      (void **)&g->SF2, (void **)&g->SG, (void **)&g->QS, (void **)&g->KS, (void **)&g->VS,
                      (void **)&g->DQ, (void **)&g->DK, (void **)&g->DV, (void **)&g->band.S, (void **)&g->band.dP,
                      (void **)&g->band.P, (void **)&g->band.dS};
@@ -323,8 +326,8 @@ void gpu_free(GpuModel *g) {
         if (dev[i]) hipCheck(hipFree(dev[i]));
     for (int l = 0; l < g->s.L; l++) {
         LayerBuf *a = &g->lb[l];
-        void *p[] = {a->x, a->r_in, a->qkv - (size_t)g->pad * qkv_cols(&g->s, &g->s.layer[l]), a->rq, a->rk, a->rv,
-                     a->att, a->lse, a->o, a->r_pa, a->r_pf, a->gu, a->f, a->r_pff};
+        void *p[] = {a->x, a->r_in, a->qkv - (size_t)g->pad * qkv_cols(&g->s, &g->s.layer[l]), a->rq, a->rk, a->rv, a->att, a->lse, a->o, a->r_pa, a->r_pf, a->gu, a->f,
+                     a->r_pff};
         for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
             if (p[i]) hipCheck(hipFree(p[i]));
         int shared = 0;
@@ -392,11 +395,13 @@ static void norm_fwd_f32(GpuModel *g, bf16 *y, float *rstd, const float *x, size
     hipCheckLaunch();
 }
 // out = (res + RMSNorm(x; wofs)·zd·gate)·ls; y2 != NULL: also y2 = RMSNorm(out; wofs2)·zd (rstd2)
+// y0 != NULL: also y0 = RMSNorm(res; wofs0)·zd with res's saved 1/rms r0
 static void norm_add(GpuModel *g, float *out, float *rstd, const float *res, const bf16 *x, size_t wofs, float gate,
-                     const float *ls, bf16 *y2, float *rstd2, size_t wofs2) {
+                     const float *ls, bf16 *y2, float *rstd2, size_t wofs2, bf16 *y0 = NULL, float *r0 = NULL,
+                     size_t wofs0 = 0) {
     const GpuSpec *s = &g->s;
     norm_add_fwd(out, rstd, res, x, g->w + wofs, s->norm_off, g->zd, 1.0f / g->zd_kept, gate, ls, s->eps, s->d, g->N, y2,
-                 rstd2, g->w + wofs2);
+                 rstd2, g->w + wofs2, y0, r0, g->w + wofs0);
     hipCheckLaunch();
 }
 
@@ -476,8 +481,9 @@ float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
         LayerBuf *a = &g->lb[l];
         int D = ls->D, nqkv = qkv_cols(s, ls);
         float gate = g->zl ? g->zl_host[l] : 1.0f;
-        // a = RMSNorm(x; in) · zd; q,k,v = a Wqkv^T (one product: the three weights are adjacent)
-        norm_fwd_f32(g, g->S1, a->r_in, a->x, ls->in_norm);
+        // a = RMSNorm(x; in) · zd (after layer 0 the previous layer's last kernel made it); q,k,v = a Wqkv^T (one
+        // product: the three weights are adjacent)
+        if (l == 0) norm_fwd_f32(g, g->S1, a->r_in, a->x, ls->in_norm);
         prof(g, P_NORM);
         gs_gemm(0, 1, N, nqkv, d, 1.0f, g->S1, GS_BF16, d, g->wb + ls->wq, GS_BF16, d, 0.0f, a->qkv, GS_BF16, nqkv);
         prof(g, P_GEMM);
@@ -507,14 +513,14 @@ float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
         prof(g, P_ELEM);
         gs_gemm(0, 1, N, d, F, 1.0f, g->SF1, GS_BF16, F, g->wb + ls->wdown, GS_BF16, F, 0.0f, a->f, GS_BF16, d);
         prof(g, P_GEMM);
-        // x_next = (x2 + RMSNorm(f; post_ffn)·zd·gate) [· layer_scalar]
-        float *xn = l + 1 < s->L ? g->lb[l + 1].x : g->xL;
-        norm_add(g, xn, a->r_pff, g->X2, a->f, ls->post_ffn, gate, s->arch == 4 ? g->w + ls->layer_scalar : NULL, NULL,
-                 NULL, 0);
+        // x_next = (x2 + RMSNorm(f; post_ffn)·zd·gate) [· layer_scalar], and the next norm of it: the next layer's
+        // input norm, or the final norm into xf
+        int last = l + 1 == s->L;
+        norm_add(g, last ? g->xL : g->lb[l + 1].x, a->r_pff, g->X2, a->f, ls->post_ffn, gate,
+                 s->arch == 4 ? g->w + ls->layer_scalar : NULL, last ? g->xf : g->S1, last ? g->r_f : g->lb[l + 1].r_in,
+                 last ? s->final_norm : s->layer[l + 1].in_norm);
         prof(g, P_NORM);
     }
-    norm_fwd_f32(g, g->xf, g->r_f, g->xL, s->final_norm);
-    prof(g, P_NORM);
     if (!tgt) return 0.0f;
     // the tied head, chunk by chunk: bf16 logits -> loss and (in place) d loss / d logits -> dxf, d embedding
     float inv_n = g->n_valid ? 1.0f / g->n_valid : 0.0f;
@@ -570,8 +576,9 @@ void gpu_backward(GpuModel *g) {
             k_scale_f32<<<grid_for(Nd), 256>>>(g->DX, g->w + ls->layer_scalar, Nd);
             hipCheckLaunch();
         }
-        // recompute x2 and m = RMSNorm(x2; pre_ffn)
-        norm_add(g, g->X2, a->r_pa, a->x, a->o, ls->post_attn, gate, NULL, g->S1, a->r_pf, ls->pre_ffn);
+        // recompute x2, m = RMSNorm(x2; pre_ffn) and (for dWqkv below) a = RMSNorm(x; in) into S3
+        norm_add(g, g->X2, a->r_pa, a->x, a->o, ls->post_attn, gate, NULL, g->S1, a->r_pf, ls->pre_ffn, g->S3, a->r_in,
+                 ls->in_norm);
         // --- MLP branch: x_next = x2 + PN(f)·zd·gate
         norm_back<float, bf16, bf16, false>(g, g->S2, g->DX, a->f, a->r_pff, ls->post_ffn, dgate, gate);
         prof(g, P_NORM);
@@ -626,6 +633,7 @@ void gpu_backward(GpuModel *g) {
         k_attn_dot<<<gs_cdiv((size_t)N * H, 4), 4 * GS_WARP>>>(g->Di, g->SF2, HD, a->att, HD, B, T, H, D);
         hipCheckLaunch();
         if (g->use_mma == 2 && g->band.S && attn_band_ok(ab)) attn_backward_band(ab, g->band);
+        else if (g->use_mma == 2 && g->band.S && attn_full_ok(ab)) attn_backward_full(ab, g->band);
         else {
             hipCheck(hipMemsetAsync(g->DQ, 0, sizeof(float) * (size_t)N * HD));
             attn_backward(ab, g->use_mma);
@@ -646,10 +654,8 @@ void gpu_backward(GpuModel *g) {
             else headnorm_rope_bwd<bf16, true>(dqkv, NULL, g->DV, a->qkv, nqkv, vcol, K, D, a->rv, NULL, 0.0f, NULL, T, N);
         }
         hipCheckLaunch();
-        // recompute a = RMSNorm(x; in); dWqkv += dqkv^T a; da = dqkv Wqkv
-        norm_fwd_f32(g, g->S1, a->r_in, a->x, ls->in_norm);
-        prof(g, P_NORM);
-        gs_gemm(1, 0, nqkv, d, N, 1.0f, dqkv, GS_BF16, nqkv, g->S1, GS_BF16, d, gb, g->gw + ls->wq, GS_F32, d);
+        // dWqkv += dqkv^T a (a recomputed above); da = dqkv Wqkv
+        gs_gemm(1, 0, nqkv, d, N, 1.0f, dqkv, GS_BF16, nqkv, g->S3, GS_BF16, d, gb, g->gw + ls->wq, GS_F32, d);
         gs_gemm(0, 0, N, d, nqkv, 1.0f, dqkv, GS_BF16, nqkv, g->wb + ls->wq, GS_BF16, d, 0.0f, g->S2, GS_BF16, d);
         prof(g, P_GEMM);
         norm_back<bf16, float, float, true>(g, g->DX, g->S2, a->x, a->r_in, ls->in_norm, NULL, 1.0f);

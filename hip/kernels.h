@@ -248,11 +248,12 @@ __global__ void k_rnorm_fwd(bf16 *y, float *rstd, const TX *x, const float *w, f
 }
 
 // out = (res + RMSNorm(x)·gate)·ls (k_norm_add_fwd); with NORM2 also y2 = RMSNorm(out; w2) as bf16 and its
-// rstd2: the post-attention norm, the residual add and the pre-feedforward norm in one pass
+// rstd2: the post-attention norm, the residual add and the pre-feedforward norm in one pass. y0 != NULL: also
+// y0 = RMSNorm(res; w0) with res's saved 1/rms r0 (the backward's input norm, while res is at hand)
 template <int NV, bool NORM2>
 __global__ void k_rnorm_add_fwd(float *out, float *rstd, const float *res, const bf16 *x, const float *w, float off,
                                 const float *z, float inv_kept, float gate, const float *ls, float eps, int C, int N,
-                                bf16 *y2, float *rstd2, const float *w2) {
+                                bf16 *y2, float *rstd2, const float *w2, bf16 *y0, const float *r0, const float *w0) {
     int lane = threadIdx.x % GS_WARP;
     size_t n = (size_t)blockIdx.x * (blockDim.x / GS_WARP) + threadIdx.x / GS_WARP;
     if (n >= (size_t)N) return;
@@ -265,6 +266,12 @@ __global__ void k_rnorm_add_fwd(float *out, float *rstd, const float *res, const
         if (c >= C) continue;
         float rs[4];
         ldv<4>(rs, res + n * C + c);
+        if (y0) {
+            float o[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) o[i] = rs[i] * r0[n] * ROW_W(w0, off, c + i) * ROW_Z(z, c + i);
+            stv<4>(y0 + n * C + c, o);
+        }
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             v[j][i] = (rs[i] + v[j][i] * r * ROW_W(w, off, c + i) * ROW_Z(z, c + i) * gate) * s;
@@ -364,17 +371,18 @@ static void norm_fwd(bf16 *y, float *rstd, const TX *x, const float *w, float of
 // out = (res + RMSNorm(x)·gate)·ls; y2 != NULL: also y2 = RMSNorm(out; w2), rstd2
 static void norm_add_fwd(float *out, float *rstd, const float *res, const bf16 *x, const float *w, float off,
                          const float *z, float inv_kept, float gate, const float *ls, float eps, int C, int N, bf16 *y2,
-                         float *rstd2, const float *w2) {
+                         float *rstd2, const float *w2, bf16 *y0 = NULL, float *r0 = NULL, const float *w0 = NULL) {
     int nv = row_nv(C);
     if (!nv) {
+        if (y0) k_norm_fwd<float><<<N, 128>>>(y0, r0, res, w0, off, z, inv_kept, eps, C);  // r0 recomputed, the same
         k_norm_add_fwd<<<N, 128>>>(out, rstd, res, x, w, off, z, inv_kept, gate, ls, eps, C);
         if (y2) k_norm_fwd<float><<<N, 128>>>(y2, rstd2, out, w2, off, z, inv_kept, eps, C);
     } else if (y2)
         ROW_SWITCH(nv, k_rnorm_add_fwd<NV, true><<<gs_cdiv(N, ROW_WARPS), ROW_WARPS * GS_WARP>>>(
-                           out, rstd, res, x, w, off, z, inv_kept, gate, ls, eps, C, N, y2, rstd2, w2))
+                           out, rstd, res, x, w, off, z, inv_kept, gate, ls, eps, C, N, y2, rstd2, w2, y0, r0, w0))
     else
         ROW_SWITCH(nv, k_rnorm_add_fwd<NV, false><<<gs_cdiv(N, ROW_WARPS), ROW_WARPS * GS_WARP>>>(
-                           out, rstd, res, x, w, off, z, inv_kept, gate, ls, eps, C, N, y2, rstd2, w2))
+                           out, rstd, res, x, w, off, z, inv_kept, gate, ls, eps, C, N, y2, rstd2, w2, y0, r0, w0))
 }
 // dx (ACC: +=) the input gradient; part[b][c] partial column sums of dy x r; returns the number of partials b
 template <typename TY, typename TX, typename TO, bool ACC>
@@ -708,8 +716,10 @@ __global__ void k_xent(bf16 *logits, int V, const int *tgt, float cap, float inv
     if (threadIdx.x == 0) row_loss[blockIdx.x] = lse - softcap_f(bf2f(z[t]), cap);
     if (!want_grad) return;
     __syncthreads();  // every thread has read z[t] before it is overwritten
-    if (vec) {
-        for (int i = threadIdx.x * 8; i < V; i += blockDim.x * 8) {
+    if (vec) {  // last chunk first: the end of the row, read last, may still be in L2
+        for (int c = (V / 8 + blockDim.x - 1) / blockDim.x - 1; c >= 0; c--) {
+            int i = (c * blockDim.x + threadIdx.x) * 8;
+            if (i >= V) continue;
             uint4 raw = *(const uint4 *)(z + i), out;
             const bf16 *e = (const bf16 *)&raw;
             uint32_t *o = (uint32_t *)&out;

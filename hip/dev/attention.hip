@@ -19,6 +19,8 @@
 //              per 64 queries as batched BLAS products (S, dP, dQ per query block; dK, dV per key block over
 //              the same buffers) around one elementwise pass (attention.h). Pads before k, v and after q, dO hold NaN here except
 //              where the contract asks for zeros, so a masked score that leaks into a product fails.
+//              Full layers with K = 1: the backward in 4 query groups, each a band from key 0 (attention.h);
+//              the forward stays v2's. The unwritten upper triangle of its P / dS square is NaN here too.
 // Tolerances: o, dq, dk, dv 1e-2 relative L2 (P and dS are rounded to bf16 before their products, as in
 // every bf16 flash attention; the output is bf16); lse 1e-4 (fp32 statistics of exact-input scores).
 //   build: make -C . hip/build/dev_attention   run: hip/build/dev_attention [--no-time]
@@ -33,7 +35,8 @@ typedef struct {
 typedef struct {
     AttnFwd f;
     AttnBwd b;
-    int mma;       // 0 simple, 1 mma, 2 mma forward + banded backward
+    int mma;       // 0 simple, 1 mma, 2 mma forward + banded backward (sliding or full)
+    int full;      // mma == 2 on a full layer
     AttnBand band;
 } Run;
 
@@ -47,7 +50,8 @@ static void run_bwd(void *p) {
     if (r->mma < 2) hipCheck(hipMemsetAsync(r->b.dq, 0, sizeof(float) * (size_t)N * r->f.H * r->f.D));
     k_attn_dot<<<gs_cdiv((size_t)N * r->f.H, 4), 4 * GS_WARP>>>(r->b.Di, r->b.dout, r->b.lddo, r->f.o, r->f.ldo, r->f.B,
                                                                 r->f.T, r->f.H, r->f.D);
-    if (r->mma == 2) attn_backward_band(r->b, r->band);
+    if (r->mma == 2 && r->full) attn_backward_full(r->b, r->band);
+    else if (r->mma == 2) attn_backward_band(r->b, r->band);
     else attn_backward(r->b, r->mma);
 }
 
@@ -98,9 +102,11 @@ static void case_run(const Shape *s, int timing) {
         f->q = q0, f->k = k0, f->v = v0, run.b.dout = do0;
         run.b.f = *f;
         if (mma == 2) {
-            if (!attn_band_ok(run.b)) continue;
+            run.full = attn_full_ok(run.b);
+            if (!attn_band_ok(run.b) && !run.full) continue;
             f->q = qp, f->k = kp + (size_t)pad * K * D, f->v = vp + (size_t)pad * K * D, run.b.dout = dop;
-            size_t nf = attn_band_f32(N, H, s->window), nh = attn_band_bf16(N, H, s->window);
+            size_t nf = run.full ? attn_full_f32(N, H, s->T) : attn_band_f32(N, H, s->window);
+            size_t nh = run.full ? attn_full_bf16(N, H, s->T) : attn_band_bf16(N, H, s->window);
             run.band.S = dev_f32(nf, 1), run.band.dP = dev_f32(nf, 1), run.band.P = dev_bf16(nh, 1), run.band.dS = dev_bf16(nh, 1);
         }
         f->o = dev_bf16(nq, 1), f->lse = dev_f32((size_t)N * H, 1);
@@ -152,6 +158,8 @@ int main(int argc, char **argv) {
         {2, 50, 4, 2, 32, 17, 0.0f},   // D without a tensor-core kernel: simple only
         {2, 384, 4, 1, 256, 128, 0.0f},  // Gemma 3's heads, window a multiple of 64: the banded backward too
         {3, 192, 2, 1, 64, 64, 30.0f},  // banded with softcap, three sequences
+        {2, 256, 4, 1, 256, 0, 0.0f},   // full layer, banded backward in 4 query groups
+        {1, 160, 2, 1, 64, 0, 20.0f},   // the same with softcap, groups of 40 queries
     };
     for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) case_run(&checks[i], 0);
     if (timing) {
