@@ -30,7 +30,7 @@ static void usage(void) {
            "  --steps N         int   timed steps of each kind                              default 10\n"
            "  --warmup N        int   untimed steps first                                   default 2\n"
            "  --prune 0|1       int   also time pruning steps (masks on)                    default 1\n"
-           "  --attention KIND  str   band (sliding backward as batched BLAS, mma elsewhere)\n"
+           "  --attention KIND  str   band (backward as batched BLAS where K = 1, mma elsewhere)\n"
            "                          | mma (tensor cores) | simple (portable kernels)    default band\n"
            "  --recompute N     int   layers that recompute gate|up in the backward (memory) default 0\n");
 }

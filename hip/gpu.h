@@ -70,8 +70,9 @@ void gpu_set_masks(GpuModel *g, const float *zl, const float *zh, const float *z
 void gpu_get_mask_grads(GpuModel *g, float *dzl, float *dzh, float *dzf, float *dzd);  // NULL: skip
 // Hard-concrete sample on the device (prune.c masks_from_u): host la, u [n] -> z, dz/dla [n]
 void gpu_hard_concrete(GpuModel *g, const float *la, const float *u, float *z, float *dzdla, size_t n);
-// attention kernels: 2 (default) = the banded backward of sliding layers (attention.h, batched BLAS) and
-// tensor cores elsewhere, 1 = tensor cores where they apply, 0 = the portable kernels everywhere
+// attention kernels: 2 (default) = the backward as batched BLAS where a layer has one kv head (attention.h:
+// sliding band, full layers in query groups) and tensor cores elsewhere, 1 = tensor cores where they apply,
+// 0 = the portable kernels everywhere
 void gpu_set_attention(GpuModel *g, int mode);
 size_t gpu_bytes(const GpuModel *g);               // device memory this model allocated
 void gpu_memory(size_t *used, size_t *total);      // the device's memory in use (all processes) and its size
