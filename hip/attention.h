@@ -541,15 +541,19 @@ static size_t attn_band_bf16(int N, int H, int window) {
 #define ATT_FG 4
 static size_t attn_full_f32(int N, int H, int T) { return (size_t)N * H * (T / ATT_FG); }
 static size_t attn_full_bf16(int N, int H, int T) { return (size_t)N * H * T; }
+// the layout both take: one kv head, q / dO / dQ rows (query, head) at stride D, k rows compact, 8-key vectors
+static int attn_blas_layout_ok(const AttnBwd &a) {
+    const AttnFwd &f = a.f;
+    return f.K == 1 && f.D % 8 == 0 && f.ldq == f.H * f.D && f.ldk == f.D && a.lddo == f.H * f.D && a.lddq == f.H * f.D;
+}
 static int attn_full_ok(const AttnBwd &a) {
     const AttnFwd &f = a.f;
-    return f.K == 1 && (f.window <= 0 || f.window >= f.T) && f.T % (8 * ATT_FG) == 0 && f.D % 8 == 0 &&
-           f.ldq == f.H * f.D && f.ldk == f.D && f.ldo == f.H * f.D && a.lddo == f.H * f.D && a.lddq == f.H * f.D;
+    return attn_blas_layout_ok(a) && (f.window <= 0 || f.window >= f.T) && f.T % (8 * ATT_FG) == 0;
 }
 static int attn_band_ok(const AttnBwd &a) {
     const AttnFwd &f = a.f;
-    return f.K == 1 && f.window > 0 && f.window % ATT_BQ == 0 && f.window + ATT_BQ <= f.T && f.T % ATT_BQ == 0 &&
-           f.D % 8 == 0 && f.ldq == f.H * f.D && f.ldk == f.D && a.lddo == f.H * f.D && a.lddq == f.H * f.D;
+    return attn_blas_layout_ok(a) && f.window > 0 && f.window % ATT_BQ == 0 && f.window + ATT_BQ <= f.T &&
+           f.T % ATT_BQ == 0;
 }
 
 // Where a block of rows sits: batch q has rows (query, head) of query block i = q % nq + i0 of sequence
@@ -694,10 +698,15 @@ static void attn_forward(const AttnFwd &a, int use_mma) {
     hipCheckLaunch();
 }
 
-// Di must already hold rowsum(dO · O) (k_attn_dot); a.dq must be zeroed (the mma path accumulates)
-static void attn_backward(const AttnBwd &a, int use_mma) {
+// Di must already hold rowsum(dO · O) (k_attn_dot); dq, dk, dv are written. mode (gpu_set_attention's): 2 = the
+// batched-BLAS backward where the layer can take it (w: its buffers, attn_band_* / attn_full_* sizes), 1 = tensor
+// cores where they apply, 0 = the simple kernels
+static void attn_backward(const AttnBwd &a, int mode, const AttnBand *w) {
+    if (mode == 2 && w && w->S && attn_band_ok(a)) return attn_backward_band(a, *w);
+    if (mode == 2 && w && w->S && attn_full_ok(a)) return attn_backward_full(a, *w);
 #if GS_NVIDIA
-    if (use_mma && attn_mma_ok(&a.f) && a.lddo % 8 == 0 && aligned16(a.dout)) {
+    if (mode && attn_mma_ok(&a.f) && a.lddo % 8 == 0 && aligned16(a.dout)) {
+        hipCheck(hipMemsetAsync(a.dq, 0, sizeof(float) * (size_t)a.f.B * a.f.T * a.lddq));  // it accumulates
         if (a.f.D == 64) attn_bwd_mma_launch<64>(a);
         else if (a.f.D == 128) attn_bwd_mma_launch<128>(a);
         else attn_bwd_mma_launch<256>(a);

@@ -236,7 +236,7 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
         const GpuLayerSpec *ls = &s->layer[l];
         AttnBwd ab = {};
         ab.f.K = ls->K, ab.f.window = ls->full ? 0 : s->W, ab.f.T = T, ab.f.D = ls->D, ab.f.H = s->H;
-        ab.f.ldq = ab.f.ldo = ab.lddo = ab.lddq = s->H * ls->D, ab.f.ldk = ls->K * ls->D;
+        ab.f.ldq = ab.lddo = ab.lddq = s->H * ls->D, ab.f.ldk = ls->K * ls->D;
         size_t f32 = 0, b16 = 0;
         if (attn_band_ok(ab)) band = 1, f32 = attn_band_f32((int)N, (int)H, s->W), b16 = attn_band_bf16((int)N, (int)H, s->W);
         else if (attn_full_ok(ab)) f32 = attn_full_f32((int)N, (int)H, T), b16 = attn_full_bf16((int)N, (int)H, T);
@@ -632,12 +632,7 @@ void gpu_backward(GpuModel *g) {
         else ab.dv = dqkv + vcol, ab.lddv = nqkv;
         k_attn_dot<<<gs_cdiv((size_t)N * H, 4), 4 * GS_WARP>>>(g->Di, g->SF2, HD, a->att, HD, B, T, H, D);
         hipCheckLaunch();
-        if (g->use_mma == 2 && g->band.S && attn_band_ok(ab)) attn_backward_band(ab, g->band);
-        else if (g->use_mma == 2 && g->band.S && attn_full_ok(ab)) attn_backward_full(ab, g->band);
-        else {
-            hipCheck(hipMemsetAsync(g->DQ, 0, sizeof(float) * (size_t)N * HD));
-            attn_backward(ab, g->use_mma);
-        }
+        attn_backward(ab, g->use_mma, &g->band);
         prof(g, P_ATTN);
         // RoPE and the per-head norms backward into dqkv; q_norm / k_norm weight gradients
         int nbq = headnorm_rope_bwd<float, false>(dqkv, g->part, g->DQ, a->qkv, nqkv, 0, H, D, a->rq, g->w + ls->q_norm,

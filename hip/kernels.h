@@ -259,6 +259,7 @@ __global__ void k_rnorm_add_fwd(float *out, float *rstd, const float *res, const
     if (n >= (size_t)N) return;
     float v[NV][4];
     float r = rsqrtf(row_load_ss<NV>(v, x + n * C, z, C, lane) * inv_kept + eps), s = ls ? *ls : 1.0f, ss2 = 0;
+    float r0n = y0 ? r0[n] : 0.0f;
     if (lane == 0) rstd[n] = r;
 #pragma unroll
     for (int j = 0; j < NV; j++) {
@@ -269,7 +270,7 @@ __global__ void k_rnorm_add_fwd(float *out, float *rstd, const float *res, const
         if (y0) {
             float o[4];
 #pragma unroll
-            for (int i = 0; i < 4; i++) o[i] = rs[i] * r0[n] * ROW_W(w0, off, c + i) * ROW_Z(z, c + i);
+            for (int i = 0; i < 4; i++) o[i] = rs[i] * r0n * ROW_W(w0, off, c + i) * ROW_Z(z, c + i);
             stv<4>(y0 + n * C + c, o);
         }
 #pragma unroll

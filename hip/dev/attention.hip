@@ -36,7 +36,6 @@ typedef struct {
     AttnFwd f;
     AttnBwd b;
     int mma;       // 0 simple, 1 mma, 2 mma forward + banded backward (sliding or full)
-    int full;      // mma == 2 on a full layer
     AttnBand band;
 } Run;
 
@@ -47,12 +46,9 @@ static void run_fwd(void *p) {
 static void run_bwd(void *p) {
     Run *r = (Run *)p;
     int N = r->f.B * r->f.T;
-    if (r->mma < 2) hipCheck(hipMemsetAsync(r->b.dq, 0, sizeof(float) * (size_t)N * r->f.H * r->f.D));
     k_attn_dot<<<gs_cdiv((size_t)N * r->f.H, 4), 4 * GS_WARP>>>(r->b.Di, r->b.dout, r->b.lddo, r->f.o, r->f.ldo, r->f.B,
                                                                 r->f.T, r->f.H, r->f.D);
-    if (r->mma == 2 && r->full) attn_backward_full(r->b, r->band);
-    else if (r->mma == 2) attn_backward_band(r->b, r->band);
-    else attn_backward(r->b, r->mma);
+    attn_backward(r->b, r->mma, &r->band);
 }
 
 static double visible_keys(const Shape *s) {  // Σ over queries of the keys each sees, per (b, h)
@@ -102,11 +98,11 @@ static void case_run(const Shape *s, int timing) {
         f->q = q0, f->k = k0, f->v = v0, run.b.dout = do0;
         run.b.f = *f;
         if (mma == 2) {
-            run.full = attn_full_ok(run.b);
-            if (!attn_band_ok(run.b) && !run.full) continue;
+            int full = attn_full_ok(run.b);
+            if (!attn_band_ok(run.b) && !full) continue;
             f->q = qp, f->k = kp + (size_t)pad * K * D, f->v = vp + (size_t)pad * K * D, run.b.dout = dop;
-            size_t nf = run.full ? attn_full_f32(N, H, s->T) : attn_band_f32(N, H, s->window);
-            size_t nh = run.full ? attn_full_bf16(N, H, s->T) : attn_band_bf16(N, H, s->window);
+            size_t nf = full ? attn_full_f32(N, H, s->T) : attn_band_f32(N, H, s->window);
+            size_t nh = full ? attn_full_bf16(N, H, s->T) : attn_band_bf16(N, H, s->window);
             run.band.S = dev_f32(nf, 1), run.band.dP = dev_f32(nf, 1), run.band.P = dev_bf16(nh, 1), run.band.dS = dev_bf16(nh, 1);
         }
         f->o = dev_bf16(nq, 1), f->lse = dev_f32((size_t)N * H, 1);
