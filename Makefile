@@ -110,7 +110,7 @@ evidence: deps
 NVCC_ARCH  ?= -gencode=arch=compute_90a,code=sm_90a
 NVCC_FLAGS  = -O3 -std=c++17 -I. -I/usr/include/stb $(NVCC_ARCH) -Xcompiler -fopenmp
 GPU_CFLAGS  = -O2 -std=gnu11 -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-unused-function -I. -I/usr/include/stb
-GPU_LDLIBS  = -lcublas -lcjson -lm -lgomp -Xlinker -rpath -Xlinker '$$ORIGIN/lib'
+GPU_LDLIBS  = -lcublasLt -lcublas -lcjson -lm -lgomp -Xlinker -rpath -Xlinker '$$ORIGIN/lib'
 ifneq ($(filter -DUSE_BLIS,$(CFLAGS)),)
   GPU_CFLAGS += -isystem $(BLIS_INC) -DUSE_BLIS
   GPU_LDLIBS += -L$(BLIS_LIB) -lblis
@@ -119,7 +119,7 @@ else
   GPU_LIBS    = libcjson.so.1 libgomp.so.1
 endif
 HIP_HDR     = hip/common.h hip/kernels.h hip/attention.h hip/blas.h hip/gpu.h
-HIP_DEV     = attention rmsnorm rope gelu embed xent adamw
+HIP_DEV     = attention rmsnorm rope gelu embed xent adamw gemm
 GPU_BINS    = hip/build/train hip/build/prune hip/build/bench hip/build/check_step $(HIP_DEV:%=hip/build/dev_%)
 
 .PHONY: gpu check-gpu bench-gpu

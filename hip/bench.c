@@ -3,9 +3,10 @@
 // gradients back to the host) of a Gemma 3 shape with random weights, B·T tokens per step.
 // Prints one line per step and a summary line per kind of step (tok/s, device memory).
 //   hip/build/bench --model 270m|1b|tiny [--batch 8] [--seq 2048] [--steps 10] [--warmup 2] [--prune 1]
-//                   [--attention mma|simple]
+//                   [--attention band|mma|simple] [--recompute N] [--blas default|lt|tuned]
 #include "model.h"
 #include "hip/gpu.h"
+#include "hip/blas.h"
 
 static const char *shapes[][2] = {
     {"270m", "{\"model_type\":\"gemma3_text\",\"vocab_size\":262144,\"hidden_size\":640,\"intermediate_size\":2048,"
@@ -32,7 +33,9 @@ static void usage(void) {
            "  --prune 0|1       int   also time pruning steps (masks on)                    default 1\n"
            "  --attention KIND  str   band (backward as batched BLAS where K = 1, mma elsewhere)\n"
            "                          | mma (tensor cores) | simple (portable kernels)    default band\n"
-           "  --recompute N     int   layers that recompute gate|up in the backward (memory) default 0\n");
+           "  --recompute N     int   layers that recompute gate|up in the backward (memory) default 0\n"
+           "  --blas KIND       str   products: default (the library's) | lt (cuBLASLt heuristic)\n"
+           "                          | tuned (cuBLASLt, fastest candidate timed per shape)   default tuned\n");
 }
 
 static double median(double *v, int n) {
@@ -45,7 +48,7 @@ static double median(double *v, int n) {
 }
 
 int main(int argc, char **argv) {
-    const char *model = "270m", *attn = "band";
+    const char *model = "270m", *attn = "band", *blas = "tuned";
     int B = 8, T = 2048, steps = 10, warmup = 2, prune = 1, rec = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(), 0;
@@ -57,6 +60,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--prune")) prune = (int)arg_int(argc, argv, &i);
         else if (!strcmp(argv[i], "--attention")) attn = arg_str(argc, argv, &i);
         else if (!strcmp(argv[i], "--recompute")) rec = (int)arg_int(argc, argv, &i);
+        else if (!strcmp(argv[i], "--blas")) blas = arg_str(argc, argv, &i);
         else fail("unknown flag %s (see --help)", argv[i]);
     }
     int si = -1;
@@ -66,6 +70,8 @@ int main(int argc, char **argv) {
     if (B < 1 || T < 2 || steps < 1 || warmup < 0) fail("--batch >= 1, --seq >= 2, --steps >= 1, --warmup >= 0 please");
     int mode = !strcmp(attn, "band") ? 2 : !strcmp(attn, "mma") ? 1 : !strcmp(attn, "simple") ? 0 : -1;
     if (mode < 0) fail("--attention %s: expected band, mma or simple", attn);
+    int bmode = !strcmp(blas, "default") ? GS_BLAS_DEFAULT : !strcmp(blas, "lt") ? GS_BLAS_LT : !strcmp(blas, "tuned") ? GS_BLAS_TUNED : -1;
+    if (bmode < 0) fail("--blas %s: expected default, lt or tuned", blas);
     Config c;
     cJSON *j = cJSON_Parse(shapes[si][1]);
     config_from_json(&c, j, model);
@@ -74,8 +80,8 @@ int main(int argc, char **argv) {
     ParamTable tab;
     param_table(&c, &tab);
     printf("bench | GPU %s | model %s (%.1fM parameters, %.1fM without the embedding) | B=%d T=%d (%d tokens/step) | "
-           "attention %s | gate|up recomputed in %d layers | steps %d (+%d warm-up)\n",
-           gpu_device_name(), model, tab.total / 1e6, (tab.total - (size_t)c.V * c.d) / 1e6, B, T, B * T, attn, rec,
+           "attention %s | products %s | gate|up recomputed in %d layers | steps %d (+%d warm-up)\n",
+           gpu_device_name(), model, tab.total / 1e6, (tab.total - (size_t)c.V * c.d) / 1e6, B, T, B * T, attn, blas, rec,
            steps, warmup);
     config_print(&c, stdout);
     size_t used0, total;
@@ -84,6 +90,7 @@ int main(int argc, char **argv) {
     if (rec < 0 || rec > c.L) fail("--recompute %d: expected 0 to %d (the layers)", rec, c.L);
     s->recompute = rec;
     GpuModel *g = gpu_create(s, B, T);
+    gs_blas_mode(bmode);
     gpu_set_attention(g, mode);
     gpu_init_random(g, 1, 0.02f);
     int N = B * T;

@@ -2,10 +2,12 @@
 // calls the vendor BLAS). Row-major, like model.h's matmul: C[M,N] = alpha op(A) op(B) + beta C.
 #pragma once
 enum { GS_F32 = 0, GS_BF16 = 1 };  // operand storage types
+enum { GS_BLAS_DEFAULT = 0, GS_BLAS_LT = 1, GS_BLAS_TUNED = 2 };  // how a product picks its algorithm (blas.hip)
 #ifdef __cplusplus
 extern "C" {
 #endif
 void gs_blas_init(void);
+void gs_blas_mode(int mode);  // GS_BLAS_*; AMD: always the default
 void gs_gemm(int transA, int transB, int M, int N, int K, float alpha, const void *A, int tA, int lda, const void *B,
              int tB, int ldb, float beta, void *C, int tC, int ldc);
 // `batch` products at once, the i-th on A + i·sA, B + i·sB, C + i·sC (strides in elements)

@@ -3,6 +3,10 @@
 // bf16 or fp32 output (fp32 for the weight gradients, which accumulate with beta = 1).
 // Debian ships hipcc but no hipBLAS headers, so on AMD without <hipblas/hipblas.h> this file builds a
 // stub that stops with a message at the first call; every kernel file still compiles (test_hip.sh).
+// How a product picks its algorithm (gs_blas_mode): GS_BLAS_DEFAULT, the library's default (GemmEx);
+// on NVIDIA also GS_BLAS_LT, cuBLASLt's first heuristic choice, and GS_BLAS_TUNED, cuBLASLt where the
+// first call of each shape (with beta = 0, so repeating it is harmless) times the heuristic's first
+// TUNE_CANDIDATES algorithms on the real operands and keeps the fastest (hip/dev/gemm.hip measures all three).
 #include "blas.h"
 
 #include "common.h"
@@ -41,7 +45,136 @@ static const char *blas_status(hipblasStatus_t s) { return hipblasStatusToString
 
 #if GS_HAVE_BLAS
 static blas_handle_t handle;
-static int ready = 0;
+static int ready = 0, mode = GS_NVIDIA ? GS_BLAS_TUNED : GS_BLAS_DEFAULT;  // measured: hip/dev/RESULTS.md §8
+
+#if GS_NVIDIA
+#include <cublasLt.h>
+// TUNE_MAX_MS: products whose first candidate takes longer are not tuned. On the H200 the timing at the first
+// call picked algorithms 9-21% slower in steady state for the head's 3-4 ms products (in two tries: each
+// candidate's runs back to back, then in turns), while it found the 5-25% the layers' products gain
+enum { TUNE_CANDIDATES = 12, TUNE_ROUNDS = 4, LT_WORKSPACE = 32 << 20 };
+#define TUNE_MAX_MS 1.0f
+// one product shape: its key (with the operands' alignment, which cuBLASLt's algorithms depend on), the
+// descriptors and the algorithm it runs (tuned: chosen by timing)
+typedef struct {
+    int ta, tb, M, N, K, tA, lda, tB, ldb, tC, ldc, align, tuned, none;  // none: no cuBLASLt algorithm (GemmEx runs it)
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+} Plan;
+static cublasLtHandle_t lt;
+static void *lt_ws;
+static Plan *plans;
+static int nplans, cap_plans;
+
+static void lt_check(cublasStatus_t st, const char *what) {
+    if (st == CUBLAS_STATUS_SUCCESS) return;
+    fprintf(stderr, "error: cuBLASLt %s failed: %s\n", what, cublasGetStatusString(st));
+    exit(1);
+}
+// cuBLASLt's candidate algorithms for a plan, best guess first
+static int lt_candidates(const Plan *p, cublasLtMatmulHeuristicResult_t *res) {
+    cublasLtMatmulPreference_t pref;
+    size_t wsz = LT_WORKSPACE;
+    int nres = 0;
+    lt_check(cublasLtMatmulPreferenceCreate(&pref), "preference");
+    lt_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsz, sizeof wsz), "preference");
+    uint32_t al = (uint32_t)p->align;
+    cublasLtMatmulPreferenceAttributes_t at[] = {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                                 CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (int i = 0; i < 4; i++) lt_check(cublasLtMatmulPreferenceSetAttribute(pref, at[i], &al, sizeof al), "alignment");
+    lt_check(cublasLtMatmulAlgoGetHeuristic(lt, p->op, p->la, p->lb, p->lc, p->lc, pref, TUNE_CANDIDATES, res, &nres),
+             "heuristic");
+    cublasLtMatmulPreferenceDestroy(pref);
+    return nres;
+}
+// the plan of this shape, made on first use: column-major C^T = op(B)^T op(A)^T as in gs_gemm (cuBLASLt's A is
+// our B), running the heuristic's first algorithm until a call tunes it
+static Plan *lt_plan(int ta, int tb, int M, int N, int K, int tA, int lda, int tB, int ldb, int tC, int ldc, int align) {
+    for (int i = 0; i < nplans; i++) {
+        Plan *p = &plans[i];
+        if (p->ta == ta && p->tb == tb && p->M == M && p->N == N && p->K == K && p->tA == tA && p->lda == lda &&
+            p->tB == tB && p->ldb == ldb && p->tC == tC && p->ldc == ldc && p->align == align)
+            return p;
+    }
+    if (nplans == cap_plans) {
+        cap_plans = cap_plans ? 2 * cap_plans : 64;
+        plans = (Plan *)realloc(plans, sizeof(Plan) * cap_plans);
+        if (!plans) fprintf(stderr, "error: out of host memory\n"), exit(1);
+    }
+    Plan *p = &plans[nplans++];
+    *p = (Plan){ta, tb, M, N, K, tA, lda, tB, ldb, tC, ldc, align, 0, 0};
+    cublasOperation_t oa = BLAS_OP(tb), ob = BLAS_OP(ta);
+    int m = N, n = M;
+    lt_check(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "descriptor");
+    lt_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &oa, sizeof oa), "transa");
+    lt_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &ob, sizeof ob), "transb");
+    lt_check(cublasLtMatrixLayoutCreate(&p->la, BLAS_TYPE(tB), tb ? K : m, tb ? m : K, ldb), "layout");
+    lt_check(cublasLtMatrixLayoutCreate(&p->lb, BLAS_TYPE(tA), ta ? n : K, ta ? K : n, lda), "layout");
+    lt_check(cublasLtMatrixLayoutCreate(&p->lc, BLAS_TYPE(tC), m, n, ldc), "layout");
+    cublasLtMatmulHeuristicResult_t res[TUNE_CANDIDATES];
+    if (lt_candidates(p, res) > 0) p->algo = res[0].algo;
+    else p->none = 1;
+    return p;
+}
+// 0: the algorithm turned these operands down (CUBLAS_STATUS_NOT_SUPPORTED); any other failure stops
+static int lt_run(const Plan *p, const cublasLtMatmulAlgo_t *algo, float alpha, const void *A, const void *B, float beta,
+                  void *C) {
+    cublasStatus_t st = cublasLtMatmul(lt, p->op, &alpha, B, p->la, A, p->lb, &beta, C, p->lc, C, p->lc, algo, lt_ws,
+                                       LT_WORKSPACE, 0);
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED) return 0;
+    lt_check(st, "matmul");
+    return 1;
+}
+// 0: cuBLASLt has no algorithm for it (the caller runs GemmEx)
+static int lt_gemm(int ta, int tb, int M, int N, int K, float alpha, const void *A, int tA, int lda, const void *B,
+                   int tB, int ldb, float beta, void *C, int tC, int ldc) {
+    // the largest power of two (up to 256) that divides every operand address
+    uintptr_t bits = (uintptr_t)A | (uintptr_t)B | (uintptr_t)C | 256;
+    Plan *p = lt_plan(ta, tb, M, N, K, tA, lda, tB, ldb, tC, ldc, (int)(bits & (~bits + 1)));
+    if (p->none) return 0;
+    if (mode == GS_BLAS_TUNED && !p->tuned && beta == 0.0f) {
+        cublasLtMatmulHeuristicResult_t res[TUNE_CANDIDATES];
+        int nres = lt_candidates(p, res);
+        // every candidate once to warm up, then TUNE_ROUNDS rounds over all of them, each keeping its fastest run
+        // (taking turns: clock drift does not favour whoever runs first); the heuristic's choice alone where its
+        // first run takes longer than TUNE_MAX_MS
+        hipEvent_t e0, e1;
+        float best[TUNE_CANDIDATES];
+        hipCheck(hipEventCreate(&e0)), hipCheck(hipEventCreate(&e1));
+        int ok[TUNE_CANDIDATES];
+        for (int i = 0; i < nres; i++) ok[i] = lt_run(p, &res[i].algo, alpha, A, B, beta, C), best[i] = 1e30f;
+        for (int r = 0; r < TUNE_ROUNDS; r++)
+            for (int i = 0; i < nres && (i == 0 || best[0] <= TUNE_MAX_MS); i++) {
+                float ms;
+                if (!ok[i]) continue;
+                hipCheck(hipEventRecord(e0, 0));
+                lt_run(p, &res[i].algo, alpha, A, B, beta, C);
+                hipCheck(hipEventRecord(e1, 0));
+                hipCheck(hipEventSynchronize(e1));
+                hipCheck(hipEventElapsedTime(&ms, e0, e1));
+                best[i] = ms < best[i] ? ms : best[i];
+            }
+        int bi = 0;
+        for (int i = 1; i < nres; i++) bi = best[i] < best[bi] ? i : bi;
+        if (ok[bi]) p->algo = res[bi].algo;
+        hipCheck(hipEventDestroy(e0)), hipCheck(hipEventDestroy(e1));
+        p->tuned = 1;
+    }
+    if (lt_run(p, &p->algo, alpha, A, B, beta, C)) return 1;
+    p->none = 1;  // from now on GemmEx, which takes any alignment
+    return 0;
+}
+#endif
+
+void gs_blas_mode(int m) {
+#if GS_NVIDIA
+    mode = m;
+#else
+    mode = GS_BLAS_DEFAULT;  // hipBLASLt is not wired in: every mode is the default here
+    (void)m;
+#endif
+}
 
 void gs_blas_init(void) {
     if (ready) return;
@@ -51,6 +184,10 @@ void gs_blas_init(void) {
                         "installed?\n", blas_status(st));
         exit(1);
     }
+#if GS_NVIDIA
+    lt_check(cublasLtCreate(&lt), "create");
+    hipCheck(hipMalloc(&lt_ws, LT_WORKSPACE));
+#endif
     ready = 1;
 }
 
@@ -60,6 +197,10 @@ void gs_gemm(int transA, int transB, int M, int N, int K, float alpha, const voi
              int tB, int ldb, float beta, void *C, int tC, int ldc) {
     if (M == 0 || N == 0) return;
     gs_blas_init();
+#if GS_NVIDIA
+    if (mode != GS_BLAS_DEFAULT && K > 0 && lt_gemm(transA, transB, M, N, K, alpha, A, tA, lda, B, tB, ldb, beta, C, tC, ldc))
+        return;
+#endif
     auto st = blasGemmEx(handle, BLAS_OP(transB), BLAS_OP(transA), N, M, K, &alpha, B, BLAS_TYPE(tB), ldb, A,
                          BLAS_TYPE(tA), lda, &beta, C, BLAS_TYPE(tC), ldc);
     if (st != BLAS_OK) {
@@ -83,6 +224,7 @@ void gs_gemm_batched(int transA, int transB, int M, int N, int K, float alpha, c
 }
 #else
 void gs_blas_init(void) {}
+void gs_blas_mode(int m) { (void)m; }
 void gs_gemm(int transA, int transB, int M, int N, int K, float alpha, const void *A, int tA, int lda, const void *B,
              int tB, int ldb, float beta, void *C, int tC, int ldc) {
     fprintf(stderr, "error: this build has no BLAS (hipBLAS headers were not found at compile time)\n"

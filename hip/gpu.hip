@@ -31,7 +31,6 @@ static double wall(void) {
 // =================================================================================================
 
 typedef struct {
-    float *x;            // [N, d]  residual stream entering the layer
     float *r_in;         // [N]     1/rms of input_layernorm
     bf16 *qkv;           // [N, nqkv] raw q | k | v projections
     float *rq, *rk, *rv; // [N·H], [N·K], [N·K] 1/rms of the q, k (and Gemma 4 v) norms
@@ -63,11 +62,13 @@ struct GpuModel {
     unsigned char *seg_flag;
     float2 **rope;                   // [L] cos/sin table of each layer ([T][D/2]); layers with equal RoPE share one
     LayerBuf *lb;
-    float *xL, *r_f;                 // residual after the last layer, final norm's 1/rms
+    // the residual stream: the forward runs it through this one buffer and leaves the stream after the last
+    // layer; the backward takes it back layer by layer (residual_undo), so no layer keeps its input
+    float *xL, *r_f;                 // [N, d] residual stream; final norm's 1/rms
     bf16 *xf;                        // final norm output
     int *tok, *tgt;
     float *row_loss, *row_loss_h;
-    int n_valid, have_targets;
+    int n_valid, have_targets;       // have_targets: a forward with targets ran and no backward has taken it back yet
     // scratch shared by the forward and the backward, all inside ws (below)
     float *X2, *DX;                  // [N, d] fp32
     bf16 *S1, *S2, *S3;              // [N, d]
@@ -255,7 +256,6 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
         maxqkv = nqkv > maxqkv ? nqkv : maxqkv, maxhd = H * D > maxhd ? H * D : maxhd, maxkd = K * D > maxkd ? K * D : maxkd;
         maxD = (int)D > maxD ? (int)D : maxD;
         LayerBuf *a = &g->lb[l];
-        a->x = GALLOC(g, float, N * d);
         a->r_in = GALLOC(g, float, N);
         a->qkv = GALLOC(g, bf16, (pad + N) * nqkv) + pad * nqkv;  // v's pad rows: read, never used
         hipCheck(hipMemset(a->qkv - pad * nqkv, 0, sizeof(bf16) * pad * nqkv));
@@ -326,7 +326,7 @@ void gpu_free(GpuModel *g) {
         if (dev[i]) hipCheck(hipFree(dev[i]));
     for (int l = 0; l < g->s.L; l++) {
         LayerBuf *a = &g->lb[l];
-        void *p[] = {a->x, a->r_in, a->qkv - (size_t)g->pad * qkv_cols(&g->s, &g->s.layer[l]), a->rq, a->rk, a->rv, a->att, a->lse, a->o, a->r_pa, a->r_pf, a->gu, a->f,
+        void *p[] = {a->r_in, a->qkv - (size_t)g->pad * qkv_cols(&g->s, &g->s.layer[l]), a->rq, a->rk, a->rv, a->att, a->lse, a->o, a->r_pa, a->r_pf, a->gu, a->f,
                      a->r_pff};
         for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
             if (p[i]) hipCheck(hipFree(p[i]));
@@ -468,12 +468,12 @@ float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
         }
     g->prof_last = wall();
     hipCheck(hipMemcpy(g->tok, tok, sizeof(int) * N, hipMemcpyHostToDevice));
-    g->have_targets = tgt != NULL, g->n_valid = 0;
+    g->have_targets = tgt != NULL && want_grad, g->n_valid = 0;
     if (tgt) {
         for (int n = 0; n < N; n++) g->n_valid += tgt[n] >= 0;
         hipCheck(hipMemcpy(g->tgt, tgt, sizeof(int) * N, hipMemcpyHostToDevice));
     }
-    k_embed_fwd<<<grid_for((size_t)N * d), 256>>>(g->lb[0].x, g->wb + s->embed, g->tok, g->zd, s->embed_scale, N, d);
+    k_embed_fwd<<<grid_for((size_t)N * d), 256>>>(g->xL, g->wb + s->embed, g->tok, g->zd, s->embed_scale, N, d);
     hipCheckLaunch();
     prof(g, P_ELEM);
     for (int l = 0; l < s->L; l++) {
@@ -483,7 +483,7 @@ float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
         float gate = g->zl ? g->zl_host[l] : 1.0f;
         // a = RMSNorm(x; in) · zd (after layer 0 the previous layer's last kernel made it); q,k,v = a Wqkv^T (one
         // product: the three weights are adjacent)
-        if (l == 0) norm_fwd_f32(g, g->S1, a->r_in, a->x, ls->in_norm);
+        if (l == 0) norm_fwd_f32(g, g->S1, a->r_in, g->xL, ls->in_norm);
         prof(g, P_NORM);
         gs_gemm(0, 1, N, nqkv, d, 1.0f, g->S1, GS_BF16, d, g->wb + ls->wq, GS_BF16, d, 0.0f, a->qkv, GS_BF16, nqkv);
         prof(g, P_GEMM);
@@ -503,7 +503,7 @@ float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
         gs_gemm(0, 1, N, d, H * D, 1.0f, attm, GS_BF16, H * D, g->wb + ls->wo, GS_BF16, H * D, 0.0f, a->o, GS_BF16, d);
         prof(g, P_GEMM);
         // x2 = x + RMSNorm(o; post_attn)·zd·gate;  m = RMSNorm(x2; pre_ffn)·zd
-        norm_add(g, g->X2, a->r_pa, a->x, a->o, ls->post_attn, gate, NULL, g->S1, a->r_pf, ls->pre_ffn);
+        norm_add(g, g->X2, a->r_pa, g->xL, a->o, ls->post_attn, gate, NULL, g->S1, a->r_pf, ls->pre_ffn);
         prof(g, P_NORM);
         // gate|up = m Wgu^T; h = gelu(gate)·up·zf; f = h Wd^T
         const bf16 *gu = gate_up(g, l);
@@ -516,7 +516,7 @@ float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
         // x_next = (x2 + RMSNorm(f; post_ffn)·zd·gate) [· layer_scalar], and the next norm of it: the next layer's
         // input norm, or the final norm into xf
         int last = l + 1 == s->L;
-        norm_add(g, last ? g->xL : g->lb[l + 1].x, a->r_pff, g->X2, a->f, ls->post_ffn, gate,
+        norm_add(g, g->xL, a->r_pff, g->X2, a->f, ls->post_ffn, gate,
                  s->arch == 4 ? g->w + ls->layer_scalar : NULL, last ? g->xf : g->S1, last ? g->r_f : g->lb[l + 1].r_in,
                  last ? s->final_norm : s->layer[l + 1].in_norm);
         prof(g, P_NORM);
@@ -553,7 +553,8 @@ float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
 
 void gpu_backward(GpuModel *g) {
     const GpuSpec *s = &g->s;
-    if (!g->have_targets) fail_msg("gpu_backward needs a gpu_forward with targets and want_grad first");
+    if (!g->have_targets) fail_msg("gpu_backward needs a gpu_forward with targets and want_grad before each call");
+    g->have_targets = 0;  // the residual stream is taken back in place below
     int N = g->N, B = g->B, T = g->T, d = s->d, H = s->H, F = s->F;
     if (g->fresh_head) grads_materialize(g);  // the embedding's gradient is added to below
     const float gb = g->fresh_layers ? 0.0f : 1.0f;  // the weight products: overwrite fresh gradients, else add
@@ -576,9 +577,12 @@ void gpu_backward(GpuModel *g) {
             k_scale_f32<<<grid_for(Nd), 256>>>(g->DX, g->w + ls->layer_scalar, Nd);
             hipCheckLaunch();
         }
-        // recompute x2, m = RMSNorm(x2; pre_ffn) and (for dWqkv below) a = RMSNorm(x; in) into S3
-        norm_add(g, g->X2, a->r_pa, a->x, a->o, ls->post_attn, gate, NULL, g->S1, a->r_pf, ls->pre_ffn, g->S3, a->r_in,
-                 ls->in_norm);
+        // the layer's residual stream back from the one after it: xL becomes x (its input), X2 = x2, and the norms
+        // m = RMSNorm(x2; pre_ffn) into S1, a = RMSNorm(x; in) into S3 (for dWgu, dWqkv below)
+        residual_undo(g->xL, g->X2, g->S1, g->S3, a->f, a->o, a->r_pff, a->r_pa, a->r_pf, a->r_in, g->w + ls->post_ffn,
+                      g->w + ls->post_attn, g->w + ls->pre_ffn, g->w + ls->in_norm, off, g->zd, gate,
+                      s->arch == 4 ? g->w + ls->layer_scalar : NULL, d, N);
+        hipCheckLaunch();
         // --- MLP branch: x_next = x2 + PN(f)·zd·gate
         norm_back<float, bf16, bf16, false>(g, g->S2, g->DX, a->f, a->r_pff, ls->post_ffn, dgate, gate);
         prof(g, P_NORM);
@@ -653,7 +657,7 @@ void gpu_backward(GpuModel *g) {
         gs_gemm(1, 0, nqkv, d, N, 1.0f, dqkv, GS_BF16, nqkv, g->S3, GS_BF16, d, gb, g->gw + ls->wq, GS_F32, d);
         gs_gemm(0, 0, N, d, nqkv, 1.0f, dqkv, GS_BF16, nqkv, g->wb + ls->wq, GS_BF16, d, 0.0f, g->S2, GS_BF16, d);
         prof(g, P_GEMM);
-        norm_back<bf16, float, float, true>(g, g->DX, g->S2, a->x, a->r_in, ls->in_norm, NULL, 1.0f);
+        norm_back<bf16, float, float, true>(g, g->DX, g->S2, g->xL, a->r_in, ls->in_norm, NULL, 1.0f);
         prof(g, P_NORM);
     }
     // embedding: x0 = E[tok]·scale·zd

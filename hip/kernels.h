@@ -286,6 +286,47 @@ __global__ void k_rnorm_add_fwd(float *out, float *rstd, const float *res, const
     row_store_norm<NV>(y2 + n * C, v, r2, w2, off, z, C, lane);
 }
 
+// The backward's view of layer l without a kept residual (the forward keeps only the stream after the last layer):
+// from x = x_next (fp32, overwritten with the layer's input) undo the two adds of k_rnorm_add_fwd,
+//   x2 = x_next / ls - RMSNorm(f)·gate,   x = x2 - RMSNorm(o)·gate,
+// with the forward's saved 1/rms (rf, ro), and make the norms of the two inputs the weight gradients need,
+//   y1 = RMSNorm(x2; w1) (saved r1: pre-feedforward),   y0 = RMSNorm(x; w0) (saved r0: input norm), as bf16.
+// Purely elementwise: each value is off by at most an ulp of x_next from the forward's (fp32 rounding of the add
+// undone), far below the bf16 roundings the backward already makes. VW columns per thread (4: 16-byte loads).
+template <int VW>
+__global__ void k_residual_undo(float *x, float *x2, bf16 *y1, bf16 *y0, const bf16 *f, const bf16 *o, const float *rf,
+                                const float *ro, const float *r1, const float *r0, const float *wf, const float *wo,
+                                const float *w1, const float *w0, float off, const float *z, float gate,
+                                const float *ls, int C, size_t total) {
+    float inv_s = ls ? 1.0f / *ls : 1.0f;
+    for (size_t i = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) * VW; i < total; i += (size_t)gridDim.x * blockDim.x * VW) {
+        size_t n = i / C;
+        int c = (int)(i - n * C);
+        float xv[VW], fv[VW], ov[VW], a[VW], b[VW];
+        ldv<VW>(xv, x + i), ldv<VW>(fv, f + i), ldv<VW>(ov, o + i);
+        float rfn = rf[n], ron = ro[n], r1n = r1[n], r0n = r0[n];
+#pragma unroll
+        for (int k = 0; k < VW; k++) {
+            float zc = ROW_Z(z, c + k);
+            a[k] = xv[k] * inv_s - fv[k] * rfn * ROW_W(wf, off, c + k) * zc * gate;  // x2
+            b[k] = a[k] - ov[k] * ron * ROW_W(wo, off, c + k) * zc * gate;           // x
+            xv[k] = a[k] * r1n * ROW_W(w1, off, c + k) * zc, fv[k] = b[k] * r0n * ROW_W(w0, off, c + k) * zc;
+        }
+        stv<VW>(x2 + i, a), stv<VW>(x + i, b), stv<VW>(y1 + i, xv), stv<VW>(y0 + i, fv);
+    }
+}
+static void residual_undo(float *x, float *x2, bf16 *y1, bf16 *y0, const bf16 *f, const bf16 *o, const float *rf,
+                          const float *ro, const float *r1, const float *r0, const float *wf, const float *wo,
+                          const float *w1, const float *w0, float off, const float *z, float gate, const float *ls, int C,
+                          int N) {
+    size_t total = (size_t)N * C;
+    unsigned blocks = (unsigned)(gs_cdiv(total, 4 * 256) < 65535 * 8 ? gs_cdiv(total, 4 * 256) : 65535 * 8);
+    if (C % 4 == 0)
+        k_residual_undo<4><<<blocks, 256>>>(x, x2, y1, y0, f, o, rf, ro, r1, r0, wf, wo, w1, w0, off, z, gate, ls, C, total);
+    else
+        k_residual_undo<1><<<blocks, 256>>>(x, x2, y1, y0, f, o, rf, ro, r1, r0, wf, wo, w1, w0, off, z, gate, ls, C, total);
+}
+
 // The backward of k_norm_bwd, plus part[blockIdx.x][c] = Σ over the block's rows of dy_c x_c r. Blocks of
 // ROWB_WARPS warps; (off + w)·z and z sit in shared memory (v2's first version read them from global memory
 // twice per row, and kept every column partial in registers: 144 registers, one block per SM, 1.3 TB/s); each

@@ -12,9 +12,14 @@
 # Tolerances (bf16 compute on the GPU against fp32 on the CPU; hip/dev/RESULTS.md §1 gives one step at
 # loss 3e-4 relative): step 1 (same weights, same batch) 2e-3 relative; a checkpoint resumed on the other
 # device follows the run it came from within 0.02 nats (mean over 30 steps); pruning 0.02 nats mean over
-# 40 steps. A whole run from scratch is compared with the GPU's own spread: two GPU runs with the same
-# seed already differ (atomics change the summation order; lr 2e-3 from a random init amplifies it to
-# ~0.04 nats by step 30), so GPU vs CPU must stay within 2x the GPU-vs-GPU difference.
+# 40 steps. A whole run from scratch (lr 2e-3 from a random init) is chaotic: bf16 against fp32 moves the
+# curves apart from step ~11 on, by as much as a different seed would by the end. Its final validation
+# (mean over the domains) is therefore compared with the spread of the same run over seeds: GPU runs with
+# seeds 1-5 give sigma, and |GPU - CPU| at seed 1 must stay within 3 sigma (two runs of different seeds
+# differ by sqrt(2) sigma on average; 3 sigma leaves room for a 5-sample sigma). The first version of this
+# check used two GPU runs of the same seed as the yardstick; once the GPU step stopped using atomics in
+# most places those two agreed to 0.005 nats and the yardstick no longer measured the chaos (summary.txt
+# still prints it).
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/gs_out}
 W=${W:-/tmp/gs_check_train}
@@ -43,7 +48,11 @@ T="--config data/teacher.json --init random --data data/shards --steps 60 --batc
 run "$W/gpu_a.log" $TR $T --out "$W/gpu" --device gpu --stop-at 30
 cp -r "$W/gpu" "$W/gpu_to_cpu"
 run "$W/gpu_b.log" $TR --out "$W/gpu" --resume --device gpu
-run "$W/gpu2.log" $TR $T --out "$W/gpu2" --device gpu   # the GPU again: its own run-to-run spread (atomics)
+run "$W/gpu2.log" $TR $T --out "$W/gpu2" --device gpu   # the GPU again, same seed: how reproducible it is
+for sd in 2 3 4 5; do   # the same run with other seeds: the spread the whole-run comparison is measured against
+  run "$W/seed$sd.log" $TR $(echo "$T" | sed "s/--seed 1/--seed $sd/") --out "$W/seed$sd" --device gpu
+  evals "$W/seed$sd.log" > "$W/seed$sd.eval"
+done
 run "$W/cpu.log" $TR $T --out "$W/cpu" --device cpu
 cat "$W/gpu_a.log" "$W/gpu_b.log" > "$W/gpu.log"
 # 2. the GPU's step-30 checkpoint resumed on the CPU
@@ -133,13 +142,18 @@ if common:
     cm2 = sorted(set(g) & set(g2))
     mgg = sum(abs(g[s] - g2[s]) for s in cm2) / len(cm2) if cm2 else None
     print(f"  mean |loss difference| over the run: gpu-cpu {mgc:.4f}, gpu-gpu (same seed) {mgg if mgg is None else round(mgg, 4)}")
-    check("run mean |gpu - cpu| / |gpu - gpu|", mgc / mgg if mgg else None, 2.0, "%.2f")
 if ge and ce and ge2:
     vgc = max(abs(ge[k] - ce[k]) for k in ce if k in ge)
     vgg = max(abs(ge[k] - ge2[k]) for k in ge2 if k in ge)
     print("  final validation gpu", ge, "\n  final validation gpu again", ge2, "\n  final validation cpu", ce)
-    print(f"  worst domain |difference|: gpu-cpu {vgc:.4f}, gpu-gpu {vgg:.4f}")
-    check("final validation worst |gpu - cpu| / worst |gpu - gpu|", vgc / vgg if vgg > 0 else None, 2.0, "%.2f")
+    print(f"  worst domain |difference|: gpu-cpu {vgc:.4f}, gpu-gpu (same seed) {vgg:.4f}")
+    seeds = [ge.get("mean")] + [rde(f"seed{sd}.eval").get("mean") for sd in (2, 3, 4, 5)]
+    if None in seeds or "mean" not in ce: print("FAIL seed runs or mean validation missing"); ok = False
+    else:
+        mu = sum(seeds) / len(seeds)
+        sigma = (sum((v - mu) ** 2 for v in seeds) / (len(seeds) - 1)) ** 0.5
+        print("  final mean validation, GPU seeds 1-5:", [round(v, 4) for v in seeds], f"sigma {sigma:.4f}")
+        check("final mean validation |gpu - cpu| (seed 1) / sigma over seeds", abs(ge["mean"] - ce["mean"]) / sigma if sigma > 0 else None, 3.0, "%.2f")
 g2c, c2g = dict(rd("g2c.steps")), dict(rd("c2g.steps"))
 if g2c:
     check("GPU checkpoint resumed on the CPU: mean |loss - gpu run| steps 31-60", sum(abs(g2c[s] - g[s]) for s in g2c if s in g) / max(1, len(g2c)), 0.02, "%.4f")
