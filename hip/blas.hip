@@ -3,10 +3,12 @@
 // bf16 or fp32 output (fp32 for the weight gradients, which accumulate with beta = 1).
 // Debian ships hipcc but no hipBLAS headers, so on AMD without <hipblas/hipblas.h> this file builds a
 // stub that stops with a message at the first call; every kernel file still compiles (test_hip.sh).
-// How a product picks its algorithm (gs_blas_mode): GS_BLAS_DEFAULT, the library's default (GemmEx);
-// on NVIDIA also GS_BLAS_LT, cuBLASLt's first heuristic choice, and GS_BLAS_TUNED, cuBLASLt where the
-// first call of each shape (with beta = 0, so repeating it is harmless) times the heuristic's first
-// TUNE_CANDIDATES algorithms on the real operands and keeps the fastest (hip/dev/gemm.hip measures all three).
+// How a product (batched ones too) picks its algorithm (gs_blas_mode): GS_BLAS_DEFAULT, the library's default
+// (GemmEx); on NVIDIA also GS_BLAS_LT, cuBLASLt's first heuristic choice, and GS_BLAS_TUNED (the default there),
+// cuBLASLt where the first call of each shape (with beta = 0, so repeating it is harmless) times the heuristic's
+// first TUNE_CANDIDATES algorithms on the real operands and keeps the fastest (hip/dev/gemm.hip measures all
+// three). Tuning makes the choice depend on timings: two runs may pick different algorithms and so round
+// differently (GPU runs were not bit-reproducible before either: some kernels add with atomics).
 #include "blas.h"
 
 #include "common.h"
@@ -57,7 +59,8 @@ enum { TUNE_CANDIDATES = 12, TUNE_ROUNDS = 4, LT_WORKSPACE = 32 << 20 };
 // one product shape: its key (with the operands' alignment, which cuBLASLt's algorithms depend on), the
 // descriptors and the algorithm it runs (tuned: chosen by timing)
 typedef struct {
-    int ta, tb, M, N, K, tA, lda, tB, ldb, tC, ldc, align, tuned, none;  // none: no cuBLASLt algorithm (GemmEx runs it)
+    int ta, tb, M, N, K, tA, lda, tB, ldb, tC, ldc, batch, align, tuned, none;  // none: no cuBLASLt algorithm (GemmEx runs it)
+    long long sA, sB, sC;                                                         // batch strides (elements)
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t la, lb, lc;
     cublasLtMatmulAlgo_t algo;
@@ -90,11 +93,13 @@ static int lt_candidates(const Plan *p, cublasLtMatmulHeuristicResult_t *res) {
 }
 // the plan of this shape, made on first use: column-major C^T = op(B)^T op(A)^T as in gs_gemm (cuBLASLt's A is
 // our B), running the heuristic's first algorithm until a call tunes it
-static Plan *lt_plan(int ta, int tb, int M, int N, int K, int tA, int lda, int tB, int ldb, int tC, int ldc, int align) {
+static Plan *lt_plan(int ta, int tb, int M, int N, int K, int tA, int lda, long long sA, int tB, int ldb, long long sB,
+                     int tC, int ldc, long long sC, int batch, int align) {
     for (int i = 0; i < nplans; i++) {
         Plan *p = &plans[i];
         if (p->ta == ta && p->tb == tb && p->M == M && p->N == N && p->K == K && p->tA == tA && p->lda == lda &&
-            p->tB == tB && p->ldb == ldb && p->tC == tC && p->ldc == ldc && p->align == align)
+            p->tB == tB && p->ldb == ldb && p->tC == tC && p->ldc == ldc && p->batch == batch && p->align == align &&
+            p->sA == sA && p->sB == sB && p->sC == sC)
             return p;
     }
     if (nplans == cap_plans) {
@@ -103,7 +108,7 @@ static Plan *lt_plan(int ta, int tb, int M, int N, int K, int tA, int lda, int t
         if (!plans) fprintf(stderr, "error: out of host memory\n"), exit(1);
     }
     Plan *p = &plans[nplans++];
-    *p = (Plan){ta, tb, M, N, K, tA, lda, tB, ldb, tC, ldc, align, 0, 0};
+    *p = (Plan){ta, tb, M, N, K, tA, lda, tB, ldb, tC, ldc, batch, align, 0, 0, sA, sB, sC};
     cublasOperation_t oa = BLAS_OP(tb), ob = BLAS_OP(ta);
     int m = N, n = M;
     lt_check(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "descriptor");
@@ -112,6 +117,15 @@ static Plan *lt_plan(int ta, int tb, int M, int N, int K, int tA, int lda, int t
     lt_check(cublasLtMatrixLayoutCreate(&p->la, BLAS_TYPE(tB), tb ? K : m, tb ? m : K, ldb), "layout");
     lt_check(cublasLtMatrixLayoutCreate(&p->lb, BLAS_TYPE(tA), ta ? n : K, ta ? K : n, lda), "layout");
     lt_check(cublasLtMatrixLayoutCreate(&p->lc, BLAS_TYPE(tC), m, n, ldc), "layout");
+    if (batch > 1) {
+        cublasLtMatrixLayout_t l3[] = {p->la, p->lb, p->lc};
+        long long st[] = {sB, sA, sC};
+        for (int i = 0; i < 3; i++) {
+            lt_check(cublasLtMatrixLayoutSetAttribute(l3[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof batch), "batch");
+            lt_check(cublasLtMatrixLayoutSetAttribute(l3[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &st[i], sizeof st[i]),
+                     "batch stride");
+        }
+    }
     cublasLtMatmulHeuristicResult_t res[TUNE_CANDIDATES];
     if (lt_candidates(p, res) > 0) p->algo = res[0].algo;
     else p->none = 1;
@@ -127,11 +141,13 @@ static int lt_run(const Plan *p, const cublasLtMatmulAlgo_t *algo, float alpha, 
     return 1;
 }
 // 0: cuBLASLt has no algorithm for it (the caller runs GemmEx)
-static int lt_gemm(int ta, int tb, int M, int N, int K, float alpha, const void *A, int tA, int lda, const void *B,
-                   int tB, int ldb, float beta, void *C, int tC, int ldc) {
-    // the largest power of two (up to 256) that divides every operand address
-    uintptr_t bits = (uintptr_t)A | (uintptr_t)B | (uintptr_t)C | 256;
-    Plan *p = lt_plan(ta, tb, M, N, K, tA, lda, tB, ldb, tC, ldc, (int)(bits & (~bits + 1)));
+static int lt_gemm(int ta, int tb, int M, int N, int K, float alpha, const void *A, int tA, int lda, long long sA,
+                   const void *B, int tB, int ldb, long long sB, float beta, void *C, int tC, int ldc, long long sC,
+                   int batch) {
+    // the largest power of two (up to 256) that divides every operand address (and, batched, every batch's)
+    uintptr_t es[] = {4, 2}, bits = (uintptr_t)A | (uintptr_t)B | (uintptr_t)C | 256;
+    if (batch > 1) bits |= (uintptr_t)(sA * es[tA]) | (uintptr_t)(sB * es[tB]) | (uintptr_t)(sC * es[tC]);
+    Plan *p = lt_plan(ta, tb, M, N, K, tA, lda, sA, tB, ldb, sB, tC, ldc, sC, batch, (int)(bits & (~bits + 1)));
     if (p->none) return 0;
     if (mode == GS_BLAS_TUNED && !p->tuned && beta == 0.0f) {
         cublasLtMatmulHeuristicResult_t res[TUNE_CANDIDATES];
@@ -198,7 +214,7 @@ void gs_gemm(int transA, int transB, int M, int N, int K, float alpha, const voi
     if (M == 0 || N == 0) return;
     gs_blas_init();
 #if GS_NVIDIA
-    if (mode != GS_BLAS_DEFAULT && K > 0 && lt_gemm(transA, transB, M, N, K, alpha, A, tA, lda, B, tB, ldb, beta, C, tC, ldc))
+    if (mode != GS_BLAS_DEFAULT && K > 0 && lt_gemm(transA, transB, M, N, K, alpha, A, tA, lda, 0, B, tB, ldb, 0, beta, C, tC, ldc, 0, 1))
         return;
 #endif
     auto st = blasGemmEx(handle, BLAS_OP(transB), BLAS_OP(transA), N, M, K, &alpha, B, BLAS_TYPE(tB), ldb, A,
@@ -214,6 +230,11 @@ void gs_gemm_batched(int transA, int transB, int M, int N, int K, float alpha, c
                      int batch) {
     if (M == 0 || N == 0 || batch == 0) return;
     gs_blas_init();
+#if GS_NVIDIA
+    if (mode != GS_BLAS_DEFAULT && K > 0 &&
+        lt_gemm(transA, transB, M, N, K, alpha, A, tA, lda, sA, B, tB, ldb, sB, beta, C, tC, ldc, sC, batch))
+        return;
+#endif
     auto st = blasGemmBatched(handle, BLAS_OP(transB), BLAS_OP(transA), N, M, K, &alpha, B, BLAS_TYPE(tB), ldb, sB, A,
                               BLAS_TYPE(tA), lda, sA, &beta, C, BLAS_TYPE(tC), ldc, sC, batch);
     if (st != BLAS_OK) {
