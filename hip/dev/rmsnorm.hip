@@ -8,6 +8,8 @@
 //       the column partials of its 32 rows itself (no second pass); the post-attention norm, residual add
 //       and pre-feedforward norm in one kernel. The launchers (norm_fwd, norm_add_fwd, norm_bwd) pick v2
 //       where it applies: C = 66 below runs v1, the others v2.
+//   residual_undo (every C): the backward's way back from a layer's output residual to its input (the forward
+//       keeps none), checked against the CPU's forward of the two adds.
 // Tolerances: bf16 outputs 4e-3 (one rounding); fp32 outputs and gradients 1e-5 (inputs are bf16-exact, so
 //   nothing is rounded on those paths: only the order of fp32 sums differs).
 //   build: make hip/build/dev_rmsnorm   run: hip/build/dev_rmsnorm [--no-time]
@@ -117,6 +119,36 @@ static void case_run(int N, int C, int masked, int timing) {
         rmsnorm_backward(dx, C, NULL, NULL, NULL, dy, C, x, C, rs, w, 1.0f, zc, kept, gate, N, C);
         float *gdxb = from_dev_bf16(dxb, n);
         check("k_norm_bwd dx (bf16, overwritten)", gdxb, dx, n, 4e-3);
+        // the backward's residual_undo: from x_next = (x2 + RMSNorm(f)·gate)·ls, x2 = x + RMSNorm(o)·gate (made here
+        // on the CPU with x = res, o = x, f = dy and four different norm weights), back to x2 and x (fp32: within an
+        // ulp of x_next, so 1e-5) and the two norms the weight gradients need (bf16)
+        {
+            float *wk = (float *)mallocCheck(sizeof(float) * 4 * C), *t = (float *)mallocCheck(sizeof(float) * n);
+            float *x2 = (float *)mallocCheck(sizeof(float) * n), *xn = (float *)mallocCheck(sizeof(float) * n);
+            float *s1 = (float *)mallocCheck(sizeof(float) * n), *s3 = (float *)mallocCheck(sizeof(float) * n);
+            float *rk = (float *)mallocCheck(sizeof(float) * 4 * N);  // 1/rms of o, x2, f, x
+            for (int k = 0; k < 4; k++)
+                for (int c = 0; c < C; c++) wk[k * C + c] = w[c] * (1.0f + 0.25f * k) + 0.05f * k;
+            rmsnorm_forward(t, C, rk, x, C, wk, 1.0f, zc, kept, gate, N, C, 1e-6);  // post-attention norm of o
+            for (size_t i = 0; i < n; i++) x2[i] = res[i] + t[i];
+            rmsnorm_forward(s1, C, rk + N, x2, C, wk + C, 1.0f, zc, kept, 1.0f, N, C, 1e-6);  // pre-feedforward
+            rmsnorm_forward(t, C, rk + 2 * N, dy, C, wk + 2 * C, 1.0f, zc, kept, gate, N, C, 1e-6);  // post-feedforward
+            for (size_t i = 0; i < n; i++) xn[i] = (x2[i] + t[i]) * ls;
+            rmsnorm_forward(s3, C, rk + 3 * N, res, C, wk + 3 * C, 1.0f, zc, kept, 1.0f, N, C, 1e-6);  // input norm
+            float *d_x = to_dev_f32(xn, n), *d_x2 = dev_f32(n, 1), *d_w = to_dev_f32(wk, 4 * C), *d_r = to_dev_f32(rk, 4 * N);
+            bf16 *d_s1 = dev_bf16(n, 1), *d_s3 = dev_bf16(n, 1), *d_f = to_dev_bf16(dy, n);
+            residual_undo(d_x, d_x2, d_s1, d_s3, d_f, xb, d_r + 2 * N, d_r, d_r + N, d_r + 3 * N, d_w + 2 * C, d_w, d_w + C,
+                          d_w + 3 * C, 1.0f, a.z, gate, masked ? d_ls : NULL, C, N);
+            hipCheckLaunch();
+            float *gx = from_dev_f32(d_x, n), *gx2 = from_dev_f32(d_x2, n), *gs1 = from_dev_bf16(d_s1, n), *gs3 = from_dev_bf16(d_s3, n);
+            check("residual_undo x (fp32)", gx, res, n, 1e-5);
+            check("residual_undo x2 (fp32)", gx2, x2, n, 1e-5);
+            check("residual_undo pre-feedforward norm (bf16)", gs1, s1, n, 4e-3);
+            check("residual_undo input norm (bf16)", gs3, s3, n, 4e-3);
+            free(wk), free(t), free(x2), free(xn), free(s1), free(s3), free(rk), free(gx), free(gx2), free(gs1), free(gs3);
+            hipCheck(hipFree(d_x)), hipCheck(hipFree(d_x2)), hipCheck(hipFree(d_w)), hipCheck(hipFree(d_r));
+            hipCheck(hipFree(d_s1)), hipCheck(hipFree(d_s3)), hipCheck(hipFree(d_f));
+        }
         free(y), free(rs), free(y2), free(rs2), free(dw), free(dz), free(dx), free(gy), free(gr), free(go), free(gdx);
         free(gdw), free(gdxb);
         hipCheck(hipFree(xb)), hipCheck(hipFree(dxb)), hipCheck(hipFree(dyf));
