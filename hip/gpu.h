@@ -58,7 +58,8 @@ void gpu_download_grads(GpuModel *g, float *gw);   // gradients -> host
 void gpu_init_random(GpuModel *g, uint64_t seed, float std);  // model.h's init, drawn on the device
 void gpu_zero_grad(GpuModel *g);                   // weight and mask gradients (the products' at their next backward)
 // Mean next-token cross-entropy over targets >= 0 (tok, tgt: host [B*T]). With want_grad the head's
-// gradient is made on the way (like model.h) and gpu_backward may follow.
+// gradient is made on the way (like model.h) and gpu_backward may follow, once: it takes the residual stream
+// back layer by layer in place (the forward keeps none per layer), so each backward needs its own forward.
 float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad);
 void gpu_backward(GpuModel *g);                    // gradients ACCUMULATE (as in model.h)
 double gpu_grad_sumsq(GpuModel *g);                // Σ g² over all weight gradients (frozen ones stay 0)
