@@ -395,13 +395,11 @@ static void norm_fwd_f32(GpuModel *g, bf16 *y, float *rstd, const float *x, size
     hipCheckLaunch();
 }
 // out = (res + RMSNorm(x; wofs)·zd·gate)·ls; y2 != NULL: also y2 = RMSNorm(out; wofs2)·zd (rstd2)
-// y0 != NULL: also y0 = RMSNorm(res; wofs0)·zd with res's saved 1/rms r0
 static void norm_add(GpuModel *g, float *out, float *rstd, const float *res, const bf16 *x, size_t wofs, float gate,
-                     const float *ls, bf16 *y2, float *rstd2, size_t wofs2, bf16 *y0 = NULL, float *r0 = NULL,
-                     size_t wofs0 = 0) {
+                     const float *ls, bf16 *y2, float *rstd2, size_t wofs2) {
     const GpuSpec *s = &g->s;
     norm_add_fwd(out, rstd, res, x, g->w + wofs, s->norm_off, g->zd, 1.0f / g->zd_kept, gate, ls, s->eps, s->d, g->N, y2,
-                 rstd2, g->w + wofs2, y0, r0, g->w + wofs0);
+                 rstd2, g->w + wofs2);
     hipCheckLaunch();
 }
 

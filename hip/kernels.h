@@ -248,18 +248,16 @@ __global__ void k_rnorm_fwd(bf16 *y, float *rstd, const TX *x, const float *w, f
 }
 
 // out = (res + RMSNorm(x)·gate)·ls (k_norm_add_fwd); with NORM2 also y2 = RMSNorm(out; w2) as bf16 and its
-// rstd2: the post-attention norm, the residual add and the pre-feedforward norm in one pass. y0 != NULL: also
-// y0 = RMSNorm(res; w0) with res's saved 1/rms r0 (the backward's input norm, while res is at hand)
+// rstd2: the post-attention norm, the residual add and the pre-feedforward norm in one pass
 template <int NV, bool NORM2>
 __global__ void k_rnorm_add_fwd(float *out, float *rstd, const float *res, const bf16 *x, const float *w, float off,
                                 const float *z, float inv_kept, float gate, const float *ls, float eps, int C, int N,
-                                bf16 *y2, float *rstd2, const float *w2, bf16 *y0, const float *r0, const float *w0) {
+                                bf16 *y2, float *rstd2, const float *w2) {
     int lane = threadIdx.x % GS_WARP;
     size_t n = (size_t)blockIdx.x * (blockDim.x / GS_WARP) + threadIdx.x / GS_WARP;
     if (n >= (size_t)N) return;
     float v[NV][4];
     float r = rsqrtf(row_load_ss<NV>(v, x + n * C, z, C, lane) * inv_kept + eps), s = ls ? *ls : 1.0f, ss2 = 0;
-    float r0n = y0 ? r0[n] : 0.0f;
     if (lane == 0) rstd[n] = r;
 #pragma unroll
     for (int j = 0; j < NV; j++) {
@@ -267,12 +265,6 @@ __global__ void k_rnorm_add_fwd(float *out, float *rstd, const float *res, const
         if (c >= C) continue;
         float rs[4];
         ldv<4>(rs, res + n * C + c);
-        if (y0) {
-            float o[4];
-#pragma unroll
-            for (int i = 0; i < 4; i++) o[i] = rs[i] * r0n * ROW_W(w0, off, c + i) * ROW_Z(z, c + i);
-            stv<4>(y0 + n * C + c, o);
-        }
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             v[j][i] = (rs[i] + v[j][i] * r * ROW_W(w, off, c + i) * ROW_Z(z, c + i) * gate) * s;
@@ -413,18 +405,17 @@ static void norm_fwd(bf16 *y, float *rstd, const TX *x, const float *w, float of
 // out = (res + RMSNorm(x)·gate)·ls; y2 != NULL: also y2 = RMSNorm(out; w2), rstd2
 static void norm_add_fwd(float *out, float *rstd, const float *res, const bf16 *x, const float *w, float off,
                          const float *z, float inv_kept, float gate, const float *ls, float eps, int C, int N, bf16 *y2,
-                         float *rstd2, const float *w2, bf16 *y0 = NULL, float *r0 = NULL, const float *w0 = NULL) {
+                         float *rstd2, const float *w2) {
     int nv = row_nv(C);
     if (!nv) {
-        if (y0) k_norm_fwd<float><<<N, 128>>>(y0, r0, res, w0, off, z, inv_kept, eps, C);  // r0 recomputed, the same
         k_norm_add_fwd<<<N, 128>>>(out, rstd, res, x, w, off, z, inv_kept, gate, ls, eps, C);
         if (y2) k_norm_fwd<float><<<N, 128>>>(y2, rstd2, out, w2, off, z, inv_kept, eps, C);
     } else if (y2)
         ROW_SWITCH(nv, k_rnorm_add_fwd<NV, true><<<gs_cdiv(N, ROW_WARPS), ROW_WARPS * GS_WARP>>>(
-                           out, rstd, res, x, w, off, z, inv_kept, gate, ls, eps, C, N, y2, rstd2, w2, y0, r0, w0))
+                           out, rstd, res, x, w, off, z, inv_kept, gate, ls, eps, C, N, y2, rstd2, w2))
     else
         ROW_SWITCH(nv, k_rnorm_add_fwd<NV, false><<<gs_cdiv(N, ROW_WARPS), ROW_WARPS * GS_WARP>>>(
-                           out, rstd, res, x, w, off, z, inv_kept, gate, ls, eps, C, N, y2, rstd2, w2, y0, r0, w0))
+                           out, rstd, res, x, w, off, z, inv_kept, gate, ls, eps, C, N, y2, rstd2, w2))
 }
 // dx (ACC: +=) the input gradient; part[b][c] partial column sums of dy x r; returns the number of partials b
 template <typename TY, typename TX, typename TO, bool ACC>
