@@ -153,17 +153,18 @@ static int lt_gemm(int ta, int tb, int M, int N, int K, float alpha, const void 
     if (mode == GS_BLAS_TUNED && !p->tuned && beta == 0.0f) {
         cublasLtMatmulHeuristicResult_t res[TUNE_CANDIDATES];
         int nres = lt_candidates(p, res);
-        // every candidate once to warm up, then TUNE_ROUNDS rounds over all of them, each keeping its fastest run
-        // (taking turns: clock drift does not favour whoever runs first); GemmEx where the heuristic's first
-        // choice takes longer than TUNE_MAX_MS
+        // TUNE_ROUNDS rounds over the candidates, each keeping its fastest run (taking turns: clock drift does not
+        // favour whoever runs first), each warmed up by one untimed run before its first; GemmEx where the
+        // heuristic's first choice takes longer than TUNE_MAX_MS (then the others never run)
         hipEvent_t e0, e1;
         float best[TUNE_CANDIDATES];
+        int ok[TUNE_CANDIDATES];  // -1: not run yet, 0: refused these operands, 1: runs
         hipCheck(hipEventCreate(&e0)), hipCheck(hipEventCreate(&e1));
-        int ok[TUNE_CANDIDATES];
-        for (int i = 0; i < nres; i++) ok[i] = lt_run(p, &res[i].algo, alpha, A, B, beta, C), best[i] = 1e30f;
+        for (int i = 0; i < nres; i++) best[i] = 1e30f, ok[i] = -1;
         for (int r = 0; r < TUNE_ROUNDS; r++)
             for (int i = 0; i < nres && (i == 0 || best[0] <= TUNE_MAX_MS); i++) {
                 float ms;
+                if (ok[i] < 0) ok[i] = lt_run(p, &res[i].algo, alpha, A, B, beta, C);
                 if (!ok[i]) continue;
                 hipCheck(hipEventRecord(e0, 0));
                 lt_run(p, &res[i].algo, alpha, A, B, beta, C);
@@ -172,9 +173,9 @@ static int lt_gemm(int ta, int tb, int M, int N, int K, float alpha, const void 
                 hipCheck(hipEventElapsedTime(&ms, e0, e1));
                 best[i] = ms < best[i] ? ms : best[i];
             }
-        int bi = 0;
+        int bi = 0;  // candidates that never ran keep best = 1e30
         for (int i = 1; i < nres; i++) bi = best[i] < best[bi] ? i : bi;
-        if (ok[bi]) p->algo = res[bi].algo;
+        if (ok[bi] > 0) p->algo = res[bi].algo;
         hipCheck(hipEventDestroy(e0)), hipCheck(hipEventDestroy(e1));
         p->tuned = 1, p->none = best[0] > TUNE_MAX_MS;
         if (p->none) return 0;
