@@ -142,18 +142,19 @@ if common:
     cm2 = sorted(set(g) & set(g2))
     mgg = sum(abs(g[s] - g2[s]) for s in cm2) / len(cm2) if cm2 else None
     print(f"  mean |loss difference| over the run: gpu-cpu {mgc:.4f}, gpu-gpu (same seed) {mgg if mgg is None else round(mgg, 4)}")
-if ge and ce and ge2:
+if ge and ce and ge2:  # information: how reproducible the GPU is
     vgc = max(abs(ge[k] - ce[k]) for k in ce if k in ge)
     vgg = max(abs(ge[k] - ge2[k]) for k in ge2 if k in ge)
     print("  final validation gpu", ge, "\n  final validation gpu again", ge2, "\n  final validation cpu", ce)
     print(f"  worst domain |difference|: gpu-cpu {vgc:.4f}, gpu-gpu (same seed) {vgg:.4f}")
-    seeds = [ge.get("mean")] + [rde(f"seed{sd}.eval").get("mean") for sd in (2, 3, 4, 5)]
-    if None in seeds or "mean" not in ce: print("FAIL seed runs or mean validation missing"); ok = False
-    else:
-        mu = sum(seeds) / len(seeds)
-        sigma = (sum((v - mu) ** 2 for v in seeds) / (len(seeds) - 1)) ** 0.5
-        print("  final mean validation, GPU seeds 1-5:", [round(v, 4) for v in seeds], f"sigma {sigma:.4f}")
-        check("final mean validation |gpu - cpu| (seed 1) / sigma over seeds", abs(ge["mean"] - ce["mean"]) / sigma if sigma > 0 else None, 3.0, "%.2f")
+# the check: GPU - CPU in final mean validation against the spread of the same run over seeds
+seeds = [ge.get("mean")] + [rde(f"seed{sd}.eval").get("mean") for sd in (2, 3, 4, 5)]
+if None in seeds or "mean" not in ce: print("FAIL seed runs or mean validation missing"); ok = False
+else:
+    mu = sum(seeds) / len(seeds)
+    sigma = (sum((v - mu) ** 2 for v in seeds) / (len(seeds) - 1)) ** 0.5
+    print("  final mean validation, GPU seeds 1-5:", [round(v, 4) for v in seeds], f"sigma {sigma:.4f}")
+    check("final mean validation |gpu - cpu| (seed 1) / sigma over seeds", abs(ge["mean"] - ce["mean"]) / sigma if sigma > 0 else None, 3.0, "%.2f")
 g2c, c2g = dict(rd("g2c.steps")), dict(rd("c2g.steps"))
 if g2c:
     check("GPU checkpoint resumed on the CPU: mean |loss - gpu run| steps 31-60", sum(abs(g2c[s] - g[s]) for s in g2c if s in g) / max(1, len(g2c)), 0.02, "%.4f")
