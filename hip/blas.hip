@@ -65,6 +65,8 @@ typedef struct {
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t la, lb, lc;
     cublasLtMatmulAlgo_t algo;
+    cublasLtMatmulAlgo_t cand[TUNE_CANDIDATES];  // the heuristic's candidates, best guess first (the tuner times them)
+    int ncand;
 } Plan;
 static cublasLtHandle_t lt;
 static void *lt_ws;
@@ -76,8 +78,9 @@ static void lt_check(cublasStatus_t st, const char *what) {
     fprintf(stderr, "error: cuBLASLt %s failed: %s\n", what, cublasGetStatusString(st));
     exit(1);
 }
-// cuBLASLt's candidate algorithms for a plan, best guess first
-static int lt_candidates(const Plan *p, cublasLtMatmulHeuristicResult_t *res) {
+// cuBLASLt's candidate algorithms for a plan, best guess first, into p->cand
+static void lt_candidates(Plan *p) {
+    cublasLtMatmulHeuristicResult_t res[TUNE_CANDIDATES];
     cublasLtMatmulPreference_t pref;
     size_t wsz = LT_WORKSPACE;
     int nres = 0;
@@ -90,7 +93,8 @@ static int lt_candidates(const Plan *p, cublasLtMatmulHeuristicResult_t *res) {
     lt_check(cublasLtMatmulAlgoGetHeuristic(lt, p->op, p->la, p->lb, p->lc, p->lc, pref, TUNE_CANDIDATES, res, &nres),
              "heuristic");
     cublasLtMatmulPreferenceDestroy(pref);
-    return nres;
+    for (int i = 0; i < nres; i++) p->cand[i] = res[i].algo;
+    p->ncand = nres;
 }
 // the plan of this shape, made on first use: column-major C^T = op(B)^T op(A)^T as in gs_gemm (cuBLASLt's A is
 // our B), running the heuristic's first algorithm until a call tunes it
@@ -127,8 +131,8 @@ static Plan *lt_plan(int ta, int tb, int M, int N, int K, int tA, int lda, long 
                      "batch stride");
         }
     }
-    cublasLtMatmulHeuristicResult_t res[TUNE_CANDIDATES];
-    if (lt_candidates(p, res) > 0) p->algo = res[0].algo;
+    lt_candidates(p);
+    if (p->ncand > 0) p->algo = p->cand[0];
     else p->none = 1;
     return p;
 }
@@ -151,34 +155,34 @@ static int lt_gemm(int ta, int tb, int M, int N, int K, float alpha, const void 
     Plan *p = lt_plan(ta, tb, M, N, K, tA, lda, sA, tB, ldb, sB, tC, ldc, sC, batch, (int)(bits & (~bits + 1)));
     if (p->none) return 0;
     if (mode == GS_BLAS_TUNED && !p->tuned && beta == 0.0f) {
-        cublasLtMatmulHeuristicResult_t res[TUNE_CANDIDATES];
-        int nres = lt_candidates(p, res);
         // TUNE_ROUNDS rounds over the candidates, each keeping its fastest run (taking turns: clock drift does not
-        // favour whoever runs first), each warmed up by one untimed run before its first; GemmEx where the
-        // heuristic's first choice takes longer than TUNE_MAX_MS (then the others never run)
+        // favour whoever runs first), each warmed up by one untimed run before its first. The lead is the first
+        // candidate that takes these operands; GemmEx where it takes longer than TUNE_MAX_MS (then the rest never
+        // run) or where no candidate takes them
         hipEvent_t e0, e1;
         float best[TUNE_CANDIDATES];
-        int ok[TUNE_CANDIDATES];  // -1: not run yet, 0: refused these operands, 1: runs
+        int ok[TUNE_CANDIDATES], lead = -1;  // ok: -1 not run yet, 0 refused these operands, 1 runs
         hipCheck(hipEventCreate(&e0)), hipCheck(hipEventCreate(&e1));
-        for (int i = 0; i < nres; i++) best[i] = 1e30f, ok[i] = -1;
+        for (int i = 0; i < p->ncand; i++) best[i] = 1e30f, ok[i] = -1;
         for (int r = 0; r < TUNE_ROUNDS; r++)
-            for (int i = 0; i < nres && (i == 0 || best[0] <= TUNE_MAX_MS); i++) {
+            for (int i = 0; i < p->ncand && (lead < 0 || i <= lead || best[lead] <= TUNE_MAX_MS); i++) {
                 float ms;
-                if (ok[i] < 0) ok[i] = lt_run(p, &res[i].algo, alpha, A, B, beta, C);
+                if (ok[i] < 0) ok[i] = lt_run(p, &p->cand[i], alpha, A, B, beta, C);
                 if (!ok[i]) continue;
+                if (lead < 0) lead = i;
                 hipCheck(hipEventRecord(e0, 0));
-                lt_run(p, &res[i].algo, alpha, A, B, beta, C);
+                lt_run(p, &p->cand[i], alpha, A, B, beta, C);
                 hipCheck(hipEventRecord(e1, 0));
                 hipCheck(hipEventSynchronize(e1));
                 hipCheck(hipEventElapsedTime(&ms, e0, e1));
                 best[i] = ms < best[i] ? ms : best[i];
             }
-        int bi = 0;  // candidates that never ran keep best = 1e30
-        for (int i = 1; i < nres; i++) bi = best[i] < best[bi] ? i : bi;
-        if (ok[bi] > 0) p->algo = res[bi].algo;
         hipCheck(hipEventDestroy(e0)), hipCheck(hipEventDestroy(e1));
-        p->tuned = 1, p->none = best[0] > TUNE_MAX_MS;
+        p->tuned = 1, p->none = lead < 0 || best[lead] > TUNE_MAX_MS;
         if (p->none) return 0;
+        int bi = lead;  // refused candidates keep best = 1e30
+        for (int i = lead + 1; i < p->ncand; i++) bi = best[i] < best[bi] ? i : bi;
+        p->algo = p->cand[bi];
     }
     if (lt_run(p, &p->algo, alpha, A, B, beta, C)) return 1;
     p->none = 1;  // from now on GemmEx, which takes any alignment

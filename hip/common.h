@@ -235,3 +235,9 @@ __device__ __forceinline__ void mma_bf16_16816(float c[4], const uint32_t a[4], 
 
 // host-side: ceil division for grid sizes
 static inline unsigned gs_cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
+// host-side: the blocks of a grid-stride kernel over `items`, `per_block` of them per block per pass: one pass where
+// that takes at most 65536 blocks (enough to fill the device), otherwise 65536 and the kernel loops over the rest
+static inline unsigned gs_grid(size_t items, size_t per_block) {
+    size_t b = (items + per_block - 1) / per_block;
+    return (unsigned)(b < 65536 ? (b ? b : 1) : 65536);
+}

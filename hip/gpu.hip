@@ -127,10 +127,7 @@ static void prof(GpuModel *g, int cat) {
     g->prof_last = t;
 }
 
-static unsigned grid_for(size_t n) {  // grid-stride kernels: enough blocks of 256 to fill the device
-    size_t b = (n + 255) / 256;
-    return (unsigned)(b < 65536 ? (b ? b : 1) : 65536);
-}
+static unsigned grid_for(size_t n) { return gs_grid(n, 256); }  // the grid-stride kernels here: 256 threads, one item each
 
 static void fail_msg(const char *msg) {
     fprintf(stderr, "error: %s\n", msg);

@@ -312,7 +312,7 @@ static void residual_undo(float *x, float *x2, bf16 *y1, bf16 *y0, const bf16 *f
                           const float *w1, const float *w0, float off, const float *z, float gate, const float *ls, int C,
                           int N) {
     size_t total = (size_t)N * C;
-    unsigned blocks = (unsigned)(gs_cdiv(total, 4 * 256) < 65535 * 8 ? gs_cdiv(total, 4 * 256) : 65535 * 8);
+    unsigned blocks = gs_grid(total, 4 * 256);
     if (C % 4 == 0)
         k_residual_undo<4><<<blocks, 256>>>(x, x2, y1, y0, f, o, rf, ro, r1, r0, wf, wo, w1, w0, off, z, gate, ls, C, total);
     else
