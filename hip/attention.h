@@ -276,7 +276,9 @@ template <int D> __global__ void __launch_bounds__(128) k_attn_fwd_mma(AttnFwd a
                 mma_bf16_16816(s[2 * n2 + 1], af, bfr[2], bfr[3]);
             }
         }
-        // scores in log2 units, masked; running max per row (a row's 4 threads share it)
+        // scores in log2 units, masked (not where every query of the block sees every key); running max per
+        // row (a row's 4 threads share it)
+        const bool whole = k0 + 64 <= T && q0 + 64 <= T && k0 + 63 <= q0 && (a.window <= 0 || k0 > q0 + 63 - a.window);
         float mx[2] = {mrow[0], mrow[1]};
 #pragma unroll
         for (int j = 0; j < 8; j++)
@@ -284,7 +286,7 @@ template <int D> __global__ void __launch_bounds__(128) k_attn_fwd_mma(AttnFwd a
             for (int e = 0; e < 4; e++) {
                 int t = r0 + (e >> 1) * 8, key = k0 + j * 8 + (lane & 3) * 2 + (e & 1);
                 float v = a.softcap > 0 ? a.softcap * tanhf(s[j][e] * a.scale / a.softcap) * LOG2E : s[j][e] * sl2;
-                v = key < T && attn_sees(key, t, T, a.window) ? v : -INFINITY;
+                if (!whole) v = key < T && attn_sees(key, t, T, a.window) ? v : -INFINITY;
                 s[j][e] = v;
                 mx[e >> 1] = fmaxf(mx[e >> 1], v);
             }

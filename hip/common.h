@@ -230,9 +230,58 @@ __device__ __forceinline__ void mma_bf16_16816(float c[4], const uint32_t a[4], 
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 #endif
 }
+
+// ------------------------------------------------ thread-block clusters (NVIDIA sm_90+): the blocks of one
+// cluster run at once on neighbouring SMs and read each other's shared memory. GS_CLUSTER(n) on a kernel
+// makes its clusters n blocks along x (the grid a multiple of n); gs_have_cluster() says at run time whether
+// the device has them (the kernels' bodies exist only where GS_HAVE_CLUSTER is 1).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define GS_HAVE_CLUSTER 1
+#else
+#define GS_HAVE_CLUSTER 0
+#endif
+#define GS_CLUSTER(n) __cluster_dims__(n, 1, 1)
+__device__ __forceinline__ unsigned cluster_rank() {  // this block's index in its cluster
+    unsigned r = 0;
+#if GS_HAVE_CLUSTER
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+#endif
+    return r;
+}
+// every thread of every block of the cluster arrives; shared-memory writes before it are visible after it
+__device__ __forceinline__ void cluster_sync() {
+#if GS_HAVE_CLUSTER
+    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#endif
+}
+// *p in the shared memory of the cluster's block `rank` (p: this block's address of the same variable)
+__device__ __forceinline__ float cluster_ld(const float *p, unsigned rank) {
+    float v = 0.0f;
+#if GS_HAVE_CLUSTER
+    unsigned a = (unsigned)__cvta_generic_to_shared(p), r;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(r) : "r"(a), "r"(rank));
+    asm volatile("ld.shared::cluster.f32 %0, [%1];\n" : "=f"(v) : "r"(r) : "memory");
+#endif
+    return v;
+}
 #endif  // GS_NVIDIA
 #endif  // __cplusplus
 
+// host-side: whether the device has thread-block clusters (NVIDIA compute capability 9 and up; never on AMD)
+static inline int gs_have_cluster(void) {
+#if GS_NVIDIA
+    static int have = -1;
+    if (have < 0) {
+        int dev, major;
+        hipCheck(hipGetDevice(&dev));
+        hipCheck(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+        have = major >= 9;
+    }
+    return have;
+#else
+    return 0;
+#endif
+}
 // host-side: ceil division for grid sizes
 static inline unsigned gs_cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
 // host-side: the blocks of a grid-stride kernel over `items`, `per_block` of them per block per pass: one pass where

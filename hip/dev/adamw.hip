@@ -4,7 +4,8 @@
 //   k_sumsq (the gradient norm) against model.h's grad_norm2;
 //   k_hard_concrete against prune.c's masks_from_u (its formula, repeated here: prune.c is a program,
 //     not a header). The mask gradient chain dla = dz · dz/dla is k_mul.
-//   v1 of each: grid-stride, one element per thread per iteration.
+//   v1 of each: grid-stride, one element per thread per iteration. k_sumsq v2 (kernels.h): four 16-byte loads
+//   per thread per pass; v1 is kept below (timing only).
 // Tolerances: fp32 (AdamW: same formula, same order) 1e-6; norms 1e-9 (double); hard-concrete 1e-6.
 //   build: make hip/build/dev_adamw   run: hip/build/dev_adamw [--no-time]
 #include "hip/dev/bench.h"
@@ -18,6 +19,24 @@ typedef struct {
     int nseg;
 } Args;
 
+// k_sumsq v1: one 4-byte load per thread per pass
+__global__ void k_sumsq_v1(double *part, const float *g, size_t n) {
+    __shared__ double sh[32];
+    double s = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        s += (double)g[i] * g[i];
+    for (int o = GS_WARP / 2; o > 0; o >>= 1) s += gs_shfl_xor(s, o);
+    if (threadIdx.x % GS_WARP == 0) sh[threadIdx.x / GS_WARP] = s;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double t = 0;
+        for (int k = 0; k < (int)(blockDim.x / GS_WARP); k++) t += sh[k];
+        part[blockIdx.x] = t;
+    }
+}
+static double *sumsq_part;
+static void run_sumsq_v1(void *q) { Args *a = (Args *)q; k_sumsq_v1<<<1024, 256>>>(sumsq_part, a->g, a->n); }
+static void run_sumsq_v2(void *q) { Args *a = (Args *)q; k_sumsq<<<1024, 256>>>(sumsq_part, a->g, a->n); }
 static void run_adamw(void *q) {
     Args *a = (Args *)q;
     size_t b = (a->n + 255) / 256;
@@ -61,16 +80,20 @@ int main(int argc, char **argv) {
     check("AdamW first moments", gm, m, n, 1e-6);
     check("AdamW second moments", gv, v, n, 1e-6);
     check("AdamW bf16 copy", gpb, p, n, 4e-3);
-    // --- the gradient's squared norm
+    // --- the gradient's squared norm: the whole block, then n − 5 elements from g + 4 (a length that is not a
+    // multiple of 4: the scalar tail) over 3 blocks (passes that are not multiples of 4 blocks' worth)
     double *part;
-    hipCheck(hipMalloc(&part, sizeof(double) * 64));
-    k_sumsq<<<64, 256>>>(part, a.g, n);
-    double hp[64], s = 0;
-    hipCheck(hipMemcpy(hp, part, sizeof hp, hipMemcpyDeviceToHost));
-    for (int i = 0; i < 64; i++) s += hp[i];
+    hipCheck(hipMalloc(&part, sizeof(double) * 1024));
     float *graw = from_dev_f32(a.g, n);
-    float fs = (float)s, fr = (float)grad_norm2(graw, n);
-    check("gradient sum of squares", &fs, &fr, 1, 1e-6);
+    for (int c = 0; c < 2; c++) {
+        size_t off = c ? 4 : 0, len = c ? n - 5 : n;
+        k_sumsq<<<c ? 3 : 64, 256>>>(part, a.g + off, len);
+        double hp[64], s = 0;
+        hipCheck(hipMemcpy(hp, part, sizeof(double) * (c ? 3 : 64), hipMemcpyDeviceToHost));
+        for (int i = 0; i < (c ? 3 : 64); i++) s += hp[i];
+        float fs = (float)s, fr = (float)grad_norm2(graw + off, len);
+        check(c ? "gradient sum of squares (odd length, 3 blocks)" : "gradient sum of squares", &fs, &fr, 1, 1e-6);
+    }
     // --- hard-concrete sample
     size_t nm = 5000;
     float *la = (float *)mallocCheck(sizeof(float) * nm), *u = (float *)mallocCheck(sizeof(float) * nm);
@@ -101,6 +124,11 @@ int main(int argc, char **argv) {
         float t = time_ms(run_adamw, &b, 10);
         printf("timing: AdamW over %zu parameters: %.3f ms, %.0f GB/s (4 reads + 3 writes fp32, 1 bf16 write)\n", N, t,
                N * 30.0 / t / 1e6);
+        sumsq_part = part;
+        for (int ver = 1; ver <= 2; ver++) {  // gpu_grad_sumsq's launch: 1024 blocks of 256
+            float ts = time_ms(ver == 1 ? run_sumsq_v1 : run_sumsq_v2, &b, 10);
+            printf("timing: gradient sum of squares v%d over %zu parameters: %.3f ms, %.0f GB/s\n", ver, N, ts, N * 4.0 / ts / 1e6);
+        }
     }
     return bench_exit("adamw");
 }
