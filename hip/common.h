@@ -282,6 +282,20 @@ static inline int gs_have_cluster(void) {
     return 0;
 #endif
 }
+// host-side: how many clusters of `kernel` (cluster size fixed at compile time by GS_CLUSTER, `threads` per
+// block, static shared memory only) the device runs at once; 0 without clusters
+static inline int gs_max_clusters(const void *kernel, int cluster, int threads) {
+#if GS_NVIDIA
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(cluster, 1, 1), cfg.blockDim = dim3(threads, 1, 1);
+    int n = 0;
+    hipCheck(cudaOccupancyMaxActiveClusters(&n, kernel, &cfg));
+    return n;
+#else
+    (void)kernel, (void)cluster, (void)threads;
+    return 0;
+#endif
+}
 // host-side: ceil division for grid sizes
 static inline unsigned gs_cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
 // host-side: the blocks of a grid-stride kernel over `items`, `per_block` of them per block per pass: one pass where

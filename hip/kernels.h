@@ -702,7 +702,7 @@ struct TermGelu {
 //   s = c·tanh(z/c) (no cap: s = z),  loss_n = logsumexp(s) − s[tgt],
 //   d/dz = (softmax(s) − onehot(tgt)) · (1 − (s/c)²) · inv_n.   tgt < 0: no loss, zero gradient.
 // One block per row; online max/sum in one pass, the gradient in a second (hip/dev/xent.hip also holds a
-// version that reads the row once, measured slower).
+// version that reads each row once, no faster).
 // =================================================================================================
 
 __device__ __forceinline__ float softcap_f(float z, float cap) { return cap > 0 ? cap * tanhf(z / cap) : z; }

@@ -5,12 +5,14 @@
 // them into loss and gradient in place (hip/gpu.hip's gpu_forward).
 //   v1: one block of 1024 threads per row; 16-byte loads (8 logits) and an online max/sum in one pass,
 //       the gradient in a second pass; a scalar path when V is not a multiple of 8.
-//   v2 (NVIDIA sm_90+, here only): a cluster of XENT_CL blocks per row, each holding its slice of the row in
-//       registers, so the row is read once: slice max and sum -> shared memory -> every block combines the
-//       cluster's through distributed shared memory -> the gradient from the registers. V a multiple of 8, at
-//       most 262144. Measured slower than v1 on the H200 (0.776 against 0.721 ms at the timing shape: the
-//       cluster's two barriers stall each SM's two blocks between reading and writing, where v1's second read
-//       partly hits L2), so kernels.h keeps v1. Skipped where the device has no clusters.
+//   v2 (NVIDIA sm_90+, here only): each row read once. A cluster of XENT_CL blocks holds one row at a time in
+//       registers (each block a slice: XENT_NT threads × XENT_PER 16-byte loads), combines the slices' max and
+//       sum through distributed shared memory (one warp per block reads the cluster's XENT_CL pairs) and writes
+//       the gradient from the registers; as many clusters as fit run at once and walk the rows. V a multiple of
+//       8, at most 262144. Measured on the H200: 0.717 against v1's 0.720 ms here, and slower inside the 1B
+//       step (head 7.2–7.5 against 6.5 ms, GS_PROFILE); a first version with one cluster per row and every
+//       thread reading the partial sums took 0.776 ms. v1's second, reversed read partly hits L2, and the
+//       cluster's two barriers per row stall each SM between reading and writing. Skipped without clusters.
 // Tolerances: row losses 1e-5 (fp32 on bf16-exact logits); gradients 4e-3 (one bf16 rounding).
 //   build: make hip/build/dev_xent   run: hip/build/dev_xent [--no-time]
 #include "hip/dev/bench.h"
@@ -19,66 +21,70 @@
 enum { XENT_CL = 8, XENT_NT = 512, XENT_PER = 8 };  // blocks per row, threads per block, 16-byte loads per thread
 #if GS_NVIDIA
 __global__ void GS_CLUSTER(XENT_CL) __launch_bounds__(XENT_NT, 2)
-    k_xent_cl(bf16 *logits, int V, const int *tgt, float cap, float inv_n, float *row_loss, int want_grad) {
-    __shared__ float sh[32], part[2];  // part: this block's slice max and its sum of exp(s - max)
-    const int row = blockIdx.x / XENT_CL, rank = (int)cluster_rank(), nv = V / 8;
+    k_xent_cl(bf16 *logits, int rows, int V, const int *tgt, float cap, float inv_n, float *row_loss, int want_grad) {
+    __shared__ float sh[32], part[2], lse_sh;  // part: this block's slice max and its sum of exp(s − max)
+    const int rank = (int)cluster_rank(), nv = V / 8, ncl = gridDim.x / XENT_CL;
     const int per = (nv + XENT_CL - 1) / XENT_CL, v0 = rank * per, v1 = v0 + per < nv ? v0 + per : nv;
-    uint4 *z = (uint4 *)(logits + (size_t)row * V);
-    const int t = tgt[row];
-    if (t < 0) {  // the same for the whole cluster: no loss, zero gradient
-        if (rank == 0 && threadIdx.x == 0) row_loss[row] = 0;
-        if (want_grad)
-            for (int i = v0 + threadIdx.x; i < v1; i += XENT_NT) z[i] = make_uint4(0, 0, 0, 0);
-        return;
-    }
-    // the target's logit, read before any block of the cluster writes (they write after the second sync)
-    const float st = rank == 0 && threadIdx.x == 0 ? softcap_f(bf2f(logits[(size_t)row * V + t]), cap) : 0.0f;
-    uint4 raw[XENT_PER];
-    float m = -INFINITY, sum = 0;
+    for (int row = blockIdx.x / XENT_CL; row < rows; row += ncl) {
+        uint4 *z = (uint4 *)(logits + (size_t)row * V);
+        const int t = tgt[row];
+        if (t < 0) {  // the same for the whole cluster: no loss, zero gradient
+            if (rank == 0 && threadIdx.x == 0) row_loss[row] = 0;
+            if (want_grad)
+                for (int i = v0 + threadIdx.x; i < v1; i += XENT_NT) z[i] = make_uint4(0, 0, 0, 0);
+            continue;
+        }
+        // the target's logit, read before any block of the cluster writes the row (after the second barrier)
+        const float st = rank == 0 && threadIdx.x == 0 ? softcap_f(bf2f(logits[(size_t)row * V + t]), cap) : 0.0f;
+        uint4 raw[XENT_PER];
 #pragma unroll
-    for (int c = 0; c < XENT_PER; c++) {
-        int i = v0 + c * XENT_NT + threadIdx.x;
-        raw[c] = i < v1 ? z[i] : make_uint4(0, 0, 0, 0);
-    }
+        for (int c = 0; c < XENT_PER; c++) {
+            int i = v0 + c * XENT_NT + threadIdx.x;
+            raw[c] = i < v1 ? z[i] : make_uint4(0, 0, 0, 0);
+        }
+        float m = -INFINITY, sum = 0;
 #pragma unroll
-    for (int c = 0; c < XENT_PER; c++) {  // online max and sum, as k_xent
-        const bf16 *e = (const bf16 *)&raw[c];
-        if (v0 + c * XENT_NT + (int)threadIdx.x >= v1) continue;
-        float v[8], mx = m;
+        for (int c = 0; c < XENT_PER; c++) {  // online max and sum, as k_xent
+            const bf16 *e = (const bf16 *)&raw[c];
+            if (v0 + c * XENT_NT + (int)threadIdx.x >= v1) continue;
+            float v[8], mx = m;
 #pragma unroll
-        for (int k = 0; k < 8; k++) v[k] = softcap_f(bf2f(e[k]), cap), mx = fmaxf(mx, v[k]);
-        sum *= __expf(m - mx);
+            for (int k = 0; k < 8; k++) v[k] = softcap_f(bf2f(e[k]), cap), mx = fmaxf(mx, v[k]);
+            sum *= __expf(m - mx);
 #pragma unroll
-        for (int k = 0; k < 8; k++) sum += __expf(v[k] - mx);
-        m = mx;
-    }
-    float M = block_max(m, sh);
-    float S = block_sum(m == -INFINITY ? 0.0f : sum * __expf(m - M), sh);
-    if (threadIdx.x == 0) part[0] = M, part[1] = S;
-    cluster_sync();
-    // every block combines the cluster's slices in the same order: the same lse everywhere
-    float Mc = -INFINITY, Sc = 0;
-    for (int r = 0; r < XENT_CL; r++) Mc = fmaxf(Mc, cluster_ld(&part[0], r));
-    for (int r = 0; r < XENT_CL; r++) {
-        float mr = cluster_ld(&part[0], r);
-        Sc += mr == -INFINITY ? 0.0f : cluster_ld(&part[1], r) * __expf(mr - Mc);
-    }
-    const float lse = Mc + logf(Sc);
-    if (rank == 0 && threadIdx.x == 0) row_loss[row] = lse - st;
-    cluster_sync();  // no block leaves (its shared memory with it) while another still reads it
-    if (!want_grad) return;
+            for (int k = 0; k < 8; k++) sum += __expf(v[k] - mx);
+            m = mx;
+        }
+        float M = block_max(m, sh);
+        float S = block_sum(m == -INFINITY ? 0.0f : sum * __expf(m - M), sh);
+        if (threadIdx.x == 0) part[0] = M, part[1] = S;
+        cluster_sync();
+        if (threadIdx.x < GS_WARP) {  // lanes 0 .. XENT_CL−1 read the slices; every block combines them alike
+            int l = threadIdx.x;
+            float mr = l < XENT_CL ? cluster_ld(&part[0], l) : -INFINITY, sr = l < XENT_CL ? cluster_ld(&part[1], l) : 0.0f;
+            float Mc = mr;
+            for (int o = XENT_CL / 2; o > 0; o >>= 1) Mc = fmaxf(Mc, gs_shfl_xor(Mc, o));
+            float Sc = mr == -INFINITY ? 0.0f : sr * __expf(mr - Mc);
+            for (int o = XENT_CL / 2; o > 0; o >>= 1) Sc += gs_shfl_xor(Sc, o);
+            if (l == 0) lse_sh = Mc + logf(Sc);
+        }
+        cluster_sync();  // lse_sh is set, and no block reuses part while another may still read it
+        const float lse = lse_sh;
+        if (rank == 0 && threadIdx.x == 0) row_loss[row] = lse - st;
+        if (!want_grad) continue;
 #pragma unroll
-    for (int c = 0; c < XENT_PER; c++) {
-        int i = v0 + c * XENT_NT + threadIdx.x;
-        if (i >= v1) continue;
-        const bf16 *e = (const bf16 *)&raw[c];
-        uint4 out;
-        uint32_t *o = (uint32_t *)&out;
+        for (int c = 0; c < XENT_PER; c++) {
+            int i = v0 + c * XENT_NT + threadIdx.x;
+            if (i >= v1) continue;
+            const bf16 *e = (const bf16 *)&raw[c];
+            uint4 out;
+            uint32_t *o = (uint32_t *)&out;
 #pragma unroll
-        for (int k = 0; k < 4; k++)
-            o[k] = pack_bf16x2(xent_grad(e[2 * k], 8 * i + 2 * k, t, lse, cap, inv_n),
-                               xent_grad(e[2 * k + 1], 8 * i + 2 * k + 1, t, lse, cap, inv_n));
-        z[i] = out;
+            for (int k = 0; k < 4; k++)
+                o[k] = pack_bf16x2(xent_grad(e[2 * k], 8 * i + 2 * k, t, lse, cap, inv_n),
+                                   xent_grad(e[2 * k + 1], 8 * i + 2 * k + 1, t, lse, cap, inv_n));
+            z[i] = out;
+        }
     }
 }
 #endif
@@ -96,7 +102,12 @@ static void run_k(void *p) {
     hipCheck(hipMemcpyAsync(a->z, a->z0, sizeof(bf16) * (size_t)a->rows * a->V, hipMemcpyDeviceToDevice));
     if (a->ver == 1) k_xent<<<a->rows, 1024>>>(a->z, a->V, a->tgt, a->cap, a->inv_n, a->loss, 1);
 #if GS_NVIDIA
-    else k_xent_cl<<<a->rows * XENT_CL, XENT_NT>>>(a->z, a->V, a->tgt, a->cap, a->inv_n, a->loss, 1);
+    else {
+        static int ncl = 0;
+        if (!ncl) ncl = gs_max_clusters((const void *)k_xent_cl, XENT_CL, XENT_NT);
+        k_xent_cl<<<(a->rows < ncl ? a->rows : ncl) * XENT_CL, XENT_NT>>>(a->z, a->rows, a->V, a->tgt, a->cap, a->inv_n,
+                                                                           a->loss, 1);
+    }
 #endif
 }
 static void run_copy(void *p) {
