@@ -80,19 +80,21 @@ int main(int argc, char **argv) {
     check("AdamW first moments", gm, m, n, 1e-6);
     check("AdamW second moments", gv, v, n, 1e-6);
     check("AdamW bf16 copy", gpb, p, n, 4e-3);
-    // --- the gradient's squared norm: the whole block, then n − 5 elements from g + 4 (a length that is not a
-    // multiple of 4: the scalar tail) over 3 blocks (passes that are not multiples of 4 blocks' worth)
+    // --- the gradient's squared norm: the whole block over 64 blocks (every thread in the one-load loop), then
+    // n − 5 elements from g + 4 (a length that is not a multiple of 4: the scalar tail) over 3 blocks of 64
+    // threads (the four-load loop, then the one-load loop and the tail)
     double *part;
     hipCheck(hipMalloc(&part, sizeof(double) * 1024));
     float *graw = from_dev_f32(a.g, n);
     for (int c = 0; c < 2; c++) {
         size_t off = c ? 4 : 0, len = c ? n - 5 : n;
-        k_sumsq<<<c ? 3 : 64, 256>>>(part, a.g + off, len);
+        int nb = c ? 3 : 64;
+        k_sumsq<<<nb, c ? 64 : 256>>>(part, a.g + off, len);
         double hp[64], s = 0;
-        hipCheck(hipMemcpy(hp, part, sizeof(double) * (c ? 3 : 64), hipMemcpyDeviceToHost));
-        for (int i = 0; i < (c ? 3 : 64); i++) s += hp[i];
+        hipCheck(hipMemcpy(hp, part, sizeof(double) * nb, hipMemcpyDeviceToHost));
+        for (int i = 0; i < nb; i++) s += hp[i];
         float fs = (float)s, fr = (float)grad_norm2(graw + off, len);
-        check(c ? "gradient sum of squares (odd length, 3 blocks)" : "gradient sum of squares", &fs, &fr, 1, 1e-6);
+        check(c ? "gradient sum of squares (odd length, 3 blocks of 64)" : "gradient sum of squares", &fs, &fr, 1, 1e-6);
     }
     // --- hard-concrete sample
     size_t nm = 5000;
