@@ -149,7 +149,7 @@ template <int W> __device__ __forceinline__ void stv(float *p, const float *v) {
     *(typename F32Vec<W>::t *)p = raw;
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
+template <typename T> __device__ __forceinline__ T warp_sum(T v) {  // float, or double (k_sumsq)
     for (int o = GS_WARP / 2; o > 0; o >>= 1) v += gs_shfl_xor(v, o);
     return v;
 }
@@ -157,19 +157,24 @@ __device__ __forceinline__ float warp_max(float v) {
     for (int o = GS_WARP / 2; o > 0; o >>= 1) v = fmaxf(v, gs_shfl_xor(v, o));
     return v;
 }
-// Sum (or max) over the block; every thread gets the result. blockDim.x must be a multiple of GS_WARP;
-// sh holds >= 32 floats. Safe to call repeatedly (the first barrier protects sh from the last call).
-template <bool MAX> __device__ __forceinline__ float block_reduce(float v, float *sh) {
+// Sum (or max) over the block; every thread gets the result (warp sums, then the warps' in order). blockDim.x
+// must be a multiple of GS_WARP; sh holds >= 32 values. Safe to call repeatedly (the first barrier protects sh
+// from the last call).
+template <bool MAX, typename T> __device__ __forceinline__ T block_reduce(T v, T *sh) {
     int lane = threadIdx.x % GS_WARP, w = threadIdx.x / GS_WARP, nw = blockDim.x / GS_WARP;
-    v = MAX ? warp_max(v) : warp_sum(v);
+    if constexpr (MAX) v = warp_max(v);
+    else v = warp_sum(v);
     __syncthreads();
     if (lane == 0) sh[w] = v;
     __syncthreads();
-    float t = MAX ? -INFINITY : 0.0f;
-    for (int i = 0; i < nw; i++) t = MAX ? fmaxf(t, sh[i]) : t + sh[i];
+    T t = MAX ? -INFINITY : 0;
+    for (int i = 0; i < nw; i++) {
+        if constexpr (MAX) t = fmaxf(t, sh[i]);
+        else t += sh[i];
+    }
     return t;
 }
-__device__ __forceinline__ float block_sum(float v, float *sh) { return block_reduce<false>(v, sh); }
+template <typename T> __device__ __forceinline__ T block_sum(T v, T *sh) { return block_reduce<false>(v, sh); }
 __device__ __forceinline__ float block_max(float v, float *sh) { return block_reduce<true>(v, sh); }
 
 // p[0] += a, p[1] += b atomically (p 8-byte aligned): one vector atomic on Hopper, two elsewhere

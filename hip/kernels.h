@@ -820,6 +820,9 @@ __global__ void k_adamw(float *p, bf16 *pb, const float *g, float *m, float *v, 
 // Σ g² per block in double (the host adds the block sums in order: deterministic). g 16-byte aligned; four
 // independent 16-byte loads per thread per pass (v1, one 4-byte load per pass, kept too few bytes in flight
 // to reach the memory bandwidth: hip/dev/adamw.hip)
+__device__ __forceinline__ double sumsq4(float4 a) {
+    return (double)a.x * a.x + (double)a.y * a.y + (double)a.z * a.z + (double)a.w * a.w;
+}
 __global__ void k_sumsq(double *part, const float *g, size_t n) {
     __shared__ double sh[32];
     const float4 *g4 = (const float4 *)g;
@@ -829,23 +832,12 @@ __global__ void k_sumsq(double *part, const float *g, size_t n) {
     for (; i + 3 * st < n4; i += 4 * st) {
         float4 a[4] = {g4[i], g4[i + st], g4[i + 2 * st], g4[i + 3 * st]};
 #pragma unroll
-        for (int k = 0; k < 4; k++)
-            s += (double)a[k].x * a[k].x + (double)a[k].y * a[k].y + (double)a[k].z * a[k].z + (double)a[k].w * a[k].w;
+        for (int k = 0; k < 4; k++) s += sumsq4(a[k]);
     }
-    for (; i < n4; i += st) {
-        float4 a = g4[i];
-        s += (double)a.x * a.x + (double)a.y * a.y + (double)a.z * a.z + (double)a.w * a.w;
-    }
+    for (; i < n4; i += st) s += sumsq4(g4[i]);
     for (size_t e = 4 * n4 + t0; e < n; e += st) s += (double)g[e] * g[e];
-    for (int o = GS_WARP / 2; o > 0; o >>= 1) s += gs_shfl_xor(s, o);
-    int lane = threadIdx.x % GS_WARP, w = threadIdx.x / GS_WARP;
-    if (lane == 0) sh[w] = s;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        double t = 0;
-        for (int k = 0; k < (int)(blockDim.x / GS_WARP); k++) t += sh[k];
-        part[blockIdx.x] = t;
-    }
+    s = block_sum(s, sh);
+    if (threadIdx.x == 0) part[blockIdx.x] = s;
 }
 
 __global__ void k_f32_to_bf16(bf16 *o, const float *x, size_t n) {

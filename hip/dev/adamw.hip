@@ -25,14 +25,8 @@ __global__ void k_sumsq_v1(double *part, const float *g, size_t n) {
     double s = 0;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         s += (double)g[i] * g[i];
-    for (int o = GS_WARP / 2; o > 0; o >>= 1) s += gs_shfl_xor(s, o);
-    if (threadIdx.x % GS_WARP == 0) sh[threadIdx.x / GS_WARP] = s;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        double t = 0;
-        for (int k = 0; k < (int)(blockDim.x / GS_WARP); k++) t += sh[k];
-        part[blockIdx.x] = t;
-    }
+    s = block_sum(s, sh);
+    if (threadIdx.x == 0) part[blockIdx.x] = s;
 }
 static double *sumsq_part;
 static void run_sumsq_v1(void *q) { Args *a = (Args *)q; k_sumsq_v1<<<1024, 256>>>(sumsq_part, a->g, a->n); }
