@@ -14,6 +14,11 @@ void gs_gemm(int transA, int transB, int M, int N, int K, float alpha, const voi
 void gs_gemm_batched(int transA, int transB, int M, int N, int K, float alpha, const void *A, int tA, int lda, long long sA,
                      const void *B, int tB, int ldb, long long sB, float beta, void *C, int tC, int ldc, long long sC,
                      int batch);
+// hip/dev/gemm.hip --sweep: one product's candidates timed on these operands with this beta, in turns over `rounds`
+// rounds (the fastest run of each): cuBLASLt's first max − 1, then GemmEx; ms[i] < 0 where one refused the operands,
+// desc[i] the candidate in words. Returns how many (0 without cuBLASLt).
+int gs_gemm_sweep(int ta, int tb, int M, int N, int K, const void *A, int tA, int lda, const void *B, int tB, int ldb,
+                  float beta, void *C, int tC, int ldc, int rounds, int max, float *ms, char (*desc)[64]);
 #ifdef __cplusplus
 }
 #endif

@@ -7,7 +7,8 @@
 // Check: v2's and v3's outputs against v1's (the same bf16 operands, fp32 accumulation: only the summation
 //   order differs): bf16 outputs 4e-3 (one rounding), fp32 outputs 1e-5.
 // Output: one line per shape, then the whole step's product time (each shape times its count per step).
-//   build: make hip/build/dev_gemm   run: hip/build/dev_gemm [--model 1b|270m] [--no-check]
+//   --sweep: instead, every candidate of each shape timed (gs_gemm_sweep), with the beta the step runs it with
+//   build: make hip/build/dev_gemm   run: hip/build/dev_gemm [--model 1b|270m] [--no-check] [--sweep]
 #include "hip/dev/bench.h"
 #include "hip/blas.h"
 
@@ -47,14 +48,58 @@ static bf16 *dev_random(size_t n, unsigned seed) {
 
 static double flops(const Shape *s) { return 2.0 * s->M * s->N * (double)s->K; }
 
+// --sweep: every shape's candidates timed with the beta the step runs it with (the head's embedding gradient adds
+// into the fp32 gradient in 3 of its 4 chunks: beta = 1, into an output of its real size), cuBLASLt's first 32
+// and GemmEx in turns over 4 rounds; one line per shape, every candidate for the head's products
+enum { SWEEP_MAX = 33 };
+static int sweep_all(const Shape *sh, int ns) {
+    double tot[3] = {0, 0, 0};
+    for (int i = 0; i < ns; i++) {
+        const Shape *s = &sh[i];
+        int head = !strncmp(s->name, "head", 4), acc = !strncmp(s->name, "head dE", 7);
+        size_t na = (size_t)s->M * s->K, nb = (size_t)s->K * s->N, nc = (size_t)s->M * s->N, esz = s->tc == GS_BF16 ? 2 : 4;
+        bf16 *A = dev_random(na, 2 * i + 1), *B = dev_random(nb, 2 * i + 2);
+        void *C;
+        hipCheck(hipMalloc(&C, esz * nc));
+        hipCheck(hipMemset(C, 0, esz * nc));
+        float ms[SWEEP_MAX];
+        char desc[SWEEP_MAX][64];
+        int lda = s->ta ? s->M : s->K, ldb = s->tb ? s->K : s->N;
+        int n = gs_gemm_sweep(s->ta, s->tb, s->M, s->N, s->K, A, GS_BF16, lda, B, GS_BF16, ldb, acc ? 1.0f : 0.0f, C,
+                              s->tc, s->N, 4, SWEEP_MAX, ms, desc);
+        if (n == 0) {
+            printf("  sweep: no cuBLASLt in this build\n");
+            return 0;
+        }
+        int best = n - 1, first = -1;
+        for (int c = 0; c < n; c++) {
+            if (ms[c] < 0) continue;
+            if (first < 0 && c < n - 1) first = c;
+            if (ms[c] < ms[best]) best = c;
+            if (head) printf("    %-18s #%-2d %7.3f ms %4.0f TFLOP/s  %s\n", s->name, c, ms[c], flops(s) / ms[c] / 1e9, desc[c]);
+        }
+        float fm = first >= 0 ? ms[first] : ms[n - 1];
+        printf("  sweep %-18s M %6d N %6d K %6d beta %d x%-3d GemmEx %7.3f | first %7.3f %+5.1f%% | best #%d %7.3f %+5.1f%% "
+               "%4.0f TFLOP/s (%s)\n", s->name, s->M, s->N, s->K, acc, s->count, ms[n - 1], fm,
+               100.0 * (fm - ms[n - 1]) / ms[n - 1], best, ms[best], 100.0 * (ms[best] - ms[n - 1]) / ms[n - 1],
+               flops(s) / ms[best] / 1e9, desc[best]);
+        tot[0] += ms[n - 1] * s->count, tot[1] += fm * s->count, tot[2] += ms[best] * s->count;
+        hipCheck(hipFree(A)), hipCheck(hipFree(B)), hipCheck(hipFree(C));
+    }
+    printf("sweep, step products (each shape x its count): GemmEx %.1f ms | first %.1f ms | best %.1f ms\n", tot[0], tot[1],
+           tot[2]);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *model = "1b";
-    int do_check = 1;
+    int do_check = 1, sweep = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
         else if (!strcmp(argv[i], "--no-check")) do_check = 0;
+        else if (!strcmp(argv[i], "--sweep")) sweep = 1;
         else {
-            fprintf(stderr, "usage: %s [--model 1b|270m] [--no-check]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--model 1b|270m] [--no-check] [--sweep]\n", argv[0]);
             return 1;
         }
     }
@@ -80,6 +125,7 @@ int main(int argc, char **argv) {
     hipCheck(hipGetDeviceProperties(&prop, 0));
     printf("products of the %s training step (N=%d, d=%d, F=%d, L=%d), %s\n", model, N, d, F, L, prop.name);
     gs_blas_init();
+    if (sweep) return sweep_all(sh, ns);
     const char *vn[] = {"default", "lt", "tuned"};
     double tot[3] = {0, 0, 0};
     for (int i = 0; i < ns; i++) {
