@@ -4,7 +4,7 @@
 //   q [N rows, ldq] (head h at column h·D), k/v [N rows, ldk/ldv] (kv head g at column g·D), row
 //   n = b·T + t. Query t of a sliding layer sees keys t−W+1 .. t; a full layer (window 0) 0 .. t.
 //   Query head h reads kv head h / (H/K). lse [B, H, T] natural log.
-// Three implementations:
+// Four implementations:
 //   *_simple : one warp per query row (forward, dQ) or per key row (dK, dV), fp32 dot products.
 //              Portable (AMD, any D <= GS_WARP·ATT_MAXE); the reference the tensor-core kernels are
 //              checked against in hip/dev/attention.hip.
@@ -13,6 +13,9 @@
 //              fp32 accumulators, online softmax in registers (FlashAttention-2's scheme). The backward
 //              runs one block per 64 keys (dK, dV in registers, summed over the group's query heads) and
 //              adds dQ with fp32 atomics into a zeroed fp32 buffer.
+//   *_wg     : the forward on Hopper (sm_90a, D = 256): the mma kernel's scheme with the two products as
+//              warpgroup products (wgmma) reading Q, K, V from shared memory themselves; 1.2x (sliding) and
+//              1.3x (full) the mma forward at 1B's shapes. The backward stays as below.
 //   *_band, *_full : the backward of layers with one kv head (Gemma 3's 270M and 1B): the band of scores
 //              in memory and the products through the vendor BLAS (batched), portable; 1.7x (sliding) and
 //              1.5x (full) the mma backward at 1B's shapes. The scores do go to device memory here (fp32,
@@ -337,6 +340,140 @@ template <int D> __global__ void __launch_bounds__(128) k_attn_fwd_mma(AttnFwd a
         bf16 *orow = a.o + ((size_t)b * T + t) * a.ldo + h * D + (lane & 3) * 2;
 #pragma unroll
         for (int i = 0; i < D / 8; i++) *(uint32_t *)(orow + i * 8) = pack_bf16x2(o[i][2 * r] * inv, o[i][2 * r + 1] * inv);
+        if ((lane & 3) == 0) a.lse[((size_t)b * a.H + h) * T + t] = (mrow[r] + log2f(l)) * 0.6931471805599453f;
+    }
+#endif
+}
+
+// The forward on Hopper (wgmma, D = 256): k_attn_fwd_mma's tiles, order and online softmax, with S = Q K^T (16
+// products of k 16, A and B from shared memory) and O += P V (4 products of 16 keys, P from the S accumulators'
+// registers, V read transposed) as asynchronous warpgroup products: the tensor cores read the operands themselves,
+// so the warps hold no K or V fragments (mma.sync's ldmatrix traffic and registers).
+// NH warpgroups per block, one per query head of the same kv group, over the same 64 queries: they share each K
+// and V tile (half the loads from L2 at NH = 2). One block per SM at NH = 2 (128 KB of shared memory), so the loads
+// are pipelined in the block: K of the next key block loads during this one's softmax and P V, V of the next during
+// its Q K^T. Measured (hip/dev/attention.hip v4): NH = 2 and NH = 1 (two blocks per SM) within 3% of each other;
+// neither the loads nor the products' chains of dependent steps are what holds it at ~200-270 TFLOP/s. Tiles: 64 rows x 256 columns as four 64-column slices of 128-byte swizzled rows (load_tile_sw); Q and
+// K K-major (rows along the reduction), V MN-major for P V: 8-key row groups 1024 bytes apart (sbo), the slices
+// (64 output columns each) 8192 bytes apart (lbo).
+#define ATT_WG_D 256
+static size_t attn_fwd_wg_smem(int nh) { return (size_t)(nh + 2) * 64 * ATT_WG_D * 2 + 1024; }  // + room to align
+// rows row0 .. row0+63 (D = 256) -> 4 slices of [64 rows][64 columns], 16-byte chunk c of row r at chunk c ^ (r % 8)
+template <int NT> __device__ __forceinline__ void load_tile_sw(bf16 *s, const bf16 *base, int ld, int row0, int T) {
+    for (int c = threadIdx.x; c < 64 * 32; c += NT) {
+        int r = c / 32, ch = c % 32, t = row0 + r;
+        cp_async16(s + (ch >> 3) * 4096 + swz<64>(r, ch & 7), base + (size_t)(t < T ? t : 0) * ld + ch * 8, t < T ? 16 : 0);
+    }
+}
+// grid (ceil(T/64), H / NH, B), NH warpgroups; warpgroup w: head y·NH + w, its warp w4 the rows q0 + 16·w4 ..
+template <int NH> __global__ void __launch_bounds__(128 * NH) k_attn_fwd_wg(AttnFwd a) {
+#if GS_HAVE_WGMMA
+    constexpr int D = ATT_WG_D, NT = 128 * NH;
+    extern __shared__ __align__(16) unsigned char att_smem[];
+    bf16 *sK = (bf16 *)(((uintptr_t)att_smem + 1023) & ~(uintptr_t)1023), *sV = sK + 64 * D, *sQ = sV + 64 * D;
+    int tile, hy, b;
+    attn_block(tile, hy, b);
+    const int T = a.T, qb = gridDim.x - 1 - tile, wg = threadIdx.x / 128, h = hy * NH + wg, g = h / (a.H / a.K);
+    const int q0 = qb * 64, warp = threadIdx.x / 32 % 4, lane = threadIdx.x % 32;
+    const bf16 *kbase = a.k + (size_t)b * T * a.ldk + g * D, *vbase = a.v + (size_t)b * T * a.ldv + g * D;
+    const int kstart = a.window > 0 && q0 - a.window + 1 > 0 ? q0 - a.window + 1 : 0;
+    const int kend = T < q0 + 64 ? T : q0 + 64, kb0 = kstart / 64, kb1 = (kend - 1) / 64;
+    // the Q tiles and the first K (one group), the first V (the next)
+    for (int w = 0; w < NH; w++) load_tile_sw<NT>(sQ + w * 64 * D, a.q + (size_t)b * T * a.ldq + (hy * NH + w) * D, a.ldq, q0, T);
+    load_tile_sw<NT>(sK, kbase, a.ldk, kb0 * 64, T);
+    cp_async_commit();
+    load_tile_sw<NT>(sV, vbase, a.ldv, kb0 * 64, T);
+    cp_async_commit();
+    const bf16 *sQw = sQ + wg * 64 * D;
+    float o[D / 2];  // o[4i + e]: output columns 8i.., mma_bf16_16816's C layout
+#pragma unroll
+    for (int i = 0; i < D / 2; i++) o[i] = 0;
+    float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0, 0};
+    const int r0 = q0 + warp * 16 + lane / 4;
+    const float sl2 = a.scale * LOG2E;
+    for (int kb = kb0; kb <= kb1; kb++) {
+        const int k0 = kb * 64;
+        cp_async_wait<1>();  // K of this block (and Q) have landed; its V may be in flight
+        fence_async_smem();
+        __syncthreads();
+        float s[32];
+#pragma unroll
+        for (int i = 0; i < 32; i++) s[i] = 0;
+        wgmma_hold(s);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            int off = (kk >> 2) * 4096 + (kk & 3) * 16;
+            wgmma_64x64_ss(s, wgmma_desc(sQw + off, 16, 1024), wgmma_desc(sK + off, 16, 1024), kk > 0);
+        }
+        wgmma_commit();
+        wgmma_wait<0>();
+        wgmma_hold(s);
+        __syncthreads();  // every warpgroup is done with K: the next block's K loads during the rest
+        if (kb < kb1) load_tile_sw<NT>(sK, kbase, a.ldk, k0 + 64, T);
+        cp_async_commit();  // (empty at the last block: the group count stays the same)
+        const bool whole = k0 + 64 <= T && q0 + 64 <= T && k0 + 63 <= q0 && (a.window <= 0 || k0 > q0 + 63 - a.window);
+        float mx[2] = {mrow[0], mrow[1]};
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int t = r0 + (e >> 1) * 8, key = k0 + j * 8 + (lane & 3) * 2 + (e & 1);
+                float v = a.softcap > 0 ? a.softcap * tanhf(s[4 * j + e] * a.scale / a.softcap) * LOG2E : s[4 * j + e] * sl2;
+                if (!whole) v = key < T && attn_sees(key, t, T, a.window) ? v : -INFINITY;
+                s[4 * j + e] = v;
+                mx[e >> 1] = fmaxf(mx[e >> 1], v);
+            }
+        float base[2], alpha[2], ps[2] = {0, 0};
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], gs_shfl_xor(mx[r], 1));
+            mx[r] = fmaxf(mx[r], gs_shfl_xor(mx[r], 2));
+            base[r] = mx[r] == -INFINITY ? 0.0f : mx[r];  // a row that sees nothing yet: no NaN from -inf - -inf
+            alpha[r] = exp2f(mrow[r] - base[r]);
+            mrow[r] = mx[r];
+        }
+#pragma unroll
+        for (int i = 0; i < 32; i++) {
+            float p = exp2f(s[i] - base[(i >> 1) & 1]);
+            s[i] = p;
+            ps[(i >> 1) & 1] += p;
+        }
+        lrow[0] = lrow[0] * alpha[0] + ps[0];
+        lrow[1] = lrow[1] * alpha[1] + ps[1];
+#pragma unroll
+        for (int i = 0; i < D / 8; i++) o[4 * i] *= alpha[0], o[4 * i + 1] *= alpha[0], o[4 * i + 2] *= alpha[1], o[4 * i + 3] *= alpha[1];
+        uint32_t pa[16];  // P as the A operand of the 4 products of 16 keys (already in A-fragment order)
+#pragma unroll
+        for (int ks = 0; ks < 4; ks++) {
+            pa[4 * ks] = pack_bf16x2(s[8 * ks], s[8 * ks + 1]), pa[4 * ks + 1] = pack_bf16x2(s[8 * ks + 2], s[8 * ks + 3]);
+            pa[4 * ks + 2] = pack_bf16x2(s[8 * ks + 4], s[8 * ks + 5]), pa[4 * ks + 3] = pack_bf16x2(s[8 * ks + 6], s[8 * ks + 7]);
+        }
+        cp_async_wait<1>();  // V of this block has landed (the next K may be in flight)
+        fence_async_smem();
+        __syncthreads();
+        wgmma_hold(o), wgmma_hold(pa);
+        wgmma_fence();
+#pragma unroll
+        for (int ks = 0; ks < 4; ks++) wgmma_64x256_rs(o, pa + 4 * ks, wgmma_desc(sV + ks * 16 * 64, 8192, 1024));
+        wgmma_commit();
+        wgmma_wait<0>();
+        wgmma_hold(o);
+        __syncthreads();  // every warpgroup is done with V: the next block's V loads during its Q K^T
+        if (kb < kb1) load_tile_sw<NT>(sV, vbase, a.ldv, k0 + 64, T);
+        cp_async_commit();
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float l = lrow[r];
+        l += gs_shfl_xor(l, 1);
+        l += gs_shfl_xor(l, 2);
+        int t = r0 + r * 8;
+        if (t >= T) continue;
+        float inv = 1.0f / l;
+        bf16 *orow = a.o + ((size_t)b * T + t) * a.ldo + h * D + (lane & 3) * 2;
+#pragma unroll
+        for (int i = 0; i < D / 8; i++) *(uint32_t *)(orow + i * 8) = pack_bf16x2(o[4 * i + 2 * r] * inv, o[4 * i + 2 * r + 1] * inv);
         if ((lane & 3) == 0) a.lse[((size_t)b * a.H + h) * T + t] = (mrow[r] + log2f(l)) * 0.6931471805599453f;
     }
 #endif
@@ -680,14 +817,39 @@ template <int D> static void attn_bwd_mma_launch(const AttnBwd &a) {
 }
 #endif
 
-// use_mma: 1 = tensor cores when attn_mma_ok, 0 = always the simple kernels
-static void attn_forward(const AttnFwd &a, int use_mma) {
+// Hopper's wgmma forward: built for sm_90a (GS_HAVE_WGMMA in the device pass), a device of compute capability 9,
+// D = 256 and the mma kernels' alignment
+static int attn_wg_ok(const AttnFwd *a) {
+#if GS_NVIDIA
+    return gs_have_wgmma() && a->D == ATT_WG_D && attn_mma_ok(a);
+#else
+    (void)a;
+    return 0;
+#endif
+}
+#if GS_NVIDIA
+template <int NH> static void attn_fwd_wg_launch(const AttnFwd &a) {
+    static int ready = 0;
+    if (!ready) hipCheck(hipFuncSetAttribute((const void *)k_attn_fwd_wg<NH>, hipFuncAttributeMaxDynamicSharedMemorySize, (int)attn_fwd_wg_smem(NH))), ready = 1;
+    k_attn_fwd_wg<NH><<<dim3(gs_cdiv(a.T, 64), a.H / NH, a.B), 128 * NH, attn_fwd_wg_smem(NH)>>>(a);
+}
+#endif
+
+// mode: 0 = always the simple kernels, 1 = mma.sync (attn_mma_ok), 2 = wgmma where attn_wg_ok (two heads per block
+// where the kv groups are even), else as 1; 3 = wgmma one head per block (hip/dev/attention.hip compares them)
+static void attn_forward(const AttnFwd &a, int mode) {
     if (a.D > GS_WARP * ATT_MAXE) {
         fprintf(stderr, "error: head_dim %d is larger than the attention kernels support (%d)\n", a.D, GS_WARP * ATT_MAXE);
         exit(1);
     }
 #if GS_NVIDIA
-    if (use_mma && attn_mma_ok(&a)) {
+    if (mode >= 2 && attn_wg_ok(&a)) {
+        if (mode == 2 && (a.H / a.K) % 2 == 0) attn_fwd_wg_launch<2>(a);
+        else attn_fwd_wg_launch<1>(a);
+        hipCheckLaunch();
+        return;
+    }
+    if (mode && attn_mma_ok(&a)) {
         if (a.D == 64) attn_fwd_mma_launch<64>(a);
         else if (a.D == 128) attn_fwd_mma_launch<128>(a);
         else attn_fwd_mma_launch<256>(a);

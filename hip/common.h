@@ -236,6 +236,93 @@ __device__ __forceinline__ void mma_bf16_16816(float c[4], const uint32_t a[4], 
 #endif
 }
 
+// ------------------------------------------------ Hopper warpgroup products (NVIDIA sm_90a): wgmma
+// A warpgroup (4 consecutive warps) multiplies 64 rows at once, operands read by the tensor cores straight from
+// shared memory through 64-bit descriptors (B always, A optionally; A may come from registers). The product is
+// asynchronous: wgmma_fence before the first (after any register write of its operands), wgmma_commit, then
+// wgmma_wait<n> (at most n groups still running) before the accumulators are read; wgmma_hold tells the compiler
+// the registers changed there (so it moves no read of them above the wait, no write below the fence).
+// Shared memory the products read was written through the generic proxy (stores, cp.async): fence_async_smem
+// after it lands, before the barrier. Layout here: 128-byte swizzle, rows of 64 bf16 (128 bytes) whose 16-byte
+// chunk c of row r sits at c ^ (r % 8) (swz<64> in attention.h), 8-row groups 1024 bytes apart, 1024-aligned.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define GS_HAVE_WGMMA 1
+#else
+#define GS_HAVE_WGMMA 0  // host pass, or not built for sm_90a
+#endif
+// descriptor of a 128B-swizzled operand at smem: lbo / sbo the leading / stride byte offsets (K-major: sbo = 1024,
+// the 8-row groups; MN-major: lbo = the distance of 64-element blocks along M or N, sbo = 1024 along K)
+__device__ __forceinline__ uint64_t wgmma_desc(const void *smem, unsigned lbo, unsigned sbo) {
+    uint64_t a = (uint64_t)__cvta_generic_to_shared(smem);
+    return ((a & 0x3FFFF) >> 4) | ((uint64_t)(lbo >> 4) << 16) | ((uint64_t)(sbo >> 4) << 32) | (1ull << 62);
+}
+__device__ __forceinline__ void wgmma_fence() {
+#if GS_HAVE_WGMMA
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wgmma_commit() {
+#if GS_HAVE_WGMMA
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+template <int N> __device__ __forceinline__ void wgmma_wait() {
+#if GS_HAVE_WGMMA
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+template <int N> __device__ __forceinline__ void wgmma_hold(float (&r)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
+}
+template <int N> __device__ __forceinline__ void wgmma_hold(uint32_t (&r)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+r"(r[i])::"memory");
+}
+__device__ __forceinline__ void fence_async_smem() {
+#if GS_HAVE_WGMMA
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+// D[64x64] (+)= A[64x16] B[16x64] for the warpgroup, A and B from shared memory (K-major descriptors); scale_d = 0
+// overwrites D. d[4j + e]: the C layout of mma_bf16_16816 for key chunk j, rows 16·(warp % 4) + g (+8)
+__device__ __forceinline__ void wgmma_64x64_ss(float d[32], uint64_t da, uint64_t db, int scale_d) {
+#if GS_HAVE_WGMMA
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+                 "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                 "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                 : "l"(da), "l"(db), "r"(scale_d));
+#endif
+}
+// D[64x256] += A[64x16] B[16x256], A from registers (the A layout of mma_bf16_16816 per warp's 16 rows), B from
+// shared memory N-major (an MN-major descriptor, transposed: imm-trans-b = 1)
+__device__ __forceinline__ void wgmma_64x256_rs(float d[128], const uint32_t a[4], uint64_t db) {
+#if GS_HAVE_WGMMA
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, {%128, %129, %130, %131}, %132, p, 1, 1, 1;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+                 "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                 "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+                 "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+                 "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+                 "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+                 "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+                 "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+                 "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+                 "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+                 "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+                 "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+                 "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
+                 "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
+                 "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+#endif
+}
+
 // ------------------------------------------------ thread-block clusters (NVIDIA sm_90+): the blocks of one
 // cluster run at once on neighbouring SMs and read each other's shared memory. GS_CLUSTER(n) on a kernel
 // makes its clusters n blocks along x (the grid a multiple of n); gs_have_cluster() says at run time whether
@@ -273,20 +360,21 @@ __device__ __forceinline__ float cluster_ld(const float *p, unsigned rank) {
 #endif  // __cplusplus
 
 // host-side: whether the device has thread-block clusters (NVIDIA compute capability 9 and up; never on AMD)
-static inline int gs_have_cluster(void) {
+static inline int gs_cc_major(void) {  // NVIDIA: the device's compute capability (major), once; AMD: 0
 #if GS_NVIDIA
-    static int have = -1;
-    if (have < 0) {
-        int dev, major;
+    static int major = -1;
+    if (major < 0) {
+        int dev;
         hipCheck(hipGetDevice(&dev));
         hipCheck(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-        have = major >= 9;
     }
-    return have;
+    return major;
 #else
     return 0;
 #endif
 }
+static inline int gs_have_cluster(void) { return gs_cc_major() >= 9; }
+static inline int gs_have_wgmma(void) { return gs_cc_major() == 9; }  // the binaries carry sm_90a code (Makefile)
 // host-side: how many clusters of `kernel` (cluster size fixed at compile time by GS_CLUSTER, `threads` per
 // block, static shared memory only) the device runs at once; 0 without clusters
 static inline int gs_max_clusters(const void *kernel, int cluster, int threads) {

@@ -21,6 +21,16 @@
 //              where the contract asks for zeros, so a masked score that leaks into a product fails.
 //              Full layers with K = 1: the backward in 4 query groups, each a band from key 0 (attention.h);
 //              the forward stays v2's. The unwritten upper triangle of its P / dS square is NaN here too.
+//   v4 wgmma:  the forward on Hopper (attention.h k_attn_fwd_wg, D = 256): S = Q K^T and O += P V as warpgroup
+//              products reading Q, K, V from 128-byte-swizzled shared memory (P from registers); two query heads
+//              of one kv group per block sharing K and V, loads pipelined (v4 1h: one head per block, two blocks
+//              per SM). Backward: v2's. H200, B=8 T=2048 H=4 K=1 D=256, sliding W=512 / full: v2 0.184 / 0.339 ms,
+//              v4 0.156 / 0.257, v4 1h 0.153 / 0.266 (an earlier one-head build without the pipeline 0.151 /
+//              0.268). Tried and not kept: S and P V each as two independent chains of half the width (keys
+//              0-31 | 32-63, output columns 0-127 | 128-255; 250 registers): 0.165 / 0.279, slower. Sharing K, V
+//              between two heads (half the loads from L2) and the pipeline did not speed it up either: the
+//              ~4 TB/s of L2 reads one head per block makes is not the limit. V's descriptor ran both ways
+//              on the device: with its two offsets swapped the outputs were wrong (rel. 1.2): these cases see it.
 // Tolerances: o, dq, dk, dv 1e-2 relative L2 (P and dS are rounded to bf16 before their products, as in
 // every bf16 flash attention; the output is bf16); lse 1e-4 (fp32 statistics of exact-input scores).
 //   build: make -C . hip/build/dev_attention   run: hip/build/dev_attention [--no-time]
@@ -35,20 +45,21 @@ typedef struct {
 typedef struct {
     AttnFwd f;
     AttnBwd b;
-    int mma;       // 0 simple, 1 mma, 2 mma forward + banded backward (sliding or full)
+    int mma;       // 0 simple, 1 mma, 2 mma forward + banded backward (sliding or full), 3 / 4 wgmma forward (3: two
+                   // heads per block where it can, 4: one) + mma backward
     AttnBand band;
 } Run;
 
 static void run_fwd(void *p) {
     Run *r = (Run *)p;
-    attn_forward(r->f, r->mma > 0);
+    attn_forward(r->f, r->mma >= 3 ? r->mma - 1 : r->mma > 0);
 }
 static void run_bwd(void *p) {
     Run *r = (Run *)p;
     int N = r->f.B * r->f.T;
     k_attn_dot<<<gs_cdiv((size_t)N * r->f.H, 4), 4 * GS_WARP>>>(r->b.Di, r->b.dout, r->b.lddo, r->f.o, r->f.ldo, r->f.B,
                                                                 r->f.T, r->f.H, r->f.D);
-    attn_backward(r->b, r->mma, &r->band);
+    attn_backward(r->b, r->mma >= 3 ? 1 : r->mma, &r->band);
 }
 
 static double visible_keys(const Shape *s) {  // Σ over queries of the keys each sees, per (b, h)
@@ -92,8 +103,9 @@ static void case_run(const Shape *s, int timing) {
     hipCheck(hipMemcpy(kp + (size_t)pad * K * D, k0, sizeof(bf16) * nk, hipMemcpyDeviceToDevice));
     hipCheck(hipMemcpy(vp + (size_t)pad * K * D, v0, sizeof(bf16) * nk, hipMemcpyDeviceToDevice));
     hipCheck(hipMemcpy(dop, do0, sizeof(bf16) * nq, hipMemcpyDeviceToDevice));
-    for (int mma = 0; mma <= 2; mma++) {
+    for (int mma = 0; mma <= 4; mma++) {
         if (mma && !attn_mma_ok(f)) continue;
+        if (mma >= 3 && !attn_wg_ok(f)) continue;
         run.mma = mma;
         f->q = q0, f->k = k0, f->v = v0, run.b.dout = do0;
         run.b.f = *f;
@@ -111,7 +123,7 @@ static void case_run(const Shape *s, int timing) {
         run_fwd(&run);
         run_bwd(&run);
         hipCheck(hipDeviceSynchronize());
-        const char *name = mma == 2 ? "v3 band" : mma ? "v2 mma" : "v1 simple";
+        const char *names[] = {"v1 simple", "v2 mma", "v3 band", "v4 wgmma", "v4 wgmma 1h"}, *name = names[mma];
         if (!timing) {
             char w[64];
             float *go = from_dev_bf16(f->o, nq), *gl = from_dev_f32(f->lse, (size_t)N * H), *gdq = from_dev_f32(run.b.dq, nq);
@@ -156,6 +168,7 @@ int main(int argc, char **argv) {
         {3, 192, 2, 1, 64, 64, 30.0f},  // banded with softcap, three sequences
         {2, 256, 4, 1, 256, 0, 0.0f},   // full layer, banded backward in 4 query groups
         {1, 160, 2, 1, 64, 0, 20.0f},   // the same with softcap, groups of 40 queries
+        {2, 200, 4, 2, 256, 70, 30.0f},  // D = 256 (wgmma forward) with GQA 2:1, a window off the tiles, softcap
     };
     for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) case_run(&checks[i], 0);
     if (timing) {
