@@ -235,6 +235,66 @@ template <int D, int NT> __device__ __forceinline__ void load_tile(bf16 *s, cons
     }
 }
 
+// What both tensor-core forwards share. A thread holds two query rows, r0 and r0 + 8 (r0 = q0 + 16·warp + lane/4), and
+// of a 64-key block the scores s[4j + e] (key k0 + 8j + 2·(lane%4) + e%2, row r0 + 8·(e/2): mma_bf16_16816's C
+// layout, which wgmma's accumulators share). One key block of the online softmax: scores to log2 units, masked
+// unless every query of the block sees every key of it (whole), P = exp2(score − running max) into s, the
+// running max / sum (mrow, lrow) updated; returns in alpha what the output accumulators are to be scaled by.
+__device__ __forceinline__ void attn_softmax_block(float s[32], float mrow[2], float lrow[2], float alpha[2], const AttnFwd &a,
+                                                   int r0, int q0, int k0, int lane) {
+    const int T = a.T;
+    const float sl2 = a.scale * LOG2E;
+    const bool whole = k0 + 64 <= T && q0 + 64 <= T && k0 + 63 <= q0 && (a.window <= 0 || k0 > q0 + 63 - a.window);
+    float mx[2] = {mrow[0], mrow[1]};
+#pragma unroll
+    for (int i = 0; i < 32; i++) {
+        int t = r0 + ((i >> 1) & 1) * 8, key = k0 + (i >> 2) * 8 + (lane & 3) * 2 + (i & 1);
+        float v = a.softcap > 0 ? a.softcap * tanhf(s[i] * a.scale / a.softcap) * LOG2E : s[i] * sl2;
+        if (!whole) v = key < T && attn_sees(key, t, T, a.window) ? v : -INFINITY;
+        s[i] = v;
+        mx[(i >> 1) & 1] = fmaxf(mx[(i >> 1) & 1], v);
+    }
+    float base[2], ps[2] = {0, 0};
+#pragma unroll
+    for (int r = 0; r < 2; r++) {  // a row's 4 threads share its max
+        mx[r] = fmaxf(mx[r], gs_shfl_xor(mx[r], 1));
+        mx[r] = fmaxf(mx[r], gs_shfl_xor(mx[r], 2));
+        base[r] = mx[r] == -INFINITY ? 0.0f : mx[r];  // a row that sees nothing yet: no NaN from -inf - -inf
+        alpha[r] = exp2f(mrow[r] - base[r]);
+        mrow[r] = mx[r];
+    }
+#pragma unroll
+    for (int i = 0; i < 32; i++) {
+        float p = exp2f(s[i] - base[(i >> 1) & 1]);
+        s[i] = p;
+        ps[(i >> 1) & 1] += p;
+    }
+    lrow[0] = lrow[0] * alpha[0] + ps[0];
+    lrow[1] = lrow[1] * alpha[1] + ps[1];
+}
+// keys 16·ks .. 16·ks + 15 of P as the A operand of a product of k 16 (the C layout is already in A-fragment order)
+__device__ __forceinline__ void attn_p_frag(uint32_t pa[4], const float s[32], int ks) {
+    pa[0] = pack_bf16x2(s[8 * ks], s[8 * ks + 1]), pa[1] = pack_bf16x2(s[8 * ks + 2], s[8 * ks + 3]);
+    pa[2] = pack_bf16x2(s[8 * ks + 4], s[8 * ks + 5]), pa[3] = pack_bf16x2(s[8 * ks + 6], s[8 * ks + 7]);
+}
+// the output rows o / l (o[4i + e]: columns 8i + 2·(lane%4) + e%2 of row r0 + 8·(e/2)) and their log-sum-exp
+template <int D> __device__ __forceinline__ void attn_fwd_store(const AttnFwd &a, const float o[D / 2], const float mrow[2],
+                                                                const float lrow[2], int r0, int b, int h, int lane) {
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float l = lrow[r];
+        l += gs_shfl_xor(l, 1);
+        l += gs_shfl_xor(l, 2);
+        int t = r0 + r * 8;
+        if (t >= a.T) continue;
+        float inv = 1.0f / l;
+        bf16 *orow = a.o + ((size_t)b * a.T + t) * a.ldo + h * D + (lane & 3) * 2;
+#pragma unroll
+        for (int i = 0; i < D / 8; i++) *(uint32_t *)(orow + i * 8) = pack_bf16x2(o[4 * i + 2 * r] * inv, o[4 * i + 2 * r + 1] * inv);
+        if ((lane & 3) == 0) a.lse[((size_t)b * a.H + h) * a.T + t] = (mrow[r] + log2f(l)) * 0.6931471805599453f;
+    }
+}
+
 // grid (ceil(T/64), H, B), 4 warps; warp w owns query rows q0 + 16w .. +15. Heaviest query blocks first.
 template <int D> __global__ void __launch_bounds__(128) k_attn_fwd_mma(AttnFwd a) {
 #if GS_HAVE_MMA
@@ -247,14 +307,13 @@ template <int D> __global__ void __launch_bounds__(128) k_attn_fwd_mma(AttnFwd a
     load_tile<D, 128>(sQ, a.q + (size_t)b * T * a.ldq + h * D, a.ldq, q0, T);
     cp_async_commit();
     const bf16 *kbase = a.k + (size_t)b * T * a.ldk + g * D, *vbase = a.v + (size_t)b * T * a.ldv + g * D;
-    float o[D / 8][4];
+    float o[D / 2];  // o[4i + e]: output columns 8i.. (attn_fwd_store)
 #pragma unroll
-    for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0;
+    for (int i = 0; i < D / 2; i++) o[i] = 0;
     float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0, 0};
     const int kstart = a.window > 0 && q0 - a.window + 1 > 0 ? q0 - a.window + 1 : 0;
     const int kend = T < q0 + 64 ? T : q0 + 64;
     const int r0 = q0 + warp * 16 + lane / 4;  // this thread's rows: r0 and r0 + 8
-    const float sl2 = a.scale * LOG2E;
     for (int kb = kstart / 64; kb * 64 < kend; kb++) {
         const int k0 = kb * 64;
         __syncthreads();  // all warps are done with the previous K, V tiles
@@ -264,9 +323,9 @@ template <int D> __global__ void __launch_bounds__(128) k_attn_fwd_mma(AttnFwd a
         cp_async_commit();
         cp_async_wait<1>();  // Q and K have landed, V may still be in flight
         __syncthreads();
-        float s[8][4];
+        float s[32];  // s[4j + e]: keys 8j.. (attn_softmax_block)
 #pragma unroll
-        for (int j = 0; j < 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0;
+        for (int i = 0; i < 32; i++) s[i] = 0;
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
             uint32_t af[4];
@@ -275,73 +334,30 @@ template <int D> __global__ void __launch_bounds__(128) k_attn_fwd_mma(AttnFwd a
             for (int n2 = 0; n2 < 4; n2++) {
                 uint32_t bfr[4];
                 ldmatrix_x4(bfr, sK + swz<D>(n2 * 16 + ((lane >> 4) << 3) + (lane & 7), kk * 2 + ((lane >> 3) & 1)));
-                mma_bf16_16816(s[2 * n2], af, bfr[0], bfr[1]);
-                mma_bf16_16816(s[2 * n2 + 1], af, bfr[2], bfr[3]);
+                mma_bf16_16816(s + 8 * n2, af, bfr[0], bfr[1]);
+                mma_bf16_16816(s + 8 * n2 + 4, af, bfr[2], bfr[3]);
             }
         }
-        // scores in log2 units, masked (not where every query of the block sees every key); running max per
-        // row (a row's 4 threads share it)
-        const bool whole = k0 + 64 <= T && q0 + 64 <= T && k0 + 63 <= q0 && (a.window <= 0 || k0 > q0 + 63 - a.window);
-        float mx[2] = {mrow[0], mrow[1]};
+        float alpha[2];
+        attn_softmax_block(s, mrow, lrow, alpha, a, r0, q0, k0, lane);
 #pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int t = r0 + (e >> 1) * 8, key = k0 + j * 8 + (lane & 3) * 2 + (e & 1);
-                float v = a.softcap > 0 ? a.softcap * tanhf(s[j][e] * a.scale / a.softcap) * LOG2E : s[j][e] * sl2;
-                if (!whole) v = key < T && attn_sees(key, t, T, a.window) ? v : -INFINITY;
-                s[j][e] = v;
-                mx[e >> 1] = fmaxf(mx[e >> 1], v);
-            }
-        float base[2], alpha[2], ps[2] = {0, 0};
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            mx[r] = fmaxf(mx[r], gs_shfl_xor(mx[r], 1));
-            mx[r] = fmaxf(mx[r], gs_shfl_xor(mx[r], 2));
-            base[r] = mx[r] == -INFINITY ? 0.0f : mx[r];  // a row that sees nothing yet: no NaN from -inf - -inf
-            alpha[r] = exp2f(mrow[r] - base[r]);
-            mrow[r] = mx[r];
-        }
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float p = exp2f(s[j][e] - base[e >> 1]);
-                s[j][e] = p;
-                ps[e >> 1] += p;
-            }
-        lrow[0] = lrow[0] * alpha[0] + ps[0];
-        lrow[1] = lrow[1] * alpha[1] + ps[1];
-#pragma unroll
-        for (int i = 0; i < D / 8; i++) o[i][0] *= alpha[0], o[i][1] *= alpha[0], o[i][2] *= alpha[1], o[i][3] *= alpha[1];
+        for (int i = 0; i < D / 8; i++) o[4 * i] *= alpha[0], o[4 * i + 1] *= alpha[0], o[4 * i + 2] *= alpha[1], o[4 * i + 3] *= alpha[1];
         cp_async_wait<0>();
         __syncthreads();  // V has landed
 #pragma unroll
-        for (int ks = 0; ks < 4; ks++) {  // O += P V; P's accumulators are already in A-fragment order
-            uint32_t pa[4] = {pack_bf16x2(s[2 * ks][0], s[2 * ks][1]), pack_bf16x2(s[2 * ks][2], s[2 * ks][3]),
-                              pack_bf16x2(s[2 * ks + 1][0], s[2 * ks + 1][1]), pack_bf16x2(s[2 * ks + 1][2], s[2 * ks + 1][3])};
+        for (int ks = 0; ks < 4; ks++) {  // O += P V
+            uint32_t pa[4];
+            attn_p_frag(pa, s, ks);
 #pragma unroll
             for (int d2 = 0; d2 < D / 16; d2++) {
                 uint32_t bfr[4];
                 ldmatrix_x4_trans(bfr, sV + swz<D>(ks * 16 + ((lane >> 3) & 1) * 8 + (lane & 7), d2 * 2 + (lane >> 4)));
-                mma_bf16_16816(o[2 * d2], pa, bfr[0], bfr[1]);
-                mma_bf16_16816(o[2 * d2 + 1], pa, bfr[2], bfr[3]);
+                mma_bf16_16816(o + 8 * d2, pa, bfr[0], bfr[1]);
+                mma_bf16_16816(o + 8 * d2 + 4, pa, bfr[2], bfr[3]);
             }
         }
     }
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        float l = lrow[r];
-        l += gs_shfl_xor(l, 1);
-        l += gs_shfl_xor(l, 2);
-        int t = r0 + r * 8;
-        if (t >= T) continue;
-        float inv = 1.0f / l;
-        bf16 *orow = a.o + ((size_t)b * T + t) * a.ldo + h * D + (lane & 3) * 2;
-#pragma unroll
-        for (int i = 0; i < D / 8; i++) *(uint32_t *)(orow + i * 8) = pack_bf16x2(o[i][2 * r] * inv, o[i][2 * r + 1] * inv);
-        if ((lane & 3) == 0) a.lse[((size_t)b * a.H + h) * T + t] = (mrow[r] + log2f(l)) * 0.6931471805599453f;
-    }
+    attn_fwd_store<D>(a, o, mrow, lrow, r0, b, h, lane);
 #endif
 }
 
@@ -390,7 +406,6 @@ template <int NH> __global__ void __launch_bounds__(128 * NH) k_attn_fwd_wg(Attn
     for (int i = 0; i < D / 2; i++) o[i] = 0;
     float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0, 0};
     const int r0 = q0 + warp * 16 + lane / 4;
-    const float sl2 = a.scale * LOG2E;
     for (int kb = kb0; kb <= kb1; kb++) {
         const int k0 = kb * 64;
         cp_async_wait<1>();  // K of this block (and Q) have landed; its V may be in flight
@@ -412,43 +427,13 @@ template <int NH> __global__ void __launch_bounds__(128 * NH) k_attn_fwd_wg(Attn
         __syncthreads();  // every warpgroup is done with K: the next block's K loads during the rest
         if (kb < kb1) load_tile_sw<NT>(sK, kbase, a.ldk, k0 + 64, T);
         cp_async_commit();  // (empty at the last block: the group count stays the same)
-        const bool whole = k0 + 64 <= T && q0 + 64 <= T && k0 + 63 <= q0 && (a.window <= 0 || k0 > q0 + 63 - a.window);
-        float mx[2] = {mrow[0], mrow[1]};
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int t = r0 + (e >> 1) * 8, key = k0 + j * 8 + (lane & 3) * 2 + (e & 1);
-                float v = a.softcap > 0 ? a.softcap * tanhf(s[4 * j + e] * a.scale / a.softcap) * LOG2E : s[4 * j + e] * sl2;
-                if (!whole) v = key < T && attn_sees(key, t, T, a.window) ? v : -INFINITY;
-                s[4 * j + e] = v;
-                mx[e >> 1] = fmaxf(mx[e >> 1], v);
-            }
-        float base[2], alpha[2], ps[2] = {0, 0};
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            mx[r] = fmaxf(mx[r], gs_shfl_xor(mx[r], 1));
-            mx[r] = fmaxf(mx[r], gs_shfl_xor(mx[r], 2));
-            base[r] = mx[r] == -INFINITY ? 0.0f : mx[r];  // a row that sees nothing yet: no NaN from -inf - -inf
-            alpha[r] = exp2f(mrow[r] - base[r]);
-            mrow[r] = mx[r];
-        }
-#pragma unroll
-        for (int i = 0; i < 32; i++) {
-            float p = exp2f(s[i] - base[(i >> 1) & 1]);
-            s[i] = p;
-            ps[(i >> 1) & 1] += p;
-        }
-        lrow[0] = lrow[0] * alpha[0] + ps[0];
-        lrow[1] = lrow[1] * alpha[1] + ps[1];
+        float alpha[2];
+        attn_softmax_block(s, mrow, lrow, alpha, a, r0, q0, k0, lane);
 #pragma unroll
         for (int i = 0; i < D / 8; i++) o[4 * i] *= alpha[0], o[4 * i + 1] *= alpha[0], o[4 * i + 2] *= alpha[1], o[4 * i + 3] *= alpha[1];
-        uint32_t pa[16];  // P as the A operand of the 4 products of 16 keys (already in A-fragment order)
+        uint32_t pa[16];  // P as the A operand of the 4 products of 16 keys
 #pragma unroll
-        for (int ks = 0; ks < 4; ks++) {
-            pa[4 * ks] = pack_bf16x2(s[8 * ks], s[8 * ks + 1]), pa[4 * ks + 1] = pack_bf16x2(s[8 * ks + 2], s[8 * ks + 3]);
-            pa[4 * ks + 2] = pack_bf16x2(s[8 * ks + 4], s[8 * ks + 5]), pa[4 * ks + 3] = pack_bf16x2(s[8 * ks + 6], s[8 * ks + 7]);
-        }
+        for (int ks = 0; ks < 4; ks++) attn_p_frag(pa + 4 * ks, s, ks);
         cp_async_wait<1>();  // V of this block has landed (the next K may be in flight)
         fence_async_smem();
         __syncthreads();
@@ -463,19 +448,7 @@ template <int NH> __global__ void __launch_bounds__(128 * NH) k_attn_fwd_wg(Attn
         if (kb < kb1) load_tile_sw<NT>(sV, vbase, a.ldv, k0 + 64, T);
         cp_async_commit();
     }
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        float l = lrow[r];
-        l += gs_shfl_xor(l, 1);
-        l += gs_shfl_xor(l, 2);
-        int t = r0 + r * 8;
-        if (t >= T) continue;
-        float inv = 1.0f / l;
-        bf16 *orow = a.o + ((size_t)b * T + t) * a.ldo + h * D + (lane & 3) * 2;
-#pragma unroll
-        for (int i = 0; i < D / 8; i++) *(uint32_t *)(orow + i * 8) = pack_bf16x2(o[4 * i + 2 * r] * inv, o[4 * i + 2 * r + 1] * inv);
-        if ((lane & 3) == 0) a.lse[((size_t)b * a.H + h) * T + t] = (mrow[r] + log2f(l)) * 0.6931471805599453f;
-    }
+    attn_fwd_store<D>(a, o, mrow, lrow, r0, b, h, lane);
 #endif
 }
 
