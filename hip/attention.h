@@ -15,7 +15,7 @@
 //              adds dQ with fp32 atomics into a zeroed fp32 buffer.
 //   *_wg     : the forward on Hopper (sm_90a, D = 256): the mma kernel's scheme with the two products as
 //              warpgroup products (wgmma) reading Q, K, V from shared memory themselves; 1.2x (sliding) and
-//              1.3x (full) the mma forward at 1B's shapes. The backward stays as below.
+//              1.35x (full) the mma forward at 1B's shapes. The backward stays as below.
 //   *_band, *_full : the backward of layers with one kv head (Gemma 3's 270M and 1B): the band of scores
 //              in memory and the products through the vendor BLAS (batched), portable; 1.7x (sliding) and
 //              1.5x (full) the mma backward at 1B's shapes. The scores do go to device memory here (fp32,
@@ -369,7 +369,7 @@ template <int D> __global__ void __launch_bounds__(128) k_attn_fwd_mma(AttnFwd a
 // and V tile (half the loads from L2 at NH = 2). One block per SM at NH = 2 (128 KB of shared memory), so the loads
 // are pipelined in the block: K of the next key block loads during this one's softmax and P V, V of the next during
 // its Q K^T. Measured (hip/dev/attention.hip v4): NH = 2 and NH = 1 (two blocks per SM) within 3% of each other;
-// neither the loads nor the products' chains of dependent steps are what holds it at ~200-270 TFLOP/s. Tiles: 64 rows x 256 columns as four 64-column slices of 128-byte swizzled rows (load_tile_sw); Q and
+// neither the loads nor the products' chains of dependent steps are what holds it at ~210-300 TFLOP/s. Tiles: 64 rows x 256 columns as four 64-column slices of 128-byte swizzled rows (load_tile_sw); Q and
 // K K-major (rows along the reduction), V MN-major for P V: 8-key row groups 1024 bytes apart (sbo), the slices
 // (64 output columns each) 8192 bytes apart (lbo).
 #define ATT_WG_D 256
