@@ -778,14 +778,22 @@ static int attn_mma_ok(const AttnFwd *a) {
 }
 
 #if GS_NVIDIA
+// a kernel's dynamic shared memory past the default 48 KB, allowed before its first launch (the 8 kernels here that
+// need it are remembered; a ninth would only be set again at each launch)
+static void attn_smem_once(const void *kernel, size_t bytes) {
+    static const void *done[8];
+    static int ndone = 0;
+    for (int i = 0; i < ndone; i++)
+        if (done[i] == kernel) return;
+    hipCheck(hipFuncSetAttribute(kernel, hipFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+    if (ndone < 8) done[ndone++] = kernel;
+}
 template <int D> static void attn_fwd_mma_launch(const AttnFwd &a) {
-    static int ready = 0;
-    if (!ready) hipCheck(hipFuncSetAttribute((const void *)k_attn_fwd_mma<D>, hipFuncAttributeMaxDynamicSharedMemorySize, (int)attn_fwd_smem(D))), ready = 1;
+    attn_smem_once((const void *)k_attn_fwd_mma<D>, attn_fwd_smem(D));
     k_attn_fwd_mma<D><<<dim3(gs_cdiv(a.T, 64), a.H, a.B), 128, attn_fwd_smem(D)>>>(a);
 }
 template <int D> static void attn_bwd_mma_launch(const AttnBwd &a) {
-    static int ready = 0;
-    if (!ready) hipCheck(hipFuncSetAttribute((const void *)k_attn_bwd_mma<D>, hipFuncAttributeMaxDynamicSharedMemorySize, (int)attn_bwd_smem(D))), ready = 1;
+    attn_smem_once((const void *)k_attn_bwd_mma<D>, attn_bwd_smem(D));
     k_attn_bwd_mma<D><<<dim3(gs_cdiv(a.f.T, 64), a.f.K, a.f.B), 256, attn_bwd_smem(D)>>>(a);
 }
 #endif
@@ -802,8 +810,7 @@ static int attn_wg_ok(const AttnFwd *a) {
 }
 #if GS_NVIDIA
 template <int NH> static void attn_fwd_wg_launch(const AttnFwd &a) {
-    static int ready = 0;
-    if (!ready) hipCheck(hipFuncSetAttribute((const void *)k_attn_fwd_wg<NH>, hipFuncAttributeMaxDynamicSharedMemorySize, (int)attn_fwd_wg_smem(NH))), ready = 1;
+    attn_smem_once((const void *)k_attn_fwd_wg<NH>, attn_fwd_wg_smem(NH));
     k_attn_fwd_wg<NH><<<dim3(gs_cdiv(a.T, 64), a.H / NH, a.B), 128 * NH, attn_fwd_wg_smem(NH)>>>(a);
 }
 #endif
