@@ -33,7 +33,7 @@
 //              on the device: with its two offsets swapped the outputs were wrong (rel. 1.2): these cases see it.
 // Tolerances: o, dq, dk, dv 1e-2 relative L2 (P and dS are rounded to bf16 before their products, as in
 // every bf16 flash attention; the output is bf16); lse 1e-4 (fp32 statistics of exact-input scores).
-//   build: make -C . hip/build/dev_attention   run: hip/build/dev_attention [--no-time]
+//   build: make -C . hip/build/dev_attention   run: hip/build/dev_attention [--no-time | --time-only]
 #include "hip/dev/bench.h"
 #include "hip/attention.h"
 
@@ -156,7 +156,12 @@ static void case_run(const Shape *s, int timing) {
 }
 
 int main(int argc, char **argv) {
-    int timing = !(argc > 1 && strcmp(argv[1], "--no-time") == 0);
+    // --no-time: the checks only; --time-only: the timing cases only (what a profiler run wants first)
+    int timing = !(argc > 1 && strcmp(argv[1], "--no-time") == 0), checking = !(argc > 1 && strcmp(argv[1], "--time-only") == 0);
+    if (argc > 1 && timing && checking) {
+        fprintf(stderr, "usage: %s [--no-time | --time-only]\n", argv[0]);
+        return 1;
+    }
     printf("attention workbench on %s\n", GS_VENDOR);
     Shape checks[] = {
         {2, 200, 4, 2, 64, 70, 0.0f},  // GQA 2:1, window not a multiple of the tile, T not either
@@ -170,7 +175,7 @@ int main(int argc, char **argv) {
         {1, 160, 2, 1, 64, 0, 20.0f},   // the same with softcap, groups of 40 queries
         {2, 200, 4, 2, 256, 70, 30.0f},  // D = 256 (wgmma forward) with GQA 2:1, a window off the tiles, softcap
     };
-    for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) case_run(&checks[i], 0);
+    for (size_t i = 0; checking && i < sizeof checks / sizeof checks[0]; i++) case_run(&checks[i], 0);
     if (timing) {
         printf("timing: Gemma-3-270M/1B attention (B=8, T=2048, H=4, K=1, D=256)\n");
         Shape t1 = {8, 2048, 4, 1, 256, 512, 0.0f}, t2 = {8, 2048, 4, 1, 256, 0, 0.0f};

@@ -3,7 +3,9 @@
 # benchmark (ours, then PyTorch eager and torch.compile in the same session). Binaries come prebuilt from
 # `make gpu` (carried in hip/build); logs go to $OUT (check, dev, bench, prof, torch). check_step's CPU side
 # runs on one thread: its models are tiny, and on the 16-vCPU H200 machine OpenMP made each CPU step 30-50 s.
-#   sh hip/dev/run_device.sh [check] [dev] [bench] [prof] [sweep] [torch]   (default: check dev bench torch)
+#   sh hip/dev/run_device.sh [check] [dev] [bench] [prof] [sweep] [torch] [ncu]   (default: check dev bench torch)
+#   ncu: Nsight Compute on the first launch of each attention forward kernel in dev_attention's timing cases
+#   (sliding W=512 at 1B's shapes): throughput, warp stalls, pipes
 #   BENCH_RUNS: model:recompute pairs of `bench` (default "270m:0 1b:0"); BENCH_ARGS: extra flags for every bench
 #   and prof run; SWEEP: the --recompute values of `sweep` (1B, training steps only); DEV: which workbenches
 #   `dev` runs; TORCH_VARIANTS: which torch runs
@@ -45,5 +47,14 @@ for w in $what; do
            echo "torch $v rc=$?"
          done
          grep -E "summary|Error|error" "$OUT/torch.log" | head -20 ;;
+  ncu)   NCU=$(ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+         [ -n "$NCU" ] || { echo "ncu: Nsight Compute not found"; continue; }
+         : > "$OUT/ncu.log"
+         for k in k_attn_fwd_wg k_attn_fwd_mma; do
+           timeout 120 "$NCU" --kernel-name "regex:$k" --launch-count 1 --section SpeedOfLight --section WarpStateStats \
+             --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy \
+             hip/build/dev_attention --time-only >> "$OUT/ncu.log" 2>&1; echo "ncu $k rc=$?"
+         done
+         grep -E "k_attn|Duration|Throughput|Stall|Issue Slots|Pipe|Occupancy" "$OUT/ncu.log" | head -80 ;;
   esac
 done
