@@ -272,6 +272,11 @@ __device__ __forceinline__ void attn_softmax_block(float s[32], float mrow[2], f
     lrow[0] = lrow[0] * alpha[0] + ps[0];
     lrow[1] = lrow[1] * alpha[1] + ps[1];
 }
+// the output accumulators (o[4i + e], rows r0 + 8·(e/2)) times each row's alpha
+template <int D> __device__ __forceinline__ void attn_scale_o(float o[D / 2], const float alpha[2]) {
+#pragma unroll
+    for (int i = 0; i < D / 8; i++) o[4 * i] *= alpha[0], o[4 * i + 1] *= alpha[0], o[4 * i + 2] *= alpha[1], o[4 * i + 3] *= alpha[1];
+}
 // keys 16·ks .. 16·ks + 15 of P as the A operand of a product of k 16 (the C layout is already in A-fragment order)
 __device__ __forceinline__ void attn_p_frag(uint32_t pa[4], const float s[32], int ks) {
     pa[0] = pack_bf16x2(s[8 * ks], s[8 * ks + 1]), pa[1] = pack_bf16x2(s[8 * ks + 2], s[8 * ks + 3]);
@@ -340,8 +345,7 @@ template <int D> __global__ void __launch_bounds__(128) k_attn_fwd_mma(AttnFwd a
         }
         float alpha[2];
         attn_softmax_block(s, mrow, lrow, alpha, a, r0, q0, k0, lane);
-#pragma unroll
-        for (int i = 0; i < D / 8; i++) o[4 * i] *= alpha[0], o[4 * i + 1] *= alpha[0], o[4 * i + 2] *= alpha[1], o[4 * i + 3] *= alpha[1];
+        attn_scale_o<D>(o, alpha);
         cp_async_wait<0>();
         __syncthreads();  // V has landed
 #pragma unroll
@@ -369,9 +373,10 @@ template <int D> __global__ void __launch_bounds__(128) k_attn_fwd_mma(AttnFwd a
 // and V tile (half the loads from L2 at NH = 2). One block per SM at NH = 2 (128 KB of shared memory), so the loads
 // are pipelined in the block: K of the next key block loads during this one's softmax and P V, V of the next during
 // its Q K^T. Measured (hip/dev/attention.hip v4): NH = 2 and NH = 1 (two blocks per SM) within 3% of each other;
-// neither the loads nor the products' chains of dependent steps are what holds it at ~210-300 TFLOP/s. Tiles: 64 rows x 256 columns as four 64-column slices of 128-byte swizzled rows (load_tile_sw); Q and
-// K K-major (rows along the reduction), V MN-major for P V: 8-key row groups 1024 bytes apart (sbo), the slices
-// (64 output columns each) 8192 bytes apart (lbo).
+// neither the loads nor the products' chains of dependent steps are what holds it at ~210-300 TFLOP/s.
+// Tiles: 64 rows x 256 columns as four 64-column slices of 128-byte swizzled rows (load_tile_sw); Q and K K-major
+// (rows along the reduction), V MN-major for P V: 8-key row groups 1024 bytes apart (sbo), the slices (64 output
+// columns each) 8192 bytes apart (lbo).
 #define ATT_WG_D 256
 static size_t attn_fwd_wg_smem(int nh) { return (size_t)(nh + 2) * 64 * ATT_WG_D * 2 + 1024; }  // + room to align
 // rows row0 .. row0+63 (D = 256) -> 4 slices of [64 rows][64 columns], 16-byte chunk c of row r at chunk c ^ (r % 8)
@@ -429,8 +434,7 @@ template <int NH> __global__ void __launch_bounds__(128 * NH) k_attn_fwd_wg(Attn
         cp_async_commit();  // (empty at the last block: the group count stays the same)
         float alpha[2];
         attn_softmax_block(s, mrow, lrow, alpha, a, r0, q0, k0, lane);
-#pragma unroll
-        for (int i = 0; i < D / 8; i++) o[4 * i] *= alpha[0], o[4 * i + 1] *= alpha[0], o[4 * i + 2] *= alpha[1], o[4 * i + 3] *= alpha[1];
+        attn_scale_o<D>(o, alpha);
         uint32_t pa[16];  // P as the A operand of the 4 products of 16 keys
 #pragma unroll
         for (int ks = 0; ks < 4; ks++) attn_p_frag(pa + 4 * ks, s, ks);
@@ -804,7 +808,7 @@ static int attn_wg_ok(const AttnFwd *a) {
 #if GS_NVIDIA
     return gs_have_wgmma() && a->D == ATT_WG_D && attn_mma_ok(a);
 #else
-    (void)a;
+    (void)a;  // ATT_WG_D and the kernel exist on NVIDIA only
     return 0;
 #endif
 }

@@ -148,39 +148,52 @@ static int lt_run(const Plan *p, const cublasLtMatmulAlgo_t *algo, float alpha, 
     lt_check(st, "matmul");
     return 1;
 }
+// one run of algo (NULL: GemmEx) on a plan's operands, timed by device events into *ms; 0 where algo refused them
+static int lt_timed_run(const Plan *p, const cublasLtMatmulAlgo_t *algo, float alpha, const void *A, const void *B,
+                        float beta, void *C, float *ms) {
+    static hipEvent_t e0, e1;
+    static int have = 0;
+    if (!have) hipCheck(hipEventCreate(&e0)), hipCheck(hipEventCreate(&e1)), have = 1;
+    hipCheck(hipEventRecord(e0, 0));
+    int ok = 1;
+    if (algo) ok = lt_run(p, algo, alpha, A, B, beta, C);
+    else lt_check(blasGemmEx(handle, BLAS_OP(p->tb), BLAS_OP(p->ta), p->N, p->M, p->K, &alpha, B, BLAS_TYPE(p->tB), p->ldb,
+                             A, BLAS_TYPE(p->tA), p->lda, &beta, C, BLAS_TYPE(p->tC), p->ldc), "GemmEx");
+    hipCheck(hipEventRecord(e1, 0));
+    hipCheck(hipEventSynchronize(e1));
+    hipCheck(hipEventElapsedTime(ms, e0, e1));
+    return ok;
+}
+// the plan of these operands: the largest power of two (up to 256) that divides every operand address (and,
+// batched, every batch's) is part of its key
+static Plan *lt_plan_for(int ta, int tb, int M, int N, int K, const void *A, int tA, int lda, long long sA, const void *B,
+                         int tB, int ldb, long long sB, const void *C, int tC, int ldc, long long sC, int batch) {
+    uintptr_t es[] = {4, 2}, bits = (uintptr_t)A | (uintptr_t)B | (uintptr_t)C | 256;
+    if (batch > 1) bits |= (uintptr_t)(sA * es[tA]) | (uintptr_t)(sB * es[tB]) | (uintptr_t)(sC * es[tC]);
+    return lt_plan(ta, tb, M, N, K, tA, lda, sA, tB, ldb, sB, tC, ldc, sC, batch, (int)(bits & (~bits + 1)));
+}
 // 0: cuBLASLt has no algorithm for it (the caller runs GemmEx)
 static int lt_gemm(int ta, int tb, int M, int N, int K, float alpha, const void *A, int tA, int lda, long long sA,
                    const void *B, int tB, int ldb, long long sB, float beta, void *C, int tC, int ldc, long long sC,
                    int batch) {
-    // the largest power of two (up to 256) that divides every operand address (and, batched, every batch's)
-    uintptr_t es[] = {4, 2}, bits = (uintptr_t)A | (uintptr_t)B | (uintptr_t)C | 256;
-    if (batch > 1) bits |= (uintptr_t)(sA * es[tA]) | (uintptr_t)(sB * es[tB]) | (uintptr_t)(sC * es[tC]);
-    Plan *p = lt_plan(ta, tb, M, N, K, tA, lda, sA, tB, ldb, sB, tC, ldc, sC, batch, (int)(bits & (~bits + 1)));
+    Plan *p = lt_plan_for(ta, tb, M, N, K, A, tA, lda, sA, B, tB, ldb, sB, C, tC, ldc, sC, batch);
     if (p->none) return 0;
     if (mode == GS_BLAS_TUNED && !p->tuned && beta == 0.0f) {
         // TUNE_ROUNDS rounds over the candidates, each keeping its fastest run (taking turns: clock drift does not
         // favour whoever runs first), each warmed up by one untimed run before its first. The lead is the first
         // candidate that takes these operands; GemmEx where it takes longer than tune_max_ms (then the rest never
         // run) or where no candidate takes them
-        hipEvent_t e0, e1;
-        float best[TUNE_CANDIDATES];
+        float best[TUNE_CANDIDATES], ms;
         int ok[TUNE_CANDIDATES], lead = -1;  // ok: -1 not run yet, 0 refused these operands, 1 runs
-        hipCheck(hipEventCreate(&e0)), hipCheck(hipEventCreate(&e1));
         for (int i = 0; i < p->ncand; i++) best[i] = 1e30f, ok[i] = -1;
         for (int r = 0; r < TUNE_ROUNDS; r++)
             for (int i = 0; i < p->ncand && (lead < 0 || i <= lead || best[lead] <= tune_max_ms); i++) {
-                float ms;
-                if (ok[i] < 0) ok[i] = lt_run(p, &p->cand[i], alpha, A, B, beta, C);
+                if (ok[i] < 0) ok[i] = lt_timed_run(p, &p->cand[i], alpha, A, B, beta, C, &ms);  // the warm-up
                 if (!ok[i]) continue;
                 if (lead < 0) lead = i;
-                hipCheck(hipEventRecord(e0, 0));
-                lt_run(p, &p->cand[i], alpha, A, B, beta, C);
-                hipCheck(hipEventRecord(e1, 0));
-                hipCheck(hipEventSynchronize(e1));
-                hipCheck(hipEventElapsedTime(&ms, e0, e1));
+                lt_timed_run(p, &p->cand[i], alpha, A, B, beta, C, &ms);
                 best[i] = ms < best[i] ? ms : best[i];
             }
-        hipCheck(hipEventDestroy(e0)), hipCheck(hipEventDestroy(e1));
         p->tuned = 1, p->none = lead < 0 || best[lead] > tune_max_ms;
         if (p->none) return 0;
         int bi = lead;  // refused candidates keep best = 1e30
@@ -278,35 +291,25 @@ int gs_gemm_sweep(int ta, int tb, int M, int N, int K, const void *A, int tA, in
                   float beta, void *C, int tC, int ldc, int rounds, int max, float *ms, char (*desc)[64]) {
 #if GS_NVIDIA
     gs_blas_init();
-    uintptr_t bits = (uintptr_t)A | (uintptr_t)B | (uintptr_t)C | 256;
-    Plan *p = lt_plan(ta, tb, M, N, K, tA, lda, 0, tB, ldb, 0, tC, ldc, 0, 1, (int)(bits & (~bits + 1)));
+    Plan *p = lt_plan_for(ta, tb, M, N, K, A, tA, lda, 0, B, tB, ldb, 0, C, tC, ldc, 0, 1);
     cublasLtMatmulAlgo_t cand[64];
     int n = lt_heuristic(p, cand, max - 1 < 64 ? max - 1 : 64), ok[65];
-    const float alpha = 1.0f;
-    hipEvent_t e0, e1;
-    hipCheck(hipEventCreate(&e0)), hipCheck(hipEventCreate(&e1));
     for (int i = 0; i <= n; i++) {
-        ms[i] = 1e30f, ok[i] = 1;
+        ms[i] = 1e30f, ok[i] = -1;
         if (i < n) lt_describe(&cand[i], desc[i], 64);
         else snprintf(desc[i], 64, "GemmEx (the library's default)");
     }
     for (int r = 0; r < rounds; r++)
-        for (int i = 0; i <= n; i++) {  // in turns; the first run of each candidate untimed
-            for (int rep = r == 0 ? 2 : 1; rep > 0 && ok[i]; rep--) {
-                float t;
-                hipCheck(hipEventRecord(e0, 0));
-                if (i < n) ok[i] = lt_run(p, &cand[i], alpha, A, B, beta, C);
-                else lt_check(blasGemmEx(handle, BLAS_OP(tb), BLAS_OP(ta), N, M, K, &alpha, B, BLAS_TYPE(tB), ldb, A,
-                                         BLAS_TYPE(tA), lda, &beta, C, BLAS_TYPE(tC), ldc), "GemmEx");
-                hipCheck(hipEventRecord(e1, 0));
-                hipCheck(hipEventSynchronize(e1));
-                hipCheck(hipEventElapsedTime(&t, e0, e1));
-                if (rep == 1) ms[i] = t < ms[i] ? t : ms[i];
-            }
+        for (int i = 0; i <= n; i++) {  // in turns, as the tuner (lt_gemm); GemmEx last
+            const cublasLtMatmulAlgo_t *algo = i < n ? &cand[i] : NULL;
+            float t;
+            if (ok[i] < 0) ok[i] = lt_timed_run(p, algo, 1.0f, A, B, beta, C, &t);  // the warm-up
+            if (!ok[i]) continue;
+            lt_timed_run(p, algo, 1.0f, A, B, beta, C, &t);
+            ms[i] = t < ms[i] ? t : ms[i];
         }
     for (int i = 0; i <= n; i++)
         if (!ok[i]) ms[i] = -1;
-    hipCheck(hipEventDestroy(e0)), hipCheck(hipEventDestroy(e1));
     return n + 1;
 #else
     (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)A, (void)tA, (void)lda, (void)B, (void)tB, (void)ldb, (void)beta;

@@ -359,7 +359,6 @@ __device__ __forceinline__ float cluster_ld(const float *p, unsigned rank) {
 #endif  // GS_NVIDIA
 #endif  // __cplusplus
 
-// host-side: whether the device has thread-block clusters (NVIDIA compute capability 9 and up; never on AMD)
 static inline int gs_cc_major(void) {  // NVIDIA: the device's compute capability (major), once; AMD: 0
 #if GS_NVIDIA
     static int major = -1;
@@ -373,6 +372,8 @@ static inline int gs_cc_major(void) {  // NVIDIA: the device's compute capabilit
     return 0;
 #endif
 }
+// host-side: whether the device has thread-block clusters (NVIDIA compute capability 9 and up; never on AMD), and
+// Hopper's wgmma
 static inline int gs_have_cluster(void) { return gs_cc_major() >= 9; }
 static inline int gs_have_wgmma(void) { return gs_cc_major() == 9; }  // the binaries carry sm_90a code (Makefile)
 // host-side: how many clusters of `kernel` (cluster size fixed at compile time by GS_CLUSTER, `threads` per

@@ -26,8 +26,9 @@
 //              of one kv group per block sharing K and V, loads pipelined (v4 1h: one head per block, two blocks
 //              per SM). Backward: v2's. H200, B=8 T=2048 H=4 K=1 D=256, sliding W=512 / full: v2 0.170 / 0.308 ms,
 //              v4 0.141 / 0.229, v4 1h 0.140 / 0.245 (before v2 and v4 shared their softmax over flat arrays:
-//              v2 0.184 / 0.339, v4 0.156 / 0.257, a one-head build without the pipeline 0.151 / 0.268). Tried and not kept: S and P V each as two independent chains of half the width (keys
-//              0-31 | 32-63, output columns 0-127 | 128-255; 250 registers): 0.165 / 0.279, slower. Sharing K, V
+//              v2 0.184 / 0.339, v4 0.156 / 0.257, a one-head build without the pipeline 0.151 / 0.268).
+//              Tried and not kept: S and P V each as two independent chains of half the width (keys 0-31 |
+//              32-63, output columns 0-127 | 128-255; 250 registers): 0.165 / 0.279, slower. Sharing K, V
 //              between two heads (half the loads from L2) and the pipeline did not speed it up either: the
 //              ~4 TB/s of L2 reads one head per block makes is not the limit. V's descriptor ran both ways
 //              on the device: with its two offsets swapped the outputs were wrong (rel. 1.2): these cases see it.
