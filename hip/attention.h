@@ -17,9 +17,10 @@
 //              warpgroup products (wgmma) reading Q, K, V from shared memory themselves; 1.2x (sliding) and
 //              1.35x (full) the mma forward at 1B's shapes. The backward stays as below.
 //   *_band, *_full : the backward of layers with one kv head (Gemma 3's 270M and 1B): the band of scores
-//              in memory and the products through the vendor BLAS (batched), portable; 1.7x (sliding) and
-//              1.5x (full) the mma backward at 1B's shapes. The scores do go to device memory here (fp32,
-//              in the scratch; see below).
+//              in memory and the products through the vendor BLAS (batched), portable; 1.9x (sliding) and
+//              1.6x (full) the mma backward at 1B's shapes. On Hopper at D = 256 (k_attn_band_wg) the band's
+//              P and dS come from warpgroup products straight to bf16; elsewhere S and dP go through memory
+//              in fp32 first (see below).
 #pragma once
 #include "blas.h"
 #include "common.h"
@@ -243,17 +244,34 @@ template <int D, int NT> __device__ __forceinline__ void load_tile(bf16 *s, cons
 __device__ __forceinline__ void attn_softmax_block(float s[32], float mrow[2], float lrow[2], float alpha[2], const AttnFwd &a,
                                                    int r0, int q0, int k0, int lane) {
     const int T = a.T;
-    const float sl2 = a.scale * LOG2E;
     const bool whole = k0 + 64 <= T && q0 + 64 <= T && k0 + 63 <= q0 && (a.window <= 0 || k0 > q0 + 63 - a.window);
+    // (each test on a block-uniform value outside its loop: one path per element, not both)
+    if (a.softcap > 0) {
+        const float c = a.softcap * LOG2E, sc = a.scale / a.softcap;
+#pragma unroll
+        for (int i = 0; i < 32; i++) s[i] = c * tanhf(s[i] * sc);
+    } else {
+        const float sl2 = a.scale * LOG2E;
+#pragma unroll
+        for (int i = 0; i < 32; i++) s[i] *= sl2;
+    }
+    if (!whole) {  // row t sees keys lo .. hi (none past the sequence)
+        int lo[2], hi[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            int t = r0 + 8 * r;
+            lo[r] = a.window > 0 && t - a.window + 1 > 0 ? t - a.window + 1 : 0;
+            hi[r] = t < T ? t : -1;
+        }
+#pragma unroll
+        for (int i = 0; i < 32; i++) {
+            int r = (i >> 1) & 1, key = k0 + (i >> 2) * 8 + (lane & 3) * 2 + (i & 1);
+            s[i] = key >= lo[r] && key <= hi[r] ? s[i] : -INFINITY;
+        }
+    }
     float mx[2] = {mrow[0], mrow[1]};
 #pragma unroll
-    for (int i = 0; i < 32; i++) {
-        int t = r0 + ((i >> 1) & 1) * 8, key = k0 + (i >> 2) * 8 + (lane & 3) * 2 + (i & 1);
-        float v = a.softcap > 0 ? a.softcap * tanhf(s[i] * a.scale / a.softcap) * LOG2E : s[i] * sl2;
-        if (!whole) v = key < T && attn_sees(key, t, T, a.window) ? v : -INFINITY;
-        s[i] = v;
-        mx[(i >> 1) & 1] = fmaxf(mx[(i >> 1) & 1], v);
-    }
+    for (int i = 0; i < 32; i++) mx[(i >> 1) & 1] = fmaxf(mx[(i >> 1) & 1], s[i]);
     float base[2], ps[2] = {0, 0};
 #pragma unroll
     for (int r = 0; r < 2; r++) {  // a row's 4 threads share its max
@@ -405,7 +423,9 @@ template <int NH> __global__ void __launch_bounds__(128 * NH) k_attn_fwd_wg(Attn
     cp_async_commit();
     load_tile_sw<NT>(sV, vbase, a.ldv, kb0 * 64, T);
     cp_async_commit();
-    const bf16 *sQw = sQ + wg * 64 * D;
+    // descriptors (wgmma_desc): Q, K as in k_attn_band_wg; V's 16-key step ks at ks·2048 bytes
+    const uint64_t dQ0 = wgmma_desc(sQ + wg * 64 * D, 16, 1024), dK0 = wgmma_desc(sK, 16, 1024);
+    const uint64_t dV0 = wgmma_desc(sV, 8192, 1024);
     float o[D / 2];  // o[4i + e]: output columns 8i.., mma_bf16_16816's C layout
 #pragma unroll
     for (int i = 0; i < D / 2; i++) o[i] = 0;
@@ -423,8 +443,8 @@ template <int NH> __global__ void __launch_bounds__(128 * NH) k_attn_fwd_wg(Attn
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
-            int off = (kk >> 2) * 4096 + (kk & 3) * 16;
-            wgmma_64x64_ss(s, wgmma_desc(sQw + off, 16, 1024), wgmma_desc(sK + off, 16, 1024), kk > 0);
+            int st = (kk >> 2) * 512 + (kk & 3) * 2;
+            wgmma_64x64_ss(s, dQ0 + st, dK0 + st, kk > 0);
         }
         wgmma_commit();
         wgmma_wait<0>();
@@ -444,7 +464,7 @@ template <int NH> __global__ void __launch_bounds__(128 * NH) k_attn_fwd_wg(Attn
         wgmma_hold(o), wgmma_hold(pa);
         wgmma_fence();
 #pragma unroll
-        for (int ks = 0; ks < 4; ks++) wgmma_64x256_rs(o, pa + 4 * ks, wgmma_desc(sV + ks * 16 * 64, 8192, 1024));
+        for (int ks = 0; ks < 4; ks++) wgmma_64x256_rs(o, pa + 4 * ks, dV0 + ks * 128);
         wgmma_commit();
         wgmma_wait<0>();
         wgmma_hold(o);
@@ -641,6 +661,7 @@ static size_t attn_bwd_smem(int D) { return (size_t)6 * 64 * D * 2 + 2 * 64 * 64
 typedef struct {
     float *S, *dP;  // [N·H, band] fp32
     bf16 *P, *dS;   // [NB + nb] blocks of R·band + ATT_BQ
+    int blas;       // 1: S and dP by the BLAS products even where k_attn_band_wg could (the workbench's comparison)
 } AttnBand;
 
 static int attn_band_pad(int window) { return window; }  // rows of padding around k, v, q, dO (nb·ATT_BQ)
@@ -709,6 +730,214 @@ __global__ void k_attn_band(bf16 *P, bf16 *dS, int ldp, size_t ps, const float *
     }
 }
 
+// ------------------------------------------------------------------------------------ shared helpers
+static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+// 1 when the tensor-core kernels can run this shape (NVIDIA, D in {64, 128, 256}, 16-byte rows)
+static int attn_mma_ok(const AttnFwd *a) {
+#if GS_NVIDIA
+    return (a->D == 64 || a->D == 128 || a->D == 256) && a->ldq % 8 == 0 && a->ldk % 8 == 0 && a->ldv % 8 == 0 &&
+           aligned16(a->q) && aligned16(a->k) && aligned16(a->v);
+#else
+    return 0;
+#endif
+}
+
+#if GS_NVIDIA
+// a kernel's dynamic shared memory past the default 48 KB, allowed before its first launch (the 10 kernels here that
+// need it are remembered; more would only be set again at each launch)
+static void attn_smem_once(const void *kernel, size_t bytes) {
+    static const void *done[16];
+    static int ndone = 0;
+    for (int i = 0; i < ndone; i++)
+        if (done[i] == kernel) return;
+    hipCheck(hipFuncSetAttribute(kernel, hipFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+    if (ndone < 16) done[ndone++] = kernel;
+}
+
+// The band's P and dS on Hopper (D = 256): S = Q K^T and dP = dO V^T of each 64-row tile against each 64-key
+// block of its band as warpgroup products (k_attn_fwd_wg's swizzled tiles and descriptors), P and dS made from
+// the accumulators in registers and stored as bf16: what the two BLAS products and k_attn_band make, without
+// writing S and dP to memory in fp32 and reading them back (16 of the 20 bytes per score that path moves).
+// grid (R / 64 / NW, nbatch); NW warpgroups per block, each one 64-row tile of the batch's R rows, sharing the
+// K and V tiles; a key block no row of a tile sees is written as zeros without its products, and one no row of
+// the block sees is not loaded.
+typedef struct {
+    bf16 *P, *dS;
+    int ldp;
+    size_t ps;
+    const bf16 *q, *dO, *k, *v;  // q / dO rows (query, head) at stride D; k, v rows at ldk, ldv
+    int ldk, ldv;
+    const float *lse, *Di;
+    BandRows g;
+    float scale, cap;
+} BandScores;
+static size_t attn_band_wg_smem(int nw) { return (size_t)(2 + 2 * nw) * 64 * ATT_WG_D * 2 + 1024; }
+// keys k0 .. k0+63 against the queries tmin .. tmax: 0 = none sees any, 2 = every query sees every key, 1 = else
+__device__ __forceinline__ int band_vis(int k0, int tmin, int tmax, int W) {
+    if (k0 > tmax || k0 + 63 < 0 || (W > 0 && k0 + 63 <= tmin - W)) return 0;
+    return k0 >= 0 && k0 + 63 <= tmin && (W <= 0 || k0 > tmax - W) ? 2 : 1;
+}
+// P and dS of one 64-key block from the accumulators (this thread's rows r, r + 8: e = 0, 1) into the rows' pointers;
+// vis: band_vis of the block and the tile (2: no mask; 1: key k0 + col seen by row e where lo[e] <= key <= t[e]; 0:
+// zeros). Scores to log2 units first (Ls = lse·log2 e), so one exp2 per score.
+template <bool CAP> __device__ __forceinline__ void band_store(bf16 *const Pr[2], bf16 *const dSr[2], const float s[32],
+                                                              const float dp[32], int vis, int k0, int lane,
+                                                              const int lo[2], const int t[2], const float Ls[2],
+                                                              const float Dt[2], float scale, float cap) {
+    const float sl2 = scale * LOG2E;
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            float p[2], ds[2];
+#pragma unroll
+            for (int c = 0; c < 2; c++) {
+                int x = 4 * j + 2 * e + c;
+                float tc = 0, v = CAP ? cap * LOG2E * (tc = tanhf(s[x] * (scale / cap))) : s[x] * sl2;
+                float pj = exp2f(v - Ls[e]), dj = pj * scale * (dp[x] - Dt[e]);
+                if (CAP) dj *= 1.0f - tc * tc;
+                if (vis == 1) {
+                    int key = k0 + 8 * j + (lane & 3) * 2 + c;
+                    bool ok = (unsigned)(key - lo[e]) <= (unsigned)(t[e] - lo[e]);
+                    pj = ok ? pj : 0.0f, dj = ok ? dj : 0.0f;
+                }
+                p[c] = vis ? pj : 0.0f, ds[c] = vis ? dj : 0.0f;
+            }
+            *(uint32_t *)(Pr[e] + 8 * j) = pack_bf16x2(p[0], p[1]);
+            *(uint32_t *)(dSr[e] + 8 * j) = pack_bf16x2(ds[0], ds[1]);
+        }
+}
+// S = Q K^T into s and dP = dO V^T into dp for the warpgroup's 64 rows and one 64-key block, issued as one group of
+// asynchronous products (wgmma_wait before reading them). Descriptors (wgmma_desc) of K-major 128-byte-swizzled
+// tiles: step kk of 16 columns sits (kk / 4)·8192 + (kk % 4)·32 bytes on; the start address counts 16 bytes.
+__device__ __forceinline__ void band_products(float (&s)[32], float (&dp)[32], uint64_t dQ, uint64_t dO, uint64_t dK,
+                                              uint64_t dV) {
+    wgmma_hold(s), wgmma_hold(dp);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < ATT_WG_D / 16; kk++) {
+        int st = (kk >> 2) * 512 + (kk & 3) * 2;
+        wgmma_64x64_ss(s, dQ + st, dK + st, kk > 0);
+    }
+#pragma unroll
+    for (int kk = 0; kk < ATT_WG_D / 16; kk++) {
+        int st = (kk >> 2) * 512 + (kk & 3) * 2;
+        wgmma_64x64_ss(dp, dO + st, dV + st, kk > 0);
+    }
+    wgmma_commit();
+}
+template <int NW, bool CAP> __global__ void __launch_bounds__(128 * NW) k_attn_band_wg(BandScores a) {
+#if GS_HAVE_WGMMA
+    constexpr int D = ATT_WG_D, NT = 128 * NW;
+    extern __shared__ __align__(16) unsigned char att_smem[];
+    bf16 *sK = (bf16 *)(((uintptr_t)att_smem + 1023) & ~(uintptr_t)1023), *sV = sK + 64 * D, *sQ = sV + 64 * D;
+    bf16 *sO = sQ + NW * 64 * D;
+    const BandRows &g = a.g;
+    const int q = blockIdx.y, b = q / g.nq, i = q % g.nq + g.i0, H = g.H, W = g.W, nkb = g.band / 64;
+    const int wg = threadIdx.x / 128, warp = threadIdx.x / 32 % 4, lane = threadIdx.x % 32;
+    const int rb = blockIdx.x * NW * 64, rt = rb + wg * 64, t0 = i * g.Bq;  // first row of the block / tile
+    const int tmin = t0 + rt / H, tmax = t0 + (rt + 63) / H, bmin = t0 + rb / H, bmax = t0 + (rb + NW * 64 - 1) / H;
+    const int kq = (i - g.nb) * g.Bq;  // the key of column 0
+    const size_t qrow = ((size_t)b * g.T + t0) * H + rb;
+    const bf16 *kbase = a.k + ((ptrdiff_t)b * g.T + kq) * a.ldk, *vbase = a.v + ((ptrdiff_t)b * g.T + kq) * a.ldv;
+    for (int w = 0; w < NW; w++) {
+        load_tile_sw<NT>(sQ + w * 64 * D, a.q + (qrow + w * 64) * D, D, 0, 64);
+        load_tile_sw<NT>(sO + w * 64 * D, a.dO + (qrow + w * 64) * D, D, 0, 64);
+    }
+    if (band_vis(kq, bmin, bmax, W)) load_tile_sw<NT>(sK, kbase, a.ldk, 0, 64), load_tile_sw<NT>(sV, vbase, a.ldv, 0, 64);
+    cp_async_commit();
+    // this thread's rows of the tile: lr and lr + 8 (the accumulators' C layout): their queries, first keys seen,
+    // lse (log2 units), Di, and where their P and dS rows start
+    const int lr = warp * 16 + lane / 4;
+    int tr[2], lo[2];
+    float Ls[2], Dt[2];
+    bf16 *Pr[2], *dSr[2];
+    for (int e = 0; e < 2; e++) {
+        int r = rt + lr + 8 * e, h = r % H;
+        size_t bh = ((size_t)b * H + h) * g.T + t0 + r / H, po = (size_t)q * a.ps + (size_t)r * a.ldp + (lane & 3) * 2;
+        tr[e] = t0 + r / H, lo[e] = W > 0 && tr[e] - W + 1 > 0 ? tr[e] - W + 1 : 0;
+        Ls[e] = a.lse[bh] * LOG2E, Dt[e] = a.Di[bh], Pr[e] = a.P + po, dSr[e] = a.dS + po;
+    }
+    const uint64_t dQ0 = wgmma_desc(sQ + wg * 64 * D, 16, 1024), dO0 = wgmma_desc(sO + wg * 64 * D, 16, 1024);
+    const uint64_t dK0 = wgmma_desc(sK, 16, 1024), dV0 = wgmma_desc(sV, 16, 1024);
+    float s[32], dp[32];
+#pragma unroll
+    for (int j = 0; j < 32; j++) s[j] = dp[j] = 0;
+    for (int kb = 0; kb < nkb; kb++) {
+        const int k0 = kq + kb * 64, vis = band_vis(k0, tmin, tmax, W);
+        cp_async_wait<0>();  // this block's K and V (and at the first, Q and dO) have landed
+        fence_async_smem();
+        __syncthreads();
+        if (vis) {
+            band_products(s, dp, dQ0, dO0, dK0, dV0);
+            wgmma_wait<0>();
+            wgmma_hold(s), wgmma_hold(dp);
+        }
+        __syncthreads();  // every warpgroup is done with K and V: the next block's load during this one's P, dS
+        if (kb + 1 < nkb && band_vis(k0 + 64, bmin, bmax, W))
+            load_tile_sw<NT>(sK, kbase + (size_t)(kb + 1) * 64 * a.ldk, a.ldk, 0, 64),
+                load_tile_sw<NT>(sV, vbase + (size_t)(kb + 1) * 64 * a.ldv, a.ldv, 0, 64);
+        cp_async_commit();
+        bf16 *const Pk[2] = {Pr[0] + kb * 64, Pr[1] + kb * 64}, *const dSk[2] = {dSr[0] + kb * 64, dSr[1] + kb * 64};
+        if (vis == 2) band_store<CAP>(Pk, dSk, s, dp, 2, k0, lane, lo, tr, Ls, Dt, a.scale, a.cap);
+        else if (vis == 1) band_store<CAP>(Pk, dSk, s, dp, 1, k0, lane, lo, tr, Ls, Dt, a.scale, a.cap);
+        else band_store<CAP>(Pk, dSk, s, dp, 0, k0, lane, lo, tr, Ls, Dt, a.scale, a.cap);
+    }
+#endif
+}
+template <int NW, bool CAP> static void band_wg_launch(const BandScores &sc, int R, int nbatch) {
+    attn_smem_once((const void *)k_attn_band_wg<NW, CAP>, attn_band_wg_smem(NW));
+    k_attn_band_wg<NW, CAP><<<dim3(R / 64 / NW, nbatch), 128 * NW, attn_band_wg_smem(NW)>>>(sc);
+}
+#endif  // GS_NVIDIA
+// 1 where k_attn_band_wg makes the band's P and dS (Hopper, D = 256, the tensor-core kernels' alignment), its
+// Bq (64 or a full layer's Tg) a multiple of 64
+static int attn_band_wg_ok(const AttnBwd &a, int Bq) {
+#if GS_NVIDIA
+    return gs_have_wgmma() && a.f.D == ATT_WG_D && attn_mma_ok(&a.f) && a.lddo % 8 == 0 && aligned16(a.dout) && Bq % 64 == 0;
+#else
+    (void)a, (void)Bq;
+    return 0;
+#endif
+}
+// P and dS of nbatch blocks of rows (BandRows g) into P / dS + q·ps + r·ldp + c: by k_attn_band_wg where
+// attn_band_wg_ok, else S and dP by two batched products into w.S / w.dP (whose batch strides sq, sk, sv step q, k,
+// v from one batch's rows to the next: kb, vb point at batch 0's first key) and k_attn_band (nzero: blocks of zeros
+// after the nbatch)
+static void attn_band_pds(const AttnBwd &a, const AttnBand &w, bf16 *P, bf16 *dS, int ldp, size_t ps, BandRows g,
+                          const bf16 *q, const bf16 *dO, const bf16 *kb, const bf16 *vb, long long sq, long long sk,
+                          long long sv, int nbatch, int nzero) {
+    const AttnFwd &f = a.f;
+    int R = g.Bq * g.H;
+#if GS_NVIDIA
+    if (!w.blas && attn_band_wg_ok(a, g.Bq)) {
+        BandScores sc = {P, dS, ldp, ps, f.q, a.dout, f.k, f.v, f.ldk, f.ldv, f.lse, a.Di, g, f.scale, f.softcap};
+        if ((R / 64) % 2 == 0) {
+            if (f.softcap > 0) band_wg_launch<2, true>(sc, R, nbatch);
+            else band_wg_launch<2, false>(sc, R, nbatch);
+        } else {
+            if (f.softcap > 0) band_wg_launch<1, true>(sc, R, nbatch);
+            else band_wg_launch<1, false>(sc, R, nbatch);
+        }
+        hipCheckLaunch();
+        if (nzero) {
+            hipCheck(hipMemsetAsync(P + (size_t)nbatch * ps, 0, sizeof(bf16) * nzero * ps));
+            hipCheck(hipMemsetAsync(dS + (size_t)nbatch * ps, 0, sizeof(bf16) * nzero * ps));
+        }
+        return;
+    }
+#endif
+    long long ss = (long long)R * g.band;
+    gs_gemm_batched(0, 1, R, g.band, f.D, 1.0f, q, GS_BF16, f.D, sq, kb, GS_BF16, f.ldk, sk, 0.0f, w.S, GS_F32, g.band, ss, nbatch);
+    gs_gemm_batched(0, 1, R, g.band, f.D, 1.0f, dO, GS_BF16, f.D, sq, vb, GS_BF16, f.ldv, sv, 0.0f, w.dP, GS_F32, g.band, ss,
+                    nbatch);
+    size_t total = (size_t)(nbatch + nzero) * R * (g.band / 8);
+    k_attn_band<<<(unsigned)gs_cdiv(total, 256), 256>>>(P, dS, ldp, ps, w.S, w.dP, f.lse, a.Di, nbatch, nzero, g, f.scale,
+                                                        f.softcap);
+    hipCheckLaunch();
+}
+
 // The backward of a full layer as above (attn_full_ok): dq written, dk and dv written; S / dP hold
 // attn_full_f32 floats, P / dS attn_full_bf16 bf16.
 static void attn_backward_full(const AttnBwd &a, const AttnBand &w) {
@@ -717,16 +946,10 @@ static void attn_backward_full(const AttnBwd &a, const AttnBand &w) {
     long long sqs = (long long)T * H * D, sk = (long long)T * f.ldk, sv = (long long)T * f.ldv, sp = (long long)T * H * T;
     for (int g = 0; g < ATT_FG; g++) {
         int band = (g + 1) * Tg;
-        long long ss = (long long)Rg * band;
         const bf16 *qg = f.q + (size_t)g * Rg * D, *dog = a.dout + (size_t)g * Rg * D;
-        gs_gemm_batched(0, 1, Rg, band, D, 1.0f, qg, GS_BF16, D, sqs, f.k, GS_BF16, f.ldk, sk, 0.0f, w.S, GS_F32, band, ss, B);
-        gs_gemm_batched(0, 1, Rg, band, D, 1.0f, dog, GS_BF16, D, sqs, f.v, GS_BF16, f.ldv, sv, 0.0f, w.dP, GS_F32, band, ss,
-                        B);
         BandRows br = {1, g, g, Tg, band, T, H, 0};
-        size_t off = (size_t)g * Rg * T, total = (size_t)B * Rg * (band / 8);
-        k_attn_band<<<(unsigned)gs_cdiv(total, 256), 256>>>(w.P + off, w.dS + off, T, (size_t)sp, w.S, w.dP, f.lse, a.Di, B,
-                                                            0, br, f.scale, f.softcap);
-        hipCheckLaunch();
+        size_t off = (size_t)g * Rg * T;
+        attn_band_pds(a, w, w.P + off, w.dS + off, T, (size_t)sp, br, qg, dog, f.k, f.v, sqs, sk, sv, B, 0);
         gs_gemm_batched(0, 0, Rg, D, band, 1.0f, w.dS + off, GS_BF16, T, sp, f.k, GS_BF16, f.ldk, sk, 0.0f,
                         a.dq + (size_t)g * Rg * D, GS_F32, D, sqs, B);
     }
@@ -746,20 +969,14 @@ static void attn_backward_band(const AttnBwd &a, const AttnBand &w) {
     const AttnFwd &f = a.f;
     int N = f.B * f.T, H = f.H, D = f.D, W = f.window, nb = W / ATT_BQ, band = W + ATT_BQ, R = ATT_BQ * H;
     int NB = N / ATT_BQ, pad = attn_band_pad(W);
-    long long bs = (long long)R * band + ATT_BQ, sR = (long long)R * band;
+    long long bs = (long long)R * band + ATT_BQ;
     hipCheck(hipMemsetAsync((void *)(f.k - (size_t)pad * f.ldk), 0, sizeof(bf16) * pad * f.ldk));
     hipCheck(hipMemsetAsync((void *)(f.q + (size_t)N * f.ldq), 0, sizeof(bf16) * pad * f.ldq));
     hipCheck(hipMemsetAsync((void *)(a.dout + (size_t)N * a.lddo), 0, sizeof(bf16) * pad * a.lddo));
     const bf16 *kb = f.k - (size_t)pad * f.ldk, *vb = f.v - (size_t)pad * f.ldv;  // key block −nb of query block 0
     long long sk = (long long)ATT_BQ * f.ldk, sv = (long long)ATT_BQ * f.ldv, sq = (long long)R * D;
-    gs_gemm_batched(0, 1, R, band, D, 1.0f, f.q, GS_BF16, D, sq, kb, GS_BF16, f.ldk, sk, 0.0f, w.S, GS_F32, band, sR, NB);
-    gs_gemm_batched(0, 1, R, band, D, 1.0f, a.dout, GS_BF16, D, sq, vb, GS_BF16, f.ldv, sv, 0.0f, w.dP, GS_F32, band, sR,
-                    NB);
-    size_t total = (size_t)(NB + nb) * R * (band / 8);
     BandRows br = {f.T / ATT_BQ, 0, nb, ATT_BQ, band, f.T, H, W};
-    k_attn_band<<<(unsigned)gs_cdiv(total, 256), 256>>>(w.P, w.dS, band, (size_t)bs, w.S, w.dP, f.lse, a.Di, NB, nb, br,
-                                                        f.scale, f.softcap);
-    hipCheckLaunch();
+    attn_band_pds(a, w, w.P, w.dS, band, (size_t)bs, br, f.q, a.dout, kb, vb, sq, sk, sv, NB, nb);
     gs_gemm_batched(0, 0, R, D, band, 1.0f, w.dS, GS_BF16, band, bs, kb, GS_BF16, f.ldk, sk, 0.0f, a.dq, GS_F32, D, sq, NB);
     const bf16 *dsj = w.dS + (size_t)nb * ATT_BQ, *pj = w.P + (size_t)nb * ATT_BQ;
     gs_gemm_batched(1, 0, ATT_BQ, D, (nb + 1) * R, 1.0f, dsj, GS_BF16, band, bs, f.q, GS_BF16, D, sq, 0.0f, a.dk, GS_BF16,
@@ -769,29 +986,7 @@ static void attn_backward_band(const AttnBwd &a, const AttnBand &w) {
 }
 
 // ------------------------------------------------------------------------------------ dispatch
-static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
-
-// 1 when the tensor-core kernels can run this shape (NVIDIA, D in {64, 128, 256}, 16-byte rows)
-static int attn_mma_ok(const AttnFwd *a) {
 #if GS_NVIDIA
-    return (a->D == 64 || a->D == 128 || a->D == 256) && a->ldq % 8 == 0 && a->ldk % 8 == 0 && a->ldv % 8 == 0 &&
-           aligned16(a->q) && aligned16(a->k) && aligned16(a->v);
-#else
-    return 0;
-#endif
-}
-
-#if GS_NVIDIA
-// a kernel's dynamic shared memory past the default 48 KB, allowed before its first launch (the 8 kernels here that
-// need it are remembered; a ninth would only be set again at each launch)
-static void attn_smem_once(const void *kernel, size_t bytes) {
-    static const void *done[8];
-    static int ndone = 0;
-    for (int i = 0; i < ndone; i++)
-        if (done[i] == kernel) return;
-    hipCheck(hipFuncSetAttribute(kernel, hipFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
-    if (ndone < 8) done[ndone++] = kernel;
-}
 template <int D> static void attn_fwd_mma_launch(const AttnFwd &a) {
     attn_smem_once((const void *)k_attn_fwd_mma<D>, attn_fwd_smem(D));
     k_attn_fwd_mma<D><<<dim3(gs_cdiv(a.T, 64), a.H, a.B), 128, attn_fwd_smem(D)>>>(a);

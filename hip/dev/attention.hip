@@ -21,6 +21,14 @@
 //              where the contract asks for zeros, so a masked score that leaks into a product fails.
 //              Full layers with K = 1: the backward in 4 query groups, each a band from key 0 (attention.h);
 //              the forward stays v2's. The unwritten upper triangle of its P / dS square is NaN here too.
+//              On Hopper at D = 256 the band's P and dS come from k_attn_band_wg (S and dP as warpgroup products,
+//              P and dS made in registers and stored as bf16); "v3 band blas" is the portable path, S and dP by
+//              two batched products into fp32 buffers and k_attn_band. H200, sliding W=512 / full: 0.370 / 0.725
+//              ms against 0.396 / 0.801 (1B step 214.5 -> 210.1 ms, 3 alternating pairs). The kernel's first
+//              version, with a per-score epilogue of ~50 instructions (softcap and mask tested per score,
+//              descriptors rebuilt per product): 0.378 / 0.751 and no gain in the step. Tried, not kept: one
+//              warpgroup per block with K, V double-buffered and the next block's products issued before this
+//              block's P, dS (FlashAttention-3's overlap; 255 registers and ~280 bytes of spills): 0.433 / 0.864.
 //   v4 wgmma:  the forward on Hopper (attention.h k_attn_fwd_wg, D = 256): S = Q K^T and O += P V as warpgroup
 //              products reading Q, K, V from 128-byte-swizzled shared memory (P from registers); two query heads
 //              of one kv group per block sharing K and V, loads pipelined (v4 1h: one head per block, two blocks
@@ -47,20 +55,20 @@ typedef struct {
     AttnFwd f;
     AttnBwd b;
     int mma;       // 0 simple, 1 mma, 2 mma forward + banded backward (sliding or full), 3 / 4 wgmma forward (3: two
-                   // heads per block where it can, 4: one) + mma backward
+                   // heads per block where it can, 4: one) + mma backward, 5 = 2 with the band's S and dP by the BLAS products
     AttnBand band;
 } Run;
 
 static void run_fwd(void *p) {
     Run *r = (Run *)p;
-    attn_forward(r->f, r->mma >= 3 ? r->mma - 1 : r->mma > 0);
+    attn_forward(r->f, r->mma >= 5 ? 1 : r->mma >= 3 ? r->mma - 1 : r->mma > 0);
 }
 static void run_bwd(void *p) {
     Run *r = (Run *)p;
     int N = r->f.B * r->f.T;
     k_attn_dot<<<gs_cdiv((size_t)N * r->f.H, 4), 4 * GS_WARP>>>(r->b.Di, r->b.dout, r->b.lddo, r->f.o, r->f.ldo, r->f.B,
                                                                 r->f.T, r->f.H, r->f.D);
-    attn_backward(r->b, r->mma >= 3 ? 1 : r->mma, &r->band);
+    attn_backward(r->b, r->mma >= 5 ? 2 : r->mma >= 3 ? 1 : r->mma, &r->band);
 }
 
 static double visible_keys(const Shape *s) {  // Σ over queries of the keys each sees, per (b, h)
@@ -87,7 +95,7 @@ static void case_run(const Shape *s, int timing) {
         attention_forward(o, lse, q, k, v, s->B, s->T, H, K, D, s->window, scale, s->softcap);
         attention_backward(dq, dk, dv, dout, o, lse, q, k, v, s->B, s->T, H, K, D, s->window, scale, s->softcap);
     }
-    Run run;
+    Run run = {};
     AttnFwd *f = &run.f;
     f->q = to_dev_bf16(q, nq), f->k = to_dev_bf16(k, nk), f->v = to_dev_bf16(v, nk);
     f->ldq = H * D, f->ldk = K * D, f->ldv = K * D, f->ldo = H * D;
@@ -104,15 +112,17 @@ static void case_run(const Shape *s, int timing) {
     hipCheck(hipMemcpy(kp + (size_t)pad * K * D, k0, sizeof(bf16) * nk, hipMemcpyDeviceToDevice));
     hipCheck(hipMemcpy(vp + (size_t)pad * K * D, v0, sizeof(bf16) * nk, hipMemcpyDeviceToDevice));
     hipCheck(hipMemcpy(dop, do0, sizeof(bf16) * nq, hipMemcpyDeviceToDevice));
-    for (int mma = 0; mma <= 4; mma++) {
+    for (int mma = 0; mma <= 5; mma++) {
         if (mma && !attn_mma_ok(f)) continue;
-        if (mma >= 3 && !attn_wg_ok(f)) continue;
+        if ((mma == 3 || mma == 4) && !attn_wg_ok(f)) continue;
         run.mma = mma;
         f->q = q0, f->k = k0, f->v = v0, run.b.dout = do0;
         run.b.f = *f;
-        if (mma == 2) {
+        if (mma == 2 || mma >= 5) {
             int full = attn_full_ok(run.b);
             if (!attn_band_ok(run.b) && !full) continue;
+            if (mma >= 5 && !attn_band_wg_ok(run.b, full ? s->T / ATT_FG : ATT_BQ)) continue;  // 2 was this already
+            run.band.blas = mma == 5;
             f->q = qp, f->k = kp + (size_t)pad * K * D, f->v = vp + (size_t)pad * K * D, run.b.dout = dop;
             size_t nf = full ? attn_full_f32(N, H, s->T) : attn_band_f32(N, H, s->window);
             size_t nh = full ? attn_full_bf16(N, H, s->T) : attn_band_bf16(N, H, s->window);
@@ -124,7 +134,7 @@ static void case_run(const Shape *s, int timing) {
         run_fwd(&run);
         run_bwd(&run);
         hipCheck(hipDeviceSynchronize());
-        const char *names[] = {"v1 simple", "v2 mma", "v3 band", "v4 wgmma", "v4 wgmma 1h"}, *name = names[mma];
+        const char *names[] = {"v1 simple", "v2 mma", "v3 band", "v4 wgmma", "v4 wgmma 1h", "v3 band blas"}, *name = names[mma];
         if (!timing) {
             char w[64];
             float *go = from_dev_bf16(f->o, nq), *gl = from_dev_f32(f->lse, (size_t)N * H), *gdq = from_dev_f32(run.b.dq, nq);
@@ -138,13 +148,13 @@ static void case_run(const Shape *s, int timing) {
         } else {
             int reps = mma ? 10 : 2;
             float tf = time_ms(run_fwd, &run, reps), tb = time_ms(run_bwd, &run, reps);
-            printf("  %-10s forward %8.3f ms %6.1f TFLOP/s | backward %8.3f ms %6.1f TFLOP/s (useful flops: masked "
+            printf("  %-12s forward %8.3f ms %6.1f TFLOP/s | backward %8.3f ms %6.1f TFLOP/s (useful flops: masked "
                    "scores not counted; backward = 2.5x forward)\n",
                    name, tf, fl / tf / 1e9, tb, 2.5 * fl / tb / 1e9);
         }
         hipCheck(hipFree(f->o)), hipCheck(hipFree(f->lse)), hipCheck(hipFree(run.b.dq)), hipCheck(hipFree(run.b.dk));
         hipCheck(hipFree(run.b.dv));
-        if (mma == 2) {
+        if (mma == 2 || mma >= 5) {
             hipCheck(hipFree(run.band.S)), hipCheck(hipFree(run.band.dP)), hipCheck(hipFree(run.band.P));
             hipCheck(hipFree(run.band.dS));
         }
