@@ -17,8 +17,8 @@
 //              warpgroup products (wgmma) reading Q, K, V from shared memory themselves; 1.2x (sliding) and
 //              1.35x (full) the mma forward at 1B's shapes. The backward stays as below.
 //   *_band, *_full : the backward of layers with one kv head (Gemma 3's 270M and 1B): the band of scores
-//              in memory and the products through the vendor BLAS (batched), portable; 1.9x (sliding) and
-//              1.6x (full) the mma backward at 1B's shapes. On Hopper at D = 256 (k_attn_band_wg) the band's
+//              in memory and the products through the vendor BLAS (batched), portable; 2.2x (sliding) and
+//              2.0x (full) the mma backward at 1B's shapes. On Hopper at D = 256 (k_attn_band_wg) the band's
 //              P and dS come from warpgroup products straight to bf16; elsewhere S and dP go through memory
 //              in fp32 first (see below).
 #pragma once
@@ -772,13 +772,15 @@ typedef struct {
     BandRows g;
     float scale, cap;
 } BandScores;
-static size_t attn_band_wg_smem(int nw) { return (size_t)(2 + 2 * nw) * 64 * ATT_WG_D * 2 + 1024; }
+// K, V, NW x (Q, dO), NW x (P, dS staging tiles): 225 KB at NW = 2
+static size_t attn_band_wg_smem(int nw) { return (size_t)(2 + 2 * nw) * 64 * ATT_WG_D * 2 + (size_t)nw * 2 * 64 * 64 * 2 + 1024; }
 // keys k0 .. k0+63 against the queries tmin .. tmax: 0 = none sees any, 2 = every query sees every key, 1 = else
 __device__ __forceinline__ int band_vis(int k0, int tmin, int tmax, int W) {
     if (k0 > tmax || k0 + 63 < 0 || (W > 0 && k0 + 63 <= tmin - W)) return 0;
     return k0 >= 0 && k0 + 63 <= tmin && (W <= 0 || k0 > tmax - W) ? 2 : 1;
 }
-// P and dS of one 64-key block from the accumulators (this thread's rows r, r + 8: e = 0, 1) into the rows' pointers;
+// P and dS of one 64-key block from the accumulators (this thread's rows r, r + 8: e = 0, 1) into the rows of two
+// [64][64] staging tiles in shared memory (Pr, dSr: the rows plus this thread's column pair; chunks swizzled);
 // vis: band_vis of the block and the tile (2: no mask; 1: key k0 + col seen by row e where lo[e] <= key <= t[e]; 0:
 // zeros). Scores to log2 units first (Ls = lse·log2 e), so one exp2 per score.
 template <bool CAP> __device__ __forceinline__ void band_store(bf16 *const Pr[2], bf16 *const dSr[2], const float s[32],
@@ -804,8 +806,9 @@ template <bool CAP> __device__ __forceinline__ void band_store(bf16 *const Pr[2]
                 }
                 p[c] = vis ? pj : 0.0f, ds[c] = vis ? dj : 0.0f;
             }
-            *(uint32_t *)(Pr[e] + 8 * j) = pack_bf16x2(p[0], p[1]);
-            *(uint32_t *)(dSr[e] + 8 * j) = pack_bf16x2(ds[0], ds[1]);
+            int o = (j ^ (lane >> 2)) << 3;  // 16-byte chunk j of the row, swizzled by row % 8 (= lane / 4)
+            *(uint32_t *)(Pr[e] + o) = pack_bf16x2(p[0], p[1]);
+            *(uint32_t *)(dSr[e] + o) = pack_bf16x2(ds[0], ds[1]);
         }
 }
 // S = Q K^T into s and dP = dO V^T into dp for the warpgroup's 64 rows and one 64-key block, issued as one group of
@@ -832,7 +835,7 @@ template <int NW, bool CAP> __global__ void __launch_bounds__(128 * NW) k_attn_b
     constexpr int D = ATT_WG_D, NT = 128 * NW;
     extern __shared__ __align__(16) unsigned char att_smem[];
     bf16 *sK = (bf16 *)(((uintptr_t)att_smem + 1023) & ~(uintptr_t)1023), *sV = sK + 64 * D, *sQ = sV + 64 * D;
-    bf16 *sO = sQ + NW * 64 * D;
+    bf16 *sO = sQ + NW * 64 * D, *sP = sO + NW * 64 * D + (threadIdx.x / 128) * 2 * 64 * 64, *sdS = sP + 64 * 64;
     const BandRows &g = a.g;
     const int q = blockIdx.y, b = q / g.nq, i = q % g.nq + g.i0, H = g.H, W = g.W, nkb = g.band / 64;
     const int wg = threadIdx.x / 128, warp = threadIdx.x / 32 % 4, lane = threadIdx.x % 32;
@@ -855,10 +858,14 @@ template <int NW, bool CAP> __global__ void __launch_bounds__(128 * NW) k_attn_b
     bf16 *Pr[2], *dSr[2];
     for (int e = 0; e < 2; e++) {
         int r = rt + lr + 8 * e, h = r % H;
-        size_t bh = ((size_t)b * H + h) * g.T + t0 + r / H, po = (size_t)q * a.ps + (size_t)r * a.ldp + (lane & 3) * 2;
+        size_t bh = ((size_t)b * H + h) * g.T + t0 + r / H;
         tr[e] = t0 + r / H, lo[e] = W > 0 && tr[e] - W + 1 > 0 ? tr[e] - W + 1 : 0;
-        Ls[e] = a.lse[bh] * LOG2E, Dt[e] = a.Di[bh], Pr[e] = a.P + po, dSr[e] = a.dS + po;
+        Ls[e] = a.lse[bh] * LOG2E, Dt[e] = a.Di[bh];
+        Pr[e] = sP + (lr + 8 * e) * 64 + (lane & 3) * 2, dSr[e] = sdS + (lr + 8 * e) * 64 + (lane & 3) * 2;
     }
+    // the tile's P and dS rows in memory, written from the staging tiles in 16-byte chunks (row x / 8, chunk x % 8)
+    const size_t tile0 = (size_t)q * a.ps + (size_t)rt * a.ldp;
+    const int tid = threadIdx.x % 128;
     const uint64_t dQ0 = wgmma_desc(sQ + wg * 64 * D, 16, 1024), dO0 = wgmma_desc(sO + wg * 64 * D, 16, 1024);
     const uint64_t dK0 = wgmma_desc(sK, 16, 1024), dV0 = wgmma_desc(sV, 16, 1024);
     float s[32], dp[32];
@@ -879,10 +886,16 @@ template <int NW, bool CAP> __global__ void __launch_bounds__(128 * NW) k_attn_b
             load_tile_sw<NT>(sK, kbase + (size_t)(kb + 1) * 64 * a.ldk, a.ldk, 0, 64),
                 load_tile_sw<NT>(sV, vbase + (size_t)(kb + 1) * 64 * a.ldv, a.ldv, 0, 64);
         cp_async_commit();
-        bf16 *const Pk[2] = {Pr[0] + kb * 64, Pr[1] + kb * 64}, *const dSk[2] = {dSr[0] + kb * 64, dSr[1] + kb * 64};
-        if (vis == 2) band_store<CAP>(Pk, dSk, s, dp, 2, k0, lane, lo, tr, Ls, Dt, a.scale, a.cap);
-        else if (vis == 1) band_store<CAP>(Pk, dSk, s, dp, 1, k0, lane, lo, tr, Ls, Dt, a.scale, a.cap);
-        else band_store<CAP>(Pk, dSk, s, dp, 0, k0, lane, lo, tr, Ls, Dt, a.scale, a.cap);
+        if (vis == 2) band_store<CAP>(Pr, dSr, s, dp, 2, k0, lane, lo, tr, Ls, Dt, a.scale, a.cap);
+        else if (vis == 1) band_store<CAP>(Pr, dSr, s, dp, 1, k0, lane, lo, tr, Ls, Dt, a.scale, a.cap);
+        else band_store<CAP>(Pr, dSr, s, dp, 0, k0, lane, lo, tr, Ls, Dt, a.scale, a.cap);
+        warpgroup_sync(1 + wg);  // the warpgroup's staging tiles are whole (the next block's barriers guard their reuse)
+#pragma unroll
+        for (int x = tid; x < 64 * 8; x += 128) {
+            size_t go = tile0 + (size_t)(x / 8) * a.ldp + kb * 64 + (x % 8) * 8;
+            *(uint4 *)(a.P + go) = *(const uint4 *)(sP + swz<64>(x / 8, x % 8));
+            *(uint4 *)(a.dS + go) = *(const uint4 *)(sdS + swz<64>(x / 8, x % 8));
+        }
     }
 #endif
 }

@@ -279,6 +279,12 @@ template <int N> __device__ __forceinline__ void wgmma_hold(uint32_t (&r)[N]) {
 #pragma unroll
     for (int i = 0; i < N; i++) asm volatile("" : "+r"(r[i])::"memory");
 }
+// a barrier for the 128 threads of one warpgroup (named barrier id 1..15; 0 is __syncthreads')
+__device__ __forceinline__ void warpgroup_sync(int id) {
+#if GS_HAVE_WGMMA
+    asm volatile("bar.sync %0, 128;\n" ::"r"(id) : "memory");
+#endif
+}
 __device__ __forceinline__ void fence_async_smem() {
 #if GS_HAVE_WGMMA
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");

@@ -23,8 +23,10 @@
 //              the forward stays v2's. The unwritten upper triangle of its P / dS square is NaN here too.
 //              On Hopper at D = 256 the band's P and dS come from k_attn_band_wg (S and dP as warpgroup products,
 //              P and dS made in registers and stored as bf16); "v3 band blas" is the portable path, S and dP by
-//              two batched products into fp32 buffers and k_attn_band. H200, sliding W=512 / full: 0.370 / 0.725
-//              ms against 0.396 / 0.801 (1B step 214.5 -> 210.1 ms, 3 alternating pairs). The kernel's first
+//              two batched products into fp32 buffers and k_attn_band. H200, sliding W=512 / full: 0.324 / 0.590
+//              ms against 0.396 / 0.801. Before P and dS went out through shared-memory staging tiles in 16-byte
+//              rows (4-byte stores straight from the accumulators; Nsight Compute: stalls on the store queue):
+//              0.370 / 0.725 (1B step 214.5 -> 210.1 ms, 3 alternating pairs). The kernel's first
 //              version, with a per-score epilogue of ~50 instructions (softcap and mask tested per score,
 //              descriptors rebuilt per product): 0.378 / 0.751 and no gain in the step. Tried, not kept: one
 //              warpgroup per block with K, V double-buffered and the next block's products issued before this
