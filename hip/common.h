@@ -66,6 +66,22 @@
 #define hipMemGetInfo cudaMemGetInfo
 #define hipGetDevice cudaGetDevice
 #define hipSetDevice cudaSetDevice
+#define hipGetDeviceCount cudaGetDeviceCount
+#endif
+
+// ------------------------------------------------------------------------------- collectives
+// NCCL on NVIDIA; RCCL on AMD, with the same API and names. Only hip/comm.hip asks for them (GS_WANT_COMM).
+// Debian's hipcc comes without RCCL: GS_HAVE_COMM 0 there, and hip/comm.hip builds its stub.
+#ifdef GS_WANT_COMM
+#if GS_NVIDIA
+#include <nccl.h>
+#define GS_HAVE_COMM 1
+#elif __has_include(<rccl/rccl.h>)
+#include <rccl/rccl.h>
+#define GS_HAVE_COMM 1
+#else
+#define GS_HAVE_COMM 0
+#endif
 #endif
 
 // --------------------------------------------------------------------------------- checked calls
