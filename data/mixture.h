@@ -6,6 +6,7 @@
 #pragma once
 #include "model.h"
 #include "data/shard.h"
+#include "hip/comm.h"
 
 typedef struct {
     DataSet ds;
@@ -51,9 +52,12 @@ static void window_fill(const Mixture *mx, const Shard *s, uint64_t off, int T, 
     }
 }
 
-// B training sequences: domain ~ w, start ~ uniform. dom[b] receives each row's domain (may be NULL).
-static void mixture_batch(Mixture *mx, int B, int T, int *tok, int *tgt, int *dom) {
-    for (int b = 0; b < B; b++) {
+// One step's global batch of Bg training sequences (domain ~ w, start ~ uniform), drawn as one seeded sequence
+// so that it is the same sequences whatever the number of ranks; this rank fills rows [lo, lo + B) of it into
+// tok, tgt (B x T) and dom (may be NULL). Data parallel: Bg = B x ranks, lo = rank x B.
+static void mixture_batch_part(Mixture *mx, int Bg, int lo, int B, int T, int *tok, int *tgt, int *dom) {
+    if (lo < 0 || lo + B > Bg) fail("mixture_batch_part: rows [%d, %d) outside a global batch of %d", lo, lo + B, Bg);
+    for (int b = 0; b < Bg; b++) {
         double u = rng_uniform(&mx->rng), acc = 0;
         int d = mx->k - 1;
         for (int i = 0; i < mx->k; i++)
@@ -62,10 +66,16 @@ static void mixture_batch(Mixture *mx, int B, int T, int *tok, int *tgt, int *do
         if (s->n < (uint64_t)T + 1) fail("%s: %llu tokens, fewer than one sequence of %d", s->path,
                                          (unsigned long long)s->n, T + 1);
         uint64_t off = rng_next(&mx->rng) % (s->n - (uint64_t)T);
-        window_fill(mx, s, off, T, tok + (size_t)b * T, tgt + (size_t)b * T);
-        if (dom) dom[b] = d;
         mx->drawn++;
+        if (b < lo || b >= lo + B) continue;
+        window_fill(mx, s, off, T, tok + (size_t)(b - lo) * T, tgt + (size_t)(b - lo) * T);
+        if (dom) dom[b - lo] = d;
     }
+}
+
+// B training sequences: the whole global batch of one process
+static void mixture_batch(Mixture *mx, int B, int T, int *tok, int *tgt, int *dom) {
+    mixture_batch_part(mx, B, 0, B, T, tok, tgt, dom);
 }
 
 // A forward pass that returns the mean next-token loss over the targets >= 0 of rows x T windows:
@@ -75,32 +85,50 @@ static float model_eval_fn(void *m, const int *tok, const int *tgt, int rows, in
     return model_forward((Model *)m, tok, tgt, rows, T, 0, NULL);
 }
 
-// mean next-token loss of domain d's validation shard over up to `batches` batches of B windows of
-// T+1 tokens, taken in order from the start (the same windows every time), with any forward pass
-static double mixture_eval_with(const Mixture *mx, EvalFn fwd, void *ctx, int d, int B, int T, int batches) {
+// Held-out loss of domain d's validation shard over up to `batches` batches of B windows of T+1 tokens, taken
+// in order from the start (the same windows every time), with any forward pass. Split over ranks: this rank
+// runs the batches i with i % world == rank and adds its token-weighted loss and token count to *sum, *count.
+static void mixture_eval_part(const Mixture *mx, EvalFn fwd, void *ctx, int d, int B, int T, int batches, int rank,
+                              int world, double *sum, double *count) {
     const Shard *s = &mx->ds.val[d];
     uint64_t nwin = s->n > (uint64_t)T ? (s->n - 1) / (uint64_t)T : 0;
     if (nwin == 0) fail("%s: too short for one validation window of %d tokens", s->path, T + 1);
     int *tok = (int *)mallocCheck(sizeof(int) * (size_t)B * T), *tgt = (int *)mallocCheck(sizeof(int) * (size_t)B * T);
-    double sum = 0;
-    long count = 0;
-    uint64_t w = 0;
-    for (int i = 0; i < batches && w < nwin; i++) {
+    for (int i = rank; i < batches && (uint64_t)i * B < nwin; i += world) {
+        uint64_t w = (uint64_t)i * B;
         int rows = 0;
         for (; rows < B && w < nwin; rows++, w++)
             window_fill(mx, s, w * (uint64_t)T, T, tok + (size_t)rows * T, tgt + (size_t)rows * T);
         long valid = 0;
         for (size_t n = 0; n < (size_t)rows * T; n++) valid += tgt[n] >= 0;
         float loss = fwd(ctx, tok, tgt, rows, T);
-        sum += (double)loss * valid;
-        count += valid;
+        *sum += (double)loss * valid;
+        *count += (double)valid;
     }
     free(tok);
     free(tgt);
-    return sum / (double)count;
+}
+
+// mean next-token loss of domain d's validation shard (one process)
+static double mixture_eval_with(const Mixture *mx, EvalFn fwd, void *ctx, int d, int B, int T, int batches) {
+    double sum = 0, count = 0;
+    mixture_eval_part(mx, fwd, ctx, d, B, T, batches, 0, 1, &sum, &count);
+    return sum / count;
 }
 static double mixture_eval(const Mixture *mx, Model *m, int d, int B, int T, int batches) {
     return mixture_eval_with(mx, model_eval_fn, m, d, B, T, batches);
+}
+
+// every domain's held-out loss, the batches split over the ranks and the sums all-reduced: every rank ends with
+// the same loss[k] (dynamic batch loading then moves the same weights everywhere)
+static void mixture_eval_all(const Mixture *mx, EvalFn fwd, void *ctx, int B, int T, int batches, const Comm *c,
+                             double *loss) {
+    double *acc = (double *)callocCheck(sizeof(double) * 2 * (size_t)mx->k);  // [sum, count] per domain
+    for (int d = 0; d < mx->k; d++) mixture_eval_part(mx, fwd, ctx, d, B, T, batches, c->rank, c->world, &acc[2 * d],
+                                                      &acc[2 * d + 1]);
+    comm_allreduce(c, acc, 2 * (size_t)mx->k, COMM_F64);
+    for (int d = 0; d < mx->k; d++) loss[d] = acc[2 * d] / acc[2 * d + 1];
+    free(acc);
 }
 
 // Dynamic batch loading (Sheared-LLaMA): delta_i = loss_i - ref_i (clip0: max(delta, 0), the paper's
