@@ -30,6 +30,23 @@ $(if $(wildcard /usr/include/stb/stb_image_write.h),$(info [build] stb      foun
 CFLAGS += -I/usr/include/stb
 $(if $(wildcard /usr/include/cjson/cJSON.h),$(info [build] cJSON    found),\
   $(info [build] cJSON    missing (make deps installs libcjson-dev)))
+# MPI (OpenMPI's mpicc): data parallel over several processes (mpirun -np N); without it every program
+# runs as one process. NO_MPI=1 builds without.
+MPICC  ?= $(shell command -v mpicc 2>/dev/null)
+NO_MPI ?=
+ifeq ($(NO_MPI),)
+  MPI_FLAGS := $(if $(MPICC),$(shell $(MPICC) --showme:compile 2>/dev/null))
+  MPI_LIBS  := $(if $(MPICC),$(shell $(MPICC) --showme:link 2>/dev/null))
+  ifneq ($(MPI_LIBS),)
+    CFLAGS += $(MPI_FLAGS) -DUSE_MPI
+    LDLIBS += $(MPI_LIBS)
+    $(info [build] MPI      found   ($(MPICC)))
+  else
+    $(info [build] MPI      missing (make deps installs openmpi-bin, libopenmpi-dev; one process per run without))
+  endif
+else
+  $(info [build] MPI      off     (NO_MPI=1: one process per run))
+endif
 NVCC  ?= $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
 HIPCC ?= $(shell command -v hipcc 2>/dev/null)
 $(if $(NVCC),$(info [build] nvcc     found   ($(NVCC))),$(info [build] nvcc     missing (GPU path for NVIDIA not built)))
@@ -42,16 +59,16 @@ HEADERS  = model.h util.h plot.h
 all: $(PROGRAMS)
 
 # --- dependencies: install what is missing, say what was done ----------------------------------------
-DEB_PKGS = libblis-openmp-dev libstb-dev libcjson-dev
+DEB_PKGS = libblis-openmp-dev libstb-dev libcjson-dev openmpi-bin libopenmpi-dev
 deps:
 	@sh test/deps.sh $(DEB_PKGS)
 
 # --- programs ------------------------------------------------------------------------------------------
-prune: prune.c $(HEADERS) data/shard.h data/mixture.h
+prune: prune.c $(HEADERS) data/shard.h data/mixture.h hip/comm.h
 	$(CC) $(CFLAGS) -o $@ prune.c $(LDLIBS)
-train: train.c $(HEADERS) data/shard.h data/mixture.h data/tokenizer.h
+train: train.c $(HEADERS) data/shard.h data/mixture.h data/tokenizer.h hip/comm.h
 	$(CC) $(CFLAGS) -o $@ train.c $(LDLIBS)
-profile: profile.c $(HEADERS) data/shard.h data/mixture.h
+profile: profile.c $(HEADERS) data/shard.h data/mixture.h hip/comm.h
 	$(CC) $(CFLAGS) -o $@ profile.c $(LDLIBS)
 export: export.c $(HEADERS) data/tokenizer.h
 	$(CC) $(CFLAGS) -o $@ export.c $(LDLIBS)
@@ -68,7 +85,7 @@ test/test_model: test/test_model.c $(HEADERS)
 	$(CC) $(CFLAGS) -o $@ test/test_model.c $(LDLIBS)
 
 # every stage's C test: test/test_<stage>.c -> test/test_<stage> (run by test/test_<stage>.sh)
-test/test_%: test/test_%.c $(HEADERS) data/shard.h data/tokenizer.h data/mixture.h
+test/test_%: test/test_%.c $(HEADERS) data/shard.h data/tokenizer.h data/mixture.h hip/comm.h
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 test/test_profile: profile.c  # the test builds profile.c in
 test/test_prune: prune.c  # test_prune.c includes prune.c
@@ -110,7 +127,13 @@ evidence: deps
 NVCC_ARCH  ?= -gencode=arch=compute_90a,code=sm_90a
 NVCC_FLAGS  = -O3 -std=c++17 -I. -I/usr/include/stb $(NVCC_ARCH) -Xcompiler -fopenmp
 GPU_CFLAGS  = -O2 -std=gnu11 -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-unused-function -I. -I/usr/include/stb
-GPU_LDLIBS  = -lcublasLt -lcublas -lcjson -lm -lgomp -Xlinker -rpath -Xlinker '$$ORIGIN/lib'
+GPU_LDLIBS  = -lcublasLt -lcublas -lnccl -lcjson -lm -lgomp -Xlinker -rpath -Xlinker '$$ORIGIN/lib'
+# GPU_MPI=1: the GPU programs start under mpirun too (a machine with OpenMPI). Without it they take RANK,
+# WORLD_SIZE, LOCAL_RANK and GS_COMM_DIR from any launcher (hip/comm.h): the GPU machines have no OpenMPI.
+ifneq ($(GPU_MPI),)
+  GPU_CFLAGS += $(MPI_FLAGS) -DUSE_MPI
+  GPU_LDLIBS += $(MPI_LIBS)
+endif
 ifneq ($(filter -DUSE_BLIS,$(CFLAGS)),)
   GPU_CFLAGS += -isystem $(BLIS_INC) -DUSE_BLIS
   GPU_LDLIBS += -L$(BLIS_LIB) -lblis
@@ -118,8 +141,8 @@ ifneq ($(filter -DUSE_BLIS,$(CFLAGS)),)
 else
   GPU_LIBS    = libcjson.so.1 libgomp.so.1
 endif
-HIP_HDR     = hip/common.h hip/kernels.h hip/attention.h hip/blas.h hip/gpu.h
-HIP_DEV     = attention rmsnorm rope gelu embed xent adamw gemm
+HIP_HDR     = hip/common.h hip/kernels.h hip/attention.h hip/blas.h hip/gpu.h hip/comm.h
+HIP_DEV     = attention rmsnorm rope gelu embed xent adamw gemm comm
 GPU_BINS    = hip/build/train hip/build/prune hip/build/bench hip/build/check_step $(HIP_DEV:%=hip/build/dev_%)
 
 .PHONY: gpu check-gpu bench-gpu
@@ -134,13 +157,17 @@ hip/build/dev_%: hip/dev/%.hip hip/dev/bench.h hip/build/blas.o $(HIP_HDR) model
 	@mkdir -p hip/build
 	$(NVCC) $(NVCC_FLAGS) -x cu -c $< -o $@.o
 	$(NVCC) $(NVCC_ARCH) -Xcompiler -fopenmp -o $@ $@.o hip/build/blas.o $(GPU_LDLIBS)
+hip/build/dev_comm: hip/dev/comm.hip hip/dev/bench.h hip/build/comm.o $(HIP_HDR) model.h util.h
+	@mkdir -p hip/build
+	$(NVCC) $(NVCC_FLAGS) $(if $(GPU_MPI),$(MPI_FLAGS) -DUSE_MPI) -x cu -c $< -o $@.o
+	$(NVCC) $(NVCC_ARCH) -Xcompiler -fopenmp -o $@ $@.o hip/build/comm.o $(GPU_LDLIBS)
 # train (and prune) with --device gpu: the same programs, host side built as below, linked with the GPU path
-hip/build/train: train.c hip/build/gpu.o hip/build/blas.o model.h util.h plot.h data/mixture.h data/shard.h data/tokenizer.h hip/gpu.h
+hip/build/train: train.c hip/build/gpu.o hip/build/blas.o hip/build/comm.o model.h util.h plot.h data/mixture.h data/shard.h data/tokenizer.h hip/gpu.h hip/comm.h
 	$(CC) $(GPU_CFLAGS) -DUSE_GPU -c train.c -o hip/build/train.c.o
-	$(NVCC) $(NVCC_ARCH) -o $@ hip/build/train.c.o hip/build/gpu.o hip/build/blas.o $(GPU_LDLIBS)
-hip/build/prune: prune.c hip/build/gpu.o hip/build/blas.o model.h util.h plot.h data/mixture.h data/shard.h hip/gpu.h
+	$(NVCC) $(NVCC_ARCH) -o $@ hip/build/train.c.o hip/build/gpu.o hip/build/blas.o hip/build/comm.o $(GPU_LDLIBS)
+hip/build/prune: prune.c hip/build/gpu.o hip/build/blas.o hip/build/comm.o model.h util.h plot.h data/mixture.h data/shard.h hip/gpu.h hip/comm.h
 	$(CC) $(GPU_CFLAGS) -DUSE_GPU -c prune.c -o hip/build/prune.c.o
-	$(NVCC) $(NVCC_ARCH) -o $@ hip/build/prune.c.o hip/build/gpu.o hip/build/blas.o $(GPU_LDLIBS)
+	$(NVCC) $(NVCC_ARCH) -o $@ hip/build/prune.c.o hip/build/gpu.o hip/build/blas.o hip/build/comm.o $(GPU_LDLIBS)
 hip/build/bench: hip/bench.c hip/build/gpu.o hip/build/blas.o model.h util.h hip/gpu.h
 	$(CC) $(GPU_CFLAGS) -c hip/bench.c -o hip/build/bench.c.o
 	$(NVCC) $(NVCC_ARCH) -o $@ hip/build/bench.c.o hip/build/gpu.o hip/build/blas.o $(GPU_LDLIBS)
@@ -157,5 +184,6 @@ bench-gpu: gpu
 # ==================================================================================================
 
 clean:
-	rm -f $(PROGRAMS) $(TEST_BINS) test/bench_model test/test_data test/test_prune test/test_train test/test_export test/test_profile
+	rm -f $(PROGRAMS) $(TEST_BINS) test/bench_model test/test_data test/test_prune test/test_train test/test_export test/test_profile \
+	  test/test_comm
 	rm -rf hip/build
