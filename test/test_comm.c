@@ -31,14 +31,19 @@ static void check(int ok, const char *fmt, ...) {
     else failed++;
 }
 
-// ---------------------------------------------------------------------------------------------------- 1
-static void test_plan(const char *fixture) {
+// a fixture's config and parameter table (no weights: the partition needs only the shapes)
+static void fixture_table(const char *fixture, Config *c, ParamTable *tab) {
     char path[512];
     snprintf(path, sizeof path, "test/fixtures/%s/config.json", fixture);
+    config_load(c, path);
+    param_table(c, tab);
+}
+
+// ---------------------------------------------------------------------------------------------------- 1
+static void test_plan(const char *fixture) {
     Config c;
-    config_load(&c, path);
     ParamTable tab;
-    param_table(&c, &tab);
+    fixture_table(fixture, &c, &tab);
     int bad_units = 0, bad_cover = 0, bad_piece = 0, bad_shard = 0;
     unsigned char *seen = (unsigned char *)mallocCheck(tab.total);
     for (int world = 1; world <= 8; world++)
@@ -169,12 +174,9 @@ static void opt_step(const ParamTable *tab, const ZeroPlan *z, float *w, float *
 }
 
 static void test_zero_steps(const char *fixture) {
-    char path[512];
-    snprintf(path, sizeof path, "test/fixtures/%s/config.json", fixture);
     Config c;
-    config_load(&c, path);
     ParamTable tab;
-    param_table(&c, &tab);
+    fixture_table(fixture, &c, &tab);
     size_t P = tab.total;
     int W = C.world, steps = 3;
     // the reference: one process, the average of every rank's gradient, the global norm, the full state
