@@ -141,8 +141,9 @@ ifneq ($(filter -DUSE_BLIS,$(CFLAGS)),)
 else
   GPU_LIBS    = libcjson.so.1 libgomp.so.1
 endif
-HIP_HDR     = hip/common.h hip/kernels.h hip/attention.h hip/blas.h hip/gpu.h hip/comm.h
-HIP_DEV     = attention rmsnorm rope gelu embed xent adamw gemm comm
+HIP_HDR     = hip/common.h hip/blas.h hip/gpu.h hip/comm.h $(HIP_OPS:%=hip/%.h)
+HIP_OPS     = attention colsum embed rmsnorm rope masks gelu xent adamw elementwise  # hip/<op>.h: one per op
+HIP_DEV     = attention rmsnorm rope gelu embed xent adamw masks gemm comm  # hip/dev/<op>.hip: the workbenches
 GPU_BINS    = hip/build/train hip/build/prune hip/build/bench hip/build/check_step $(HIP_DEV:%=hip/build/dev_%)
 
 .PHONY: gpu check-gpu bench-gpu

@@ -223,7 +223,7 @@ __global__ void k_attn_bwd_dkdv_simple(AttnBwd a) {
 }
 
 // ----------------------------------------------------------------------- tensor cores (NVIDIA)
-#if GS_NVIDIA
+#if GS_NVIDIA  // NVIDIA-only: the tensor-core kernels; AMD runs the *_simple kernels and the BLAS band
 // element offset of 16-byte chunk ch of row r in a [rows][W] bf16 tile, chunks XOR-swizzled by r % 8
 template <int W> __device__ __forceinline__ int swz(int r, int ch) { return r * W + ((ch ^ (r & 7)) << 3); }
 
@@ -320,7 +320,7 @@ template <int D> __device__ __forceinline__ void attn_fwd_store(const AttnFwd &a
 
 // grid (ceil(T/64), H, B), 4 warps; warp w owns query rows q0 + 16w .. +15. Heaviest query blocks first.
 template <int D> __global__ void __launch_bounds__(128) k_attn_fwd_mma(AttnFwd a) {
-#if GS_HAVE_MMA
+#if GS_HAVE_MMA  // NVIDIA-only (sm_80+): empty elsewhere, never launched there (attn_mma_ok)
     extern __shared__ __align__(16) unsigned char att_smem[];
     bf16 *sQ = (bf16 *)att_smem, *sK = sQ + 64 * D, *sV = sK + 64 * D;
     int tile, h, b;
@@ -406,7 +406,7 @@ template <int NT> __device__ __forceinline__ void load_tile_sw(bf16 *s, const bf
 }
 // grid (ceil(T/64), H / NH, B), NH warpgroups; warpgroup w: head y·NH + w, its warp w4 the rows q0 + 16·w4 ..
 template <int NH> __global__ void __launch_bounds__(128 * NH) k_attn_fwd_wg(AttnFwd a) {
-#if GS_HAVE_WGMMA
+#if GS_HAVE_WGMMA  // NVIDIA-only (sm_90a): empty elsewhere, never launched there (attn_wg_ok)
     constexpr int D = ATT_WG_D, NT = 128 * NH;
     extern __shared__ __align__(16) unsigned char att_smem[];
     bf16 *sK = (bf16 *)(((uintptr_t)att_smem + 1023) & ~(uintptr_t)1023), *sV = sK + 64 * D, *sQ = sV + 64 * D;
@@ -483,7 +483,7 @@ template <int NH> __global__ void __launch_bounds__(128 * NH) k_attn_fwd_wg(Attn
 // Q and dO tiles are double-buffered: the next (head, query block) loads while this one computes (one
 // 8-warp block fills an SM's shared memory, so nothing else would hide the load latency).
 template <int D> __global__ void __launch_bounds__(256) k_attn_bwd_mma(AttnBwd a) {
-#if GS_HAVE_MMA
+#if GS_HAVE_MMA  // NVIDIA-only (sm_80+): empty elsewhere, never launched there (attn_mma_ok)
     extern __shared__ __align__(16) unsigned char att_smem[];
     // K, V | Q, dO double-buffered (the next query block loads while this one computes) | P^T, dS^T | lse, Di x2
     bf16 *sK = (bf16 *)att_smem, *sV = sK + 64 * D, *sQb = sV + 64 * D, *sdOb = sQb + 2 * 64 * D;
@@ -735,7 +735,7 @@ static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
 // 1 when the tensor-core kernels can run this shape (NVIDIA, D in {64, 128, 256}, 16-byte rows)
 static int attn_mma_ok(const AttnFwd *a) {
-#if GS_NVIDIA
+#if GS_NVIDIA  // NVIDIA-only: AMD answers 0 (the portable kernels)
     return (a->D == 64 || a->D == 128 || a->D == 256) && a->ldq % 8 == 0 && a->ldk % 8 == 0 && a->ldv % 8 == 0 &&
            aligned16(a->q) && aligned16(a->k) && aligned16(a->v);
 #else
@@ -743,7 +743,7 @@ static int attn_mma_ok(const AttnFwd *a) {
 #endif
 }
 
-#if GS_NVIDIA
+#if GS_NVIDIA  // NVIDIA-only: the tensor-core kernels' shared-memory attribute
 // a kernel's dynamic shared memory past the default 48 KB, allowed before its first launch (the 10 kernels here that
 // need it are remembered; more would only be set again at each launch)
 static void attn_smem_once(const void *kernel, size_t bytes) {
@@ -831,7 +831,7 @@ __device__ __forceinline__ void band_products(float (&s)[32], float (&dp)[32], u
     wgmma_commit();
 }
 template <int NW, bool CAP> __global__ void __launch_bounds__(128 * NW) k_attn_band_wg(BandScores a) {
-#if GS_HAVE_WGMMA
+#if GS_HAVE_WGMMA  // NVIDIA-only (sm_90a): empty elsewhere, never launched there (attn_band_wg_ok)
     constexpr int D = ATT_WG_D, NT = 128 * NW;
     extern __shared__ __align__(16) unsigned char att_smem[];
     bf16 *sK = (bf16 *)(((uintptr_t)att_smem + 1023) & ~(uintptr_t)1023), *sV = sK + 64 * D, *sQ = sV + 64 * D;
@@ -907,7 +907,7 @@ template <int NW, bool CAP> static void band_wg_launch(const BandScores &sc, int
 // 1 where k_attn_band_wg makes the band's P and dS (Hopper, D = 256, the tensor-core kernels' alignment), its
 // Bq (64 or a full layer's Tg) a multiple of 64
 static int attn_band_wg_ok(const AttnBwd &a, int Bq) {
-#if GS_NVIDIA
+#if GS_NVIDIA  // NVIDIA-only: AMD answers 0 (the band's scores through the BLAS)
     return gs_have_wgmma() && a.f.D == ATT_WG_D && attn_mma_ok(&a.f) && a.lddo % 8 == 0 && aligned16(a.dout) && Bq % 64 == 0;
 #else
     (void)a, (void)Bq;
@@ -923,7 +923,7 @@ static void attn_band_pds(const AttnBwd &a, const AttnBand &w, bf16 *P, bf16 *dS
                           long long sv, int nbatch, int nzero) {
     const AttnFwd &f = a.f;
     int R = g.Bq * g.H;
-#if GS_NVIDIA
+#if GS_NVIDIA  // NVIDIA-only: the band's P and dS from wgmma; else the BLAS scores below
     if (!w.blas && attn_band_wg_ok(a, g.Bq)) {
         BandScores sc = {P, dS, ldp, ps, f.q, a.dout, f.k, f.v, f.ldk, f.ldv, f.lse, a.Di, g, f.scale, f.softcap};
         if ((R / 64) % 2 == 0) {
@@ -999,7 +999,7 @@ static void attn_backward_band(const AttnBwd &a, const AttnBand &w) {
 }
 
 // ------------------------------------------------------------------------------------ dispatch
-#if GS_NVIDIA
+#if GS_NVIDIA  // NVIDIA-only: launchers of the tensor-core kernels
 template <int D> static void attn_fwd_mma_launch(const AttnFwd &a) {
     attn_smem_once((const void *)k_attn_fwd_mma<D>, attn_fwd_smem(D));
     k_attn_fwd_mma<D><<<dim3(gs_cdiv(a.T, 64), a.H, a.B), 128, attn_fwd_smem(D)>>>(a);
@@ -1013,14 +1013,14 @@ template <int D> static void attn_bwd_mma_launch(const AttnBwd &a) {
 // Hopper's wgmma forward: built for sm_90a (GS_HAVE_WGMMA in the device pass), a device of compute capability 9,
 // D = 256 and the mma kernels' alignment
 static int attn_wg_ok(const AttnFwd *a) {
-#if GS_NVIDIA
+#if GS_NVIDIA  // NVIDIA-only: AMD answers 0 (the mma or portable forward)
     return gs_have_wgmma() && a->D == ATT_WG_D && attn_mma_ok(a);
 #else
     (void)a;  // ATT_WG_D and the kernel exist on NVIDIA only
     return 0;
 #endif
 }
-#if GS_NVIDIA
+#if GS_NVIDIA  // NVIDIA-only: launcher of the wgmma forward
 template <int NH> static void attn_fwd_wg_launch(const AttnFwd &a) {
     attn_smem_once((const void *)k_attn_fwd_wg<NH>, attn_fwd_wg_smem(NH));
     k_attn_fwd_wg<NH><<<dim3(gs_cdiv(a.T, 64), a.H / NH, a.B), 128 * NH, attn_fwd_wg_smem(NH)>>>(a);
@@ -1034,7 +1034,7 @@ static void attn_forward(const AttnFwd &a, int mode) {
         fprintf(stderr, "error: head_dim %d is larger than the attention kernels support (%d)\n", a.D, GS_WARP * ATT_MAXE);
         exit(1);
     }
-#if GS_NVIDIA
+#if GS_NVIDIA  // NVIDIA-only: wgmma / mma.sync forwards; else k_attn_fwd_simple below
     if (mode >= 2 && attn_wg_ok(&a)) {
         if (mode == 2 && (a.H / a.K) % 2 == 0) attn_fwd_wg_launch<2>(a);
         else attn_fwd_wg_launch<1>(a);
@@ -1060,7 +1060,7 @@ static void attn_forward(const AttnFwd &a, int mode) {
 static void attn_backward(const AttnBwd &a, int mode, const AttnBand *w) {
     if (mode == 2 && w && w->S && attn_band_ok(a)) return attn_backward_band(a, *w);
     if (mode == 2 && w && w->S && attn_full_ok(a)) return attn_backward_full(a, *w);
-#if GS_NVIDIA
+#if GS_NVIDIA  // NVIDIA-only: the mma.sync backward; else the portable kernels below
     if (mode && attn_mma_ok(&a.f) && a.lddo % 8 == 0 && aligned16(a.dout)) {
         hipCheck(hipMemsetAsync(a.dq, 0, sizeof(float) * (size_t)a.f.B * a.f.T * a.lddq));  // it accumulates
         if (a.f.D == 64) attn_bwd_mma_launch<64>(a);

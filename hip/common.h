@@ -1,9 +1,22 @@
-// hip/common.h — the ONLY file that knows which GPU vendor we build for.
+// hip/common.h — the vendor layer: with hip/blas.hip (the BLAS) the only place that knows which GPU we build for.
 // Kernels are written in HIP. Built with hipcc (AMD) this header includes the HIP runtime; built with
 // nvcc (NVIDIA) it maps the HIP runtime names we use onto CUDA's. It also holds what every kernel
 // file shares: checked calls (hipCheck), the warp width (never hard-coded elsewhere), warp/block
 // reductions, bf16 <-> fp32 conversion, and (NVIDIA sm_80+ only) the tensor-core primitives that the
 // attention kernels use when GS_HAVE_MMA is 1 (cp.async, ldmatrix, mma.sync m16n8k16 bf16).
+//
+// The vendor rule (test/test_hip.sh checks each point):
+//   1. Vendor names (CUDA / ROCm runtime and library names, __CUDA_ARCH__, __nv_*, warp shuffles,
+//      inline assembly) appear only here and in hip/blas.hip, the one file that calls the vendor BLAS.
+//      Every other file uses HIP's names and the helpers below.
+//   2. NVIDIA-only fast paths sit outside these two files only under `#if GS_NVIDIA` or
+//      `#if GS_HAVE_MMA / GS_HAVE_WGMMA / GS_HAVE_CLUSTER`, each such line marked `// NVIDIA-only: ...` with
+//      what runs elsewhere; the portable path is the reference the fast one is checked against.
+//   3. The warp width is GS_WARP; a literal 32 for it only inside those NVIDIA-only regions.
+//   4. Every hip source compiles for both vendors (nvcc sm_90a, hipcc gfx90a).
+// Kernels: one header per op (hip/<op>.h: attention, rmsnorm, rope, gelu, embed, xent, adamw, masks, with
+// colsum.h and elementwise.h shared), each paired with its workbench hip/dev/<op>.hip that holds the
+// numbered versions and the CPU check; hip/ keeps only the winners (and the portable fallbacks).
 //
 // bf16 is stored as raw 16-bit words (typedef uint16_t bf16): the same bits on both vendors, the
 // same round-to-nearest-even conversion as util.h's f32_to_bf16, no dependency on either vendor's

@@ -1,5 +1,6 @@
 // hip/gpu.hip — one Gemma training / pruning step on one GPU: the C interface of hip/gpu.h over the
-// kernels of hip/kernels.h and hip/attention.h and the matrix products of hip/blas.hip.
+// kernels of hip/<op>.h (one header per op, each paired with its workbench hip/dev/<op>.hip) and the
+// matrix products of hip/blas.hip.
 // Reads top to bottom like model.h's section 4: state, forward, backward, optimizer, masks.
 //
 // Precision: fp32 master weights, gradients and AdamW moments; bf16 copies of the weights for every
@@ -15,10 +16,18 @@
 #include <string.h>
 #include <time.h>
 
+#include "adamw.h"
 #include "attention.h"
 #include "blas.h"
+#include "colsum.h"
+#include "elementwise.h"
+#include "embed.h"
+#include "gelu.h"
 #include "gpu.h"
-#include "kernels.h"
+#include "masks.h"
+#include "rmsnorm.h"
+#include "rope.h"
+#include "xent.h"
 
 static double wall(void) {
     struct timespec ts;

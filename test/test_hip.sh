@@ -4,7 +4,8 @@
 #   1. NVIDIA: every hip source compiles with nvcc (sm_90a) and the C drivers link (make gpu)
 #   2. AMD: every hip source compiles with Debian's hipcc for gfx90a (installed with apt-get if missing);
 #      Debian has no hipBLAS, so hip/blas.hip builds its stub there (the kernels are all real)
-#   3. vendor names appear only in hip/common.h and the BLAS translation unit hip/blas.hip
+#   3. the vendor rule of hip/common.h: vendor names only there and in hip/blas.hip, NVIDIA-only paths marked,
+#      GS_WARP for the warp width elsewhere
 #   4. the binaries print --help, refuse a bad flag with one line, and fail cleanly without a GPU
 #   5. train/prune --device gpu: refused by the CPU builds, taken by the GPU builds (hip/build/{train,prune})
 cd "$(dirname "$0")/.."
@@ -48,10 +49,36 @@ if command -v hipcc > /dev/null 2>&1; then
   fi
 fi
 
-# --- 3. one vendor-aware file ----------------------------------------------------------------------
-leaks=$(grep -l -E "cuda[A-Z_]|__CUDA|cublas|__nv_|__shfl_xor_sync|rocm|hipblas" hip/*.h hip/*.hip hip/*.c hip/dev/*.hip hip/dev/*.c hip/dev/*.h 2>/dev/null |
-        grep -v -E "^hip/(common\.h|blas\.hip)$")
-if [ -n "$leaks" ]; then bad "vendor-specific names outside hip/common.h and hip/blas.hip: $leaks"; else echo "ok   vendor names only in hip/common.h and hip/blas.hip"; fi
+# --- 3. the vendor rule (hip/common.h's header states it) ------------------------------------------
+# (1) vendor names and inline assembly only in hip/common.h and hip/blas.hip; (2) elsewhere every `#if` on
+# GS_NVIDIA / GS_HAVE_MMA / GS_HAVE_WGMMA / GS_HAVE_CLUSTER is marked `// NVIDIA-only`; (3) outside those
+# regions the warp width is GS_WARP, never a literal 32 (threadIdx.x / 32, % 32). (4) is step 2 above.
+vendor_rule() {  # FILES...: prints one line per violation
+  for f in "$@"; do
+    case $f in hip/common.h|hip/blas.hip) continue ;; esac
+    grep -n -E "cuda[A-Za-z_]|__CUDA|cublas|__nv_|__shfl|rocm|hipblas|(^|[^a-z_])asm( |\(|$)" "$f" | sed "s|^|$f: vendor name: |"
+    awk -v f="$f" '
+      /^[ \t]*#[ \t]*if/ { nv = $0 ~ /GS_NVIDIA|GS_HAVE_(MMA|WGMMA|CLUSTER)/; st[++d] = nv
+                           if (nv && $0 !~ /\/\/ NVIDIA-only/) print f ":" NR ": unmarked NVIDIA-only #if: " $0; next }
+      /^[ \t]*#[ \t]*el/ { if (d) st[d] = 0; next }
+      /^[ \t]*#[ \t]*endif/ { if (d) d--; next }
+      { inside = 0; for (i = 1; i <= d; i++) if (st[i]) inside = 1
+        if (!inside && $0 ~ /threadIdx\.x *[\/%] *32([^0-9]|$)/) print f ":" NR ": warp width 32 outside NVIDIA-only code: " $0 }' "$f"
+  done
+}
+leaks=$(vendor_rule hip/*.h hip/*.hip hip/*.c hip/dev/*.hip hip/dev/*.c hip/dev/*.h)
+if [ -n "$leaks" ]; then echo "$leaks"; bad "the vendor rule of hip/common.h is broken (above)"
+else echo "ok   vendor rule: names only in hip/common.h and hip/blas.hip, NVIDIA-only paths marked, GS_WARP elsewhere"; fi
+V=/tmp/test_hip_vendor.$$
+mkdir -p $V
+printf '__global__ void k(float *x) { x[0] = __shfl_down(x[0], 1); }\n' > $V/name.h
+printf '#if GS_HAVE_MMA\nint a;\n#endif\n' > $V/mark.h
+printf '#if GS_NVIDIA  // NVIDIA-only: fine here\nint l = threadIdx.x %% 32;\n#else\nint w = threadIdx.x / 32;\n#endif\n' > $V/warp.h
+for c in name mark warp; do
+  if [ -n "$(vendor_rule $V/$c.h)" ]; then echo "ok   vendor rule catches a planted violation ($c)"
+  else bad "the vendor-rule check misses a planted violation ($c: $(cat $V/$c.h | tr '\n' ' '))"; fi
+done
+rm -rf $V
 
 # --- 4. command line without a GPU ------------------------------------------------------------------
 if [ -x hip/build/bench ]; then

@@ -1,15 +1,14 @@
-// hip/dev/adamw.hip — workbench for the optimizer and the pruning masks' sampling (hip/kernels.h):
+// hip/dev/adamw.hip — workbench for the optimizer (hip/adamw.h):
 //   k_adamw over the flat parameter block (per-tensor weight decay and frozen flags by binary search)
 //     against model.h's adamw_update, three steps, gradient scaled (clipping) on the way;
-//   k_sumsq (the gradient norm) against model.h's grad_norm2;
-//   k_hard_concrete against prune.c's masks_from_u (its formula, repeated here: prune.c is a program,
-//     not a header). The mask gradient chain dla = dz · dz/dla is k_mul.
-//   v1 of each: grid-stride, one element per thread per iteration. k_sumsq v2 (kernels.h): four 16-byte loads
+//   k_sumsq (the gradient norm) against model.h's grad_norm2.
+//   v1 of each: grid-stride, one element per thread per iteration. k_sumsq v2 (hip/adamw.h): four 16-byte loads
 //   per thread per pass; v1 is kept below (timing only).
-// Tolerances: fp32 (AdamW: same formula, same order) 1e-6; norms 1e-9 (double); hard-concrete 1e-6.
+// Tolerances: fp32 (AdamW: same formula, same order) 1e-6; norms 1e-9 (double).
 //   build: make hip/build/dev_adamw   run: hip/build/dev_adamw [--no-time]
 #include "hip/dev/bench.h"
-#include "hip/kernels.h"
+#include "hip/adamw.h"
+#include "hip/elementwise.h"
 
 typedef struct {
     float *p, *g, *m, *v;
@@ -40,7 +39,7 @@ static void run_adamw(void *q) {
 
 int main(int argc, char **argv) {
     int timing = !(argc > 1 && strcmp(argv[1], "--no-time") == 0);
-    printf("AdamW / grad norm / hard-concrete workbench on %s\n", GS_VENDOR);
+    printf("AdamW / grad norm workbench on %s\n", GS_VENDOR);
     // --- AdamW: five tensors, decay on some, one frozen
     size_t sizes[] = {1000, 37, 4096, 1, 777}, seg[6] = {0};
     unsigned char flag[5] = {1, 0, 1, 2, 0};
@@ -90,23 +89,6 @@ int main(int argc, char **argv) {
         float fs = (float)s, fr = (float)grad_norm2(graw + off, len);
         check(c ? "gradient sum of squares (odd length, 3 blocks of 64)" : "gradient sum of squares", &fs, &fr, 1, 1e-6);
     }
-    // --- hard-concrete sample
-    size_t nm = 5000;
-    float *la = (float *)mallocCheck(sizeof(float) * nm), *u = (float *)mallocCheck(sizeof(float) * nm);
-    float *z = (float *)mallocCheck(sizeof(float) * nm), *dz = (float *)mallocCheck(sizeof(float) * nm);
-    for (size_t i = 0; i < nm; i++) {
-        la[i] = (float)(-4.6 + 9.2 * rng_uniform(&r));
-        u[i] = (float)(1e-6 + (1 - 2e-6) * rng_uniform(&r));
-        double uu = u[i], sg = 1.0 / (1.0 + exp(-((log(uu) - log1p(-uu) + la[i]) / (2.0 / 3.0)))), zr = sg * 1.2 - 0.1;
-        z[i] = (float)(zr <= 0 ? 0 : zr >= 1 ? 1 : zr);
-        dz[i] = (float)(zr > 0 && zr < 1 ? 1.2 * sg * (1 - sg) / (2.0 / 3.0) : 0);
-    }
-    float *dla = to_dev_f32(la, nm), *du = to_dev_f32(u, nm), *dzz = dev_f32(nm, 1), *ddz = dev_f32(nm, 1);
-    k_hard_concrete<<<8, 256>>>(dzz, ddz, dla, du, nm);
-    hipCheckLaunch();
-    float *gz = from_dev_f32(dzz, nm), *gdz = from_dev_f32(ddz, nm);
-    check("hard-concrete z", gz, z, nm, 1e-6);
-    check("hard-concrete dz/dlog_alpha", gdz, dz, nm, 1e-6);
     if (timing) {  // the Gemma-3-270M parameter block (268M floats) as one tensor with decay
         size_t N = 268098176;
         size_t sg2[2] = {0, N};

@@ -1,11 +1,11 @@
-// hip/dev/embed.hip — workbench for the embedding (hip/kernels.h: k_embed_fwd, k_embed_bwd, TermEmbed)
+// hip/dev/embed.hip — workbench for the embedding (hip/embed.h: k_embed_fwd, k_embed_bwd, TermEmbed)
 // against the loops of model.h's model_forward (x = E[tok]·sqrt(d)·z_hidden) and model_backward (rows of
 // the embedding gradient, the hidden mask's gradient).
 //   v1: grid-stride over N·d; the backward adds rows with fp32 atomics (tokens repeat).
 // Tolerances: fp32 everywhere, inputs bf16-exact: 1e-5 (atomics change only the order of the sums).
 //   build: make hip/build/dev_embed   run: hip/build/dev_embed [--no-time]
 #include "hip/dev/bench.h"
-#include "hip/kernels.h"
+#include "hip/embed.h"
 
 typedef struct {
     float *x, *gE, *dx, *z;

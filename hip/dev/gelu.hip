@@ -1,4 +1,4 @@
-// hip/dev/gelu.hip — workbench for the gated GELU (tanh) with the FFN mask (hip/kernels.h: k_gelu_fwd,
+// hip/dev/gelu.hip — workbench for the gated GELU (tanh) with the FFN mask (hip/gelu.h: k_gelu_fwd,
 // k_gelu_bwd, TermGelu for the mask gradient) against model.h's gelu_tanh / gelu_tanh_grad as
 // model_forward / model_backward use them.
 //   v1: two adjacent channels per thread (32-bit loads of bf16 pairs), grid-stride over N·F/2 with a 64-bit
@@ -9,7 +9,7 @@
 //   bf16-exact inputs and an fp32 gelu) 1e-5.
 //   build: make hip/build/dev_gelu   run: hip/build/dev_gelu [--no-time]
 #include "hip/dev/bench.h"
-#include "hip/kernels.h"
+#include "hip/gelu.h"
 
 typedef struct {
     bf16 *hm, *gu, *dhm, *dgu, *hm2;  // hm2: the backward's rewrite of hm

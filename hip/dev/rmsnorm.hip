@@ -1,4 +1,4 @@
-// hip/dev/rmsnorm.hip — workbench for the d-sized RMSNorm with the pruning masks (hip/kernels.h:
+// hip/dev/rmsnorm.hip — workbench for the d-sized RMSNorm with the pruning masks (hip/rmsnorm.h:
 // k_norm_fwd, k_norm_add_fwd, k_norm_bwd, k_colsum + k_norm_grads_finish) against model.h's
 // rmsnorm_forward / rmsnorm_backward: (1+w) weights, a hidden mask with zeros (statistics over kept
 // dims), a layer gate, the residual add and Gemma 4's layer_scalar.
@@ -14,7 +14,7 @@
 //   nothing is rounded on those paths: only the order of fp32 sums differs).
 //   build: make hip/build/dev_rmsnorm   run: hip/build/dev_rmsnorm [--no-time]
 #include "hip/dev/bench.h"
-#include "hip/kernels.h"
+#include "hip/rmsnorm.h"
 
 typedef struct {
     bf16 *y;

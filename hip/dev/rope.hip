@@ -1,4 +1,4 @@
-// hip/dev/rope.hip — workbench for the per-head RMSNorm fused with RoPE (hip/kernels.h:
+// hip/dev/rope.hip — workbench for the per-head RMSNorm fused with RoPE (hip/rope.h:
 // k_headnorm_rope_fwd / k_headnorm_rope_bwd) against model.h's headnorm_forward + rope_apply and
 // rope_apply(-1) + headnorm_backward. Both RoPE bases (1e4 sliding, 1e6 full with linear scaling x8),
 // Gemma 4's proportional RoPE (frequencies past p·D/2 are 0), a weightless norm (Gemma 4's v).
@@ -10,7 +10,7 @@
 // Tolerances: bf16 outputs 4e-3 (one rounding); fp32 weight gradient 1e-5... (dq input fp32 and exact).
 //   build: make hip/build/dev_rope   run: hip/build/dev_rope [--no-time]
 #include "hip/dev/bench.h"
-#include "hip/kernels.h"
+#include "hip/rope.h"
 
 typedef struct {
     bf16 *out, *qkv, *dqkv;

@@ -24,7 +24,7 @@ for w in $what; do
   check) OMP_NUM_THREADS=1 timeout 300 hip/build/check_step > "$OUT/check.log" 2>&1; echo "check_step rc=$?"
          grep -E "FAIL|worst|loss cpu|check_step" "$OUT/check.log" | head -60 ;;
   dev)   : > "$OUT/dev.log"
-         for d in ${DEV:-attention rmsnorm rope gelu embed xent adamw}; do
+         for d in ${DEV:-attention rmsnorm rope gelu embed xent adamw masks}; do
            timeout 120 hip/build/dev_$d >> "$OUT/dev.log" 2>&1; echo "dev_$d rc=$?"
          done
          grep -E "FAIL|TFLOP|GB/s|passed|FAILED" "$OUT/dev.log" | head -60 ;;

@@ -1,4 +1,4 @@
-// hip/dev/xent.hip — workbench for the fused softcapped cross-entropy (hip/kernels.h: k_xent) against
+// hip/dev/xent.hip — workbench for the fused softcapped cross-entropy (hip/xent.h: k_xent) against
 // the inner loop of model.h's head_forward: s = c·tanh(z/c), loss = logsumexp(s) − s[tgt], gradient
 // (softmax − onehot)·(1 − (s/c)²)/n_valid written over the logits; ignored targets (−1) give 0.
 // The head never holds fp32 logits: the products write CHUNK rows of bf16 logits and this kernel turns
@@ -16,10 +16,10 @@
 // Tolerances: row losses 1e-5 (fp32 on bf16-exact logits); gradients 4e-3 (one bf16 rounding).
 //   build: make hip/build/dev_xent   run: hip/build/dev_xent [--no-time]
 #include "hip/dev/bench.h"
-#include "hip/kernels.h"
+#include "hip/xent.h"
 
 enum { XENT_CL = 8, XENT_NT = 512, XENT_PER = 8 };  // blocks per row, threads per block, 16-byte loads per thread
-#if GS_NVIDIA
+#if GS_NVIDIA  // NVIDIA-only: v2 needs clusters (sm_90+); v1 runs everywhere
 __global__ void GS_CLUSTER(XENT_CL) __launch_bounds__(XENT_NT, 2)
     k_xent_cl(bf16 *logits, int rows, int V, const int *tgt, float cap, float inv_n, float *row_loss, int want_grad) {
     __shared__ float sh[32], part[2], lse_sh;  // part: this block's slice max and its sum of exp(s − max)
@@ -101,7 +101,7 @@ static void run_k(void *p) {
     Args *a = (Args *)p;
     hipCheck(hipMemcpyAsync(a->z, a->z0, sizeof(bf16) * (size_t)a->rows * a->V, hipMemcpyDeviceToDevice));
     if (a->ver == 1) k_xent<<<a->rows, 1024>>>(a->z, a->V, a->tgt, a->cap, a->inv_n, a->loss, 1);
-#if GS_NVIDIA
+#if GS_NVIDIA  // NVIDIA-only: v2; AMD times v1 only
     else {
         static int ncl = 0;
         if (!ncl) ncl = gs_max_clusters((const void *)k_xent_cl, XENT_CL, XENT_NT);
