@@ -443,7 +443,7 @@ static void add_vocab(Gguf *g, const VocabPlan *vp, const Config *c) {
     kv_str(g, "tokenizer.ggml.pre", "default");
     kv_arr(g, "tokenizer.ggml.tokens", GGUF_STRING, (uint64_t)V);
     char pad[32];
-    for (int i = 0; i < V; i++) {  // ids past the tokenizer (Gemma 3: 262208 rows, 262145 tokens) are unused
+    for (int i = 0; i < V; i++) {  // ids past the tokenizer (Gemma 3 4B+: 262208 rows, 262145 tokens) are unused
         if (i < n_src) buf_str(&g->kv, tok_piece(t, (uint32_t)i));
         else snprintf(pad, sizeof pad, "[PAD%d]", i), buf_str(&g->kv, pad);
     }
@@ -498,10 +498,7 @@ static VocabPlan plan_vocab(const char *spec, const char *model_dir, int V) {
     }
     vp.tok = tok_load(spec);
     vp.what = strcmp(spec, "bytes") == 0 ? "bytes" : spec == own ? "tokenizer.json of --model" : spec;
-    if (tok_vocab(vp.tok) > V)
-        fail("--tokenizer %s has %d tokens but the model's vocab_size is %d (a token id past the embedding would "
-             "crash llama.cpp); pass the tokenizer the model was trained with (--tokenizer bytes for the byte-level one)",
-             spec, tok_vocab(vp.tok), V);
+    tok_fit(vp.tok, V, vp.what);  // a token id past the embedding would crash llama.cpp
     vp.what = str_dup(vp.what);
     free(own);
     return vp;

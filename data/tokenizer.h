@@ -33,6 +33,7 @@ typedef struct {
 typedef struct {
     int bpe;                 // 0: byte-level, 1: BPE from tokenizer.json
     uint32_t n;              // vocab size: every id is < n
+    uint32_t n_base;         // one past the largest id in model.vocab: every id from here on is an added token
     uint32_t bos, eos, pad, unk;
     char **piece;            // [n] token text (SPM style, with ▁), NUL-terminated
     uint32_t *plen;          // [n] its length in bytes
@@ -171,6 +172,7 @@ static Tokenizer *tok_load_bytes(void) {
         if (i >= 4 && i < 260) t->byte_id[i - 4] = i;
     }
     t->pad = 0, t->eos = 1, t->bos = 2, t->unk = 3;
+    t->n_base = t->n;
     return t;
 }
 
@@ -254,6 +256,7 @@ static Tokenizer *tok_load_json(const char *spec) {
         if ((uint32_t)e->valueint + 1 > n) n = (uint32_t)e->valueint + 1;
         text += strlen(e->string) + 1;
     }
+    uint32_t n_base = n;
     for (const cJSON *e = added ? added->child : NULL; e; e = e->next) {
         long id = json_int(e, "id", -1, path);
         const char *content = json_str(e, "content", "", path);
@@ -269,6 +272,7 @@ static Tokenizer *tok_load_json(const char *spec) {
     t->bpe = 1;
     t->space_to_meta = space_to_meta;
     tok_alloc(t, n, text);
+    t->n_base = n_base;
     char *a = t->arena;
     for (const cJSON *e = vocab->child; e; e = e->next) {
         uint32_t id = (uint32_t)e->valueint;
@@ -374,6 +378,38 @@ static Tokenizer *tok_load_json(const char *spec) {
 static Tokenizer *tok_load(const char *spec) {
     if (!spec || !*spec || strcmp(spec, "bytes") == 0) return tok_load_bytes();
     return tok_load_json(spec);
+}
+
+// Fits the tokenizer to a model's embedding of V rows. Gemma 3's tokenizer.json has 262,145 ids; the last,
+// <image_soft_token> (262144), is an added token of the multimodal checkpoints, whose embeddings have 262,208
+// rows, while 270M and 1B have 262,144. As llama.cpp's converter does (convert_hf_to_gguf.py,
+// _create_vocab_sentencepiece: "ignore token N: id is out of range"), added tokens past V are dropped, with one
+// line on stderr: their text then encodes as ordinary text, never as an id the model has no row for. A model.vocab
+// token past V means another tokenizer: that fails. `name` names the tokenizer in both messages.
+static void tok_fit(Tokenizer *t, int V, const char *name) {
+    if (V <= 0 || t->n <= (uint32_t)V) return;
+    if (t->n_base > (uint32_t)V) {
+        char added[64] = "";
+        if (t->n > t->n_base) snprintf(added, sizeof added, " in model.vocab (%u with its added tokens)", t->n);
+        fail("tokenizer %s has %u tokens%s but the model's vocab_size is %d (an id past the embedding has no row); "
+             "pass the tokenizer the model was trained with (--tokenizer bytes for the byte-level one)",
+             name, t->n_base, added, V);
+    }
+    uint32_t specials[4] = {t->bos, t->eos, t->pad, t->unk};
+    for (int k = 0; k < 4; k++)
+        if (specials[k] != TOK_NONE && specials[k] >= (uint32_t)V)
+            fail("tokenizer %s: special token %s (id %u) is past the model's vocab_size %d; pass the tokenizer the "
+                 "model was trained with", name, t->piece[specials[k]], specials[k], V);
+    for (int i = 0; i < t->ntrie; i++)
+        if (t->trie[i].id != TOK_NONE && t->trie[i].id >= (uint32_t)V) t->trie[i].id = TOK_NONE;
+    uint32_t drop = t->n - (uint32_t)V;
+    if (drop == 1)
+        fprintf(stderr, "tokenizer %s: ignoring added token %d %s: its id is past the model's vocab_size %d (as "
+                        "llama.cpp's converter does)\n", name, V, t->piece[V], V);
+    else
+        fprintf(stderr, "tokenizer %s: ignoring %u added tokens, ids %d..%u (%s ... %s): past the model's vocab_size "
+                        "%d (as llama.cpp's converter does)\n", name, drop, V, t->n - 1, t->piece[V], t->piece[t->n - 1], V);
+    t->n = (uint32_t)V;
 }
 
 static void tok_free(Tokenizer *t) {

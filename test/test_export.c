@@ -12,7 +12,10 @@
 //          TOL < 0 only reports). Prints worst and mean err, top-1 agreement.
 //   cases GEMMA3_IDS.json OUTDIR        the HF tokenizer fixture's cases as OUTDIR/NN.txt + OUTDIR/NN.ids
 //                                       (ids_special: with <bos>, as HF's tokenizers encodes them)
+//   encode TOKENIZER V TEXTFILE...      one line of ids per file, <bos> first, with the tokenizer fitted to a
+//                                       model of V rows (tok_fit: what export writes and train --generate uses)
 #include "model.h"
+#include "data/tokenizer.h"
 
 static int cmd_random(int argc, char **argv) {
     if (argc < 4) fail("usage: test_export random CONFIG.json OUTDIR [--std S] [--seed N] [--bf16]");
@@ -164,12 +167,31 @@ static int cmd_cases(int argc, char **argv) {
     return 0;
 }
 
+static int cmd_encode(int argc, char **argv) {
+    if (argc < 5) fail("usage: test_export encode TOKENIZER V TEXTFILE...");
+    Tokenizer *t = tok_load(argv[2]);
+    tok_fit(t, atoi(argv[3]), argv[2]);
+    for (int a = 4; a < argc; a++) {
+        size_t n;
+        char *text = read_file(argv[a], &n);
+        uint32_t *ids;
+        size_t k = tok_encode(t, text, n, &ids);
+        printf("%u", tok_bos(t));
+        for (size_t i = 0; i < k; i++) printf(" %u", ids[i]);
+        printf("\n");
+        free(ids), free(text);
+    }
+    tok_free(t);
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    if (argc < 2) fail("usage: test_export random|tokens|compare|cases ...");
+    if (argc < 2) fail("usage: test_export random|tokens|zero-ffn|compare|cases|encode ...");
     if (!strcmp(argv[1], "random")) return cmd_random(argc, argv);
     if (!strcmp(argv[1], "tokens")) return cmd_tokens(argc, argv);
     if (!strcmp(argv[1], "zero-ffn")) return cmd_zero_ffn(argc, argv);
     if (!strcmp(argv[1], "compare")) return cmd_compare(argc, argv);
     if (!strcmp(argv[1], "cases")) return cmd_cases(argc, argv);
+    if (!strcmp(argv[1], "encode")) return cmd_encode(argc, argv);
     fail("test_export: unknown command %s", argv[1]);
 }
