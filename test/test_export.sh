@@ -21,8 +21,10 @@
 #                 (512 positions of real text); on the random fixtures, whose logits are near ties, reported only.
 #   q4_0   reported only.
 #   quantizers    every f16/bf16/q8_0/q4_0 tensor byte-identical to ggml's own conversion of the f32 file's tensor.
+# A row reported without a bound prints as "rep" and is counted apart from the passes.
 # Tokenizers: llama_tokenize on the exported vocabulary equals HF tokenizers' ids (Gemma 3 fixture, 37 cases)
-# and data/tokenize (bytes and Gemma 3) on larger text.
+# and data/tokenize (bytes and Gemma 3) on larger text. Gemma 3's one tokenizer.json with the published embedding
+# sizes (262,144 and 262,208 rows) through export, llama.cpp, train, data/mkshards and profile.
 cd "$(dirname "$0")/.."
 NPM=.deps/npm/node_modules
 BIN=$NPM/@node-llama-cpp/linux-x64/bins/linux-x64
@@ -37,7 +39,10 @@ export OMP_NUM_THREADS=1
 START=$(date +%s)
 section() { echo "--- $1 ($(( $(date +%s) - START ))s)"; }
 
-finish() { echo "test_export.sh: $pass passed, $fail failed ($(( $(date +%s) - START ))s)"; [ $fail -eq 0 ]; exit $?; }
+finish() {
+  echo "test_export.sh: $pass passed, $fail failed, $reported reported without a bound ($(( $(date +%s) - START ))s)"
+  [ $fail -eq 0 ]; exit $?
+}
 
 # --- build: our programs, then test/llama_logits.c against the shipped libllama ---------------------------------
 make --no-print-directory -s export profile test/test_export data/tokenize > "$T/build.log" 2>&1 \
@@ -55,6 +60,11 @@ LL=$T/llama_logits
 X=./test/test_export
 
 # --- helpers ---------------------------------------------------------------------------------------------------
+# verdict NAME LINE: a `test_export compare` line counted as what it is: a pass, a failure, or a number reported
+# without a bound; anything else (compare itself failed) is a failure
+verdict() {
+  case $2 in "ok "*) ok "$1: $2";; info*) report "$1: ${2#info }";; *) bad "$1: ${2:-compare failed}";; esac
+}
 # logits_of MODEL TOKENS OUT_PREFIX TYPE: export + llama.cpp logits -> OUT_PREFIX.TYPE.{gguf,f32}; 0 on success
 logits_of() {
   ./export --model "$1" --out "$3.$4.gguf" --type "$4" --name test --force -q > "$T/export.log" 2>&1 \
@@ -73,7 +83,7 @@ cmp_types() {
     if ! logits_of "$model" "$tok" "$T/m" "$t"; then bad "$name $t: export or llama.cpp failed"; continue; fi
     # shellcheck disable=SC2086
     line=$($X compare "$T/ref.f32" "$T/m.$t.f32" "$V" $b)
-    case $line in FAIL*) bad "$name $t: $line";; *) ok "$name $t: $line";; esac
+    verdict "$name $t" "$line"
     if [ "$t" != f32 ] && [ -f "$T/m.f32.gguf" ]; then
       q=$("$LL" quantcheck "$T/m.f32.gguf" "$T/m.$t.gguf" 2>&1) && ok "$name $t: $q" || bad "$name $t: $q"
     fi
@@ -85,7 +95,7 @@ exact() {
   ./profile logits --model "$T/z" --tokens "$3" --out "$T/ref.f32" > /dev/null || { bad "$1: profile logits"; return; }
   logits_of "$T/z" "$3" "$T/z" f32 || { bad "$1 exact: export or llama.cpp failed"; return; }
   line=$($X compare "$T/ref.f32" "$T/z.f32.f32" "$4" 1e-4)
-  case $line in FAIL*) bad "$1 exact (no MLP): $line";; *) ok "$1 exact (no MLP): $line";; esac
+  verdict "$1 exact (no MLP)" "$line"
 }
 config() {  # config NAME JSON: a config.json for test_export random
   printf '%s\n' "$2" > "$T/$1.json"
@@ -141,7 +151,7 @@ case $line in FAIL*) ok "negative control (attention scale 2% off) is caught: $l
 "$LL" logits "$T/pad.gguf" "$T/tok256.json" "$T/pad.f32" --threads 1 > /dev/null
 logits_of test/fixtures/g3_mqa "$T/tok256.json" "$T/nopad" f32
 line=$($X compare "$T/nopad.f32.f32" "$T/pad.f32" 256 1e-6)
-case $line in FAIL*) bad "FFN padding changes the logits: $line";; *) ok "FFN zero padding 80 -> 128: $line";; esac
+verdict "FFN zero padding 80 -> 128 (unchanged logits)" "$line"
 # quantizer corner cases: zeros, |max| ties, fp16 overflow and underflow
 rm -rf "$T/edge"; $X random "$T/irregular.json" "$T/edge" --edge > /dev/null
 ./export --model "$T/edge" --out "$T/edge.f32.gguf" --type f32 -q > /dev/null
@@ -177,7 +187,8 @@ $X cases test/fixtures/tokenizer/gemma3_ids.json "$T/cases" > /dev/null
 # same_lines NAME FILE_A FILE_B: line-by-line equality of two id listings
 same_lines() {
   n=$(wc -l < "$2"); d=$(paste -d '|' "$2" "$3" | awk -F'|' '$1 != $2' | wc -l)
-  [ "$d" -eq 0 ] && [ "$n" -eq "$(wc -l < "$3")" ] && ok "$1: $n of $n texts alike" || bad "$1: $d of $n texts differ"
+  [ "$n" -gt 0 ] && [ "$d" -eq 0 ] && [ "$n" -eq "$(wc -l < "$3")" ] && ok "$1: $n of $n texts alike" \
+    || bad "$1: $d of $n texts differ ($(wc -l < "$3") lines against $n)"
 }
 texts=""
 for f in NOTES.md model.h export.c "$T"/cases/*.txt; do
@@ -187,19 +198,99 @@ for f in $texts; do data/tokenize -q --bos < "$f"; done > "$T/ours.txt"
 # shellcheck disable=SC2086
 "$LL" tokenize "$T/bytes.gguf" $texts > "$T/llama.txt"
 same_lines "bytes: llama.cpp vs data/tokenize" "$T/ours.txt" "$T/llama.txt"
-if [ -f "$GEMMA3" ]; then
-  config gemma3vocab '{"model_type":"gemma3_text","vocab_size":262208,"hidden_size":32,"intermediate_size":64,"num_hidden_layers":1,"num_attention_heads":2,"num_key_value_heads":1,"head_dim":16,"query_pre_attn_scalar":16,"sliding_window":8,"layer_types":["full_attention"]}'
-  $X random "$T/gemma3vocab.json" "$T/g3v" > /dev/null
-  ./export --model "$T/g3v" --out "$T/g3v.gguf" --type q8_0 --tokenizer "$GEMMA3" -q > /dev/null
-  cat "$T"/cases/*.ids > "$T/hf.txt"
-  "$LL" tokenize "$T/g3v.gguf" --special "$T"/cases/*.txt > "$T/llama.txt"
-  same_lines "gemma3: llama.cpp vs HF tokenizers (fixture cases)" "$T/hf.txt" "$T/llama.txt"
-  for f in NOTES.md model.h export.c; do data/tokenize -q --bos --tokenizer "$GEMMA3" < "$f"; done > "$T/ours.txt"
-  "$LL" tokenize "$T/g3v.gguf" --special NOTES.md model.h export.c > "$T/llama.txt"
-  same_lines "gemma3: llama.cpp vs data/tokenize" "$T/ours.txt" "$T/llama.txt"
-else bad "Gemma 3 tokenizer.json not found at $GEMMA3 (run make deps)"; fi
 
-# --- 5. bad input: one line on stderr, non-zero exit, nothing damaged ----------------------------------------------
+# --- 5. Gemma 3's published pairs: the one tokenizer.json (262,145 ids; the last, <image_soft_token>, is an added
+#        token of the multimodal models) with 262,144 embedding rows (270M, 1B) and with 262,208 (4B and up). Each
+#        through export (q8_0, f16), llama.cpp (load, tokenize, logits, generate), train --generate, data/mkshards,
+#        profile and train; hidden size 32 keeps the 262k-row tables cheap -------------------------------------------
+section "Gemma 3 vocabularies"
+if [ ! -f "$GEMMA3" ]; then bad "Gemma 3 tokenizer.json not found at $GEMMA3 (make deps installs it)"
+else
+  printf 'Once upon a time, <start_of_turn>user\nWhere is the cat?<end_of_turn>\n' > "$T/prompt.txt"
+  printf 'The cat<image_soft_token> sat' > "$T/image.txt"
+  gtexts="$T/prompt.txt"
+  for f in NOTES.md model.h export.c; do  # text holding the dropped token is checked on its own below
+    grep -q '<image_soft_token>' "$f" || gtexts="$gtexts $f"
+  done
+  # shellcheck disable=SC2086
+  for f in $gtexts; do data/tokenize -q --bos --tokenizer "$GEMMA3" < "$f"; done > "$T/gours.txt"
+  cat "$T"/cases/*.ids > "$T/hf.txt"
+  # shards in Gemma tokens: NOTES.md and README.md, a document per heading (the literal <image_soft_token> is
+  # taken out: it would encode to id 262144, which a 262,144-row model refuses with a one-line error)
+  mkdir -p "$T/gtext"
+  for f in NOTES README; do
+    awk '/^#/ || NR == 1 {printf "\036%s\n", $0; next} {print}' $f.md | sed 's/<image_soft_token>//g' > "$T/gtext/$f.txt"
+  done
+  data/mkshards --tokenizer "$GEMMA3" --text "$T/gtext" --out "$T/gshards" > "$T/mkshards.log" 2>&1 \
+    && ok "mkshards with the Gemma 3 tokenizer: $(grep -o 'total .*' "$T/mkshards.log" | tr -s ' ')" \
+    || bad "mkshards with the Gemma 3 tokenizer: $(tail -1 "$T/mkshards.log")"
+  G3S='"model_type":"gemma3_text","hidden_size":32,"intermediate_size":64,"num_hidden_layers":2,"num_attention_heads":2,"num_key_value_heads":1,"head_dim":16,"query_pre_attn_scalar":16,"sliding_window":8,"layer_types":["sliding_attention","full_attention"]'
+  for V in 262144 262208; do
+    g=$T/g$V
+    config g$V "{$G3S,\"vocab_size\":$V}"
+    $X random "$T/g$V.json" "$g" --std 0.1 > /dev/null || { bad "V=$V: random model"; continue; }
+    want=0; [ $V = 262144 ] && want=1  # lines about dropped tokens: <image_soft_token> has no row in 262,144
+    $X tokens $V 1 16 5 "$T/gtok.json"
+    ./profile logits --model "$g" --tokens "$T/gtok.json" --out "$T/gref.f32" > /dev/null || bad "V=$V: profile logits"
+    for t in q8_0 f16; do
+      if ! ./export --model "$g" --out "$g.$t.gguf" --type $t --tokenizer "$GEMMA3" -q > /dev/null 2> "$T/gexp.err"; then
+        bad "V=$V $t: export: $(cat "$T/gexp.err")"; continue
+      fi
+      n=$(grep -c 'ignoring added token 262144 <image_soft_token>' "$T/gexp.err")
+      [ "$n" -eq $want ] && [ "$(wc -l < "$T/gexp.err")" -eq $want ] \
+        && ok "V=$V $t: export with the Gemma 3 tokenizer, $n line(s) about dropped tokens" \
+        || bad "V=$V $t: export printed: $(cat "$T/gexp.err")"
+      # shellcheck disable=SC2086
+      "$LL" tokenize "$g.$t.gguf" --special $gtexts > "$T/gllama.txt"
+      same_lines "V=$V $t: llama.cpp vs data/tokenize" "$T/gours.txt" "$T/gllama.txt"
+      b=-1; [ $t = f16 ] && b=5e-3  # q8_0 on random logits: reported (see the bounds above)
+      if "$LL" logits "$g.$t.gguf" "$T/gtok.json" "$T/g.$t.f32" --threads 1 > /dev/null 2> "$T/ll.log"; then
+        verdict "V=$V $t: logits vs ./profile" "$($X compare "$T/gref.f32" "$T/g.$t.f32" $V $b)"
+      else bad "V=$V $t: llama.cpp logits: $(cat "$T/ll.log")"; fi
+      out=$(node test/llama_generate.mjs "$g.$t.gguf" "Once upon a time" 8 1 2> "$T/gen.err" | tr '\n' ' ')
+      case $out in "Once upon a time"?*) ok "V=$V $t: llama.cpp generates: $out";;
+        *) bad "V=$V $t: llama.cpp did not generate: $out $(tail -3 "$T/gen.err")";; esac
+    done
+    # HF tokenizers' ids (the fixture) on llama.cpp's vocabulary: all of them with 262,208 rows; with 262,144, the
+    # cases HF encodes without id 262144, and every case as the fitted tokenizer encodes it (its text, as text)
+    "$LL" tokenize "$g.q8_0.gguf" --special "$T"/cases/*.txt > "$T/gllama.txt"
+    if [ $V = 262208 ]; then same_lines "V=$V: llama.cpp vs HF tokenizers (fixture cases)" "$T/hf.txt" "$T/gllama.txt"
+    else
+      paste -d '|' "$T/hf.txt" "$T/gllama.txt" | grep -v ' 262144\( \||\)' > "$T/hfkeep.txt"
+      cut -d '|' -f 1 "$T/hfkeep.txt" > "$T/hf1.txt"; cut -d '|' -f 2 "$T/hfkeep.txt" > "$T/ll1.txt"
+      same_lines "V=$V: llama.cpp vs HF tokenizers (fixture cases without id 262144)" "$T/hf1.txt" "$T/ll1.txt"
+      $X encode "$GEMMA3" $V "$T"/cases/*.txt > "$T/gfit.txt" 2> /dev/null
+      same_lines "V=$V: llama.cpp vs the fitted tokenizer (fixture cases, <image_soft_token> as text)" "$T/gfit.txt" "$T/gllama.txt"
+    fi
+    # train --generate fits the tokenizer the same way: its prompt has llama.cpp's token count (less <bos>)
+    np=$(( $("$LL" tokenize "$g.q8_0.gguf" --special "$T/image.txt" | wc -w) - 1 ))
+    if ./train --model "$g" --tokenizer "$GEMMA3" --generate "$(cat "$T/image.txt")" --tokens 4 --temperature 0 \
+         > "$T/gen.out" 2> "$T/gen.err"; then
+      n=$(grep -c 'ignoring added token 262144' "$T/gen.err")
+      grep -q "prompt $np tokens" "$T/gen.err" && [ "$n" -eq $want ] && grep -q '^The cat<image_soft_token> sat' "$T/gen.out" \
+        && ok "V=$V: train --generate, prompt of $np tokens as llama.cpp's, $n line(s) about dropped tokens" \
+        || bad "V=$V: train --generate (want a prompt of $np tokens): $(cat "$T/gen.err" "$T/gen.out" | tr '\n' ' ')"
+    else bad "V=$V: train --generate: $(tail -1 "$T/gen.err")"; fi
+    rm -rf "$T/gtrain"
+    ./train --model "$g" --data "$T/gshards" --out "$T/gtrain" --steps 2 --batch 2 --seq 16 --eval-every 0 \
+      --eval-batches 1 > "$T/gtrain.log" 2>&1 && ok "V=$V: train on Gemma 3 shards: $(grep -o 'step 2/2 | loss [0-9.]*' "$T/gtrain.log")" \
+      || bad "V=$V: train on Gemma 3 shards: $(tail -1 "$T/gtrain.log")"
+  done
+  if ./profile eval --model a="$T/g262144" --model b="$T/g262208" --data "$T/gshards" --out "$T/geval.json" --batch 1 \
+       --seq 16 --batches 2 > "$T/geval.log" 2>&1 && [ "$(grep -c 'mean val loss [0-9]' "$T/geval.log")" -eq 2 ]; then
+    ok "profile eval on Gemma 3 shards, 262144 and 262208 rows: $(grep -o 'mean val loss [0-9.]*' "$T/geval.log" | tr '\n' ' ')"
+  else bad "profile eval on Gemma 3 shards: $(tail -2 "$T/geval.log" | tr '\n' ' ')"; fi
+  # a tokenizer whose own vocabulary (model.vocab, 262,144 tokens) has no room in the model is still refused
+  config g262143 "{$G3S,\"vocab_size\":262143}"
+  $X random "$T/g262143.json" "$T/g262143" > /dev/null
+  expect_error "export: Gemma 3 tokenizer on 262,143 rows" "has 262144 tokens in model.vocab (262145 with its added tokens) but the model's vocab_size is 262143" \
+    ./export --model "$T/g262143" --out "$T/o.gguf" --tokenizer "$GEMMA3"
+  expect_error "train --generate: Gemma 3 tokenizer on 262,143 rows" "vocab_size is 262143" \
+    ./train --model "$T/g262143" --tokenizer "$GEMMA3" --generate "hi" --tokens 1
+  rm -rf "$T"/g26* "$T/gshards" "$T/gtrain"
+fi
+
+# --- 6. bad input: one line on stderr, non-zero exit, nothing damaged ----------------------------------------------
 section "bad input"
 M=$T/irregular
 check_help() { ./export --help | grep -q -- "$1" && ok "--help lists $1" || bad "--help lacks $1"; }
