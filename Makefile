@@ -53,7 +53,7 @@ $(if $(NVCC),$(info [build] nvcc     found   ($(NVCC))),$(info [build] nvcc     
 $(if $(HIPCC),$(info [build] hipcc    found   ($(HIPCC))),$(info [build] hipcc    missing (make deps installs hipcc)))
 
 PROGRAMS = prune train profile export data/tokenize data/mkshards
-HEADERS  = model.h util.h plot.h
+HEADERS  = model.h shape.h util.h plot.h
 
 .PHONY: all deps test bench demo evidence data debug clean check-hip
 all: $(PROGRAMS)
@@ -163,10 +163,10 @@ hip/build/dev_comm: hip/dev/comm.hip hip/dev/bench.h hip/build/comm.o $(HIP_HDR)
 	$(NVCC) $(NVCC_FLAGS) $(if $(GPU_MPI),$(MPI_FLAGS) -DUSE_MPI) -x cu -c $< -o $@.o
 	$(NVCC) $(NVCC_ARCH) -Xcompiler -fopenmp -o $@ $@.o hip/build/comm.o $(GPU_LDLIBS)
 # train (and prune) with --device gpu: the same programs, host side built as below, linked with the GPU path
-hip/build/train: train.c hip/build/gpu.o hip/build/blas.o hip/build/comm.o model.h util.h plot.h data/mixture.h data/shard.h data/tokenizer.h hip/gpu.h hip/comm.h
+hip/build/train: train.c hip/build/gpu.o hip/build/blas.o hip/build/comm.o model.h shape.h util.h plot.h data/mixture.h data/shard.h data/tokenizer.h hip/gpu.h hip/comm.h
 	$(CC) $(GPU_CFLAGS) -DUSE_GPU -c train.c -o hip/build/train.c.o
 	$(NVCC) $(NVCC_ARCH) -o $@ hip/build/train.c.o hip/build/gpu.o hip/build/blas.o hip/build/comm.o $(GPU_LDLIBS)
-hip/build/prune: prune.c hip/build/gpu.o hip/build/blas.o hip/build/comm.o model.h util.h plot.h data/mixture.h data/shard.h hip/gpu.h hip/comm.h
+hip/build/prune: prune.c hip/build/gpu.o hip/build/blas.o hip/build/comm.o model.h shape.h util.h plot.h data/mixture.h data/shard.h hip/gpu.h hip/comm.h
 	$(CC) $(GPU_CFLAGS) -DUSE_GPU -c prune.c -o hip/build/prune.c.o
 	$(NVCC) $(NVCC_ARCH) -o $@ hip/build/prune.c.o hip/build/gpu.o hip/build/blas.o hip/build/comm.o $(GPU_LDLIBS)
 hip/build/bench: hip/bench.c hip/build/gpu.o hip/build/blas.o model.h util.h hip/gpu.h

@@ -6,7 +6,7 @@
 //   3. Ops               (matmul, RMSNorm, RoPE, attention, GELU, cross-entropy; each with its backward)
 //   4. Model             (forward, backward, masks)
 //   5. Checkpoints       (HF directories in and out)
-// Math follows DESIGN.md §2 and transformers' modeling_gemma3.py / modeling_gemma4.py.
+// Math follows transformers' modeling_gemma3.py / modeling_gemma4.py.
 // Standard dimensions: B batch, T sequence, N = B*T tokens, V vocab, d hidden, L layers,
 // H query heads, K kv heads, D head_dim, F intermediate size.
 #pragma once
@@ -398,9 +398,19 @@ typedef struct {
 } PEntry;
 
 // the token tables: the tied embedding, and E2B/E4B's per-layer one
-static inline int is_token_table(const PEntry *e) { return e->kind == T_EMBED || e->kind == T_PLE_EMBED; }
+static inline int kind_is_token_table(int kind) { return kind == T_EMBED || kind == T_PLE_EMBED; }
+static inline int is_token_table(const PEntry *e) { return kind_is_token_table(e->kind); }
 // weight decay (train.c's CPU optimizers, the GPU's AdamW): matrices only, never norms, token tables, frozen
 static inline int param_decays(const PEntry *e) { return !e->is_norm && !is_token_table(e) && !e->frozen; }
+// the hidden matrices: what Muon orthogonalizes (token tables are lookups, not matrices) and what profile memory
+// gives Muon's one momentum
+static inline int param_is_matrix(const PEntry *e) { return e->cols > 1 && !is_token_table(e) && !e->frozen; }
+// RMSNorm weights (and Gemma 4's layer_scalar, a frozen per-layer scale): vectors that are never decayed
+static inline int kind_is_norm(int kind) {
+    return kind == T_IN_NORM || kind == T_Q_NORM || kind == T_K_NORM || kind == T_POST_ATTN_NORM ||
+           kind == T_PRE_FFN_NORM || kind == T_POST_FFN_NORM || kind == T_PLE_NORM || kind == T_LAYER_SCALAR ||
+           kind == T_FINAL_NORM || kind == T_PLE_PROJ_NORM;
+}
 
 typedef struct {
     int n;
@@ -408,9 +418,9 @@ typedef struct {
     size_t total;  // floats
 } ParamTable;
 
-static void table_add(ParamTable *t, int kind, int layer, size_t rows, size_t cols, int is_norm) {
+static void table_add(ParamTable *t, int kind, int layer, size_t rows, size_t cols) {
     PEntry *p = &t->e[t->n++];
-    p->kind = kind, p->layer = layer, p->rows = rows, p->cols = cols, p->is_norm = is_norm;
+    p->kind = kind, p->layer = layer, p->rows = rows, p->cols = cols, p->is_norm = kind_is_norm(kind);
     p->offset = t->total;
     p->frozen = kind == T_LAYER_SCALAR;
     t->total += rows * cols;
@@ -422,40 +432,56 @@ static void table_add(ParamTable *t, int kind, int layer, size_t rows, size_t co
     else snprintf(p->name, sizeof p->name, "model.layers.%d.%s", layer, kind_hf_name[kind]);
 }
 
+// The shape [rows, cols] of tensor `kind` of layer l (l = -1: the model-level tensors) as the Hugging Face
+// file stores it (cols = 1 for vectors); 0 when the config has none: KV-shared layers have no k/v projections
+// and no k norm, K=V full layers no v_proj, Gemma 3 no layer_scalar, models without P no per-layer inputs.
+// Per-layer inputs (E2B/E4B): a token table of L*P, a projection of the embedding, a norm over P.
+static int tensor_dims(const Config *c, int kind, int l, size_t *rows, size_t *cols) {
+    size_t d = (size_t)c->d, H = (size_t)c->H, P = (size_t)c->P, r = 0, k = 1;
+    if (l < 0) {
+        if (kind == T_EMBED) r = (size_t)c->V, k = d;
+        else if (kind == T_FINAL_NORM) r = d;
+        else if (kind == T_PLE_EMBED) r = (size_t)c->Vp, k = (size_t)c->L * P;
+        else if (kind == T_PLE_MODEL_PROJ) r = (size_t)c->L * P, k = d;
+        else if (kind == T_PLE_PROJ_NORM) r = P;
+        *rows = r, *cols = k;
+        return r * k > 0;
+    }
+    size_t D = (size_t)layer_D(c, l), K = (size_t)layer_K(c, l), F = (size_t)layer_F(c, l);
+    int own_kv = !layer_shared(c, l);
+    switch (kind) {
+    case T_WQ: r = H * D, k = d; break;
+    case T_WK: r = own_kv ? K * D : 0, k = d; break;
+    case T_WV: r = own_kv && layer_has_v(c, l) ? K * D : 0, k = d; break;
+    case T_Q_NORM: r = D; break;
+    case T_K_NORM: r = own_kv ? D : 0; break;
+    case T_WO: r = d, k = H * D; break;
+    case T_WGATE: case T_WUP: r = F, k = d; break;
+    case T_WDOWN: r = d, k = F; break;
+    case T_PLE_GATE: r = P, k = d; break;
+    case T_PLE_PROJ: r = P ? d : 0, k = P; break;
+    case T_PLE_NORM: r = P ? d : 0; break;
+    case T_LAYER_SCALAR: r = c->arch == 4; break;
+    default: r = d; break;  // the four d-sized norms
+    }
+    *rows = r, *cols = k;
+    return r * k > 0;
+}
+
+// the model-level tensors before the layers, in file order (the final norm comes after the layers)
+static const int model_kinds_first[4] = {T_EMBED, T_PLE_EMBED, T_PLE_MODEL_PROJ, T_PLE_PROJ_NORM};
+
 static void param_table(const Config *c, ParamTable *t) {
     t->n = 0, t->total = 0;
     t->e = (PEntry *)callocCheck(sizeof(PEntry) * (size_t)(5 + T_NKINDS * c->L));
-    size_t d = (size_t)c->d, H = (size_t)c->H, P = (size_t)c->P, LP = (size_t)c->L * c->P;
-    table_add(t, T_EMBED, -1, (size_t)c->V, d, 0);
-    if (c->P > 0) {  // per-layer inputs: a token table of L*P, a projection of the embedding, a norm over P
-        table_add(t, T_PLE_EMBED, -1, (size_t)c->Vp, LP, 0);
-        table_add(t, T_PLE_MODEL_PROJ, -1, LP, d, 0);
-        table_add(t, T_PLE_PROJ_NORM, -1, P, 1, 1);
-    }
-    for (int l = 0; l < c->L; l++) {
-        size_t D = (size_t)layer_D(c, l), K = (size_t)layer_K(c, l), F = (size_t)layer_F(c, l);
-        int own_kv = !layer_shared(c, l);
-        table_add(t, T_IN_NORM, l, d, 1, 1);
-        table_add(t, T_WQ, l, H * D, d, 0);
-        if (own_kv) table_add(t, T_WK, l, K * D, d, 0);
-        if (own_kv && layer_has_v(c, l)) table_add(t, T_WV, l, K * D, d, 0);
-        table_add(t, T_Q_NORM, l, D, 1, 1);
-        if (own_kv) table_add(t, T_K_NORM, l, D, 1, 1);
-        table_add(t, T_WO, l, d, H * D, 0);
-        table_add(t, T_POST_ATTN_NORM, l, d, 1, 1);
-        table_add(t, T_PRE_FFN_NORM, l, d, 1, 1);
-        table_add(t, T_WGATE, l, F, d, 0);
-        table_add(t, T_WUP, l, F, d, 0);
-        table_add(t, T_WDOWN, l, d, F, 0);
-        table_add(t, T_POST_FFN_NORM, l, d, 1, 1);
-        if (c->P > 0) {
-            table_add(t, T_PLE_GATE, l, P, d, 0);
-            table_add(t, T_PLE_PROJ, l, d, P, 0);
-            table_add(t, T_PLE_NORM, l, d, 1, 1);
-        }
-        if (c->arch == 4) table_add(t, T_LAYER_SCALAR, l, 1, 1, 1);
-    }
-    table_add(t, T_FINAL_NORM, -1, d, 1, 1);
+    size_t r, k;
+    for (int i = 0; i < 4; i++)
+        if (tensor_dims(c, model_kinds_first[i], -1, &r, &k)) table_add(t, model_kinds_first[i], -1, r, k);
+    for (int l = 0; l < c->L; l++)
+        for (int kind = 0; kind < T_NKINDS; kind++)
+            if (tensor_dims(c, kind, l, &r, &k)) table_add(t, kind, l, r, k);
+    tensor_dims(c, T_FINAL_NORM, -1, &r, &k);
+    table_add(t, T_FINAL_NORM, -1, r, k);
 }
 
 // non-embedding parameters (what Sheared-LLaMA targets count) and the total

@@ -1,5 +1,5 @@
 // prune.c — Sheared-LLaMA targeted structured pruning (Xia, Gao, Zeng, Chen, ICLR 2024) for Gemma 3,
-// and the one-shot baselines on the same slicing path. Reads top to bottom as the method (DESIGN.md §4):
+// and the one-shot baselines on the same slicing path. Reads top to bottom as the method:
 //   1. masks            hard-concrete masks, one log_alpha per structure element
 //   2. sampling         z = clamp01(sigmoid((ln u − ln(1−u) + log_alpha)/β)·(r − l) + l)
 //   3. expected sizes   keep probabilities, expected sparsity per row, GQA-aware parameter count
@@ -7,21 +7,23 @@
 //   5. step             CE + Lagrangian: weights and masks descend, λ ascends (AdamW, clip, cosine)
 //   6. deterministic    exactly the target count per row; layers under the sliding/full constraint
 //   7. fold             each kept soft value into the weights, once
-//   8. slice            drop zero rows/columns and removed layers; HF directory, report, survivor map
+//   8. slice            the survivors as index lists, shape.h's slicer; HF directory, report, survivor map
 //   9. baselines        magnitude, activation (Minitron), wanda, bi (ShortGPT), drop-full
 //  10. checkpoints      masks, λ, weights, optimizer and data cursor; exact resume
 //  11. targets and main
-// Constants and formulas are the published code's (llmshearing/models/l0_module.py; line numbers in
-// shared/reference/sheared-llama-and-peers.md). Where Gemma differs (GQA, head_dim != d/H, (1+w) norms,
-// post-norms, the tied embedding and its sqrt(d) scale, sliding/full layers) the comment says so.
+// Constants and formulas are the published code's (princeton-nlp/LLM-Shearing, llmshearing/models/l0_module.py);
+// which structure owns which rows and columns, the parameter count and the layer rule are shape.h's. Where
+// Gemma differs (GQA, head_dim != d/H, (1+w) norms, post-norms, the tied embedding and its sqrt(d) scale,
+// sliding/full layers) the comment says so.
 // Gemma 4 (dense text): full-attention layers have their own head_dim Dg and kv heads Kg (and, with
 // attention_k_eq_v, no v_proj), so every per-layer count goes through layer_K / layer_D / layer_has_v;
 // its norms scale by w (not 1 + w), the last kept layer must be full attention, and a dropped layer's
 // layer_scalar (which still scaled the residual stream in the masked model) is carried into the next
 // kept layer (section 7). Gemma 4 E2B/E4B (per-layer inputs, KV-shared layers, double-wide FFNs) prune their
 // query heads and FFN channels only: layers, hidden dims and kv heads stay whole, so the per-layer input slices,
-// the shared layers' K/V sources and the 2F FFNs stay consistent (check_target says so).
+// the shared layers' K/V sources and the 2F FFNs stay consistent (shape.h's check_target says so).
 #include "model.h"
+#include "shape.h"
 #include "data/mixture.h"
 #include "plot.h"
 #ifdef USE_GPU
@@ -42,32 +44,9 @@
 #define LA_MAX 4.605170185988091     // ln 100
 #define HC_MAGIC 0.8                 // the deterministic mask's extra temperature ("magical_number")
 
-enum { M_LAYER, M_GROUP, M_SLOT, M_FFN, M_HIDDEN, M_N };
-static const char *mask_name[M_N] = {"layer", "kv_group", "query_slot", "ffn", "hidden"};
-
-// The target shape: the same in every layer of a type. Kg: kv heads of Gemma 4's full-attention layers
-// (0 in a literal: derived by shape_fix; Gemma 3: = K). head_dim (and Gemma 4's global one) is not pruned.
-typedef struct {
-    int d, F, L, H, K, D, Kg;
-} Shape;
-
-static Shape shape_of(const Config *c) { return (Shape){c->d, c->F, c->L, c->H, c->K, c->D, c->Kg}; }
-
-// Gemma 3: Kg = K. Gemma 4 without a given Kg: the source's Kg/K ratio, rounded down to a divisor of H
-// (= K when the source's full layers share K, as transformers has it without attention_k_eq_v).
-static void shape_fix(const Config *c, Shape *t) {
-    if (c->arch == 3 || c->Kg == c->K) { t->Kg = t->K; return; }
-    if (t->Kg > 0) return;
-    int kg = (int)((long)c->Kg * t->K / c->K);
-    if (kg < 1) kg = 1;
-    while (kg > 1 && t->H % kg) kg--;
-    t->Kg = kg;
-}
-static inline int target_K(const Config *c, const Shape *t, int l) { return c->arch == 4 && c->full[l] ? t->Kg : t->K; }
-
 typedef struct {
     int rows;                // 1 for layer and hidden, L for the per-layer masks
-    int len[MAX_LAYERS];     // elements per row: L | K_l | H/K_l | F | d
+    int len[MAX_LAYERS];     // elements per row: L | K_l | H/K_l | F_l | d (shape.h's struct_len)
     size_t off[MAX_LAYERS];  // offset of each row from the mask's base
     size_t base, n;          // the mask's offset in the flat arrays, its element count
     int keep[MAX_LAYERS];    // target survivors per row
@@ -99,21 +78,16 @@ static void mask_shape(Masks *M, int m, int rows, const int *len, const int *kee
     M->n += s->n;
 }
 
-// Mask shapes and targets from the source config and the target shape; log_alpha = 5 + N(0, 0.01²), λ = 0.
+// Mask shapes and targets from the source config and the target shape (shape.h's structures);
+// log_alpha = 5 + N(0, 0.01²), λ = 0.
 static void masks_init(Masks *M, const Config *c, const Shape *t, uint64_t seed) {
     memset(M, 0, sizeof *M);
     M->L = c->L, M->H = c->H;
     int len[MAX_LAYERS], keep[MAX_LAYERS];
-    len[0] = c->L, keep[0] = t->L;
-    mask_shape(M, M_LAYER, 1, len, keep);
-    for (int l = 0; l < c->L; l++) len[l] = layer_K(c, l), keep[l] = target_K(c, t, l);
-    mask_shape(M, M_GROUP, c->L, len, keep);
-    for (int l = 0; l < c->L; l++) len[l] = c->H / layer_K(c, l), keep[l] = t->H / target_K(c, t, l);
-    mask_shape(M, M_SLOT, c->L, len, keep);
-    for (int l = 0; l < c->L; l++) len[l] = layer_F(c, l), keep[l] = t->F * (layer_F(c, l) / c->F);  // E2B: 2F rows
-    mask_shape(M, M_FFN, c->L, len, keep);
-    len[0] = c->d, keep[0] = t->d;
-    mask_shape(M, M_HIDDEN, 1, len, keep);
+    for (int m = 0; m < M_N; m++) {
+        for (int r = 0; r < struct_rows(c, m); r++) len[r] = struct_len(c, m, r), keep[r] = struct_target(c, t, m, r);
+        mask_shape(M, m, struct_rows(c, m), len, keep);
+    }
     float **arrays[] = {&M->la, &M->dla, &M->u, &M->z, &M->dzdla, &M->dz, &M->kp};
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) *arrays[i] = (float *)callocCheck(sizeof(float) * M->n);
     M->zh = (float *)callocCheck(sizeof(float) * (size_t)c->L * c->H);
@@ -203,25 +177,17 @@ static double row_sum(const Masks *M, const float *arr, int m, int r) {
     return s;
 }
 
-// Non-embedding parameters of the model the masks describe, GQA-aware and with D (not d/H). `keep` holds
-// one value per mask element: keep probabilities give the expected count, 0/1 the count of a slice.
-// Per layer: query head 2·D·d (q rows, o columns), kv group (2 or, for K=V, 1)·D·d, FFN channel 3·d,
-// four d-sized norms, q/k norms 2·D (+ Gemma 4's layer_scalar); plus the final norm. E2B/E4B: KV-shared
-// layers have no k/v projections and no k norm; every layer has a per-layer input (gate P·d, projection
-// d·P, norm d) and the model the projection of the embedding (L·P·d) and its norm (P). The expected count
-// multiplies independent keep probabilities (layer · d · heads = layer · d · groups · slots).
+// Non-embedding parameters of the model the masks describe (shape.h's counter). `keep` holds one value per
+// mask element: keep probabilities give the expected count, 0/1 the count of a slice.
 static double params_from_keep(const Config *c, const Masks *M, const float *keep) {
-    double Ed = row_sum(M, keep, M_HIDDEN, 0), P = c->P, n = Ed + (P ? Ed * c->L * P + P : 0);
-    const float *kl = MROW(M, keep, M_LAYER, 0);
+    Kept k;
+    memset(&k, 0, sizeof k);
+    k.hidden = row_sum(M, keep, M_HIDDEN, 0);
     for (int l = 0; l < c->L; l++) {
-        double D = layer_D(c, l), Eg = row_sum(M, keep, M_GROUP, l), Es = row_sum(M, keep, M_SLOT, l);
-        int own = !layer_shared(c, l);
-        double Ef = row_sum(M, keep, M_FFN, l), kv = own ? (layer_has_v(c, l) ? 2 : 1) : 0;
-        double per = Ed * (2 * D * Eg * Es + kv * D * Eg + 3 * Ef + 4 + (P ? 2 * P + 1 : 0)) + (own ? 2 : 1) * D +
-                     (c->arch == 4 ? 1 : 0);
-        n += kl[l] * per;
+        k.layer[l] = MROW(M, keep, M_LAYER, 0)[l];
+        k.group[l] = row_sum(M, keep, M_GROUP, l), k.slot[l] = row_sum(M, keep, M_SLOT, l), k.ffn[l] = row_sum(M, keep, M_FFN, l);
     }
-    return n;
+    return params_kept(c, &k, 0);
 }
 
 // ================================================================================================
@@ -399,54 +365,6 @@ static void row_keep_top(const float *score, const float *value, int len, int ke
     free(r);
 }
 
-// Choose n of the L layers with the largest summed score such that the kept sequence has a full-attention
-// layer in every run of N consecutive layers (N <= 0: no window rule), with need_full at least one, and
-// with last_full (Gemma 4) a full-attention layer last. Dynamic programming over (layers seen, taken,
-// sliding layers since the last full one, any full yet). Returns 0 when no choice satisfies the rules.
-static int choose_layers(const float *score, const int *full, int L, int n, int N, int need_full, int last_full, int *take) {
-    if (last_full && N <= 0) N = n + 1;  // track the trailing sliding run without limiting it
-    int J = N > 0 ? (N < n + 1 ? N : n + 1) : 1;  // j = trailing sliding run, kept <= N-1 (and <= n)
-    size_t S = (size_t)(n + 1) * J * 2;
-#define ST(k, j, f) (((size_t)(k) * J + (j)) * 2 + (f))
-    double *val = (double *)mallocCheck(sizeof(double) * S * (L + 1));
-    int *par = (int *)mallocCheck(sizeof(int) * S * (L + 1));  // previous state * 2 + took
-    for (size_t s = 0; s < S * (L + 1); s++) val[s] = -INFINITY;
-    val[ST(0, 0, 0)] = 0;
-    for (int i = 0; i < L; i++) {
-        double *v0 = val + S * i, *v1 = val + S * (i + 1);
-        int *p1 = par + S * (i + 1);
-        for (int k = 0; k <= n; k++)
-            for (int j = 0; j < J; j++)
-                for (int f = 0; f < 2; f++) {
-                    size_t s = ST(k, j, f);
-                    if (v0[s] == -INFINITY) continue;
-                    if (v0[s] > v1[s]) v1[s] = v0[s], p1[s] = (int)(s * 2);  // skip layer i
-                    if (k == n) continue;
-                    int nj = full[i] ? 0 : (N > 0 ? j + 1 : 0), nf = full[i] ? 1 : f;
-                    if (nj >= J) continue;  // N sliding layers in a row
-                    size_t t = ST(k + 1, nj, nf);
-                    double v = v0[s] + score[i];
-                    if (v > v1[t]) v1[t] = v, p1[t] = (int)(s * 2 + 1);
-                }
-    }
-    size_t best = (size_t)-1;
-    for (int j = 0; j < (last_full ? 1 : J); j++)  // last_full: no sliding layer after the last full one
-        for (int f = need_full || last_full ? 1 : 0; f < 2; f++) {
-            size_t s = ST(n, j, f);
-            if (val[S * L + s] > -INFINITY && (best == (size_t)-1 || val[S * L + s] > val[S * L + best])) best = s;
-        }
-    int ok = best != (size_t)-1;
-    for (int i = L; ok && i > 0; i--) {
-        int p = par[S * i + best];
-        take[i - 1] = p & 1;
-        best = (size_t)(p >> 1);
-    }
-#undef ST
-    free(val);
-    free(par);
-    return ok;
-}
-
 // The final masks: every row keeps exactly its target count of highest scores, at `value` (NULL: 1).
 // The layer row honours the sliding/full constraint (drop_full: exactly the sliding layers survive).
 static void deterministic_masks(const Config *c, Masks *M, const float *score, const float *value, int full_every,
@@ -459,11 +377,12 @@ static void deterministic_masks(const Config *c, Masks *M, const float *score, c
                 row_keep_top(sc, va, M->s[m].len[r], M->s[m].keep[r], z);
                 continue;
             }
-            int take[MAX_LAYERS], nfull = 0;
-            for (int l = 0; l < c->L; l++) nfull += c->full[l];
+            int take[MAX_LAYERS];
+            double sd[MAX_LAYERS];
+            for (int l = 0; l < c->L; l++) sd[l] = sc[l];
             if (drop_full)
                 for (int l = 0; l < c->L; l++) take[l] = !c->full[l];
-            else if (!choose_layers(sc, c->full, c->L, M->s[m].keep[0], full_every, nfull > 0, c->arch == 4, take))
+            else if (!choose_layers(c, sd, M->s[m].keep[0], full_every, take))
                 fail("internal: no layer choice satisfies the sliding/full constraint (checked at start)");
             for (int l = 0; l < c->L; l++) z[l] = take[l] ? (va ? va[l] : 1.0f) : 0.0f;
         }
@@ -545,17 +464,8 @@ static void fold_masks(const Config *c, Params *p, const Masks *M, double a) {
 }
 
 // ================================================================================================
-// 8. Slice: the surviving structure as index lists (from the nonzero deterministic z), then gather.
+// 8. Slice: the surviving structure as index lists (from the nonzero deterministic z), then shape.h's slicer.
 // ================================================================================================
-
-typedef struct {
-    int L, layer[MAX_LAYERS];  // kept layers, source indices in order
-    int K, G, H, F, d;         // per kept layer (the same in every one; K, G: of the sliding layers)
-    int Kg, Gg;                // Gemma 4's full layers (Gemma 3: = K, G)
-    int *group, *slot, *head;  // [L][K], [L][G], [L][H] source kv groups, query slots, query heads
-    int *ffn;                  // [L][F]
-    int *hid;                  // [d]
-} Survivors;
 
 static int nonzero_indices(const float *z, int n, int *idx) {
     int k = 0;
@@ -566,13 +476,9 @@ static int nonzero_indices(const float *z, int n, int *idx) {
 
 static Survivors survivors_of(const Config *c, const Masks *M) {
     Survivors sv;
-    memset(&sv, 0, sizeof sv);
+    survivors_alloc(c, &sv);
     sv.L = nonzero_indices(MROW(M, M->z, M_LAYER, 0), c->L, sv.layer);
-    sv.hid = (int *)mallocCheck(sizeof(int) * (size_t)c->d);
     sv.d = nonzero_indices(MROW(M, M->z, M_HIDDEN, 0), c->d, sv.hid);
-    size_t L = (size_t)(sv.L ? sv.L : 1);
-    sv.group = (int *)mallocCheck(sizeof(int) * L * c->H), sv.slot = (int *)mallocCheck(sizeof(int) * L * c->H);
-    sv.head = (int *)mallocCheck(sizeof(int) * L * c->H), sv.ffn = (int *)mallocCheck(sizeof(int) * L * max_F(c));
     int seen[2] = {0, 0};  // a kept layer of each attention type (Gemma 4's full layers have their own K)
     for (int k = 0; k < sv.L; k++) {
         int l = sv.layer[k], K = layer_K(c, l), G = c->H / K, type = c->arch == 4 && c->full[l];
@@ -595,74 +501,6 @@ static Survivors survivors_of(const Config *c, const Masks *M) {
     return sv;
 }
 
-static void survivors_free(Survivors *sv) { free(sv->group), free(sv->slot), free(sv->head), free(sv->ffn), free(sv->hid); }
-
-// dst[nr, nc] = src[ri, ci] (ri NULL: rows 0..nr-1)
-static void gather(float *dst, const float *src, size_t src_cols, const int *ri, int nr, const int *ci, int nc) {
-    for (int r = 0; r < nr; r++) {
-        const float *s = src + (size_t)(ri ? ri[r] : r) * src_cols;
-        for (int k = 0; k < nc; k++) dst[(size_t)r * nc + k] = s[ci[k]];
-    }
-}
-
-// row lists of a projection: `idx` blocks of D rows each
-static void expand_rows(const int *idx, int n, int D, int *rows) {
-    for (int a = 0; a < n; a++)
-        for (int e = 0; e < D; e++) rows[a * D + e] = idx[a] * D + e;
-}
-
-// the sliced model from folded source weights p
-static void slice_model(const Config *c, const Params *p, const Survivors *sv, int out_dtype, Model *out) {
-    memset(out, 0, sizeof *out);
-    Config *t = &out->c;
-    *t = *c;
-    t->d = sv->d, t->F = sv->F, t->L = sv->L, t->H = sv->H, t->K = sv->K, t->Kg = sv->Kg;
-    for (int k = 0; k < sv->L; k++) t->full[k] = c->full[sv->layer[k]];
-    t->scale_dtype = out_dtype;
-    model_init_layout(out);
-    model_masks_changed(out);
-    int maxD = c->D > c->Dg ? c->D : c->Dg;
-    if (c->P > maxD) maxD = c->P;  // `all` also indexes E2B's per-layer input width
-    int *rows = (int *)mallocCheck(sizeof(int) * (size_t)c->H * maxD), *all = (int *)mallocCheck(sizeof(int) * (size_t)maxD);
-    for (int e = 0; e < maxD; e++) all[e] = e;
-    gather(out->p.embed, p->embed, c->d, NULL, c->V, sv->hid, sv->d);
-    gather(out->p.final_norm, p->final_norm, 1, sv->hid, sv->d, all, 1);
-    for (int k = 0; k < sv->L; k++) {
-        int l = sv->layer[k], D = layer_D(c, l), K = c->arch == 4 && c->full[l] ? sv->Kg : sv->K;
-        const LayerParams *s = &p->layer[l];
-        LayerParams *o = &out->p.layer[k];
-        const int *g = sv->group + (size_t)k * c->H, *h = sv->head + (size_t)k * c->H, *f = sv->ffn + (size_t)k * max_F(c);
-        int wide = layer_F(c, l) / c->F, own = !layer_shared(c, l);
-        float *norms_o[] = {o->in_norm, o->post_attn_norm, o->pre_ffn_norm, o->post_ffn_norm};
-        const float *norms_s[] = {s->in_norm, s->post_attn_norm, s->pre_ffn_norm, s->post_ffn_norm};
-        for (int n = 0; n < 4; n++) gather(norms_o[n], norms_s[n], 1, sv->hid, sv->d, all, 1);
-        memcpy(o->q_norm, s->q_norm, sizeof(float) * D);
-        if (own) memcpy(o->k_norm, s->k_norm, sizeof(float) * D);  // E2B's KV-shared layers have none
-        expand_rows(h, sv->H, D, rows);
-        gather(o->wq, s->wq, c->d, rows, sv->H * D, sv->hid, sv->d);
-        gather(o->wo, s->wo, (size_t)c->H * D, sv->hid, sv->d, rows, sv->H * D);
-        expand_rows(g, K, D, rows);
-        if (own) gather(o->wk, s->wk, c->d, rows, K * D, sv->hid, sv->d);
-        if (own && layer_has_v(c, l)) gather(o->wv, s->wv, c->d, rows, K * D, sv->hid, sv->d);
-        if (c->arch == 4) o->layer_scalar[0] = s->layer_scalar[0];  // folded (section 7)
-        gather(o->wgate, s->wgate, c->d, f, wide * sv->F, sv->hid, sv->d);
-        gather(o->wup, s->wup, c->d, f, wide * sv->F, sv->hid, sv->d);
-        gather(o->wdown, s->wdown, layer_F(c, l), sv->hid, sv->d, f, wide * sv->F);
-        if (c->P) {  // E2B/E4B per-layer input: its d-sized sides follow the kept hidden dims
-            gather(o->ple_gate, s->ple_gate, c->d, NULL, c->P, sv->hid, sv->d);
-            gather(o->ple_proj, s->ple_proj, c->P, sv->hid, sv->d, all, c->P);
-            gather(o->ple_norm, s->ple_norm, 1, sv->hid, sv->d, all, 1);
-        }
-    }
-    if (c->P) {  // the model's per-layer input tables: the token table whole, the projection's columns
-        memcpy(out->p.ple_embed, p->ple_embed, sizeof(float) * (size_t)c->Vp * c->L * c->P);
-        gather(out->p.ple_mproj, p->ple_mproj, c->d, NULL, c->L * c->P, sv->hid, sv->d);
-        memcpy(out->p.ple_pnorm, p->ple_pnorm, sizeof(float) * (size_t)c->P);
-    }
-    free(rows);
-    free(all);
-}
-
 // Deterministic z in M → the sliced model: fold a copy of the weights, then gather.
 static void fold_and_slice(const Model *m, const Masks *M, int out_dtype, Model *out, Survivors *sv_out) {
     Survivors sv = survivors_of(&m->c, M);
@@ -671,7 +509,7 @@ static void fold_and_slice(const Model *m, const Masks *M, int out_dtype, Model 
     memcpy(w, m->w, sizeof(float) * m->tab.total);
     Params p = params_carve(&m->c, &m->tab, w);
     fold_masks(&m->c, &p, M, a);
-    slice_model(&m->c, &p, &sv, out_dtype, out);
+    slice_model(&m->c, &m->tab, w, &sv, out_dtype, out);
     free(p.layer);
     free(w);
     *sv_out = sv;
@@ -679,57 +517,16 @@ static void fold_and_slice(const Model *m, const Masks *M, int out_dtype, Model 
 
 // --- what survived: prune_report.json and the survivor map ------------------------------------------
 
-static cJSON *json_int_list(const int *v, int n) {
-    cJSON *a = cJSON_CreateArray();
-    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
-    return a;
-}
-
-static cJSON *shape_json(const Shape *s, int arch) {
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddNumberToObject(j, "hidden_size", s->d);
-    cJSON_AddNumberToObject(j, "intermediate_size", s->F);
-    cJSON_AddNumberToObject(j, "num_hidden_layers", s->L);
-    cJSON_AddNumberToObject(j, "num_attention_heads", s->H);
-    cJSON_AddNumberToObject(j, "num_key_value_heads", s->K);
-    cJSON_AddNumberToObject(j, "head_dim", s->D);
-    if (arch == 4) cJSON_AddNumberToObject(j, "num_global_key_value_heads", s->Kg);
-    return j;
-}
-
 // the report's fixed part (shared format: train.c's variant B and profile.c read it); `extra` is added as is
 static cJSON *report_json(const char *method, const char *source, const Config *src, const Model *out,
                           const Survivors *sv, cJSON *extra) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "method", method);
     cJSON_AddStringToObject(j, "source", source);
-    Shape ss = shape_of(src), ts = shape_of(&out->c);
-    cJSON_AddItemToObject(j, "source_shape", shape_json(&ss, src->arch));
-    cJSON_AddItemToObject(j, "target_shape", shape_json(&ts, src->arch));
-    cJSON_AddItemToObject(j, "layers", json_int_list(sv->layer, sv->L));
-    const char *lists[] = {"kv_heads", "query_slots", "query_heads", "ffn"};
-    for (int q = 0; q < 4; q++) {
-        cJSON *a = cJSON_AddArrayToObject(j, lists[q]);
-        for (int k = 0; k < sv->L; k++) {
-            const int *v[] = {sv->group + (size_t)k * src->H, sv->slot + (size_t)k * src->H, sv->head + (size_t)k * src->H,
-                              sv->ffn + (size_t)k * max_F(src)};
-            int l = sv->layer[k], full = src->arch == 4 && src->full[l];
-            int n[] = {full ? sv->Kg : sv->K, full ? sv->Gg : sv->G, sv->H, sv->F * (layer_F(src, l) / src->F)};
-            int *sorted = (int *)mallocCheck(sizeof(int) * (size_t)(n[q] ? n[q] : 1));
-            memcpy(sorted, v[q], sizeof(int) * (size_t)n[q]);
-            for (int x = 1; x < n[q]; x++)  // query heads come group-major, which is already ascending
-                for (int y = x; y > 0 && sorted[y - 1] > sorted[y]; y--) { int tmp = sorted[y]; sorted[y] = sorted[y - 1]; sorted[y - 1] = tmp; }
-            cJSON_AddItemToArray(a, json_int_list(sorted, n[q]));
-            free(sorted);
-        }
-    }
-    cJSON_AddItemToObject(j, "hidden", json_int_list(sv->hid, sv->d));
-    cJSON *lt = cJSON_AddArrayToObject(j, "layer_types");
-    for (int k = 0; k < sv->L; k++)
-        cJSON_AddItemToArray(lt, cJSON_CreateString(out->c.full[k] ? "full_attention" : "sliding_attention"));
+    survivors_to_json(j, src, sv);
     cJSON *pj = cJSON_AddObjectToObject(j, "params");
     cJSON_AddNumberToObject(pj, "non_embedding", (double)count_params(&out->c, 0));
-    cJSON_AddNumberToObject(pj, "embedding", (double)out->c.V * out->c.d);
+    cJSON_AddNumberToObject(pj, "embedding", (double)(count_params(&out->c, 1) - count_params(&out->c, 0)));  // both token tables
     cJSON_AddNumberToObject(pj, "total", (double)count_params(&out->c, 1));
     cJSON_AddNumberToObject(pj, "source_non_embedding", (double)count_params(src, 0));
     cJSON_AddNumberToObject(pj, "source_total", (double)count_params(src, 1));
@@ -1240,105 +1037,6 @@ typedef struct {
     double lr, mask_lr, lambda_lr, warmup_frac, lr_floor, lag_warmup, clip;
 } Settings;
 
-static int count_full(const Config *c) {
-    int n = 0;
-    for (int l = 0; l < c->L; l++) n += c->full[l];
-    return n;
-}
-
-// default N of the sliding/full rule: the longest run of sliding layers + 1 (Gemma 3's 5:1 pattern -> 6),
-// so the source itself satisfies it; 0 (no rule) when the source has no full-attention layer
-static int default_full_every(const Config *c) {
-    int run = 0, longest = 0;
-    for (int l = 0; l < c->L; l++) run = c->full[l] ? 0 : run + 1, longest = run > longest ? run : longest;
-    return count_full(c) ? longest + 1 : 0;
-}
-
-// the rules every target obeys; fails with one line naming the field
-static void check_target(const Config *c, const Shape *t, int full_every, int drop_full, const char *src) {
-    const char *keys[] = {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads"};
-    int tv[] = {t->d, t->F, t->L, t->H, t->K}, sv[] = {c->d, c->F, c->L, c->H, c->K};
-    for (int i = 0; i < 5; i++) {
-        if (tv[i] < 1) fail("%s: %s = %d must be at least 1", src, keys[i], tv[i]);
-        if (tv[i] > sv[i]) fail("%s: %s = %d is more than the source's %d; pruning only removes", src, keys[i], tv[i], sv[i]);
-    }
-    if (t->D != c->D) fail("%s: head_dim = %d but the source has %d; head_dim is not pruned (drop the key)", src, t->D, c->D);
-    if (has_e2b_extras(c) && (t->L != c->L || t->d != c->d || t->K != c->K || t->Kg != c->Kg))
-        fail("%s: Gemma 4 E2B/E4B prunes query heads and FFN channels only (per-layer inputs and KV-shared layers stay "
-             "whole): keep num_hidden_layers %d, hidden_size %d and the kv heads (%d, full layers %d)", src, c->L, c->d,
-             c->K, c->Kg);
-    if (c->arch == 4 && c->Kg != c->K) {  // Gemma 4's full layers: their own kv heads
-        if (t->Kg < 1 || t->Kg > c->Kg)
-            fail("%s: num_global_key_value_heads = %d must be in [1, %d] (the source's)", src, t->Kg, c->Kg);
-        if (t->H % t->Kg || t->H / t->Kg > c->H / c->Kg)
-            fail("%s: num_attention_heads %d must be a multiple of num_global_key_value_heads %d with at most %d query "
-                 "heads per kv head on full layers", src, t->H, t->Kg, c->H / c->Kg);
-    } else if (t->Kg != t->K)
-        fail("%s: num_global_key_value_heads %d differs from num_key_value_heads %d, but the source's full layers share "
-             "the sliding layers' kv heads", src, t->Kg, t->K);
-    if (t->H % t->K)
-        fail("%s: num_attention_heads %d is not a multiple of num_key_value_heads %d; heads must divide into kv groups", src,
-             t->H, t->K);
-    if (t->H / t->K > c->H / c->K)
-        fail("%s: %d query heads per kv head, but the source has only %d; choose num_attention_heads <= %d x "
-             "num_key_value_heads", src, t->H / t->K, c->H / c->K, c->H / c->K);
-    if (t->d % t->H) {
-        int lo = t->d / t->H * t->H, hi = lo + t->H;
-        fail("%s: hidden_size %d is not divisible by num_attention_heads %d, which transformers' Gemma3TextConfig "
-             "refuses; use %d or %d", src, t->d, t->H, lo > 0 ? lo : hi, hi <= c->d ? hi : lo);
-    }
-    int nfull = count_full(c), take[MAX_LAYERS];
-    if (drop_full) {
-        if (t->L != c->L - nfull)
-            fail("%s: drop-full keeps the %d sliding layers, but num_hidden_layers is %d; leave the key out", src,
-                 c->L - nfull, t->L);
-        return;
-    }
-    float ones[MAX_LAYERS];
-    for (int l = 0; l < c->L; l++) ones[l] = 1;
-    if (!choose_layers(ones, c->full, c->L, t->L, full_every, nfull > 0, c->arch == 4, take))
-        fail("%s: %d layers cannot keep a full-attention layer in every %d consecutive layers%s (the source has %d full "
-             "layers); use more layers or --full-every 0", src, t->L, full_every,
-             c->arch == 4 ? " and end with one, as Gemma 4 must," : "", nfull);
-}
-
-static Shape target_from_json(const Config *c, const char *path) {
-    cJSON *root = json_read(path);
-    const cJSON *j = json_get(root, "text_config") ? json_get(root, "text_config") : root;
-    if (!cJSON_IsObject(j)) fail("%s: expected a JSON object like a config.json", path);
-    Shape t;
-    t.d = (int)json_int(j, "hidden_size", c->d, path);
-    t.F = (int)json_int(j, "intermediate_size", c->F, path);
-    t.L = (int)json_int(j, "num_hidden_layers", c->L, path);
-    t.H = (int)json_int(j, "num_attention_heads", c->H, path);
-    t.K = (int)json_int(j, "num_key_value_heads", c->K, path);
-    t.D = (int)json_int(j, "head_dim", c->D, path);
-    t.Kg = (int)json_int(j, "num_global_key_value_heads", 0, path);
-    cJSON_Delete(root);
-    shape_fix(c, &t);
-    return t;
-}
-
-// The config of a target shape. Gemma 4's full layers differ in size, so its layer types are those of an
-// unscored choice under the default rule (the report gives the count of what really survived).
-static Config target_config(const Config *c, const Shape *t) {
-    Config x = *c;
-    x.d = t->d, x.F = t->F, x.L = t->L, x.H = t->H, x.K = t->K, x.Kg = t->Kg;
-    if (c->arch == 4) {
-        float ones[MAX_LAYERS] = {0};
-        int take[MAX_LAYERS], k = 0;
-        for (int l = 0; l < c->L; l++) ones[l] = 1;
-        if (choose_layers(ones, c->full, c->L, t->L, default_full_every(c), 1, 1, take))
-            for (int l = 0; l < c->L; l++)
-                if (take[l]) x.full[k++] = c->full[l];
-    }
-    return x;
-}
-static double shape_params(const Config *c, const Shape *t) {
-    Config x = target_config(c, t);
-    return (double)count_params(&x, 0);
-}
-
 // --keep FRACTION: keep every layer and head_dim and the query heads per kv head; scale the width
 // (hidden size, kv groups, FFN) by one factor w, the largest whose rounded shape fits the budget best,
 // then refit the FFN size so the non-embedding count lands on the budget.
@@ -1739,7 +1437,7 @@ int main(int argc, char **argv) {
     printf("| target: L=%d d=%d H=%d K=%d D=%d F=%d", tgt.L, tgt.d, tgt.H, tgt.K, tgt.D, tgt.F);
     if (c->arch == 4) printf(" (full layers: K=%d D=%d)", tgt.Kg, c->Dg);
     printf("%s%s\n", why[0] ? "  " : "", why);
-    Config tc = target_config(c, &tgt);
+    Config tc = target_config(c, &tgt, NULL);
     print_params("source", c);
     print_params("target", &tc);
     printf("| target keeps %.3f of the non-embedding and %.3f of all parameters\n",

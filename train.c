@@ -17,6 +17,7 @@
 //   ./train --out runs/cpt --resume
 //   ./train --model runs/teacher/checkpoint --generate "The " --tokens 200
 #include "model.h"
+#include "shape.h"
 #include "data/mixture.h"
 #include "data/tokenizer.h"
 #include "plot.h"
@@ -285,7 +286,7 @@ static void opts_check(const Opts *o) {
 
 // ================================================================================================
 // 2. Data: each training sequence draws its domain from the weights w (data/mixture.h). Static: w
-//    fixed. Dynamic (Sheared-LLaMA §3, DESIGN.md §4): at every evaluation, per domain i,
+//    fixed. Dynamic (Sheared-LLaMA §3): at every evaluation, per domain i,
 //    Δ_i = loss_i − ref_i and w ← normalize((1 − c) softmax(ln w + Δ) + c/k) (mixture.h dbl_update).
 // ================================================================================================
 
@@ -374,132 +375,16 @@ static void model_random(Model *m, const Config *c, int seed) {
     model_masks_changed(m);
 }
 
-// a sorted list of n distinct indices in [0, limit)
-static int *index_list(const cJSON *a, int n, int limit, const char *what, const char *src) {
-    if (!a || !cJSON_IsArray(a)) fail("%s: \"%s\" must be an array of indices", src, what);
-    if (cJSON_GetArraySize(a) != n)
-        fail("%s: \"%s\" lists %d indices but target_shape implies %d", src, what, cJSON_GetArraySize(a), n);
-    int *v = (int *)mallocCheck(sizeof(int) * (size_t)(n ? n : 1)), i = 0;
-    for (const cJSON *e = a->child; e; e = e->next, i++) {
-        double x = cJSON_IsNumber(e) ? e->valuedouble : -1;
-        if (x != floor(x) || x < 0 || x >= limit) fail("%s: \"%s\"[%d] is not an index in [0, %d)", src, what, i, limit);
-        v[i] = (int)x;
-        if (i && v[i] <= v[i - 1]) fail("%s: \"%s\" must be sorted ascending without repeats", src, what);
-    }
-    return v;
-}
-
-static const cJSON *report_layer_list(const cJSON *r, const char *key, int i, int L, const char *src) {
-    const cJSON *a = json_get(r, key);
-    if (!a || !cJSON_IsArray(a) || cJSON_GetArraySize(a) != L)
-        fail("%s: \"%s\" must hold one list per kept layer (%d)", src, key, L);
-    return cJSON_GetArrayItem(a, i);
-}
-
-static int *expand_heads(const int *heads, int n, int D) {  // head indices -> row indices of D rows each
-    int *r = (int *)mallocCheck(sizeof(int) * (size_t)n * D);
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < D; j++) r[i * D + j] = heads[i] * D + j;
-    return r;
-}
-
-// dst[r][c] = src[rows[r]][cols[c]]; a NULL list is the identity
-static void gather(float *dst, const float *src, size_t src_cols, const int *rows, size_t nr, const int *cols,
-                   size_t nc) {
-    for (size_t r = 0; r < nr; r++) {
-        const float *s = src + (size_t)(rows ? (size_t)rows[r] : r) * src_cols;
-        for (size_t c = 0; c < nc; c++) dst[r * nc + c] = s[cols ? (size_t)cols[c] : c];
-    }
-}
-
-// The shape of the pruned model (`target_shape`, `layers`, `layer_types` of the report over the source's
-// config) and, with m != NULL, lottery ticket B: the source's weights restricted to the survivors.
+// The shape of the pruned model (the report's survivors over the source's config) and, with m != NULL,
+// lottery ticket B: the source's own weights at the survivors (shape.h's slicer, as prune.c slices).
 static void lottery_from_report(Model *m, Config *out_c, const char *report, const char *source) {
     Model src;
     model_load(&src, source);
-    const Config *s = &src.c;
-    cJSON *r = json_read(report);
-    const cJSON *ts = json_get(r, "target_shape"), *ss = json_get(r, "source_shape");
-    if (!ts) fail("%s: no \"target_shape\"; is it a prune_report.json from ./prune?", report);
-    static const char *keys[] = {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                                 "num_key_value_heads", "head_dim"};
-    int sv[6] = {s->d, s->F, s->L, s->H, s->K, s->D}, tv[6];
-    for (int i = 0; i < 6; i++) {
-        tv[i] = (int)json_int(ts, keys[i], -1, report);
-        if (tv[i] < 1 || tv[i] > sv[i]) fail("%s: target_shape.%s = %d must be in [1, %d] (the source's)", report, keys[i],
-                                             tv[i], sv[i]);
-        if (ss && json_int(ss, keys[i], sv[i], report) != sv[i])
-            fail("%s: source_shape.%s = %ld but --source %s has %d; the report belongs to another model", report,
-                 keys[i], json_int(ss, keys[i], 0, report), source, sv[i]);
-    }
-    if (tv[5] != s->D) fail("%s: target head_dim %d differs from the source's %d; pruning keeps head_dim", report, tv[5], s->D);
-    Config c = *s;
-    c.d = tv[0], c.F = tv[1], c.L = tv[2], c.H = tv[3], c.K = tv[4];
-    if (c.H % c.K) fail("%s: target heads %d are not a multiple of kv heads %d", report, c.H, c.K);
-    int *layers = index_list(json_get(r, "layers"), c.L, s->L, "layers", report);
-    const cJSON *lt = json_get(r, "layer_types");
-    for (int i = 0; i < c.L; i++) {
-        c.full[i] = s->full[layers[i]];
-        const cJSON *e = lt ? cJSON_GetArrayItem(lt, i) : NULL;
-        if (e && (!cJSON_IsString(e) || strcmp(e->valuestring, c.full[i] ? "full_attention" : "sliding_attention")))
-            fail("%s: layer_types[%d] disagrees with source layer %d (%s)", report, i, layers[i],
-                 c.full[i] ? "full_attention" : "sliding_attention");
-    }
-    for (int i = 0; i < c.L && s->arch == 4; i++)  // Gemma 4 full layers: their own kv head count
-        if (c.full[i]) c.Kg = cJSON_GetArraySize(report_layer_list(r, "kv_heads", i, c.L, report));
-    *out_c = c;
-    if (m) {
-        memset(m, 0, sizeof *m);
-        m->c = c;
-        m->c.scale_dtype = s->scale_dtype;
-        model_init_layout(m);
-        int *hidden = index_list(json_get(r, "hidden"), c.d, s->d, "hidden", report);
-        char what[64];
-        for (int i = 0; i < c.L; i++) {  // per kept layer: rows and columns to keep, then every tensor of the layer
-            int l = layers[i], D = layer_D(&c, i), Ks = layer_K(s, l), Kt = layer_K(&c, i);
-            int Gs = s->H / Ks, Gt = c.H / Kt;
-            snprintf(what, sizeof what, "kv_heads[%d]", i);
-            int *kv = index_list(report_layer_list(r, "kv_heads", i, c.L, report), Kt, Ks, what, report);
-            snprintf(what, sizeof what, "query_heads[%d]", i);
-            int *qh = index_list(report_layer_list(r, "query_heads", i, c.L, report), c.H, s->H, what, report);
-            snprintf(what, sizeof what, "ffn[%d]", i);
-            int *ffn = index_list(report_layer_list(r, "ffn", i, c.L, report), c.F, s->F, what, report);
-            for (int j = 0; j < c.H; j++)  // kept query head j must sit in kept kv group j / Gt
-                if (qh[j] / Gs != kv[j / Gt])
-                    fail("%s: layer %d keeps query head %d, whose kv head %d is not kept kv head #%d (%d); groups "
-                         "must stay whole", report, i, qh[j], qh[j] / Gs, j / Gt, kv[j / Gt]);
-            int *qrows = expand_heads(qh, c.H, D), *kvrows = expand_heads(kv, Kt, D);
-            for (int e = 0; e < m->tab.n; e++) {
-                const PEntry *te = &m->tab.e[e];
-                if (te->layer != i) continue;
-                const PEntry *se = NULL;
-                for (int k = 0; k < src.tab.n && !se; k++)
-                    if (src.tab.e[k].layer == l && src.tab.e[k].kind == te->kind) se = &src.tab.e[k];
-                const int *rows = NULL, *cols = NULL;
-                switch (te->kind) {
-                case T_WQ: rows = qrows, cols = hidden; break;
-                case T_WK: case T_WV: rows = kvrows, cols = hidden; break;
-                case T_WO: rows = hidden, cols = qrows; break;
-                case T_WGATE: case T_WUP: rows = ffn, cols = hidden; break;
-                case T_WDOWN: rows = hidden, cols = ffn; break;
-                case T_Q_NORM: case T_K_NORM: case T_LAYER_SCALAR: break;
-                default: rows = hidden; break;  // the d-sized norms
-                }
-                gather(m->w + te->offset, src.w + se->offset, se->cols, rows, te->rows, cols, te->cols);
-            }
-            free(kv), free(qh), free(ffn), free(qrows), free(kvrows);
-        }
-        for (int e = 0; e < m->tab.n; e++) {  // embedding columns and the final norm
-            const PEntry *te = &m->tab.e[e], *se = te->kind == T_EMBED ? &src.tab.e[0] : &src.tab.e[src.tab.n - 1];
-            if (te->layer >= 0) continue;
-            if (te->kind == T_EMBED) gather(m->w + te->offset, src.w + se->offset, se->cols, NULL, te->rows, hidden, te->cols);
-            else gather(m->w + te->offset, src.w + se->offset, 1, hidden, te->rows, NULL, 1);
-        }
-        model_masks_changed(m);
-        free(hidden);
-    }
-    free(layers);
-    cJSON_Delete(r);
+    Survivors sv;
+    survivors_from_report(&src.c, report, &sv);
+    *out_c = survivors_config(&src.c, &sv);
+    if (m) slice_model(&src.c, &src.tab, src.w, &sv, src.c.scale_dtype, m);
+    survivors_free(&sv);
     model_free(&src);
 }
 
@@ -548,11 +433,9 @@ static int init_model(Model *m, const Opts *o) {
 // ================================================================================================
 // 4. Optimizers. Every rule updates p in place from the (clipped, averaged) gradient g, with
 //    decoupled weight decay p *= 1 − lr·wd first (torch.optim.AdamW semantics). Weight decay only on
-//    matrices: never on norms, the embedding or frozen tensors (layer_scalar).
+//    matrices: never on norms, the embedding or frozen tensors (layer_scalar). Muon takes the hidden
+//    matrices (model.h's param_is_matrix); token tables (the embedding, E2B's per-layer table) stay with AdamW.
 // ================================================================================================
-
-// Muon takes the hidden matrices; token tables (the embedding, E2B's per-layer table) are lookups: AdamW
-static int is_matrix(const PEntry *e) { return e->cols > 1 && !is_token_table(e) && !e->frozen; }
 
 // --- 8-bit AdamW -----------------------------------------------------------------------------------
 // Both moments are stored as one byte per element, in blocks of QBLOCK elements of one tensor with an
@@ -701,7 +584,7 @@ static void optimizer_init(Optimizer *o, const ParamTable *tab, const Opts *op) 
         o->blk0[i] = o->nblocks;
         o->nblocks += (n + QBLOCK - 1) / QBLOCK;
         o->voff[i] = o->nv;
-        if (o->kind == OPT_MUON && is_matrix(e)) {
+        if (o->kind == OPT_MUON && param_is_matrix(e)) {
             size_t w = muon_scratch_floats(e->rows, e->cols);
             work = w > work ? w : work;
         } else o->nv += n;
@@ -738,7 +621,7 @@ static void optimizer_step(Optimizer *o, Model *m, float lr, float wd) {
         if (o->kind == OPT_ADAMW8)
             adamw8_update(p, g, o->qm + e->offset, o->qv + e->offset, o->sm + o->blk0[i], o->sv + o->blk0[i], n, lr,
                           o->b1, o->b2, o->eps, wdi, o->t);
-        else if (o->kind == OPT_MUON && is_matrix(e))
+        else if (o->kind == OPT_MUON && param_is_matrix(e))
             muon_update(p, g, o->m + e->offset, (int)e->rows, (int)e->cols, lr, o->mu, wdi, o->work);
         else adamw_update(p, g, o->m + e->offset, o->v + o->voff[i], n, lr, o->b1, o->b2, o->eps, wdi, o->t);
     }

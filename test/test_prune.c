@@ -167,7 +167,7 @@ static void masked_vs_sliced(const char *name, Model *m, Shape t, int out_dtype,
     float *bin = (float *)mallocCheck(sizeof(float) * M.n);
     for (size_t i = 0; i < M.n; i++) bin[i] = M.z[i] != 0;
     double counted = params_from_keep(&m->c, &M, bin);
-    Config tc = target_config(&m->c, &t);  // Gemma 4: the count depends on which layer types survived
+    Config tc = target_config(&m->c, &t, NULL);  // Gemma 4: the count depends on which layer types survived
     memcpy(tc.full, out.c.full, sizeof(int) * (size_t)out.c.L);
     check(counted == (double)count_params(&out.c, 0) && counted == (double)count_params(&tc, 0),
           "GQA-aware count of the masks %.0f == model.h's parameter table %zu == target %zu", counted,
@@ -257,22 +257,30 @@ static void test_masked_vs_sliced(void) {
 static void test_choose_layers(void) {
     printf("layer choice under the sliding/full constraint vs brute-force enumeration\n");
     Rng r = rng_seed(99);
-    int cases = 0, bad = 0, infeasible_agree = 0;
+    int cases = 0, bad = 0, infeasible_agree = 0, pred_bad = 0;
+    Config c;
+    memset(&c, 0, sizeof c);
     for (int it = 0; it < 400; it++) {
         int L = 1 + (int)(rng_next(&r) % 11), n = 1 + (int)(rng_next(&r) % L), N = (int)(rng_next(&r) % 5);
-        int full[MAX_LAYERS], take[MAX_LAYERS], need = (int)(rng_next(&r) % 4 != 0), last = (int)(rng_next(&r) % 3 == 0);
-        float score[MAX_LAYERS];
-        for (int l = 0; l < L; l++) full[l] = rng_uniform(&r) < 0.3, score[l] = (float)rng_uniform(&r);
+        int take[MAX_LAYERS], last = (int)(rng_next(&r) % 3 == 0);
+        double score[MAX_LAYERS];
+        c.L = L, c.arch = last ? 4 : 3;  // Gemma 4: the last kept layer must be full attention
+        for (int l = 0; l < L; l++) c.full[l] = rng_uniform(&r) < 0.3, score[l] = rng_uniform(&r);
+        int need = count_full(&c) > 0;
         double best = -INFINITY;
         for (unsigned mask = 0; mask < (1u << L); mask++) {
             if (__builtin_popcount(mask) != n) continue;
-            int kf[MAX_LAYERS], k = 0;
+            int kf[MAX_LAYERS], keep[MAX_LAYERS], k = 0;
             double s = 0;
-            for (int l = 0; l < L; l++)
-                if (mask >> l & 1) kf[k++] = full[l], s += score[l];
-            if (constraint_holds(kf, k, N, need) && (!last || (k && kf[k - 1])) && s > best) best = s;
+            for (int l = 0; l < L; l++) {
+                keep[l] = mask >> l & 1;
+                if (keep[l]) kf[k++] = c.full[l], s += score[l];
+            }
+            int ok = constraint_holds(kf, k, N, need) && (!last || (k && kf[k - 1]));
+            pred_bad += ok != layers_ok(&c, keep, N);  // the rule's predicate agrees with this transcription
+            if (ok && s > best) best = s;
         }
-        int ok = choose_layers(score, full, L, n, N, need, last, take);
+        int ok = choose_layers(&c, score, n, N, take);
         cases++;
         if (!ok) {
             if (best == -INFINITY) infeasible_agree++;
@@ -282,12 +290,13 @@ static void test_choose_layers(void) {
         int kf[MAX_LAYERS], k = 0;
         double s = 0;
         for (int l = 0; l < L; l++)
-            if (take[l]) kf[k++] = full[l], s += score[l];
+            if (take[l]) kf[k++] = c.full[l], s += score[l];
         if (k != n || !constraint_holds(kf, k, N, need) || (last && !kf[k - 1]) || fabs(s - best) > 1e-9) bad++;
     }
     check(bad == 0, "%d random cases (L <= 11, a third with Gemma 4's full layer last): the choice is feasible, has n "
-          "layers and the best sum (%d infeasible, "
-          "both agree); %d disagreements", cases, infeasible_agree, bad);
+          "layers and the best sum (%d infeasible, both agree); %d disagreements", cases, infeasible_agree, bad);
+    check(pred_bad == 0, "layers_ok agrees with the transcribed rule on every subset of every case (%d disagreements)",
+          pred_bad);
 }
 
 // --- 3. gradients against finite differences ------------------------------------------------------

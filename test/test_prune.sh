@@ -84,6 +84,8 @@ expect_error "zero layers" "at least 1" $B --out "$T/x" --target "$(j '{"num_hid
 expect_error "sliding/full rule impossible" "consecutive layers" $B --out "$T/x" --full-every 1 --target "$(j '{"num_hidden_layers": 2}')"
 expect_error "a target field of the wrong type" "must be a number" $B --out "$T/x" --target "$(j '{"hidden_size": "big"}')"
 expect_error "malformed target JSON" "malformed JSON" $B --out "$T/x" --target "$(j '{"hidden_size": ')"
+expect_error "a misspelt target key" 'unknown key "hiden_size"; a target shape sets hidden_size' $B --out "$T/x" --target "$(j '{"hiden_size": 32}')"
+expect_error "a config.json target without a size" 'no "intermediate_size"' $B --out "$T/x" --target "$(j '{"model_type": "gemma3_text", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1}')"
 expect_error "--keep out of range" "fraction in (0, 1]" $B --out "$T/x" --keep 1.5
 expect_error "--target and --keep together" "not both" $B --out "$T/x" --keep 0.5 --target "$T/t1.json"
 expect_error "no target" "a target is required" $B --out "$T/x"

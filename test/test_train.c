@@ -336,6 +336,22 @@ static void test_distill_model(void) {
 
 static cJSON *int_array(const int *v, int n) { return cJSON_CreateIntArray(v, n); }
 
+// the worst logit difference of the masked source and the sliced model on random tokens, in units of the
+// tolerance 1e-5·|ref| + 1e-5·max|ref| (both fp32, the same products: ~1e-6 relative)
+static double masked_vs_cut(Model *src, Model *cut, uint64_t seed) {
+    const int B = 2, T = 7, V = src->c.V;
+    int tok[14], tgt[14];
+    tiny_tokens(tok, tgt, B, T, V, seed);
+    float *la = (float *)mallocCheck(4 * B * T * V), *lb = (float *)mallocCheck(4 * B * T * V);
+    model_forward(src, tok, tgt, B, T, 0, la);
+    model_forward(cut, tok, tgt, B, T, 0, lb);
+    double mx = 0, worst = 0;
+    for (int i = 0; i < B * T * V; i++) mx = fmax(mx, fabs(la[i]));
+    for (int i = 0; i < B * T * V; i++) worst = fmax(worst, fabs(la[i] - lb[i]) / (1e-5 * fabs(la[i]) + 1e-5 * mx));
+    free(la), free(lb);
+    return worst;
+}
+
 static void test_lottery_b(int arch, const char *tmp) {
     Model src;
     tiny_model(&src, arch, 4);
@@ -377,20 +393,58 @@ static void test_lottery_b(int arch, const char *tmp) {
     src.zl = zl, src.zh = zh, src.zf = zf, src.zd = zd;
     model_masks_changed(&src);
     cut.embed_scale = src.embed_scale;  // the sliced model's loader would use sqrt(24); the masked one sqrt(32)
-    const int B = 2, T = 7, V = src.c.V;
-    int tok[14], tgt[14];
-    tiny_tokens(tok, tgt, B, T, V, 9);
-    float *la = (float *)mallocCheck(4 * B * T * V), *lb = (float *)mallocCheck(4 * B * T * V);
-    model_forward(&src, tok, tgt, B, T, 0, la);
-    model_forward(&cut, tok, tgt, B, T, 0, lb);
-    double mx = 0, worst = 0;
-    for (int i = 0; i < B * T * V; i++) mx = fmax(mx, fabs(la[i]));
-    for (int i = 0; i < B * T * V; i++) worst = fmax(worst, fabs(la[i] - lb[i]) / (1e-5 * fabs(la[i]) + 1e-5 * mx));
+    double worst = masked_vs_cut(&src, &cut, 9);
     check(worst <= 1 && cut.c.d == 24 && cut.c.L == 2 && cut.c.H == 2,
           "lottery B, Gemma %d: sliced [d %d, L %d, H %d, K %d, F %d] = masked source, logits within %.3f of tolerance",
           arch, cut.c.d, cut.c.L, cut.c.H, cut.c.K, cut.c.F, worst);
-    free(la), free(lb);
     src.zl = src.zh = src.zf = src.zd = NULL;
+    model_free(&src), model_free(&cut);
+}
+
+// Gemma 4 E2B (fixture g4_e2b: per-layer inputs, KV-shared layers with 2F FFNs): every layer and hidden dim
+// kept, one query head per kv group and 20 of 48 FFN channels (40 of 96 on the double-wide layers)
+static void test_lottery_b_e2b(const char *fixtures, const char *tmp) {
+    char *dir = path_join(fixtures, "g4_e2b"), rep[512];
+    if (!dir_exists(dir)) {
+        check(0, "fixture %s is missing (make it with test/ref/make_fixtures.py)", dir);
+        free(dir);
+        return;
+    }
+    Model src;
+    model_load(&src, dir);
+    const Config *c = &src.c;
+    snprintf(rep, sizeof rep, "%s/report_e2b.json", tmp);
+    int layers[6], kv[2] = {0, 1}, heads[2] = {1, 3}, hidden[64], ffn[96];
+    cJSON *r = cJSON_CreateObject(), *ts = cJSON_AddObjectToObject(r, "target_shape");
+    cJSON_AddNumberToObject(ts, "hidden_size", 64), cJSON_AddNumberToObject(ts, "intermediate_size", 20);
+    cJSON_AddNumberToObject(ts, "num_hidden_layers", 6), cJSON_AddNumberToObject(ts, "num_attention_heads", 2);
+    cJSON_AddNumberToObject(ts, "num_key_value_heads", 2), cJSON_AddNumberToObject(ts, "head_dim", 16);
+    for (int i = 0; i < 64; i++) hidden[i] = i;
+    for (int l = 0; l < 6; l++) layers[l] = l;
+    cJSON_AddItemToObject(r, "layers", int_array(layers, 6));
+    cJSON_AddItemToObject(r, "hidden", int_array(hidden, 64));
+    cJSON *kva = cJSON_AddArrayToObject(r, "kv_heads"), *qh = cJSON_AddArrayToObject(r, "query_heads");
+    cJSON *ff = cJSON_AddArrayToObject(r, "ffn");
+    float zh[24] = {0}, *zf = (float *)callocCheck(sizeof(float) * ffn_off(c, c->L));
+    for (int l = 0; l < 6; l++) {
+        int F = layer_F(c, l), n = F * 20 / 48;
+        for (int i = 0; i < n; i++) ffn[i] = i * F / n, zf[ffn_off(c, l) + ffn[i]] = 1;  // spread over the layer
+        cJSON_AddItemToArray(kva, int_array(kv, 2)), cJSON_AddItemToArray(qh, int_array(heads, 2));
+        cJSON_AddItemToArray(ff, int_array(ffn, n));
+        zh[l * 4 + 1] = zh[l * 4 + 3] = 1;
+    }
+    write_json_atomic(rep, r);
+    cJSON_Delete(r);
+    Model cut;
+    Config cc;
+    lottery_from_report(&cut, &cc, rep, dir);
+    src.zh = zh, src.zf = zf;
+    double worst = masked_vs_cut(&src, &cut, 11);
+    check(worst <= 1 && cut.c.H == 2 && cut.c.F == 20 && layer_F(&cut.c, 5) == 40 && cut.c.P == c->P,
+          "lottery B, Gemma 4 E2B: sliced [H %d, F %d, 2F layers %d, P %d] = masked source, logits within %.3f of "
+          "tolerance", cut.c.H, cut.c.F, layer_F(&cut.c, 5), cut.c.P, worst);
+    free(zf), free(dir);
+    src.zh = src.zf = NULL;
     model_free(&src), model_free(&cut);
 }
 
@@ -444,6 +498,7 @@ int main(int argc, char **argv) {
     printf("lottery ticket B\n");
     test_lottery_b(3, tmp);
     test_lottery_b(4, tmp);
+    test_lottery_b_e2b("test/fixtures", tmp);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (system(cmd) != 0) printf("  (could not remove %s)\n", tmp);
