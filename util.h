@@ -455,7 +455,9 @@ static void stw_add_f32(STWriter *w, const char *name, int dtype, int ndim, cons
     stw_add(w, name, dtype, ndim, shape, data);
 }
 
-static void stw_write(STWriter *w, const char *path) {
+// Opens path atomically and writes the header of w's tensors (consumes w->meta); the data follows at 8 + *hl.
+// stw_write streams the data after it; hip/comm.h's sharded writer has every rank write its part in place.
+static AtomicFile stw_open(STWriter *w, const char *path, uint64_t *hl) {
     cJSON *h = cJSON_CreateObject();
     cJSON *meta = w->meta ? w->meta : cJSON_CreateObject();
     if (!json_get(meta, "format")) cJSON_AddStringToObject(meta, "format", "pt");
@@ -476,13 +478,19 @@ static void stw_write(STWriter *w, const char *path) {
     }
     char *text = cJSON_PrintUnformatted(h);
     cJSON_Delete(h);
-    size_t hlen = strlen(text), padded = (hlen + 7) / 8 * 8;
+    size_t hlen = strlen(text);
+    *hl = (hlen + 7) / 8 * 8;
     AtomicFile a = atomic_open(path);
-    uint64_t hl = padded;
-    atomic_write(&a, &hl, 8);
+    atomic_write(&a, hl, 8);
     atomic_write(&a, text, hlen);
-    for (size_t k = hlen; k < padded; k++) atomic_write(&a, " ", 1);
+    for (size_t k = hlen; k < *hl; k++) atomic_write(&a, " ", 1);
     free(text);
+    return a;
+}
+
+static void stw_write(STWriter *w, const char *path) {
+    uint64_t hl;
+    AtomicFile a = stw_open(w, path, &hl);
     uint16_t buf[4096];
     for (int i = 0; i < w->n; i++) {
         STEntry *e = &w->e[i];

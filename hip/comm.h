@@ -321,8 +321,9 @@ typedef struct {
 } ZeroUnit;
 
 typedef struct {
-    int tensor;    // index in the parameter table
+    int tensor;      // index in the parameter table
     size_t w, s, n;  // n floats at table offset w, shard offset s
+    int tail;        // part of a replicated tail (every rank holds it)
 } ZeroPiece;
 
 typedef struct {
@@ -335,7 +336,7 @@ typedef struct {
     ZeroPiece *p;
 } ZeroPlan;
 
-static void zero_add_run(ZeroPlan *z, const ParamTable *tab, size_t w, size_t s, size_t n, int *cap) {
+static void zero_add_run(ZeroPlan *z, const ParamTable *tab, size_t w, size_t s, size_t n, int tail, int *cap) {
     for (int t = 0; t < tab->n && n > 0; t++) {  // split [w, w + n) at tensor boundaries
         size_t lo = tab->e[t].offset, hi = lo + tab->e[t].rows * tab->e[t].cols;
         if (w >= hi || w + n <= lo) continue;
@@ -346,7 +347,7 @@ static void zero_add_run(ZeroPlan *z, const ParamTable *tab, size_t w, size_t s,
             free(z->p), z->p = p;
         }
         ZeroPiece *p = &z->p[z->npiece++];
-        p->tensor = t, p->w = a, p->s = s + (a - w), p->n = b - a;
+        p->tensor = t, p->w = a, p->s = s + (a - w), p->n = b - a, p->tail = tail;
     }
 }
 
@@ -381,8 +382,8 @@ static ZeroPlan zero_plan(const ParamTable *tab, int L, int stage, int rank, int
         u->q = u->n / (size_t)z.world;
         u->tail = u->n - u->q * (size_t)z.world;
         u->at = z.shard;
-        zero_add_run(&z, tab, u->off + (size_t)z.rank * u->q, z.shard, u->q, &cap);
-        zero_add_run(&z, tab, u->off + (size_t)z.world * u->q, z.shard + u->q, u->tail, &cap);
+        zero_add_run(&z, tab, u->off + (size_t)z.rank * u->q, z.shard, u->q, 0, &cap);
+        zero_add_run(&z, tab, u->off + (size_t)z.world * u->q, z.shard + u->q, u->tail, 1, &cap);
         z.shard += u->q + u->tail;
     }
     free(start);
@@ -437,5 +438,70 @@ static void zero_gather_unit(const Comm *c, const ZeroPlan *z, int i, float *w) 
     const ZeroUnit *u = &z->u[i];
     if (z->stage == 0 || u->q == 0) return;
     comm_allgather(c, w + u->off + (size_t)z->rank * u->q, w + u->off, u->q, COMM_F32);
+}
+
+// --- checkpoints from the shards -------------------------------------------------------------------------------
+// One safetensors file of table-shaped tensors (model_save's names, shapes and order; `suffix` appended to each
+// name, e.g. the optimizer's moments) written by every rank at once: rank 0 writes the header and sizes the file
+// under a temporary name, each rank writes the bytes of what it owns (rank 0 also the replicated tails; at stage
+// 0 rank 0 everything) at their offsets, and rank 0 renames it into place once every rank has written. No rank
+// holds more than its shard. data: this rank's values in table layout (shard_layout 0: the weights, whose owned
+// ranges are current) or shard layout (1: moments, gradients). dtype: ST_F32 or ST_BF16. One machine, or a
+// file system every rank sees.
+static void zero_write_st(const Comm *c, const ZeroPlan *z, const ParamTable *tab, const char *path, int dtype,
+                          const float *data, int shard_layout, const char *suffix) {
+    size_t esize = (size_t)st_dtype_size[dtype], *at = (size_t *)mallocCheck(sizeof(size_t) * (size_t)tab->n);
+    char tmp[4200] = {0};
+    uint64_t hl = 0;
+    AtomicFile a = {0};
+    if (c->rank == 0) {
+        STWriter w = {0};
+        for (int i = 0; i < tab->n; i++) {
+            const PEntry *e = &tab->e[i];
+            int64_t shape[2] = {(int64_t)e->rows, (int64_t)e->cols};
+            char name[160];
+            snprintf(name, sizeof name, "%s%s", e->name, suffix ? suffix : "");
+            stw_add(&w, name, dtype, e->cols == 1 && e->kind != T_EMBED ? 1 : 2, shape, NULL);
+        }
+        size_t total = 0;
+        a = stw_open(&w, path, &hl);
+        for (int i = 0; i < w.n; i++) total += w.e[i].nbytes, free(w.e[i].name);
+        free(w.e);
+        if (fflush(a.f) != 0 || ftruncate(fileno(a.f), (off_t)(8 + hl + total)) != 0)
+            fail("writing %s failed: %s (is the disk full?)", a.tmp, strerror(errno));
+        snprintf(tmp, sizeof tmp, "%s", a.tmp);
+    }
+    comm_bcast(c, tmp, sizeof tmp, 0);
+    comm_bcast(c, &hl, sizeof hl, 0);
+    size_t o = 8 + hl;
+    for (int i = 0; i < tab->n; i++) at[i] = o, o += tab->e[i].rows * tab->e[i].cols * esize;
+    int fd = open(tmp, O_WRONLY), bad = fd < 0;
+    uint16_t buf16[4096];
+    for (int k = 0; k < z->npiece && !bad; k++) {
+        const ZeroPiece *p = &z->p[k];
+        if ((z->stage == 0 || p->tail) && c->rank != 0) continue;
+        const PEntry *e = &tab->e[p->tensor];
+        const float *src = data + (shard_layout ? p->s : p->w);
+        off_t pos = (off_t)(at[p->tensor] + (p->w - e->offset) * esize);
+        for (size_t j = 0; j < p->n && !bad; j += 4096) {
+            size_t m = p->n - j < 4096 ? p->n - j : 4096;
+            const void *out = src + j;
+            if (dtype == ST_BF16) {
+                for (size_t q = 0; q < m; q++) buf16[q] = f32_to_bf16(src[j + q]);
+                out = buf16;
+            }
+            bad = pwrite(fd, out, m * esize, pos + (off_t)(j * esize)) != (ssize_t)(m * esize);
+        }
+    }
+    int err = bad ? errno : 0;
+    if (fd >= 0) bad |= fsync(fd) != 0, bad |= close(fd) != 0;
+    int64_t nbad = bad;
+    comm_allreduce(c, &nbad, 1, COMM_I64);
+    free(at);
+    if (c->rank == 0 && nbad) unlink(tmp);
+    if (nbad) fail("writing %s failed on %lld rank(s)%s%s; nothing was written under that name (is the disk full?)",
+                   path, (long long)nbad, err ? ": " : "", err ? strerror(err) : "");
+    if (c->rank == 0) atomic_commit(&a);
+    comm_barrier(c);  // the file is in place for every rank
 }
 #endif

@@ -11,6 +11,8 @@
 //      B x ranks sequences, for three steps in a row (so 2 ranks x B = 1 rank x 2B); the cursor moves alike
 //   5. the held-out loss split over ranks (mixture_eval_all) equals one process's (mixture_eval_with) within
 //      1e-12 relative: double sums of the same terms in another order
+//   6. checkpoints written from the shards (zero_write_st: weights in bf16 from the table, fp32 moments from the
+//      shard, each rank reading only what it owns) are byte for byte the files one process writes whole
 // Usage: test/test_comm [data dir, default data/shards]
 #include "model.h"
 #include "data/mixture.h"
@@ -173,6 +175,27 @@ static void opt_step(const ParamTable *tab, const ZeroPlan *z, float *w, float *
     }
 }
 
+// a table-shaped array as one safetensors file, the way model.h's model_save writes the weights
+static void write_table_st(const ParamTable *tab, const char *path, int dtype, const float *x, const char *suffix) {
+    STWriter w = {0};
+    for (int i = 0; i < tab->n; i++) {
+        const PEntry *e = &tab->e[i];
+        int64_t shape[2] = {(int64_t)e->rows, (int64_t)e->cols};
+        char name[160];
+        snprintf(name, sizeof name, "%s%s", e->name, suffix);
+        stw_add_f32(&w, name, dtype, e->cols == 1 && e->kind != T_EMBED ? 1 : 2, shape, x + e->offset);
+    }
+    stw_write(&w, path);
+}
+
+static int same_file(const char *a, const char *b) {
+    size_t na, nb;
+    char *x = read_file(a, &na), *y = read_file(b, &nb);
+    int same = na == nb && !memcmp(x, y, na);
+    free(x), free(y);
+    return same;
+}
+
 static void test_zero_steps(const char *fixture) {
     Config c;
     ParamTable tab;
@@ -196,6 +219,16 @@ static void test_zero_steps(const char *fixture) {
         opt_step(&tab, &one, ref, mom, g, clip);
     }
     zero_plan_free(&one);
+    // 6: the reference checkpoint files, written whole by one process (model_save's layout)
+    char dir[64] = "/tmp/test_comm.XXXXXX", ref_w[128], ref_m[128], got_w[128], got_m[128];
+    if (C.rank == 0 && !mkdtemp(dir)) fail("mkdtemp: %s", strerror(errno));
+    comm_bcast(&C, dir, sizeof dir, 0);
+    snprintf(ref_w, sizeof ref_w, "%s/ref_w.safetensors", dir), snprintf(ref_m, sizeof ref_m, "%s/ref_m.safetensors", dir);
+    snprintf(got_w, sizeof got_w, "%s/w.safetensors", dir), snprintf(got_m, sizeof got_m, "%s/m.safetensors", dir);
+    if (C.rank == 0) {
+        write_table_st(&tab, ref_w, ST_BF16, ref, "");
+        write_table_st(&tab, ref_m, ST_F32, mom, ".m");
+    }
     for (int stage = 0; stage <= 3; stage++) {
         ZeroPlan z = zero_plan(&tab, c.L, stage, C.rank, W);
         float *w = (float *)mallocCheck(sizeof(float) * P), *st = (float *)callocCheck(sizeof(float) * z.shard);
@@ -212,9 +245,25 @@ static void test_zero_steps(const char *fixture) {
         for (size_t k = 0; k < P; k++) bad += w[k] != ref[k];
         check(!bad, "ZeRO %d over %d rank(s), %s (%zu floats, shard %zu), %d steps: %zu weights differ from one process",
               stage, W, fixture, P, z.shard, steps, bad);
+        // 6: the same files written from the shards: only what this rank owns is read (the rest is NaN here)
+        float *own = (float *)mallocCheck(sizeof(float) * P);
+        for (size_t k = 0; k < P; k++) own[k] = NAN;
+        for (int k = 0; k < z.npiece; k++) memcpy(own + z.p[k].w, w + z.p[k].w, sizeof(float) * z.p[k].n);
+        zero_write_st(&C, &z, &tab, got_w, ST_BF16, own, 0, "");
+        zero_write_st(&C, &z, &tab, got_m, ST_F32, st, 1, ".m");
+        int same_w = same_file(got_w, ref_w), same_m = same_file(got_m, ref_m);
+        check(same_w && same_m, "ZeRO %d checkpoint written from %d shard(s): weights (bf16) %s, moments (fp32) %s "
+              "model_save's bytes", stage, W, same_w ? "equal" : "DIFFER from", same_m ? "equal" : "DIFFER from");
+        free(own);
         if (stage) free(gs);
         free(w), free(st);
         zero_plan_free(&z);
+    }
+    comm_barrier(&C);
+    if (C.rank == 0) {
+        const char *files[] = {ref_w, ref_m, got_w, got_m};
+        for (int k = 0; k < 4; k++) unlink(files[k]);
+        rmdir(dir);
     }
     free(ref), free(mom), free(g), free(tab.e);
 }
