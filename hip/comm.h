@@ -16,7 +16,9 @@
 //   ZeroPlan z = zero_plan(&m.tab, m.c.L, stage, c.rank, c.world);
 //   ... comm_finish(&c);                     // MPI_Finalize; every program calls it before returning
 // GPU builds (USE_GPU): comm_gpu_open(&c) after comm_init makes the NCCL communicator on device `local`.
-#pragma once
+// Two include guards: the ZeRO partition is added by the first inclusion that follows model.h.
+#ifndef GS_COMM_H
+#define GS_COMM_H
 #include <stddef.h>
 #include <stdint.h>
 
@@ -303,6 +305,8 @@ static void comm_gpu_open(Comm *c) {
 }
 #endif
 
+#endif  // GS_COMM_H
+
 // ------------------------------------------------------------------------------------------------
 // The ZeRO partition of model.h's parameter table, for the CPU and the GPU alike (needs model.h first).
 // The table is cut into units: 0 = everything before layer 0 (the embedding), 1 + l = layer l, L + 1 = what
@@ -312,7 +316,8 @@ static void comm_gpu_open(Comm *c) {
 // in place on the table's own layout, with no padding anywhere. At stage 0 the partition has one owner (every
 // rank keeps everything): the same optimizer loop serves every stage.
 // ------------------------------------------------------------------------------------------------
-#ifdef MAX_LAYERS
+#if defined(MAX_LAYERS) && !defined(GS_COMM_ZERO)
+#define GS_COMM_ZERO
 typedef struct {
     size_t off, n;  // the unit: floats [off, off + n) of the parameter table
     size_t q;       // floats each rank owns
