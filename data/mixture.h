@@ -85,20 +85,22 @@ static float model_eval_fn(void *m, const int *tok, const int *tgt, int rows, in
     return model_forward((Model *)m, tok, tgt, rows, T, 0, NULL);
 }
 
-// Held-out loss of domain d's validation shard over up to `batches` batches of B windows of T+1 tokens, taken
-// in order from the start (the same windows every time), with any forward pass. Split over ranks: this rank
-// runs the batches i with i % world == rank and adds its token-weighted loss and token count to *sum, *count.
+// Held-out loss of domain d's validation shard over up to `batches` batches of B x world windows of T+1 tokens,
+// taken in order from the start (the same windows every time), with any forward pass. Split over ranks like a
+// training batch: this rank runs rows [rank B, (rank + 1) B) of each batch, so the windows seen depend on B x
+// world only; it adds its token-weighted loss and token count to *sum, *count.
 static void mixture_eval_part(const Mixture *mx, EvalFn fwd, void *ctx, int d, int B, int T, int batches, int rank,
                               int world, double *sum, double *count) {
     const Shard *s = &mx->ds.val[d];
     uint64_t nwin = s->n > (uint64_t)T ? (s->n - 1) / (uint64_t)T : 0;
     if (nwin == 0) fail("%s: too short for one validation window of %d tokens", s->path, T + 1);
     int *tok = (int *)mallocCheck(sizeof(int) * (size_t)B * T), *tgt = (int *)mallocCheck(sizeof(int) * (size_t)B * T);
-    for (int i = rank; i < batches && (uint64_t)i * B < nwin; i += world) {
-        uint64_t w = (uint64_t)i * B;
+    for (int i = 0; i < batches && (uint64_t)i * B * world < nwin; i++) {
+        uint64_t w = ((uint64_t)i * world + rank) * B;
         int rows = 0;
         for (; rows < B && w < nwin; rows++, w++)
             window_fill(mx, s, w * (uint64_t)T, T, tok + (size_t)rows * T, tgt + (size_t)rows * T);
+        if (rows == 0) continue;
         long valid = 0;
         for (size_t n = 0; n < (size_t)rows * T; n++) valid += tgt[n] >= 0;
         float loss = fwd(ctx, tok, tgt, rows, T);
