@@ -3,7 +3,9 @@
 # benchmark (ours, then PyTorch eager and torch.compile in the same session). Binaries come prebuilt from
 # `make gpu` (carried in hip/build); logs go to $OUT (check, dev, bench, prof, torch). check_step's CPU side
 # runs on one thread: its models are tiny, and on the 16-vCPU H200 machine OpenMP made each CPU step 30-50 s.
-#   sh hip/dev/run_device.sh [check] [dev] [bench] [prof] [sweep] [torch] [ncu]   (default: check dev bench torch)
+#   sh hip/dev/run_device.sh [check] [dev] [bench] [prof] [sweep] [torch] [ncu] [comm]   (default: check dev bench torch)
+#   comm: the device collectives at world 1 (NCCL, NCCL_NVLS_ENABLE=0): dev_comm's checks and bandwidth table, alone
+#   and started as RANK=0 WORLD_SIZE=1 (the launcher path); a one-line verdict
 #   ncu: Nsight Compute on the first launch of each attention forward kernel in dev_attention's timing cases
 #   (sliding W=512 at 1B's shapes): throughput, warp stalls, pipes
 #   BENCH_RUNS: model:recompute pairs of `bench` (default "270m:0 1b:0"); BENCH_ARGS: extra flags for every bench
@@ -21,6 +23,13 @@ nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm --
 date -u
 for w in $what; do
   case $w in
+  comm)  : > "$OUT/comm.log"
+         timeout 120 hip/build/dev_comm --max-mib 256 >> "$OUT/comm.log" 2>&1; a=$?
+         d=$(mktemp -d); RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 GS_COMM_DIR=$d timeout 60 hip/build/dev_comm --no-time \
+           >> "$OUT/comm.log" 2>&1; b=$?; rm -rf "$d"
+         grep -E "FAIL|ok  |busbw|dev_comm" "$OUT/comm.log" | head -40
+         [ $a -eq 0 ] && [ $b -eq 0 ] && echo "comm: PASSED (world 1: NCCL checks alone and through RANK/WORLD_SIZE)" ||
+           echo "comm: FAILED (rc $a, $b; see $OUT/comm.log)" ;;
   check) OMP_NUM_THREADS=1 timeout 300 hip/build/check_step > "$OUT/check.log" 2>&1; echo "check_step rc=$?"
          grep -E "FAIL|worst|loss cpu|check_step" "$OUT/check.log" | head -60 ;;
   dev)   : > "$OUT/dev.log"
