@@ -508,44 +508,41 @@ static VocabPlan plan_vocab(const char *spec, const char *model_dir, int V) {
 // 5. main
 // ================================================================================================
 
-static void usage(void) {
-    printf("usage: export --model DIR --out FILE.gguf [--type f16] [flags]\n"
-           "Writes a Gemma 3 / Gemma 4 (dense or E2B/E4B) Hugging Face directory as one GGUF file for llama.cpp (arch gemma3 or\n"
-           "gemma4), folding query_pre_attn_scalar and the embedding scale so llama.cpp computes what transformers does.\n"
-           "  --model DIR         string  Hugging Face model directory (config.json + safetensors)   required\n"
-           "  --out FILE          string  the .gguf to write; an existing file needs --force            required\n"
-           "  --type T            string  2-D weights as f32 | f16 | bf16 | q8_0 | q4_0; vectors stay    f16\n"
-           "                              f32; q8_0/q4_0 rows that are not a multiple of 32 long are\n"
-           "                              stored as f16, except down_proj's (see --ffn-multiple)\n"
-           "  --ffn-multiple N    int     pad the FFN width with zero channels (exact) to a multiple    32 (q8_0, q4_0)\n"
-           "                              of N                                                          1 (others)\n"
-           "  --tokenizer SPEC    string  bytes | PATH/tokenizer.json | a directory holding one         DIR/tokenizer.json,\n"
-           "                                                                                  else bytes if V = 261,\n"
-           "                                                                                  else a placeholder\n"
-           "  --name S            string  general.name                                                  the directory name\n"
-           "  --ctx N             int     context_length written to the file                     max_position_embeddings\n"
-           "  --force             flag    overwrite an existing --out                                   off\n"
-           "  --quiet             flag    no per-tensor lines                                           off\n");
-}
+typedef struct {
+    const char *model, *out, *type, *tokenizer, *name;
+    int ffn_multiple, ctx, force, quiet;
+} Args;
+#define ARG(f) offsetof(Args, f)
+static const Flag flags[] = {
+    {"model", F_STR, ARG(model), NULL, NULL, SAVE_NO, "Hugging Face model directory (config.json + safetensors)"},
+    {"out", F_STR, ARG(out), NULL, NULL, SAVE_NO, "the .gguf to write; an existing file needs --force"},
+    {"type", F_STR, ARG(type), "f16", "f32|f16|bf16|q8_0|q4_0", SAVE_NO, "2-D weights as f32 | f16 | bf16 | q8_0 | q4_0; "
+     "vectors stay f32; q8_0/q4_0 rows that are not a multiple of 32 long are stored as f16, except down_proj's "
+     "(see --ffn-multiple)"},
+    {"ffn-multiple", F_INT, ARG(ffn_multiple), "0", "[0, 4096]", SAVE_NO, "pad the FFN width with zero channels (exact) to a "
+     "multiple of N; 0: 32 for q8_0 and q4_0, else 1"},
+    {"tokenizer", F_STR, ARG(tokenizer), "", NULL, SAVE_NO, "bytes | PATH/tokenizer.json | a directory holding one; none: "
+     "DIR/tokenizer.json, else bytes if V = 261, else a placeholder"},
+    {"name", F_STR, ARG(name), "", NULL, SAVE_NO, "general.name; none: the directory name"},
+    {"ctx", F_INT, ARG(ctx), "-1", ">= -1", SAVE_NO, "context_length written to the file; -1: max_position_embeddings"},
+    {"force", F_BOOL, ARG(force), "0", NULL, SAVE_NO, "overwrite an existing --out"},
+    {"quiet", F_BOOL, ARG(quiet), "0", NULL, SAVE_NO, "no per-tensor lines"},
+};
+static const Cli cli = {"./export", "usage: ./export --model DIR --out FILE.gguf --type f32|f16|bf16|q8_0|q4_0 [flags]\n"
+                        "Writes a Gemma 3 / Gemma 4 (dense or E2B/E4B) Hugging Face directory as one GGUF file for llama.cpp "
+                        "(arch gemma3 or\ngemma4), folding query_pre_attn_scalar and the embedding scale so llama.cpp "
+                        "computes what transformers does.\n",
+                        flags, COUNT_OF(flags), NULL, 0, NULL, "q=quiet"};
 
 int main(int argc, char **argv) {
-    const char *model_dir = NULL, *out = NULL, *type_s = "f16", *tok_spec = NULL, *name = NULL;
-    int force = 0, quiet = 0, ffn_multiple = 0;
-    long ctx = -1;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--model")) model_dir = arg_str(argc, argv, &i);
-        else if (!strcmp(argv[i], "--out")) out = arg_str(argc, argv, &i);
-        else if (!strcmp(argv[i], "--type")) type_s = arg_str(argc, argv, &i);
-        else if (!strcmp(argv[i], "--tokenizer")) tok_spec = arg_str(argc, argv, &i);
-        else if (!strcmp(argv[i], "--name")) name = arg_str(argc, argv, &i);
-        else if (!strcmp(argv[i], "--ctx")) ctx = arg_int(argc, argv, &i);
-        else if (!strcmp(argv[i], "--ffn-multiple")) ffn_multiple = (int)arg_int(argc, argv, &i);
-        else if (!strcmp(argv[i], "--force")) force = 1;
-        else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) quiet = 1;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(), 0;
-        else fail("export: unknown flag %s; see export --help", argv[i]);
-    }
-    if (!model_dir || !out) fail("export needs --model DIR and --out FILE.gguf; see export --help");
+    Args a;
+    flags_defaults(&cli, &a);
+    flags_parse(&cli, &a, argc, argv, 1, NULL);
+    flags_print(&cli, &a, stdout);
+    const char *model_dir = a.model, *out = a.out, *type_s = a.type, *tok_spec = *a.tokenizer ? a.tokenizer : NULL;
+    const char *name = *a.name ? a.name : NULL;
+    int force = a.force, quiet = a.quiet, ffn_multiple = a.ffn_multiple;
+    long ctx = a.ctx;
     static const char *tnames[] = {"f32", "f16", "bf16", "q8_0", "q4_0"};
     static const int tvals[] = {GT_F32, GT_F16, GT_BF16, GT_Q8_0, GT_Q4_0}, ftypes[] = {0, 1, 32, 7, 2};
     int ti = -1;
@@ -553,8 +550,7 @@ int main(int argc, char **argv) {
         if (!strcmp(type_s, tnames[k])) ti = k;
     if (ti < 0) fail("--type %s is not supported; use f32, f16, bf16, q8_0 or q4_0", type_s);
     if (file_exists(out) && !force) fail("--out %s already exists; pass --force to overwrite it", out);
-    if (ctx == 0 || ctx < -1 || ctx > UINT32_MAX) fail("--ctx %ld must be a positive number of tokens", ctx);
-    if (ffn_multiple < 0 || ffn_multiple > 4096) fail("--ffn-multiple %d must be in [1, 4096]", ffn_multiple);
+    if (ctx == 0) usage_fail(&cli, "--ctx 0: expected a positive number of tokens (or -1)");
 
     double t0 = now_sec();
     char *cfg = path_join(model_dir, "config.json");

@@ -48,22 +48,25 @@ static int *read_token_json(const char *path, int V, int *B, int *T) {
     return tok;
 }
 
+typedef struct {
+    const char *model, *tokens, *out;
+} LogitsArgs;
+#define LOGITS(f) offsetof(LogitsArgs, f)
+static const Flag logits_flags[] = {
+    {"model", F_STR, LOGITS(model), NULL, NULL, SAVE_NO, "Hugging Face model directory (config.json + safetensors)"},
+    {"tokens", F_STR, LOGITS(tokens), NULL, NULL, SAVE_NO, "JSON array of equal-length token-id arrays"},
+    {"out", F_STR, LOGITS(out), NULL, NULL, SAVE_NO, "float32 logits [B, T, V], row-major, after softcapping"},
+};
+static const Cli logits_cli = {"./profile logits", "usage: ./profile logits --model DIR --tokens FILE.json --out FILE.f32\n",
+                               logits_flags, COUNT_OF(logits_flags), NULL, 0,
+                               "prints \"loss X\": mean next-token cross-entropy over the B*(T-1) predictions\n", NULL};
+
 static int cmd_logits(int argc, char **argv) {
-    const char *model_dir = NULL, *tokens = NULL, *out = NULL;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--model")) model_dir = arg_str(argc, argv, &i);
-        else if (!strcmp(argv[i], "--tokens")) tokens = arg_str(argc, argv, &i);
-        else if (!strcmp(argv[i], "--out")) out = arg_str(argc, argv, &i);
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: profile logits --model DIR --tokens FILE.json --out FILE.f32\n"
-                   "  --model DIR     Hugging Face model directory (config.json + safetensors)   required\n"
-                   "  --tokens FILE   JSON array of equal-length token-id arrays                  required\n"
-                   "  --out FILE      float32 logits [B, T, V], row-major, after softcapping      required\n"
-                   "prints \"loss X\": mean next-token cross-entropy over the B*(T-1) predictions\n");
-            return 0;
-        } else fail("profile logits: unknown flag %s; see profile logits --help", argv[i]);
-    }
-    if (!model_dir || !tokens || !out) fail("profile logits needs --model, --tokens and --out; see --help");
+    LogitsArgs a;
+    flags_defaults(&logits_cli, &a);
+    flags_parse(&logits_cli, &a, argc, argv, 2, NULL);
+    flags_print(&logits_cli, &a, stdout);
+    const char *model_dir = a.model, *tokens = a.tokens, *out = a.out;
     Model m;
     model_load(&m, model_dir);
     int B, T;
@@ -540,52 +543,54 @@ static double *read_layer_importance(const char *path, int L, char *metric, size
     return imp;
 }
 
+typedef struct {
+    const char *model, *config, *preset, *params, *count, *profile, *out;
+    int multiple, full_every, alternatives;
+    double tolerance;
+} PlanArgs;
+#define PLAN(f) offsetof(PlanArgs, f)
+static const Flag plan_flags[] = {
+    {"model", F_STR, PLAN(model), "", NULL, SAVE_NO, "source model directory (reads its config.json)"},
+    {"config", F_STR, PLAN(config), "", NULL, SAVE_NO, "or: source config.json"},
+    {"preset", F_STR, PLAN(preset), "", NULL, SAVE_NO, "or: a public Gemma config (below; a unique tail works too: 31b, e2b, 270m)"},
+    {"params", F_STR, PLAN(params), NULL, NULL, SAVE_NO, "budgets, comma-separated: 8B,4B,2B,1.5B or 8e9"},
+    {"count", F_STR, PLAN(count), "total", "total|effective|non-embedding", SAVE_NO, "what a budget counts: total | effective "
+     "(total without the per-layer-embedding table, E2B) | non-embedding"},
+    {"profile", F_STR, PLAN(profile), "", NULL, SAVE_NO, "stats.json or ablate.json: drop the least important layers "
+     "(default: keep each layer type evenly spaced)"},
+    {"multiple", F_INT, PLAN(multiple), "0", ">= 0", SAVE_NO, "round hidden and FFN sizes to this; 0: by width, 128/64/16/8"},
+    {"full-every", F_INT, PLAN(full_every), "-1", ">= -1", SAVE_NO, "keep a full-attention layer in every run of this many "
+     "layers (0: no constraint); -1: the source's longest sliding run + 1"},
+    {"tolerance", F_FLOAT, PLAN(tolerance), "0.02", "(0, 0.5]", SAVE_NO, "largest relative distance from the budget"},
+    {"alternatives", F_INT, PLAN(alternatives), "3", ">= 0", SAVE_NO, "other shapes to list per budget"},
+    {"out", F_STR, PLAN(out), "", NULL, SAVE_NO, "write target config(s): FILE.json for one budget, or a directory "
+     "(target_<budget>.json each)"},
+};
+static const Cli plan_cli = {"./profile plan", "usage: ./profile plan --model DIR | --config FILE | --preset NAME  --params N[,N...] [flags]\n"
+                             "Proposes Sheared-style target shapes for parameter budgets; needs no weights.\n",
+                             plan_flags, COUNT_OF(plan_flags), NULL, 0, NULL, NULL};
+
+static void print_presets(void) {
+    printf("presets:");
+    for (int k = 0; k < NPRESETS; k++) printf(" %s", presets[k].name);
+    printf("\n");
+}
+
+static const char *or_null(const char *s) { return s && *s ? s : NULL; }
+
 static int cmd_plan(int argc, char **argv) {
-    const char *model_dir = NULL, *config = NULL, *preset = NULL, *params = NULL, *out = NULL, *profile = NULL;
-    const char *count = "total";
-    int mult = 0, N = -1, nalt = 3;
-    double tol = 0.02;
-    for (int i = 2; i < argc; i++) {
-        if (streq(argv[i], "--model")) model_dir = arg_str(argc, argv, &i);
-        else if (streq(argv[i], "--config")) config = arg_str(argc, argv, &i);
-        else if (streq(argv[i], "--preset")) preset = arg_str(argc, argv, &i);
-        else if (streq(argv[i], "--params")) params = arg_str(argc, argv, &i);
-        else if (streq(argv[i], "--count")) count = arg_str(argc, argv, &i);
-        else if (streq(argv[i], "--profile")) profile = arg_str(argc, argv, &i);
-        else if (streq(argv[i], "--multiple")) mult = (int)arg_int(argc, argv, &i);
-        else if (streq(argv[i], "--full-every")) N = (int)arg_int(argc, argv, &i);
-        else if (streq(argv[i], "--tolerance")) tol = arg_float(argc, argv, &i);
-        else if (streq(argv[i], "--alternatives")) nalt = (int)arg_int(argc, argv, &i);
-        else if (streq(argv[i], "--out")) out = arg_str(argc, argv, &i);
-        else if (is_help(argv[i])) {
-            printf("usage: profile plan --model DIR | --config FILE | --preset NAME  --params N[,N...] [flags]\n"
-                   "Proposes Sheared-style target shapes for parameter budgets; needs no weights.\n"
-                   "  --model DIR        source model directory (reads its config.json)\n"
-                   "  --config FILE      source config.json\n"
-                   "  --preset NAME      a public Gemma config:");
-            for (int k = 0; k < NPRESETS; k++) printf(" %s", presets[k].name);
-            printf("\n"
-                   "                     (a unique tail works too: 31b, e2b, 270m)\n"
-                   "  --params LIST      budgets, comma-separated: 8B,4B,2B,1.5B or 8e9        required\n"
-                   "  --count WHAT       what a budget counts: total | effective (total without the\n"
-                   "                     per-layer-embedding table, E2B) | non-embedding        default total\n"
-                   "  --profile FILE     stats.json or ablate.json: drop the least important layers\n"
-                   "                     (default: keep each layer type evenly spaced)\n"
-                   "  --multiple INT     round hidden and FFN sizes to this      default by width: 128/64/16/8\n"
-                   "  --full-every INT   keep a full-attention layer in every run of this many layers\n"
-                   "                     (0 = no constraint)            default longest sliding run + 1\n"
-                   "  --tolerance FLOAT  largest relative distance from the budget             default 0.02\n"
-                   "  --alternatives INT other shapes to list per budget                       default 3\n"
-                   "  --out PATH         write target config(s): FILE.json for one budget, or a directory\n"
-                   "                     (target_<budget>.json each)                           default none\n");
-            return 0;
-        } else fail("profile plan: unknown flag %s; see profile plan --help", argv[i]);
-    }
-    if (!params) fail("profile plan needs --params (e.g. --params 8B,4B,2B,1.5B); see --help");
+    PlanArgs pa;
+    flags_defaults(&plan_cli, &pa);
+    for (int i = 2; i < argc; i++)
+        if (is_help(argv[i])) return flags_usage(&plan_cli), print_presets(), 0;
+    flags_parse(&plan_cli, &pa, argc, argv, 2, NULL);
+    flags_print(&plan_cli, &pa, stdout);
+    const char *model_dir = or_null(pa.model), *config = or_null(pa.config), *preset = or_null(pa.preset);
+    const char *params = pa.params, *out = or_null(pa.out), *profile = or_null(pa.profile), *count = pa.count;
+    int mult = pa.multiple, N = pa.full_every, nalt = pa.alternatives;
+    double tol = pa.tolerance;
     int count_mode = streq(count, "total") ? COUNT_TOTAL : streq(count, "effective") ? COUNT_EFFECTIVE
                      : streq(count, "non-embedding") ? COUNT_NONEMB : -1;
-    if (count_mode < 0) fail("--count %s: expected total, effective or non-embedding", count);
-    if (tol <= 0 || tol > 0.5) fail("--tolerance %g: expected a fraction in (0, 0.5]", tol);
     Shape src = shape_from_args(model_dir, config, preset, "plan");
     const Config *c = &src.c;
     if (mult <= 0) mult = plan_multiple_default(c->d);
@@ -806,68 +811,56 @@ static cJSON *mem_json(const MemOpts *o, const MemUse *u) {
     return j;
 }
 
+typedef struct {
+    const char *model, *config, *preset, *optimizer, *dtype, *master, *grads, *json;
+    int gpus, zero, checkpointing, batch, seq, act_bytes;
+    double gpu_mem, reserve;
+} MemArgs;
+#define MEM(f) offsetof(MemArgs, f)
+static const Flag memory_flags[] = {
+    {"model", F_STR, MEM(model), "", NULL, SAVE_NO, "the model: its directory (reads config.json)"},
+    {"config", F_STR, MEM(config), "", NULL, SAVE_NO, "or: a config.json"},
+    {"preset", F_STR, MEM(preset), "", NULL, SAVE_NO, "or: a public Gemma config (as in profile plan)"},
+    {"optimizer", F_STR, MEM(optimizer), "adamw", "adamw|adamw8|muon", SAVE_NO, "adamw | adamw8 | muon"},
+    {"gpus", F_INT, MEM(gpus), "1", ">= 1", SAVE_NO, "data-parallel GPUs"},
+    {"gpu-mem", F_FLOAT, MEM(gpu_mem), "192", "> 0", SAVE_NO, "memory per GPU, GB (192: one MI300X)"},
+    {"zero", F_INT, MEM(zero), "0", "[0, 3]", SAVE_NO, "ZeRO stage: 1 shards optimizer states and master weights, 2 also "
+     "gradients, 3 also weights"},
+    {"checkpointing", F_BOOL, MEM(checkpointing), "0", NULL, SAVE_NO, "keep only layer inputs; recompute in backward"},
+    {"batch", F_INT, MEM(batch), "1", ">= 1", SAVE_NO, "micro-batch per GPU"},
+    {"seq", F_INT, MEM(seq), "4096", ">= 1", SAVE_NO, "sequence length"},
+    {"dtype", F_STR, MEM(dtype), "bf16", "bf16|f32", SAVE_NO, "the compute copy of the weights: bf16 | f32"},
+    {"master", F_STR, MEM(master), "f32", "f32|none", SAVE_NO, "f32 master weights with bf16 compute: f32 | none"},
+    {"grads", F_STR, MEM(grads), "", "|f32|bf16", SAVE_NO, "gradients: f32 | bf16; none: f32, bf16 with --master none"},
+    {"act-bytes", F_INT, MEM(act_bytes), "2", ">= 1", SAVE_NO, "bytes per activation value"},
+    {"reserve", F_FLOAT, MEM(reserve), "0", ">= 0", SAVE_NO, "GB for runtime context, workspaces, fragmentation"},
+    {"json", F_STR, MEM(json), "", NULL, SAVE_NO, "also write the figures (bytes per GPU) as JSON"},
+};
+static const Renamed memory_renamed[] = {{"weights", "--dtype bf16|f32 (the compute copy's dtype)"}};
+static const Cli memory_cli = {"./profile memory", "usage: ./profile memory --model DIR | --config FILE | --preset NAME [flags]\n"
+                               "Training memory per GPU (weights, master, gradients, optimizer states, activations) and\n"
+                               "whether it fits; then which other options would fit. Needs no weights. GB = 1e9 bytes.\n",
+                               memory_flags, COUNT_OF(memory_flags), memory_renamed, COUNT_OF(memory_renamed), NULL, NULL};
+
 static int cmd_memory(int argc, char **argv) {
-    const char *model_dir = NULL, *config = NULL, *preset = NULL, *opt = "adamw", *master = "fp32", *grads = NULL;
-    const char *weights = "bf16", *json = NULL;
-    MemOpts o = {0, 1, 0, 0, 1, 1, 4096, 2, 4, 2, 192, 0};
-    for (int i = 2; i < argc; i++) {
-        if (streq(argv[i], "--model")) model_dir = arg_str(argc, argv, &i);
-        else if (streq(argv[i], "--config")) config = arg_str(argc, argv, &i);
-        else if (streq(argv[i], "--preset")) preset = arg_str(argc, argv, &i);
-        else if (streq(argv[i], "--optimizer")) opt = arg_str(argc, argv, &i);
-        else if (streq(argv[i], "--gpus")) o.gpus = (int)arg_int(argc, argv, &i);
-        else if (streq(argv[i], "--gpu-mem")) o.gpu_mem = arg_float(argc, argv, &i);
-        else if (streq(argv[i], "--zero")) o.zero = (int)arg_int(argc, argv, &i);
-        else if (streq(argv[i], "--checkpointing")) o.ckpt = 1;
-        else if (streq(argv[i], "--batch")) o.B = (int)arg_int(argc, argv, &i);
-        else if (streq(argv[i], "--seq")) o.T = (int)arg_int(argc, argv, &i);
-        else if (streq(argv[i], "--weights")) weights = arg_str(argc, argv, &i);
-        else if (streq(argv[i], "--master")) master = arg_str(argc, argv, &i);
-        else if (streq(argv[i], "--grads")) grads = arg_str(argc, argv, &i);
-        else if (streq(argv[i], "--act-bytes")) o.act_bytes = (int)arg_int(argc, argv, &i);
-        else if (streq(argv[i], "--reserve")) o.reserve = arg_float(argc, argv, &i);
-        else if (streq(argv[i], "--json")) json = arg_str(argc, argv, &i);
-        else if (is_help(argv[i])) {
-            printf("usage: profile memory --model DIR | --config FILE | --preset NAME [flags]\n"
-                   "Training memory per GPU (weights, master, gradients, optimizer states, activations) and\n"
-                   "whether it fits; then which other options would fit. Needs no weights. GB = 1e9 bytes.\n"
-                   "  --model DIR / --config FILE / --preset NAME   the model (presets as in profile plan)\n"
-                   "  --optimizer NAME   adamw | adamw8 | muon                                  default adamw\n"
-                   "  --gpus INT         data-parallel GPUs                                     default 1\n"
-                   "  --gpu-mem FLOAT    memory per GPU, GB                      default 192 (one MI300X)\n"
-                   "  --zero INT         ZeRO stage 0-3: 1 shards optimizer states and master weights,\n"
-                   "                     2 also gradients, 3 also weights                       default 0\n"
-                   "  --checkpointing    keep only layer inputs; recompute in backward          default off\n"
-                   "  --batch INT        micro-batch per GPU                                    default 1\n"
-                   "  --seq INT          sequence length                                        default 4096\n"
-                   "  --weights TYPE     compute copy: bf16 | fp32                              default bf16\n"
-                   "  --master TYPE      fp32 master weights with bf16 compute: fp32 | none     default fp32\n"
-                   "  --grads TYPE       gradients: fp32 | bf16            default fp32 (bf16 with --master none)\n"
-                   "  --act-bytes INT    bytes per activation value                             default 2\n"
-                   "  --reserve FLOAT    GB for runtime context, workspaces, fragmentation      default 0\n"
-                   "  --json FILE        also write the figures (bytes per GPU) as JSON         default none\n");
-            return 0;
-        } else fail("profile memory: unknown flag %s; see profile memory --help", argv[i]);
-    }
-    o.opt = streq(opt, "adamw") ? OPT_ADAMW : streq(opt, "adamw8") ? OPT_ADAMW8 : streq(opt, "muon") ? OPT_MUON : -1;
-    if (o.opt < 0) fail("--optimizer %s: expected adamw, adamw8 or muon", opt);
-    if (!streq(master, "fp32") && !streq(master, "none")) fail("--master %s: expected fp32 or none", master);
-    if (!streq(weights, "bf16") && !streq(weights, "fp32")) fail("--weights %s: expected bf16 or fp32", weights);
-    if (grads && !streq(grads, "bf16") && !streq(grads, "fp32")) fail("--grads %s: expected fp32 or bf16", grads);
-    o.master = streq(master, "fp32");
+    MemArgs ma;
+    flags_defaults(&memory_cli, &ma);
+    flags_parse(&memory_cli, &ma, argc, argv, 2, NULL);
+    flags_print(&memory_cli, &ma, stdout);
+    const char *model_dir = or_null(ma.model), *config = or_null(ma.config), *preset = or_null(ma.preset);
+    const char *weights = ma.dtype, *master = ma.master, *grads = or_null(ma.grads), *json = or_null(ma.json);
+    MemOpts o = {0, 0, ma.zero, ma.checkpointing, ma.gpus, ma.batch, ma.seq, 0, 0, ma.act_bytes, ma.gpu_mem, ma.reserve};
+    o.opt = streq(ma.optimizer, "adamw") ? OPT_ADAMW : streq(ma.optimizer, "adamw8") ? OPT_ADAMW8 : OPT_MUON;
+    o.master = streq(master, "f32");
     o.weight_bytes = streq(weights, "bf16") ? 2 : 4;
     o.grad_bytes = grads ? (streq(grads, "bf16") ? 2 : 4) : (o.master || o.weight_bytes == 4 ? 4 : 2);
-    if (o.zero < 0 || o.zero > 3) fail("--zero %d: ZeRO stages are 0, 1, 2 and 3", o.zero);
-    if (o.gpus < 1 || o.B < 1 || o.T < 1 || o.act_bytes < 1)
-        fail("--gpus, --batch, --seq and --act-bytes must be >= 1 (got %d, %d, %d, %d)", o.gpus, o.B, o.T, o.act_bytes);
-    if (!(o.gpu_mem > 0) || o.reserve < 0) fail("--gpu-mem must be > 0 and --reserve >= 0 (GB)");
     Shape s = shape_from_args(model_dir, config, preset, "memory");
     printf("memory: %s\n| ", s.name);
     shape_print(&s, stdout);
     printf("\n| optimizer %s, %s weights, master %s, %s gradients, ZeRO %d over %d GPU(s) of %g GB, "
            "micro-batch %d x %d, checkpointing %s, %d B per activation\n",
-           opt_names[o.opt], weights, o.master && o.weight_bytes == 2 ? "fp32" : "none",
-           o.grad_bytes == 2 ? "bf16" : "fp32", o.zero, o.gpus, o.gpu_mem, o.B, o.T, o.ckpt ? "on" : "off", o.act_bytes);
+           opt_names[o.opt], weights, o.master && o.weight_bytes == 2 ? "f32" : "none",
+           o.grad_bytes == 2 ? "bf16" : "f32", o.zero, o.gpus, o.gpu_mem, o.B, o.T, o.ckpt ? "on" : "off", o.act_bytes);
     MemUse u = mem_use(&s, &o);
     mem_report(&s, &o, &u);
     if (json) {
@@ -1393,34 +1386,39 @@ static void print_layer_order(const char *title, const Config *c, const double *
 typedef struct {
     const char *model, *data, *out, *split;
     int batches, B, T;
+    double tau;  // stats only
+    int no_grad;
 } CalibArgs;
-
-static int calib_flag(CalibArgs *a, int argc, char **argv, int *i) {
-    if (streq(argv[*i], "--model")) a->model = arg_str(argc, argv, i);
-    else if (streq(argv[*i], "--data")) a->data = arg_str(argc, argv, i);
-    else if (streq(argv[*i], "--out")) a->out = arg_str(argc, argv, i);
-    else if (streq(argv[*i], "--split")) a->split = arg_str(argc, argv, i);
-    else if (streq(argv[*i], "--batches")) a->batches = (int)arg_int(argc, argv, i);
-    else if (streq(argv[*i], "--batch")) a->B = (int)arg_int(argc, argv, i);
-    else if (streq(argv[*i], "--seq")) a->T = (int)arg_int(argc, argv, i);
-    else return 0;
-    return 1;
-}
-
-static const char *calib_help =
-    "  --model DIR      Hugging Face model directory                                   required\n"
-    "  --data DIR       token shards, one subdirectory per domain                      default data/shards\n"
-    "  --out DIR        where the JSON, CSV and PNG files go                            required\n"
-    "  --split NAME     val | train: which shard the fixed windows come from            default val\n"
-    "  --batches INT    batches per domain                                              default %d\n"
-    "  --batch INT      sequences per batch                                             default 4\n"
-    "  --seq INT        tokens per sequence      default 2 x sliding_window, within [64, 1024]\n";
+#define CAL(f) offsetof(CalibArgs, f)
+#define CALIB_FLAGS(nbatch)                                                                                             \
+    {"model", F_STR, CAL(model), NULL, NULL, SAVE_NO, "Hugging Face model directory"},                                  \
+    {"data", F_STR, CAL(data), "data/shards", NULL, SAVE_NO, "token shards, one subdirectory per domain"},              \
+    {"out", F_STR, CAL(out), NULL, NULL, SAVE_NO, "where the JSON, CSV and PNG files go"},                             \
+    {"split", F_STR, CAL(split), "val", "val|train", SAVE_NO, "val | train: which shard the fixed windows come from"},  \
+    {"calib-batches", F_INT, CAL(batches), nbatch, ">= 1", SAVE_NO, "batches per domain"},                            \
+    {"batch", F_INT, CAL(B), "4", ">= 1", SAVE_NO, "sequences per batch"},                                              \
+    {"seq", F_INT, CAL(T), "0", ">= 0", SAVE_NO, "tokens per sequence; 0: 2 x sliding_window, within [64, 1024]"}
+static const Flag stats_flags[] = {
+    CALIB_FLAGS("4"),
+    {"tau", F_FLOAT, CAL(tau), "0.1", ">= 0", SAVE_NO, "a channel is near zero on a token when |h| <= tau x that token's "
+     "mean |h| over channels"},
+    {"no-grad", F_BOOL, CAL(no_grad), "0", NULL, SAVE_NO, "skip the backward pass (no gradient statistics; ~3x faster)"},
+};
+static const Flag ablate_flags[] = {CALIB_FLAGS("2")};
+static const Renamed calib_renamed[] = {{"batches", "--calib-batches N"}};
+static const Cli stats_cli = {"./profile stats", "usage: ./profile stats --model DIR --data DIR --out DIR [flags]\n"
+                              "Importance statistics per domain and over all: residual norms, Block Influence, attention\n"
+                              "entropy per head, FFN activity and sparsity, gradient magnitude per structure.\n"
+                              "Writes stats.json, layers.csv, heads.csv, ffn.csv and PNG pictures into --out.\n",
+                              stats_flags, COUNT_OF(stats_flags), calib_renamed, COUNT_OF(calib_renamed), NULL, NULL};
+static const Cli ablate_cli = {"./profile ablate", "usage: ./profile ablate --model DIR --data DIR --out DIR [flags]\n"
+                               "Removes each layer in turn (Δloss per domain), then every full-attention layer at once\n"
+                               "(loss by position: inside vs beyond the sliding window). Writes ablate.json,\n"
+                               "ablate_layers.csv, ablate_positions.csv and PNG pictures into --out.\n",
+                               ablate_flags, COUNT_OF(ablate_flags), calib_renamed, COUNT_OF(calib_renamed), NULL, NULL};
 
 // load the model and the data, check the settings, print them
 static void calib_open(CalibArgs *a, const char *cmd, Model *m, Mixture *mx) {
-    if (!a->model || !a->out) fail("profile %s needs --model and --out; see profile %s --help", cmd, cmd);
-    if (!streq(a->split, "val") && !streq(a->split, "train")) fail("--split %s: expected val or train", a->split);
-    if (a->batches < 1 || a->B < 1 || a->T < 0) fail("--batches and --batch must be >= 1, --seq >= 1");
     model_load(m, a->model);
     if (a->T == 0) a->T = seq_default(&m->c);
     *mx = mixture_open(a->data, m->c.V, 0);
@@ -1441,26 +1439,12 @@ static void step_line(int step, int total, double t0, double amount, const char 
 }
 
 static int cmd_stats(int argc, char **argv) {
-    CalibArgs ca = {NULL, "data/shards", NULL, "val", 4, 4, 0};
-    double tau = 0.1;
-    int grad = 1;
-    for (int i = 2; i < argc; i++) {
-        if (calib_flag(&ca, argc, argv, &i)) continue;
-        if (streq(argv[i], "--tau")) tau = arg_float(argc, argv, &i);
-        else if (streq(argv[i], "--no-grad")) grad = 0;
-        else if (is_help(argv[i])) {
-            printf("usage: profile stats --model DIR --data DIR --out DIR [flags]\n"
-                   "Importance statistics per domain and over all: residual norms, Block Influence, attention\n"
-                   "entropy per head, FFN activity and sparsity, gradient magnitude per structure.\n"
-                   "Writes stats.json, layers.csv, heads.csv, ffn.csv and PNG pictures into --out.\n");
-            printf(calib_help, 4);
-            printf("  --tau FLOAT      a channel is near zero on a token when |h| <= tau x that token's\n"
-                   "                   mean |h| over channels                                          default 0.1\n"
-                   "  --no-grad        skip the backward pass (no gradient statistics; ~3x faster)     default off\n");
-            return 0;
-        } else fail("profile stats: unknown flag %s; see profile stats --help", argv[i]);
-    }
-    if (!(tau >= 0)) fail("--tau %g: expected a number >= 0", tau);
+    CalibArgs ca;
+    flags_defaults(&stats_cli, &ca);
+    flags_parse(&stats_cli, &ca, argc, argv, 2, NULL);
+    flags_print(&stats_cli, &ca, stdout);
+    double tau = ca.tau;
+    int grad = !ca.no_grad;
     Model m;
     Mixture mx;
     calib_open(&ca, "stats", &m, &mx);
@@ -1622,18 +1606,10 @@ static double mean_finite(const double *v, int n) {
 }
 
 static int cmd_ablate(int argc, char **argv) {
-    CalibArgs ca = {NULL, "data/shards", NULL, "val", 2, 4, 0};
-    for (int i = 2; i < argc; i++) {
-        if (calib_flag(&ca, argc, argv, &i)) continue;
-        if (is_help(argv[i])) {
-            printf("usage: profile ablate --model DIR --data DIR --out DIR [flags]\n"
-                   "Removes each layer in turn (Δloss per domain), then every full-attention layer at once\n"
-                   "(loss by position: inside vs beyond the sliding window). Writes ablate.json,\n"
-                   "ablate_layers.csv, ablate_positions.csv and PNG pictures into --out.\n");
-            printf(calib_help, 2);
-            return 0;
-        } else fail("profile ablate: unknown flag %s; see profile ablate --help", argv[i]);
-    }
+    CalibArgs ca;
+    flags_defaults(&ablate_cli, &ca);
+    flags_parse(&ablate_cli, &ca, argc, argv, 2, NULL);
+    flags_print(&ablate_cli, &ca, stdout);
     Model m;
     Mixture mx;
     calib_open(&ca, "ablate", &m, &mx);
@@ -1811,23 +1787,26 @@ static void same_shape(const Config *a, const Config *b, const char *pa, const c
              b->H, b->K, b->F);
 }
 
+typedef struct {
+    const char *a, *b, *out;
+} DiffArgs;
+#define DIFF(f) offsetof(DiffArgs, f)
+static const Flag diff_flags[] = {
+    {"a", F_STR, DIFF(a), NULL, NULL, SAVE_NO, "the changed model directory"},
+    {"b", F_STR, DIFF(b), NULL, NULL, SAVE_NO, "the reference model directory"},
+    {"out", F_STR, DIFF(out), NULL, NULL, SAVE_NO, "output directory"},
+};
+static const Cli diff_cli = {"./profile diff", "usage: ./profile diff --a DIR --b DIR --out DIR\n"
+                             "Relative change ||W_a - W_b|| / ||W_b|| per layer and matrix between two checkpoints of one\n"
+                             "shape (b = the reference, e.g. before fine-tuning). Writes diff.csv, diff.json, diff.png.\n",
+                             diff_flags, COUNT_OF(diff_flags), NULL, 0, NULL, NULL};
+
 static int cmd_diff(int argc, char **argv) {
-    const char *da = NULL, *db = NULL, *out = NULL;
-    for (int i = 2; i < argc; i++) {
-        if (streq(argv[i], "--a")) da = arg_str(argc, argv, &i);
-        else if (streq(argv[i], "--b")) db = arg_str(argc, argv, &i);
-        else if (streq(argv[i], "--out")) out = arg_str(argc, argv, &i);
-        else if (is_help(argv[i])) {
-            printf("usage: profile diff --a DIR --b DIR --out DIR\n"
-                   "Relative change ||W_a - W_b|| / ||W_b|| per layer and matrix between two checkpoints of one\n"
-                   "shape (b = the reference, e.g. before fine-tuning). Writes diff.csv, diff.json, diff.png.\n"
-                   "  --a DIR     the changed model directory                                   required\n"
-                   "  --b DIR     the reference model directory                                 required\n"
-                   "  --out DIR   output directory                                              required\n");
-            return 0;
-        } else fail("profile diff: unknown flag %s; see profile diff --help", argv[i]);
-    }
-    if (!da || !db || !out) fail("profile diff needs --a, --b and --out; see --help");
+    DiffArgs da_;
+    flags_defaults(&diff_cli, &da_);
+    flags_parse(&diff_cli, &da_, argc, argv, 2, NULL);
+    flags_print(&diff_cli, &da_, stdout);
+    const char *da = da_.a, *db = da_.b, *out = da_.out;
     Config ca, cb;
     char *pa = path_join(da, "config.json"), *pb = path_join(db, "config.json");
     if (!file_exists(pa)) fail("%s: no config.json; point --a at a Hugging Face model directory", da);
@@ -1912,38 +1891,36 @@ static int cmd_diff(int argc, char **argv) {
 // windows train.c evaluates on) and its parameter counts: the numbers a pipeline summary compares.
 // ================================================================================================
 
+typedef struct {
+    StrList model;
+    const char *data, *out, *table;
+    int batch, seq, batches, unigram;
+} EvalArgs;
+#define EVAL(f) offsetof(EvalArgs, f)
+static const Flag eval_flags[] = {
+    {"model", F_LIST, EVAL(model), NULL, NULL, SAVE_NO, "[NAME=]DIR: a Hugging Face model directory, optionally named; repeatable"},
+    {"out", F_STR, EVAL(out), NULL, NULL, SAVE_NO, "FILE.json: where the results go"},
+    {"data", F_STR, EVAL(data), "data/shards", NULL, SAVE_NO, "token shards, one subdirectory per domain"},
+    {"batch", F_INT, EVAL(batch), "8", ">= 1", SAVE_NO, "windows per batch"},
+    {"seq", F_INT, EVAL(seq), "256", ">= 1", SAVE_NO, "tokens per window"},
+    {"eval-batches", F_INT, EVAL(batches), "8", ">= 1", SAVE_NO, "batches per domain"},
+    {"unigram", F_BOOL, EVAL(unigram), "0", NULL, SAVE_NO, "also the unigram baseline: each domain's train-token frequencies "
+     "(add-one) scored on the same windows"},
+    {"table", F_STR, EVAL(table), "", NULL, SAVE_NO, "FILE.md: also a Markdown table; models named VARIANT@SEED are grouped: "
+     "mean, sample standard deviation, min and max over the seeds"},
+};
+static const Renamed eval_renamed[] = {{"batches", "--eval-batches N"}};
+static const Cli eval_cli = {"./profile eval", "usage: ./profile eval --model [NAME=]DIR [--model ...] --out FILE.json [flags]\n"
+                             "Per-domain validation loss (the fixed windows train.c evaluates on) and parameter counts.\n",
+                             eval_flags, COUNT_OF(eval_flags), eval_renamed, COUNT_OF(eval_renamed), NULL, NULL};
+
 static int cmd_eval(int argc, char **argv) {
-    const char *data = "data/shards", *out = NULL, *table = NULL, *models[128];
-    int nm = 0, B = 8, T = 256, batches = 8, unigram = 0;
-    for (int i = 2; i < argc; i++) {
-        if (streq(argv[i], "--model")) {
-            if (nm == 128) fail("profile eval: at most 128 --model flags");
-            models[nm++] = arg_str(argc, argv, &i);
-        } else if (streq(argv[i], "--data")) data = arg_str(argc, argv, &i);
-        else if (streq(argv[i], "--out")) out = arg_str(argc, argv, &i);
-        else if (streq(argv[i], "--batch")) B = (int)arg_int(argc, argv, &i);
-        else if (streq(argv[i], "--seq")) T = (int)arg_int(argc, argv, &i);
-        else if (streq(argv[i], "--batches")) batches = (int)arg_int(argc, argv, &i);
-        else if (streq(argv[i], "--unigram")) unigram = 1;
-        else if (streq(argv[i], "--table")) table = arg_str(argc, argv, &i);
-        else if (is_help(argv[i])) {
-            printf("usage: profile eval --model [NAME=]DIR [--model ...] --out FILE.json [flags]\n"
-                   "Per-domain validation loss (the fixed windows train.c evaluates on) and parameter counts.\n"
-                   "  --model [NAME=]DIR  string  a Hugging Face model directory, optionally named; repeatable  required\n"
-                   "  --out FILE.json     string  where the results go                                        required\n"
-                   "  --data DIR          string  token shards, one subdirectory per domain          data/shards\n"
-                   "  --batch B           int     windows per batch                                            8\n"
-                   "  --seq T             int     tokens per window                                          256\n"
-                   "  --batches N         int     batches per domain                                           8\n"
-                   "  --unigram           flag    also the unigram baseline: each domain's train-token frequencies\n"
-                   "                              (add-one) scored on the same windows                         off\n"
-                   "  --table FILE.md     string  also a Markdown table; models named VARIANT@SEED are grouped:\n"
-                   "                              mean, sample standard deviation, min and max over the seeds  none\n");
-            return 0;
-        } else fail("profile eval: unknown flag %s; see profile eval --help", argv[i]);
-    }
-    if (!nm || !out) fail("profile eval needs --model and --out; see profile eval --help");
-    if (B < 1 || T < 1 || batches < 1) fail("profile eval: --batch, --seq and --batches must be >= 1");
+    EvalArgs ea;
+    flags_defaults(&eval_cli, &ea);
+    flags_parse(&eval_cli, &ea, argc, argv, 2, NULL);
+    flags_print(&eval_cli, &ea, stdout);
+    const char *data = ea.data, *out = ea.out, *table = or_null(ea.table), **models = ea.model.v;
+    int nm = ea.model.n, B = ea.batch, T = ea.seq, batches = ea.batches, unigram = ea.unigram;
     cJSON *root = cJSON_CreateObject();
     for (int i = 0; i < nm; i++) {
         const char *eq = strchr(models[i], '='), *dir = eq ? eq + 1 : models[i];

@@ -964,7 +964,7 @@ static void checkpoint_save(const Pruner *P, const Mixture *mx, const double *re
         cJSON_AddItemToArray(rl, json_float(ref[i]));
         cJSON_AddItemToArray(dn, cJSON_CreateString(mx->ds.name[i]));
     }
-    cJSON_AddItemToObject(j, "run", cJSON_Duplicate(run, 1));
+    for (const cJSON *e = run->child; e; e = e->next) cJSON_AddItemToObject(j, e->string, cJSON_Duplicate(e, 1));
     write_json_atomic(state, j);
     cJSON_Delete(j);
     if (prev) remove_step_dir(prev);
@@ -976,16 +976,13 @@ static void checkpoint_load(Pruner *P, Mixture *mx, double *ref, const cJSON *ru
     char *state = path_join(out, "prune_state.json");
     if (!file_exists(state)) fail("--resume: %s does not exist; start without --resume", state);
     cJSON *j = json_read(state);
-    const cJSON *stored = json_get(j, "run");
-    if (!stored) fail("%s: no \"run\" settings; the file is damaged", state);
-    for (const cJSON *e = run->child; e; e = e->next) {
-        const cJSON *o = json_get(stored, e->string);
-        char *a = cJSON_PrintUnformatted(e), *b = o ? cJSON_PrintUnformatted(o) : str_dup("(missing)");
-        if (strcmp(a, b) != 0)
-            fail("--resume: %s was made with %s = %s, this run has %s; resume with the same settings or use another --out",
-                 state, e->string, b, a);
-        free(a), free(b);
-    }
+    // the settings were restored from this file (parse_args); the target they resolve to must be the stored one
+    const cJSON *stored = json_get(j, "target"), *now = json_get(run, "target");
+    char *a = cJSON_PrintUnformatted(now), *b = stored ? cJSON_PrintUnformatted(stored) : str_dup("(missing)");
+    if (strcmp(a, b) != 0)
+        fail("--resume: %s was made for the target %s, this run's is %s (was the target file changed?); use another --out",
+             state, b, a);
+    free(a), free(b);
     P->step = (int)json_int(j, "step", 0, state);
     const char *rel = json_str(j, "checkpoint", NULL, state);
     if (!rel) fail("%s: no checkpoint directory named; the file is damaged", state);
@@ -1028,13 +1025,12 @@ static void checkpoint_load(Pruner *P, Mixture *mx, double *ref, const cJSON *ru
 // ================================================================================================
 
 typedef struct {
-    const char *model, *data, *out, *method_s, *target_file;
-    int method;
+    const char *model, *data, *out, *method_s, *target_file, *mix, *dtype, *device;
     double keep;
-    int steps, batch, seq, eval_every, eval_batches, dbl, dbl_clip0, full_every, ckpt_every, resume, stop_at;
-    int calib_batches, log_every, out_dtype, gpu, gpu_recompute;
-    long seed;
-    double lr, mask_lr, lambda_lr, warmup_frac, lr_floor, lag_warmup, clip;
+    int steps, batch, seq, seed, eval_every, eval_batches, dbl_clip, full_every, save_every, resume, stop_at;
+    int calib_batches, log_every, gpu_recompute, warmup, lag_warmup;
+    double lr, mask_lr, lambda_lr, min_lr_frac, grad_clip, dbl_c;
+    int method, out_dtype, gpu, dbl;  // resolved from method_s, dtype, device, mix
 } Settings;
 
 // --keep FRACTION: keep every layer and head_dim and the query heads per kv head; scale the width
@@ -1098,119 +1094,96 @@ static void print_params(const char *what, const Config *c) {
            fmt_count((double)c->V * c->d, b), c->V, c->d, fmt_count((double)count_params(c, 1), t));
 }
 
-static void usage(void) {
-    printf(
-        "usage: prune --model DIR --out DIR --method METHOD (--target FILE.json | --keep FRACTION) [flags]\n"
-        "Sheared-LLaMA learned structured pruning of a Gemma 3 or Gemma 4 model, or a one-shot baseline (Gemma 3) on the\n"
-        "same slicing path. Gemma 4 E2B/E4B: query heads and FFN channels only (layers, hidden size, kv heads and the\n"
-        "per-layer inputs stay whole).\n"
-        "Writes OUT/config.json + model.safetensors (the pruned model), prune_report.json, masks.safetensors, survivors.png.\n"
-        "  --model DIR            string  source Hugging Face model directory                      required\n"
-        "  --out DIR              string  output directory (must not hold a model, unless --resume) required\n"
-        "  --method NAME          string  sheared | magnitude | activation | wanda | bi | drop-full    sheared\n"
-        "  --target FILE.json     string  target shape, config.json keys hidden_size, intermediate_size,\n"
-        "                                 num_hidden_layers, num_attention_heads, num_key_value_heads\n"
-        "                                 (a missing key keeps the source's value)\n"
-        "  --keep FRACTION        float   or: keep this fraction of the non-embedding parameters\n"
-        "  --data DIR             string  token shards <DIR>/<domain>/{train,val}.bin                data/shards\n"
-        "  --steps N              int     pruning steps (sheared)                                       3200\n"
-        "  --batch B              int     sequences per step (and per calibration / eval batch)        8\n"
-        "  --seq T                int     tokens per sequence                                          256\n"
-        "  --seed S               int     seed of the mask noise, the u draws and the data order       1\n"
-        "  --lr X                 float   weight learning rate (peak)                                  1e-4\n"
-        "  --mask-lr X            float   log_alpha learning rate (peak)                               1.0\n"
-        "  --lambda-lr X          float   Lagrange multiplier rate (applied as -X: gradient ascent)    1.0\n"
-        "  --warmup-frac X        float   linear lr warmup, fraction of --steps                        0.1\n"
-        "  --lr-floor X           float   cosine decays to this fraction of the peak                   0.1\n"
-        "  --lagrangian-warmup X  float   targets ramp from 0 over this fraction of --steps            0.2\n"
-        "  --clip X               float   global gradient-norm clip over weights, masks and lambdas   1.0\n"
-        "  --eval-every N         int     per-domain validation + dynamic batch loading every N steps  50\n"
-        "  --eval-batches N       int     validation batches per domain (0: no evaluation, no DBL)     4\n"
-        "  --dbl 0|1              int     dynamic batch loading of the domain weights                 1\n"
-        "  --dbl-clip0 0|1        int     the paper's max(loss - ref, 0) instead of the code's signed  0\n"
-        "  --full-every N         int     keep >= 1 full-attention layer in every N consecutive layers\n"
-        "                                 (0: only require one full layer)          longest sliding run + 1\n"
-        "  --calib-batches N      int     calibration batches (activation, wanda, bi)                  8\n"
-        "  --ckpt-every N         int     checkpoint every N steps (and at the end)                    100\n"
-        "  --stop-at STEP         int     checkpoint at STEP and exit (continue with --resume)         off\n"
-        "  --resume                       continue the run in --out from its last checkpoint\n"
-        "  --dtype f32|bf16       string  dtype of the written model                                   f32\n"
-        "  --log-every N          int     print a step line every N steps                             1\n"
-        "  --device cpu|gpu       string  sheared steps and every evaluation on the GPU (bf16 compute,   cpu\n"
-        "                                 fp32 master weights; the build of `make gpu`: hip/build/prune);\n"
-        "                                 one-shot scoring stays on the CPU; same files in and out\n"
-        "  --gpu-recompute N      int     with --device gpu: layers (from the first) that recompute     0\n"
-        "                                 gate|up in the backward instead of keeping it (less memory)\n"
-        "Targets count non-embedding parameters like the published code; with a large vocabulary the embedding\n"
-        "dominates small Gemmas, so the total is printed too.\n");
-}
+// --- settings: one table gives --help, the parse, the printout and what a checkpoint saves --------------------
+// SAVE_FIXED: what makes the run (a resume must not change it); SAVE_RUN: saved, a resume may change it
+#define OPT(f) offsetof(Settings, f)
+static const Flag flags[] = {
+    {"model", F_STR, OPT(model), "", NULL, SAVE_FIXED, "source Hugging Face model directory (required unless --resume)"},
+    {"out", F_STR, OPT(out), NULL, NULL, SAVE_NO, "output directory (must not hold a model, unless --resume)"},
+    {"method", F_STR, OPT(method_s), "sheared", "sheared|magnitude|activation|wanda|bi|drop-full", SAVE_FIXED,
+     "sheared | magnitude | activation | wanda | bi | drop-full"},
+    {"target", F_STR, OPT(target_file), "", NULL, SAVE_FIXED, "target shape: config.json keys hidden_size, intermediate_size, "
+     "num_hidden_layers, num_attention_heads, num_key_value_heads (a missing key keeps the source's value)"},
+    {"keep", F_FLOAT, OPT(keep), "-1", NULL, SAVE_FIXED, "or: keep this fraction (0, 1] of the non-embedding parameters; -1: none"},
+    {"data", F_STR, OPT(data), "data/shards", NULL, SAVE_RUN, "token shards <DIR>/<domain>/{train,val}.bin"},
+    {"steps", F_INT, OPT(steps), "3200", ">= 1", SAVE_FIXED, "pruning steps (sheared)"},
+    {"batch", F_INT, OPT(batch), "8", ">= 1", SAVE_FIXED, "sequences per step (and per calibration / eval batch)"},
+    {"seq", F_INT, OPT(seq), "256", ">= 2", SAVE_FIXED, "tokens per sequence"},
+    {"seed", F_INT, OPT(seed), "1", NULL, SAVE_FIXED, "seed of the mask noise, the u draws and the data order"},
+    {"lr", F_FLOAT, OPT(lr), "1e-4", "> 0", SAVE_FIXED, "weight learning rate (peak)"},
+    {"mask-lr", F_FLOAT, OPT(mask_lr), "1.0", ">= 0", SAVE_FIXED, "log_alpha learning rate (peak)"},
+    {"lambda-lr", F_FLOAT, OPT(lambda_lr), "1.0", ">= 0", SAVE_FIXED, "Lagrange multiplier rate (applied as -X: gradient ascent)"},
+    {"warmup", F_INT, OPT(warmup), "-1", ">= -1", SAVE_FIXED, "linear lr warmup steps; -1: 10% of --steps"},
+    {"min-lr-frac", F_FLOAT, OPT(min_lr_frac), "0.1", "[0, 1]", SAVE_FIXED, "the cosine schedule ends at this fraction of the peak"},
+    {"lagrangian-warmup", F_INT, OPT(lag_warmup), "-1", ">= -1", SAVE_FIXED, "steps over which the targets ramp from 0; -1: 20% of --steps"},
+    {"grad-clip", F_FLOAT, OPT(grad_clip), "1.0", ">= 0", SAVE_FIXED, "global gradient-norm clip over weights, masks and lambdas; 0: off"},
+    {"eval-every", F_INT, OPT(eval_every), "50", ">= 1", SAVE_FIXED, "per-domain validation (and the dynamic weight update) every N steps"},
+    {"eval-batches", F_INT, OPT(eval_batches), "4", ">= 0", SAVE_FIXED, "validation batches per domain (0: no evaluation, no dynamic loading)"},
+    {"mix", F_STR, OPT(mix), "dynamic", "static|dynamic", SAVE_FIXED, "domain weights: dynamic batch loading | static (uniform)"},
+    {"dbl-clip", F_BOOL, OPT(dbl_clip), "0", NULL, SAVE_FIXED, "the paper's max(loss - ref, 0) instead of the code's loss - ref"},
+    {"dbl-c", F_FLOAT, OPT(dbl_c), "1e-4", "[0, 1)", SAVE_FIXED, "smoothing c of the domain-weight update"},
+    {"full-every", F_INT, OPT(full_every), "-1", ">= -1", SAVE_FIXED, "keep >= 1 full-attention layer in every N consecutive "
+     "layers (0: only require one full layer); -1: the source's longest sliding run + 1"},
+    {"calib-batches", F_INT, OPT(calib_batches), "8", ">= 1", SAVE_NO, "calibration batches (activation, wanda, bi)"},
+    {"save-every", F_INT, OPT(save_every), "100", ">= 1", SAVE_RUN, "checkpoint every N steps (and at the end)"},
+    {"stop-at", F_INT, OPT(stop_at), "0", ">= 0", SAVE_NO, "checkpoint at this step and exit (continue with --resume); 0: off"},
+    {"resume", F_BOOL, OPT(resume), "0", NULL, SAVE_NO, "continue the run in --out from its last checkpoint"},
+    {"dtype", F_STR, OPT(dtype), "f32", "f32|bf16", SAVE_RUN, "dtype of the written model: f32 | bf16"},
+    {"log-every", F_INT, OPT(log_every), "1", ">= 1", SAVE_NO, "print a step line every N steps"},
+    {"device", F_STR, OPT(device), "cpu", "cpu|gpu", SAVE_NO, "cpu | gpu: sheared steps and every evaluation on the GPU (bf16 "
+     "compute, fp32 master weights; the build of `make gpu`: hip/build/prune); one-shot scoring stays on the CPU"},
+    {"gpu-recompute", F_INT, OPT(gpu_recompute), "0", ">= 0", SAVE_NO, "with --device gpu: layers (from the first) that "
+     "recompute gate|up in the backward instead of keeping it (less memory)"},
+};
+static const Cli cli = {
+    "./prune",
+    "usage: ./prune --model DIR --data DIR --out DIR --method METHOD (--target FILE.json | --keep FRACTION) [--steps N] [flags]\n"
+    "Sheared-LLaMA learned structured pruning of a Gemma 3 or Gemma 4 model, or a one-shot baseline (Gemma 3) on the\n"
+    "same slicing path. Gemma 4 E2B/E4B: query heads and FFN channels only (layers, hidden size, kv heads and the\n"
+    "per-layer inputs stay whole).\n"
+    "Writes OUT/config.json + model.safetensors (the pruned model), prune_report.json, masks.safetensors, survivors.png.\n",
+    flags, COUNT_OF(flags), renamed_flags, COUNT_OF(renamed_flags),
+    "Targets count non-embedding parameters like the published code; with a large vocabulary the embedding\n"
+    "dominates small Gemmas, so the total is printed too.\n",
+    NULL};
 
 static Settings parse_args(int argc, char **argv) {
-    Settings s = {0};
-    s.data = "data/shards", s.method_s = "sheared", s.keep = -1, s.steps = 3200, s.batch = 8, s.seq = 256, s.seed = 1;
-    s.lr = 1e-4, s.mask_lr = 1.0, s.lambda_lr = 1.0, s.warmup_frac = 0.1, s.lr_floor = 0.1, s.lag_warmup = 0.2;
-    s.clip = 1.0, s.eval_every = 50, s.eval_batches = 4, s.dbl = 1, s.full_every = -1, s.ckpt_every = 100;
-    s.calib_batches = 8, s.log_every = 1, s.out_dtype = ST_F32;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) usage(), exit(0);
-        else if (!strcmp(a, "--model")) s.model = arg_str(argc, argv, &i);
-        else if (!strcmp(a, "--data")) s.data = arg_str(argc, argv, &i);
-        else if (!strcmp(a, "--out")) s.out = arg_str(argc, argv, &i);
-        else if (!strcmp(a, "--method")) s.method_s = arg_str(argc, argv, &i);
-        else if (!strcmp(a, "--target")) s.target_file = arg_str(argc, argv, &i);
-        else if (!strcmp(a, "--keep")) s.keep = arg_float(argc, argv, &i);
-        else if (!strcmp(a, "--steps")) s.steps = (int)arg_int(argc, argv, &i);
-        else if (!strcmp(a, "--batch")) s.batch = (int)arg_int(argc, argv, &i);
-        else if (!strcmp(a, "--seq")) s.seq = (int)arg_int(argc, argv, &i);
-        else if (!strcmp(a, "--seed")) s.seed = arg_int(argc, argv, &i);
-        else if (!strcmp(a, "--lr")) s.lr = arg_float(argc, argv, &i);
-        else if (!strcmp(a, "--mask-lr")) s.mask_lr = arg_float(argc, argv, &i);
-        else if (!strcmp(a, "--lambda-lr")) s.lambda_lr = arg_float(argc, argv, &i);
-        else if (!strcmp(a, "--warmup-frac")) s.warmup_frac = arg_float(argc, argv, &i);
-        else if (!strcmp(a, "--lr-floor")) s.lr_floor = arg_float(argc, argv, &i);
-        else if (!strcmp(a, "--lagrangian-warmup")) s.lag_warmup = arg_float(argc, argv, &i);
-        else if (!strcmp(a, "--clip")) s.clip = arg_float(argc, argv, &i);
-        else if (!strcmp(a, "--eval-every")) s.eval_every = (int)arg_int(argc, argv, &i);
-        else if (!strcmp(a, "--eval-batches")) s.eval_batches = (int)arg_int(argc, argv, &i);
-        else if (!strcmp(a, "--dbl")) s.dbl = (int)arg_int(argc, argv, &i);
-        else if (!strcmp(a, "--dbl-clip0")) s.dbl_clip0 = (int)arg_int(argc, argv, &i);
-        else if (!strcmp(a, "--full-every")) s.full_every = (int)arg_int(argc, argv, &i);
-        else if (!strcmp(a, "--calib-batches")) s.calib_batches = (int)arg_int(argc, argv, &i);
-        else if (!strcmp(a, "--ckpt-every")) s.ckpt_every = (int)arg_int(argc, argv, &i);
-        else if (!strcmp(a, "--stop-at")) s.stop_at = (int)arg_int(argc, argv, &i);
-        else if (!strcmp(a, "--resume")) s.resume = 1;
-        else if (!strcmp(a, "--log-every")) s.log_every = (int)arg_int(argc, argv, &i);
-        else if (!strcmp(a, "--device")) {
-            const char *d = arg_str(argc, argv, &i);
-            if (!strcmp(d, "gpu")) s.gpu = 1;
-            else if (strcmp(d, "cpu")) fail("--device %s: expected cpu or gpu", d);
-        }
-        else if (!strcmp(a, "--gpu-recompute")) s.gpu_recompute = (int)arg_int(argc, argv, &i);
-        else if (!strcmp(a, "--dtype")) {
-            const char *d = arg_str(argc, argv, &i);
-            if (!strcmp(d, "f32")) s.out_dtype = ST_F32;
-            else if (!strcmp(d, "bf16")) s.out_dtype = ST_BF16;
-            else fail("--dtype %s: expected f32 or bf16", d);
-        } else fail("unknown flag %s; see prune --help", a);
+    Settings s;
+    int given[COUNT_OF(flags)] = {0};
+    flags_defaults(&cli, &s);
+    flags_parse(&cli, &s, argc, argv, 1, given);
+    if (*s.model) {  // the same directory however it is spelled: what a resume compares
+        char *rp = realpath(s.model, NULL);
+        if (rp) s.model = rp;
+    }
+    if (s.resume) {  // the saved settings, then what the command line changes (a run-defining flag must not)
+        char *state = path_join(s.out, "prune_state.json");
+        if (!file_exists(state)) fail("--resume: %s does not exist; start without --resume", state);
+        cJSON *j = json_read(state);
+        const cJSON *saved = json_get(j, "settings");
+        if (!saved) fail("%s: no \"settings\"; the file is damaged or from an older ./prune (start again)", state);
+        Settings cmd = s;
+        flags_resume(&cli, &s, &cmd, given, saved, state);  // the strings it keeps are copies: j can go
+        cJSON_Delete(j);
+        free(state);
     }
     s.method = -1;
     for (int m = 0; m < METH_N; m++)
         if (!strcmp(s.method_s, method_name[m])) s.method = m;
-    if (s.method < 0) fail("--method %s: expected sheared, magnitude, activation, wanda, bi or drop-full", s.method_s);
-    if (!s.model) fail("--model DIR is required (a Hugging Face model directory); see prune --help");
-    if (!s.out) fail("--out DIR is required; see prune --help");
-    if (s.target_file && s.keep >= 0) fail("give either --target FILE.json or --keep FRACTION, not both");
-    if (!s.target_file && s.keep < 0 && s.method != METH_DROP_FULL)
-        fail("a target is required: --target FILE.json (config.json-style shape) or --keep FRACTION");
-    if (s.keep >= 0 && !(s.keep > 0 && s.keep <= 1)) fail("--keep %g: expected a fraction in (0, 1]", s.keep);
-    if (s.steps < 1 || s.batch < 1 || s.seq < 2) fail("--steps, --batch must be >= 1 and --seq >= 2");
-    if (s.eval_every < 1 || s.ckpt_every < 1 || s.log_every < 1) fail("--eval-every, --ckpt-every, --log-every must be >= 1");
-    if (s.eval_batches < 0 || s.calib_batches < 1) fail("--eval-batches must be >= 0 and --calib-batches >= 1");
-    if (!(s.warmup_frac >= 0 && s.warmup_frac <= 1) || !(s.lag_warmup >= 0 && s.lag_warmup <= 1) || !(s.lr_floor >= 0 && s.lr_floor <= 1))
-        fail("--warmup-frac, --lagrangian-warmup and --lr-floor are fractions in [0, 1]");
-    if (s.stop_at < 0 || s.stop_at > s.steps) fail("--stop-at %d: expected a step in [1, --steps %d]", s.stop_at, s.steps);
-    if (s.gpu_recompute && !s.gpu) fail("--gpu-recompute %d applies to --device gpu only", s.gpu_recompute);
+    s.out_dtype = !strcmp(s.dtype, "bf16") ? ST_BF16 : ST_F32;
+    s.gpu = !strcmp(s.device, "gpu");
+    s.dbl = !strcmp(s.mix, "dynamic");
+    if (s.warmup < 0) s.warmup = s.steps / 10;
+    if (s.lag_warmup < 0) s.lag_warmup = s.steps / 5;
+    if (!*s.model) usage_fail(&cli, "--model DIR is required (a Hugging Face model directory)");
+    if (*s.target_file && s.keep != -1) usage_fail(&cli, "give either --target FILE.json or --keep FRACTION, not both");
+    if (!*s.target_file && s.keep == -1 && s.method != METH_DROP_FULL)
+        usage_fail(&cli, "a target is required: --target FILE.json (config.json-style shape) or --keep FRACTION");
+    if (s.keep != -1 && !(s.keep > 0 && s.keep <= 1)) usage_fail(&cli, "--keep %g: expected a fraction in (0, 1]", s.keep);
+    if (s.warmup > s.steps || s.lag_warmup > s.steps)
+        usage_fail(&cli, "--warmup %d and --lagrangian-warmup %d must be at most --steps %d", s.warmup, s.lag_warmup, s.steps);
+    if (s.stop_at > s.steps) usage_fail(&cli, "--stop-at %d: expected a step in [1, --steps %d] (0: off)", s.stop_at, s.steps);
+    if (s.gpu_recompute && !s.gpu) usage_fail(&cli, "--gpu-recompute %d applies to --device gpu only", s.gpu_recompute);
 #ifndef USE_GPU
     if (s.gpu) fail("--device gpu: this binary was built without the GPU path; on a machine with nvcc and CUDA run `make gpu` "
                     "and use hip/build/prune --device gpu");
@@ -1218,20 +1191,11 @@ static Settings parse_args(int argc, char **argv) {
     return s;
 }
 
-// the settings a resumed run must share with the run it continues
-static cJSON *run_identity(const Settings *s, const Shape *t, int arch) {
+// what a checkpoint keeps of the run: the settings and the target shape they resolved to
+static cJSON *run_json(const Settings *s, const Shape *t, int arch) {
     cJSON *j = cJSON_CreateObject();
-    char *model = realpath(s->model, NULL);  // the same directory however it is spelled
-    cJSON_AddStringToObject(j, "model", model ? model : s->model);
-    free(model);
-    cJSON_AddStringToObject(j, "method", s->method_s);
+    cJSON_AddItemToObject(j, "settings", flags_to_json(&cli, s));
     cJSON_AddItemToObject(j, "target", shape_json(t, arch));
-    int iv[] = {s->steps, s->batch, s->seq, (int)s->seed, s->eval_every, s->eval_batches, s->dbl, s->dbl_clip0, s->full_every};
-    const char *in[] = {"steps", "batch", "seq", "seed", "eval_every", "eval_batches", "dbl", "dbl_clip0", "full_every"};
-    for (int i = 0; i < 9; i++) cJSON_AddNumberToObject(j, in[i], iv[i]);
-    double fv[] = {s->lr, s->mask_lr, s->lambda_lr, s->warmup_frac, s->lr_floor, s->lag_warmup, s->clip};
-    const char *fn[] = {"lr", "mask_lr", "lambda_lr", "warmup_frac", "lr_floor", "lagrangian_warmup", "clip"};
-    for (int i = 0; i < 7; i++) cJSON_AddNumberToObject(j, fn[i], fv[i]);  // prints the same after a round trip
     return j;
 }
 
@@ -1242,11 +1206,11 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
     P.m = *src;
     masks_init(&P.M, &P.m.c, tgt, (uint64_t)s->seed * 0x9e3779b97f4a7c15ull + 1);
     pruner_alloc(&P);
-    P.steps = s->steps, P.warmup = (int)lround(s->warmup_frac * s->steps), P.lag_warmup = (int)lround(s->lag_warmup * s->steps);
-    P.lr = s->lr, P.mask_lr = s->mask_lr, P.lambda_lr = s->lambda_lr, P.lr_floor = s->lr_floor, P.clip = s->clip;
+    P.steps = s->steps, P.warmup = s->warmup, P.lag_warmup = s->lag_warmup;
+    P.lr = s->lr, P.mask_lr = s->mask_lr, P.lambda_lr = s->lambda_lr, P.lr_floor = s->min_lr_frac, P.clip = s->grad_clip;
     Mixture mx = mixture_open(s->data, P.m.c.V, (uint64_t)s->seed * 2 + 1);
     double *ref = (double *)callocCheck(sizeof(double) * mx.k), *loss = (double *)callocCheck(sizeof(double) * mx.k);
-    cJSON *run = run_identity(s, tgt, P.m.c.arch);
+    cJSON *run = run_json(s, tgt, P.m.c.arch);
     int B = s->batch, T = s->seq, do_eval = s->eval_batches > 0;
     if (s->resume) checkpoint_load(&P, &mx, ref, run, s->out);
 #ifdef USE_GPU
@@ -1296,13 +1260,13 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
             printf("eval step %d |", P.step);
             print_losses(" val loss", &mx, loss);
             if (s->dbl) {
-                dbl_update(mx.w, loss, ref, mx.k, 1e-4, s->dbl_clip0);
+                dbl_update(mx.w, loss, ref, mx.k, s->dbl_c, s->dbl_clip);
                 printf("eval step %d | domain weights", P.step);
                 for (int i = 0; i < mx.k; i++) printf(" %s %.4f", mx.ds.name[i], mx.w[i]);
                 printf("\n");
             }
         }
-        if (P.step % s->ckpt_every == 0 || P.step == P.steps || P.step == s->stop_at) {
+        if (P.step % s->save_every == 0 || P.step == P.steps || P.step == s->stop_at) {
 #ifdef USE_GPU
             if (P.gpu) gpu_download(gpu.g, P.m.w), gpu_adam_moments(gpu.g, P.mom, P.var, 0);  // host copy up to date
 #endif
@@ -1413,8 +1377,8 @@ int main(int argc, char **argv) {
     int full_every = s.full_every >= 0 ? s.full_every : default_full_every(c);
     Shape tgt = shape_of(c);
     char why[256] = "";
-    if (s.target_file) tgt = target_from_json(c, s.target_file);
-    else if (s.keep >= 0) {
+    if (*s.target_file) tgt = target_from_json(c, s.target_file);
+    else if (s.keep > 0) {
         tgt = plan_keep(c, s.keep);
         if (has_e2b_extras(c))
             snprintf(why, sizeof why, "--keep %g: Gemma 4 E2B/E4B: layers, hidden size and kv heads kept whole, query heads "
@@ -1430,9 +1394,10 @@ int main(int argc, char **argv) {
         if (tgt.L == c->L) tgt.L = c->L - nf;  // drop-full decides the layers
         full_every = 0;
     }
-    check_target(c, &tgt, full_every, s.method == METH_DROP_FULL, s.target_file ? s.target_file : "--keep");
-    printf("| prune: method %s, model %s -> %s (BLIS kernels %s, %d threads)\n", s.method_s, s.model, s.out, blas_kernels(),
-           omp_get_max_threads());
+    check_target(c, &tgt, full_every, s.method == METH_DROP_FULL, *s.target_file ? s.target_file : "--keep");
+    printf("| prune: method %s, model %s -> %s (BLIS kernels %s, %d threads)%s\n", s.method_s, s.model, s.out,
+           blas_kernels(), omp_get_max_threads(), s.resume ? ", resuming" : "");
+    flags_print(&cli, &s, stdout);
     config_print(c, stdout);
     printf("| target: L=%d d=%d H=%d K=%d D=%d F=%d", tgt.L, tgt.d, tgt.H, tgt.K, tgt.D, tgt.F);
     if (c->arch == 4) printf(" (full layers: K=%d D=%d)", tgt.Kg, c->Dg);
@@ -1444,15 +1409,6 @@ int main(int argc, char **argv) {
            (double)count_params(&tc, 0) / count_params(c, 0), (double)count_params(&tc, 1) / count_params(c, 1));
     if (full_every > 0) printf("| constraint: >= 1 full-attention layer in every %d consecutive layers\n", full_every);
     else if (s.method != METH_DROP_FULL) printf("| constraint: at least one full-attention layer\n");
-    printf("| data %s, batch %d x %d, seed %ld, output dtype %s\n", s.data, s.batch, s.seq, s.seed,
-           s.out_dtype == ST_BF16 ? "bf16" : "f32");
-    if (s.method == METH_SHEARED)
-        printf("| steps %d, lr %g (masks %g, lambdas -%g), warmup %.2f, floor %.2f, target warmup %.2f, clip %g, eval every %d "
-               "(%d batches), dbl %d (clip0 %d), checkpoint every %d%s\n", s.steps, s.lr, s.mask_lr, s.lambda_lr,
-               s.warmup_frac, s.lr_floor, s.lag_warmup, s.clip, s.eval_every, s.eval_batches, s.dbl, s.dbl_clip0,
-               s.ckpt_every, s.resume ? ", resuming" : "");
-    else if (s.method != METH_MAGNITUDE && s.method != METH_DROP_FULL)
-        printf("| calibration batches %d\n", s.calib_batches);
     cJSON *extra = cJSON_CreateObject();
     cJSON_AddNumberToObject(extra, "full_every", full_every);
     cJSON_AddNumberToObject(extra, "seed", (double)s.seed);

@@ -53,187 +53,69 @@ typedef struct {
     int stop_at;
 } Opts;
 
-enum { A_STR, A_INT, A_FLOAT, A_BOOL };
-static const char *arg_type_name[] = {"string", "int", "float", "flag"};
-
-typedef struct {
-    const char *name;  // the flag without its "--"
-    int type;
-    size_t off;        // where it lives in Opts
-    const char *def;   // default, parsed like a command-line value
-    int saved;         // part of the run: saved in train_state.json, restored by --resume
-    const char *help;
-} Flag;
-
 #define OPT(f) offsetof(Opts, f)
 static const Flag flags[] = {
-    {"model", A_STR, OPT(model), "", 1, "Hugging Face model directory to start from (fine-tune, continue; lottery A, C)"},
-    {"config", A_STR, OPT(config), "", 1, "config.json-style shape to train from scratch (with --init random)"},
-    {"init", A_STR, OPT(init), "random", 1, "init with --config: random = Gemma-style, N(0, 0.02) matrices, norms at identity"},
-    {"lottery", A_STR, OPT(lottery), "", 1, "lottery ticket on a pruned shape: A = --model's pruned weights; B = --source's "
-                                            "weights restricted to --report's survivors; C = random init of that shape"},
-    {"report", A_STR, OPT(report), "", 1, "prune_report.json of the pruning run (lottery B; C without --model)"},
-    {"source", A_STR, OPT(source), "", 1, "the model that was pruned (lottery B; C without --model)"},
-    {"data", A_STR, OPT(data), "data/shards", 1, "token shards DIR/<domain>/{train,val}.bin (make data)"},
-    {"out", A_STR, OPT(out), "", 0, "run directory: checkpoint/ (an HF model dir + optimizer + state), log.json, *.csv"},
-    {"resume", A_BOOL, OPT(resume), "0", 0, "continue --out's run from its checkpoint, exactly (same losses bit for bit)"},
-    {"force", A_BOOL, OPT(force), "0", 0, "start a new run although --out has a checkpoint (replaced at the first save)"},
-    {"steps", A_INT, OPT(steps), "1000", 1, "optimizer steps in all"},
-    {"batch", A_INT, OPT(batch), "8", 1, "sequences per micro-batch (B)"},
-    {"seq", A_INT, OPT(seq), "256", 1, "tokens per sequence (T)"},
-    {"grad-accum", A_INT, OPT(grad_accum), "1", 1, "micro-batches per optimizer step"},
-    {"lr", A_FLOAT, OPT(lr), "-1", 1, "peak learning rate; -1: 3e-4 from scratch or lottery C, 1e-4 from weights"},
-    {"warmup", A_INT, OPT(warmup), "-1", 1, "linear warmup steps; -1: 10% of --steps"},
-    {"min-lr-frac", A_FLOAT, OPT(min_lr_frac), "0.1", 1, "the cosine schedule ends at this fraction of the peak"},
-    {"weight-decay", A_FLOAT, OPT(weight_decay), "0.1", 1, "decoupled weight decay (never on norms, embedding, frozen)"},
-    {"grad-clip", A_FLOAT, OPT(grad_clip), "1.0", 1, "clip the global gradient norm to this; 0: off"},
-    {"optimizer", A_STR, OPT(optimizer), "adamw", 1, "adamw (fp32 states) | adamw8 (8-bit block-wise states) | muon "
-                                                     "(matrices; AdamW for embedding and vectors)"},
-    {"beta1", A_FLOAT, OPT(beta1), "0.9", 1, "Adam beta1"},
-    {"beta2", A_FLOAT, OPT(beta2), "0.95", 1, "Adam beta2"},
-    {"eps", A_FLOAT, OPT(eps), "1e-8", 1, "Adam epsilon"},
-    {"muon-momentum", A_FLOAT, OPT(muon_momentum), "0.95", 1, "Muon momentum (Nesterov)"},
-    {"mix", A_STR, OPT(mix), "static", 1, "static (fixed domain weights) | dynamic (dynamic batch loading)"},
-    {"weights", A_STR, OPT(weights), "", 1, "JSON {\"domain\": weight}: (initial) domain weights; default uniform"},
-    {"ref-loss", A_STR, OPT(ref_loss), "", 1, "JSON {\"domain\": loss}: reference losses for --mix dynamic"},
-    {"ref-model", A_STR, OPT(ref_model), "", 1, "or: a model whose per-domain validation losses are the references"},
-    {"dbl-clip", A_BOOL, OPT(dbl_clip), "0", 1, "the paper's max(loss - ref, 0) instead of the code's loss - ref"},
-    {"dbl-c", A_FLOAT, OPT(dbl_c), "1e-4", 1, "smoothing c of the domain-weight update"},
-    {"eval-every", A_INT, OPT(eval_every), "100", 1, "validation (and the dynamic weight update) every N steps; 0: at the end"},
-    {"eval-batches", A_INT, OPT(eval_batches), "4", 1, "validation batches of --batch windows per domain"},
-    {"save-every", A_INT, OPT(save_every), "500", 1, "checkpoint every N steps and at the end; 0: only at the end"},
-    {"dtype", A_STR, OPT(dtype), "auto", 1, "saved weights: f32 | bf16 (fp32 master kept in optimizer.safetensors) | "
-                                            "auto (what the model was loaded as; f32 for a random init)"},
-    {"teacher", A_STR, OPT(teacher), "", 1, "distill from this HF model directory (same vocabulary)"},
-    {"alpha", A_FLOAT, OPT(alpha), "0.5", 1, "distillation: weight of the cross-entropy; 1 - alpha goes to the KL term"},
-    {"temperature", A_FLOAT, OPT(temperature), "1.0", 1, "distillation temperature tau; with --generate the sampling "
-                                                          "temperature (0: greedy)"},
-    {"seed", A_INT, OPT(seed), "1", 1, "random seed: init (2*seed), data order (2*seed+1), sampling"},
-    {"generate", A_STR, OPT(generate), "", 0, "print a continuation of this prompt by --model (or --out's checkpoint), exit"},
-    {"tokens", A_INT, OPT(tokens), "200", 0, "tokens to generate"},
-    {"top-k", A_INT, OPT(top_k), "0", 0, "sample among the k most likely tokens; 0: all"},
-    {"tokenizer", A_STR, OPT(tokenizer), "", 0, "bytes | PATH/tokenizer.json; default: the model's tokenizer.json, else bytes"},
-    {"stop-at", A_INT, OPT(stop_at), "0", 0, "checkpoint at this step and exit (continue with --resume, on either device); 0: off"},
-    {"device", A_STR, OPT(device), "cpu", 0, "cpu | gpu: steps, evaluation and AdamW on the GPU (bf16 compute, fp32 master "
-                                             "weights; the build of `make gpu`: hip/build/train); same files in and out"},
-    {"gpu-recompute", A_INT, OPT(gpu_recompute), "0", 0, "with --device gpu: layers (from the first) that recompute gate|up "
-                                                       "in the backward instead of keeping it (less memory, one more product each)"},
+    {"model", F_STR, OPT(model), "", NULL, SAVE_RUN, "Hugging Face model directory to start from (fine-tune, continue; lottery A, C)"},
+    {"config", F_STR, OPT(config), "", NULL, SAVE_RUN, "config.json-style shape to train from scratch (with --init random)"},
+    {"init", F_STR, OPT(init), "random", "random", SAVE_RUN, "init with --config: random = Gemma-style, N(0, 0.02) matrices, norms at identity"},
+    {"lottery", F_STR, OPT(lottery), "", "|A|B|C", SAVE_RUN, "lottery ticket on a pruned shape: A = --model's pruned weights; B = "
+                                                          "--source's weights restricted to --report's survivors; C = random init of that shape"},
+    {"report", F_STR, OPT(report), "", NULL, SAVE_RUN, "prune_report.json of the pruning run (lottery B; C without --model)"},
+    {"source", F_STR, OPT(source), "", NULL, SAVE_RUN, "the model that was pruned (lottery B; C without --model)"},
+    {"data", F_STR, OPT(data), "data/shards", NULL, SAVE_RUN, "token shards DIR/<domain>/{train,val}.bin (make data)"},
+    {"out", F_STR, OPT(out), "", NULL, SAVE_NO, "run directory: checkpoint/ (an HF model dir + optimizer + state), log.json, *.csv"},
+    {"resume", F_BOOL, OPT(resume), "0", NULL, SAVE_NO, "continue --out's run from its checkpoint, exactly (same losses bit for bit)"},
+    {"force", F_BOOL, OPT(force), "0", NULL, SAVE_NO, "start a new run although --out has a checkpoint (replaced at the first save)"},
+    {"steps", F_INT, OPT(steps), "1000", ">= 1", SAVE_RUN, "optimizer steps in all"},
+    {"batch", F_INT, OPT(batch), "8", ">= 1", SAVE_RUN, "sequences per micro-batch (B)"},
+    {"seq", F_INT, OPT(seq), "256", ">= 1", SAVE_RUN, "tokens per sequence (T)"},
+    {"grad-accum", F_INT, OPT(grad_accum), "1", ">= 1", SAVE_RUN, "micro-batches per optimizer step"},
+    {"lr", F_FLOAT, OPT(lr), "-1", NULL, SAVE_RUN, "peak learning rate; -1: 3e-4 from scratch or lottery C, 1e-4 from weights"},
+    {"warmup", F_INT, OPT(warmup), "-1", ">= -1", SAVE_RUN, "linear warmup steps; -1: 10% of --steps"},
+    {"min-lr-frac", F_FLOAT, OPT(min_lr_frac), "0.1", "[0, 1]", SAVE_RUN, "the cosine schedule ends at this fraction of the peak"},
+    {"weight-decay", F_FLOAT, OPT(weight_decay), "0.1", ">= 0", SAVE_RUN, "decoupled weight decay (never on norms, embedding, frozen)"},
+    {"grad-clip", F_FLOAT, OPT(grad_clip), "1.0", ">= 0", SAVE_RUN, "clip the global gradient norm to this; 0: off"},
+    {"optimizer", F_STR, OPT(optimizer), "adamw", "adamw|adamw8|muon", SAVE_RUN, "adamw (fp32 states) | adamw8 (8-bit "
+                                                  "block-wise states) | muon (matrices; AdamW for embedding and vectors)"},
+    {"beta1", F_FLOAT, OPT(beta1), "0.9", "[0, 1)", SAVE_RUN, "Adam beta1"},
+    {"beta2", F_FLOAT, OPT(beta2), "0.95", "[0, 1)", SAVE_RUN, "Adam beta2"},
+    {"eps", F_FLOAT, OPT(eps), "1e-8", "> 0", SAVE_RUN, "Adam epsilon"},
+    {"muon-momentum", F_FLOAT, OPT(muon_momentum), "0.95", "[0, 1)", SAVE_RUN, "Muon momentum (Nesterov)"},
+    {"mix", F_STR, OPT(mix), "static", "static|dynamic", SAVE_RUN, "static (fixed domain weights) | dynamic (dynamic batch loading)"},
+    {"weights", F_STR, OPT(weights), "", NULL, SAVE_RUN, "JSON {\"domain\": weight}: (initial) domain weights; default uniform"},
+    {"ref-loss", F_STR, OPT(ref_loss), "", NULL, SAVE_RUN, "JSON {\"domain\": loss}: reference losses for --mix dynamic"},
+    {"ref-model", F_STR, OPT(ref_model), "", NULL, SAVE_RUN, "or: a model whose per-domain validation losses are the references"},
+    {"dbl-clip", F_BOOL, OPT(dbl_clip), "0", NULL, SAVE_RUN, "the paper's max(loss - ref, 0) instead of the code's loss - ref"},
+    {"dbl-c", F_FLOAT, OPT(dbl_c), "1e-4", "[0, 1)", SAVE_RUN, "smoothing c of the domain-weight update"},
+    {"eval-every", F_INT, OPT(eval_every), "100", ">= 0", SAVE_RUN, "validation (and the dynamic weight update) every N steps; 0: at the end"},
+    {"eval-batches", F_INT, OPT(eval_batches), "4", ">= 1", SAVE_RUN, "validation batches of --batch windows per domain"},
+    {"save-every", F_INT, OPT(save_every), "500", ">= 0", SAVE_RUN, "checkpoint every N steps and at the end; 0: only at the end"},
+    {"dtype", F_STR, OPT(dtype), "auto", "f32|bf16|auto", SAVE_RUN, "saved weights: f32 | bf16 (fp32 master kept in "
+                                         "optimizer.safetensors) | auto (what the model was loaded as; f32 for a random init)"},
+    {"teacher", F_STR, OPT(teacher), "", NULL, SAVE_RUN, "distill from this HF model directory (same vocabulary)"},
+    {"alpha", F_FLOAT, OPT(alpha), "0.5", "[0, 1]", SAVE_RUN, "distillation: weight of the cross-entropy; 1 - alpha goes to the KL term"},
+    {"temperature", F_FLOAT, OPT(temperature), "1.0", ">= 0", SAVE_RUN, "distillation temperature tau; with --generate the "
+                                                                       "sampling temperature (0: greedy)"},
+    {"seed", F_INT, OPT(seed), "1", NULL, SAVE_RUN, "random seed: init (2*seed), data order (2*seed+1), sampling"},
+    {"generate", F_STR, OPT(generate), "", NULL, SAVE_NO, "print a continuation of this prompt by --model (or --out's checkpoint), exit"},
+    {"tokens", F_INT, OPT(tokens), "200", ">= 0", SAVE_NO, "tokens to generate"},
+    {"top-k", F_INT, OPT(top_k), "0", ">= 0", SAVE_NO, "sample among the k most likely tokens; 0: all"},
+    {"tokenizer", F_STR, OPT(tokenizer), "", NULL, SAVE_NO, "bytes | PATH/tokenizer.json; default: the model's tokenizer.json, else bytes"},
+    {"stop-at", F_INT, OPT(stop_at), "0", ">= 0", SAVE_NO, "checkpoint at this step and exit (continue with --resume, on either device); 0: off"},
+    {"device", F_STR, OPT(device), "cpu", "cpu|gpu", SAVE_NO, "cpu | gpu: steps, evaluation and AdamW on the GPU (bf16 compute, "
+                                         "fp32 master weights; the build of `make gpu`: hip/build/train); same files in and out"},
+    {"gpu-recompute", F_INT, OPT(gpu_recompute), "0", ">= 0", SAVE_NO, "with --device gpu: layers (from the first) that "
+                                         "recompute gate|up in the backward instead of keeping it (less memory, one more product each)"},
 };
-#define NFLAGS ((int)(sizeof flags / sizeof flags[0]))
-
-static void *flag_ptr(Opts *o, const Flag *f) { return (char *)o + f->off; }
-
-static int flag_index(const char *name) {
-    for (int i = 0; i < NFLAGS; i++)
-        if (!strcmp(flags[i].name, name)) return i;
-    fail("internal: no flag --%s", name);
-}
-
-static void flag_copy(Opts *dst, Opts *src, const Flag *f) {
-    memcpy(flag_ptr(dst, f), flag_ptr(src, f),
-           f->type == A_STR ? sizeof(char *) : f->type == A_FLOAT ? sizeof(double) : sizeof(int));
-}
-
-static void flag_set(Opts *o, const Flag *f, const char *v) {
-    void *p = flag_ptr(o, f);
-    char *end;
-    if (f->type == A_STR) *(const char **)p = v;
-    else if (f->type == A_BOOL) {
-        if (!strcmp(v, "1") || !strcmp(v, "true")) *(int *)p = 1;
-        else if (!strcmp(v, "0") || !strcmp(v, "false")) *(int *)p = 0;
-        else fail("--%s is a flag (1/0), got \"%s\"", f->name, v);
-    } else if (f->type == A_INT) {
-        long x = strtol(v, &end, 10);
-        if (*end || end == v || x < INT_MIN || x > INT_MAX) fail("--%s expects an integer, got \"%s\"", f->name, v);
-        *(int *)p = (int)x;
-    } else {
-        double x = strtod(v, &end);
-        if (*end || end == v || !isfinite(x)) fail("--%s expects a number, got \"%s\"", f->name, v);
-        *(double *)p = x;
-    }
-}
-
-static const char *flag_str(Opts *o, const Flag *f, char *buf) {  // buf: 64 bytes
-    void *p = flag_ptr(o, f);
-    if (f->type == A_STR) return *(const char **)p;
-    if (f->type == A_FLOAT) snprintf(buf, 64, "%g", *(double *)p);
-    else snprintf(buf, 64, "%d", *(int *)p);
-    return buf;
-}
-
-static void opts_defaults(Opts *o) {
-    memset(o, 0, sizeof *o);
-    for (int i = 0; i < NFLAGS; i++) flag_set(o, &flags[i], flags[i].def);
-}
-
-// argv over *o; given[i] says flag i was on the command line
-static void opts_parse(Opts *o, int argc, char **argv, int *given) {
-    for (int a = 1; a < argc; a++) {
-        const char *s = argv[a];
-        int i = 0;
-        if (strncmp(s, "--", 2) == 0)
-            for (; i < NFLAGS; i++)
-                if (!strcmp(s + 2, flags[i].name)) break;
-        if (strncmp(s, "--", 2) != 0 || i == NFLAGS) fail("unknown argument %s; see ./train --help", s);
-        flag_set(o, &flags[i], flags[i].type == A_BOOL ? "1" : arg_str(argc, argv, &a));
-        if (given) given[i] = 1;
-    }
-}
-
-static void usage(void) {
-    printf("usage: ./train --model DIR | --config FILE.json,  --data DIR --out DIR [--steps N] [--resume] [flags]\n"
-           "       ./train --model DIR --generate \"prompt\" [--tokens N --temperature T --top-k K --seed S]\n");
-    Opts o;
-    opts_defaults(&o);
-    for (int i = 0; i < NFLAGS; i++) {
-        char buf[64];
-        const char *v = flag_str(&o, &flags[i], buf);
-        printf("  --%-14s %-6s  %s  [%s]\n", flags[i].name, arg_type_name[flags[i].type], flags[i].help,
-               flags[i].type == A_BOOL ? (*v == '1' ? "on" : "off") : (*v ? v : "none"));
-    }
-    printf("Writes OUT/checkpoint/ (load it with --model in every stage), OUT/log.json, OUT/log_steps.csv,\n"
-           "OUT/log_eval.csv and, when plot.h can draw them, OUT/loss.png and OUT/weights.png.\n");
-}
-
-static void opts_print(Opts *o) {
-    char line[256] = "|", buf[64];
-    for (int i = 0; i < NFLAGS; i++) {
-        char item[200];
-        snprintf(item, sizeof item, " %s=%s", flags[i].name, flag_str(o, &flags[i], buf));
-        if (strlen(line) + strlen(item) > 110) {
-            printf("%s\n", line);
-            strcpy(line, "|");
-        }
-        strcat(line, item);
-    }
-    printf("%s\n", line);
-}
-
-static cJSON *opts_to_json(Opts *o) {
-    cJSON *j = cJSON_CreateObject();
-    for (int i = 0; i < NFLAGS; i++) {
-        const Flag *f = &flags[i];
-        if (!f->saved) continue;
-        void *p = flag_ptr(o, f);
-        if (f->type == A_STR) cJSON_AddStringToObject(j, f->name, *(const char **)p);
-        else if (f->type == A_FLOAT) cJSON_AddNumberToObject(j, f->name, *(double *)p);
-        else if (f->type == A_BOOL) cJSON_AddBoolToObject(j, f->name, *(int *)p);
-        else cJSON_AddNumberToObject(j, f->name, *(int *)p);
-    }
-    return j;
-}
-
-static void opts_from_json(Opts *o, const cJSON *j, const char *src) {
-    for (int i = 0; i < NFLAGS; i++) {
-        const Flag *f = &flags[i];
-        if (!f->saved || !json_get(j, f->name)) continue;
-        void *p = flag_ptr(o, f);
-        if (f->type == A_STR) *(const char **)p = str_dup(json_str(j, f->name, "", src));
-        else if (f->type == A_FLOAT) *(double *)p = json_num(j, f->name, 0, src);
-        else if (f->type == A_BOOL) *(int *)p = json_bool(j, f->name, 0, src);
-        else *(int *)p = (int)json_int(j, f->name, 0, src);
-    }
-}
+static const Cli cli = {
+    "./train",
+    "usage: ./train --model DIR | --config FILE.json,  --data DIR --out DIR [--steps N] [--resume] [flags]\n"
+    "       ./train --model DIR --generate \"prompt\" [--tokens N --temperature T --top-k K --seed S]\n",
+    flags, COUNT_OF(flags), renamed_flags, COUNT_OF(renamed_flags),
+    "Writes OUT/checkpoint/ (load it with --model in every stage), OUT/log.json, OUT/log_steps.csv,\n"
+    "OUT/log_eval.csv and, when plot.h can draw them, OUT/loss.png and OUT/weights.png.\n",
+    NULL};
+#define NFLAGS COUNT_OF(flags)
 
 enum { OPT_ADAMW, OPT_ADAMW8, OPT_MUON };
 static const char *opt_names[] = {"adamw", "adamw8", "muon"};
@@ -246,33 +128,18 @@ static int name_index(const char *v, const char *const *names, int n, const char
     fail("--%s %s is not one of: %s", flag, v, all);
 }
 
-// ranges that are checked once every default and override is in
+// what the table's ranges cannot say: values that depend on each other, checked once every default and
+// override is in
 static void opts_check(const Opts *o) {
-    if (o->steps < 1 || o->batch < 1 || o->seq < 1 || o->grad_accum < 1)
-        fail("--steps, --batch, --seq and --grad-accum must be >= 1 (got %d, %d, %d, %d)", o->steps, o->batch, o->seq,
-             o->grad_accum);
     if (!(o->lr > 0)) fail("--lr must be > 0 (got %g)", o->lr);
     if (o->warmup < 0 || o->warmup > o->steps) fail("--warmup must be in [0, --steps] (got %d)", o->warmup);
-    if (o->min_lr_frac < 0 || o->min_lr_frac > 1) fail("--min-lr-frac must be in [0, 1] (got %g)", o->min_lr_frac);
-    if (o->weight_decay < 0 || o->grad_clip < 0) fail("--weight-decay and --grad-clip must be >= 0");
-    if (o->beta1 < 0 || o->beta1 >= 1 || o->beta2 < 0 || o->beta2 >= 1 || !(o->eps > 0))
-        fail("Adam needs 0 <= beta1, beta2 < 1 and eps > 0 (got %g, %g, %g)", o->beta1, o->beta2, o->eps);
-    if (o->muon_momentum < 0 || o->muon_momentum >= 1) fail("--muon-momentum must be in [0, 1)");
-    name_index(o->optimizer, opt_names, 3, "optimizer");
-    static const char *mixes[] = {"static", "dynamic"}, *dtypes[] = {"f32", "bf16", "auto"};
-    int dyn = name_index(o->mix, mixes, 2, "mix");
-    name_index(o->dtype, dtypes, 3, "dtype");
-    if (dyn && !*o->ref_loss && !*o->ref_model)
+    if (!strcmp(o->mix, "dynamic") && !*o->ref_loss && !*o->ref_model)
         fail("--mix dynamic needs reference losses: --ref-loss FILE.json or --ref-model DIR");
     if (*o->ref_loss && *o->ref_model) fail("give --ref-loss or --ref-model, not both");
-    if (!(o->dbl_c >= 0 && o->dbl_c < 1)) fail("--dbl-c must be in [0, 1) (got %g)", o->dbl_c);
-    if (o->stop_at < 0 || o->stop_at > o->steps) fail("--stop-at %d: expected a step in [1, --steps %d] (0: off)", o->stop_at, o->steps);
-    if (o->eval_every < 0 || o->save_every < 0 || o->eval_batches < 1)
-        fail("--eval-every and --save-every must be >= 0, --eval-batches >= 1");
-    if (*o->teacher && (o->alpha < 0 || o->alpha > 1 || !(o->temperature > 0)))
-        fail("distillation needs 0 <= --alpha <= 1 and --temperature > 0 (got %g, %g)", o->alpha, o->temperature);
-    static const char *devices[] = {"cpu", "gpu"};
-    if (name_index(o->device, devices, 2, "device")) {
+    if (o->stop_at > o->steps) fail("--stop-at %d: expected a step in [1, --steps %d] (0: off)", o->stop_at, o->steps);
+    if (*o->teacher && !(o->temperature > 0))
+        fail("distillation needs --temperature > 0 (got %g)", o->temperature);
+    if (!strcmp(o->device, "gpu")) {
 #ifndef USE_GPU
         fail("--device gpu: this binary was built without the GPU path; on a machine with nvcc and CUDA run `make gpu` "
              "and use hip/build/train --device gpu");
@@ -935,7 +802,7 @@ static void write_plots(Run *r) {
 static void write_logs(Run *r, int plots) {
     const History *h = &r->h;
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddItemToObject(j, "settings", opts_to_json(&r->o));
+    cJSON_AddItemToObject(j, "settings", flags_to_json(&cli, &r->o));
     cJSON_AddNumberToObject(j, "step", r->step);
     cJSON_AddItemToObject(j, "history", history_to_json(h, r->mx.ds.name));
     char *p = path_join(r->o.out, "log.json");
@@ -1121,7 +988,7 @@ static cJSON *state_to_json(Run *r) {
     if (r->ref) cJSON_AddItemToObject(j, "ref_loss", cJSON_CreateDoubleArray(r->ref, r->mx.k));
     cJSON_AddNumberToObject(j, "elapsed_s", r->elapsed_before);
     cJSON_AddStringToObject(j, "embed_scale_dtype", st_dtype_name[r->m.c.scale_dtype]);
-    cJSON_AddItemToObject(j, "settings", opts_to_json(&r->o));
+    cJSON_AddItemToObject(j, "settings", flags_to_json(&cli, &r->o));
     cJSON_AddItemToObject(j, "history", history_to_json(&r->h, r->mx.ds.name));
     return j;
 }
@@ -1301,22 +1168,17 @@ static int generate_text(Opts *o) {
 
 #ifndef TRAIN_NO_MAIN
 int main(int argc, char **argv) {
-    for (int a = 1; a < argc; a++)
-        if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
-            usage();
-            return 0;
-        }
     if (argc < 2) {
-        usage();
+        flags_usage(&cli);
         return 1;
     }
     Run r;
     memset(&r, 0, sizeof r);
     int given[NFLAGS] = {0};
-    opts_defaults(&r.o);
-    opts_parse(&r.o, argc, argv, given);
-    if (given[flag_index("generate")]) return generate_text(&r.o);
-    if (!*r.o.out) fail("--out DIR is required (checkpoints and logs go there); see ./train --help");
+    flags_defaults(&cli, &r.o);
+    flags_parse(&cli, &r.o, argc, argv, 1, given);
+    if (given[flag_index(&cli, "generate")]) return generate_text(&r.o);
+    if (!*r.o.out) usage_fail(&cli, "--out DIR is required (checkpoints and logs go there)");
     double t_start = now_sec();
 
     // resume: the saved settings first, then whatever the command line changes
@@ -1329,19 +1191,10 @@ int main(int argc, char **argv) {
         state_path = path_join(ck, "train_state.json");
         if (!file_exists(state_path)) fail("%s: no train_state.json; not a checkpoint of ./train", ck);
         state = json_read(state_path);
-        Opts cmd = r.o;
-        opts_defaults(&r.o);
         const cJSON *saved = json_get(state, "settings");
         if (!saved) fail("%s: no \"settings\"; the file is damaged", state_path);
-        opts_from_json(&r.o, saved, state_path);
-        for (int i = 0; i < NFLAGS; i++) {
-            if (!given[i] && flags[i].saved) continue;
-            char b1[64], b2[64];
-            const char *was = flag_str(&r.o, &flags[i], b1), *now = flag_str(&cmd, &flags[i], b2);
-            if (flags[i].saved && strcmp(was, now) && strcmp(flags[i].name, "model") && strcmp(flags[i].name, "config"))
-                printf("| resume: --%s %s (was %s)\n", flags[i].name, now, was);
-            flag_copy(&r.o, &cmd, &flags[i]);
-        }
+        Opts cmd = r.o;
+        flags_resume(&cli, &r.o, &cmd, given, saved, state_path);
         r.o.resume = 1;
     } else {
         char *have = checkpoint_find_dir(r.o.out);
@@ -1404,7 +1257,7 @@ int main(int argc, char **argv) {
 
     // settings
     printf("train: %s\n", r.o.resume ? "resuming" : "starting");
-    opts_print(&r.o);
+    flags_print(&cli, &r.o, stdout);
     config_print(&r.m.c, stdout);
     size_t nemb = (size_t)r.m.c.V * r.m.c.d;
     printf("| parameters: %.3fM non-embedding, %.3fM total\n", (r.m.tab.total - nemb) / 1e6, r.m.tab.total / 1e6);

@@ -7,8 +7,10 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -571,25 +573,373 @@ static const char *fmt_duration(double s, char *buf) {  // buf: 32 bytes
 }
 
 // ----------------------------------------------------------------------------------------------
-// command-line helpers: --flag value pairs, with a clear message for a missing or bad value
+// command-line flags, after llama2.c's run.c (one flat parse, one error_usage), shared by every program:
+// a program describes its settings struct in one Flag table, and the table gives --help (each flag, its
+// type, default and accepted values), the parse, the printout of the resolved settings at start and, for
+// train and prune, the settings a checkpoint saves and --resume restores. Values are parsed whole and
+// range-checked: an integer never wraps or truncates, a float is finite, a boolean is not a number; an
+// unknown flag or an old spelling is refused. Every refusal is one line naming the flag, the value and
+// what is accepted.
 
+enum { F_STR, F_INT, F_FLOAT, F_BOOL, F_LIST };
+static const char *flag_type_name[] = {"string", "int", "float", "flag", "list"};
+// what a checkpoint does with a flag: not saved | saved, --resume may change it | saved, --resume must keep it
+enum { SAVE_NO, SAVE_RUN, SAVE_FIXED };
+
+typedef struct {  // F_LIST: the values of a repeatable flag (--model a --model b, or --info a b c)
+    int n;
+    const char **v;
+} StrList;
+
+typedef struct {
+    const char *name;    // without the leading "--"
+    int type;            // F_*
+    size_t off;          // offsetof the field: const char * | int | double | int (0/1) | StrList
+    const char *def;     // the default as it would be typed; NULL: the flag is required
+    const char *accept;  // numbers: ">= 1", "> 0", "[0, 1]", "(0, 1]", "[0, 1)"; strings: "a|b|c"; NULL: any
+    int save;            // SAVE_*
+    const char *help;
+} Flag;
+
+typedef struct {  // an old spelling: refused, with what to write instead
+    const char *old, *use;
+} Renamed;
+
+typedef struct {
+    const char *prog;     // as the user types it: "./prune", "./profile logits"
+    const char *usage;    // the lines before the flag list (each ending in \n)
+    const Flag *f;
+    int n;
+    const Renamed *renamed;
+    int nrenamed;
+    const char *notes;    // printed after the flag list, or NULL
+    const char *letters;  // one-letter aliases, "q=quiet" (-q is --quiet), or NULL
+} Cli;
+
+#define COUNT_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+// the spellings ./prune took before every program used the same name for the same knob
+static const Renamed renamed_flags[] = {
+    {"clip", "--grad-clip X"},
+    {"lr-floor", "--min-lr-frac X"},
+    {"ckpt-every", "--save-every N"},
+    {"warmup-frac", "--warmup N (in steps; -1: 10% of --steps)"},
+    {"dbl", "--mix dynamic|static"},
+    {"dbl-clip0", "--dbl-clip (a flag, no value)"},
+};
+
+// the one way a command line is refused: one line, and where to read more
+__attribute__((noreturn, format(printf, 2, 3))) static void usage_fail(const Cli *cli, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fail("%s; see %s --help", msg, cli->prog);
+}
+
+static void *flag_ptr(const Flag *f, const void *s) { return (char *)s + f->off; }
+
+static const Flag *flag_find(const Cli *cli, const char *name) {
+    for (int i = 0; i < cli->n; i++)
+        if (!strcmp(cli->f[i].name, name)) return &cli->f[i];
+    return NULL;
+}
+
+static int flag_index(const Cli *cli, const char *name) {
+    const Flag *f = flag_find(cli, name);
+    if (!f) fail("internal: %s has no flag --%s", cli->prog, name);
+    return (int)(f - cli->f);
+}
+
+// is x inside an accept range (">= a", "> a", "[a, b]", "(a, b]", "[a, b)", "(a, b)")?
+static int range_holds(const char *acc, double x) {
+    double a, b;
+    char open, close;
+    if (!acc) return 1;
+    if (sscanf(acc, ">= %lf", &a) == 1) return x >= a;
+    if (sscanf(acc, "> %lf", &a) == 1) return x > a;
+    if (sscanf(acc, "%c%lf, %lf%c", &open, &a, &b, &close) == 4 && (open == '[' || open == '(') &&
+        (close == ']' || close == ')'))
+        return (open == '[' ? x >= a : x > a) && (close == ']' ? x <= b : x < b);
+    fail("internal: accept range \"%s\" is not one of >= a, > a, [a, b], (a, b]", acc);
+}
+
+static int choice_holds(const char *acc, const char *v) {
+    if (!acc) return 1;
+    size_t n = strlen(v);
+    for (const char *p = acc; *p;) {
+        const char *e = strchr(p, '|');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && !strncmp(p, v, n)) return 1;
+        p += len + (e != NULL);
+    }
+    return 0;
+}
+
+// strict number parsing: the whole string, no leading blanks, no wrap, finite
+static int parse_int_whole(const char *v, int *out) {
+    if (!((*v >= '0' && *v <= '9') || ((*v == '-' || *v == '+') && v[1] >= '0' && v[1] <= '9'))) return 0;
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (*end || errno == ERANGE || x < INT_MIN || x > INT_MAX) return 0;
+    *out = (int)x;
+    return 1;
+}
+
+static int parse_float_whole(const char *v, double *out) {
+    if (!((*v >= '0' && *v <= '9') || *v == '.' || *v == '-' || *v == '+')) return 0;  // no "nan", "inf", blanks
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (end == v || *end || !isfinite(x) || errno == ERANGE) return 0;
+    *out = x;
+    return 1;
+}
+
+// set one flag from its textual value (the command line, or a default); `from` names where it came from
+static void flag_set(const Cli *cli, const Flag *f, void *s, const char *v, const char *from) {
+    void *p = flag_ptr(f, s);
+    const char *acc = f->accept ? f->accept : "";
+    const char *sep = *acc ? " " : "";
+    if (f->type == F_STR) {
+        if (!choice_holds(f->accept, v)) {
+            char all[256] = "";
+            for (const char *c = f->accept; *c && strlen(all) < sizeof all - 3; c++) {
+                if (*c != '|') strncat(all, c, 1);
+                else if (c > f->accept && c[1]) strcat(all, ", ");
+            }
+            usage_fail(cli, "--%s %s%s is not one of: %s", f->name, v, from, all);
+        }
+        *(const char **)p = v;
+    } else if (f->type == F_INT) {
+        int x;
+        if (!parse_int_whole(v, &x) || !range_holds(f->accept, x)) {
+            if (!f->accept) usage_fail(cli, "--%s %s%s: expected a whole number from %d to %d", f->name, v, from, INT_MIN, INT_MAX);
+            usage_fail(cli, "--%s %s%s: expected a whole number %s%s%s", f->name, v, from, *acc == '>' ? "" : "in ", acc,
+                       *acc == '>' ? ", at most 2147483647" : "");
+        }
+        *(int *)p = x;
+    } else if (f->type == F_FLOAT) {
+        double x;
+        if (!parse_float_whole(v, &x) || !range_holds(f->accept, x))
+            usage_fail(cli, "--%s %s%s: expected a finite number%s%s%s", f->name, v, from, sep,
+                       *acc == '(' || *acc == '[' ? "in " : "", acc);
+        *(double *)p = x;
+    } else if (f->type == F_BOOL) {
+        if (strcmp(v, "0") && strcmp(v, "1")) fail("internal: --%s default \"%s\" is not 0 or 1", f->name, v);
+        *(int *)p = *v == '1';
+    } else {
+        StrList *l = (StrList *)p;
+        l->v = (const char **)realloc((void *)l->v, sizeof(char *) * (size_t)(l->n + 1));
+        if (!l->v) fail("out of memory");
+        l->v[l->n++] = v;
+    }
+}
+
+// the value as text (for --help, the settings printout and resume messages); buf: 64 bytes
+static const char *flag_text(const Flag *f, const void *s, char *buf) {
+    const void *p = flag_ptr(f, s);
+    if (f->type == F_STR) return *(const char *const *)p ? *(const char *const *)p : "";
+    if (f->type == F_FLOAT) snprintf(buf, 64, "%g", *(const double *)p);
+    else if (f->type == F_LIST) {
+        const StrList *l = (const StrList *)p;
+        buf[0] = 0;
+        for (int i = 0; i < l->n && strlen(buf) < 48; i++) snprintf(buf + strlen(buf), 64 - strlen(buf), "%s%s", i ? "," : "", l->v[i]);
+    } else snprintf(buf, 64, "%d", *(const int *)p);
+    return buf;
+}
+
+static int flag_same(const Flag *f, const void *a, const void *b) {
+    const void *x = flag_ptr(f, a), *y = flag_ptr(f, b);
+    if (f->type == F_STR) {
+        const char *u = *(const char *const *)x, *v = *(const char *const *)y;
+        return !strcmp(u ? u : "", v ? v : "");
+    }
+    if (f->type == F_FLOAT) return *(const double *)x == *(const double *)y;
+    if (f->type == F_LIST) return 1;  // lists are never saved
+    return *(const int *)x == *(const int *)y;
+}
+
+static void flag_copy(const Flag *f, void *dst, const void *src) {
+    size_t n = f->type == F_STR ? sizeof(char *) : f->type == F_FLOAT ? sizeof(double)
+               : f->type == F_LIST ? sizeof(StrList) : sizeof(int);
+    memcpy(flag_ptr(f, dst), flag_ptr(f, src), n);
+}
+
+static void flags_defaults(const Cli *cli, void *s) {
+    for (int i = 0; i < cli->n; i++) {
+        const Flag *f = &cli->f[i];
+        if (f->type == F_LIST) memset(flag_ptr(f, s), 0, sizeof(StrList));
+        else if (f->def) flag_set(cli, f, s, f->def, " (default)");
+        else if (f->type == F_STR) *(const char **)flag_ptr(f, s) = NULL;
+        else memset(flag_ptr(f, s), 0, f->type == F_FLOAT ? sizeof(double) : sizeof(int));
+    }
+}
+
+static void flags_usage(const Cli *cli) {
+    printf("%s", cli->usage);
+    int w = 14;
+    for (int i = 0; i < cli->n; i++) w = (int)strlen(cli->f[i].name) + 1 > w ? (int)strlen(cli->f[i].name) + 1 : w;
+    for (int i = 0; i < cli->n; i++) {
+        const Flag *f = &cli->f[i];
+        const char *v = f->def ? f->def : "required";
+        if (f->def && f->type == F_BOOL) v = *f->def == '1' ? "on" : "off";
+        else if (f->def && !*f->def) v = "none";
+        int numeric = (f->type == F_INT || f->type == F_FLOAT) && f->accept;
+        printf("  --%-*s %-6s  %s%s%s%s", w, f->name, flag_type_name[f->type], f->help, numeric ? " (" : "",
+               numeric ? f->accept : "", numeric ? ")" : "");
+        printf("  [%s]\n", v);
+    }
+    if (cli->letters) printf("  (short forms: %s)\n", cli->letters);
+    if (cli->notes) printf("%s", cli->notes);
+}
+
+// argv[first..] over *s (already holding the defaults); given[i] (may be NULL) says flag i was on the command line
+static void flags_parse(const Cli *cli, void *s, int argc, char **argv, int first, int *given) {
+    for (int a = first; a < argc; a++)
+        if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
+            flags_usage(cli);
+            exit(0);
+        }
+    for (int a = first; a < argc; a++) {
+        const char *arg = argv[a];
+        const Flag *f = NULL;
+        if (!strncmp(arg, "--", 2)) f = flag_find(cli, arg + 2);
+        else if (arg[0] == '-' && arg[1] && !arg[2] && cli->letters)
+            for (const char *l = cli->letters; l && !f; l = strchr(l, ','), l = l ? l + 1 : NULL)
+                if (l[0] == arg[1] && l[1] == '=') {
+                    char name[64];
+                    snprintf(name, sizeof name, "%.*s", (int)strcspn(l + 2, ","), l + 2);
+                    f = flag_find(cli, name);
+                }
+        if (!f) {
+            for (int i = 0; !strncmp(arg, "--", 2) && i < cli->nrenamed; i++)
+                if (!strcmp(arg + 2, cli->renamed[i].old))
+                    usage_fail(cli, "%s is no longer accepted: use %s", arg, cli->renamed[i].use);
+            usage_fail(cli, !strncmp(arg, "--", 2) ? "unknown flag %s" : "unexpected argument \"%s\" (flags start with --)", arg);
+        }
+        if (f->type == F_BOOL) *(int *)flag_ptr(f, s) = 1;
+        else {
+            int got = 0;
+            do {
+                if (a + 1 >= argc || !strncmp(argv[a + 1], "--", 2)) {
+                    if (got) break;
+                    usage_fail(cli, "--%s needs a value: %s", f->name, f->help);
+                }
+                flag_set(cli, f, s, argv[++a], "");
+                got++;
+            } while (f->type == F_LIST);  // a list takes every value up to the next flag
+        }
+        if (given) given[f - cli->f] = 1;
+    }
+    for (int i = 0; i < cli->n; i++)
+        if (!cli->f[i].def && !(given && given[i]) &&
+            !(cli->f[i].type == F_STR ? *(const char **)flag_ptr(&cli->f[i], s) != NULL
+                                      : cli->f[i].type == F_LIST && ((StrList *)flag_ptr(&cli->f[i], s))->n > 0))
+            usage_fail(cli, "--%s is required: %s", cli->f[i].name, cli->f[i].help);
+}
+
+// the resolved settings, "| name=value ..." in lines of at most ~110 characters, so every log explains itself
+static void flags_print(const Cli *cli, const void *s, FILE *out) {
+    char line[256] = "|", buf[64];
+    for (int i = 0; i < cli->n; i++) {
+        char item[200];
+        snprintf(item, sizeof item, " %s=%s", cli->f[i].name, flag_text(&cli->f[i], s, buf));
+        if (strlen(line) + strlen(item) > 110 && strlen(line) > 1) {
+            fprintf(out, "%s\n", line);
+            strcpy(line, "|");
+        }
+        strncat(line, item, sizeof line - strlen(line) - 1);
+    }
+    fprintf(out, "%s\n", line);
+}
+
+// the settings a checkpoint keeps: every saved flag by its name
+static cJSON *flags_to_json(const Cli *cli, const void *s) {
+    cJSON *j = cJSON_CreateObject();
+    for (int i = 0; i < cli->n; i++) {
+        const Flag *f = &cli->f[i];
+        const void *p = flag_ptr(f, s);
+        if (f->save == SAVE_NO) continue;
+        if (f->type == F_STR) cJSON_AddStringToObject(j, f->name, *(const char *const *)p ? *(const char *const *)p : "");
+        else if (f->type == F_FLOAT) cJSON_AddNumberToObject(j, f->name, *(const double *)p);  // round-trips exactly
+        else if (f->type == F_BOOL) cJSON_AddBoolToObject(j, f->name, *(const int *)p);
+        else if (f->type == F_INT) cJSON_AddNumberToObject(j, f->name, *(const int *)p);
+    }
+    return j;
+}
+
+// Read them back as strictly as the command line: the right JSON type (a boolean is not a number), whole
+// integers in range, finite floats, accepted values; a key that is no saved flag means the file was edited or
+// belongs to another program.
+static void flags_from_json(const Cli *cli, void *s, const cJSON *j, const char *src) {
+    if (!cJSON_IsObject(j)) fail("%s: \"settings\" must be an object; the file is damaged", src);
+    for (const cJSON *e = j->child; e; e = e->next) {
+        const Flag *f = flag_find(cli, e->string);
+        if (!f || f->save == SAVE_NO)
+            fail("%s: settings name \"%s\", which is no saved flag of %s; the file is damaged or from another program",
+                 src, e->string, cli->prog);
+        void *p = flag_ptr(f, s);
+        double x = e->valuedouble;
+        int ok;
+        if (f->type == F_STR) {
+            ok = cJSON_IsString(e) && choice_holds(f->accept, e->valuestring);
+            if (ok) *(const char **)p = str_dup(e->valuestring);
+        } else if (f->type == F_BOOL) {
+            ok = cJSON_IsBool(e);
+            if (ok) *(int *)p = cJSON_IsTrue(e);
+        } else if (f->type == F_INT) {
+            ok = cJSON_IsNumber(e) && x == floor(x) && x >= INT_MIN && x <= INT_MAX && range_holds(f->accept, x);
+            if (ok) *(int *)p = (int)x;
+        } else {
+            ok = cJSON_IsNumber(e) && isfinite(x) && range_holds(f->accept, x);
+            if (ok) *(double *)p = x;
+        }
+        if (!ok) {
+            char *t = cJSON_PrintUnformatted(e);
+            fail("%s: setting \"%s\" is %s, not a valid %s%s%s; the file is damaged", src, e->string, t,
+                 flag_type_name[f->type], f->accept ? " " : "", f->accept ? f->accept : "");
+        }
+    }
+}
+
+// --resume: *s becomes the saved settings, then what the command line (*cmd, flags marked in given) changes.
+// A SAVE_FIXED flag given with another value is refused; a SAVE_RUN one is taken and printed.
+static void flags_resume(const Cli *cli, void *s, const void *cmd, const int *given, const cJSON *saved, const char *src) {
+    flags_defaults(cli, s);
+    flags_from_json(cli, s, saved, src);
+    for (int i = 0; i < cli->n; i++) {
+        const Flag *f = &cli->f[i];
+        if (f->save != SAVE_NO && !given[i]) continue;
+        char b1[64], b2[64];
+        if (f->save != SAVE_NO && !flag_same(f, s, cmd)) {
+            if (f->save == SAVE_FIXED)
+                fail("--resume: %s was made with --%s %s, this run has --%s %s; resume with the same value or use another "
+                     "--out", src, f->name, flag_text(f, s, b1), f->name, flag_text(f, cmd, b2));
+            printf("| resume: --%s %s (was %s)\n", f->name, flag_text(f, cmd, b2), flag_text(f, s, b1));
+        }
+        flag_copy(f, s, cmd);
+    }
+}
+
+// for the small command lines of test tools: --flag value pairs, parsed as strictly as the table's
 static const char *arg_str(int argc, char **argv, int *i) {
-    if (*i + 1 >= argc) fail("flag %s needs a value; see --help", argv[*i]);
+    if (*i + 1 >= argc) fail("flag %s needs a value", argv[*i]);
     return argv[++*i];
 }
 
 static long arg_int(int argc, char **argv, int *i) {
     const char *flag = argv[*i], *s = arg_str(argc, argv, i);
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end || end == s) fail("flag %s expects an integer, got \"%s\"", flag, s);
+    int v;
+    if (!parse_int_whole(s, &v)) fail("flag %s expects a whole number from %d to %d, got \"%s\"", flag, INT_MIN, INT_MAX, s);
     return v;
 }
 
 static double arg_float(int argc, char **argv, int *i) {
     const char *flag = argv[*i], *s = arg_str(argc, argv, i);
-    char *end;
-    double v = strtod(s, &end);
-    if (*end || end == s) fail("flag %s expects a number, got \"%s\"", flag, s);
+    double v;
+    if (!parse_float_whole(s, &v)) fail("flag %s expects a finite number, got \"%s\"", flag, s);
     return v;
 }

@@ -15,16 +15,22 @@ typedef struct {
     size_t name_len, len;
 } Doc;
 
-static void usage(void) {
-    printf("usage: data/mkshards [flags]   |   data/mkshards --info FILE.bin...\n"
-           "  --tokenizer SPEC  string  \"bytes\" or the path of a Hugging Face tokenizer.json       [bytes]\n"
-           "  --text DIR        path    per-domain text, DIR/<domain>.txt                          [data/text]\n"
-           "  --out DIR         path    shards go to DIR/<domain>/{train,val}.bin                  [data/shards]\n"
-           "  --val-every N     int     document i goes to validation when i %% N == N-1            [10]\n"
-           "  --force           flag    re-tokenize domains that are up to date                    [off]\n"
-           "  --info FILE...    paths   print the header of token shards and exit\n"
-           "  --help                    this text\n");
-}
+typedef struct {
+    const char *tokenizer, *text, *out;
+    int val_every, force;
+    StrList info;
+} Args;
+#define ARG(f) offsetof(Args, f)
+static const Flag flags[] = {
+    {"tokenizer", F_STR, ARG(tokenizer), "bytes", NULL, SAVE_NO, "\"bytes\" or the path of a Hugging Face tokenizer.json"},
+    {"text", F_STR, ARG(text), "data/text", NULL, SAVE_NO, "per-domain text, DIR/<domain>.txt"},
+    {"out", F_STR, ARG(out), "data/shards", NULL, SAVE_NO, "shards go to DIR/<domain>/{train,val}.bin"},
+    {"val-every", F_INT, ARG(val_every), "10", ">= 2", SAVE_NO, "document i goes to validation when i % N == N-1"},
+    {"force", F_BOOL, ARG(force), "0", NULL, SAVE_NO, "re-tokenize domains that are up to date"},
+    {"info", F_LIST, ARG(info), "", NULL, SAVE_NO, "FILE.bin...: print the header of token shards and exit"},
+};
+static const Cli cli = {"data/mkshards", "usage: data/mkshards [flags]   |   data/mkshards --info FILE.bin...\n",
+                        flags, COUNT_OF(flags), NULL, 0, NULL, NULL};
 
 // Splits a domain file into documents. Every document starts with "\x1e<name>\n"; its text runs to the
 // newline before the next such line (that newline included).
@@ -198,24 +204,16 @@ static void print_info(const char *path) {
 }
 
 int main(int argc, char **argv) {
-    const char *spec = "bytes", *textdir = "data/text", *outdir = "data/shards";
-    int every = 10, force = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--tokenizer") == 0) spec = arg_str(argc, argv, &i);
-        else if (strcmp(argv[i], "--text") == 0) textdir = arg_str(argc, argv, &i);
-        else if (strcmp(argv[i], "--out") == 0) outdir = arg_str(argc, argv, &i);
-        else if (strcmp(argv[i], "--val-every") == 0) every = (int)arg_int(argc, argv, &i);
-        else if (strcmp(argv[i], "--force") == 0) force = 1;
-        else if (strcmp(argv[i], "--info") == 0) {
-            if (i + 1 >= argc) fail("--info needs shard files; see --help");
-            for (i++; i < argc; i++) print_info(argv[i]);
-            return 0;
-        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage();
-            return 0;
-        } else fail("unknown flag %s; see data/mkshards --help", argv[i]);
+    Args a;
+    flags_defaults(&cli, &a);
+    flags_parse(&cli, &a, argc, argv, 1, NULL);
+    if (a.info.n) {
+        for (int i = 0; i < a.info.n; i++) print_info(a.info.v[i]);
+        return 0;
     }
-    if (every < 2) fail("--val-every must be at least 2, got %d", every);
+    const char *spec = a.tokenizer, *textdir = a.text, *outdir = a.out;
+    int every = a.val_every, force = a.force;
+    flags_print(&cli, &a, stdout);
     printf("[mkshards] tokenizer %s | text %s | out %s | val: every %dth document\n", spec, textdir, outdir, every);
     char **names;
     int nd = list_domains(textdir, &names);

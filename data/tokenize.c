@@ -6,18 +6,23 @@
 #include "util.h"
 #include "data/tokenizer.h"
 
-static void usage(void) {
-    printf("usage: data/tokenize [flags] < input > output\n"
-           "  --tokenizer SPEC  string  \"bytes\" (byte-level, 261 ids) or the path of a Hugging Face tokenizer.json\n"
-           "                            (or of a directory holding one)                               [bytes]\n"
-           "  --bos             flag    put the BOS id before the text                                 [off]\n"
-           "  --decode          flag    read token ids (separated by spaces, newlines or commas) and write the text\n"
-           "                                                                                           [off]\n"
-           "  --quiet           flag    no settings/summary lines on stderr                            [off]\n"
-           "  --help                    this text\n"
-           "Encoding writes one line of space-separated ids; any bytes are accepted (invalid UTF-8 falls back to\n"
-           "byte tokens). Settings and a summary go to stderr.\n");
-}
+typedef struct {
+    const char *tokenizer;
+    int bos, decode, quiet;
+} Args;
+#define ARG(f) offsetof(Args, f)
+static const Flag flags[] = {
+    {"tokenizer", F_STR, ARG(tokenizer), "bytes", NULL, SAVE_NO, "\"bytes\" (byte-level, 261 ids) or the path of a Hugging Face "
+     "tokenizer.json (or of a directory holding one)"},
+    {"bos", F_BOOL, ARG(bos), "0", NULL, SAVE_NO, "put the BOS id before the text"},
+    {"decode", F_BOOL, ARG(decode), "0", NULL, SAVE_NO, "read token ids (separated by spaces, newlines or commas) and write the text"},
+    {"quiet", F_BOOL, ARG(quiet), "0", NULL, SAVE_NO, "no settings/summary lines on stderr"},
+};
+static const Cli cli = {"data/tokenize", "usage: data/tokenize --tokenizer bytes|PATH/tokenizer.json [flags] < input > output\n",
+                        flags, COUNT_OF(flags), NULL, 0,
+                        "Encoding writes one line of space-separated ids; any bytes are accepted (invalid UTF-8 falls back to\n"
+                        "byte tokens). Settings and a summary go to stderr.\n",
+                        "q=quiet"};
 
 static char *read_all(FILE *f, size_t *len) {
     size_t cap = 1 << 16, n = 0;
@@ -63,24 +68,19 @@ static size_t parse_ids(const char *s, size_t len, uint32_t **ids, uint32_t voca
 }
 
 int main(int argc, char **argv) {
-    const char *spec = "bytes";
-    int bos = 0, decode = 0, quiet = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--tokenizer") == 0) spec = arg_str(argc, argv, &i);
-        else if (strcmp(argv[i], "--bos") == 0) bos = 1;
-        else if (strcmp(argv[i], "--decode") == 0) decode = 1;
-        else if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0) quiet = 1;
-        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage();
-            return 0;
-        } else fail("unknown flag %s; see data/tokenize --help", argv[i]);
-    }
+    Args a;
+    flags_defaults(&cli, &a);
+    flags_parse(&cli, &a, argc, argv, 1, NULL);
+    const char *spec = a.tokenizer;
+    int bos = a.bos, decode = a.decode, quiet = a.quiet;
     double t0 = now_sec();
     Tokenizer *tok = tok_load(spec);
     double t_load = now_sec() - t0;
-    if (!quiet)
+    if (!quiet) {  // after the load: a tokenizer that cannot be read gives one line on stderr, nothing before it
+        flags_print(&cli, &a, stderr);
         fprintf(stderr, "[tokenize] tokenizer %s | %u ids | loaded in %.2fs | %s%s\n", spec, tok->n, t_load,
                 decode ? "decode" : "encode", bos && !decode ? " | bos" : "");
+    }
     size_t len;
     char *in = read_all(stdin, &len);
     t0 = now_sec();

@@ -2,8 +2,8 @@
 // and pruning steps (the same with the four mask hooks on: hard-concrete sample on the device, mask
 // gradients back to the host) of a Gemma 3 shape with random weights, B·T tokens per step.
 // Prints one line per step and a summary line per kind of step (tok/s, device memory).
-//   hip/build/bench --model 270m|1b|tiny [--batch 8] [--seq 2048] [--steps 10] [--warmup 2] [--prune 1]
-//                   [--attention band|mma|simple] [--recompute N] [--blas default|lt|tuned]
+//   hip/build/bench --model 270m|1b|tiny [--batch 8] [--seq 2048] [--steps 10] [--untimed 2] [--prune 1]
+//                   [--attention band|mma|simple] [--gpu-recompute N] [--blas default|lt|tuned]
 #include "model.h"
 #include "hip/gpu.h"
 #include "hip/blas.h"
@@ -23,20 +23,28 @@ static const char *shapes[][2] = {
              "\"max_position_embeddings\":4096}"},
 };
 
-static void usage(void) {
-    printf("usage: hip/build/bench [flags]\n"
-           "  --model NAME      str   270m | 1b | tiny (Gemma 3 shapes, random weights)      default 270m\n"
-           "  --batch B         int   sequences per step                                    default 8\n"
-           "  --seq T           int   tokens per sequence                                   default 2048\n"
-           "  --steps N         int   timed steps of each kind                              default 10\n"
-           "  --warmup N        int   untimed steps first                                   default 2\n"
-           "  --prune 0|1       int   also time pruning steps (masks on)                    default 1\n"
-           "  --attention KIND  str   band (backward as batched BLAS where K = 1, mma elsewhere)\n"
-           "                          | mma (tensor cores) | simple (portable kernels)    default band\n"
-           "  --recompute N     int   layers that recompute gate|up in the backward (memory) default 0\n"
-           "  --blas KIND       str   products: default (the library's) | lt (cuBLASLt heuristic)\n"
-           "                          | tuned (cuBLASLt, fastest candidate timed per shape)   default tuned\n");
-}
+typedef struct {
+    const char *model, *attention, *blas;
+    int batch, seq, steps, untimed, prune, gpu_recompute;
+} Args;
+#define ARG(f) offsetof(Args, f)
+static const Flag flags[] = {
+    {"model", F_STR, ARG(model), "270m", "270m|1b|tiny", SAVE_NO, "270m | 1b | tiny (Gemma 3 shapes, random weights)"},
+    {"batch", F_INT, ARG(batch), "8", ">= 1", SAVE_NO, "sequences per step"},
+    {"seq", F_INT, ARG(seq), "2048", ">= 2", SAVE_NO, "tokens per sequence"},
+    {"steps", F_INT, ARG(steps), "10", ">= 1", SAVE_NO, "timed steps of each kind"},
+    {"untimed", F_INT, ARG(untimed), "2", ">= 0", SAVE_NO, "untimed steps first"},
+    {"prune", F_INT, ARG(prune), "1", "[0, 1]", SAVE_NO, "also time pruning steps (masks on)"},
+    {"attention", F_STR, ARG(attention), "band", "band|mma|simple", SAVE_NO, "band (backward as batched BLAS where K = 1, mma "
+     "elsewhere) | mma (tensor cores) | simple (portable kernels)"},
+    {"gpu-recompute", F_INT, ARG(gpu_recompute), "0", ">= 0", SAVE_NO, "layers that recompute gate|up in the backward (memory)"},
+    {"blas", F_STR, ARG(blas), "tuned", "default|lt|tuned", SAVE_NO, "products: default (the library's) | lt (cuBLASLt "
+     "heuristic) | tuned (cuBLASLt, fastest candidate timed per shape)"},
+};
+// --warmup is train's and prune's learning-rate warmup; --recompute their --gpu-recompute
+static const Renamed renamed[] = {{"warmup", "--untimed N (steps before the timed ones)"}, {"recompute", "--gpu-recompute N"}};
+static const Cli cli = {"hip/build/bench", "usage: hip/build/bench [flags]\n", flags, COUNT_OF(flags), renamed,
+                        COUNT_OF(renamed), NULL, NULL};
 
 static double median(double *v, int n) {
     for (int i = 1; i < n; i++)
@@ -48,30 +56,17 @@ static double median(double *v, int n) {
 }
 
 int main(int argc, char **argv) {
-    const char *model = "270m", *attn = "band", *blas = "tuned";
-    int B = 8, T = 2048, steps = 10, warmup = 2, prune = 1, rec = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(), 0;
-        else if (!strcmp(argv[i], "--model")) model = arg_str(argc, argv, &i);
-        else if (!strcmp(argv[i], "--batch")) B = (int)arg_int(argc, argv, &i);
-        else if (!strcmp(argv[i], "--seq")) T = (int)arg_int(argc, argv, &i);
-        else if (!strcmp(argv[i], "--steps")) steps = (int)arg_int(argc, argv, &i);
-        else if (!strcmp(argv[i], "--warmup")) warmup = (int)arg_int(argc, argv, &i);
-        else if (!strcmp(argv[i], "--prune")) prune = (int)arg_int(argc, argv, &i);
-        else if (!strcmp(argv[i], "--attention")) attn = arg_str(argc, argv, &i);
-        else if (!strcmp(argv[i], "--recompute")) rec = (int)arg_int(argc, argv, &i);
-        else if (!strcmp(argv[i], "--blas")) blas = arg_str(argc, argv, &i);
-        else fail("unknown flag %s (see --help)", argv[i]);
-    }
+    Args a;
+    flags_defaults(&cli, &a);
+    flags_parse(&cli, &a, argc, argv, 1, NULL);
+    flags_print(&cli, &a, stdout);
+    const char *model = a.model;
+    int B = a.batch, T = a.seq, steps = a.steps, warmup = a.untimed, prune = a.prune, rec = a.gpu_recompute;
     int si = -1;
     for (int i = 0; i < 3; i++)
         if (!strcmp(model, shapes[i][0])) si = i;
-    if (si < 0) fail("--model %s: expected 270m, 1b or tiny", model);
-    if (B < 1 || T < 2 || steps < 1 || warmup < 0) fail("--batch >= 1, --seq >= 2, --steps >= 1, --warmup >= 0 please");
-    int mode = !strcmp(attn, "band") ? 2 : !strcmp(attn, "mma") ? 1 : !strcmp(attn, "simple") ? 0 : -1;
-    if (mode < 0) fail("--attention %s: expected band, mma or simple", attn);
-    int bmode = !strcmp(blas, "default") ? GS_BLAS_DEFAULT : !strcmp(blas, "lt") ? GS_BLAS_LT : !strcmp(blas, "tuned") ? GS_BLAS_TUNED : -1;
-    if (bmode < 0) fail("--blas %s: expected default, lt or tuned", blas);
+    int mode = !strcmp(a.attention, "band") ? 2 : !strcmp(a.attention, "mma") ? 1 : 0;
+    int bmode = !strcmp(a.blas, "default") ? GS_BLAS_DEFAULT : !strcmp(a.blas, "lt") ? GS_BLAS_LT : GS_BLAS_TUNED;
     Config c;
     cJSON *j = cJSON_Parse(shapes[si][1]);
     config_from_json(&c, j, model);

@@ -37,7 +37,7 @@ timing teacher $t
 
 stage "3/7 profile: where the teacher's capacity sits (PNG heatmaps in $R/profile)"
 t=$(date +%s)
-[ -f "$R/profile/stats.json" ] || ./profile stats --model "$R/teacher/checkpoint" --data data/shards --out "$R/profile" --batches 2
+[ -f "$R/profile/stats.json" ] || ./profile stats --model "$R/teacher/checkpoint" --data data/shards --out "$R/profile" --calib-batches 2
 timing profile $t
 
 stage "4/7 prune: Sheared-LLaMA learned masks to ~half the non-embedding parameters"
@@ -74,7 +74,7 @@ echo "--- our own code (./train --generate) on $R/cpt/checkpoint:"
 
 stage "summary: per-domain validation loss after each stage, on the same held-out windows"
 ./profile eval --model teacher="$R/teacher/checkpoint" --model pruned="$R/pruned" --model continued="$R/cpt/checkpoint" \
-  --unigram --data data/shards --batch $B --seq $T --batches 8 --out "$R/eval.json"
+  --unigram --data data/shards --batch $B --seq $T --eval-batches 8 --out "$R/eval.json"
 {
   printf '{\n"stages": '; cat "$R/eval.json"
   printf ',\n"timings_s": {'; paste -sd, "$R/timings.txt"; printf '},\n'

@@ -80,14 +80,14 @@ EVAL="$EVAL --model drop_full_pruned=$R/drop_full --model drop_full_cpt=$R/drop_
 
 say "loss by position, inside vs beyond the sliding window (128): the teacher with and without its full layer"
 # sequences of 512 so that 3/4 of the positions lie beyond the window
-[ -f "$R/ablate_teacher/ablate.json" ] || ./profile ablate --model "$TEACH" --out "$R/ablate_teacher" --seq 512 --batch 4 --batches 4 \
+[ -f "$R/ablate_teacher/ablate.json" ] || ./profile ablate --model "$TEACH" --out "$R/ablate_teacher" --seq 512 --batch 4 --calib-batches 4 \
   > "$R/ablate_teacher.log" 2>&1 || { tail "$R/ablate_teacher.log"; exit 1; }
 [ -f "$R/ablate_drop_full_cpt/ablate.json" ] || ./profile ablate --model "$R/drop_full_cpt/checkpoint" --out "$R/ablate_drop_full_cpt" \
-  --seq 512 --batch 4 --batches 4 > "$R/ablate_drop_full_cpt.log" 2>&1 || { tail "$R/ablate_drop_full_cpt.log"; exit 1; }
+  --seq 512 --batch 4 --calib-batches 4 > "$R/ablate_drop_full_cpt.log" 2>&1 || { tail "$R/ablate_drop_full_cpt.log"; exit 1; }
 grep -a -i "window\|position" "$R/ablate_teacher.log" "$R/ablate_drop_full_cpt.log" | grep -v "^.*step" | head -20
 
 say "held-out loss of every model on the same windows"
 # shellcheck disable=SC2086
-./profile eval $EVAL --unigram --data data/shards --batch $B --seq $T --batches 8 --out "$R/results.json" --table "$R/results.md"
+./profile eval $EVAL --unigram --data data/shards --batch $B --seq $T --eval-batches 8 --out "$R/results.json" --table "$R/results.md"
 echo "device: every row ran on the CPU ($(nproc) threads, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
 say "done: $R/results.json, $R/results.md"

@@ -1,6 +1,7 @@
 #!/bin/sh
-# Bad input to the model loader (through ./profile logits): each case must exit non-zero with ONE
-# line on stderr that names the file and the problem, and never crash (no signal, no sanitizer report).
+# Bad input to the model loader (through ./profile logits) and on every program's command line: each case
+# must exit non-zero with ONE line on stderr that names the input and the problem, and never crash (no
+# signal, no sanitizer report).
 cd "$(dirname "$0")/.."
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 . test/lib.sh
@@ -48,5 +49,41 @@ expect_error "missing model directory" "config.json" ./profile logits --model "$
 echo keep > "$T/o"
 ./profile logits --model "$good" --tokens "$T/big.json" --out "$T/o" 2>/dev/null
 check "a failed run leaves the existing output untouched" [ "$(cat "$T/o")" = keep ]
+
+# --- command lines (util.h's one flag table): every value parsed whole and range-checked, old spellings refused
+# with the new name, and nothing written
+x="$T/never"
+expect_error "--steps past 32 bits (used to wrap to 2)" "--steps 4294967298: expected a whole number >= 1" ./train --config "$good/config.json" --out "$x" --steps 4294967298
+expect_error "--steps -1" "--steps -1: expected a whole number >= 1" ./prune --model "$good" --out "$x" --keep 0.5 --steps -1
+expect_error "--keep nan (used to run a no-op prune)" "--keep nan: expected a finite number" ./prune --model "$good" --out "$x" --keep nan
+expect_error "--lr inf" "--lr inf: expected a finite number > 0" ./prune --model "$good" --out "$x" --keep 0.5 --lr inf
+expect_error "--lr 1e400 (overflows a double)" "--lr 1e400: expected a finite number" ./train --config "$good/config.json" --out "$x" --lr 1e400
+expect_error "a boolean where a number goes" "--batch true: expected a whole number" ./train --config "$good/config.json" --out "$x" --batch true
+expect_error "a fraction where a whole number goes" "--seq 2.5: expected a whole number" ./prune --model "$good" --out "$x" --keep 0.5 --seq 2.5
+expect_error "trailing characters" "--min-lr-frac 0.1x: expected a finite number in \\[0, 1\\]" ./train --config "$good/config.json" --out "$x" --min-lr-frac 0.1x
+expect_error "a value out of its range" "--beta2 1: expected a finite number in \\[0, 1)" ./train --config "$good/config.json" --out "$x" --beta2 1
+expect_error "a value that is not one of the choices" "--mix sometimes is not one of: static, dynamic" ./prune --model "$good" --out "$x" --keep 0.5 --mix sometimes
+expect_error "a missing value" "--out needs a value" ./export --model "$good" --out
+expect_error "a flag where a value goes" "--tokens needs a value" ./profile logits --model "$good" --tokens --out "$x"
+expect_error "an unknown flag" "unknown flag --bogus" ./profile memory --preset 1b --bogus 1
+expect_error "a stray argument" "unexpected argument" data/tokenize bytes
+for old in "clip 1:--grad-clip" "lr-floor 0.1:--min-lr-frac" "ckpt-every 10:--save-every" "warmup-frac 0.1:--warmup N" \
+           "dbl 0:--mix dynamic|static" "dbl-clip0 1:--dbl-clip"; do
+  expect_error "prune's old --${old%%:*}" "--${old%% *} is no longer accepted: use ${old#*:}" ./prune --model "$good" --out "$x" --keep 0.5 --${old%%:*}
+done
+expect_error "train refuses prune's old spelling too" "--clip is no longer accepted: use --grad-clip" ./train --config "$good/config.json" --out "$x" --clip 1
+expect_error "profile stats' old --batches" "use --calib-batches" ./profile stats --model "$good" --out "$x" --batches 2
+expect_error "profile eval's old --batches" "use --eval-batches" ./profile eval --model "$good" --out "$x" --batches 2
+expect_error "profile memory's old --weights" "use --dtype" ./profile memory --preset 1b --weights fp32
+check "a refused command line writes nothing" test ! -e "$x"
+# every program's --help: each flag with its type and [default]
+helps=0
+for p in ./prune ./train ./export "./profile logits" "./profile plan" "./profile memory" "./profile stats" "./profile ablate" \
+         "./profile diff" "./profile eval" data/tokenize data/mkshards; do
+  $p --help > "$T/help" 2>&1 || bad "$p --help exits non-zero"
+  n=$(grep -c '^  --' "$T/help"); typed=$(grep -cE '^  --[a-z0-9-]+ +(string|int|float|flag|list)  .*  \[[^]]+\]$' "$T/help")
+  [ "$n" -gt 0 ] && [ "$n" -eq "$typed" ] && helps=$((helps + 1)) || bad "$p --help: $typed of $n flag lines show type and default"
+done
+check "--help of all 12 command lines lists every flag with its type and default" [ $helps -eq 12 ]
 echo "test_badinput.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

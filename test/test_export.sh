@@ -295,9 +295,9 @@ section "bad input"
 M=$T/irregular
 check_help() { ./export --help | grep -q -- "$1" && ok "--help lists $1" || bad "--help lacks $1"; }
 for f in --model --out --type --tokenizer --name --ctx --force --quiet; do check_help $f; done
-expect_error "no arguments" "needs --model" ./export
+expect_error "no arguments" "--model is required" ./export
 expect_error "unknown flag" "unknown flag --bogus" ./export --bogus
-expect_error "unknown --type" "--type q5_k is not supported" ./export --model "$M" --out "$T/o.gguf" --type q5_k
+expect_error "unknown --type" "--type q5_k is not one of: f32, f16, bf16, q8_0, q4_0" ./export --model "$M" --out "$T/o.gguf" --type q5_k
 expect_error "missing model directory" "config.json" ./export --model "$T/nope" --out "$T/o.gguf"
 echo keep > "$T/exists.gguf"
 expect_error "existing --out without --force" "already exists" ./export --model "$M" --out "$T/exists.gguf"

@@ -450,7 +450,7 @@ static void test_end_to_end(const char *tmp, const char *fixtures) {
     write_tiny_model(model2, 1);
     write_shards(data, 261);
     const int T = 48, W = 16;
-    const char *sa[] = {"stats", "--model", model, "--data", data, "--out", out, "--batches", "2", "--batch", "2", "--seq",
+    const char *sa[] = {"stats", "--model", model, "--data", data, "--out", out, "--calib-batches", "2", "--batch", "2", "--seq",
                         "48", NULL};
     check(run_cmd(cmd_stats, sa) == 0, "profile stats exits 0");
     char *sj = path_join(out, "stats.json");
@@ -458,7 +458,7 @@ static void test_end_to_end(const char *tmp, const char *fixtures) {
     char *out1 = path_join(tmp, "stats1");
     int nth = omp_get_max_threads();
     omp_set_num_threads(1);
-    const char *sa1[] = {"stats", "--model", model, "--data", data, "--out", out1, "--batches", "2", "--batch", "2",
+    const char *sa1[] = {"stats", "--model", model, "--data", data, "--out", out1, "--calib-batches", "2", "--batch", "2",
                          "--seq", "48", NULL};
     run_cmd(cmd_stats, sa1);
     omp_set_num_threads(nth);
@@ -537,7 +537,7 @@ static void test_end_to_end(const char *tmp, const char *fixtures) {
           cJSON_GetArraySize(sl));
     cJSON_Delete(tj);
     // ablate: removing the identity layer 2 changes nothing; removing layer 0 does
-    const char *ab[] = {"ablate", "--model", model, "--data", data, "--out", aout, "--batches", "2", "--batch", "2", "--seq",
+    const char *ab[] = {"ablate", "--model", model, "--data", data, "--out", aout, "--calib-batches", "2", "--batch", "2", "--seq",
                         "48", NULL};
     check(run_cmd(cmd_ablate, ab) == 0, "profile ablate exits 0");
     char *ajp = path_join(aout, "ablate.json");
@@ -582,7 +582,7 @@ static void test_end_to_end(const char *tmp, const char *fixtures) {
     // Gemma 4 (K = V, layer_scalar, its own full-layer shape): stats and ablate run and stay finite
     char *g4 = path_join(fixtures, "g4_keqv"), *d256 = path_join(tmp, "shards256"), *g4out = path_join(tmp, "g4");
     write_shards(d256, 256);
-    const char *g4s[] = {"stats", "--model", g4, "--data", d256, "--out", g4out, "--batches", "1", "--batch", "2", "--seq",
+    const char *g4s[] = {"stats", "--model", g4, "--data", d256, "--out", g4out, "--calib-batches", "1", "--batch", "2", "--seq",
                          "24", NULL};
     check(run_cmd(cmd_stats, g4s) == 0, "profile stats on the Gemma 4 K=V fixture exits 0");
     char *g4j = path_join(g4out, "stats.json");

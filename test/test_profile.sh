@@ -42,15 +42,15 @@ expect_error "plan: no source" "exactly one of" ./profile plan --params 1B
 expect_error "plan: two sources" "exactly one of" ./profile plan --preset 1b --config x.json --params 1B
 expect_error "plan: budget that is not a count" "not a parameter count" ./profile plan --preset 1b --params lots
 expect_error "plan: budget above the source" "not smaller than the source" ./profile plan --preset 1b --params 5B
-expect_error "plan: missing --params" "needs --params" ./profile plan --preset 1b
+expect_error "plan: missing --params" "--params is required" ./profile plan --preset 1b
 expect_error "plan: --params without a value" "needs a value" ./profile plan --preset 1b --params
 echo '{"layer_importance": [1, 2, 3], "layer_importance_metric": "block_influence"}' > "$T/short.json"
 expect_error "plan: a profile of another model" "26 layers" ./profile plan --preset 1b --params 500M --profile "$T/short.json"
 expect_error "plan: a file without a profile" "layer_importance" ./profile plan --preset 1b --params 500M --profile test/fixtures/g3_gqa/fixture.json
-expect_error "memory: unknown optimizer" "adamw, adamw8 or muon" ./profile memory --preset 1b --optimizer sgd
-expect_error "memory: ZeRO stage 4" "ZeRO stages" ./profile memory --preset 1b --zero 4
+expect_error "memory: unknown optimizer" "not one of: adamw, adamw8, muon" ./profile memory --preset 1b --optimizer sgd
+expect_error "memory: ZeRO stage 4" "--zero 4: expected a whole number in \\[0, 3\\]" ./profile memory --preset 1b --zero 4
 expect_error "memory: config that is not JSON" "malformed JSON" sh -c "printf '{\"model_type\": ' > $T/bad.json; ./profile memory --config $T/bad.json"
-expect_error "stats: missing --out" "needs --model and --out" ./profile stats --model test/fixtures/g3_mqa
+expect_error "stats: missing --out" "--out is required" ./profile stats --model test/fixtures/g3_mqa
 expect_error "stats: no data directory" "run \`make data\`" ./profile stats --model test/fixtures/g3_mqa --data $T/none --out $T/s
 expect_error "stats: unknown flag" "unknown flag --bogus" ./profile stats --bogus
 expect_error "ablate: not a model directory" "config.json" ./profile ablate --model $T --out $T/a

@@ -70,7 +70,7 @@ check "drop-full: output passes --check-run (no full layer left)" quiet ./test/t
 check "--keep 0.5: says which shape and why, keeps ~half" sh -c "grep -q 'target: L=4 .*--keep 0.5: every layer' $T/keep.log && \
   grep -Eq 'target keeps 0\.(4[5-9]|5[0-5])[0-9]* of the non-embedding' $T/keep.log"
 check "--keep 0.5: output passes --check-run" quiet ./test/test_prune --check-run "$T/keep"
-check "--help lists every flag with its default" sh -c "./prune --help | grep -q -- '--lagrangian-warmup X  float' && ./prune --help | grep -q -- '--full-every N'"
+check "--help lists every flag with its type and default" sh -c "./prune --help | grep -q -- '--lagrangian-warmup  int     steps.*\\[-1\\]\$' && ./prune --help | grep -q -- '--full-every  *int '"
 
 # --- bad input: one line, the input named, non-zero exit ---------------------------------------------------------
 B="./prune --model $T/src --data $T/data --steps 2"
@@ -96,7 +96,7 @@ expect_error "missing data for sheared" "does not exist" ./prune --model "$T/src
 expect_error "--out already holds a model" "already holds" $B --out "$T/a" --keep 0.5
 expect_error "--out is the source" "source model directory" $B --out "$T/src" --keep 0.5
 expect_error "--resume without a run" "does not exist" $B --out "$T/fresh" --keep 0.5 --resume
-expect_error "--resume with other settings" "was made with steps" $P --out "$T/c" --target "$T/t1.json" --steps 12 --resume
+expect_error "--resume with other settings" "was made with --steps 10, this run has --steps 12" $P --out "$T/c" --target "$T/t1.json" --steps 12 --resume
 check "a refused run leaves no output directory" test ! -e "$T/x"
 
 # --- Gemma 4 (fixture g4_keqv: d 64, L 4 = s F s F, H 4, K 2, D 16; full layers K=V, Kg 1, Dg 32) ----------------

@@ -170,7 +170,7 @@ check "E2B-shaped model: trains, and --stop-at 4 + --resume == uninterrupted (st
   sh -c "grep '^step [5-8]/' $T/e2b_a.log | cut -d'|' -f1-4 > $T/e2b_a.s && grep '^step [5-8]/' $T/e2b_b.log | cut -d'|' -f1-4 > $T/e2b_b.s && [ -s $T/e2b_a.s ] && cmp -s $T/e2b_a.s $T/e2b_b.s"
 make --no-print-directory -s profile > /dev/null 2>&1
 check "E2B-shaped model: its checkpoint profiles (stats, heatmaps)" \
-  quiet ./profile stats --model "$T/e2b_a/checkpoint" --data "$T/data256" --out "$T/e2b_prof" --batches 1 --batch 2 --seq 32
+  quiet ./profile stats --model "$T/e2b_a/checkpoint" --data "$T/data256" --out "$T/e2b_prof" --calib-batches 1 --batch 2 --seq 32
 expect_error "E2B on the GPU is refused (CPU build: no GPU path)" "make gpu" ./train --model test/fixtures/g4_e2b $E --out "$T/e2b_x" --device gpu
 
 # --- bad input: one line, non-zero exit, nothing in --out changed ------------------------------------------------
@@ -202,7 +202,7 @@ sed 's/"query_heads": \[\[1\]\]/"query_heads": [[0]]/; s/"kv_heads": \[\[0\]\]/"
 sed -i 's/"num_attention_heads": 1, "num_key_value_heads": 1/"num_attention_heads": 2, "num_key_value_heads": 1/; s/"query_heads": \[\[0\]\]/"query_heads": [[0, 5]]/' "$T/report_bad.json"
 expect_error_keeps "report with a query head out of range" "query_heads\[0\]" "$T/e9" ./train --lottery B --report "$T/report_bad.json" --source "$S" $D --out "$T/e9"
 expect_error_keeps "unknown --optimizer" "not one of: adamw, adamw8, muon" "$T/e10" ./train --config "$T/tiny.json" $D --out "$T/e10" --optimizer sgd
-expect_error_keeps "unknown flag" "unknown argument --lr-max" "$T/e10" ./train --config "$T/tiny.json" --out "$T/e10" --lr-max 1
+expect_error_keeps "unknown flag" "unknown flag --lr-max" "$T/e10" ./train --config "$T/tiny.json" --out "$T/e10" --lr-max 1
 check "--help lists every flag with type and default" sh -c "./train --help | grep -q -- '--grad-accum     int     ' && ./train --help | grep -q -- '--dbl-clip       flag'"
 
 echo "test_train.sh: $pass passed, $fail failed"

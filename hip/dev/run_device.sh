@@ -9,7 +9,7 @@
 #   ncu: Nsight Compute on the first launch of each attention forward kernel in dev_attention's timing cases
 #   (sliding W=512 at 1B's shapes): throughput, warp stalls, pipes
 #   BENCH_RUNS: model:recompute pairs of `bench` (default "270m:0 1b:0"); BENCH_ARGS: extra flags for every bench
-#   and prof run; SWEEP: the --recompute values of `sweep` (1B, training steps only); DEV: which workbenches
+#   and prof run; SWEEP: the --gpu-recompute values of `sweep` (1B, training steps only); DEV: which workbenches
 #   `dev` runs; TORCH_VARIANTS: which torch runs
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/gs_out}
@@ -39,15 +39,15 @@ for w in $what; do
          grep -E "FAIL|TFLOP|GB/s|passed|FAILED" "$OUT/dev.log" | head -60 ;;
   bench) : > "$OUT/bench.log"
          for v in ${BENCH_RUNS:-270m:0 1b:0}; do
-           timeout 200 hip/build/bench --model ${v%:*} --recompute ${v#*:} $BENCH_ARGS >> "$OUT/bench.log" 2>&1; echo "bench $v rc=$?"
+           timeout 200 hip/build/bench --model ${v%:*} --gpu-recompute ${v#*:} $BENCH_ARGS >> "$OUT/bench.log" 2>&1; echo "bench $v rc=$?"
          done
          grep -E "summary|error" "$OUT/bench.log" ;;
-  prof)  GS_PROFILE=1 timeout 100 hip/build/bench --model 270m --steps 1 --warmup 1 --prune 0 $BENCH_ARGS > "$OUT/prof.log" 2>&1
-         GS_PROFILE=1 timeout 100 hip/build/bench --model 1b --steps 1 --warmup 1 --prune 0 $BENCH_ARGS >> "$OUT/prof.log" 2>&1
+  prof)  GS_PROFILE=1 timeout 100 hip/build/bench --model 270m --steps 1 --untimed 1 --prune 0 $BENCH_ARGS > "$OUT/prof.log" 2>&1
+         GS_PROFILE=1 timeout 100 hip/build/bench --model 1b --steps 1 --untimed 1 --prune 0 $BENCH_ARGS >> "$OUT/prof.log" 2>&1
          grep -E "profile|ms " "$OUT/prof.log" | grep -v "^train" ;;
   sweep) : > "$OUT/sweep.log"
          for r in ${SWEEP:-0 8 16 26}; do
-           timeout 100 hip/build/bench --model 1b --steps 6 --prune 0 --recompute $r >> "$OUT/sweep.log" 2>&1; echo "sweep $r rc=$?"
+           timeout 100 hip/build/bench --model 1b --steps 6 --prune 0 --gpu-recompute $r >> "$OUT/sweep.log" 2>&1; echo "sweep $r rc=$?"
          done
          grep -E "summary|error" "$OUT/sweep.log" ;;
   torch) : > "$OUT/torch.log"   # one process per variant: a fresh allocator for each peak
