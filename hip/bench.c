@@ -60,7 +60,7 @@ int main(int argc, char **argv) {
     flags_defaults(&cli, &a);
     flags_parse(&cli, &a, argc, argv, 1, NULL);
     flags_print(&cli, &a, stdout);
-    const char *model = a.model;
+    const char *model = a.model, *attn = a.attention, *blas = a.blas;
     int B = a.batch, T = a.seq, steps = a.steps, warmup = a.untimed, prune = a.prune, rec = a.gpu_recompute;
     int si = -1;
     for (int i = 0; i < 3; i++)
@@ -82,7 +82,7 @@ int main(int argc, char **argv) {
     size_t used0, total;
     gpu_memory(&used0, &total);
     GpuSpec *s = gpu_spec_from_config(&c, &tab, embed_scale_for(c.d, ST_BF16));
-    if (rec < 0 || rec > c.L) fail("--recompute %d: expected 0 to %d (the layers)", rec, c.L);
+    if (rec > c.L) fail("--gpu-recompute %d: expected 0 to %d (the layers)", rec, c.L);
     s->recompute = rec;
     GpuModel *g = gpu_create(s, B, T);
     gs_blas_mode(bmode);
