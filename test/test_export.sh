@@ -277,7 +277,7 @@ else
       || bad "V=$V: train on Gemma 3 shards: $(tail -1 "$T/gtrain.log")"
   done
   if ./profile eval --model a="$T/g262144" --model b="$T/g262208" --data "$T/gshards" --out "$T/geval.json" --batch 1 \
-       --seq 16 --batches 2 > "$T/geval.log" 2>&1 && [ "$(grep -c 'mean val loss [0-9]' "$T/geval.log")" -eq 2 ]; then
+       --seq 16 --eval-batches 2 > "$T/geval.log" 2>&1 && [ "$(grep -c 'mean val loss [0-9]' "$T/geval.log")" -eq 2 ]; then
     ok "profile eval on Gemma 3 shards, 262144 and 262208 rows: $(grep -o 'mean val loss [0-9.]*' "$T/geval.log" | tr '\n' ' ')"
   else bad "profile eval on Gemma 3 shards: $(tail -2 "$T/geval.log" | tr '\n' ' ')"; fi
   # a tokenizer whose own vocabulary (model.vocab, 262,144 tokens) has no room in the model is still refused
