@@ -939,6 +939,195 @@ static inline float gelu_tanh_grad(float x) {  // d/dx x s(2u) = s + 2 x s (1 - 
     return s + 2.0f * x * s * (1.0f - s) * c * (1.0f + 3.0f * 0.044715f * x * x);
 }
 
+// hm = h * zf: the FFN channel mask (the backward recomputes it for the down projection's weight gradient)
+static void ffn_mask_forward(float *hm, const float *h, const float *zf, int N, int F) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < F; i++) hm[(size_t)n * F + i] = h[(size_t)n * F + i] * zf[i];
+}
+
+// The gated GELU with the FFN channel mask: rows of gu are [gate (F) | up (F)]; h = gelu(gate) * up and,
+// with a mask, hm = h * zf (the down projection reads hm, the mask's gradient reads h).
+static void gelu_gate_forward(float *h, float *hm, const float *gu, const float *zf, int N, int F) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *gr = gu + (size_t)n * 2 * F, *ur = gr + F;
+        float *hr = h + (size_t)n * F;
+#pragma omp simd
+        for (int i = 0; i < F; i++) hr[i] = gelu_tanh(gr[i]) * ur[i];
+    }
+    if (zf) ffn_mask_forward(hm, h, zf, N, F);
+}
+
+// dh = d loss / d hm on entry (d loss / d h on return, when masked). dzf += sum_n dh h (column blocks in
+// double: the same for any thread count); dgu = [dh u gelu'(gate) | dh gelu(gate)].
+static void gelu_gate_backward(float *dgu, float *dzf, float *dh, const float *gu, const float *h, const float *zf,
+                               int N, int F) {
+    if (zf) {
+        const int CB = 64;
+#pragma omp parallel for schedule(static)
+        for (int i0 = 0; i0 < F; i0 += CB) {
+            int i1 = i0 + CB < F ? i0 + CB : F;
+            double acc[64] = {0};
+            for (int n = 0; n < N; n++)
+                for (int i = i0; i < i1; i++) acc[i - i0] += (double)dh[(size_t)n * F + i] * h[(size_t)n * F + i];
+            for (int i = i0; i < i1; i++) dzf[i] += (float)acc[i - i0];
+        }
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < F; i++) dh[(size_t)n * F + i] *= zf[i];
+    }
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *gr = gu + (size_t)n * 2 * F, *ur = gr + F;
+        const float *dhr = dh + (size_t)n * F;
+        float *o = dgu + (size_t)n * 2 * F;
+#pragma omp simd
+        for (int i = 0; i < F; i++) {
+            o[i] = dhr[i] * ur[i] * gelu_tanh_grad(gr[i]);
+            o[F + i] = dhr[i] * gelu_tanh(gr[i]);
+        }
+    }
+}
+
+// --- head mask: y[n, h, :] = att[n, h, :] * zh[h] (one layer's query heads, before o_proj) -------------
+static void head_gate_forward(float *y, const float *att, const float *zh, int N, int H, int D) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < H; h++) {
+            float zg = zh[h];
+            for (int i = 0; i < D; i++) y[((size_t)n * H + h) * D + i] = att[((size_t)n * H + h) * D + i] * zg;
+        }
+}
+
+// datt = d loss / d y on entry, d loss / d att on return; dzh[h] += sum_{n,i} datt att (per token in
+// double, then over tokens in order: the same for any thread count)
+static void head_gate_backward(float *dzh, float *datt, const float *att, const float *zh, int N, int H, int D) {
+    double *ph = (double *)mallocCheck(sizeof(double) * (size_t)N * H);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < H; h++) {
+            double s = 0;
+            for (int i = 0; i < D; i++) s += (double)datt[((size_t)n * H + h) * D + i] * att[((size_t)n * H + h) * D + i];
+            ph[(size_t)n * H + h] = s;
+        }
+    for (int h = 0; h < H; h++) {
+        double s = 0;
+        for (int n = 0; n < N; n++) s += ph[(size_t)n * H + h];
+        dzh[h] += (float)s;
+    }
+    free(ph);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < H; h++) {
+            float zg = zh[h];
+            for (int i = 0; i < D; i++) datt[((size_t)n * H + h) * D + i] *= zg;
+        }
+}
+
+// --- token embedding (llm.c's encoder_forward): x[n] = E[tok[n]] * scale * zd ------------------------------
+static void embedding_forward(float *x, const float *E, const int *tok, int N, int d, float scale, const float *zd) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *e = E + (size_t)tok[n] * d;
+        for (int i = 0; i < d; i++) x[(size_t)n * d + i] = e[i] * scale * (zd ? zd[i] : 1.0f);
+    }
+}
+
+// Backward of a token table lookup y[n] = table[tok[n]] * scale * colscale: table[tok[n]] += g[n] * scale *
+// colscale (NULL: 1) for rows of `width`; serial over tokens keeps the sums deterministic, parallel over columns
+static void token_rows_backward(float *table, const int *tok, int N, const float *g, int width, float scale,
+                                const float *colscale) {
+#pragma omp parallel for schedule(static)
+    for (int i0 = 0; i0 < width; i0 += 64) {
+        int i1 = i0 + 64 < width ? i0 + 64 : width;
+        for (int n = 0; n < N; n++) {
+            float *ge = table + (size_t)tok[n] * width;
+            for (int i = i0; i < i1; i++) ge[i] += g[(size_t)n * width + i] * scale * (colscale ? colscale[i] : 1.0f);
+        }
+    }
+}
+
+// dE[tok[n]] += dx[n] * scale * zd; with dzd, dzd[i] += scale * sum_n dx[n, i] E[tok[n], i]
+static void embedding_backward(float *dE, float *dzd, const float *dx, const float *E, const int *tok, int N, int d,
+                               float scale, const float *zd) {
+    if (dzd) {
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < d; i++) {
+            double s = 0;
+            for (int n = 0; n < N; n++) s += (double)dx[(size_t)n * d + i] * E[(size_t)tok[n] * d + i];
+            dzd[i] += (float)(s * scale);
+        }
+    }
+    token_rows_backward(dE, tok, N, dx, d, scale, zd);
+}
+
+// --- softcapped cross-entropy over rows of logits (llm.c's crossentropy_forward and
+// crossentropy_softmax_backward, fused with the final softcap s = c tanh(z / c)) ----------------------------
+// The head never holds whole rows at Gemma's vocabulary: logits come in column tiles, z [rows, n] at leading
+// dimension ld holding vocabulary columns v0 .. v0 + n. The forward softcaps a tile in place and folds it into
+// each row's running max and sum of exp(s - max) (rescaled when the max moves) and picks up the target's s.
+// After every tile: loss = max + log(sum) - s[tgt]; the backward turns a (recomputed) tile into
+// d loss / d z = (softmax - onehot) * (1 - (s/c)^2) * scale. Rows with a target < 0 count nothing and get 0.
+typedef struct {
+    float mx;    // running max of s over the tiles seen
+    float st;    // s at the target
+    double sum;  // sum of exp(s - mx) over the tiles seen
+} XentRow;
+
+static void crossentropy_init(XentRow *r, int rows) {
+    for (int n = 0; n < rows; n++) r[n].mx = -INFINITY, r[n].st = 0, r[n].sum = 0;
+}
+
+static void crossentropy_forward(XentRow *r, float *z, int ld, int rows, int v0, int n, const int *tgt, float cap) {
+#pragma omp parallel for schedule(static)
+    for (int row = 0; row < rows; row++) {
+        float *zr = z + (size_t)row * ld;
+        if (cap > 0) {
+#pragma omp simd
+            for (int i = 0; i < n; i++) zr[i] = cap * tanh_fast(zr[i] / cap);
+        }
+        int t = tgt[row];
+        if (!r || t < 0) continue;  // no statistics: a recomputed tile only needs the softcap
+        float mx = r[row].mx;
+#pragma omp simd reduction(max : mx)
+        for (int i = 0; i < n; i++) mx = zr[i] > mx ? zr[i] : mx;
+        double sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int i = 0; i < n; i++) sum += exp_fast(zr[i] - mx);
+        if (r[row].mx != -INFINITY) sum += r[row].sum * exp((double)r[row].mx - mx);
+        r[row].mx = mx, r[row].sum = sum;
+        if (t >= v0 && t < v0 + n) r[row].st = zr[t - v0];
+    }
+}
+
+// per-row loss (0 where the target is < 0)
+static void crossentropy_loss(float *row_loss, const XentRow *r, const int *tgt, int rows) {
+    for (int n = 0; n < rows; n++) row_loss[n] = tgt[n] < 0 ? 0.0f : (float)(r[n].mx + log(r[n].sum) - r[n].st);
+}
+
+// z: the softcapped tile of crossentropy_forward, replaced by d (loss * scale) / d (logit before the softcap)
+static void crossentropy_backward(float *z, int ld, const XentRow *r, int rows, int v0, int n, const int *tgt,
+                                  float cap, float scale) {
+#pragma omp parallel for schedule(static)
+    for (int row = 0; row < rows; row++) {
+        float *zr = z + (size_t)row * ld;
+        int t = tgt[row];
+        if (t < 0) {
+            memset(zr, 0, sizeof(float) * (size_t)n);
+            continue;
+        }
+        float mx = r[row].mx, inv = (float)(1.0 / r[row].sum), st = r[row].st;
+#pragma omp simd
+        for (int i = 0; i < n; i++) {
+            float g = exp_fast(zr[i] - mx) * inv;
+            if (cap > 0) g *= 1.0f - (zr[i] / cap) * (zr[i] / cap);
+            zr[i] = g * scale;
+        }
+        if (t >= v0 && t < v0 + n) zr[t - v0] -= (cap > 0 ? 1.0f - (st / cap) * (st / cap) : 1.0f) * scale;
+    }
+}
+
 // sum_i a_i * b_i (b NULL: sum_i a_i) in double, split into fixed chunks summed in order, so the
 // result is the same for any thread count (an OpenMP reduction's combine order is not fixed).
 static double dot_det(const float *a, const float *b, size_t n) {
@@ -1129,8 +1318,6 @@ static void model_alloc_acts(Model *m, int B, int T) {
     }
 }
 
-// head mask of query head h in layer l (prune.c composes it from the kv-group and slot masks)
-static inline float head_gate(const Model *m, int l, int h) { return m->zh ? m->zh[(size_t)l * m->c.H + h] : 1.0f; }
 static inline float layer_gate(const Model *m, int l) { return m->zl ? m->zl[l] : 1.0f; }
 
 // count kept hidden dims (call after changing zd)
@@ -1143,65 +1330,60 @@ static void model_masks_changed(Model *m) {
     }
 }
 
-// The tied output head, fused with the (optional) final softcap and the cross-entropy: logits are
-// made CHUNK rows at a time and never exist in full. With targets, returns the mean loss over valid
-// targets (target < 0 is ignored) and, when want_grad, writes d loss / d xf into m->dxf and
-// accumulates the embedding gradient. With logits_out, copies every (softcapped) logit there; with
-// row_loss_out, every row's cross-entropy (0 where the target is < 0).
+// The tied output head, fused with the (optional) final softcap and the cross-entropy. Logits are made
+// in tiles of head_tile floats (rows x vocabulary columns) that stay in cache and never exist in full:
+// a first pass over the vocabulary gives each row's max and sum, a second recomputes each tile and turns
+// it into d loss / d logit for dxf and the embedding's gradient (one extra product instead of writing
+// and reading all N x V logits through memory). With one tile (a small vocabulary) it is kept instead.
+// With targets, returns the mean loss over valid targets (target < 0 is ignored) and, when want_grad,
+// writes d loss / d xf into m->dxf and accumulates the embedding gradient. With logits_out, copies every
+// (softcapped) logit there; with row_loss_out, every row's cross-entropy (0 where the target is < 0).
+static int head_tile = 1 << 20;  // floats of logits at a time (4 MiB)
+static int head_rows = 2048;     // rows at a time: each chunk reads and writes the embedding's gradient once
 static double head_forward_rows(Model *m, const int *targets, int want_grad, float *logits_out, float *row_loss_out) {
     const Config *c = &m->c;
     int N = m->B * m->T, V = c->V, d = c->d;
-    int chunk = (int)(((size_t)16 << 20) / ((size_t)V * 4));
-    if (chunk < 1) chunk = 1;
-    if (chunk > N) chunk = N;
-    float *logits = (float *)mallocCheck(sizeof(float) * (size_t)chunk * V);
+    int rows_max = N < head_rows ? N : head_rows, vt = head_tile / rows_max;
+    vt = vt < 16 ? 16 : vt - vt % 16;  // whole cache lines per row
+    if (vt >= V) vt = V, rows_max = head_tile / V > N ? N : (head_tile / V < 1 ? 1 : head_tile / V);
+    float *z = (float *)mallocCheck(sizeof(float) * (size_t)rows_max * vt);
     float *row_loss = (float *)callocCheck(sizeof(float) * (size_t)N);
+    XentRow *xr = (XentRow *)mallocCheck(sizeof(XentRow) * (size_t)rows_max);
+    int *none = (int *)mallocCheck(sizeof(int) * (size_t)rows_max);  // targets when there are none
+    for (int n = 0; n < rows_max; n++) none[n] = -1;
     int n_valid = 0;
     if (targets) for (int n = 0; n < N; n++) n_valid += targets[n] >= 0;
-    double loss = 0;
-    float cap = (float)c->final_softcap;
-    for (int n0 = 0; n0 < N; n0 += chunk) {
-        int rows = N - n0 < chunk ? N - n0 : chunk;
-        linear_forward(logits, m->xf + (size_t)n0 * d, m->p.embed, rows, d, V);
-#pragma omp parallel for schedule(static)
-        for (int r = 0; r < rows; r++) {
-            float *z = logits + (size_t)r * V;
-            if (cap > 0) {
-#pragma omp simd
-                for (int i = 0; i < V; i++) z[i] = cap * tanh_fast(z[i] / cap);
-            }
-            if (logits_out) memcpy(logits_out + (size_t)(n0 + r) * V, z, sizeof(float) * (size_t)V);
-            int tgt = targets ? targets[n0 + r] : -1;
-            row_loss[n0 + r] = 0;
-            if (tgt < 0) {
-                if (want_grad) memset(z, 0, sizeof(float) * (size_t)V);
-                continue;
-            }
-            float mx = -INFINITY;
-            for (int i = 0; i < V; i++) mx = z[i] > mx ? z[i] : mx;
-            double sum = 0;
-#pragma omp simd reduction(+ : sum)
-            for (int i = 0; i < V; i++) sum += exp_fast(z[i] - mx);
-            double lse = mx + log(sum);
-            row_loss[n0 + r] = (float)(lse - z[tgt]);
-            if (want_grad) {  // d loss / d logit = (softmax - onehot) / n_valid, through the softcap
-                float scale = 1.0f / (float)n_valid, inv = (float)(1.0 / sum), zt = z[tgt];
-#pragma omp simd
-                for (int i = 0; i < V; i++) {
-                    float g = exp_fast(z[i] - mx) * inv;
-                    if (cap > 0) g *= 1.0f - (z[i] / cap) * (z[i] / cap);
-                    z[i] = g * scale;
-                }
-                z[tgt] -= (cap > 0 ? 1.0f - (zt / cap) * (zt / cap) : 1.0f) * scale;
-            }
+    float cap = (float)c->final_softcap, scale = n_valid ? 1.0f / (float)n_valid : 0.0f;
+    if (want_grad && !targets) memset(m->dxf, 0, sizeof(float) * (size_t)N * d), want_grad = 0;
+    for (int n0 = 0; n0 < N; n0 += rows_max) {
+        int rows = N - n0 < rows_max ? N - n0 : rows_max;
+        const float *x = m->xf + (size_t)n0 * d;
+        const int *tgt = targets ? targets + n0 : none;
+        crossentropy_init(xr, rows);
+        for (int v0 = 0; v0 < V; v0 += vt) {  // pass 1: max, sum and the target's logit of each row
+            int n = V - v0 < vt ? V - v0 : vt;
+            matmul(0, 1, rows, n, d, 1.0f, x, d, m->p.embed + (size_t)v0 * d, d, 0.0f, z, n);
+            crossentropy_forward(xr, z, n, rows, v0, n, tgt, cap);
+            if (logits_out)
+                for (int r = 0; r < rows; r++)
+                    memcpy(logits_out + (size_t)(n0 + r) * V + v0, z + (size_t)r * n, sizeof(float) * (size_t)n);
         }
-        if (want_grad) {
-            float *xf = m->xf + (size_t)n0 * d;
-            linear_backward(m->dxf + (size_t)n0 * d, m->g.embed, logits, xf, m->p.embed, rows, d, V, 0);
+        crossentropy_loss(row_loss + n0, xr, tgt, rows);
+        if (!want_grad) continue;
+        for (int v0 = 0; v0 < V; v0 += vt) {  // pass 2: d loss / d logits, then dxf and the embedding's gradient
+            int n = V - v0 < vt ? V - v0 : vt;
+            const float *E = m->p.embed + (size_t)v0 * d;
+            if (vt < V) {
+                matmul(0, 1, rows, n, d, 1.0f, x, d, E, d, 0.0f, z, n);
+                crossentropy_forward(NULL, z, n, rows, v0, n, tgt, cap);
+            }
+            crossentropy_backward(z, n, xr, rows, v0, n, tgt, cap, scale);
+            matmul(0, 0, rows, d, n, 1.0f, z, n, E, d, v0 ? 1.0f : 0.0f, m->dxf + (size_t)n0 * d, d);
+            matmul(1, 0, n, d, rows, 1.0f, z, n, x, d, 1.0f, m->g.embed + (size_t)v0 * d, d);
         }
     }
-    free(logits);
-    loss = dot_det(row_loss, NULL, (size_t)N);
+    free(z), free(xr), free(none);
+    double loss = dot_det(row_loss, NULL, (size_t)N);
     if (row_loss_out) memcpy(row_loss_out, row_loss, sizeof(float) * (size_t)N);
     free(row_loss);
     m->n_valid = n_valid;
@@ -1209,20 +1391,6 @@ static double head_forward_rows(Model *m, const int *targets, int want_grad, flo
 }
 static double head_forward(Model *m, const int *targets, int want_grad, float *logits_out) {
     return head_forward_rows(m, targets, want_grad, logits_out, NULL);
-}
-
-// Backward of a token table lookup y[n] = table[tok[n]] * scale * colscale: table[tok[n]] += g[n] * scale *
-// colscale (NULL: 1) for rows of `width`; serial over tokens keeps the sums deterministic, parallel over columns
-static void token_rows_backward(float *table, const int *tok, int N, const float *g, int width, float scale,
-                                const float *colscale) {
-#pragma omp parallel for schedule(static)
-    for (int i0 = 0; i0 < width; i0 += 64) {
-        int i1 = i0 + 64 < width ? i0 + 64 : width;
-        for (int n = 0; n < N; n++) {
-            float *ge = table + (size_t)tok[n] * width;
-            for (int i = i0; i < i1; i++) ge[i] += g[(size_t)n * width + i] * scale * (colscale ? colscale[i] : 1.0f);
-        }
-    }
 }
 
 // --- E2B/E4B per-layer inputs (transformers' Gemma4TextModel.get_per_layer_inputs / project_per_layer_inputs
@@ -1324,12 +1492,7 @@ static float model_forward(Model *m, const int *tokens, const int *targets, int 
         if (tokens[n] < 0 || tokens[n] >= c->V) fail("token id %d at position %d is outside the vocabulary [0, %d)",
                                                      tokens[n], n, c->V);
     // x = E[tok] * sqrt(d) (* hidden mask)
-    float *x = m->act[0].x;
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *e = m->p.embed + (size_t)tokens[n] * d;
-        for (int i = 0; i < d; i++) x[(size_t)n * d + i] = e[i] * m->embed_scale * (m->zd ? m->zd[i] : 1.0f);
-    }
+    embedding_forward(m->act[0].x, m->p.embed, tokens, N, d, m->embed_scale, m->zd);
     if (c->P) ple_inputs_forward(m, tokens);
     double inv[1024];
     for (int l = 0; l < c->L; l++) {
@@ -1364,13 +1527,7 @@ static float model_forward(Model *m, const int *tokens, const int *targets, int 
         float *attm = a->att;
         if (m->zh) {  // masked copy into the o buffer's space is not possible (sizes differ): use scratch
             attm = m->scratch;
-#pragma omp parallel for schedule(static)
-            for (int n = 0; n < N; n++)
-                for (int h = 0; h < H; h++) {
-                    float zg = head_gate(m, l, h);
-                    for (int i = 0; i < D; i++)
-                        attm[((size_t)n * H + h) * D + i] = a->att[((size_t)n * H + h) * D + i] * zg;
-                }
+            head_gate_forward(attm, a->att, m->zh + (size_t)l * H, N, H, D);
         }
         linear_forward(a->o, attm, lp->wo, N, H * D, d);
         // x2 = x + RMSNorm(o; 1+w_post_attn) * zd * layer gate
@@ -1382,14 +1539,7 @@ static float model_forward(Model *m, const int *tokens, const int *targets, int 
         linear_forward(a->gu, a->m, lp->wgate, N, d, 2 * F);
         const float *zf = m->zf ? m->zf + ffn_off(c, l) : NULL;
         float *hm = m->scratch;  // masked h
-#pragma omp parallel for schedule(static)
-        for (int n = 0; n < N; n++) {
-            const float *gr = a->gu + (size_t)n * 2 * F, *ur = gr + F;
-            float *hr = a->h + (size_t)n * F;
-#pragma omp simd
-            for (int i = 0; i < F; i++) hr[i] = gelu_tanh(gr[i]) * ur[i];
-            if (zf) for (int i = 0; i < F; i++) hm[(size_t)n * F + i] = hr[i] * zf[i];
-        }
+        gelu_gate_forward(a->h, hm, a->gu, zf, N, F);
         linear_forward(a->f, zf ? hm : a->h, lp->wdown, N, F, d);
         // x_next = (x2 + RMSNorm(f; 1+w_post_ffn) * zd * gate) [* layer_scalar on Gemma 4]
         float *xn = l + 1 < c->L ? m->act[l + 1].x : m->xL;
@@ -1465,39 +1615,10 @@ static void model_backward(Model *m) {
                          m->zd, m->zd_kept, gate, N, d);
         // f = hm Wd^T, hm = h * zf
         const float *zf = m->zf ? m->zf + ffn_off(c, l) : NULL;
-        if (zf) {
-#pragma omp parallel for schedule(static)
-            for (int n = 0; n < N; n++)
-                for (int i = 0; i < F; i++) hm[(size_t)n * F + i] = a->h[(size_t)n * F + i] * zf[i];
-        }
+        if (zf) ffn_mask_forward(hm, a->h, zf, N, F);
         linear_backward(dh, gp->wdown, df, zf ? hm : a->h, lp->wdown, N, F, d, 0);
-        if (zf) {
-            float *dzf = m->dzf + ffn_off(c, l);
-            const int CB = 64;
-#pragma omp parallel for schedule(static)
-            for (int i0 = 0; i0 < F; i0 += CB) {
-                int i1 = i0 + CB < F ? i0 + CB : F;
-                double acc[64] = {0};
-                for (int n = 0; n < N; n++)
-                    for (int i = i0; i < i1; i++) acc[i - i0] += (double)dh[(size_t)n * F + i] * a->h[(size_t)n * F + i];
-                for (int i = i0; i < i1; i++) dzf[i] += (float)acc[i - i0];
-            }
-#pragma omp parallel for schedule(static)
-            for (int n = 0; n < N; n++)
-                for (int i = 0; i < F; i++) dh[(size_t)n * F + i] *= zf[i];
-        }
-        // h = gelu(g) * u  ->  dgu = [dh * u * gelu'(g) | dh * gelu(g)]
-#pragma omp parallel for schedule(static)
-        for (int n = 0; n < N; n++) {
-            const float *gr = a->gu + (size_t)n * 2 * F, *ur = gr + F;
-            const float *dhr = dh + (size_t)n * F;
-            float *o = dgu + (size_t)n * 2 * F;
-#pragma omp simd
-            for (int i = 0; i < F; i++) {
-                o[i] = dhr[i] * ur[i] * gelu_tanh_grad(gr[i]);
-                o[F + i] = dhr[i] * gelu_tanh(gr[i]);
-            }
-        }
+        // h = gelu(g) * u  ->  dgu = [dh * u * gelu'(g) | dh * gelu(g)] (dh masked), dzf += sum dh * h
+        gelu_gate_backward(dgu, zf ? m->dzf + ffn_off(c, l) : NULL, dh, a->gu, a->h, zf, N, F);
         float *dm = dtmp;
         linear_backward(dm, gp->wgate, dgu, a->m, lp->wgate, N, d, 2 * F, 0);
         // m = PN(x2)
@@ -1511,38 +1632,10 @@ static void model_backward(Model *m) {
                          m->zd, m->zd_kept, gate, N, d);
         // o = attm Wo^T, attm = att * zh
         float *attm = a->att;
-        if (m->zh) {
-            attm = hm;
-#pragma omp parallel for schedule(static)
-            for (int n = 0; n < N; n++)
-                for (int h = 0; h < H; h++)
-                    for (int i = 0; i < D; i++)
-                        attm[((size_t)n * H + h) * D + i] = a->att[((size_t)n * H + h) * D + i] * head_gate(m, l, h);
-        }
+        const float *zh = m->zh ? m->zh + (size_t)l * H : NULL;
+        if (zh) head_gate_forward(hm, a->att, zh, N, H, D), attm = hm;
         linear_backward(datt, gp->wo, dO, attm, lp->wo, N, H * D, d, 0);
-        if (m->zh) {
-            double *ph = (double *)mallocCheck(sizeof(double) * (size_t)N * H);  // per token and head
-#pragma omp parallel for schedule(static)
-            for (int n = 0; n < N; n++)
-                for (int h = 0; h < H; h++) {
-                    double s = 0;
-                    for (int i = 0; i < D; i++)
-                        s += (double)datt[((size_t)n * H + h) * D + i] * a->att[((size_t)n * H + h) * D + i];
-                    ph[(size_t)n * H + h] = s;
-                }
-            for (int h = 0; h < H; h++) {
-                double s = 0;
-                for (int n = 0; n < N; n++) s += ph[(size_t)n * H + h];
-                m->dzh[(size_t)l * H + h] += (float)s;
-            }
-            free(ph);
-#pragma omp parallel for schedule(static)
-            for (int n = 0; n < N; n++)
-                for (int h = 0; h < H; h++) {
-                    float zg = head_gate(m, l, h);
-                    for (int i = 0; i < D; i++) datt[((size_t)n * H + h) * D + i] *= zg;
-                }
-        }
+        if (zh) head_gate_backward(m->dzh + (size_t)l * H, datt, a->att, zh, N, H, D);
         // attention backward into dq, dk, dv
         float scale = c->arch == 3 ? (float)(1.0 / sqrt(c->qscalar)) : 1.0f;
         attention_backward(dq, dk, dv, datt, a->att, a->lse, a->q, kv->k, kv->v, B, T, H, K, D, c->full[l] ? 0 : c->W,
@@ -1577,15 +1670,7 @@ static void model_backward(Model *m) {
     }
     if (c->P) ple_inputs_backward(m, dx);  // x0 also fed the per-layer inputs' projection
     // embedding: x0 = E[tok] * scale * zd
-    const int *tok = m->tokens;
-    if (m->dzd) {
-        for (int i = 0; i < d; i++) {
-            double s = 0;
-            for (int n = 0; n < N; n++) s += (double)dx[(size_t)n * d + i] * m->p.embed[(size_t)tok[n] * d + i];
-            m->dzd[i] += (float)(s * m->embed_scale);
-        }
-    }
-    token_rows_backward(m->g.embed, tok, N, dx, d, m->embed_scale, m->zd);
+    embedding_backward(m->g.embed, m->dzd, dx, m->p.embed, m->tokens, N, d, m->embed_scale, m->zd);
 }
 
 // ================================================================================================

@@ -1,6 +1,6 @@
 // hip/dev/embed.hip — workbench for the embedding (hip/embed.h: k_embed_fwd, k_embed_bwd, TermEmbed)
-// against the loops of model.h's model_forward (x = E[tok]·sqrt(d)·z_hidden) and model_backward (rows of
-// the embedding gradient, the hidden mask's gradient).
+// against model.h's embedding_forward (x = E[tok]·sqrt(d)·z_hidden) and embedding_backward (rows of the
+// embedding gradient, the hidden mask's gradient).
 //   v1: grid-stride over N·d; the backward adds rows with fp32 atomics (tokens repeat).
 // Tolerances: fp32 everywhere, inputs bf16-exact: 1e-5 (atomics change only the order of the sums).
 //   build: make hip/build/dev_embed   run: hip/build/dev_embed [--no-time]
@@ -42,16 +42,8 @@ static void case_run(int V, int N, int d, int timing) {
     if (!timing) {
         float *x = (float *)mallocCheck(sizeof(float) * n), *gE = (float *)callocCheck(sizeof(float) * nE);
         float *dz = (float *)callocCheck(sizeof(float) * d);
-        for (int t = 0; t < N; t++)
-            for (int i = 0; i < d; i++) {
-                x[(size_t)t * d + i] = E[(size_t)tok[t] * d + i] * scale * z[i];
-                gE[(size_t)tok[t] * d + i] += dx[(size_t)t * d + i] * scale * z[i];
-            }
-        for (int i = 0; i < d; i++) {
-            double s = 0;
-            for (int t = 0; t < N; t++) s += (double)dx[(size_t)t * d + i] * E[(size_t)tok[t] * d + i];
-            dz[i] = (float)(s * scale);
-        }
+        embedding_forward(x, E, tok, N, d, scale, z);
+        embedding_backward(gE, dz, dx, E, tok, N, d, scale, z);
         run_fwd(&a);
         run_bwd(&a);
         int nrb = (int)gs_cdiv(N, COLSUM_ROWS);

@@ -1,6 +1,5 @@
 // hip/dev/gelu.hip — workbench for the gated GELU (tanh) with the FFN mask (hip/gelu.h: k_gelu_fwd,
-// k_gelu_bwd, TermGelu for the mask gradient) against model.h's gelu_tanh / gelu_tanh_grad as
-// model_forward / model_backward use them.
+// k_gelu_bwd, TermGelu for the mask gradient) against model.h's gelu_gate_forward / gelu_gate_backward.
 //   v1: two adjacent channels per thread (32-bit loads of bf16 pairs), grid-stride over N·F/2 with a 64-bit
 //       index division per pair: about half the bandwidth.
 //   v2: eight channels per thread (16-byte loads; two where F % 8 != 0: F = 90 below), rows on the grid's y;
@@ -38,15 +37,12 @@ static void case_run(int N, int F, int timing) {
     Args a = {dev_bf16(n, 1), to_dev_bf16(gu, 2 * n), to_dev_bf16(dhm, n), dev_bf16(2 * n, 1), dev_bf16(n, 1), to_dev_f32(zf, F), N, F};
     if (!timing) {
         float *hm = (float *)mallocCheck(sizeof(float) * n), *dgu = (float *)mallocCheck(sizeof(float) * 2 * n);
-        float *dz = (float *)callocCheck(sizeof(float) * F);
-        for (int t = 0; t < N; t++)
-            for (int i = 0; i < F; i++) {
-                float g = gu[(size_t)t * 2 * F + i], u = gu[(size_t)t * 2 * F + F + i], d = dhm[(size_t)t * F + i];
-                hm[(size_t)t * F + i] = gelu_tanh(g) * u * zf[i];
-                dz[i] += d * gelu_tanh(g) * u;
-                dgu[(size_t)t * 2 * F + i] = d * zf[i] * u * gelu_tanh_grad(g);
-                dgu[(size_t)t * 2 * F + F + i] = d * zf[i] * gelu_tanh(g);
-            }
+        float *dz = (float *)callocCheck(sizeof(float) * F), *h = (float *)mallocCheck(sizeof(float) * n);
+        float *dh = (float *)mallocCheck(sizeof(float) * n);  // the backward masks it in place
+        memcpy(dh, dhm, sizeof(float) * n);
+        gelu_gate_forward(h, hm, gu, zf, N, F);
+        gelu_gate_backward(dgu, dz, dh, gu, h, zf, N, F);
+        free(h), free(dh);
         run_fwd(&a);
         run_bwd(&a);
         int nrb = (int)gs_cdiv(N, COLSUM_ROWS);

@@ -1,5 +1,5 @@
 // hip/dev/xent.hip — workbench for the fused softcapped cross-entropy (hip/xent.h: k_xent) against
-// the inner loop of model.h's head_forward: s = c·tanh(z/c), loss = logsumexp(s) − s[tgt], gradient
+// model.h's crossentropy_forward / crossentropy_backward: s = c·tanh(z/c), loss = logsumexp(s) − s[tgt], gradient
 // (softmax − onehot)·(1 − (s/c)²)/n_valid written over the logits; ignored targets (−1) give 0.
 // The head never holds fp32 logits: the products write CHUNK rows of bf16 logits and this kernel turns
 // them into loss and gradient in place (hip/gpu.hip's gpu_forward).
@@ -130,26 +130,13 @@ static void case_run(int rows, int V, float cap, int timing) {
     hipCheck(hipMemcpy(a.tgt, tgt, sizeof(int) * rows, hipMemcpyHostToDevice));
     if (!timing) {
         float *loss = (float *)mallocCheck(sizeof(float) * rows), *g = (float *)mallocCheck(sizeof(float) * n);
-        for (int i = 0; i < rows; i++) {  // model.h head_forward's row loop
-            float *zr = z + (size_t)i * V, *gr = g + (size_t)i * V, mx = -INFINITY;
-            int t = tgt[i];
-            loss[i] = 0;
-            if (t < 0) {
-                for (int j = 0; j < V; j++) gr[j] = 0;
-                continue;
-            }
-            for (int j = 0; j < V; j++) gr[j] = cap > 0 ? cap * tanh_fast(zr[j] / cap) : zr[j], mx = fmaxf(mx, gr[j]);
-            double sum = 0;
-            for (int j = 0; j < V; j++) sum += exp_fast(gr[j] - mx);
-            loss[i] = (float)(mx + log(sum) - gr[t]);
-            float inv = (float)(1.0 / sum), st = gr[t];
-            for (int j = 0; j < V; j++) {
-                float s = gr[j], q = exp_fast(s - mx) * inv;
-                if (cap > 0) q *= 1.0f - (s / cap) * (s / cap);
-                gr[j] = q * a.inv_n;
-            }
-            gr[t] -= (cap > 0 ? 1.0f - (st / cap) * (st / cap) : 1.0f) * a.inv_n;
-        }
+        XentRow *xr = (XentRow *)mallocCheck(sizeof(XentRow) * rows);  // model.h's cross-entropy, one tile per row
+        memcpy(g, z, sizeof(float) * n);
+        crossentropy_init(xr, rows);
+        crossentropy_forward(xr, g, V, rows, 0, V, tgt, cap);
+        crossentropy_loss(loss, xr, tgt, rows);
+        crossentropy_backward(g, V, xr, rows, 0, V, tgt, cap, a.inv_n);
+        free(xr);
         for (a.ver = 1; a.ver <= nver; a.ver++) {
             char what[64];
             run_k(&a);
