@@ -102,7 +102,9 @@ test: deps
 test/bench_model: test/bench_model.c $(HEADERS)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
-bench: deps
+BENCH_PKGS = python3-torch  # make bench's yardstick: Debian's PyTorch, on the same system BLIS
+bench:
+	@NO_NPM=1 sh test/deps.sh $(DEB_PKGS) $(BENCH_PKGS)
 	@$(MAKE) --no-print-directory test/bench_model
 	@sh test/bench.sh
 

@@ -534,6 +534,37 @@ static Params params_carve(const Config *c, const ParamTable *t, float *block) {
 // 3. Ops. Row-major throughout; a weight W[out, in] is used as y = x W^T like torch.nn.Linear.
 // ================================================================================================
 
+// --- threads: an OpenMP team no larger than the free cores -------------------------------------------
+// A team larger than the cores other processes leave free collapses: every barrier (BLIS's included)
+// waits for a thread the kernel has descheduled, so on a shared machine 2 threads beside one busy process
+// on 2 cores are slower than 1 (NOTES.md §2). Unless OMP_NUM_THREADS is set, every program takes one thread
+// per core left idle over 100 ms of /proc/stat before main() (at least 1, at most the CPUs it may use).
+static double idle_cores(void) {  // -1 when /proc/stat cannot be read
+    unsigned long long v[2][10] = {{0}};
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    for (int k = 0; k < 2; k++) {
+        if (k) nanosleep(&(struct timespec){0, 100000000}, NULL);
+        FILE *f = fopen("/proc/stat", "r");
+        if (!f) return -1;
+        int got = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[k][0], &v[k][1], &v[k][2], &v[k][3],
+                         &v[k][4], &v[k][5], &v[k][6], &v[k][7]);
+        fclose(f);
+        if (got != 8) return -1;
+    }
+    unsigned long long total = 0, idle = (v[1][3] - v[0][3]) + (v[1][4] - v[0][4]);  // idle + iowait
+    for (int i = 0; i < 8; i++) total += v[1][i] - v[0][i];  // user .. steal (a VM's stolen time is busy)
+    return total && online > 0 ? (double)idle / total * online : -1;
+}
+
+__attribute__((constructor)) static void threads_init(void) {
+    int ncpu = omp_get_num_procs();
+    if (getenv("OMP_NUM_THREADS") || ncpu <= 1) return;
+    double idle = idle_cores();
+    if (idle < 0) return;
+    int n = (int)(idle + 0.25);  // a core counts when at least 3/4 of it is idle
+    omp_set_num_threads(n < 1 ? 1 : n > ncpu ? ncpu : n);
+}
+
 static int blas_ready = 0;
 
 // Debian's BLIS 0.9 does not recognise recent AMD CPUs and picks its slow generic kernels. Ask for

@@ -3,19 +3,18 @@
 # PyTorch is Debian's python3-torch, which calls the same system BLIS; both run with BLIS's AVX-512
 # (skx) kernels when the CPU has them (our binaries pick them themselves; torch gets BLIS_ARCH_TYPE).
 # Runs alternate C, torch, C, torch so a drifting machine hits both alike. Prints one line per run.
+# SHAPES="S G" picks shapes, THREADS the team size of both.
 cd "$(dirname "$0")/.."
 set -e
-if ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
-  echo "[bench] installing Debian's python3-torch (PyTorch on the system BLAS) for the comparison"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q python3-torch >/dev/null
-fi
+/usr/bin/python3 -c "import torch" 2>/dev/null || { echo "[bench] no PyTorch: run make bench (its deps install python3-torch)" >&2; exit 1; }
 THREADS=${THREADS:-2}
 ARCH=$(grep -q avx512f /proc/cpuinfo && grep -q avx512bw /proc/cpuinfo && echo 0 || echo 3)  # BLIS: 0 skx, 3 haswell
+SHAPES=${SHAPES:-"S M G 270M"}  # test/bench_model.c's table; G and 270M have Gemma's 262,144-token vocabulary
 echo "[bench] $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $THREADS threads, $(date -u +%Y-%m-%d)"
-for shape in S M; do
-  steps=8; [ $shape = M ] && steps=4
+for shape in $SHAPES; do
+  case $shape in S) steps=8 ;; 270M) steps=2 ;; *) steps=4 ;; esac
   for round in 1 2 3; do
+    echo "[bench] load average $(cut -d' ' -f1-3 /proc/loadavg) (the machine may be shared: compare runs of one round)"
     OMP_NUM_THREADS=$THREADS ./test/bench_model $shape --steps $steps
     BLIS_ARCH_TYPE=$ARCH OMP_NUM_THREADS=$THREADS /usr/bin/python3 test/ref/torch_gemma.py bench --config $shape --steps $steps
   done

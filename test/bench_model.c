@@ -2,7 +2,7 @@
 // benchmark shapes of issue 3, with the share of time spent in BLIS and the whole step's FLOP rate
 // against BLIS sgemm's own peak on this machine. `make bench` runs it beside PyTorch on the same model.
 //
-//   test/bench_model S|M [--steps N] [--peak]
+//   test/bench_model S|M|G|270M [--steps N]
 #include "model.h"
 
 typedef struct {
@@ -13,6 +13,8 @@ typedef struct {
 static const Shape shapes[] = {
     {"S", 260, 256, 6, 4, 1, 64, 1024, 64, 256, 8},
     {"M", 260, 512, 12, 8, 2, 64, 2048, 128, 256, 4},
+    {"G", 262144, 128, 6, 4, 2, 32, 384, 512, 256, 8},       // Gemma's real vocabulary on a small width
+    {"270M", 262144, 640, 18, 4, 1, 256, 2048, 512, 256, 4}, // Gemma 3 270M's shape
 };
 
 // model FLOPs of one training step: 3x the forward (forward + two backward products) for every
@@ -48,11 +50,11 @@ static double sgemm_peak(void) {  // GFLOP/s of a large square sgemm, best of 5
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) fail("usage: bench_model S|M [--steps N]");
+    if (argc < 2) fail("usage: bench_model S|M|G|270M [--steps N]");
     const Shape *s = NULL;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         if (!strcmp(argv[1], shapes[i].name)) s = &shapes[i];
-    if (!s) fail("unknown shape %s (S or M)", argv[1]);
+    if (!s) fail("unknown shape %s (S, M, G or 270M)", argv[1]);
     int steps = 10;
     for (int i = 2; i < argc; i++)
         if (!strcmp(argv[i], "--steps")) steps = (int)arg_int(argc, argv, &i);

@@ -5,7 +5,7 @@ It is NOT the reference the tests trust (fixtures come from transformers, test/r
 it exists so `make bench` can time PyTorch on the same model and the same system BLAS (Debian's
 python3-torch), next to our C. Math as DESIGN.md §2; written for torch >= 1.13 (no fused attention).
 
-  python3 test/ref/torch_gemma.py bench --config S|M [--steps N]   training-step throughput
+  python3 test/ref/torch_gemma.py bench --config S|M|G|270M [--steps N]   training-step throughput
   python3 test/ref/torch_gemma.py check DIR TOKENS.json            logits/loss/grads of an HF dir (float64)
 """
 import json, math, os, struct, sys, time
@@ -106,9 +106,11 @@ class Gemma3(torch.nn.Module):
         return logits, loss
 
 
-CONFIGS = {  # the benchmark shapes of issue 3
+CONFIGS = {  # the benchmark shapes (test/bench_model.c has the same table)
     "S": dict(V=260, d=256, L=6, H=4, K=1, D=64, F=1024, window=64, T=256, B=8),
     "M": dict(V=260, d=512, L=12, H=8, K=2, D=64, F=2048, window=128, T=256, B=4),
+    "G": dict(V=262144, d=128, L=6, H=4, K=2, D=32, F=384, window=512, T=256, B=8),  # Gemma's vocabulary
+    "270M": dict(V=262144, d=640, L=18, H=4, K=1, D=256, F=2048, window=512, T=256, B=4),  # Gemma 3 270M
 }
 
 
