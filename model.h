@@ -542,8 +542,9 @@ static Params params_carve(const Config *c, const ParamTable *t, float *block) {
 static double idle_cores(void) {  // -1 when /proc/stat cannot be read
     unsigned long long v[2][10] = {{0}};
     long online = sysconf(_SC_NPROCESSORS_ONLN);
+    struct timespec wait = {0, 100000000};
     for (int k = 0; k < 2; k++) {
-        if (k) nanosleep(&(struct timespec){0, 100000000}, NULL);
+        if (k) nanosleep(&wait, NULL);
         FILE *f = fopen("/proc/stat", "r");
         if (!f) return -1;
         int got = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[k][0], &v[k][1], &v[k][2], &v[k][3],
