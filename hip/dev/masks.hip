@@ -1,7 +1,8 @@
 // hip/dev/masks.hip — workbench for the pruning masks' kernels (hip/masks.h):
 //   k_hard_concrete against prune.c's masks_from_u (its formula, repeated here: prune.c is a program,
 //     not a header); the mask gradient chain dla = dz · dz/dla is k_mul;
-//   k_head_gate (model.h: the attention output times zh before o_proj), out of place and in place.
+//   k_head_gate against model.h's head_gate_forward (the attention output times zh before o_proj), out of
+//     place and in place.
 // Tolerances: hard-concrete 1e-6 (double inside, one fp32 rounding each); head gate 4e-3 (one bf16
 //   rounding of the product), k_mul 1e-6 (one fp32 product).
 //   build: make hip/build/dev_masks   run: hip/build/dev_masks
@@ -42,7 +43,7 @@ int main(void) {
     fill_normal(x, n, &r, 1.0f);
     round_bf16(x, n);
     for (int h = 0; h < H; h++) zh[h] = h == 2 ? 0.0f : (float)rng_uniform(&r);
-    for (size_t i = 0; i < n; i++) y[i] = x[i] * zh[(i / D) % H];
+    head_gate_forward(y, x, zh, N, H, D);
     bf16 *dx = to_dev_bf16(x, n), *dy = dev_bf16(n, 1);
     float *dzh = to_dev_f32(zh, H);
     k_head_gate<<<4, 256>>>(dy, dx, dzh, N, H, D);
