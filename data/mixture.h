@@ -15,6 +15,7 @@ typedef struct {
     Rng rng;         // sampling state: with `drawn` it is the data cursor a checkpoint saves
     uint64_t drawn;  // sequences drawn so far
     int V;           // model vocabulary (every token read is checked against it)
+    int eval_test;   // held-out evaluation reads the test split (windows spread over it), not validation
 } Mixture;
 
 static Mixture mixture_open(const char *dir, int V, uint64_t seed) {
@@ -85,21 +86,37 @@ static float model_eval_fn(void *m, const int *tok, const int *tgt, int rows, in
     return model_forward((Model *)m, tok, tgt, rows, T, 0, NULL);
 }
 
-// Held-out loss of domain d's validation shard over up to `batches` batches of B x world windows of T+1 tokens,
-// taken in order from the start (the same windows every time), with any forward pass. Split over ranks like a
+// The windows held-out evaluation reads from domain d: the shard's windows of T+1 tokens start at multiples of
+// T; window k of the *nsel selectable ones starts at k * stride * T. Validation: stride 1, the first windows in
+// order (dynamic batch loading reads these). Test split (mx->eval_test): `want` windows spread evenly over the
+// whole shard, so every part of the split (every document, for the long ones) is sampled.
+static const Shard *mixture_eval_windows(const Mixture *mx, int d, int T, uint64_t want, uint64_t *nsel,
+                                         uint64_t *stride) {
+    const Shard *s = mx->eval_test ? &mx->ds.test[d] : &mx->ds.val[d];
+    if (mx->eval_test && !s->path)
+        fail("domain %s has no test split (test.bin); make the shards with data/mkshards --test-split "
+             "(data/prepare_large.sh does)", mx->ds.name[d]);
+    uint64_t nwin = s->n > (uint64_t)T ? (s->n - 1) / (uint64_t)T : 0;
+    if (nwin == 0) fail("%s: too short for one evaluation window of %d tokens", s->path, T + 1);
+    *stride = mx->eval_test && want > 0 && nwin > want ? nwin / want : 1;
+    *nsel = *stride > 1 ? want : nwin;
+    return s;
+}
+
+// Held-out loss of domain d over up to `batches` batches of B x world windows of T+1 tokens
+// (mixture_eval_windows: the same windows every time), with any forward pass. Split over ranks like a
 // training batch: this rank runs rows [rank B, (rank + 1) B) of each batch, so the windows seen depend on B x
 // world only; it adds its token-weighted loss and token count to *sum, *count.
 static void mixture_eval_part(const Mixture *mx, EvalFn fwd, void *ctx, int d, int B, int T, int batches, int rank,
                               int world, double *sum, double *count) {
-    const Shard *s = &mx->ds.val[d];
-    uint64_t nwin = s->n > (uint64_t)T ? (s->n - 1) / (uint64_t)T : 0;
-    if (nwin == 0) fail("%s: too short for one validation window of %d tokens", s->path, T + 1);
+    uint64_t nwin, stride;
+    const Shard *s = mixture_eval_windows(mx, d, T, (uint64_t)batches * B * world, &nwin, &stride);
     int *tok = (int *)mallocCheck(sizeof(int) * (size_t)B * T), *tgt = (int *)mallocCheck(sizeof(int) * (size_t)B * T);
     for (int i = 0; i < batches && (uint64_t)i * B * world < nwin; i++) {
         uint64_t w = ((uint64_t)i * world + rank) * B;
         int rows = 0;
         for (; rows < B && w < nwin; rows++, w++)
-            window_fill(mx, s, w * (uint64_t)T, T, tok + (size_t)rows * T, tgt + (size_t)rows * T);
+            window_fill(mx, s, w * stride * (uint64_t)T, T, tok + (size_t)rows * T, tgt + (size_t)rows * T);
         if (rows == 0) continue;
         long valid = 0;
         for (size_t n = 0; n < (size_t)rows * T; n++) valid += tgt[n] >= 0;
@@ -111,7 +128,7 @@ static void mixture_eval_part(const Mixture *mx, EvalFn fwd, void *ctx, int d, i
     free(tgt);
 }
 
-// mean next-token loss of domain d's validation shard (one process)
+// mean next-token loss of domain d's held-out windows (one process)
 static double mixture_eval_with(const Mixture *mx, EvalFn fwd, void *ctx, int d, int B, int T, int batches) {
     double sum = 0, count = 0;
     mixture_eval_part(mx, fwd, ctx, d, B, T, batches, 0, 1, &sum, &count);

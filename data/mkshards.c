@@ -4,7 +4,8 @@
 // Input: TEXT/<domain>.txt, a sequence of documents, each started by a line holding the byte 0x1E and the
 // document's name. Output: OUT/<domain>/train.bin and val.bin (data/shard.h: every document is BOS + its
 // tokens), OUT/<domain>/info.json, and OUT/domains.json with the table of all domains.
-// The split is by document: document i (in file order) goes to validation when i % val_every == val_every - 1.
+// The split is by document: document i (in file order) goes to validation when i % val_every == val_every - 1,
+// and with --test-split to test (OUT/<domain>/test.bin, held-out evaluation only) when i % val_every == val_every - 2.
 // A domain whose shards were made from the same text with the same tokenizer and split is skipped.
 #include "util.h"
 #include "data/shard.h"
@@ -17,7 +18,7 @@ typedef struct {
 
 typedef struct {
     const char *tokenizer, *text, *out;
-    int val_every, force;
+    int val_every, test_split, force;
     StrList info;
 } Args;
 #define ARG(f) offsetof(Args, f)
@@ -26,6 +27,7 @@ static const Flag flags[] = {
     {"text", F_STR, ARG(text), "data/text", NULL, SAVE_NO, "per-domain text, DIR/<domain>.txt"},
     {"out", F_STR, ARG(out), "data/shards", NULL, SAVE_NO, "shards go to DIR/<domain>/{train,val}.bin"},
     {"val-every", F_INT, ARG(val_every), "10", ">= 2", SAVE_NO, "document i goes to validation when i % N == N-1"},
+    {"test-split", F_BOOL, ARG(test_split), "0", NULL, SAVE_NO, "also test.bin: document i goes to test when i % N == N-2"},
     {"force", F_BOOL, ARG(force), "0", NULL, SAVE_NO, "re-tokenize domains that are up to date"},
     {"info", F_LIST, ARG(info), "", NULL, SAVE_NO, "FILE.bin...: print the header of token shards and exit"},
 };
@@ -84,30 +86,32 @@ static int list_domains(const char *dir, char ***names) {
 }
 
 // info.json says these shards came from this very text, tokenizer and split
-static int up_to_date(const char *info, const char *train, const char *val, const char *spec, const struct stat *st,
-                      int every) {
-    if (!file_exists(info) || !file_exists(train) || !file_exists(val)) return 0;
+static int up_to_date(const char *info, const char *train, const char *val, const char *test, const char *spec,
+                      const struct stat *st, int every) {
+    if (!file_exists(info) || !file_exists(train) || !file_exists(val) || (test && !file_exists(test))) return 0;
     char *text = read_file(info, NULL);
     cJSON *j = cJSON_Parse(text);
     free(text);
     if (!j) return 0;
     int same = strcmp(json_str(j, "tokenizer", "", info), spec) == 0 &&
                json_num(j, "text_bytes", -1, info) == (double)st->st_size &&
-               json_num(j, "text_mtime", -1, info) == (double)st->st_mtime && json_int(j, "val_every", 0, info) == every;
+               json_num(j, "text_mtime", -1, info) == (double)st->st_mtime && json_int(j, "val_every", 0, info) == every &&
+               json_int(j, "test_split", 0, info) == (test != NULL);
     cJSON_Delete(j);
     return same;
 }
 
 static cJSON *make_domain(const char *name, const char *textdir, const char *outdir, const char *spec,
-                          Tokenizer **tok, int every, int force) {
+                          Tokenizer **tok, int every, int test, int force) {
     char fname[512];
     snprintf(fname, sizeof(fname), "%s.txt", name);
     char *tpath = path_join(textdir, fname), *dom = path_join(outdir, name);
     char *info = path_join(dom, "info.json"), *train = path_join(dom, "train.bin"), *val = path_join(dom, "val.bin");
+    char *tst = path_join(dom, "test.bin");
     struct stat st;
     if (stat(tpath, &st) != 0) fail("cannot stat %s: %s", tpath, strerror(errno));
     cJSON *j = NULL;
-    if (!force && up_to_date(info, train, val, spec, &st, every)) {
+    if (!force && up_to_date(info, train, val, test ? tst : NULL, spec, &st, every)) {
         printf("[mkshards] %-8s up to date (%s), skipped\n", name, info);
         j = json_read(info);
     } else {
@@ -121,28 +125,33 @@ static cJSON *make_domain(const char *name, const char *textdir, const char *out
         char *buf = read_file(tpath, &len);
         Doc *docs;
         size_t nd = split_docs(buf, len, &docs, tpath);
-        if (nd < 2) fail("%s: %zu document(s); a domain needs at least 2 (one for validation)", tpath, nd);
+        if (nd < 2 + (size_t)test)
+            fail("%s: %zu document(s); a domain needs at least %d (one for validation%s)", tpath, nd, 2 + test,
+                 test ? ", one for test" : "");
         uint32_t **ids = (uint32_t **)callocCheck(nd * sizeof(uint32_t *));
         size_t *nids = (size_t *)callocCheck(nd * sizeof(size_t));
         double t0 = now_sec();
 #pragma omp parallel for schedule(dynamic, 1)
         for (size_t i = 0; i < nd; i++) nids[i] = tok_encode(t, docs[i].text, docs[i].len, &ids[i]);
         double dt = now_sec() - t0;
-        // assemble: BOS + tokens per document, document i to val when i % every == every - 1 (else the last one)
-        TokVec tr = {0}, va = {0};
-        size_t ndv = 0, bytes = 0;
+        // assemble: BOS + tokens per document, document i to val when i % every == every - 1, to test when
+        // i % every == every - 2 (a domain of fewer than `every` documents: its last one, and the one before)
+        TokVec tr = {0}, va = {0}, te = {0};
+        size_t ndv = 0, ndt = 0, bytes = 0, small = nd < (size_t)every;
         for (size_t i = 0; i < nd; i++) {
-            int to_val = (i % (size_t)every == (size_t)every - 1) || (nd < (size_t)every && i == nd - 1);
-            TokVec *v = to_val ? &va : &tr;
-            ndv += to_val;
+            int to_val = small ? i == nd - 1 : i % (size_t)every == (size_t)every - 1;
+            int to_test = test && (small ? i == nd - 2 : i % (size_t)every == (size_t)every - 2);
+            TokVec *v = to_val ? &va : to_test ? &te : &tr;
+            ndv += to_val, ndt += to_test;
             bytes += docs[i].len;
             tokvec_push(v, t->bos);
             for (size_t k = 0; k < nids[i]; k++) tokvec_push(v, ids[i][k]);
             free(ids[i]);
         }
         make_dirs(dom);
-        shard_write(train, t->n, tr.v, tr.n, nd - ndv);
+        shard_write(train, t->n, tr.v, tr.n, nd - ndv - ndt);
         shard_write(val, t->n, va.v, va.n, ndv);
+        if (test) shard_write(tst, t->n, te.v, te.n, ndt);
         j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "name", name);
         cJSON_AddStringToObject(j, "tokenizer", spec);
@@ -151,20 +160,27 @@ static cJSON *make_domain(const char *name, const char *textdir, const char *out
         cJSON_AddNumberToObject(j, "text_bytes", (double)st.st_size);
         cJSON_AddNumberToObject(j, "text_mtime", (double)st.st_mtime);
         cJSON_AddNumberToObject(j, "val_every", every);
+        cJSON_AddNumberToObject(j, "test_split", test);
         cJSON_AddNumberToObject(j, "documents", (double)nd);
         cJSON_AddNumberToObject(j, "bytes", (double)bytes);
-        cJSON_AddNumberToObject(j, "train_documents", (double)(nd - ndv));
+        cJSON_AddNumberToObject(j, "train_documents", (double)(nd - ndv - ndt));
         cJSON_AddNumberToObject(j, "val_documents", (double)ndv);
         cJSON_AddNumberToObject(j, "train_tokens", (double)tr.n);
         cJSON_AddNumberToObject(j, "val_tokens", (double)va.n);
+        if (test) {
+            cJSON_AddNumberToObject(j, "test_documents", (double)ndt);
+            cJSON_AddNumberToObject(j, "test_tokens", (double)te.n);
+        }
         write_json_atomic(info, j);
-        printf("[mkshards] %-8s %6zu docs %8.2f MB -> train %9zu / val %8zu tokens | %.2fs, %.1f MB/s\n", name, nd,
-               bytes / 1e6, tr.n, va.n, dt, dt > 0 ? bytes / dt / 1e6 : 0.0);
+        printf("[mkshards] %-8s %6zu docs %8.2f MB -> train %9zu / val %8zu", name, nd, bytes / 1e6, tr.n, va.n);
+        if (test) printf(" / test %8zu", te.n);
+        printf(" tokens | %.2fs, %.1f MB/s\n", dt, dt > 0 ? bytes / dt / 1e6 : 0.0);
         if (va.n < 65536)
             printf("[mkshards] warning: %s has only %zu validation tokens (< 64k); its validation loss will be noisy\n",
                    name, va.n);
         free(tr.v);
         free(va.v);
+        free(te.v);
         free(ids);
         free(nids);
         free(docs);
@@ -175,6 +191,7 @@ static cJSON *make_domain(const char *name, const char *textdir, const char *out
     free(info);
     free(train);
     free(val);
+    free(tst);
     return j;
 }
 
@@ -212,35 +229,46 @@ int main(int argc, char **argv) {
         return 0;
     }
     const char *spec = a.tokenizer, *textdir = a.text, *outdir = a.out;
-    int every = a.val_every, force = a.force;
+    int every = a.val_every, test = a.test_split, force = a.force;
+    if (test && every < 3) fail("--val-every must be at least 3 with --test-split, got %d", every);
     flags_print(&cli, &a, stdout);
-    printf("[mkshards] tokenizer %s | text %s | out %s | val: every %dth document\n", spec, textdir, outdir, every);
+    printf("[mkshards] tokenizer %s | text %s | out %s | val: every %dth document%s\n", spec, textdir, outdir, every,
+           test ? ", test: the one before it" : "");
     char **names;
     int nd = list_domains(textdir, &names);
     Tokenizer *tok = NULL;
     cJSON *all = cJSON_CreateObject(), *arr = cJSON_CreateArray();
     cJSON_AddStringToObject(all, "tokenizer", spec);
     cJSON_AddNumberToObject(all, "val_every", every);
-    for (int i = 0; i < nd; i++) cJSON_AddItemToArray(arr, make_domain(names[i], textdir, outdir, spec, &tok, every, force));
+    cJSON_AddNumberToObject(all, "test_split", test);
+    for (int i = 0; i < nd; i++)
+        cJSON_AddItemToArray(arr, make_domain(names[i], textdir, outdir, spec, &tok, every, test, force));
     cJSON_AddItemToObject(all, "domains", arr);
     warn_stale(outdir, names, nd);
     char *dj = path_join(outdir, "domains.json");
     write_json_atomic(dj, all);
 
-    printf("\n%-10s %9s %11s %12s %13s %11s %9s\n", "domain", "documents", "train/val", "bytes", "train tokens",
-           "val tokens", "bytes/tok");
-    double tb = 0, tt = 0, tv = 0, tdoc = 0;
+    // the domain table (the test columns when this run made a test split)
+    printf("\n%-10s %9s %18s %12s %13s %11s", "domain", "documents", test ? "train/val/test" : "train/val", "bytes",
+           "train tokens", "val tokens");
+    if (test) printf(" %11s", "test tokens");
+    printf(" %9s\n", "bytes/tok");
+    double tb = 0, tt = 0, tv = 0, te = 0, tdoc = 0;
     for (const cJSON *d = arr->child; d; d = d->next) {
         double b = json_num(d, "bytes", 0, dj), t = json_num(d, "train_tokens", 0, dj), v = json_num(d, "val_tokens", 0, dj);
-        double docs = json_num(d, "documents", 0, dj);
+        double e = json_num(d, "test_tokens", 0, dj), docs = json_num(d, "documents", 0, dj);
         double ntr = json_num(d, "train_documents", 0, dj), nva = json_num(d, "val_documents", 0, dj);
-        char split[32];
-        snprintf(split, sizeof(split), "%.0f/%.0f", ntr, nva);
-        printf("%-10s %9.0f %11s %12.0f %13.0f %11.0f %9.2f\n", json_str(d, "name", "?", dj), docs, split, b, t, v,
-               b / (t + v - docs));  // BOS tokens are not text
-        tb += b, tt += t, tv += v, tdoc += docs;
+        char split[48];
+        if (test) snprintf(split, sizeof(split), "%.0f/%.0f/%.0f", ntr, nva, json_num(d, "test_documents", 0, dj));
+        else snprintf(split, sizeof(split), "%.0f/%.0f", ntr, nva);
+        printf("%-10s %9.0f %18s %12.0f %13.0f %11.0f", json_str(d, "name", "?", dj), docs, split, b, t, v);
+        if (test) printf(" %11.0f", e);
+        printf(" %9.2f\n", b / (t + v + e - docs));  // BOS tokens are not text
+        tb += b, tt += t, tv += v, te += e, tdoc += docs;
     }
-    printf("%-10s %9.0f %11s %12.0f %13.0f %11.0f %9.2f\n", "total", tdoc, "", tb, tt, tv, tb / (tt + tv - tdoc));
+    printf("%-10s %9.0f %18s %12.0f %13.0f %11.0f", "total", tdoc, "", tb, tt, tv);
+    if (test) printf(" %11.0f", te);
+    printf(" %9.2f\n", tb / (tt + tv + te - tdoc));
     printf("[mkshards] wrote %s\n", dj);
     cJSON_Delete(all);
     free(dj);

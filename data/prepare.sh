@@ -43,7 +43,7 @@ pycode() {  # the top-level modules under 64 KB, each file one document
     cat "$f"
   done
 }
-foldoc() { gzip -dc "$FOLDOC" | awk -v keep=2 -f data/foldoc.awk; }
+foldoc() { gzip -dc "$FOLDOC" | awk -v keep=2 -f data/dictd.awk; }
 
 make_text() {  # make_text DOMAIN COMMAND...
   name=$1; shift

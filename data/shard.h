@@ -10,7 +10,8 @@
 //  32  reserved, zero
 //  64  tokens[n_tokens]
 // Every document is stored as BOS followed by its tokens; there is no EOS. A data directory holds
-// <dir>/<domain>/train.bin and val.bin for each domain (data/prepare.sh writes data/shards/).
+// <dir>/<domain>/train.bin and val.bin for each domain (data/prepare.sh writes data/shards/), and test.bin where
+// the corpus has a test split (data/prepare_large.sh): documents only held-out evaluation reads.
 #pragma once
 #include <dirent.h>
 #include "util.h"
@@ -124,12 +125,13 @@ static void shard_write(const char *path, uint32_t vocab, const uint32_t *tok, u
 }
 
 // ----------------------------------------------------------------------------------------------
-// A data directory: every subdirectory is a domain with train.bin and val.bin.
+// A data directory: every subdirectory is a domain with train.bin and val.bin (and maybe test.bin).
 
 typedef struct {
     int n;        // domains, sorted by name
     char **name;  // [n]
     Shard *train, *val;
+    Shard *test;  // [n]; all-zero (n == 0, no map) where the domain has no test.bin
 } DataSet;
 
 static int data_cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -174,9 +176,10 @@ static DataSet data_open(const char *dir, uint32_t model_vocab) {
     qsort(d.name, (size_t)d.n, sizeof(char *), data_cmp_name);
     d.train = (Shard *)callocCheck(sizeof(Shard) * (size_t)d.n);
     d.val = (Shard *)callocCheck(sizeof(Shard) * (size_t)d.n);
+    d.test = (Shard *)callocCheck(sizeof(Shard) * (size_t)d.n);
     for (int i = 0; i < d.n; i++) {
         char *sub = path_join(dir, d.name[i]);
-        char *tp = path_join(sub, "train.bin"), *vp = path_join(sub, "val.bin");
+        char *tp = path_join(sub, "train.bin"), *vp = path_join(sub, "val.bin"), *sp = path_join(sub, "test.bin");
         if (!file_exists(tp)) fail("domain %s: %s is missing; re-run `make data`", d.name[i], tp);
         if (!file_exists(vp)) fail("domain %s: %s is missing; re-run `make data`", d.name[i], vp);
         d.train[i] = shard_open(tp);
@@ -186,9 +189,14 @@ static DataSet data_open(const char *dir, uint32_t model_vocab) {
         data_same_vocab(&d.val[i], &d.train[i]);
         data_same_vocab(&d.train[i], &d.train[0]);
         data_check_vocab(&d.train[i], model_vocab);
+        if (file_exists(sp)) {
+            d.test[i] = shard_open(sp);
+            data_same_vocab(&d.test[i], &d.train[i]);
+        }
         free(sub);
         free(tp);
         free(vp);
+        free(sp);
     }
     return d;
 }
@@ -197,10 +205,12 @@ static void data_close(DataSet *d) {
     for (int i = 0; i < d->n; i++) {
         shard_close(&d->train[i]);
         shard_close(&d->val[i]);
+        shard_close(&d->test[i]);  // a no-op where there is none
         free(d->name[i]);
     }
     free(d->train);
     free(d->val);
+    free(d->test);
     free(d->name);
     memset(d, 0, sizeof(*d));
 }

