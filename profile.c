@@ -12,6 +12,9 @@
 #include "model.h"
 #include "data/mixture.h"
 #include "plot.h"
+#ifdef USE_GPU
+#include "hip/gpu.h"  // profile eval --device gpu (make gpu builds hip/build/profile)
+#endif
 
 // ------------------------------------------------------------------------------------------------
 // logits: ./profile logits --model DIR --tokens FILE.json --out FILE.f32
@@ -905,17 +908,46 @@ static int cmd_memory(int argc, char **argv) {
 }
 
 // ================================================================================================
-// Calibration data: fixed windows of each domain's validation (or train) shard, taken in order like
+// Calibration data: fixed windows of each domain's validation (train, test) shard, taken in order like
 // mixture_eval, so every command and every run sees the same tokens.
 // ================================================================================================
 
-// batch i (B windows of T+1 tokens) of domain d; returns the rows filled (0 once the shard runs out)
-static int calib_batch(const Mixture *mx, int use_train, int d, int i, int B, int T, int *tok, int *tgt) {
-    const Shard *s = use_train ? &mx->ds.train[d] : &mx->ds.val[d];
-    uint64_t nwin = s->n > (uint64_t)T ? (s->n - 1) / (uint64_t)T : 0;
+// The windows of T+1 tokens a command reads from one domain, at most `max`: at multiples of T in order, or
+// (long_docs) one at the start of each document that holds at least T+1 tokens, so that every position of
+// the window lies inside one document (its BOS, id 2 in both tokenizers, first).
+typedef struct {
+    const Shard *s;
+    uint64_t *off, n;
+} Windows;
+
+static const Shard *split_shard(const Mixture *mx, const char *split, int d) {
+    const Shard *s = streq(split, "train") ? &mx->ds.train[d] : streq(split, "test") ? &mx->ds.test[d] : &mx->ds.val[d];
+    if (!s->path) fail("domain %s has no %s split (%s.bin); make the shards with data/mkshards --test-split", mx->ds.name[d],
+                       split, split);
+    return s;
+}
+
+static Windows calib_windows(const Mixture *mx, const char *split, int d, int T, uint64_t max, int long_docs) {
+    Windows w = {split_shard(mx, split, d), (uint64_t *)mallocCheck(sizeof(uint64_t) * (max ? max : 1)), 0};
+    const Shard *s = w.s;
+    if (!long_docs)
+        for (; w.n < max && (w.n + 1) * (uint64_t)T < s->n; w.n++) w.off[w.n] = w.n * (uint64_t)T;
+    else
+        for (uint64_t i = 0; i < s->n && w.n < max; i++) {
+            if (shard_tok(s, i) != 2) continue;
+            uint64_t e = i + 1;
+            while (e < s->n && shard_tok(s, e) != 2) e++;
+            if (e - i >= (uint64_t)T + 1) w.off[w.n++] = i;
+            i = e - 1;
+        }
+    return w;
+}
+
+// batch i (B windows) of a domain's windows; returns the rows filled (0 once they run out)
+static int calib_batch(const Mixture *mx, const Windows *w, int i, int B, int T, int *tok, int *tgt) {
     int rows = 0;
-    for (uint64_t w = (uint64_t)i * B; rows < B && w < nwin; rows++, w++)
-        window_fill(mx, s, w * (uint64_t)T, T, tok + (size_t)rows * T, tgt + (size_t)rows * T);
+    for (uint64_t k = (uint64_t)i * B; rows < B && k < w->n; rows++, k++)
+        window_fill(mx, w->s, w->off[k], T, tok + (size_t)rows * T, tgt + (size_t)rows * T);
     return rows;
 }
 
@@ -1388,13 +1420,14 @@ typedef struct {
     int batches, B, T;
     double tau;  // stats only
     int no_grad;
+    int long_docs, no_layers;  // ablate only
 } CalibArgs;
 #define CAL(f) offsetof(CalibArgs, f)
 #define CALIB_FLAGS(nbatch)                                                                                             \
     {"model", F_STR, CAL(model), NULL, NULL, SAVE_NO, "Hugging Face model directory"},                                  \
     {"data", F_STR, CAL(data), "data/shards", NULL, SAVE_NO, "token shards, one subdirectory per domain"},              \
     {"out", F_STR, CAL(out), NULL, NULL, SAVE_NO, "where the JSON, CSV and PNG files go"},                             \
-    {"split", F_STR, CAL(split), "val", "val|train", SAVE_NO, "val | train: which shard the fixed windows come from"},  \
+    {"split", F_STR, CAL(split), "val", "val|train|test", SAVE_NO, "val | train | test: which shard the windows come from"}, \
     {"calib-batches", F_INT, CAL(batches), nbatch, ">= 1", SAVE_NO, "batches per domain"},                            \
     {"batch", F_INT, CAL(B), "4", ">= 1", SAVE_NO, "sequences per batch"},                                              \
     {"seq", F_INT, CAL(T), "0", ">= 0", SAVE_NO, "tokens per sequence; 0: 2 x sliding_window, within [64, 1024]"}
@@ -1404,7 +1437,12 @@ static const Flag stats_flags[] = {
      "mean |h| over channels"},
     {"no-grad", F_BOOL, CAL(no_grad), "0", NULL, SAVE_NO, "skip the backward pass (no gradient statistics; ~3x faster)"},
 };
-static const Flag ablate_flags[] = {CALIB_FLAGS("2")};
+static const Flag ablate_flags[] = {
+    CALIB_FLAGS("2"),
+    {"long-docs", F_BOOL, CAL(long_docs), "0", NULL, SAVE_NO, "one window at the start of each document of >= --seq + 1 "
+     "tokens (domains with none are left out)"},
+    {"no-layers", F_BOOL, CAL(no_layers), "0", NULL, SAVE_NO, "skip the one-layer-at-a-time part: positions only"},
+};
 static const Renamed calib_renamed[] = {{"batches", "--calib-batches N"}};
 static const Cli stats_cli = {"./profile stats", "usage: ./profile stats --model DIR --data DIR --out DIR [flags]\n"
                               "Importance statistics per domain and over all: residual norms, Block Influence, attention\n"
@@ -1450,7 +1488,7 @@ static int cmd_stats(int argc, char **argv) {
     calib_open(&ca, "stats", &m, &mx);
     printf("| tau %g, gradients %s\n", tau, grad ? "on" : "off");
     const Config *c = &m.c;
-    int k = mx.k, B = ca.B, T = ca.T, use_train = streq(ca.split, "train");
+    int k = mx.k, B = ca.B, T = ca.T;
     Acc *acc = (Acc *)mallocCheck(sizeof(Acc) * (size_t)(k + 1));
     for (int d = 0; d <= k; d++) acc[d] = acc_new(c);
     int *tok = (int *)mallocCheck(sizeof(int) * (size_t)B * T), *tgt = (int *)mallocCheck(sizeof(int) * (size_t)B * T);
@@ -1462,8 +1500,9 @@ static int cmd_stats(int argc, char **argv) {
             model_alloc_grads(&m);
             model_zero_grad(&m);
         }
+        Windows win = calib_windows(&mx, ca.split, d, T, (uint64_t)ca.batches * B, 0);
         for (int i = 0; i < ca.batches; i++) {
-            int rows = calib_batch(&mx, use_train, d, i, B, T, tok, tgt);
+            int rows = calib_batch(&mx, &win, i, B, T, tok, tgt);
             if (!rows) {
                 printf("| domain %s: its %s shard holds only %d batches of %d x %d\n", mx.ds.name[d], ca.split, i, B, T);
                 total -= ca.batches - i;
@@ -1483,6 +1522,7 @@ static int cmd_stats(int argc, char **argv) {
             for (size_t j = 0; j < m.tab.total; j++) gsum[j] += m.gw[j];
         }
         acc_add(&acc[k], &acc[d], c);
+        free(win.off);
     }
     if (acc[k].batches == 0) fail("%s: no calibration batches of %d tokens in any domain; use a smaller --seq", ca.data, T + 1);
     if (grad) grad_stats(&acc[k], &m, gsum, 1.0 / acc[k].batches);
@@ -1577,13 +1617,13 @@ static int cmd_stats(int argc, char **argv) {
 // ================================================================================================
 
 // mean loss per domain over the calibration batches (per-position sums too, when pos_sum is given)
-static void ablate_eval(Model *m, const Mixture *mx, const CalibArgs *ca, double *loss, double *pos_sum,
-                        double *pos_n, int *tok, int *tgt, float *tl) {
-    int T = ca->T, use_train = streq(ca->split, "train");
+static void ablate_eval(Model *m, const Mixture *mx, const CalibArgs *ca, const Windows *win, double *loss,
+                        double *pos_sum, double *pos_n, int *tok, int *tgt, float *tl) {
+    int T = ca->T;
     for (int d = 0; d < mx->k; d++) {
         double s = 0, n = 0;
         for (int i = 0; i < ca->batches; i++) {
-            int rows = calib_batch(mx, use_train, d, i, ca->B, T, tok, tgt);
+            int rows = calib_batch(mx, &win[d], i, ca->B, T, tok, tgt);
             if (!rows) break;
             float l = model_forward(m, tok, tgt, rows, T, 0, NULL);
             s += (double)l * m->n_valid, n += m->n_valid;
@@ -1624,21 +1664,22 @@ static int cmd_ablate(int argc, char **argv) {
     double *pos = (double *)callocCheck(sizeof(double) * (size_t)T * 4);   // sums and counts: base, no full
     m.zl = (float *)mallocCheck(sizeof(float) * (size_t)L);
     double t0 = now_sec(), tokens_per_eval = 0;
+    Windows *win = (Windows *)mallocCheck(sizeof(Windows) * (size_t)k);
     for (int d = 0; d < k; d++) {  // tokens one evaluation reads (for the tok/s figure)
-        const Shard *s = streq(ca.split, "train") ? &mx.ds.train[d] : &mx.ds.val[d];
-        double nwin = s->n > (uint64_t)T ? (double)((s->n - 1) / (uint64_t)T) : 0;
-        tokens_per_eval += fmin(nwin, (double)ca.batches * B) * T;
+        win[d] = calib_windows(&mx, ca.split, d, T, (uint64_t)ca.batches * B, ca.long_docs);
+        tokens_per_eval += (double)win[d].n * T;
+        if (ca.long_docs) printf("| domain %s: %llu windows at document starts\n", mx.ds.name[d], (unsigned long long)win[d].n);
     }
-    int total = L + 1 + (nfull > 0), step = 0;
+    int total = (ca.no_layers ? 0 : L) + 1 + (nfull > 0), step = 0;
     char what[200];
     for (int l = 0; l < L; l++) m.zl[l] = 1;
-    ablate_eval(&m, &mx, &ca, base, pos, pos + T, tok, tgt, tl);
+    ablate_eval(&m, &mx, &ca, win, base, pos, pos + T, tok, tgt, tl);
     snprintf(what, sizeof what, "whole model | loss %.4f", mean_finite(base, k));
     step++;
     step_line(step, total, t0, tokens_per_eval * step, "tok/s", what);
-    for (int l = 0; l < L; l++) {
+    for (int l = 0; l < L && !ca.no_layers; l++) {
         m.zl[l] = 0;
-        ablate_eval(&m, &mx, &ca, loss + (size_t)l * k, NULL, NULL, tok, tgt, tl);
+        ablate_eval(&m, &mx, &ca, win, loss + (size_t)l * k, NULL, NULL, tok, tgt, tl);
         m.zl[l] = 1;
         double dl = 0;
         for (int d = 0; d < k; d++) dl += loss[(size_t)l * k + d] - base[d];
@@ -1649,7 +1690,7 @@ static int cmd_ablate(int argc, char **argv) {
     }
     if (nfull) {
         for (int l = 0; l < L; l++) m.zl[l] = c->full[l] ? 0.0f : 1.0f;
-        ablate_eval(&m, &mx, &ca, nofull, pos + 2 * T, pos + 3 * T, tok, tgt, tl);
+        ablate_eval(&m, &mx, &ca, win, nofull, pos + 2 * T, pos + 3 * T, tok, tgt, tl);
         snprintf(what, sizeof what, "remove all %d full-attention layers | loss %.4f", nfull, mean_finite(nofull, k));
         step++;
     step_line(step, total, t0, tokens_per_eval * step, "tok/s", what);
@@ -1665,7 +1706,7 @@ static int cmd_ablate(int argc, char **argv) {
     cJSON *bj = cJSON_AddObjectToObject(j, "base_loss");
     for (int d = 0; d < k; d++) cJSON_AddNumberToObject(bj, mx.ds.name[d], base[d]);
     cJSON *lj = cJSON_AddArrayToObject(j, "layers");
-    for (int l = 0; l < L; l++) {
+    for (int l = 0; l < L && !ca.no_layers; l++) {
         cJSON *e = cJSON_CreateObject(), *dd = cJSON_CreateObject();
         cJSON_AddNumberToObject(e, "layer", l);
         cJSON_AddStringToObject(e, "type", ltype(c, l));
@@ -1682,9 +1723,11 @@ static int cmd_ablate(int argc, char **argv) {
         cJSON_AddNumberToObject(e, "delta_mean", dmean[l]);
         cJSON_AddItemToArray(lj, e);
     }
-    cJSON_AddItemToObject(j, "layer_importance", json_row(dmean, L));
-    cJSON_AddStringToObject(j, "layer_importance_metric", "ablation_dloss");
-    buf_save(&csv, ca.out, "ablate_layers.csv");
+    if (!ca.no_layers) {
+        cJSON_AddItemToObject(j, "layer_importance", json_row(dmean, L));
+        cJSON_AddStringToObject(j, "layer_importance_metric", "ablation_dloss");
+        buf_save(&csv, ca.out, "ablate_layers.csv");
+    } else free(csv.p);
     // positions: inside [0, W) and beyond [W, T)
     double in[4] = {0, 0, 0, 0}, out[4] = {0, 0, 0, 0};
     for (int t = 0; t < T; t++)
@@ -1694,6 +1737,14 @@ static int cmd_ablate(int argc, char **argv) {
     for (int t = 0; t < T; t++)
         bprintf(&pcsv, "%d,%.6g,%.6g,%.0f\n", t, pos[t] / pos[T + t], nfull ? pos[2 * T + t] / pos[3 * T + t] : NAN, pos[T + t]);
     buf_save(&pcsv, ca.out, "ablate_positions.csv");
+    cJSON *bp = cJSON_AddObjectToObject(j, "positions");  // the model as it is (also one without full layers)
+    cJSON_AddNumberToObject(bp, "window", c->W);
+    cJSON_AddNumberToObject(bp, "inside", in[1] ? in[0] / in[1] : NAN);
+    cJSON_AddNumberToObject(bp, "beyond", out[1] ? out[0] / out[1] : NAN);
+    cJSON_AddNumberToObject(bp, "inside_tokens", in[1]);
+    cJSON_AddNumberToObject(bp, "beyond_tokens", out[1]);
+    printf("positions | inside the window (t < %d): loss %.4f over %.0f tokens | beyond: %.4f over %.0f tokens\n", c->W,
+           in[1] ? in[0] / in[1] : NAN, in[1], out[1] ? out[0] / out[1] : NAN, out[1]);
     if (nfull) {
         cJSON *nj = cJSON_AddObjectToObject(j, "no_full_layers");
         cJSON *nd = cJSON_AddObjectToObject(nj, "loss");
@@ -1709,9 +1760,10 @@ static int cmd_ablate(int argc, char **argv) {
     json_save(j, ca.out, "ablate.json");
     cJSON_Delete(j);
     // pictures
-    plot_layer_bars(ca.out, "ablate_layers.png", "Loss increase when one layer is removed (mean over domains)",
-                    "delta loss", c, dmean, "each layer skipped in turn (zl = 0); the whole model is the baseline");
-    if (k > 1) {
+    if (!ca.no_layers)
+        plot_layer_bars(ca.out, "ablate_layers.png", "Loss increase when one layer is removed (mean over domains)",
+                        "delta loss", c, dmean, "each layer skipped in turn (zl = 0); the whole model is the baseline");
+    if (k > 1 && !ca.no_layers) {
         float vmax = 0;
         for (int i = 0; i < L * k; i++) vmax = fabsf(hm[i]) > vmax ? fabsf(hm[i]) : vmax;
         plot_layer_heatmap(ca.out, "ablate_domains.png", "Loss increase when one layer is removed, per domain", "domain",
@@ -1744,7 +1796,9 @@ static int cmd_ablate(int argc, char **argv) {
                c->W, in[0] / in[1], in[2] / in[3], in[2] / in[3] - in[0] / in[1], out[1] ? out[0] / out[1] : NAN,
                out[3] ? out[2] / out[3] : NAN, out[1] && out[3] ? out[2] / out[3] - out[0] / out[1] : NAN, out[1]);
     }
-    print_layer_order("layers by removal cost (cheapest first):", c, dmean, "(%+.3f)");
+    if (!ca.no_layers) print_layer_order("layers by removal cost (cheapest first):", c, dmean, "(%+.3f)");
+    for (int d = 0; d < k; d++) free(win[d].off);
+    free(win);
     free(dmean);
     free(hm);
     free(pos);
@@ -1887,13 +1941,15 @@ static int cmd_diff(int argc, char **argv) {
 
 // ================================================================================================
 // eval: ./profile eval --model [NAME=]DIR [--model ...] --out FILE.json [--data DIR --batch B --seq T
-// --batches N]. Per-domain validation loss of each model on the same fixed windows (mixture_eval, the
-// windows train.c evaluates on) and its parameter counts: the numbers a pipeline summary compares.
+// --eval-batches N --split val|test]. Per-domain held-out loss of each model on the same fixed windows
+// (mixture_eval: validation = the windows train.c evaluates on; test = windows spread over the test
+// split, which nothing else reads) with its standard error over the batches, and the model's parameter
+// counts: the numbers a pipeline summary compares.
 // ================================================================================================
 
 typedef struct {
     StrList model;
-    const char *data, *out, *table;
+    const char *data, *out, *table, *csv, *split, *device, *cache;
     int batch, seq, batches, unigram;
 } EvalArgs;
 #define EVAL(f) offsetof(EvalArgs, f)
@@ -1908,87 +1964,203 @@ static const Flag eval_flags[] = {
      "(add-one) scored on the same windows"},
     {"table", F_STR, EVAL(table), "", NULL, SAVE_NO, "FILE.md: also a Markdown table; models named VARIANT@SEED are grouped: "
      "mean, sample standard deviation, min and max over the seeds"},
+    {"csv", F_STR, EVAL(csv), "", NULL, SAVE_NO, "FILE.csv: the same table as CSV (one row per variant)"},
+    {"split", F_STR, EVAL(split), "val", "val|test", SAVE_NO, "val: the first windows of each validation shard (the ones "
+     "train.c evaluates on); test: windows spread over each test shard (data/mkshards --test-split)"},
+    {"device", F_STR, EVAL(device), "cpu", "cpu|gpu", SAVE_NO, "the forward passes on the GPU (the build of `make gpu`: "
+     "hip/build/profile; bf16 compute)"},
+    {"cache", F_STR, EVAL(cache), "", NULL, SAVE_NO, "DIR: keep each model's result in DIR/NAME.json and reuse it while "
+     "the weights file and these settings are the same"},
 };
 static const Renamed eval_renamed[] = {{"batches", "--eval-batches N"}};
 static const Cli eval_cli = {"./profile eval", "usage: ./profile eval --model [NAME=]DIR [--model ...] --out FILE.json [flags]\n"
-                             "Per-domain validation loss (the fixed windows train.c evaluates on) and parameter counts.\n",
+                             "Per-domain held-out loss with its standard error over the batches, and parameter counts.\n",
                              eval_flags, COUNT_OF(eval_flags), eval_renamed, COUNT_OF(eval_renamed), NULL, NULL};
+
+typedef struct {
+    const char *data, *split;
+    int B, T, batches, gpu;
+} EvalSettings;
+
+// what identifies a model's weights for the cache: the size and time of its weights file
+static void weights_stamp(const char *dir, double *bytes, double *mtime) {
+    struct stat st;
+    char *p = path_join(dir, "model.safetensors");
+    if (stat(p, &st) != 0) {
+        free(p);
+        p = path_join(dir, "model.safetensors.index.json");
+    }
+    *bytes = -1, *mtime = -1;
+    if (stat(p, &st) == 0) *bytes = (double)st.st_size, *mtime = (double)st.st_mtime;
+    free(p);
+}
+
+// One model's held-out losses: per domain the token-weighted mean over the batches and its standard error
+// (from the spread of the batch losses: batch b alone is mixture_eval_part's one batch of B x `batches` windows
+// seen by rank b), the mean
+// over domains, parameter counts, and the settings that made them.
+static cJSON *eval_model(const char *name, const char *dir, const EvalSettings *es) {
+    int B = es->B, T = es->T, batches = es->batches;
+    Model m;
+    model_load(&m, dir);
+    Mixture mx = mixture_open(es->data, m.c.V, 0);
+    mx.eval_test = streq(es->split, "test");
+    EvalFn fn = model_eval_fn;
+    void *ctx = &m;
+#ifdef USE_GPU
+    GpuRun g = {0};
+    if (es->gpu) {
+        gpu_run_open(&g, &m, B, T, 0);
+        fn = gpu_eval_fn, ctx = &g;
+    }
+#endif
+    cJSON *e = cJSON_CreateObject(), *lj = cJSON_AddObjectToObject(e, "loss"), *sj = cJSON_AddObjectToObject(e, "stderr");
+    double mean = 0, var = 0, t0 = now_sec(), *bl = (double *)mallocCheck(sizeof(double) * (size_t)batches);
+    for (int d = 0; d < mx.k; d++) {
+        double sum = 0, count = 0, s1 = 0, s2 = 0;
+        int nb = 0;
+        for (int b = 0; b < batches; b++) {
+            double bs = 0, bc = 0;
+            mixture_eval_part(&mx, fn, ctx, d, B, T, 1, b, batches, &bs, &bc);
+            if (bc == 0) break;
+            sum += bs, count += bc, bl[nb++] = bs / bc;
+        }
+        for (int b = 0; b < nb; b++) s1 += bl[b], s2 += bl[b] * bl[b];
+        double l = sum / count, se = nb > 1 ? sqrt(fmax(0, (s2 - s1 * s1 / nb) / (nb - 1)) / nb) : NAN;
+        cJSON_AddNumberToObject(lj, mx.ds.name[d], l);
+        cJSON_AddNumberToObject(sj, mx.ds.name[d], se);
+        mean += l / mx.k, var += se * se / ((double)mx.k * mx.k);
+    }
+    free(bl);
+#ifdef USE_GPU
+    gpu_run_close(&g);
+#endif
+    cJSON_AddNumberToObject(e, "mean", mean);
+    cJSON_AddNumberToObject(e, "mean_stderr", sqrt(var));
+    cJSON *pj = cJSON_AddObjectToObject(e, "params");
+    size_t ne = count_params(&m.c, 0), tot = count_params(&m.c, 1);
+    cJSON_AddNumberToObject(pj, "non_embedding", (double)ne);
+    cJSON_AddNumberToObject(pj, "embedding", (double)(tot - ne));
+    cJSON_AddNumberToObject(pj, "total", (double)tot);
+    double bytes, mtime;
+    weights_stamp(dir, &bytes, &mtime);
+    cJSON_AddStringToObject(e, "model", dir);
+    cJSON_AddStringToObject(e, "data", es->data);
+    cJSON_AddStringToObject(e, "split", es->split);
+    cJSON_AddNumberToObject(e, "batch", B);
+    cJSON_AddNumberToObject(e, "seq", T);
+    cJSON_AddNumberToObject(e, "batches", batches);
+    cJSON_AddStringToObject(e, "device", es->gpu ? "gpu" : "cpu");
+    cJSON_AddNumberToObject(e, "weights_bytes", bytes);
+    cJSON_AddNumberToObject(e, "weights_mtime", mtime);
+    char nbuf[32];
+    printf("eval %-10s %s | mean %s loss %.4f ± %.4f over %d domains | %s non-embedding params | %s | %.1fs\n", name, dir,
+           es->split, mean, sqrt(var), mx.k, fmt_count((double)ne, nbuf), es->gpu ? "gpu" : "cpu", now_sec() - t0);
+    mixture_close(&mx);
+    model_free(&m);
+    return e;
+}
+
+// the cached entry at path when it was made from the same weights file and settings, else NULL
+static cJSON *eval_cached(const char *path, const char *dir, const EvalSettings *es) {
+    if (!file_exists(path)) return NULL;
+    char *text = read_file(path, NULL);
+    cJSON *e = cJSON_Parse(text);
+    free(text);
+    if (!e) return NULL;
+    double bytes, mtime;
+    weights_stamp(dir, &bytes, &mtime);
+    int same = bytes >= 0 && streq(json_str(e, "model", "", path), dir) && streq(json_str(e, "data", "", path), es->data) &&
+               streq(json_str(e, "split", "", path), es->split) && json_int(e, "batch", 0, path) == es->B &&
+               json_int(e, "seq", 0, path) == es->T && json_int(e, "batches", 0, path) == es->batches &&
+               streq(json_str(e, "device", "", path), es->gpu ? "gpu" : "cpu") &&
+               json_num(e, "weights_bytes", -2, path) == bytes && json_num(e, "weights_mtime", -2, path) == mtime;
+    if (!same) {
+        cJSON_Delete(e);
+        return NULL;
+    }
+    return e;
+}
 
 static int cmd_eval(int argc, char **argv) {
     EvalArgs ea;
     flags_defaults(&eval_cli, &ea);
     flags_parse(&eval_cli, &ea, argc, argv, 2, NULL);
     flags_print(&eval_cli, &ea, stdout);
-    const char *data = ea.data, *out = ea.out, *table = or_null(ea.table), **models = ea.model.v;
-    int nm = ea.model.n, B = ea.batch, T = ea.seq, batches = ea.batches, unigram = ea.unigram;
+    const char *data = ea.data, *out = ea.out, *table = or_null(ea.table), *csv = or_null(ea.csv), **models = ea.model.v;
+    const char *split = ea.split, *cache = or_null(ea.cache);
+    int nm = ea.model.n, B = ea.batch, T = ea.seq, batches = ea.batches, unigram = ea.unigram, gpu = streq(ea.device, "gpu");
+#ifndef USE_GPU
+    if (gpu) fail("profile eval --device gpu: this binary was built without the GPU path; run `make gpu` on a machine with "
+                  "nvcc and use hip/build/profile");
+#endif
     cJSON *root = cJSON_CreateObject();
     for (int i = 0; i < nm; i++) {
         const char *eq = strchr(models[i], '='), *dir = eq ? eq + 1 : models[i];
         char name[128];
         snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - models[i]) : (int)strlen(dir), models[i]);
-        Model m;
-        model_load(&m, dir);
-        Mixture mx = mixture_open(data, m.c.V, 0);
-        cJSON *e = cJSON_AddObjectToObject(root, name), *lj = cJSON_AddObjectToObject(e, "loss");
-        cJSON_AddStringToObject(e, "model", dir);
-        double mean = 0, t0 = now_sec();
-        for (int d = 0; d < mx.k; d++) {
-            double l = mixture_eval(&mx, &m, d, B, T, batches);
-            cJSON_AddNumberToObject(lj, mx.ds.name[d], l);
-            mean += l / mx.k;
+        EvalSettings es = {data, split, B, T, batches, gpu};
+        char *cp = NULL;
+        cJSON *e = NULL;
+        if (cache) {  // an earlier call's result for this name, model file and settings
+            char fn[160];
+            snprintf(fn, sizeof fn, "%s.json", name);
+            cp = path_join(cache, fn);
+            e = eval_cached(cp, dir, &es);
+            if (e) printf("eval %-10s %s | mean %s loss %.4f (cached in %s)\n", name, dir, split, json_num(e, "mean", NAN, cp), cp);
         }
-        cJSON_AddNumberToObject(e, "mean", mean);
-        cJSON *pj = cJSON_AddObjectToObject(e, "params");
-        size_t ne = count_params(&m.c, 0), tot = count_params(&m.c, 1);
-        cJSON_AddNumberToObject(pj, "non_embedding", (double)ne);
-        cJSON_AddNumberToObject(pj, "embedding", (double)(tot - ne));
-        cJSON_AddNumberToObject(pj, "total", (double)tot);
-        char nb[32];
-        printf("eval %-10s %s | mean val loss %.4f over %d domains | %s non-embedding params | %.1fs\n", name, dir, mean,
-               mx.k, fmt_count((double)ne, nb), now_sec() - t0);
-        mixture_close(&mx);
-        model_free(&m);
+        if (!e) {
+            e = eval_model(name, dir, &es);
+            if (cp) {
+                make_dirs(cache);
+                write_json_atomic(cp, e);
+            }
+        }
+        cJSON_AddItemToObject(root, name, e);
+        free(cp);
     }
     if (unigram) {  // the floor a language model must clear: no context at all
         Mixture mx = mixture_open(data, 0, 0);
+        mx.eval_test = streq(split, "test");
         cJSON *e = cJSON_AddObjectToObject(root, "unigram"), *lj = cJSON_AddObjectToObject(e, "loss");
         double mean = 0;
         for (int d = 0; d < mx.k; d++) {
-            const Shard *tr = &mx.ds.train[d], *va = &mx.ds.val[d];
+            const Shard *tr = &mx.ds.train[d];
+            uint64_t nwin, stride, nw = (uint64_t)batches * B;
+            const Shard *va = mixture_eval_windows(&mx, d, T, nw, &nwin, &stride);
             uint32_t V = tr->vocab;
             double *cnt = (double *)callocCheck(sizeof(double) * V);
             for (uint64_t i = 0; i < tr->n; i++) cnt[shard_tok(tr, i)] += 1;
-            uint64_t nwin = va->n > (uint64_t)T ? (va->n - 1) / (uint64_t)T : 0, nw = (uint64_t)batches * B;
             if (nw > nwin) nw = nwin;
             double sum = 0, total = (double)tr->n + V;
-            for (uint64_t w = 0; w < nw; w++)  // the targets of window w: tokens w*T+1 .. w*T+T
-                for (int t = 1; t <= T; t++) sum -= log((cnt[shard_tok(va, w * (uint64_t)T + t)] + 1) / total);
+            for (uint64_t w = 0; w < nw; w++)  // the targets of window w: the T tokens after its start
+                for (int t = 1; t <= T; t++) sum -= log((cnt[shard_tok(va, w * stride * (uint64_t)T + t)] + 1) / total);
             double l = nw ? sum / ((double)nw * T) : NAN;
             cJSON_AddNumberToObject(lj, mx.ds.name[d], l);
             mean += l / mx.k;
             free(cnt);
         }
         cJSON_AddNumberToObject(e, "mean", mean);
-        printf("eval %-10s unigram frequencies of each domain's train split | mean val loss %.4f\n", "unigram", mean);
+        printf("eval %-10s unigram frequencies of each domain's train split | mean %s loss %.4f\n", "unigram", split, mean);
         mixture_close(&mx);
     }
     // group VARIANT@SEED entries: mean and spread over the seeds
     cJSON *groups = cJSON_CreateObject();
-    Buf md = {0};
+    Buf md = {0}, cs = {0};
     for (cJSON *e = root->child; e; e = e->next) {
         const char *at = strchr(e->string, '@');
         char key[128];
         snprintf(key, sizeof key, "%.*s", at ? (int)(at - e->string) : (int)strlen(e->string), e->string);
         if (json_get(groups, key)) continue;
         int n = 0;
-        double sum = 0, sq = 0, mn = INFINITY, mx = -INFINITY;
+        double sum = 0, sq = 0, mn = INFINITY, mx = -INFINITY, se = 0;
         cJSON *g = cJSON_AddObjectToObject(groups, key), *gl = cJSON_AddObjectToObject(g, "loss");
         for (cJSON *f = e; f; f = f->next) {  // the same variant under other seeds
             const char *fat = strchr(f->string, '@');
             size_t fl = fat ? (size_t)(fat - f->string) : strlen(f->string);
             if (fl != strlen(key) || strncmp(f->string, key, fl)) continue;
             double v = json_num(f, "mean", NAN, "eval");
-            n++, sum += v, sq += v * v, mn = fmin(mn, v), mx = fmax(mx, v);
+            n++, sum += v, sq += v * v, mn = fmin(mn, v), mx = fmax(mx, v), se += json_num(f, "mean_stderr", NAN, "eval");
             for (const cJSON *d = json_get(f, "loss")->child; d; d = d->next) {
                 cJSON *acc = cJSON_GetObjectItemCaseSensitive(gl, d->string);
                 if (acc) cJSON_SetNumberValue(acc, acc->valuedouble + d->valuedouble);
@@ -2002,18 +2174,26 @@ static int cmd_eval(int argc, char **argv) {
         cJSON_AddNumberToObject(g, "std", sd);
         cJSON_AddNumberToObject(g, "min", mn);
         cJSON_AddNumberToObject(g, "max", mx);
+        cJSON_AddNumberToObject(g, "mean_stderr", se / n);  // the test sample's own uncertainty, beside the seeds'
         if (!md.n) {
-            bprintf(&md, "| variant | seeds | mean val loss | min / max |");
-            for (const cJSON *d = gl->child; d; d = d->next) bprintf(&md, " %s |", d->string);
-            bprintf(&md, "\n|---|---|---|---|");
+            bprintf(&md, "| variant | seeds | mean %s loss | min / max | window s.e. |", split);
+            bprintf(&cs, "variant,seeds,mean,std,min,max,window_se");
+            for (const cJSON *d = gl->child; d; d = d->next) bprintf(&md, " %s |", d->string), bprintf(&cs, ",%s", d->string);
+            bprintf(&cs, "\n");
+            bprintf(&md, "\n|---|---|---|---|---|");
             for (const cJSON *d = gl->child; d; d = d->next) bprintf(&md, "---|");
             bprintf(&md, "\n");
         }
         bprintf(&md, "| %s | %d | %.4f%s", key, n, mean, n > 1 ? "" : " |");
         if (n > 1) bprintf(&md, " ± %.4f | %.4f / %.4f |", sd, mn, mx);
         else bprintf(&md, " |");
+        if (se == se) bprintf(&md, " %.4f |", se / n);
+        else bprintf(&md, " |");
         for (const cJSON *d = gl->child; d; d = d->next) bprintf(&md, " %.4f |", d->valuedouble);
         bprintf(&md, "\n");
+        bprintf(&cs, "%s,%d,%.6f,%.6f,%.6f,%.6f,%.6f", key, n, mean, sd, mn, mx, se / n);
+        for (const cJSON *d = gl->child; d; d = d->next) bprintf(&cs, ",%.6f", d->valuedouble);
+        bprintf(&cs, "\n");
     }
     cJSON_AddItemToObject(root, "groups", groups);
     write_json_atomic(out, root);
@@ -2023,7 +2203,12 @@ static int cmd_eval(int argc, char **argv) {
         printf("%s", md.p ? md.p : "");
         printf("wrote %s\n", table);
     }
+    if (csv) {
+        write_text_atomic(csv, cs.p ? cs.p : "");
+        printf("wrote %s\n", csv);
+    }
     free(md.p);
+    free(cs.p);
     cJSON_Delete(root);
     return 0;
 }
