@@ -55,11 +55,14 @@ $(if $(HIPCC),$(info [build] hipcc    found   ($(HIPCC))),$(info [build] hipcc  
 PROGRAMS = prune train profile export data/tokenize data/mkshards
 HEADERS  = model.h shape.h util.h plot.h
 
-.PHONY: all deps test bench demo evidence data debug clean check-hip
+.PHONY: all deps test bench demo evidence data data-large evidence-gpu evidence-gpu-pack debug clean check-hip
 all: $(PROGRAMS)
 
 # --- dependencies: install what is missing, say what was done ----------------------------------------
-DEB_PKGS = libblis-openmp-dev libstb-dev libcjson-dev openmpi-bin libopenmpi-dev
+# the text packages: the large corpus's sources, of which test_data.sh builds a slice (data/prepare_large.sh;
+# its largest source, linux-source-6.1, only `make data-large` installs)
+DEB_TEXT = libpython3.11-stdlib python3.11-doc perl-doc manpages manpages-dev dict-gcide dict-wn bible-kjv bible-kjv-text
+DEB_PKGS = libblis-openmp-dev libstb-dev libcjson-dev openmpi-bin libopenmpi-dev $(DEB_TEXT)
 deps:
 	@sh test/deps.sh $(DEB_PKGS)
 
@@ -111,6 +114,17 @@ bench:
 data: deps data/tokenize data/mkshards
 	@sh data/prepare.sh
 
+# the large corpus (data/prepare_large.sh): data/text-large, data/shards-large; not part of `make test`
+data-large: deps data/mkshards
+	@sh data/prepare_large.sh
+
+# the method comparison at 100M parameters (test/evidence_gpu.sh): on the GPU machine, from what
+# `make evidence-gpu-pack` put in .carry/evidence-gpu; SIZE=tiny runs the same pipeline here on the CPU
+evidence-gpu:
+	@sh test/evidence_gpu.sh
+evidence-gpu-pack: gpu data-large
+	@sh test/evidence_gpu.sh pack
+
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@sh test/demo.sh
@@ -146,7 +160,8 @@ endif
 HIP_HDR     = hip/common.h hip/blas.h hip/gpu.h hip/comm.h $(HIP_OPS:%=hip/%.h)
 HIP_OPS     = attention colsum embed rmsnorm rope masks gelu xent adamw elementwise  # hip/<op>.h: one per op
 HIP_DEV     = attention rmsnorm rope gelu embed xent adamw masks gemm comm  # hip/dev/<op>.hip: the workbenches
-GPU_BINS    = hip/build/train hip/build/prune hip/build/bench hip/build/check_step $(HIP_DEV:%=hip/build/dev_%)
+GPU_BINS    = hip/build/train hip/build/prune hip/build/profile hip/build/mkshards hip/build/bench hip/build/check_step \
+              $(HIP_DEV:%=hip/build/dev_%)
 
 .PHONY: gpu check-gpu bench-gpu
 gpu: $(GPU_BINS)
@@ -171,6 +186,13 @@ hip/build/train: train.c hip/build/gpu.o hip/build/blas.o hip/build/comm.o model
 hip/build/prune: prune.c hip/build/gpu.o hip/build/blas.o hip/build/comm.o model.h shape.h util.h plot.h data/mixture.h data/shard.h hip/gpu.h hip/comm.h
 	$(CC) $(GPU_CFLAGS) -DUSE_GPU -c prune.c -o hip/build/prune.c.o
 	$(NVCC) $(NVCC_ARCH) -o $@ hip/build/prune.c.o hip/build/gpu.o hip/build/blas.o hip/build/comm.o $(GPU_LDLIBS)
+hip/build/profile: profile.c hip/build/gpu.o hip/build/blas.o hip/build/comm.o model.h util.h plot.h data/mixture.h data/shard.h hip/gpu.h hip/comm.h
+	$(CC) $(GPU_CFLAGS) -DUSE_GPU -c profile.c -o hip/build/profile.c.o
+	$(NVCC) $(NVCC_ARCH) -o $@ hip/build/profile.c.o hip/build/gpu.o hip/build/blas.o hip/build/comm.o $(GPU_LDLIBS)
+# host only: the GPU machine makes its shards from the packed corpus (test/evidence_gpu.sh)
+hip/build/mkshards: data/mkshards.c data/tokenizer.h data/shard.h util.h
+	@mkdir -p hip/build
+	$(CC) $(GPU_CFLAGS) -o $@ data/mkshards.c -lcjson -lm -Wl,-rpath,'$$ORIGIN/lib'
 hip/build/bench: hip/bench.c hip/build/gpu.o hip/build/blas.o model.h util.h hip/gpu.h
 	$(CC) $(GPU_CFLAGS) -c hip/bench.c -o hip/build/bench.c.o
 	$(NVCC) $(NVCC_ARCH) -o $@ hip/build/bench.c.o hip/build/gpu.o hip/build/blas.o $(GPU_LDLIBS)

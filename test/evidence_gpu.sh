@@ -1,0 +1,316 @@
+#!/bin/sh
+# test/evidence_gpu.sh — `make evidence-gpu`: does the Sheared-LLaMA recipe hold at 100M parameters? The
+# comparison of `make evidence` (test/evidence.sh) on one GPU, on the large corpus (data/prepare_large.sh):
+# a Gemma-3-shaped teacher (the 270M's body at a byte vocabulary: 18 layers, 3 full, d 640, 100.3M
+# non-embedding parameters, window 256 of 1024-token sequences) trained from scratch on 201.5M tokens, then
+# every row below, each with its exact token budget, held-out on the test split (profile eval --split test).
+#
+#   SIZE=full sh test/evidence_gpu.sh        on the GPU machine (hip/build binaries, --device gpu)
+#   SIZE=tiny sh test/evidence_gpu.sh        the same pipeline on the CPU at toy size over the corpus slice:
+#                                            proves it end to end where nobody can debug the GPU run
+#   sh test/evidence_gpu.sh pack             on the CPU machine, after `make gpu`: .carry/evidence-gpu/ with
+#                                            the corpus (xz) and the GPU binaries (tar.xz), the one folder the
+#                                            GPU machine needs besides the working tree
+#
+# Calls. A device call runs 10 minutes at most: DEADLINE (seconds, default 560) ends this call; a run cut
+# off there resumes from its last checkpoint in the next call (runs/ survives on a warm machine). A fresh
+# machine keeps nothing: then the call starts again from the pack. Finished rows are skipped.
+# ROWS picks a subset (default: all, in this order; the first ones decide "learned masks vs the best
+# one-shot + continued pretraining"):
+#   teacher sheared_cpt wanda_cpt activation_cpt magnitude_cpt scratch sheared_static lottery drop_full ablate
+# SEEDS (default "1 2") applies to sheared_cpt, wanda_cpt, activation_cpt, scratch and sheared_static; the
+# other rows use seed 1. Every call ends with `profile eval` of every finished model (cached per model) and
+# copies the results to $OUT: results.json, results.md, results.csv, status.txt, three PNGs, logs.tar.xz.
+set -e
+cd "$(dirname "$0")/.."
+START=$(date +%s)
+SIZE=${SIZE:-full}
+case "$1" in pack) ACTION=pack ;; "") ACTION=run ;; *) echo "usage: [SIZE=full|tiny] sh test/evidence_gpu.sh [pack]" >&2; exit 2 ;; esac
+PACK=${PACK:-.carry/evidence-gpu}
+DEADLINE=${DEADLINE:-560}
+SEEDS=${SEEDS:-"1 2"}
+ROWS=${ROWS:-"teacher sheared_cpt wanda_cpt activation_cpt magnitude_cpt scratch sheared_static lottery drop_full ablate"}
+say() { _el=$(( $(date +%s) - START )); printf '\n=== evidence-gpu [%dm%02ds] %s\n' $((_el / 60)) $((_el % 60)) "$*"; }
+die() { echo "evidence-gpu: $*" >&2; exit 1; }
+
+# --- pack: what the GPU machine gets (it reaches no package registry) ------------------------------------------
+if [ $ACTION = pack ]; then
+  for b in train prune profile mkshards; do
+    [ -x hip/build/$b ] || die "hip/build/$b is missing; run \`make gpu\` first"
+  done
+  sh data/prepare_large.sh --pack "$PACK"
+  tar -cf - hip/build/train hip/build/prune hip/build/profile hip/build/mkshards hip/build/lib | xz -9 > "$PACK/gpu-bin.tar.xz.tmp"
+  mv "$PACK/gpu-bin.tar.xz.tmp" "$PACK/gpu-bin.tar.xz"
+  echo "[evidence-gpu] $PACK: $(du -cb "$PACK"/* | tail -1 | cut -f1) bytes in all:"
+  ls -l "$PACK"
+  exit 0
+fi
+
+# --- sizes: every budget in one place -------------------------------------------------------------------------
+# B x T tokens per step everywhere. P: Sheared's pruning steps (the weights train too); C: continued
+# pretraining steps after it. Every other pruned model gets P + C continued steps (the same weight updates),
+# the shape from scratch P + C steps (the same tokens).
+if [ "$SIZE" = tiny ]; then
+  R=${EVIDENCE_DIR:-runs/evidence-gpu-tiny}
+  DATA=${DATA:-data/shards-slice}
+  B=4 T=128 TEACHER_STEPS=60 P=20 C=20 EVAL_EVERY=10 EVAL_BATCHES=2 TEST_BATCHES=2 CALIB=2 SAVE=20
+  BIN=. DEVICE=cpu
+  LR_TEACHER=3e-3 LR_CPT=1e-3 LR_SCRATCH=3e-3
+  L=6 TEACHER_CFG='"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_key_value_heads": 1,
+    "head_dim": 32, "query_pre_attn_scalar": 32, "sliding_window": 32'
+  TARGET_CFG='"hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 4, "num_attention_heads": 1'
+  THREADS_GPU=1 THREADS_CPU=1  # a shared 2-core machine: OpenMP threads that wait on each other cost most
+else
+  R=${EVIDENCE_DIR:-runs/evidence-gpu}
+  DATA=${DATA:-data/shards-large}
+  B=16 T=1024 TEACHER_STEPS=12300 P=600 C=1200 EVAL_EVERY=100 EVAL_BATCHES=2 TEST_BATCHES=8 CALIB=8 SAVE=500
+  BIN=hip/build DEVICE=gpu
+  LR_TEACHER=6e-4 LR_CPT=3e-4 LR_SCRATCH=1e-3
+  L=18 TEACHER_CFG='"hidden_size": 640, "intermediate_size": 2048, "num_attention_heads": 4, "num_key_value_heads": 1,
+    "head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 256'
+  TARGET_CFG='"hidden_size": 512, "intermediate_size": 1536, "num_hidden_layers": 12, "num_attention_heads": 2'
+  THREADS_GPU=4 THREADS_CPU=12  # the GPU runs' host side; the one-shot scoring and ablation run beside them
+fi
+OUT=${OUT:-$R/out}
+mkdir -p "$R" "$OUT"
+OUT=$(cd "$OUT" && pwd)
+TEACH="$R/teacher/checkpoint"
+echo "--- call of $(date -u)" >> "$R/status.txt"
+note() { echo "$*" | tee -a "$R/status.txt"; }
+
+# --- the GPU machine: libraries, binaries and corpus from the pack ----------------------------------------------
+if [ $DEVICE = gpu ]; then
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/lib $(python3 -c 'import nvidia, os; print(os.path.dirname(nvidia.__file__) + "/cu13/lib")' 2>/dev/null); do
+    [ -d "$d" ] && LD_LIBRARY_PATH="$d:$LD_LIBRARY_PATH"
+  done
+  export LD_LIBRARY_PATH
+  if [ ! -x hip/build/train ] || [ ! -x hip/build/mkshards ] || [ ! -x hip/build/profile ]; then
+    [ -f "$PACK/gpu-bin.tar.xz" ] || die "hip/build binaries missing and no $PACK/gpu-bin.tar.xz; carry $PACK (sh test/evidence_gpu.sh pack)"
+    if command -v xz >/dev/null; then xz -dc "$PACK/gpu-bin.tar.xz" | tar -xf -
+    else python3 -c 'import tarfile, sys; tarfile.open(sys.argv[1]).extractall()' "$PACK/gpu-bin.tar.xz"; fi
+  fi
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | sed 's/^/[evidence-gpu] device: /'
+  if [ ! -f "$DATA/domains.json" ]; then
+    say "corpus: unpacking $PACK and making the shards"
+    MKSHARDS=hip/build/mkshards sh data/prepare_large.sh --from "$PACK" > "$R/data.log" 2>&1 || { tail "$R/data.log"; exit 1; }
+  fi
+elif [ ! -f "$DATA/domains.json" ]; then
+  say "corpus slice: the first 40 documents of each domain (data/prepare_large.sh SLICE=40)"
+  make --no-print-directory -s data/mkshards > /dev/null
+  SLICE=40 TEXT=data/text-slice SHARDS="$DATA" sh data/prepare_large.sh > "$R/data.log" 2>&1 || { tail "$R/data.log"; exit 1; }
+fi
+
+# --- configs: the teacher (Gemma 3's 5:1 pattern: every 6th layer full) and the target shape every pruning
+# method cuts to (a missing key keeps the teacher's value)
+types=$(awk -v L=$L 'BEGIN { for (l = 0; l < L; l++) printf "%s\"%s_attention\"", l ? ", " : "", l % 6 == 5 ? "full" : "sliding" }')
+cat > "$R/teacher.json" <<EOF
+{"model_type": "gemma3_text", "vocab_size": 261, "num_hidden_layers": $L, $TEACHER_CFG,
+ "layer_types": [$types],
+ "max_position_embeddings": 4096, "final_logit_softcapping": null, "tie_word_embeddings": true,
+ "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
+                     "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}}
+EOF
+echo "{$TARGET_CFG}" > "$R/target.json"
+# the teacher's mixture: each domain in proportion to its train tokens (every token seen about equally often);
+# also the static rows' mixture and where dynamic batch loading starts
+awk 'FNR == 1 { d = FILENAME; sub(/\/info.json$/, "", d); sub(/.*\//, "", d) }
+     /"train_tokens"/ { gsub(/[^0-9]/, ""); n[d] = $0; s += $0 }
+     END { printf "{"; k = 0; for (d in n) printf "%s\"%s\": %.6f", k++ ? ", " : "", d, n[d] / s; print "}" }' \
+  "$DATA"/*/info.json > "$R/weights.json"
+TRAIN_TOKENS=$(awk '/"train_tokens"/ { gsub(/[^0-9]/, ""); s += $0 } END { print s }' "$DATA"/*/info.json)
+
+# --- running with a deadline ------------------------------------------------------------------------------------
+left() { echo $(( DEADLINE - ($(date +%s) - START) )); }
+EVAL_RESERVE=${EVAL_RESERVE:-$([ "$SIZE" = tiny ] && echo 0 || echo 60)}  # seconds kept for the results at the end
+MIN_RUN=${MIN_RUN:-20}  # a run is not started with less time than this left
+BG=""
+trap '[ -n "$BG" ] && kill $BG 2>/dev/null; true' EXIT  # the background job restarts in the next call
+stop() {  # the deadline came: evaluate what is finished, say how to go on, exit 0
+  note "deadline: stopped after $(( $(date +%s) - START ))s; $1 continues in the next call (run the same command)"
+  [ -n "$BG" ] && kill $BG 2>/dev/null; BG=""
+  results
+  exit 0
+}
+# run NAME DIR CMD...: one GPU (or CPU) run into DIR unless DIR/done exists; cut off at the deadline
+run() {
+  name=$1 dir=$2; shift 2
+  [ -f "$dir/done" ] && return 0
+  t=$(( $(left) - EVAL_RESERVE ))
+  [ $t -gt $MIN_RUN ] || stop "$name"
+  mkdir -p "$dir"
+  t0=$(date +%s)
+  rc=0
+  OMP_NUM_THREADS=$THREADS_GPU timeout $t "$@" >> "$dir.log" 2>&1 || rc=$?
+  [ $rc = 124 ] && stop "$name"
+  [ $rc = 0 ] || { tail -5 "$dir.log"; die "$name failed (rc $rc); log $dir.log"; }
+  grep -a "^step\|pruned:\|done:" "$dir.log" | tail -1
+  echo "$name $(( $(date +%s) - t0 ))" >> "$R/seconds.txt"
+  touch "$dir/done"
+}
+# train_run NAME DIR ARGS...: ./train, resumed from DIR/checkpoint when a call cut it off
+train_run() {
+  name=$1 dir=$2; shift 2
+  resume=""; [ -d "$dir/checkpoint" ] && resume="--resume"
+  run "$name" "$dir" $BIN/train --data "$DATA" --out "$dir" --batch $B --seq $T --device $DEVICE --save-every $SAVE \
+    --eval-batches $EVAL_BATCHES $resume "$@"
+}
+# cpt NAME DIR STEPS ARGS...: continued pretraining of a pruned model, dynamic batch loading against the teacher
+cpt() {
+  name=$1 dir=$2 steps=$3; shift 3
+  train_run "$name" "$dir" --steps "$steps" --lr $LR_CPT --mix dynamic --weights "$R/weights.json" --ref-model "$TEACH" \
+    --eval-every $EVAL_EVERY "$@"
+}
+# oneshot METHOD SEED: one-shot pruning to the target on the CPU (its scoring has no GPU path), no evaluation
+oneshot() {
+  d="$R/$1@$2"
+  [ -f "$d/done" ] && return 0
+  rm -rf "$d"
+  OMP_NUM_THREADS=$THREADS_CPU $BIN/prune --model "$TEACH" --data "$DATA" --out "$d" --method "$1" --target "$R/target.json" \
+    --batch $B --seq $T --calib-batches $CALIB --eval-batches 0 --seed "$2" > "$d.log" 2>&1 && touch "$d/done"
+}
+# wait_for DIR: a one-shot model from the background job
+wait_for() {
+  while [ ! -f "$1/done" ]; do
+    [ -n "$BG" ] && kill -0 $BG 2>/dev/null || { tail -3 "$1.log" 2>/dev/null; die "the one-shot pruning of $1 failed"; }
+    [ $(( $(left) - EVAL_RESERVE )) -gt $MIN_RUN ] || stop "$(basename "$1")"
+    sleep 2
+  done
+}
+has() { case " $ROWS " in *" $1 "*) return 0 ;; esac; return 1; }
+SEED1=$(echo $SEEDS | cut -d' ' -f1)
+
+# --- results: profile eval of every finished model on the test split, copied to $OUT -----------------------------
+results() {
+  say "held-out loss on the test split of every finished model"
+  ev=""
+  add() {  # add NAME RUN [MODEL]: a finished run's model (RUN/checkpoint for ./train, RUN itself for ./prune)
+    [ -f "$2/done" ] || return 0
+    ev="$ev --model $1=${3:-$2/checkpoint}"
+  }
+  add teacher "$R/teacher"
+  for s in $SEEDS; do
+    add "sheared_pruned@$s" "$R/sheared@$s" "$R/sheared@$s"
+    add "sheared_cpt_dynamic@$s" "$R/sheared_cpt@$s"
+    add "sheared_cpt_static@$s" "$R/sheared_static@$s"
+    for m in wanda activation magnitude; do
+      add "${m}_pruned@$s" "$R/$m@$s" "$R/$m@$s"
+      add "${m}_cpt@$s" "$R/${m}_cpt@$s"
+    done
+    add "scratch_same_tokens@$s" "$R/scratch@$s"
+  done
+  add lottery_B_source_weights "$R/lottery_B"
+  add lottery_C_random "$R/lottery_C"
+  add drop_full_pruned "$R/drop_full" "$R/drop_full"
+  add drop_full_cpt "$R/drop_full_cpt"
+  if [ -n "$ev" ]; then
+    # shellcheck disable=SC2086
+    OMP_NUM_THREADS=$THREADS_CPU $BIN/profile eval $ev --unigram --data "$DATA" --split test --batch $B --seq $T \
+      --batches $TEST_BATCHES --device $DEVICE --cache "$R/eval" --out "$R/results.json" --table "$R/results.md" --csv "$R/results.csv" \
+      > "$R/eval.log" 2>&1 || { tail -5 "$R/eval.log"; echo "evidence-gpu: profile eval failed" >&2; }
+  fi
+  {
+    echo "evidence-gpu $SIZE, $(date -u), $(hostname)"
+    [ $DEVICE = gpu ] && nvidia-smi --query-gpu=name --format=csv,noheader
+    echo "tokens per step $((B * T)); teacher $TEACHER_STEPS steps = $((TEACHER_STEPS * B * T)) tokens ($(awk -v a=$((TEACHER_STEPS * B * T)) -v b="$TRAIN_TOKENS" 'BEGIN { printf "%.2f", a / b }') x the train split)"
+    echo "sheared: $P pruning + $C continued steps; one-shot, lottery, scratch: $((P + C)) steps; drop-full: $C continued steps"
+    echo "seconds per run (this machine):"; cat "$R/seconds.txt" 2>/dev/null
+    for a in teacher drop_full_cpt; do  # loss by position on long documents, inside vs beyond the window
+      [ -f "$R/ablate_$a.log" ] && grep -a "^positions\|^no full layers" "$R/ablate_$a.log" | sed "s/^/ablate $a: /"
+    done
+    for f in "$R"/*.log; do  # the last step line of every run: loss and throughput
+      l=$(grep -a "^step" "$f" 2>/dev/null | tail -1); [ -n "$l" ] && echo "$(basename "$f" .log): $l"
+    done
+    cat "$R/status.txt"
+  } > "$OUT/status.txt"
+  for f in results.json results.md results.csv; do [ -f "$R/$f" ] && cp "$R/$f" "$OUT/"; done
+  [ -f "$R/teacher/loss.png" ] && cp "$R/teacher/loss.png" "$OUT/teacher_loss.png"
+  [ -f "$R/sheared_cpt@$SEED1/weights.png" ] && cp "$R/sheared_cpt@$SEED1/weights.png" "$OUT/sheared_cpt_weights.png"
+  [ -f "$R/ablate_teacher/ablate_positions.png" ] && cp "$R/ablate_teacher/ablate_positions.png" "$OUT/positions_teacher.png"
+  (cd "$R" && find . -maxdepth 3 \( -name '*.log' -o -name '*.csv' -o -name '*.png' -o -name '*.json' -o -name '*.md' \
+     -o -name '*.txt' \) -not -path './out/*' -size -8M | sort | tar -cf - -T - | xz -9 > "$OUT/logs.tar.xz")
+  say "results in $OUT: $(ls "$OUT" | tr '\n' ' ')"
+  [ -f "$R/results.md" ] && cat "$R/results.md"
+}
+
+note "evidence-gpu $SIZE: rows [$ROWS], seeds [$SEEDS], deadline ${DEADLINE}s, data $DATA ($TRAIN_TOKENS train tokens)"
+
+# --- 1. the teacher -------------------------------------------------------------------------------------------
+say "teacher: $TEACHER_STEPS steps x $((B * T)) tokens from scratch, mixture in proportion to the domains' sizes"
+train_run teacher "$R/teacher" --config "$R/teacher.json" --init random --steps $TEACHER_STEPS --lr $LR_TEACHER \
+  --warmup $((TEACHER_STEPS / 50)) --mix static --weights "$R/weights.json" --eval-every $((TEACHER_STEPS / 10)) --seed 1
+
+# On the CPU, in the background beside the GPU runs: the one-shot baselines' scoring (no GPU path), then the
+# teacher's loss by position on long documents with and without its full-attention layers
+( for s in $SEEDS; do
+    for m in wanda activation magnitude; do
+      has ${m}_cpt || continue
+      [ $m = magnitude ] && [ "$s" != "$SEED1" ] && continue
+      oneshot $m "$s" || exit 1
+    done
+  done
+  if has ablate && [ ! -f "$R/ablate_teacher/ablate.json" ]; then
+    OMP_NUM_THREADS=$THREADS_CPU $BIN/profile ablate --model "$TEACH" --data "$DATA" --out "$R/ablate_teacher" --split test \
+      --long-docs --no-layers --seq $T --batch 4 --batches 2 > "$R/ablate_teacher.log" 2>&1
+  fi ) &
+BG=$!
+
+# --- 2. the rows, deciding ones first ----------------------------------------------------------------------------
+for s in $SEEDS; do
+  if has sheared_cpt; then
+    say "seed $s: Sheared-LLaMA pruning to the target ($P steps, layers dropped), then $C continued steps"
+    resume=""; [ -d "$R/sheared@$s/state" ] && resume="--resume"
+    run "sheared@$s" "$R/sheared@$s" $BIN/prune --model "$TEACH" --data "$DATA" --out "$R/sheared@$s" --method sheared \
+      --target "$R/target.json" --steps $P --batch $B --seq $T --lr 1e-4 --eval-every $EVAL_EVERY --eval-batches $EVAL_BATCHES \
+      --ckpt-every $SAVE --log-every 10 --device $DEVICE --seed "$s" $resume
+    cpt "sheared_cpt@$s" "$R/sheared_cpt@$s" $C --model "$R/sheared@$s" --seed "$s"
+  fi
+  for m in wanda activation; do
+    has ${m}_cpt || continue
+    say "seed $s: $m one-shot to the target (CPU), then $((P + C)) continued steps"
+    wait_for "$R/$m@$s"
+    cpt "${m}_cpt@$s" "$R/${m}_cpt@$s" $((P + C)) --model "$R/$m@$s" --seed "$s"
+  done
+done
+if has magnitude_cpt; then
+  say "magnitude one-shot to the target, then $((P + C)) continued steps"
+  wait_for "$R/magnitude@$SEED1"
+  cpt "magnitude_cpt@$SEED1" "$R/magnitude_cpt@$SEED1" $((P + C)) --model "$R/magnitude@$SEED1" --seed "$SEED1"
+fi
+for s in $SEEDS; do
+  if has scratch && [ -f "$R/sheared@$SEED1/done" ]; then  # the shape as Sheared's pruned config.json has it
+    say "seed $s: the target shape from scratch, $((P + C)) steps (Sheared's pruning tokens counted)"
+    train_run "scratch@$s" "$R/scratch@$s" --config "$R/sheared@$SEED1/config.json" --init random --steps $((P + C)) \
+      --lr $LR_SCRATCH --mix dynamic --weights "$R/weights.json" --ref-model "$TEACH" --eval-every $EVAL_EVERY --seed "$s"
+  fi
+  if has sheared_static && [ -f "$R/sheared@$s/done" ]; then
+    say "seed $s: Sheared's pruned model, $C continued steps with the static mixture"
+    train_run "sheared_static@$s" "$R/sheared_static@$s" --model "$R/sheared@$s" --steps $C --lr $LR_CPT --mix static \
+      --weights "$R/weights.json" --eval-every $EVAL_EVERY --seed "$s"
+  fi
+done
+if has lottery && [ -f "$R/sheared@$SEED1/done" ]; then
+  say "lottery tickets on Sheared's survivors, $((P + C)) steps each: B = the teacher's weights, C = random"
+  cpt lottery_B "$R/lottery_B" $((P + C)) --lottery B --report "$R/sheared@$SEED1/prune_report.json" --source "$TEACH" --seed "$SEED1"
+  train_run lottery_C "$R/lottery_C" --lottery C --report "$R/sheared@$SEED1/prune_report.json" --source "$TEACH" \
+    --steps $((P + C)) --lr $LR_SCRATCH --mix dynamic --weights "$R/weights.json" --ref-model "$TEACH" --eval-every $EVAL_EVERY \
+    --seed "$SEED1"
+fi
+if has drop_full; then
+  say "drop every full-attention layer (one-shot), then $C continued steps"
+  [ -f "$R/drop_full/done" ] || { rm -rf "$R/drop_full"; OMP_NUM_THREADS=$THREADS_CPU $BIN/prune --model "$TEACH" \
+    --data "$DATA" --out "$R/drop_full" --method drop-full --eval-batches 0 --seed 1 > "$R/drop_full.log" 2>&1 && touch "$R/drop_full/done"; }
+  cpt drop_full_cpt "$R/drop_full_cpt" $C --model "$R/drop_full" --seed 1
+fi
+if has ablate && [ -f "$R/drop_full_cpt/done" ] && [ ! -f "$R/ablate_drop_full_cpt/ablate.json" ]; then
+  say "loss by position on long documents: the sliding-only model after its continued pretraining (CPU)"
+  OMP_NUM_THREADS=$THREADS_CPU timeout $(( $(left) > 30 ? $(left) - 20 : 10 )) $BIN/profile ablate \
+    --model "$R/drop_full_cpt/checkpoint" --data "$DATA" --out "$R/ablate_drop_full_cpt" --split test --long-docs --no-layers \
+    --seq $T --batch 4 --batches 2 > "$R/ablate_drop_full_cpt.log" 2>&1 || note "ablate of drop_full_cpt did not finish"
+fi
+while [ -n "$BG" ] && kill -0 $BG 2>/dev/null; do  # the CPU side's last work
+  [ $(( $(left) - EVAL_RESERVE )) -gt 5 ] || stop "the CPU side (one-shot scoring, ablation)"
+  sleep 2
+done
+BG=""
+note "all rows done"
+results
