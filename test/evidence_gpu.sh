@@ -205,7 +205,7 @@ results() {
   if [ -n "$ev" ]; then
     # shellcheck disable=SC2086
     OMP_NUM_THREADS=$THREADS_CPU $BIN/profile eval $ev --unigram --data "$DATA" --split test --batch $B --seq $T \
-      --batches $TEST_BATCHES --device $DEVICE --cache "$R/eval" --out "$R/results.json" --table "$R/results.md" --csv "$R/results.csv" \
+      --eval-batches $TEST_BATCHES --device $DEVICE --cache "$R/eval" --out "$R/results.json" --table "$R/results.md" --csv "$R/results.csv" \
       > "$R/eval.log" 2>&1 || { tail -5 "$R/eval.log"; echo "evidence-gpu: profile eval failed" >&2; }
   fi
   {
@@ -250,7 +250,7 @@ train_run teacher "$R/teacher" --config "$R/teacher.json" --init random --steps 
   done
   if has ablate && [ ! -f "$R/ablate_teacher/ablate.json" ]; then
     OMP_NUM_THREADS=$THREADS_CPU $BIN/profile ablate --model "$TEACH" --data "$DATA" --out "$R/ablate_teacher" --split test \
-      --long-docs --no-layers --seq $T --batch 4 --batches 2 > "$R/ablate_teacher.log" 2>&1
+      --long-docs --no-layers --seq $T --batch 4 --calib-batches 2 > "$R/ablate_teacher.log" 2>&1
   fi ) &
 BG=$!
 
@@ -261,7 +261,7 @@ for s in $SEEDS; do
     resume=""; [ -d "$R/sheared@$s/state" ] && resume="--resume"
     run "sheared@$s" "$R/sheared@$s" $BIN/prune --model "$TEACH" --data "$DATA" --out "$R/sheared@$s" --method sheared \
       --target "$R/target.json" --steps $P --batch $B --seq $T --lr 1e-4 --eval-every $EVAL_EVERY --eval-batches $EVAL_BATCHES \
-      --ckpt-every $SAVE --log-every 10 --device $DEVICE --seed "$s" $resume
+      --save-every $SAVE --log-every 10 --device $DEVICE --seed "$s" $resume
     cpt "sheared_cpt@$s" "$R/sheared_cpt@$s" $C --model "$R/sheared@$s" --seed "$s"
   fi
   for m in wanda activation; do
@@ -305,7 +305,7 @@ if has ablate && [ -f "$R/drop_full_cpt/done" ] && [ ! -f "$R/ablate_drop_full_c
   say "loss by position on long documents: the sliding-only model after its continued pretraining (CPU)"
   OMP_NUM_THREADS=$THREADS_CPU timeout $(( $(left) > 30 ? $(left) - 20 : 10 )) $BIN/profile ablate \
     --model "$R/drop_full_cpt/checkpoint" --data "$DATA" --out "$R/ablate_drop_full_cpt" --split test --long-docs --no-layers \
-    --seq $T --batch 4 --batches 2 > "$R/ablate_drop_full_cpt.log" 2>&1 || note "ablate of drop_full_cpt did not finish"
+    --seq $T --batch 4 --calib-batches 2 > "$R/ablate_drop_full_cpt.log" 2>&1 || note "ablate of drop_full_cpt did not finish"
 fi
 while [ -n "$BG" ] && kill -0 $BG 2>/dev/null; do  # the CPU side's last work
   [ $(( $(left) - EVAL_RESERVE )) -gt 5 ] || stop "the CPU side (one-shot scoring, ablation)"
