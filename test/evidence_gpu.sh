@@ -53,7 +53,7 @@ fi
 if [ "$SIZE" = tiny ]; then
   R=${EVIDENCE_DIR:-runs/evidence-gpu-tiny}
   DATA=${DATA:-data/shards-slice}
-  B=4 T=128 TEACHER_STEPS=60 P=20 C=20 EVAL_EVERY=10 EVAL_BATCHES=2 TEST_BATCHES=2 CALIB=2 SAVE=20
+  B=4 T=128 TEACHER_STEPS=60 P=20 C=20 EVAL_EVERY=10 EVAL_BATCHES=2 TEST_BATCHES=2 CALIB=2 SAVE=20 SAVE_TEACHER=20
   BIN=. DEVICE=cpu
   LR_TEACHER=3e-3 LR_CPT=1e-3 LR_SCRATCH=3e-3
   L=6 TEACHER_CFG='"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_key_value_heads": 1,
@@ -64,6 +64,7 @@ else
   R=${EVIDENCE_DIR:-runs/evidence-gpu}
   DATA=${DATA:-data/shards-large}
   B=16 T=1024 TEACHER_STEPS=12300 P=600 C=1200 EVAL_EVERY=100 EVAL_BATCHES=2 TEST_BATCHES=8 CALIB=8 SAVE=500
+  SAVE_TEACHER=1000  # 1.2 GB a checkpoint (~1 s); a call that cuts the teacher loses ~25 s of steps on average
   BIN=hip/build DEVICE=gpu
   LR_TEACHER=6e-4 LR_CPT=3e-4 LR_SCRATCH=1e-3
   L=18 TEACHER_CFG='"hidden_size": 640, "intermediate_size": 2048, "num_attention_heads": 4, "num_key_value_heads": 1,
@@ -160,13 +161,15 @@ cpt() {
   train_run "$name" "$dir" --steps "$steps" --lr $LR_CPT --mix dynamic --weights "$R/weights.json" --ref-model "$TEACH" \
     --eval-every $EVAL_EVERY "$@"
 }
+# child CMD...: in the background job, each command runs as a child that a signal to the job stops too
+child() { "$@" & cpid=$!; wait $cpid; }
 # oneshot METHOD SEED: one-shot pruning to the target on the CPU (its scoring has no GPU path), no evaluation
 oneshot() {
   d="$R/$1@$2"
   [ -f "$d/done" ] && return 0
   rm -rf "$d"
-  OMP_NUM_THREADS=$THREADS_CPU $BIN/prune --model "$TEACH" --data "$DATA" --out "$d" --method "$1" --target "$R/target.json" \
-    --batch $B --seq $T --calib-batches $CALIB --eval-batches 0 --seed "$2" > "$d.log" 2>&1 && touch "$d/done"
+  child $BIN/prune --model "$TEACH" --data "$DATA" --out "$d" --method "$1" --target "$R/target.json" --batch $B \
+    --seq $T --calib-batches $CALIB --eval-batches 0 --seed "$2" > "$d.log" 2>&1 && touch "$d/done"
 }
 # wait_for DIR: a one-shot model from the background job
 wait_for() {
@@ -236,12 +239,16 @@ note "evidence-gpu $SIZE: rows [$ROWS], seeds [$SEEDS], deadline ${DEADLINE}s, d
 
 # --- 1. the teacher -------------------------------------------------------------------------------------------
 say "teacher: $TEACHER_STEPS steps x $((B * T)) tokens from scratch, mixture in proportion to the domains' sizes"
+SAVE0=$SAVE SAVE=$SAVE_TEACHER
 train_run teacher "$R/teacher" --config "$R/teacher.json" --init random --steps $TEACHER_STEPS --lr $LR_TEACHER \
   --warmup $((TEACHER_STEPS / 50)) --mix static --weights "$R/weights.json" --eval-every $((TEACHER_STEPS / 10)) --seed 1
+SAVE=$SAVE0
 
 # On the CPU, in the background beside the GPU runs: the one-shot baselines' scoring (no GPU path), then the
 # teacher's loss by position on long documents with and without its full-attention layers
-( for s in $SEEDS; do
+( trap 'kill $cpid 2>/dev/null; exit 1' TERM
+  export OMP_NUM_THREADS=$THREADS_CPU
+  for s in $SEEDS; do
     for m in wanda activation magnitude; do
       has ${m}_cpt || continue
       [ $m = magnitude ] && [ "$s" != "$SEED1" ] && continue
@@ -249,8 +256,8 @@ train_run teacher "$R/teacher" --config "$R/teacher.json" --init random --steps 
     done
   done
   if has ablate && [ ! -f "$R/ablate_teacher/ablate.json" ]; then
-    OMP_NUM_THREADS=$THREADS_CPU $BIN/profile ablate --model "$TEACH" --data "$DATA" --out "$R/ablate_teacher" --split test \
-      --long-docs --no-layers --seq $T --batch 4 --calib-batches 2 > "$R/ablate_teacher.log" 2>&1
+    child $BIN/profile ablate --model "$TEACH" --data "$DATA" --out "$R/ablate_teacher" --split test --long-docs --no-layers \
+      --seq $T --batch 4 --calib-batches 2 > "$R/ablate_teacher.log" 2>&1
   fi ) &
 BG=$!
 

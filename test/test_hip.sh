@@ -94,7 +94,7 @@ if [ -x hip/build/bench ]; then
   fi
 fi
 
-# --- 5. --device gpu of train and prune --------------------------------------------------------------
+# --- 5. --device gpu of train, prune and profile eval --------------------------------------------------
 # the CPU builds refuse it in one line; the GPU builds (hip/build/{train,prune}) take it, refuse what the GPU
 # path does not do, and without a GPU stop with an error line before writing anything
 one_line_error() {  # WHAT EXPECT COMMAND...: exit code != 0, exactly one stderr line, containing EXPECT
@@ -105,9 +105,11 @@ one_line_error() {  # WHAT EXPECT COMMAND...: exit code != 0, exactly one stderr
 }
 D=/tmp/test_hip_dev.$$
 rm -rf $D
-for p in train prune; do [ -x ./$p ] || make -s $p > /dev/null 2>&1; done
+for p in train prune profile; do [ -x ./$p ] || make -s $p > /dev/null 2>&1; done
 one_line_error "./train --device gpu (CPU build)" "make gpu" ./train --config data/teacher.json --init random --out $D/t --device gpu
 one_line_error "./prune --device gpu (CPU build)" "make gpu" ./prune --model test/fixtures/g3_gqa --out $D/p --keep 0.5 --device gpu
+one_line_error "./profile eval --device gpu (CPU build)" "make gpu" ./profile eval --model test/fixtures/g3_gqa --out $D/e.json \
+  --device gpu
 one_line_error "./train --device tpu" "device" ./train --config data/teacher.json --init random --out $D/t --device tpu
 one_line_error "./train --gpu-recompute without --device gpu" "device gpu only" ./train --config data/teacher.json \
   --init random --out $D/t --gpu-recompute 2
