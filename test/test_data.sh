@@ -71,6 +71,7 @@ expect_error "mkshards: no text directory" "make data" data/mkshards --text "$T/
 printf 'GSHX' > "$T/bad.bin"
 expect_error "mkshards --info on a bad shard" "truncated header" data/mkshards --info "$T/bad.bin"
 rm "$T/text/gamma.txt"
+printf '\036three\nthird\n' >> "$T/text/beta.txt"  # --test-split needs 3 documents a domain
 check "mkshards --test-split: alpha 9 train, 1 val (doc9), 1 test (doc8)" sh -c "data/mkshards --text $T/text --out $T/shards3 \
   --test-split > $T/log && data/mkshards --info $T/shards3/alpha/train.bin | grep -q '9 documents' && \
   data/mkshards --info $T/shards3/alpha/val.bin | grep -q 'first ids: 2 72 115 103 121 113 105 114 120 260 61 '"
