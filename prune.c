@@ -44,13 +44,27 @@
 #define LA_MAX 4.605170185988091     // ln 100
 #define HC_MAGIC 0.8                 // the deterministic mask's extra temperature ("magical_number")
 
+// A mask is rows of elements; each row has a target count and its own term in the Lagrangian. The layer mask
+// has one row per attention type (Gemma: its sliding layers, then its full-attention layers), each aiming at
+// the count of its type that the target shape keeps (shape.h's full_layers_kept), so the masks learn a layer
+// choice that obeys the sliding/full rule instead of leaving the rule to the final choice alone. A row whose
+// target is the whole row (every layer under --keep, a single kv group, the query slots when only kv groups
+// go) is idle: no mask (z = 1, never sampled), no term, no multiplier; otherwise its multipliers would grow
+// without bound and its log_alphas, pinned at the clamp, would dominate the clipped gradient norm.
 typedef struct {
-    int rows;                // 1 for layer and hidden, L for the per-layer masks
-    int len[MAX_LAYERS];     // elements per row: L | K_l | H/K_l | F_l | d (shape.h's struct_len)
+    int rows;                // 1 for hidden, L for the per-layer masks, one per attention type for the layer mask
+    int len[MAX_LAYERS];     // elements per row: layers of the type | K_l | H/K_l | F_l | d (shape.h's struct_len)
     size_t off[MAX_LAYERS];  // offset of each row from the mask's base
     size_t base, n;          // the mask's offset in the flat arrays, its element count
     int keep[MAX_LAYERS];    // target survivors per row
+    int idle[MAX_LAYERS];    // keep == len: no mask on this row
 } MaskShape;
+
+// The multipliers λ1, λ2: one pair per mask (the published code's), and one more for the layer mask's
+// full-attention row, so that each row of the layer mask is its own constraint.
+#define NLAM (M_N + 1)
+static const char *lam_name[NLAM] = {"layer", "kv_group", "query_slot", "ffn", "hidden", "layer_full"};
+static inline int lam_slot(int m, int r) { return m == M_LAYER && r == 1 ? M_N : m; }
 
 // All masks live in flat arrays (one AdamW call, one norm, one file): mask m row r starts at
 // s[m].base + s[m].off[r].
@@ -62,34 +76,54 @@ typedef struct {
     float *z, *dzdla;    // z (sampled, or deterministic) and dz / d log_alpha
     float *dz;           // d loss / d z
     float *kp;           // keep probabilities P(z > 0) of the last Lagrangian
+    float *zl, *dzl;     // [L] the layer gates in layer order (model.h's hook), and their gradient
     float *zh, *dzh;     // [L, H] the per-query-head product model.h applies, and its gradient
-    float lam[2 * M_N];  // λ1 of mask m at [m], λ2 at [M_N + m]
-    float dlam[2 * M_N];
+    int lpos[MAX_LAYERS];  // layer l is element lpos[l] of the layer mask
+    int terms[NLAM];       // rows with a Lagrangian term under each multiplier pair (0: the pair is idle)
+    float lam[2 * NLAM];   // λ1 of slot q at [q], λ2 at [NLAM + q]
+    float dlam[2 * NLAM];
     Rng rng;
     int L, H;
 } Masks;
 
 #define MROW(M, arr, m, r) ((arr) + (M)->s[m].base + (M)->s[m].off[r])
+#define MLAYER(M, arr, l) ((arr)[(M)->s[M_LAYER].base + (size_t)(M)->lpos[l]])  // layer l's element
 
 static void mask_shape(Masks *M, int m, int rows, const int *len, const int *keep) {
     MaskShape *s = &M->s[m];
     s->rows = rows, s->base = M->n, s->n = 0;
-    for (int r = 0; r < rows; r++) s->off[r] = s->n, s->len[r] = len[r], s->keep[r] = keep[r], s->n += (size_t)len[r];
+    for (int r = 0; r < rows; r++) {
+        s->off[r] = s->n, s->len[r] = len[r], s->keep[r] = keep[r], s->n += (size_t)len[r];
+        s->idle[r] = keep[r] == len[r];
+        if (!s->idle[r]) M->terms[lam_slot(m, r)]++;
+    }
     M->n += s->n;
 }
 
-// Mask shapes and targets from the source config and the target shape (shape.h's structures);
-// log_alpha = 5 + N(0, 0.01²), λ = 0.
-static void masks_init(Masks *M, const Config *c, const Shape *t, uint64_t seed) {
+// Mask shapes and targets from the source config, the target shape (shape.h's structures) and kf, the full-attention
+// layers the target keeps (full_layers_kept; < 0: one layer row for both types, as the one-shot baselines rank
+// them); log_alpha = 5 + N(0, 0.01²), λ = 0.
+static void masks_init(Masks *M, const Config *c, const Shape *t, int kf, uint64_t seed) {
     memset(M, 0, sizeof *M);
     M->L = c->L, M->H = c->H;
     int len[MAX_LAYERS], keep[MAX_LAYERS];
     for (int m = 0; m < M_N; m++) {
-        for (int r = 0; r < struct_rows(c, m); r++) len[r] = struct_len(c, m, r), keep[r] = struct_target(c, t, m, r);
-        mask_shape(M, m, struct_rows(c, m), len, keep);
+        int rows = struct_rows(c, m);
+        if (m == M_LAYER) {  // row 0: the sliding layers, row 1: the full ones (one row when there is one type)
+            int nfull = count_full(c), both = kf >= 0 && nfull > 0 && nfull < c->L;
+            int ofs[2] = {0, both ? c->L - nfull : 0};
+            for (int l = 0; l < c->L; l++) M->lpos[l] = both ? ofs[c->full[l]]++ : l;
+            rows = both ? 2 : 1;
+            len[0] = both ? c->L - nfull : c->L, keep[0] = both ? t->L - kf : t->L;
+            len[1] = nfull, keep[1] = kf;
+        } else
+            for (int r = 0; r < rows; r++) len[r] = struct_len(c, m, r), keep[r] = struct_target(c, t, m, r);
+        mask_shape(M, m, rows, len, keep);
     }
     float **arrays[] = {&M->la, &M->dla, &M->u, &M->z, &M->dzdla, &M->dz, &M->kp};
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) *arrays[i] = (float *)callocCheck(sizeof(float) * M->n);
+    M->zl = (float *)callocCheck(sizeof(float) * (size_t)c->L);
+    M->dzl = (float *)callocCheck(sizeof(float) * (size_t)c->L);
     M->zh = (float *)callocCheck(sizeof(float) * (size_t)c->L * c->H);
     M->dzh = (float *)callocCheck(sizeof(float) * (size_t)c->L * c->H);
     M->rng = rng_seed(seed);
@@ -97,13 +131,21 @@ static void masks_init(Masks *M, const Config *c, const Shape *t, uint64_t seed)
 }
 
 static void masks_free(Masks *M) {
-    float *arrays[] = {M->la, M->dla, M->u, M->z, M->dzdla, M->dz, M->kp, M->zh, M->dzh};
+    float *arrays[] = {M->la, M->dla, M->u, M->z, M->dzdla, M->dz, M->kp, M->zl, M->dzl, M->zh, M->dzh};
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) free(arrays[i]);
 }
 
-// Query head h of a layer is slot h % G of kv group h / G (G = H / K_l):
-// zh[l, h] = z_group[l, h / G] · z_slot[l, h % G]
-static void heads_compose(const Config *c, Masks *M) {
+// v on every element of the idle rows (z = 1: no mask there; dz/d log_alpha = 0, keep probability 1)
+static void masks_idle_fill(Masks *M, float *arr, float v) {
+    for (int m = 0; m < M_N; m++)
+        for (int r = 0; r < M->s[m].rows; r++)
+            for (int i = 0; M->s[m].idle[r] && i < M->s[m].len[r]; i++) MROW(M, arr, m, r)[i] = v;
+}
+
+// What model.h's hooks read, in layer order: the layer gates zl[l] = z_layer[lpos[l]], and the query heads
+// (head h of a layer is slot h % G of kv group h / G, G = H / K_l): zh[l, h] = z_group[l, h / G] · z_slot[l, h % G]
+static void masks_compose(const Config *c, Masks *M) {
+    for (int l = 0; l < c->L; l++) M->zl[l] = MLAYER(M, M->z, l);
     for (int l = 0; l < c->L; l++) {
         int G = c->H / layer_K(c, l);
         const float *zg = MROW(M, M->z, M_GROUP, l), *zs = MROW(M, M->z, M_SLOT, l);
@@ -111,8 +153,9 @@ static void heads_compose(const Config *c, Masks *M) {
     }
 }
 
-// its chain rule: dz_group[g] = Σ_s dzh[g·G + s]·z_slot[s],  dz_slot[s] = Σ_g dzh[g·G + s]·z_group[g]
-static void heads_backward(const Config *c, Masks *M) {
+// its chain rule: dz_layer[lpos[l]] = dzl[l];  dz_group[g] = Σ_s dzh[g·G + s]·z_slot[s],  dz_slot[s] = Σ_g dzh[g·G + s]·z_group[g]
+static void masks_backward(const Config *c, Masks *M) {
+    for (int l = 0; l < c->L; l++) MLAYER(M, M->dz, l) = M->dzl[l];
     for (int l = 0; l < c->L; l++) {
         int K = layer_K(c, l), G = c->H / K;
         const float *zg = MROW(M, M->z, M_GROUP, l), *zs = MROW(M, M->z, M_SLOT, l), *dzh = M->dzh + (size_t)l * c->H;
@@ -125,7 +168,7 @@ static void heads_backward(const Config *c, Masks *M) {
 
 // Point model.h's hooks at the masks (layer gate, per-head product, FFN channels, hidden dims).
 static void masks_attach(Model *m, Masks *M) {
-    m->zl = MROW(M, M->z, M_LAYER, 0), m->dzl = MROW(M, M->dz, M_LAYER, 0);
+    m->zl = M->zl, m->dzl = M->dzl;
     m->zh = M->zh, m->dzh = M->dzh;
     m->zf = MROW(M, M->z, M_FFN, 0), m->dzf = MROW(M, M->dz, M_FFN, 0);
     m->zd = MROW(M, M->z, M_HIDDEN, 0), m->dzd = MROW(M, M->dz, M_HIDDEN, 0);
@@ -135,6 +178,23 @@ static void masks_detach(Model *m) {
     m->zl = m->zh = m->zf = m->zd = NULL;
     m->dzl = m->dzh = m->dzf = m->dzd = NULL;
     model_masks_changed(m);
+}
+
+// "| masks: layer sliding 4 -> 2, full 2 -> 1 | kv_group 2 -> 1 (x6) | query_slot idle ..." at the start of a run
+static void masks_print(const Masks *M) {
+    printf("| masks (elements -> target per row; idle: the target keeps the row, no mask, no term):");
+    for (int m = 0; m < M_N; m++) {
+        const MaskShape *s = &M->s[m];
+        printf(" | %s", mask_name[m]);
+        for (int r = 0, run = 1; r < s->rows; r += run, run = 1) {  // equal rows in a run are printed once
+            while (m != M_LAYER && r + run < s->rows && s->len[r + run] == s->len[r] && s->keep[r + run] == s->keep[r]) run++;
+            const char *type = m == M_LAYER && s->rows == 2 ? (r ? " full" : " sliding") : "";
+            if (s->idle[r]) printf("%s%s idle (%d)", r ? "," : "", type, s->len[r]);
+            else printf("%s%s %d -> %d", r ? "," : "", type, s->len[r], s->keep[r]);
+            if (run > 1) printf(" x%d", run);
+        }
+    }
+    printf("\n");
 }
 
 // ================================================================================================
@@ -155,12 +215,13 @@ static void masks_from_u(Masks *M) {
         M->z[i] = (float)(zr <= 0 ? 0 : zr >= 1 ? 1 : zr);
         M->dzdla[i] = (float)(zr > 0 && zr < 1 ? (HC_R - HC_L) * s * (1 - s) / HC_BETA : 0);
     }
+    masks_idle_fill(M, M->z, 1.0f), masks_idle_fill(M, M->dzdla, 0.0f);
 }
 
 static void masks_sample(const Config *c, Masks *M) {
     for (size_t i = 0; i < M->n; i++) M->u[i] = (float)(HC_EPS + (1 - 2 * HC_EPS) * rng_uniform(&M->rng));
     masks_from_u(M);
-    heads_compose(c, M);
+    masks_compose(c, M);
 }
 
 // ================================================================================================
@@ -184,41 +245,43 @@ static double params_from_keep(const Config *c, const Masks *M, const float *kee
     memset(&k, 0, sizeof k);
     k.hidden = row_sum(M, keep, M_HIDDEN, 0);
     for (int l = 0; l < c->L; l++) {
-        k.layer[l] = MROW(M, keep, M_LAYER, 0)[l];
+        k.layer[l] = MLAYER(M, keep, l);
         k.group[l] = row_sum(M, keep, M_GROUP, l), k.slot[l] = row_sum(M, keep, M_SLOT, l), k.ffn[l] = row_sum(M, keep, M_FFN, l);
     }
     return params_kept(c, &k, 0);
 }
 
 // ================================================================================================
-// 4. Lagrangian: Σ_m mean_rows( λ1_m (s − t) + λ2_m (s − t)² )
-//    s = 1 − Σ P(z > 0) / row size (per layer for the [L,·] masks, scalar for layer and hidden),
-//    t = t_final · min(1, step / warmup_steps). Gradients: dL/dλ1 = s − t, dL/dλ2 = (s − t)², and
-//    dL/d log_alpha_i = (λ1 + 2 λ2 (s − t)) · (−P_i (1 − P_i) / size), each averaged over rows.
+// 4. Lagrangian: Σ_q mean_rows( λ1_q (s − t) + λ2_q (s − t)² ) over the multiplier pairs q (one per mask,
+//    one more for the layer mask's full-attention row) and the rows each one constrains (idle rows: none).
+//    s = 1 − Σ P(z > 0) / row size (per layer for the [L,·] masks, per attention type for layers, scalar
+//    for hidden), t = t_final · min(1, step / warmup_steps). Gradients: dL/dλ1 = s − t, dL/dλ2 = (s − t)², and
+//    dL/d log_alpha_i = (λ1 + 2 λ2 (s − t)) · (−P_i (1 − P_i) / size), each averaged over the rows of q.
 // ================================================================================================
 
+// s_mean, t_mean [NLAM]: the mean expected and target sparsity of each pair's rows (NAN: an idle pair)
 static double lagrangian(Masks *M, double warm, int want_grad, double *s_mean, double *t_mean) {
-    double total = 0;
+    double total = 0, ss[NLAM] = {0}, ts[NLAM] = {0};
     for (size_t i = 0; i < M->n; i++) M->kp[i] = (float)keep_prob(M->la[i]);
-    for (int m = 0; m < M_N; m++) {
-        const MaskShape *sh = &M->s[m];
-        double l1 = M->lam[m], l2 = M->lam[M_N + m], acc = 0, ss = 0, ts = 0, g1 = 0, g2 = 0;
-        for (int r = 0; r < sh->rows; r++) {
-            int len = sh->len[r];
-            double s = 1 - row_sum(M, M->kp, m, r) / len, t = (1 - (double)sh->keep[r] / len) * warm, diff = s - t;
-            acc += l1 * diff + l2 * diff * diff;
-            ss += s, ts += t, g1 += diff, g2 += diff * diff;
-            if (want_grad) {
-                double g = (l1 + 2 * l2 * diff) / sh->rows;
-                const float *kp = MROW(M, M->kp, m, r);
-                float *dla = MROW(M, M->dla, m, r);
-                for (int i = 0; i < len; i++) dla[i] += (float)(g * (-(double)kp[i] * (1 - kp[i]) / len));
-            }
+    masks_idle_fill(M, M->kp, 1.0f);
+    for (int m = 0; m < M_N; m++)
+        for (int r = 0; r < M->s[m].rows; r++) {
+            if (M->s[m].idle[r]) continue;
+            int q = lam_slot(m, r), len = M->s[m].len[r], rows = M->terms[q];
+            double l1 = M->lam[q], l2 = M->lam[NLAM + q];
+            double s = 1 - row_sum(M, M->kp, m, r) / len, t = (1 - (double)M->s[m].keep[r] / len) * warm, diff = s - t;
+            total += (l1 * diff + l2 * diff * diff) / rows;
+            ss[q] += s / rows, ts[q] += t / rows;
+            if (!want_grad) continue;
+            M->dlam[q] += (float)(diff / rows), M->dlam[NLAM + q] += (float)(diff * diff / rows);
+            double g = (l1 + 2 * l2 * diff) / rows;
+            const float *kp = MROW(M, M->kp, m, r);
+            float *dla = MROW(M, M->dla, m, r);
+            for (int i = 0; i < len; i++) dla[i] += (float)(g * (-(double)kp[i] * (1 - kp[i]) / len));
         }
-        total += acc / sh->rows;
-        if (want_grad) M->dlam[m] += (float)(g1 / sh->rows), M->dlam[M_N + m] += (float)(g2 / sh->rows);
-        if (s_mean) s_mean[m] = ss / sh->rows;
-        if (t_mean) t_mean[m] = ts / sh->rows;
+    for (int q = 0; q < NLAM; q++) {
+        if (s_mean) s_mean[q] = M->terms[q] ? ss[q] : NAN;
+        if (t_mean) t_mean[q] = M->terms[q] ? ts[q] : NAN;
     }
     return total;
 }
@@ -234,7 +297,7 @@ typedef struct {
     Masks M;
     float *mom, *var;                     // AdamW moments of the weights
     float *la_m, *la_v;                   // of the log_alphas
-    float lam_m[2 * M_N], lam_v[2 * M_N]; // of the λ
+    float lam_m[2 * NLAM], lam_v[2 * NLAM]; // of the λ
     int step, steps, warmup, lag_warmup;  // steps done, total, lr warmup, target warmup
     double lr, mask_lr, lambda_lr, lr_floor, clip;
     void *gpu;                            // --device gpu: the GpuRun holding the working weights and moments
@@ -248,7 +311,7 @@ static void gpu_masks_from(GpuRun *g, const Model *m) { gpu_set_masks(g->g, m->z
 #endif
 
 typedef struct {
-    double ce, lag, s[M_N], t[M_N], params, gnorm, lr_factor;
+    double ce, lag, s[NLAM], t[NLAM], params, gnorm, lr_factor;
 } StepStats;
 
 static const float ADAM_B1 = 0.9f, ADAM_B2 = 0.95f, ADAM_EPS = 1e-8f;
@@ -284,7 +347,7 @@ static double masked_ce_grad(Pruner *P, const int *tok, const int *tgt, int B, i
         ce = model_forward(m, tok, tgt, B, T, 1, NULL);
         model_backward(m);
     }
-    heads_backward(&m->c, M);
+    masks_backward(&m->c, M);
     for (size_t i = 0; i < M->n; i++) M->dla[i] = M->dz[i] * M->dzdla[i];  // through the sample
     return ce;
 }
@@ -308,13 +371,13 @@ static StepStats prune_step(Pruner *P, const int *tok, const int *tgt, int B, in
     else
 #endif
         wn2 = grad_norm2(m->gw, m->tab.total);
-    double n2 = wn2 + grad_norm2(M->dla, M->n) + grad_norm2(M->dlam, 2 * M_N);
+    double n2 = wn2 + grad_norm2(M->dla, M->n) + grad_norm2(M->dlam, 2 * NLAM);
     st.gnorm = sqrt(n2);
     float coef = clip_coef(st.gnorm, P->clip);
     if (coef < 1.0f) {
         for (size_t i = 0; !P->gpu && i < m->tab.total; i++) m->gw[i] *= coef;  // the GPU scales in its AdamW
         for (size_t i = 0; i < M->n; i++) M->dla[i] *= coef;
-        for (int i = 0; i < 2 * M_N; i++) M->dlam[i] *= coef;
+        for (int i = 0; i < 2 * NLAM; i++) M->dlam[i] *= coef;
     }
     st.lr_factor = lr_schedule(step, P->steps, P->warmup, 1.0, P->lr_floor);
 #ifdef USE_GPU
@@ -328,7 +391,7 @@ static StepStats prune_step(Pruner *P, const int *tok, const int *tgt, int B, in
     }
     adamw_update(M->la, M->dla, P->la_m, P->la_v, M->n, (float)(P->mask_lr * st.lr_factor), ADAM_B1, ADAM_B2, ADAM_EPS,
                  0.0f, step);
-    adamw_update(M->lam, M->dlam, P->lam_m, P->lam_v, 2 * M_N, (float)(-P->lambda_lr * st.lr_factor), ADAM_B1, ADAM_B2,
+    adamw_update(M->lam, M->dlam, P->lam_m, P->lam_v, 2 * NLAM, (float)(-P->lambda_lr * st.lr_factor), ADAM_B1, ADAM_B2,
                  ADAM_EPS, 0.0f, step);
     return st;
 }
@@ -336,6 +399,7 @@ static StepStats prune_step(Pruner *P, const int *tok, const int *tgt, int B, in
 // ================================================================================================
 // 6. Deterministic masks: soft = sigmoid(log_alpha/β·0.8); exactly the target count per row survives
 //    (the smallest are zeroed), and survivors keep their soft value, which is folded into the weights.
+//    Idle rows have no mask: soft = 1, every element kept.
 // ================================================================================================
 
 static void soft_values(const Masks *M, float *soft) {
@@ -343,6 +407,7 @@ static void soft_values(const Masks *M, float *soft) {
         double la = M->la[i] < LA_MIN ? LA_MIN : M->la[i] > LA_MAX ? LA_MAX : M->la[i];
         soft[i] = (float)sigmoid(la / HC_BETA * HC_MAGIC);
     }
+    masks_idle_fill((Masks *)M, soft, 1.0f);
 }
 
 typedef struct {
@@ -365,28 +430,26 @@ static void row_keep_top(const float *score, const float *value, int len, int ke
     free(r);
 }
 
-// The final masks: every row keeps exactly its target count of highest scores, at `value` (NULL: 1).
-// The layer row honours the sliding/full constraint (drop_full: exactly the sliding layers survive).
+// The final masks: every row keeps exactly its target count of highest scores, at `value` (NULL: 1). The layers
+// obey the sliding/full rule: the best-scoring set with each attention type's target count when the layer mask
+// has a row per type (sheared), with any split the rule allows when it has one row (the one-shot baselines), or
+// exactly the sliding layers (drop_full).
 static void deterministic_masks(const Config *c, Masks *M, const float *score, const float *value, int full_every,
                                 int drop_full) {
     for (int m = 0; m < M_N; m++)
-        for (int r = 0; r < M->s[m].rows; r++) {
-            const float *sc = MROW(M, score, m, r), *va = value ? MROW(M, value, m, r) : NULL;
-            float *z = MROW(M, M->z, m, r);
-            if (m != M_LAYER) {
-                row_keep_top(sc, va, M->s[m].len[r], M->s[m].keep[r], z);
-                continue;
-            }
-            int take[MAX_LAYERS];
-            double sd[MAX_LAYERS];
-            for (int l = 0; l < c->L; l++) sd[l] = sc[l];
-            if (drop_full)
-                for (int l = 0; l < c->L; l++) take[l] = !c->full[l];
-            else if (!choose_layers(c, sd, M->s[m].keep[0], full_every, take))
-                fail("internal: no layer choice satisfies the sliding/full constraint (checked at start)");
-            for (int l = 0; l < c->L; l++) z[l] = take[l] ? (va ? va[l] : 1.0f) : 0.0f;
-        }
-    heads_compose(c, M);
+        for (int r = 0; m != M_LAYER && r < M->s[m].rows; r++)
+            row_keep_top(MROW(M, score, m, r), value ? MROW(M, value, m, r) : NULL, M->s[m].len[r], M->s[m].keep[r],
+                         MROW(M, M->z, m, r));
+    const MaskShape *sl = &M->s[M_LAYER];
+    int take[MAX_LAYERS], typed = sl->rows == 2, n = sl->keep[0] + (typed ? sl->keep[1] : 0);
+    double sd[MAX_LAYERS] = {0};
+    for (int l = 0; l < c->L; l++) sd[l] = MLAYER(M, score, l);
+    if (drop_full)
+        for (int l = 0; l < c->L; l++) take[l] = !c->full[l];
+    else if (!layers_best(c, sd, n, full_every, typed ? sl->keep[1] : -1, take))
+        fail("internal: no layer choice satisfies the sliding/full constraint (checked at start)");
+    for (int l = 0; l < c->L; l++) MLAYER(M, M->z, l) = take[l] ? (value ? MLAYER(M, value, l) : 1.0f) : 0.0f;
+    masks_compose(c, M);
 }
 
 // What the published code evaluates on during pruning (eval_target_model=false): round(Σ P(z>0))
@@ -395,13 +458,14 @@ static void expected_masks(const Config *c, Masks *M) {
     float *soft = (float *)mallocCheck(sizeof(float) * M->n);
     soft_values(M, soft);
     for (size_t i = 0; i < M->n; i++) M->kp[i] = (float)keep_prob(M->la[i] < LA_MIN ? LA_MIN : M->la[i] > LA_MAX ? LA_MAX : M->la[i]);
+    masks_idle_fill(M, M->kp, 1.0f);
     for (int m = 0; m < M_N; m++)
         for (int r = 0; r < M->s[m].rows; r++) {
             int len = M->s[m].len[r], keep = (int)nearbyint(row_sum(M, M->kp, m, r));
             if (m == M_HIDDEN && keep < 1) keep = 1;  // the residual stream needs a dimension
             row_keep_top(MROW(M, soft, m, r), MROW(M, soft, m, r), len, keep, MROW(M, M->z, m, r));
         }
-    heads_compose(c, M);
+    masks_compose(c, M);
     free(soft);
 }
 
@@ -426,7 +490,7 @@ static void expected_masks(const Config *c, Masks *M) {
 
 static void fold_masks(const Config *c, Params *p, const Masks *M, double a) {
     float off = norm_offset(c);
-    const float *zd = MROW(M, M->z, M_HIDDEN, 0), *zl = MROW(M, M->z, M_LAYER, 0);
+    const float *zd = MROW(M, M->z, M_HIDDEN, 0), *zl = M->zl;
     int d = c->d, H = c->H;
     for (size_t v = 0; v < (size_t)c->V; v++)
         for (int i = 0; i < d; i++)
@@ -477,7 +541,7 @@ static int nonzero_indices(const float *z, int n, int *idx) {
 static Survivors survivors_of(const Config *c, const Masks *M) {
     Survivors sv;
     survivors_alloc(c, &sv);
-    sv.L = nonzero_indices(MROW(M, M->z, M_LAYER, 0), c->L, sv.layer);
+    sv.L = nonzero_indices(M->zl, c->L, sv.layer);
     sv.d = nonzero_indices(MROW(M, M->z, M_HIDDEN, 0), c->d, sv.hid);
     int seen[2] = {0, 0};  // a kept layer of each attention type (Gemma 4's full layers have their own K)
     for (int k = 0; k < sv.L; k++) {
@@ -548,7 +612,7 @@ static void survivor_map(const char *path, const Config *c, const Masks *M, cons
     float *v = (float *)mallocCheck(sizeof(float) * (size_t)rows * cols);
     char **labels = (char **)mallocCheck(sizeof(char *) * (size_t)rows);
     int *full = (int *)callocCheck(sizeof(int) * (size_t)rows);
-    const float *zl = MROW(M, M->z, M_LAYER, 0);
+    const float *zl = M->zl;
     for (int l = 0; l < rows; l++) {
         float *row = v + (size_t)l * cols;
         for (int x = 0; x < cols; x++) row[x] = NAN;
@@ -598,7 +662,7 @@ static void masks_write(const Masks *M, const float *score, const char *path, in
         int uniform = 1;
         for (int r = 1; r < s->rows; r++) uniform &= s->len[r] == s->len[0];
         int64_t sh2[2] = {s->rows, s->len[0]}, sh1[1] = {(int64_t)s->n};
-        int two = uniform && s->rows > 1;
+        int two = uniform && s->rows > 1 && m != M_LAYER;
         snprintf(names[m], 64, "%s.%s", score ? "score" : "log_alpha", mask_name[m]);
         stw_add_f32(&w, names[m], ST_F32, two ? 2 : 1, two ? sh2 : sh1, (score ? score : M->la) + s->base);
         if (with_z) {
@@ -606,16 +670,28 @@ static void masks_write(const Masks *M, const float *score, const char *path, in
             stw_add_f32(&w, names[M_N + m], ST_F32, two ? 2 : 1, two ? sh2 : sh1, M->z + s->base);
         }
     }
-    int64_t nl[1] = {M_N};
+    int64_t nl[1] = {NLAM};
     if (!score) {
         stw_add_f32(&w, "lambda_1", ST_F32, 1, nl, M->lam);
-        stw_add_f32(&w, "lambda_2", ST_F32, 1, nl, M->lam + M_N);
+        stw_add_f32(&w, "lambda_2", ST_F32, 1, nl, M->lam + NLAM);
     }
     w.meta = cJSON_CreateObject();
-    char buf[32];
+    char buf[32], order[4 * MAX_LAYERS + 8] = "", idle[256] = "";
     snprintf(buf, sizeof buf, "%ld", step);
     cJSON_AddStringToObject(w.meta, "step", buf);
     cJSON_AddStringToObject(w.meta, "masks", "layer[L] kv_group[L,K] query_slot[L,H/K] ffn[L,F] hidden[d]");
+    for (int k = 0; k < M->L; k++)  // the layer mask's elements: its sliding layers, then its full ones
+        for (int l = 0; l < M->L; l++)
+            if (M->lpos[l] == k) snprintf(order + strlen(order), sizeof order - strlen(order), "%s%d", k ? "," : "", l);
+    cJSON_AddStringToObject(w.meta, "layer_order", order);
+    for (int q = 0; q < NLAM; q++)
+        snprintf(idle + strlen(idle), sizeof idle - strlen(idle), "%s%s", q ? "," : "", lam_name[q]);
+    cJSON_AddStringToObject(w.meta, "lambdas", idle);
+    idle[0] = 0;
+    for (int m = 0; m < M_N; m++)
+        for (int r = 0; r < M->s[m].rows; r++)
+            if (M->s[m].idle[r]) snprintf(idle + strlen(idle), sizeof idle - strlen(idle), "%s%s[%d]", *idle ? "," : "", mask_name[m], r);
+    cJSON_AddStringToObject(w.meta, "idle_rows", idle);  // rows without a mask: z = 1
     stw_write(&w, path);
 }
 
@@ -833,7 +909,7 @@ static void weight_scores(const Model *m, const Calib *cb, const Masks *M, float
             double s = row_score(lp->wgate + j * d, d, xm) + row_score(lp->wup + j * d, d, xm) + colsum[j] * xh[j];
             sf[j] = (float)s, layer += s;
         }
-        MROW(M, score, M_LAYER, 0)[l] = (float)layer;
+        MLAYER(M, score, l) = (float)layer;
         // q/k/v/gate/up columns per hidden dim
         const float *in_a[] = {lp->wq, lp->wk, lp->wv}, *in_m[] = {lp->wgate, lp->wup};
         size_t rows_a[] = {(size_t)c->H * D, (size_t)K * D, (size_t)K * D};
@@ -879,7 +955,7 @@ static void activation_scores(const Config *c, const Calib *cb, const Masks *M, 
 }
 
 static void bi_scores(const Config *c, const Calib *cb, const Masks *M, float *score) {
-    for (int l = 0; l < c->L; l++) MROW(M, score, M_LAYER, 0)[l] = (float)(cb->bi[l] / cb->ntok);
+    for (int l = 0; l < c->L; l++) MLAYER(M, score, l) = (float)(cb->bi[l] / cb->ntok);
 }
 
 // ================================================================================================
@@ -935,7 +1011,7 @@ static void checkpoint_save(const Pruner *P, const Mixture *mx, const double *re
     char *mp = path_join(dir, "masks.safetensors"), *op = path_join(dir, "optimizer.safetensors");
     masks_write(&P->M, NULL, mp, 0, P->step);
     STWriter w = {0};
-    int64_t nw[1] = {(int64_t)P->m.tab.total}, nm[1] = {(int64_t)P->M.n}, nl[1] = {2 * M_N};
+    int64_t nw[1] = {(int64_t)P->m.tab.total}, nm[1] = {(int64_t)P->M.n}, nl[1] = {2 * NLAM};
     stw_add_f32(&w, "weights.exp_avg", ST_F32, 1, nw, P->mom);
     stw_add_f32(&w, "weights.exp_avg_sq", ST_F32, 1, nw, P->var);
     stw_add_f32(&w, "log_alpha.exp_avg", ST_F32, 1, nm, P->la_m);
@@ -998,14 +1074,14 @@ static void checkpoint_load(Pruner *P, Mixture *mx, double *ref, const cJSON *ru
         snprintf(name, sizeof name, "log_alpha.%s", mask_name[m]);
         st_read_f32(fm, name, P->M.la + P->M.s[m].base, P->M.s[m].n);
     }
-    st_read_f32(fm, "lambda_1", P->M.lam, M_N);
-    st_read_f32(fm, "lambda_2", P->M.lam + M_N, M_N);
+    st_read_f32(fm, "lambda_1", P->M.lam, NLAM);
+    st_read_f32(fm, "lambda_2", P->M.lam + NLAM, NLAM);
     st_read_f32(fo, "weights.exp_avg", P->mom, P->m.tab.total);
     st_read_f32(fo, "weights.exp_avg_sq", P->var, P->m.tab.total);
     st_read_f32(fo, "log_alpha.exp_avg", P->la_m, P->M.n);
     st_read_f32(fo, "log_alpha.exp_avg_sq", P->la_v, P->M.n);
-    st_read_f32(fo, "lambda.exp_avg", P->lam_m, 2 * M_N);
-    st_read_f32(fo, "lambda.exp_avg_sq", P->lam_v, 2 * M_N);
+    st_read_f32(fo, "lambda.exp_avg", P->lam_m, 2 * NLAM);
+    st_read_f32(fo, "lambda.exp_avg_sq", P->lam_v, 2 * NLAM);
     st_close(fw), st_close(fm), st_close(fo);
     P->M.rng = rng_from_json(json_get(j, "mask_rng"), state);
     mx->rng = rng_from_json(json_get(j, "data_rng"), state);
@@ -1204,7 +1280,8 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
     Pruner P;
     memset(&P, 0, sizeof P);
     P.m = *src;
-    masks_init(&P.M, &P.m.c, tgt, (uint64_t)s->seed * 0x9e3779b97f4a7c15ull + 1);
+    masks_init(&P.M, &P.m.c, tgt, full_layers_kept(&P.m.c, tgt->L, full_every), (uint64_t)s->seed * 0x9e3779b97f4a7c15ull + 1);
+    masks_print(&P.M);
     pruner_alloc(&P);
     P.steps = s->steps, P.warmup = s->warmup, P.lag_warmup = s->lag_warmup;
     P.lr = s->lr, P.mask_lr = s->mask_lr, P.lambda_lr = s->lambda_lr, P.lr_floor = s->min_lr_frac, P.clip = s->grad_clip;
@@ -1242,7 +1319,8 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
             char eta[32], pe[32], pt[32], te[32], tt[32];
             double emb = (double)P.m.c.V * row_sum(&P.M, P.M.kp, M_HIDDEN, 0);  // expected embedding size
             printf("step %d/%d | loss %.4f | lag %+.4f | sparsity", P.step, P.steps, st.ce, st.lag);
-            for (int m = 0; m < M_N; m++) printf(" %s %.3f/%.3f", mask_name[m], st.s[m], st.t[m]);
+            for (int q = 0; q < NLAM; q++)  // idle pairs have no term
+                if (P.M.terms[q]) printf(" %s %.3f/%.3f", lam_name[q], st.s[q], st.t[q]);
             printf(" | params %s/%s (total %s/%s) | lr %.2e | gnorm %.3f | %.0f tok/s | eta %s", fmt_count(st.params, pe),
                    fmt_count(target_params, pt), fmt_count(st.params + emb, te),
                    fmt_count(target_params + (double)P.m.c.V * tgt->d, tt), P.lr * st.lr_factor, st.gnorm, B * T / dt,
@@ -1280,17 +1358,29 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
 #ifdef USE_GPU
     if (P.gpu) gpu_download(gpu.g, P.m.w), gpu_run_close(&gpu), P.gpu = NULL;  // the device is free for the pruned model
 #endif
-    // final masks: exactly the target shape at the soft values, layers under the constraint
+    // final masks: exactly the target shape at the soft values, layers under the constraint; the layers the
+    // learned masks themselves keep (round(Σ P(z > 0)) per type, as evaluated during pruning) for comparison
     float *soft = (float *)mallocCheck(sizeof(float) * P.M.n);
     masks_project(&P.M);
+    expected_masks(&P.m.c, &P.M);
+    int learned[MAX_LAYERS], agree = 1;
+    for (int l = 0; l < P.m.c.L; l++) learned[l] = P.M.zl[l] != 0;
     soft_values(&P.M, soft);
     deterministic_masks(&P.m.c, &P.M, soft, soft, full_every, 0);
+    for (int l = 0; l < P.m.c.L; l++) agree &= learned[l] == (P.M.zl[l] != 0);
+    printf("| final layers %s the masks' own choice (round(sum P(z > 0)) per type)%s\n", agree ? "==" : "!=",
+           agree ? "" : ": the sliding/full window rule or a target not yet reached moved it");
+    cJSON *lj = cJSON_AddArrayToObject(extra, "layers_learned");
+    for (int l = 0; l < P.m.c.L; l++)
+        if (learned[l]) cJSON_AddItemToArray(lj, cJSON_CreateNumber(l));
+    cJSON_AddBoolToObject(extra, "layers_agree", agree);
     cJSON_AddNumberToObject(extra, "steps", P.steps);
-    cJSON *lam = cJSON_AddObjectToObject(extra, "lambdas");
-    for (int m = 0; m < M_N; m++) {
-        cJSON *pair = cJSON_AddArrayToObject(lam, mask_name[m]);
-        cJSON_AddItemToArray(pair, json_float(P.M.lam[m]));
-        cJSON_AddItemToArray(pair, json_float(P.M.lam[M_N + m]));
+    cJSON *lam = cJSON_AddObjectToObject(extra, "lambdas");  // the pairs with a term (idle structures have none)
+    for (int q = 0; q < NLAM; q++) {
+        if (!P.M.terms[q]) continue;
+        cJSON *pair = cJSON_AddArrayToObject(lam, lam_name[q]);
+        cJSON_AddItemToArray(pair, json_float(P.M.lam[q]));
+        cJSON_AddItemToArray(pair, json_float(P.M.lam[NLAM + q]));
     }
     cJSON *dw = cJSON_AddObjectToObject(extra, "domain_weights");
     for (int i = 0; i < mx.k; i++) json_add_float(dw, mx.ds.name[i], mx.w[i]);
@@ -1314,7 +1404,7 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
 // The one-shot baselines: scores, deterministic masks (value 1), fold, slice.
 static void run_baseline(const Settings *s, Model *m, const Shape *tgt, int full_every, cJSON *extra, Model *out) {
     Masks M;
-    masks_init(&M, &m->c, tgt, 1);
+    masks_init(&M, &m->c, tgt, -1, 1);  // one layer row: the scores rank both types together
     float *score = (float *)callocCheck(sizeof(float) * M.n);
     int calib = s->method == METH_ACTIVATION || s->method == METH_WANDA || s->method == METH_BI;
     int have_data = dir_exists(s->data);
@@ -1335,7 +1425,7 @@ static void run_baseline(const Settings *s, Model *m, const Shape *tgt, int full
     if (s->method == METH_BI) bi_scores(&m->c, &cb, &M, score);
     deterministic_masks(&m->c, &M, score, NULL, full_every, s->method == METH_DROP_FULL);
     cJSON *sc = cJSON_AddArrayToObject(extra, "layer_scores");
-    for (int l = 0; l < m->c.L; l++) cJSON_AddItemToArray(sc, json_float(MROW(&M, score, M_LAYER, 0)[l]));
+    for (int l = 0; l < m->c.L; l++) cJSON_AddItemToArray(sc, json_float(MLAYER(&M, score, l)));
     double *ref = NULL;
     if (have_data && s->eval_batches > 0) {
         ref = (double *)mallocCheck(sizeof(double) * mx.k);

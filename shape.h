@@ -205,14 +205,16 @@ static int layers_ok(const Config *c, const int *keep, int N) {
     return !(c->arch == 4 && last >= 0 && !c->full[last]);
 }
 
-// The n of the L layers with the largest summed score that obey the rule: dynamic programming over (layers
-// seen, taken, sliding layers since the last full one, any full yet). Returns 0 when no choice obeys it.
-static int layers_best(const Config *c, const double *score, int n, int N, int *take) {
+// The n of the L layers with the largest summed score that obey the rule, holding exactly nf full-attention
+// layers (nf < 0: any number, at least one when the source has one): dynamic programming over (layers seen, taken,
+// sliding layers since the last full one, full layers taken). Returns 0 when no choice obeys it.
+static int layers_best(const Config *c, const double *score, int n, int N, int nf, int *take) {
     int L = c->L, need_full = count_full(c) > 0, last_full = c->arch == 4;
     if (last_full && N <= 0) N = n + 1;  // track the trailing sliding run without limiting it
     int J = N > 0 ? (N < n + 1 ? N : n + 1) : 1;  // j = trailing sliding run, kept <= N-1 (and <= n)
-    size_t S = (size_t)(n + 1) * J * 2;
-#define ST(k, j, f) (((size_t)(k) * J + (j)) * 2 + (f))
+    int NF = nf >= 0 ? nf + 1 : 2;                // f = full layers taken (nf < 0: saturating at "any")
+    size_t S = (size_t)(n + 1) * J * NF;
+#define ST(k, j, f) (((size_t)(k) * J + (j)) * NF + (f))
     double *val = (double *)mallocCheck(sizeof(double) * S * (L + 1));
     int *par = (int *)mallocCheck(sizeof(int) * S * (L + 1));  // previous state * 2 + took
     for (size_t s = 0; s < S * (L + 1); s++) val[s] = -INFINITY;
@@ -222,21 +224,22 @@ static int layers_best(const Config *c, const double *score, int n, int N, int *
         int *p1 = par + S * (i + 1);
         for (int k = 0; k <= n; k++)
             for (int j = 0; j < J; j++)
-                for (int f = 0; f < 2; f++) {
+                for (int f = 0; f < NF; f++) {
                     size_t s = ST(k, j, f);
                     if (v0[s] == -INFINITY) continue;
                     if (v0[s] > v1[s]) v1[s] = v0[s], p1[s] = (int)(s * 2);  // skip layer i
                     if (k == n) continue;
-                    int nj = c->full[i] ? 0 : (N > 0 ? j + 1 : 0), nf = c->full[i] ? 1 : f;
-                    if (nj >= J) continue;  // N sliding layers in a row
-                    size_t t = ST(k + 1, nj, nf);
+                    int nj = c->full[i] ? 0 : (N > 0 ? j + 1 : 0), nff = c->full[i] ? (nf >= 0 ? f + 1 : 1) : f;
+                    if (nj >= J || nff >= NF) continue;  // N sliding layers in a row, or more than nf full ones
+                    size_t t = ST(k + 1, nj, nff);
                     double v = v0[s] + score[i];
                     if (v > v1[t]) v1[t] = v, p1[t] = (int)(s * 2 + 1);
                 }
     }
     size_t best = (size_t)-1;
+    int f0 = nf >= 0 ? nf : need_full || last_full ? 1 : 0;
     for (int j = 0; j < (last_full ? 1 : J); j++)  // last_full: no sliding layer after the last full one
-        for (int f = need_full || last_full ? 1 : 0; f < 2; f++) {
+        for (int f = f0; f < NF; f++) {
             size_t s = ST(n, j, f);
             if (val[S * L + s] > -INFINITY && (best == (size_t)-1 || val[S * L + s] > val[S * L + best])) best = s;
         }
@@ -258,7 +261,7 @@ static int layers_best(const Config *c, const double *score, int n, int N, int *
 // where spacing cannot obey the rule, any choice that does. Returns 0 when no choice obeys the rule.
 static int choose_layers(const Config *c, const double *score, int n, int N, int *take) {
     if (n < 1 || n > c->L) return 0;
-    if (score) return layers_best(c, score, n, N, take);
+    if (score) return layers_best(c, score, n, N, -1, take);
     int L = c->L, nfull = 0, ns = 0, fl[MAX_LAYERS], sl[MAX_LAYERS];
     for (int l = 0; l < L; l++) {
         if (c->full[l]) fl[nfull++] = l;
@@ -276,7 +279,17 @@ static int choose_layers(const Config *c, const double *score, int n, int N, int
     }
     double ones[MAX_LAYERS];
     for (int l = 0; l < L; l++) ones[l] = 1;
-    return layers_best(c, ones, n, N, take);
+    return layers_best(c, ones, n, N, -1, take);
+}
+
+// How many full-attention layers n kept layers hold: as many as the rule's unscored choice above (what
+// target_config and the planner count), so that pruning's layer masks can aim at each type's count (prune.c
+// gives the sliding and the full layers a mask row, a target and a multiplier each). -1: no choice obeys the rule.
+static int full_layers_kept(const Config *c, int n, int N) {
+    int take[MAX_LAYERS], k = 0;
+    if (!choose_layers(c, NULL, n, N, take)) return -1;
+    for (int l = 0; l < c->L; l++) k += take[l] && c->full[l];
+    return k;
 }
 
 // ================================================================================================

@@ -139,7 +139,7 @@ static void masked_vs_sliced(const char *name, Model *m, Shape t, int out_dtype,
     shape_fix(&m->c, &t);
     check_target(&m->c, &t, full_every, 0, name);
     Masks M;
-    masks_init(&M, &m->c, &t, seed);
+    masks_init(&M, &m->c, &t, full_layers_kept(&m->c, t.L, full_every), seed);
     random_log_alphas(&M, seed + 7);
     float *soft = (float *)mallocCheck(sizeof(float) * M.n);
     soft_values(&M, soft);
@@ -160,7 +160,7 @@ static void masked_vs_sliced(const char *name, Model *m, Shape t, int out_dtype,
           "sliced shape L=%d d=%d H=%d K=%d F=%d (full layers K=%d) == target", got.L, got.d, got.H, got.K, got.F, got.Kg);
     if (m->c.arch == 4) {
         int dropped = 0;
-        for (int l = 0; l < m->c.L; l++) dropped += MROW(&M, M.z, M_LAYER, 0)[l] == 0;
+        for (int l = 0; l < m->c.L; l++) dropped += M.zl[l] == 0;
         check(out.c.full[out.c.L - 1], "Gemma 4: the last kept layer is full attention (%d layers dropped, their "
               "layer_scalar carried)", dropped);
     }
@@ -257,31 +257,40 @@ static void test_masked_vs_sliced(void) {
 static void test_choose_layers(void) {
     printf("layer choice under the sliding/full constraint vs brute-force enumeration\n");
     Rng r = rng_seed(99);
-    int cases = 0, bad = 0, infeasible_agree = 0, pred_bad = 0;
+    int cases = 0, bad = 0, infeasible_agree = 0, pred_bad = 0, typed_bad = 0;
     Config c;
     memset(&c, 0, sizeof c);
     for (int it = 0; it < 400; it++) {
         int L = 1 + (int)(rng_next(&r) % 11), n = 1 + (int)(rng_next(&r) % L), N = (int)(rng_next(&r) % 5);
-        int take[MAX_LAYERS], last = (int)(rng_next(&r) % 3 == 0);
+        int take[MAX_LAYERS], last = (int)(rng_next(&r) % 3 == 0), nf = (int)(rng_next(&r) % (unsigned)(n + 1));
         double score[MAX_LAYERS];
         c.L = L, c.arch = last ? 4 : 3;  // Gemma 4: the last kept layer must be full attention
         for (int l = 0; l < L; l++) c.full[l] = rng_uniform(&r) < 0.3, score[l] = rng_uniform(&r);
         int need = count_full(&c) > 0;
-        double best = -INFINITY;
+        double best = -INFINITY, best_typed = -INFINITY;  // typed: exactly nf full layers (prune's two layer rows)
         for (unsigned mask = 0; mask < (1u << L); mask++) {
             if (__builtin_popcount(mask) != n) continue;
-            int kf[MAX_LAYERS], keep[MAX_LAYERS], k = 0;
+            int kf[MAX_LAYERS], keep[MAX_LAYERS], k = 0, nfull = 0;
             double s = 0;
             for (int l = 0; l < L; l++) {
                 keep[l] = mask >> l & 1;
-                if (keep[l]) kf[k++] = c.full[l], s += score[l];
+                if (keep[l]) kf[k++] = c.full[l], s += score[l], nfull += c.full[l];
             }
             int ok = constraint_holds(kf, k, N, need) && (!last || (k && kf[k - 1]));
             pred_bad += ok != layers_ok(&c, keep, N);  // the rule's predicate agrees with this transcription
             if (ok && s > best) best = s;
+            if (constraint_holds(kf, k, N, 0) && (!last || (k && kf[k - 1])) && nfull == nf && s > best_typed) best_typed = s;
+        }
+        int tk[MAX_LAYERS], typed = layers_best(&c, score, n, N, nf, tk);
+        cases++;
+        if (typed != (best_typed > -INFINITY)) typed_bad++;
+        else if (typed) {
+            double s = 0;
+            int k = 0, nfull = 0;
+            for (int l = 0; l < L; l++) k += tk[l], nfull += tk[l] && c.full[l], s += tk[l] ? score[l] : 0;
+            typed_bad += k != n || nfull != nf || fabs(s - best_typed) > 1e-9;
         }
         int ok = choose_layers(&c, score, n, N, take);
-        cases++;
         if (!ok) {
             if (best == -INFINITY) infeasible_agree++;
             else bad++;
@@ -295,6 +304,8 @@ static void test_choose_layers(void) {
     }
     check(bad == 0, "%d random cases (L <= 11, a third with Gemma 4's full layer last): the choice is feasible, has n "
           "layers and the best sum (%d infeasible, both agree); %d disagreements", cases, infeasible_agree, bad);
+    check(typed_bad == 0, "the same %d cases with exactly nf full layers (prune's per-type layer rows): feasible when brute "
+          "force finds a choice, the best sum; %d disagreements", cases, typed_bad);
     check(pred_bad == 0, "layers_ok agrees with the transcribed rule on every subset of every case (%d disagreements)",
           pred_bad);
 }
@@ -372,7 +383,7 @@ static double obj_hooks(FdCase *f, int unused) { return ce_at(f); }
 static double obj_total(FdCase *f, int unused) {
     Masks *M = &f->P.M;
     masks_from_u(M);
-    heads_compose(&f->P.m.c, M);
+    masks_compose(&f->P.m.c, M);
     return ce_at(f) + lagrangian(M, f->warm, 0, NULL, NULL);
 }
 
@@ -383,8 +394,8 @@ static void test_gradients(void) {
     FdCase f;
     memset(&f, 0, sizeof f);
     random_model(&f.P.m, CFG_TINY, ST_F32, 8, 0.3);
-    Shape t = {24, 12, 4, 3, 1, 8, 0};
-    masks_init(&f.P.M, &f.P.m.c, &t, 3);
+    Shape t = {24, 12, 4, 2, 1, 8, 0};  // every mask has a row with a term (the full layers' row is idle: 2 of 2)
+    masks_init(&f.P.M, &f.P.m.c, &t, full_layers_kept(&f.P.m.c, t.L, default_full_every(&f.P.m.c)), 3);
     pruner_alloc(&f.P);
     f.B = 2, f.T = 10;
     f.tok = random_tokens(f.B * f.T, f.P.m.c.V, 4);
@@ -394,17 +405,18 @@ static void test_gradients(void) {
     // (a) model.h's dz for each hook: z given directly
     Rng r = rng_seed(6);
     for (size_t i = 0; i < M->n; i++) M->z[i] = (float)(0.5 + 0.5 * rng_uniform(&r));
-    heads_compose(&m->c, M);
+    masks_compose(&m->c, M);
     for (size_t i = 0; i < (size_t)m->c.L * m->c.H; i++) M->zh[i] = (float)(0.5 + 0.5 * rng_uniform(&r));
     model_masks_changed(m);
     model_zero_grad(m);
     model_forward(m, f.tok, f.tgt, f.B, f.T, 1, NULL);
     model_backward(m);
     size_t L = (size_t)m->c.L;
-    float *g = (float *)mallocCheck(sizeof(float) * M->n + sizeof(float) * L * m->c.H);
+    float *g = (float *)mallocCheck(sizeof(float) * M->n + sizeof(float) * L * (m->c.H + 1));
     memcpy(g, M->dz, sizeof(float) * M->n);
     memcpy(g + M->n, M->dzh, sizeof(float) * L * m->c.H);
-    fd_compare("dz layer (model.h dzl)", m->zl, L, g + M->s[M_LAYER].base, obj_hooks, &f, 0, FD_H);
+    memcpy(g + M->n + L * m->c.H, M->dzl, sizeof(float) * L);
+    fd_compare("dz layer (model.h dzl)", m->zl, L, g + M->n + L * m->c.H, obj_hooks, &f, 0, FD_H);
     fd_compare("dz head (model.h dzh)", m->zh, L * m->c.H, g + M->n, obj_hooks, &f, 0, FD_H);
     fd_compare("dz ffn (model.h dzf)", m->zf, L * m->c.F, g + M->s[M_FFN].base, obj_hooks, &f, 0, FD_H);
     fd_compare("dz hidden (model.h dzd)", m->zd, (size_t)m->c.d, g + M->s[M_HIDDEN].base, obj_hooks, &f, 0, FD_H);
@@ -420,17 +432,28 @@ static void test_gradients(void) {
             if (fabs(zr) > slope + 1e-3 && fabs(zr - 1) > slope + 1e-3) break;
         }
     }
-    for (int k = 0; k < 2 * M_N; k++) M->lam[k] = (float)(rng_normal(&r));
+    for (int k = 0; k < 2 * NLAM; k++) M->lam[k] = (float)(rng_normal(&r));
     f.warm = 0.6;
     masks_from_u(M);
-    heads_compose(&m->c, M);
+    masks_compose(&m->c, M);
     memset(M->dlam, 0, sizeof M->dlam);
     masked_ce_grad(&f.P, f.tok, f.tgt, f.B, f.T);
     lagrangian(M, f.warm, 1, NULL, NULL);
     float *gla = (float *)mallocCheck(sizeof(float) * M->n);
     memcpy(gla, M->dla, sizeof(float) * M->n);
-    float glam[2 * M_N];
+    float glam[2 * NLAM];
     memcpy(glam, M->dlam, sizeof glam);
+    // idle rows (here the full layers' row, 2 of 2 kept): z = 1, no gradient from the CE or the Lagrangian, and
+    // their multiplier pair none either, so none of it enters the clipped norm
+    double idle_g = 0, idle_z = 0;
+    int idle_n = 0;
+    for (int mk = 0; mk < M_N; mk++)
+        for (int row = 0; row < M->s[mk].rows; row++)
+            for (int i = 0; M->s[mk].idle[row] && i < M->s[mk].len[row]; i++, idle_n++)
+                idle_g += fabs(MROW(M, gla, mk, row)[i]), idle_z += fabs(MROW(M, M->z, mk, row)[i] - 1);
+    check(idle_n == 2 && M->terms[M_N] == 0 && idle_g == 0 && idle_z == 0 && glam[M_N] == 0 && glam[NLAM + M_N] == 0,
+          "idle rows (%d elements: the full layers, all kept): z = 1, d/d log_alpha = 0, their multipliers' gradients = 0",
+          idle_n);
     for (int mk = 0; mk < M_N; mk++) {
         char what[64];
         snprintf(what, sizeof what, "d(CE+Lag)/d log_alpha %s", mask_name[mk]);
@@ -451,7 +474,7 @@ static void test_gradients(void) {
         double fd = (lp - lm) / ((double)(s0 + 1e-2f) - (double)(s0 - 1e-2f));
         worst = fmax(worst, fabs(fd - M->dla[i]) / (1e-3 * fabs(M->dla[i]) + 1e-6));
     }
-    for (int k = 0; k < 2 * M_N; k++) {
+    for (int k = 0; k < 2 * NLAM; k++) {
         float s0 = M->lam[k];
         M->lam[k] = s0 + 0.5f;
         double lp = obj_lag(&f, 0);
@@ -470,6 +493,74 @@ static void test_gradients(void) {
 }
 
 // --- 4. hard-concrete facts that hold whatever the implementation ----------------------------------
+// The sliding/full rule during training: on 6 layers (full at 2 and 5) pruned to 3, a loss that makes both full
+// layers the least useful. Masks train on it (hard-concrete samples, the Lagrangian, AdamW on log_alphas and λ as
+// prune_step does) once with the layer mask as one row, as the published code has it, and once with prune.c's rows
+// per attention type. One row: the learned top 3 hold no full layer, so the rule's final choice would keep a layer
+// the masks switched off. Per type: a full layer stays live, and the final choice is the masks' own.
+static void train_layer_masks(const Config *c, const Shape *t, int kf, Masks *M) {
+    static const double cost[6] = {-0.4, -0.1, 0.2, -0.3, -0.05, 0.1};  // d loss / d z_l: full layers hurt
+    masks_init(M, c, t, kf, 11);
+    float *la_m = (float *)callocCheck(sizeof(float) * M->n), *la_v = (float *)callocCheck(sizeof(float) * M->n);
+    float lam_m[2 * NLAM] = {0}, lam_v[2 * NLAM] = {0};
+    int steps = 3200, lag_warmup = 640;  // the published schedule: 3200 steps, targets reached at 20%
+    for (int step = 1; step <= steps; step++) {
+        masks_project(M);
+        masks_sample(c, M);
+        memset(M->dla, 0, sizeof(float) * M->n), memset(M->dlam, 0, sizeof M->dlam);
+        for (int l = 0; l < c->L; l++) MLAYER(M, M->dla, l) = (float)cost[l] * MLAYER(M, M->dzdla, l);
+        lagrangian(M, fmin(1.0, (double)step / lag_warmup), 1, NULL, NULL);
+        float lr = (float)lr_schedule(step, steps, steps / 10, 1.0, 0.1);
+        adamw_update(M->la, M->dla, la_m, la_v, M->n, lr, ADAM_B1, ADAM_B2, ADAM_EPS, 0.0f, step);
+        adamw_update(M->lam, M->dlam, lam_m, lam_v, 2 * NLAM, -lr, ADAM_B1, ADAM_B2, ADAM_EPS, 0.0f, step);
+    }
+    masks_project(M);
+    free(la_m), free(la_v);
+}
+
+static void test_layer_rows(void) {
+    printf("the sliding/full rule shapes the layer masks during training (6 layers, full at 2 and 5, target 3)\n");
+    Model m;
+    random_model(&m, CFG_TINY, ST_F32, 5, 0.3);
+    Shape t = shape_of(&m.c);
+    t.L = 3;
+    int N = default_full_every(&m.c);
+    Masks M;
+    train_layer_masks(&m.c, &t, -1, &M);  // one row: both types ranked together (the published layer mask)
+    float *soft = (float *)mallocCheck(sizeof(float) * M.n);
+    soft_values(&M, soft);
+    int rank[6] = {0, 1, 2, 3, 4, 5}, full_in_top = 0;
+    for (int a = 0; a < 6; a++)
+        for (int b = a + 1; b < 6; b++)
+            if (MLAYER(&M, soft, rank[b]) > MLAYER(&M, soft, rank[a])) { int x = rank[a]; rank[a] = rank[b], rank[b] = x; }
+    for (int k = 0; k < 3; k++) full_in_top += m.c.full[rank[k]];
+    check(M.s[M_LAYER].rows == 1 && full_in_top == 0, "one layer row: the learned top 3 (layers %d %d %d) hold no full "
+          "layer (full layers: P(z > 0) %.3f, %.3f; soft values %.3f, %.3f)", rank[0], rank[1], rank[2],
+          keep_prob(MLAYER(&M, M.la, 2)), keep_prob(MLAYER(&M, M.la, 5)), MLAYER(&M, soft, 2), MLAYER(&M, soft, 5));
+    masks_free(&M), free(soft);
+    // rows per attention type
+    train_layer_masks(&m.c, &t, full_layers_kept(&m.c, t.L, N), &M);
+    soft = (float *)mallocCheck(sizeof(float) * M.n);
+    expected_masks(&m.c, &M);
+    int learned[MAX_LAYERS], same = 1, live = 0, nfull = 0;
+    for (int l = 0; l < m.c.L; l++) learned[l] = M.zl[l] != 0;
+    soft_values(&M, soft);
+    deterministic_masks(&m.c, &M, soft, soft, N, 0);
+    for (int l = 0; l < m.c.L; l++) {
+        same &= learned[l] == (M.zl[l] != 0);
+        if (M.zl[l] != 0 && m.c.full[l]) nfull++, live += keep_prob(MLAYER(&M, M.la, l)) > 0.5;
+    }
+    check(M.s[M_LAYER].rows == 2 && M.s[M_LAYER].keep[0] == 2 && M.s[M_LAYER].keep[1] == 1,
+          "rows per type: sliding 4 -> %d, full 2 -> %d", M.s[M_LAYER].keep[0], M.s[M_LAYER].keep[1]);
+    check(nfull == 1 && live == 1, "rows per type: the final choice keeps %d full layer(s), %d live (P(z > 0) > 0.5; "
+          "layer 2 %.3f, layer 5 %.3f; soft values %.3f, %.3f)", nfull, live, keep_prob(MLAYER(&M, M.la, 2)),
+          keep_prob(MLAYER(&M, M.la, 5)), MLAYER(&M, soft, 2), MLAYER(&M, soft, 5));
+    check(same, "rows per type: the final layers (%d %d %d %d %d %d) == the masks' own (round(sum P(z > 0)) per type)",
+          M.zl[0] != 0, M.zl[1] != 0, M.zl[2] != 0, M.zl[3] != 0, M.zl[4] != 0, M.zl[5] != 0);
+    masks_free(&M), free(soft);
+    model_free(&m);
+}
+
 static void test_hard_concrete(void) {
     printf("hard-concrete sampling: P(z > 0) matches the closed form\n");
     // For a fixed log_alpha, the fraction of samples with z > 0 converges to sigmoid(la − β ln(−l/r)); with
@@ -503,12 +594,15 @@ static void sample_model(Model *out, int **tok, int g4) {
     if (g4 == 1) model_load(&src, "test/fixtures/g4_keqv"), t = (Shape){40, 44, 2, 2, 1, 16, 1};
     else if (g4 == 2) model_load(&src, "test/fixtures/g4_e2b"), t = (Shape){64, 32, 6, 2, 2, 16, 2};
     else random_model(&src, CFG_SAMPLE, ST_BF16, 77, 0.2);  // the source was "bf16": embed scale 6.9375
+    // The fixtures were made from this exact model: the layers ranked together (one layer row) and soft values on
+    // every row, idle ones too, as prune.c did before the layer rows per attention type and the idle rows.
     Masks M;
-    masks_init(&M, &src.c, &t, 78);
+    int N = default_full_every(&src.c);
+    masks_init(&M, &src.c, &t, -1, 78);
     random_log_alphas(&M, 79);
     float *soft = (float *)mallocCheck(sizeof(float) * M.n);
-    soft_values(&M, soft);
-    deterministic_masks(&src.c, &M, soft, soft, default_full_every(&src.c), 0);
+    for (size_t i = 0; i < M.n; i++) soft[i] = (float)sigmoid(M.la[i] / HC_BETA * HC_MAGIC);
+    deterministic_masks(&src.c, &M, soft, soft, N, 0);
     Survivors sv;
     fold_and_slice(&src, &M, ST_F32, out, &sv);
     *tok = random_tokens(2 * 12, src.c.V, 80);
@@ -685,16 +779,30 @@ static void check_run(const char *out_dir) {
         st_close(fw);
         free(wd), free(wp);
     }
-    Masks M;
-    masks_init(&M, c, &t, 1);
+    Masks M;  // the layout the run wrote: sheared's layer rows per attention type, the baselines' one row
+    int sheared = !strcmp(need(rep, "method", rp)->valuestring, "sheared");
+    masks_init(&M, c, &t, sheared ? full_layers_kept(c, t.L, fe) : -1, 1);
     SFile *fm = st_open(mp);
     for (int m = 0; m < M_N; m++) {
         char name[64];
         snprintf(name, sizeof name, "z.%s", mask_name[m]);
         st_read_f32(fm, name, M.z + M.s[m].base, M.s[m].n);
     }
+    // rows the target keeps whole have no mask (z = 1, nothing folded) and their multipliers never moved
+    int idle_rows = 0, idle_ok = 1, idle_lam = 0;
+    for (int m = 0; m < M_N; m++)
+        for (int r = 0; r < M.s[m].rows; r++)
+            for (int i = 0; M.s[m].idle[r] && i < M.s[m].len[r]; i++) idle_ok &= MROW(&M, M.z, m, r)[i] == 1.0f, idle_rows += !i;
+    const STensor *l1 = st_find(fm, "lambda_1"), *l2 = st_find(fm, "lambda_2");
+    if (l1 && l2) {
+        st_read_f32(fm, "lambda_1", M.lam, NLAM);
+        st_read_f32(fm, "lambda_2", M.lam + NLAM, NLAM);
+        for (int q = 0; q < NLAM; q++) idle_lam += !M.terms[q], idle_ok &= M.terms[q] || (M.lam[q] == 0 && M.lam[NLAM + q] == 0);
+    }
+    check(idle_ok, "idle rows (%d, the target keeps them whole): z = 1%s", idle_rows,
+          l1 ? ", and the idle multiplier pairs stayed 0" : "");
     st_close(fm);
-    heads_compose(c, &M);
+    masks_compose(c, &M);
     int B = 2, T = 16, *tok = random_tokens(B * T, c->V, 5);
     masks_attach(&src, &M);
     model_masks_changed(&src);
@@ -740,7 +848,7 @@ static void bench(const char *shape, int steps) {
     random_model(&P.m, cfg, ST_F32, 1, 0.02);
     Shape t = shape_of(&P.m.c);
     t.d /= 2, t.F /= 2, t.L = t.L * 3 / 4;
-    masks_init(&P.M, &P.m.c, &t, 2);
+    masks_init(&P.M, &P.m.c, &t, full_layers_kept(&P.m.c, t.L, default_full_every(&P.m.c)), 2);
     pruner_alloc(&P);
     P.steps = 1000, P.warmup = 100, P.lag_warmup = 200, P.lr = 1e-4, P.mask_lr = 1, P.lambda_lr = 1, P.lr_floor = 0.1, P.clip = 1;
     int *tok = random_tokens(N, 260, 3), *tgt = random_tokens(N, 260, 4);
@@ -790,6 +898,7 @@ int main(int argc, char **argv) {
     printf("test_prune: prune.c (BLIS kernels %s, %d threads)\n", blas_kernels(), omp_get_max_threads());
     test_masked_vs_sliced();
     test_choose_layers();
+    test_layer_rows();
     test_hard_concrete();
     test_gradients();
     test_transformers_fixture("pruned", 0);
