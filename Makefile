@@ -84,11 +84,11 @@ debug:
 	$(MAKE) clean && $(MAKE) OPT="$(DEBUG_FLAGS)" all
 
 # --- tests ---------------------------------------------------------------------------------------------
-test/test_model: test/test_model.c $(HEADERS)
+test/test_model: test/test_model.c test/check.h $(HEADERS)
 	$(CC) $(CFLAGS) -o $@ test/test_model.c $(LDLIBS)
 
 # every stage's C test: test/test_<stage>.c -> test/test_<stage> (run by test/test_<stage>.sh)
-test/test_%: test/test_%.c $(HEADERS) data/shard.h data/tokenizer.h data/mixture.h hip/comm.h
+test/test_%: test/test_%.c test/check.h $(HEADERS) data/shard.h data/tokenizer.h data/mixture.h hip/comm.h
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 test/test_profile: profile.c  # the test builds profile.c in
 test/test_prune: prune.c  # test_prune.c includes prune.c

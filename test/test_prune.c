@@ -20,37 +20,7 @@
 // so differences stay ~1e-6 relative (worst measured values are printed). Finite differences: see fd_check.
 #define PRUNE_NO_MAIN
 #include "prune.c"
-
-static int failures = 0;
-
-static double compare(const char *what, const float *ours, const float *ref, size_t n, double rtol, double atol_rel) {
-    double maxref = 0, worst = -1, maxerr = 0;
-    for (size_t i = 0; i < n; i++) maxref = fmax(maxref, fabs(ref[i]));
-    double atol = atol_rel * maxref;
-    size_t wi = 0;
-    int bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        double err = fabs((double)ours[i] - ref[i]), bound = atol + rtol * fabs(ref[i]);
-        double ratio = bound > 0 ? err / bound : (err > 0 ? INFINITY : 0);
-        if (!(ratio <= 1.0)) bad = 1;
-        if (!(ratio <= worst)) worst = ratio, wi = i;
-        maxerr = fmax(maxerr, err);
-    }
-    printf("  %s %-64s max|err| %.2e  max|ref| %.2e  (%.2f of tol)\n", bad ? "FAIL" : "ok  ", what, maxerr, maxref, worst);
-    (void)wi;
-    if (bad) failures++;
-    return worst;
-}
-
-static void check(int ok, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("  %s ", ok ? "ok  " : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (!ok) failures++;
-}
+#include "check.h"
 
 // --- small models ----------------------------------------------------------------------------------
 

@@ -20,18 +20,7 @@
 //   test/test_train --make-shards DIR [--vocab V]   writes small synthetic shards for test/test_train.sh
 #define TRAIN_NO_MAIN
 #include "train.c"
-
-static int failures = 0;
-
-static void check(int ok, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("  %s ", ok ? "ok  " : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (!ok) failures++;
-}
+#include "check.h"
 
 static double heavy(Rng *r) { return rng_normal(r) * exp(2.0 * rng_normal(r)); }  // spans decades
 
