@@ -1299,13 +1299,49 @@ static Scratch scratch_layout(const Config *c, size_t N) {
     return s;
 }
 
+// Activation sizes (llm.c's fill_in_activation_sizes): what the forward keeps for the backward, in floats for
+// B x T tokens, in carving order. model_alloc_acts allocates and carves exactly these; profile memory counts
+// them. Per layer (LayerActs), then after the last layer and E2B's per-layer inputs (Model).
+enum { ACT_X, ACT_A, ACT_R_IN, ACT_QKV, ACT_Q, ACT_K, ACT_V, ACT_RQ, ACT_RK, ACT_RV, ACT_ATT, ACT_LSE, ACT_O, ACT_R_PA,
+       ACT_X2, ACT_M, ACT_R_PF, ACT_GU, ACT_H, ACT_F, ACT_R_PFF, ACT_X3, ACT_PG, ACT_PY, ACT_R_PY, ACT_DK_ACC, ACT_DV_ACC,
+       NUM_LAYER_ACTS };
+enum { ACT_XL, ACT_XF, ACT_DXF, ACT_R_F, ACT_PLE_PROJ, ACT_PLE_IN, ACT_DPLE, ACT_PLE_R, NUM_MODEL_ACTS };
+
+static void fill_in_layer_act_sizes(size_t *sz, const Config *c, int l, int B, int T) {
+    size_t N = (size_t)B * T, d = (size_t)c->d, H = (size_t)c->H, P = (size_t)c->P;
+    size_t D = (size_t)layer_D(c, l), K = (size_t)layer_K(c, l), F = (size_t)layer_F(c, l);
+    size_t acc = is_kv_source(c, l) ? N * K * D : 0;  // what the KV-shared layers send back (E2B)
+    sz[ACT_X] = N * d, sz[ACT_A] = N * d, sz[ACT_R_IN] = N;
+    sz[ACT_QKV] = N * (H + 2 * K) * D;  // the fused projection at its widest (shared and K=V layers use less)
+    sz[ACT_Q] = N * H * D, sz[ACT_K] = N * K * D, sz[ACT_V] = N * K * D;
+    sz[ACT_RQ] = N * H, sz[ACT_RK] = N * K, sz[ACT_RV] = N * K;
+    sz[ACT_ATT] = N * H * D, sz[ACT_LSE] = (size_t)B * H * T, sz[ACT_O] = N * d, sz[ACT_R_PA] = N;
+    sz[ACT_X2] = N * d, sz[ACT_M] = N * d, sz[ACT_R_PF] = N, sz[ACT_GU] = N * 2 * F, sz[ACT_H] = N * F;
+    sz[ACT_F] = N * d, sz[ACT_R_PFF] = N;
+    sz[ACT_X3] = P ? N * d : 0, sz[ACT_PG] = N * P, sz[ACT_PY] = P ? N * d : 0, sz[ACT_R_PY] = P ? N : 0;
+    sz[ACT_DK_ACC] = acc, sz[ACT_DV_ACC] = acc;
+}
+
+static void fill_in_model_act_sizes(size_t *sz, const Config *c, int B, int T) {
+    size_t N = (size_t)B * T, d = (size_t)c->d, LP = (size_t)c->L * c->P;
+    sz[ACT_XL] = N * d, sz[ACT_XF] = N * d, sz[ACT_DXF] = N * d, sz[ACT_R_F] = N;
+    sz[ACT_PLE_PROJ] = N * LP, sz[ACT_PLE_IN] = N * LP, sz[ACT_DPLE] = N * LP, sz[ACT_PLE_R] = LP ? N * c->L : 0;
+}
+
+// point each pointer at its share of one block (NULL where a size is 0); returns the block
+static float *carve_acts(float **const *ptrs, const size_t *sz, int n) {
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += sz[i];
+    float *block = (float *)mallocCheck(sizeof(float) * (total ? total : 1)), *p = block;
+    for (int i = 0; i < n; i++) *ptrs[i] = sz[i] ? p : NULL, p += sz[i];
+    return block;
+}
+
 static void model_free_acts(Model *m) {
     if (!m->act) return;
     for (int l = 0; l < m->c.L; l++) free(m->act[l].x);  // one block per layer, x is its start
     free(m->act);
-    free(m->xL);
-    free(m->ple_proj);
-    m->ple_proj = NULL;
+    free(m->xL);  // one block for the model-level ones, xL its start
     m->act = NULL;
     free(m->scratch);
     m->scratch = NULL;
@@ -1316,38 +1352,23 @@ static void model_alloc_acts(Model *m, int B, int T) {
     model_free_acts(m);
     const Config *c = &m->c;
     m->B = B, m->T = T;
-    size_t N = (size_t)B * T, d = (size_t)c->d, H = (size_t)c->H, P = (size_t)c->P;
     m->act = (LayerActs *)callocCheck(sizeof(LayerActs) * (size_t)c->L);
+    size_t sz[NUM_LAYER_ACTS];
     for (int l = 0; l < c->L; l++) {
-        size_t D = (size_t)layer_D(c, l), K = (size_t)layer_K(c, l), nqkv = (H + 2 * K) * D, F = (size_t)layer_F(c, l);
-        size_t ple = P ? N * (2 * d + P + 1) : 0, acc = is_kv_source(c, l) ? 2 * N * K * D : 0;
-        size_t n = N * (6 * d + nqkv + H * D + 2 * K * D + H * D + 3 * F + 4 + H + 2 * K) + (size_t)B * H * T + ple + acc;
-        float *p = (float *)mallocCheck(sizeof(float) * n);
         LayerActs *a = &m->act[l];
-#define CARVE(field, count) (a->field = p, p += (count))
-        CARVE(x, N * d); CARVE(a, N * d); CARVE(r_in, N); CARVE(qkv, N * nqkv);
-        CARVE(q, N * H * D); CARVE(k, N * K * D); CARVE(v, N * K * D);
-        CARVE(rq, N * H); CARVE(rk, N * K); CARVE(rv, N * K);
-        CARVE(att, N * H * D); CARVE(lse, (size_t)B * H * T); CARVE(o, N * d); CARVE(r_pa, N);
-        CARVE(x2, N * d); CARVE(m, N * d); CARVE(r_pf, N); CARVE(gu, N * 2 * F); CARVE(h, N * F);
-        CARVE(f, N * d); CARVE(r_pff, N);
-        if (P) { CARVE(x3, N * d); CARVE(pg, N * P); CARVE(py, N * d); CARVE(r_py, N); }
-        if (acc) { CARVE(dk_acc, N * K * D); CARVE(dv_acc, N * K * D); }
-#undef CARVE
+        float **const ptrs[NUM_LAYER_ACTS] = {
+            &a->x, &a->a, &a->r_in, &a->qkv, &a->q, &a->k, &a->v, &a->rq, &a->rk, &a->rv, &a->att, &a->lse, &a->o,
+            &a->r_pa, &a->x2, &a->m, &a->r_pf, &a->gu, &a->h, &a->f, &a->r_pff, &a->x3, &a->pg, &a->py, &a->r_py,
+            &a->dk_acc, &a->dv_acc};
+        fill_in_layer_act_sizes(sz, c, l, B, T);
+        carve_acts(ptrs, sz, NUM_LAYER_ACTS);
     }
-    m->xL = (float *)mallocCheck(sizeof(float) * (N * 3 * d + N));
-    m->xf = m->xL + N * d;
-    m->dxf = m->xf + N * d;
-    m->r_f = m->dxf + N * d;
-    m->scratch_n = scratch_layout(c, N).total;  // the forward borrows its start for masked copies
+    float **const mptrs[NUM_MODEL_ACTS] = {&m->xL, &m->xf, &m->dxf, &m->r_f, &m->ple_proj, &m->ple_in, &m->dple, &m->ple_r};
+    size_t msz[NUM_MODEL_ACTS];
+    fill_in_model_act_sizes(msz, c, B, T);
+    carve_acts(mptrs, msz, NUM_MODEL_ACTS);
+    m->scratch_n = scratch_layout(c, (size_t)B * T).total;  // the forward borrows its start for masked copies
     m->scratch = (float *)mallocCheck(sizeof(float) * m->scratch_n);
-    if (P) {
-        size_t LP = (size_t)c->L * P;
-        m->ple_proj = (float *)mallocCheck(sizeof(float) * (N * LP * 3 + N * c->L));
-        m->ple_in = m->ple_proj + N * LP;
-        m->dple = m->ple_in + N * LP;
-        m->ple_r = m->dple + N * LP;
-    }
 }
 
 static inline float layer_gate(const Model *m, int l) { return m->zl ? m->zl[l] : 1.0f; }

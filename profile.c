@@ -1,5 +1,5 @@
 // profile.c — look inside a model before cutting it (phase 0 of the method). Commands:
-//   logits   dump all-position logits for reference checks (DESIGN.md §5; a fixed interface)
+//   logits   dump all-position logits for reference checks (a fixed interface)
 //   plan     target shapes for a parameter budget (Sheared-style), from a model, a config or a preset
 //   memory   the training memory budget per GPU: weights, gradients, optimizer states, activations
 //   stats    importance statistics over calibration data, per domain: residual norms, Block Influence,
@@ -7,9 +7,11 @@
 //   ablate   remove each layer in turn (Δloss per domain); remove every full-attention layer (loss by
 //            position, inside vs beyond the sliding window)
 //   diff     per-layer, per-matrix relative change between two checkpoints of one shape (CSV, PNG)
-// Read top to bottom: shared helpers, shapes and presets, plan, memory, calibration data, stats, ablate,
-// diff, main. plan and memory need no weights.
+// Read top to bottom: shared helpers, sources, plan, memory, calibration data, stats, ablate, diff, eval,
+// main. plan and memory need no weights: they are front-ends over shape.h (presets, counter, planner) and
+// model.h's activation table.
 #include "model.h"
+#include "shape.h"
 #include "data/mixture.h"
 #include "plot.h"
 #ifdef USE_GPU
@@ -163,367 +165,43 @@ static double parse_count(const char *s, const char *flag) {
 static int streq(const char *a, const char *b) { return strcmp(a, b) == 0; }
 static int is_help(const char *a) { return streq(a, "--help") || streq(a, "-h"); }
 
-static long gcd_l(long a, long b) { return b ? gcd_l(b, a % b) : a; }
-
 // ================================================================================================
-// Shapes: a Config plus the Gemma 4 parts model.h does not implement yet (per-layer input embeddings,
-// KV-shared layers, double-wide MLP); the public presets; parameter counting. plan and memory work on
-// these, so they answer questions about models nobody here has the weights of.
+// Sources: plan and memory take a model's config.json, a config file or a public preset (shape.h) and need no
+// weights, so they answer questions about models nobody here has the weights of.
 // ================================================================================================
 
-typedef struct {
-    Config c;
-    int ple;          // hidden_size_per_layer_input: per-layer input embeddings (E2B/E4B: 256; 0 = off)
-    int kv_shared;    // num_kv_shared_layers: the last ones have no k/v projections and no k_norm
-    int double_wide;  // use_double_wide_mlp: F doubles on the KV-shared layers
-    char name[160];   // preset name or the file it came from
-} Shape;
-
-static int shape_representable(const Shape *s) { return !s->ple && !s->kv_shared && !s->double_wide; }
-
-// Published configurations, every value from /work/shared/reference/gemma-configs.md (keys in brackets):
-//   Gemma 3: [G3conv] transformers convert_gemma3_weights.py _VARIANTS; 1B and 27B also the verbatim
-//   config.json files in [TRT]; omitted fields take Gemma3TextConfig defaults [G3cfg] (sliding_window_pattern
-//   6, rope 1e4 local / 1e6 global, eps 1e-6). 4B+ use V = 262208 (default; embedding padded for image
-//   tokens) and linear RoPE x8 on global layers. 27B: query_pre_attn_scalar 168 = 5376/32.
-//   Gemma 4: [G4conv] convert_gemma4_weights.py _VARIANTS (E2B, 31B), [G4Uconv] for the 12B; defaults from
-//   Gemma4TextConfig [G4cfg]: head_dim 256, global_head_dim 512, proportional RoPE 0.25 on full layers,
-//   final softcap 30. E2B: (4 sliding + 1 full) x 7, K = 1 everywhere (num_global_key_value_heads None),
-//   no K=V, 20 KV-shared layers with double-wide MLP, per-layer input embeddings of 256.
-typedef struct {
-    const char *name;
-    int arch, V, d, F, L, H, K, D, W, period, Dg, Kg, k_eq_v, max_pos;
-    double qscalar, rope_scale, softcap;
-    int ple, kv_shared, double_wide;
-    const char *source;
-} Preset;
-
-static const Preset presets[] = {
-    {"gemma3-270m", 3, 262144, 640, 2048, 18, 4, 1, 256, 512, 6, 0, 0, 0, 32768, 256, 1, 0, 0, 0, 0, "G3conv"},
-    {"gemma3-1b", 3, 262144, 1152, 6912, 26, 4, 1, 256, 512, 6, 0, 0, 0, 32768, 256, 1, 0, 0, 0, 0, "G3conv, TRT"},
-    {"gemma3-4b", 3, 262208, 2560, 10240, 34, 8, 4, 256, 1024, 6, 0, 0, 0, 131072, 256, 8, 0, 0, 0, 0, "G3conv"},
-    {"gemma3-12b", 3, 262208, 3840, 15360, 48, 16, 8, 256, 1024, 6, 0, 0, 0, 131072, 256, 8, 0, 0, 0, 0, "G3conv"},
-    {"gemma3-27b", 3, 262208, 5376, 21504, 62, 32, 16, 128, 1024, 6, 0, 0, 0, 131072, 168, 8, 0, 0, 0, 0,
-     "G3conv, TRT"},
-    {"gemma4-e2b", 4, 262144, 1536, 6144, 35, 8, 1, 256, 512, 5, 512, 1, 0, 131072, 0, 1, 30, 256, 20, 1,
-     "G4conv, G4cfg"},
-    {"gemma4-12b", 4, 262144, 3840, 15360, 48, 16, 8, 256, 1024, 6, 512, 1, 1, 262144, 0, 1, 30, 0, 0, 0,
-     "G4Uconv, G12raw"},
-    {"gemma4-31b", 4, 262144, 5376, 21504, 60, 32, 16, 256, 1024, 6, 512, 4, 1, 262144, 0, 1, 30, 0, 0, 0,
-     "G4conv, G4cfg"},
-};
-#define NPRESETS ((int)(sizeof(presets) / sizeof(presets[0])))
-
-static Shape preset_shape(const Preset *p) {
-    Shape s;
-    memset(&s, 0, sizeof(s));
-    Config *c = &s.c;
-    c->arch = p->arch, c->V = p->V, c->d = p->d, c->F = p->F, c->L = p->L, c->H = p->H, c->K = p->K, c->D = p->D;
-    c->W = p->W, c->max_pos = p->max_pos;
-    for (int l = 0; l < c->L; l++) c->full[l] = (l + 1) % p->period == 0;
-    c->rope_local = 1e4, c->rope_global = 1e6, c->rope_scale = p->rope_scale, c->eps = 1e-6;
-    c->qscalar = p->qscalar, c->final_softcap = p->softcap;
-    c->bos = 2, c->eos = 1, c->pad = 0;
-    c->scale_dtype = ST_BF16;
-    if (p->arch == 3) c->Dg = c->D, c->Kg = c->K, c->partial_rotary = 1.0;
-    else c->Dg = p->Dg, c->Kg = p->Kg, c->k_eq_v = p->k_eq_v, c->partial_rotary = 0.25;
-    s.ple = p->ple, s.kv_shared = p->kv_shared, s.double_wide = p->double_wide;
-    snprintf(s.name, sizeof s.name, "%s", p->name);
-    return s;
-}
-
-// a preset by its name or by an unambiguous tail of it ("31b", "e2b", "270m")
-static const Preset *find_preset(const char *name) {
-    const Preset *hit = NULL;
-    int nhit = 0;
-    for (int i = 0; i < NPRESETS; i++) {
-        const char *n = presets[i].name, *dash = strchr(n, '-');
-        if (streq(n, name)) return &presets[i];
-        if (dash && !strcasecmp(dash + 1, name)) hit = &presets[i], nhit++;
-    }
-    if (nhit == 1) return hit;
-    char list[512] = "";
-    for (int i = 0; i < NPRESETS; i++) strcat(strcat(list, i ? ", " : ""), presets[i].name);
-    fail("--preset %s: %s; the presets are %s", name, nhit ? "ambiguous" : "unknown", list);
-}
-
-// --model DIR (its config.json), --config FILE or --preset NAME: exactly one
-static Shape shape_from_args(const char *model_dir, const char *config, const char *preset, const char *cmd) {
+// --model DIR (its config.json), --config FILE or --preset NAME: exactly one; name: where it came from (160 bytes)
+static Config source_config(const char *model_dir, const char *config, const char *preset, const char *cmd, char *name) {
     if (!!model_dir + !!config + !!preset != 1)
         fail("profile %s needs exactly one of --model DIR, --config FILE or --preset NAME; see --help", cmd);
-    Shape s;
-    memset(&s, 0, sizeof(s));
-    if (preset) return preset_shape(find_preset(preset));
+    if (preset) {
+        const Preset *p = find_preset(preset);
+        snprintf(name, 160, "%s", p->name);
+        return preset_config(p);
+    }
     char *path = model_dir ? path_join(model_dir, "config.json") : str_dup(config);
     if (!file_exists(path)) fail("%s: no such file; %s", path, model_dir ? "is --model a model directory?" : "check --config");
-    // the E2B/E4B parts model.h refuses are read here and switched off for model.h's reader
-    cJSON *root = json_read(path), *tc = cJSON_GetObjectItemCaseSensitive(root, "text_config");
-    cJSON *j = tc && cJSON_IsObject(tc) ? tc : root;
-    s.ple = (int)json_int(j, "hidden_size_per_layer_input", 0, path);
-    s.kv_shared = (int)json_int(j, "num_kv_shared_layers", 0, path);
-    s.double_wide = json_bool(j, "use_double_wide_mlp", 0, path);
-    if (s.ple < 0 || s.kv_shared < 0) fail("%s: hidden_size_per_layer_input and num_kv_shared_layers must be >= 0", path);
-    if (json_get(j, "hidden_size_per_layer_input")) cJSON_ReplaceItemInObject(j, "hidden_size_per_layer_input", cJSON_CreateNumber(0));
-    if (json_get(j, "num_kv_shared_layers")) cJSON_ReplaceItemInObject(j, "num_kv_shared_layers", cJSON_CreateNumber(0));
-    if (json_get(j, "use_double_wide_mlp")) cJSON_ReplaceItemInObject(j, "use_double_wide_mlp", cJSON_CreateFalse());
-    config_from_json(&s.c, root, path);
-    cJSON_Delete(root);
-    if (s.kv_shared >= s.c.L) fail("%s: num_kv_shared_layers %d must be below num_hidden_layers %d", path, s.kv_shared, s.c.L);
-    snprintf(s.name, sizeof s.name, "%s", path);
+    Config c;
+    config_load(&c, path);
+    c.scale_dtype = ST_BF16;  // the released checkpoints' dtype (what a loader rounds sqrt(d) to)
+    snprintf(name, 160, "%s", path);
     free(path);
-    return s;
+    return c;
 }
 
-typedef struct {
-    double nonemb;    // everything but the token embedding and the PLE table (what Sheared-LLaMA targets)
-    double embed;     // V * d (tied: also the output matrix)
-    double ple_table; // V * L * ple (E2B/E4B per-layer input embeddings)
-    double total;
-    double matrices;  // 2-D weights other than the embedding (what Muon updates)
-} Count;
-
-// Parameters of a shape. What model.h can represent is counted by model.h's own parameter table
-// (count_params); the rest with the per-layer formulas of gemma-configs.md §3 plus the same norms
-// model.h would hold: per layer 4 d-sized norms, q_norm and k_norm (not on KV-shared layers), q/o
-// (2 d H Dh), k/v (d Kh Dh each; no v on K=V full layers; neither on KV-shared layers), 3 d F (x2 when
-// double-wide), layer_scalar (Gemma 4), PLE gate and projection (2 d ple); then the final norm, PLE's
-// model projection (d L ple). PLE's own norms are not counted (gemma-configs.md does not list them).
-static Count shape_count_formula(const Shape *s) {
-    const Config *c = &s->c;
-    double d = c->d, H = c->H, non = 0, mat = 0;
-    for (int l = 0; l < c->L; l++) {
-        double Dh = layer_D(c, l), Kh = layer_K(c, l);
-        int shared = s->kv_shared && l >= c->L - s->kv_shared;
-        double qo = 2 * d * H * Dh, kv = shared ? 0 : d * Kh * Dh * (layer_has_v(c, l) ? 2 : 1);
-        double mlp = 3 * d * c->F * (s->double_wide && shared ? 2 : 1), ple = s->ple ? 2 * d * s->ple : 0;
-        mat += qo + kv + mlp + ple;
-        non += qo + kv + mlp + ple + 4 * d + Dh + (shared ? 0 : Dh) + (c->arch == 4 ? 1 : 0);
-    }
-    non += d;
-    if (s->ple) non += d * c->L * s->ple, mat += d * c->L * s->ple;
-    Count n = {non, (double)c->V * d, s->ple ? (double)c->V * c->L * s->ple : 0, 0, mat};
-    n.total = n.nonemb + n.embed + n.ple_table;
-    return n;
-}
-
-static Count shape_count(const Shape *s) {
-    Count n = shape_count_formula(s);
-    if (shape_representable(s)) {  // model.h's table is the authority (test_profile checks both agree)
-        n.nonemb = (double)count_params(&s->c, 0);
-        n.total = n.nonemb + n.embed + n.ple_table;
-    }
-    return n;
-}
-
-// what a budget counts
-enum { COUNT_TOTAL, COUNT_EFFECTIVE, COUNT_NONEMB };
-static const char *count_names[] = {"total", "effective", "non_embedding"};
-static double count_of(const Count *n, int mode) {
-    return mode == COUNT_TOTAL ? n->total : mode == COUNT_EFFECTIVE ? n->total - n->ple_table : n->nonemb;
-}
-
-static void shape_print(const Shape *s, FILE *f) {
-    const Config *c = &s->c;
-    int nfull = 0;
-    for (int l = 0; l < c->L; l++) nfull += c->full[l];
-    fprintf(f, "Gemma %d  L %d (%d full) d %d H %d K %d D %d F %d", c->arch, c->L, nfull, c->d, c->H, c->K, c->D, c->F);
+// one line: the shape of c
+static void shape_print(const Config *c, FILE *f) {
+    fprintf(f, "Gemma %d  L %d (%d full) d %d H %d K %d D %d F %d", c->arch, c->L, count_full(c), c->d, c->H, c->K, c->D, c->F);
     if (c->arch == 4) fprintf(f, " | full layers K %d D %d%s", c->Kg, c->Dg, c->k_eq_v ? " K=V" : "");
-    if (s->ple) fprintf(f, " | PLE %d", s->ple);
-    if (s->kv_shared) fprintf(f, " | %d KV-shared layers%s", s->kv_shared, s->double_wide ? " (double-wide MLP)" : "");
+    if (c->P) fprintf(f, " | PLE %d", c->P);
+    if (c->n_shared) fprintf(f, " | %d KV-shared layers%s", c->n_shared, c->double_wide ? " (double-wide MLP)" : "");
 }
 
 // ================================================================================================
 // plan: ./profile plan --model DIR|--config FILE|--preset NAME --params N[,N...]
-// Sheared-LLaMA took its target shapes from existing models of the target size (Pythia-1.4B for 1.3B,
-// INCITE-3B for 2.7B; sheared-llama-and-peers.md). Here the "existing models" are the public Gemma
-// family: a least-squares power law of depth L and width d against non-embedding parameters over the
-// dense presets says what a Gemma of the budget looks like; the planner then searches every shape the
-// source can be cut to (L' <= L, d' <= d on a hardware multiple and divisible by H', H' keeping the
-// GQA ratio on sliding and full layers, head_dim kept, F' solved from the budget) and keeps the one
-// nearest the family's proportions whose count is within the tolerance of the budget.
+// shape.h's planner, family style: every cut of the source within the tolerance of each budget, nearest the
+// proportions of the public Gemma family at that size; prints the best and the alternatives, writes targets.
 // ================================================================================================
-
-typedef struct {
-    double aL, bL, ad, bd;  // L ~ exp(aL) P^bL, d ~ exp(ad) P^bd, P = non-embedding parameters
-} FamilyFit;
-
-static FamilyFit family_fit(void) {
-    double sx = 0, sxx = 0, syL = 0, sxyL = 0, syd = 0, sxyd = 0;
-    int n = 0;
-    for (int i = 0; i < NPRESETS; i++) {
-        Shape s = preset_shape(&presets[i]);
-        if (!shape_representable(&s)) continue;  // dense decoders only
-        double x = log(shape_count(&s).nonemb), yL = log(s.c.L), yd = log(s.c.d);
-        sx += x, sxx += x * x, syL += yL, sxyL += x * yL, syd += yd, sxyd += x * yd, n++;
-    }
-    FamilyFit f;
-    double den = n * sxx - sx * sx;
-    f.bL = (n * sxyL - sx * syL) / den, f.aL = (syL - f.bL * sx) / n;
-    f.bd = (n * sxyd - sx * syd) / den, f.ad = (syd - f.bd * sx) / n;
-    return f;
-}
-
-// The sliding/full constraint: no run of N or more consecutive sliding layers among the kept ones,
-// at least one full layer when the source has any, and on Gemma 4 the last kept layer is full
-// (transformers forces it).
-static int layers_ok(const Config *c, const int *keep, int N) {
-    int run = 0, any = 0, last = -1, src_full = 0;
-    for (int l = 0; l < c->L; l++) {
-        src_full |= c->full[l];
-        if (!keep[l]) continue;
-        last = l;
-        if (c->full[l]) run = 0, any = 1;
-        else if (N > 0 && ++run >= N) return 0;
-    }
-    if (src_full && !any) return 0;
-    if (c->arch == 4 && last >= 0 && !c->full[last]) return 0;
-    return 1;
-}
-
-// the longest run of sliding layers in the source, plus one: the N of the constraint by default
-static int full_every_default(const Config *c) {
-    int run = 0, best = 0, any = 0;
-    for (int l = 0; l < c->L; l++) {
-        any |= c->full[l];
-        run = c->full[l] ? 0 : run + 1;
-        best = run > best ? run : best;
-    }
-    return any ? best + 1 : 0;
-}
-
-// Which Lt layers to keep. With an importance per layer (a profile: Block Influence or ablation
-// Δloss), drop the least important first, skipping any drop that breaks the constraint. Without one,
-// keep each type evenly spaced, with as many full layers as the source's ratio asks (more if the
-// constraint needs them). Returns 0 when no choice satisfies the constraint.
-static int choose_layers(const Config *c, int Lt, int N, const double *imp, int *keep) {
-    int L = c->L;
-    if (imp) {
-        for (int l = 0; l < L; l++) keep[l] = 1;
-        for (int kept = L; kept > Lt; kept--) {
-            int best = -1;
-            for (int l = 0; l < L; l++) {  // least important removable layer
-                if (!keep[l] || (best >= 0 && imp[l] >= imp[best])) continue;
-                keep[l] = 0;
-                if (layers_ok(c, keep, N)) best = l;
-                keep[l] = 1;
-            }
-            if (best < 0) return 0;
-            keep[best] = 0;
-        }
-        return 1;
-    }
-    int nfull = 0, fl[MAX_LAYERS], sl[MAX_LAYERS], ns = 0;
-    for (int l = 0; l < L; l++) {
-        if (c->full[l]) fl[nfull++] = l;
-        else sl[ns++] = l;
-    }
-    int kf0 = (int)lround((double)Lt * nfull / L);
-    if (nfull && kf0 < 1) kf0 = 1;
-    for (int kf = kf0; kf <= nfull && kf <= Lt; kf++) {
-        int ks = Lt - kf;
-        if (ks > ns) continue;
-        memset(keep, 0, sizeof(int) * (size_t)L);
-        for (int i = 0; i < kf; i++) keep[fl[(int)(((long)(i + 1) * nfull) / kf) - 1]] = 1;  // includes the last full
-        for (int i = 0; i < ks; i++) keep[sl[(int)(((long)i * ns) / ks)]] = 1;                 // includes the first
-        if (layers_ok(c, keep, N)) return 1;
-    }
-    return 0;
-}
-
-// the target config from the source and the chosen sizes and layers
-static Shape shape_target(const Shape *src, int Lt, int d, int H, int F, const int *keep) {
-    Shape t = *src;
-    Config *c = &t.c;
-    int G = src->c.H / src->c.K, Gg = src->c.H / src->c.Kg, j = 0;
-    c->d = d, c->H = H, c->K = H / G, c->Kg = c->arch == 4 ? H / Gg : H / G, c->F = F;
-    for (int l = 0; l < src->c.L; l++)
-        if (keep[l]) c->full[j++] = src->c.full[l];
-    c->L = Lt;
-    if (src->kv_shared) t.kv_shared = (int)lround((double)src->kv_shared * Lt / src->c.L);
-    return t;
-}
-
-typedef struct {
-    Shape s;
-    Count n;
-    double err, score;
-    int keep[MAX_LAYERS];
-} Candidate;
-
-static int plan_multiple_default(int d) { return d >= 2048 ? 128 : d >= 512 ? 64 : d >= 128 ? 16 : 8; }
-
-// Search every (L', H', d') and solve F' for the budget; keep the best `nbest` by score, ascending.
-// mode: what the budget counts (COUNT_*). Returns how many candidates were found.
-static int plan_search(const Shape *src, double budget, int mode, int mult, double tol, int N,
-                       const double *imp, const FamilyFit *fit, Candidate *best, int nbest) {
-    const Config *c = &src->c;
-    int G = c->H / c->K, Gg = c->H / c->Kg, hstep = (int)(G / gcd_l(G, Gg) * Gg), found = 0;
-    static int keeps[MAX_LAYERS + 1][MAX_LAYERS];
-    static int have[MAX_LAYERS + 1];
-    for (int Lt = 1; Lt <= c->L; Lt++) have[Lt] = choose_layers(c, Lt, N, imp, keeps[Lt]);
-    for (int Lt = 1; Lt <= c->L; Lt++) {
-        if (!have[Lt]) continue;
-        for (int H = hstep; H <= c->H; H += hstep)
-            for (int d = mult; d <= c->d; d += mult) {
-                if (d % H) continue;
-                // the count is linear in F: solve, round to the multiple, clamp to [mult, F]
-                Shape t0 = shape_target(src, Lt, d, H, 0, keeps[Lt]), t1 = shape_target(src, Lt, d, H, mult, keeps[Lt]);
-                Count n0 = shape_count_formula(&t0), n1 = shape_count_formula(&t1);
-                double v0 = count_of(&n0, mode), v1 = count_of(&n1, mode);
-                double Fs = (budget - v0) / ((v1 - v0) / mult);
-                int F = (int)lround(Fs / mult) * mult;
-                if (F < mult) F = mult;
-                if (F > c->F) F = c->F;
-                Candidate cand;
-                cand.s = shape_target(src, Lt, d, H, F, keeps[Lt]);
-                cand.n = shape_count_formula(&cand.s);  // the exact count is taken for the winners below
-                double got = count_of(&cand.n, mode);
-                cand.err = (got - budget) / budget;
-                if (fabs(cand.err) > tol) continue;
-                // distance from the family's proportions at this size; F/d and attention width H*D/d
-                // are kept near the source's
-                double P = cand.n.nonemb, Lf = exp(fit->aL) * pow(P, fit->bL), df = exp(fit->ad) * pow(P, fit->bd);
-                double rF = log(((double)F / d) / ((double)c->F / c->d)), rA = log(((double)H / d) / ((double)c->H / c->d));
-                cand.score = pow(log(Lt / Lf), 2) + pow(log(d / df), 2) + 0.5 * rF * rF + 0.5 * rA * rA +
-                             pow(cand.err / tol, 2) * 0.01;
-                memcpy(cand.keep, keeps[Lt], sizeof(int) * (size_t)c->L);
-                // insertion into the sorted best list
-                int pos = found < nbest ? found : nbest;
-                if (pos == nbest && cand.score >= best[nbest - 1].score) continue;
-                if (pos == nbest) pos = nbest - 1;
-                while (pos > 0 && best[pos - 1].score > cand.score) best[pos] = best[pos - 1], pos--;
-                best[pos] = cand;
-                if (found < nbest) found++;
-            }
-    }
-    for (int k = 0; k < found; k++) best[k].n = shape_count(&best[k].s);
-    return found;
-}
-
-// a target file prune.c (--target) and train.c (--config) read: a full config.json of the pruned shape,
-// plus the source layers it keeps and the planned counts
-static cJSON *target_json(const Shape *src, const Candidate *cd, double budget, int mode) {
-    cJSON *j = config_to_json(&cd->s.c, "bfloat16");
-    if (!shape_representable(&cd->s)) {  // E2B-style parts model.h does not implement (yet)
-        cJSON_ReplaceItemInObject(j, "hidden_size_per_layer_input", cJSON_CreateNumber(cd->s.ple));
-        cJSON_ReplaceItemInObject(j, "num_kv_shared_layers", cJSON_CreateNumber(cd->s.kv_shared));
-        cJSON_ReplaceItemInObject(j, "use_double_wide_mlp", cJSON_CreateBool(cd->s.double_wide));
-    }
-    cJSON *sl = cJSON_AddArrayToObject(j, "source_layers");
-    for (int l = 0; l < src->c.L; l++)
-        if (cd->keep[l]) cJSON_AddItemToArray(sl, cJSON_CreateNumber(l));
-    cJSON *p = cJSON_AddObjectToObject(j, "shear_plan");
-    cJSON_AddStringToObject(p, "source", src->name);
-    cJSON_AddNumberToObject(p, "budget", budget);
-    cJSON_AddStringToObject(p, "budget_counts", count_names[mode]);
-    cJSON_AddNumberToObject(p, "non_embedding", cd->n.nonemb);
-    cJSON_AddNumberToObject(p, "embedding", cd->n.embed);
-    if (cd->s.ple) cJSON_AddNumberToObject(p, "ple_table", cd->n.ple_table);
-    cJSON_AddNumberToObject(p, "total", cd->n.total);
-    cJSON_AddStringToObject(p, "counted_by", shape_representable(&cd->s) ? "model.h count_params"
-                                                                          : "gemma-configs.md section 3 formulas");
-    return j;
-}
 
 static double *read_layer_importance(const char *path, int L, char *metric, size_t metric_cap) {
     char *p = dir_exists(path) ? path_join(path, "stats.json") : str_dup(path);
@@ -581,6 +259,83 @@ static void print_presets(void) {
 
 static const char *or_null(const char *s) { return s && *s ? s : NULL; }
 
+// --params LIST: up to 32 budgets and their labels as written
+static int parse_budgets(const char *params, double *budgets, char (*labels)[24]) {
+    int nb = 0;
+    char *list = str_dup(params);
+    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+        if (nb == 32) fail("--params: at most 32 budgets");
+        budgets[nb] = parse_count(tok, "--params");
+        snprintf(labels[nb++], 24, "%.23s", tok);
+    }
+    free(list);
+    return nb;
+}
+
+static void plan_header(const Config *c, const char *name, const PlanOpts *po, const FamilyFit *fit, const char *metric) {
+    Count sn = config_count(c);
+    char b1[32], b2[32], b3[32], b4[32];
+    printf("plan: source %s\n| ", name);
+    shape_print(c, stdout);
+    printf("\n| non-embedding %s + embedding %s%s%s = total %s  (model.h's parameter table)\n", fmt_count(sn.nonemb, b1),
+           fmt_count(sn.embed, b2), c->P ? " + PLE table " : "", c->P ? fmt_count(sn.ple_table, b4) : "",
+           fmt_count(sn.total, b3));
+    printf("| budgets count %s parameters; sizes on multiples of %d; tolerance %.1f%%; full layer in every %d; layers: %s%s\n",
+           count_names[po->mode], po->mult, 100 * po->tol, po->N,
+           po->imp ? "least important dropped first, by " : "evenly spaced per type", po->imp ? metric : "");
+    if (has_e2b_extras(c)) printf("| E2B/E4B: only query heads and FFN channels are cut (what prune can cut)\n");
+    printf("| family fit over the dense presets: L = %.3g * P^%.3f, d = %.3g * P^%.3f (P = non-embedding)\n",
+           exp(fit->aL), fit->bL, exp(fit->ad), fit->bd);
+}
+
+// one budget: the plan, its alternatives, the target file; a budget without a plan leaves its reason in why
+static void plan_budget(const Config *c, const char *name, double budget, const char *label, const PlanOpts *po,
+                        int nalt, const char *out, int many, char *why) {
+    char b1[32], b2[32], b3[32];
+    Count sn = config_count(c);
+    double srcv = count_of(&sn, po->mode);
+    if (budget >= srcv) {
+        snprintf(why, 300, "budget %.23s is not smaller than the source (%s %s parameters); nothing to prune", label,
+                 fmt_count(srcv, b2), count_names[po->mode]);
+        printf("%s\n", why);
+        return;
+    }
+    Candidate *best = (Candidate *)mallocCheck(sizeof(Candidate) * (size_t)(nalt + 1));
+    int found = plan_search(c, budget, po, best, nalt + 1);
+    if (!found) {
+        snprintf(why, 300, "budget %.23s: no shape within %.1f%% (try --multiple %d, a larger --tolerance, or --count %s)",
+                 label, 100 * po->tol, po->mult / 2 > 0 ? po->mult / 2 : 1,
+                 po->mode == COUNT_NONEMB ? "total" : "non-embedding");
+        printf("%s\n", why);
+    }
+    for (int k = 0; k < found; k++) {
+        const Candidate *cd = &best[k];
+        Config t = target_config(c, &cd->t, cd->take);
+        printf("%s %-7s -> L %2d (%d full) d %5d H %2d K %2d", k ? "   alt " : "budget", k ? "" : fmt_count(budget, b1),
+               t.L, count_full(&t), t.d, t.H, t.K);
+        if (c->arch == 4) printf(" | full K %d D %d", t.Kg, t.Dg);
+        printf(" F %5d | non-emb %s emb %s total %s (%+.2f%%) | score %.3f\n", t.F, fmt_count(cd->n.nonemb, b1),
+               fmt_count(cd->n.embed, b2), fmt_count(cd->n.total, b3), 100 * cd->err, cd->score);
+        if (k == 0) {
+            printf("         layers kept:");
+            for (int l = 0; l < c->L; l++)
+                if (cd->take[l]) printf(" %d%s", l, c->full[l] ? "F" : "");
+            printf("\n");
+        }
+    }
+    if (out && found) {
+        char file[48], *path;
+        snprintf(file, sizeof file, "target_%.23s.json", label);
+        path = many ? path_join(out, file) : str_dup(out);
+        cJSON *j = plan_json(c, name, &best[0], budget, po->mode);
+        write_json_atomic(path, j);
+        cJSON_Delete(j);
+        printf("         -> %s\n", path);
+        free(path);
+    }
+    free(best);
+}
+
 static int cmd_plan(int argc, char **argv) {
     PlanArgs pa;
     flags_defaults(&plan_cli, &pa);
@@ -594,86 +349,22 @@ static int cmd_plan(int argc, char **argv) {
     double tol = pa.tolerance;
     int count_mode = streq(count, "total") ? COUNT_TOTAL : streq(count, "effective") ? COUNT_EFFECTIVE
                      : streq(count, "non-embedding") ? COUNT_NONEMB : -1;
-    Shape src = shape_from_args(model_dir, config, preset, "plan");
-    const Config *c = &src.c;
-    if (mult <= 0) mult = plan_multiple_default(c->d);
-    if (N < 0) N = full_every_default(c);
+    char name[160];
+    Config c = source_config(model_dir, config, preset, "plan", name);
+    FamilyFit fit = family_fit();
+    PlanOpts po = {count_mode, mult > 0 ? mult : plan_multiple_default(c.d), tol, N >= 0 ? N : default_full_every(&c),
+                   NULL, &fit};
     double *imp = NULL;
     char metric[64] = "";
-    if (profile) imp = read_layer_importance(profile, c->L, metric, sizeof metric);
-    // the budgets
+    if (profile) po.imp = imp = read_layer_importance(profile, c.L, metric, sizeof metric);
     double budgets[32];
     char labels[32][24];
-    int nb = 0;
-    char *list = str_dup(params);
-    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
-        if (nb == 32) fail("--params: at most 32 budgets");
-        budgets[nb] = parse_count(tok, "--params");
-        snprintf(labels[nb++], sizeof labels[0], "%.23s", tok);
-    }
-    free(list);
+    int nb = parse_budgets(params, budgets, labels);
     int many = nb > 1 || (out && !strstr(out, ".json"));
     if (out && many) make_dirs(out);
-
-    Count sn = shape_count(&src);
-    FamilyFit fit = family_fit();
-    char b1[32], b2[32], b3[32], b4[32];
-    printf("plan: source %s\n| ", src.name);
-    shape_print(&src, stdout);
-    printf("\n| non-embedding %s + embedding %s%s%s = total %s  (%s)\n", fmt_count(sn.nonemb, b1), fmt_count(sn.embed, b2),
-           src.ple ? " + PLE table " : "", src.ple ? fmt_count(sn.ple_table, b4) : "", fmt_count(sn.total, b3),
-           shape_representable(&src) ? "model.h's parameter table" : "gemma-configs.md formulas; model.h cannot load this");
-    printf("| budgets count %s parameters; sizes on multiples of %d; tolerance %.1f%%; full layer in every %d; layers: %s%s\n",
-           count_names[count_mode], mult, 100 * tol, N,
-           imp ? "least important dropped first, by " : "evenly spaced per type", imp ? metric : "");
-    printf("| family fit over the dense presets: L = %.3g * P^%.3f, d = %.3g * P^%.3f (P = non-embedding)\n",
-           exp(fit.aL), fit.bL, exp(fit.ad), fit.bd);
-    Candidate *best = (Candidate *)mallocCheck(sizeof(Candidate) * (size_t)(nalt + 1));
+    plan_header(&c, name, &po, &fit, metric);
     char why[300] = "";
-    for (int b = 0; b < nb; b++) {
-        double srcv = count_of(&sn, count_mode);
-        if (budgets[b] >= srcv) {
-            snprintf(why, sizeof why, "budget %.23s is not smaller than the source (%s %s parameters); nothing to prune",
-                     labels[b], fmt_count(srcv, b2), count_names[count_mode]);
-            printf("%s\n", why);
-            continue;
-        }
-        int found = plan_search(&src, budgets[b], count_mode, mult, tol, N, imp, &fit, best, nalt + 1);
-        if (!found) {
-            snprintf(why, sizeof why, "budget %.23s: no shape within %.1f%% (try --multiple %d, a larger --tolerance, or "
-                     "--count %s)", labels[b], 100 * tol, mult / 2 > 0 ? mult / 2 : 1,
-                     count_mode == COUNT_NONEMB ? "total" : "non-embedding");
-            printf("%s\n", why);
-            continue;
-        }
-        for (int k = 0; k < found; k++) {
-            const Candidate *cd = &best[k];
-            int nf = 0;
-            for (int l = 0; l < cd->s.c.L; l++) nf += cd->s.c.full[l];
-            printf("%s %-7s -> L %2d (%d full) d %5d H %2d K %2d", k ? "   alt " : "budget", k ? "" : fmt_count(budgets[b], b1),
-                   cd->s.c.L, nf, cd->s.c.d, cd->s.c.H, cd->s.c.K);
-            if (c->arch == 4) printf(" | full K %d D %d", cd->s.c.Kg, cd->s.c.Dg);
-            printf(" F %5d | non-emb %s emb %s total %s (%+.2f%%) | score %.3f\n", cd->s.c.F, fmt_count(cd->n.nonemb, b1),
-                   fmt_count(cd->n.embed, b2), fmt_count(cd->n.total, b3), 100 * cd->err, cd->score);
-            if (k == 0) {
-                printf("         layers kept:");
-                for (int l = 0; l < c->L; l++)
-                    if (cd->keep[l]) printf(" %d%s", l, c->full[l] ? "F" : "");
-                printf("\n");
-            }
-        }
-        if (out) {
-            char name[48], *path;
-            snprintf(name, sizeof name, "target_%.23s.json", labels[b]);
-            path = many ? path_join(out, name) : str_dup(out);
-            cJSON *j = target_json(&src, &best[0], budgets[b], count_mode);
-            write_json_atomic(path, j);
-            cJSON_Delete(j);
-            printf("         -> %s%s\n", path, shape_representable(&best[0].s) ? "" : " (model.h cannot load this shape yet)");
-            free(path);
-        }
-    }
-    free(best);
+    for (int b = 0; b < nb; b++) plan_budget(&c, name, budgets[b], labels[b], &po, nalt, out, many, why);
     free(imp);
     if (why[0]) fail("profile plan: %s", why);
     return 0;
@@ -689,7 +380,7 @@ static int cmd_plan(int argc, char **argv) {
 //                with one fp32 scale each per block of 256 values (train.c's QBLOCK; block-wise 8-bit states
 //                after Dettmers et al., arXiv 2110.02861); muon: one fp32 momentum for the 2-D hidden
 //                matrices, AdamW's two (8 B) for the embedding and the norms
-//   activations  what model.h's backward keeps per layer and token (model_alloc_acts), in --act-bytes
+//   activations  what model.h's backward keeps per layer and token (its activation table), in --act-bytes
 //                per value, at the micro-batch --batch x --seq; with --checkpointing only each layer's
 //                input plus one layer's worth recomputed during backward; plus the backward scratch
 //                (scratch_layout) and the head's logits chunk (16 MiB: logits are never whole)
@@ -715,17 +406,43 @@ typedef struct {
     int fits;
 } MemUse;
 
-// values per token one layer keeps for backward: mirrors model_alloc_acts (x, a, r_in, qkv, q, k, v,
-// rq, rk, rv, att, lse, o, r_pa, x2, m, r_pf, gu, h, f, r_pff)
-static double layer_act_values(const Config *c, int l) {
-    double d = c->d, H = c->H, F = c->F, D = layer_D(c, l), K = layer_K(c, l), nqkv = (H + 2 * K) * D;
-    return 6 * d + nqkv + H * D + 2 * K * D + H * D + 3 * F + 4 + H + 2 * K + H;
+// Activation values per token: every layer's, the largest layer's (what checkpointing recomputes) and the
+// model-level ones (after the last layer; E2B's per-layer inputs). The CPU path keeps what model.h's activation
+// table says (fill_in_layer_act_sizes / fill_in_model_act_sizes: what model_alloc_acts allocates). The GPU path
+// (hip/gpu.h) keeps its own buffers (bf16, recompute of gate|up): its table plugs in here, selected by the path
+// the run trains on, and nowhere else.
+typedef struct {
+    double layers, max_layer, model;
+} ActValues;
+
+static ActValues act_values_per_token(const Config *c) {
+    ActValues v = {0, 0, 0};
+    size_t sz[NUM_LAYER_ACTS + NUM_MODEL_ACTS];
+    for (int l = 0; l < c->L; l++) {  // B = T = 1: every size is proportional to the tokens
+        fill_in_layer_act_sizes(sz, c, l, 1, 1);
+        double n = 0;
+        for (int i = 0; i < NUM_LAYER_ACTS; i++) n += (double)sz[i];
+        v.layers += n, v.max_layer = n > v.max_layer ? n : v.max_layer;
+    }
+    fill_in_model_act_sizes(sz, c, 1, 1);
+    for (int i = 0; i < NUM_MODEL_ACTS; i++) v.model += (double)sz[i];
+    return v;
 }
 
-static MemUse mem_use(const Shape *s, const MemOpts *o) {
-    const Config *c = &s->c;
-    Count n = shape_count(s);
-    double P = n.total, Pmat = n.matrices, g = o->gpus;
+// parameters in the hidden matrices (model.h's param_is_matrix): Muon's one momentum, AdamW's two for the rest
+static double count_matrices(const Config *c) {
+    ParamTable t;
+    param_table(c, &t);
+    double n = 0;
+    for (int i = 0; i < t.n; i++)
+        if (param_is_matrix(&t.e[i])) n += (double)(t.e[i].rows * t.e[i].cols);
+    free(t.e);
+    return n;
+}
+
+static MemUse mem_use(const Config *c, const MemOpts *o) {
+    Count n = config_count(c);
+    double P = n.total, Pmat = count_matrices(c), g = o->gpus;
     MemUse u;
     memset(&u, 0, sizeof(u));
     u.weights = P * o->weight_bytes / (o->zero >= 3 ? g : 1);
@@ -735,14 +452,8 @@ static MemUse mem_use(const Shape *s, const MemOpts *o) {
                 : o->opt == OPT_ADAMW8 ? 2 * P + 2 * 4 * ceil(P / ADAMW8_BLOCK)
                                        : 4 * Pmat + 8 * (P - Pmat);
     u.states = st / (o->zero >= 1 ? g : 1);
-    double all = 0, maxl = 0;
-    for (int l = 0; l < c->L; l++) {
-        double v = layer_act_values(c, l);
-        all += v;
-        maxl = v > maxl ? v : maxl;
-    }
-    u.act_per_token = o->ckpt ? (double)c->L * c->d + maxl : all;
-    u.act_per_token += 3.0 * c->d + 1;  // after the last layer: xL, xf, dxf, r_f
+    ActValues av = act_values_per_token(c);  // checkpointing: each layer's input, one layer recomputed
+    u.act_per_token = (o->ckpt ? (double)c->L * c->d + av.max_layer : av.layers) + av.model;
     double N = (double)o->B * o->T;
     u.acts = N * u.act_per_token * o->act_bytes;
     u.scratch = N * (double)scratch_layout(c, 1).total * o->act_bytes;
@@ -753,14 +464,15 @@ static MemUse mem_use(const Shape *s, const MemOpts *o) {
     return u;
 }
 
-static void mem_report(const Shape *s, const MemOpts *o, const MemUse *u) {
-    Count n = shape_count(s);
+static void mem_report(const Config *c, const MemOpts *o, const MemUse *u) {
+    Count n = config_count(c);
+    double mat = count_matrices(c);
     char b1[32], b2[32], b3[32], b4[32];
     double G = 1e9, g = o->gpus;
     const char *wd = o->weight_bytes == 2 ? "bf16" : "fp32", *gd = o->grad_bytes == 2 ? "bf16" : "fp32";
     printf("parameters %s total (%s non-embedding, %s embedding%s), %s in 2-D hidden matrices\n",
            fmt_count(n.total, b1), fmt_count(n.nonemb, b2), fmt_count(n.embed, b3),
-           s->ple ? " + PLE table" : "", fmt_count(n.matrices, b4));
+           c->P ? " + PLE table" : "", fmt_count(mat, b4));
 #define SHARD(on) ((on) ? g : 1.0)
     printf("  weights     %-6s %s x %d B                 = %8.2f GB / %g = %8.2f GB\n", wd, fmt_count(n.total, b1),
            o->weight_bytes, n.total * o->weight_bytes / G, SHARD(o->zero >= 3), u->weights / G);
@@ -776,14 +488,14 @@ static void mem_report(const Shape *s, const MemOpts *o, const MemUse *u) {
         printf("  optimizer   adamw8 %s x (2 B + 8 B/%d)     = %8.2f GB / %g = %8.2f GB\n", fmt_count(n.total, b1),
                ADAMW8_BLOCK, u->states * SHARD(o->zero >= 1) / G, SHARD(o->zero >= 1), u->states / G);
     else
-        printf("  optimizer   muon   %s x 4 B + %s x 8 B    = %8.2f GB / %g = %8.2f GB\n", fmt_count(n.matrices, b1),
-               fmt_count(n.total - n.matrices, b2), u->states * SHARD(o->zero >= 1) / G, SHARD(o->zero >= 1),
+        printf("  optimizer   muon   %s x 4 B + %s x 8 B    = %8.2f GB / %g = %8.2f GB\n", fmt_count(mat, b1),
+               fmt_count(n.total - mat, b2), u->states * SHARD(o->zero >= 1) / G, SHARD(o->zero >= 1),
                u->states / G);
 #undef SHARD
     printf("  activations %d x %d tokens x %.0f values x %d B%s = %8.2f GB\n", o->B, o->T, u->act_per_token,
            o->act_bytes, o->ckpt ? " (checkpointing: layer inputs + one layer)" : "", u->acts / G);
     printf("  backward scratch %d x %d tokens x %zu values x %d B           = %8.2f GB\n", o->B, o->T,
-           scratch_layout(&s->c, 1).total, o->act_bytes, u->scratch / G);
+           scratch_layout(c, 1).total, o->act_bytes, u->scratch / G);
     printf("  head logits chunk                                    = %8.2f GB\n", u->head / G);
     if (u->reserve > 0) printf("  reserve (--reserve)                                  = %8.2f GB\n", u->reserve / G);
     printf("  total per GPU = %.2f GB of %g GB -> %s (%s %.2f GB)\n", u->total / G, o->gpu_mem,
@@ -845,34 +557,10 @@ static const Cli memory_cli = {"./profile memory", "usage: ./profile memory --mo
                                "whether it fits; then which other options would fit. Needs no weights. GB = 1e9 bytes.\n",
                                memory_flags, COUNT_OF(memory_flags), memory_renamed, COUNT_OF(memory_renamed), NULL, NULL};
 
-static int cmd_memory(int argc, char **argv) {
-    MemArgs ma;
-    flags_defaults(&memory_cli, &ma);
-    flags_parse(&memory_cli, &ma, argc, argv, 2, NULL);
-    flags_print(&memory_cli, &ma, stdout);
-    const char *model_dir = or_null(ma.model), *config = or_null(ma.config), *preset = or_null(ma.preset);
-    const char *weights = ma.dtype, *master = ma.master, *grads = or_null(ma.grads), *json = or_null(ma.json);
-    MemOpts o = {0, 0, ma.zero, ma.checkpointing, ma.gpus, ma.batch, ma.seq, 0, 0, ma.act_bytes, ma.gpu_mem, ma.reserve};
-    o.opt = streq(ma.optimizer, "adamw") ? OPT_ADAMW : streq(ma.optimizer, "adamw8") ? OPT_ADAMW8 : OPT_MUON;
-    o.master = streq(master, "f32");
-    o.weight_bytes = streq(weights, "bf16") ? 2 : 4;
-    o.grad_bytes = grads ? (streq(grads, "bf16") ? 2 : 4) : (o.master || o.weight_bytes == 4 ? 4 : 2);
-    Shape s = shape_from_args(model_dir, config, preset, "memory");
-    printf("memory: %s\n| ", s.name);
-    shape_print(&s, stdout);
-    printf("\n| optimizer %s, %s weights, master %s, %s gradients, ZeRO %d over %d GPU(s) of %g GB, "
-           "micro-batch %d x %d, checkpointing %s, %d B per activation\n",
-           opt_names[o.opt], weights, o.master && o.weight_bytes == 2 ? "f32" : "none",
-           o.grad_bytes == 2 ? "bf16" : "f32", o.zero, o.gpus, o.gpu_mem, o.B, o.T, o.ckpt ? "on" : "off", o.act_bytes);
-    MemUse u = mem_use(&s, &o);
-    mem_report(&s, &o, &u);
-    if (json) {
-        cJSON *j = mem_json(&o, &u);
-        write_json_atomic(json, j);
-        cJSON_Delete(j);
-        printf("wrote %s\n", json);
-    }
-    // the alternatives: every optimizer x precision x checkpointing, per ZeRO stage, on these GPUs
+// the alternatives: every optimizer x precision x checkpointing, per ZeRO stage, on these GPUs; when nothing fits,
+// the fewest GPUs with everything sharded
+static void mem_alternatives(const Config *s, const MemOpts *base) {
+    MemOpts o = *base;
     printf("\nper-GPU GB for other options on %d GPU(s) of %g GB, micro-batch %d x %d (* = fits):\n", o.gpus, o.gpu_mem,
            o.B, o.T);
     printf("  %-8s %-22s %-6s %10s %10s %10s %10s\n", "optimizer", "precision", "ckpt", "ZeRO 0", "ZeRO 1", "ZeRO 2",
@@ -887,7 +575,7 @@ static int cmd_memory(int argc, char **argv) {
                        ck ? "on" : "off");
                 for (int z = 0; z < 4; z++) {
                     a.zero = z;
-                    MemUse v = mem_use(&s, &a);
+                    MemUse v = mem_use(s, &a);
                     printf(" %9.1f%s", v.total / 1e9, v.fits ? "*" : " ");
                     any |= v.fits;
                 }
@@ -899,11 +587,42 @@ static int cmd_memory(int argc, char **argv) {
         int g = o.gpus;
         for (; g <= 4096; g *= 2) {
             a.gpus = g;
-            if (mem_use(&s, &a).fits) break;
+            if (mem_use(s, &a).fits) break;
         }
         printf("nothing fits on %d GPU(s); with adamw8, bf16 only, checkpointing and ZeRO 3 it takes %s%d GPUs\n",
                o.gpus, g > 4096 ? "more than " : "", g > 4096 ? 4096 : g);
     }
+}
+
+static int cmd_memory(int argc, char **argv) {
+    MemArgs ma;
+    flags_defaults(&memory_cli, &ma);
+    flags_parse(&memory_cli, &ma, argc, argv, 2, NULL);
+    flags_print(&memory_cli, &ma, stdout);
+    const char *model_dir = or_null(ma.model), *config = or_null(ma.config), *preset = or_null(ma.preset);
+    const char *weights = ma.dtype, *master = ma.master, *grads = or_null(ma.grads), *json = or_null(ma.json);
+    MemOpts o = {0, 0, ma.zero, ma.checkpointing, ma.gpus, ma.batch, ma.seq, 0, 0, ma.act_bytes, ma.gpu_mem, ma.reserve};
+    o.opt = streq(ma.optimizer, "adamw") ? OPT_ADAMW : streq(ma.optimizer, "adamw8") ? OPT_ADAMW8 : OPT_MUON;
+    o.master = streq(master, "f32");
+    o.weight_bytes = streq(weights, "bf16") ? 2 : 4;
+    o.grad_bytes = grads ? (streq(grads, "bf16") ? 2 : 4) : (o.master || o.weight_bytes == 4 ? 4 : 2);
+    char name[160];
+    Config s = source_config(model_dir, config, preset, "memory", name);
+    printf("memory: %s\n| ", name);
+    shape_print(&s, stdout);
+    printf("\n| optimizer %s, %s weights, master %s, %s gradients, ZeRO %d over %d GPU(s) of %g GB, "
+           "micro-batch %d x %d, checkpointing %s, %d B per activation\n",
+           opt_names[o.opt], weights, o.master && o.weight_bytes == 2 ? "f32" : "none",
+           o.grad_bytes == 2 ? "bf16" : "f32", o.zero, o.gpus, o.gpu_mem, o.B, o.T, o.ckpt ? "on" : "off", o.act_bytes);
+    MemUse u = mem_use(&s, &o);
+    mem_report(&s, &o, &u);
+    if (json) {
+        cJSON *j = mem_json(&o, &u);
+        write_json_atomic(json, j);
+        cJSON_Delete(j);
+        printf("wrote %s\n", json);
+    }
+    mem_alternatives(&s, &o);
     return 0;
 }
 
@@ -1045,29 +764,6 @@ static void ffn_activity(const float *h, int N, int F, int ld, double tau, doubl
     free(thr);
 }
 
-// Residual contribution on N tokens of width d: adds to s[0..3] the sums over tokens of ||x_in||,
-// ||x_out||, Block Influence 1 - cos(x_in, x_out) (0.5 where a vector is zero, ShortGPT's NaN rule) and
-// ||x_out - x_in|| / ||x_in|| (0 where x_in is zero). x_out is read times out_scale.
-static void resid_stats(const float *xin, const float *xout, float out_scale, int N, int d, double *s) {
-    double *v = (double *)mallocCheck(sizeof(double) * (size_t)N * 4);
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *a = xin + (size_t)n * d, *b = xout + (size_t)n * d;
-        double aa = 0, bb = 0, ab = 0, dd = 0;
-        for (int i = 0; i < d; i++) {
-            double x = a[i], y = (double)b[i] * out_scale;
-            aa += x * x, bb += y * y, ab += x * y, dd += (y - x) * (y - x);
-        }
-        double na = sqrt(aa), nb = sqrt(bb);
-        v[n * 4] = na, v[n * 4 + 1] = nb;
-        v[n * 4 + 2] = na > 0 && nb > 0 ? 1 - ab / (na * nb) : 0.5;
-        v[n * 4 + 3] = na > 0 ? sqrt(dd) / na : 0;
-    }
-    for (int n = 0; n < N; n++)
-        for (int k = 0; k < 4; k++) s[k] += v[n * 4 + k];
-    free(v);
-}
-
 // Sums over one domain (or all): activations per token, entropy per query row, gradients at the end.
 typedef struct {
     double batches, tokens, loss_sum, loss_n;
@@ -1123,7 +819,8 @@ static void acc_batch(Acc *a, const Model *m, double tau) {
         double t[4] = {0, 0, 0, 0}, u[4] = {0, 0, 0, 0};
         resid_stats(x->x, xout, 1.0f, N, d, a->res + (size_t)l * 4);
         resid_stats(x->x, x->x2, 1.0f, N, d, t);                      // attention branch
-        resid_stats(x->x2, xout, ls != 0 ? 1.0f / ls : 1.0f, N, d, u);  // MLP branch, before layer_scalar
+        if (c->P) resid_stats(x->x2, x->x3, 1.0f, N, d, u);              // E2B: x3 is the stream after the MLP
+        else resid_stats(x->x2, xout, ls != 0 ? 1.0f / ls : 1.0f, N, d, u);  // MLP branch, before layer_scalar
         a->upd_attn[l] += t[3], a->upd_mlp[l] += u[3];
         a->erows[l] += attn_entropy(m, l, a->ent + (size_t)l * H, a->entn + (size_t)l * H);
         ffn_activity(x->h, N, F, layer_F(c, l), tau, a->fabs_ + (size_t)l * F, a->fzero + (size_t)l * F);

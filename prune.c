@@ -824,15 +824,9 @@ static Calib calibrate(Model *m, Mixture *mx, int batches, int B, int T) {
             calib_add(cb.m2 + l * d, cb.m1 + l * d, a->m, B, T, c->d);
             calib_add(cb.att2 + l * cb.hd, cb.att1 + l * cb.hd, a->att, B, T, (int)cb.hd);
             calib_add(cb.h2 + l * F, cb.h1 + l * F, a->h, B, T, c->F);
-            const float *xo = l + 1 < c->L ? m->act[l + 1].x : m->xL;  // Block Influence: 1 − cos(x_in, x_out)
-            for (size_t n = 0; n < N; n++) {
-                double xy = 0, xx = 0, yy = 0;
-                for (size_t i = 0; i < d; i++) {
-                    double x = a->x[n * d + i], y = xo[n * d + i];
-                    xy += x * y, xx += x * x, yy += y * y;
-                }
-                cb.bi[l] += xx > 0 && yy > 0 ? 1 - xy / sqrt(xx * yy) : 0.5;  // ShortGPT: NaN -> 0.5
-            }
+            double rs[4] = {0, 0, 0, 0};  // Block Influence: 1 − cos(x_in, x_out) (shape.h)
+            resid_stats(a->x, l + 1 < c->L ? m->act[l + 1].x : m->xL, 1.0f, (int)N, c->d, rs);
+            cb.bi[l] += rs[2];
         }
         char eta[32];
         printf("\r| calibration batch %d/%d (eta %s)   ", it + 1, batches,
@@ -1108,53 +1102,6 @@ typedef struct {
     double lr, mask_lr, lambda_lr, min_lr_frac, grad_clip, dbl_c;
     int method, out_dtype, gpu, dbl;  // resolved from method_s, dtype, device, mix
 } Settings;
-
-// --keep FRACTION: keep every layer and head_dim and the query heads per kv head; scale the width
-// (hidden size, kv groups, FFN) by one factor w, the largest whose rounded shape fits the budget best,
-// then refit the FFN size so the non-embedding count lands on the budget.
-static Shape keep_shape(const Config *c, double w) {
-    Shape t = shape_of(c);
-    t.K = (int)lround(c->K * w) > 0 ? (int)lround(c->K * w) : 1, t.H = t.K * (c->H / c->K);
-    int a = t.H, b = 64;  // hidden_size must divide by the heads; a multiple of 64 too when there is room
-    while (b) { int r = a % b; a = b, b = r; }
-    int unit = c->d >= 8 * (t.H / a * 64) ? t.H / a * 64 : t.H;
-    t.d = (int)lround(c->d * w / unit) * unit;
-    if (t.d < unit) t.d = unit;
-    if (t.d > c->d) t.d = c->d / t.H * t.H;
-    t.F = (int)lround(c->F * w) > 0 ? (int)lround(c->F * w) : 1;
-    t.Kg = 0;
-    shape_fix(c, &t);
-    return t;
-}
-
-static Shape plan_keep(const Config *c, double frac) {
-    double want = frac * count_params(c, 0), best_err = INFINITY;
-    Shape best = shape_of(c);
-    if (has_e2b_extras(c)) {  // E2B/E4B: query heads (a multiple of both kv head counts) and the FFN
-        int g = c->K, b = c->Kg;  // unit = lcm(K, Kg)
-        while (b) { int r = g % b; g = b, b = r; }
-        int unit = c->K / g * c->Kg;
-        for (int h = unit; h <= c->H; h += unit)
-            for (int f = 2; f <= c->F; f += 2) {
-                Shape t = best;
-                t.H = h, t.F = f;
-                double err = fabs(shape_params(c, &t) - want);
-                if (err < best_err) best_err = err, best.H = h, best.F = f;
-            }
-        return best;
-    }
-    for (int i = 1000; i >= 1; i--) {
-        Shape t = keep_shape(c, i / 1000.0);
-        double err = fabs(shape_params(c, &t) - want);
-        if (err < best_err) best_err = err, best = t;
-    }
-    double per_f = 3.0 * best.d * best.L;  // each FFN channel: 3·d per layer
-    best.F = 1;
-    long F = lround((want - shape_params(c, &best)) / per_f) + 1;
-    if (c->F % 2 == 0) F = 2 * lround(F / 2.0);  // an even FFN, like the source's (the GPU kernels pair channels)
-    best.F = (int)(F < 1 ? 1 : F > c->F ? c->F : F);
-    return best;
-}
 
 static const char *fmt_count(double n, char *buf) {  // 32 bytes
     if (n >= 1e9) snprintf(buf, 32, "%.3gB", n / 1e9);

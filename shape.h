@@ -5,9 +5,12 @@
 //   1. Shape and structures  a target's sizes; the five prunable structures and their rows
 //   2. Axis table             per tensor kind: which structure indexes its rows and which its columns
 //   3. Counter                kept parameters: exact for 0/1 keeps, expected for keep probabilities
-//   4. Layer rule             a full-attention layer in every N consecutive kept layers; the best choice
+//   4. Layer rule             a full-attention layer in every N consecutive kept layers; the best choice;
+//                             Block Influence, the layer score of ShortGPT
 //   5. Survivors and slicer   index lists of what survives; the sliced model; the report's lists
 //   6. Targets                the target JSON (strict keys), the rules a target obeys, its config
+//   7. Presets                the public Gemma configurations
+//   8. Planner                a shape for a parameter budget: prune --keep and profile plan
 // Gemma 4 full-attention layers have their own head size Dg and kv heads Kg (K=V layers: no v_proj); E2B/E4B
 // add per-layer inputs, KV-shared layers (no k/v of their own) and double-wide FFNs (2F) on those: every
 // count and index below goes through model.h's tensor_dims / layer_D / layer_K / layer_F.
@@ -95,7 +98,8 @@ typedef struct {
     int rows, cols;
 } KindAxes;
 
-static const KindAxes kind_axes_table[] = {
+// indexed by kind: the per-layer kinds in their order, then the model-level ones from T_EMBED on
+static const KindAxes kind_axes_table[T_NKINDS + 5] = {
     {T_IN_NORM, AX_HIDDEN, AX_ALL},        {T_WQ, AX_HEAD, AX_HIDDEN},          {T_WK, AX_KV, AX_HIDDEN},
     {T_WV, AX_KV, AX_HIDDEN},              {T_Q_NORM, AX_ALL, AX_ALL},          {T_K_NORM, AX_ALL, AX_ALL},
     {T_WO, AX_HIDDEN, AX_HEAD},            {T_POST_ATTN_NORM, AX_HIDDEN, AX_ALL}, {T_PRE_FFN_NORM, AX_HIDDEN, AX_ALL},
@@ -109,9 +113,10 @@ static const KindAxes kind_axes_table[] = {
 };
 
 static KindAxes kind_axes(int kind) {
-    for (size_t i = 0; i < sizeof kind_axes_table / sizeof kind_axes_table[0]; i++)
-        if (kind_axes_table[i].kind == kind) return kind_axes_table[i];
-    fail("internal: tensor kind %d has no entry in shape.h's axis table", kind);
+    int i = kind < T_NKINDS ? kind : T_NKINDS + kind - T_EMBED;
+    if (kind < 0 || i >= T_NKINDS + 5 || kind_axes_table[i].kind != kind)
+        fail("internal: tensor kind %d has no entry in shape.h's axis table", kind);
+    return kind_axes_table[i];
 }
 
 // ================================================================================================
@@ -129,17 +134,19 @@ typedef struct {
     double hidden;             // hidden dims kept
 } Kept;
 
-// the kept size of one axis of a tensor of layer l whose whole extent is `extent`
+// the kept size of one axis of a tensor of layer l (-1: model-level) whose whole extent is `extent`
 static double axis_kept(const Config *c, const Kept *k, int axis, int l, size_t extent) {
     double s = 0;
+    if (axis == AX_HIDDEN) return k->hidden;
+    if (axis == AX_LAYER) {
+        for (int j = 0; j < c->L; j++) s += k->layer[j];
+        return s * c->P;
+    }
+    if (l < 0) return (double)extent;  // a model-level tensor has no per-layer axis
     switch (axis) {
-    case AX_HIDDEN: return k->hidden;
     case AX_HEAD: return layer_D(c, l) * k->group[l] * k->slot[l];
     case AX_KV: return layer_D(c, l) * k->group[l];
     case AX_FFN: return k->ffn[l];
-    case AX_LAYER:
-        for (int j = 0; j < c->L; j++) s += k->layer[j];
-        return s * c->P;
     default: return (double)extent;
     }
 }
@@ -151,15 +158,21 @@ static double tensor_kept(const Config *c, const Kept *k, int kind, int l) {
     return axis_kept(c, k, a.rows, l, r) * axis_kept(c, k, a.cols, l, cols);
 }
 
-// non-embedding parameters (what Sheared-LLaMA targets count), or all of them with the token tables
+// non-embedding parameters (what Sheared-LLaMA targets count), or all of them with the token tables. Layers of
+// the same kind with the same keeps count the same: the sum of the previous layer is reused (a planner counts
+// many shapes of 60-layer models).
 static double params_kept(const Config *c, const Kept *k, int with_embedding) {
     static const int model_kinds[5] = {T_EMBED, T_PLE_EMBED, T_PLE_MODEL_PROJ, T_PLE_PROJ_NORM, T_FINAL_NORM};
-    double n = 0;
+    double n = 0, per = 0;
     for (int i = 0; i < 5; i++)
         if (with_embedding || !kind_is_token_table(model_kinds[i])) n += tensor_kept(c, k, model_kinds[i], -1);
     for (int l = 0; l < c->L; l++) {
-        double per = 0;
-        for (int kind = 0; kind < T_NKINDS; kind++) per += tensor_kept(c, k, kind, l);
+        int same = l > 0 && c->full[l] == c->full[l - 1] && layer_shared(c, l) == layer_shared(c, l - 1) &&
+                   k->group[l] == k->group[l - 1] && k->slot[l] == k->slot[l - 1] && k->ffn[l] == k->ffn[l - 1];
+        if (!same) {
+            per = 0;
+            for (int kind = 0; kind < T_NKINDS; kind++) per += tensor_kept(c, k, kind, l);
+        }
         n += k->layer[l] * per;
     }
     return n;
@@ -167,8 +180,7 @@ static double params_kept(const Config *c, const Kept *k, int with_embedding) {
 
 // what a target shape keeps of source c, with the kept source layers take[] (NULL: all)
 static Kept kept_of_shape(const Config *c, const Shape *t, const int *take) {
-    Kept k;
-    memset(&k, 0, sizeof k);
+    Kept k;  // only the source's L layers are read
     k.hidden = t->d;
     for (int l = 0; l < c->L; l++) {
         k.layer[l] = take ? take[l] : 1;
@@ -290,6 +302,31 @@ static int full_layers_kept(const Config *c, int n, int N) {
     if (!choose_layers(c, NULL, n, N, take)) return -1;
     for (int l = 0; l < c->L; l++) k += take[l] && c->full[l];
     return k;
+}
+
+// Block Influence (ShortGPT; Minitron's depth score) and the residual stream around a layer, over N tokens of
+// width d: adds to s[0..3] the sums over tokens of ||x_in||, ||x_out||, 1 − cos(x_in, x_out) (0.5 where a vector
+// is zero: ShortGPT's NaN rule) and ||x_out − x_in|| / ||x_in|| (0 where x_in is zero); x_out is read times
+// out_scale. A layer's output is the stream the next layer reads: on Gemma 4 after layer_scalar, which multiplies
+// the whole stream (transformers' hidden_states hold it so); a positive scale leaves the cosine unchanged.
+static void resid_stats(const float *xin, const float *xout, float out_scale, int N, int d, double *s) {
+    double *v = (double *)mallocCheck(sizeof(double) * (size_t)N * 4);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *a = xin + (size_t)n * d, *b = xout + (size_t)n * d;
+        double aa = 0, bb = 0, ab = 0, dd = 0;
+        for (int i = 0; i < d; i++) {
+            double x = a[i], y = (double)b[i] * out_scale;
+            aa += x * x, bb += y * y, ab += x * y, dd += (y - x) * (y - x);
+        }
+        double na = sqrt(aa), nb = sqrt(bb);
+        v[n * 4] = na, v[n * 4 + 1] = nb;
+        v[n * 4 + 2] = na > 0 && nb > 0 ? 1 - ab / (na * nb) : 0.5;
+        v[n * 4 + 3] = na > 0 ? sqrt(dd) / na : 0;
+    }
+    for (int n = 0; n < N; n++)  // in order: the same sums for any thread count
+        for (int k = 0; k < 4; k++) s[k] += v[n * 4 + k];
+    free(v);
 }
 
 // ================================================================================================
@@ -595,10 +632,12 @@ static void check_target(const Config *c, const Shape *t, int full_every, int dr
         if (tv[i] > sv[i]) fail("%s: %s = %d is more than the source's %d; pruning only removes", src, keys[i], tv[i], sv[i]);
     }
     if (t->D != c->D) fail("%s: head_dim = %d but the source has %d; head_dim is not pruned (drop the key)", src, t->D, c->D);
-    if (has_e2b_extras(c) && (t->L != c->L || t->d != c->d || t->K != c->K || t->Kg != c->Kg))
-        fail("%s: Gemma 4 E2B/E4B prunes query heads and FFN channels only (per-layer inputs and KV-shared layers stay "
-             "whole): keep num_hidden_layers %d, hidden_size %d and the kv heads (%d, full layers %d)", src, c->L, c->d,
-             c->K, c->Kg);
+    for (int m = 0; m < M_N; m++)
+        for (int r = 0; !struct_prunable(c, m) && r < struct_rows(c, m); r++)
+            if (struct_target(c, t, m, r) != struct_len(c, m, r))
+                fail("%s: Gemma 4 E2B/E4B prunes query heads and FFN channels only (per-layer inputs and KV-shared layers "
+                     "stay whole): keep num_hidden_layers %d, hidden_size %d and the kv heads (%d, full layers %d)", src,
+                     c->L, c->d, c->K, c->Kg);
     if (c->arch == 4 && c->Kg != c->K) {  // Gemma 4's full layers: their own kv heads
         if (t->Kg < 1 || t->Kg > c->Kg)
             fail("%s: num_global_key_value_heads = %d must be in [1, %d] (the source's)", src, t->Kg, c->Kg);
@@ -630,4 +669,259 @@ static void check_target(const Config *c, const Shape *t, int full_every, int dr
         fail("%s: %d layers cannot keep a full-attention layer in every %d consecutive layers%s (the source has %d full "
              "layers); use more layers or --full-every 0", src, t->L, full_every,
              c->arch == 4 ? " and end with one, as Gemma 4 must," : "", nfull);
+}
+
+// ================================================================================================
+// 7. Presets: the public Gemma configurations (plan and memory answer questions about models nobody here
+//    has the weights of). Gemma 3: transformers' convert_gemma3_weights.py _VARIANTS (270M to 27B), for 1B
+//    and 27B also the published gemma-3-1b-it / gemma-3-27b-it config.json; omitted fields take
+//    Gemma3TextConfig's defaults (configuration_gemma3.py: sliding_window_pattern 6, RoPE 1e4 local / 1e6
+//    global, eps 1e-6). 4B and up: V = 262208 (the embedding padded for image tokens) and linear RoPE x8 on
+//    global layers; 27B: query_pre_attn_scalar 168 = 5376/32. Gemma 4: convert_gemma4_weights.py _VARIANTS
+//    (E2B, 31B) and convert_gemma4_unified_weights.py (12B, agreeing with google/gemma-4-12B's config.json);
+//    Gemma4TextConfig's defaults (configuration_gemma4.py): head_dim 256, global_head_dim 512, proportional
+//    RoPE 0.25 on full layers, final softcap 30. E2B: (4 sliding + 1 full) x 7, K = 1 everywhere, no K=V, the
+//    last 20 layers KV-shared with a double-wide MLP, per-layer inputs of 256.
+// ================================================================================================
+
+typedef struct {
+    const char *name;
+    int arch, V, d, F, L, H, K, D, W, period, Dg, Kg, k_eq_v, max_pos;  // period: every period-th layer is full
+    double qscalar, rope_scale, softcap;
+    int P, n_shared, double_wide;
+} Preset;
+
+static const Preset presets[] = {
+    {"gemma3-270m", 3, 262144, 640, 2048, 18, 4, 1, 256, 512, 6, 0, 0, 0, 32768, 256, 1, 0, 0, 0, 0},
+    {"gemma3-1b", 3, 262144, 1152, 6912, 26, 4, 1, 256, 512, 6, 0, 0, 0, 32768, 256, 1, 0, 0, 0, 0},
+    {"gemma3-4b", 3, 262208, 2560, 10240, 34, 8, 4, 256, 1024, 6, 0, 0, 0, 131072, 256, 8, 0, 0, 0, 0},
+    {"gemma3-12b", 3, 262208, 3840, 15360, 48, 16, 8, 256, 1024, 6, 0, 0, 0, 131072, 256, 8, 0, 0, 0, 0},
+    {"gemma3-27b", 3, 262208, 5376, 21504, 62, 32, 16, 128, 1024, 6, 0, 0, 0, 131072, 168, 8, 0, 0, 0, 0},
+    {"gemma4-e2b", 4, 262144, 1536, 6144, 35, 8, 1, 256, 512, 5, 512, 1, 0, 131072, 0, 1, 30, 256, 20, 1},
+    {"gemma4-12b", 4, 262144, 3840, 15360, 48, 16, 8, 256, 1024, 6, 512, 1, 1, 262144, 0, 1, 30, 0, 0, 0},
+    {"gemma4-31b", 4, 262144, 5376, 21504, 60, 32, 16, 256, 1024, 6, 512, 4, 1, 262144, 0, 1, 30, 0, 0, 0},
+};
+#define NPRESETS ((int)(sizeof(presets) / sizeof(presets[0])))
+
+static Config preset_config(const Preset *p) {
+    Config c;
+    memset(&c, 0, sizeof c);
+    c.arch = p->arch, c.V = p->V, c.d = p->d, c.F = p->F, c.L = p->L, c.H = p->H, c.K = p->K, c.D = p->D;
+    c.W = p->W, c.max_pos = p->max_pos;
+    for (int l = 0; l < c.L; l++) c.full[l] = (l + 1) % p->period == 0;
+    c.rope_local = 1e4, c.rope_global = 1e6, c.rope_scale = p->rope_scale, c.eps = 1e-6;
+    c.qscalar = p->qscalar, c.final_softcap = p->softcap;
+    c.bos = 2, c.eos = 1, c.pad = 0;
+    c.scale_dtype = ST_BF16;
+    if (p->arch == 3) c.Dg = c.D, c.Kg = c.K, c.partial_rotary = 1.0;
+    else c.Dg = p->Dg, c.Kg = p->Kg, c.k_eq_v = p->k_eq_v, c.partial_rotary = 0.25;
+    c.P = p->P, c.Vp = p->P ? p->V : 0, c.n_shared = p->n_shared, c.double_wide = p->double_wide;
+    return c;
+}
+
+// a preset by its name or by an unambiguous tail of it ("31b", "e2b", "270m")
+static const Preset *find_preset(const char *name) {
+    const Preset *hit = NULL;
+    int nhit = 0;
+    for (int i = 0; i < NPRESETS; i++) {
+        const char *n = presets[i].name, *dash = strchr(n, '-');
+        if (!strcmp(n, name)) return &presets[i];
+        if (dash && !strcasecmp(dash + 1, name)) hit = &presets[i], nhit++;
+    }
+    if (nhit == 1) return hit;
+    char list[512] = "";
+    for (int i = 0; i < NPRESETS; i++) strcat(strcat(list, i ? ", " : ""), presets[i].name);
+    fail("--preset %s: %s; the presets are %s", name, nhit ? "ambiguous" : "unknown", list);
+}
+
+// ================================================================================================
+// 8. Planner: a target shape for a parameter budget, counted by section 3, its layers by section 4, checked by
+//    section 6's rules. Two styles:
+//    width (prune --keep): every layer and head_dim kept and the query heads per kv head; the width (hidden
+//      size, kv groups, FFN) scaled by one factor, the one whose rounded shape comes nearest the budget, then the
+//      FFN refitted to the budget (width pruning lost less than depth pruning in Minitron);
+//    family (profile plan): every cut of the source (L' <= L, d' on the rounding multiple and divisible by H',
+//      H' keeping the GQA ratio on sliding and full layers, F' solved from the budget) within the tolerance of the
+//      budget, nearest the proportions of the public Gemma family at that size (Sheared-LLaMA took its target
+//      shapes from existing models of the target size: Pythia-1.4B for 1.3B, INCITE-3B for 2.7B).
+//    E2B/E4B: only query heads and FFN channels move (section 1).
+// ================================================================================================
+
+enum { COUNT_TOTAL, COUNT_EFFECTIVE, COUNT_NONEMB };  // what a budget counts
+static const char *count_names[] = {"total", "effective", "non_embedding"};
+
+typedef struct {
+    double nonemb;     // everything but the token tables (what Sheared-LLaMA targets count)
+    double embed;      // V * d (tied: also the output matrix)
+    double ple_table;  // Vp * L * P (E2B/E4B's per-layer token table)
+    double total;
+} Count;
+
+static double count_of(const Count *n, int mode) {
+    return mode == COUNT_TOTAL ? n->total : mode == COUNT_EFFECTIVE ? n->total - n->ple_table : n->nonemb;
+}
+
+// the counts of target t cut from c, keeping source layers take[] (NULL: all)
+static Count target_count(const Config *c, const Shape *t, const int *take) {
+    Kept k = kept_of_shape(c, t, take);
+    Count n;
+    n.nonemb = params_kept(c, &k, 0), n.total = params_kept(c, &k, 1);
+    n.embed = (double)c->V * t->d, n.ple_table = n.total - n.nonemb - n.embed;
+    return n;
+}
+static Count config_count(const Config *c) {
+    Shape t = shape_of(c);
+    return target_count(c, &t, NULL);
+}
+
+// The FFN size that brings t's count to the budget (the count is linear in F), rounded to the nearest multiple of
+// `unit`, within [lo, the source's F].
+static int solve_F(const Config *c, Shape t, const int *take, double budget, int mode, int unit, int lo) {
+    t.F = 0;
+    Count n0 = target_count(c, &t, take);
+    t.F = unit;
+    Count n1 = target_count(c, &t, take);
+    double v0 = count_of(&n0, mode), slope = (count_of(&n1, mode) - v0) / unit;
+    long F = unit * lround((budget - v0) / slope / unit);
+    return (int)(F < lo ? lo : F > c->F ? c->F : F);
+}
+
+typedef struct {
+    Shape t;
+    int take[MAX_LAYERS];  // kept source layers
+    Count n;
+    double err, score;     // (count − budget) / budget; the style's distance (lower is better)
+} Candidate;
+
+static int gcd_i(int a, int b) { return b ? gcd_i(b, a % b) : a; }
+
+// width: the shape of one scale factor w (every layer kept; GQA ratio kept; hidden size a multiple of the heads,
+// and of 64 when there is room)
+static Shape width_shape(const Config *c, double w) {
+    Shape t = shape_of(c);
+    t.K = (int)lround(c->K * w) > 0 ? (int)lround(c->K * w) : 1, t.H = t.K * (c->H / c->K);
+    int unit = c->d >= 8 * (t.H / gcd_i(t.H, 64) * 64) ? t.H / gcd_i(t.H, 64) * 64 : t.H;
+    t.d = (int)lround(c->d * w / unit) * unit;
+    if (t.d < unit) t.d = unit;
+    if (t.d > c->d) t.d = c->d / t.H * t.H;
+    t.F = (int)lround(c->F * w) > 0 ? (int)lround(c->F * w) : 1;
+    t.Kg = 0;
+    shape_fix(c, &t);
+    return t;
+}
+
+// prune --keep FRACTION: the width style on the non-embedding count; E2B/E4B: query heads (a multiple of both kv
+// head counts) and the FFN, nearest the budget
+static Shape plan_keep(const Config *c, double frac) {
+    double want = frac * count_params(c, 0), best_err = INFINITY;
+    Shape best = shape_of(c);
+    int Funit = c->F % 2 == 0 ? 2 : 1;  // an even FFN, like the source's (the GPU kernels pair channels)
+    if (!struct_prunable(c, M_HIDDEN)) {  // E2B/E4B
+        int unit = c->K / gcd_i(c->K, c->Kg) * c->Kg;  // lcm(K, Kg)
+        for (int h = unit; h <= c->H; h += unit) {
+            Shape t = best;
+            t.H = h, t.F = solve_F(c, t, NULL, want, COUNT_NONEMB, Funit, Funit);
+            Count n = target_count(c, &t, NULL);
+            if (fabs(n.nonemb - want) < best_err) best_err = fabs(n.nonemb - want), best = t;
+        }
+        return best;
+    }
+    for (int i = 1000; i >= 1; i--) {
+        Shape t = width_shape(c, i / 1000.0);
+        double err = fabs(shape_params(c, &t) - want);
+        if (err < best_err) best_err = err, best = t;
+    }
+    best.F = solve_F(c, best, NULL, want, COUNT_NONEMB, Funit, 1);
+    return best;
+}
+
+// family: L ~ exp(aL) P^bL, d ~ exp(ad) P^bd over the dense presets (P = non-embedding parameters)
+typedef struct {
+    double aL, bL, ad, bd;
+} FamilyFit;
+
+static FamilyFit family_fit(void) {
+    double sx = 0, sxx = 0, syL = 0, sxyL = 0, syd = 0, sxyd = 0;
+    int n = 0;
+    for (int i = 0; i < NPRESETS; i++) {
+        Config c = preset_config(&presets[i]);
+        if (has_e2b_extras(&c)) continue;  // dense decoders only
+        double x = log((double)count_params(&c, 0)), yL = log(c.L), yd = log(c.d);
+        sx += x, sxx += x * x, syL += yL, sxyL += x * yL, syd += yd, sxyd += x * yd, n++;
+    }
+    FamilyFit f;
+    double den = n * sxx - sx * sx;
+    f.bL = (n * sxyL - sx * syL) / den, f.aL = (syL - f.bL * sx) / n;
+    f.bd = (n * sxyd - sx * syd) / den, f.ad = (syd - f.bd * sx) / n;
+    return f;
+}
+
+// the default rounding multiple of the hidden and FFN sizes, by width
+static int plan_multiple_default(int d) { return d >= 2048 ? 128 : d >= 512 ? 64 : d >= 128 ? 16 : 8; }
+
+typedef struct {
+    int mode;              // what the budget counts (COUNT_*)
+    int mult;              // hidden and FFN sizes are multiples of this
+    double tol;            // largest |count − budget| / budget
+    int N;                 // the layer rule's N (full_every)
+    const double *imp;     // per source layer importance (NULL: each type evenly spaced)
+    const FamilyFit *fit;  // the family's proportions
+} PlanOpts;
+
+// Search every cut and keep the best `nbest` by score, ascending. Returns how many were found.
+static int plan_search(const Config *c, double budget, const PlanOpts *o, Candidate *best, int nbest) {
+    int G = c->H / c->K, Gg = c->H / c->Kg, found = 0;
+    int all_layers = !struct_prunable(c, M_LAYER), all_d = !struct_prunable(c, M_HIDDEN), all_kv = !struct_prunable(c, M_GROUP);
+    // H' steps: keep the GQA ratio on both layer types (kv heads that stay: H' a multiple of both counts)
+    int hstep = all_kv ? c->K / gcd_i(c->K, c->Kg) * c->Kg : G / gcd_i(G, Gg) * Gg;
+    int (*takes)[MAX_LAYERS] = (int (*)[MAX_LAYERS])mallocCheck(sizeof(int) * MAX_LAYERS * (size_t)(c->L + 1));
+    for (int Lt = all_layers ? c->L : 1; Lt <= c->L; Lt++) {
+        if (!choose_layers(c, o->imp, Lt, o->N, takes[Lt])) continue;
+        for (int H = hstep; H <= c->H; H += hstep)
+            for (int d = all_d ? c->d : o->mult; d <= c->d; d += o->mult) {
+                if (d % H) continue;
+                Candidate cand;
+                Shape *t = &cand.t;
+                *t = shape_of(c);
+                t->L = Lt, t->d = d, t->H = H;
+                t->K = all_kv ? c->K : H / G, t->Kg = all_kv ? c->Kg : c->arch == 4 ? H / Gg : H / G;
+                t->F = solve_F(c, *t, takes[Lt], budget, o->mode, o->mult, o->mult);
+                cand.n = target_count(c, t, takes[Lt]);
+                cand.err = (count_of(&cand.n, o->mode) - budget) / budget;
+                if (fabs(cand.err) > o->tol) continue;
+                // distance from the family's proportions at this size; F/d and attention width H/d near the source's
+                const FamilyFit *f = o->fit;
+                double P = cand.n.nonemb, Lf = exp(f->aL) * pow(P, f->bL), df = exp(f->ad) * pow(P, f->bd);
+                double rF = log(((double)t->F / d) / ((double)c->F / c->d)), rA = log(((double)H / d) / ((double)c->H / c->d));
+                cand.score = pow(log(Lt / Lf), 2) + pow(log(d / df), 2) + 0.5 * rF * rF + 0.5 * rA * rA +
+                             pow(cand.err / o->tol, 2) * 0.01;
+                memcpy(cand.take, takes[Lt], sizeof(int) * (size_t)c->L);
+                int pos = found < nbest ? found : nbest;  // insertion into the sorted best list
+                if (pos == nbest && cand.score >= best[nbest - 1].score) continue;
+                if (pos == nbest) pos = nbest - 1;
+                while (pos > 0 && best[pos - 1].score > cand.score) best[pos] = best[pos - 1], pos--;
+                best[pos] = cand;
+                if (found < nbest) found++;
+            }
+    }
+    free(takes);
+    return found;
+}
+
+// the config of a candidate, as a target file: its config.json, the source layers it keeps, the planned counts
+static cJSON *plan_json(const Config *src, const char *src_name, const Candidate *cd, double budget, int mode) {
+    Config t = target_config(src, &cd->t, cd->take);
+    cJSON *j = config_to_json(&t, "bfloat16");
+    cJSON *sl = cJSON_AddArrayToObject(j, "source_layers");
+    for (int l = 0; l < src->L; l++)
+        if (cd->take[l]) cJSON_AddItemToArray(sl, cJSON_CreateNumber(l));
+    cJSON *p = cJSON_AddObjectToObject(j, "shear_plan");
+    cJSON_AddStringToObject(p, "source", src_name);
+    cJSON_AddNumberToObject(p, "budget", budget);
+    cJSON_AddStringToObject(p, "budget_counts", count_names[mode]);
+    cJSON_AddNumberToObject(p, "non_embedding", cd->n.nonemb);
+    cJSON_AddNumberToObject(p, "embedding", cd->n.embed);
+    if (src->P) cJSON_AddNumberToObject(p, "ple_table", cd->n.ple_table);
+    cJSON_AddNumberToObject(p, "total", cd->n.total);
+    return j;
 }

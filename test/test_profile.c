@@ -2,14 +2,16 @@
 //   statistics on hand-computable cases: entropy of known distributions; FFN sparsity of a known
 //     activation matrix; Block Influence and relative update of known vectors; per-token losses
 //     against model_forward's loss (fixtures with and without softcap, Gemma 3 and 4);
-//   parameter counts: the formula against model.h's count_params on every shape model.h can hold,
-//     and against the published figures (Gemma 3 270M: "170 million embedding parameters ... 100 million
+//   parameter counts: shape.h's counter against model.h's count_params on every preset and fixture (E2B
+//     included) and on cuts of each, and against the published figures (Gemma 3 270M: "170 million embedding parameters ... 100 million
 //     for our transformer blocks"; Gemma 4 31B "30.7B"; E2B "2.3B effective");
 //   the planner: for every preset and several budgets, the target config (parsed back by model.h's
 //     config reader) is valid — hidden divisible by heads and by the rounding multiple, GQA ratio and
-//     head_dim kept, the sliding/full constraint holds — and model.h counts it within 2% of the budget;
-//     with a profile the least important layer goes first;
-//   memory: every figure for the g3_mqa fixture against the hand calculation written below;
+//     head_dim kept (E2B: only heads and FFN cut), the sliding/full constraint holds, prune's target rules
+//     accept it — and model.h counts it within 2% of the budget; an E2B budget below its smallest cut gets no
+//     plan; with a profile the least important layer goes first;
+//   memory: the parameter figures for the g3_mqa fixture against the hand calculation written below; the
+//     activation and scratch figures against what model_alloc_acts allocates (g3_mqa, g4_keqv, g4_e2b);
 //   PNG files: signature, IHDR width/height (and its CRC), a full decode with stb_image, pixel colours;
 //   end to end (stats, ablate, diff through their command functions) on a tiny random model built so
 //     that the answers are known: queries zeroed -> uniform attention (entropy = ln(keys seen) exactly);
@@ -24,6 +26,7 @@
 //   test/test_profile --check-png FILE   exit 0 when FILE is a valid PNG (prints its size)
 #define PROFILE_NO_MAIN
 #include "profile.c"
+#include "check.h"
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wsign-compare"
 #pragma GCC diagnostic ignored "-Wunused-but-set-variable"
@@ -32,19 +35,6 @@
 #define STBI_ONLY_PNG
 #include <stb_image.h>
 #pragma GCC diagnostic pop
-
-static int failures = 0, checks = 0;
-
-static void check(int ok, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("  %s ", ok ? "ok  " : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    checks++;
-    failures += !ok;
-}
 
 static int close_rel(double a, double b, double rtol) { return fabs(a - b) <= rtol * fmax(fabs(b), 1e-300) || a == b; }
 
@@ -211,31 +201,48 @@ static void test_token_losses(const char *fixtures) {
 // ------------------------------------------------------------------------------------------------
 // counts, planner, memory
 
-static Shape shape_of_fixture(const char *fixtures, const char *name) {
-    char *dir = path_join(fixtures, name);
-    Shape s = shape_from_args(dir, NULL, NULL, "test");
-    free(dir);
-    return s;
+static Config fixture_config(const char *fixtures, const char *name) {
+    char *dir = path_join(fixtures, name), *path = path_join(dir, "config.json");
+    Config c;
+    config_load(&c, path);
+    free(path), free(dir);
+    return c;
+}
+
+static const char *count_fixtures[6] = {"g3_gqa", "g3_mqa", "g3_bf16", "g4_keqv", "g4_kv", "g4_e2b"};
+
+// shape.h's counter against model.h's parameter table of the config it describes: the whole model, and cuts of
+// it (the --keep 0.5 plan; on dense models also half the layers, chosen by the rule)
+static void counts_agree(const Config *c, const char *name) {
+    Count n = config_count(c);
+    int ok = n.nonemb == (double)count_params(c, 0) && n.total == (double)count_params(c, 1);
+    Shape cuts[2] = {plan_keep(c, 0.5), plan_keep(c, 0.3)};
+    if (!has_e2b_extras(c)) cuts[1].L = (c->L + 1) / 2;
+    for (int k = 0; k < 2; k++) {
+        int take[MAX_LAYERS];
+        if (!choose_layers(c, NULL, cuts[k].L, default_full_every(c), take)) continue;
+        Count m = target_count(c, &cuts[k], take);
+        Config t = target_config(c, &cuts[k], take);
+        ok &= m.nonemb == (double)count_params(&t, 0) && m.total == (double)count_params(&t, 1);
+    }
+    check(ok, "%s: shape.h's counter == model.h's count_params (%.0f non-embedding), and on two cuts of it", name,
+          n.nonemb);
 }
 
 static void test_counts(const char *fixtures) {
     printf("parameter counts\n");
     for (int i = 0; i < NPRESETS; i++) {
-        Shape s = preset_shape(&presets[i]);
-        if (!shape_representable(&s)) continue;
-        double f = shape_count_formula(&s).nonemb, t = (double)count_params(&s.c, 0);
-        check(f == t, "%s: formula %.0f == count_params %.0f", s.name, f, t);
+        Config c = preset_config(&presets[i]);
+        counts_agree(&c, presets[i].name);
     }
-    const char *fx[4] = {"g3_gqa", "g3_mqa", "g4_keqv", "g4_kv"};
-    for (int i = 0; i < 4; i++) {
-        Shape s = shape_of_fixture(fixtures, fx[i]);
-        double f = shape_count_formula(&s).nonemb, t = (double)count_params(&s.c, 0);
-        check(f == t, "fixture %s: formula %.0f == count_params %.0f", fx[i], f, t);
+    for (int i = 0; i < 6; i++) {
+        Config c = fixture_config(fixtures, count_fixtures[i]);
+        counts_agree(&c, count_fixtures[i]);
     }
     // published: Gemma 3 270M "170 million embedding parameters ... 100 million for our transformer blocks"
     // (stated to 2 significant digits); Gemma 4 31B "30.7B"; E2B "2.3B effective" (without the PLE table)
-    Shape s270 = preset_shape(find_preset("270m")), s31 = preset_shape(find_preset("31b")), se2 = preset_shape(find_preset("e2b"));
-    Count n270 = shape_count(&s270), n31 = shape_count(&s31), ne2 = shape_count(&se2);
+    Config s270 = preset_config(find_preset("270m")), s31 = preset_config(find_preset("31b")), se2 = preset_config(find_preset("e2b"));
+    Count n270 = config_count(&s270), n31 = config_count(&s31), ne2 = config_count(&se2);
     check(fabs(n270.nonemb - 100e6) < 0.5e6 && fabs(n270.embed - 170e6) < 5e6,
           "gemma3-270m: %.4gM blocks (published 100M), %.4gM embedding (published 170M)", n270.nonemb / 1e6, n270.embed / 1e6);
     check(fabs(n31.total - 30.7e9) < 0.05e9, "gemma4-31b: %.4gB total (published 30.7B)", n31.total / 1e9);
@@ -243,34 +250,33 @@ static void test_counts(const char *fixtures) {
           (ne2.total - ne2.ple_table) / 1e9);
 }
 
-// every rule a target must satisfy, checked on the JSON the planner writes (parsed by model.h)
-static void check_target(const Shape *src, const Candidate *cd, double budget, int mode, int mult, int N, const char *what) {
-    cJSON *j = target_json(src, cd, budget, mode);
-    int representable = shape_representable(&cd->s);
-    Shape t;
-    memset(&t, 0, sizeof(t));
-    if (representable) {  // through text, as prune.c will read the file (the floats are raw JSON items)
-        char *text = cJSON_Print(j);
-        cJSON *back = cJSON_Parse(text);
-        config_from_json(&t.c, back, what);
-        cJSON_Delete(back);
-        free(text);
-    }
-    else t = cd->s;  // model.h refuses E2B-style configs: check the shape itself
-    const Config *c = &t.c, *s = &src->c;
-    Count n = shape_count(&t);
-    double got = count_of(&n, mode), err = (got - budget) / budget;
-    int ok = fabs(err) <= 0.02;
+// every rule a plan must satisfy, checked on the JSON the planner writes (parsed by model.h) and by prune's own
+// target rules (shape.h's check_target: a plan prune would refuse fails the test)
+static void check_plan(const Config *s, const Candidate *cd, double budget, const PlanOpts *po, const char *what) {
+    cJSON *j = plan_json(s, "test", cd, budget, po->mode);
+    char *text = cJSON_Print(j);  // through text, as prune.c reads the file (the floats are raw JSON items)
+    cJSON *back = cJSON_Parse(text);
+    Config t;
+    config_from_json(&t, back, what);
+    cJSON_Delete(back);
+    free(text);
+    const Config *c = &t;
+    Count n = config_count(&t);
+    double got = count_of(&n, po->mode), err = (got - budget) / budget;
+    int ok = fabs(err) <= po->tol, mult = po->mult;
     ok &= c->d % c->H == 0 && c->d % mult == 0 && c->F % mult == 0 && c->H % c->K == 0;
-    ok &= c->D == s->D && c->Dg == s->Dg && c->H / c->K == s->H / s->K && c->H / c->Kg == s->H / s->Kg;
-    ok &= c->d <= s->d && c->F <= s->F && c->H <= s->H && c->L <= s->L;
-    // layers: the constraint on the target's own layer_types, and they match the source layers kept
+    ok &= c->D == s->D && c->Dg == s->Dg && c->d <= s->d && c->F <= s->F && c->H <= s->H && c->L <= s->L;
+    if (has_e2b_extras(s))  // only query heads and the FFN move
+        ok &= c->L == s->L && c->d == s->d && c->K == s->K && c->Kg == s->Kg && c->P == s->P && c->n_shared == s->n_shared;
+    else ok &= c->H / c->K == s->H / s->K && c->H / c->Kg == s->H / s->Kg;
+    // layers: the rule on the target's own layer_types, and they match the source layers kept
     int keep_all[MAX_LAYERS];
     for (int l = 0; l < c->L; l++) keep_all[l] = 1;
-    ok &= layers_ok(c, keep_all, N);
+    ok &= layers_ok(c, keep_all, po->N);
     const cJSON *sl = json_get(j, "source_layers");
     ok &= sl && cJSON_GetArraySize(sl) == c->L;
     for (int l = 0; ok && l < c->L; l++) ok &= s->full[(int)cJSON_GetArrayItem(sl, l)->valuedouble] == c->full[l];
+    check_target(s, &cd->t, po->N, 0, what);  // prune's rules (fails the test program on a refusal)
     check(ok, "%s: L %d d %d H %d K %d F %d -> %.4g (%+.2f%% of %.4g)", what, c->L, c->d, c->H, c->K, c->F, got,
           100 * err, budget);
     cJSON_Delete(j);
@@ -282,67 +288,107 @@ static void test_planner(void) {
     Candidate best[2];
     const double frac[4] = {0.7, 0.5, 0.3, 0.2};
     for (int i = 0; i < NPRESETS; i++) {
-        Shape s = preset_shape(&presets[i]);
-        int mult = plan_multiple_default(s.c.d), N = full_every_default(&s.c);
-        for (int mode = 0; mode < 3; mode += 2)
+        Config s = preset_config(&presets[i]);
+        PlanOpts po = {0, plan_multiple_default(s.d), 0.02, default_full_every(&s), NULL, &fit};
+        for (po.mode = 0; po.mode < 3; po.mode += 2)
             for (int k = 0; k < 4; k++) {
-                Count sn = shape_count(&s);
-                double budget = frac[k] * count_of(&sn, mode);
-                int found = plan_search(&s, budget, mode, mult, 0.02, N, NULL, &fit, best, 1);
+                Count sn = config_count(&s);
+                double budget = frac[k] * count_of(&sn, po.mode);
+                int found = plan_search(&s, budget, &po, best, 1);
                 char what[256];
-                snprintf(what, sizeof what, "%s %.0f%% of %s", s.name, 100 * frac[k], count_names[mode]);
+                snprintf(what, sizeof what, "%s %.0f%% of %s", presets[i].name, 100 * frac[k], count_names[po.mode]);
+                if (has_e2b_extras(&s)) {  // E2B: the smallest cut (one query head per kv head, the FFN at the multiple)
+                    Shape t = shape_of(&s);
+                    t.H = s.K / gcd_i(s.K, s.Kg) * s.Kg, t.F = po.mult;
+                    Count mn = target_count(&s, &t, NULL);
+                    if (count_of(&mn, po.mode) > budget * (1 + po.tol)) {
+                        check(!found, "%s: below the smallest cut (%.4g), no plan", what, count_of(&mn, po.mode));
+                        continue;
+                    }
+                }
                 if (!found) {
                     check(0, "%s: no plan", what);
                     continue;
                 }
-                check_target(&s, &best[0], budget, mode, mult, N, what);
+                check_plan(&s, &best[0], budget, &po, what);
             }
     }
     // the seed's question: Gemma 4 31B (60 layers) -> 8B / 4B / 2B / 1.5B
-    Shape s = preset_shape(find_preset("31b"));
+    Config s = preset_config(find_preset("31b"));
+    PlanOpts po = {COUNT_TOTAL, 128, 0.02, default_full_every(&s), NULL, &fit};
     const double b31[4] = {8e9, 4e9, 2e9, 1.5e9};
     for (int k = 0; k < 4; k++) {
         char what[64];
         snprintf(what, sizeof what, "gemma4-31b -> %.3gB total", b31[k] / 1e9);
-        int found = plan_search(&s, b31[k], COUNT_TOTAL, 128, 0.02, full_every_default(&s.c), NULL, &fit, best, 1);
-        if (found) check_target(&s, &best[0], b31[k], COUNT_TOTAL, 128, full_every_default(&s.c), what);
+        if (plan_search(&s, b31[k], &po, best, 1)) check_plan(&s, &best[0], b31[k], &po, what);
         else check(0, "%s: no plan", what);
     }
     // with a profile: the least important removable layer goes first; a full layer whose removal would
     // break the constraint stays even when it is the least important
-    Shape g = preset_shape(find_preset("gemma3-1b"));
+    Config g = preset_config(find_preset("gemma3-1b"));
     double imp[MAX_LAYERS];
     int keep[MAX_LAYERS];
-    for (int l = 0; l < g.c.L; l++) imp[l] = 1 + l;
+    for (int l = 0; l < g.L; l++) imp[l] = 1 + l;
     imp[7] = 0.1, imp[11] = 0.05;  // 11 is full: dropping it leaves 6..16 without one
-    choose_layers(&g.c, g.c.L - 1, 6, imp, keep);
+    choose_layers(&g, imp, g.L - 1, 6, keep);
     check(!keep[7] && keep[11], "profile: drops layer 7 (least important removable), keeps full layer 11");
-    choose_layers(&g.c, 20, 6, NULL, keep);
-    check(layers_ok(&g.c, keep, 6), "no profile: 20 of 26 layers evenly spaced satisfy the constraint");
+    choose_layers(&g, NULL, 20, 6, keep);
+    int spread = 1, nf = 0;
+    for (int l = 0; l < g.L; l++) nf += keep[l] && g.full[l];
+    spread &= keep[0] && keep[23] && nf >= 3;  // the first sliding and the last full layer; at least 20 x 4/26 full
+    check(layers_ok(&g, keep, 6) && spread, "no profile: 20 of 26 layers evenly spaced (%d full) satisfy the constraint", nf);
+}
+
+// profile memory's activation figures against what model_alloc_acts really allocates for B x T tokens: each block's
+// size as glibc's malloc_usable_size reports it (it rounds a request up by < 16 bytes: < 1 value per token at
+// N = 16) and, through mallinfo2, that nothing else is allocated. blas_init keeps blocks out of mmap.
+static void memory_vs_alloc(const char *fixtures, const char *name) {
+    const int B = 2, T = 8, N = B * T;
+    Model m;
+    memset(&m, 0, sizeof m);
+    m.c = fixture_config(fixtures, name);
+    const Config *c = &m.c;
+    blas_init();
+    struct mallinfo2 before = mallinfo2();
+    model_alloc_acts(&m, B, T);
+    struct mallinfo2 after = mallinfo2();
+    double layers = 0, max_layer = 0, inuse = (double)malloc_usable_size(m.act) + 8;  // the LayerActs array
+    for (int l = 0; l < c->L; l++) {
+        size_t u = malloc_usable_size(m.act[l].x);
+        double v = (double)(u / (4 * (size_t)N));
+        layers += v, max_layer = v > max_layer ? v : max_layer, inuse += (double)u + 8;  // + glibc's chunk header
+    }
+    double model = (double)(malloc_usable_size(m.xL) / (4 * (size_t)N));
+    double scratch = (double)(malloc_usable_size(m.scratch) / (4 * (size_t)N));
+    inuse += (double)malloc_usable_size(m.xL) + 8 + (double)malloc_usable_size(m.scratch) + 8;
+    MemOpts o = {OPT_ADAMW, 1, 0, 0, 1, B, T, 2, 4, 4, 192, 0};
+    MemUse u = mem_use(c, &o);
+    o.ckpt = 1;
+    MemUse uc = mem_use(c, &o);
+    double delta = (double)(after.uordblks - before.uordblks);
+    check(u.act_per_token == layers + model && uc.act_per_token == (double)c->L * c->d + max_layer + model &&
+              u.scratch == (double)N * scratch * 4 && delta == inuse,
+          "%s: activations %.0f values/token (checkpointing %.0f), scratch %.0f = what model_alloc_acts allocates "
+          "(%.0f bytes in all)", name, u.act_per_token, uc.act_per_token, scratch, delta);
+    model_free_acts(&m);
 }
 
 static void test_memory(const char *fixtures) {
-    printf("memory (hand calculation for the g3_mqa fixture: V 256, d 48, L 3, H 4, K 1, D 16, F 80)\n");
+    printf("memory (parameters by hand for the g3_mqa fixture: V 256, d 48, L 3, H 4, K 1, D 16, F 80)\n");
     // parameters per layer: q 64x48 = 3072, k 16x48 = 768, v 768, o 48x64 = 3072, gate/up/down 3x80x48 = 11520,
     // four norms 4x48 = 192, q/k norms 2x16 = 32: 19424; 3 layers + final norm 48 = 58320; + embedding
     // 256x48 = 12288 -> P = 70608, of which 2-D hidden matrices (3072+768+768+3072+11520) x 3 = 57600.
     const double P = 70608, Pmat = 57600;
-    // activations per token and layer (model_alloc_acts): 6d 288 + qkv (4+2)x16 96 + att/q 2x64 128 +
-    // k,v 2x16 32 + gu,h 3x80 240 + 4 rstd + rq 4 + rk,rv 2 + lse 4 = 798; after the last layer 3d+1 = 145.
-    // backward scratch per token: 3d 144 + dh 80 + dgu 160 + dqkv 96 + datt,dq 128 + dk,dv 32 + hm 80 = 720.
-    Shape s = shape_of_fixture(fixtures, "g3_mqa");
+    Config s = fixture_config(fixtures, "g3_mqa");
     MemOpts o = {OPT_ADAMW, 1, 0, 0, 1, 1, 8, 2, 4, 2, 192, 0};
     MemUse u = mem_use(&s, &o);
-    double acts = 8 * (3 * 798 + 145) * 2.0, scr = 8 * 720 * 2.0, head = 16 << 20;
+    double head = 16 << 20;
     check(u.weights == 2 * P && u.master == 4 * P && u.grads == 4 * P && u.states == 8 * P,
           "adamw: weights 2P, master 4P, gradients 4P, states 8P (P = %.0f)", P);
-    check(u.act_per_token == 3 * 798 + 145 && u.acts == acts && u.scratch == scr && u.head == head,
-          "activations %.0f B (%.0f values/token), scratch %.0f B", u.acts, u.act_per_token, u.scratch);
-    check(u.total == 18 * P + acts + scr + head, "total = 18 P + activations + scratch + head chunk");
-    o.ckpt = 1;
-    u = mem_use(&s, &o);
-    check(u.act_per_token == 3 * 48 + 798 + 145, "checkpointing: L d + one layer + 3d+1 = %.0f values/token",
-          u.act_per_token);
+    check(u.acts == 8 * u.act_per_token * 2 && u.head == head && u.total == 18 * P + u.acts + u.scratch + head,
+          "total = 18 P + activations (8 tokens x %.0f values x 2 B) + scratch + head chunk", u.act_per_token);
+    const char *fx[3] = {"g3_mqa", "g4_keqv", "g4_e2b"};  // E2B: 2F layers, per-layer inputs, K/V sent back
+    for (int i = 0; i < 3; i++) memory_vs_alloc(fixtures, fx[i]);
     o.ckpt = 0, o.opt = OPT_ADAMW8;
     u = mem_use(&s, &o);
     check(u.states == 2 * P + 8 * ceil(P / 256), "adamw8: 2P + 8 ceil(P / 256) = %.0f", u.states);
@@ -359,7 +405,7 @@ static void test_memory(const char *fixtures) {
     u = mem_use(&s, &o);
     check(u.weights == P / 2, "ZeRO 3 over 4: weights / 4 too");
     // the seed's case: Gemma 4 31B, one 192 GB MI300X: AdamW fp32 states alone ~ 8 B x 30.7B = 245.6 GB
-    Shape s31 = preset_shape(find_preset("31b"));
+    Config s31 = preset_config(find_preset("31b"));
     MemOpts o31 = {OPT_ADAMW, 1, 0, 0, 1, 1, 4096, 2, 4, 2, 192, 0};
     u = mem_use(&s31, &o31);
     check(fabs(u.states / 1e9 - 245.6) < 0.1 && !u.fits, "31B: AdamW states %.1f GB; the run does not fit 192 GB",

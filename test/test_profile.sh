@@ -10,7 +10,7 @@ trap 'rm -rf "$T"' EXIT
 . test/lib.sh
 
 
-make --no-print-directory -s profile test/test_profile > "$T/build.log" 2>&1 \
+make --no-print-directory -s profile prune test/test_profile test/test_prune > "$T/build.log" 2>&1 \
   || { cat "$T/build.log"; echo "FAIL build"; echo "test_profile.sh: 0 passed, 1 failed"; exit 1; }
 check "test/test_profile (statistics, counts, planner, memory, PNG, end to end)" ./test/test_profile
 
@@ -27,6 +27,8 @@ check "plan: every 31B target reloads as a Gemma 4 config (profile memory --conf
   sh -c "for f in $T/plans/*.json; do ./profile memory --config \$f --gpu-mem 192 > /dev/null || exit 1; done"
 check "plan: an E2B target (PLE, KV sharing) reloads through --config" \
   sh -c "./profile plan --preset e2b --params 3B --out $T/e2b.json > /dev/null && ./profile memory --config $T/e2b.json | grep -q 'PLE 256'"
+check "plan -> prune: prune cuts a fixture to its planned target (magnitude), and the output passes --check-run" \
+  sh -c "./profile plan --model test/fixtures/g3_gqa --params 150k --count non-embedding --multiple 8 --out $T/g3t.json > /dev/null && ./prune --model test/fixtures/g3_gqa --out $T/g3cut --method magnitude --target $T/g3t.json --data $T/none --eval-batches 0 > /dev/null && ./test/test_prune --check-run $T/g3cut > /dev/null"
 check "memory: 31B with AdamW on one 192 GB GPU does not fit, and says so" \
   sh -c "./profile memory --preset 31b --optimizer adamw --gpus 1 --gpu-mem 192 | grep -q 'does NOT fit'"
 check "memory: the options table marks 8-bit AdamW, bf16 only, checkpointing as fitting" \
