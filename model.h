@@ -1275,30 +1275,6 @@ static void model_init_random(Model *m, uint64_t seed, double std) {
     }
 }
 
-// Backward scratch, one block: offsets (in floats) of each buffer for N tokens.
-typedef struct {
-    size_t dx, dx2, dtmp, dh, dgu, dqkv, datt, dq, dk, dv, hm, pt, pdt, pdy, total;
-} Scratch;
-
-static Scratch scratch_layout(const Config *c, size_t N) {
-    size_t maxqkv = 0, maxhd = 0, maxkd = 0, d = (size_t)c->d, F = (size_t)max_F(c), H = (size_t)c->H, o = 0;
-    size_t P = (size_t)c->P;
-    for (int l = 0; l < c->L; l++) {
-        size_t D = (size_t)layer_D(c, l), K = (size_t)layer_K(c, l);
-        if ((H + 2 * K) * D > maxqkv) maxqkv = (H + 2 * K) * D;
-        if (H * D > maxhd) maxhd = H * D;
-        if (K * D > maxkd) maxkd = K * D;
-    }
-    Scratch s;
-#define PLACE(field, count) (s.field = o, o += N * (count))
-    PLACE(dx, d); PLACE(dx2, d); PLACE(dtmp, d); PLACE(dh, F); PLACE(dgu, 2 * F); PLACE(dqkv, maxqkv);
-    PLACE(datt, maxhd); PLACE(dq, maxhd); PLACE(dk, maxkd); PLACE(dv, maxkd); PLACE(hm, F > maxhd ? F : maxhd);
-    PLACE(pt, P); PLACE(pdt, P); PLACE(pdy, P ? d : 0);
-#undef PLACE
-    s.total = o;
-    return s;
-}
-
 // Activation sizes (llm.c's fill_in_activation_sizes): what the forward keeps for the backward, in floats for
 // B x T tokens, in carving order. model_alloc_acts allocates and carves exactly these; profile memory counts
 // them. Per layer (LayerActs), then after the last layer and E2B's per-layer inputs (Model).
@@ -1326,6 +1302,29 @@ static void fill_in_model_act_sizes(size_t *sz, const Config *c, int B, int T) {
     size_t N = (size_t)B * T, d = (size_t)c->d, LP = (size_t)c->L * c->P;
     sz[ACT_XL] = N * d, sz[ACT_XF] = N * d, sz[ACT_DXF] = N * d, sz[ACT_R_F] = N;
     sz[ACT_PLE_PROJ] = N * LP, sz[ACT_PLE_IN] = N * LP, sz[ACT_DPLE] = N * LP, sz[ACT_PLE_R] = LP ? N * c->L : 0;
+}
+
+// Backward scratch, one block: offsets (in floats) of each buffer for N tokens, as wide as the widest layer's
+// activations in the table above (the fused q|k|v, the heads, the kv heads, the FFN).
+typedef struct {
+    size_t dx, dx2, dtmp, dh, dgu, dqkv, datt, dq, dk, dv, hm, pt, pdt, pdy, total;
+} Scratch;
+
+static Scratch scratch_layout(const Config *c, size_t N) {
+    size_t maxqkv = 0, maxhd = 0, maxkd = 0, F = 0, d = (size_t)c->d, P = (size_t)c->P, o = 0, sz[NUM_LAYER_ACTS];
+    for (int l = 0; l < c->L; l++) {  // per token: B = T = 1
+        fill_in_layer_act_sizes(sz, c, l, 1, 1);
+        maxqkv = sz[ACT_QKV] > maxqkv ? sz[ACT_QKV] : maxqkv, maxhd = sz[ACT_ATT] > maxhd ? sz[ACT_ATT] : maxhd;
+        maxkd = sz[ACT_K] > maxkd ? sz[ACT_K] : maxkd, F = sz[ACT_H] > F ? sz[ACT_H] : F;
+    }
+    Scratch s;
+#define PLACE(field, count) (s.field = o, o += N * (count))
+    PLACE(dx, d); PLACE(dx2, d); PLACE(dtmp, d); PLACE(dh, F); PLACE(dgu, 2 * F); PLACE(dqkv, maxqkv);
+    PLACE(datt, maxhd); PLACE(dq, maxhd); PLACE(dk, maxkd); PLACE(dv, maxkd); PLACE(hm, F > maxhd ? F : maxhd);
+    PLACE(pt, P); PLACE(pdt, P); PLACE(pdy, P ? d : 0);
+#undef PLACE
+    s.total = o;
+    return s;
 }
 
 // point each pointer at its share of one block (NULL where a size is 0); returns the block

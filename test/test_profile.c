@@ -21,7 +21,7 @@
 //     -> relative change 0.1 there and 0 elsewhere.
 // Tolerances: 1e-12 relative on double arithmetic fed exact inputs; 1e-5 where fp32 model arithmetic
 // is involved (entropy of a softmax computed in fp32 over <= 64 keys, loss means); 2% on plans (the
-// brief's requirement); published counts to the precision they were published with.
+// planner's --tolerance default); published counts to the precision they were published with.
 //   test/test_profile              run everything (needs test/fixtures; writes under a temp dir)
 //   test/test_profile --check-png FILE   exit 0 when FILE is a valid PNG (prints its size)
 #define PROFILE_NO_MAIN
