@@ -25,16 +25,48 @@
 // ----------------------------------------------------------------------------------------------
 // failing loudly: one line, the input that is wrong, and what to do about it; exit code 1
 
+// The fuzz targets (test/fuzz/) build with FUZZ_CATCH_FAIL: a refused input is a normal outcome there, so
+// fail() keeps the message in fuzz_msg and jumps back to the target instead of exiting.
+#ifdef FUZZ_CATCH_FAIL
+#include <setjmp.h>
+static jmp_buf fuzz_jump;
+static char fuzz_msg[1024];
+#endif
+
 __attribute__((noreturn, format(printf, 1, 2))) static void fail(const char *fmt, ...) {
+    char msg[4096], line[4096 * 4 + 1], *o = line;
     va_list ap;
     va_start(ap, fmt);
-    fflush(stdout);
-    fprintf(stderr, "error: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    // one line whatever the message quotes: a name or value from a file may hold a newline or escape codes
+    for (const unsigned char *p = (const unsigned char *)msg; *p; p++)
+        if (*p < 0x20 || *p == 0x7f) o += sprintf(o, "\\x%02x", *p);
+        else *o++ = (char)*p;
+    *o = 0;
+#ifdef FUZZ_CATCH_FAIL
+    snprintf(fuzz_msg, sizeof fuzz_msg, "%s", line);
+    longjmp(fuzz_jump, 1);
+#endif
+    fflush(stdout);
+    fprintf(stderr, "error: %s\n", line);
     exit(1);
 }
+
+// `make debug` builds with AddressSanitizer, whose leak check at exit fails an otherwise successful run. Every
+// program frees what it allocates, except these known one-time allocations that live until exit:
+//   opts_from_json (train.c): the settings strings of a resumed run, replaced by the command line's where given
+#if defined(__SANITIZE_ADDRESS__)
+#define LSAN_SUPPRESSIONS
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LSAN_SUPPRESSIONS
+#endif
+#endif
+#ifdef LSAN_SUPPRESSIONS
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) { return "leak:opts_from_json\n"; }
+#endif
 
 static FILE *fopen_check(const char *path, const char *mode, const char *file, int line) {
     FILE *f = fopen(path, mode);
@@ -110,59 +142,109 @@ static void make_dirs(const char *path) {
     free(p);
 }
 
-// whole file into memory, NUL-terminated
+// whole file into memory, NUL-terminated. Read to the end rather than trusting a size: a directory "opens"
+// and reports a huge size, a FIFO or /dev/stdin none at all.
 static char *read_file(const char *path, size_t *len) {
     FILE *f = fopenCheck(path, "rb");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    if (n < 0) fail("cannot size %s", path);
-    char *buf = (char *)mallocCheck((size_t)n + 1);
-    freadCheck(buf, 1, (size_t)n, f, path);
-    buf[n] = 0;
+    struct stat st = {0};
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode))
+        fail("%s is a directory, not a file; give the path of the file itself", path);
+    size_t n = 0, cap = S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size + 1 : 65536;
+    char *buf = (char *)mallocCheck(cap);
+    for (size_t got; (got = fread(buf + n, 1, cap - n, f)) > 0;) {
+        n += got;
+        if (n == cap) {
+            buf = (char *)realloc(buf, cap *= 2);
+            if (!buf) fail("out of memory reading %s (%zu bytes so far)", path, n);
+        }
+    }
+    if (ferror(f)) fail("cannot read %s: %s; check the file", path, strerror(errno));
     fclose(f);
-    if (len) *len = (size_t)n;
+    buf[n] = 0;
+    if (len) *len = n;
     return buf;
 }
 
 // ----------------------------------------------------------------------------------------------
 // atomic writes: everything goes to "<path>.tmp.<pid>" and is renamed into place only when
 // complete, so a crash or a full disk never leaves a half-written file under the final name.
+// Only a regular file (or a new name) is ever renamed over: "-" is stdout, and a device node, FIFO or
+// socket (/dev/null, a pipe to another program) is written directly, since renaming over it would replace
+// the node itself with a regular file. A directory is refused; a symlink is followed, so the file it
+// points at is replaced and the link stays.
 
 typedef struct {
     FILE *f;
-    char *path, *tmp;
+    char *path, *tmp;  // tmp == NULL: written directly (stdout, a device, a FIFO)
+    int is_stdout;
 } AtomicFile;
 
+// "-" as an output file: the data goes to the real stdout, and from then on the program's own printing
+// goes to stderr so it cannot mix into the data (a program that prints before it writes claims it early)
+static FILE *stdout_claim(void) {
+    static FILE *data;
+    if (!data) {
+        fflush(stdout);
+        int fd = dup(1);
+        if (fd < 0 || !(data = fdopen(fd, "wb")) || dup2(2, 1) < 0) fail("cannot write to stdout: %s", strerror(errno));
+    }
+    return data;
+}
+
 static AtomicFile atomic_open(const char *path) {
-    AtomicFile a;
-    a.path = str_dup(path);
-    size_t n = strlen(path) + 32;
+    AtomicFile a = {NULL, NULL, NULL, 0};
+    if (strcmp(path, "-") == 0) {
+        a.f = stdout_claim();
+        a.path = str_dup("<stdout>");
+        a.is_stdout = 1;
+        return a;
+    }
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) fail("%s is a directory; give the name of a file to write", path);
+        if (!S_ISREG(st.st_mode)) {
+            a.f = fopen(path, "wb");
+            if (!a.f) fail("cannot write %s: %s", path, strerror(errno));
+            a.path = str_dup(path);
+            return a;
+        }
+    }
+    struct stat lst;
+    int link = lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode);
+    char *real = link ? realpath(path, NULL) : NULL;
+    if (link && !real) fail("%s is a symlink to nowhere (%s); remove it or point it at a file", path, strerror(errno));
+    a.path = real ? real : str_dup(path);
+    size_t n = strlen(a.path) + 32;
     a.tmp = (char *)mallocCheck(n);
-    snprintf(a.tmp, n, "%s.tmp.%d", path, (int)getpid());
-    a.f = fopen(a.tmp, "wb");
-    if (!a.f) fail("cannot write %s: %s; check the directory exists and is writable", a.tmp, strerror(errno));
+    snprintf(a.tmp, n, "%s.tmp.%d", a.path, (int)getpid());
+    // a new file of our own: never follow a link or reuse whatever already has the temporary name
+    int fd = open(a.tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0666);
+    if (fd < 0 && errno == EEXIST && unlink(a.tmp) == 0) fd = open(a.tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0666);
+    if (fd < 0 || !(a.f = fdopen(fd, "wb")))
+        fail("cannot write %s: %s; check the directory exists and is writable", a.tmp, strerror(errno));
     return a;
 }
 
 static void atomic_write(AtomicFile *a, const void *p, size_t n) {
     if (n && fwrite(p, 1, n, a->f) != n) {
         int e = errno;
-        fclose(a->f);
-        unlink(a->tmp);
-        fail("writing %s failed: %s; nothing was written under that name (is the disk full?)", a->path, strerror(e));
+        if (!a->is_stdout) fclose(a->f);
+        if (a->tmp) unlink(a->tmp);
+        fail("writing %s failed: %s%s", a->path, strerror(e),
+             a->tmp ? "; nothing was written under that name (is the disk full?)" : "");
     }
 }
 
 static void atomic_commit(AtomicFile *a) {
-    int bad = fflush(a->f) != 0 || fsync(fileno(a->f)) != 0;
+    int bad = fflush(a->f) != 0 || (a->tmp && fsync(fileno(a->f)) != 0);  // fsync: regular files only
     int e = errno;
-    bad |= fclose(a->f) != 0;
+    if (!a->is_stdout) bad |= fclose(a->f) != 0;
     if (bad) {
-        unlink(a->tmp);
-        fail("writing %s failed: %s; nothing was written under that name (is the disk full?)", a->path, strerror(e));
+        if (a->tmp) unlink(a->tmp);
+        fail("writing %s failed: %s%s", a->path, strerror(e),
+             a->tmp ? "; nothing was written under that name (is the disk full?)" : "");
     }
-    if (rename(a->tmp, a->path) != 0) {
+    if (a->tmp && rename(a->tmp, a->path) != 0) {
         e = errno;
         unlink(a->tmp);
         fail("cannot rename %s to %s: %s", a->tmp, a->path, strerror(e));
@@ -203,14 +285,25 @@ static void write_json_atomic(const char *path, const cJSON *j) {
 // ----------------------------------------------------------------------------------------------
 // JSON (cJSON): read a file, and typed getters that name the file and field when something is wrong
 
-static cJSON *json_read(const char *path) {
-    char *text = read_file(path, NULL);
+// JSON text of `n` bytes: one value and nothing after it but whitespace (cJSON alone stops at the end of the
+// first value and would take `{...} garbage`, or text cut at a NUL byte)
+static cJSON *json_parse(const char *text, size_t n, const char *src) {
     const char *end = NULL;
-    cJSON *j = cJSON_ParseWithOpts(text, &end, 0);
-    if (!j) {
-        size_t at = end ? (size_t)(end - text) : 0;
-        fail("%s: malformed JSON near byte %zu; fix or regenerate the file", path, at);
+    cJSON *j = cJSON_ParseWithLengthOpts(text, n, &end, 0);
+    if (!j) fail("%s: malformed JSON near byte %zu; fix or regenerate the file", src, end ? (size_t)(end - text) : 0);
+    while (end < text + n && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')) end++;
+    if (end < text + n) {
+        cJSON_Delete(j);
+        fail("%s: unexpected bytes after the JSON value at byte %zu; fix or regenerate the file", src,
+             (size_t)(end - text));
     }
+    return j;
+}
+
+static cJSON *json_read(const char *path) {
+    size_t n;
+    char *text = read_file(path, &n);
+    cJSON *j = json_parse(text, n, path);
     free(text);
     return j;
 }
@@ -221,18 +314,22 @@ static const cJSON *json_get(const cJSON *o, const char *key) {
     return (v && !cJSON_IsNull(v)) ? v : NULL;
 }
 
+// a finite number (true/false are not numbers; 1e999 parses as infinity and is refused)
 static double json_num(const cJSON *o, const char *key, double def, const char *src) {
     const cJSON *v = json_get(o, key);
     if (!v) return def;
-    if (cJSON_IsBool(v)) return cJSON_IsTrue(v);
-    if (!cJSON_IsNumber(v)) fail("%s: field \"%s\" must be a number", src, key);
+    if (!cJSON_IsNumber(v)) fail("%s: field \"%s\" must be a number; fix the file", src, key);
+    if (!isfinite(v->valuedouble)) fail("%s: field \"%s\" is not a finite number; fix the file", src, key);
     return v->valuedouble;
 }
 
-static long json_int(const cJSON *o, const char *key, long def, const char *src) {
+// an integer that fits an int: 4294967557 is refused, never wrapped to 261
+static int json_int(const cJSON *o, const char *key, int def, const char *src) {
     double x = json_num(o, key, (double)def, src);
-    if (x != floor(x)) fail("%s: field \"%s\" must be an integer, got %g", src, key, x);
-    return (long)x;
+    if (x != floor(x)) fail("%s: field \"%s\" must be an integer, got %.17g; fix the file", src, key, x);
+    if (x < INT32_MIN || x > INT32_MAX)
+        fail("%s: field \"%s\" = %.0f does not fit a 32-bit integer; fix the file", src, key, x);
+    return (int)x;
 }
 
 static const char *json_str(const cJSON *o, const char *key, const char *def, const char *src) {
@@ -308,97 +405,268 @@ static inline uint16_t f32_to_f16(float f) {  // round to nearest even
 
 // ----------------------------------------------------------------------------------------------
 // safetensors: 8-byte little-endian header length, a JSON header, then the raw tensor bytes.
-// Files are memory-mapped; every offset is checked against the file size before use.
+// Files are memory-mapped. The reader is exactly as strict as the reference one (huggingface/safetensors,
+// safetensors/src/tensor.rs: read_metadata and Metadata::validate): a header of at most 100 MB of UTF-8
+// JSON and nothing after it but whitespace; known dtypes; shapes and offsets non-negative integers;
+// unique names; the ranges, sorted, tile the data section from 0 to its end, each exactly numel x dtype
+// bytes. Anything else could make two tensors share bytes or leave bytes nobody reads.
 
 enum { ST_F32, ST_BF16, ST_F16, ST_I32, ST_I64, ST_I8, ST_U8, ST_OTHER };  // I8/U8: train.c's 8-bit Adam states
 static const char *st_dtype_name[] = {"F32", "BF16", "F16", "I32", "I64", "I8", "U8", "?"};
 static const int st_dtype_size[] = {4, 2, 2, 4, 8, 1, 1, 0};
+// every dtype the reference reader knows, with its size in bits: the ones we cannot convert are still a valid
+// file (their bytes must be accounted for), refused only when a stage asks for them
+static const struct { const char *name; int bits; } st_all_dtypes[] = {
+    {"BOOL", 8}, {"F4", 4}, {"F6_E2M3", 6}, {"F6_E3M2", 6}, {"U8", 8}, {"I8", 8}, {"F8_E5M2", 8}, {"F8_E4M3", 8},
+    {"F8_E8M0", 8}, {"F8_E4M3FNUZ", 8}, {"F8_E5M2FNUZ", 8}, {"I16", 16}, {"U16", 16}, {"F16", 16}, {"BF16", 16},
+    {"I32", 32}, {"U32", 32}, {"F32", 32}, {"C64", 64}, {"F64", 64}, {"I64", 64}, {"U64", 64}};
+#define ST_MAX_HEADER 100000000  // the reference's MAX_HEADER_SIZE
 
 typedef struct {
     char *name;
     int dtype;
     int ndim;
-    int64_t shape[8];
+    int64_t shape[8];  // the first 8 dims (every tensor we use has 1 or 2)
     size_t numel, nbytes;
-    const void *data;  // into the mapping
+    size_t begin;      // offset in the data section (the ranges are checked, then sorted by it)
+    const void *data;  // into the mapping; any alignment
     const char *file;  // which file it came from (for messages)
 } STensor;
 
 typedef struct {
     char *path;
-    void *map;
+    void *map;  // NULL when the caller owns the bytes (st_parse)
     size_t size;
     int n;
     STensor *t;
 } SFile;
 
+// Strict JSON text, beyond what cJSON checks: UTF-8; no control bytes in strings; only the four JSON
+// whitespace bytes between tokens; numbers in JSON's grammar (cJSON takes 01, 1. and .5). Every number's
+// lexeme is recorded in order: plain[i] = 1 when the i-th is a non-negative integer written without
+// fraction, exponent or sign, as serde requires of a usize. Returns the number count, -1 when malformed.
+static long json_text_check(const unsigned char *s, size_t n, unsigned char *plain, long cap) {
+    long k = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = s[i];
+        if (c == '"') {
+            for (i++;; i++) {
+                if (i >= n || s[i] < 0x20) return -1;
+                if (s[i] == '\\') i++;
+                else if (s[i] == '"') break;
+            }
+            i++;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            size_t j = i + (c == '-');
+            if (j >= n || !(s[j] >= '0' && s[j] <= '9')) return -1;
+            if (s[j] == '0') j++;
+            else while (j < n && s[j] >= '0' && s[j] <= '9') j++;
+            int integer = c != '-' && !(j < n && (s[j] == '.' || s[j] == 'e' || s[j] == 'E'));
+            if (j < n && s[j] == '.') {
+                if (++j >= n || !(s[j] >= '0' && s[j] <= '9')) return -1;
+                while (j < n && s[j] >= '0' && s[j] <= '9') j++;
+            }
+            if (j < n && (s[j] == 'e' || s[j] == 'E')) {
+                if (++j < n && (s[j] == '+' || s[j] == '-')) j++;
+                if (j >= n || !(s[j] >= '0' && s[j] <= '9')) return -1;
+                while (j < n && s[j] >= '0' && s[j] <= '9') j++;
+            }
+            if (k < cap) plain[k] = (unsigned char)integer;
+            k++;
+            i = j;
+        } else if (c < 0x20 && c != ' ' && c != '\t' && c != '\n' && c != '\r') return -1;
+        else if (c >= 0x80) {  // UTF-8 outside strings is a syntax error anyway; inside, checked below
+            return -1;
+        } else i++;
+    }
+    return k;
+}
+
+static int utf8_valid(const unsigned char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        size_t len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        if (!len || i + len > n) return 0;
+        for (size_t k = 1; k < len; k++)
+            if ((s[i + k] & 0xC0) != 0x80) return 0;
+        if ((c == 0xE0 && s[i + 1] < 0xA0) || (c == 0xED && s[i + 1] > 0x9F) || (c == 0xF0 && s[i + 1] < 0x90) ||
+            (c == 0xF4 && s[i + 1] > 0x8F))
+            return 0;  // overlong, surrogate, past U+10FFFF
+        i += len;
+    }
+    return 1;
+}
+
+// number nodes in depth-first order are the lexemes in text order: a number not written as a plain integer
+// becomes NaN, which every integer check below refuses
+static void json_mark_plain(cJSON *node, const unsigned char *plain, long n, long *k) {
+    for (; node; node = node->next) {
+        if (cJSON_IsNumber(node) && (*k >= n || !plain[*k])) node->valuedouble = NAN;
+        *k += cJSON_IsNumber(node);
+        if (node->child) json_mark_plain(node->child, plain, n, k);
+    }
+}
+
+// a JSON number that is a non-negative integer below 2^53 (beyond, doubles skip integers)
+static int json_is_index(const cJSON *v, double *out) {
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble < 9007199254740992.0) ||
+        v->valuedouble != floor(v->valuedouble))
+        return 0;
+    *out = v->valuedouble;
+    return 1;
+}
+
+static int str_cmp_ptr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int st_cmp_begin(const void *a, const void *b) {
+    const STensor *x = (const STensor *)a, *y = (const STensor *)b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    return x->nbytes < y->nbytes ? -1 : x->nbytes > y->nbytes;
+}
+
+static void st_free(SFile *f) {
+    if (!f) return;
+    for (int i = 0; i < f->n; i++) free(f->t[i].name);
+    free(f->t);
+    free(f->path);
+    free(f);
+}
+
+// Parse `size` bytes of a safetensors file (the caller keeps them alive while the SFile is used).
+static SFile *st_parse(const void *buf, size_t size, const char *path) {
+    const unsigned char *b = (const unsigned char *)buf;
+    if (size < 8) fail("%s: truncated safetensors file (%zu bytes); re-copy or re-save the checkpoint", path, size);
+    uint64_t hlen;
+    memcpy(&hlen, b, 8);
+    if (hlen > size - 8) fail("%s: header length %llu runs past the end of the file (%zu bytes); the file is truncated",
+                              path, (unsigned long long)hlen, size);
+    if (hlen > ST_MAX_HEADER)
+        fail("%s: header of %llu bytes, over the 100 MB safetensors allows; the file is corrupt", path,
+             (unsigned long long)hlen);
+    const unsigned char *htext = b + 8;
+    long nnum = json_text_check(htext, hlen, NULL, 0);
+    if (nnum < 0 || !utf8_valid(htext, hlen)) fail("%s: safetensors header is not valid JSON; the file is corrupt", path);
+    unsigned char *plain = (unsigned char *)mallocCheck((size_t)nnum + 1);
+    json_text_check(htext, hlen, plain, nnum);
+    const char *end = NULL;
+    cJSON *h = cJSON_ParseWithLengthOpts((const char *)htext, hlen, &end, 0);
+    while (h && end < (const char *)htext + hlen && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')) end++;
+    if (!h || !cJSON_IsObject(h) || end != (const char *)htext + hlen)
+        fail("%s: safetensors header is not one JSON object (or has bytes after it); the file is corrupt", path);
+    long k = 0;
+    json_mark_plain(h->child, plain, nnum, &k);
+    free(plain);
+    if (k != nnum) fail("%s: safetensors header is not valid JSON; the file is corrupt", path);
+
+    SFile *f = (SFile *)callocCheck(sizeof(SFile));
+    f->path = str_dup(path);
+    f->size = size;
+    f->t = (STensor *)callocCheck(sizeof(STensor) * (size_t)(cJSON_GetArraySize(h) + 1));
+    size_t data0 = 8 + (size_t)hlen, avail = size - data0;
+    {  // unique names (sorted, so a header of a million names is not a million squared comparisons)
+        int nk = cJSON_GetArraySize(h), i = 0;
+        const char **names = (const char **)mallocCheck(sizeof(char *) * (size_t)(nk + 1));
+        for (cJSON *e = h->child; e; e = e->next) names[i++] = e->string;
+        qsort(names, (size_t)nk, sizeof(char *), str_cmp_ptr);
+        for (i = 1; i < nk; i++)
+            if (strcmp(names[i - 1], names[i]) == 0)
+                fail("%s: the name \"%s\" appears twice in the header; the file is corrupt", path, names[i]);
+        free(names);
+    }
+    for (cJSON *e = h->child; e; e = e->next) {
+        if (strcmp(e->string, "__metadata__") == 0) {  // null or {"string": "string", ...}
+            if (!cJSON_IsNull(e) && !cJSON_IsObject(e)) fail("%s: __metadata__ is not an object; the file is corrupt", path);
+            for (cJSON *m = cJSON_IsObject(e) ? e->child : NULL; m; m = m->next)
+                if (!cJSON_IsString(m)) fail("%s: __metadata__[\"%s\"] is not a string; the file is corrupt", path, m->string);
+            continue;
+        }
+        if (!cJSON_IsObject(e)) fail("%s: tensor %s is not an object in the header; the file is corrupt", path, e->string);
+        const char *want[3] = {"dtype", "shape", "data_offsets"};
+        const cJSON *got[3] = {NULL, NULL, NULL};
+        for (cJSON *x = e->child; x; x = x->next)  // unknown fields are ignored, as serde does
+            for (int q = 0; q < 3; q++)
+                if (strcmp(x->string, want[q]) == 0) {
+                    if (got[q]) fail("%s: tensor %s has two \"%s\" fields; the file is corrupt", path, e->string, want[q]);
+                    got[q] = x;
+                }
+        STensor *t = &f->t[f->n++];
+        t->name = str_dup(e->string);
+        t->file = f->path;
+        int bits = 0;
+        for (size_t q = 0; cJSON_IsString(got[0]) && q < sizeof st_all_dtypes / sizeof st_all_dtypes[0]; q++)
+            if (strcmp(got[0]->valuestring, st_all_dtypes[q].name) == 0) bits = st_all_dtypes[q].bits;
+        if (!bits) fail("%s: tensor %s has no dtype or an unknown one; the file is corrupt", path, t->name);
+        t->dtype = ST_OTHER;
+        for (int q = 0; q < ST_OTHER; q++)
+            if (strcmp(got[0]->valuestring, st_dtype_name[q]) == 0) t->dtype = q;
+        const cJSON *shape = got[1], *off = got[2];
+        if (!cJSON_IsArray(shape) || !cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2)
+            fail("%s: tensor %s has no shape or data_offsets [begin, end]; the file is corrupt", path, t->name);
+        size_t numel = 1;
+        for (const cJSON *x = shape->child; x; x = x->next) {
+            double v;
+            if (!json_is_index(x, &v))
+                fail("%s: tensor %s: shape entries must be non-negative integers; the file is corrupt", path, t->name);
+            if (t->ndim < 8) t->shape[t->ndim] = (int64_t)v;
+            t->ndim++;
+            if (__builtin_mul_overflow(numel, (size_t)v, &numel))
+                fail("%s: tensor %s: the shape's element count overflows; the file is corrupt", path, t->name);
+        }
+        double ob, oe;
+        if (!json_is_index(off->child, &ob) || !json_is_index(off->child->next, &oe) || oe < ob)
+            fail("%s: tensor %s: data_offsets must be integers begin <= end; the file is corrupt", path, t->name);
+        if (oe > (double)avail)
+            fail("%s: tensor %s has data offsets [%.0f, %.0f] past the end of the data (%zu bytes); the file is "
+                 "truncated or corrupt", path, t->name, ob, oe, avail);
+        size_t nbits;
+        if (__builtin_mul_overflow(numel, (size_t)bits, &nbits) || nbits % 8)
+            fail("%s: tensor %s: %zu elements of %s are not a whole number of bytes; the file is corrupt", path,
+                 t->name, numel, got[0]->valuestring);
+        t->numel = numel;
+        t->begin = (size_t)ob;
+        t->nbytes = (size_t)(oe - ob);
+        if (t->nbytes != nbits / 8)
+            fail("%s: tensor %s: %zu bytes for %zu elements of %s; the file is corrupt", path, t->name, t->nbytes,
+                 t->numel, got[0]->valuestring);
+        t->data = b + data0 + t->begin;
+    }
+    cJSON_Delete(h);
+    // the ranges, sorted, must tile the data section: no overlap (two tensors sharing bytes), no hole, no tail
+    qsort(f->t, (size_t)f->n, sizeof(STensor), st_cmp_begin);
+    size_t at = 0;
+    for (int i = 0; i < f->n; i++) {
+        if (f->t[i].begin != at)
+            fail("%s: tensor %s starts at byte %zu of the data, but the tensors before it end at %zu (%s); the file is "
+                 "corrupt", path, f->t[i].name, f->t[i].begin, at, f->t[i].begin < at ? "overlap" : "a hole");
+        at += f->t[i].nbytes;
+    }
+    if (at != avail)
+        fail("%s: the tensors cover %zu of the %zu data bytes (trailing bytes after the last one); the file is corrupt",
+             path, at, avail);
+    return f;
+}
+
 static SFile *st_open(const char *path) {
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_NONBLOCK);  // O_NONBLOCK: a FIFO must not hang us; it is refused below
     if (fd < 0) fail("cannot open %s: %s", path, strerror(errno));
     struct stat st;
-    fstat(fd, &st);
+    if (fstat(fd, &st) != 0) fail("cannot stat %s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        fail("%s is not a regular file; a safetensors file is needed there", path);
     size_t size = (size_t)st.st_size;
     if (size < 8) fail("%s: truncated safetensors file (%zu bytes); re-copy or re-save the checkpoint", path, size);
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED) fail("cannot map %s: %s", path, strerror(errno));
-    uint64_t hlen;
-    memcpy(&hlen, map, 8);
-    if (hlen > size - 8) fail("%s: header length %llu runs past the end of the file (%zu bytes); the file is truncated",
-                              path, (unsigned long long)hlen, size);
-    char *htext = (char *)mallocCheck(hlen + 1);
-    memcpy(htext, (char *)map + 8, hlen);
-    htext[hlen] = 0;
-    cJSON *h = cJSON_Parse(htext);
-    free(htext);
-    if (!h || !cJSON_IsObject(h)) fail("%s: safetensors header is not valid JSON; the file is corrupt", path);
-    SFile *f = (SFile *)callocCheck(sizeof(SFile));
-    f->path = str_dup(path);
+    SFile *f = st_parse(map, size, path);
     f->map = map;
-    f->size = size;
-    f->t = (STensor *)callocCheck(sizeof(STensor) * (size_t)(cJSON_GetArraySize(h) + 1));
-    size_t data0 = 8 + hlen, avail = size - data0;
-    for (cJSON *e = h->child; e; e = e->next) {
-        if (strcmp(e->string, "__metadata__") == 0) continue;
-        STensor *t = &f->t[f->n++];
-        t->name = str_dup(e->string);
-        t->file = f->path;
-        const char *dt = json_str(e, "dtype", "", path);
-        t->dtype = ST_OTHER;
-        for (int k = 0; k < ST_OTHER; k++)
-            if (strcmp(dt, st_dtype_name[k]) == 0) t->dtype = k;
-        const cJSON *shape = json_get(e, "shape"), *off = json_get(e, "data_offsets");
-        if (!shape || !cJSON_IsArray(shape) || !off || cJSON_GetArraySize(off) != 2)
-            fail("%s: tensor %s has no shape or data_offsets; the file is corrupt", path, t->name);
-        t->ndim = cJSON_GetArraySize(shape);
-        if (t->ndim > 8) fail("%s: tensor %s has %d dims", path, t->name, t->ndim);
-        t->numel = 1;
-        for (int k = 0; k < t->ndim; k++) {
-            t->shape[k] = (int64_t)cJSON_GetArrayItem(shape, k)->valuedouble;
-            t->numel *= (size_t)t->shape[k];
-        }
-        double b = cJSON_GetArrayItem(off, 0)->valuedouble, en = cJSON_GetArrayItem(off, 1)->valuedouble;
-        if (b < 0 || en < b || en > (double)avail)
-            fail("%s: tensor %s has data offsets [%.0f, %.0f] past the end of the data (%zu bytes); the file is "
-                 "truncated or corrupt",
-                 path, t->name, b, en, avail);
-        t->nbytes = (size_t)(en - b);
-        if (t->dtype != ST_OTHER && t->nbytes != t->numel * (size_t)st_dtype_size[t->dtype])
-            fail("%s: tensor %s: %zu bytes for %zu elements of %s; the file is corrupt", path, t->name, t->nbytes,
-                 t->numel, dt);
-        t->data = (char *)map + data0 + (size_t)b;
-    }
-    cJSON_Delete(h);
     return f;
 }
 
 static void st_close(SFile *f) {
     if (!f) return;
-    munmap(f->map, f->size);
-    for (int i = 0; i < f->n; i++) free(f->t[i].name);
-    free(f->t);
-    free(f->path);
-    free(f);
+    if (f->map) munmap(f->map, f->size);
+    st_free(f);
 }
 
 static const STensor *st_find(const SFile *f, const char *name) {
@@ -407,15 +675,25 @@ static const STensor *st_find(const SFile *f, const char *name) {
     return NULL;
 }
 
-// convert any float dtype to fp32
+// convert any float dtype to fp32, refusing NaN and infinity (they would flow silently into losses, scores and
+// exported files). The data need not be aligned: offsets in a file are any byte, so elements are memcpy'd.
 static void st_to_f32(const STensor *t, float *out) {
-    if (t->dtype == ST_F32) memcpy(out, t->data, t->numel * 4);
-    else if (t->dtype == ST_BF16)
-        for (size_t i = 0; i < t->numel; i++) out[i] = bf16_to_f32(((const uint16_t *)t->data)[i]);
-    else if (t->dtype == ST_F16)
-        for (size_t i = 0; i < t->numel; i++) out[i] = f16_to_f32(((const uint16_t *)t->data)[i]);
+    const unsigned char *src = (const unsigned char *)t->data;
+    if (t->dtype == ST_F32) memcpy(out, src, t->numel * 4);
+    else if (t->dtype == ST_BF16 || t->dtype == ST_F16)
+        for (size_t i = 0; i < t->numel; i++) {
+            uint16_t h;
+            memcpy(&h, src + 2 * i, 2);
+            out[i] = t->dtype == ST_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+        }
     else fail("%s: tensor %s has dtype %s; only F32, BF16 and F16 weights can be read", t->file, t->name,
               st_dtype_name[t->dtype]);
+    int bad = 0;
+    for (size_t i = 0; i < t->numel; i++) bad |= !isfinite(out[i]);  // one branch-free pass: vectorizes
+    for (size_t i = 0; bad && i < t->numel; i++)
+        if (!isfinite(out[i]))
+            fail("%s: tensor %s holds %g at element %zu; the file is damaged or the run that wrote it diverged", t->file,
+                 t->name, out[i], i);
 }
 
 // A writer: collect (name, dtype, shape, data) entries, then write header + data atomically.
