@@ -115,6 +115,7 @@ static double rope_params_theta(const cJSON *rp, const char *kind, double def, d
                                 double *partial, const char *src) {
     const cJSON *r = json_get(rp, kind);
     if (!r) return def;
+    if (!cJSON_IsObject(r)) fail("%s: rope_parameters.%s must be an object", src, kind);
     const char *type = json_str(r, "rope_type", json_str(r, "type", "default", src), src);
     if (strcmp(type, "linear") == 0) *factor = json_num(r, "factor", 1.0, src);
     else if (strcmp(type, "proportional") == 0) {
@@ -126,45 +127,105 @@ static double rope_params_theta(const cJSON *rp, const char *kind, double def, d
     return json_num(r, "rope_theta", def, src);
 }
 
+// Every field's range, in one place: config_from_json ends here, and so does any Config a program builds
+// itself, so nothing is accepted that a loader (ours or transformers') later rejects, and no size can wrap
+// an int. Checked before anything divides by a head count.
+static void config_validate(const Config *c, const char *src) {
+    // generous bounds far above every released Gemma, so int products of them cannot overflow
+    enum { MAX_DIM = 1 << 20, MAX_HEADS = 1 << 12, MAX_VOCAB = 1 << 28 };
+    if (c->arch != 3 && c->arch != 4) fail("%s: unknown architecture %d", src, c->arch);
+    if (c->L < 1 || c->L > MAX_LAYERS) fail("%s: num_hidden_layers %d out of range [1, %d]", src, c->L, MAX_LAYERS);
+    if (c->arch == 3 && (c->P || c->n_shared)) fail("%s: per-layer inputs or KV sharing in a Gemma 3 config", src);
+    int Dg = c->arch == 4 ? c->Dg : c->D, Kg = c->arch == 4 ? c->Kg : c->K;  // Gemma 3: one shape (see layer_D)
+    struct { const char *name; int v, lo, hi; } f[] = {
+        {"vocab_size", c->V, 1, MAX_VOCAB},          {"hidden_size", c->d, 1, MAX_DIM},
+        {"intermediate_size", c->F, 1, MAX_DIM},     {"num_attention_heads", c->H, 1, MAX_HEADS},
+        {"num_key_value_heads", c->K, 1, MAX_HEADS}, {"head_dim", c->D, 2, MAX_DIM},
+        {"sliding_window", c->W, 1, INT32_MAX},      {"max_position_embeddings", c->max_pos, 1, INT32_MAX},
+        {"global_head_dim (full layers' head_dim)", Dg, 2, MAX_DIM},
+        {"num_global_key_value_heads (full layers' num_key_value_heads)", Kg, 1, MAX_HEADS},
+        {"hidden_size_per_layer_input", c->P, 0, MAX_DIM},
+        {"vocab_size_per_layer_input", c->Vp, c->P > 0 ? 1 : 0, MAX_VOCAB},
+        {"num_kv_shared_layers", c->n_shared, 0, c->L - 1},
+        {"bos_token_id", c->bos, 0, c->V - 1},       {"eos_token_id", c->eos, 0, c->V - 1},
+        {"pad_token_id", c->pad, 0, c->V - 1},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        if (f[i].v < f[i].lo || f[i].v > f[i].hi)
+            fail("%s: %s = %d is out of range [%d, %d]; fix the config", src, f[i].name, f[i].v, f[i].lo, f[i].hi);
+    if (c->D % 2 || Dg % 2) fail("%s: head_dim %d / %d must be even (RoPE rotates pairs)", src, c->D, Dg);
+    if (c->H % c->K || c->H % Kg)
+        fail("%s: num_attention_heads %d is not a multiple of num_key_value_heads %d (full layers: %d); heads must "
+             "divide into kv groups", src, c->H, c->K, Kg);
+    // transformers' Gemma configs refuse it too (and prune.c's targets do)
+    if (c->d % c->H) fail("%s: hidden_size %d is not divisible by num_attention_heads %d", src, c->d, c->H);
+    struct { const char *name; double v, lo, hi; } g[] = {
+        {"rms_norm_eps", c->eps, 1e-30, 1},          {"query_pre_attn_scalar", c->qscalar, 1e-30, HUGE_VAL},
+        {"final_logit_softcapping", c->final_softcap, 0, HUGE_VAL},
+        {"rope theta of sliding layers", c->rope_local, 1e-30, HUGE_VAL},
+        {"rope theta of full layers", c->rope_global, 1e-30, HUGE_VAL},
+        {"linear rope scaling factor", c->rope_scale, 1e-30, HUGE_VAL},
+        {"partial_rotary_factor", c->partial_rotary, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof g / sizeof g[0]; i++)
+        if (!(g[i].v >= g[i].lo && g[i].v <= g[i].hi && isfinite(g[i].v)))
+            fail("%s: %s = %g is out of range [%g, %g]; fix the config", src, g[i].name, g[i].v, g[i].lo, g[i].hi);
+    int64_t Kmax = c->K > Kg ? c->K : Kg, Dmax = c->D > Dg ? c->D : Dg;
+    if ((c->H + 2 * Kmax) * Dmax > INT32_MAX)
+        fail("%s: (num_attention_heads + 2 num_key_value_heads) x head_dim = %lld rows of q|k|v is too large; fix the "
+             "config", src, (long long)((c->H + 2 * Kmax) * Dmax));
+    for (int l = c->L - c->n_shared; c->n_shared > 0 && l < c->L; l++)
+        if (kv_source(c, l) < 0)
+            fail("%s: KV-shared layer %d has no earlier %s layer to take K/V from", src, l,
+                 c->full[l] ? "full-attention" : "sliding");
+}
+
+// an integer token id, or the first of a list of them (Gemma 3 instruction models list several eos ids)
+static int config_token_id(const cJSON *j, const char *key, int def, const char *src) {
+    const cJSON *v = json_get(j, key);
+    if (!v || !cJSON_IsArray(v)) return json_int(j, key, def, src);
+    if (cJSON_GetArraySize(v) < 1) fail("%s: %s is an empty list; give at least one token id", src, key);
+    for (const cJSON *e = v->child; e; e = e->next)
+        if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) || e->valuedouble < 0 ||
+            e->valuedouble > INT32_MAX)
+            fail("%s: %s must list token ids (non-negative integers)", src, key);
+    return (int)v->child->valuedouble;
+}
+
 // Read a Hugging Face config.json (Gemma3TextConfig, Gemma3Config's text_config, Gemma4TextConfig or
 // Gemma4Config's text_config). Missing fields take the transformers class defaults; anything we do
 // not implement is refused with a message naming the field.
 static void config_from_json(Config *c, const cJSON *root, const char *src) {
     memset(c, 0, sizeof(*c));
+    if (!cJSON_IsObject(root)) fail("%s: not a JSON object; a config.json is {\"model_type\": ..., ...}", src);
     const char *mt = json_str(root, "model_type", "", src);
     const cJSON *j = root;
     if (strcmp(mt, "gemma3") == 0 || strcmp(mt, "gemma4") == 0) {
         j = json_get(root, "text_config");
-        if (!j) fail("%s: model_type %s without a text_config", src, mt);
+        if (!cJSON_IsObject(j)) fail("%s: model_type %s without a text_config object", src, mt);
         mt = strcmp(mt, "gemma3") == 0 ? "gemma3_text" : "gemma4_text";
     }
     if (strcmp(mt, "gemma3_text") == 0) c->arch = 3;
     else if (strcmp(mt, "gemma4_text") == 0) c->arch = 4;
     else fail("%s: model_type \"%s\" is not supported (gemma3_text, gemma3, gemma4_text, gemma4 are)", src, mt);
     int g3 = c->arch == 3;
-    c->V = (int)json_int(j, "vocab_size", g3 ? 262208 : 262144, src);
-    c->d = (int)json_int(j, "hidden_size", g3 ? 2304 : 2304, src);
-    c->F = (int)json_int(j, "intermediate_size", g3 ? 9216 : 9216, src);
-    c->L = (int)json_int(j, "num_hidden_layers", g3 ? 26 : 30, src);
-    c->H = (int)json_int(j, "num_attention_heads", 8, src);
-    c->K = (int)json_int(j, "num_key_value_heads", 4, src);
-    c->D = (int)json_int(j, "head_dim", 256, src);
-    c->W = (int)json_int(j, "sliding_window", g3 ? 4096 : 512, src);
-    c->max_pos = (int)json_int(j, "max_position_embeddings", 131072, src);
+    c->V = json_int(j, "vocab_size", g3 ? 262208 : 262144, src);
+    c->d = json_int(j, "hidden_size", g3 ? 2304 : 2304, src);
+    c->F = json_int(j, "intermediate_size", g3 ? 9216 : 9216, src);
+    c->L = json_int(j, "num_hidden_layers", g3 ? 26 : 30, src);
+    c->H = json_int(j, "num_attention_heads", 8, src);
+    c->K = json_int(j, "num_key_value_heads", 4, src);
+    c->D = json_int(j, "head_dim", 256, src);
+    c->W = json_int(j, "sliding_window", g3 ? 4096 : 512, src);
+    c->max_pos = json_int(j, "max_position_embeddings", 131072, src);
     c->eps = json_num(j, "rms_norm_eps", 1e-6, src);
-    c->qscalar = json_num(j, "query_pre_attn_scalar", 256, src);
+    c->qscalar = g3 ? json_num(j, "query_pre_attn_scalar", 256, src) : 256;  // Gemma 4 scales queries by 1
     c->final_softcap = json_num(j, "final_logit_softcapping", 0.0, src);
-    c->pad = (int)json_int(j, "pad_token_id", 0, src);
-    c->bos = (int)json_int(j, "bos_token_id", 2, src);
-    const cJSON *eos = json_get(j, "eos_token_id");
-    c->eos = eos && cJSON_IsArray(eos) ? (int)cJSON_GetArrayItem(eos, 0)->valuedouble
-                                       : (int)json_int(j, "eos_token_id", 1, src);
+    c->pad = config_token_id(j, "pad_token_id", 0, src);
+    c->bos = config_token_id(j, "bos_token_id", 2, src);
+    c->eos = config_token_id(j, "eos_token_id", 1, src);
+    // the layer pattern below indexes full[] by layer: bound L first (config_validate checks it again)
     if (c->L < 1 || c->L > MAX_LAYERS) fail("%s: num_hidden_layers %d out of range [1, %d]", src, c->L, MAX_LAYERS);
-    if (c->V < 1 || c->d < 1 || c->H < 1 || c->K < 1 || c->D < 2 || c->F < 1 || c->W < 1)
-        fail("%s: sizes must be positive (vocab %d, hidden %d, heads %d, kv heads %d, head_dim %d, ffn %d, window %d)",
-             src, c->V, c->d, c->H, c->K, c->D, c->F, c->W);
-    if (c->H % c->K) fail("%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", src, c->H, c->K);
-    if (c->D % 2) fail("%s: head_dim %d must be even (RoPE rotates pairs)", src, c->D);
     if (!json_bool(j, "tie_word_embeddings", 1, src))
         fail("%s: tie_word_embeddings=false is not supported (every Gemma ties them)", src);
     const char *act = json_str(j, "hidden_activation", json_str(j, "hidden_act", "gelu_pytorch_tanh", src), src);
@@ -185,8 +246,8 @@ static void config_from_json(Config *c, const cJSON *root, const char *src) {
     if (lt) {
         if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != c->L)
             fail("%s: layer_types must list %d entries, one per layer", src, c->L);
-        for (int l = 0; l < c->L; l++) {
-            const cJSON *e = cJSON_GetArrayItem(lt, l);
+        int l = 0;
+        for (const cJSON *e = lt->child; e; e = e->next, l++) {
             if (!cJSON_IsString(e)) fail("%s: layer_types[%d] must be a string", src, l);
             if (strcmp(e->valuestring, "full_attention") == 0) c->full[l] = 1;
             else if (strcmp(e->valuestring, "sliding_attention") == 0) c->full[l] = 0;
@@ -194,7 +255,7 @@ static void config_from_json(Config *c, const cJSON *root, const char *src) {
                       e->valuestring);
         }
     } else {
-        int p = (int)json_int(j, "sliding_window_pattern", 6, src);
+        int p = json_int(j, "sliding_window_pattern", 6, src);
         if (p < 1) fail("%s: sliding_window_pattern must be >= 1", src);
         for (int l = 0; l < c->L; l++) c->full[l] = (l + 1) % p == 0;
     }
@@ -206,6 +267,7 @@ static void config_from_json(Config *c, const cJSON *root, const char *src) {
     c->rope_scale = 1.0;
     c->partial_rotary = 1.0;
     const cJSON *rp = json_get(j, "rope_parameters");
+    if (rp && !cJSON_IsObject(rp)) fail("%s: rope_parameters must be an object or null", src);
     int prop = 0;
     if (rp && (json_get(rp, "full_attention") || json_get(rp, "sliding_attention"))) {
         double f_local = 1.0, dummy_partial = 1.0;
@@ -218,6 +280,7 @@ static void config_from_json(Config *c, const cJSON *root, const char *src) {
         c->rope_local = json_num(j, "rope_local_base_freq", 1e4, src);
         const cJSON *rs = json_get(j, "rope_scaling");
         if (!rs) rs = rp;  // a flat rope_parameters dict applies to full layers
+        if (rs && !cJSON_IsObject(rs)) fail("%s: rope_scaling must be an object or null", src);
         if (rs) {
             const char *type = json_str(rs, "rope_type", json_str(rs, "type", "default", src), src);
             if (strcmp(type, "linear") == 0) c->rope_scale = json_num(rs, "factor", 1.0, src);
@@ -232,13 +295,10 @@ static void config_from_json(Config *c, const cJSON *root, const char *src) {
         c->Kg = c->K;
     } else {
         // E2B/E4B's extras: per-layer inputs, KV-shared layers, double-wide MLPs on them
-        c->P = (int)json_int(j, "hidden_size_per_layer_input", 0, src);
-        c->Vp = c->P > 0 ? (int)json_int(j, "vocab_size_per_layer_input", c->V, src) : 0;
-        c->n_shared = (int)json_int(j, "num_kv_shared_layers", 0, src);
+        c->P = json_int(j, "hidden_size_per_layer_input", 0, src);
+        c->Vp = c->P > 0 ? json_int(j, "vocab_size_per_layer_input", c->V, src) : 0;
+        c->n_shared = json_int(j, "num_kv_shared_layers", 0, src);
         c->double_wide = json_bool(j, "use_double_wide_mlp", 0, src);
-        if (c->P < 0 || (c->P > 0 && c->Vp < 1)) fail("%s: hidden_size_per_layer_input / vocab_size_per_layer_input must be >= 1", src);
-        if (c->n_shared < 0 || c->n_shared >= c->L)
-            fail("%s: num_kv_shared_layers = %d must be in [0, num_hidden_layers - 1]", src, c->n_shared);
         if (json_bool(j, "enable_moe_block", 0, src))
             fail("%s: enable_moe_block=true (the 26B-A4B mixture of experts) is not supported", src);
         if (!c->full[c->L - 1]) {  // transformers forces it too (with a warning)
@@ -250,16 +310,23 @@ static void config_from_json(Config *c, const cJSON *root, const char *src) {
         c->k_eq_v = json_bool(j, "attention_k_eq_v", 0, src);
         const cJSON *plc = json_get(j, "per_layer_config");
         if (!plc) {
-            c->Dg = (int)json_int(j, "global_head_dim", 512, src);
-            c->Kg = c->k_eq_v ? (int)json_int(j, "num_global_key_value_heads", c->K, src) : c->K;
+            c->Dg = json_int(j, "global_head_dim", 512, src);
+            c->Kg = c->k_eq_v ? json_int(j, "num_global_key_value_heads", c->K, src) : c->K;
         } else {  // every layer: its override or the defaults; one shape per layer type is supported
+            if (!cJSON_IsObject(plc)) fail("%s: per_layer_config must be an object {\"<layer>\": {...}}", src);
+            for (const cJSON *e = plc->child; e; e = e->next) {  // every key names a layer, every value is an object
+                char *end;
+                long l = strtol(e->string, &end, 10);
+                if (!*e->string || *end || l < 0 || l >= c->L || !cJSON_IsObject(e))
+                    fail("%s: per_layer_config[\"%s\"] must be an object for a layer in [0, %d)", src, e->string, c->L);
+            }
             int seen_full = 0;
             for (int l = 0; l < c->L; l++) {
                 char key[16];
                 snprintf(key, sizeof key, "%d", l);
                 const cJSON *e = json_get(plc, key);
-                int hd = e ? (int)json_int(e, "head_dim", c->D, src) : c->D;
-                int kv = e ? (int)json_int(e, "num_key_value_heads", c->K, src) : c->K;
+                int hd = e ? json_int(e, "head_dim", c->D, src) : c->D;
+                int kv = e ? json_int(e, "num_key_value_heads", c->K, src) : c->K;
                 if (!c->full[l] && (hd != c->D || kv != c->K))
                     fail("%s: per_layer_config gives sliding layer %d its own shape; not supported", src, l);
                 if (c->full[l] && seen_full && (hd != c->Dg || kv != c->Kg))
@@ -268,16 +335,12 @@ static void config_from_json(Config *c, const cJSON *root, const char *src) {
             }
             if (!seen_full) c->Dg = c->D, c->Kg = c->K;
         }
-        if (c->Dg % 2 || c->H % c->Kg) fail("%s: global_head_dim must be even and divide heads into kv groups", src);
         if (!prop) c->partial_rotary = 1.0;
-        for (int l = c->L - c->n_shared; c->n_shared > 0 && l < c->L; l++)
-            if (kv_source(c, l) < 0)
-                fail("%s: KV-shared layer %d has no earlier %s layer to take K/V from", src, l,
-                     c->full[l] ? "full-attention" : "sliding");
     }
-    if (c->W > c->max_pos) c->W = c->max_pos;
+    if (c->max_pos >= 1 && c->W > c->max_pos) c->W = c->max_pos;
     c->attn_softcap = 0;
     c->scale_dtype = ST_F32;
+    config_validate(c, src);
 }
 
 static void config_load(Config *c, const char *path) {
@@ -790,6 +853,7 @@ static inline float exp_fast(float x) {
     p = fmaf(p, r, 1.6666665459E-1f);
     p = fmaf(p, r, 5.0000001201E-1f);
     p = fmaf(p * r, r, r) + 1.0f;
+    n = n == n ? n : 0.0f;  // NaN in, NaN out (through p); converting a NaN n to int would be undefined
     int32_t bits = ((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, 4);
