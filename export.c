@@ -145,6 +145,8 @@ static void quantize_q8_0(const float *x, unsigned char *y, int64_t n) {
         float amax = 0.0f;
         for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
         float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        if (!isfinite(id)) id = 0.0f;  // a denormal d has no finite inverse (x * inf does not fit an int8); its
+                                       // f16 scale is 0, so the block reads back as zeros whatever the quants
         uint16_t dh = f32_to_f16(d);
         memcpy(y, &dh, 2);
         for (int j = 0; j < 32; j++) y[2 + j] = (unsigned char)(int8_t)roundf(x[j] * id);
@@ -157,6 +159,7 @@ static void quantize_q4_0(const float *x, unsigned char *y, int64_t n) {
         for (int j = 0; j < 32; j++)
             if (amax < fabsf(x[j])) amax = fabsf(x[j]), max = x[j];
         float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        if (!isfinite(id)) id = 0.0f;  // as in q8_0: a denormal scale, a block of zeros
         uint16_t dh = f32_to_f16(d);
         memcpy(y, &dh, 2);
         for (int j = 0; j < 16; j++) {  // low nibble: element j, high nibble: element j + 16
@@ -185,9 +188,25 @@ static void convert_row(int type, const float *x, int64_t nx, int64_t n, float s
     }
 }
 
+// rows r0 .. r0+nr-1 of tensor t, converted to its type, into out (nr rows of nbytes / rows bytes)
+static void gguf_rows(const GTensor *t, int64_t r0, int64_t nr, unsigned char *out) {
+    int64_t cols = t->ne[0];
+    size_t row_bytes = t->nbytes / (size_t)t->ne[1];
+#pragma omp parallel
+    {
+        float *tmp = (float *)mallocCheck(sizeof(float) * (size_t)cols);
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < nr; r++) {
+            const float *x = r0 + r < t->src_rows ? t->src + (size_t)(r0 + r) * t->src_cols : NULL;
+            convert_row(t->type, x, t->src_cols, cols, t->shift, t->scale, tmp, out + (size_t)r * row_bytes);
+        }
+        free(tmp);
+    }
+}
+
 // Write the whole file to "<path>.tmp.<pid>", then rename: a full disk or a crash leaves nothing
 // under `path` (and an existing file there stays as it was).
-static void gguf_write(Gguf *g, const char *path, int quiet) {
+static size_t gguf_write(Gguf *g, const char *path, int quiet) {
     AtomicFile a = atomic_open(path);
     Buf h = {0};
     buf_put(&h, "GGUF", 4);
@@ -223,16 +242,7 @@ static void gguf_write(Gguf *g, const char *path, int quiet) {
         unsigned char *out = (unsigned char *)mallocCheck(row_bytes * (size_t)chunk);
         for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
             int64_t nr = rows - r0 < chunk ? rows - r0 : chunk;
-#pragma omp parallel
-            {
-                float *tmp = (float *)mallocCheck(sizeof(float) * (size_t)cols);
-#pragma omp for schedule(static)
-                for (int64_t r = 0; r < nr; r++) {
-                    const float *x = r0 + r < t->src_rows ? t->src + (size_t)(r0 + r) * t->src_cols : NULL;
-                    convert_row(t->type, x, t->src_cols, cols, t->shift, t->scale, tmp, out + (size_t)r * row_bytes);
-                }
-                free(tmp);
-            }
+            gguf_rows(t, r0, nr, out);
             atomic_write(&a, out, row_bytes * (size_t)nr);
         }
         free(out);
@@ -247,6 +257,7 @@ static void gguf_write(Gguf *g, const char *path, int quiet) {
                    fmt_duration(eta, eb));
     }
     atomic_commit(&a);
+    return written;
 }
 
 // ================================================================================================
@@ -401,6 +412,19 @@ static void add_hparams(Gguf *g, const Config *c, int F, const char *name, int f
 #undef KEY
 }
 
+// shapes a valid config can have but llama.cpp cannot run
+static void export_refuse(const Config *c, const char *cfg) {
+    // llama.cpp's KV-shared layer il reads layer (L - shared) - (sliding ? 2 : 1): the last two layers before the
+    // shared ones must be sliding then full, which is where transformers' rule (the last earlier layer of the
+    // same type) points too
+    for (int l = c->L - c->n_shared; c->n_shared > 0 && l < c->L; l++)
+        if (kv_source(c, l) != c->L - c->n_shared - (c->full[l] ? 1 : 2))
+            fail("%s: KV-shared layer %d reads layer %d, but llama.cpp's gemma4 takes K/V from the last two layers before "
+                 "the shared ones (sliding, then full); this layer pattern cannot be exported", cfg, l, kv_source(c, l));
+    if (c->arch == 4 && c->rope_scale != 1.0)
+        fail("%s: linear RoPE scaling on a Gemma 4 model is not supported (model.h ignores it there too)", cfg);
+}
+
 // config.json forms llama.cpp's gemma3 cannot represent: it takes layer 0's head and FFN counts for
 // every layer (LLAMA_LOAD_LOCALS), so per-layer lists are refused here by name (model.h would only say
 // "must be a number").
@@ -487,7 +511,7 @@ static VocabPlan plan_vocab(const char *spec, const char *model_dir, int V) {
     if (!spec && file_exists(own)) spec = own;
     if (!spec && V == 261) spec = "bytes";
     if (!spec) {
-        vp.what = "placeholder";
+        vp.what = str_dup("placeholder");
         fprintf(stderr,
                 "warning: vocab_size %d matches no tokenizer (the byte-level one has 261) and --model has no "
                 "tokenizer.json; writing a placeholder vocabulary (specials, byte tokens, [PADn]): the file runs on "
@@ -538,6 +562,7 @@ int main(int argc, char **argv) {
     Args a;
     flags_defaults(&cli, &a);
     flags_parse(&cli, &a, argc, argv, 1, NULL);
+    if (a.out && strcmp(a.out, "-") == 0) stdout_claim();  // the GGUF goes to stdout: the log goes to stderr from here on
     flags_print(&cli, &a, stdout);
     const char *model_dir = a.model, *out = a.out, *type_s = a.type, *tok_spec = *a.tokenizer ? a.tokenizer : NULL;
     const char *name = *a.name ? a.name : NULL;
@@ -549,7 +574,9 @@ int main(int argc, char **argv) {
     for (int k = 0; k < 5; k++)
         if (!strcmp(type_s, tnames[k])) ti = k;
     if (ti < 0) fail("--type %s is not supported; use f32, f16, bf16, q8_0 or q4_0", type_s);
-    if (file_exists(out) && !force) fail("--out %s already exists; pass --force to overwrite it", out);
+    struct stat ost;  // only a regular file is "existing": a device, FIFO or "-" is written directly
+    if (stat(out, &ost) == 0 && S_ISREG(ost.st_mode) && !force)
+        fail("--out %s already exists; pass --force to overwrite it", out);
     if (ctx == 0) usage_fail(&cli, "--ctx 0: expected a positive number of tokens (or -1)");
 
     double t0 = now_sec();
@@ -558,25 +585,18 @@ int main(int argc, char **argv) {
     refuse_per_layer_shapes(cfg);
     Config pre;  // what the file describes, before reading any weights
     config_load(&pre, cfg);
-    // llama.cpp's KV-shared layer il reads layer (L - shared) - (sliding ? 2 : 1): the last two layers before the
-    // shared ones must be sliding then full, which is where transformers' rule (the last earlier layer of the
-    // same type) points too
-    for (int l = pre.L - pre.n_shared; pre.n_shared > 0 && l < pre.L; l++)
-        if (kv_source(&pre, l) != pre.L - pre.n_shared - (pre.full[l] ? 1 : 2))
-            fail("%s: KV-shared layer %d reads layer %d, but llama.cpp's gemma4 takes K/V from the last two layers before "
-                 "the shared ones (sliding, then full); this layer pattern cannot be exported", cfg, l, kv_source(&pre, l));
+    export_refuse(&pre, cfg);
     Model m;
     model_load(&m, model_dir);
     const Config *c = &m.c;
-    if (c->arch == 4 && c->rope_scale != 1.0)
-        fail("%s: linear RoPE scaling on a Gemma 4 model is not supported (model.h ignores it there too)", cfg);
     VocabPlan vp = plan_vocab(tok_spec, model_dir, c->V);
+    char *dir_name = NULL;
     if (!name) {
         const char *s = model_dir + strlen(model_dir);
         while (s > model_dir && s[-1] == '/') s--;
         const char *b = s;
         while (b > model_dir && b[-1] != '/') b--;
-        name = *b ? strndup(b, (size_t)(s - b)) : "model";
+        name = *b ? (dir_name = strndup(b, (size_t)(s - b))) : "model";
     }
     if (ctx < 0) ctx = c->max_pos;
 
@@ -611,15 +631,15 @@ int main(int argc, char **argv) {
     printf("|   %d tensors, %lld keys, %.2f MiB of tensor data, %zu parameters (%zu non-embedding)\n", g.nt,
            (long long)g.n_kv, bytes / 1048576.0, count_params(c, 1), count_params(c, 0));
 
-    gguf_write(&g, out, quiet);
-    struct stat st;
-    stat(out, &st);
-    printf("wrote %s: %.2f MiB in %.1fs\n", out, (double)st.st_size / 1048576.0, now_sec() - t0);
+    size_t wrote = gguf_write(&g, out, quiet);
+    printf("wrote %s: %.2f MiB in %.1fs\n", out, (double)wrote / 1048576.0, now_sec() - t0);
     free(g.kv.p);
     free(g.t);
     free(rope_freqs);
     tok_free(vp.tok);
     model_free(&m);
     free(cfg);
+    free(dir_name);
+    free((char *)vp.what);
     return 0;
 }

@@ -188,6 +188,9 @@ static void weights_from_file(Mixture *mx, const char *path) {
         sum += v[i];
     }
     if (!(sum > 0)) fail("%s: the domain weights sum to 0; give at least one domain a positive weight", path);
+    if (!isfinite(sum))  // 1e308 + 1e308: every weight would divide to 0
+        fail("%s: the domain weights sum past the largest double; give them on a sensible scale (e.g. summing to 1)",
+             path);
     for (int i = 0; i < mx->k; i++) mx->w[i] = v[i] / sum;
     free(v);
 }
@@ -611,6 +614,11 @@ static void history_add_step(History *h, float loss, float lr, float gnorm, floa
     h->cap = c;
     h->loss[h->n] = loss, h->lr[h->n] = lr, h->gnorm[h->n] = gnorm, h->toks[h->n] = toks;
     h->n++;
+}
+
+static void history_free(History *h) {
+    free(h->loss), free(h->lr), free(h->gnorm), free(h->toks), free(h->estep), free(h->eloss), free(h->ew);
+    memset(h, 0, sizeof *h);
 }
 
 static void history_add_eval(History *h, int step, const double *loss, const double *w) {
@@ -1117,6 +1125,7 @@ static int sample_token(const float *z, int V, double temp, int top_k, Rng *rng)
 }
 
 static int generate_text(Opts *o) {
+    if (o->seq < 1) fail("--seq %d: generation needs a context of at least 1 token", o->seq);
     char *dir = *o->model ? str_dup(o->model) : *o->out ? checkpoint_find_dir(o->out) : NULL;
     if (!dir) fail("--generate needs --model DIR (or --out DIR of a run with a checkpoint)");
     Model m;
@@ -1150,10 +1159,12 @@ static int generate_text(Opts *o) {
         size_t bl;
         char *s = tok_decode(tk, &u, 1, &bl);
         fwrite(s, 1, bl, stdout);
-        fflush(stdout);
+        if (fflush(stdout) != 0) fail("writing the generated text to stdout failed: %s", strerror(errno));
         free(s);
     }
     printf("\n");
+    if (fflush(stdout) != 0 || ferror(stdout))  // a full disk or a closed pipe: say so, never exit 0
+        fail("writing the generated text to stdout failed: %s", strerror(errno));
     double dt = now_sec() - t0;
     fprintf(stderr, "| generated %d tokens in %.2fs (%.1f tok/s)\n", made, dt, made / (dt > 0 ? dt : 1));
     free(logits), free(ids), free(tj), free(dir);
@@ -1347,6 +1358,8 @@ int main(int argc, char **argv) {
     mixture_close(&r.mx);
     model_free(&r.m);
     if (r.has_teacher) model_free(&r.teacher);
+    history_free(&r.h);
+    free(r.tok), free(r.tgt), free(r.slog), free(r.tlog), free(r.ref);
     return 0;
 }
 #endif
