@@ -51,18 +51,24 @@ NVCC  ?= $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvc
 HIPCC ?= $(shell command -v hipcc 2>/dev/null)
 $(if $(NVCC),$(info [build] nvcc     found   ($(NVCC))),$(info [build] nvcc     missing (GPU path for NVIDIA not built)))
 $(if $(HIPCC),$(info [build] hipcc    found   ($(HIPCC))),$(info [build] hipcc    missing (make deps installs hipcc)))
+FUZZ_CC ?= clang
+$(if $(shell command -v $(FUZZ_CC) 2>/dev/null),$(info [build] clang    found   (libFuzzer targets: make fuzz)),\
+  $(info [build] clang    missing (make deps installs it; make fuzz and the fuzz test skip)))
 
 PROGRAMS = prune train profile export data/tokenize data/mkshards
 HEADERS  = model.h shape.h util.h plot.h
 
-.PHONY: all deps test bench demo evidence data data-large evidence-gpu evidence-gpu-pack debug clean check-hip
+.PHONY: all deps test bench demo evidence data data-large evidence-gpu evidence-gpu-pack debug clean check-hip fuzz \
+        fuzz-bins
 all: $(PROGRAMS)
 
 # --- dependencies: install what is missing, say what was done ----------------------------------------
 # the text packages: the large corpus's sources, of which test_data.sh builds a slice (data/prepare_large.sh;
 # its largest source, linux-source-6.1, only `make data-large` installs)
 DEB_TEXT = libpython3.11-stdlib python3.11-doc perl-doc manpages manpages-dev dict-gcide dict-wn bible-kjv bible-kjv-text
-DEB_PKGS = libblis-openmp-dev libstb-dev libcjson-dev openmpi-bin libopenmpi-dev $(DEB_TEXT)
+# clang, libclang-rt-14-dev (Debian 12's libFuzzer runtime) and libomp-dev (clang's omp.h): the fuzz targets
+DEB_FUZZ = clang libclang-rt-14-dev libomp-dev
+DEB_PKGS = libblis-openmp-dev libstb-dev libcjson-dev openmpi-bin libopenmpi-dev $(DEB_TEXT) $(DEB_FUZZ)
 deps:
 	@sh test/deps.sh $(DEB_PKGS)
 
@@ -80,8 +86,22 @@ data/tokenize: data/tokenize.c data/tokenizer.h util.h
 data/mkshards: data/mkshards.c data/tokenizer.h data/shard.h util.h
 	$(CC) $(CFLAGS) -o $@ data/mkshards.c $(LDLIBS)
 
+# every program under AddressSanitizer and UBSan (in place), then the hostile-input tests against them: a
+# sanitizer report or a leak at exit fails a case
 debug:
 	$(MAKE) clean && $(MAKE) OPT="$(DEBUG_FLAGS)" all
+	sh test/test_badinput.sh
+
+# --- fuzzing: libFuzzer targets for every reader of untrusted bytes (test/fuzz/); FUZZ_TIME seconds each ------
+FUZZ_TARGETS = config safetensors shard tokenizer gguf
+FUZZ_TIME   ?= 60
+FUZZ_FLAGS   = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fopenmp -std=gnu11 \
+               -I. -I/usr/include/stb
+fuzz-bins: $(FUZZ_TARGETS:%=test/fuzz/fuzz_%)
+test/fuzz/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz.h $(HEADERS) data/shard.h data/tokenizer.h export.c
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< -lcjson -lm
+fuzz:
+	@sh test/fuzz/run.sh $(FUZZ_TIME)
 
 # --- tests ---------------------------------------------------------------------------------------------
 test/test_model: test/test_model.c test/check.h $(HEADERS)
@@ -212,3 +232,4 @@ clean:
 	rm -f $(PROGRAMS) $(TEST_BINS) test/bench_model test/test_data test/test_prune test/test_train test/test_export test/test_profile \
 	  test/test_comm
 	rm -rf hip/build
+	rm -f $(FUZZ_TARGETS:%=test/fuzz/fuzz_%)

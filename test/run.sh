@@ -16,5 +16,6 @@ for t in data prune train export profile comm hip; do
   if [ -f "test/test_$t.sh" ]; then run "$t" sh "test/test_$t.sh"
   else echo "=== $t: FAILED (test/test_$t.sh is missing)"; failed="$failed $t"; fi
 done
+run fuzz         sh test/fuzz/run.sh "${FUZZ_TEST_TIME:-5}"
 if [ -n "$failed" ]; then echo "make test: FAILED:$failed"; exit 1; fi
 echo "make test: all passed"
