@@ -516,7 +516,7 @@ static void survivors_from_report(const Config *s, const char *report, Survivors
         if (tv[i] < 1 || tv[i] > sz[i])
             fail("%s: target_shape.%s = %d must be in [1, %d] (the source's)", report, keys[i], tv[i], sz[i]);
         if (ss && json_int(ss, keys[i], sz[i], report) != sz[i])
-            fail("%s: source_shape.%s = %ld but the source has %d; the report belongs to another model", report, keys[i],
+            fail("%s: source_shape.%s = %d but the source has %d; the report belongs to another model", report, keys[i],
                  json_int(ss, keys[i], 0, report), sz[i]);
     }
     if (tv[5] != s->D) fail("%s: target head_dim %d differs from the source's %d; pruning keeps head_dim", report, tv[5], s->D);
