@@ -127,9 +127,9 @@ static double rope_params_theta(const cJSON *rp, const char *kind, double def, d
     return json_num(r, "rope_theta", def, src);
 }
 
-// Every field's range, in one place: config_from_json ends here, and so does any Config a program builds
-// itself, so nothing is accepted that a loader (ours or transformers') later rejects, and no size can wrap
-// an int. Checked before anything divides by a head count.
+// Every field's range, in one place: config_from_json ends here (every config.json, --config and saved
+// checkpoint), so no program accepts a config that a loader (ours or transformers') later rejects, and no
+// size can wrap an int. A Config built another way can be checked with it too. Nothing divides before it.
 static void config_validate(const Config *c, const char *src) {
     // generous bounds far above every released Gemma, so int products of them cannot overflow
     enum { MAX_DIM = 1 << 20, MAX_HEADS = 1 << 12, MAX_VOCAB = 1 << 28 };
@@ -157,8 +157,8 @@ static void config_validate(const Config *c, const char *src) {
     if (c->H % c->K || c->H % Kg)
         fail("%s: num_attention_heads %d is not a multiple of num_key_value_heads %d (full layers: %d); heads must "
              "divide into kv groups", src, c->H, c->K, Kg);
-    // transformers' Gemma configs refuse it too (and prune.c's targets do)
-    if (c->d % c->H) fail("%s: hidden_size %d is not divisible by num_attention_heads %d", src, c->d, c->H);
+    // hidden_size % num_attention_heads may be anything: head_dim is its own field, and transformers' Gemma 3 and
+    // 4 configs accept it (Gemma3TextConfig.validate_architecture does nothing)
     struct { const char *name; double v, lo, hi; } g[] = {
         {"rms_norm_eps", c->eps, 1e-30, 1},          {"query_pre_attn_scalar", c->qscalar, 1e-30, HUGE_VAL},
         {"final_logit_softcapping", c->final_softcap, 0, HUGE_VAL},
