@@ -562,7 +562,6 @@ int main(int argc, char **argv) {
     Args a;
     flags_defaults(&cli, &a);
     flags_parse(&cli, &a, argc, argv, 1, NULL);
-    if (a.out && strcmp(a.out, "-") == 0) stdout_claim();  // the GGUF goes to stdout: the log goes to stderr from here on
     flags_print(&cli, &a, stdout);
     const char *model_dir = a.model, *out = a.out, *type_s = a.type, *tok_spec = *a.tokenizer ? a.tokenizer : NULL;
     const char *name = *a.name ? a.name : NULL;

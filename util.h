@@ -1120,7 +1120,12 @@ static void flags_parse(const Cli *cli, void *s, int argc, char **argv, int firs
 }
 
 // the resolved settings, "| name=value ..." in lines of at most ~110 characters, so every log explains itself
+// (--out - sends data to stdout: the log moves to stderr before its first line)
 static void flags_print(const Cli *cli, const void *s, FILE *out) {
+    const Flag *o = flag_find(cli, "out");
+    if (out == stdout && o && o->type == F_STR && *(const char **)flag_ptr(o, s) &&
+        !strcmp(*(const char **)flag_ptr(o, s), "-"))
+        stdout_claim();
     char line[256] = "|", buf[64];
     for (int i = 0; i < cli->n; i++) {
         char item[200];

@@ -154,7 +154,7 @@ section outputs
 # never clobber: only a regular file is ever renamed over. The device case uses a node made in $T (never
 # the machine's /dev/null), and only when we may make one.
 echo keep > "$T/o"
-$BIN/profile logits --model "$good" --tokens "$T/big.json" --out "$T/o" 2>/dev/null
+$BIN/profile logits --model "$good" --tokens "$T/big.json" --out "$T/o" > /dev/null 2>&1
 n_case=$((n_case + 1)); if [ "$(cat "$T/o")" = keep ]; then n_clean=$((n_clean + 1)); ok "a failed run leaves the existing output"; else n_silent=$((n_silent + 1)); bad "a failed run damaged the existing output"; fi
 mkfifo "$T/fifo"; cat "$T/fifo" > "$T/fifo_got" & reader=$!
 good_run "--out a FIFO" $BIN/profile logits --model "$good" --tokens "$T/tok.json" --out "$T/fifo"
@@ -170,6 +170,8 @@ mkfifo "$T/gguf_fifo"; cat "$T/gguf_fifo" > "$T/gguf_got" & reader=$!
 good_run "export --out a FIFO" $BIN/export --model "$good" --out "$T/gguf_fifo" --quiet
 reap $reader
 result "  still a FIFO, and the reader got a GGUF" sh -c "[ -p '$T/gguf_fifo' ] && [ \"\$(head -c 4 '$T/gguf_got')\" = GGUF ]"
+good_run "export --out - (stdout)" $BIN/export --model "$good" --out - --quiet
+result "  stdout is the GGUF alone (it starts with the magic)" sh -c "[ \"\$(head -c 4 '$T/out')\" = GGUF ] && grep -q 'model=' '$T/err'"
 if mknod "$T/null" c 1 3 2>/dev/null; then
   good_run "--out a character device (a null node made in the test dir)" $BIN/profile logits --model "$good" --tokens "$T/tok.json" --out "$T/null"
   result "  still a character device" test -c "$T/null"
