@@ -8,8 +8,21 @@
 #define FUZZ_CATCH_FAIL
 #include "model.h"
 
+// a target's input parsed as JSON (fuzz_json), freed here when a refusal jumps back
+static cJSON *volatile fuzz_root;
+
 // call first in LLVMFuzzerTestOneInput: `if (FUZZ_REFUSED()) return 0;`
-#define FUZZ_REFUSED() (setjmp(fuzz_jump) ? (fuzz_check_message(), 1) : 0)
+#define FUZZ_REFUSED() (setjmp(fuzz_jump) ? (fuzz_check_message(), fuzz_json_free(), 1) : 0)
+
+static void fuzz_json_free(void) {
+    cJSON_Delete(fuzz_root);
+    fuzz_root = NULL;
+}
+
+static cJSON *fuzz_json(const uint8_t *data, size_t n) {
+    fuzz_root = NULL;
+    return fuzz_root = json_parse((const char *)data, n, "fuzz.json");
+}
 
 static void fuzz_check_message(void) {
     if (!fuzz_msg[0] || strchr(fuzz_msg, '\n')) {

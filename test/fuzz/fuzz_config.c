@@ -3,19 +3,18 @@
 // must never write a config its own loader refuses).
 #include "test/fuzz/fuzz.h"
 
-static cJSON *volatile root, *volatile back_json;
+static cJSON *volatile back_json;
 static volatile int roundtrip;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (FUZZ_REFUSED()) {
         if (roundtrip) fuzz_bug("config_to_json wrote a config that config_from_json refuses: %s", fuzz_msg);
-        cJSON_Delete(root), cJSON_Delete(back_json);
+        cJSON_Delete(back_json);
         return 0;
     }
-    root = back_json = NULL, roundtrip = 0;
-    root = json_parse((const char *)data, size, "fuzz");
+    back_json = NULL, roundtrip = 0;
     Config c, back;
-    config_from_json(&c, root, "fuzz");
+    config_from_json(&c, fuzz_json(data, size), "fuzz.json");
     ParamTable t = {0};
     param_table(&c, &t);
     size_t n = count_params(&c, 1);
@@ -36,6 +35,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     config_from_json(&back, back_json, "roundtrip");
     if (memcmp(&c, &back, sizeof c) != 0) fuzz_bug("config_to_json and back changed the config");
     roundtrip = 0;
-    cJSON_Delete(root), cJSON_Delete(back_json);
+    fuzz_json_free(), cJSON_Delete(back_json);
     return 0;
 }

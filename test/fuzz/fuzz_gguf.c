@@ -8,22 +8,14 @@
 #include "export.c"
 #undef main
 
-static cJSON *volatile root;
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (FUZZ_REFUSED()) {
-        cJSON_Delete(root);
-        return 0;
-    }
-    root = NULL;
+    if (FUZZ_REFUSED()) return 0;
     const uint8_t *nul = memchr(data, 0, size);
     size_t jn = nul ? (size_t)(nul - data) : size, wn = nul ? size - jn - 1 : 0;
-    root = json_parse((const char *)data, jn, "fuzz.json");
     Model m;
     memset(&m, 0, sizeof m);
-    config_from_json(&m.c, root, "fuzz.json");
-    cJSON_Delete(root);
-    root = NULL;
+    config_from_json(&m.c, fuzz_json(data, jn), "fuzz.json");
+    fuzz_json_free();
     if (count_params(&m.c, 1) > (1 << 18)) return 0;  // keep each run small
     export_refuse(&m.c, "fuzz.json");
     m.c.scale_dtype = wn ? (int)(nul[1] % 3) : ST_F32;  // F32, BF16 or F16: the embedding scale's rounding
