@@ -1176,8 +1176,8 @@ static Settings parse_args(int argc, char **argv) {
     flags_defaults(&cli, &s);
     flags_parse(&cli, &s, argc, argv, 1, given);
     if (*s.model) {  // the same directory however it is spelled: what a resume compares
-        char *rp = realpath(s.model, NULL);
-        if (rp) s.model = rp;
+        static char rp[PATH_MAX];  // lives as long as the run's settings
+        if (realpath(s.model, rp)) s.model = rp;
     }
     if (s.resume) {  // the saved settings, then what the command line changes (a run-defining flag must not)
         char *state = path_join(s.out, "prune_state.json");
