@@ -1725,7 +1725,7 @@ static cJSON *eval_model(const char *name, const char *dir, const EvalSettings *
         for (int b = 0; b < nb; b++) s1 += bl[b], s2 += bl[b] * bl[b];
         double l = sum / count, se = nb > 1 ? sqrt(fmax(0, (s2 - s1 * s1 / nb) / (nb - 1)) / nb) : NAN;
         cJSON_AddNumberToObject(lj, mx.ds.name[d], l);
-        cJSON_AddNumberToObject(sj, mx.ds.name[d], se);
+        json_add_num(sj, mx.ds.name[d], se);
         mean += l / mx.k, var += se * se / ((double)mx.k * mx.k);
     }
     free(bl);
@@ -1733,7 +1733,7 @@ static cJSON *eval_model(const char *name, const char *dir, const EvalSettings *
     gpu_run_close(&g);
 #endif
     cJSON_AddNumberToObject(e, "mean", mean);
-    cJSON_AddNumberToObject(e, "mean_stderr", sqrt(var));
+    json_add_num(e, "mean_stderr", sqrt(var));
     cJSON *pj = cJSON_AddObjectToObject(e, "params");
     size_t ne = count_params(&m.c, 0), tot = count_params(&m.c, 1);
     cJSON_AddNumberToObject(pj, "non_embedding", (double)ne);
@@ -1871,7 +1871,7 @@ static int cmd_eval(int argc, char **argv) {
         cJSON_AddNumberToObject(g, "std", sd);
         cJSON_AddNumberToObject(g, "min", mn);
         cJSON_AddNumberToObject(g, "max", mx);
-        cJSON_AddNumberToObject(g, "mean_stderr", se / n);  // the test sample's own uncertainty, beside the seeds'
+        json_add_num(g, "mean_stderr", se / n);  // the test sample's own uncertainty, beside the seeds'
         if (!md.n) {
             bprintf(&md, "| variant | seeds | mean %s loss | min / max | window s.e. |", split);
             bprintf(&cs, "variant,seeds,mean,std,min,max,window_se");

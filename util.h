@@ -275,6 +275,12 @@ static cJSON *json_float(double v) {
     return cJSON_CreateRaw(buf);
 }
 static void json_add_float(cJSON *o, const char *key, double v) { cJSON_AddItemToObject(o, key, json_float(v)); }
+// a number, or null where it is not finite (an unknown spread): what cJSON prints for NaN anyway, so a reader
+// sees the same in memory as in the file, and json_num gives its default there
+static void json_add_num(cJSON *o, const char *key, double v) {
+    if (isfinite(v)) cJSON_AddNumberToObject(o, key, v);
+    else cJSON_AddNullToObject(o, key);
+}
 
 static void write_json_atomic(const char *path, const cJSON *j) {
     char *s = cJSON_Print(j);
