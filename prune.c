@@ -1175,6 +1175,7 @@ static Settings parse_args(int argc, char **argv) {
     int given[COUNT_OF(flags)] = {0};
     flags_defaults(&cli, &s);
     flags_parse(&cli, &s, argc, argv, 1, given);
+    check_dir_or_new(s.out);  // the run directory: refused now, not after the pruning
     if (*s.model) {  // the same directory however it is spelled: what a resume compares
         static char rp[PATH_MAX];  // lives as long as the run's settings
         if (realpath(s.model, rp)) s.model = rp;

@@ -133,6 +133,14 @@ static int dir_exists(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+// a run's --out is a directory: anything else already at that name (a file, a FIFO, /dev/null) is refused at
+// once, before the work, not when the first checkpoint is written
+static void check_dir_or_new(const char *path) {
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISDIR(st.st_mode))
+        fail("%s exists and is not a directory; give a directory there (or a name that does not exist yet)", path);
+}
+
 // mkdir -p
 static void make_dirs(const char *path) {
     char *p = str_dup(path);
@@ -143,6 +151,7 @@ static void make_dirs(const char *path) {
         *s = '/';
     }
     if (mkdir(p, 0755) != 0 && errno != EEXIST) fail("cannot create directory %s: %s", p, strerror(errno));
+    check_dir_or_new(p);
     free(p);
 }
 

@@ -172,6 +172,10 @@ reap $reader
 result "  still a FIFO, and the reader got a GGUF" sh -c "[ -p '$T/gguf_fifo' ] && [ \"\$(head -c 4 '$T/gguf_got')\" = GGUF ]"
 good_run "export --out - (stdout)" $BIN/export --model "$good" --out - --quiet
 result "  stdout is the GGUF alone (it starts with the magic)" sh -c "[ \"\$(head -c 4 '$T/out')\" = GGUF ] && grep -q 'model=' '$T/err'"
+echo keep > "$T/f"
+err "train --out a file (a run is a directory)" "exists and is not a directory" $BIN/train --config "$good/config.json" --data "$T/sh2" --out "$T/f" --steps 1 --batch 1 --seq 8
+check "  the file is as it was" [ "$(cat "$T/f")" = keep ]
+err "prune --out a FIFO, refused before pruning" "exists and is not a directory" timeout 60 $BIN/prune --model "$good" --data "$T/sh2" --out "$T/fifo" --keep 0.5 --steps 1 --batch 1 --seq 8
 if mknod "$T/null" c 1 3 2>/dev/null; then
   good_run "--out a character device (a null node made in the test dir)" $BIN/profile logits --model "$good" --tokens "$T/tok.json" --out "$T/null"
   result "  still a character device" test -c "$T/null"
