@@ -574,7 +574,7 @@ int main(int argc, char **argv) {
         if (!strcmp(type_s, tnames[k])) ti = k;
     if (ti < 0) fail("--type %s is not supported; use f32, f16, bf16, q8_0 or q4_0", type_s);
     struct stat ost;  // only a regular file is "existing": a device, FIFO or "-" is written directly
-    if (stat(out, &ost) == 0 && S_ISREG(ost.st_mode) && !force)
+    if (strcmp(out, "-") != 0 && stat(out, &ost) == 0 && S_ISREG(ost.st_mode) && !force)
         fail("--out %s already exists; pass --force to overwrite it", out);
     if (ctx == 0) usage_fail(&cli, "--ctx 0: expected a positive number of tokens (or -1)");
 

@@ -170,8 +170,9 @@ mkfifo "$T/gguf_fifo"; cat "$T/gguf_fifo" > "$T/gguf_got" & reader=$!
 good_run "export --out a FIFO" $BIN/export --model "$good" --out "$T/gguf_fifo" --quiet
 reap $reader
 result "  still a FIFO, and the reader got a GGUF" sh -c "[ -p '$T/gguf_fifo' ] && [ \"\$(head -c 4 '$T/gguf_got')\" = GGUF ]"
-good_run "export --out - (stdout)" $BIN/export --model "$good" --out - --quiet
-result "  stdout is the GGUF alone (it starts with the magic)" sh -c "[ \"\$(head -c 4 '$T/out')\" = GGUF ] && grep -q 'model=' '$T/err'"
+: > "$T/-"  # a file named "-" where it runs: still stdout
+good_run "export --out - (stdout)" sh -c "cd '$T' && '$BIN/export' --model '$PWD/$good' --out - --quiet"
+result "  stdout is the GGUF alone (it starts with the magic)" sh -c "[ \"\$(head -c 4 '$T/out')\" = GGUF ] && grep -q 'model=' '$T/err' && [ ! -s '$T/-' ]"
 echo keep > "$T/f"
 err "train --out a file (a run is a directory)" "exists and is not a directory" $BIN/train --config "$good/config.json" --data "$T/sh2" --out "$T/f" --steps 1 --batch 1 --seq 8
 check "  the file is as it was" [ "$(cat "$T/f")" = keep ]
