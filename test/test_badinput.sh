@@ -33,14 +33,16 @@ good_run() {  # good_run NAME CMD...: valid (if unusual) input, must succeed wit
   name=$1; shift
   n_case=$((n_case + 1))
   "$@" > "$T/out" 2> "$T/err"; rc=$?
+  ran_clean=0
   if [ $rc -ge 124 ] || grep -q -e "Sanitizer" -e "runtime error" "$T/err"; then
     n_crash=$((n_crash + 1)); bad "$name: CRASH (exit $rc): $(head -c 600 "$T/err")"
   elif [ $rc -ne 0 ]; then n_wrong=$((n_wrong + 1)); bad "$name: refused a valid input: $(head -c 600 "$T/err")"
-  else n_clean=$((n_clean + 1)); ok "$name"; fi
+  else n_clean=$((n_clean + 1)) ran_clean=1; ok "$name"; fi
 }
-result() {  # result NAME TEST...: the outcome of the last good_run is right (else it was silently wrong)
-  name=$1; shift
-  if "$@"; then ok "$name"; else n_clean=$((n_clean - 1)) n_silent=$((n_silent + 1)); bad "$name: wrong result"; fi
+result() {  # result NAME TEST...: the outcome of the last good_run is right (else it was silently wrong; a run
+  name=$1; shift  # that already failed stays counted as it was)
+  if "$@"; then ok "$name"
+  else bad "$name: wrong result"; [ $ran_clean -eq 1 ] && n_clean=$((n_clean - 1)) n_silent=$((n_silent + 1)); fi
 }
 logits() { timeout 120 $BIN/profile logits --model "$1" --tokens "$T/tok.json" --out "$T/o"; }
 mk() { rm -rf "$T/m"; cp -r "${1:-$good}" "$T/m"; }
