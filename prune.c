@@ -26,9 +26,6 @@
 #include "shape.h"
 #include "data/mixture.h"
 #include "plot.h"
-#ifdef USE_GPU
-#include "hip/gpu.h"  // --device gpu (make gpu builds hip/build/prune)
-#endif
 
 // ================================================================================================
 // 1. Masks
@@ -295,20 +292,15 @@ static double lagrangian(Masks *M, double warm, int want_grad, double *s_mean, d
 typedef struct {
     Model m;
     Masks M;
-    float *mom, *var;                     // AdamW moments of the weights
+    Optimizer opt;                        // AdamW of the weights (model.h's state: resumes on either device)
     float *la_m, *la_v;                   // of the log_alphas
     float lam_m[2 * NLAM], lam_v[2 * NLAM]; // of the λ
     int step, steps, warmup, lag_warmup;  // steps done, total, lr warmup, target warmup
     double lr, mask_lr, lambda_lr, lr_floor, clip;
-    void *gpu;                            // --device gpu: the GpuRun holding the working weights and moments
+    Step *S;                              // the device: working weights, forward, backward, the weights' AdamW
 } Pruner;
 
-#ifdef USE_GPU
-static int device_gpu;  // --device gpu (set once in main): steps and evaluations run there
-
-// the hooks of m (masks or none) onto the GPU copy
-static void gpu_masks_from(GpuRun *g, const Model *m) { gpu_set_masks(g->g, m->zl, m->zh, m->zf, m->zd); }
-#endif
+static int device = DEVICE_CPU;  // --device (main sets it once): where sheared steps and evaluations run
 
 typedef struct {
     double ce, lag, s[NLAM], t[NLAM], params, gnorm, lr_factor;
@@ -316,43 +308,32 @@ typedef struct {
 
 static const float ADAM_B1 = 0.9f, ADAM_B2 = 0.95f, ADAM_EPS = 1e-8f;
 
-static void pruner_alloc(Pruner *P) {
-    P->mom = (float *)callocCheck(sizeof(float) * P->m.tab.total);
-    P->var = (float *)callocCheck(sizeof(float) * P->m.tab.total);
+// the optimizer states and the step of so->device over the model as it is now
+static void pruner_alloc(Pruner *P, const StepOpts *so) {
+    optimizer_init(&P->opt, &P->m.tab, OPT_ADAMW, ADAM_B1, ADAM_B2, ADAM_EPS, 0.0f);
     P->la_m = (float *)callocCheck(sizeof(float) * P->M.n);
     P->la_v = (float *)callocCheck(sizeof(float) * P->M.n);
-    model_alloc_grads(&P->m);
     masks_attach(&P->m, &P->M);
+    P->S = step_open(&P->m, &P->opt, so);
 }
 
 // CE and the mask gradients for a batch at the current log_alphas, with this step's u already drawn
 // (masks_sample). Leaves d loss / d log_alpha of the CE term in M.dla.
-static double masked_ce_grad(Pruner *P, const int *tok, const int *tgt, int B, int T) {
-    Model *m = &P->m;
+static double masked_ce_grad(Pruner *P, const int *tok, const int *tgt) {
     Masks *M = &P->M;
-    model_masks_changed(m);
-    double ce;
-#ifdef USE_GPU
-    if (P->gpu) {  // the same on the GPU: masks up, mask gradients down
-        GpuRun *g = (GpuRun *)P->gpu;
-        gpu_masks_from(g, m);
-        gpu_zero_grad(g->g);
-        ce = gpu_forward(g->g, tok, tgt, 1);
-        gpu_backward(g->g);
-        gpu_get_mask_grads(g->g, m->dzl, m->dzh, m->dzf, m->dzd);
-    } else
-#endif
-    {
-        model_zero_grad(m);
-        ce = model_forward(m, tok, tgt, B, T, 1, NULL);
-        model_backward(m);
-    }
-    masks_backward(&m->c, M);
+    Step *S = P->S;
+    step_masks(S, M->zl, M->zh, MROW(M, M->z, M_FFN, 0), MROW(M, M->z, M_HIDDEN, 0));
+    step_zero_grad(S);
+    double ce = step_forward(S, tok, tgt, 1);
+    step_backward(S);
+    ce = step_reduce(S, ce);
+    step_mask_grads(S, M->dzl, M->dzh, MROW(M, M->dz, M_FFN, 0), MROW(M, M->dz, M_HIDDEN, 0));
+    masks_backward(&P->m.c, M);
     for (size_t i = 0; i < M->n; i++) M->dla[i] = M->dz[i] * M->dzdla[i];  // through the sample
     return ce;
 }
 
-static StepStats prune_step(Pruner *P, const int *tok, const int *tgt, int B, int T) {
+static StepStats prune_step(Pruner *P, const int *tok, const int *tgt) {
     StepStats st;
     Model *m = &P->m;
     Masks *M = &P->M;
@@ -360,35 +341,20 @@ static StepStats prune_step(Pruner *P, const int *tok, const int *tgt, int B, in
     masks_project(M);
     masks_sample(&m->c, M);
     memset(M->dlam, 0, sizeof M->dlam);
-    st.ce = masked_ce_grad(P, tok, tgt, B, T);
+    st.ce = masked_ce_grad(P, tok, tgt);
     double warm = P->lag_warmup > 0 ? fmin(1.0, (double)step / P->lag_warmup) : 1.0;
     st.lag = lagrangian(M, warm, 1, st.s, st.t);
     st.params = params_from_keep(&m->c, M, M->kp);
     // one global norm over weights, log_alphas and λ, as torch's clip_grad_norm_ over all parameter groups
-    double wn2 = 0;
-#ifdef USE_GPU
-    if (P->gpu) wn2 = gpu_grad_sumsq(((GpuRun *)P->gpu)->g);
-    else
-#endif
-        wn2 = grad_norm2(m->gw, m->tab.total);
-    double n2 = wn2 + grad_norm2(M->dla, M->n) + grad_norm2(M->dlam, 2 * NLAM);
+    double n2 = step_grad_sumsq(P->S) + grad_norm2(M->dla, M->n) + grad_norm2(M->dlam, 2 * NLAM);
     st.gnorm = sqrt(n2);
     float coef = clip_coef(st.gnorm, P->clip);
     if (coef < 1.0f) {
-        for (size_t i = 0; !P->gpu && i < m->tab.total; i++) m->gw[i] *= coef;  // the GPU scales in its AdamW
         for (size_t i = 0; i < M->n; i++) M->dla[i] *= coef;
         for (int i = 0; i < 2 * NLAM; i++) M->dlam[i] *= coef;
     }
     st.lr_factor = lr_schedule(step, P->steps, P->warmup, 1.0, P->lr_floor);
-#ifdef USE_GPU
-    if (P->gpu) gpu_adamw(((GpuRun *)P->gpu)->g, (float)(P->lr * st.lr_factor), ADAM_B1, ADAM_B2, ADAM_EPS, 0.0f, step, coef);
-#endif
-    for (int i = 0; !P->gpu && i < m->tab.n; i++) {
-        const PEntry *e = &m->tab.e[i];
-        if (e->frozen) continue;
-        adamw_update(m->w + e->offset, m->gw + e->offset, P->mom + e->offset, P->var + e->offset, e->rows * e->cols,
-                     (float)(P->lr * st.lr_factor), ADAM_B1, ADAM_B2, ADAM_EPS, 0.0f, step);
-    }
+    step_update(P->S, (float)(P->lr * st.lr_factor), 0.0f, coef, step);  // the weights: their gradients clipped first
     adamw_update(M->la, M->dla, P->la_m, P->la_v, M->n, (float)(P->mask_lr * st.lr_factor), ADAM_B1, ADAM_B2, ADAM_EPS,
                  0.0f, step);
     adamw_update(M->lam, M->dlam, P->lam_m, P->lam_v, 2 * NLAM, (float)(-P->lambda_lr * st.lr_factor), ADAM_B1, ADAM_B2,
@@ -695,16 +661,10 @@ static void masks_write(const Masks *M, const float *score, const char *path, in
     stw_write(&w, path);
 }
 
-// per-domain validation loss of m (with its mask hooks) on the CPU, or of gpu's copy of it
-static void eval_all(Model *m, void *gpu, Mixture *mx, int batches, int B, int T, double *loss) {
-#ifdef USE_GPU
-    if (gpu) {
-        gpu_masks_from((GpuRun *)gpu, m);
-        for (int i = 0; i < mx->k; i++) loss[i] = mixture_eval_with(mx, gpu_eval_fn, gpu, i, B, T, batches);
-        return;
-    }
-#endif
-    for (int i = 0; i < mx->k; i++) loss[i] = mixture_eval(mx, m, i, B, T, batches);
+// per-domain validation loss of the model S holds, under the masks m's hooks point at (or none)
+static void eval_all(Step *S, const Model *m, Mixture *mx, int batches, double *loss) {
+    step_masks(S, m->zl, m->zh, m->zf, m->zd);
+    for (int i = 0; i < mx->k; i++) loss[i] = mixture_eval(mx, step_eval_fn, S, i, S->B, S->T, batches);
 }
 
 static void print_losses(const char *what, const Mixture *mx, const double *loss) {
@@ -728,17 +688,12 @@ static void finalize(const Model *m, const Masks *M, const float *score, const c
     fold_and_slice(m, M, out_dtype, out, &sv);
     if (mx && eval_batches > 0) {
         double *loss = (double *)mallocCheck(sizeof(double) * mx->k);
-        void *gpu = NULL;
-#ifdef USE_GPU
-        GpuRun g = {0};
-        const char *why = device_gpu ? gpu_unsupported(&out->c) : NULL;
-        if (why) printf("| the pruned model is evaluated on the CPU: %s\n", why);
-        else if (device_gpu) gpu_run_open(&g, out, B, T, 0), gpu = &g;
-#endif
-        eval_all(out, gpu, mx, eval_batches, B, T, loss);
-#ifdef USE_GPU
-        gpu_run_close(&g);
-#endif
+        StepOpts so = {device, B, T, 0};
+        const char *why = step_refuses(&so, &out->c, -1);
+        if (why) printf("| the pruned model is evaluated on the CPU: %s\n", why), so.device = DEVICE_CPU;
+        Step *S = step_open(out, NULL, &so);
+        eval_all(S, out, mx, eval_batches, loss);
+        step_close(S);
         print_losses("| pruned model val loss:", mx, loss);
         cJSON_AddItemToObject(extra, "val_loss_pruned", losses_json(mx, loss));
         free(loss);
@@ -1006,8 +961,8 @@ static void checkpoint_save(const Pruner *P, const Mixture *mx, const double *re
     masks_write(&P->M, NULL, mp, 0, P->step);
     STWriter w = {0};
     int64_t nw[1] = {(int64_t)P->m.tab.total}, nm[1] = {(int64_t)P->M.n}, nl[1] = {2 * NLAM};
-    stw_add_f32(&w, "weights.exp_avg", ST_F32, 1, nw, P->mom);
-    stw_add_f32(&w, "weights.exp_avg_sq", ST_F32, 1, nw, P->var);
+    stw_add_f32(&w, "weights.exp_avg", ST_F32, 1, nw, P->opt.m);
+    stw_add_f32(&w, "weights.exp_avg_sq", ST_F32, 1, nw, P->opt.v);
     stw_add_f32(&w, "log_alpha.exp_avg", ST_F32, 1, nm, P->la_m);
     stw_add_f32(&w, "log_alpha.exp_avg_sq", ST_F32, 1, nm, P->la_v);
     stw_add_f32(&w, "lambda.exp_avg", ST_F32, 1, nl, P->lam_m);
@@ -1070,8 +1025,8 @@ static void checkpoint_load(Pruner *P, Mixture *mx, double *ref, const cJSON *ru
     }
     st_read_f32(fm, "lambda_1", P->M.lam, NLAM);
     st_read_f32(fm, "lambda_2", P->M.lam + NLAM, NLAM);
-    st_read_f32(fo, "weights.exp_avg", P->mom, P->m.tab.total);
-    st_read_f32(fo, "weights.exp_avg_sq", P->var, P->m.tab.total);
+    st_read_f32(fo, "weights.exp_avg", P->opt.m, P->m.tab.total);
+    st_read_f32(fo, "weights.exp_avg_sq", P->opt.v, P->m.tab.total);
     st_read_f32(fo, "log_alpha.exp_avg", P->la_m, P->M.n);
     st_read_f32(fo, "log_alpha.exp_avg_sq", P->la_v, P->M.n);
     st_read_f32(fo, "lambda.exp_avg", P->lam_m, 2 * NLAM);
@@ -1207,10 +1162,9 @@ static Settings parse_args(int argc, char **argv) {
         usage_fail(&cli, "--warmup %d and --lagrangian-warmup %d must be at most --steps %d", s.warmup, s.lag_warmup, s.steps);
     if (s.stop_at > s.steps) usage_fail(&cli, "--stop-at %d: expected a step in [1, --steps %d] (0: off)", s.stop_at, s.steps);
     if (s.gpu_recompute && !s.gpu) usage_fail(&cli, "--gpu-recompute %d applies to --device gpu only", s.gpu_recompute);
-#ifndef USE_GPU
-    if (s.gpu) fail("--device gpu: this binary was built without the GPU path; on a machine with nvcc and CUDA run `make gpu` "
-                    "and use hip/build/prune --device gpu");
-#endif
+    StepOpts gpu = {DEVICE_GPU, s.batch, s.seq, s.gpu_recompute};
+    const char *why = s.gpu ? step_refuses(&gpu, NULL, OPT_ADAMW) : NULL;
+    if (why) fail("%s", why);
     return s;
 }
 
@@ -1229,27 +1183,23 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
     P.m = *src;
     masks_init(&P.M, &P.m.c, tgt, full_layers_kept(&P.m.c, tgt->L, full_every), (uint64_t)s->seed * 0x9e3779b97f4a7c15ull + 1);
     masks_print(&P.M);
-    pruner_alloc(&P);
+    StepOpts so = {device, s->batch, s->seq, s->gpu_recompute};
+    pruner_alloc(&P, &so);
     P.steps = s->steps, P.warmup = s->warmup, P.lag_warmup = s->lag_warmup;
     P.lr = s->lr, P.mask_lr = s->mask_lr, P.lambda_lr = s->lambda_lr, P.lr_floor = s->min_lr_frac, P.clip = s->grad_clip;
     Mixture mx = mixture_open(s->data, P.m.c.V, (uint64_t)s->seed * 2 + 1);
     double *ref = (double *)callocCheck(sizeof(double) * mx.k), *loss = (double *)callocCheck(sizeof(double) * mx.k);
     cJSON *run = run_json(s, tgt, P.m.c.arch);
     int B = s->batch, T = s->seq, do_eval = s->eval_batches > 0;
-    if (s->resume) checkpoint_load(&P, &mx, ref, run, s->out);
-#ifdef USE_GPU
-    GpuRun gpu = {0};
-    if (device_gpu) {
-        gpu_run_open(&gpu, &P.m, B, T, s->gpu_recompute);
-        if (P.step > 0) gpu_adam_moments(gpu.g, P.mom, P.var, 1);  // resuming: the moments too
-        P.gpu = &gpu;
+    if (s->resume) {
+        checkpoint_load(&P, &mx, ref, run, s->out);
+        step_put(P.S, STEP_WEIGHTS | STEP_OPTIMIZER, -1);  // the checkpoint's weights and moments to the device
     }
-#endif
     if (!s->resume && do_eval) {  // reference losses for dynamic batch loading: the source model's own
         masks_detach(&P.m);
         printf("| measuring the reference losses: the source model on %d validation batches per domain...\n", s->eval_batches);
         fflush(stdout);
-        eval_all(&P.m, P.gpu, &mx, s->eval_batches, B, T, ref);
+        eval_all(P.S, &P.m, &mx, s->eval_batches, ref);
         print_losses("| reference (source) val loss:", &mx, ref);
         masks_attach(&P.m, &P.M);
     }
@@ -1259,7 +1209,7 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
     while (P.step < P.steps) {
         double t0 = now_sec();
         mixture_batch(&mx, B, T, tok, tgt_tok, NULL);
-        StepStats st = prune_step(&P, tok, tgt_tok, B, T);
+        StepStats st = prune_step(&P, tok, tgt_tok);
         double dt = now_sec() - t0;
         tok_done += (double)B * T;
         if (P.step % s->log_every == 0 || P.step == P.steps) {
@@ -1272,16 +1222,14 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
                    fmt_count(target_params, pt), fmt_count(st.params + emb, te),
                    fmt_count(target_params + (double)P.m.c.V * tgt->d, tt), P.lr * st.lr_factor, st.gnorm, B * T / dt,
                    fmt_duration((now_sec() - t_start) / tok_done * (double)B * T * (P.steps - P.step), eta));
-#ifdef USE_GPU
-            if (P.gpu) printf(" | gpu %.2f GiB", gpu_used_gib());
-#endif
+            step_log_memory(P.S);
             printf("\n");
             fflush(stdout);
         }
         if (do_eval && P.step % s->eval_every == 0) {  // on the current model (expected-count masks), then DBL
             expected_masks(&P.m.c, &P.M);
             model_masks_changed(&P.m);
-            eval_all(&P.m, P.gpu, &mx, s->eval_batches, B, T, loss);
+            eval_all(P.S, &P.m, &mx, s->eval_batches, loss);
             printf("eval step %d |", P.step);
             print_losses(" val loss", &mx, loss);
             if (s->dbl) {
@@ -1292,9 +1240,7 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
             }
         }
         if (P.step % s->save_every == 0 || P.step == P.steps || P.step == s->stop_at) {
-#ifdef USE_GPU
-            if (P.gpu) gpu_download(gpu.g, P.m.w), gpu_adam_moments(gpu.g, P.mom, P.var, 0);  // host copy up to date
-#endif
+            step_get(P.S, STEP_WEIGHTS | STEP_OPTIMIZER, -1);  // the host copies up to date
             checkpoint_save(&P, &mx, ref, run, s->out);
         }
         if (P.step == s->stop_at && P.step < P.steps) {
@@ -1302,9 +1248,8 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
             exit(0);
         }
     }
-#ifdef USE_GPU
-    if (P.gpu) gpu_download(gpu.g, P.m.w), gpu_run_close(&gpu), P.gpu = NULL;  // the device is free for the pruned model
-#endif
+    step_get(P.S, STEP_WEIGHTS, -1);
+    step_close(P.S), P.S = NULL;  // the device is free for the pruned model
     // final masks: exactly the target shape at the soft values, layers under the constraint; the layers the
     // learned masks themselves keep (round(Σ P(z > 0)) per type, as evaluated during pruning) for comparison
     float *soft = (float *)mallocCheck(sizeof(float) * P.M.n);
@@ -1342,7 +1287,7 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
     free(soft), free(tok), free(tgt_tok), free(ref), free(loss);
     cJSON_Delete(run);
     masks_free(&P.M);
-    free(P.mom), free(P.var), free(P.la_m), free(P.la_v);
+    optimizer_free(&P.opt), free(P.la_m), free(P.la_v);
     mixture_close(&mx);
     masks_detach(&P.m);
     *src = P.m;
@@ -1376,7 +1321,10 @@ static void run_baseline(const Settings *s, Model *m, const Shape *tgt, int full
     double *ref = NULL;
     if (have_data && s->eval_batches > 0) {
         ref = (double *)mallocCheck(sizeof(double) * mx.k);
-        eval_all(m, NULL, &mx, s->eval_batches, s->batch, s->seq, ref);  // one-shot methods: on the CPU
+        StepOpts cpu = {DEVICE_CPU, s->batch, s->seq, 0};  // one-shot methods evaluate the source on the CPU
+        Step *S = step_open(m, NULL, &cpu);
+        eval_all(S, m, &mx, s->eval_batches, ref);
+        step_close(S);
         print_losses("| source model val loss:", &mx, ref);
         cJSON_AddItemToObject(extra, "val_loss_source", losses_json(&mx, ref));
     }
@@ -1392,9 +1340,7 @@ static void run_baseline(const Settings *s, Model *m, const Shape *tgt, int full
 #ifndef PRUNE_NO_MAIN
 int main(int argc, char **argv) {
     Settings s = parse_args(argc, argv);
-#ifdef USE_GPU
-    device_gpu = s.gpu;
-#endif
+    device = s.gpu ? DEVICE_GPU : DEVICE_CPU;
     double t0 = now_sec();
     if (!strcmp(s.model, s.out)) fail("--out %s is the source model directory; write the pruned model elsewhere", s.out);
     char *cfg_out = path_join(s.out, "config.json"), *state = path_join(s.out, "prune_state.json");

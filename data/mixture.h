@@ -4,7 +4,6 @@
 // Sheared-LLaMA's dynamic batch loading moves w toward the domains whose loss is furthest above
 // its reference (DESIGN.md §4).
 #pragma once
-#include "model.h"
 #include "data/shard.h"
 #include "hip/comm.h"
 
@@ -79,12 +78,10 @@ static void mixture_batch(Mixture *mx, int B, int T, int *tok, int *tgt, int *do
     mixture_batch_part(mx, B, 0, B, T, tok, tgt, dom);
 }
 
-// A forward pass that returns the mean next-token loss over the targets >= 0 of rows x T windows:
-// model.h's on the CPU (model_eval_fn), or the GPU's (hip/gpu.h gpu_eval_fn)
+// A forward pass that returns the mean next-token loss over the targets >= 0 of rows x T windows. The
+// data knows tokens, not models: ctx is whatever fwd needs (model.h's step_eval_fn takes a Step on
+// either device, model_eval_fn a Model on the CPU).
 typedef float (*EvalFn)(void *ctx, const int *tok, const int *tgt, int rows, int T);
-static float model_eval_fn(void *m, const int *tok, const int *tgt, int rows, int T) {
-    return model_forward((Model *)m, tok, tgt, rows, T, 0, NULL);
-}
 
 // The windows held-out evaluation reads from domain d: the shard's windows of T+1 tokens start at multiples of
 // T; window k of the *nsel selectable ones starts at k * stride * T. Validation: stride 1, the first windows in
@@ -129,13 +126,10 @@ static void mixture_eval_part(const Mixture *mx, EvalFn fwd, void *ctx, int d, i
 }
 
 // mean next-token loss of domain d's held-out windows (one process)
-static double mixture_eval_with(const Mixture *mx, EvalFn fwd, void *ctx, int d, int B, int T, int batches) {
+static double mixture_eval(const Mixture *mx, EvalFn fwd, void *ctx, int d, int B, int T, int batches) {
     double sum = 0, count = 0;
     mixture_eval_part(mx, fwd, ctx, d, B, T, batches, 0, 1, &sum, &count);
     return sum / count;
-}
-static double mixture_eval(const Mixture *mx, Model *m, int d, int B, int T, int batches) {
-    return mixture_eval_with(mx, model_eval_fn, m, d, B, T, batches);
 }
 
 // every domain's held-out loss, the batches split over the ranks and the sums all-reduced: every rank ends with

@@ -179,7 +179,7 @@ static float record_starts(void *ctx, const int *tok, const int *tgt, int rows, 
     return 1.0f;
 }
 
-static void eval_b_dom(const void *mx) { mixture_eval_with((const Mixture *)mx, record_starts, NULL, 1, 4, 16, 2); }
+static void eval_b_dom(const void *mx) { mixture_eval((const Mixture *)mx, record_starts, NULL, 1, 4, 16, 2); }
 
 // The test split (data/mkshards --test-split): data_open maps test.bin where a domain has one; held-out
 // evaluation on it reads windows spread over the whole shard, the same ones every call, while the validation
@@ -202,14 +202,14 @@ static void test_test_split(void) {
     check(nsel == 8 && stride == 12, "test split: 8 of 100 windows, every 12th (got %llu, stride %llu)",
           (unsigned long long)nsel, (unsigned long long)stride);
     g_nstarts = 0;
-    mixture_eval_with(&mx, record_starts, NULL, 0, 4, 16, 2);
+    mixture_eval(&mx, record_starts, NULL, 0, 4, 16, 2);
     int spread = g_nstarts == 8;
     for (int i = 0; i < g_nstarts; i++) spread &= g_starts[i] == (uint64_t)i * 12 * 16;
     check(spread && g_starts[7] == 1344, "test split: windows start at 0, 192, ..., 1344 (the last one %llu)",
           (unsigned long long)g_starts[7]);
     mx.eval_test = 0;
     g_nstarts = 0;
-    mixture_eval_with(&mx, record_starts, NULL, 0, 4, 16, 2);
+    mixture_eval(&mx, record_starts, NULL, 0, 4, 16, 2);
     int first = g_nstarts == 8;
     for (int i = 0; i < g_nstarts; i++) first &= g_starts[i] == (uint64_t)i * 16;
     check(first, "validation: the first 8 windows in order");

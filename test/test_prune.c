@@ -366,8 +366,9 @@ static void test_gradients(void) {
     random_model(&f.P.m, CFG_TINY, ST_F32, 8, 0.3);
     Shape t = {24, 12, 4, 2, 1, 8, 0};  // every mask has a row with a term (the full layers' row is idle: 2 of 2)
     masks_init(&f.P.M, &f.P.m.c, &t, full_layers_kept(&f.P.m.c, t.L, default_full_every(&f.P.m.c)), 3);
-    pruner_alloc(&f.P);
     f.B = 2, f.T = 10;
+    StepOpts cpu = {DEVICE_CPU, f.B, f.T, 0};
+    pruner_alloc(&f.P, &cpu);
     f.tok = random_tokens(f.B * f.T, f.P.m.c.V, 4);
     f.tgt = random_tokens(f.B * f.T, f.P.m.c.V, 5);
     Masks *M = &f.P.M;
@@ -407,7 +408,7 @@ static void test_gradients(void) {
     masks_from_u(M);
     masks_compose(&m->c, M);
     memset(M->dlam, 0, sizeof M->dlam);
-    masked_ce_grad(&f.P, f.tok, f.tgt, f.B, f.T);
+    masked_ce_grad(&f.P, f.tok, f.tgt);
     lagrangian(M, f.warm, 1, NULL, NULL);
     float *gla = (float *)mallocCheck(sizeof(float) * M->n);
     memcpy(gla, M->dla, sizeof(float) * M->n);
@@ -457,7 +458,7 @@ static void test_gradients(void) {
     check(worst_lam <= 1, "Lagrangian d/d lambda vs finite differences (linear in lambda): worst %.2f of tol (1e-5 rel)", worst_lam);
     free(gla), free(f.tok), free(f.tgt);
     masks_free(M);
-    free(f.P.mom), free(f.P.var), free(f.P.la_m), free(f.P.la_v);
+    step_close(f.P.S), optimizer_free(&f.P.opt), free(f.P.la_m), free(f.P.la_v);
     masks_detach(m);
     model_free(m);
 }
@@ -819,7 +820,8 @@ static void bench(const char *shape, int steps) {
     Shape t = shape_of(&P.m.c);
     t.d /= 2, t.F /= 2, t.L = t.L * 3 / 4;
     masks_init(&P.M, &P.m.c, &t, full_layers_kept(&P.m.c, t.L, default_full_every(&P.m.c)), 2);
-    pruner_alloc(&P);
+    StepOpts cpu = {DEVICE_CPU, B, T, 0};
+    pruner_alloc(&P, &cpu);
     P.steps = 1000, P.warmup = 100, P.lag_warmup = 200, P.lr = 1e-4, P.mask_lr = 1, P.lambda_lr = 1, P.lr_floor = 0.1, P.clip = 1;
     int *tok = random_tokens(N, 260, 3), *tgt = random_tokens(N, 260, 4);
     double tp[64], tt[64], cp[64], ct[64];
@@ -834,12 +836,12 @@ static void bench(const char *shape, int steps) {
                 float coef = clip_coef(sqrt(grad_norm2(P.m.gw, P.m.tab.total)), 1.0);
                 if (coef < 1.0f)
                     for (size_t i = 0; i < P.m.tab.total; i++) P.m.gw[i] *= coef;
-                adamw_update(P.m.w, P.m.gw, P.mom, P.var, P.m.tab.total, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.0f, it + 1);
+                adamw_update(P.m.w, P.m.gw, P.opt.m, P.opt.v, P.m.tab.total, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.0f, it + 1);
                 tt[it] = now_sec() - t0, ct[it] = cpu_sec() - c0;
             } else {
                 masks_attach(&P.m, &P.M);
                 double t0 = now_sec(), c0 = cpu_sec();
-                prune_step(&P, tok, tgt, B, T);
+                prune_step(&P, tok, tgt);
                 tp[it] = now_sec() - t0, cp[it] = cpu_sec() - c0;
             }
         }
