@@ -1,6 +1,7 @@
 // model.h — the Gemma decoder every stage shares: config, parameter layout, CPU forward and
-// backward (fp32, BLIS + OpenMP), the mask hooks prune.c switches on, and loading/saving
-// Hugging Face checkpoint directories. Read top to bottom:
+// backward (fp32, BLIS + OpenMP), the mask hooks prune.c switches on, loading/saving Hugging Face
+// checkpoint directories, the optimizers, and the step interface train and prune drive either
+// device through. Read top to bottom:
 //   1. Config           (what config.json says; the source of truth for every shape)
 //   2. Parameter layout  (one size table, one allocation, pointers carved from it)
 //   3. Ops               (matmul, RMSNorm, RoPE, attention, GELU, cross-entropy; each with its backward)
