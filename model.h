@@ -2354,8 +2354,9 @@ static Step *cpu_step_open(Model *m, Optimizer *opt, const StepOpts *o) {
 }
 
 // --- the device is picked here ------------------------------------------------------------------------------
-// The GPU builds (`make gpu`: hip/build/train, prune, bench, check_step) define USE_GPU and link hip/gpu.hip.
-#ifdef USE_GPU
+// The GPU builds (`make gpu`: hip/build/train, prune, bench, check_step) define USE_GPU and link hip/gpu.hip;
+// the hip/ sources (C++, some with USE_GPU) include model.h for its CPU references and never open a step.
+#if defined(USE_GPU) && !defined(__cplusplus)
 #include "hip/gpu.h"  // gpu_step_open, gpu_step_refuses
 #else
 static const char *gpu_step_refuses(const StepOpts *o, const Config *c, int optimizer) {
