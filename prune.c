@@ -908,141 +908,79 @@ static void bi_scores(const Config *c, const Calib *cb, const Masks *M, float *s
 }
 
 // ================================================================================================
-// 10. Checkpoints: OUT/state/step_NNNNNN/{model.safetensors, config.json, optimizer.safetensors,
-//     masks.safetensors}, then OUT/prune_state.json (written last, atomically) names that directory and
-//     holds the step, both RNG states, the data cursor, the domain weights and the reference losses.
-//     The previous step directory is removed only after the new state file is in place.
+// 10. Checkpoints: util.h's one layout and swap. OUT/checkpoint/ holds the masked model's trained weights
+//     (model.safetensors + config.json), masks.safetensors (log_alphas, λ), optimizer.safetensors (the AdamW
+//     moments of weights, log_alphas and λ) and prune_state.json: the step, both RNG states, the data cursor
+//     and domain weights, the reference losses, the settings and the target they resolved to.
+//     Test hook: PRUNE_TEST_CRASH=files[@STEP] | rename[@STEP] (util.h).
 // ================================================================================================
 
-static cJSON *rng_json(const Rng *r) {
-    cJSON *a = cJSON_CreateArray();
-    char buf[24];
-    for (int i = 0; i < 4; i++) snprintf(buf, sizeof buf, "%016llx", (unsigned long long)r->s[i]), cJSON_AddItemToArray(a, cJSON_CreateString(buf));
-    return a;
-}
-
-static Rng rng_from_json(const cJSON *a, const char *src) {
-    Rng r;
-    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != 4) fail("%s: RNG state must be 4 hex strings; the file is damaged", src);
-    for (int i = 0; i < 4; i++) {
-        const cJSON *e = cJSON_GetArrayItem(a, i);
-        if (!cJSON_IsString(e)) fail("%s: RNG state must be 4 hex strings; the file is damaged", src);
-        r.s[i] = strtoull(e->valuestring, NULL, 16);
-    }
-    return r;
-}
-
-static void st_read_f32(const SFile *f, const char *name, float *dst, size_t n) {
-    const STensor *t = st_find(f, name);
-    if (!t) fail("%s: tensor %s is missing; the checkpoint is damaged (start again without --resume)", f->path, name);
-    if (t->numel != n || t->dtype != ST_F32)
-        fail("%s: tensor %s has %zu %s elements, expected %zu F32; the checkpoint belongs to another run", f->path, name,
-             t->numel, st_dtype_name[t->dtype], n);
-    st_to_f32(t, dst);
-}
-
-static void remove_step_dir(const char *dir) {
-    const char *files[] = {"model.safetensors", "config.json", "optimizer.safetensors", "masks.safetensors"};
-    for (int i = 0; i < 4; i++) {
-        char *p = path_join(dir, files[i]);
-        unlink(p);
-        free(p);
-    }
-    rmdir(dir);
+static int pruner_optimizer_tensors(const Pruner *P, StateTensor *t) {
+    size_t nw = P->m.tab.total, nm = P->M.n, nl = 2 * NLAM;
+    t[0] = (StateTensor){"weights.exp_avg", ST_F32, P->opt.m, nw};
+    t[1] = (StateTensor){"weights.exp_avg_sq", ST_F32, P->opt.v, nw};
+    t[2] = (StateTensor){"log_alpha.exp_avg", ST_F32, P->la_m, nm};
+    t[3] = (StateTensor){"log_alpha.exp_avg_sq", ST_F32, P->la_v, nm};
+    t[4] = (StateTensor){"lambda.exp_avg", ST_F32, (void *)P->lam_m, nl};
+    t[5] = (StateTensor){"lambda.exp_avg_sq", ST_F32, (void *)P->lam_v, nl};
+    return 6;
 }
 
 static void checkpoint_save(const Pruner *P, const Mixture *mx, const double *ref, const cJSON *run, const char *out) {
-    char rel[64], *state = path_join(out, "prune_state.json");
-    snprintf(rel, sizeof rel, "state/step_%06d", P->step);
-    char *dir = path_join(out, rel);
-    make_dirs(dir);
-    model_save(&P->m, dir, ST_F32);
-    char *mp = path_join(dir, "masks.safetensors"), *op = path_join(dir, "optimizer.safetensors");
+    char *tmp = ckpt_begin(out);
+    model_save(&P->m, tmp, ST_F32);
+    char *mp = path_join(tmp, "masks.safetensors"), *op = path_join(tmp, "optimizer.safetensors");
+    char *sp = path_join(tmp, "prune_state.json");
     masks_write(&P->M, NULL, mp, 0, P->step);
-    STWriter w = {0};
-    int64_t nw[1] = {(int64_t)P->m.tab.total}, nm[1] = {(int64_t)P->M.n}, nl[1] = {2 * NLAM};
-    stw_add_f32(&w, "weights.exp_avg", ST_F32, 1, nw, P->opt.m);
-    stw_add_f32(&w, "weights.exp_avg_sq", ST_F32, 1, nw, P->opt.v);
-    stw_add_f32(&w, "log_alpha.exp_avg", ST_F32, 1, nm, P->la_m);
-    stw_add_f32(&w, "log_alpha.exp_avg_sq", ST_F32, 1, nm, P->la_v);
-    stw_add_f32(&w, "lambda.exp_avg", ST_F32, 1, nl, P->lam_m);
-    stw_add_f32(&w, "lambda.exp_avg_sq", ST_F32, 1, nl, P->lam_v);
-    stw_write(&w, op);
-    // the state file last: until it is renamed into place the previous checkpoint stays the valid one
-    char *prev = NULL;
-    if (file_exists(state)) {
-        cJSON *old = json_read(state);
-        const char *od = json_str(old, "checkpoint", NULL, state);
-        if (od && strcmp(od, rel) != 0) prev = path_join(out, od);
-        cJSON_Delete(old);
-    }
+    StateTensor t[6];
+    state_tensors_write(op, t, pruner_optimizer_tensors(P, t), NULL);
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "step", P->step);
-    cJSON_AddStringToObject(j, "checkpoint", rel);
-    cJSON_AddItemToObject(j, "mask_rng", rng_json(&P->M.rng));
-    cJSON_AddItemToObject(j, "data_rng", rng_json(&mx->rng));
-    cJSON_AddNumberToObject(j, "data_drawn", (double)mx->drawn);
-    cJSON *dw = cJSON_AddArrayToObject(j, "domain_weights"), *rl = cJSON_AddArrayToObject(j, "ref_losses");
-    cJSON *dn = cJSON_AddArrayToObject(j, "domains");
-    for (int i = 0; i < mx->k; i++) {
-        cJSON_AddItemToArray(dw, json_float(mx->w[i]));
-        cJSON_AddItemToArray(rl, json_float(ref[i]));
-        cJSON_AddItemToArray(dn, cJSON_CreateString(mx->ds.name[i]));
-    }
+    rng_to_json(j, "mask_rng", &P->M.rng);
+    mixture_state_to_json(mx, j);
+    cJSON_AddItemToObject(j, "ref_loss", cJSON_CreateDoubleArray(ref, mx->k));
     for (const cJSON *e = run->child; e; e = e->next) cJSON_AddItemToObject(j, e->string, cJSON_Duplicate(e, 1));
-    write_json_atomic(state, j);
+    write_json_atomic(sp, j);
     cJSON_Delete(j);
-    if (prev) remove_step_dir(prev);
-    free(prev), free(state), free(dir), free(mp), free(op);
+    ckpt_commit(out, "prune", P->step);
+    free(tmp), free(mp), free(op), free(sp);
 }
 
-// Restore everything checkpoint_save wrote; `run` must match the stored settings.
+// Restore everything checkpoint_save wrote, each piece checked before it is used; `run` holds the settings
+// (already restored from this file by parse_args) and the target they resolve to, which must be the stored one.
 static void checkpoint_load(Pruner *P, Mixture *mx, double *ref, const cJSON *run, const char *out) {
-    char *state = path_join(out, "prune_state.json");
-    if (!file_exists(state)) fail("--resume: %s does not exist; start without --resume", state);
+    char *dir = ckpt_find(out), *state = path_join(dir, "prune_state.json");
     cJSON *j = json_read(state);
-    // the settings were restored from this file (parse_args); the target they resolve to must be the stored one
     const cJSON *stored = json_get(j, "target"), *now = json_get(run, "target");
     char *a = cJSON_PrintUnformatted(now), *b = stored ? cJSON_PrintUnformatted(stored) : str_dup("(missing)");
     if (strcmp(a, b) != 0)
         fail("--resume: %s was made for the target %s, this run's is %s (was the target file changed?); use another --out",
              state, b, a);
     free(a), free(b);
-    P->step = (int)json_int(j, "step", 0, state);
-    const char *rel = json_str(j, "checkpoint", NULL, state);
-    if (!rel) fail("%s: no checkpoint directory named; the file is damaged", state);
-    char *dir = path_join(out, rel);
-    char *wp = path_join(dir, "model.safetensors"), *mp = path_join(dir, "masks.safetensors"), *op = path_join(dir, "optimizer.safetensors");
-    SFile *fw = st_open(wp), *fm = st_open(mp), *fo = st_open(op);
+    P->step = (int)state_int(j, "step", 0, P->steps, state);  // == steps: killed before the final model was written
+    P->M.rng = rng_from_json(j, "mask_rng", state);
+    mixture_state_from_json(mx, j, state, json_str(json_get(run, "settings"), "data", "", state));
+    state_nums(j, "ref_loss", mx->k, 0, 1e30, ref, state);
+    char *wp = path_join(dir, "model.safetensors"), *mp = path_join(dir, "masks.safetensors");
+    char *op = path_join(dir, "optimizer.safetensors");
+    StateTensor *t = (StateTensor *)mallocCheck(sizeof(StateTensor) * (size_t)(P->m.tab.n + M_N + 2));
     for (int i = 0; i < P->m.tab.n; i++) {
         const PEntry *e = &P->m.tab.e[i];
-        st_read_f32(fw, e->name, P->m.w + e->offset, e->rows * e->cols);
+        t[i] = (StateTensor){e->name, ST_F32, P->m.w + e->offset, e->rows * e->cols};
     }
+    state_tensors_read(wp, t, P->m.tab.n, "the checkpoint's model is not this source model");
+    char names[M_N][64];
     for (int m = 0; m < M_N; m++) {
-        char name[64];
-        snprintf(name, sizeof name, "log_alpha.%s", mask_name[m]);
-        st_read_f32(fm, name, P->M.la + P->M.s[m].base, P->M.s[m].n);
+        snprintf(names[m], sizeof names[m], "log_alpha.%s", mask_name[m]);
+        t[m] = (StateTensor){names[m], ST_F32, P->M.la + P->M.s[m].base, P->M.s[m].n};
     }
-    st_read_f32(fm, "lambda_1", P->M.lam, NLAM);
-    st_read_f32(fm, "lambda_2", P->M.lam + NLAM, NLAM);
-    st_read_f32(fo, "weights.exp_avg", P->opt.m, P->m.tab.total);
-    st_read_f32(fo, "weights.exp_avg_sq", P->opt.v, P->m.tab.total);
-    st_read_f32(fo, "log_alpha.exp_avg", P->la_m, P->M.n);
-    st_read_f32(fo, "log_alpha.exp_avg_sq", P->la_v, P->M.n);
-    st_read_f32(fo, "lambda.exp_avg", P->lam_m, 2 * NLAM);
-    st_read_f32(fo, "lambda.exp_avg_sq", P->lam_v, 2 * NLAM);
-    st_close(fw), st_close(fm), st_close(fo);
-    P->M.rng = rng_from_json(json_get(j, "mask_rng"), state);
-    mx->rng = rng_from_json(json_get(j, "data_rng"), state);
-    mx->drawn = (uint64_t)json_num(j, "data_drawn", 0, state);
-    const cJSON *dw = json_get(j, "domain_weights"), *rl = json_get(j, "ref_losses");
-    if (!dw || !rl || cJSON_GetArraySize(dw) != mx->k || cJSON_GetArraySize(rl) != mx->k)
-        fail("%s: %d domains stored, the data has %d; resume with the same --data", state, dw ? cJSON_GetArraySize(dw) : 0, mx->k);
-    for (int i = 0; i < mx->k; i++)
-        mx->w[i] = cJSON_GetArrayItem(dw, i)->valuedouble, ref[i] = cJSON_GetArrayItem(rl, i)->valuedouble;
+    t[M_N] = (StateTensor){"lambda_1", ST_F32, P->M.lam, NLAM};
+    t[M_N + 1] = (StateTensor){"lambda_2", ST_F32, P->M.lam + NLAM, NLAM};
+    state_tensors_read(mp, t, M_N + 2, "the masks of another target");
+    state_tensors_read(op, t, pruner_optimizer_tensors(P, t), "the optimizer state of another run");
     printf("| resumed from %s at step %d\n", dir, P->step);
     cJSON_Delete(j);
-    free(state), free(dir), free(wp), free(mp), free(op);
+    free(t), free(state), free(dir), free(wp), free(mp), free(op);
 }
 
 // ================================================================================================
@@ -1135,8 +1073,10 @@ static Settings parse_args(int argc, char **argv) {
         if (realpath(s.model, rp)) s.model = rp;
     }
     if (s.resume) {  // the saved settings, then what the command line changes (a run-defining flag must not)
-        char *state = path_join(s.out, "prune_state.json");
-        if (!file_exists(state)) fail("--resume: %s does not exist; start without --resume", state);
+        char *ck = ckpt_find(s.out), *state = ck ? path_join(ck, "prune_state.json") : NULL;
+        if (!ck) fail("--resume: %s has no checkpoint/ to resume; start without --resume", s.out);
+        if (!file_exists(state)) fail("%s: no prune_state.json; not a checkpoint of ./prune", ck);
+        free(ck);
         cJSON *j = json_read(state);
         const cJSON *saved = json_get(j, "settings");
         if (!saved) fail("%s: no \"settings\"; the file is damaged or from an older ./prune (start again)", state);
@@ -1277,9 +1217,7 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
     cJSON *dw = cJSON_AddObjectToObject(extra, "domain_weights");
     for (int i = 0; i < mx.k; i++) json_add_float(dw, mx.ds.name[i], mx.w[i]);
     if (do_eval) cJSON_AddItemToObject(extra, "val_loss_source", losses_json(&mx, ref));
-    char rel[64];
-    snprintf(rel, sizeof rel, "state/step_%06d", P.step);
-    cJSON_AddStringToObject(extra, "masked_weights", rel);  // the trained weights the masks apply to
+    cJSON_AddStringToObject(extra, "masked_weights", "checkpoint");  // the trained weights the masks apply to
     if (tok_done > 0)  // this session's steps (a resumed run: since the resume)
         json_add_float(extra, "seconds", now_sec() - t_start), json_add_float(extra, "tokens_per_second", tok_done / (now_sec() - t_start));
     finalize(&P.m, &P.M, NULL, s->out, s->method_s, s->model, s->out_dtype, P.step, do_eval ? &mx : NULL, s->eval_batches, B,
@@ -1343,14 +1281,14 @@ int main(int argc, char **argv) {
     device = s.gpu ? DEVICE_GPU : DEVICE_CPU;
     double t0 = now_sec();
     if (!strcmp(s.model, s.out)) fail("--out %s is the source model directory; write the pruned model elsewhere", s.out);
-    char *cfg_out = path_join(s.out, "config.json"), *state = path_join(s.out, "prune_state.json");
-    if (!s.resume && (file_exists(cfg_out) || file_exists(state)))
+    char *cfg_out = path_join(s.out, "config.json"), *ck = ckpt_find(s.out);
+    if (!s.resume && (file_exists(cfg_out) || ck))
         fail("--out %s already holds a model or a pruning run; choose another directory (or --resume a sheared run)", s.out);
     if (s.resume && s.method != METH_SHEARED) fail("--resume continues a sheared run; the one-shot methods have nothing to resume");
     int needs_data = s.method == METH_SHEARED || s.method == METH_ACTIVATION || s.method == METH_WANDA || s.method == METH_BI;
     if (needs_data && !dir_exists(s.data))
         fail("--data %s does not exist; --method %s needs token shards: run `make data` or pass --data DIR", s.data, s.method_s);
-    free(cfg_out), free(state);
+    free(cfg_out), free(ck);
     Model m;
     model_load(&m, s.model);
     const Config *c = &m.c;
@@ -1395,6 +1333,7 @@ int main(int argc, char **argv) {
     cJSON *extra = cJSON_CreateObject();
     cJSON_AddNumberToObject(extra, "full_every", full_every);
     cJSON_AddNumberToObject(extra, "seed", (double)s.seed);
+    ckpt_cleanup(s.out);  // from here on OUT is written: first what a killed run left there
     Model out;
     if (s.method == METH_SHEARED) run_sheared(&s, &m, &tgt, full_every, extra, &out);
     else run_baseline(&s, &m, &tgt, full_every, extra, &out);

@@ -21,7 +21,6 @@
 #include "data/mixture.h"
 #include "data/tokenizer.h"
 #include "plot.h"
-#include <dirent.h>
 #include <limits.h>
 #include <stddef.h>
 
@@ -511,7 +510,10 @@ static float *json_floats(const cJSON *a, int n, const char *what, const char *s
     if (!a || !cJSON_IsArray(a) || cJSON_GetArraySize(a) != n) fail("%s: \"%s\" must list %d numbers", src, what, n);
     float *v = (float *)mallocCheck(sizeof(float) * (size_t)(n ? n : 1));
     int i = 0;
-    for (const cJSON *e = a->child; e; e = e->next) v[i++] = (float)e->valuedouble;
+    for (const cJSON *e = a->child; e; e = e->next) {
+        if (!cJSON_IsNumber(e) || !isfinite(e->valuedouble)) state_damaged(src, what, e, "finite numbers");
+        v[i++] = (float)e->valuedouble;
+    }
     return v;
 }
 
@@ -610,143 +612,50 @@ static void write_logs(Run *r, int plots) {
 }
 
 // --- 8. checkpoints -----------------------------------------------------------------------------------
-// OUT/checkpoint/ is a Hugging Face model directory (every stage loads it with --model DIR) plus
+// util.h's one layout and swap (OUT/checkpoint/, written into checkpoint.tmp, exchanged in atomically), with
 //   optimizer.safetensors  the optimizer's state, and the fp32 master weights when the model is saved as bf16
 //   train_state.json       step, data cursor (mixture RNG state + sequences drawn), domain weights,
 //                          reference losses, settings, loss history
-// A checkpoint is written into OUT/checkpoint.tmp, made durable (fsync), then swapped in with one
-// renameat2(RENAME_EXCHANGE): OUT/checkpoint is at every instant the old complete checkpoint or the new
-// complete one; the old one is deleted after. Where the file system cannot exchange, the old one is
-// renamed to OUT/checkpoint.old first, and --resume falls back on it if the process died in between.
-// Test hook: TRAIN_TEST_CRASH=files[@STEP] kills the process when the new checkpoint is written but not
-// swapped in; TRAIN_TEST_CRASH=rename[@STEP] forces the fallback and kills it between the two renames.
+// Test hook: TRAIN_TEST_CRASH=files[@STEP] | rename[@STEP] (util.h).
 
-static void fsync_path(const char *path) {
-    int fd = open(path, O_RDONLY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
+// what optimizer.safetensors holds for this run's optimizer and --dtype: what is saved and what a resume needs
+static int optimizer_tensors(const Run *r, StateTensor *t) {
+    const Optimizer *o = &r->opt;
+    int n = 0;
+    if (o->kind == OPT_ADAMW8) {
+        t[n++] = (StateTensor){"exp_avg.q8", ST_I8, o->qm, o->total};
+        t[n++] = (StateTensor){"exp_avg.absmax", ST_F32, o->sm, o->nblocks};
+        t[n++] = (StateTensor){"exp_avg_sq.q8", ST_U8, o->qv, o->total};
+        t[n++] = (StateTensor){"exp_avg_sq.max", ST_F32, o->sv, o->nblocks};
+    } else {
+        t[n++] = (StateTensor){o->kind == OPT_MUON ? "momentum" : "exp_avg", ST_F32, o->m, o->total};
+        t[n++] = (StateTensor){"exp_avg_sq", ST_F32, o->v, o->nv};
     }
-}
-
-static void remove_dir(const char *dir) {  // a checkpoint directory holds files only
-    DIR *dp = opendir(dir);
-    if (!dp) return;
-    for (struct dirent *e; (e = readdir(dp));) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char *p = path_join(dir, e->d_name);
-        if (unlink(p) != 0) fail("cannot remove %s: %s", p, strerror(errno));
-        free(p);
-    }
-    closedir(dp);
-    if (rmdir(dir) != 0) fail("cannot remove %s: %s", dir, strerror(errno));
-}
-
-// "<name>.tmp.<pid>" files that util.h's atomic writes left in OUT when a run was killed mid-write
-static void remove_stale_temporaries(const char *out) {
-    DIR *dp = opendir(out);
-    if (!dp) return;
-    for (struct dirent *e; (e = readdir(dp));) {
-        static const char *mine[] = {"log.json", "log_steps.csv", "log_eval.csv", "loss.png", "weights.png", "ref_loss.json"};
-        for (int i = 0; i < 6; i++) {
-            size_t n = strlen(mine[i]);
-            if (!strncmp(e->d_name, mine[i], n) && !strncmp(e->d_name + n, ".tmp.", 5)) {
-                char *p = path_join(out, e->d_name);
-                unlink(p);
-                free(p);
-            }
-        }
-    }
-    closedir(dp);
-}
-
-static void test_crash(const char *point, int step) {  // TRAIN_TEST_CRASH=point[@step]
-    const char *c = getenv("TRAIN_TEST_CRASH"), *at = c ? strchr(c, '@') : NULL;
-    size_t n = at ? (size_t)(at - c) : (c ? strlen(c) : 0);
-    if (c && n == strlen(point) && !strncmp(c, point, n) && (!at || atoi(at + 1) == step)) {
-        fprintf(stderr, "TRAIN_TEST_CRASH=%s: dying in the middle of the checkpoint of step %d\n", c, step);
-        _exit(86);
-    }
-}
-
-static void rng_to_json(cJSON *j, const char *key, const Rng *r) {
-    cJSON *a = cJSON_AddArrayToObject(j, key);
-    for (int i = 0; i < 4; i++) {
-        char hex[20];
-        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)r->s[i]);
-        cJSON_AddItemToArray(a, cJSON_CreateString(hex));
-    }
-}
-
-static Rng rng_from_json(const cJSON *j, const char *key, const char *src) {
-    const cJSON *a = json_get(j, key);
-    if (!a || !cJSON_IsArray(a) || cJSON_GetArraySize(a) != 4) fail("%s: \"%s\" must be 4 hex words", src, key);
-    Rng r;
-    for (int i = 0; i < 4; i++) {
-        const cJSON *e = cJSON_GetArrayItem(a, i);
-        char *end;
-        r.s[i] = cJSON_IsString(e) ? strtoull(e->valuestring, &end, 16) : 0;
-        if (!cJSON_IsString(e) || *end || end == e->valuestring) fail("%s: \"%s\"[%d] is not a hex word", src, key, i);
-    }
-    return r;
+    if (r->save_dtype != ST_F32) t[n++] = (StateTensor){"master_weights", ST_F32, r->m.w, o->total};
+    return n;
 }
 
 static void optimizer_save(const Run *r, const char *path) {
-    const Optimizer *o = &r->opt;
-    STWriter w = {0};
-    int64_t nt = (int64_t)o->total, nv = (int64_t)o->nv, nb = (int64_t)o->nblocks;
-    if (o->kind == OPT_ADAMW8) {
-        stw_add(&w, "exp_avg.q8", ST_I8, 1, &nt, o->qm);
-        stw_add(&w, "exp_avg.absmax", ST_F32, 1, &nb, o->sm);
-        stw_add(&w, "exp_avg_sq.q8", ST_U8, 1, &nt, o->qv);
-        stw_add(&w, "exp_avg_sq.max", ST_F32, 1, &nb, o->sv);
-    } else {
-        stw_add(&w, o->kind == OPT_MUON ? "momentum" : "exp_avg", ST_F32, 1, &nt, o->m);
-        stw_add(&w, "exp_avg_sq", ST_F32, 1, &nv, o->v);
-    }
-    if (r->save_dtype != ST_F32) stw_add(&w, "master_weights", ST_F32, 1, &nt, r->m.w);
-    w.meta = cJSON_CreateObject();
-    cJSON_AddStringToObject(w.meta, "optimizer", opt_names[o->kind]);
+    StateTensor t[5];
+    int n = optimizer_tensors(r, t);
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddStringToObject(meta, "optimizer", opt_names[r->opt.kind]);
     char buf[32];
-    snprintf(buf, sizeof buf, "%d", o->t);
-    cJSON_AddStringToObject(w.meta, "updates", buf);
-    stw_write(&w, path);
-}
-
-// the tensor must be there with exactly this dtype and size; otherwise the state is not this run's
-static const void *opt_tensor(const SFile *f, const char *name, int dtype, size_t numel, const char *hint) {
-    const STensor *t = st_find(f, name);
-    if (!t) fail("%s: no tensor \"%s\": %s", f->path, name, hint);
-    if (t->dtype != dtype || t->numel != numel)
-        fail("%s: tensor \"%s\" is %s[%zu] but this model needs %s[%zu]; the optimizer state belongs to another model",
-             f->path, name, st_dtype_name[t->dtype], t->numel, st_dtype_name[dtype], numel);
-    return t->data;
+    snprintf(buf, sizeof buf, "%d", r->opt.t);
+    cJSON_AddStringToObject(meta, "updates", buf);
+    state_tensors_write(path, t, n, meta);
 }
 
 static void optimizer_load(Run *r, const char *path) {
-    Optimizer *o = &r->opt;
+    StateTensor t[5];
+    int n = optimizer_tensors(r, t);
     SFile *f = st_open(path);
-    char hint[200];
     const char *have = st_find(f, "exp_avg.q8") ? "adamw8" : st_find(f, "momentum") ? "muon" : "adamw";
-    snprintf(hint, sizeof hint, "it holds %s state and this run uses --optimizer %s; resume with the optimizer it was "
-             "trained with", have, opt_names[o->kind]);
-    size_t nt = o->total;
-    if (o->kind == OPT_ADAMW8) {
-        memcpy(o->qm, opt_tensor(f, "exp_avg.q8", ST_I8, nt, hint), nt);
-        memcpy(o->sm, opt_tensor(f, "exp_avg.absmax", ST_F32, o->nblocks, hint), sizeof(float) * o->nblocks);
-        memcpy(o->qv, opt_tensor(f, "exp_avg_sq.q8", ST_U8, nt, hint), nt);
-        memcpy(o->sv, opt_tensor(f, "exp_avg_sq.max", ST_F32, o->nblocks, hint), sizeof(float) * o->nblocks);
-    } else {
-        memcpy(o->m, opt_tensor(f, o->kind == OPT_MUON ? "momentum" : "exp_avg", ST_F32, nt, hint), sizeof(float) * nt);
-        memcpy(o->v, opt_tensor(f, "exp_avg_sq", ST_F32, o->nv, hint), sizeof(float) * o->nv);
-    }
-    if (r->save_dtype != ST_F32)
-        memcpy(r->m.w, opt_tensor(f, "master_weights", ST_F32, nt, "the fp32 master weights of a bf16 checkpoint are "
-                                                                    "missing; the checkpoint is damaged"),
-               sizeof(float) * nt);
-    for (size_t i = 0; o->m && i < nt; i++)
-        if (!isfinite(o->m[i])) fail("%s: non-finite optimizer state at element %zu; the file is corrupt", path, i);
     st_close(f);
+    char hint[200];
+    snprintf(hint, sizeof hint, "it holds %s state and this run uses --optimizer %s%s", have, opt_names[r->opt.kind],
+             r->save_dtype != ST_F32 ? " with bf16 weights (fp32 master weights)" : "");
+    state_tensors_read(path, t, n, hint);
 }
 
 static cJSON *state_to_json(Run *r) {
@@ -756,11 +665,7 @@ static cJSON *state_to_json(Run *r) {
     cJSON_AddStringToObject(j, "optimizer", opt_names[r->opt.kind]);
     cJSON_AddNumberToObject(j, "optimizer_updates", r->opt.t);
     cJSON_AddNumberToObject(j, "next_lr", lr_schedule(r->step + 1, r->o.steps, r->o.warmup, r->o.lr, r->o.min_lr_frac));
-    rng_to_json(j, "data_rng", &r->mx.rng);
-    cJSON_AddNumberToObject(j, "data_drawn", (double)r->mx.drawn);
-    cJSON *dom = cJSON_AddArrayToObject(j, "domains");
-    for (int d = 0; d < r->mx.k; d++) cJSON_AddItemToArray(dom, cJSON_CreateString(r->mx.ds.name[d]));
-    cJSON_AddItemToObject(j, "weights", cJSON_CreateDoubleArray(r->mx.w, r->mx.k));
+    mixture_state_to_json(&r->mx, j);
     if (r->ref) cJSON_AddItemToObject(j, "ref_loss", cJSON_CreateDoubleArray(r->ref, r->mx.k));
     cJSON_AddNumberToObject(j, "elapsed_s", r->elapsed_before);
     cJSON_AddStringToObject(j, "embed_scale_dtype", st_dtype_name[r->m.c.scale_dtype]);
@@ -770,12 +675,9 @@ static cJSON *state_to_json(Run *r) {
 }
 
 static void checkpoint_save(Run *r, double elapsed) {
-    char *ck = path_join(r->o.out, "checkpoint"), *tmp = path_join(r->o.out, "checkpoint.tmp");
-    char *old = path_join(r->o.out, "checkpoint.old");
     double t0 = now_sec();
     step_get(r->S, STEP_WEIGHTS | STEP_OPTIMIZER, -1);  // the host copies up to date
-    if (dir_exists(tmp)) remove_dir(tmp);  // left by a crash
-    make_dirs(tmp);
+    char *tmp = ckpt_begin(r->o.out);
     model_save(&r->m, tmp, r->save_dtype);
     char *p = path_join(tmp, "optimizer.safetensors");
     optimizer_save(r, p);
@@ -788,68 +690,25 @@ static void checkpoint_save(Run *r, double elapsed) {
     write_json_atomic(p, st);
     free(p);
     cJSON_Delete(st);
-    fsync_path(tmp);
-    test_crash("files", r->step);
-    const char *crash = getenv("TRAIN_TEST_CRASH");
-    int exchange = dir_exists(ck) && !(crash && !strncmp(crash, "rename", 6));
-    if (exchange && renameat2(AT_FDCWD, tmp, AT_FDCWD, ck, RENAME_EXCHANGE) == 0) remove_dir(tmp);  // tmp: the old one
-    else {
-        if (dir_exists(ck)) {
-            if (dir_exists(old)) remove_dir(old);
-            if (rename(ck, old) != 0) fail("cannot rename %s to %s: %s", ck, old, strerror(errno));
-            test_crash("rename", r->step);
-        }
-        if (rename(tmp, ck) != 0) fail("cannot rename %s to %s: %s", tmp, ck, strerror(errno));
-        if (dir_exists(old)) remove_dir(old);
-    }
-    fsync_path(r->o.out);
-    printf("checkpoint step %d -> %s (%.2fs)\n", r->step, ck, now_sec() - t0);
+    ckpt_commit(r->o.out, "train", r->step);
+    printf("checkpoint step %d -> %s/checkpoint (%.2fs)\n", r->step, r->o.out, now_sec() - t0);
     fflush(stdout);
-    free(ck), free(tmp), free(old);
-}
-
-// the checkpoint --resume reads: OUT/checkpoint, or OUT/checkpoint.old when a save died between renames
-static char *checkpoint_find_dir(const char *out) {
-    char *ck = path_join(out, "checkpoint"), *old = path_join(out, "checkpoint.old");
-    if (dir_exists(ck)) {
-        free(old);
-        return ck;
-    }
-    free(ck);
-    if (dir_exists(old)) return old;
-    free(old);
-    return NULL;
+    free(tmp);
 }
 
 // Restore the data cursor, weights, reference losses and history. The model (and with bf16 the
 // master weights) and optimizer are read by the caller; everything is checked before anything is written.
 static void state_load(Run *r, const cJSON *j, const char *src) {
-    r->step = (int)json_int(j, "step", -1, src);
-    if (r->step < 0) fail("%s: no \"step\"; the file is damaged", src);
-    r->opt.t = (int)json_int(j, "optimizer_updates", r->step, src);
-    const cJSON *dom = json_get(j, "domains");
-    int k = dom && cJSON_IsArray(dom) ? cJSON_GetArraySize(dom) : -1;
-    int same = k == r->mx.k;
-    for (int d = 0; same && d < k; d++) {
-        const cJSON *e = cJSON_GetArrayItem(dom, d);
-        same = cJSON_IsString(e) && !strcmp(e->valuestring, r->mx.ds.name[d]);
+    r->step = (int)state_int(j, "step", 0, INT_MAX, src);
+    r->opt.t = (int)state_int(j, "optimizer_updates", 0, INT_MAX, src);
+    mixture_state_from_json(&r->mx, j, src, r->o.data);
+    if (r->dynamic && json_get(j, "ref_loss")) {
+        r->ref = (double *)mallocCheck(sizeof(double) * (size_t)r->mx.k);
+        state_nums(j, "ref_loss", r->mx.k, 0, 1e30, r->ref, src);
     }
-    if (!same) fail("%s: the run was trained on other domains than --data %s has; resume with the run's --data",
-                    src, r->o.data);
-    r->mx.rng = rng_from_json(j, "data_rng", src);
-    r->mx.drawn = (uint64_t)json_num(j, "data_drawn", 0, src);
-    const cJSON *w = json_get(j, "weights");
-    if (!w || !cJSON_IsArray(w) || cJSON_GetArraySize(w) != k) fail("%s: \"weights\" must list %d numbers", src, k);
-    for (int d = 0; d < k; d++) r->mx.w[d] = cJSON_GetArrayItem(w, d)->valuedouble;
-    const cJSON *ref = json_get(j, "ref_loss");
-    if (ref && r->dynamic) {
-        if (!cJSON_IsArray(ref) || cJSON_GetArraySize(ref) != k) fail("%s: \"ref_loss\" must list %d numbers", src, k);
-        r->ref = (double *)mallocCheck(sizeof(double) * (size_t)k);
-        for (int d = 0; d < k; d++) r->ref[d] = cJSON_GetArrayItem(ref, d)->valuedouble;
-    }
-    r->elapsed_before = json_num(j, "elapsed_s", 0, src);
+    r->elapsed_before = state_num(j, "elapsed_s", 0, 1e30, src);
     const cJSON *h = json_get(j, "history");
-    if (!h) fail("%s: no \"history\"; the file is damaged", src);
+    if (!h) state_damaged(src, "history", NULL, "the loss history");
     history_from_json(&r->h, h, r->mx.ds.name, src);
     if (r->h.n != r->step) fail("%s: history has %d steps but step is %d; the file is damaged", src, r->h.n, r->step);
 }
@@ -889,7 +748,7 @@ static int sample_token(const float *z, int V, double temp, int top_k, Rng *rng)
 
 static int generate_text(Opts *o) {
     if (o->seq < 1) fail("--seq %d: generation needs a context of at least 1 token", o->seq);
-    char *dir = *o->model ? str_dup(o->model) : *o->out ? checkpoint_find_dir(o->out) : NULL;
+    char *dir = *o->model ? str_dup(o->model) : *o->out ? ckpt_find(o->out) : NULL;
     if (!dir) fail("--generate needs --model DIR (or --out DIR of a run with a checkpoint)");
     Model m;
     model_load(&m, dir);
@@ -960,7 +819,7 @@ int main(int argc, char **argv) {
     cJSON *state = NULL;
     char *state_path = NULL;
     if (r.o.resume) {
-        ck = checkpoint_find_dir(r.o.out);
+        ck = ckpt_find(r.o.out);
         if (!ck) fail("--resume: %s has no checkpoint/ to resume; run without --resume to start", r.o.out);
         state_path = path_join(ck, "train_state.json");
         if (!file_exists(state_path)) fail("%s: no train_state.json; not a checkpoint of ./train", ck);
@@ -971,7 +830,7 @@ int main(int argc, char **argv) {
         flags_resume(&cli, &r.o, &cmd, given, saved, state_path);
         r.o.resume = 1;
     } else {
-        char *have = checkpoint_find_dir(r.o.out);
+        char *have = ckpt_find(r.o.out);
         if (have && !r.o.force)
             fail("%s already holds a checkpoint; pass --resume to continue that run, --force to start over, or "
                  "another --out", r.o.out);
@@ -983,8 +842,10 @@ int main(int argc, char **argv) {
     if (r.o.resume) {
         model_load(&r.m, ck);
         // sqrt(d) as the run computed it (a random init saved as bf16 would otherwise reload it bf16-rounded)
-        const char *sd = json_str(state, "embed_scale_dtype", "F32", state_path);
-        r.m.c.scale_dtype = !strcmp(sd, "BF16") ? ST_BF16 : !strcmp(sd, "F16") ? ST_F16 : ST_F32;
+        const cJSON *sd = json_get(state, "embed_scale_dtype");
+        if (!cJSON_IsString(sd) || !choice_holds("F32|BF16|F16", sd->valuestring))
+            state_damaged(state_path, "embed_scale_dtype", sd, "F32, BF16 or F16");
+        r.m.c.scale_dtype = !strcmp(sd->valuestring, "BF16") ? ST_BF16 : !strcmp(sd->valuestring, "F16") ? ST_F16 : ST_F32;
         r.m.embed_scale = embed_scale_for(r.m.c.d, r.m.c.scale_dtype);
         from_weights = 1;
     } else from_weights = init_model(&r.m, &r.o);
@@ -1053,7 +914,7 @@ int main(int argc, char **argv) {
 
     // from here on OUT is written; first the temporaries of a process that was killed while writing logs
     make_dirs(r.o.out);
-    remove_stale_temporaries(r.o.out);
+    ckpt_cleanup(r.o.out);
     if (r.dynamic && *r.o.ref_model && !r.o.resume) {
         cJSON *j = cJSON_CreateObject();
         for (int d = 0; d < r.mx.k; d++) cJSON_AddNumberToObject(j, r.mx.ds.name[d], r.ref[d]);

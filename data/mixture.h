@@ -160,3 +160,31 @@ static void dbl_update(double *w, const double *loss, const double *ref, int k, 
     for (int i = 0; i < k; i++) w[i] /= s;
     free(a);
 }
+
+// The mixture's part of a checkpoint (train's and prune's): the data cursor (sampling RNG state and sequences
+// drawn), the domains in order and their weights. A resume checks the domains against --data (data_dir) and
+// reads the rest strictly (util.h's state_*), so the next batch is the one the uninterrupted run draws.
+static void mixture_state_to_json(const Mixture *mx, cJSON *j) {
+    rng_to_json(j, "data_rng", &mx->rng);
+    cJSON_AddNumberToObject(j, "data_drawn", (double)mx->drawn);
+    cJSON *dom = cJSON_AddArrayToObject(j, "domains");
+    for (int d = 0; d < mx->k; d++) cJSON_AddItemToArray(dom, cJSON_CreateString(mx->ds.name[d]));
+    cJSON_AddItemToObject(j, "weights", cJSON_CreateDoubleArray(mx->w, mx->k));  // cJSON prints doubles round-trip
+}
+
+static void mixture_state_from_json(Mixture *mx, const cJSON *j, const char *src, const char *data_dir) {
+    const cJSON *dom = cJSON_GetObjectItemCaseSensitive(j, "domains");
+    if (!cJSON_IsArray(dom)) state_damaged(src, "domains", dom, "the list of domain names");
+    int same = cJSON_GetArraySize(dom) == mx->k;
+    for (int d = 0; same && d < mx->k; d++) {
+        const cJSON *e = cJSON_GetArrayItem(dom, d);
+        same = cJSON_IsString(e) && !strcmp(e->valuestring, mx->ds.name[d]);
+    }
+    if (!same) fail("%s: the run was trained on other domains than --data %s has; resume with the run's --data", src, data_dir);
+    mx->rng = rng_from_json(j, "data_rng", src);
+    mx->drawn = (uint64_t)state_int(j, "data_drawn", 0, 1LL << 53, src);
+    state_nums(j, "weights", mx->k, 0, 1, mx->w, src);
+    double sum = 0;
+    for (int d = 0; d < mx->k; d++) sum += mx->w[d];
+    if (fabs(sum - 1) > 1e-6) state_damaged(src, "weights", cJSON_GetObjectItemCaseSensitive(j, "weights"), "weights summing to 1");
+}

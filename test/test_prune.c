@@ -744,35 +744,33 @@ static void check_run(const char *out_dir) {
     const cJSON *mw = json_get(rep, "masked_weights");
     if (mw) {
         char *wd = path_join(out_dir, mw->valuestring), *wp = path_join(wd, "model.safetensors");
-        SFile *fw = st_open(wp);
+        StateTensor *tw = (StateTensor *)mallocCheck(sizeof(StateTensor) * (size_t)src.tab.n);
         for (int i = 0; i < src.tab.n; i++)
-            st_read_f32(fw, src.tab.e[i].name, src.w + src.tab.e[i].offset, src.tab.e[i].rows * src.tab.e[i].cols);
-        st_close(fw);
+            tw[i] = (StateTensor){src.tab.e[i].name, ST_F32, src.w + src.tab.e[i].offset, src.tab.e[i].rows * src.tab.e[i].cols};
+        state_tensors_read(wp, tw, src.tab.n, "not the masked source's weights");
+        free(tw);
         free(wd), free(wp);
     }
     Masks M;  // the layout the run wrote: sheared's layer rows per attention type, the baselines' one row
     int sheared = !strcmp(need(rep, "method", rp)->valuestring, "sheared");
     masks_init(&M, c, &t, sheared ? full_layers_kept(c, t.L, fe) : -1, 1);
-    SFile *fm = st_open(mp);
+    char zn[M_N][64];
+    StateTensor tz[M_N + 2];
     for (int m = 0; m < M_N; m++) {
-        char name[64];
-        snprintf(name, sizeof name, "z.%s", mask_name[m]);
-        st_read_f32(fm, name, M.z + M.s[m].base, M.s[m].n);
+        snprintf(zn[m], sizeof zn[m], "z.%s", mask_name[m]);
+        tz[m] = (StateTensor){zn[m], ST_F32, M.z + M.s[m].base, M.s[m].n};
     }
+    tz[M_N] = (StateTensor){"lambda_1", ST_F32, M.lam, NLAM};  // sheared runs write their multipliers too
+    tz[M_N + 1] = (StateTensor){"lambda_2", ST_F32, M.lam + NLAM, NLAM};
+    state_tensors_read(mp, tz, sheared ? M_N + 2 : M_N, "not a finished pruning run's masks");
     // rows the target keeps whole have no mask (z = 1, nothing folded) and their multipliers never moved
     int idle_rows = 0, idle_ok = 1, idle_lam = 0;
     for (int m = 0; m < M_N; m++)
         for (int r = 0; r < M.s[m].rows; r++)
             for (int i = 0; M.s[m].idle[r] && i < M.s[m].len[r]; i++) idle_ok &= MROW(&M, M.z, m, r)[i] == 1.0f, idle_rows += !i;
-    const STensor *l1 = st_find(fm, "lambda_1"), *l2 = st_find(fm, "lambda_2");
-    if (l1 && l2) {
-        st_read_f32(fm, "lambda_1", M.lam, NLAM);
-        st_read_f32(fm, "lambda_2", M.lam + NLAM, NLAM);
-        for (int q = 0; q < NLAM; q++) idle_lam += !M.terms[q], idle_ok &= M.terms[q] || (M.lam[q] == 0 && M.lam[NLAM + q] == 0);
-    }
+    for (int q = 0; sheared && q < NLAM; q++) idle_lam += !M.terms[q], idle_ok &= M.terms[q] || (M.lam[q] == 0 && M.lam[NLAM + q] == 0);
     check(idle_ok, "idle rows (%d, the target keeps them whole): z = 1%s", idle_rows,
-          l1 ? ", and the idle multiplier pairs stayed 0" : "");
-    st_close(fm);
+          sheared ? ", and the idle multiplier pairs stayed 0" : "");
     masks_compose(c, &M);
     int B = 2, T = 16, *tok = random_tokens(B * T, c->V, 5);
     masks_attach(&src, &M);
