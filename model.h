@@ -2381,3 +2381,87 @@ static Step *step_open(Model *m, Optimizer *opt, const StepOpts *o) {
     if (why) fail("%s", why);
     return o->device == DEVICE_GPU ? gpu_step_open(m, opt, o) : cpu_step_open(m, opt, o);
 }
+
+// ================================================================================================
+// 8. Run checkpoints: the one layout of train's and prune's OUT/checkpoint/ (util.h writes it into
+//    checkpoint.tmp, swaps it in and reads its state back strictly). Both programs resume from it bit
+//    for bit, on either device:
+//      config.json, model.safetensors  the model the run trains (any stage loads it with --model DIR)
+//      optimizer.safetensors           the weights' Optimizer, and the fp32 master weights when the model
+//                                      is saved below fp32
+//      <prog>_state.json               the step, RNG states, data cursor and settings of the program
+//    and a method's own tensors in a file it names (prune: masks.safetensors, the log_alphas, λ and their
+//    AdamW moments).
+// ================================================================================================
+
+static StateTensor state_tensor(const char *name, int dtype, const void *p, size_t n) {
+    StateTensor t;
+    t.name = name, t.dtype = dtype, t.p = (void *)p, t.n = n;
+    return t;
+}
+
+// the Optimizer's state, then (dtype below fp32) m's fp32 weights: what is written, and what a resume
+// must find with exactly these dtypes and sizes; t holds 5
+static int optimizer_tensors(const Optimizer *o, const Model *m, int dtype, StateTensor *t) {
+    int n = 0;
+    if (o->kind == OPT_ADAMW8) {
+        t[n++] = state_tensor("exp_avg.q8", ST_I8, o->qm, o->total);
+        t[n++] = state_tensor("exp_avg.absmax", ST_F32, o->sm, o->nblocks);
+        t[n++] = state_tensor("exp_avg_sq.q8", ST_U8, o->qv, o->total);
+        t[n++] = state_tensor("exp_avg_sq.max", ST_F32, o->sv, o->nblocks);
+    } else {
+        t[n++] = state_tensor(o->kind == OPT_MUON ? "momentum" : "exp_avg", ST_F32, o->m, o->total);
+        t[n++] = state_tensor("exp_avg_sq", ST_F32, o->v, o->nv);
+    }
+    if (dtype != ST_F32) t[n++] = state_tensor("master_weights", ST_F32, m->w, o->total);
+    return n;
+}
+
+// OUT/checkpoint/ of step `step` of program prog ("train", "prune": names the state file and the test
+// hook): m saved as dtype, o's state, the state JSON, and nx method tensors x in OUT/checkpoint/x_file
+static void checkpoint_save(const char *out, const char *prog, int step, const Model *m, int dtype, const Optimizer *o,
+                            const cJSON *state, const char *x_file, const StateTensor *x, int nx) {
+    char *tmp = ckpt_begin(out), name[64];
+    model_save(m, tmp, dtype);
+    StateTensor t[5];
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddStringToObject(meta, "optimizer", opt_names[o->kind]);
+    snprintf(name, sizeof name, "%d", o->t);
+    cJSON_AddStringToObject(meta, "updates", name);
+    char *p = path_join(tmp, "optimizer.safetensors");
+    state_tensors_write(p, t, optimizer_tensors(o, m, dtype, t), meta);
+    free(p);
+    if (x_file) {
+        p = path_join(tmp, x_file);
+        state_tensors_write(p, x, nx, NULL);
+        free(p);
+    }
+    snprintf(name, sizeof name, "%s_state.json", prog);
+    p = path_join(tmp, name);
+    write_json_atomic(p, state);
+    free(p);
+    ckpt_commit(out, prog, step);
+    free(tmp);
+}
+
+// Read what checkpoint_save wrote beside the model in dir into o (and, dtype below fp32, m's fp32 weights)
+// and x, every tensor checked before it is used; o must be initialized for the run being resumed.
+static void checkpoint_load_state(const char *dir, Model *m, int dtype, Optimizer *o, const char *x_file,
+                                  const StateTensor *x, int nx) {
+    char *p = path_join(dir, "optimizer.safetensors");
+    if (!file_exists(p)) fail("%s: no optimizer.safetensors; the checkpoint is incomplete (start again without --resume)", dir);
+    SFile *f = st_open(p);
+    const char *have = st_find(f, "exp_avg.q8") ? "adamw8" : st_find(f, "momentum") ? "muon" : "adamw";
+    st_close(f);
+    char hint[200];
+    snprintf(hint, sizeof hint, "it holds %s state and this run uses --optimizer %s%s; resume with the run's "
+             "--optimizer and --dtype", have, opt_names[o->kind], dtype != ST_F32 ? " with fp32 master weights" : "");
+    StateTensor t[5];
+    state_tensors_read(p, t, optimizer_tensors(o, m, dtype, t), hint);
+    free(p);
+    if (x_file) {
+        p = path_join(dir, x_file);
+        state_tensors_read(p, x, nx, "the checkpoint belongs to another run");
+        free(p);
+    }
+}

@@ -908,79 +908,78 @@ static void bi_scores(const Config *c, const Calib *cb, const Masks *M, float *s
 }
 
 // ================================================================================================
-// 10. Checkpoints: util.h's one layout and swap. OUT/checkpoint/ holds the masked model's trained weights
-//     (model.safetensors + config.json), masks.safetensors (log_alphas, λ), optimizer.safetensors (the AdamW
-//     moments of weights, log_alphas and λ) and prune_state.json: the step, both RNG states, the data cursor
-//     and domain weights, the reference losses, the settings and the target they resolved to.
+// 10. Checkpoints: model.h's run checkpoint (section 8): OUT/checkpoint/ holds the masked model's trained
+//     weights, the weights' AdamW state, masks.safetensors (the log_alphas, λ and their AdamW moments) and
+//     prune_state.json: the step, both RNG states, the data cursor and domain weights, the reference
+//     losses, the settings and the target they resolved to.
 //     Test hook: PRUNE_TEST_CRASH=files[@STEP] | rename[@STEP] (util.h).
 // ================================================================================================
 
-static int pruner_optimizer_tensors(const Pruner *P, StateTensor *t) {
-    size_t nw = P->m.tab.total, nm = P->M.n, nl = 2 * NLAM;
-    t[0] = (StateTensor){"weights.exp_avg", ST_F32, P->opt.m, nw};
-    t[1] = (StateTensor){"weights.exp_avg_sq", ST_F32, P->opt.v, nw};
-    t[2] = (StateTensor){"log_alpha.exp_avg", ST_F32, P->la_m, nm};
-    t[3] = (StateTensor){"log_alpha.exp_avg_sq", ST_F32, P->la_v, nm};
-    t[4] = (StateTensor){"lambda.exp_avg", ST_F32, (void *)P->lam_m, nl};
-    t[5] = (StateTensor){"lambda.exp_avg_sq", ST_F32, (void *)P->lam_v, nl};
-    return 6;
+enum { MASK_STATE_N = M_N + 6 };
+
+// the masks' part of a checkpoint: what is written and what a resume must find; names holds M_N names
+static void mask_state_tensors(const Pruner *P, StateTensor *t, char names[][64]) {
+    int n = 0;
+    for (int m = 0; m < M_N; m++) {
+        snprintf(names[m], 64, "log_alpha.%s", mask_name[m]);
+        t[n++] = state_tensor(names[m], ST_F32, P->M.la + P->M.s[m].base, P->M.s[m].n);
+    }
+    t[n++] = state_tensor("lambda_1", ST_F32, P->M.lam, NLAM);
+    t[n++] = state_tensor("lambda_2", ST_F32, P->M.lam + NLAM, NLAM);
+    t[n++] = state_tensor("log_alpha.exp_avg", ST_F32, P->la_m, P->M.n);
+    t[n++] = state_tensor("log_alpha.exp_avg_sq", ST_F32, P->la_v, P->M.n);
+    t[n++] = state_tensor("lambda.exp_avg", ST_F32, P->lam_m, 2 * NLAM);
+    t[n++] = state_tensor("lambda.exp_avg_sq", ST_F32, P->lam_v, 2 * NLAM);
 }
 
-static void checkpoint_save(const Pruner *P, const Mixture *mx, const double *ref, const cJSON *run, const char *out) {
-    char *tmp = ckpt_begin(out);
-    model_save(&P->m, tmp, ST_F32);
-    char *mp = path_join(tmp, "masks.safetensors"), *op = path_join(tmp, "optimizer.safetensors");
-    char *sp = path_join(tmp, "prune_state.json");
-    masks_write(&P->M, NULL, mp, 0, P->step);
-    StateTensor t[6];
-    state_tensors_write(op, t, pruner_optimizer_tensors(P, t), NULL);
+static void prune_checkpoint_save(const Pruner *P, const Mixture *mx, const double *ref, const cJSON *run, const char *out) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "step", P->step);
     rng_to_json(j, "mask_rng", &P->M.rng);
     mixture_state_to_json(mx, j);
     cJSON_AddItemToObject(j, "ref_loss", cJSON_CreateDoubleArray(ref, mx->k));
     for (const cJSON *e = run->child; e; e = e->next) cJSON_AddItemToObject(j, e->string, cJSON_Duplicate(e, 1));
-    write_json_atomic(sp, j);
+    StateTensor t[MASK_STATE_N];
+    char names[M_N][64];
+    mask_state_tensors(P, t, names);
+    checkpoint_save(out, "prune", P->step, &P->m, ST_F32, &P->opt, j, "masks.safetensors", t, MASK_STATE_N);
     cJSON_Delete(j);
-    ckpt_commit(out, "prune", P->step);
-    free(tmp), free(mp), free(op), free(sp);
 }
 
-// Restore everything checkpoint_save wrote, each piece checked before it is used; `run` holds the settings
-// (already restored from this file by parse_args) and the target they resolve to, which must be the stored one.
-static void checkpoint_load(Pruner *P, Mixture *mx, double *ref, const cJSON *run, const char *out) {
-    char *dir = ckpt_find(out), *state = path_join(dir, "prune_state.json");
-    cJSON *j = json_read(state);
-    const cJSON *stored = json_get(j, "target"), *now = json_get(run, "target");
-    char *a = cJSON_PrintUnformatted(now), *b = stored ? cJSON_PrintUnformatted(stored) : str_dup("(missing)");
-    if (strcmp(a, b) != 0)
-        fail("--resume: %s was made for the target %s, this run's is %s (was the target file changed?); use another --out",
-             state, b, a);
-    free(a), free(b);
+// Restore everything the save wrote, each piece checked before it is used; `run` holds the settings (already
+// restored from this state by parse_args) and the source model and target they resolve to, which must be the
+// stored ones.
+static void prune_checkpoint_load(Pruner *P, Mixture *mx, double *ref, const cJSON *run, const char *out) {
+    char *dir, *state;
+    cJSON *j = ckpt_state_open(out, "prune", &dir, &state);
+    const char *keys[] = {"target", "source"};
+    for (int k = 0; k < 2; k++) {
+        const cJSON *stored = json_get(j, keys[k]), *now = json_get(run, keys[k]);
+        char *a = cJSON_PrintUnformatted(now), *b = stored ? cJSON_PrintUnformatted(stored) : str_dup("(missing)");
+        if (strcmp(a, b) != 0)
+            fail("--resume: %s was made for the %s %.200s, this run's is %.200s (was the %s changed?); use another --out",
+                 state, keys[k], b, a, k ? "source model" : "target file");
+        free(a), free(b);
+    }
     P->step = (int)state_int(j, "step", 0, P->steps, state);  // == steps: killed before the final model was written
     P->M.rng = rng_from_json(j, "mask_rng", state);
     mixture_state_from_json(mx, j, state, json_str(json_get(run, "settings"), "data", "", state));
     state_nums(j, "ref_loss", mx->k, 0, 1e30, ref, state);
-    char *wp = path_join(dir, "model.safetensors"), *mp = path_join(dir, "masks.safetensors");
-    char *op = path_join(dir, "optimizer.safetensors");
-    StateTensor *t = (StateTensor *)mallocCheck(sizeof(StateTensor) * (size_t)(P->m.tab.n + M_N + 2));
+    char *wp = path_join(dir, "model.safetensors");
+    StateTensor *t = (StateTensor *)mallocCheck(sizeof(StateTensor) * (size_t)P->m.tab.n);
     for (int i = 0; i < P->m.tab.n; i++) {
         const PEntry *e = &P->m.tab.e[i];
-        t[i] = (StateTensor){e->name, ST_F32, P->m.w + e->offset, e->rows * e->cols};
+        t[i] = state_tensor(e->name, ST_F32, P->m.w + e->offset, e->rows * e->cols);
     }
     state_tensors_read(wp, t, P->m.tab.n, "the checkpoint's model is not this source model");
+    StateTensor x[MASK_STATE_N];
     char names[M_N][64];
-    for (int m = 0; m < M_N; m++) {
-        snprintf(names[m], sizeof names[m], "log_alpha.%s", mask_name[m]);
-        t[m] = (StateTensor){names[m], ST_F32, P->M.la + P->M.s[m].base, P->M.s[m].n};
-    }
-    t[M_N] = (StateTensor){"lambda_1", ST_F32, P->M.lam, NLAM};
-    t[M_N + 1] = (StateTensor){"lambda_2", ST_F32, P->M.lam + NLAM, NLAM};
-    state_tensors_read(mp, t, M_N + 2, "the masks of another target");
-    state_tensors_read(op, t, pruner_optimizer_tensors(P, t), "the optimizer state of another run");
+    mask_state_tensors(P, x, names);
+    checkpoint_load_state(dir, &P->m, ST_F32, &P->opt, "masks.safetensors", x, MASK_STATE_N);
+    P->opt.t = P->step;
     printf("| resumed from %s at step %d\n", dir, P->step);
     cJSON_Delete(j);
-    free(t), free(state), free(dir), free(wp), free(mp), free(op);
+    free(t), free(state), free(dir), free(wp);
 }
 
 // ================================================================================================
@@ -1072,18 +1071,18 @@ static Settings parse_args(int argc, char **argv) {
         static char rp[PATH_MAX];  // lives as long as the run's settings
         if (realpath(s.model, rp)) s.model = rp;
     }
+    char *legacy = path_join(s.out, "prune_state.json");  // OUT/state/step_NNNNNN of an older ./prune
+    if (file_exists(legacy))
+        fail("--out %s holds a run of an older ./prune (prune_state.json, state/) that cannot be resumed or reused; "
+             "choose another --out", s.out);
+    free(legacy);
     if (s.resume) {  // the saved settings, then what the command line changes (a run-defining flag must not)
-        char *ck = ckpt_find(s.out), *state = ck ? path_join(ck, "prune_state.json") : NULL;
-        if (!ck) fail("--resume: %s has no checkpoint/ to resume; start without --resume", s.out);
-        if (!file_exists(state)) fail("%s: no prune_state.json; not a checkpoint of ./prune", ck);
-        free(ck);
-        cJSON *j = json_read(state);
-        const cJSON *saved = json_get(j, "settings");
-        if (!saved) fail("%s: no \"settings\"; the file is damaged or from an older ./prune (start again)", state);
+        char *ck, *state;
+        cJSON *j = ckpt_state_open(s.out, "prune", &ck, &state);
         Settings cmd = s;
-        flags_resume(&cli, &s, &cmd, given, saved, state);  // the strings it keeps are copies: j can go
+        flags_resume(&cli, &s, &cmd, given, json_get(j, "settings"), state);  // the strings it keeps are copies
         cJSON_Delete(j);
-        free(state);
+        free(ck), free(state);
     }
     s.method = -1;
     for (int m = 0; m < METH_N; m++)
@@ -1109,10 +1108,11 @@ static Settings parse_args(int argc, char **argv) {
 }
 
 // what a checkpoint keeps of the run: the settings and the target shape they resolved to
-static cJSON *run_json(const Settings *s, const Shape *t, int arch) {
+static cJSON *run_json(const Settings *s, const Shape *t, const Config *src) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddItemToObject(j, "settings", flags_to_json(&cli, s));
-    cJSON_AddItemToObject(j, "target", shape_json(t, arch));
+    cJSON_AddItemToObject(j, "target", shape_json(t, src->arch));
+    cJSON_AddItemToObject(j, "source", config_to_json(src, "float32"));  // a resume must find the same model
     return j;
 }
 
@@ -1129,10 +1129,10 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
     P.lr = s->lr, P.mask_lr = s->mask_lr, P.lambda_lr = s->lambda_lr, P.lr_floor = s->min_lr_frac, P.clip = s->grad_clip;
     Mixture mx = mixture_open(s->data, P.m.c.V, (uint64_t)s->seed * 2 + 1);
     double *ref = (double *)callocCheck(sizeof(double) * mx.k), *loss = (double *)callocCheck(sizeof(double) * mx.k);
-    cJSON *run = run_json(s, tgt, P.m.c.arch);
+    cJSON *run = run_json(s, tgt, &P.m.c);
     int B = s->batch, T = s->seq, do_eval = s->eval_batches > 0;
     if (s->resume) {
-        checkpoint_load(&P, &mx, ref, run, s->out);
+        prune_checkpoint_load(&P, &mx, ref, run, s->out);
         step_put(P.S, STEP_WEIGHTS | STEP_OPTIMIZER, -1);  // the checkpoint's weights and moments to the device
     }
     if (!s->resume && do_eval) {  // reference losses for dynamic batch loading: the source model's own
@@ -1181,7 +1181,7 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
         }
         if (P.step % s->save_every == 0 || P.step == P.steps || P.step == s->stop_at) {
             step_get(P.S, STEP_WEIGHTS | STEP_OPTIMIZER, -1);  // the host copies up to date
-            checkpoint_save(&P, &mx, ref, run, s->out);
+            prune_checkpoint_save(&P, &mx, ref, run, s->out);
         }
         if (P.step == s->stop_at && P.step < P.steps) {
             printf("stopped at step %d (--stop-at); continue with --resume\n", P.step);

@@ -612,51 +612,10 @@ static void write_logs(Run *r, int plots) {
 }
 
 // --- 8. checkpoints -----------------------------------------------------------------------------------
-// util.h's one layout and swap (OUT/checkpoint/, written into checkpoint.tmp, exchanged in atomically), with
-//   optimizer.safetensors  the optimizer's state, and the fp32 master weights when the model is saved as bf16
-//   train_state.json       step, data cursor (mixture RNG state + sequences drawn), domain weights,
-//                          reference losses, settings, loss history
+// model.h's run checkpoint (section 8): OUT/checkpoint/ holds the model as --dtype, the optimizer state
+// (with the fp32 master weights when the model is saved as bf16) and train_state.json: step, data cursor
+// (mixture RNG state + sequences drawn), domain weights, reference losses, settings, loss history.
 // Test hook: TRAIN_TEST_CRASH=files[@STEP] | rename[@STEP] (util.h).
-
-// what optimizer.safetensors holds for this run's optimizer and --dtype: what is saved and what a resume needs
-static int optimizer_tensors(const Run *r, StateTensor *t) {
-    const Optimizer *o = &r->opt;
-    int n = 0;
-    if (o->kind == OPT_ADAMW8) {
-        t[n++] = (StateTensor){"exp_avg.q8", ST_I8, o->qm, o->total};
-        t[n++] = (StateTensor){"exp_avg.absmax", ST_F32, o->sm, o->nblocks};
-        t[n++] = (StateTensor){"exp_avg_sq.q8", ST_U8, o->qv, o->total};
-        t[n++] = (StateTensor){"exp_avg_sq.max", ST_F32, o->sv, o->nblocks};
-    } else {
-        t[n++] = (StateTensor){o->kind == OPT_MUON ? "momentum" : "exp_avg", ST_F32, o->m, o->total};
-        t[n++] = (StateTensor){"exp_avg_sq", ST_F32, o->v, o->nv};
-    }
-    if (r->save_dtype != ST_F32) t[n++] = (StateTensor){"master_weights", ST_F32, r->m.w, o->total};
-    return n;
-}
-
-static void optimizer_save(const Run *r, const char *path) {
-    StateTensor t[5];
-    int n = optimizer_tensors(r, t);
-    cJSON *meta = cJSON_CreateObject();
-    cJSON_AddStringToObject(meta, "optimizer", opt_names[r->opt.kind]);
-    char buf[32];
-    snprintf(buf, sizeof buf, "%d", r->opt.t);
-    cJSON_AddStringToObject(meta, "updates", buf);
-    state_tensors_write(path, t, n, meta);
-}
-
-static void optimizer_load(Run *r, const char *path) {
-    StateTensor t[5];
-    int n = optimizer_tensors(r, t);
-    SFile *f = st_open(path);
-    const char *have = st_find(f, "exp_avg.q8") ? "adamw8" : st_find(f, "momentum") ? "muon" : "adamw";
-    st_close(f);
-    char hint[200];
-    snprintf(hint, sizeof hint, "it holds %s state and this run uses --optimizer %s%s", have, opt_names[r->opt.kind],
-             r->save_dtype != ST_F32 ? " with bf16 weights (fp32 master weights)" : "");
-    state_tensors_read(path, t, n, hint);
-}
 
 static cJSON *state_to_json(Run *r) {
     cJSON *j = cJSON_CreateObject();
@@ -674,26 +633,17 @@ static cJSON *state_to_json(Run *r) {
     return j;
 }
 
-static void checkpoint_save(Run *r, double elapsed) {
+static void train_checkpoint_save(Run *r, double elapsed) {
     double t0 = now_sec();
     step_get(r->S, STEP_WEIGHTS | STEP_OPTIMIZER, -1);  // the host copies up to date
-    char *tmp = ckpt_begin(r->o.out);
-    model_save(&r->m, tmp, r->save_dtype);
-    char *p = path_join(tmp, "optimizer.safetensors");
-    optimizer_save(r, p);
-    free(p);
     double saved_elapsed = r->elapsed_before;
     r->elapsed_before += elapsed;
     cJSON *st = state_to_json(r);
     r->elapsed_before = saved_elapsed;
-    p = path_join(tmp, "train_state.json");
-    write_json_atomic(p, st);
-    free(p);
+    checkpoint_save(r->o.out, "train", r->step, &r->m, r->save_dtype, &r->opt, st, NULL, NULL, 0);
     cJSON_Delete(st);
-    ckpt_commit(r->o.out, "train", r->step);
     printf("checkpoint step %d -> %s/checkpoint (%.2fs)\n", r->step, r->o.out, now_sec() - t0);
     fflush(stdout);
-    free(tmp);
 }
 
 // Restore the data cursor, weights, reference losses and history. The model (and with bf16 the
@@ -819,13 +769,8 @@ int main(int argc, char **argv) {
     cJSON *state = NULL;
     char *state_path = NULL;
     if (r.o.resume) {
-        ck = ckpt_find(r.o.out);
-        if (!ck) fail("--resume: %s has no checkpoint/ to resume; run without --resume to start", r.o.out);
-        state_path = path_join(ck, "train_state.json");
-        if (!file_exists(state_path)) fail("%s: no train_state.json; not a checkpoint of ./train", ck);
-        state = json_read(state_path);
+        state = ckpt_state_open(r.o.out, "train", &ck, &state_path);
         const cJSON *saved = json_get(state, "settings");
-        if (!saved) fail("%s: no \"settings\"; the file is damaged", state_path);
         Opts cmd = r.o;
         flags_resume(&cli, &r.o, &cmd, given, saved, state_path);
         r.o.resume = 1;
@@ -878,16 +823,13 @@ int main(int argc, char **argv) {
     optimizer_init(&r.opt, &r.m.tab, name_index(r.o.optimizer, opt_names, 3, "optimizer"), (float)r.o.beta1,
                    (float)r.o.beta2, (float)r.o.eps, (float)r.o.muon_momentum);
     if (r.o.resume) {
-        char *op = path_join(ck, "optimizer.safetensors");
-        if (!file_exists(op)) fail("%s: no optimizer.safetensors; the checkpoint is incomplete", ck);
         if (strcmp(json_str(state, "optimizer", r.o.optimizer, state_path), r.o.optimizer))
             fail("%s: the run was trained with --optimizer %s, not %s; resume with the same optimizer", state_path,
                  json_str(state, "optimizer", "", state_path), r.o.optimizer);
-        optimizer_load(&r, op);
+        checkpoint_load_state(ck, &r.m, r.save_dtype, &r.opt, NULL, NULL, 0);
         state_load(&r, state, state_path);
         if (r.step >= r.o.steps)
             fail("%s is at step %d of --steps %d: nothing to do; pass a larger --steps to train on", ck, r.step, r.o.steps);
-        free(op);
     }
     if (r.dynamic && !r.ref) r.ref = reference_losses(&r.o, &r.mx, r.m.c.V);
 
@@ -956,7 +898,7 @@ int main(int argc, char **argv) {
         int stop = r.o.stop_at > 0 && r.step == r.o.stop_at && !last;
         int at_save = (r.o.save_every > 0 && r.step % r.o.save_every == 0) || last || stop;
         if (at_eval || last) evaluate(&r, at_eval);  // the weights move at eval intervals only
-        if (at_save) checkpoint_save(&r, now_sec() - t_start);
+        if (at_save) train_checkpoint_save(&r, now_sec() - t_start);
         if (at_eval || at_save) write_logs(&r, at_eval || last);
         if (stop) {
             printf("stopped at step %d (--stop-at); continue with --resume\n", r.step);

@@ -1026,6 +1026,30 @@ static Rng rng_from_json(const cJSON *j, const char *key, const char *src) {
     return r;
 }
 
+// The state of OUT's checkpoint for `prog --resume`: <prog>_state.json parsed, its path and the checkpoint
+// directory; refused in one line when OUT has no checkpoint or one of the other program.
+static cJSON *ckpt_state_open(const char *out, const char *prog, char **dir, char **path) {
+    char *ck = ckpt_find(out), name[64];
+    if (!ck) fail("--resume: %s has no checkpoint/ to resume; start without --resume", out);
+    snprintf(name, sizeof name, "%s_state.json", prog);
+    char *p = path_join(ck, name);
+    if (!file_exists(p)) {
+        const char *other = strcmp(prog, "train") ? "train" : "prune";
+        char oname[64];
+        snprintf(oname, sizeof oname, "%s_state.json", other);
+        char *q = path_join(ck, oname);
+        if (file_exists(q))
+            fail("--resume: %s is a checkpoint of ./%s, not of ./%s; resume it with ./%s, or give ./%s another --out", ck,
+                 other, prog, other, prog);
+        fail("--resume: %s has no %s: not a checkpoint of ./%s; start without --resume", ck, name, prog);
+    }
+    cJSON *j = json_read(p);
+    const cJSON *set = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "settings") : NULL;
+    if (!cJSON_IsObject(set)) state_damaged(p, "settings", set, "the run's settings");
+    *dir = ck, *path = p;
+    return j;
+}
+
 // tensors of a run's state (optimizer moments, master weights, masks): one list says what is saved and what
 // a resume must find, each with exactly this dtype and element count
 typedef struct {

@@ -113,7 +113,7 @@ damaged "another target" "was made for the target" 's/"hidden_size":[[:space:]]*
 ./prune --model "$T/src300" --data "$T/data" --batch 4 --seq 32 --eval-batches 0 --out "$T/o300" --target "$T/t1.json" \
   --steps 10 --stop-at 1 > /dev/null 2>&1
 rm -rf "$T/e"; cp -r "$T/d" "$T/e"; cp "$T/o300/checkpoint/optimizer.safetensors" "$T/e/checkpoint/"
-expect_error "damaged state: optimizer tensors of another size" "optimizer.safetensors: tensor \"weights.exp_avg\" is F32\[" ./prune --out "$T/e" --resume
+expect_error "damaged state: optimizer tensors of another size" "optimizer.safetensors: tensor \"exp_avg\" is F32\[" ./prune --out "$T/e" --resume
 rm -rf "$T/e"; cp -r "$T/d" "$T/e"; head -c $(( $(stat -c %s "$T/d/checkpoint/masks.safetensors") / 2 )) "$T/d/checkpoint/masks.safetensors" > "$T/e/checkpoint/masks.safetensors"
 expect_error "damaged state: truncated masks.safetensors" "masks.safetensors" ./prune --out "$T/e" --resume
 $P --out "$T/bf" --target "$T/t2.json" --steps 4 --dtype bf16 > /dev/null 2>&1
