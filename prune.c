@@ -952,13 +952,21 @@ static void prune_checkpoint_save(const Pruner *P, const Mixture *mx, const doub
 static void prune_checkpoint_load(Pruner *P, Mixture *mx, double *ref, const cJSON *run, const char *out) {
     char *dir, *state;
     cJSON *j = ckpt_state_open(out, "prune", &dir, &state);
-    const char *keys[] = {"target", "source"};
+    const char *keys[] = {"source", "target"};
     for (int k = 0; k < 2; k++) {
         const cJSON *stored = json_get(j, keys[k]), *now = json_get(run, keys[k]);
-        char *a = cJSON_PrintUnformatted(now), *b = stored ? cJSON_PrintUnformatted(stored) : str_dup("(missing)");
+        char *t = cJSON_PrintUnformatted(now), *a;  // as the file holds it (config.json prints raw numbers)
+        cJSON *reread = cJSON_Parse(t);
+        a = cJSON_PrintUnformatted(reread);
+        free(t);
+        char *b = stored ? cJSON_PrintUnformatted(stored) : str_dup("(missing)");
+        cJSON_Delete(reread);
+        if (strcmp(a, b) != 0 && k == 0)
+            fail("--resume: %s was made for the source model %s as it was then; its config.json has changed since: "
+                 "restore it, or start again with another --out", state, json_str(json_get(run, "settings"), "model", "", state));
         if (strcmp(a, b) != 0)
-            fail("--resume: %s was made for the %s %.200s, this run's is %.200s (was the %s changed?); use another --out",
-                 state, keys[k], b, a, k ? "source model" : "target file");
+            fail("--resume: %s was made for the target %s, this run's is %s (was the target file changed?); use another --out",
+                 state, b, a);
         free(a), free(b);
     }
     P->step = (int)state_int(j, "step", 0, P->steps, state);  // == steps: killed before the final model was written

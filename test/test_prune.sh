@@ -21,7 +21,7 @@ T=$(mktemp -d /tmp/test_prune_sh.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 . test/lib.sh
 
-make --no-print-directory -s prune test/test_prune > "$T/build.log" 2>&1 \
+make --no-print-directory -s prune train test/test_prune > "$T/build.log" 2>&1 \
   || { cat "$T/build.log"; echo "FAIL build"; echo "test_prune.sh: 0 passed, 1 failed"; exit 1; }
 check "test/test_prune (masked == sliced, gradients, layer choice, transformers sample)" ./test/test_prune
 
@@ -116,6 +116,19 @@ rm -rf "$T/e"; cp -r "$T/d" "$T/e"; cp "$T/o300/checkpoint/optimizer.safetensors
 expect_error "damaged state: optimizer tensors of another size" "optimizer.safetensors: tensor \"exp_avg\" is F32\[" ./prune --out "$T/e" --resume
 rm -rf "$T/e"; cp -r "$T/d" "$T/e"; head -c $(( $(stat -c %s "$T/d/checkpoint/masks.safetensors") / 2 )) "$T/d/checkpoint/masks.safetensors" > "$T/e/checkpoint/masks.safetensors"
 expect_error "damaged state: truncated masks.safetensors" "masks.safetensors" ./prune --out "$T/e" --resume
+# a checkpoint of another source model, of ./train, or of an older ./prune's layout: refused, nothing written
+cp -r "$T/src" "$T/srcx"
+./prune --model "$T/srcx" --data "$T/data" --batch 4 --seq 32 --eval-batches 0 --out "$T/ox" --target "$T/t1.json" \
+  --steps 10 --stop-at 1 > /dev/null 2>&1
+rm -rf "$T/srcx"; cp -r "$T/src300" "$T/srcx"; before=$(snapshot "$T/ox")
+expect_error "resume after the source directory was replaced by another model" "was made for the source model" ./prune --out "$T/ox" --resume
+[ "$before" = "$(snapshot "$T/ox")" ] || bad "resume with another source model: --out was changed"
+expect_error "./train --resume on a pruning run" "is a checkpoint of ./prune, not of ./train" ./train --out "$T/d" --resume
+./train --model "$T/src" --data "$T/data" --out "$T/tr" --steps 2 --batch 2 --seq 16 --eval-every 0 --eval-batches 1 \
+  > /dev/null 2>&1 || bad "a small ./train run for the next check"
+expect_error "./prune --resume on a training run" "is a checkpoint of ./train, not of ./prune" ./prune --out "$T/tr" --resume
+mkdir -p "$T/old/state/step_000003"; echo '{"step": 3, "checkpoint": "state/step_000003"}' > "$T/old/prune_state.json"
+expect_error "--out of an older ./prune (state/step_NNNNNN)" "older ./prune" $P --out "$T/old" --target "$T/t1.json" --steps 10
 $P --out "$T/bf" --target "$T/t2.json" --steps 4 --dtype bf16 > /dev/null 2>&1
 check "sheared, --dtype bf16: output passes --check-run" quiet ./test/test_prune --check-run "$T/bf"
 
