@@ -915,11 +915,16 @@ static char *ckpt_find(const char *out) {
     return hit;
 }
 
+// the test hook's setting for prog: $<PROG>_TEST_CRASH (var receives the name), or NULL
+static const char *ckpt_crash_hook(const char *prog, char var[64]) {
+    snprintf(var, 64, "%s_TEST_CRASH", prog);
+    for (char *v = var; *v; v++) *v = (char)(*v >= 'a' && *v <= 'z' ? *v - 32 : *v);
+    return getenv(var);
+}
+
 static void ckpt_test_crash(const char *prog, const char *point, int step) {  // <PROG>_TEST_CRASH=point[@step]
     char var[64];
-    snprintf(var, sizeof var, "%s_TEST_CRASH", prog);
-    for (char *v = var; *v; v++) *v = (char)(*v >= 'a' && *v <= 'z' ? *v - 32 : *v);
-    const char *c = getenv(var), *at = c ? strchr(c, '@') : NULL;
+    const char *c = ckpt_crash_hook(prog, var), *at = c ? strchr(c, '@') : NULL;
     size_t n = at ? (size_t)(at - c) : (c ? strlen(c) : 0);
     if (c && n == strlen(point) && !strncmp(c, point, n) && (!at || atoi(at + 1) == step)) {
         fprintf(stderr, "%s=%s: dying in the middle of the checkpoint of step %d\n", var, c, step);
@@ -941,9 +946,7 @@ static void ckpt_commit(const char *out, const char *prog, int step) {
     fsync_path(tmp);
     ckpt_test_crash(prog, "files", step);
     char var[64];
-    snprintf(var, sizeof var, "%s_TEST_CRASH", prog);
-    for (char *v = var; *v; v++) *v = (char)(*v >= 'a' && *v <= 'z' ? *v - 32 : *v);
-    const char *crash = getenv(var);
+    const char *crash = ckpt_crash_hook(prog, var);
     int exchange = dir_exists(ck) && !(crash && !strncmp(crash, "rename", 6));
     if (exchange && renameat2(AT_FDCWD, tmp, AT_FDCWD, ck, RENAME_EXCHANGE) == 0) remove_dir(tmp);  // tmp: the old one
     else {
