@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <signal.h>
 
 // ----------------------------------------------------------------------------------------------
 // failing loudly: one line, the input that is wrong, and what to do about it; exit code 1
@@ -877,13 +878,13 @@ static void remove_dir(const char *dir) {  // a checkpoint directory holds files
     if (rmdir(dir) != 0) fail("cannot remove %s: %s", dir, strerror(errno));
 }
 
-// "<name>.tmp.<digits>": what util.h's atomic writes leave when the process dies mid-write
-static int is_atomic_temporary(const char *name) {
+// "<name>.tmp.<pid>": what util.h's atomic writes leave when the process dies mid-write; its pid, else 0
+static long atomic_temporary_pid(const char *name) {
     const char *t = strstr(name, ".tmp.");
-    if (!t || t == name) return 0;
-    for (t += 5; *t; t++)
-        if (*t < '0' || *t > '9') return 0;
-    return t[-1] != '.';
+    if (!t || t == name || !t[5]) return 0;
+    for (const char *d = t + 5; *d; d++)
+        if (*d < '0' || *d > '9') return 0;
+    return atol(t + 5);
 }
 
 // at the start of a run that writes OUT: remove what a killed run left there
@@ -895,7 +896,8 @@ static void ckpt_cleanup(const char *out) {
     for (int i = 0; i < 3; i++) {
         DIR *dp = opendir(dirs[i]);
         for (struct dirent *e; dp && (e = readdir(dp));) {
-            if (!is_atomic_temporary(e->d_name)) continue;
+            long pid = atomic_temporary_pid(e->d_name);
+            if (!pid || (pid != (long)getpid() && kill((pid_t)pid, 0) == 0)) continue;  // a live process writes it
             char *p = path_join(dirs[i], e->d_name);
             struct stat st;
             if (lstat(p, &st) == 0 && S_ISREG(st.st_mode)) unlink(p);

@@ -198,7 +198,7 @@ damaged "domain weights that do not sum to 1" '"weights" is' '0,/"weights":[[:sp
 damaged "an unknown embedding-scale dtype" '"embed_scale_dtype" is "F8"' 's/"embed_scale_dtype":[[:space:]]*"F32"/"embed_scale_dtype": "F8"/'
 # what a killed run leaves (an unswapped checkpoint.tmp, atomic-write temporaries) is gone after the next start
 cp -r "$T/u_adamw" "$T/o1"; mkdir "$T/o1/checkpoint.tmp"; touch "$T/o1/checkpoint.tmp/model.safetensors" \
-  "$T/o1/log.json.tmp.4242" "$T/o1/checkpoint/optimizer.safetensors.tmp.4243"
+  "$T/o1/log.json.tmp.99999998" "$T/o1/checkpoint/optimizer.safetensors.tmp.99999999"
 ./train --out "$T/o1" --resume --steps 31 > "$T/o1.log" 2>&1 || { cat "$T/o1.log"; bad "resume next to orphans"; }
 check "orphans of a killed run removed at the next start (checkpoint.tmp, *.tmp.<pid>)" \
   sh -c "[ ! -e $T/o1/checkpoint.tmp ] && [ -z \"\$(find $T/o1 -name '*.tmp*')\" ] && grep -q '^step 31/31' $T/o1.log"
