@@ -61,12 +61,12 @@ check "only the last checkpoint is kept" sh -c "[ \"\$(ls $T/c | grep checkpoint
 PRUNE_TEST_CRASH=files@6 $P --out "$T/k" --target "$T/t1.json" --steps 10 --save-every 3 > /dev/null 2>&1; rc=$?
 check "killed while writing the step-6 checkpoint (exit $rc): the step-3 one is in place, checkpoint.tmp left over" \
   sh -c "[ $rc -eq 86 ] && grep -qE '\"step\":[[:space:]]*3,' $T/k/checkpoint/prune_state.json && [ -d $T/k/checkpoint.tmp ]"
-touch "$T/k/model.safetensors.tmp.99999998" "$T/k/checkpoint/config.json.tmp.99999999"
+touch "$T/k/model.safetensors.tmp.99999998" "$T/k/checkpoint/config.json.tmp.99999999" "$T/k/log.json.tmp.$$"
 $P --out "$T/k" --resume > "$T/k.log" 2>&1 || { cat "$T/k.log"; bad "resume after the crash"; }
 check "resume after the crash == uninterrupted (masks and model bit for bit)" \
   sh -c "cmp -s $T/a/masks.safetensors $T/k/masks.safetensors && cmp -s $T/a/model.safetensors $T/k/model.safetensors"
-check "orphans removed at the next start: no checkpoint.tmp, no *.tmp.<pid> files" \
-  sh -c "[ ! -e $T/k/checkpoint.tmp ] && [ -z \"\$(find $T/k -name '*.tmp.*')\" ]"
+check "orphans removed at the next start: no checkpoint.tmp, no *.tmp.<pid> of a dead process (a live one's kept)" \
+  sh -c "[ ! -e $T/k/checkpoint.tmp ] && [ \"\$(find $T/k -name '*.tmp.*')\" = $T/k/log.json.tmp.$$ ]"
 PRUNE_TEST_CRASH=rename@6 $P --out "$T/kr" --target "$T/t1.json" --steps 10 --save-every 3 > /dev/null 2>&1
 check "killed between the fallback's two renames: only checkpoint.old (step 3) is left" \
   sh -c "[ ! -d $T/kr/checkpoint ] && grep -qE '\"step\":[[:space:]]*3,' $T/kr/checkpoint.old/prune_state.json"
