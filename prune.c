@@ -1048,9 +1048,9 @@ static const Flag flags[] = {
     {"full-every", F_INT, OPT(full_every), "-1", ">= -1", SAVE_FIXED, "keep >= 1 full-attention layer in every N consecutive "
      "layers (0: only require one full layer); -1: the source's longest sliding run + 1"},
     {"calib-batches", F_INT, OPT(calib_batches), "8", ">= 1", SAVE_NO, "calibration batches (activation, wanda, bi)"},
-    {"save-every", F_INT, OPT(save_every), "100", ">= 1", SAVE_RUN, "checkpoint every N steps (and at the end)"},
-    {"stop-at", F_INT, OPT(stop_at), "0", ">= 0", SAVE_NO, "checkpoint at this step and exit (continue with --resume); 0: off"},
-    {"resume", F_BOOL, OPT(resume), "0", NULL, SAVE_NO, "continue the run in --out from its last checkpoint"},
+    {"save-every", F_INT, OPT(save_every), "100", ">= 0", SAVE_RUN, "checkpoint every N steps and at the end; 0: only at the end"},
+    {"stop-at", F_INT, OPT(stop_at), "0", ">= 0", SAVE_NO, "checkpoint at this step and exit (continue with --resume, on either device); 0: off"},
+    {"resume", F_BOOL, OPT(resume), "0", NULL, SAVE_NO, "continue --out's run from its checkpoint, exactly (same masks and model bit for bit)"},
     {"dtype", F_STR, OPT(dtype), "f32", "f32|bf16", SAVE_RUN, "dtype of the written model: f32 | bf16"},
     {"log-every", F_INT, OPT(log_every), "1", ">= 1", SAVE_NO, "print a step line every N steps"},
     {"device", F_STR, OPT(device), "cpu", "cpu|gpu", SAVE_NO, "cpu | gpu: sheared steps and every evaluation on the GPU (bf16 "
@@ -1187,7 +1187,7 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
                 printf("\n");
             }
         }
-        if (P.step % s->save_every == 0 || P.step == P.steps || P.step == s->stop_at) {
+        if ((s->save_every && P.step % s->save_every == 0) || P.step == P.steps || P.step == s->stop_at) {
             step_get(P.S, STEP_WEIGHTS | STEP_OPTIMIZER, -1);  // the host copies up to date
             prune_checkpoint_save(&P, &mx, ref, run, s->out);
         }
