@@ -622,8 +622,8 @@ static int cmd_memory(int argc, char **argv) {
 }
 
 // ================================================================================================
-// Calibration data: fixed windows of each domain's validation (train, test) shard, taken in order like
-// mixture_eval, so every command and every run sees the same tokens.
+// Calibration data: fixed windows of each domain's validation (train, test) shard, taken in order, so
+// every command and every run sees the same tokens.
 // ================================================================================================
 
 // The windows of T+1 tokens a command reads from one domain, at most `max`: at multiples of T in order, or
@@ -1657,8 +1657,8 @@ static const Flag eval_flags[] = {
     {"table", F_STR, EVAL(table), "", NULL, SAVE_NO, "FILE.md: also a Markdown table; models named VARIANT@SEED are grouped: "
      "mean, sample standard deviation, min and max over the seeds"},
     {"csv", F_STR, EVAL(csv), "", NULL, SAVE_NO, "FILE.csv: the same table as CSV (one row per variant)"},
-    {"split", F_STR, EVAL(split), "val", "val|test", SAVE_NO, "val: the first windows of each validation shard (the ones "
-     "train.c evaluates on); test: windows spread over each test shard (data/mkshards --test-split)"},
+    {"split", F_STR, EVAL(split), "val", "val|test", SAVE_NO, "val: windows spread over each validation shard, never "
+     "those dynamic batch loading reads; test: windows spread over each test shard (data/mkshards --test-split)"},
     {"device", F_STR, EVAL(device), "cpu", "cpu|gpu", SAVE_NO, "the forward passes on the GPU (the build of `make gpu`: "
      "hip/build/profile; bf16 compute)"},
     {"cache", F_STR, EVAL(cache), "", NULL, SAVE_NO, "DIR: keep each model's result in DIR/NAME.json and reuse it while "
@@ -1696,7 +1696,7 @@ static cJSON *eval_model(const char *name, const char *dir, const EvalSettings *
     Model m;
     model_load(&m, dir);
     Mixture mx = mixture_open(es->data, m.c.V, 0);
-    mx.eval_test = streq(es->split, "test");
+    mx.heldout = 1, mx.eval_test = streq(es->split, "test");  // never the windows dynamic batch loading read
     StepOpts so = {es->gpu ? DEVICE_GPU : DEVICE_CPU, B, T, 0};
     Step *S = step_open(&m, NULL, &so);  // model.h's step: the forward passes on either device
     cJSON *e = cJSON_CreateObject(), *lj = cJSON_AddObjectToObject(e, "loss"), *sj = cJSON_AddObjectToObject(e, "stderr");
@@ -1803,20 +1803,20 @@ static int cmd_eval(int argc, char **argv) {
     }
     if (unigram) {  // the floor a language model must clear: no context at all
         Mixture mx = mixture_open(data, 0, 0);
-        mx.eval_test = streq(split, "test");
+        mx.heldout = 1, mx.eval_test = streq(split, "test");
         cJSON *e = cJSON_AddObjectToObject(root, "unigram"), *lj = cJSON_AddObjectToObject(e, "loss");
         double mean = 0;
         for (int d = 0; d < mx.k; d++) {
             const Shard *tr = &mx.ds.train[d];
-            uint64_t nwin, stride, nw = (uint64_t)batches * B;
-            const Shard *va = mixture_eval_windows(&mx, d, T, nw, &nwin, &stride);
+            EvalWindows ew = mixture_eval_windows(&mx, d, T, (uint64_t)batches * B);
+            const Shard *va = ew.s;
+            uint64_t nw = ew.n;
             uint32_t V = tr->vocab;
             double *cnt = (double *)callocCheck(sizeof(double) * V);
             for (uint64_t i = 0; i < tr->n; i++) cnt[shard_tok(tr, i)] += 1;
-            if (nw > nwin) nw = nwin;
             double sum = 0, total = (double)tr->n + V;
             for (uint64_t w = 0; w < nw; w++)  // the targets of window w: the T tokens after its start
-                for (int t = 1; t <= T; t++) sum -= log((cnt[shard_tok(va, w * stride * (uint64_t)T + t)] + 1) / total);
+                for (int t = 1; t <= T; t++) sum -= log((cnt[shard_tok(va, eval_window_start(&ew, w, T) + t)] + 1) / total);
             double l = nw ? sum / ((double)nw * T) : NAN;
             cJSON_AddNumberToObject(lj, mx.ds.name[d], l);
             mean += l / mx.k;

@@ -14,6 +14,7 @@ typedef struct {
     Rng rng;         // sampling state: with `drawn` it is the data cursor a checkpoint saves
     uint64_t drawn;  // sequences drawn so far
     int V;           // model vocabulary (every token read is checked against it)
+    int heldout;     // evaluation reads the held-out windows (profile eval), not dynamic batch loading's
     int eval_test;   // held-out evaluation reads the test split (windows spread over it), not validation
 } Mixture;
 
@@ -83,21 +84,32 @@ static void mixture_batch(Mixture *mx, int B, int T, int *tok, int *tgt, int *do
 // either device, model_eval_fn a Model on the CPU).
 typedef float (*EvalFn)(void *ctx, const int *tok, const int *tgt, int rows, int T);
 
-// The windows held-out evaluation reads from domain d: the shard's windows of T+1 tokens start at multiples of
-// T; window k of the *nsel selectable ones starts at k * stride * T. Validation: stride 1, the first windows in
-// order (dynamic batch loading reads these). Test split (mx->eval_test): `want` windows spread evenly over the
-// whole shard, so every part of the split (every document, for the long ones) is sampled.
-static const Shard *mixture_eval_windows(const Mixture *mx, int d, int T, uint64_t want, uint64_t *nsel,
-                                         uint64_t *stride) {
-    const Shard *s = mx->eval_test ? &mx->ds.test[d] : &mx->ds.val[d];
-    if (mx->eval_test && !s->path)
+// The windows evaluation reads from domain d: the shard's windows of T+1 tokens start at multiples of T (slots).
+// Validation: dynamic batch loading (and pruning's evaluation) reads the even slots, held-out evaluation
+// (mx->heldout) the odd ones, so the two never share a window. Test split (mx->heldout and mx->eval_test): every
+// slot of test.bin. Each takes `want` of its slots spread evenly over the whole shard, so every part of the split
+// (every document, for all but the shortest) is sampled, not only its first documents; all of them when fewer.
+typedef struct {
+    const Shard *s;
+    uint64_t n, mine, first, every;  // windows taken of the `mine` slots first, first + every, ...
+} EvalWindows;
+
+static EvalWindows mixture_eval_windows(const Mixture *mx, int d, int T, uint64_t want) {
+    int test = mx->heldout && mx->eval_test;
+    EvalWindows w = {test ? &mx->ds.test[d] : &mx->ds.val[d], 0, 0, mx->heldout && !test, test ? 1 : 2};
+    if (test && !w.s->path)
         fail("domain %s has no test split (test.bin); make the shards with data/mkshards --test-split "
              "(data/prepare_large.sh does)", mx->ds.name[d]);
-    uint64_t nwin = s->n > (uint64_t)T ? (s->n - 1) / (uint64_t)T : 0;
-    if (nwin == 0) fail("%s: too short for one evaluation window of %d tokens", s->path, T + 1);
-    *stride = mx->eval_test && want > 0 && nwin > want ? nwin / want : 1;
-    *nsel = *stride > 1 ? want : nwin;
-    return s;
+    uint64_t nslot = w.s->n > (uint64_t)T ? (w.s->n - 1) / (uint64_t)T : 0;
+    w.mine = nslot > w.first ? (nslot - w.first + w.every - 1) / w.every : 0;
+    if (w.mine == 0) fail("%s: too short for %s evaluation window of %d tokens", w.s->path, w.first ? "a second" : "one", T + 1);
+    w.n = want > 0 && want < w.mine ? want : w.mine;
+    return w;
+}
+
+// the first token of window i (< w->n)
+static uint64_t eval_window_start(const EvalWindows *w, uint64_t i, int T) {
+    return (w->first + w->every * (i * w->mine / w->n)) * (uint64_t)T;
 }
 
 // Held-out loss of domain d over up to `batches` batches of B x world windows of T+1 tokens
@@ -106,14 +118,14 @@ static const Shard *mixture_eval_windows(const Mixture *mx, int d, int T, uint64
 // world only; it adds its token-weighted loss and token count to *sum, *count.
 static void mixture_eval_part(const Mixture *mx, EvalFn fwd, void *ctx, int d, int B, int T, int batches, int rank,
                               int world, double *sum, double *count) {
-    uint64_t nwin, stride;
-    const Shard *s = mixture_eval_windows(mx, d, T, (uint64_t)batches * B * world, &nwin, &stride);
+    EvalWindows ew = mixture_eval_windows(mx, d, T, (uint64_t)batches * B * world);
+    uint64_t nwin = ew.n;
     int *tok = (int *)mallocCheck(sizeof(int) * (size_t)B * T), *tgt = (int *)mallocCheck(sizeof(int) * (size_t)B * T);
     for (int i = 0; i < batches && (uint64_t)i * B * world < nwin; i++) {
         uint64_t w = ((uint64_t)i * world + rank) * B;
         int rows = 0;
         for (; rows < B && w < nwin; rows++, w++)
-            window_fill(mx, s, w * stride * (uint64_t)T, T, tok + (size_t)rows * T, tgt + (size_t)rows * T);
+            window_fill(mx, ew.s, eval_window_start(&ew, w, T), T, tok + (size_t)rows * T, tgt + (size_t)rows * T);
         if (rows == 0) continue;
         long valid = 0;
         for (size_t n = 0; n < (size_t)rows * T; n++) valid += tgt[n] >= 0;
@@ -125,7 +137,7 @@ static void mixture_eval_part(const Mixture *mx, EvalFn fwd, void *ctx, int d, i
     free(tgt);
 }
 
-// mean next-token loss of domain d's held-out windows (one process)
+// mean next-token loss of domain d's evaluation windows (one process)
 static double mixture_eval(const Mixture *mx, EvalFn fwd, void *ctx, int d, int B, int T, int batches) {
     double sum = 0, count = 0;
     mixture_eval_part(mx, fwd, ctx, d, B, T, batches, 0, 1, &sum, &count);

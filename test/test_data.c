@@ -181,9 +181,10 @@ static float record_starts(void *ctx, const int *tok, const int *tgt, int rows, 
 
 static void eval_b_dom(const void *mx) { mixture_eval((const Mixture *)mx, record_starts, NULL, 1, 4, 16, 2); }
 
-// The test split (data/mkshards --test-split): data_open maps test.bin where a domain has one; held-out
-// evaluation on it reads windows spread over the whole shard, the same ones every call, while the validation
-// windows stay the first ones in order (dynamic batch loading reads those).
+// The evaluation windows (data/mixture.h): data_open maps test.bin where a domain has one. Held-out evaluation on
+// the test split reads windows spread over the whole shard; on validation it reads the odd windows, spread, and
+// dynamic batch loading the even ones, spread: the two never share a window, and neither reads only the first
+// documents. The same windows every call.
 static void test_test_split(void) {
     char *dir = make_data_dir("data_test", 65536, 1);
     enum { N = 100 * 16 + 1 };  // 100 windows of 16 + 1 tokens
@@ -196,26 +197,31 @@ static void test_test_split(void) {
     check(d.test[0].n == N && d.test[1].path == NULL && d.val[0].n == N, "data_open: test.bin mapped where it exists");
     data_close(&d);
     Mixture mx = mixture_open(dir, 65536, 0);
-    mx.eval_test = 1;
-    uint64_t nsel, stride;
-    mixture_eval_windows(&mx, 0, 16, 8, &nsel, &stride);
-    check(nsel == 8 && stride == 12, "test split: 8 of 100 windows, every 12th (got %llu, stride %llu)",
-          (unsigned long long)nsel, (unsigned long long)stride);
-    g_nstarts = 0;
-    mixture_eval(&mx, record_starts, NULL, 0, 4, 16, 2);
-    int spread = g_nstarts == 8;
-    for (int i = 0; i < g_nstarts; i++) spread &= g_starts[i] == (uint64_t)i * 12 * 16;
-    check(spread && g_starts[7] == 1344, "test split: windows start at 0, 192, ..., 1344 (the last one %llu)",
-          (unsigned long long)g_starts[7]);
-    mx.eval_test = 0;
-    g_nstarts = 0;
-    mixture_eval(&mx, record_starts, NULL, 0, 4, 16, 2);
-    int first = g_nstarts == 8;
-    for (int i = 0; i < g_nstarts; i++) first &= g_starts[i] == (uint64_t)i * 16;
-    check(first, "validation: the first 8 windows in order");
+    // 8 windows (2 batches of 4) of each kind; window i of the n taken of `mine` slots is slot i * mine / n
+    static const uint64_t want_test[8] = {0, 12, 25, 37, 50, 62, 75, 87}, want_dbl[8] = {0, 12, 24, 36, 50, 62, 74, 86},
+                          want_held[8] = {1, 13, 25, 37, 51, 63, 75, 87};
+    const uint64_t *want[3] = {want_test, want_dbl, want_held};
+    const char *what[3] = {"held-out, test split: 8 of 100 windows spread over it",
+                           "dynamic batch loading, validation: 8 of the 50 even windows spread over it",
+                           "held-out, validation: 8 of the 50 odd windows spread over it"};
+    int flags[3][2] = {{1, 1}, {0, 0}, {1, 0}};  // heldout, eval_test
+    for (int k = 0; k < 3; k++) {
+        mx.heldout = flags[k][0], mx.eval_test = flags[k][1];
+        g_nstarts = 0;
+        mixture_eval(&mx, record_starts, NULL, 0, 4, 16, 2);
+        int ok = g_nstarts == 8;
+        for (int i = 0; i < g_nstarts; i++) ok &= g_starts[i] == want[k][i] * 16;
+        check(ok, "%s (windows %llu .. %llu)", what[k], (unsigned long long)(g_starts[0] / 16),
+              (unsigned long long)(g_starts[g_nstarts > 0 ? g_nstarts - 1 : 0] / 16));
+    }
+    mx.heldout = 0, mx.eval_test = 0;
+    int all = (int)mixture_eval_windows(&mx, 0, 16, 0).n;
+    mx.heldout = 1;
+    all += (int)mixture_eval_windows(&mx, 0, 16, 0).n;
+    check(all == 100, "validation: the even and the odd windows together are all 100 (%d)", all);
     mixture_close(&mx);
     mx = mixture_open(dir, 65536, 0);
-    mx.eval_test = 1;
+    mx.heldout = 1, mx.eval_test = 1;
     expect_fail("held-out evaluation on a domain without test.bin", eval_b_dom, &mx, "no test split");
     mixture_close(&mx);
     free(tok);
