@@ -32,6 +32,7 @@ typedef struct {
     const char *model, *config, *init, *lottery, *report, *source, *data, *out;  // what to train, where
     int resume, force;
     int steps, batch, seq, grad_accum, warmup, seed;                              // batches and schedule
+    const char *recipe;
     double lr, min_lr_frac, weight_decay, grad_clip;
     const char *optimizer;                                                        // optimizer
     double beta1, beta2, eps, muon_momentum;
@@ -66,6 +67,8 @@ static const Flag flags[] = {
     {"batch", F_INT, OPT(batch), "8", ">= 1", SAVE_RUN, "sequences per micro-batch (B)"},
     {"seq", F_INT, OPT(seq), "256", ">= 1", SAVE_RUN, "tokens per sequence (T)"},
     {"grad-accum", F_INT, OPT(grad_accum), "1", ">= 1", SAVE_RUN, "micro-batches per optimizer step"},
+    {"recipe", F_STR, OPT(recipe), "", "|sheared", SAVE_RUN, "sheared: continued pretraining as published (lr 1e-4, 3% "
+                                       "warmup, weight decay 0, cosine to 10%); flags given explicitly win"},
     {"lr", F_FLOAT, OPT(lr), "-1", NULL, SAVE_RUN, "peak learning rate; -1: 3e-4 from scratch or lottery C, 1e-4 from weights"},
     {"warmup", F_INT, OPT(warmup), "-1", ">= -1", SAVE_RUN, "linear warmup steps; -1: 10% of --steps"},
     {"min-lr-frac", F_FLOAT, OPT(min_lr_frac), "0.1", "[0, 1]", SAVE_RUN, "the cosine schedule ends at this fraction of the peak"},
@@ -78,7 +81,8 @@ static const Flag flags[] = {
     {"eps", F_FLOAT, OPT(eps), "1e-8", "> 0", SAVE_RUN, "Adam epsilon"},
     {"muon-momentum", F_FLOAT, OPT(muon_momentum), "0.95", "[0, 1)", SAVE_RUN, "Muon momentum (Nesterov)"},
     {"mix", F_STR, OPT(mix), "static", "static|dynamic", SAVE_RUN, "static (fixed domain weights) | dynamic (dynamic batch loading)"},
-    {"weights", F_STR, OPT(weights), "", NULL, SAVE_RUN, "JSON {\"domain\": weight}: (initial) domain weights; default uniform"},
+    {"weights", F_STR, OPT(weights), "", NULL, SAVE_RUN, "JSON {\"domain\": weight}: (initial) domain weights, or a "
+                                          "prune_report.json: the pruning run's final ones (as published); default uniform"},
     {"ref-loss", F_STR, OPT(ref_loss), "", NULL, SAVE_RUN, "JSON {\"domain\": loss}: reference losses for --mix dynamic"},
     {"ref-model", F_STR, OPT(ref_model), "", NULL, SAVE_RUN, "or: a model whose per-domain validation losses are the references"},
     {"dbl-clip", F_BOOL, OPT(dbl_clip), "0", NULL, SAVE_RUN, "the paper's max(loss - ref, 0) instead of the code's loss - ref"},
@@ -155,12 +159,18 @@ static void opts_check(const Opts *o) {
 // ================================================================================================
 
 // {"domain": number, ...} into v[k] (NAN for a domain the file does not name); a domain that is not
-// in the data is an error naming the file, the domain and the ones there are
-static void read_domain_values(const char *path, const Mixture *mx, double *v, const char *what) {
+// in the data is an error naming the file, the domain and the ones there are. With `inner`, a file that
+// holds an object under that key (a prune_report.json's "domain_weights") is read from there.
+static void read_domain_values(const char *path, const Mixture *mx, double *v, const char *what, const char *inner) {
     cJSON *j = json_read(path);
     if (!cJSON_IsObject(j)) fail("%s: expected a JSON object {\"domain\": %s, ...}", path, what);
+    const cJSON *o = inner ? json_get(j, inner) : NULL;
+    if (o && !cJSON_IsObject(o)) fail("%s: \"%s\" must be an object {\"domain\": %s, ...}", path, inner, what);
+    if (!o && inner && json_get(j, "method"))
+        fail("%s: a prune report without \"%s\" (only --method sheared with data writes them)", path, inner);
+    if (!o) o = j;
     for (int i = 0; i < mx->k; i++) v[i] = NAN;
-    for (const cJSON *e = j->child; e; e = e->next) {
+    for (const cJSON *e = o->child; e; e = e->next) {
         int d = mixture_domain(mx, e->string);
         if (d < 0) {
             char all[512] = "";
@@ -178,7 +188,7 @@ static void read_domain_values(const char *path, const Mixture *mx, double *v, c
 
 static void weights_from_file(Mixture *mx, const char *path) {
     double *v = (double *)mallocCheck(sizeof(double) * (size_t)mx->k), sum = 0;
-    read_domain_values(path, mx, v, "weight");
+    read_domain_values(path, mx, v, "weight", "domain_weights");  // a prune report: where its DBL ended
     for (int i = 0; i < mx->k; i++) {
         if (isnan(v[i])) v[i] = 0;  // a domain left out is not sampled
         if (v[i] < 0) fail("%s: weight of domain \"%s\" is negative (%g)", path, mx->ds.name[i], v[i]);
@@ -202,7 +212,7 @@ static void eval_domains(const Mixture *mx, Step *S, int batches, double *loss) 
 static double *reference_losses(const Opts *o, const Mixture *mx, int V) {
     double *ref = (double *)mallocCheck(sizeof(double) * (size_t)mx->k);
     if (*o->ref_loss) {
-        read_domain_values(o->ref_loss, mx, ref, "reference loss");
+        read_domain_values(o->ref_loss, mx, ref, "reference loss", NULL);
         for (int i = 0; i < mx->k; i++)
             if (isnan(ref[i])) fail("%s has no reference loss for domain \"%s\"; give every domain one", o->ref_loss,
                                     mx->ds.name[i]);
@@ -750,6 +760,17 @@ static int generate_text(Opts *o) {
 // ================================================================================================
 
 #ifndef TRAIN_NO_MAIN
+// --recipe sheared: Sheared-LLaMA's continued pretraining (Xia et al. 2023; continue_pretrain.sh in
+// princeton-nlp/LLM-Shearing: lr 1e-4, 1440 of 48000 steps warmup, no weight decay, cosine to 10% of the peak).
+// The published run also starts from the pruning run's final domain weights: --weights PRUNE_REPORT.
+static void recipe_apply(Opts *o, const int *given) {
+    if (strcmp(o->recipe, "sheared")) return;
+    if (!given[flag_index(&cli, "lr")]) o->lr = 1e-4;
+    if (!given[flag_index(&cli, "warmup")]) o->warmup = (int)(0.03 * o->steps + 0.5);
+    if (!given[flag_index(&cli, "weight-decay")]) o->weight_decay = 0;
+    if (!given[flag_index(&cli, "min-lr-frac")]) o->min_lr_frac = 0.1;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         flags_usage(&cli);
@@ -775,6 +796,7 @@ int main(int argc, char **argv) {
         flags_resume(&cli, &r.o, &cmd, given, saved, state_path);
         r.o.resume = 1;
     } else {
+        recipe_apply(&r.o, given);  // a resumed run has the values it was started with
         char *have = ckpt_find(r.o.out);
         if (have && !r.o.force)
             fail("%s already holds a checkpoint; pass --resume to continue that run, --force to start over, or "

@@ -122,6 +122,15 @@ echo '{"pattern": 3, "count": 1}' > "$T/w.json"
 ./train --config "$T/tiny.json" $D --out "$T/wst" --steps 2 --eval-every 0 --weights "$T/w.json" > "$T/wst.log" 2>&1
 check "--weights: static weights from a file (a domain left out gets 0)" \
   grep -q 'count w=0.2500, noise w=0.0000, pattern w=0.7500' "$T/wst.log"
+echo '{"method": "sheared", "layers": [0], "domain_weights": {"count": 0.2, "noise": 0.3, "pattern": 0.5}}' > "$T/wrep.json"
+./train --config "$T/tiny.json" $D --out "$T/wrep" --steps 2 --eval-every 0 --weights "$T/wrep.json" > "$T/wrep.log" 2>&1
+check "--weights PRUNE_REPORT: the pruning run's final domain weights" \
+  grep -q 'count w=0.2000, noise w=0.3000, pattern w=0.5000' "$T/wrep.log"
+./train --config "$T/tiny.json" $D --out "$T/rcp" --steps 100 --stop-at 1 --eval-every 0 --recipe sheared > "$T/rcp.log" 2>&1
+./train --config "$T/tiny.json" $D --out "$T/rcp2" --steps 100 --stop-at 1 --eval-every 0 --recipe sheared --lr 3e-3 > "$T/rcp2.log" 2>&1
+check "--recipe sheared: lr 1e-4, 3% warmup, cosine to 10%, no weight decay; an explicit --lr wins" sh -c \
+  "grep -q 'warmup 3, cosine to 0.1 x 0.0001,' $T/rcp.log && grep -Eq 'weight-decay[ =]+0( |\$)' $T/rcp.log && \
+   grep -q 'warmup 3, cosine to 0.1 x 0.003,' $T/rcp2.log"
 # --dbl-clip: a domain below its reference counts as on target (delta 0) instead of being pushed down
 echo '{"pattern": 9, "count": 9, "noise": 5.6}' > "$T/ref_hi.json"
 ./train --config "$T/tiny.json" $D --out "$T/clip0" --steps 5 --eval-every 5 --mix dynamic --ref-loss "$T/ref_hi.json" > /dev/null 2>&1
