@@ -2,8 +2,9 @@
 # make evidence — does the Sheared-LLaMA recipe hold at this scale? Held-out per-domain loss, at equal
 # continued-pretraining token budgets, for: the teacher; Sheared (learned masks) right after pruning and
 # after continued pretraining; the same shape from scratch with the same total tokens (pruning tokens
-# counted); one-shot baselines + the same continued budget; lottery tickets A/B/C; dynamic vs static
-# mixture; and "drop every full-attention layer" (loss inside vs beyond the sliding window).
+# counted); one-shot baselines + the same continued budget, with the same seeds; a depth target (6 -> 4 layers)
+# for Sheared and bi; lottery tickets A/B/C with the same number of weight updates; dynamic vs static mixture;
+# and "drop every full-attention layer" (loss inside vs beyond the sliding window).
 # Writes runs/evidence/results.json and results.md. Deterministic for given seeds; resumable (a finished
 # run is skipped). Every row ran on the CPU (device column). Sizes: EV_PRUNE_STEPS, EV_CPT_STEPS, SEEDS.
 set -e
@@ -44,32 +45,44 @@ say "teacher (data/teacher.json, $TEACHER_STEPS steps, seed 1: the demo's teache
 train_run "$R/teacher" --config data/teacher.json --init random --steps "$TEACHER_STEPS" --lr 2e-3 --seed 1
 TEACH="$R/teacher/checkpoint"
 
+echo '{"num_hidden_layers": 4}' > "$R/depth.json"   # 6 -> 4 layers, the full one kept: the layer masks at work
 EVAL="--model teacher=$TEACH"
 for s in $SEEDS; do
   say "seed $s: Sheared-LLaMA prune to half the non-embedding parameters ($PS steps), then $CS steps of continued pretraining"
   prune_run "$R/sheared@$s" --model "$TEACH" --method sheared --keep 0.5 --steps "$PS" --lr 1e-3 --eval-every 50 --seed "$s" --log-every 50
-  train_run "$R/sheared_cpt@$s" --model "$R/sheared@$s" --mix dynamic --ref-model "$TEACH" --steps "$CS" --lr 1e-3 --eval-every 50 --seed "$s"
+  # as published: continued pretraining starts from the pruning run's final domain weights
+  train_run "$R/sheared_cpt@$s" --model "$R/sheared@$s" --mix dynamic --ref-model "$TEACH" --weights "$R/sheared@$s/prune_report.json" \
+    --steps "$CS" --lr 1e-3 --eval-every 50 --seed "$s"
   say "seed $s: the same continued pretraining with a static (uniform) mixture"
   train_run "$R/sheared_static@$s" --model "$R/sheared@$s" --mix static --steps "$CS" --lr 1e-3 --seed "$s"
   say "seed $s: the target shape from scratch, $((PS + CS)) steps (the pruning tokens counted)"
   train_run "$R/scratch@$s" --config "$R/sheared@1/config.json" --init random --steps $((PS + CS)) --lr 2e-3 --seed "$s"
   EVAL="$EVAL --model sheared_pruned@$s=$R/sheared@$s --model sheared_cpt_dynamic@$s=$R/sheared_cpt@$s/checkpoint"
   EVAL="$EVAL --model sheared_cpt_static@$s=$R/sheared_static@$s/checkpoint --model scratch_same_tokens@$s=$R/scratch@$s/checkpoint"
+  for m in magnitude activation wanda bi; do
+    say "seed $s: one-shot baseline $m to the same shape (the seed picks its calibration batches), then the same $CS steps"
+    prune_run "$R/$m@$s" --model "$TEACH" --method "$m" --target "$R/sheared@1/config.json" --seed "$s"
+    train_run "$R/${m}_cpt@$s" --model "$R/$m@$s" --mix dynamic --ref-model "$TEACH" --steps "$CS" --lr 1e-3 --eval-every 50 --seed "$s"
+    EVAL="$EVAL --model ${m}_pruned@$s=$R/$m@$s --model ${m}_cpt@$s=$R/${m}_cpt@$s/checkpoint"
+  done
+  say "seed $s: depth, 6 -> 4 layers: Sheared ($PS steps) and bi (ShortGPT, one-shot), then $CS steps each"
+  prune_run "$R/depth_sheared@$s" --model "$TEACH" --method sheared --target "$R/depth.json" --steps "$PS" --lr 1e-3 \
+    --eval-every 50 --seed "$s" --log-every 50
+  train_run "$R/depth_sheared_cpt@$s" --model "$R/depth_sheared@$s" --mix dynamic --ref-model "$TEACH" \
+    --weights "$R/depth_sheared@$s/prune_report.json" --steps "$CS" --lr 1e-3 --eval-every 50 --seed "$s"
+  prune_run "$R/depth_bi@$s" --model "$TEACH" --method bi --target "$R/depth.json" --seed "$s"
+  train_run "$R/depth_bi_cpt@$s" --model "$R/depth_bi@$s" --mix dynamic --ref-model "$TEACH" --steps "$CS" --lr 1e-3 \
+    --eval-every 50 --seed "$s"
+  EVAL="$EVAL --model depth_sheared_pruned@$s=$R/depth_sheared@$s --model depth_sheared_cpt@$s=$R/depth_sheared_cpt@$s/checkpoint"
+  EVAL="$EVAL --model depth_bi_pruned@$s=$R/depth_bi@$s --model depth_bi_cpt@$s=$R/depth_bi_cpt@$s/checkpoint"
 done
-TARGET="$R/sheared@1/config.json"   # every other method cuts to exactly this shape
 
-for m in magnitude activation wanda bi; do
-  say "one-shot baseline $m to the same shape, then the same $CS steps"
-  prune_run "$R/$m" --model "$TEACH" --method "$m" --target "$TARGET" --seed 1
-  train_run "$R/${m}_cpt" --model "$R/$m" --mix dynamic --ref-model "$TEACH" --steps "$CS" --lr 1e-3 --eval-every 50 --seed 1
-  EVAL="$EVAL --model ${m}_pruned=$R/$m --model ${m}_cpt=$R/${m}_cpt/checkpoint"
-done
-
-say "lottery tickets on the Sheared shape (seed 1): B = the teacher's original weights on the survivors, C = random"
+# lottery tickets: as many weight updates as A (Sheared's pruning steps, then its continued pretraining)
+say "lottery tickets on the Sheared shape (seed 1), $((PS + CS)) steps each: B = the teacher's original weights on the survivors, C = random"
 train_run "$R/lottery_B" --lottery B --report "$R/sheared@1/prune_report.json" --source "$TEACH" --mix dynamic \
-  --ref-model "$TEACH" --steps "$CS" --lr 1e-3 --eval-every 50 --seed 1
+  --ref-model "$TEACH" --steps $((PS + CS)) --lr 1e-3 --eval-every 50 --seed 1
 train_run "$R/lottery_C" --lottery C --report "$R/sheared@1/prune_report.json" --source "$TEACH" --mix dynamic \
-  --ref-model "$TEACH" --steps "$CS" --lr 2e-3 --eval-every 50 --seed 1
+  --ref-model "$TEACH" --steps $((PS + CS)) --lr 2e-3 --eval-every 50 --seed 1
 EVAL="$EVAL --model lottery_A_pruned_weights@1=$R/sheared_cpt@1/checkpoint"
 EVAL="$EVAL --model lottery_B_source_weights=$R/lottery_B/checkpoint --model lottery_C_random=$R/lottery_C/checkpoint"
 
@@ -86,7 +99,7 @@ say "loss by position, inside vs beyond the sliding window (128): the teacher wi
   --seq 512 --batch 4 --calib-batches 4 > "$R/ablate_drop_full_cpt.log" 2>&1 || { tail "$R/ablate_drop_full_cpt.log"; exit 1; }
 grep -a -i "window\|position" "$R/ablate_teacher.log" "$R/ablate_drop_full_cpt.log" | grep -v "^.*step" | head -20
 
-say "held-out loss of every model on the same windows"
+say "held-out loss of every model on the same windows (disjoint from those dynamic batch loading read)"
 # shellcheck disable=SC2086
 ./profile eval $EVAL --unigram --data data/shards --batch $B --seq $T --eval-batches 8 --out "$R/results.json" --table "$R/results.md"
 echo "device: every row ran on the CPU ($(nproc) threads, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
