@@ -298,6 +298,8 @@ typedef struct {
     int step, steps, warmup, lag_warmup;  // steps done, total, lr warmup, target warmup
     double lr, mask_lr, lambda_lr, lr_floor, clip;
     Step *S;                              // the device: working weights, forward, backward, the weights' AdamW
+    int accum;                            // micro-batches per step (--grad-accum), each under its own z
+    float *hook_prev;                     // the hooks' accumulated gradients after the previous micro-batch
 } Pruner;
 
 static int device = DEVICE_CPU;  // --device (main sets it once): where sheared steps and evaluations run
@@ -317,20 +319,37 @@ static void pruner_alloc(Pruner *P, const StepOpts *so) {
     P->S = step_open(&P->m, &P->opt, so);
 }
 
-// CE and the mask gradients for a batch at the current log_alphas, with this step's u already drawn
-// (masks_sample). Leaves d loss / d log_alpha of the CE term in M.dla.
+// The CE of one step and its gradients over P->accum micro-batches (tok, tgt: [accum][B][T]), each under its own
+// draw of z, as the published run's ranks each draw theirs (the first: the caller's masks_sample). The weights'
+// gradients accumulate on the device (their sum); each micro-batch's hook gradients (the accumulated ones less
+// the previous micro-batch's) go through its own z and dz/d log_alpha. Leaves the mean d CE / d log_alpha in
+// M.dla and returns the mean CE. (Data parallel: each rank's dla is its own draws'; the ranks' sum is the step's.)
 static double masked_ce_grad(Pruner *P, const int *tok, const int *tgt) {
     Masks *M = &P->M;
     Step *S = P->S;
-    step_masks(S, M->zl, M->zh, MROW(M, M->z, M_FFN, 0), MROW(M, M->z, M_HIDDEN, 0));
+    const Config *c = &P->m.c;
+    float *hook[4] = {M->dzl, M->dzh, MROW(M, M->dz, M_FFN, 0), MROW(M, M->dz, M_HIDDEN, 0)};
+    size_t nh[4] = {(size_t)c->L, (size_t)c->L * c->H, M->s[M_FFN].n, M->s[M_HIDDEN].n}, BT = (size_t)S->B * S->T;
+    int A = P->accum > 1 ? P->accum : 1;
+    if (A > 1 && !P->hook_prev) P->hook_prev = (float *)mallocCheck(sizeof(float) * (nh[0] + nh[1] + nh[2] + nh[3]));
+    double ce = 0;
+    memset(M->dla, 0, sizeof(float) * M->n);
     step_zero_grad(S);
-    double ce = step_forward(S, tok, tgt, 1);
-    step_backward(S);
-    ce = step_reduce(S, ce);
-    step_mask_grads(S, M->dzl, M->dzh, MROW(M, M->dz, M_FFN, 0), MROW(M, M->dz, M_HIDDEN, 0));
-    masks_backward(&P->m.c, M);
-    for (size_t i = 0; i < M->n; i++) M->dla[i] = M->dz[i] * M->dzdla[i];  // through the sample
-    return ce;
+    for (int a = 0; a < A; a++) {
+        if (a) masks_sample(c, M);
+        step_masks(S, M->zl, M->zh, MROW(M, M->z, M_FFN, 0), MROW(M, M->z, M_HIDDEN, 0));
+        ce += step_forward(S, tok + a * BT, tgt + a * BT, 1);
+        step_backward(S);
+        step_mask_grads(S, hook[0], hook[1], hook[2], hook[3]);
+        for (int k = 0, o = 0; A > 1 && k < 4; o += (int)nh[k], k++)  // this micro-batch's part
+            for (size_t i = 0; i < nh[k]; i++) {
+                float acc = hook[k][i];
+                hook[k][i] = a ? acc - P->hook_prev[o + i] : acc, P->hook_prev[o + i] = acc;
+            }
+        masks_backward(c, M);
+        for (size_t i = 0; i < M->n; i++) M->dla[i] += M->dz[i] * M->dzdla[i] / A;  // through this draw
+    }
+    return step_reduce(S, ce / A);
 }
 
 static StepStats prune_step(Pruner *P, const int *tok, const int *tgt) {
@@ -346,7 +365,8 @@ static StepStats prune_step(Pruner *P, const int *tok, const int *tgt) {
     st.lag = lagrangian(M, warm, 1, st.s, st.t);
     st.params = params_from_keep(&m->c, M, M->kp);
     // one global norm over weights, log_alphas and λ, as torch's clip_grad_norm_ over all parameter groups
-    double n2 = step_grad_sumsq(P->S) + grad_norm2(M->dla, M->n) + grad_norm2(M->dlam, 2 * NLAM);
+    int A = P->accum > 1 ? P->accum : 1;  // the weights' gradients are the micro-batches' sum: their mean is 1/A of it
+    double n2 = step_grad_sumsq(P->S) / ((double)A * A) + grad_norm2(M->dla, M->n) + grad_norm2(M->dlam, 2 * NLAM);
     st.gnorm = sqrt(n2);
     float coef = clip_coef(st.gnorm, P->clip);
     if (coef < 1.0f) {
@@ -354,7 +374,7 @@ static StepStats prune_step(Pruner *P, const int *tok, const int *tgt) {
         for (int i = 0; i < 2 * NLAM; i++) M->dlam[i] *= coef;
     }
     st.lr_factor = lr_schedule(step, P->steps, P->warmup, 1.0, P->lr_floor);
-    step_update(P->S, (float)(P->lr * st.lr_factor), 0.0f, coef, step);  // the weights: their gradients clipped first
+    step_update(P->S, (float)(P->lr * st.lr_factor), 0.0f, coef / A, step);  // the weights: mean gradient, clipped
     adamw_update(M->la, M->dla, P->la_m, P->la_v, M->n, (float)(P->mask_lr * st.lr_factor), ADAM_B1, ADAM_B2, ADAM_EPS,
                  0.0f, step);
     adamw_update(M->lam, M->dlam, P->lam_m, P->lam_v, 2 * NLAM, (float)(-P->lambda_lr * st.lr_factor), ADAM_B1, ADAM_B2,
@@ -997,7 +1017,7 @@ static void prune_checkpoint_load(Pruner *P, Mixture *mx, double *ref, const cJS
 typedef struct {
     const char *model, *data, *out, *method_s, *target_file, *mix, *dtype, *device;
     double keep;
-    int steps, batch, seq, seed, eval_every, eval_batches, dbl_clip, full_every, save_every, resume, stop_at;
+    int steps, batch, seq, grad_accum, seed, eval_every, eval_batches, dbl_clip, full_every, save_every, resume, stop_at;
     int calib_batches, log_every, gpu_recompute, warmup, lag_warmup;
     double lr, mask_lr, lambda_lr, min_lr_frac, grad_clip, dbl_c;
     int method, out_dtype, gpu, dbl;  // resolved from method_s, dtype, device, mix
@@ -1031,7 +1051,10 @@ static const Flag flags[] = {
     {"data", F_STR, OPT(data), "data/shards", NULL, SAVE_RUN, "token shards <DIR>/<domain>/{train,val}.bin"},
     {"steps", F_INT, OPT(steps), "3200", ">= 1", SAVE_FIXED, "pruning steps (sheared)"},
     {"batch", F_INT, OPT(batch), "8", ">= 1", SAVE_FIXED, "sequences per step (and per calibration / eval batch)"},
-    {"seq", F_INT, OPT(seq), "256", ">= 2", SAVE_FIXED, "tokens per sequence"},
+    {"seq", F_INT, OPT(seq), "-1", ">= -1", SAVE_FIXED, "tokens per sequence; -1: twice the model's sliding window, at "
+                                     "least 256 (so the masks see full layers attend beyond it)"},
+    {"grad-accum", F_INT, OPT(grad_accum), "1", ">= 1", SAVE_FIXED, "micro-batches per step (sheared), each under its own "
+                                             "draw of the masks (the published run: 8 ranks, one draw each)"},
     {"seed", F_INT, OPT(seed), "1", NULL, SAVE_FIXED, "seed of the mask noise, the u draws and the data order"},
     {"lr", F_FLOAT, OPT(lr), "1e-4", "> 0", SAVE_FIXED, "weight learning rate (peak)"},
     {"mask-lr", F_FLOAT, OPT(mask_lr), "1.0", ">= 0", SAVE_FIXED, "log_alpha learning rate (peak)"},
@@ -1131,9 +1154,14 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
     P.m = *src;
     masks_init(&P.M, &P.m.c, tgt, full_layers_kept(&P.m.c, tgt->L, full_every), (uint64_t)s->seed * 0x9e3779b97f4a7c15ull + 1);
     masks_print(&P.M);
+    char run_tok[32];
+    printf("| tokens per step %d (batch %d x seq %d x accum %d: %d draws of the masks), %s in %d steps; published: "
+           "131k per step (32 x 4096, 8 draws), 0.42B in 3200 steps\n", s->batch * s->seq * s->grad_accum, s->batch,
+           s->seq, s->grad_accum, s->grad_accum, fmt_count((double)s->batch * s->seq * s->grad_accum * s->steps, run_tok),
+           s->steps);
     StepOpts so = {device, s->batch, s->seq, s->gpu_recompute};
     pruner_alloc(&P, &so);
-    P.steps = s->steps, P.warmup = s->warmup, P.lag_warmup = s->lag_warmup;
+    P.steps = s->steps, P.warmup = s->warmup, P.lag_warmup = s->lag_warmup, P.accum = s->grad_accum;
     P.lr = s->lr, P.mask_lr = s->mask_lr, P.lambda_lr = s->lambda_lr, P.lr_floor = s->min_lr_frac, P.clip = s->grad_clip;
     Mixture mx = mixture_open(s->data, P.m.c.V, (uint64_t)s->seed * 2 + 1);
     double *ref = (double *)callocCheck(sizeof(double) * mx.k), *loss = (double *)callocCheck(sizeof(double) * mx.k);
@@ -1152,14 +1180,16 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
         masks_attach(&P.m, &P.M);
     }
     double target_params = shape_params(&P.m.c, tgt);
-    int *tok = (int *)mallocCheck(sizeof(int) * (size_t)B * T), *tgt_tok = (int *)mallocCheck(sizeof(int) * (size_t)B * T);
+    int A = P.accum;
+    size_t BT = (size_t)B * T;
+    int *tok = (int *)mallocCheck(sizeof(int) * BT * A), *tgt_tok = (int *)mallocCheck(sizeof(int) * BT * A);
     double t_start = now_sec(), tok_done = 0;
     while (P.step < P.steps) {
         double t0 = now_sec();
-        mixture_batch(&mx, B, T, tok, tgt_tok, NULL);
+        for (int a = 0; a < A; a++) mixture_batch(&mx, B, T, tok + a * BT, tgt_tok + a * BT, NULL);
         StepStats st = prune_step(&P, tok, tgt_tok);
         double dt = now_sec() - t0;
-        tok_done += (double)B * T;
+        tok_done += (double)BT * A;
         if (P.step % s->log_every == 0 || P.step == P.steps) {
             char eta[32], pe[32], pt[32], te[32], tt[32];
             double emb = (double)P.m.c.V * row_sum(&P.M, P.M.kp, M_HIDDEN, 0);  // expected embedding size
@@ -1168,8 +1198,8 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
                 if (P.M.terms[q]) printf(" %s %.3f/%.3f", lam_name[q], st.s[q], st.t[q]);
             printf(" | params %s/%s (total %s/%s) | lr %.2e | gnorm %.3f | %.0f tok/s | eta %s", fmt_count(st.params, pe),
                    fmt_count(target_params, pt), fmt_count(st.params + emb, te),
-                   fmt_count(target_params + (double)P.m.c.V * tgt->d, tt), P.lr * st.lr_factor, st.gnorm, B * T / dt,
-                   fmt_duration((now_sec() - t_start) / tok_done * (double)B * T * (P.steps - P.step), eta));
+                   fmt_count(target_params + (double)P.m.c.V * tgt->d, tt), P.lr * st.lr_factor, st.gnorm, BT * A / dt,
+                   fmt_duration((now_sec() - t_start) / tok_done * (double)BT * A * (P.steps - P.step), eta));
             step_log_memory(P.S);
             printf("\n");
             fflush(stdout);
@@ -1300,6 +1330,8 @@ int main(int argc, char **argv) {
     Model m;
     model_load(&m, s.model);
     const Config *c = &m.c;
+    if (s.seq == -1) s.seq = 2 * c->W > 256 ? 2 * c->W : 256;  // both attention types look different to the masks
+    if (s.seq < 2) fail("--seq %d: expected at least 2 tokens per sequence (-1: twice the sliding window)", s.seq);
     if (c->arch == 4 && s.method != METH_SHEARED)
         fail("%s: the one-shot baselines score Gemma 3 models (one head size; drop-full would also end Gemma 4 on a "
              "sliding layer); prune Gemma 4 with --method sheared", s.model);

@@ -532,6 +532,78 @@ static void test_layer_rows(void) {
     model_free(&m);
 }
 
+// --grad-accum: one step over two micro-batches, each under its own draw of z, against the two micro-batches
+// computed alone from the same draws (the mask RNG replayed): d CE / d log_alpha is the mean of the two, the
+// weights' gradient their sum, the CE their mean. rtol 1e-5 (the second micro-batch's hook gradients are a
+// difference of fp32 accumulations), atol 1e-6·max.
+static void test_grad_accum(void) {
+    printf("--grad-accum: a fresh z per micro-batch, gradients = the micro-batches' own\n");
+    Pruner P;
+    memset(&P, 0, sizeof P);
+    random_model(&P.m, CFG_TINY, ST_F32, 8, 0.3);
+    Shape t = {24, 12, 4, 2, 1, 8, 0};
+    masks_init(&P.M, &P.m.c, &t, full_layers_kept(&P.m.c, t.L, default_full_every(&P.m.c)), 3);
+    int B = 2, T = 10;
+    StepOpts cpu = {DEVICE_CPU, B, T, 0};
+    pruner_alloc(&P, &cpu);
+    Masks *M = &P.M;
+    random_log_alphas(M, 12);
+    int *tok = random_tokens(2 * B * T, P.m.c.V, 4), *tgt = random_tokens(2 * B * T, P.m.c.V, 5);
+    size_t W = P.m.tab.total;
+    float *dla = (float *)mallocCheck(sizeof(float) * M->n), *gw = (float *)mallocCheck(sizeof(float) * W);
+    float *ref_dla = (float *)callocCheck(sizeof(float) * M->n), *ref_gw = (float *)callocCheck(sizeof(float) * W);
+    Rng r0 = M->rng;
+    P.accum = 2;
+    masks_sample(&P.m.c, M);
+    double ce = masked_ce_grad(&P, tok, tgt), ref_ce = 0;
+    memcpy(dla, M->dla, sizeof(float) * M->n), memcpy(gw, P.m.gw, sizeof(float) * W);
+    M->rng = r0, P.accum = 1;
+    float z1[2];
+    for (int a = 0; a < 2; a++) {
+        masks_sample(&P.m.c, M);  // the same draws as inside the accumulated step
+        z1[a] = M->z[M->s[M_FFN].base];
+        ref_ce += masked_ce_grad(&P, tok + a * B * T, tgt + a * B * T) / 2;
+        for (size_t i = 0; i < M->n; i++) ref_dla[i] += M->dla[i] / 2;
+        for (size_t i = 0; i < W; i++) ref_gw[i] += P.m.gw[i];
+    }
+    check(z1[0] != z1[1], "two micro-batches, two draws of z (an FFN gate: %.4f, %.4f)", z1[0], z1[1]);
+    compare("d CE / d log_alpha, accumulated vs the mean of the two", dla, ref_dla, M->n, 1e-5, 1e-6);
+    compare("weight gradients, accumulated vs the sum of the two", gw, ref_gw, W, 1e-5, 1e-6);
+    check(fabs(ce - ref_ce) <= 1e-6 * fabs(ref_ce), "CE: accumulated %.6f, mean of the two %.6f", ce, ref_ce);
+    free(dla), free(gw), free(ref_dla), free(ref_gw), free(tok), free(tgt);
+}
+
+// Gemma 4's layer_scalar is frozen (a buffer in transformers): no gradient, so none in the clipped norm
+static void test_frozen_norm(void) {
+    printf("Gemma 4: the frozen layer_scalar is out of the pruning step's clip norm\n");
+    Pruner P;
+    memset(&P, 0, sizeof P);
+    random_model(&P.m, CFG_G4, ST_F32, 9, 0.3);
+    Shape t = shape_of(&P.m.c);
+    t.F /= 2;
+    masks_init(&P.M, &P.m.c, &t, full_layers_kept(&P.m.c, t.L, default_full_every(&P.m.c)), 3);
+    int B = 2, T = 10;
+    StepOpts cpu = {DEVICE_CPU, B, T, 0};
+    pruner_alloc(&P, &cpu);
+    P.steps = 10, P.lr = 1e-4, P.mask_lr = 1, P.lambda_lr = 1, P.lr_floor = 0.1, P.clip = 1e30;  // no clipping
+    int *tok = random_tokens(B * T, P.m.c.V, 4), *tgt = random_tokens(B * T, P.m.c.V, 5);
+    StepStats st = prune_step(&P, tok, tgt);
+    double frozen = 0, n2 = grad_norm2(P.M.dla, P.M.n) + grad_norm2(P.M.dlam, 2 * NLAM);
+    int nfrozen = 0;
+    for (int i = 0; i < P.m.tab.n; i++) {
+        const PEntry *e = &P.m.tab.e[i];
+        for (size_t k = 0; k < e->rows * e->cols; k++) {
+            double g = P.m.gw[e->offset + k];
+            if (e->frozen) frozen += fabs(g), nfrozen++;
+            else n2 += g * g;
+        }
+    }
+    check(nfrozen == P.m.c.L && frozen == 0 && fabs(st.gnorm - sqrt(n2)) <= 1e-6 * sqrt(n2),
+          "%d layer_scalar gradients = %g; the step's norm %.6f == the trained parameters' %.6f", nfrozen, frozen,
+          st.gnorm, sqrt(n2));
+    free(tok), free(tgt);
+}
+
 static void test_hard_concrete(void) {
     printf("hard-concrete sampling: P(z > 0) matches the closed form\n");
     // For a fixed log_alpha, the fraction of samples with z > 0 converges to sigmoid(la − β ln(−l/r)); with
@@ -869,6 +941,8 @@ int main(int argc, char **argv) {
     test_masked_vs_sliced();
     test_choose_layers();
     test_layer_rows();
+    test_grad_accum();
+    test_frozen_norm();
     test_hard_concrete();
     test_gradients();
     test_transformers_fixture("pruned", 0);
