@@ -162,7 +162,7 @@ check "lottery B: trains the sliced shape (d 24, 1 full layer, F 40)" sh -c \
 ./train --lottery C --report "$T/report.json" --source "$S" $D --out "$T/lc" --steps 3 --eval-every 0 > "$T/lc.log" 2>&1
 ./train --lottery A --model "$T/lb/checkpoint" $D --out "$T/la" --steps 3 --eval-every 0 > "$T/la.log" 2>&1
 check "lottery C (random init, lr 3e-4) and A (pruned weights, lr 1e-4) run on the same shape" sh -c \
-  "grep -q 'lr=0.0003 ' $T/lc.log && grep -q 'lr=0.0001 ' $T/la.log && grep -q 'd=24 L=1' $T/lc.log && grep -q 'd=24 L=1' $T/la.log"
+  "grep -Eq ' lr=0\.0003( |\$)' $T/lc.log && grep -Eq ' lr=0\.0001( |\$)' $T/la.log && grep -q 'd=24 L=1' $T/lc.log && grep -q 'd=24 L=1' $T/la.log"
 G="--model $T/loss_adamw/checkpoint --generate the --tokens 40 --seq 32"
 ./train $G --temperature 0 > "$T/g1.txt" 2> /dev/null
 ./train $G --temperature 0 > "$T/g2.txt" 2> /dev/null
