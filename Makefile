@@ -199,7 +199,8 @@ hip/build/dev_comm: hip/dev/comm.hip hip/dev/bench.h hip/build/comm.o $(HIP_HDR)
 	@mkdir -p hip/build
 	$(NVCC) $(NVCC_FLAGS) $(if $(GPU_MPI),$(MPI_FLAGS) -DUSE_MPI) -x cu -c $< -o $@.o
 	$(NVCC) $(NVCC_ARCH) -Xcompiler -fopenmp -o $@ $@.o hip/build/comm.o $(GPU_LDLIBS)
-# train (and prune) with --device gpu: the same programs, host side built as below, linked with the GPU path
+# train (and prune) with --device gpu: the same programs, host side built as below, linked with the GPU path;
+# USE_GPU: linked with hip/gpu.hip (model.h then takes the step of --device gpu from hip/gpu.h)
 hip/build/train: train.c hip/build/gpu.o hip/build/blas.o hip/build/comm.o model.h shape.h util.h plot.h data/mixture.h data/shard.h data/tokenizer.h hip/gpu.h hip/comm.h
 	$(CC) $(GPU_CFLAGS) -DUSE_GPU -c train.c -o hip/build/train.c.o
 	$(NVCC) $(NVCC_ARCH) -o $@ hip/build/train.c.o hip/build/gpu.o hip/build/blas.o hip/build/comm.o $(GPU_LDLIBS)
@@ -214,10 +215,10 @@ hip/build/mkshards: data/mkshards.c data/tokenizer.h data/shard.h util.h
 	@mkdir -p hip/build
 	$(CC) $(GPU_CFLAGS) -o $@ data/mkshards.c -lcjson -lm -Wl,-rpath,'$$ORIGIN/lib'
 hip/build/bench: hip/bench.c hip/build/gpu.o hip/build/blas.o model.h util.h hip/gpu.h
-	$(CC) $(GPU_CFLAGS) -c hip/bench.c -o hip/build/bench.c.o
+	$(CC) $(GPU_CFLAGS) -DUSE_GPU -c hip/bench.c -o hip/build/bench.c.o
 	$(NVCC) $(NVCC_ARCH) -o $@ hip/build/bench.c.o hip/build/gpu.o hip/build/blas.o $(GPU_LDLIBS)
 hip/build/check_step: hip/dev/check_step.c hip/build/gpu.o hip/build/blas.o model.h util.h hip/gpu.h
-	$(CC) $(GPU_CFLAGS) -c hip/dev/check_step.c -o hip/build/check_step.c.o
+	$(CC) $(GPU_CFLAGS) -DUSE_GPU -c hip/dev/check_step.c -o hip/build/check_step.c.o
 	$(NVCC) $(NVCC_ARCH) -o $@ hip/build/check_step.c.o hip/build/gpu.o hip/build/blas.o $(GPU_LDLIBS)
 check-hip:
 	@sh test/test_hip.sh

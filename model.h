@@ -1,11 +1,14 @@
 // model.h — the Gemma decoder every stage shares: config, parameter layout, CPU forward and
-// backward (fp32, BLIS + OpenMP), the mask hooks prune.c switches on, and loading/saving
-// Hugging Face checkpoint directories. Read top to bottom:
+// backward (fp32, BLIS + OpenMP), the mask hooks prune.c switches on, loading/saving Hugging Face
+// checkpoint directories, the optimizers, and the step interface train and prune drive either
+// device through. Read top to bottom:
 //   1. Config           (what config.json says; the source of truth for every shape)
 //   2. Parameter layout  (one size table, one allocation, pointers carved from it)
 //   3. Ops               (matmul, RMSNorm, RoPE, attention, GELU, cross-entropy; each with its backward)
 //   4. Model             (forward, backward, masks)
 //   5. Checkpoints       (HF directories in and out)
+//   6. Optimizers        (AdamW, 8-bit AdamW, Muon: one state format for both devices; clipping, schedule)
+//   7. Step              (one interface to the device: the CPU here, the GPU in hip/gpu.h)
 // Math follows transformers' modeling_gemma3.py / modeling_gemma4.py.
 // Standard dimensions: B batch, T sequence, N = B*T tokens, V vocab, d hidden, L layers,
 // H query heads, K kv heads, D head_dim, F intermediate size.
@@ -1927,9 +1930,15 @@ static void model_free(Model *m) {
 }
 
 // ================================================================================================
-// 6. The optimizer step both trainers share: decoupled AdamW (torch.optim.AdamW semantics) and
-//    global-norm gradient clipping. train.c adds the memory-saving variants; prune.c reuses this
-//    for weights, mask log_alphas and (with a negative rate: ascent) the Lagrange multipliers.
+// 6. Optimizers over the parameter table: AdamW, 8-bit AdamW and Muon; global-norm clipping; the
+//    learning-rate schedule. Every rule updates p in place from the (clipped, averaged) gradient g,
+//    with decoupled weight decay p *= 1 − lr·wd first (torch.optim.AdamW semantics); weight decay
+//    only on matrices (param_decays). They live here rather than in train.c because the step of
+//    section 7 runs them on either device, and a checkpoint moves between devices only while both
+//    keep one state format: the Optimizer below (the table's offsets, 8-bit blocks of QBLOCK inside
+//    a tensor) is that format, and hip/gpu.h reads it from here. prune.c steps its weights with
+//    AdamW through section 7 and calls adamw_update itself for its log_alphas and (with a negative
+//    rate: ascent) its Lagrange multipliers.
 // ================================================================================================
 
 // p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p), with p decayed before the update like torch:
@@ -1945,6 +1954,201 @@ static void adamw_update(float *p, const float *g, float *mom, float *var, size_
         var[i] = b2 * var[i] + (1.0f - b2) * gi * gi;
         p[i] *= 1.0f - lr * wd;
         p[i] -= (lr / bc1) * mom[i] / (sqrtf(var[i]) / bc2s + eps);
+    }
+}
+
+// --- 8-bit AdamW -----------------------------------------------------------------------------------
+// Both moments are stored as one byte per element, in blocks of QBLOCK elements of one tensor with an
+// fp32 scale per block (the block's max |m|, max v). The codes are square-root companded, which spends
+// the 256 levels where Adam's states mostly are (far below the block maximum):
+//   m: int8,  levels  m = max|m| · sign(q) · (q/127)²,  q in [-127, 127]
+//   v: uint8, levels  sqrt(v) = sqrt(max v) · (q/255)², q in [0, 255]   (v kept as its square root on a sqrt code)
+// and each value takes the NEAREST level (nearest in m, and in sqrt(v), the quantity the update divides
+// by), so a round trip is never off by more than the value itself. Smallest nonzero levels: |m| = 6.2e-5
+// and sqrt(v) = 1.5e-5 of the block max. Worst round-trip error measured by test/test_train (heavy-tailed
+// values) for values within 10x of the block max: 2.5% (m), 1.2% (sqrt v); 10-100x below: 7.4%, 3.9%;
+// 100-1000x below: 22%, 12% (plain linear absmax int8: 3.7%, 33%, 100%). Each step dequantizes, updates in fp32
+// exactly like AdamW (the update uses the fresh fp32 moments), then requantizes. Where v's code is 0 the
+// m code is zeroed too, so no element keeps momentum without a second moment (m/sqrt(v) would blow up).
+#define QBLOCK 256
+
+static inline float q8m_decode(int8_t q, float s) {
+    float x = (float)q / 127.0f;
+    return x * fabsf(x) * s;
+}
+// the nearer of the two levels (q/n)² around a in [0, 1]: q = floor(n sqrt(a)) or q + 1
+static inline int q8_nearest(float a, int n) {
+    int q = (int)((float)n * sqrtf(a));
+    if (q >= n) return n;
+    float lo = (float)q * q, hi = (float)(q + 1) * (q + 1);
+    return a * (float)n * (float)n > 0.5f * (lo + hi) ? q + 1 : q;
+}
+static inline int8_t q8m_encode(float m, float s) {
+    if (!(s > 0)) return 0;
+    int q = q8_nearest(fabsf(m) / s, 127);
+    return (int8_t)(m < 0 ? -q : q);
+}
+static inline float q8v_decode(uint8_t q, float s) {
+    float x = (float)q / 255.0f;
+    x *= x;
+    return x * x * s;
+}
+static inline uint8_t q8v_encode(float v, float s) { return s > 0 ? (uint8_t)q8_nearest(sqrtf(v / s), 255) : 0; }
+
+static void adamw8_update(float *p, const float *g, int8_t *qm, uint8_t *qv, float *sm, float *sv, size_t n, float lr,
+                          float b1, float b2, float eps, float wd, int step) {
+    float bc1 = 1.0f - powf(b1, (float)step), bc2s = sqrtf(1.0f - powf(b2, (float)step));
+    size_t nb = (n + QBLOCK - 1) / QBLOCK;
+#pragma omp parallel for schedule(static)
+    for (size_t b = 0; b < nb; b++) {
+        size_t i0 = b * QBLOCK, len = n - i0 < QBLOCK ? n - i0 : QBLOCK;
+        float m[QBLOCK], v[QBLOCK], mmax = 0, vmax = 0;
+        for (size_t j = 0; j < len; j++) {
+            size_t i = i0 + j;
+            m[j] = b1 * q8m_decode(qm[i], sm[b]) + (1.0f - b1) * g[i];
+            v[j] = b2 * q8v_decode(qv[i], sv[b]) + (1.0f - b2) * g[i] * g[i];
+            p[i] *= 1.0f - lr * wd;
+            p[i] -= (lr / bc1) * m[j] / (sqrtf(v[j]) / bc2s + eps);
+            mmax = fmaxf(mmax, fabsf(m[j]));
+            vmax = fmaxf(vmax, v[j]);
+        }
+        sm[b] = mmax, sv[b] = vmax;
+        for (size_t j = 0; j < len; j++) {
+            qv[i0 + j] = q8v_encode(v[j], vmax);
+            qm[i0 + j] = qv[i0 + j] ? q8m_encode(m[j], mmax) : 0;
+        }
+    }
+}
+
+// --- Muon --------------------------------------------------------------------------------------------
+// For each weight matrix W [rows, cols] (not the embedding), with g its gradient (Keller Jordan's Muon):
+//   buf ← μ buf + (1 − μ) g ;  u = (1 − μ) g + μ buf                     (Nesterov momentum)
+//   O = NS5(u / ‖u‖_F)                                                 (approximately U Vᵀ of u = U S Vᵀ)
+//   W ← W (1 − lr·wd) − lr · 0.2 · sqrt(max(rows, cols)) · O
+// NS5 is the quintic Newton–Schulz iteration X ← aX + (b A + c A²) X, A = X Xᵀ, (a, b, c) = (3.4445,
+// −4.7750, 2.0315), 5 steps, on the wide orientation (transposed when rows > cols), in fp32 (the
+// published code uses bf16). Shape scaling: Moonshot's 0.2·sqrt(max(rows, cols)) ("Muon is Scalable
+// for LLM Training", 2025) instead of Keller Jordan's max(1, rows/cols)^0.5: it gives the update the
+// RMS of a typical AdamW update (~0.2), so one --lr, schedule and weight decay serve both the Muon
+// matrices and the AdamW-trained embedding and vectors.
+static const float NS_A = 3.4445f, NS_B = -4.7750f, NS_C = 2.0315f;
+
+static size_t muon_scratch_floats(size_t rows, size_t cols) {
+    size_t r = rows < cols ? rows : cols, c = rows < cols ? cols : rows;
+    return 3 * r * c + 2 * r * r;
+}
+
+// u [rows, cols] <- NS5(u / ‖u‖); work: muon_scratch_floats(rows, cols)
+static void newton_schulz5(float *u, int rows, int cols, float *work) {
+    int tr = rows > cols, r = tr ? cols : rows, c = tr ? rows : cols;
+    size_t n = (size_t)r * c;
+    float *X = work, *Y = X + n, *A = Y + n, *Bm = A + (size_t)r * r;
+    float inv = (float)(1.0 / (sqrt(dot_det(u, u, n)) + 1e-7));
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) X[tr ? (size_t)j * c + i : (size_t)i * c + j] = u[(size_t)i * cols + j] * inv;
+    for (int it = 0; it < 5; it++) {
+        matmul(0, 1, r, r, c, 1.0f, X, c, X, c, 0.0f, A, r);                       // A = X Xᵀ
+        for (size_t i = 0; i < (size_t)r * r; i++) Bm[i] = NS_B * A[i];
+        matmul(0, 0, r, r, r, NS_C, A, r, A, r, 1.0f, Bm, r);                      // B = b A + c A A
+        for (size_t i = 0; i < n; i++) Y[i] = NS_A * X[i];
+        matmul(0, 0, r, c, r, 1.0f, Bm, r, X, c, 1.0f, Y, c);                      // Y = a X + B X
+        float *t = X;
+        X = Y, Y = t;
+    }
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) u[(size_t)i * cols + j] = X[tr ? (size_t)j * c + i : (size_t)i * c + j];
+}
+
+static void muon_update(float *p, const float *g, float *buf, int rows, int cols, float lr, float mu, float wd,
+                        float *work) {
+    size_t n = (size_t)rows * cols;
+    float *u = work + muon_scratch_floats((size_t)rows, (size_t)cols) - n;  // the scratch's last r*c floats
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        buf[i] = mu * buf[i] + (1.0f - mu) * g[i];
+        u[i] = (1.0f - mu) * g[i] + mu * buf[i];
+    }
+    newton_schulz5(u, rows, cols, work);
+    float scale = 0.2f * sqrtf((float)(rows > cols ? rows : cols));
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) p[i] = p[i] * (1.0f - lr * wd) - lr * scale * u[i];
+}
+
+// --- the optimizer state, laid out over the parameter table -------------------------------------------
+enum { OPT_ADAMW, OPT_ADAMW8, OPT_MUON };
+static const char *const opt_names[] = {"adamw", "adamw8", "muon"};
+
+typedef struct {
+    int kind;
+    float b1, b2, eps, mu;
+    int t;              // updates done (Adam's bias correction)
+    size_t total;       // parameters
+    float *m;           // [total] adamw: first moment; muon: momentum (matrices) / first moment (the rest)
+    float *v;           // [nv] second moments: adamw every tensor, muon the non-matrices
+    size_t nv, *voff;   // voff[i]: where tensor i's second moment starts in v (muon: unused for matrices)
+    int8_t *qm;         // adamw8: [total] codes of m and v, [nblocks] scales, blk0[i]: tensor i's first block
+    uint8_t *qv;
+    float *sm, *sv;
+    size_t nblocks, *blk0;
+    float *work;        // Muon's Newton–Schulz scratch
+} Optimizer;
+
+// kind: OPT_ADAMW, OPT_ADAMW8 or OPT_MUON; b1, b2, eps: Adam's; mu: Muon's momentum. Every state starts at 0.
+static void optimizer_init(Optimizer *o, const ParamTable *tab, int kind, float b1, float b2, float eps, float mu) {
+    memset(o, 0, sizeof *o);
+    o->kind = kind;
+    o->b1 = b1, o->b2 = b2, o->eps = eps, o->mu = mu;
+    o->total = tab->total;
+    o->voff = (size_t *)callocCheck(sizeof(size_t) * (size_t)tab->n);
+    o->blk0 = (size_t *)callocCheck(sizeof(size_t) * (size_t)tab->n);
+    size_t work = 0;
+    for (int i = 0; i < tab->n; i++) {
+        const PEntry *e = &tab->e[i];
+        size_t n = e->rows * e->cols;
+        o->blk0[i] = o->nblocks;
+        o->nblocks += (n + QBLOCK - 1) / QBLOCK;
+        o->voff[i] = o->nv;
+        if (o->kind == OPT_MUON && param_is_matrix(e)) {
+            size_t w = muon_scratch_floats(e->rows, e->cols);
+            work = w > work ? w : work;
+        } else o->nv += n;
+    }
+    if (o->kind == OPT_ADAMW8) {
+        o->qm = (int8_t *)callocCheck(o->total);
+        o->qv = (uint8_t *)callocCheck(o->total);
+        o->sm = (float *)callocCheck(sizeof(float) * o->nblocks);
+        o->sv = (float *)callocCheck(sizeof(float) * o->nblocks);
+        return;
+    }
+    o->m = (float *)callocCheck(sizeof(float) * o->total);
+    o->v = (float *)callocCheck(sizeof(float) * o->nv);
+    if (work) o->work = (float *)mallocCheck(sizeof(float) * work);
+}
+
+static size_t optimizer_bytes(const Optimizer *o) {
+    if (o->kind == OPT_ADAMW8) return 2 * o->total + 2 * sizeof(float) * o->nblocks;
+    return sizeof(float) * (o->total + o->nv);
+}
+
+static void optimizer_free(Optimizer *o) {
+    free(o->m), free(o->v), free(o->voff), free(o->qm), free(o->qv), free(o->sm), free(o->sv), free(o->blk0);
+    free(o->work);
+}
+
+// update number t (from 1: Adam's bias correction) of every trained tensor of m from its gradients m->gw
+static void optimizer_update(Optimizer *o, Model *m, float lr, float wd, int t) {
+    o->t = t;
+    for (int i = 0; i < m->tab.n; i++) {
+        const PEntry *e = &m->tab.e[i];
+        if (e->frozen) continue;
+        size_t n = e->rows * e->cols;
+        float *p = m->w + e->offset, *g = m->gw + e->offset, wdi = param_decays(e) ? wd : 0.0f;
+        if (o->kind == OPT_ADAMW8)
+            adamw8_update(p, g, o->qm + e->offset, o->qv + e->offset, o->sm + o->blk0[i], o->sv + o->blk0[i], n, lr,
+                          o->b1, o->b2, o->eps, wdi, o->t);
+        else if (o->kind == OPT_MUON && param_is_matrix(e))
+            muon_update(p, g, o->m + e->offset, (int)e->rows, (int)e->cols, lr, o->mu, wdi, o->work);
+        else adamw_update(p, g, o->m + e->offset, o->v + o->voff[i], n, lr, o->b1, o->b2, o->eps, wdi, o->t);
     }
 }
 
@@ -1966,4 +2170,298 @@ static double lr_schedule(int step, int total, int warmup, double peak, double f
     double p = (double)(step - warmup) / (double)(total - warmup);
     if (p > 1) p = 1;
     return peak * (floor_frac + (1 - floor_frac) * 0.5 * (1 + cos(3.141592653589793 * p)));
+}
+
+// ================================================================================================
+// 7. Step: what train.c and prune.c ask of the device that holds the model. One interface, two
+//    implementations: the CPU's here (it works in the Model and Optimizer themselves) and one GPU's
+//    in hip/gpu.h; step_open picks the device, once. One optimizer step of the method:
+//      step_masks(S, zl, zh, zf, zd)           pruning: the mask values (host arrays; NULL: none)
+//      step_zero_grad(S)
+//      per micro-batch (--grad-accum):  loss += step_forward(S, tok, tgt, 1); step_backward(S);
+//      loss = step_reduce(S, loss)             after the last micro-batch: the gradients are final
+//      step_mask_grads(S, dzl, dzh, dzf, dzd)  pruning: d loss / d mask values, on the host
+//      norm = sqrt(step_grad_sumsq(S))         over every trained weight
+//      step_update(S, lr, wd, gscale, t)       the optimizer given at open; gradients times gscale first
+//    Evaluation: data/mixture.h's mixture_eval(mx, step_eval_fn, S, ...). Checkpoints: step_get(S,
+//    what, i) brings the weights and/or optimizer state of tensor i of the table (-1: all) into the
+//    host Model and Optimizer given at open, step_put sends them back (after a resume).
+//    Data parallel and sharded optimizer state belong inside the implementations, so the method
+//    keeps reading the same: each rank passes its own micro-batch, step_reduce sums the gradients
+//    (the weights' and the masks') over the ranks and returns the global batch's loss, the norm is
+//    global, step_update updates what the rank owns; the masks are the same on every rank.
+// ================================================================================================
+
+enum { DEVICE_CPU, DEVICE_GPU };
+static const char *const device_names[] = {"cpu", "gpu"};
+enum { STEP_WEIGHTS = 1, STEP_OPTIMIZER = 2 };  // what step_get / step_put move
+
+typedef struct {
+    int device;     // DEVICE_CPU or DEVICE_GPU (--device)
+    int B, T;       // this process's micro-batch: B sequences of T tokens
+    int recompute;  // GPU: layers (from the first) that recompute gate|up in the backward (--gpu-recompute)
+} StepOpts;
+
+typedef struct Step Step;
+typedef struct {  // one device's implementation of the step_ functions below (same arguments)
+    void (*masks)(Step *S, const float *zl, const float *zh, const float *zf, const float *zd);
+    void (*zero_grad)(Step *S);
+    float (*forward)(Step *S, const int *tok, const int *tgt, int want_grad);
+    void (*backward)(Step *S);
+    double (*reduce)(Step *S, double loss);
+    void (*mask_grads)(Step *S, float *dzl, float *dzh, float *dzf, float *dzd);
+    double (*grad_sumsq)(Step *S);
+    void (*update)(Step *S, float lr, float wd, float gscale, int t);
+    float (*eval)(Step *S, const int *tok, const int *tgt, int rows);
+    void (*copy)(Step *S, int what, int i, int to_device);
+    double (*memory)(Step *S);
+    void (*close)(Step *S);
+} StepImpl;
+
+struct Step {
+    const StepImpl *f;
+    int device, B, T;
+    const char *name;  // the device, for logs
+    Model *m;          // the host model: config, table, the fp32 weights checkpoints read
+    Optimizer *opt;    // the host optimizer state (NULL: a step for evaluation only)
+    float *dz[4];      // CPU: the mask gradients (dzl, dzh, dzf, dzd) m's hooks point at while masks are on
+    void *dev;         // GPU: its state (hip/gpu.h)
+};
+
+// Masks for the next forward and backward: zl [L], zh [L, H], zf [L, F] (E2B: ffn_off), zd [d], as
+// model.h's hooks; NULL turns one off. Set them before step_zero_grad: it zeroes their gradients too.
+static void step_masks(Step *S, const float *zl, const float *zh, const float *zf, const float *zd) {
+    S->f->masks(S, zl, zh, zf, zd);
+}
+static void step_zero_grad(Step *S) { S->f->zero_grad(S); }
+// mean next-token cross-entropy over the targets >= 0 of tok, tgt [B, T]; with want_grad a step_backward
+// may follow (one per forward)
+static float step_forward(Step *S, const int *tok, const int *tgt, int want_grad) {
+    return S->f->forward(S, tok, tgt, want_grad);
+}
+static void step_backward(Step *S) { S->f->backward(S); }  // gradients ACCUMULATE until step_zero_grad
+// the gradients are final; loss: this rank's, returns the global batch's
+static double step_reduce(Step *S, double loss) { return S->f->reduce(S, loss); }
+static void step_mask_grads(Step *S, float *dzl, float *dzh, float *dzf, float *dzd) {
+    S->f->mask_grads(S, dzl, dzh, dzf, dzd);
+}
+static double step_grad_sumsq(Step *S) { return S->f->grad_sumsq(S); }  // Σ g² over the trained weights
+// update t (from 1) of the optimizer given at open, gradients times gscale first (clip, 1/grad-accum);
+// weight decay wd where param_decays
+static void step_update(Step *S, float lr, float wd, float gscale, int t) { S->f->update(S, lr, wd, gscale, t); }
+static void step_get(Step *S, int what, int i) { S->f->copy(S, what, i, 0); }
+static void step_put(Step *S, int what, int i) { S->f->copy(S, what, i, 1); }
+static void step_close(Step *S) {
+    if (S) S->f->close(S);
+}
+
+// data/mixture.h's EvalFn: the loss of rows <= B windows of T tokens, no gradients
+static float step_eval_fn(void *ctx, const int *tok, const int *tgt, int rows, int T) {
+    Step *S = (Step *)ctx;
+    if (T != S->T || rows > S->B) fail("evaluation: %d x %d windows for a step set up for %d x %d", rows, T, S->B, S->T);
+    return S->f->eval(S, tok, tgt, rows);
+}
+
+// the step log's memory field, where the device reports memory (" | gpu 12.34 GiB"; the CPU: nothing)
+static void step_log_memory(Step *S) {
+    double gib = S->f->memory(S);
+    if (gib >= 0) printf(" | %s %.2f GiB", device_names[S->device], gib);
+}
+
+// --- the CPU: model.h's forward and backward on the Model itself ---------------------------------------------
+
+// EvalFn over a Model (profile.c evaluates models this way)
+static float model_eval_fn(void *m, const int *tok, const int *tgt, int rows, int T) {
+    return model_forward((Model *)m, tok, tgt, rows, T, 0, NULL);
+}
+
+static void cpu_step_masks(Step *S, const float *zl, const float *zh, const float *zf, const float *zd) {
+    Model *m = S->m;
+    const Config *c = &m->c;
+    const float *z[4] = {zl, zh, zf, zd};
+    size_t n[4] = {(size_t)c->L, (size_t)c->L * c->H, ffn_off(c, c->L), (size_t)c->d};
+    float **hook[4] = {&m->zl, &m->zh, &m->zf, &m->zd}, **dhook[4] = {&m->dzl, &m->dzh, &m->dzf, &m->dzd};
+    for (int k = 0; k < 4; k++) {
+        if (z[k] && !S->dz[k]) S->dz[k] = (float *)callocCheck(sizeof(float) * n[k]);
+        *hook[k] = (float *)z[k];
+        *dhook[k] = z[k] ? S->dz[k] : NULL;
+    }
+    model_masks_changed(m);
+}
+
+static void cpu_step_zero_grad(Step *S) {
+    model_alloc_grads(S->m);
+    model_zero_grad(S->m);
+}
+
+static float cpu_step_forward(Step *S, const int *tok, const int *tgt, int want_grad) {
+    return model_forward(S->m, tok, tgt, S->B, S->T, want_grad, NULL);
+}
+
+static void cpu_step_backward(Step *S) { model_backward(S->m); }
+
+// one process: nothing to sum; frozen tensors (Gemma 4's layer_scalar) neither train nor count in the norm
+static double cpu_step_reduce(Step *S, double loss) {
+    const ParamTable *t = &S->m->tab;
+    for (int i = 0; S->m->gw && i < t->n; i++)
+        if (t->e[i].frozen) memset(S->m->gw + t->e[i].offset, 0, sizeof(float) * t->e[i].rows * t->e[i].cols);
+    return loss;
+}
+
+static void cpu_step_mask_grads(Step *S, float *dzl, float *dzh, float *dzf, float *dzd) {
+    const Config *c = &S->m->c;
+    float *out[4] = {dzl, dzh, dzf, dzd};
+    size_t n[4] = {(size_t)c->L, (size_t)c->L * c->H, ffn_off(c, c->L), (size_t)c->d};
+    for (int k = 0; k < 4; k++)
+        if (out[k] && S->dz[k] && out[k] != S->dz[k]) memcpy(out[k], S->dz[k], sizeof(float) * n[k]);
+}
+
+static double cpu_step_grad_sumsq(Step *S) { return grad_norm2(S->m->gw, S->m->tab.total); }
+
+static void cpu_step_update(Step *S, float lr, float wd, float gscale, int t) {
+    Model *m = S->m;
+    if (!S->opt) fail("internal: step_update on a step opened for evaluation only");
+    if (gscale != 1.0f)
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < m->tab.total; i++) m->gw[i] *= gscale;
+    optimizer_update(S->opt, m, lr, wd, t);
+}
+
+static float cpu_step_eval(Step *S, const int *tok, const int *tgt, int rows) {
+    return model_eval_fn(S->m, tok, tgt, rows, S->T);
+}
+
+static void cpu_step_copy(Step *S, int what, int i, int to_device) {}  // the host copies are the working ones
+static double cpu_step_memory(Step *S) { return -1; }
+
+static void cpu_step_close(Step *S) {
+    Model *m = S->m;
+    float **dhook[4] = {&m->dzl, &m->dzh, &m->dzf, &m->dzd};
+    for (int k = 0; k < 4; k++) {
+        if (*dhook[k] && *dhook[k] == S->dz[k]) *dhook[k] = NULL;
+        free(S->dz[k]);
+    }
+    free(S);
+}
+
+static Step *cpu_step_open(Model *m, Optimizer *opt, const StepOpts *o) {
+    static const StepImpl cpu = {cpu_step_masks, cpu_step_zero_grad, cpu_step_forward, cpu_step_backward,
+                                 cpu_step_reduce, cpu_step_mask_grads, cpu_step_grad_sumsq, cpu_step_update,
+                                 cpu_step_eval, cpu_step_copy, cpu_step_memory, cpu_step_close};
+    Step *S = (Step *)callocCheck(sizeof(Step));
+    S->f = &cpu, S->device = DEVICE_CPU, S->name = "cpu", S->B = o->B, S->T = o->T, S->m = m, S->opt = opt;
+    return S;
+}
+
+// --- the device is picked here ------------------------------------------------------------------------------
+// The GPU builds (`make gpu`: hip/build/train, prune, bench, check_step) define USE_GPU and link hip/gpu.hip;
+// the hip/ sources (C++, some with USE_GPU) include model.h for its CPU references and never open a step.
+#if defined(USE_GPU) && !defined(__cplusplus)
+#include "hip/gpu.h"  // gpu_step_open, gpu_step_refuses
+#else
+static const char *gpu_step_refuses(const StepOpts *o, const Config *c, int optimizer) {
+    static char why[256];
+    snprintf(why, sizeof why, "--device gpu: this binary was built without the GPU path; on a machine with nvcc and "
+             "CUDA run `make gpu` and use hip/build/%s --device gpu", program_invocation_short_name);
+    return why;
+}
+static Step *gpu_step_open(Model *m, Optimizer *opt, const StepOpts *o) { fail("%s", gpu_step_refuses(o, &m->c, -1)); }
+#endif
+
+// NULL when this build runs o->device for model c (NULL: not known yet) with optimizer kind `optimizer`
+// (-1: none or not known yet), else why not in one line; train and prune ask before writing anything
+static const char *step_refuses(const StepOpts *o, const Config *c, int optimizer) {
+    return o->device == DEVICE_GPU ? gpu_step_refuses(o, c, optimizer) : NULL;
+}
+
+// The step of o->device over m and opt (NULL: evaluation only), starting from their host values as they
+// are now: the weights, and the optimizer state when opt has made updates (t > 0)
+static Step *step_open(Model *m, Optimizer *opt, const StepOpts *o) {
+    const char *why = step_refuses(o, &m->c, opt ? opt->kind : -1);
+    if (why) fail("%s", why);
+    return o->device == DEVICE_GPU ? gpu_step_open(m, opt, o) : cpu_step_open(m, opt, o);
+}
+
+// ================================================================================================
+// 8. Run checkpoints: the one layout of train's and prune's OUT/checkpoint/ (util.h writes it into
+//    checkpoint.tmp, swaps it in and reads its state back strictly). Both programs resume from it bit
+//    for bit, on either device:
+//      config.json, model.safetensors  the model the run trains (any stage loads it with --model DIR)
+//      optimizer.safetensors           the weights' Optimizer, and the fp32 master weights when the model
+//                                      is saved below fp32
+//      <prog>_state.json               the step, RNG states, data cursor and settings of the program
+//    and a method's own tensors in a file it names (prune: masks.safetensors, the log_alphas, λ and their
+//    AdamW moments).
+// ================================================================================================
+
+static StateTensor state_tensor(const char *name, int dtype, const void *p, size_t n) {
+    StateTensor t;
+    t.name = name, t.dtype = dtype, t.p = (void *)p, t.n = n;
+    return t;
+}
+
+// the Optimizer's state, then (dtype below fp32) m's fp32 weights: what is written, and what a resume
+// must find with exactly these dtypes and sizes; t holds 5
+static int optimizer_tensors(const Optimizer *o, const Model *m, int dtype, StateTensor *t) {
+    int n = 0;
+    if (o->kind == OPT_ADAMW8) {
+        t[n++] = state_tensor("exp_avg.q8", ST_I8, o->qm, o->total);
+        t[n++] = state_tensor("exp_avg.absmax", ST_F32, o->sm, o->nblocks);
+        t[n++] = state_tensor("exp_avg_sq.q8", ST_U8, o->qv, o->total);
+        t[n++] = state_tensor("exp_avg_sq.max", ST_F32, o->sv, o->nblocks);
+    } else {
+        t[n++] = state_tensor(o->kind == OPT_MUON ? "momentum" : "exp_avg", ST_F32, o->m, o->total);
+        t[n++] = state_tensor("exp_avg_sq", ST_F32, o->v, o->nv);
+    }
+    if (dtype != ST_F32) t[n++] = state_tensor("master_weights", ST_F32, m->w, o->total);
+    return n;
+}
+
+// OUT/checkpoint/ of step `step` of program prog ("train", "prune": names the state file and the test
+// hook): m saved as dtype, o's state, the state JSON, and nx method tensors x in OUT/checkpoint/x_file
+static void checkpoint_save(const char *out, const char *prog, int step, const Model *m, int dtype, const Optimizer *o,
+                            const cJSON *state, const char *x_file, const StateTensor *x, int nx) {
+    char *tmp = ckpt_begin(out), name[64];
+    model_save(m, tmp, dtype);
+    StateTensor t[5];
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddStringToObject(meta, "optimizer", opt_names[o->kind]);
+    snprintf(name, sizeof name, "%d", o->t);
+    cJSON_AddStringToObject(meta, "updates", name);
+    char *p = path_join(tmp, "optimizer.safetensors");
+    state_tensors_write(p, t, optimizer_tensors(o, m, dtype, t), meta);
+    free(p);
+    if (x_file) {
+        p = path_join(tmp, x_file);
+        state_tensors_write(p, x, nx, NULL);
+        free(p);
+    }
+    snprintf(name, sizeof name, "%s_state.json", prog);
+    p = path_join(tmp, name);
+    write_json_atomic(p, state);
+    free(p);
+    ckpt_commit(out, prog, step);
+    free(tmp);
+}
+
+// Read what checkpoint_save wrote beside the model in dir into o (and, dtype below fp32, m's fp32 weights)
+// and x, every tensor checked before it is used; o must be initialized for the run being resumed.
+static void checkpoint_load_state(const char *dir, Model *m, int dtype, Optimizer *o, const char *x_file,
+                                  const StateTensor *x, int nx) {
+    char *p = path_join(dir, "optimizer.safetensors");
+    if (!file_exists(p)) fail("%s: no optimizer.safetensors; the checkpoint is incomplete (start again without --resume)", dir);
+    SFile *f = st_open(p);
+    const char *have = st_find(f, "exp_avg.q8") ? "adamw8" : st_find(f, "momentum") ? "muon" : "adamw";
+    st_close(f);
+    char hint[200];
+    snprintf(hint, sizeof hint, "it holds %s state and this run uses --optimizer %s%s; resume with the run's "
+             "--optimizer and --dtype", have, opt_names[o->kind], dtype != ST_F32 ? " with fp32 master weights" : "");
+    StateTensor t[5];
+    state_tensors_read(p, t, optimizer_tensors(o, m, dtype, t), hint);
+    free(p);
+    if (x_file) {
+        p = path_join(dir, x_file);
+        state_tensors_read(p, x, nx, "the checkpoint belongs to another run");
+        free(p);
+    }
 }

@@ -14,9 +14,6 @@
 #include "shape.h"
 #include "data/mixture.h"
 #include "plot.h"
-#ifdef USE_GPU
-#include "hip/gpu.h"  // profile eval --device gpu (make gpu builds hip/build/profile)
-#endif
 
 // ------------------------------------------------------------------------------------------------
 // logits: ./profile logits --model DIR --tokens FILE.json --out FILE.f32
@@ -377,7 +374,7 @@ static int cmd_plan(int argc, char **argv) {
 //   master       fp32 master weights when the compute copy is bf16 (--master none: pure bf16 training)
 //   gradients    fp32 (bf16 with --master none, or --grads bf16)
 //   optimizer    as train.c keeps them. adamw: m and v in fp32 (8 B/param); adamw8: m and v in 8 bits
-//                with one fp32 scale each per block of 256 values (train.c's QBLOCK; block-wise 8-bit states
+//                with one fp32 scale each per block of 256 values (model.h's QBLOCK; block-wise 8-bit states
 //                after Dettmers et al., arXiv 2110.02861); muon: one fp32 momentum for the 2-D hidden
 //                matrices, AdamW's two (8 B) for the embedding and the norms
 //   activations  what model.h's backward keeps per layer and token (its activation table), in --act-bytes
@@ -389,9 +386,7 @@ static int cmd_plan(int argc, char **argv) {
 // communication buffers and allocator fragmentation (add them with --reserve GB).
 // ================================================================================================
 
-enum { OPT_ADAMW, OPT_ADAMW8, OPT_MUON };
-static const char *opt_names[] = {"adamw", "adamw8", "muon"};
-#define ADAMW8_BLOCK 256  // train.c QBLOCK (its blocks stay within a tensor: a few more in all)
+#define ADAMW8_BLOCK QBLOCK  // model.h's 8-bit AdamW blocks (they stay within a tensor: a few more in all)
 #define HEAD_CHUNK_BYTES ((double)(16 << 20))  // model.h head_forward: 16 MiB of fp32 logits at a time
 
 typedef struct {
@@ -1702,15 +1697,8 @@ static cJSON *eval_model(const char *name, const char *dir, const EvalSettings *
     model_load(&m, dir);
     Mixture mx = mixture_open(es->data, m.c.V, 0);
     mx.heldout = 1, mx.eval_test = streq(es->split, "test");  // never the windows dynamic batch loading read
-    EvalFn fn = model_eval_fn;
-    void *ctx = &m;
-#ifdef USE_GPU
-    GpuRun g = {0};
-    if (es->gpu) {
-        gpu_run_open(&g, &m, B, T, 0);
-        fn = gpu_eval_fn, ctx = &g;
-    }
-#endif
+    StepOpts so = {es->gpu ? DEVICE_GPU : DEVICE_CPU, B, T, 0};
+    Step *S = step_open(&m, NULL, &so);  // model.h's step: the forward passes on either device
     cJSON *e = cJSON_CreateObject(), *lj = cJSON_AddObjectToObject(e, "loss"), *sj = cJSON_AddObjectToObject(e, "stderr");
     double mean = 0, var = 0, t0 = now_sec(), *bl = (double *)mallocCheck(sizeof(double) * (size_t)batches);
     for (int d = 0; d < mx.k; d++) {
@@ -1718,7 +1706,7 @@ static cJSON *eval_model(const char *name, const char *dir, const EvalSettings *
         int nb = 0;
         for (int b = 0; b < batches; b++) {
             double bs = 0, bc = 0;
-            mixture_eval_part(&mx, fn, ctx, d, B, T, 1, b, batches, &bs, &bc);
+            mixture_eval_part(&mx, step_eval_fn, S, d, B, T, 1, b, batches, &bs, &bc);
             if (bc == 0) break;
             sum += bs, count += bc, bl[nb++] = bs / bc;
         }
@@ -1729,9 +1717,7 @@ static cJSON *eval_model(const char *name, const char *dir, const EvalSettings *
         mean += l / mx.k, var += se * se / ((double)mx.k * mx.k);
     }
     free(bl);
-#ifdef USE_GPU
-    gpu_run_close(&g);
-#endif
+    step_close(S);
     cJSON_AddNumberToObject(e, "mean", mean);
     json_add_num(e, "mean_stderr", sqrt(var));
     cJSON *pj = cJSON_AddObjectToObject(e, "params");
@@ -1787,10 +1773,9 @@ static int cmd_eval(int argc, char **argv) {
     const char *data = ea.data, *out = ea.out, *table = or_null(ea.table), *csv = or_null(ea.csv), **models = ea.model.v;
     const char *split = ea.split, *cache = or_null(ea.cache);
     int nm = ea.model.n, B = ea.batch, T = ea.seq, batches = ea.batches, unigram = ea.unigram, gpu = streq(ea.device, "gpu");
-#ifndef USE_GPU
-    if (gpu) fail("profile eval --device gpu: this binary was built without the GPU path; run `make gpu` on a machine with "
-                  "nvcc and use hip/build/profile");
-#endif
+    StepOpts so = {gpu ? DEVICE_GPU : DEVICE_CPU, B, T, 0};
+    const char *why = step_refuses(&so, NULL, -1);
+    if (why) fail("profile eval %s", why);
     cJSON *root = cJSON_CreateObject();
     for (int i = 0; i < nm; i++) {
         const char *eq = strchr(models[i], '='), *dir = eq ? eq + 1 : models[i];

@@ -26,9 +26,6 @@
 #include "shape.h"
 #include "data/mixture.h"
 #include "plot.h"
-#ifdef USE_GPU
-#include "hip/gpu.h"  // --device gpu (make gpu builds hip/build/prune)
-#endif
 
 // ================================================================================================
 // 1. Masks
@@ -295,22 +292,17 @@ static double lagrangian(Masks *M, double warm, int want_grad, double *s_mean, d
 typedef struct {
     Model m;
     Masks M;
-    float *mom, *var;                     // AdamW moments of the weights
+    Optimizer opt;                        // AdamW of the weights (model.h's state: resumes on either device)
     float *la_m, *la_v;                   // of the log_alphas
     float lam_m[2 * NLAM], lam_v[2 * NLAM]; // of the λ
     int step, steps, warmup, lag_warmup;  // steps done, total, lr warmup, target warmup
     double lr, mask_lr, lambda_lr, lr_floor, clip;
-    void *gpu;                            // --device gpu: the GpuRun holding the working weights and moments
+    Step *S;                              // the device: working weights, forward, backward, the weights' AdamW
     int accum;                            // micro-batches per step (--grad-accum), each under its own z
     float *hook_prev;                     // the hooks' accumulated gradients after the previous micro-batch
 } Pruner;
 
-#ifdef USE_GPU
-static int device_gpu;  // --device gpu (set once in main): steps and evaluations run there
-
-// the hooks of m (masks or none) onto the GPU copy
-static void gpu_masks_from(GpuRun *g, const Model *m) { gpu_set_masks(g->g, m->zl, m->zh, m->zf, m->zd); }
-#endif
+static int device = DEVICE_CPU;  // --device (main sets it once): where sheared steps and evaluations run
 
 typedef struct {
     double ce, lag, s[NLAM], t[NLAM], params, gnorm, lr_factor;
@@ -318,51 +310,37 @@ typedef struct {
 
 static const float ADAM_B1 = 0.9f, ADAM_B2 = 0.95f, ADAM_EPS = 1e-8f;
 
-static void pruner_alloc(Pruner *P) {
-    P->mom = (float *)callocCheck(sizeof(float) * P->m.tab.total);
-    P->var = (float *)callocCheck(sizeof(float) * P->m.tab.total);
+// the optimizer states and the step of so->device over the model as it is now
+static void pruner_alloc(Pruner *P, const StepOpts *so) {
+    optimizer_init(&P->opt, &P->m.tab, OPT_ADAMW, ADAM_B1, ADAM_B2, ADAM_EPS, 0.0f);
     P->la_m = (float *)callocCheck(sizeof(float) * P->M.n);
     P->la_v = (float *)callocCheck(sizeof(float) * P->M.n);
-    model_alloc_grads(&P->m);
     masks_attach(&P->m, &P->M);
+    P->S = step_open(&P->m, &P->opt, so);
 }
 
 // The CE of one step and its gradients over P->accum micro-batches (tok, tgt: [accum][B][T]), each under its own
 // draw of z, as the published run's ranks each draw theirs (the first: the caller's masks_sample). The weights'
-// gradients accumulate (their sum); each micro-batch's hook gradients (the accumulated ones less the previous
-// micro-batch's) go through its own z and dz/d log_alpha. Leaves the mean d CE / d log_alpha in M.dla and
-// returns the mean CE. (Data parallel: each rank's dla is its own draws'; the ranks' sum is the step's.)
-static double masked_ce_grad(Pruner *P, const int *tok, const int *tgt, int B, int T) {
-    Model *m = &P->m;
+// gradients accumulate on the device (their sum); each micro-batch's hook gradients (the accumulated ones less
+// the previous micro-batch's) go through its own z and dz/d log_alpha. Leaves the mean d CE / d log_alpha in
+// M.dla and returns the mean CE. (Data parallel: each rank's dla is its own draws'; the ranks' sum is the step's.)
+static double masked_ce_grad(Pruner *P, const int *tok, const int *tgt) {
     Masks *M = &P->M;
-    const Config *c = &m->c;
+    Step *S = P->S;
+    const Config *c = &P->m.c;
     float *hook[4] = {M->dzl, M->dzh, MROW(M, M->dz, M_FFN, 0), MROW(M, M->dz, M_HIDDEN, 0)};
-    size_t nh[4] = {(size_t)c->L, (size_t)c->L * c->H, M->s[M_FFN].n, M->s[M_HIDDEN].n}, BT = (size_t)B * T;
+    size_t nh[4] = {(size_t)c->L, (size_t)c->L * c->H, M->s[M_FFN].n, M->s[M_HIDDEN].n}, BT = (size_t)S->B * S->T;
     int A = P->accum > 1 ? P->accum : 1;
     if (A > 1 && !P->hook_prev) P->hook_prev = (float *)mallocCheck(sizeof(float) * (nh[0] + nh[1] + nh[2] + nh[3]));
     double ce = 0;
     memset(M->dla, 0, sizeof(float) * M->n);
-#ifdef USE_GPU
-    if (P->gpu) gpu_zero_grad(((GpuRun *)P->gpu)->g);
-    else
-#endif
-        model_zero_grad(m);
+    step_zero_grad(S);
     for (int a = 0; a < A; a++) {
         if (a) masks_sample(c, M);
-        model_masks_changed(m);
-#ifdef USE_GPU
-        if (P->gpu) {  // the same on the GPU: masks up, mask gradients (accumulated) down
-            GpuRun *g = (GpuRun *)P->gpu;
-            gpu_masks_from(g, m);
-            ce += gpu_forward(g->g, tok + a * BT, tgt + a * BT, 1);
-            gpu_backward(g->g);
-            gpu_get_mask_grads(g->g, m->dzl, m->dzh, m->dzf, m->dzd);
-        } else
-#endif
-        {
-            ce += model_forward(m, tok + a * BT, tgt + a * BT, B, T, 1, NULL);
-            model_backward(m);
-        }
+        step_masks(S, M->zl, M->zh, MROW(M, M->z, M_FFN, 0), MROW(M, M->z, M_HIDDEN, 0));
+        ce += step_forward(S, tok + a * BT, tgt + a * BT, 1);
+        step_backward(S);
+        step_mask_grads(S, hook[0], hook[1], hook[2], hook[3]);
         for (int k = 0, o = 0; A > 1 && k < 4; o += (int)nh[k], k++)  // this micro-batch's part
             for (size_t i = 0; i < nh[k]; i++) {
                 float acc = hook[k][i];
@@ -371,10 +349,10 @@ static double masked_ce_grad(Pruner *P, const int *tok, const int *tgt, int B, i
         masks_backward(c, M);
         for (size_t i = 0; i < M->n; i++) M->dla[i] += M->dz[i] * M->dzdla[i] / A;  // through this draw
     }
-    return ce / A;
+    return step_reduce(S, ce / A);
 }
 
-static StepStats prune_step(Pruner *P, const int *tok, const int *tgt, int B, int T) {
+static StepStats prune_step(Pruner *P, const int *tok, const int *tgt) {
     StepStats st;
     Model *m = &P->m;
     Masks *M = &P->M;
@@ -382,41 +360,21 @@ static StepStats prune_step(Pruner *P, const int *tok, const int *tgt, int B, in
     masks_project(M);
     masks_sample(&m->c, M);
     memset(M->dlam, 0, sizeof M->dlam);
-    st.ce = masked_ce_grad(P, tok, tgt, B, T);
+    st.ce = masked_ce_grad(P, tok, tgt);
     double warm = P->lag_warmup > 0 ? fmin(1.0, (double)step / P->lag_warmup) : 1.0;
     st.lag = lagrangian(M, warm, 1, st.s, st.t);
     st.params = params_from_keep(&m->c, M, M->kp);
     // one global norm over weights, log_alphas and λ, as torch's clip_grad_norm_ over all parameter groups
-    // (the weights' gradients are the micro-batches' sum: their mean is 1/A of it)
-    double wn2 = 0;
-    int A = P->accum > 1 ? P->accum : 1;
-#ifdef USE_GPU
-    if (P->gpu) wn2 = gpu_grad_sumsq(((GpuRun *)P->gpu)->g);  // frozen tensors get no gradient there
-    else
-#endif
-    {
-        for (int i = 0; i < m->tab.n; i++)  // frozen tensors (Gemma 4's layer_scalar) neither train nor count in the norm
-            if (m->tab.e[i].frozen) memset(m->gw + m->tab.e[i].offset, 0, sizeof(float) * m->tab.e[i].rows * m->tab.e[i].cols);
-        wn2 = grad_norm2(m->gw, m->tab.total);
-    }
-    double n2 = wn2 / ((double)A * A) + grad_norm2(M->dla, M->n) + grad_norm2(M->dlam, 2 * NLAM);
+    int A = P->accum > 1 ? P->accum : 1;  // the weights' gradients are the micro-batches' sum: their mean is 1/A of it
+    double n2 = step_grad_sumsq(P->S) / ((double)A * A) + grad_norm2(M->dla, M->n) + grad_norm2(M->dlam, 2 * NLAM);
     st.gnorm = sqrt(n2);
     float coef = clip_coef(st.gnorm, P->clip);
-    for (size_t i = 0; !P->gpu && (coef < 1.0f || A > 1) && i < m->tab.total; i++) m->gw[i] *= coef / A;  // GPU: in its AdamW
     if (coef < 1.0f) {
         for (size_t i = 0; i < M->n; i++) M->dla[i] *= coef;
         for (int i = 0; i < 2 * NLAM; i++) M->dlam[i] *= coef;
     }
     st.lr_factor = lr_schedule(step, P->steps, P->warmup, 1.0, P->lr_floor);
-#ifdef USE_GPU
-    if (P->gpu) gpu_adamw(((GpuRun *)P->gpu)->g, (float)(P->lr * st.lr_factor), ADAM_B1, ADAM_B2, ADAM_EPS, 0.0f, step, coef / A);
-#endif
-    for (int i = 0; !P->gpu && i < m->tab.n; i++) {
-        const PEntry *e = &m->tab.e[i];
-        if (e->frozen) continue;
-        adamw_update(m->w + e->offset, m->gw + e->offset, P->mom + e->offset, P->var + e->offset, e->rows * e->cols,
-                     (float)(P->lr * st.lr_factor), ADAM_B1, ADAM_B2, ADAM_EPS, 0.0f, step);
-    }
+    step_update(P->S, (float)(P->lr * st.lr_factor), 0.0f, coef / A, step);  // the weights: mean gradient, clipped
     adamw_update(M->la, M->dla, P->la_m, P->la_v, M->n, (float)(P->mask_lr * st.lr_factor), ADAM_B1, ADAM_B2, ADAM_EPS,
                  0.0f, step);
     adamw_update(M->lam, M->dlam, P->lam_m, P->lam_v, 2 * NLAM, (float)(-P->lambda_lr * st.lr_factor), ADAM_B1, ADAM_B2,
@@ -723,16 +681,10 @@ static void masks_write(const Masks *M, const float *score, const char *path, in
     stw_write(&w, path);
 }
 
-// per-domain validation loss of m (with its mask hooks) on the CPU, or of gpu's copy of it
-static void eval_all(Model *m, void *gpu, Mixture *mx, int batches, int B, int T, double *loss) {
-#ifdef USE_GPU
-    if (gpu) {
-        gpu_masks_from((GpuRun *)gpu, m);
-        for (int i = 0; i < mx->k; i++) loss[i] = mixture_eval_with(mx, gpu_eval_fn, gpu, i, B, T, batches);
-        return;
-    }
-#endif
-    for (int i = 0; i < mx->k; i++) loss[i] = mixture_eval(mx, m, i, B, T, batches);
+// per-domain validation loss of the model S holds, under the masks m's hooks point at (or none)
+static void eval_all(Step *S, const Model *m, Mixture *mx, int batches, double *loss) {
+    step_masks(S, m->zl, m->zh, m->zf, m->zd);
+    for (int i = 0; i < mx->k; i++) loss[i] = mixture_eval(mx, step_eval_fn, S, i, S->B, S->T, batches);
 }
 
 static void print_losses(const char *what, const Mixture *mx, const double *loss) {
@@ -756,17 +708,12 @@ static void finalize(const Model *m, const Masks *M, const float *score, const c
     fold_and_slice(m, M, out_dtype, out, &sv);
     if (mx && eval_batches > 0) {
         double *loss = (double *)mallocCheck(sizeof(double) * mx->k);
-        void *gpu = NULL;
-#ifdef USE_GPU
-        GpuRun g = {0};
-        const char *why = device_gpu ? gpu_unsupported(&out->c) : NULL;
-        if (why) printf("| the pruned model is evaluated on the CPU: %s\n", why);
-        else if (device_gpu) gpu_run_open(&g, out, B, T, 0), gpu = &g;
-#endif
-        eval_all(out, gpu, mx, eval_batches, B, T, loss);
-#ifdef USE_GPU
-        gpu_run_close(&g);
-#endif
+        StepOpts so = {device, B, T, 0};
+        const char *why = step_refuses(&so, &out->c, -1);
+        if (why) printf("| the pruned model is evaluated on the CPU: %s\n", why), so.device = DEVICE_CPU;
+        Step *S = step_open(out, NULL, &so);
+        eval_all(S, out, mx, eval_batches, loss);
+        step_close(S);
         print_losses("| pruned model val loss:", mx, loss);
         cJSON_AddItemToObject(extra, "val_loss_pruned", losses_json(mx, loss));
         free(loss);
@@ -981,141 +928,86 @@ static void bi_scores(const Config *c, const Calib *cb, const Masks *M, float *s
 }
 
 // ================================================================================================
-// 10. Checkpoints: OUT/state/step_NNNNNN/{model.safetensors, config.json, optimizer.safetensors,
-//     masks.safetensors}, then OUT/prune_state.json (written last, atomically) names that directory and
-//     holds the step, both RNG states, the data cursor, the domain weights and the reference losses.
-//     The previous step directory is removed only after the new state file is in place.
+// 10. Checkpoints: model.h's run checkpoint (section 8): OUT/checkpoint/ holds the masked model's trained
+//     weights, the weights' AdamW state, masks.safetensors (the log_alphas, λ and their AdamW moments) and
+//     prune_state.json: the step, both RNG states, the data cursor and domain weights, the reference
+//     losses, the settings and the target they resolved to.
+//     Test hook: PRUNE_TEST_CRASH=files[@STEP] | rename[@STEP] (util.h).
 // ================================================================================================
 
-static cJSON *rng_json(const Rng *r) {
-    cJSON *a = cJSON_CreateArray();
-    char buf[24];
-    for (int i = 0; i < 4; i++) snprintf(buf, sizeof buf, "%016llx", (unsigned long long)r->s[i]), cJSON_AddItemToArray(a, cJSON_CreateString(buf));
-    return a;
-}
+enum { MASK_STATE_N = M_N + 6 };
 
-static Rng rng_from_json(const cJSON *a, const char *src) {
-    Rng r;
-    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != 4) fail("%s: RNG state must be 4 hex strings; the file is damaged", src);
-    for (int i = 0; i < 4; i++) {
-        const cJSON *e = cJSON_GetArrayItem(a, i);
-        if (!cJSON_IsString(e)) fail("%s: RNG state must be 4 hex strings; the file is damaged", src);
-        r.s[i] = strtoull(e->valuestring, NULL, 16);
+// the masks' part of a checkpoint: what is written and what a resume must find; names holds M_N names
+static void mask_state_tensors(const Pruner *P, StateTensor *t, char names[][64]) {
+    int n = 0;
+    for (int m = 0; m < M_N; m++) {
+        snprintf(names[m], 64, "log_alpha.%s", mask_name[m]);
+        t[n++] = state_tensor(names[m], ST_F32, P->M.la + P->M.s[m].base, P->M.s[m].n);
     }
-    return r;
+    t[n++] = state_tensor("lambda_1", ST_F32, P->M.lam, NLAM);
+    t[n++] = state_tensor("lambda_2", ST_F32, P->M.lam + NLAM, NLAM);
+    t[n++] = state_tensor("log_alpha.exp_avg", ST_F32, P->la_m, P->M.n);
+    t[n++] = state_tensor("log_alpha.exp_avg_sq", ST_F32, P->la_v, P->M.n);
+    t[n++] = state_tensor("lambda.exp_avg", ST_F32, P->lam_m, 2 * NLAM);
+    t[n++] = state_tensor("lambda.exp_avg_sq", ST_F32, P->lam_v, 2 * NLAM);
 }
 
-static void st_read_f32(const SFile *f, const char *name, float *dst, size_t n) {
-    const STensor *t = st_find(f, name);
-    if (!t) fail("%s: tensor %s is missing; the checkpoint is damaged (start again without --resume)", f->path, name);
-    if (t->numel != n || t->dtype != ST_F32)
-        fail("%s: tensor %s has %zu %s elements, expected %zu F32; the checkpoint belongs to another run", f->path, name,
-             t->numel, st_dtype_name[t->dtype], n);
-    st_to_f32(t, dst);
-}
-
-static void remove_step_dir(const char *dir) {
-    const char *files[] = {"model.safetensors", "config.json", "optimizer.safetensors", "masks.safetensors"};
-    for (int i = 0; i < 4; i++) {
-        char *p = path_join(dir, files[i]);
-        unlink(p);
-        free(p);
-    }
-    rmdir(dir);
-}
-
-static void checkpoint_save(const Pruner *P, const Mixture *mx, const double *ref, const cJSON *run, const char *out) {
-    char rel[64], *state = path_join(out, "prune_state.json");
-    snprintf(rel, sizeof rel, "state/step_%06d", P->step);
-    char *dir = path_join(out, rel);
-    make_dirs(dir);
-    model_save(&P->m, dir, ST_F32);
-    char *mp = path_join(dir, "masks.safetensors"), *op = path_join(dir, "optimizer.safetensors");
-    masks_write(&P->M, NULL, mp, 0, P->step);
-    STWriter w = {0};
-    int64_t nw[1] = {(int64_t)P->m.tab.total}, nm[1] = {(int64_t)P->M.n}, nl[1] = {2 * NLAM};
-    stw_add_f32(&w, "weights.exp_avg", ST_F32, 1, nw, P->mom);
-    stw_add_f32(&w, "weights.exp_avg_sq", ST_F32, 1, nw, P->var);
-    stw_add_f32(&w, "log_alpha.exp_avg", ST_F32, 1, nm, P->la_m);
-    stw_add_f32(&w, "log_alpha.exp_avg_sq", ST_F32, 1, nm, P->la_v);
-    stw_add_f32(&w, "lambda.exp_avg", ST_F32, 1, nl, P->lam_m);
-    stw_add_f32(&w, "lambda.exp_avg_sq", ST_F32, 1, nl, P->lam_v);
-    stw_write(&w, op);
-    // the state file last: until it is renamed into place the previous checkpoint stays the valid one
-    char *prev = NULL;
-    if (file_exists(state)) {
-        cJSON *old = json_read(state);
-        const char *od = json_str(old, "checkpoint", NULL, state);
-        if (od && strcmp(od, rel) != 0) prev = path_join(out, od);
-        cJSON_Delete(old);
-    }
+static void prune_checkpoint_save(const Pruner *P, const Mixture *mx, const double *ref, const cJSON *run, const char *out) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "step", P->step);
-    cJSON_AddStringToObject(j, "checkpoint", rel);
-    cJSON_AddItemToObject(j, "mask_rng", rng_json(&P->M.rng));
-    cJSON_AddItemToObject(j, "data_rng", rng_json(&mx->rng));
-    cJSON_AddNumberToObject(j, "data_drawn", (double)mx->drawn);
-    cJSON *dw = cJSON_AddArrayToObject(j, "domain_weights"), *rl = cJSON_AddArrayToObject(j, "ref_losses");
-    cJSON *dn = cJSON_AddArrayToObject(j, "domains");
-    for (int i = 0; i < mx->k; i++) {
-        cJSON_AddItemToArray(dw, json_float(mx->w[i]));
-        cJSON_AddItemToArray(rl, json_float(ref[i]));
-        cJSON_AddItemToArray(dn, cJSON_CreateString(mx->ds.name[i]));
-    }
+    rng_to_json(j, "mask_rng", &P->M.rng);
+    mixture_state_to_json(mx, j);
+    cJSON_AddItemToObject(j, "ref_loss", cJSON_CreateDoubleArray(ref, mx->k));
     for (const cJSON *e = run->child; e; e = e->next) cJSON_AddItemToObject(j, e->string, cJSON_Duplicate(e, 1));
-    write_json_atomic(state, j);
+    StateTensor t[MASK_STATE_N];
+    char names[M_N][64];
+    mask_state_tensors(P, t, names);
+    checkpoint_save(out, "prune", P->step, &P->m, ST_F32, &P->opt, j, "masks.safetensors", t, MASK_STATE_N);
     cJSON_Delete(j);
-    if (prev) remove_step_dir(prev);
-    free(prev), free(state), free(dir), free(mp), free(op);
 }
 
-// Restore everything checkpoint_save wrote; `run` must match the stored settings.
-static void checkpoint_load(Pruner *P, Mixture *mx, double *ref, const cJSON *run, const char *out) {
-    char *state = path_join(out, "prune_state.json");
-    if (!file_exists(state)) fail("--resume: %s does not exist; start without --resume", state);
-    cJSON *j = json_read(state);
-    // the settings were restored from this file (parse_args); the target they resolve to must be the stored one
-    const cJSON *stored = json_get(j, "target"), *now = json_get(run, "target");
-    char *a = cJSON_PrintUnformatted(now), *b = stored ? cJSON_PrintUnformatted(stored) : str_dup("(missing)");
-    if (strcmp(a, b) != 0)
-        fail("--resume: %s was made for the target %s, this run's is %s (was the target file changed?); use another --out",
-             state, b, a);
-    free(a), free(b);
-    P->step = (int)json_int(j, "step", 0, state);
-    const char *rel = json_str(j, "checkpoint", NULL, state);
-    if (!rel) fail("%s: no checkpoint directory named; the file is damaged", state);
-    char *dir = path_join(out, rel);
-    char *wp = path_join(dir, "model.safetensors"), *mp = path_join(dir, "masks.safetensors"), *op = path_join(dir, "optimizer.safetensors");
-    SFile *fw = st_open(wp), *fm = st_open(mp), *fo = st_open(op);
+// Restore everything the save wrote, each piece checked before it is used; `run` holds the settings (already
+// restored from this state by parse_args) and the source model and target they resolve to, which must be the
+// stored ones.
+static void prune_checkpoint_load(Pruner *P, Mixture *mx, double *ref, const cJSON *run, const char *out) {
+    char *dir, *state;
+    cJSON *j = ckpt_state_open(out, "prune", &dir, &state);
+    const char *keys[] = {"source", "target"};
+    for (int k = 0; k < 2; k++) {
+        const cJSON *stored = json_get(j, keys[k]), *now = json_get(run, keys[k]);
+        char *t = cJSON_PrintUnformatted(now), *a;  // as the file holds it (config.json prints raw numbers)
+        cJSON *reread = cJSON_Parse(t);
+        a = cJSON_PrintUnformatted(reread);
+        free(t);
+        char *b = stored ? cJSON_PrintUnformatted(stored) : str_dup("(missing)");
+        cJSON_Delete(reread);
+        if (strcmp(a, b) != 0 && k == 0)
+            fail("--resume: %s was made for the source model %s as it was then; its config.json has changed since: "
+                 "restore it, or start again with another --out", state, json_str(json_get(run, "settings"), "model", "", state));
+        if (strcmp(a, b) != 0)
+            fail("--resume: %s was made for the target %s, this run's is %s (was the target file changed?); use another --out",
+                 state, b, a);
+        free(a), free(b);
+    }
+    P->step = (int)state_int(j, "step", 0, P->steps, state);  // == steps: killed before the final model was written
+    P->M.rng = rng_from_json(j, "mask_rng", state);
+    mixture_state_from_json(mx, j, state, json_str(json_get(run, "settings"), "data", "", state));
+    state_nums(j, "ref_loss", mx->k, 0, 1e30, ref, state);
+    char *wp = path_join(dir, "model.safetensors");
+    StateTensor *t = (StateTensor *)mallocCheck(sizeof(StateTensor) * (size_t)P->m.tab.n);
     for (int i = 0; i < P->m.tab.n; i++) {
         const PEntry *e = &P->m.tab.e[i];
-        st_read_f32(fw, e->name, P->m.w + e->offset, e->rows * e->cols);
+        t[i] = state_tensor(e->name, ST_F32, P->m.w + e->offset, e->rows * e->cols);
     }
-    for (int m = 0; m < M_N; m++) {
-        char name[64];
-        snprintf(name, sizeof name, "log_alpha.%s", mask_name[m]);
-        st_read_f32(fm, name, P->M.la + P->M.s[m].base, P->M.s[m].n);
-    }
-    st_read_f32(fm, "lambda_1", P->M.lam, NLAM);
-    st_read_f32(fm, "lambda_2", P->M.lam + NLAM, NLAM);
-    st_read_f32(fo, "weights.exp_avg", P->mom, P->m.tab.total);
-    st_read_f32(fo, "weights.exp_avg_sq", P->var, P->m.tab.total);
-    st_read_f32(fo, "log_alpha.exp_avg", P->la_m, P->M.n);
-    st_read_f32(fo, "log_alpha.exp_avg_sq", P->la_v, P->M.n);
-    st_read_f32(fo, "lambda.exp_avg", P->lam_m, 2 * NLAM);
-    st_read_f32(fo, "lambda.exp_avg_sq", P->lam_v, 2 * NLAM);
-    st_close(fw), st_close(fm), st_close(fo);
-    P->M.rng = rng_from_json(json_get(j, "mask_rng"), state);
-    mx->rng = rng_from_json(json_get(j, "data_rng"), state);
-    mx->drawn = (uint64_t)json_num(j, "data_drawn", 0, state);
-    const cJSON *dw = json_get(j, "domain_weights"), *rl = json_get(j, "ref_losses");
-    if (!dw || !rl || cJSON_GetArraySize(dw) != mx->k || cJSON_GetArraySize(rl) != mx->k)
-        fail("%s: %d domains stored, the data has %d; resume with the same --data", state, dw ? cJSON_GetArraySize(dw) : 0, mx->k);
-    for (int i = 0; i < mx->k; i++)
-        mx->w[i] = cJSON_GetArrayItem(dw, i)->valuedouble, ref[i] = cJSON_GetArrayItem(rl, i)->valuedouble;
+    state_tensors_read(wp, t, P->m.tab.n, "the checkpoint's model is not this source model");
+    StateTensor x[MASK_STATE_N];
+    char names[M_N][64];
+    mask_state_tensors(P, x, names);
+    checkpoint_load_state(dir, &P->m, ST_F32, &P->opt, "masks.safetensors", x, MASK_STATE_N);
+    P->opt.t = P->step;
     printf("| resumed from %s at step %d\n", dir, P->step);
     cJSON_Delete(j);
-    free(state), free(dir), free(wp), free(mp), free(op);
+    free(t), free(state), free(dir), free(wp);
 }
 
 // ================================================================================================
@@ -1179,9 +1071,9 @@ static const Flag flags[] = {
     {"full-every", F_INT, OPT(full_every), "-1", ">= -1", SAVE_FIXED, "keep >= 1 full-attention layer in every N consecutive "
      "layers (0: only require one full layer); -1: the source's longest sliding run + 1"},
     {"calib-batches", F_INT, OPT(calib_batches), "8", ">= 1", SAVE_NO, "calibration batches (activation, wanda, bi)"},
-    {"save-every", F_INT, OPT(save_every), "100", ">= 1", SAVE_RUN, "checkpoint every N steps (and at the end)"},
-    {"stop-at", F_INT, OPT(stop_at), "0", ">= 0", SAVE_NO, "checkpoint at this step and exit (continue with --resume); 0: off"},
-    {"resume", F_BOOL, OPT(resume), "0", NULL, SAVE_NO, "continue the run in --out from its last checkpoint"},
+    {"save-every", F_INT, OPT(save_every), "100", ">= 0", SAVE_RUN, "checkpoint every N steps and at the end; 0: only at the end"},
+    {"stop-at", F_INT, OPT(stop_at), "0", ">= 0", SAVE_NO, "checkpoint at this step and exit (continue with --resume, on either device); 0: off"},
+    {"resume", F_BOOL, OPT(resume), "0", NULL, SAVE_NO, "continue --out's run from its checkpoint, exactly (same masks and model bit for bit)"},
     {"dtype", F_STR, OPT(dtype), "f32", "f32|bf16", SAVE_RUN, "dtype of the written model: f32 | bf16"},
     {"log-every", F_INT, OPT(log_every), "1", ">= 1", SAVE_NO, "print a step line every N steps"},
     {"device", F_STR, OPT(device), "cpu", "cpu|gpu", SAVE_NO, "cpu | gpu: sheared steps and every evaluation on the GPU (bf16 "
@@ -1211,16 +1103,18 @@ static Settings parse_args(int argc, char **argv) {
         static char rp[PATH_MAX];  // lives as long as the run's settings
         if (realpath(s.model, rp)) s.model = rp;
     }
+    char *legacy = path_join(s.out, "prune_state.json");  // OUT/state/step_NNNNNN of an older ./prune
+    if (file_exists(legacy))
+        fail("--out %s holds a run of an older ./prune (prune_state.json, state/) that cannot be resumed or reused; "
+             "choose another --out", s.out);
+    free(legacy);
     if (s.resume) {  // the saved settings, then what the command line changes (a run-defining flag must not)
-        char *state = path_join(s.out, "prune_state.json");
-        if (!file_exists(state)) fail("--resume: %s does not exist; start without --resume", state);
-        cJSON *j = json_read(state);
-        const cJSON *saved = json_get(j, "settings");
-        if (!saved) fail("%s: no \"settings\"; the file is damaged or from an older ./prune (start again)", state);
+        char *ck, *state;
+        cJSON *j = ckpt_state_open(s.out, "prune", &ck, &state);
         Settings cmd = s;
-        flags_resume(&cli, &s, &cmd, given, saved, state);  // the strings it keeps are copies: j can go
+        flags_resume(&cli, &s, &cmd, given, json_get(j, "settings"), state);  // the strings it keeps are copies
         cJSON_Delete(j);
-        free(state);
+        free(ck), free(state);
     }
     s.method = -1;
     for (int m = 0; m < METH_N; m++)
@@ -1239,18 +1133,18 @@ static Settings parse_args(int argc, char **argv) {
         usage_fail(&cli, "--warmup %d and --lagrangian-warmup %d must be at most --steps %d", s.warmup, s.lag_warmup, s.steps);
     if (s.stop_at > s.steps) usage_fail(&cli, "--stop-at %d: expected a step in [1, --steps %d] (0: off)", s.stop_at, s.steps);
     if (s.gpu_recompute && !s.gpu) usage_fail(&cli, "--gpu-recompute %d applies to --device gpu only", s.gpu_recompute);
-#ifndef USE_GPU
-    if (s.gpu) fail("--device gpu: this binary was built without the GPU path; on a machine with nvcc and CUDA run `make gpu` "
-                    "and use hip/build/prune --device gpu");
-#endif
+    StepOpts gpu = {DEVICE_GPU, s.batch, s.seq, s.gpu_recompute};
+    const char *why = s.gpu ? step_refuses(&gpu, NULL, OPT_ADAMW) : NULL;
+    if (why) fail("%s", why);
     return s;
 }
 
 // what a checkpoint keeps of the run: the settings and the target shape they resolved to
-static cJSON *run_json(const Settings *s, const Shape *t, int arch) {
+static cJSON *run_json(const Settings *s, const Shape *t, const Config *src) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddItemToObject(j, "settings", flags_to_json(&cli, s));
-    cJSON_AddItemToObject(j, "target", shape_json(t, arch));
+    cJSON_AddItemToObject(j, "target", shape_json(t, src->arch));
+    cJSON_AddItemToObject(j, "source", config_to_json(src, "float32"));  // a resume must find the same model
     return j;
 }
 
@@ -1266,27 +1160,23 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
            "131k per step (32 x 4096, 8 draws), 0.42B in 3200 steps\n", s->batch * s->seq * s->grad_accum, s->batch,
            s->seq, s->grad_accum, s->grad_accum, fmt_count((double)s->batch * s->seq * s->grad_accum * s->steps, run_tok),
            s->steps);
-    pruner_alloc(&P);
+    StepOpts so = {device, s->batch, s->seq, s->gpu_recompute};
+    pruner_alloc(&P, &so);
     P.steps = s->steps, P.warmup = s->warmup, P.lag_warmup = s->lag_warmup, P.accum = s->grad_accum;
     P.lr = s->lr, P.mask_lr = s->mask_lr, P.lambda_lr = s->lambda_lr, P.lr_floor = s->min_lr_frac, P.clip = s->grad_clip;
     Mixture mx = mixture_open(s->data, P.m.c.V, (uint64_t)s->seed * 2 + 1);
     double *ref = (double *)callocCheck(sizeof(double) * mx.k), *loss = (double *)callocCheck(sizeof(double) * mx.k);
-    cJSON *run = run_json(s, tgt, P.m.c.arch);
+    cJSON *run = run_json(s, tgt, &P.m.c);
     int B = s->batch, T = s->seq, do_eval = s->eval_batches > 0;
-    if (s->resume) checkpoint_load(&P, &mx, ref, run, s->out);
-#ifdef USE_GPU
-    GpuRun gpu = {0};
-    if (device_gpu) {
-        gpu_run_open(&gpu, &P.m, B, T, s->gpu_recompute);
-        if (P.step > 0) gpu_adam_moments(gpu.g, P.mom, P.var, 1);  // resuming: the moments too
-        P.gpu = &gpu;
+    if (s->resume) {
+        prune_checkpoint_load(&P, &mx, ref, run, s->out);
+        step_put(P.S, STEP_WEIGHTS | STEP_OPTIMIZER, -1);  // the checkpoint's weights and moments to the device
     }
-#endif
     if (!s->resume && do_eval) {  // reference losses for dynamic batch loading: the source model's own
         masks_detach(&P.m);
         printf("| measuring the reference losses: the source model on %d validation batches per domain...\n", s->eval_batches);
         fflush(stdout);
-        eval_all(&P.m, P.gpu, &mx, s->eval_batches, B, T, ref);
+        eval_all(P.S, &P.m, &mx, s->eval_batches, ref);
         print_losses("| reference (source) val loss:", &mx, ref);
         masks_attach(&P.m, &P.M);
     }
@@ -1298,7 +1188,7 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
     while (P.step < P.steps) {
         double t0 = now_sec();
         for (int a = 0; a < A; a++) mixture_batch(&mx, B, T, tok + a * BT, tgt_tok + a * BT, NULL);
-        StepStats st = prune_step(&P, tok, tgt_tok, B, T);
+        StepStats st = prune_step(&P, tok, tgt_tok);
         double dt = now_sec() - t0;
         tok_done += (double)BT * A;
         if (P.step % s->log_every == 0 || P.step == P.steps) {
@@ -1311,16 +1201,14 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
                    fmt_count(target_params, pt), fmt_count(st.params + emb, te),
                    fmt_count(target_params + (double)P.m.c.V * tgt->d, tt), P.lr * st.lr_factor, st.gnorm, BT * A / dt,
                    fmt_duration((now_sec() - t_start) / tok_done * (double)BT * A * (P.steps - P.step), eta));
-#ifdef USE_GPU
-            if (P.gpu) printf(" | gpu %.2f GiB", gpu_used_gib());
-#endif
+            step_log_memory(P.S);
             printf("\n");
             fflush(stdout);
         }
         if (do_eval && P.step % s->eval_every == 0) {  // on the current model (expected-count masks), then DBL
             expected_masks(&P.m.c, &P.M);
             model_masks_changed(&P.m);
-            eval_all(&P.m, P.gpu, &mx, s->eval_batches, B, T, loss);
+            eval_all(P.S, &P.m, &mx, s->eval_batches, loss);
             printf("eval step %d |", P.step);
             print_losses(" val loss", &mx, loss);
             if (s->dbl) {
@@ -1330,20 +1218,17 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
                 printf("\n");
             }
         }
-        if (P.step % s->save_every == 0 || P.step == P.steps || P.step == s->stop_at) {
-#ifdef USE_GPU
-            if (P.gpu) gpu_download(gpu.g, P.m.w), gpu_adam_moments(gpu.g, P.mom, P.var, 0);  // host copy up to date
-#endif
-            checkpoint_save(&P, &mx, ref, run, s->out);
+        if ((s->save_every && P.step % s->save_every == 0) || P.step == P.steps || P.step == s->stop_at) {
+            step_get(P.S, STEP_WEIGHTS | STEP_OPTIMIZER, -1);  // the host copies up to date
+            prune_checkpoint_save(&P, &mx, ref, run, s->out);
         }
         if (P.step == s->stop_at && P.step < P.steps) {
             printf("stopped at step %d (--stop-at); continue with --resume\n", P.step);
             exit(0);
         }
     }
-#ifdef USE_GPU
-    if (P.gpu) gpu_download(gpu.g, P.m.w), gpu_run_close(&gpu), P.gpu = NULL;  // the device is free for the pruned model
-#endif
+    step_get(P.S, STEP_WEIGHTS, -1);
+    step_close(P.S), P.S = NULL;  // the device is free for the pruned model
     // final masks: exactly the target shape at the soft values, layers under the constraint; the layers the
     // learned masks themselves keep (round(Σ P(z > 0)) per type, as evaluated during pruning) for comparison
     float *soft = (float *)mallocCheck(sizeof(float) * P.M.n);
@@ -1371,9 +1256,7 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
     cJSON *dw = cJSON_AddObjectToObject(extra, "domain_weights");
     for (int i = 0; i < mx.k; i++) json_add_float(dw, mx.ds.name[i], mx.w[i]);
     if (do_eval) cJSON_AddItemToObject(extra, "val_loss_source", losses_json(&mx, ref));
-    char rel[64];
-    snprintf(rel, sizeof rel, "state/step_%06d", P.step);
-    cJSON_AddStringToObject(extra, "masked_weights", rel);  // the trained weights the masks apply to
+    cJSON_AddStringToObject(extra, "masked_weights", "checkpoint");  // the trained weights the masks apply to
     if (tok_done > 0)  // this session's steps (a resumed run: since the resume)
         json_add_float(extra, "seconds", now_sec() - t_start), json_add_float(extra, "tokens_per_second", tok_done / (now_sec() - t_start));
     finalize(&P.m, &P.M, NULL, s->out, s->method_s, s->model, s->out_dtype, P.step, do_eval ? &mx : NULL, s->eval_batches, B,
@@ -1381,7 +1264,7 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
     free(soft), free(tok), free(tgt_tok), free(ref), free(loss);
     cJSON_Delete(run);
     masks_free(&P.M);
-    free(P.mom), free(P.var), free(P.la_m), free(P.la_v);
+    optimizer_free(&P.opt), free(P.la_m), free(P.la_v);
     mixture_close(&mx);
     masks_detach(&P.m);
     *src = P.m;
@@ -1415,7 +1298,10 @@ static void run_baseline(const Settings *s, Model *m, const Shape *tgt, int full
     double *ref = NULL;
     if (have_data && s->eval_batches > 0) {
         ref = (double *)mallocCheck(sizeof(double) * mx.k);
-        eval_all(m, NULL, &mx, s->eval_batches, s->batch, s->seq, ref);  // one-shot methods: on the CPU
+        StepOpts cpu = {DEVICE_CPU, s->batch, s->seq, 0};  // one-shot methods evaluate the source on the CPU
+        Step *S = step_open(m, NULL, &cpu);
+        eval_all(S, m, &mx, s->eval_batches, ref);
+        step_close(S);
         print_losses("| source model val loss:", &mx, ref);
         cJSON_AddItemToObject(extra, "val_loss_source", losses_json(&mx, ref));
     }
@@ -1431,19 +1317,17 @@ static void run_baseline(const Settings *s, Model *m, const Shape *tgt, int full
 #ifndef PRUNE_NO_MAIN
 int main(int argc, char **argv) {
     Settings s = parse_args(argc, argv);
-#ifdef USE_GPU
-    device_gpu = s.gpu;
-#endif
+    device = s.gpu ? DEVICE_GPU : DEVICE_CPU;
     double t0 = now_sec();
     if (!strcmp(s.model, s.out)) fail("--out %s is the source model directory; write the pruned model elsewhere", s.out);
-    char *cfg_out = path_join(s.out, "config.json"), *state = path_join(s.out, "prune_state.json");
-    if (!s.resume && (file_exists(cfg_out) || file_exists(state)))
+    char *cfg_out = path_join(s.out, "config.json"), *ck = ckpt_find(s.out);
+    if (!s.resume && (file_exists(cfg_out) || ck))
         fail("--out %s already holds a model or a pruning run; choose another directory (or --resume a sheared run)", s.out);
     if (s.resume && s.method != METH_SHEARED) fail("--resume continues a sheared run; the one-shot methods have nothing to resume");
     int needs_data = s.method == METH_SHEARED || s.method == METH_ACTIVATION || s.method == METH_WANDA || s.method == METH_BI;
     if (needs_data && !dir_exists(s.data))
         fail("--data %s does not exist; --method %s needs token shards: run `make data` or pass --data DIR", s.data, s.method_s);
-    free(cfg_out), free(state);
+    free(cfg_out), free(ck);
     Model m;
     model_load(&m, s.model);
     const Config *c = &m.c;
@@ -1490,6 +1374,7 @@ int main(int argc, char **argv) {
     cJSON *extra = cJSON_CreateObject();
     cJSON_AddNumberToObject(extra, "full_every", full_every);
     cJSON_AddNumberToObject(extra, "seed", (double)s.seed);
+    ckpt_cleanup(s.out);  // from here on OUT is written: first what a killed run left there
     Model out;
     if (s.method == METH_SHEARED) run_sheared(&s, &m, &tgt, full_every, extra, &out);
     else run_baseline(&s, &m, &tgt, full_every, extra, &out);

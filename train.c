@@ -4,7 +4,7 @@
 //   1. Settings      every flag in one table (type, default, help); printed at start, saved in checkpoints
 //   2. Data          the domain mixture: static weights, or dynamic batch loading against reference losses
 //   3. Model         --model DIR, --config FILE --init random, lottery tickets A/B/C on a pruned shape
-//   4. Optimizers    AdamW (fp32 states), 8-bit AdamW (block-wise quantized states), Muon
+//   4. Optimizers    AdamW (fp32 states), 8-bit AdamW (block-wise quantized states), Muon: in model.h
 //   5. Distillation  α·CE + (1−α)·τ²·KL(teacher ‖ student)
 //   6. Step          gradient accumulation, clipping, schedule, update
 //   7. Eval and logs per-domain validation loss and perplexity, JSON/CSV logs, PNG curves
@@ -21,10 +21,6 @@
 #include "data/mixture.h"
 #include "data/tokenizer.h"
 #include "plot.h"
-#ifdef USE_GPU
-#include "hip/gpu.h"  // --device gpu (make gpu builds hip/build/train)
-#endif
-#include <dirent.h>
 #include <limits.h>
 #include <stddef.h>
 
@@ -121,15 +117,19 @@ static const Cli cli = {
     NULL};
 #define NFLAGS COUNT_OF(flags)
 
-enum { OPT_ADAMW, OPT_ADAMW8, OPT_MUON };
-static const char *opt_names[] = {"adamw", "adamw8", "muon"};
-
 static int name_index(const char *v, const char *const *names, int n, const char *flag) {
     for (int i = 0; i < n; i++)
         if (!strcmp(v, names[i])) return i;
     char all[128] = "";
     for (int i = 0; i < n; i++) snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s", i ? ", " : "", names[i]);
     fail("--%s %s is not one of: %s", flag, v, all);
+}
+
+// --device and the batch as model.h's step takes them (recompute: --gpu-recompute for the model trained, 0 for
+// evaluations)
+static StepOpts step_opts(const Opts *o, int recompute) {
+    StepOpts so = {name_index(o->device, device_names, 2, "device"), o->batch, o->seq, recompute};
+    return so;
 }
 
 // what the table's ranges cannot say: values that depend on each other, checked once every default and
@@ -143,13 +143,10 @@ static void opts_check(const Opts *o) {
     if (o->stop_at > o->steps) fail("--stop-at %d: expected a step in [1, --steps %d] (0: off)", o->stop_at, o->steps);
     if (*o->teacher && !(o->temperature > 0))
         fail("distillation needs --temperature > 0 (got %g)", o->temperature);
-    if (!strcmp(o->device, "gpu")) {
-#ifndef USE_GPU
-        fail("--device gpu: this binary was built without the GPU path; on a machine with nvcc and CUDA run `make gpu` "
-             "and use hip/build/train --device gpu");
-#endif
-        if (strcmp(o->optimizer, "adamw"))
-            fail("--device gpu trains with AdamW only (got --optimizer %s); use --device cpu for adamw8 and muon", o->optimizer);
+    StepOpts so = step_opts(o, o->gpu_recompute);
+    if (so.device == DEVICE_GPU) {
+        const char *why = step_refuses(&so, NULL, name_index(o->optimizer, opt_names, 3, "optimizer"));
+        if (why) fail("%s", why);
         if (*o->teacher) fail("--device gpu does not distill (--teacher); use --device cpu for distillation");
     } else if (o->gpu_recompute)
         fail("--gpu-recompute %d applies to --device gpu only", o->gpu_recompute);
@@ -205,9 +202,9 @@ static void weights_from_file(Mixture *mx, const char *path) {
     free(v);
 }
 
-// per-domain validation loss of a model: mean next-token CE over eval_batches batches of B windows
-static void eval_domains(const Mixture *mx, EvalFn fwd, void *ctx, int B, int T, int batches, double *loss) {
-    for (int d = 0; d < mx->k; d++) loss[d] = mixture_eval_with(mx, fwd, ctx, d, B, T, batches);
+// per-domain validation loss of the model S holds: mean next-token CE over `batches` batches of its B windows
+static void eval_domains(const Mixture *mx, Step *S, int batches, double *loss) {
+    for (int d = 0; d < mx->k; d++) loss[d] = mixture_eval(mx, step_eval_fn, S, d, S->B, S->T, batches);
 }
 
 // reference losses for dynamic batch loading: a file, or a model evaluated on every domain (then
@@ -227,15 +224,10 @@ static double *reference_losses(const Opts *o, const Mixture *mx, int V) {
                           "model with the same tokenizer", o->ref_model, rm.c.V, V);
     printf("| reference losses: evaluating %s on every domain ...\n", o->ref_model);
     fflush(stdout);
-#ifdef USE_GPU
-    if (!strcmp(o->device, "gpu")) {
-        GpuRun g = {0};
-        gpu_run_open(&g, &rm, o->batch, o->seq, 0);
-        eval_domains(mx, gpu_eval_fn, &g, o->batch, o->seq, o->eval_batches, ref);
-        gpu_run_close(&g);
-    } else
-#endif
-        eval_domains(mx, model_eval_fn, &rm, o->batch, o->seq, o->eval_batches, ref);
+    StepOpts so = step_opts(o, 0);
+    Step *S = step_open(&rm, NULL, &so);
+    eval_domains(mx, S, o->eval_batches, ref);
+    step_close(S);
     model_free(&rm);
     return ref;
 }
@@ -311,201 +303,9 @@ static int init_model(Model *m, const Opts *o) {
 }
 
 // ================================================================================================
-// 4. Optimizers. Every rule updates p in place from the (clipped, averaged) gradient g, with
-//    decoupled weight decay p *= 1 − lr·wd first (torch.optim.AdamW semantics). Weight decay only on
-//    matrices: never on norms, the embedding or frozen tensors (layer_scalar). Muon takes the hidden
-//    matrices (model.h's param_is_matrix); token tables (the embedding, E2B's per-layer table) stay with AdamW.
+// 4. Optimizers: AdamW, 8-bit AdamW and Muon are model.h's (section 6), where the step of either
+//    device finds them and one state format serves both; --optimizer picks one.
 // ================================================================================================
-
-// --- 8-bit AdamW -----------------------------------------------------------------------------------
-// Both moments are stored as one byte per element, in blocks of QBLOCK elements of one tensor with an
-// fp32 scale per block (the block's max |m|, max v). The codes are square-root companded, which spends
-// the 256 levels where Adam's states mostly are (far below the block maximum):
-//   m: int8,  levels  m = max|m| · sign(q) · (q/127)²,  q in [-127, 127]
-//   v: uint8, levels  sqrt(v) = sqrt(max v) · (q/255)², q in [0, 255]   (v kept as its square root on a sqrt code)
-// and each value takes the NEAREST level (nearest in m, and in sqrt(v), the quantity the update divides
-// by), so a round trip is never off by more than the value itself. Smallest nonzero levels: |m| = 6.2e-5
-// and sqrt(v) = 1.5e-5 of the block max. Worst round-trip error measured by test/test_train (heavy-tailed
-// values) for values within 10x of the block max: 2.5% (m), 1.2% (sqrt v); 10-100x below: 7.4%, 3.9%;
-// 100-1000x below: 22%, 12% (plain linear absmax int8: 3.7%, 33%, 100%). Each step dequantizes, updates in fp32
-// exactly like AdamW (the update uses the fresh fp32 moments), then requantizes. Where v's code is 0 the
-// m code is zeroed too, so no element keeps momentum without a second moment (m/sqrt(v) would blow up).
-#define QBLOCK 256
-
-static inline float q8m_decode(int8_t q, float s) {
-    float x = (float)q / 127.0f;
-    return x * fabsf(x) * s;
-}
-// the nearer of the two levels (q/n)² around a in [0, 1]: q = floor(n sqrt(a)) or q + 1
-static inline int q8_nearest(float a, int n) {
-    int q = (int)((float)n * sqrtf(a));
-    if (q >= n) return n;
-    float lo = (float)q * q, hi = (float)(q + 1) * (q + 1);
-    return a * (float)n * (float)n > 0.5f * (lo + hi) ? q + 1 : q;
-}
-static inline int8_t q8m_encode(float m, float s) {
-    if (!(s > 0)) return 0;
-    int q = q8_nearest(fabsf(m) / s, 127);
-    return (int8_t)(m < 0 ? -q : q);
-}
-static inline float q8v_decode(uint8_t q, float s) {
-    float x = (float)q / 255.0f;
-    x *= x;
-    return x * x * s;
-}
-static inline uint8_t q8v_encode(float v, float s) { return s > 0 ? (uint8_t)q8_nearest(sqrtf(v / s), 255) : 0; }
-
-static void adamw8_update(float *p, const float *g, int8_t *qm, uint8_t *qv, float *sm, float *sv, size_t n, float lr,
-                          float b1, float b2, float eps, float wd, int step) {
-    float bc1 = 1.0f - powf(b1, (float)step), bc2s = sqrtf(1.0f - powf(b2, (float)step));
-    size_t nb = (n + QBLOCK - 1) / QBLOCK;
-#pragma omp parallel for schedule(static)
-    for (size_t b = 0; b < nb; b++) {
-        size_t i0 = b * QBLOCK, len = n - i0 < QBLOCK ? n - i0 : QBLOCK;
-        float m[QBLOCK], v[QBLOCK], mmax = 0, vmax = 0;
-        for (size_t j = 0; j < len; j++) {
-            size_t i = i0 + j;
-            m[j] = b1 * q8m_decode(qm[i], sm[b]) + (1.0f - b1) * g[i];
-            v[j] = b2 * q8v_decode(qv[i], sv[b]) + (1.0f - b2) * g[i] * g[i];
-            p[i] *= 1.0f - lr * wd;
-            p[i] -= (lr / bc1) * m[j] / (sqrtf(v[j]) / bc2s + eps);
-            mmax = fmaxf(mmax, fabsf(m[j]));
-            vmax = fmaxf(vmax, v[j]);
-        }
-        sm[b] = mmax, sv[b] = vmax;
-        for (size_t j = 0; j < len; j++) {
-            qv[i0 + j] = q8v_encode(v[j], vmax);
-            qm[i0 + j] = qv[i0 + j] ? q8m_encode(m[j], mmax) : 0;
-        }
-    }
-}
-
-// --- Muon --------------------------------------------------------------------------------------------
-// For each weight matrix W [rows, cols] (not the embedding), with g its gradient (Keller Jordan's Muon):
-//   buf ← μ buf + (1 − μ) g ;  u = (1 − μ) g + μ buf                     (Nesterov momentum)
-//   O = NS5(u / ‖u‖_F)                                                 (approximately U Vᵀ of u = U S Vᵀ)
-//   W ← W (1 − lr·wd) − lr · 0.2 · sqrt(max(rows, cols)) · O
-// NS5 is the quintic Newton–Schulz iteration X ← aX + (b A + c A²) X, A = X Xᵀ, (a, b, c) = (3.4445,
-// −4.7750, 2.0315), 5 steps, on the wide orientation (transposed when rows > cols), in fp32 (the
-// published code uses bf16). Shape scaling: Moonshot's 0.2·sqrt(max(rows, cols)) ("Muon is Scalable
-// for LLM Training", 2025) instead of Keller Jordan's max(1, rows/cols)^0.5: it gives the update the
-// RMS of a typical AdamW update (~0.2), so one --lr, schedule and weight decay serve both the Muon
-// matrices and the AdamW-trained embedding and vectors.
-static const float NS_A = 3.4445f, NS_B = -4.7750f, NS_C = 2.0315f;
-
-static size_t muon_scratch_floats(size_t rows, size_t cols) {
-    size_t r = rows < cols ? rows : cols, c = rows < cols ? cols : rows;
-    return 3 * r * c + 2 * r * r;
-}
-
-// u [rows, cols] <- NS5(u / ‖u‖); work: muon_scratch_floats(rows, cols)
-static void newton_schulz5(float *u, int rows, int cols, float *work) {
-    int tr = rows > cols, r = tr ? cols : rows, c = tr ? rows : cols;
-    size_t n = (size_t)r * c;
-    float *X = work, *Y = X + n, *A = Y + n, *Bm = A + (size_t)r * r;
-    float inv = (float)(1.0 / (sqrt(dot_det(u, u, n)) + 1e-7));
-    for (int i = 0; i < rows; i++)
-        for (int j = 0; j < cols; j++) X[tr ? (size_t)j * c + i : (size_t)i * c + j] = u[(size_t)i * cols + j] * inv;
-    for (int it = 0; it < 5; it++) {
-        matmul(0, 1, r, r, c, 1.0f, X, c, X, c, 0.0f, A, r);                       // A = X Xᵀ
-        for (size_t i = 0; i < (size_t)r * r; i++) Bm[i] = NS_B * A[i];
-        matmul(0, 0, r, r, r, NS_C, A, r, A, r, 1.0f, Bm, r);                      // B = b A + c A A
-        for (size_t i = 0; i < n; i++) Y[i] = NS_A * X[i];
-        matmul(0, 0, r, c, r, 1.0f, Bm, r, X, c, 1.0f, Y, c);                      // Y = a X + B X
-        float *t = X;
-        X = Y, Y = t;
-    }
-    for (int i = 0; i < rows; i++)
-        for (int j = 0; j < cols; j++) u[(size_t)i * cols + j] = X[tr ? (size_t)j * c + i : (size_t)i * c + j];
-}
-
-static void muon_update(float *p, const float *g, float *buf, int rows, int cols, float lr, float mu, float wd,
-                        float *work) {
-    size_t n = (size_t)rows * cols;
-    float *u = work + muon_scratch_floats((size_t)rows, (size_t)cols) - n;  // the scratch's last r*c floats
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        buf[i] = mu * buf[i] + (1.0f - mu) * g[i];
-        u[i] = (1.0f - mu) * g[i] + mu * buf[i];
-    }
-    newton_schulz5(u, rows, cols, work);
-    float scale = 0.2f * sqrtf((float)(rows > cols ? rows : cols));
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) p[i] = p[i] * (1.0f - lr * wd) - lr * scale * u[i];
-}
-
-// --- the optimizer state, laid out over the parameter table -------------------------------------------
-typedef struct {
-    int kind;
-    float b1, b2, eps, mu;
-    int t;              // updates done (Adam's bias correction)
-    size_t total;       // parameters
-    float *m;           // [total] adamw: first moment; muon: momentum (matrices) / first moment (the rest)
-    float *v;           // [nv] second moments: adamw every tensor, muon the non-matrices
-    size_t nv, *voff;   // voff[i]: where tensor i's second moment starts in v (muon: unused for matrices)
-    int8_t *qm;         // adamw8: [total] codes of m and v, [nblocks] scales, blk0[i]: tensor i's first block
-    uint8_t *qv;
-    float *sm, *sv;
-    size_t nblocks, *blk0;
-    float *work;        // Muon's Newton–Schulz scratch
-} Optimizer;
-
-static void optimizer_init(Optimizer *o, const ParamTable *tab, const Opts *op) {
-    memset(o, 0, sizeof *o);
-    o->kind = name_index(op->optimizer, opt_names, 3, "optimizer");
-    o->b1 = (float)op->beta1, o->b2 = (float)op->beta2, o->eps = (float)op->eps, o->mu = (float)op->muon_momentum;
-    o->total = tab->total;
-    o->voff = (size_t *)callocCheck(sizeof(size_t) * (size_t)tab->n);
-    o->blk0 = (size_t *)callocCheck(sizeof(size_t) * (size_t)tab->n);
-    size_t work = 0;
-    for (int i = 0; i < tab->n; i++) {
-        const PEntry *e = &tab->e[i];
-        size_t n = e->rows * e->cols;
-        o->blk0[i] = o->nblocks;
-        o->nblocks += (n + QBLOCK - 1) / QBLOCK;
-        o->voff[i] = o->nv;
-        if (o->kind == OPT_MUON && param_is_matrix(e)) {
-            size_t w = muon_scratch_floats(e->rows, e->cols);
-            work = w > work ? w : work;
-        } else o->nv += n;
-    }
-    if (o->kind == OPT_ADAMW8) {
-        o->qm = (int8_t *)callocCheck(o->total);
-        o->qv = (uint8_t *)callocCheck(o->total);
-        o->sm = (float *)callocCheck(sizeof(float) * o->nblocks);
-        o->sv = (float *)callocCheck(sizeof(float) * o->nblocks);
-        return;
-    }
-    o->m = (float *)callocCheck(sizeof(float) * o->total);
-    o->v = (float *)callocCheck(sizeof(float) * o->nv);
-    if (work) o->work = (float *)mallocCheck(sizeof(float) * work);
-}
-
-static size_t optimizer_bytes(const Optimizer *o) {
-    if (o->kind == OPT_ADAMW8) return 2 * o->total + 2 * sizeof(float) * o->nblocks;
-    return sizeof(float) * (o->total + o->nv);
-}
-
-static void optimizer_free(Optimizer *o) {
-    free(o->m), free(o->v), free(o->voff), free(o->qm), free(o->qv), free(o->sm), free(o->sv), free(o->blk0);
-    free(o->work);
-}
-
-static void optimizer_step(Optimizer *o, Model *m, float lr, float wd) {
-    o->t++;
-    for (int i = 0; i < m->tab.n; i++) {
-        const PEntry *e = &m->tab.e[i];
-        if (e->frozen) continue;
-        size_t n = e->rows * e->cols;
-        float *p = m->w + e->offset, *g = m->gw + e->offset, wdi = param_decays(e) ? wd : 0.0f;
-        if (o->kind == OPT_ADAMW8)
-            adamw8_update(p, g, o->qm + e->offset, o->qv + e->offset, o->sm + o->blk0[i], o->sv + o->blk0[i], n, lr,
-                          o->b1, o->b2, o->eps, wdi, o->t);
-        else if (o->kind == OPT_MUON && param_is_matrix(e))
-            muon_update(p, g, o->m + e->offset, (int)e->rows, (int)e->cols, lr, o->mu, wdi, o->work);
-        else adamw_update(p, g, o->m + e->offset, o->v + o->voff[i], n, lr, o->b1, o->b2, o->eps, wdi, o->t);
-    }
-}
 
 // ================================================================================================
 // 5. Distillation (optional): loss = α·CE(s, y) + (1 − α)·τ²·KL(softmax(t/τ) ‖ softmax(s/τ)), the mean
@@ -600,10 +400,7 @@ typedef struct {
     int save_dtype;       // ST_F32 or ST_BF16
     History h;
     double elapsed_before;  // seconds spent by earlier invocations of this run
-    int on_gpu;             // --device gpu: the working copy of weights and moments lives in gpu
-#ifdef USE_GPU
-    GpuRun gpu;
-#endif
+    Step *S;                // the device: the working weights and optimizer state, forward, backward, update
 } Run;
 
 static void grow(void **p, int *cap, int need, size_t elem) {
@@ -650,52 +447,26 @@ typedef struct {
 // One optimizer step: grad-accum micro-batches (gradients accumulate), average, clip, schedule, update.
 static StepStats train_step(Run *r) {
     const Opts *o = &r->o;
-    Model *m = &r->m;
     int B = o->batch, T = o->seq;
     StepStats st = {0};
-#ifdef USE_GPU
-    if (r->on_gpu) {  // the same step on the GPU: batches drawn here, gradients, norm and AdamW there
-        GpuModel *g = r->gpu.g;
-        gpu_zero_grad(g);
-        for (int a = 0; a < o->grad_accum; a++) {
-            mixture_batch(&r->mx, B, T, r->tok, r->tgt, NULL);
-            st.loss += gpu_forward(g, r->tok, r->tgt, 1);
-            gpu_backward(g);
-        }
-        st.loss /= o->grad_accum;
-        st.gnorm = sqrt(gpu_grad_sumsq(g)) / o->grad_accum;
-        st.lr = lr_schedule(r->step + 1, o->steps, o->warmup, o->lr, o->min_lr_frac);
-        r->opt.t++;
-        gpu_adamw(g, (float)st.lr, r->opt.b1, r->opt.b2, r->opt.eps, (float)o->weight_decay, r->opt.t,
-                  clip_coef(st.gnorm, o->grad_clip) / (float)o->grad_accum);
-        r->step++;
-        return st;
-    }
-#endif
-    model_alloc_grads(m);
-    model_zero_grad(m);
+    step_zero_grad(r->S);
     for (int a = 0; a < o->grad_accum; a++) {
         mixture_batch(&r->mx, B, T, r->tok, r->tgt, NULL);
-        if (r->has_teacher) {
+        if (r->has_teacher) {  // the CPU's Model (opts_check refuses --teacher on the GPU)
             double ce, kl;
-            st.loss += distill_microbatch(m, &r->teacher, r->tok, r->tgt, B, T, (float)o->alpha, (float)o->temperature,
-                                          r->slog, r->tlog, &ce, &kl);
+            st.loss += distill_microbatch(&r->m, &r->teacher, r->tok, r->tgt, B, T, (float)o->alpha,
+                                          (float)o->temperature, r->slog, r->tlog, &ce, &kl);
             st.ce += ce, st.kl += kl;
         } else {
-            st.loss += model_forward(m, r->tok, r->tgt, B, T, 1, NULL);
-            model_backward(m);
+            st.loss += step_forward(r->S, r->tok, r->tgt, 1);
+            step_backward(r->S);
         }
     }
-    st.loss /= o->grad_accum, st.ce /= o->grad_accum, st.kl /= o->grad_accum;
-    for (int i = 0; i < m->tab.n; i++)  // frozen tensors (Gemma 4's layer_scalar) neither train nor count in the norm
-        if (m->tab.e[i].frozen) memset(m->gw + m->tab.e[i].offset, 0, sizeof(float) * m->tab.e[i].rows * m->tab.e[i].cols);
-    st.gnorm = sqrt(grad_norm2(m->gw, m->tab.total)) / o->grad_accum;  // norm of the averaged gradient
-    float scale = clip_coef(st.gnorm, o->grad_clip) / (float)o->grad_accum;
-    if (scale != 1.0f)
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < m->tab.total; i++) m->gw[i] *= scale;
+    st.loss = step_reduce(r->S, st.loss) / o->grad_accum, st.ce /= o->grad_accum, st.kl /= o->grad_accum;
+    st.gnorm = sqrt(step_grad_sumsq(r->S)) / o->grad_accum;  // norm of the averaged gradient
     st.lr = lr_schedule(r->step + 1, o->steps, o->warmup, o->lr, o->min_lr_frac);
-    optimizer_step(&r->opt, m, (float)st.lr, (float)o->weight_decay);
+    step_update(r->S, (float)st.lr, (float)o->weight_decay, clip_coef(st.gnorm, o->grad_clip) / (float)o->grad_accum,
+                r->opt.t + 1);
     r->step++;
     return st;
 }
@@ -706,11 +477,7 @@ static StepStats train_step(Run *r) {
 static void evaluate(Run *r, int update) {
     int k = r->mx.k;
     double *loss = (double *)mallocCheck(sizeof(double) * (size_t)k), mean = 0;
-#ifdef USE_GPU
-    if (r->on_gpu) eval_domains(&r->mx, gpu_eval_fn, &r->gpu, r->o.batch, r->o.seq, r->o.eval_batches, loss);
-    else
-#endif
-        eval_domains(&r->mx, model_eval_fn, &r->m, r->o.batch, r->o.seq, r->o.eval_batches, loss);
+    eval_domains(&r->mx, r->S, r->o.eval_batches, loss);
     printf("eval step %d |", r->step);
     for (int d = 0; d < k; d++) {
         printf(" %s %.4f (ppl %.2f) |", r->mx.ds.name[d], loss[d], exp(loss[d]));
@@ -753,7 +520,10 @@ static float *json_floats(const cJSON *a, int n, const char *what, const char *s
     if (!a || !cJSON_IsArray(a) || cJSON_GetArraySize(a) != n) fail("%s: \"%s\" must list %d numbers", src, what, n);
     float *v = (float *)mallocCheck(sizeof(float) * (size_t)(n ? n : 1));
     int i = 0;
-    for (const cJSON *e = a->child; e; e = e->next) v[i++] = (float)e->valuedouble;
+    for (const cJSON *e = a->child; e; e = e->next) {
+        if (!cJSON_IsNumber(e) || !isfinite(e->valuedouble)) state_damaged(src, what, e, "finite numbers");
+        v[i++] = (float)e->valuedouble;
+    }
     return v;
 }
 
@@ -852,144 +622,10 @@ static void write_logs(Run *r, int plots) {
 }
 
 // --- 8. checkpoints -----------------------------------------------------------------------------------
-// OUT/checkpoint/ is a Hugging Face model directory (every stage loads it with --model DIR) plus
-//   optimizer.safetensors  the optimizer's state, and the fp32 master weights when the model is saved as bf16
-//   train_state.json       step, data cursor (mixture RNG state + sequences drawn), domain weights,
-//                          reference losses, settings, loss history
-// A checkpoint is written into OUT/checkpoint.tmp, made durable (fsync), then swapped in with one
-// renameat2(RENAME_EXCHANGE): OUT/checkpoint is at every instant the old complete checkpoint or the new
-// complete one; the old one is deleted after. Where the file system cannot exchange, the old one is
-// renamed to OUT/checkpoint.old first, and --resume falls back on it if the process died in between.
-// Test hook: TRAIN_TEST_CRASH=files[@STEP] kills the process when the new checkpoint is written but not
-// swapped in; TRAIN_TEST_CRASH=rename[@STEP] forces the fallback and kills it between the two renames.
-
-static void fsync_path(const char *path) {
-    int fd = open(path, O_RDONLY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
-static void remove_dir(const char *dir) {  // a checkpoint directory holds files only
-    DIR *dp = opendir(dir);
-    if (!dp) return;
-    for (struct dirent *e; (e = readdir(dp));) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char *p = path_join(dir, e->d_name);
-        if (unlink(p) != 0) fail("cannot remove %s: %s", p, strerror(errno));
-        free(p);
-    }
-    closedir(dp);
-    if (rmdir(dir) != 0) fail("cannot remove %s: %s", dir, strerror(errno));
-}
-
-// "<name>.tmp.<pid>" files that util.h's atomic writes left in OUT when a run was killed mid-write
-static void remove_stale_temporaries(const char *out) {
-    DIR *dp = opendir(out);
-    if (!dp) return;
-    for (struct dirent *e; (e = readdir(dp));) {
-        static const char *mine[] = {"log.json", "log_steps.csv", "log_eval.csv", "loss.png", "weights.png", "ref_loss.json"};
-        for (int i = 0; i < 6; i++) {
-            size_t n = strlen(mine[i]);
-            if (!strncmp(e->d_name, mine[i], n) && !strncmp(e->d_name + n, ".tmp.", 5)) {
-                char *p = path_join(out, e->d_name);
-                unlink(p);
-                free(p);
-            }
-        }
-    }
-    closedir(dp);
-}
-
-static void test_crash(const char *point, int step) {  // TRAIN_TEST_CRASH=point[@step]
-    const char *c = getenv("TRAIN_TEST_CRASH"), *at = c ? strchr(c, '@') : NULL;
-    size_t n = at ? (size_t)(at - c) : (c ? strlen(c) : 0);
-    if (c && n == strlen(point) && !strncmp(c, point, n) && (!at || atoi(at + 1) == step)) {
-        fprintf(stderr, "TRAIN_TEST_CRASH=%s: dying in the middle of the checkpoint of step %d\n", c, step);
-        _exit(86);
-    }
-}
-
-static void rng_to_json(cJSON *j, const char *key, const Rng *r) {
-    cJSON *a = cJSON_AddArrayToObject(j, key);
-    for (int i = 0; i < 4; i++) {
-        char hex[20];
-        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)r->s[i]);
-        cJSON_AddItemToArray(a, cJSON_CreateString(hex));
-    }
-}
-
-static Rng rng_from_json(const cJSON *j, const char *key, const char *src) {
-    const cJSON *a = json_get(j, key);
-    if (!a || !cJSON_IsArray(a) || cJSON_GetArraySize(a) != 4) fail("%s: \"%s\" must be 4 hex words", src, key);
-    Rng r;
-    for (int i = 0; i < 4; i++) {
-        const cJSON *e = cJSON_GetArrayItem(a, i);
-        char *end;
-        r.s[i] = cJSON_IsString(e) ? strtoull(e->valuestring, &end, 16) : 0;
-        if (!cJSON_IsString(e) || *end || end == e->valuestring) fail("%s: \"%s\"[%d] is not a hex word", src, key, i);
-    }
-    return r;
-}
-
-static void optimizer_save(const Run *r, const char *path) {
-    const Optimizer *o = &r->opt;
-    STWriter w = {0};
-    int64_t nt = (int64_t)o->total, nv = (int64_t)o->nv, nb = (int64_t)o->nblocks;
-    if (o->kind == OPT_ADAMW8) {
-        stw_add(&w, "exp_avg.q8", ST_I8, 1, &nt, o->qm);
-        stw_add(&w, "exp_avg.absmax", ST_F32, 1, &nb, o->sm);
-        stw_add(&w, "exp_avg_sq.q8", ST_U8, 1, &nt, o->qv);
-        stw_add(&w, "exp_avg_sq.max", ST_F32, 1, &nb, o->sv);
-    } else {
-        stw_add(&w, o->kind == OPT_MUON ? "momentum" : "exp_avg", ST_F32, 1, &nt, o->m);
-        stw_add(&w, "exp_avg_sq", ST_F32, 1, &nv, o->v);
-    }
-    if (r->save_dtype != ST_F32) stw_add(&w, "master_weights", ST_F32, 1, &nt, r->m.w);
-    w.meta = cJSON_CreateObject();
-    cJSON_AddStringToObject(w.meta, "optimizer", opt_names[o->kind]);
-    char buf[32];
-    snprintf(buf, sizeof buf, "%d", o->t);
-    cJSON_AddStringToObject(w.meta, "updates", buf);
-    stw_write(&w, path);
-}
-
-// the tensor must be there with exactly this dtype and size; otherwise the state is not this run's
-static const void *opt_tensor(const SFile *f, const char *name, int dtype, size_t numel, const char *hint) {
-    const STensor *t = st_find(f, name);
-    if (!t) fail("%s: no tensor \"%s\": %s", f->path, name, hint);
-    if (t->dtype != dtype || t->numel != numel)
-        fail("%s: tensor \"%s\" is %s[%zu] but this model needs %s[%zu]; the optimizer state belongs to another model",
-             f->path, name, st_dtype_name[t->dtype], t->numel, st_dtype_name[dtype], numel);
-    return t->data;
-}
-
-static void optimizer_load(Run *r, const char *path) {
-    Optimizer *o = &r->opt;
-    SFile *f = st_open(path);
-    char hint[200];
-    const char *have = st_find(f, "exp_avg.q8") ? "adamw8" : st_find(f, "momentum") ? "muon" : "adamw";
-    snprintf(hint, sizeof hint, "it holds %s state and this run uses --optimizer %s; resume with the optimizer it was "
-             "trained with", have, opt_names[o->kind]);
-    size_t nt = o->total;
-    if (o->kind == OPT_ADAMW8) {
-        memcpy(o->qm, opt_tensor(f, "exp_avg.q8", ST_I8, nt, hint), nt);
-        memcpy(o->sm, opt_tensor(f, "exp_avg.absmax", ST_F32, o->nblocks, hint), sizeof(float) * o->nblocks);
-        memcpy(o->qv, opt_tensor(f, "exp_avg_sq.q8", ST_U8, nt, hint), nt);
-        memcpy(o->sv, opt_tensor(f, "exp_avg_sq.max", ST_F32, o->nblocks, hint), sizeof(float) * o->nblocks);
-    } else {
-        memcpy(o->m, opt_tensor(f, o->kind == OPT_MUON ? "momentum" : "exp_avg", ST_F32, nt, hint), sizeof(float) * nt);
-        memcpy(o->v, opt_tensor(f, "exp_avg_sq", ST_F32, o->nv, hint), sizeof(float) * o->nv);
-    }
-    if (r->save_dtype != ST_F32)
-        memcpy(r->m.w, opt_tensor(f, "master_weights", ST_F32, nt, "the fp32 master weights of a bf16 checkpoint are "
-                                                                    "missing; the checkpoint is damaged"),
-               sizeof(float) * nt);
-    for (size_t i = 0; o->m && i < nt; i++)
-        if (!isfinite(o->m[i])) fail("%s: non-finite optimizer state at element %zu; the file is corrupt", path, i);
-    st_close(f);
-}
+// model.h's run checkpoint (section 8): OUT/checkpoint/ holds the model as --dtype, the optimizer state
+// (with the fp32 master weights when the model is saved as bf16) and train_state.json: step, data cursor
+// (mixture RNG state + sequences drawn), domain weights, reference losses, settings, loss history.
+// Test hook: TRAIN_TEST_CRASH=files[@STEP] | rename[@STEP] (util.h).
 
 static cJSON *state_to_json(Run *r) {
     cJSON *j = cJSON_CreateObject();
@@ -998,11 +634,7 @@ static cJSON *state_to_json(Run *r) {
     cJSON_AddStringToObject(j, "optimizer", opt_names[r->opt.kind]);
     cJSON_AddNumberToObject(j, "optimizer_updates", r->opt.t);
     cJSON_AddNumberToObject(j, "next_lr", lr_schedule(r->step + 1, r->o.steps, r->o.warmup, r->o.lr, r->o.min_lr_frac));
-    rng_to_json(j, "data_rng", &r->mx.rng);
-    cJSON_AddNumberToObject(j, "data_drawn", (double)r->mx.drawn);
-    cJSON *dom = cJSON_AddArrayToObject(j, "domains");
-    for (int d = 0; d < r->mx.k; d++) cJSON_AddItemToArray(dom, cJSON_CreateString(r->mx.ds.name[d]));
-    cJSON_AddItemToObject(j, "weights", cJSON_CreateDoubleArray(r->mx.w, r->mx.k));
+    mixture_state_to_json(&r->mx, j);
     if (r->ref) cJSON_AddItemToObject(j, "ref_loss", cJSON_CreateDoubleArray(r->ref, r->mx.k));
     cJSON_AddNumberToObject(j, "elapsed_s", r->elapsed_before);
     cJSON_AddStringToObject(j, "embed_scale_dtype", st_dtype_name[r->m.c.scale_dtype]);
@@ -1011,92 +643,32 @@ static cJSON *state_to_json(Run *r) {
     return j;
 }
 
-static void checkpoint_save(Run *r, double elapsed) {
-    char *ck = path_join(r->o.out, "checkpoint"), *tmp = path_join(r->o.out, "checkpoint.tmp");
-    char *old = path_join(r->o.out, "checkpoint.old");
+static void train_checkpoint_save(Run *r, double elapsed) {
     double t0 = now_sec();
-#ifdef USE_GPU
-    if (r->on_gpu) {  // the host copy of the weights and AdamW moments is brought up to date
-        gpu_download(r->gpu.g, r->m.w);
-        gpu_adam_moments(r->gpu.g, r->opt.m, r->opt.v, 0);
-    }
-#endif
-    if (dir_exists(tmp)) remove_dir(tmp);  // left by a crash
-    make_dirs(tmp);
-    model_save(&r->m, tmp, r->save_dtype);
-    char *p = path_join(tmp, "optimizer.safetensors");
-    optimizer_save(r, p);
-    free(p);
+    step_get(r->S, STEP_WEIGHTS | STEP_OPTIMIZER, -1);  // the host copies up to date
     double saved_elapsed = r->elapsed_before;
     r->elapsed_before += elapsed;
     cJSON *st = state_to_json(r);
     r->elapsed_before = saved_elapsed;
-    p = path_join(tmp, "train_state.json");
-    write_json_atomic(p, st);
-    free(p);
+    checkpoint_save(r->o.out, "train", r->step, &r->m, r->save_dtype, &r->opt, st, NULL, NULL, 0);
     cJSON_Delete(st);
-    fsync_path(tmp);
-    test_crash("files", r->step);
-    const char *crash = getenv("TRAIN_TEST_CRASH");
-    int exchange = dir_exists(ck) && !(crash && !strncmp(crash, "rename", 6));
-    if (exchange && renameat2(AT_FDCWD, tmp, AT_FDCWD, ck, RENAME_EXCHANGE) == 0) remove_dir(tmp);  // tmp: the old one
-    else {
-        if (dir_exists(ck)) {
-            if (dir_exists(old)) remove_dir(old);
-            if (rename(ck, old) != 0) fail("cannot rename %s to %s: %s", ck, old, strerror(errno));
-            test_crash("rename", r->step);
-        }
-        if (rename(tmp, ck) != 0) fail("cannot rename %s to %s: %s", tmp, ck, strerror(errno));
-        if (dir_exists(old)) remove_dir(old);
-    }
-    fsync_path(r->o.out);
-    printf("checkpoint step %d -> %s (%.2fs)\n", r->step, ck, now_sec() - t0);
+    printf("checkpoint step %d -> %s/checkpoint (%.2fs)\n", r->step, r->o.out, now_sec() - t0);
     fflush(stdout);
-    free(ck), free(tmp), free(old);
-}
-
-// the checkpoint --resume reads: OUT/checkpoint, or OUT/checkpoint.old when a save died between renames
-static char *checkpoint_find_dir(const char *out) {
-    char *ck = path_join(out, "checkpoint"), *old = path_join(out, "checkpoint.old");
-    if (dir_exists(ck)) {
-        free(old);
-        return ck;
-    }
-    free(ck);
-    if (dir_exists(old)) return old;
-    free(old);
-    return NULL;
 }
 
 // Restore the data cursor, weights, reference losses and history. The model (and with bf16 the
 // master weights) and optimizer are read by the caller; everything is checked before anything is written.
 static void state_load(Run *r, const cJSON *j, const char *src) {
-    r->step = (int)json_int(j, "step", -1, src);
-    if (r->step < 0) fail("%s: no \"step\"; the file is damaged", src);
-    r->opt.t = (int)json_int(j, "optimizer_updates", r->step, src);
-    const cJSON *dom = json_get(j, "domains");
-    int k = dom && cJSON_IsArray(dom) ? cJSON_GetArraySize(dom) : -1;
-    int same = k == r->mx.k;
-    for (int d = 0; same && d < k; d++) {
-        const cJSON *e = cJSON_GetArrayItem(dom, d);
-        same = cJSON_IsString(e) && !strcmp(e->valuestring, r->mx.ds.name[d]);
+    r->step = (int)state_int(j, "step", 0, INT_MAX, src);
+    r->opt.t = (int)state_int(j, "optimizer_updates", 0, INT_MAX, src);
+    mixture_state_from_json(&r->mx, j, src, r->o.data);
+    if (r->dynamic && json_get(j, "ref_loss")) {
+        r->ref = (double *)mallocCheck(sizeof(double) * (size_t)r->mx.k);
+        state_nums(j, "ref_loss", r->mx.k, 0, 1e30, r->ref, src);
     }
-    if (!same) fail("%s: the run was trained on other domains than --data %s has; resume with the run's --data",
-                    src, r->o.data);
-    r->mx.rng = rng_from_json(j, "data_rng", src);
-    r->mx.drawn = (uint64_t)json_num(j, "data_drawn", 0, src);
-    const cJSON *w = json_get(j, "weights");
-    if (!w || !cJSON_IsArray(w) || cJSON_GetArraySize(w) != k) fail("%s: \"weights\" must list %d numbers", src, k);
-    for (int d = 0; d < k; d++) r->mx.w[d] = cJSON_GetArrayItem(w, d)->valuedouble;
-    const cJSON *ref = json_get(j, "ref_loss");
-    if (ref && r->dynamic) {
-        if (!cJSON_IsArray(ref) || cJSON_GetArraySize(ref) != k) fail("%s: \"ref_loss\" must list %d numbers", src, k);
-        r->ref = (double *)mallocCheck(sizeof(double) * (size_t)k);
-        for (int d = 0; d < k; d++) r->ref[d] = cJSON_GetArrayItem(ref, d)->valuedouble;
-    }
-    r->elapsed_before = json_num(j, "elapsed_s", 0, src);
+    r->elapsed_before = state_num(j, "elapsed_s", 0, 1e30, src);
     const cJSON *h = json_get(j, "history");
-    if (!h) fail("%s: no \"history\"; the file is damaged", src);
+    if (!h) state_damaged(src, "history", NULL, "the loss history");
     history_from_json(&r->h, h, r->mx.ds.name, src);
     if (r->h.n != r->step) fail("%s: history has %d steps but step is %d; the file is damaged", src, r->h.n, r->step);
 }
@@ -1136,7 +708,7 @@ static int sample_token(const float *z, int V, double temp, int top_k, Rng *rng)
 
 static int generate_text(Opts *o) {
     if (o->seq < 1) fail("--seq %d: generation needs a context of at least 1 token", o->seq);
-    char *dir = *o->model ? str_dup(o->model) : *o->out ? checkpoint_find_dir(o->out) : NULL;
+    char *dir = *o->model ? str_dup(o->model) : *o->out ? ckpt_find(o->out) : NULL;
     if (!dir) fail("--generate needs --model DIR (or --out DIR of a run with a checkpoint)");
     Model m;
     model_load(&m, dir);
@@ -1218,19 +790,14 @@ int main(int argc, char **argv) {
     cJSON *state = NULL;
     char *state_path = NULL;
     if (r.o.resume) {
-        ck = checkpoint_find_dir(r.o.out);
-        if (!ck) fail("--resume: %s has no checkpoint/ to resume; run without --resume to start", r.o.out);
-        state_path = path_join(ck, "train_state.json");
-        if (!file_exists(state_path)) fail("%s: no train_state.json; not a checkpoint of ./train", ck);
-        state = json_read(state_path);
+        state = ckpt_state_open(r.o.out, "train", &ck, &state_path);
         const cJSON *saved = json_get(state, "settings");
-        if (!saved) fail("%s: no \"settings\"; the file is damaged", state_path);
         Opts cmd = r.o;
         flags_resume(&cli, &r.o, &cmd, given, saved, state_path);
         r.o.resume = 1;
     } else {
         recipe_apply(&r.o, given);  // a resumed run has the values it was started with
-        char *have = checkpoint_find_dir(r.o.out);
+        char *have = ckpt_find(r.o.out);
         if (have && !r.o.force)
             fail("%s already holds a checkpoint; pass --resume to continue that run, --force to start over, or "
                  "another --out", r.o.out);
@@ -1242,8 +809,10 @@ int main(int argc, char **argv) {
     if (r.o.resume) {
         model_load(&r.m, ck);
         // sqrt(d) as the run computed it (a random init saved as bf16 would otherwise reload it bf16-rounded)
-        const char *sd = json_str(state, "embed_scale_dtype", "F32", state_path);
-        r.m.c.scale_dtype = !strcmp(sd, "BF16") ? ST_BF16 : !strcmp(sd, "F16") ? ST_F16 : ST_F32;
+        const cJSON *sd = json_get(state, "embed_scale_dtype");
+        if (!cJSON_IsString(sd) || !choice_holds("F32|BF16|F16", sd->valuestring))
+            state_damaged(state_path, "embed_scale_dtype", sd, "F32, BF16 or F16");
+        r.m.c.scale_dtype = !strcmp(sd->valuestring, "BF16") ? ST_BF16 : !strcmp(sd->valuestring, "F16") ? ST_F16 : ST_F32;
         r.m.embed_scale = embed_scale_for(r.m.c.d, r.m.c.scale_dtype);
         from_weights = 1;
     } else from_weights = init_model(&r.m, &r.o);
@@ -1273,18 +842,16 @@ int main(int argc, char **argv) {
     }
 
     // optimizer, and everything a resume restores (all checked before anything is written)
-    optimizer_init(&r.opt, &r.m.tab, &r.o);
+    optimizer_init(&r.opt, &r.m.tab, name_index(r.o.optimizer, opt_names, 3, "optimizer"), (float)r.o.beta1,
+                   (float)r.o.beta2, (float)r.o.eps, (float)r.o.muon_momentum);
     if (r.o.resume) {
-        char *op = path_join(ck, "optimizer.safetensors");
-        if (!file_exists(op)) fail("%s: no optimizer.safetensors; the checkpoint is incomplete", ck);
         if (strcmp(json_str(state, "optimizer", r.o.optimizer, state_path), r.o.optimizer))
             fail("%s: the run was trained with --optimizer %s, not %s; resume with the same optimizer", state_path,
                  json_str(state, "optimizer", "", state_path), r.o.optimizer);
-        optimizer_load(&r, op);
+        checkpoint_load_state(ck, &r.m, r.save_dtype, &r.opt, NULL, NULL, 0);
         state_load(&r, state, state_path);
         if (r.step >= r.o.steps)
             fail("%s is at step %d of --steps %d: nothing to do; pass a larger --steps to train on", ck, r.step, r.o.steps);
-        free(op);
     }
     if (r.dynamic && !r.ref) r.ref = reference_losses(&r.o, &r.mx, r.m.c.V);
 
@@ -1311,7 +878,7 @@ int main(int argc, char **argv) {
 
     // from here on OUT is written; first the temporaries of a process that was killed while writing logs
     make_dirs(r.o.out);
-    remove_stale_temporaries(r.o.out);
+    ckpt_cleanup(r.o.out);
     if (r.dynamic && *r.o.ref_model && !r.o.resume) {
         cJSON *j = cJSON_CreateObject();
         for (int d = 0; d < r.mx.k; d++) cJSON_AddNumberToObject(j, r.mx.ds.name[d], r.ref[d]);
@@ -1328,14 +895,8 @@ int main(int argc, char **argv) {
         r.slog = (float *)mallocCheck(sizeof(float) * N * r.m.c.V);
         r.tlog = (float *)mallocCheck(sizeof(float) * N * r.m.c.V);
     }
-#ifdef USE_GPU
-    if (!strcmp(r.o.device, "gpu")) {
-        if (r.opt.nv != r.opt.total) fail("internal: AdamW state is not laid out over the whole table");
-        gpu_run_open(&r.gpu, &r.m, r.o.batch, r.o.seq, r.o.gpu_recompute);
-        if (r.opt.t > 0) gpu_adam_moments(r.gpu.g, r.opt.m, r.opt.v, 1);  // resuming: the moments too
-        r.on_gpu = 1;
-    }
-#endif
+    StepOpts so = step_opts(&r.o, r.o.gpu_recompute);
+    r.S = step_open(&r.m, &r.opt, &so);
     if (!r.o.resume && r.o.eval_every > 0) evaluate(&r, 0);
 
     double t0 = now_sec();
@@ -1351,9 +912,7 @@ int main(int argc, char **argv) {
                st.loss, st.lr, st.gnorm, toks, fmt_duration(r.elapsed_before + now - t_start, e1),
                fmt_duration(el / (r.step - first) * (r.o.steps - r.step), e2));
         if (r.has_teacher) printf(" | ce %.4f | kl %.4f", st.ce, st.kl);
-#ifdef USE_GPU
-        if (r.on_gpu) printf(" | gpu %.2f GiB", gpu_used_gib());
-#endif
+        step_log_memory(r.S);
         printf("\n");
         fflush(stdout);
         if (!isfinite(st.loss)) fail("step %d: the loss is %g; lower --lr or raise --warmup (nothing saved)", r.step, st.loss);
@@ -1361,7 +920,7 @@ int main(int argc, char **argv) {
         int stop = r.o.stop_at > 0 && r.step == r.o.stop_at && !last;
         int at_save = (r.o.save_every > 0 && r.step % r.o.save_every == 0) || last || stop;
         if (at_eval || last) evaluate(&r, at_eval);  // the weights move at eval intervals only
-        if (at_save) checkpoint_save(&r, now_sec() - t_start);
+        if (at_save) train_checkpoint_save(&r, now_sec() - t_start);
         if (at_eval || at_save) write_logs(&r, at_eval || last);
         if (stop) {
             printf("stopped at step %d (--stop-at); continue with --resume\n", r.step);
@@ -1373,9 +932,7 @@ int main(int argc, char **argv) {
            fmt_duration(now_sec() - t_start, e1), r.o.out);
     if (state) cJSON_Delete(state);
     free(ck), free(state_path);
-#ifdef USE_GPU
-    gpu_run_close(&r.gpu);
-#endif
+    step_close(r.S);
     optimizer_free(&r.opt);
     mixture_close(&r.mx);
     model_free(&r.m);

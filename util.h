@@ -21,6 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
+#include <dirent.h>
+#include <signal.h>
+#include <sys/syscall.h>
 
 // ----------------------------------------------------------------------------------------------
 // failing loudly: one line, the input that is wrong, and what to do about it; exit code 1
@@ -849,6 +852,271 @@ static inline double rng_normal(Rng *r) {  // Box-Muller
     double u1 = rng_uniform(r), u2 = rng_uniform(r);
     if (u1 < 1e-300) u1 = 1e-300;
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+// ----------------------------------------------------------------------------------------------
+// checkpoints: the one layout and resume codec of train and prune. OUT/checkpoint/ is a Hugging Face model
+// directory (every stage loads it with --model DIR) plus what the run needs to continue bit for bit:
+// optimizer.safetensors, the program's <prog>_state.json (step, RNG states, data cursor, settings) and, for
+// prune, masks.safetensors. It is written into OUT/checkpoint.tmp, made durable (fsync), then swapped in
+// with one renameat2(RENAME_EXCHANGE): OUT/checkpoint is at every instant the old complete checkpoint or the
+// new complete one, and the old one is deleted after. Where the file system cannot exchange, the old one is
+// renamed to OUT/checkpoint.old first, and a resume falls back on it if the process died in between. What a
+// killed process leaves (checkpoint.tmp, a superseded checkpoint.old, "*.tmp.<pid>" files of atomic writes)
+// is removed at the next start: at most the last good checkpoint stays.
+// Test hook: <PROG>_TEST_CRASH=files[@STEP] kills the process when the new checkpoint is written but not
+// swapped in; <PROG>_TEST_CRASH=rename[@STEP] forces the fallback and kills it between the two renames.
+
+static void fsync_path(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+static void remove_dir(const char *dir) {  // a checkpoint directory holds files only
+    DIR *dp = opendir(dir);
+    if (!dp) return;
+    for (struct dirent *e; (e = readdir(dp));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char *p = path_join(dir, e->d_name);
+        if (unlink(p) != 0) fail("cannot remove %s: %s", p, strerror(errno));
+        free(p);
+    }
+    closedir(dp);
+    if (rmdir(dir) != 0) fail("cannot remove %s: %s", dir, strerror(errno));
+}
+
+// "<name>.tmp.<pid>": what util.h's atomic writes leave when the process dies mid-write; its pid, else 0
+static long atomic_temporary_pid(const char *name) {
+    const char *t = strstr(name, ".tmp.");
+    if (!t || t == name || !t[5]) return 0;
+    for (const char *d = t + 5; *d; d++)
+        if (*d < '0' || *d > '9') return 0;
+    return atol(t + 5);
+}
+
+// at the start of a run that writes OUT: remove what a killed run left there
+static void ckpt_cleanup(const char *out) {
+    char *ck = path_join(out, "checkpoint"), *tmp = path_join(out, "checkpoint.tmp"), *old = path_join(out, "checkpoint.old");
+    if (dir_exists(tmp)) remove_dir(tmp);                   // a save that never got swapped in
+    if (dir_exists(ck) && dir_exists(old)) remove_dir(old);  // the fallback died after its second rename
+    const char *dirs[] = {out, ck, old};
+    for (int i = 0; i < 3; i++) {
+        DIR *dp = opendir(dirs[i]);
+        for (struct dirent *e; dp && (e = readdir(dp));) {
+            long pid = atomic_temporary_pid(e->d_name);
+            if (!pid || (pid != (long)getpid() && kill((pid_t)pid, 0) == 0)) continue;  // a live process writes it
+            char *p = path_join(dirs[i], e->d_name);
+            struct stat st;
+            if (lstat(p, &st) == 0 && S_ISREG(st.st_mode)) unlink(p);
+            free(p);
+        }
+        if (dp) closedir(dp);
+    }
+    free(ck), free(tmp), free(old);
+}
+
+// the checkpoint a resume reads: OUT/checkpoint, or OUT/checkpoint.old when a save died between renames
+static char *ckpt_find(const char *out) {
+    char *ck = path_join(out, "checkpoint"), *old = path_join(out, "checkpoint.old");
+    char *hit = dir_exists(ck) ? ck : dir_exists(old) ? old : NULL;
+    if (hit != ck) free(ck);
+    if (hit != old) free(old);
+    return hit;
+}
+
+// the test hook's setting for prog: $<PROG>_TEST_CRASH (var receives the name), or NULL
+static const char *ckpt_crash_hook(const char *prog, char var[64]) {
+    snprintf(var, 64, "%s_TEST_CRASH", prog);
+    for (char *v = var; *v; v++) *v = (char)(*v >= 'a' && *v <= 'z' ? *v - 32 : *v);
+    return getenv(var);
+}
+
+static void ckpt_test_crash(const char *prog, const char *point, int step) {  // <PROG>_TEST_CRASH=point[@step]
+    char var[64];
+    const char *c = ckpt_crash_hook(prog, var), *at = c ? strchr(c, '@') : NULL;
+    size_t n = at ? (size_t)(at - c) : (c ? strlen(c) : 0);
+    if (c && n == strlen(point) && !strncmp(c, point, n) && (!at || atoi(at + 1) == step)) {
+        fprintf(stderr, "%s=%s: dying in the middle of the checkpoint of step %d\n", var, c, step);
+        _exit(86);
+    }
+}
+
+// renameat2(RENAME_EXCHANGE) through syscall(): glibc declares renameat2 only when _GNU_SOURCE came before the
+// first system header, and a file that includes util.h after <stdio.h> has not done that
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)  // the kernel's value (include/uapi/linux/fs.h)
+#endif
+static int rename_exchange(const char *a, const char *b) {
+#ifdef SYS_renameat2
+    return (int)syscall(SYS_renameat2, AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE);
+#else
+    errno = ENOSYS;  // the caller falls back on two renames
+    return -1;
+#endif
+}
+
+// a fresh, empty OUT/checkpoint.tmp to write the new checkpoint into
+static char *ckpt_begin(const char *out) {
+    char *tmp = path_join(out, "checkpoint.tmp");
+    if (dir_exists(tmp)) remove_dir(tmp);  // left by a crash
+    make_dirs(tmp);
+    return tmp;
+}
+
+// swap the complete OUT/checkpoint.tmp in as OUT/checkpoint; prog names the test hook
+static void ckpt_commit(const char *out, const char *prog, int step) {
+    char *ck = path_join(out, "checkpoint"), *tmp = path_join(out, "checkpoint.tmp"), *old = path_join(out, "checkpoint.old");
+    fsync_path(tmp);
+    ckpt_test_crash(prog, "files", step);
+    char var[64];
+    const char *crash = ckpt_crash_hook(prog, var);
+    int exchange = dir_exists(ck) && !(crash && !strncmp(crash, "rename", 6));
+    if (exchange && rename_exchange(tmp, ck) == 0) remove_dir(tmp);  // tmp: the old one
+    else {
+        if (dir_exists(ck)) {
+            if (dir_exists(old)) remove_dir(old);
+            if (rename(ck, old) != 0) fail("cannot rename %s to %s: %s", ck, old, strerror(errno));
+            ckpt_test_crash(prog, "rename", step);
+        }
+        if (rename(tmp, ck) != 0) fail("cannot rename %s to %s: %s", tmp, ck, strerror(errno));
+        if (dir_exists(old)) remove_dir(old);
+    }
+    fsync_path(out);
+    free(ck), free(tmp), free(old);
+}
+
+// Resume state is read strictly: every field present, of its JSON type, whole where it counts, finite, in
+// range; otherwise one line naming the file and the field (an edited or truncated file is never half-used).
+__attribute__((noreturn)) static void state_damaged(const char *src, const char *key, const cJSON *v, const char *want) {
+    char *t = v ? cJSON_PrintUnformatted(v) : NULL;
+    fail("%s: \"%s\" is %.60s, expected %s; the file is damaged (start again without --resume, or restore it)", src,
+         key, t ? t : "missing", want);
+}
+
+static double state_num(const cJSON *o, const char *key, double lo, double hi, const char *src) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || !cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < lo || v->valuedouble > hi) {
+        char want[96];
+        snprintf(want, sizeof want, "a number in [%g, %g]", lo, hi);
+        state_damaged(src, key, v, want);
+    }
+    return v->valuedouble;
+}
+
+static long long state_int(const cJSON *o, const char *key, long long lo, long long hi, const char *src) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    double x = v && cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    if (!(x == floor(x) && x >= (double)lo && x <= (double)hi)) {
+        char want[96];
+        snprintf(want, sizeof want, "a whole number in [%lld, %lld]", lo, hi);
+        state_damaged(src, key, v, want);
+    }
+    return (long long)x;
+}
+
+static void state_nums(const cJSON *o, const char *key, int n, double lo, double hi, double *out, const char *src) {
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, key);
+    int ok = a && cJSON_IsArray(a) && cJSON_GetArraySize(a) == n;
+    for (const cJSON *e = ok ? a->child : NULL; e; e = e->next)
+        ok &= cJSON_IsNumber(e) && isfinite(e->valuedouble) && e->valuedouble >= lo && e->valuedouble <= hi;
+    if (!ok) {
+        char want[96];
+        snprintf(want, sizeof want, "%d numbers in [%g, %g]", n, lo, hi);
+        state_damaged(src, key, a, want);
+    }
+    int i = 0;
+    for (const cJSON *e = a->child; e; e = e->next) out[i++] = e->valuedouble;
+}
+
+// the 4 state words as 16-digit hex strings (JSON numbers would lose bits)
+static void rng_to_json(cJSON *j, const char *key, const Rng *r) {
+    cJSON *a = cJSON_AddArrayToObject(j, key);
+    for (int i = 0; i < 4; i++) {
+        char hex[20];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)r->s[i]);
+        cJSON_AddItemToArray(a, cJSON_CreateString(hex));
+    }
+}
+
+static Rng rng_from_json(const cJSON *j, const char *key, const char *src) {
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, key);
+    Rng r;
+    int ok = a && cJSON_IsArray(a) && cJSON_GetArraySize(a) == 4;
+    uint64_t any = 0;
+    for (int i = 0; ok && i < 4; i++) {
+        const cJSON *e = cJSON_GetArrayItem(a, i);
+        ok = cJSON_IsString(e) && strlen(e->valuestring) == 16 && strspn(e->valuestring, "0123456789abcdef") == 16;
+        if (ok) any |= r.s[i] = strtoull(e->valuestring, NULL, 16);
+    }
+    if (!ok || !any) state_damaged(src, key, a, "4 words of 16 lower-case hex digits, not all zero");
+    return r;
+}
+
+// The state of OUT's checkpoint for `prog --resume`: <prog>_state.json parsed, its path and the checkpoint
+// directory; refused in one line when OUT has no checkpoint or one of the other program.
+static cJSON *ckpt_state_open(const char *out, const char *prog, char **dir, char **path) {
+    char *ck = ckpt_find(out), name[64];
+    if (!ck) fail("--resume: %s has no checkpoint/ to resume; start without --resume", out);
+    snprintf(name, sizeof name, "%s_state.json", prog);
+    char *p = path_join(ck, name);
+    if (!file_exists(p)) {
+        const char *other = strcmp(prog, "train") ? "train" : "prune";
+        char oname[64];
+        snprintf(oname, sizeof oname, "%s_state.json", other);
+        char *q = path_join(ck, oname);
+        if (file_exists(q))
+            fail("--resume: %s is a checkpoint of ./%s, not of ./%s; resume it with ./%s, or give ./%s another --out", ck,
+                 other, prog, other, prog);
+        fail("--resume: %s has no %s: not a checkpoint of ./%s; start without --resume", ck, name, prog);
+    }
+    cJSON *j = json_read(p);
+    const cJSON *set = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "settings") : NULL;
+    if (!cJSON_IsObject(set)) state_damaged(p, "settings", set, "the run's settings");
+    *dir = ck, *path = p;
+    return j;
+}
+
+// tensors of a run's state (optimizer moments, master weights, masks): one list says what is saved and what
+// a resume must find, each with exactly this dtype and element count
+typedef struct {
+    const char *name;
+    int dtype;  // ST_F32, ST_I8, ST_U8
+    void *p;
+    size_t n;
+} StateTensor;
+
+static void state_tensors_write(const char *path, const StateTensor *t, int n, cJSON *meta) {
+    STWriter w = {0};
+    for (int i = 0; i < n; i++) {
+        int64_t len = (int64_t)t[i].n;
+        stw_add(&w, t[i].name, t[i].dtype, 1, &len, t[i].p);
+    }
+    w.meta = meta;
+    stw_write(&w, path);
+}
+
+// hint: what a missing tensor means (e.g. "the optimizer state of another --optimizer")
+static void state_tensors_read(const char *path, const StateTensor *t, int n, const char *hint) {
+    if (!file_exists(path)) fail("%s is missing; the checkpoint is incomplete (start again without --resume)", path);
+    SFile *f = st_open(path);
+    for (int i = 0; i < n; i++) {
+        const STensor *s = st_find(f, t[i].name);
+        if (!s) fail("%s: no tensor \"%s\": %s", path, t[i].name, hint);
+        if (s->dtype != t[i].dtype || s->numel != t[i].n)
+            fail("%s: tensor \"%s\" is %s[%zu] but this run needs %s[%zu]; the state belongs to another model or run", path,
+                 t[i].name, st_dtype_name[s->dtype], s->numel, st_dtype_name[t[i].dtype], t[i].n);
+        if (s->dtype == ST_F32)
+            for (size_t k = 0; k < s->numel; k++) {
+                float x;
+                memcpy(&x, (const char *)s->data + 4 * k, 4);
+                if (!isfinite(x)) fail("%s: tensor \"%s\" holds %g at element %zu; the file is damaged", path, t[i].name, x, k);
+            }
+        memcpy(t[i].p, s->data, s->nbytes);
+    }
+    st_close(f);
 }
 
 // ----------------------------------------------------------------------------------------------

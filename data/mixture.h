@@ -2,9 +2,8 @@
 // domain from the weights w, then a uniformly random window of T+1 tokens of that domain's train
 // shard; held-out loss is measured per domain on fixed windows of the validation shard; and
 // Sheared-LLaMA's dynamic batch loading moves w toward the domains whose loss is furthest above
-// its reference (DESIGN.md §4).
+// its reference.
 #pragma once
-#include "model.h"
 #include "data/shard.h"
 #include "hip/comm.h"
 
@@ -80,12 +79,10 @@ static void mixture_batch(Mixture *mx, int B, int T, int *tok, int *tgt, int *do
     mixture_batch_part(mx, B, 0, B, T, tok, tgt, dom);
 }
 
-// A forward pass that returns the mean next-token loss over the targets >= 0 of rows x T windows:
-// model.h's on the CPU (model_eval_fn), or the GPU's (hip/gpu.h gpu_eval_fn)
+// A forward pass that returns the mean next-token loss over the targets >= 0 of rows x T windows. The
+// data knows tokens, not models: ctx is whatever fwd needs (model.h's step_eval_fn takes a Step on
+// either device, model_eval_fn a Model on the CPU).
 typedef float (*EvalFn)(void *ctx, const int *tok, const int *tgt, int rows, int T);
-static float model_eval_fn(void *m, const int *tok, const int *tgt, int rows, int T) {
-    return model_forward((Model *)m, tok, tgt, rows, T, 0, NULL);
-}
 
 // The windows evaluation reads from domain d: the shard's windows of T+1 tokens start at multiples of T (slots).
 // Validation: dynamic batch loading (and pruning's evaluation) reads the even slots, held-out evaluation
@@ -141,13 +138,10 @@ static void mixture_eval_part(const Mixture *mx, EvalFn fwd, void *ctx, int d, i
 }
 
 // mean next-token loss of domain d's evaluation windows (one process)
-static double mixture_eval_with(const Mixture *mx, EvalFn fwd, void *ctx, int d, int B, int T, int batches) {
+static double mixture_eval(const Mixture *mx, EvalFn fwd, void *ctx, int d, int B, int T, int batches) {
     double sum = 0, count = 0;
     mixture_eval_part(mx, fwd, ctx, d, B, T, batches, 0, 1, &sum, &count);
     return sum / count;
-}
-static double mixture_eval(const Mixture *mx, Model *m, int d, int B, int T, int batches) {
-    return mixture_eval_with(mx, model_eval_fn, m, d, B, T, batches);
 }
 
 // every domain's held-out loss, the batches split over the ranks and the sums all-reduced: every rank ends with
@@ -177,4 +171,32 @@ static void dbl_update(double *w, const double *loss, const double *ref, int k, 
     for (int i = 0; i < k; i++) s += (w[i] = (1 - c) * a[i] / z + c / k);
     for (int i = 0; i < k; i++) w[i] /= s;
     free(a);
+}
+
+// The mixture's part of a checkpoint (train's and prune's): the data cursor (sampling RNG state and sequences
+// drawn), the domains in order and their weights. A resume checks the domains against --data (data_dir) and
+// reads the rest strictly (util.h's state_*), so the next batch is the one the uninterrupted run draws.
+static void mixture_state_to_json(const Mixture *mx, cJSON *j) {
+    rng_to_json(j, "data_rng", &mx->rng);
+    cJSON_AddNumberToObject(j, "data_drawn", (double)mx->drawn);
+    cJSON *dom = cJSON_AddArrayToObject(j, "domains");
+    for (int d = 0; d < mx->k; d++) cJSON_AddItemToArray(dom, cJSON_CreateString(mx->ds.name[d]));
+    cJSON_AddItemToObject(j, "weights", cJSON_CreateDoubleArray(mx->w, mx->k));  // cJSON prints doubles round-trip
+}
+
+static void mixture_state_from_json(Mixture *mx, const cJSON *j, const char *src, const char *data_dir) {
+    const cJSON *dom = cJSON_GetObjectItemCaseSensitive(j, "domains");
+    if (!cJSON_IsArray(dom)) state_damaged(src, "domains", dom, "the list of domain names");
+    int same = cJSON_GetArraySize(dom) == mx->k;
+    for (int d = 0; same && d < mx->k; d++) {
+        const cJSON *e = cJSON_GetArrayItem(dom, d);
+        same = cJSON_IsString(e) && !strcmp(e->valuestring, mx->ds.name[d]);
+    }
+    if (!same) fail("%s: the run was trained on other domains than --data %s has; resume with the run's --data", src, data_dir);
+    mx->rng = rng_from_json(j, "data_rng", src);
+    mx->drawn = (uint64_t)state_int(j, "data_drawn", 0, 1LL << 53, src);
+    state_nums(j, "weights", mx->k, 0, 1, mx->w, src);
+    double sum = 0;
+    for (int d = 0; d < mx->k; d++) sum += mx->w[d];
+    if (fabs(sum - 1) > 1e-6) state_damaged(src, "weights", cJSON_GetObjectItemCaseSensitive(j, "weights"), "weights summing to 1");
 }

@@ -4,10 +4,10 @@
 // Layout is model.h's parameter table: the same offsets on host and device, so weights and
 // gradients move with one copy each.
 //
-// Use from C (train.c / prune.c behind #ifdef USE_GPU, hip/bench.c, hip/dev/check_step.c):
-//   #include "model.h"
-//   #include "hip/gpu.h"                       // after model.h: adds gpu_spec_from_model()
-//   GpuSpec *s = gpu_spec_from_model(&m);
+// train.c and prune.c do not call this directly: the end of this file implements model.h section 7's
+// step on the GPU (gpu_step_open), and model.h includes it in the builds of `make gpu` (USE_GPU).
+// The raw interface, as hip/bench.c and hip/dev/check_step.c use it:
+//   GpuSpec *s = gpu_spec_from_model(&m);     // model.h's Model (or gpu_spec_from_config)
 //   s->recompute = 0;                           // or N: the first N layers recompute gate|up (less memory)
 //   GpuModel *g = gpu_create(s, B, T);          // allocates everything once
 //   gpu_upload(g, m.w);
@@ -65,7 +65,10 @@ void gpu_backward(GpuModel *g);                    // gradients ACCUMULATE (as i
 double gpu_grad_sumsq(GpuModel *g);                // Σ g² over all weight gradients (frozen ones stay 0)
 // AdamW (model.h adamw_update) on every non-frozen tensor; wd only where bit 0 is set; g scaled by gscale first
 void gpu_adamw(GpuModel *g, float lr, float b1, float b2, float eps, float wd, int step, float gscale);
-void gpu_adam_moments(GpuModel *g, float *m, float *v, int upload);  // [total] each, host <-> device
+// floats [off, off + n) of the master weights (to the device: their bf16 copy too), the gradients or AdamW's
+// moments, to (to_device = 1) or from the host; moments the device has not made yet (before its first update) read 0
+enum { GPU_WEIGHTS, GPU_GRADS, GPU_ADAM_M, GPU_ADAM_V };
+void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_device);
 // Masks (host arrays; NULL turns that hook off): zl [L], zh [L*H], zf [L*F], zd [d]
 void gpu_set_masks(GpuModel *g, const float *zl, const float *zh, const float *zf, const float *zd);
 void gpu_get_mask_grads(GpuModel *g, float *dzl, float *dzh, float *dzf, float *dzd);  // NULL: skip
@@ -151,55 +154,104 @@ static void gpu_spec_free(GpuSpec *s) {
     free(s->inv_freq), free(s->tensor_off), free(s->tensor_flag), free(s);
 }
 
-// --- train.c / prune.c `--device gpu`: one model on the GPU, driven with model.h's host arrays -------------
-// The host keeps its Model (config, table, fp32 weights for checkpoints); the GPU holds the working copy.
+// --- model.h section 7's step on one GPU (train.c and prune.c --device gpu) ---------------------------------
+// The host keeps its Model (config, table, the fp32 weights checkpoints read) and Optimizer (the state
+// checkpoints read); the GPU holds the working copies, which step_get / step_put move tensor by tensor.
+// Only AdamW runs here so far: its moments have the CPU's layout (the table's offsets), so a checkpoint
+// resumes on either device.
 typedef struct {
     GpuModel *g;
     GpuSpec *s;
-    int B, T;
-    int *tok, *tgt;  // [B*T] padding for forward passes of fewer than B rows
-} GpuRun;
+    int *tok, *tgt;  // [B*T] an evaluation batch of fewer than B rows, padded
+} GpuStep;
 
-// recompute: GpuSpec.recompute (--gpu-recompute of train and prune; 0 for forward-only use)
-static void gpu_run_open(GpuRun *r, const Model *m, int B, int T, int recompute) {
-    const char *why = gpu_unsupported(&m->c);
-    if (why) fail("--device gpu: %s; use --device cpu", why);
-    if (recompute < 0 || recompute > m->c.L)
-        fail("--gpu-recompute %d: expected 0 to %d (the model's layers)", recompute, m->c.L);
-    size_t used0, used, total;
-    gpu_memory(&used0, &total);
-    r->s = gpu_spec_from_model(m);
-    r->s->recompute = recompute;
-    r->g = gpu_create(r->s, B, T);
-    r->B = B, r->T = T;
-    r->tok = (int *)mallocCheck(sizeof(int) * (size_t)B * T);
-    r->tgt = (int *)mallocCheck(sizeof(int) * (size_t)B * T);
-    gpu_upload(r->g, m->w);
-    gpu_memory(&used, &total);
-    printf("| device: %s, %.2f GiB allocated for the model and one %d x %d batch (%.2f of %.2f GiB in use)\n",
-           gpu_device_name(), gpu_bytes(r->g) / 1073741824.0, B, T, used / 1073741824.0, total / 1073741824.0);
+static GpuModel *gpu_of(Step *S) { return ((GpuStep *)S->dev)->g; }
+
+static const char *gpu_step_refuses(const StepOpts *o, const Config *c, int optimizer) {
+    static char why[512];
+    const char *u = c ? gpu_unsupported(c) : NULL;
+    if (optimizer >= 0 && optimizer != OPT_ADAMW)
+        snprintf(why, sizeof why, "--device gpu trains with AdamW only (got --optimizer %s); use --device cpu for adamw8 "
+                 "and muon", opt_names[optimizer]);
+    else if (u) snprintf(why, sizeof why, "--device gpu: %s; use --device cpu", u);
+    else if (c && (o->recompute < 0 || o->recompute > c->L))
+        snprintf(why, sizeof why, "--gpu-recompute %d: expected 0 to %d (the model's layers)", o->recompute, c->L);
+    else return NULL;
+    return why;
 }
 
-static void gpu_run_close(GpuRun *r) {
-    if (!r->g) return;
-    gpu_free(r->g), gpu_spec_free(r->s), free(r->tok), free(r->tgt);
-    memset(r, 0, sizeof *r);
+static void gpu_step_masks(Step *S, const float *zl, const float *zh, const float *zf, const float *zd) {
+    gpu_set_masks(gpu_of(S), zl, zh, zf, zd);
+}
+static void gpu_step_zero_grad(Step *S) { gpu_zero_grad(gpu_of(S)); }
+static float gpu_step_forward(Step *S, const int *tok, const int *tgt, int want_grad) {
+    return gpu_forward(gpu_of(S), tok, tgt, want_grad);
+}
+static void gpu_step_backward(Step *S) { gpu_backward(gpu_of(S)); }
+static double gpu_step_reduce(Step *S, double loss) { return loss; }  // one GPU (frozen tensors get no gradient)
+static void gpu_step_mask_grads(Step *S, float *dzl, float *dzh, float *dzf, float *dzd) {
+    gpu_get_mask_grads(gpu_of(S), dzl, dzh, dzf, dzd);
+}
+static double gpu_step_grad_sumsq(Step *S) { return gpu_grad_sumsq(gpu_of(S)); }
+
+static void gpu_step_update(Step *S, float lr, float wd, float gscale, int t) {
+    Optimizer *o = S->opt;
+    if (!o) fail("internal: step_update on a step opened for evaluation only");
+    gpu_adamw(gpu_of(S), lr, o->b1, o->b2, o->eps, wd, t, gscale);
+    o->t = t;
 }
 
-// data/mixture.h's EvalFn on the GPU: rows <= B windows of T tokens, the rest padded with ignored targets
-static float gpu_eval_fn(void *ctx, const int *tok, const int *tgt, int rows, int T) {
-    GpuRun *r = (GpuRun *)ctx;
-    if (T != r->T || rows > r->B) fail("GPU forward pass: %d x %d windows for a model set up for %d x %d", rows, T, r->B, r->T);
-    if (rows == r->B) return gpu_forward(r->g, tok, tgt, 0);
-    size_t n = (size_t)rows * T, all = (size_t)r->B * T;
-    memcpy(r->tok, tok, sizeof(int) * n), memcpy(r->tgt, tgt, sizeof(int) * n);
-    for (size_t i = n; i < all; i++) r->tok[i] = 0, r->tgt[i] = -1;
-    return gpu_forward(r->g, r->tok, r->tgt, 0);
+// rows <= B windows of T tokens, the rest padded with ignored targets
+static float gpu_step_eval(Step *S, const int *tok, const int *tgt, int rows) {
+    GpuStep *G = (GpuStep *)S->dev;
+    if (rows == S->B) return gpu_forward(G->g, tok, tgt, 0);
+    size_t n = (size_t)rows * S->T, all = (size_t)S->B * S->T;
+    memcpy(G->tok, tok, sizeof(int) * n), memcpy(G->tgt, tgt, sizeof(int) * n);
+    for (size_t i = n; i < all; i++) G->tok[i] = 0, G->tgt[i] = -1;
+    return gpu_forward(G->g, G->tok, G->tgt, 0);
+}
+
+static void gpu_step_copy(Step *S, int what, int i, int to_device) {
+    const ParamTable *tab = &S->m->tab;
+    size_t off = i < 0 ? 0 : tab->e[i].offset, n = i < 0 ? tab->total : tab->e[i].rows * tab->e[i].cols;
+    if (what & STEP_WEIGHTS) gpu_copy(gpu_of(S), GPU_WEIGHTS, off, n, S->m->w + off, to_device);
+    if ((what & STEP_OPTIMIZER) && S->opt) {  // AdamW: both moments over the whole table (voff = offset)
+        gpu_copy(gpu_of(S), GPU_ADAM_M, off, n, S->opt->m + off, to_device);
+        gpu_copy(gpu_of(S), GPU_ADAM_V, off, n, S->opt->v + off, to_device);
+    }
 }
 
 static double gpu_used_gib(void) {
     size_t used, total;
     gpu_memory(&used, &total);
     return used / 1073741824.0;
+}
+static double gpu_step_memory(Step *S) { return gpu_used_gib(); }
+
+static void gpu_step_close(Step *S) {
+    GpuStep *G = (GpuStep *)S->dev;
+    gpu_free(G->g), gpu_spec_free(G->s), free(G->tok), free(G->tgt), free(G), free(S);
+}
+
+static Step *gpu_step_open(Model *m, Optimizer *opt, const StepOpts *o) {
+    static const StepImpl gpu = {gpu_step_masks, gpu_step_zero_grad, gpu_step_forward, gpu_step_backward,
+                                 gpu_step_reduce, gpu_step_mask_grads, gpu_step_grad_sumsq, gpu_step_update,
+                                 gpu_step_eval, gpu_step_copy, gpu_step_memory, gpu_step_close};
+    if (opt && opt->nv != opt->total) fail("internal: AdamW state is not laid out over the whole table");
+    Step *S = (Step *)callocCheck(sizeof(Step));
+    GpuStep *G = (GpuStep *)callocCheck(sizeof(GpuStep));
+    S->f = &gpu, S->device = DEVICE_GPU, S->B = o->B, S->T = o->T, S->m = m, S->opt = opt, S->dev = G;
+    S->name = gpu_device_name();
+    G->s = gpu_spec_from_model(m);
+    G->s->recompute = o->recompute;
+    G->g = gpu_create(G->s, o->B, o->T);
+    G->tok = (int *)mallocCheck(sizeof(int) * (size_t)o->B * o->T);
+    G->tgt = (int *)mallocCheck(sizeof(int) * (size_t)o->B * o->T);
+    step_put(S, STEP_WEIGHTS | (opt && opt->t > 0 ? STEP_OPTIMIZER : 0), -1);
+    size_t used, total;
+    gpu_memory(&used, &total);
+    printf("| device: %s, %.2f GiB allocated for the model and one %d x %d batch (%.2f of %.2f GiB in use)\n", S->name,
+           gpu_bytes(G->g) / 1073741824.0, o->B, o->T, used / 1073741824.0, total / 1073741824.0);
+    return S;
 }
 #endif

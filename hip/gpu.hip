@@ -344,16 +344,39 @@ void gpu_free(GpuModel *g) {
     free(g);
 }
 
-void gpu_upload(GpuModel *g, const float *w) {
-    hipCheck(hipMemcpy(g->w, w, sizeof(float) * g->s.total, hipMemcpyHostToDevice));
-    k_f32_to_bf16<<<grid_for(g->s.total), 256>>>(g->wb, g->w, g->s.total);
-    hipCheckLaunch();
+// the AdamW moments, zero, at the first update (or the first upload of a resumed state)
+static void adam_alloc(GpuModel *g) {
+    size_t n = g->s.total;
+    g->m = GALLOC(g, float, n);
+    g->v = GALLOC(g, float, n);
+    hipCheck(hipMemset(g->m, 0, sizeof(float) * n));
+    hipCheck(hipMemset(g->v, 0, sizeof(float) * n));
 }
-void gpu_download(GpuModel *g, float *w) { hipCheck(hipMemcpy(w, g->w, sizeof(float) * g->s.total, hipMemcpyDeviceToHost)); }
-void gpu_download_grads(GpuModel *g, float *gw) {
-    grads_materialize(g);
-    hipCheck(hipMemcpy(gw, g->gw, sizeof(float) * g->s.total, hipMemcpyDeviceToHost));
+
+void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_device) {
+    if (off + n > g->s.total) fail_msg("gpu_copy: a range outside the parameter table");
+    if (what == GPU_GRADS) grads_materialize(g);
+    if ((what == GPU_ADAM_M || what == GPU_ADAM_V) && !g->m) {
+        if (!to_device) {
+            memset(host, 0, sizeof(float) * n);
+            return;
+        }
+        adam_alloc(g);
+    }
+    float *dev = (what == GPU_WEIGHTS ? g->w : what == GPU_GRADS ? g->gw : what == GPU_ADAM_M ? g->m : g->v) + off;
+    if (!to_device) {
+        hipCheck(hipMemcpy(host, dev, sizeof(float) * n, hipMemcpyDeviceToHost));
+        return;
+    }
+    hipCheck(hipMemcpy(dev, host, sizeof(float) * n, hipMemcpyHostToDevice));
+    if (what == GPU_WEIGHTS) {
+        k_f32_to_bf16<<<grid_for(n), 256>>>(g->wb + off, g->w + off, n);
+        hipCheckLaunch();
+    }
 }
+void gpu_upload(GpuModel *g, const float *w) { gpu_copy(g, GPU_WEIGHTS, 0, g->s.total, (float *)w, 1); }
+void gpu_download(GpuModel *g, float *w) { gpu_copy(g, GPU_WEIGHTS, 0, g->s.total, w, 0); }
+void gpu_download_grads(GpuModel *g, float *gw) { gpu_copy(g, GPU_GRADS, 0, g->s.total, gw, 0); }
 
 // model.h model_init_random: matrices N(0, std), norms at identity (1 - off), layer_scalar 1
 void gpu_init_random(GpuModel *g, uint64_t seed, float std) {
@@ -697,38 +720,12 @@ void gpu_adamw(GpuModel *g, float lr, float b1, float b2, float eps, float wd, i
     size_t n = g->s.total;
     grads_materialize(g);
     g->prof_last = wall();
-    if (!g->m) {
-        g->m = GALLOC(g, float, n);
-        g->v = GALLOC(g, float, n);
-        hipCheck(hipMemset(g->m, 0, sizeof(float) * n));
-        hipCheck(hipMemset(g->v, 0, sizeof(float) * n));
-    }
+    if (!g->m) adam_alloc(g);
     float bc1 = 1.0f - powf(b1, (float)step), bc2s = sqrtf(1.0f - powf(b2, (float)step));
     k_adamw<<<grid_for(n), 256>>>(g->w, g->wb, g->gw, g->m, g->v, n, g->seg_off, g->seg_flag, g->s.ntensor, lr, b1, b2,
                                   eps, wd, bc1, bc2s, gscale);
     hipCheckLaunch();
     prof(g, P_OPT);
-}
-
-// AdamW moments to (upload = 1) or from the host, [total] each in the table layout, for checkpoints
-// that resume on either device; before the first update the device has none (zeros on the host)
-void gpu_adam_moments(GpuModel *g, float *m, float *v, int upload) {
-    size_t n = g->s.total;
-    if (upload && !g->m) {
-        g->m = GALLOC(g, float, n);
-        g->v = GALLOC(g, float, n);
-    }
-    if (!g->m) {
-        memset(m, 0, sizeof(float) * n), memset(v, 0, sizeof(float) * n);
-        return;
-    }
-    if (upload) {
-        hipCheck(hipMemcpy(g->m, m, sizeof(float) * n, hipMemcpyHostToDevice));
-        hipCheck(hipMemcpy(g->v, v, sizeof(float) * n, hipMemcpyHostToDevice));
-    } else {
-        hipCheck(hipMemcpy(m, g->m, sizeof(float) * n, hipMemcpyDeviceToHost));
-        hipCheck(hipMemcpy(v, g->v, sizeof(float) * n, hipMemcpyDeviceToHost));
-    }
 }
 
 // =================================================================================================

@@ -43,7 +43,7 @@ timing profile $t
 stage "4/7 prune: Sheared-LLaMA learned masks to ~half the non-embedding parameters"
 t=$(date +%s)
 if [ ! -f "$R/pruned/prune_report.json" ]; then
-  resume=""; [ -d "$R/pruned/state" ] && resume="--resume"
+  resume=""; { [ -d "$R/pruned/checkpoint" ] || [ -d "$R/pruned/checkpoint.old" ]; } && resume="--resume"
   ./prune --model "$R/teacher/checkpoint" --data data/shards --out "$R/pruned" --method sheared --keep 0.5 \
     --steps "$PRUNE_STEPS" --batch $B --seq $T --lr 1e-3 --eval-every 50 --seed "$SEED" --log-every 10 $resume
 fi

@@ -34,7 +34,7 @@ train_run() {
 prune_run() {
   out=$1; shift
   [ -f "$out/prune_report.json" ] && return 0
-  resume=""; [ -d "$out/state" ] && resume="--resume"
+  resume=""; { [ -d "$out/checkpoint" ] || [ -d "$out/checkpoint.old" ]; } && resume="--resume"
   ./prune --data data/shards --out "$out" --batch $B --seq $T $resume "$@" > "$out.log" 2>&1 || { tail -5 "$out.log"; exit 1; }
   grep -a "pruned:" "$out.log" | tail -1
 }

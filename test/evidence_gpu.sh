@@ -265,7 +265,7 @@ BG=$!
 for s in $SEEDS; do
   if has sheared_cpt; then
     say "seed $s: Sheared-LLaMA pruning to the target ($P steps, layers dropped), then $C continued steps"
-    resume=""; [ -d "$R/sheared@$s/state" ] && resume="--resume"
+    resume=""; { [ -d "$R/sheared@$s/checkpoint" ] || [ -d "$R/sheared@$s/checkpoint.old" ]; } && resume="--resume"
     run "sheared@$s" "$R/sheared@$s" $BIN/prune --model "$TEACH" --data "$DATA" --out "$R/sheared@$s" --method sheared \
       --target "$R/target.json" --steps $P --batch $B --seq $T --lr 1e-4 --eval-every $EVAL_EVERY --eval-batches $EVAL_BATCHES \
       --save-every $SAVE --log-every 10 --device $DEVICE --seed "$s" $resume

@@ -9,7 +9,7 @@
 //      reference computed in one process (exact again: dyadic gradients)
 //   4. the global batch: rank r's slice of mixture_batch_part is rows [rB, (r+1)B) of one process's draw of
 //      B x ranks sequences, for three steps in a row (so 2 ranks x B = 1 rank x 2B); the cursor moves alike
-//   5. the held-out loss split over ranks (mixture_eval_all, B per rank) equals one process's (mixture_eval_with,
+//   5. the held-out loss split over ranks (mixture_eval_all, B per rank) equals one process's (mixture_eval,
 //      B x ranks) within 1e-6 relative: a forward pass returns its mean as a float, so B and 2B rows round
 //      differently (fp32: 6e-8 per value); the sums over batches are double
 //   6. checkpoints written from the shards (zero_write_st: weights in bf16 from the table, fp32 moments from the
@@ -313,7 +313,7 @@ static void test_batch(const char *data) {
     double *loss = (double *)mallocCheck(sizeof(double) * mine.k), worst = 0;
     mixture_eval_all(&mine, fake_forward, NULL, 3, T, 5, &C, loss);
     for (int d = 0; d < mine.k; d++) {
-        double l1 = mixture_eval_with(&mine, fake_forward, NULL, d, 3 * W, T, 5);
+        double l1 = mixture_eval(&mine, fake_forward, NULL, d, 3 * W, T, 5);
         worst = fmax(worst, fabs(loss[d] - l1) / fabs(l1));
     }
     check(worst <= 1e-6, "held-out loss of %d domains, 5 batches of 3 x %d windows split over %d rank(s): worst "

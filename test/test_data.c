@@ -179,7 +179,7 @@ static float record_starts(void *ctx, const int *tok, const int *tgt, int rows, 
     return 1.0f;
 }
 
-static void eval_b_dom(const void *mx) { mixture_eval_with((const Mixture *)mx, record_starts, NULL, 1, 4, 16, 2); }
+static void eval_b_dom(const void *mx) { mixture_eval((const Mixture *)mx, record_starts, NULL, 1, 4, 16, 2); }
 
 // The evaluation windows (data/mixture.h): data_open maps test.bin where a domain has one. Held-out evaluation on
 // the test split reads windows spread over the whole shard; on validation it reads the odd windows, spread, and
@@ -208,7 +208,7 @@ static void test_test_split(void) {
     for (int k = 0; k < 3; k++) {
         mx.heldout = flags[k][0], mx.eval_test = flags[k][1];
         g_nstarts = 0;
-        mixture_eval_with(&mx, record_starts, NULL, 0, 4, 16, 2);
+        mixture_eval(&mx, record_starts, NULL, 0, 4, 16, 2);
         int ok = g_nstarts == 8;
         for (int i = 0; i < g_nstarts; i++) ok &= g_starts[i] == want[k][i] * 16;
         check(ok, "%s (windows %llu .. %llu)", what[k], (unsigned long long)(g_starts[0] / 16),

@@ -366,8 +366,9 @@ static void test_gradients(void) {
     random_model(&f.P.m, CFG_TINY, ST_F32, 8, 0.3);
     Shape t = {24, 12, 4, 2, 1, 8, 0};  // every mask has a row with a term (the full layers' row is idle: 2 of 2)
     masks_init(&f.P.M, &f.P.m.c, &t, full_layers_kept(&f.P.m.c, t.L, default_full_every(&f.P.m.c)), 3);
-    pruner_alloc(&f.P);
     f.B = 2, f.T = 10;
+    StepOpts cpu = {DEVICE_CPU, f.B, f.T, 0};
+    pruner_alloc(&f.P, &cpu);
     f.tok = random_tokens(f.B * f.T, f.P.m.c.V, 4);
     f.tgt = random_tokens(f.B * f.T, f.P.m.c.V, 5);
     Masks *M = &f.P.M;
@@ -407,7 +408,7 @@ static void test_gradients(void) {
     masks_from_u(M);
     masks_compose(&m->c, M);
     memset(M->dlam, 0, sizeof M->dlam);
-    masked_ce_grad(&f.P, f.tok, f.tgt, f.B, f.T);
+    masked_ce_grad(&f.P, f.tok, f.tgt);
     lagrangian(M, f.warm, 1, NULL, NULL);
     float *gla = (float *)mallocCheck(sizeof(float) * M->n);
     memcpy(gla, M->dla, sizeof(float) * M->n);
@@ -457,7 +458,7 @@ static void test_gradients(void) {
     check(worst_lam <= 1, "Lagrangian d/d lambda vs finite differences (linear in lambda): worst %.2f of tol (1e-5 rel)", worst_lam);
     free(gla), free(f.tok), free(f.tgt);
     masks_free(M);
-    free(f.P.mom), free(f.P.var), free(f.P.la_m), free(f.P.la_v);
+    step_close(f.P.S), optimizer_free(&f.P.opt), free(f.P.la_m), free(f.P.la_v);
     masks_detach(m);
     model_free(m);
 }
@@ -543,7 +544,8 @@ static void test_grad_accum(void) {
     Shape t = {24, 12, 4, 2, 1, 8, 0};
     masks_init(&P.M, &P.m.c, &t, full_layers_kept(&P.m.c, t.L, default_full_every(&P.m.c)), 3);
     int B = 2, T = 10;
-    pruner_alloc(&P);
+    StepOpts cpu = {DEVICE_CPU, B, T, 0};
+    pruner_alloc(&P, &cpu);
     Masks *M = &P.M;
     random_log_alphas(M, 12);
     int *tok = random_tokens(2 * B * T, P.m.c.V, 4), *tgt = random_tokens(2 * B * T, P.m.c.V, 5);
@@ -553,14 +555,14 @@ static void test_grad_accum(void) {
     Rng r0 = M->rng;
     P.accum = 2;
     masks_sample(&P.m.c, M);
-    double ce = masked_ce_grad(&P, tok, tgt, B, T), ref_ce = 0;
+    double ce = masked_ce_grad(&P, tok, tgt), ref_ce = 0;
     memcpy(dla, M->dla, sizeof(float) * M->n), memcpy(gw, P.m.gw, sizeof(float) * W);
     M->rng = r0, P.accum = 1;
     float z1[2];
     for (int a = 0; a < 2; a++) {
         masks_sample(&P.m.c, M);  // the same draws as inside the accumulated step
         z1[a] = M->z[M->s[M_FFN].base];
-        ref_ce += masked_ce_grad(&P, tok + a * B * T, tgt + a * B * T, B, T) / 2;
+        ref_ce += masked_ce_grad(&P, tok + a * B * T, tgt + a * B * T) / 2;
         for (size_t i = 0; i < M->n; i++) ref_dla[i] += M->dla[i] / 2;
         for (size_t i = 0; i < W; i++) ref_gw[i] += P.m.gw[i];
     }
@@ -581,10 +583,11 @@ static void test_frozen_norm(void) {
     t.F /= 2;
     masks_init(&P.M, &P.m.c, &t, full_layers_kept(&P.m.c, t.L, default_full_every(&P.m.c)), 3);
     int B = 2, T = 10;
-    pruner_alloc(&P);
+    StepOpts cpu = {DEVICE_CPU, B, T, 0};
+    pruner_alloc(&P, &cpu);
     P.steps = 10, P.lr = 1e-4, P.mask_lr = 1, P.lambda_lr = 1, P.lr_floor = 0.1, P.clip = 1e30;  // no clipping
     int *tok = random_tokens(B * T, P.m.c.V, 4), *tgt = random_tokens(B * T, P.m.c.V, 5);
-    StepStats st = prune_step(&P, tok, tgt, B, T);
+    StepStats st = prune_step(&P, tok, tgt);
     double frozen = 0, n2 = grad_norm2(P.M.dla, P.M.n) + grad_norm2(P.M.dlam, 2 * NLAM);
     int nfrozen = 0;
     for (int i = 0; i < P.m.tab.n; i++) {
@@ -813,35 +816,33 @@ static void check_run(const char *out_dir) {
     const cJSON *mw = json_get(rep, "masked_weights");
     if (mw) {
         char *wd = path_join(out_dir, mw->valuestring), *wp = path_join(wd, "model.safetensors");
-        SFile *fw = st_open(wp);
+        StateTensor *tw = (StateTensor *)mallocCheck(sizeof(StateTensor) * (size_t)src.tab.n);
         for (int i = 0; i < src.tab.n; i++)
-            st_read_f32(fw, src.tab.e[i].name, src.w + src.tab.e[i].offset, src.tab.e[i].rows * src.tab.e[i].cols);
-        st_close(fw);
+            tw[i] = (StateTensor){src.tab.e[i].name, ST_F32, src.w + src.tab.e[i].offset, src.tab.e[i].rows * src.tab.e[i].cols};
+        state_tensors_read(wp, tw, src.tab.n, "not the masked source's weights");
+        free(tw);
         free(wd), free(wp);
     }
     Masks M;  // the layout the run wrote: sheared's layer rows per attention type, the baselines' one row
     int sheared = !strcmp(need(rep, "method", rp)->valuestring, "sheared");
     masks_init(&M, c, &t, sheared ? full_layers_kept(c, t.L, fe) : -1, 1);
-    SFile *fm = st_open(mp);
+    char zn[M_N][64];
+    StateTensor tz[M_N + 2];
     for (int m = 0; m < M_N; m++) {
-        char name[64];
-        snprintf(name, sizeof name, "z.%s", mask_name[m]);
-        st_read_f32(fm, name, M.z + M.s[m].base, M.s[m].n);
+        snprintf(zn[m], sizeof zn[m], "z.%s", mask_name[m]);
+        tz[m] = (StateTensor){zn[m], ST_F32, M.z + M.s[m].base, M.s[m].n};
     }
+    tz[M_N] = (StateTensor){"lambda_1", ST_F32, M.lam, NLAM};  // sheared runs write their multipliers too
+    tz[M_N + 1] = (StateTensor){"lambda_2", ST_F32, M.lam + NLAM, NLAM};
+    state_tensors_read(mp, tz, sheared ? M_N + 2 : M_N, "not a finished pruning run's masks");
     // rows the target keeps whole have no mask (z = 1, nothing folded) and their multipliers never moved
     int idle_rows = 0, idle_ok = 1, idle_lam = 0;
     for (int m = 0; m < M_N; m++)
         for (int r = 0; r < M.s[m].rows; r++)
             for (int i = 0; M.s[m].idle[r] && i < M.s[m].len[r]; i++) idle_ok &= MROW(&M, M.z, m, r)[i] == 1.0f, idle_rows += !i;
-    const STensor *l1 = st_find(fm, "lambda_1"), *l2 = st_find(fm, "lambda_2");
-    if (l1 && l2) {
-        st_read_f32(fm, "lambda_1", M.lam, NLAM);
-        st_read_f32(fm, "lambda_2", M.lam + NLAM, NLAM);
-        for (int q = 0; q < NLAM; q++) idle_lam += !M.terms[q], idle_ok &= M.terms[q] || (M.lam[q] == 0 && M.lam[NLAM + q] == 0);
-    }
+    for (int q = 0; sheared && q < NLAM; q++) idle_lam += !M.terms[q], idle_ok &= M.terms[q] || (M.lam[q] == 0 && M.lam[NLAM + q] == 0);
     check(idle_ok, "idle rows (%d, the target keeps them whole): z = 1%s", idle_rows,
-          l1 ? ", and the idle multiplier pairs stayed 0" : "");
-    st_close(fm);
+          sheared ? ", and the idle multiplier pairs stayed 0" : "");
     masks_compose(c, &M);
     int B = 2, T = 16, *tok = random_tokens(B * T, c->V, 5);
     masks_attach(&src, &M);
@@ -889,7 +890,8 @@ static void bench(const char *shape, int steps) {
     Shape t = shape_of(&P.m.c);
     t.d /= 2, t.F /= 2, t.L = t.L * 3 / 4;
     masks_init(&P.M, &P.m.c, &t, full_layers_kept(&P.m.c, t.L, default_full_every(&P.m.c)), 2);
-    pruner_alloc(&P);
+    StepOpts cpu = {DEVICE_CPU, B, T, 0};
+    pruner_alloc(&P, &cpu);
     P.steps = 1000, P.warmup = 100, P.lag_warmup = 200, P.lr = 1e-4, P.mask_lr = 1, P.lambda_lr = 1, P.lr_floor = 0.1, P.clip = 1;
     int *tok = random_tokens(N, 260, 3), *tgt = random_tokens(N, 260, 4);
     double tp[64], tt[64], cp[64], ct[64];
@@ -904,12 +906,12 @@ static void bench(const char *shape, int steps) {
                 float coef = clip_coef(sqrt(grad_norm2(P.m.gw, P.m.tab.total)), 1.0);
                 if (coef < 1.0f)
                     for (size_t i = 0; i < P.m.tab.total; i++) P.m.gw[i] *= coef;
-                adamw_update(P.m.w, P.m.gw, P.mom, P.var, P.m.tab.total, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.0f, it + 1);
+                adamw_update(P.m.w, P.m.gw, P.opt.m, P.opt.v, P.m.tab.total, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.0f, it + 1);
                 tt[it] = now_sec() - t0, ct[it] = cpu_sec() - c0;
             } else {
                 masks_attach(&P.m, &P.M);
                 double t0 = now_sec(), c0 = cpu_sec();
-                prune_step(&P, tok, tgt, B, T);
+                prune_step(&P, tok, tgt);
                 tp[it] = now_sec() - t0, cp[it] = cpu_sec() - c0;
             }
         }

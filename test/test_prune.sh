@@ -4,7 +4,8 @@
 # sliced model when that fixture exists), then ./prune end to end on a small random model and two small
 # token domains: every method's output checked by `test/test_prune --check-run` (report, shape == target,
 # sliding/full rule, masked source == written model), same seed -> byte-identical masks and model,
-# --stop-at + --resume == uninterrupted (bit for bit), and bad input -> one line on stderr.
+# --stop-at + --resume == uninterrupted (bit for bit), a kill while checkpointing (test hook, real SIGKILLs)
+# resumes to the same result and leaves no orphans, damaged resume state and bad input -> one line on stderr.
 #
 #   sh test/test_prune.sh                      run the tests
 #   sh test/test_prune.sh --write-sample DIR   write a sliced model + DIR/tokens.json for transformers
@@ -20,7 +21,7 @@ T=$(mktemp -d /tmp/test_prune_sh.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 . test/lib.sh
 
-make --no-print-directory -s prune test/test_prune > "$T/build.log" 2>&1 \
+make --no-print-directory -s prune train test/test_prune > "$T/build.log" 2>&1 \
   || { cat "$T/build.log"; echo "FAIL build"; echo "test_prune.sh: 0 passed, 1 failed"; exit 1; }
 check "test/test_prune (masked == sliced, gradients, layer choice, transformers sample)" ./test/test_prune
 
@@ -47,14 +48,87 @@ check "same seed: prune_report.json identical but for the timings" \
 $P --out "$T/s2" --target "$T/t1.json" --steps 10 --seed 2 > /dev/null 2>&1
 check "another seed: other masks" sh -c "! cmp -s $T/a/masks.safetensors $T/s2/masks.safetensors"
 $P --out "$T/c" --target "$T/t1.json" --steps 10 --stop-at 3 > "$T/c1.log" 2>&1
-check "--stop-at 3 stops with a checkpoint" sh -c "grep -q 'stopped at step 3' $T/c1.log && test -f $T/c/prune_state.json && ! test -f $T/c/model.safetensors"
+check "--stop-at 3 stops with a checkpoint" sh -c "grep -q 'stopped at step 3' $T/c1.log && test -f $T/c/checkpoint/prune_state.json && ! test -f $T/c/model.safetensors"
 $P --out "$T/c" --target "$T/t1.json" --steps 10 --resume > "$T/c2.log" 2>&1
 check "resume: continues at step 4" grep -q '^step 4/10' "$T/c2.log"
 check "resume == uninterrupted: masks.safetensors bit for bit" cmp -s "$T/a/masks.safetensors" "$T/c/masks.safetensors"
 check "resume == uninterrupted: model.safetensors bit for bit" cmp -s "$T/a/model.safetensors" "$T/c/model.safetensors"
 check "resume == uninterrupted: the step-8 loss line" sh -c "[ \"\$(grep '^step 8/10' $T/a.log)\" != '' ] && \
   [ \"\$(grep '^step 8/10' $T/a.log | cut -d'|' -f2-6)\" = \"\$(grep '^step 8/10' $T/c2.log | cut -d'|' -f2-6)\" ]"
-check "only the last checkpoint is kept" sh -c "[ \$(ls $T/c/state | wc -l) -eq 1 ]"
+check "only the last checkpoint is kept" sh -c "[ \"\$(ls $T/c | grep checkpoint)\" = checkpoint ]"
+# a process killed while writing a checkpoint (test hook): the previous checkpoint is in place, what the dead one
+# left (checkpoint.tmp, atomic-write temporaries) is removed at the next start, and the resumed run ends as U
+PRUNE_TEST_CRASH=files@6 $P --out "$T/k" --target "$T/t1.json" --steps 10 --save-every 3 > /dev/null 2>&1; rc=$?
+check "killed while writing the step-6 checkpoint (exit $rc): the step-3 one is in place, checkpoint.tmp left over" \
+  sh -c "[ $rc -eq 86 ] && grep -qE '\"step\":[[:space:]]*3,' $T/k/checkpoint/prune_state.json && [ -d $T/k/checkpoint.tmp ]"
+touch "$T/k/model.safetensors.tmp.99999998" "$T/k/checkpoint/config.json.tmp.99999999" "$T/k/log.json.tmp.$$"
+$P --out "$T/k" --resume > "$T/k.log" 2>&1 || { cat "$T/k.log"; bad "resume after the crash"; }
+check "resume after the crash == uninterrupted (masks and model bit for bit)" \
+  sh -c "cmp -s $T/a/masks.safetensors $T/k/masks.safetensors && cmp -s $T/a/model.safetensors $T/k/model.safetensors"
+check "orphans removed at the next start: no checkpoint.tmp, no *.tmp.<pid> of a dead process (a live one's kept)" \
+  sh -c "[ ! -e $T/k/checkpoint.tmp ] && [ \"\$(find $T/k -name '*.tmp.*')\" = $T/k/log.json.tmp.$$ ]"
+PRUNE_TEST_CRASH=rename@6 $P --out "$T/kr" --target "$T/t1.json" --steps 10 --save-every 3 > /dev/null 2>&1
+check "killed between the fallback's two renames: only checkpoint.old (step 3) is left" \
+  sh -c "[ ! -d $T/kr/checkpoint ] && grep -qE '\"step\":[[:space:]]*3,' $T/kr/checkpoint.old/prune_state.json"
+$P --out "$T/kr" --resume > /dev/null 2>&1 || bad "resume from checkpoint.old"
+check "resumed from checkpoint.old == uninterrupted, and checkpoint.old is gone" \
+  sh -c "cmp -s $T/a/masks.safetensors $T/kr/masks.safetensors && [ -d $T/kr/checkpoint ] && [ ! -e $T/kr/checkpoint.old ]"
+# real SIGKILLs at random moments of a run that checkpoints every step: each resumes to U's masks, and at most
+# one checkpoint and no temporaries are left (before, 12 kills left 9 step directories, ~12 GB each at 1B)
+Q="$P --target $T/t1.json --steps 8 --eval-batches 0 --save-every 1"
+$Q --out "$T/qu" > /dev/null 2>&1
+kills=0 okk=0
+for i in 1 2 3; do
+  rm -rf "$T/q"
+  $Q --out "$T/q" > /dev/null 2>&1 &
+  pid=$!
+  n=0; while [ ! -d "$T/q/checkpoint" ] && [ $n -lt 3000 ]; do sleep 0.01; n=$((n + 1)); done
+  sleep "0.$(( (i * 37) % 10 ))"
+  kill -9 $pid 2> /dev/null && kills=$((kills + 1))
+  wait $pid 2> /dev/null
+  if [ -d "$T/q/checkpoint" ] || [ -d "$T/q/checkpoint.old" ]; then ./prune --out "$T/q" --resume > "$T/q.log" 2>&1
+  else $Q --out "$T/q" > "$T/q.log" 2>&1; fi
+  cmp -s "$T/qu/masks.safetensors" "$T/q/masks.safetensors" && [ "$(ls "$T/q" | grep -c checkpoint)" -eq 1 ] \
+    && [ -z "$(find "$T/q" -name '*.tmp*')" ] && okk=$((okk + 1))
+done
+check "SIGKILL at 3 moments ($kills landed mid-run): each resumed to the uninterrupted masks, one checkpoint left" [ $okk -eq 3 ]
+# damaged resume state: one line naming the file, nothing in --out changed
+snapshot() { (cd "$1" && find . -type f | sort | xargs md5sum); }
+$P --out "$T/d" --target "$T/t1.json" --steps 10 --stop-at 3 > /dev/null 2>&1
+damaged() {  # damaged NAME WANT SED-EXPRESSION: prune_state.json edited, then --resume must refuse it
+  rm -rf "$T/e"; cp -r "$T/d" "$T/e"; sed -i "$3" "$T/e/checkpoint/prune_state.json"
+  before=$(snapshot "$T/e"); expect_error "damaged state: $1" "$2" ./prune --out "$T/e" --resume
+  [ "$before" = "$(snapshot "$T/e")" ] || bad "damaged state: $1: --out was changed"
+}
+damaged "step past --steps" 'prune_state.json: "step" is 99, expected a whole number in \[0, 10\]' 's/"step":[[:space:]]*3,/"step": 99,/'
+damaged "step as a boolean" '"step" is true' 's/"step":[[:space:]]*3,/"step": true,/'
+damaged "truncated JSON" "prune_state.json: malformed JSON" '$d'
+damaged "an RNG word that is not hex" '"mask_rng" is' '0,/"mask_rng":[[:space:]]*\["[0-9a-f]/s//"mask_rng": ["z/'
+damaged "domain weights that do not sum to 1" '"weights" is \[0.5,0.7\]' 's/"weights":[[:space:]]*\[0.5, 0.5\]/"weights": [0.5, 0.7]/'
+damaged "a negative data cursor" '"data_drawn" is -12' 's/"data_drawn":[[:space:]]*12/"data_drawn": -12/'
+damaged "a setting of the wrong type" 'setting "steps" is "ten"' 's/"steps":[[:space:]]*10/"steps": "ten"/'
+damaged "a setting no flag has" 'settings name "sequence"' 's/"seq":[[:space:]]*32/"seq": 32, "sequence": 32/'
+damaged "another target" "was made for the target" 's/"hidden_size":[[:space:]]*30/"hidden_size": 36/'
+./test/test_prune --write-model "$T/src300" 300 > /dev/null
+./prune --model "$T/src300" --data "$T/data" --batch 4 --seq 32 --eval-batches 0 --out "$T/o300" --target "$T/t1.json" \
+  --steps 10 --stop-at 1 > /dev/null 2>&1
+rm -rf "$T/e"; cp -r "$T/d" "$T/e"; cp "$T/o300/checkpoint/optimizer.safetensors" "$T/e/checkpoint/"
+expect_error "damaged state: optimizer tensors of another size" "optimizer.safetensors: tensor \"exp_avg\" is F32\[" ./prune --out "$T/e" --resume
+rm -rf "$T/e"; cp -r "$T/d" "$T/e"; head -c $(( $(stat -c %s "$T/d/checkpoint/masks.safetensors") / 2 )) "$T/d/checkpoint/masks.safetensors" > "$T/e/checkpoint/masks.safetensors"
+expect_error "damaged state: truncated masks.safetensors" "masks.safetensors" ./prune --out "$T/e" --resume
+# a checkpoint of another source model, of ./train, or of an older ./prune's layout: refused, nothing written
+cp -r "$T/src" "$T/srcx"
+./prune --model "$T/srcx" --data "$T/data" --batch 4 --seq 32 --eval-batches 0 --out "$T/ox" --target "$T/t1.json" \
+  --steps 10 --stop-at 1 > /dev/null 2>&1
+rm -rf "$T/srcx"; cp -r "$T/src300" "$T/srcx"; before=$(snapshot "$T/ox")
+expect_error "resume after the source directory was replaced by another model" "was made for the source model" ./prune --out "$T/ox" --resume
+[ "$before" = "$(snapshot "$T/ox")" ] || bad "resume with another source model: --out was changed"
+expect_error "./train --resume on a pruning run" "is a checkpoint of ./prune, not of ./train" ./train --out "$T/d" --resume
+./train --model "$T/src" --data "$T/data" --out "$T/tr" --steps 2 --batch 2 --seq 16 --eval-every 0 --eval-batches 1 \
+  > /dev/null 2>&1 || bad "a small ./train run for the next check"
+expect_error "./prune --resume on a training run" "is a checkpoint of ./train, not of ./prune" ./prune --out "$T/tr" --resume
+mkdir -p "$T/old/state/step_000003"; echo '{"step": 3, "checkpoint": "state/step_000003"}' > "$T/old/prune_state.json"
+expect_error "--out of an older ./prune (state/step_NNNNNN)" "older ./prune" $P --out "$T/old" --target "$T/t1.json" --steps 10
 $P --out "$T/bf" --target "$T/t2.json" --steps 4 --dtype bf16 > /dev/null 2>&1
 check "sheared, --dtype bf16: output passes --check-run" quiet ./test/test_prune --check-run "$T/bf"
 ./prune --model "$T/src" --data "$T/data" --seq 32 --batch 2 --grad-accum 2 --eval-every 4 --eval-batches 2 --log-every 4 \
@@ -103,7 +177,7 @@ expect_error "missing model directory" "no config.json" ./prune --model "$T/none
 expect_error "missing data for sheared" "does not exist" ./prune --model "$T/src" --data "$T/none" --out "$T/x" --keep 0.5
 expect_error "--out already holds a model" "already holds" $B --out "$T/a" --keep 0.5
 expect_error "--out is the source" "source model directory" $B --out "$T/src" --keep 0.5
-expect_error "--resume without a run" "does not exist" $B --out "$T/fresh" --keep 0.5 --resume
+expect_error "--resume without a run" "has no checkpoint/ to resume" $B --out "$T/fresh" --keep 0.5 --resume
 expect_error "--resume with other settings" "was made with --steps 10, this run has --steps 12" $P --out "$T/c" --target "$T/t1.json" --steps 12 --resume
 check "a refused run leaves no output directory" test ! -e "$T/x"
 

@@ -195,6 +195,22 @@ cp "$T/lb/checkpoint/optimizer.safetensors" "$T/e4/checkpoint/optimizer.safetens
 expect_error_keeps "optimizer state of another model" "belongs to another model" "$T/e4" ./train --out "$T/e4" --resume --steps 40
 cp -r "$T/u_adamw" "$T/e5"; printf '{"step": 30, ' > "$T/e5/checkpoint/train_state.json"
 expect_error_keeps "corrupt train_state.json" "malformed JSON" "$T/e5" ./train --out "$T/e5" --resume --steps 40
+damaged() {  # damaged NAME WANT SED-EXPRESSION: train_state.json edited, then --resume must refuse it, changing nothing
+  rm -rf "$T/e5"; cp -r "$T/u_adamw" "$T/e5"; sed -i "$3" "$T/e5/checkpoint/train_state.json"
+  expect_error_keeps "damaged state: $1" "$2" "$T/e5" ./train --out "$T/e5" --resume --steps 40
+}
+damaged "a step the history does not have" "train_state.json: history has 30 steps but step is 31" 's/"step":[[:space:]]*30,/"step": 31,/'
+damaged "a step that is not a whole number" '"step" is 29.5' 's/"step":[[:space:]]*30,/"step": 29.5,/'
+damaged "an RNG word that is not hex" '"data_rng" is' '0,/"data_rng":[[:space:]]*\["[0-9a-f]/s//"data_rng": ["z/'
+damaged "a setting of the wrong type" 'setting "lr" is true' 's/"lr":[[:space:]]*0.003,/"lr": true,/'
+damaged "domain weights that do not sum to 1" '"weights" is' '0,/"weights":[[:space:]]*\[/s//"weights": [0.9, /'
+damaged "an unknown embedding-scale dtype" '"embed_scale_dtype" is "F8"' 's/"embed_scale_dtype":[[:space:]]*"F32"/"embed_scale_dtype": "F8"/'
+# what a killed run leaves (an unswapped checkpoint.tmp, atomic-write temporaries) is gone after the next start
+cp -r "$T/u_adamw" "$T/o1"; mkdir "$T/o1/checkpoint.tmp"; touch "$T/o1/checkpoint.tmp/model.safetensors" \
+  "$T/o1/log.json.tmp.99999998" "$T/o1/checkpoint/optimizer.safetensors.tmp.99999999"
+./train --out "$T/o1" --resume --steps 31 > "$T/o1.log" 2>&1 || { cat "$T/o1.log"; bad "resume next to orphans"; }
+check "orphans of a killed run removed at the next start (checkpoint.tmp, *.tmp.<pid>)" \
+  sh -c "[ ! -e $T/o1/checkpoint.tmp ] && [ -z \"\$(find $T/o1 -name '*.tmp*')\" ] && grep -q '^step 31/31' $T/o1.log"
 echo '{"pattern": 1, "count": 1, "noise": 5, "poetry": 2}' > "$T/ref_bad.json"
 expect_error_keeps "reference losses naming an unknown domain" 'names domain "poetry"' "$T/e6" \
   ./train --config "$T/tiny.json" $D --out "$T/e6" --mix dynamic --ref-loss "$T/ref_bad.json"

@@ -1,6 +1,7 @@
 // hip/dev/check_step.c — a whole training step and a whole pruning step on the GPU (hip/gpu.h) against
 // model.h on the CPU, on small models: the loss, the gradient of every parameter by name, the mask
-// gradients (pruning), the gradient norm, and the weights after one AdamW update.
+// gradients (pruning), the gradient norm, and the weights after one AdamW update; then the same step through
+// model.h's step interface (what train and prune --device gpu run), with its evaluation and checkpoint copies.
 // Models: random Gemma 3 shapes that take the tensor-core attention (D = 64 and D = 256, windows and
 // lengths that are not multiples of the 64-row tiles, GQA, a final softcap), and the transformers
 // fixtures in test/fixtures (Gemma 3 GQA with linear RoPE scaling; Gemma 4 with proportional RoPE,
@@ -198,6 +199,61 @@ static void check_case(const char *name, Model *m, const int *tok, const int *tg
     }
 }
 
+// model.h section 7's step on the GPU, as train and prune --device gpu drive it, beside the CPU's step on the same
+// weights and batch: the loss, the gradient norm, an evaluation batch of fewer than B rows (the GPU pads it), and
+// after one AdamW update its first moment ((1 − β1)·the clipped gradient: the gradients' tolerance, 3e-2). Then the
+// checkpoint path: weights and moments fetched tensor by tensor (step_get) equal one whole fetch bit for bit, and
+// sent back tensor by tensor (step_put) they come back unchanged.
+static void check_interface(Model *m, const int *tok, const int *tgt, int B, int T) {
+    printf("  the step interface (model.h section 7): CPU and GPU steps, B=%d T=%d\n", B, T);
+    size_t n = m->tab.total;
+    float *w0 = (float *)mallocCheck(sizeof(float) * n);
+    memcpy(w0, m->w, sizeof(float) * n);
+    Optimizer oc, og;
+    optimizer_init(&oc, &m->tab, OPT_ADAMW, 0.9f, 0.95f, 1e-8f, 0.0f);
+    optimizer_init(&og, &m->tab, OPT_ADAMW, 0.9f, 0.95f, 1e-8f, 0.0f);
+    StepOpts so = {DEVICE_GPU, B, T, 0};
+    Step *G = step_open(m, &og, &so);
+    so.device = DEVICE_CPU;
+    Step *C = step_open(m, &oc, &so);
+    float ec = step_eval_fn(C, tok, tgt, B - 1, T), eg = step_eval_fn(G, tok, tgt, B - 1, T);
+    cmp("evaluation of B - 1 rows (padded on the GPU)", &eg, &ec, 1, 5e-3, 0);
+    float lc = 0, lg = 0, nc, ng;
+    Step *S[2] = {C, G};
+    float *loss[2] = {&lc, &lg}, *norm[2] = {&nc, &ng};
+    for (int k = 0; k < 2; k++) {
+        step_zero_grad(S[k]);
+        float l = step_forward(S[k], tok, tgt, 1);
+        step_backward(S[k]);
+        *loss[k] = (float)step_reduce(S[k], l);
+        *norm[k] = (float)sqrt(step_grad_sumsq(S[k]));
+    }
+    cmp("loss through the step", &lg, &lc, 1, 5e-3, 0);
+    cmp("gradient norm through the step", &ng, &nc, 1, 3e-2, 0);
+    step_update(C, 1e-3f, 0.1f, clip_coef(nc, 1.0), 1);
+    step_update(G, 1e-3f, 0.1f, clip_coef(ng, 1.0), 1);
+    step_get(G, STEP_WEIGHTS | STEP_OPTIMIZER, -1);
+    cmp("AdamW first moment after one update", og.m, oc.m, n, 3e-2, 0);
+    float *all = (float *)mallocCheck(sizeof(float) * 3 * n);
+    memcpy(all, m->w, sizeof(float) * n), memcpy(all + n, og.m, sizeof(float) * n), memcpy(all + 2 * n, og.v, sizeof(float) * n);
+    memset(m->w, 0, sizeof(float) * n), memset(og.m, 0, sizeof(float) * n), memset(og.v, 0, sizeof(float) * n);
+    for (int i = 0; i < m->tab.n; i++) step_get(G, STEP_WEIGHTS | STEP_OPTIMIZER, i);
+    int same = !memcmp(m->w, all, sizeof(float) * n) && !memcmp(og.m, all + n, sizeof(float) * n) &&
+               !memcmp(og.v, all + 2 * n, sizeof(float) * n);
+    for (int i = 0; i < m->tab.n; i++) step_put(G, STEP_WEIGHTS | STEP_OPTIMIZER, i);
+    memset(m->w, 0, sizeof(float) * n), memset(og.m, 0, sizeof(float) * n), memset(og.v, 0, sizeof(float) * n);
+    step_get(G, STEP_WEIGHTS | STEP_OPTIMIZER, -1);
+    int back = !memcmp(m->w, all, sizeof(float) * n) && !memcmp(og.m, all + n, sizeof(float) * n) &&
+               !memcmp(og.v, all + 2 * n, sizeof(float) * n);
+    printf("    %s weights and moments tensor by tensor == whole (step_get), and back unchanged (step_put)\n",
+           same && back ? "ok  " : "FAIL");
+    if (!(same && back)) failures++;
+    step_close(C), step_close(G);
+    memcpy(m->w, w0, sizeof(float) * n);
+    optimizer_free(&oc), optimizer_free(&og);
+    free(w0), free(all);
+}
+
 static void tokens_for(int V, int B, int T, uint64_t seed, int *tok, int *tgt) {
     Rng r = rng_seed(seed);
     for (int i = 0; i < B * T; i++) tok[i] = (int)(rng_uniform(&r) * V);
@@ -233,6 +289,7 @@ static void random_cases(void) {
         if (k == 1) check_case("random", &m, tok, tgt, B, T, 0, 1, 0);
         check_case("random", &m, tok, tgt, B, T, 0, 0, 0);
         check_case("random", &m, tok, tgt, B, T, 1, 2, 2);
+        if (k == 0) check_interface(&m, tok, tgt, B, T);
         free(tok), free(tgt);
         model_free(&m);
     }

@@ -6,7 +6,7 @@
 #   1. the teacher config from scratch, 60 steps, GPU vs CPU: loss per step and validation per domain
 #   2. stop at step 30 on the GPU, resume on the CPU and on the GPU: the same checkpoint on both devices
 #   3. sheared pruning of the GPU-trained model, GPU vs CPU, and the pruned model it writes; the same for
-#      the Gemma 4 fixture g4_keqv (random tokens)
+#      the Gemma 4 fixture g4_keqv (random tokens), whose GPU step-10 checkpoint is resumed on both devices
 #   4. speed through the programs: the Gemma-3-270M shape (16k tokens per step) with ./train and ./prune
 #      --device gpu, next to hip/build/bench on the same shape
 # Tolerances (bf16 compute on the GPU against fp32 on the CPU; hip/dev/RESULTS.md §1 gives one step at
@@ -87,8 +87,14 @@ SHARDS
 P4="--model test/fixtures/g4_keqv --data $W/shards256 --method sheared --keep 0.5 --steps 20 --batch 4 --seq 32 --eval-every 10 --eval-batches 2 --seed 1 --log-every 1"
 run "$W/prune_g4_gpu.log" $PR $P4 --out "$W/prune_g4_gpu" --device gpu
 run "$W/prune_g4_cpu.log" $PR $P4 --out "$W/prune_g4_cpu" --device cpu
+# ... its step-10 checkpoint from the GPU, resumed on the GPU and on the CPU (one checkpoint format for both)
+run "$W/prune_g4_stop.log" $PR $P4 --out "$W/prune_g4_g2g" --device gpu --stop-at 10
+cp -r "$W/prune_g4_g2g" "$W/prune_g4_g2c"
+run "$W/prune_g4_g2g.log" $PR --out "$W/prune_g4_g2g" --resume --device gpu
+run "$W/prune_g4_g2c.log" $PR --out "$W/prune_g4_g2c" --resume --device cpu
 steps "$W/prune_gpu.log" > "$W/pg.steps"; steps "$W/prune_cpu.log" > "$W/pc.steps"
 steps "$W/prune_g4_gpu.log" > "$W/pg4.steps"; steps "$W/prune_g4_cpu.log" > "$W/pc4.steps"
+steps "$W/prune_g4_g2g.log" > "$W/pg4_g2g.steps"; steps "$W/prune_g4_g2c.log" > "$W/pg4_g2c.steps"
 
 # 4. speed on the 270M shape through the programs
 cat > "$W/270m.json" <<'EOF'
@@ -189,7 +195,13 @@ def prune_pair(what, fg, fc, cpu_log=None, gpu_logs=None):  # a pruning run on b
     seed_check(f"{what}: pruned model validation", [pruned_val(f) for f in gpu_logs], pruned_val(cpu_log))
 prune_pair("prune 40 steps", "pg.steps", "pc.steps", "prune_cpu.log", ["prune_gpu.log"] + [f"prune_seed{sd}.log" for sd in (2, 3, 4, 5)])
 prune_pair("prune Gemma 4 (g4_keqv) 20 steps", "pg4.steps", "pc4.steps")
-for name in ("prune_gpu", "prune_cpu", "prune_g4_gpu", "prune_g4_cpu"):
+pg4 = dict(rd("pg4.steps"))
+for dev, f in (("GPU", "pg4_g2g.steps"), ("CPU", "pg4_g2c.steps")):  # resumed: follows the GPU run it came from
+    r = dict(rd(f))
+    if r and pg4: check(f"prune Gemma 4: GPU step-10 checkpoint resumed on the {dev}: mean |loss - gpu run| steps 11-20",
+                        sum(abs(r[s] - pg4[s]) for s in r if s in pg4) / len(r), 0.02, "%.4f")
+    else: print(f"FAIL prune Gemma 4: the resume on the {dev} produced no steps"); ok = False
+for name in ("prune_gpu", "prune_cpu", "prune_g4_gpu", "prune_g4_cpu", "prune_g4_g2g", "prune_g4_g2c"):
     if not os.path.exists(os.path.join(W, name, "model.safetensors")): print(f"FAIL {name}: no pruned model written"); ok = False
 def toks(p, skip=3):
     try: v = sorted(float(m) for m in re.findall(r"\| ([0-9]+) tok/s", open(os.path.join(W, p)).read())[skip:])
