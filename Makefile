@@ -77,7 +77,7 @@ prune: prune.c $(HEADERS) data/shard.h data/mixture.h hip/comm.h
 	$(CC) $(CFLAGS) -o $@ prune.c $(LDLIBS)
 train: train.c $(HEADERS) data/shard.h data/mixture.h data/tokenizer.h hip/comm.h
 	$(CC) $(CFLAGS) -o $@ train.c $(LDLIBS)
-profile: profile.c $(HEADERS) data/shard.h data/mixture.h hip/comm.h
+profile: profile.c $(HEADERS) data/shard.h data/mixture.h hip/comm.h hip/gpu.h hip/plan.h
 	$(CC) $(CFLAGS) -o $@ profile.c $(LDLIBS)
 export: export.c $(HEADERS) data/tokenizer.h
 	$(CC) $(CFLAGS) -o $@ export.c $(LDLIBS)
@@ -110,7 +110,7 @@ test/test_model: test/test_model.c test/check.h $(HEADERS)
 # every stage's C test: test/test_<stage>.c -> test/test_<stage> (run by test/test_<stage>.sh)
 test/test_%: test/test_%.c test/check.h $(HEADERS) data/shard.h data/tokenizer.h data/mixture.h hip/comm.h
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
-test/test_profile: profile.c  # the test builds profile.c in
+test/test_profile: profile.c hip/gpu.h hip/plan.h  # the test builds profile.c in
 test/test_prune: prune.c  # test_prune.c includes prune.c
 test/test_train: train.c  # test_train.c includes train.c
 
@@ -177,7 +177,7 @@ ifneq ($(filter -DUSE_BLIS,$(CFLAGS)),)
 else
   GPU_LIBS    = libcjson.so.1 libgomp.so.1
 endif
-HIP_HDR     = hip/common.h hip/blas.h hip/gpu.h hip/comm.h $(HIP_OPS:%=hip/%.h)
+HIP_HDR     = hip/common.h hip/blas.h hip/gpu.h hip/plan.h hip/comm.h $(HIP_OPS:%=hip/%.h)
 HIP_OPS     = attention colsum embed rmsnorm rope masks gelu xent adamw elementwise  # hip/<op>.h: one per op
 HIP_DEV     = attention rmsnorm rope gelu embed xent adamw masks gemm comm  # hip/dev/<op>.hip: the workbenches
 GPU_BINS    = hip/build/train hip/build/prune hip/build/profile hip/build/mkshards hip/build/bench hip/build/check_step \
@@ -207,7 +207,7 @@ hip/build/train: train.c hip/build/gpu.o hip/build/blas.o hip/build/comm.o model
 hip/build/prune: prune.c hip/build/gpu.o hip/build/blas.o hip/build/comm.o model.h shape.h util.h plot.h data/mixture.h data/shard.h hip/gpu.h hip/comm.h
 	$(CC) $(GPU_CFLAGS) -DUSE_GPU -c prune.c -o hip/build/prune.c.o
 	$(NVCC) $(NVCC_ARCH) -o $@ hip/build/prune.c.o hip/build/gpu.o hip/build/blas.o hip/build/comm.o $(GPU_LDLIBS)
-hip/build/profile: profile.c hip/build/gpu.o hip/build/blas.o hip/build/comm.o model.h util.h plot.h data/mixture.h data/shard.h hip/gpu.h hip/comm.h
+hip/build/profile: profile.c hip/build/gpu.o hip/build/blas.o hip/build/comm.o model.h util.h plot.h data/mixture.h data/shard.h hip/gpu.h hip/plan.h hip/comm.h
 	$(CC) $(GPU_CFLAGS) -DUSE_GPU -c profile.c -o hip/build/profile.c.o
 	$(NVCC) $(NVCC_ARCH) -o $@ hip/build/profile.c.o hip/build/gpu.o hip/build/blas.o hip/build/comm.o $(GPU_LDLIBS)
 # host only: the GPU machine makes its shards from the packed corpus (test/evidence_gpu.sh)

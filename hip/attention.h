@@ -24,6 +24,7 @@
 #pragma once
 #include "blas.h"
 #include "common.h"
+#include "plan.h"  // the banded backward's sizes and when a layer takes it (ATT_BQ, ATT_FG; gpu_create sizes by them)
 
 typedef struct {
     const bf16 *q, *k, *v;
@@ -657,40 +658,28 @@ static size_t attn_bwd_smem(int D) { return (size_t)6 * 64 * D * 2 + 2 * 64 * 64
 // Reads past the sequences: the first nb blocks read k and v rows −nb·ATT_BQ..−1 and the last ones q and dO
 // rows N..N + nb·ATT_BQ − 1; P and dS are 0 there, but 0·NaN is not 0, so those rows of k, q and dO must be
 // the caller's memory, which attn_backward_band zeroes; v's need only be readable (dP is masked by select).
-#define ATT_BQ 64
 typedef struct {
     float *S, *dP;  // [N·H, band] fp32
     bf16 *P, *dS;   // [NB + nb] blocks of R·band + ATT_BQ
     int blas;       // 1: S and dP by the BLAS products even where k_attn_band_wg could (the workbench's comparison)
 } AttnBand;
 
-static int attn_band_pad(int window) { return window; }  // rows of padding around k, v, q, dO (nb·ATT_BQ)
-static size_t attn_band_f32(int N, int H, int window) { return (size_t)N * H * (window + ATT_BQ); }
-static size_t attn_band_bf16(int N, int H, int window) {
-    return (size_t)(N / ATT_BQ + window / ATT_BQ) * ((size_t)ATT_BQ * H * (window + ATT_BQ) + ATT_BQ);
-}
 // Full (causal) layers, one kv head: the T queries of a sequence in ATT_FG groups of Tg = T / ATT_FG; group g
 // sees keys 0 .. (g+1)·Tg − 1, so it is a band of (g+1)·Tg keys starting at key 0 (1.25x the causal
 // triangle's products at ATT_FG = 4, against 2x for the whole square). Per group, batched over sequences:
 // S, dP, P / dS, dQ as in the sliding band; P and dS go into [T·H, T] per sequence (group g's rows at g·Tg·H),
 // so that key group kg's dK = dS[rows of groups kg.., its Tg columns]^T Q[those rows] is one product per
 // sequence (the upper triangle of that square is never read).
-#define ATT_FG 4
-static size_t attn_full_f32(int N, int H, int T) { return (size_t)N * H * (T / ATT_FG); }
-static size_t attn_full_bf16(int N, int H, int T) { return (size_t)N * H * T; }
-// the layout both take: one kv head, q / dO / dQ rows (query, head) at stride D, k rows compact, 8-key vectors
+// (sizes and shapes: hip/plan.h) the layout both take: q / dO / dQ rows (query, head) at stride D, k rows compact
 static int attn_blas_layout_ok(const AttnBwd &a) {
     const AttnFwd &f = a.f;
-    return f.K == 1 && f.D % 8 == 0 && f.ldq == f.H * f.D && f.ldk == f.D && a.lddo == f.H * f.D && a.lddq == f.H * f.D;
+    return f.ldq == f.H * f.D && f.ldk == f.D && a.lddo == f.H * f.D && a.lddq == f.H * f.D;
 }
 static int attn_full_ok(const AttnBwd &a) {
-    const AttnFwd &f = a.f;
-    return attn_blas_layout_ok(a) && (f.window <= 0 || f.window >= f.T) && f.T % (8 * ATT_FG) == 0;
+    return attn_blas_layout_ok(a) && attn_full_shape_ok(a.f.K, a.f.D, a.f.window, a.f.T);
 }
 static int attn_band_ok(const AttnBwd &a) {
-    const AttnFwd &f = a.f;
-    return attn_blas_layout_ok(a) && f.window > 0 && f.window % ATT_BQ == 0 && f.window + ATT_BQ <= f.T &&
-           f.T % ATT_BQ == 0;
+    return attn_blas_layout_ok(a) && attn_band_shape_ok(a.f.K, a.f.D, a.f.window, a.f.T);
 }
 
 // Where a block of rows sits: batch q has rows (query, head) of query block i = q % nq + i0 of sequence

@@ -1,12 +1,15 @@
 // hip/bench.c — benchmark of the GPU path: training steps (forward + backward + gradient norm + AdamW)
 // and pruning steps (the same with the four mask hooks on: hard-concrete sample on the device, mask
 // gradients back to the host) of a Gemma 3 shape with random weights, B·T tokens per step.
-// Prints one line per step and a summary line per kind of step (tok/s, device memory).
-//   hip/build/bench --model 270m|1b|tiny [--batch 8] [--seq 2048] [--steps 10] [--untimed 2] [--prune 1]
-//                   [--attention band|mma|simple] [--gpu-recompute N] [--blas default|lt|tuned]
+// Prints one line per step and a summary line per kind of step (tok/s, device memory, and what hip/plan.h
+// predicted for it).
+//   hip/build/bench --model 270m|1b|4b|12b|tiny | --config FILE [--batch 8] [--seq 2048] [--steps 10] [--untimed 2]
+//                   [--prune 1] [--attention band|mma|simple] [--gpu-recompute N] [--blas default|lt|tuned]
+//                   [--optimizer adamw|adamw8] [--grads f32|bf16] [--master f32|none]
 #include "model.h"
 #include "hip/gpu.h"
 #include "hip/blas.h"
+#include "hip/plan.h"
 
 static const char *shapes[][2] = {
     {"270m", "{\"model_type\":\"gemma3_text\",\"vocab_size\":262144,\"hidden_size\":640,\"intermediate_size\":2048,"
@@ -17,6 +20,14 @@ static const char *shapes[][2] = {
            "\"num_hidden_layers\":26,\"num_attention_heads\":4,\"num_key_value_heads\":1,\"head_dim\":256,"
            "\"sliding_window\":512,\"sliding_window_pattern\":6,\"query_pre_attn_scalar\":256,"
            "\"max_position_embeddings\":32768}"},
+    {"4b", "{\"model_type\":\"gemma3_text\",\"vocab_size\":262208,\"hidden_size\":2560,\"intermediate_size\":10240,"
+           "\"num_hidden_layers\":34,\"num_attention_heads\":8,\"num_key_value_heads\":4,\"head_dim\":256,"
+           "\"sliding_window\":1024,\"sliding_window_pattern\":6,\"query_pre_attn_scalar\":256,"
+           "\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":8.0},\"max_position_embeddings\":131072}"},
+    {"12b", "{\"model_type\":\"gemma3_text\",\"vocab_size\":262208,\"hidden_size\":3840,\"intermediate_size\":15360,"
+            "\"num_hidden_layers\":48,\"num_attention_heads\":16,\"num_key_value_heads\":8,\"head_dim\":256,"
+            "\"sliding_window\":1024,\"sliding_window_pattern\":6,\"query_pre_attn_scalar\":256,"
+            "\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":8.0},\"max_position_embeddings\":131072}"},
     {"tiny", "{\"model_type\":\"gemma3_text\",\"vocab_size\":261,\"hidden_size\":64,\"intermediate_size\":128,"
              "\"num_hidden_layers\":4,\"num_attention_heads\":4,\"num_key_value_heads\":1,\"head_dim\":64,"
              "\"sliding_window\":64,\"sliding_window_pattern\":2,\"query_pre_attn_scalar\":64,"
@@ -24,12 +35,15 @@ static const char *shapes[][2] = {
 };
 
 typedef struct {
-    const char *model, *attention, *blas;
+    const char *model, *attention, *blas, *config, *optimizer, *grads, *master;
     int batch, seq, steps, untimed, prune, gpu_recompute;
 } Args;
 #define ARG(f) offsetof(Args, f)
 static const Flag flags[] = {
-    {"model", F_STR, ARG(model), "270m", "270m|1b|tiny", SAVE_NO, "270m | 1b | tiny (Gemma 3 shapes, random weights)"},
+    {"model", F_STR, ARG(model), "270m", "270m|1b|4b|12b|tiny", SAVE_NO, "270m | 1b | 4b | 12b | tiny (Gemma 3 shapes, random "
+     "weights)"},
+    {"config", F_STR, ARG(config), "", NULL, SAVE_NO, "a config.json instead of --model (hip/dev/gemma3-7b.json: a 7.0B "
+     "scale-up)"},
     {"batch", F_INT, ARG(batch), "8", ">= 1", SAVE_NO, "sequences per step"},
     {"seq", F_INT, ARG(seq), "2048", ">= 2", SAVE_NO, "tokens per sequence"},
     {"steps", F_INT, ARG(steps), "10", ">= 1", SAVE_NO, "timed steps of each kind"},
@@ -40,6 +54,10 @@ static const Flag flags[] = {
     {"gpu-recompute", F_INT, ARG(gpu_recompute), "0", ">= 0", SAVE_NO, "layers that recompute gate|up in the backward (memory)"},
     {"blas", F_STR, ARG(blas), "tuned", "default|lt|tuned", SAVE_NO, "products: default (the library's) | lt (cuBLASLt "
      "heuristic) | tuned (cuBLASLt, fastest candidate timed per shape)"},
+    {"optimizer", F_STR, ARG(optimizer), "adamw", "adamw|adamw8", SAVE_NO, "adamw (fp32 moments) | adamw8 (8-bit blocks)"},
+    {"grads", F_STR, ARG(grads), "f32", "f32|bf16", SAVE_NO, "the weight matrices' gradients"},
+    {"master", F_STR, ARG(master), "f32", "f32|none", SAVE_NO, "the weight matrices' fp32 master; none: bf16 only, "
+     "stochastic rounding"},
 };
 // --warmup is train's and prune's learning-rate warmup; --recompute their --gpu-recompute
 static const Renamed renamed[] = {{"warmup", "--untimed N (steps before the timed ones)"}, {"recompute", "--gpu-recompute N"}};
@@ -62,28 +80,43 @@ int main(int argc, char **argv) {
     flags_print(&cli, &a, stdout);
     const char *model = a.model, *attn = a.attention, *blas = a.blas;
     int B = a.batch, T = a.seq, steps = a.steps, warmup = a.untimed, prune = a.prune, rec = a.gpu_recompute;
-    int si = -1;
-    for (int i = 0; i < 3; i++)
+    int si = -1, nshapes = (int)(sizeof shapes / sizeof shapes[0]);
+    for (int i = 0; i < nshapes; i++)
         if (!strcmp(model, shapes[i][0])) si = i;
     int mode = !strcmp(a.attention, "band") ? 2 : !strcmp(a.attention, "mma") ? 1 : 0;
     int bmode = !strcmp(a.blas, "default") ? GS_BLAS_DEFAULT : !strcmp(a.blas, "lt") ? GS_BLAS_LT : GS_BLAS_TUNED;
     Config c;
-    cJSON *j = cJSON_Parse(shapes[si][1]);
-    config_from_json(&c, j, model);
-    cJSON_Delete(j);
+    if (*a.config) {
+        config_load(&c, a.config);
+        model = a.config;
+    } else {
+        cJSON *j = cJSON_Parse(shapes[si][1]);
+        config_from_json(&c, j, model);
+        cJSON_Delete(j);
+    }
+    const char *why = gpu_unsupported(&c);
+    if (why) fail("%s: %s", model, why);
     if (T > c.max_pos) fail("--seq %d is longer than max_position_embeddings %d", T, c.max_pos);
     ParamTable tab;
     param_table(&c, &tab);
     printf("bench | GPU %s | model %s (%.1fM parameters, %.1fM without the embedding) | B=%d T=%d (%d tokens/step) | "
-           "attention %s | products %s | gate|up recomputed in %d layers | steps %d (+%d warm-up)\n",
+           "attention %s | products %s | gate|up recomputed in %d layers | %s, %s gradients, master %s | steps %d "
+           "(+%d warm-up)\n",
            gpu_device_name(), model, tab.total / 1e6, (tab.total - (size_t)c.V * c.d) / 1e6, B, T, B * T, attn, blas, rec,
-           steps, warmup);
+           a.optimizer, a.grads, a.master, steps, warmup);
     config_print(&c, stdout);
     size_t used0, total;
     gpu_memory(&used0, &total);
     GpuSpec *s = gpu_spec_from_config(&c, &tab, embed_scale_for(c.d, ST_BF16));
     if (rec > c.L) fail("--gpu-recompute %d: expected 0 to %d (the layers)", rec, c.L);
-    s->recompute = rec;
+    s->recompute = rec, s->optimizer = strcmp(a.optimizer, "adamw8") ? GPU_ADAMW : GPU_ADAMW8;
+    s->grad_bf16 = !strcmp(a.grads, "bf16"), s->bf16_only = !strcmp(a.master, "none");
+    GpuPlan *plan = (GpuPlan *)mallocCheck(sizeof(GpuPlan));
+    gpu_plan(s, B, T, plan);
+    double G = 1073741824.0, pred = (plan->create + plan->states) / G;
+    printf("plan (hip/plan.h): parameters %.2f + gradients %.2f + optimizer %.2f + activations %.2f + stream %.2f + "
+           "tables %.2f + scratch %.2f = %.2f GiB (+ %.2f GiB of masks when pruning)\n", plan->params / G, plan->grads / G,
+           plan->states / G, plan->acts / G, plan->stream / G, plan->tables / G, plan->ws / G, pred, plan->masks / G);
     GpuModel *g = gpu_create(s, B, T);
     gs_blas_mode(bmode);
     gpu_set_attention(g, mode);
@@ -129,14 +162,15 @@ int main(int argc, char **argv) {
         }
         double med = median(times, steps);
         printf("summary %s | model %s | B=%d T=%d | median step %.1f ms | %.0f tok/s | allocated by us %.2f GiB | "
-               "device memory grown since start (ours + BLAS workspace) %.2f GiB of %.1f\n",
+               "device memory grown since start (ours + BLAS workspace) %.2f GiB of %.1f | planned %.2f GiB\n",
                kind ? "prune" : "train", model, B, T, med * 1e3, N / med, gpu_bytes(g) / 1073741824.0,
-               (peak - used0) / 1073741824.0, total / 1073741824.0);
+               (peak - used0) / 1073741824.0, total / 1073741824.0, pred + (kind ? plan->masks / G : 0));
         free(times);
         gpu_set_masks(g, NULL, NULL, NULL, NULL);
     }
     gpu_free(g);
     gpu_spec_free(s);
+    gpu_plan_free(plan), free(plan);
     free(tab.e), free(tok), free(tgt), free(la), free(u), free(z), free(dzdla), free(dz);
     return 0;
 }

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #define GPU_MAX_LAYERS 512
+enum { GPU_ADAMW = 0, GPU_ADAMW8 = 1 };  // GpuSpec.optimizer
 
 typedef struct {
     int D, K, hasv, full;   // head size, kv heads, has v_proj (Gemma 4 K=V layers do not), full attention
@@ -39,9 +40,16 @@ typedef struct {
     size_t embed, final_norm;
     int ntensor;            // the parameter table, for the optimizer: tensor i is [off[i], off[i+1])
     size_t *tensor_off;     // [ntensor + 1]
-    unsigned char *tensor_flag;  // bit 0 weight decay, bit 1 frozen (not trained), bit 2 norm weight
+    unsigned char *tensor_flag;  // bit 0 weight decay, bit 1 frozen (not trained), bit 2 norm weight,
+                                 // bit 3 a product's weight matrix (q|k|v, o, gate|up, down; not the token table)
     int recompute;          // layers (from the first) that keep no gate|up and recompute it in the backward:
                             // N·2F bf16 less memory each, for one more N x 2F x d product (default 0)
+    // What the parameter block keeps (hip/plan.h; all 0 by default: 18 bytes a parameter):
+    int optimizer;          // GPU_ADAMW: m, v in fp32 (8 B a parameter); GPU_ADAMW8: train.c's 8-bit blocks (~2 B)
+    int grad_bf16;          // 1: the weight matrices' gradients in bf16 (2 B a parameter less; one more rounding)
+    int bf16_only;          // 1: the weight matrices without an fp32 master (4 B a parameter less): the bf16 copy is
+                            // the weight, updated with stochastic rounding (norms and the embedding keep theirs)
+    uint64_t seed;          // the stochastic rounding's random stream
 } GpuSpec;
 
 typedef struct GpuModel GpuModel;
@@ -63,12 +71,18 @@ void gpu_zero_grad(GpuModel *g);                   // weight and mask gradients 
 float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad);
 void gpu_backward(GpuModel *g);                    // gradients ACCUMULATE (as in model.h)
 double gpu_grad_sumsq(GpuModel *g);                // Σ g² over all weight gradients (frozen ones stay 0)
-// AdamW (model.h adamw_update) on every non-frozen tensor; wd only where bit 0 is set; g scaled by gscale first
+// GpuSpec.optimizer on every non-frozen tensor: AdamW (model.h adamw_update) or 8-bit AdamW (train.c adamw8_update);
+// wd only where bit 0 is set; g scaled by gscale first. The states are made, zero, at the first call.
 void gpu_adamw(GpuModel *g, float lr, float b1, float b2, float eps, float wd, int step, float gscale);
-// floats [off, off + n) of the master weights (to the device: their bf16 copy too), the gradients or AdamW's
-// moments, to (to_device = 1) or from the host; moments the device has not made yet (before its first update) read 0
+// floats [off, off + n) of the weights (to the device: their bf16 copy too), the gradients or AdamW's moments, in the
+// table's layout, to (to_device = 1) or from the host, wherever the device keeps them (hip/plan.h: fp32 or bf16);
+// moments the device has not made yet (before its first update) read 0
 enum { GPU_WEIGHTS, GPU_GRADS, GPU_ADAM_M, GPU_ADAM_V };
 void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_device);
+// 8-bit AdamW's state of tensor i (-1: every tensor), both ways, in train.c's layout: the host arrays are the whole
+// state, codes qm, qv [total] at the table's offsets, the blocks' max |m| and max v, sm, sv [blocks] from each
+// tensor's first block (QBLOCK = 256 elements, a tensor's blocks its own)
+void gpu_copy_adamw8(GpuModel *g, int i, int8_t *qm, uint8_t *qv, float *sm, float *sv, int to_device);
 // Masks (host arrays; NULL turns that hook off): zl [L], zh [L*H], zf [L*F], zd [d]
 void gpu_set_masks(GpuModel *g, const float *zl, const float *zh, const float *zf, const float *zd);
 void gpu_get_mask_grads(GpuModel *g, float *dzl, float *dzh, float *dzf, float *dzd);  // NULL: skip
@@ -125,8 +139,8 @@ static GpuSpec *gpu_spec_from_config(const Config *c, const ParamTable *tab, flo
         const PEntry *e = &tab->e[i];
         s->tensor_off[i] = e->offset;
         // weight decay: model.h's param_decays, as train.c's optimizers
-        s->tensor_flag[i] = (unsigned char)((param_decays(e) ? 1 : 0) |
-                                            (e->frozen ? 2 : 0) | (e->is_norm ? 4 : 0));
+        s->tensor_flag[i] = (unsigned char)((param_decays(e) ? 1 : 0) | (e->frozen ? 2 : 0) | (e->is_norm ? 4 : 0) |
+                                            (e->cols > 1 && !is_token_table(e) ? 8 : 0));
         if (e->kind == T_EMBED) { s->embed = e->offset; continue; }
         if (e->kind == T_FINAL_NORM) { s->final_norm = e->offset; continue; }
         GpuLayerSpec *ls = &s->layer[e->layer];

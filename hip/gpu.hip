@@ -17,7 +17,7 @@
 #include <time.h>
 
 #include "adamw.h"
-#include "attention.h"
+#include "attention.h"  // (and plan.h)
 #include "blas.h"
 #include "colsum.h"
 #include "elementwise.h"
@@ -58,17 +58,26 @@ static const char *prof_name[P_N] = {"matrix products", "attention", "norms+rope
 
 struct GpuModel {
     GpuSpec s;
+    GpuPlan plan;                    // what is allocated and where (hip/plan.h)
     int B, T, N, use_mma;            // use_mma: gpu_set_attention's mode
     size_t bytes;                    // device memory allocated here
-    float *w, *gw, *m, *v;           // master weights, gradients, AdamW moments [total]
+    // the parameter block (hip/plan.h): fp32 master weights w32, their bf16 copy wb (the table's layout), gradients
+    // g32 (fp32) and g16 (the matrices' with GpuSpec.grad_bf16), the optimizer's states (at the first update)
+    float *w32, *g32;
+    bf16 *wb, *g16;
+    float *m, *v;                    // AdamW: [total]
+    int8_t *qm;                      // 8-bit AdamW: codes [total], the blocks' max |m| and max v [nblocks]
+    uint8_t *qv;
+    float *sm, *sv;
+    int gtype;                       // GS_F32 or GS_BF16: how the products' gradients are stored
     // gpu_zero_grad zeroes only the gradients that kernels add into (norm weights, ...): the weight products'
     // gradients and the head's are written with beta = 0 by the first backward / head after it, as if zero
-    size_t *zero_rng, *prod_rng;     // device [2n]: (offset, length) ranges of gw, the rest / the layers' products
+    size_t *zero_rng, *prod_rng;     // device [2n]: (offset, length) ranges of g32 to zero / of the products' buffer
     int nzero, nprod;
     int fresh_layers, fresh_head;    // 1: those gradients are logically zero, their memory not yet written
-    bf16 *wb;                        // bf16 copy of w
-    size_t *seg_off;                 // [ntensor + 1] on the device
-    unsigned char *seg_flag;
+    size_t *seg_off, *seg_wofs, *seg_gofs, *seg_blk0;  // device copies of the table and the plan's offsets
+    unsigned char *seg_flag;         // GpuSpec.tensor_flag with OPT_G16 / OPT_NO_MASTER (hip/adamw.h)
+    char *pool;                      // the small tables, the stream and the layers' buffers (hip/plan.h)
     float2 **rope;                   // [L] cos/sin table of each layer ([T][D/2]); layers with equal RoPE share one
     LayerBuf *lb;
     // the residual stream: the forward runs it through this one buffer and leaves the stream after the last
@@ -91,7 +100,7 @@ struct GpuModel {
     AttnBand band;                   // the banded backwards' S, dP, P, dS (NULL: no layer can use them)
     int pad;                         // rows of padding around KS / VS / QS / SF2 and before each qkv (banded path)
     float *part;                     // column-sum partials
-    double *sumsq;                   // grad-norm partials
+    double *sumsq;                   // grad-norm partials [2][1024]: g32's, g16's
     char *ws;                        // the scratch region; the head's [chunk, V] bf16 logits when those are alive
     bf16 *logits;
     int chunk;
@@ -107,7 +116,7 @@ struct GpuModel {
 
 // columns of a layer's raw q | k | v projection (Gemma 4's K=V layers have no v), and the first column of
 // the v its attention reads (K=V layers: k's)
-static int qkv_cols(const GpuSpec *s, const GpuLayerSpec *ls) { return (s->H + (ls->hasv ? 2 : 1) * ls->K) * ls->D; }
+static int qkv_cols(const GpuSpec *s, const GpuLayerSpec *ls) { return plan_qkv_cols(s, ls); }
 static int v_col(const GpuSpec *s, const GpuLayerSpec *ls) { return (ls->hasv ? s->H + ls->K : s->H) * ls->D; }
 
 static void *gmalloc(GpuModel *g, size_t bytes) {
@@ -125,7 +134,8 @@ static void *gmalloc(GpuModel *g, size_t bytes) {
     g->bytes += bytes;
     return p;
 }
-#define GALLOC(g, type, count) ((type *)gmalloc(g, sizeof(type) * (size_t)(count)))
+// hip/plan.h's sizes are multiples of 256 bytes: what is allocated is what the plan counts
+#define GALLOC(g, type, count) ((type *)gmalloc(g, plan_align(sizeof(type) * (size_t)(count))))
 
 // with GS_PROFILE=1, wait for the device and charge the time since the last mark to `cat`
 static void prof(GpuModel *g, int cat) {
@@ -143,46 +153,69 @@ static void fail_msg(const char *msg) {
     exit(1);
 }
 
-// the (offset, length) ranges of gw that the layers' weight-gradient products write whole (q|k|v, o, gate|up,
-// down: beta = 0 on a fresh backward), and the rest of gw but the head's tied embedding, which gpu_zero_grad zeroes
-static int cmp_range(const void *a, const void *b) {
-    size_t x = *(const size_t *)a, y = *(const size_t *)b;
-    return x < y ? -1 : x > y;
+// --- the parameter block by table offset (hip/plan.h) -------------------------------------------------------------
+static int tensor_of(const GpuModel *g, size_t off) {  // the tensor holding table element off
+    int lo = 0, hi = g->s.ntensor - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (g->s.tensor_off[mid] <= off) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
 }
-static void grad_ranges(GpuModel *g) {
+static int has_master(const GpuModel *g, int i) { return !g->s.bf16_only || !plan_is_matrix(&g->s, i); }
+static int grad16(const GpuModel *g, int i) { return g->s.grad_bf16 && plan_is_matrix(&g->s, i); }
+// the fp32 master of the element at table offset off (norm weights, layer_scalar: every tensor but a matrix of
+// GpuSpec.bf16_only, which nothing reads in fp32)
+static float *W(GpuModel *g, size_t off) {
+    int i = tensor_of(g, off);
+    if (!has_master(g, i)) fail_msg("internal: an fp32 read of a bf16-only weight");
+    return g->w32 + g->plan.wofs[i] + (off - g->s.tensor_off[i]);
+}
+// the gradient of the element at table offset off: G32 for the fp32 ones (norms, the embedding), GP for a product's
+// (in g->gtype)
+static float *G32(GpuModel *g, size_t off) {
+    int i = tensor_of(g, off);
+    if (grad16(g, i)) fail_msg("internal: an fp32 gradient of a bf16 one");
+    return g->g32 + g->plan.gofs[i] + (off - g->s.tensor_off[i]);
+}
+static void *GP(GpuModel *g, size_t off) {
+    int i = tensor_of(g, off);
+    size_t at = g->plan.gofs[i] + (off - g->s.tensor_off[i]);
+    return grad16(g, i) ? (void *)(g->g16 + at) : (void *)(g->g32 + at);
+}
+
+// the (offset, length) ranges the layers' weight-gradient products write whole (q|k|v, o, gate|up, down: beta = 0
+// on a fresh backward), in their buffer, and the ranges of g32 but the head's tied embedding, which gpu_zero_grad
+// zeroes (adjacent tensors merged)
+static void grad_ranges(GpuModel *g, size_t *pr, size_t *zr) {
     const GpuSpec *s = &g->s;
-    size_t L = s->L, d = s->d, H = s->H, F = s->F, np = 4 * L, nz = 0;
-    size_t *pr = (size_t *)malloc(sizeof(size_t) * 2 * (np + 1)), *zr = (size_t *)malloc(sizeof(size_t) * 2 * (np + 2));
-    for (size_t l = 0; l < L; l++) {
+    const GpuPlan *p = &g->plan;
+    size_t d = s->d, H = s->H, F = s->F;
+    for (int l = 0; l < s->L; l++) {
         const GpuLayerSpec *ls = &s->layer[l];
         size_t D = ls->D, nqkv = qkv_cols(s, ls);
         size_t r[8] = {ls->wq, nqkv * d, ls->wo, d * H * D, ls->wgate, 2 * F * d, ls->wdown, d * F};
-        memcpy(pr + 8 * l, r, sizeof r);
+        for (int k = 0; k < 4; k++) pr[8 * l + 2 * k] = p->gofs[tensor_of(g, r[2 * k])], pr[8 * l + 2 * k + 1] = r[2 * k + 1];
     }
-    g->nprod = (int)np;
-    g->prod_rng = GALLOC(g, size_t, 2 * np);
-    hipCheck(hipMemcpy(g->prod_rng, pr, sizeof(size_t) * 2 * np, hipMemcpyHostToDevice));
-    // the gaps between the products and the head, in offset order
-    pr[2 * np] = s->embed, pr[2 * np + 1] = (size_t)s->V * d;
-    qsort(pr, np + 1, 2 * sizeof(size_t), cmp_range);
-    size_t at = 0;
-    for (size_t i = 0; i <= np; i++) {
-        if (pr[2 * i] < at) fail_msg("overlapping weight tensors in the parameter table");
-        if (pr[2 * i] > at) zr[2 * nz] = at, zr[2 * nz + 1] = pr[2 * i] - at, nz++;
-        at = pr[2 * i] + pr[2 * i + 1];
+    g->nprod = 4 * s->L;
+    int nz = 0;
+    for (int i = 0; i < s->ntensor; i++) {
+        size_t off = s->tensor_off[i], n = s->tensor_off[i + 1] - off;
+        if (plan_is_matrix(s, i) || off == s->embed) continue;
+        if (nz && zr[2 * nz - 2] + zr[2 * nz - 1] == p->gofs[i]) zr[2 * nz - 1] += n;
+        else zr[2 * nz] = p->gofs[i], zr[2 * nz + 1] = n, nz++;
     }
-    if (at < s->total) zr[2 * nz] = at, zr[2 * nz + 1] = s->total - at, nz++;
-    g->nzero = (int)nz;
-    g->zero_rng = GALLOC(g, size_t, 2 * (nz ? nz : 1));
-    if (nz) hipCheck(hipMemcpy(g->zero_rng, zr, sizeof(size_t) * 2 * nz, hipMemcpyHostToDevice));
-    free(pr), free(zr);
+    g->nzero = nz;
+    if (g->nprod > p->nprod || g->nzero > p->nzero) fail_msg("internal: more gradient ranges than planned");
 }
 
-// the fresh gradients' memory made zero, before anything reads gw as a whole
+// the fresh gradients' memory made zero, before anything reads the gradients as a whole
 static void grads_materialize(GpuModel *g) {
-    if (g->fresh_head) hipCheck(hipMemsetAsync(g->gw + g->s.embed, 0, sizeof(float) * g->s.V * g->s.d));
+    if (g->fresh_head) hipCheck(hipMemsetAsync(G32(g, g->s.embed), 0, sizeof(float) * g->s.V * g->s.d));
     if (g->fresh_layers && g->nprod) {
-        k_zero_ranges<<<dim3(128, g->nprod), 256>>>(g->gw, g->prod_rng);
+        if (g->gtype == GS_BF16) k_zero_ranges<<<dim3(128, g->nprod), 256>>>(g->g16, g->prod_rng);
+        else k_zero_ranges<<<dim3(128, g->nprod), 256>>>(g->g32, g->prod_rng);
         hipCheckLaunch();
     }
     g->fresh_head = g->fresh_layers = 0;
@@ -197,127 +230,114 @@ const char *gpu_device_name(void) {
 
 GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     GpuModel *g = (GpuModel *)calloc(1, sizeof(GpuModel));
+    if (!g) fail_msg("out of host memory for the GPU model");
     g->s = *spec;
     const GpuSpec *s = &g->s;
     g->B = B, g->T = T, g->N = B * T, g->use_mma = 2;
     g->prof = getenv("GS_PROFILE") && atoi(getenv("GS_PROFILE")) > 0;
-    size_t N = (size_t)g->N, d = s->d, H = s->H, F = s->F, L = s->L;
+    size_t N = (size_t)g->N, d = s->d, H = s->H, F = s->F, L = s->L, nt = s->ntensor;
     if (F % 2) fail_msg("the GPU path needs an even intermediate_size");
     if (B < 1 || T < 1) fail_msg("the GPU path needs B >= 1 and T >= 1");
-    // tables: segment offsets, copies of the host arrays this struct points to
-    g->s.tensor_off = (size_t *)malloc(sizeof(size_t) * (s->ntensor + 1));
-    g->s.tensor_flag = (unsigned char *)malloc(s->ntensor);
-    memcpy(g->s.tensor_off, spec->tensor_off, sizeof(size_t) * (s->ntensor + 1));
-    memcpy(g->s.tensor_flag, spec->tensor_flag, s->ntensor);
-    g->s.inv_freq = NULL;  // used below, not kept
-    g->seg_off = GALLOC(g, size_t, s->ntensor + 1);
-    g->seg_flag = GALLOC(g, unsigned char, s->ntensor);
-    hipCheck(hipMemcpy(g->seg_off, s->tensor_off, sizeof(size_t) * (s->ntensor + 1), hipMemcpyHostToDevice));
-    hipCheck(hipMemcpy(g->seg_flag, s->tensor_flag, s->ntensor, hipMemcpyHostToDevice));
-    // weights and gradients (AdamW moments at the first update)
-    g->w = GALLOC(g, float, s->total);
+    if (s->optimizer != GPU_ADAMW && s->optimizer != GPU_ADAMW8) fail_msg("GpuSpec.optimizer: GPU_ADAMW or GPU_ADAMW8");
+    for (int l = 0; l < (int)L; l++)
+        if (H % s->layer[l].K) fail_msg("query heads must be a multiple of kv heads");
+    int maxD = 0;
+    for (int l = 0; l < (int)L; l++) maxD = s->layer[l].D > maxD ? s->layer[l].D : maxD;
+    if (maxD > GS_WARP * ATT_MAXE || maxD / 2 > GS_WARP * HN_MAXP) fail_msg("head_dim is larger than the GPU kernels support (512)");
+    // tables: copies of the host arrays this struct points to
+    g->s.tensor_off = (size_t *)malloc(sizeof(size_t) * (nt + 1));
+    g->s.tensor_flag = (unsigned char *)malloc(nt);
+    memcpy(g->s.tensor_off, spec->tensor_off, sizeof(size_t) * (nt + 1));
+    memcpy(g->s.tensor_flag, spec->tensor_flag, nt);
+    gpu_plan(s, B, T, &g->plan);  // reads inv_freq, which is not kept
+    g->s.inv_freq = NULL;
+    const GpuPlan *p = &g->plan;
+    // the parameter block (the optimizer's states at the first update)
+    g->w32 = GALLOC(g, float, p->n_w32);
     g->wb = GALLOC(g, bf16, s->total);
-    g->gw = GALLOC(g, float, s->total);
-    hipCheck(hipMemset(g->gw, 0, sizeof(float) * s->total));
-    grad_ranges(g);
+    g->g32 = GALLOC(g, float, p->n_g32);
+    g->g16 = GALLOC(g, bf16, p->n_g16);
+    if (g->g32) hipCheck(hipMemset(g->g32, 0, plan_align(sizeof(float) * p->n_g32)));  // and the packing's gaps
+    if (g->g16) hipCheck(hipMemset(g->g16, 0, plan_align(sizeof(bf16) * p->n_g16)));
+    g->gtype = s->grad_bf16 ? GS_BF16 : GS_F32;
+    // the pool: small tables, the stream, the layers' buffers
+    g->pool = GALLOC(g, char, p->pool);
+    char *pl = g->pool;
+    g->seg_off = (size_t *)(pl + p->tb[TB_SEG_OFF]), g->seg_wofs = (size_t *)(pl + p->tb[TB_SEG_WOFS]);
+    g->seg_gofs = (size_t *)(pl + p->tb[TB_SEG_GOFS]), g->seg_blk0 = (size_t *)(pl + p->tb[TB_SEG_BLK0]);
+    g->seg_flag = (unsigned char *)(pl + p->tb[TB_SEG_FLAG]);
+    g->prod_rng = (size_t *)(pl + p->tb[TB_PROD]), g->zero_rng = (size_t *)(pl + p->tb[TB_ZERO]);
+    g->part = (float *)(pl + p->tb[TB_PART]), g->sumsq = (double *)(pl + p->tb[TB_SUMSQ]);
+    unsigned char *flag = (unsigned char *)malloc(nt);
+    for (size_t i = 0; i < nt; i++)
+        flag[i] = s->tensor_flag[i] | (grad16(g, (int)i) ? OPT_G16 : 0) | (has_master(g, (int)i) ? 0 : OPT_NO_MASTER);
+    hipCheck(hipMemcpy(g->seg_off, s->tensor_off, sizeof(size_t) * (nt + 1), hipMemcpyHostToDevice));
+    hipCheck(hipMemcpy(g->seg_wofs, p->wofs, sizeof(size_t) * nt, hipMemcpyHostToDevice));
+    hipCheck(hipMemcpy(g->seg_gofs, p->gofs, sizeof(size_t) * nt, hipMemcpyHostToDevice));
+    hipCheck(hipMemcpy(g->seg_blk0, p->blk0, sizeof(size_t) * (nt + 1), hipMemcpyHostToDevice));
+    hipCheck(hipMemcpy(g->seg_flag, flag, nt, hipMemcpyHostToDevice));
+    free(flag);
+    size_t *pr = (size_t *)malloc(sizeof(size_t) * 2 * (p->nprod + 1)), *zr = (size_t *)malloc(sizeof(size_t) * 2 * (p->nzero + 1));
+    grad_ranges(g, pr, zr);
+    hipCheck(hipMemcpy(g->prod_rng, pr, sizeof(size_t) * 2 * g->nprod, hipMemcpyHostToDevice));
+    hipCheck(hipMemcpy(g->zero_rng, zr, sizeof(size_t) * 2 * g->nzero, hipMemcpyHostToDevice));
+    free(pr), free(zr);
+    // the column-sum partials the kernels leave: within the plan's bound
+    size_t nrb = gs_cdiv(N, COLSUM_ROWS), cmax = F > d ? F : d, maxhd = 0;
+    for (int l = 0; l < (int)L; l++) maxhd = H * s->layer[l].D > maxhd ? H * s->layer[l].D : maxhd;
+    cmax = cmax > maxhd ? cmax : maxhd;
+    size_t need = nrb * cmax, hn = (size_t)gs_cdiv(N * H, HN_ROWS) * maxD, pn = norm_bwd_parts((int)d, (int)N);
+    need = need > hn ? need : hn, need = need > pn ? need : pn;
+    if (need > p->part) fail_msg("internal: the column-sum partials outgrow hip/plan.h's bound");
     // RoPE tables, angles in fp32 exactly as model.h's rope_apply: (float)inv_freq * (float)pos
     g->rope = (float2 **)calloc(L, sizeof(float2 *));
     for (int l = 0; l < (int)L; l++) {
-        int D = s->layer[l].D;
-        const float *inv = spec->inv_freq + (size_t)l * spec->inv_stride;
-        for (int p = 0; p < l && !g->rope[l]; p++)
-            if (s->layer[p].D == D && !memcmp(inv, spec->inv_freq + (size_t)p * spec->inv_stride, sizeof(float) * (D / 2)))
-                g->rope[l] = g->rope[p];
-        if (g->rope[l]) continue;
+        int D = s->layer[l].D, shared = 0;
+        g->rope[l] = (float2 *)(pl + p->rope[l]);
+        for (int q = 0; q < l; q++) shared |= g->rope[q] == g->rope[l];
+        if (shared) continue;
         float2 *h = (float2 *)malloc(sizeof(float2) * (size_t)T * (D / 2));
-        rope_table_host(h, inv, T, D);
-        g->rope[l] = GALLOC(g, float2, (size_t)T * (D / 2));
+        rope_table_host(h, spec->inv_freq + (size_t)l * spec->inv_stride, T, D);
         hipCheck(hipMemcpy(g->rope[l], h, sizeof(float2) * (size_t)T * (D / 2), hipMemcpyHostToDevice));
         free(h);
     }
-    // the banded attention backward (attention.h) where a layer can take it: its buffers (bf, bh bytes), and `pad` rows
-    // around k, v, q and dO that the sliding band reads past the sequences
-    int band = 0;
-    size_t bf = 0, bh = 0;
-    for (int l = 0; l < (int)L; l++) {
-        const GpuLayerSpec *ls = &s->layer[l];
-        AttnBwd ab = {};
-        ab.f.K = ls->K, ab.f.window = ls->full ? 0 : s->W, ab.f.T = T, ab.f.D = ls->D, ab.f.H = s->H;
-        ab.f.ldq = ab.lddo = ab.lddq = s->H * ls->D, ab.f.ldk = ls->K * ls->D;
-        size_t f32 = 0, b16 = 0;
-        if (attn_band_ok(ab)) band = 1, f32 = attn_band_f32((int)N, (int)H, s->W), b16 = attn_band_bf16((int)N, (int)H, s->W);
-        else if (attn_full_ok(ab)) f32 = attn_full_f32((int)N, (int)H, T), b16 = attn_full_bf16((int)N, (int)H, T);
-        bf = f32 * 4 > bf ? f32 * 4 : bf, bh = b16 * 2 > bh ? b16 * 2 : bh;
-    }
-    g->pad = band ? attn_band_pad(s->W) : 0;
+    // the stream and the head's inputs
+    g->xL = (float *)(pl + p->st[ST_XL]), g->r_f = (float *)(pl + p->st[ST_RF]), g->xf = (bf16 *)(pl + p->st[ST_XF]);
+    g->tok = (int *)(pl + p->st[ST_TOK]), g->tgt = (int *)(pl + p->st[ST_TGT]);
+    g->row_loss = (float *)(pl + p->st[ST_LOSS]), g->DXF = (float *)(pl + p->st[ST_DXF]), g->Di = (float *)(pl + p->st[ST_DI]);
+    g->row_loss_h = (float *)malloc(sizeof(float) * N);
+    // what each layer keeps for the backward; `pad` rows before each qkv for the banded backward (zeroed)
+    g->pad = p->pad;
     size_t pad = g->pad;
-    // activations kept for the backward
-    size_t maxw = F, maxqkv = 0, maxhd = 0, maxkd = 0;
-    int maxD = 0;
     g->lb = (LayerBuf *)calloc(L, sizeof(LayerBuf));
     for (int l = 0; l < (int)L; l++) {
-        const GpuLayerSpec *ls = &s->layer[l];
-        size_t D = ls->D, K = ls->K, nqkv = qkv_cols(s, ls);
-        if (H % K) fail_msg("query heads must be a multiple of kv heads");
-        maxqkv = nqkv > maxqkv ? nqkv : maxqkv, maxhd = H * D > maxhd ? H * D : maxhd, maxkd = K * D > maxkd ? K * D : maxkd;
-        maxD = (int)D > maxD ? (int)D : maxD;
         LayerBuf *a = &g->lb[l];
-        a->r_in = GALLOC(g, float, N);
-        a->qkv = GALLOC(g, bf16, (pad + N) * nqkv) + pad * nqkv;  // v's pad rows: read, never used
-        hipCheck(hipMemset(a->qkv - pad * nqkv, 0, sizeof(bf16) * pad * nqkv));
-        if (s->arch == 4) a->rv = GALLOC(g, float, N * K);
-        a->rq = GALLOC(g, float, N * H);
-        a->rk = GALLOC(g, float, N * K);
-        a->att = GALLOC(g, bf16, N * H * D);
-        a->lse = GALLOC(g, float, N * H);
-        a->o = GALLOC(g, bf16, N * d);
-        a->r_pa = GALLOC(g, float, N);
-        a->r_pf = GALLOC(g, float, N);
+        const size_t *o = p->act[l], *len = p->act_len[l];
+        size_t nqkv = qkv_cols(s, &s->layer[l]);
+#define ACT(k, type) ((type *)(len[k] ? pl + o[k] : NULL))
+        a->r_in = ACT(GACT_R_IN, float), a->qkv = ACT(GACT_QKV, bf16) + pad * nqkv, a->rq = ACT(GACT_RQ, float);
+        a->rk = ACT(GACT_RK, float), a->rv = ACT(GACT_RV, float), a->att = ACT(GACT_ATT, bf16), a->lse = ACT(GACT_LSE, float);
+        a->o = ACT(GACT_O, bf16), a->r_pa = ACT(GACT_R_PA, float), a->r_pf = ACT(GACT_R_PF, float), a->gu = ACT(GACT_GU, bf16);
+        a->f = ACT(GACT_F, bf16), a->r_pff = ACT(GACT_R_PFF, float);
+#undef ACT
         a->rec = l < s->recompute;
-        a->gu = a->rec ? NULL : GALLOC(g, bf16, N * 2 * F);
-        a->f = GALLOC(g, bf16, N * d);
-        a->r_pff = GALLOC(g, float, N);
+        hipCheck(hipMemset(a->qkv - pad * nqkv, 0, sizeof(bf16) * pad * nqkv));
     }
-    if (maxD > GS_WARP * ATT_MAXE || maxD / 2 > GS_WARP * HN_MAXP) fail_msg("head_dim is larger than the GPU kernels support (512)");
-    maxw = maxw > maxhd ? maxw : maxhd;
-    maxw = maxw > maxqkv ? maxw : maxqkv;
-    g->xL = GALLOC(g, float, N * d);
-    g->r_f = GALLOC(g, float, N);
-    g->xf = GALLOC(g, bf16, N * d);
-    g->tok = GALLOC(g, int, N);
-    g->tgt = GALLOC(g, int, N);
-    g->row_loss = GALLOC(g, float, N);
-    g->row_loss_h = (float *)malloc(sizeof(float) * N);
-    g->DXF = GALLOC(g, float, N * d);
-    g->Di = GALLOC(g, float, N * H);
-    size_t nrb = gs_cdiv(N, COLSUM_ROWS), cmax = F > d ? F : d;
-    cmax = cmax > maxhd ? cmax : maxhd;
-    size_t part = nrb * cmax, hn = (size_t)gs_cdiv(N * H, HN_ROWS) * maxD, pn = norm_bwd_parts((int)d, (int)N);
-    part = part > hn ? part : hn;
-    g->part = GALLOC(g, float, part > pn ? part : pn);
-    g->sumsq = GALLOC(g, double, 1024);
-    // the scratch region: the scratch buffers one after another (256-byte aligned), or the head's bf16 logits of
-    // `chunk` rows at a time, 2 GiB at most (each chunk re-reads and re-writes the fp32 embedding gradient
-    // once, so fewer, larger chunks move fewer bytes), whichever is larger
-    // (KS and VS start `pad` rows into theirs)
-    size_t sizes[] = {N * d * 4, N * d * 4, N * d * 2, N * d * 2, N * d * 2, N * maxw * 2, (N * maxw + pad * maxhd) * 2,
-                      s->recompute > 0 ? N * 2 * F * 2 : 0, (N + pad) * maxhd * 2, (pad + N) * maxkd * 2,
-                      s->arch == 4 ? (pad + N) * maxkd * 2 : 0, N * maxhd * 4, N * maxkd * 2, N * maxkd * 2, bf, bf, bh, bh};
-    void **bufs[] = {(void **)&g->X2, (void **)&g->DX, (void **)&g->S1, (void **)&g->S2, (void **)&g->S3, (void **)&g->SF1,
-                     (void **)&g->SF2, (void **)&g->SG, (void **)&g->QS, (void **)&g->KS, (void **)&g->VS,
-                     (void **)&g->DQ, (void **)&g->DK, (void **)&g->DV, (void **)&g->band.S, (void **)&g->band.dP,
-                     (void **)&g->band.P, (void **)&g->band.dS};
-    size_t nbuf = sizeof sizes / sizeof sizes[0], offs[sizeof sizes / sizeof sizes[0]], scratch = 0;
-    for (size_t i = 0; i < nbuf; i++) offs[i] = scratch, scratch += (sizes[i] + 255) / 256 * 256;
-    size_t chunk = ((size_t)2 << 30) / ((size_t)s->V * 2);
-    g->chunk = (int)(chunk < 1 ? 1 : chunk > N ? N : chunk);
-    size_t lbytes = (size_t)g->chunk * s->V * 2;
-    g->ws = GALLOC(g, char, scratch > lbytes ? scratch : lbytes);
+    // the scratch region: the scratch buffers one after another, or the head's bf16 logits of `chunk` rows (hip/plan.h)
+    g->ws = GALLOC(g, char, p->ws);
     g->logits = (bf16 *)g->ws;
-    for (size_t i = 0; i < nbuf; i++) *bufs[i] = sizes[i] ? (void *)(g->ws + offs[i]) : NULL;
-    g->KS += pad * maxkd;
+    g->chunk = p->chunk;
+    void **bufs[WS_N] = {(void **)&g->X2, (void **)&g->DX, (void **)&g->S1, (void **)&g->S2, (void **)&g->S3,
+                         (void **)&g->SF1, (void **)&g->SF2, (void **)&g->SG, (void **)&g->QS, (void **)&g->KS,
+                         (void **)&g->VS, (void **)&g->DQ, (void **)&g->DK, (void **)&g->DV, (void **)&g->band.S,
+                         (void **)&g->band.dP, (void **)&g->band.P, (void **)&g->band.dS};
+    for (int k = 0; k < WS_N; k++) *bufs[k] = p->ws_len[k] ? (void *)(g->ws + p->ws_off[k]) : NULL;
+    size_t maxkd = 0;
+    for (int l = 0; l < (int)L; l++) maxkd = (size_t)s->layer[l].K * s->layer[l].D > maxkd ? (size_t)s->layer[l].K * s->layer[l].D : maxkd;
+    g->KS += pad * maxkd;  // (KS and VS start `pad` rows into theirs)
     if (g->VS) g->VS += pad * maxkd;
     g->zd_kept = s->d;
+    if (g->bytes != p->create) fail_msg("internal: gpu_create allocated other than hip/plan.h planned");
     gs_blas_init();
     hipCheck(hipDeviceSynchronize());
     return g;
@@ -325,56 +345,85 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
 
 void gpu_free(GpuModel *g) {
     if (!g) return;
-    void *dev[] = {g->w, g->gw, g->m, g->v, g->zero_rng, g->prod_rng, g->wb, g->seg_off, g->seg_flag, g->xL, g->r_f,
-                   g->xf, g->tok, g->tgt, g->row_loss, g->DXF, g->Di, g->part, g->sumsq, g->ws, g->zl, g->zh, g->zf,
-                   g->zd, g->dzl, g->dzh, g->dzf, g->dzd, g->hc};
+    void *dev[] = {g->w32, g->wb, g->g32, g->g16, g->m, g->v, g->qm, g->qv, g->sm, g->sv, g->pool, g->ws,
+                   g->zl, g->zh, g->zf, g->zd, g->dzl, g->dzh, g->dzf, g->dzd, g->hc};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i]) hipCheck(hipFree(dev[i]));
-    for (int l = 0; l < g->s.L; l++) {
-        LayerBuf *a = &g->lb[l];
-        void *p[] = {a->r_in, a->qkv - (size_t)g->pad * qkv_cols(&g->s, &g->s.layer[l]), a->rq, a->rk, a->rv, a->att, a->lse, a->o, a->r_pa, a->r_pf, a->gu, a->f,
-                     a->r_pff};
-        for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
-            if (p[i]) hipCheck(hipFree(p[i]));
-        int shared = 0;
-        for (int q = 0; q < l; q++) shared |= g->rope[q] == g->rope[l];
-        if (!shared) hipCheck(hipFree(g->rope[l]));
-    }
+    gpu_plan_free(&g->plan);
     free(g->lb), free(g->rope), free(g->row_loss_h), free(g->zl_host), free(g->s.tensor_off), free(g->s.tensor_flag);
     free(g);
 }
 
-// the AdamW moments, zero, at the first update (or the first upload of a resumed state)
-static void adam_alloc(GpuModel *g) {
-    size_t n = g->s.total;
-    g->m = GALLOC(g, float, n);
-    g->v = GALLOC(g, float, n);
-    hipCheck(hipMemset(g->m, 0, sizeof(float) * n));
-    hipCheck(hipMemset(g->v, 0, sizeof(float) * n));
-}
-
-void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_device) {
-    if (off + n > g->s.total) fail_msg("gpu_copy: a range outside the parameter table");
-    if (what == GPU_GRADS) grads_materialize(g);
-    if ((what == GPU_ADAM_M || what == GPU_ADAM_V) && !g->m) {
-        if (!to_device) {
-            memset(host, 0, sizeof(float) * n);
-            return;
-        }
-        adam_alloc(g);
-    }
-    float *dev = (what == GPU_WEIGHTS ? g->w : what == GPU_GRADS ? g->gw : what == GPU_ADAM_M ? g->m : g->v) + off;
-    if (!to_device) {
-        hipCheck(hipMemcpy(host, dev, sizeof(float) * n, hipMemcpyDeviceToHost));
-        return;
-    }
-    hipCheck(hipMemcpy(dev, host, sizeof(float) * n, hipMemcpyHostToDevice));
-    if (what == GPU_WEIGHTS) {
-        k_f32_to_bf16<<<grid_for(n), 256>>>(g->wb + off, g->w + off, n);
+// --- the parameter block to and from the host, tensor by tensor where it is packed ------------------------------
+// Values that have no fp32 copy on the device (bf16-only weights, bf16 gradients) pass through the scratch region
+// as fp32, at most its size at a time (nothing lives there between steps).
+static size_t stage_floats(const GpuModel *g) { return g->plan.ws / sizeof(float); }
+// host fp32 [n] -> device bf16 (round to nearest even), through the scratch region
+static void put_bf16(GpuModel *g, bf16 *dst, const float *src, size_t n) {
+    for (size_t k = 0; k < n; k += stage_floats(g)) {
+        size_t m = n - k < stage_floats(g) ? n - k : stage_floats(g);
+        hipCheck(hipMemcpy(g->ws, src + k, sizeof(float) * m, hipMemcpyHostToDevice));
+        k_f32_to_bf16<<<grid_for(m), 256>>>(dst + k, (const float *)g->ws, m);
         hipCheckLaunch();
     }
 }
-void gpu_upload(GpuModel *g, const float *w) { gpu_copy(g, GPU_WEIGHTS, 0, g->s.total, (float *)w, 1); }
+static void get_bf16(GpuModel *g, float *dst, const bf16 *src, size_t n) {
+    for (size_t k = 0; k < n; k += stage_floats(g)) {
+        size_t m = n - k < stage_floats(g) ? n - k : stage_floats(g);
+        k_bf16_to_f32<<<grid_for(m), 256>>>((float *)g->ws, src + k, m);
+        hipCheckLaunch();
+        hipCheck(hipMemcpy(dst + k, g->ws, sizeof(float) * m, hipMemcpyDeviceToHost));
+    }
+}
+
+static void states_alloc(GpuModel *g);
+// floats [off, off + n) of the table (any tensors), host <-> device, where the plan keeps them: the weights (the
+// fp32 master and its bf16 copy, or the bf16 weight), the gradients (g32 or g16), AdamW's moments (table layout)
+void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_device) {
+    const GpuSpec *s = &g->s;
+    if (off + n > s->total) fail_msg("gpu_copy: a range outside the parameter table");
+    if (what == GPU_GRADS) grads_materialize(g);
+    if (what == GPU_ADAM_M || what == GPU_ADAM_V) {
+        if (s->optimizer != GPU_ADAMW) fail_msg("gpu_copy: AdamW's moments of a model with another optimizer");
+        if (!g->m && !to_device) {  // before the first update the device has none
+            memset(host, 0, sizeof(float) * n);
+            return;
+        }
+        states_alloc(g);
+        float *dev = (what == GPU_ADAM_M ? g->m : g->v) + off;
+        if (to_device) hipCheck(hipMemcpy(dev, host, sizeof(float) * n, hipMemcpyHostToDevice));
+        else hipCheck(hipMemcpy(host, dev, sizeof(float) * n, hipMemcpyDeviceToHost));
+        return;
+    }
+    for (size_t at = off; at < off + n;) {  // tensor by tensor
+        int i = tensor_of(g, at);
+        size_t end = s->tensor_off[i + 1] < off + n ? s->tensor_off[i + 1] : off + n, k = end - at;
+        float *h = host + (at - off);
+        if (what == GPU_WEIGHTS && has_master(g, i)) {
+            if (to_device) {
+                hipCheck(hipMemcpy(W(g, at), h, sizeof(float) * k, hipMemcpyHostToDevice));
+                k_f32_to_bf16<<<grid_for(k), 256>>>(g->wb + at, W(g, at), k);
+                hipCheckLaunch();
+            } else hipCheck(hipMemcpy(h, W(g, at), sizeof(float) * k, hipMemcpyDeviceToHost));
+        } else if (what == GPU_WEIGHTS) {
+            if (to_device) put_bf16(g, g->wb + at, h, k);
+            else get_bf16(g, h, g->wb + at, k);
+        } else if (grad16(g, i)) {
+            bf16 *d = (bf16 *)GP(g, at);
+            if (to_device) put_bf16(g, d, h, k);
+            else get_bf16(g, h, d, k);
+        } else if (to_device) hipCheck(hipMemcpy(G32(g, at), h, sizeof(float) * k, hipMemcpyHostToDevice));
+        else hipCheck(hipMemcpy(h, G32(g, at), sizeof(float) * k, hipMemcpyDeviceToHost));
+        at = end;
+    }
+}
+void gpu_upload(GpuModel *g, const float *w) {
+    const GpuSpec *s = &g->s;
+    if (s->bf16_only) return gpu_copy(g, GPU_WEIGHTS, 0, s->total, (float *)w, 1);
+    hipCheck(hipMemcpy(g->w32, w, sizeof(float) * s->total, hipMemcpyHostToDevice));  // the master is the table
+    k_f32_to_bf16<<<grid_for(s->total), 256>>>(g->wb, g->w32, s->total);
+    hipCheckLaunch();
+}
 void gpu_download(GpuModel *g, float *w) { gpu_copy(g, GPU_WEIGHTS, 0, g->s.total, w, 0); }
 void gpu_download_grads(GpuModel *g, float *gw) { gpu_copy(g, GPU_GRADS, 0, g->s.total, gw, 0); }
 
@@ -385,17 +434,32 @@ void gpu_init_random(GpuModel *g, uint64_t seed, float std) {
         size_t off = s->tensor_off[i], n = s->tensor_off[i + 1] - off;
         int norm = s->tensor_flag[i] & 4, frozen = s->tensor_flag[i] & 2;
         float value = frozen ? 1.0f : 1.0f - s->norm_off;
-        k_init<<<grid_for(n), 256>>>(g->w + off, n, seed + (uint64_t)i, norm ? 0.0f : std, value);
-        hipCheckLaunch();
+        if (has_master(g, i)) {
+            k_init<<<grid_for(n), 256>>>(W(g, off), n, 0, seed + (uint64_t)i, norm ? 0.0f : std, value);
+            hipCheckLaunch();
+            continue;
+        }
+        for (size_t k = 0; k < n; k += stage_floats(g)) {  // the same values, drawn into the scratch and rounded
+            size_t m = n - k < stage_floats(g) ? n - k : stage_floats(g);
+            k_init<<<grid_for(m), 256>>>((float *)g->ws, m, k, seed + (uint64_t)i, norm ? 0.0f : std, value);
+            k_f32_to_bf16<<<grid_for(m), 256>>>(g->wb + off + k, (const float *)g->ws, m);
+            hipCheckLaunch();
+        }
     }
-    k_f32_to_bf16<<<grid_for(s->total), 256>>>(g->wb, g->w, s->total);
+    if (!s->bf16_only) k_f32_to_bf16<<<grid_for(s->total), 256>>>(g->wb, g->w32, s->total);
+    else
+        for (int i = 0; i < s->ntensor; i++)
+            if (has_master(g, i)) {
+                size_t off = s->tensor_off[i], n = s->tensor_off[i + 1] - off;
+                k_f32_to_bf16<<<grid_for(n), 256>>>(g->wb + off, W(g, off), n);
+            }
     hipCheckLaunch();
 }
 
 void gpu_zero_grad(GpuModel *g) {
     const GpuSpec *s = &g->s;
     if (g->nzero) {
-        k_zero_ranges<<<dim3(128, g->nzero), 256>>>(g->gw, g->zero_rng);
+        k_zero_ranges<<<dim3(128, g->nzero), 256>>>(g->g32, g->zero_rng);
         hipCheckLaunch();
     }
     g->fresh_layers = g->fresh_head = 1;
@@ -420,15 +484,15 @@ void gpu_sync(void) { hipCheck(hipDeviceSynchronize()); }
 
 static void norm_fwd_f32(GpuModel *g, bf16 *y, float *rstd, const float *x, size_t wofs) {
     const GpuSpec *s = &g->s;
-    norm_fwd<float>(y, rstd, x, g->w + wofs, s->norm_off, g->zd, 1.0f / g->zd_kept, s->eps, s->d, g->N);
+    norm_fwd<float>(y, rstd, x, W(g, wofs), s->norm_off, g->zd, 1.0f / g->zd_kept, s->eps, s->d, g->N);
     hipCheckLaunch();
 }
 // out = (res + RMSNorm(x; wofs)·zd·gate)·ls; y2 != NULL: also y2 = RMSNorm(out; wofs2)·zd (rstd2)
 static void norm_add(GpuModel *g, float *out, float *rstd, const float *res, const bf16 *x, size_t wofs, float gate,
                      const float *ls, bf16 *y2, float *rstd2, size_t wofs2) {
     const GpuSpec *s = &g->s;
-    norm_add_fwd(out, rstd, res, x, g->w + wofs, s->norm_off, g->zd, 1.0f / g->zd_kept, gate, ls, s->eps, s->d, g->N, y2,
-                 rstd2, g->w + wofs2);
+    norm_add_fwd(out, rstd, res, x, W(g, wofs), s->norm_off, g->zd, 1.0f / g->zd_kept, gate, ls, s->eps, s->d, g->N, y2,
+                 rstd2, W(g, wofs2));
     hipCheckLaunch();
 }
 
@@ -437,10 +501,10 @@ static void norm_add(GpuModel *g, float *out, float *rstd, const float *res, con
 template <typename TY, typename TX, typename TO, bool ACC>
 static void norm_back(GpuModel *g, TO *dx, const TY *dy, const TX *x, const float *r, size_t wofs, float *dgate, float gate) {
     const GpuSpec *s = &g->s;
-    int nrb = norm_bwd<TY, TX, TO, ACC>(dx, g->part, dy, x, r, g->w + wofs, s->norm_off, g->zd, 1.0f / g->zd_kept, gate,
+    int nrb = norm_bwd<TY, TX, TO, ACC>(dx, g->part, dy, x, r, W(g, wofs), s->norm_off, g->zd, 1.0f / g->zd_kept, gate,
                                         s->d, g->N);
     hipCheckLaunch();
-    norm_grads_finish(g->part, nrb, s->d, g->gw + wofs, g->dzd, dgate, g->w + wofs, s->norm_off, g->zd, gate);
+    norm_grads_finish(g->part, nrb, s->d, G32(g, wofs), g->dzd, dgate, W(g, wofs), s->norm_off, g->zd, gate);
     hipCheckLaunch();
 }
 
@@ -451,8 +515,8 @@ static void qkv_norm_rope(GpuModel *g, int l) {
     LayerBuf *a = &g->lb[l];
     int N = g->N, T = g->T, H = s->H, D = ls->D, K = ls->K, nqkv = qkv_cols(s, ls), vcol = v_col(s, ls);
     float off = s->norm_off;
-    headnorm_rope_fwd(g->QS, a->rq, a->qkv, nqkv, 0, H, D, g->w + ls->q_norm, off, g->rope[l], T, s->eps, N);
-    headnorm_rope_fwd(g->KS, a->rk, a->qkv, nqkv, H * D, K, D, g->w + ls->k_norm, off, g->rope[l], T, s->eps, N);
+    headnorm_rope_fwd(g->QS, a->rq, a->qkv, nqkv, 0, H, D, W(g, ls->q_norm), off, g->rope[l], T, s->eps, N);
+    headnorm_rope_fwd(g->KS, a->rk, a->qkv, nqkv, H * D, K, D, W(g, ls->k_norm), off, g->rope[l], T, s->eps, N);
     if (s->arch == 4) headnorm_rope_fwd(g->VS, a->rv, a->qkv, nqkv, vcol, K, D, NULL, 0.0f, NULL, T, s->eps, N);
     hipCheckLaunch();
 }
@@ -544,7 +608,7 @@ float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
         // input norm, or the final norm into xf
         int last = l + 1 == s->L;
         norm_add(g, g->xL, a->r_pff, g->X2, a->f, ls->post_ffn, gate,
-                 s->arch == 4 ? g->w + ls->layer_scalar : NULL, last ? g->xf : g->S1, last ? g->r_f : g->lb[l + 1].r_in,
+                 s->arch == 4 ? W(g, ls->layer_scalar) : NULL, last ? g->xf : g->S1, last ? g->r_f : g->lb[l + 1].r_in,
                  last ? s->final_norm : s->layer[l + 1].in_norm);
         prof(g, P_NORM);
     }
@@ -563,7 +627,7 @@ float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
             gs_gemm(0, 0, rows, d, s->V, 1.0f, g->logits, GS_BF16, s->V, g->wb + s->embed, GS_BF16, d, 0.0f,
                     g->DXF + (size_t)n0 * d, GS_F32, d);
             gs_gemm(1, 0, s->V, d, rows, 1.0f, g->logits, GS_BF16, s->V, xf, GS_BF16, d, g->fresh_head ? 0.0f : 1.0f,
-                    g->gw + s->embed, GS_F32, d);
+                    G32(g, s->embed), GS_F32, d);
             g->fresh_head = 0;
             prof(g, P_GEMM);
         }
@@ -601,14 +665,14 @@ void gpu_backward(GpuModel *g) {
         const float *zf = g->zf ? g->zf + (size_t)l * F : NULL;
         // Gemma 4: x_next = s·x3; s (layer_scalar) is frozen, so only dx3 = s·dx
         if (s->arch == 4) {
-            k_scale_f32<<<grid_for(Nd), 256>>>(g->DX, g->w + ls->layer_scalar, Nd);
+            k_scale_f32<<<grid_for(Nd), 256>>>(g->DX, W(g, ls->layer_scalar), Nd);
             hipCheckLaunch();
         }
         // the layer's residual stream back from the one after it: xL becomes x (its input), X2 = x2, and the norms
         // m = RMSNorm(x2; pre_ffn) into S1, a = RMSNorm(x; in) into S3 (for dWgu, dWqkv below)
-        residual_undo(g->xL, g->X2, g->S1, g->S3, a->f, a->o, a->r_pff, a->r_pa, a->r_pf, a->r_in, g->w + ls->post_ffn,
-                      g->w + ls->post_attn, g->w + ls->pre_ffn, g->w + ls->in_norm, off, g->zd, gate,
-                      s->arch == 4 ? g->w + ls->layer_scalar : NULL, d, N);
+        residual_undo(g->xL, g->X2, g->S1, g->S3, a->f, a->o, a->r_pff, a->r_pa, a->r_pf, a->r_in, W(g, ls->post_ffn),
+                      W(g, ls->post_attn), W(g, ls->pre_ffn), W(g, ls->in_norm), off, g->zd, gate,
+                      s->arch == 4 ? W(g, ls->layer_scalar) : NULL, d, N);
         hipCheckLaunch();
         // --- MLP branch: x_next = x2 + PN(f)·zd·gate
         norm_back<float, bf16, bf16, false>(g, g->S2, g->DX, a->f, a->r_pff, ls->post_ffn, dgate, gate);
@@ -626,8 +690,8 @@ void gpu_backward(GpuModel *g) {
         gelu_bwd(gu, g->SF1, g->SF2, gu, zf, N, F);  // in place; hm rewritten into SF1
         hipCheckLaunch();
         prof(g, P_ELEM);
-        gs_gemm(1, 0, d, F, N, 1.0f, g->S2, GS_BF16, d, g->SF1, GS_BF16, F, gb, g->gw + ls->wdown, GS_F32, F);
-        gs_gemm(1, 0, 2 * F, d, N, 1.0f, gu, GS_BF16, 2 * F, g->S1, GS_BF16, d, gb, g->gw + ls->wgate, GS_F32, d);
+        gs_gemm(1, 0, d, F, N, 1.0f, g->S2, GS_BF16, d, g->SF1, GS_BF16, F, gb, GP(g, ls->wdown), g->gtype, F);
+        gs_gemm(1, 0, 2 * F, d, N, 1.0f, gu, GS_BF16, 2 * F, g->S1, GS_BF16, d, gb, GP(g, ls->wgate), g->gtype, d);
         gs_gemm(0, 0, N, d, 2 * F, 1.0f, gu, GS_BF16, 2 * F, g->wb + ls->wgate, GS_BF16, d, 0.0f, g->S2, GS_BF16, d);
         prof(g, P_GEMM);
         // m = PN(x2): DX becomes d/dx2 (residual + this)
@@ -641,7 +705,7 @@ void gpu_backward(GpuModel *g) {
             attm = g->SF1;
         }
         prof(g, P_NORM);
-        gs_gemm(1, 0, d, HD, N, 1.0f, g->S2, GS_BF16, d, attm, GS_BF16, HD, gb, g->gw + ls->wo, GS_F32, HD);
+        gs_gemm(1, 0, d, HD, N, 1.0f, g->S2, GS_BF16, d, attm, GS_BF16, HD, gb, GP(g, ls->wo), g->gtype, HD);
         gs_gemm(0, 0, N, HD, d, 1.0f, g->S2, GS_BF16, d, g->wb + ls->wo, GS_BF16, HD, 0.0f, g->SF2, GS_BF16, HD);
         prof(g, P_GEMM);
         if (g->zh) {  // d/dzh = Σ_n Σ_i datt · att per head, then datt ·= zh
@@ -666,14 +730,14 @@ void gpu_backward(GpuModel *g) {
         attn_backward(ab, g->use_mma, &g->band);
         prof(g, P_ATTN);
         // RoPE and the per-head norms backward into dqkv; q_norm / k_norm weight gradients
-        int nbq = headnorm_rope_bwd<float, false>(dqkv, g->part, g->DQ, a->qkv, nqkv, 0, H, D, a->rq, g->w + ls->q_norm,
+        int nbq = headnorm_rope_bwd<float, false>(dqkv, g->part, g->DQ, a->qkv, nqkv, 0, H, D, a->rq, W(g, ls->q_norm),
                                                   off, g->rope[l], T, N);
         hipCheckLaunch();
-        colsum_finish(g->part, nbq, D, 1, 1.0f, g->gw + ls->q_norm);
-        int nbk = headnorm_rope_bwd<bf16, false>(dqkv, g->part, g->DK, a->qkv, nqkv, H * D, K, D, a->rk, g->w + ls->k_norm,
+        colsum_finish(g->part, nbq, D, 1, 1.0f, G32(g, ls->q_norm));
+        int nbk = headnorm_rope_bwd<bf16, false>(dqkv, g->part, g->DK, a->qkv, nqkv, H * D, K, D, a->rk, W(g, ls->k_norm),
                                                  off, g->rope[l], T, N);
         hipCheckLaunch();
-        colsum_finish(g->part, nbk, D, 1, 1.0f, g->gw + ls->k_norm);
+        colsum_finish(g->part, nbk, D, 1, 1.0f, G32(g, ls->k_norm));
         if (s->arch == 4) {  // weightless v norm, no RoPE; K=V layers add into k's columns
             if (ls->hasv)
                 headnorm_rope_bwd<bf16, false>(dqkv, NULL, g->DV, a->qkv, nqkv, vcol, K, D, a->rv, NULL, 0.0f, NULL, T, N);
@@ -681,14 +745,14 @@ void gpu_backward(GpuModel *g) {
         }
         hipCheckLaunch();
         // dWqkv += dqkv^T a (a recomputed above); da = dqkv Wqkv
-        gs_gemm(1, 0, nqkv, d, N, 1.0f, dqkv, GS_BF16, nqkv, g->S3, GS_BF16, d, gb, g->gw + ls->wq, GS_F32, d);
+        gs_gemm(1, 0, nqkv, d, N, 1.0f, dqkv, GS_BF16, nqkv, g->S3, GS_BF16, d, gb, GP(g, ls->wq), g->gtype, d);
         gs_gemm(0, 0, N, d, nqkv, 1.0f, dqkv, GS_BF16, nqkv, g->wb + ls->wq, GS_BF16, d, 0.0f, g->S2, GS_BF16, d);
         prof(g, P_GEMM);
         norm_back<bf16, float, float, true>(g, g->DX, g->S2, g->xL, a->r_in, ls->in_norm, NULL, 1.0f);
         prof(g, P_NORM);
     }
     // embedding: x0 = E[tok]·scale·zd
-    k_embed_bwd<<<grid_for(Nd), 256>>>(g->gw + s->embed, g->DX, g->tok, g->zd, s->embed_scale, N, d);
+    k_embed_bwd<<<grid_for(Nd), 256>>>(G32(g, s->embed), g->DX, g->tok, g->zd, s->embed_scale, N, d);
     hipCheckLaunch();
     if (g->dzd) {
         int nrb = (int)gs_cdiv(N, COLSUM_ROWS);
@@ -705,27 +769,75 @@ void gpu_backward(GpuModel *g) {
 // Optimizer
 // =================================================================================================
 
-double gpu_grad_sumsq(GpuModel *g) {
+double gpu_grad_sumsq(GpuModel *g) {  // g32's sum, then g16's (the host adds the block sums in order)
     unsigned nb = 1024;
     grads_materialize(g);
-    k_sumsq<<<nb, 256>>>(g->sumsq, g->gw, g->s.total);
+    k_sumsq<<<nb, 256>>>(g->sumsq, g->g32, g->plan.n_g32);
+    if (g->g16) k_sumsq<<<nb, 256>>>(g->sumsq + nb, g->g16, g->plan.n_g16);
     hipCheckLaunch();
-    double h[1024], s = 0;
-    hipCheck(hipMemcpy(h, g->sumsq, sizeof(double) * nb, hipMemcpyDeviceToHost));
-    for (unsigned i = 0; i < nb; i++) s += h[i];
+    double h[2048], s = 0;
+    int n = g->g16 ? 2 * nb : nb;
+    hipCheck(hipMemcpy(h, g->sumsq, sizeof(double) * n, hipMemcpyDeviceToHost));
+    for (int i = 0; i < n; i++) s += h[i];
     return s;
 }
 
+// the optimizer's states, zero, when the first update (or upload) needs them
+static void states_alloc(GpuModel *g) {
+    size_t n = g->s.total, nb = g->plan.nblocks;
+    if (g->s.optimizer == GPU_ADAMW8) {
+        if (g->qm) return;
+        g->qm = GALLOC(g, int8_t, n), g->qv = GALLOC(g, uint8_t, n), g->sm = GALLOC(g, float, nb), g->sv = GALLOC(g, float, nb);
+        hipCheck(hipMemset(g->qm, 0, n)), hipCheck(hipMemset(g->qv, 0, n));
+        hipCheck(hipMemset(g->sm, 0, sizeof(float) * nb)), hipCheck(hipMemset(g->sv, 0, sizeof(float) * nb));
+        return;
+    }
+    if (g->m) return;
+    g->m = GALLOC(g, float, n), g->v = GALLOC(g, float, n);
+    hipCheck(hipMemset(g->m, 0, sizeof(float) * n)), hipCheck(hipMemset(g->v, 0, sizeof(float) * n));
+}
+
 void gpu_adamw(GpuModel *g, float lr, float b1, float b2, float eps, float wd, int step, float gscale) {
-    size_t n = g->s.total;
+    const GpuSpec *s = &g->s;
     grads_materialize(g);
     g->prof_last = wall();
-    if (!g->m) adam_alloc(g);
-    float bc1 = 1.0f - powf(b1, (float)step), bc2s = sqrtf(1.0f - powf(b2, (float)step));
-    k_adamw<<<grid_for(n), 256>>>(g->w, g->wb, g->gw, g->m, g->v, n, g->seg_off, g->seg_flag, g->s.ntensor, lr, b1, b2,
-                                  eps, wd, bc1, bc2s, gscale);
+    states_alloc(g);
+    OptBlock o = {g->w32, g->wb, g->g32, g->g16, g->seg_off, g->seg_wofs, g->seg_gofs, g->seg_flag, s->ntensor, s->total};
+    // bias corrections as model.h's adamw_update and train.c's adamw8_update compute them; a new random stream for
+    // the stochastic rounding at every step
+    OptHyper h = {lr, b1, b2, eps, wd, 1.0f - powf(b1, (float)step), sqrtf(1.0f - powf(b2, (float)step)), gscale,
+                  (s->seed + (uint64_t)step) * 0x9E3779B97F4A7C15ull};
+    if (s->optimizer == GPU_ADAMW8) k_adamw8<<<gs_grid(g->plan.nblocks, 1), Q8_BLOCK>>>(o, g->qm, g->qv, g->sm, g->sv, g->seg_blk0, h);
+    else k_adamw<<<grid_for(s->total), 256>>>(o, g->m, g->v, h);
     hipCheckLaunch();
     prof(g, P_OPT);
+}
+
+// 8-bit AdamW's state of tensor i (-1: all) in train.c's layout, both ways: the host arrays are the whole state
+// (codes at the table's offsets, scales at each tensor's first block, hip/plan.h's blk0 = train.c's); before the
+// first update the device has none (zeros on the host)
+void gpu_copy_adamw8(GpuModel *g, int i, int8_t *qm, uint8_t *qv, float *sm, float *sv, int to_device) {
+    const GpuSpec *s = &g->s;
+    if (s->optimizer != GPU_ADAMW8) fail_msg("gpu_copy_adamw8: this model's optimizer is not 8-bit AdamW");
+    if (i < -1 || i >= s->ntensor) fail_msg("gpu_copy_adamw8: no such tensor");
+    size_t o = i < 0 ? 0 : s->tensor_off[i], n = i < 0 ? s->total : s->tensor_off[i + 1] - o;
+    size_t b = i < 0 ? 0 : g->plan.blk0[i], nb = i < 0 ? g->plan.nblocks : g->plan.blk0[i + 1] - b;
+    if (!g->qm && !to_device) {
+        memset(qm + o, 0, n), memset(qv + o, 0, n), memset(sm + b, 0, sizeof(float) * nb), memset(sv + b, 0, sizeof(float) * nb);
+        return;
+    }
+    states_alloc(g);
+    if (to_device) {
+        hipCheck(hipMemcpy(g->qm + o, qm + o, n, hipMemcpyHostToDevice));
+        hipCheck(hipMemcpy(g->qv + o, qv + o, n, hipMemcpyHostToDevice));
+        hipCheck(hipMemcpy(g->sm + b, sm + b, sizeof(float) * nb, hipMemcpyHostToDevice));
+        hipCheck(hipMemcpy(g->sv + b, sv + b, sizeof(float) * nb, hipMemcpyHostToDevice));
+    } else {
+        hipCheck(hipMemcpy(qm + o, g->qm + o, n, hipMemcpyDeviceToHost));
+        hipCheck(hipMemcpy(qv + o, g->qv + o, n, hipMemcpyDeviceToHost));
+        hipCheck(hipMemcpy(sm + b, g->sm + b, sizeof(float) * nb, hipMemcpyDeviceToHost));
+        hipCheck(hipMemcpy(sv + b, g->sv + b, sizeof(float) * nb, hipMemcpyDeviceToHost));
+    }
 }
 
 // =================================================================================================
@@ -734,7 +846,7 @@ void gpu_adamw(GpuModel *g, float lr, float b1, float b2, float eps, float wd, i
 
 static void set_mask(GpuModel *g, float **dev, float **grad, const float *host, size_t n) {
     if (!host) {
-        if (*dev) hipCheck(hipFree(*dev)), hipCheck(hipFree(*grad)), g->bytes -= 2 * sizeof(float) * n;
+        if (*dev) hipCheck(hipFree(*dev)), hipCheck(hipFree(*grad)), g->bytes -= 2 * plan_align(sizeof(float) * n);
         *dev = *grad = NULL;
         return;
     }
@@ -776,7 +888,7 @@ void gpu_get_mask_grads(GpuModel *g, float *dzl, float *dzh, float *dzf, float *
 
 void gpu_hard_concrete(GpuModel *g, const float *la, const float *u, float *z, float *dzdla, size_t n) {
     if (g->hc_n < n) {
-        if (g->hc) hipCheck(hipFree(g->hc)), g->bytes -= sizeof(float) * 4 * g->hc_n;
+        if (g->hc) hipCheck(hipFree(g->hc)), g->bytes -= plan_align(sizeof(float) * 4 * g->hc_n);
         g->hc = GALLOC(g, float, 4 * n);
         g->hc_n = n;
     }

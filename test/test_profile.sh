@@ -35,6 +35,16 @@ check "memory: the options table marks 8-bit AdamW, bf16 only, checkpointing as 
   sh -c "./profile memory --preset 31b --gpus 1 --gpu-mem 192 --seq 2048 | grep 'adamw8   bf16 only' | grep on | grep -q '\*'"
 check "memory: --json writes the figures" \
   sh -c "./profile memory --preset 1b --json $T/mem.json > /dev/null && grep -q '\"optimizer_states\"' $T/mem.json"
+# --device gpu: hip/plan.h's arithmetic (the sizes gpu_create allocates by; hip/dev/check_step checks that on a GPU)
+sum_parts='import json, sys; j = json.load(open(sys.argv[1])); parts = ["weights", "gradients", "activations", "stream_tables", "scratch"]
+sys.exit(0 if sum(j[k] for k in parts) == j["gpu_create"] and j["gpu_peak"] > j["gpu_create"] + j["optimizer_states"] else 1)'
+check "memory --device gpu: the parts add up to what gpu_create allocates (1B, 8 x 2048, --gpu-recompute 3)" \
+  sh -c "./profile memory --preset 1b --device gpu --batch 8 --seq 2048 --gpu-recompute 3 --json $T/g.json > /dev/null && python3 -c '$sum_parts' $T/g.json"
+# 8-bit states: 2 bytes and two fp32 scales per 256 (AdamW: 8 bytes); bf16 matrix gradients: between 2 and 4 bytes
+bpp='import json, sys; a, b = (json.load(open(f)) for f in sys.argv[1:3]); n = a["gradients"] / 4
+sys.exit(0 if abs(a["optimizer_states"] / n - 8) < 1e-6 and 2 < b["optimizer_states"] / n < 2.04 and 2 * n < b["gradients"] < a["gradients"] else 1)'
+check "memory --device gpu: adamw8 keeps ~2.03 B/param of states against AdamW's 8; bf16 matrix gradients" \
+  sh -c "./profile memory --preset 4b --device gpu --json $T/a.json > /dev/null && ./profile memory --preset 4b --device gpu --optimizer adamw8 --grads bf16 --json $T/b.json > /dev/null && python3 -c '$bpp' $T/a.json $T/b.json"
 
 # --- bad input ----------------------------------------------------------------------------------------------
 expect_error "unknown command" "unknown command" ./profile frobnicate
@@ -51,6 +61,9 @@ expect_error "plan: a profile of another model" "26 layers" ./profile plan --pre
 expect_error "plan: a file without a profile" "layer_importance" ./profile plan --preset 1b --params 500M --profile test/fixtures/g3_gqa/fixture.json
 expect_error "memory: unknown optimizer" "not one of: adamw, adamw8, muon" ./profile memory --preset 1b --optimizer sgd
 expect_error "memory: ZeRO stage 4" "--zero 4: expected a whole number in \\[0, 3\\]" ./profile memory --preset 1b --zero 4
+expect_error "memory --device gpu: muon" "adamw and adamw8" ./profile memory --preset 1b --device gpu --optimizer muon
+expect_error "memory --device gpu: E2B" "does not run" ./profile memory --preset e2b --device gpu
+expect_error "memory: --gpu-recompute without --device gpu" "--device gpu only" ./profile memory --preset 1b --gpu-recompute 3
 expect_error "memory: config that is not JSON" "malformed JSON" sh -c "printf '{\"model_type\": ' > $T/bad.json; ./profile memory --config $T/bad.json"
 expect_error "stats: missing --out" "--out is required" ./profile stats --model test/fixtures/g3_mqa
 expect_error "stats: no data directory" "run \`make data\`" ./profile stats --model test/fixtures/g3_mqa --data $T/none --out $T/s

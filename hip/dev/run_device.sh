@@ -3,9 +3,11 @@
 # benchmark (ours, then PyTorch eager and torch.compile in the same session). Binaries come prebuilt from
 # `make gpu` (carried in hip/build); logs go to $OUT (check, dev, bench, prof, torch). check_step's CPU side
 # runs on one thread: its models are tiny, and on the 16-vCPU H200 machine OpenMP made each CPU step 30-50 s.
-#   sh hip/dev/run_device.sh [check] [dev] [bench] [prof] [sweep] [torch] [ncu] [comm]   (default: check dev bench torch)
+#   sh hip/dev/run_device.sh [check] [dev] [bench] [prof] [sweep] [torch] [ncu] [comm] [scale]   (default: check dev bench torch)
 #   comm: the device collectives at world 1 (NCCL, NCCL_NVLS_ENABLE=0): dev_comm's checks and bandwidth table, alone
 #   and started as RANK=0 WORLD_SIZE=1 (the launcher path); a one-line verdict
+#   scale: hip/dev/scale.sh, the memory options (8-bit AdamW, bf16 gradients, bf16-only weights) and hip/plan.h's
+#   prediction against the device: validation, memory per shape, speed, loss (~6 min; SCALE picks parts)
 #   ncu: Nsight Compute on the first launch of each attention forward kernel in dev_attention's timing cases
 #   (sliding W=512 at 1B's shapes): throughput, warp stalls, pipes
 #   BENCH_RUNS: model:recompute pairs of `bench` (default "270m:0 1b:0"); BENCH_ARGS: extra flags for every bench
@@ -65,5 +67,6 @@ for w in $what; do
              hip/build/dev_attention --time-only >> "$OUT/ncu.log" 2>&1; echo "ncu $k rc=$?"
          done
          grep -E "k_attn|Duration|Throughput|Stall|Issue Slots|Pipe|Occupancy" "$OUT/ncu.log" | head -80 ;;
+  scale) timeout 560 sh hip/dev/scale.sh; echo "scale rc=$?" ;;
   esac
 done
