@@ -168,7 +168,11 @@ static void gpu_spec_free(GpuSpec *s) {
     free(s->inv_freq), free(s->tensor_off), free(s->tensor_flag), free(s);
 }
 
-// --- model.h section 7's step on one GPU (train.c and prune.c --device gpu) ---------------------------------
+#endif
+
+// --- model.h section 7's step on one GPU (train.c and prune.c --device gpu) ----------------------
+// (builds linked with hip/gpu.hip only: model.h includes this file for them; ./profile includes it for the spec)
+#if defined(MAX_LAYERS) && !defined(__cplusplus) && defined(USE_GPU)
 // The host keeps its Model (config, table, the fp32 weights checkpoints read) and Optimizer (the state
 // checkpoints read); the GPU holds the working copies, which step_get / step_put move tensor by tensor.
 // Only AdamW runs here so far: its moments have the CPU's layout (the table's offsets), so a checkpoint
