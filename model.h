@@ -2200,6 +2200,8 @@ typedef struct {
     int device;     // DEVICE_CPU or DEVICE_GPU (--device)
     int B, T;       // this process's micro-batch: B sequences of T tokens
     int recompute;  // GPU: layers (from the first) that recompute gate|up in the backward (--gpu-recompute)
+    int grad_bf16;  // GPU: the weight matrices' gradients stored in bf16 (--grads bf16)
+    int bf16_only;  // GPU: the weight matrices without an fp32 master, stochastic rounding (--master none)
 } StepOpts;
 
 typedef struct Step Step;

@@ -47,6 +47,7 @@ typedef struct {
     int tokens, top_k;
     const char *device;                                                           // cpu | gpu
     int gpu_recompute;
+    const char *grads, *master;  // --device gpu: what the parameter block keeps of the weight matrices
     int stop_at;
 } Opts;
 
@@ -102,10 +103,14 @@ static const Flag flags[] = {
     {"top-k", F_INT, OPT(top_k), "0", ">= 0", SAVE_NO, "sample among the k most likely tokens; 0: all"},
     {"tokenizer", F_STR, OPT(tokenizer), "", NULL, SAVE_NO, "bytes | PATH/tokenizer.json; default: the model's tokenizer.json, else bytes"},
     {"stop-at", F_INT, OPT(stop_at), "0", ">= 0", SAVE_NO, "checkpoint at this step and exit (continue with --resume, on either device); 0: off"},
-    {"device", F_STR, OPT(device), "cpu", "cpu|gpu", SAVE_NO, "cpu | gpu: steps, evaluation and AdamW on the GPU (bf16 compute, "
-                                         "fp32 master weights; the build of `make gpu`: hip/build/train); same files in and out"},
+    {"device", F_STR, OPT(device), "cpu", "cpu|gpu", SAVE_NO, "cpu | gpu: steps, evaluation and AdamW (adamw, adamw8) on the GPU "
+                                         "(bf16 compute; the build of `make gpu`: hip/build/train); same files in and out"},
     {"gpu-recompute", F_INT, OPT(gpu_recompute), "0", ">= 0", SAVE_NO, "with --device gpu: layers (from the first) that "
                                          "recompute gate|up in the backward instead of keeping it (less memory, one more product each)"},
+    {"grads", F_STR, OPT(grads), "fp32", "fp32|bf16", SAVE_NO, "with --device gpu: the weight matrices' gradients in fp32 "
+                                         "| bf16 (2 bytes a parameter less; one more rounding of each gradient)"},
+    {"master", F_STR, OPT(master), "fp32", "fp32|none", SAVE_NO, "with --device gpu: fp32 master weights | none (the "
+                                         "matrices only in bf16, updated with stochastic rounding: 4 bytes a parameter less)"},
 };
 static const Cli cli = {
     "./train",
@@ -128,7 +133,8 @@ static int name_index(const char *v, const char *const *names, int n, const char
 // --device and the batch as model.h's step takes them (recompute: --gpu-recompute for the model trained, 0 for
 // evaluations)
 static StepOpts step_opts(const Opts *o, int recompute) {
-    StepOpts so = {name_index(o->device, device_names, 2, "device"), o->batch, o->seq, recompute};
+    StepOpts so = {name_index(o->device, device_names, 2, "device"), o->batch, o->seq, recompute,
+                   !strcmp(o->grads, "bf16"), !strcmp(o->master, "none")};
     return so;
 }
 
@@ -150,6 +156,8 @@ static void opts_check(const Opts *o) {
         if (*o->teacher) fail("--device gpu does not distill (--teacher); use --device cpu for distillation");
     } else if (o->gpu_recompute)
         fail("--gpu-recompute %d applies to --device gpu only", o->gpu_recompute);
+    else if (so.grad_bf16 || so.bf16_only)
+        fail("--grads %s --master %s: the GPU's storage options apply to --device gpu only", o->grads, o->master);
 }
 
 // ================================================================================================

@@ -175,8 +175,8 @@ static void gpu_spec_free(GpuSpec *s) {
 #if defined(MAX_LAYERS) && !defined(__cplusplus) && defined(USE_GPU)
 // The host keeps its Model (config, table, the fp32 weights checkpoints read) and Optimizer (the state
 // checkpoints read); the GPU holds the working copies, which step_get / step_put move tensor by tensor.
-// Only AdamW runs here so far: its moments have the CPU's layout (the table's offsets), so a checkpoint
-// resumes on either device.
+// AdamW and 8-bit AdamW run here, in the CPU's state format (the table's offsets; the same 8-bit blocks), so a
+// checkpoint resumes on either device; StepOpts' storage options pick what the parameter block keeps (hip/plan.h).
 typedef struct {
     GpuModel *g;
     GpuSpec *s;
@@ -188,9 +188,9 @@ static GpuModel *gpu_of(Step *S) { return ((GpuStep *)S->dev)->g; }
 static const char *gpu_step_refuses(const StepOpts *o, const Config *c, int optimizer) {
     static char why[512];
     const char *u = c ? gpu_unsupported(c) : NULL;
-    if (optimizer >= 0 && optimizer != OPT_ADAMW)
-        snprintf(why, sizeof why, "--device gpu trains with AdamW only (got --optimizer %s); use --device cpu for adamw8 "
-                 "and muon", opt_names[optimizer]);
+    if (optimizer >= 0 && optimizer != OPT_ADAMW && optimizer != OPT_ADAMW8)
+        snprintf(why, sizeof why, "--device gpu trains with AdamW only (adamw or adamw8; got --optimizer %s); use "
+                 "--device cpu for %s", opt_names[optimizer], opt_names[optimizer]);
     else if (u) snprintf(why, sizeof why, "--device gpu: %s; use --device cpu", u);
     else if (c && (o->recompute < 0 || o->recompute > c->L))
         snprintf(why, sizeof why, "--gpu-recompute %d: expected 0 to %d (the model's layers)", o->recompute, c->L);
@@ -233,9 +233,12 @@ static void gpu_step_copy(Step *S, int what, int i, int to_device) {
     const ParamTable *tab = &S->m->tab;
     size_t off = i < 0 ? 0 : tab->e[i].offset, n = i < 0 ? tab->total : tab->e[i].rows * tab->e[i].cols;
     if (what & STEP_WEIGHTS) gpu_copy(gpu_of(S), GPU_WEIGHTS, off, n, S->m->w + off, to_device);
-    if ((what & STEP_OPTIMIZER) && S->opt) {  // AdamW: both moments over the whole table (voff = offset)
-        gpu_copy(gpu_of(S), GPU_ADAM_M, off, n, S->opt->m + off, to_device);
-        gpu_copy(gpu_of(S), GPU_ADAM_V, off, n, S->opt->v + off, to_device);
+    Optimizer *o = S->opt;
+    if (!(what & STEP_OPTIMIZER) || !o) return;
+    if (o->kind == OPT_ADAMW8) gpu_copy_adamw8(gpu_of(S), i, o->qm, o->qv, o->sm, o->sv, to_device);
+    else {  // AdamW: both moments over the whole table (voff = offset)
+        gpu_copy(gpu_of(S), GPU_ADAM_M, off, n, o->m + off, to_device);
+        gpu_copy(gpu_of(S), GPU_ADAM_V, off, n, o->v + off, to_device);
     }
 }
 
@@ -262,14 +265,19 @@ static Step *gpu_step_open(Model *m, Optimizer *opt, const StepOpts *o) {
     S->name = gpu_device_name();
     G->s = gpu_spec_from_model(m);
     G->s->recompute = o->recompute;
+    G->s->optimizer = opt && opt->kind == OPT_ADAMW8 ? GPU_ADAMW8 : GPU_ADAMW;
+    G->s->grad_bf16 = o->grad_bf16, G->s->bf16_only = o->bf16_only;
+    G->s->seed = 0x5eed;  // the stochastic rounding's stream (each step draws new bits: gpu_adamw)
     G->g = gpu_create(G->s, o->B, o->T);
     G->tok = (int *)mallocCheck(sizeof(int) * (size_t)o->B * o->T);
     G->tgt = (int *)mallocCheck(sizeof(int) * (size_t)o->B * o->T);
     step_put(S, STEP_WEIGHTS | (opt && opt->t > 0 ? STEP_OPTIMIZER : 0), -1);
     size_t used, total;
     gpu_memory(&used, &total);
-    printf("| device: %s, %.2f GiB allocated for the model and one %d x %d batch (%.2f of %.2f GiB in use)\n", S->name,
-           gpu_bytes(G->g) / 1073741824.0, o->B, o->T, used / 1073741824.0, total / 1073741824.0);
+    printf("| device: %s, %.2f GiB allocated for the model and one %d x %d batch (%.2f of %.2f GiB in use); matrices: "
+           "%s weights, %s gradients%s\n", S->name, gpu_bytes(G->g) / 1073741824.0, o->B, o->T, used / 1073741824.0,
+           total / 1073741824.0, o->bf16_only ? "bf16-only" : "fp32 master +", o->grad_bf16 ? "bf16" : "fp32",
+           opt ? (opt->kind == OPT_ADAMW8 ? ", 8-bit AdamW" : ", AdamW") : "");
     return S;
 }
 #endif

@@ -115,6 +115,11 @@ one_line_error "./train --gpu-recompute without --device gpu" "device gpu only" 
   --init random --out $D/t --gpu-recompute 2
 one_line_error "./prune --gpu-recompute without --device gpu" "device gpu only" ./prune --model test/fixtures/g3_gqa \
   --out $D/p --keep 0.5 --gpu-recompute 2
+one_line_error "./train --grads bf16 without --device gpu" "device gpu only" ./train --config data/teacher.json \
+  --init random --out $D/t --grads bf16
+one_line_error "./prune --master none without --device gpu" "device gpu only" ./prune --model test/fixtures/g3_gqa \
+  --out $D/p --keep 0.5 --master none
+one_line_error "./train --master half" "not one of" ./train --config data/teacher.json --init random --out $D/t --master half
 if [ -x hip/build/train ] && [ -x hip/build/prune ]; then
   one_line_error "hip/build/train --device gpu --optimizer muon" "AdamW only" hip/build/train --config data/teacher.json \
     --init random --out $D/t --device gpu --optimizer muon
@@ -130,6 +135,12 @@ if [ -x hip/build/train ] && [ -x hip/build/prune ]; then
     if [ $rc -ne 0 ] && echo "$out" | grep -q "^error:" && [ ! -d $D/t/checkpoint ]; then
       echo "ok   hip/build/train --device gpu without a GPU: $(echo "$out" | grep '^error:')"
     else bad "hip/build/train --device gpu without a GPU should stop with an error line and no checkpoint (rc $rc)"; fi
+    # 8-bit AdamW and the storage options are taken (not refused): the run gets as far as the device
+    out=$(hip/build/train --config data/teacher.json --init random --data data/shards --out $D/t8 --steps 2 --batch 2 \
+          --seq 32 --device gpu --optimizer adamw8 --grads bf16 --master none 2>&1); rc=$?
+    if [ $rc -ne 0 ] && echo "$out" | grep "^error:" | grep -qv "AdamW only" && [ ! -d $D/t8/checkpoint ]; then
+      echo "ok   hip/build/train --device gpu --optimizer adamw8 --grads bf16 --master none: taken, stops at the device"
+    else bad "hip/build/train --device gpu --optimizer adamw8 --grads bf16 --master none: $(echo "$out" | grep '^error:')"; fi
   fi
 fi
 rm -rf $D

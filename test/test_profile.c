@@ -11,7 +11,8 @@
 //     accept it — and model.h counts it within 2% of the budget; an E2B budget below its smallest cut gets no
 //     plan; with a profile the least important layer goes first;
 //   memory: the parameter figures for the g3_mqa fixture against the hand calculation written below; the
-//     activation and scratch figures against what model_alloc_acts allocates (g3_mqa, g4_keqv, g4_e2b);
+//     activation and scratch figures against what model_alloc_acts allocates (g3_mqa, g4_keqv, g4_e2b); the GPU's
+//     parameter block (hip/plan.h) against model.h's table and 8-bit AdamW blocks;
 //   PNG files: signature, IHDR width/height (and its CRC), a full decode with stb_image, pixel colours;
 //   end to end (stats, ablate, diff through their command functions) on a tiny random model built so
 //     that the answers are known: queries zeroed -> uniform attention (entropy = ln(keys seen) exactly);
@@ -412,6 +413,59 @@ static void test_memory(const char *fixtures) {
           u.states / 1e9);
 }
 
+// hip/plan.h's parameter block (what ./profile memory --device gpu and gpu_create share), without a GPU: for each
+// storage option every tensor has a place of its own in each buffer, at an offset congruent to its table offset
+// mod 8 (the optimizers' 16-byte loads), the buffers hold exactly what the option says (the matrices' weights or
+// gradients leave the fp32 ones), and the 8-bit blocks are model.h's: blk0 and nblocks equal optimizer_init's, so
+// the host arrays train.c saves are what gpu_copy_adamw8 moves. Exact (integer arithmetic).
+static void test_gpu_plan(const char *fixtures) {
+    printf("the GPU's parameter block (hip/plan.h) against model.h's table and 8-bit blocks\n");
+    const char *names[] = {"g3_mqa", "g4_keqv"};
+    for (int f = 0; f < 2; f++) {
+        Config c = fixture_config(fixtures, names[f]);
+        ParamTable tab;
+        param_table(&c, &tab);
+        size_t nmat = 0;
+        GpuSpec *s = gpu_spec_from_config(&c, &tab, 1.0f);
+        for (int i = 0; i < tab.n; i++) nmat += plan_is_matrix(s, i) ? s->tensor_off[i + 1] - s->tensor_off[i] : 0;
+        Optimizer o8;
+        optimizer_init(&o8, &tab, OPT_ADAMW8, 0.9f, 0.95f, 1e-8f, 0.0f);
+        for (int opt = 0; opt < 4; opt++) {
+            s->grad_bf16 = opt & 1, s->bf16_only = opt >> 1, s->optimizer = GPU_ADAMW8;
+            GpuPlan p;
+            gpu_plan_layout(s, &p);
+            int placed = 1, blocks = p.nblocks == o8.nblocks;
+            for (int b = 0; b < 2; b++) {  // b 0: w32 (tensors with a master), 1: the gradients (g32 and g16 apart)
+                for (int i = 0; i < tab.n; i++) {
+                    int mat = plan_is_matrix(s, i), in32 = b == 0 ? !(s->bf16_only && mat) : !(s->grad_bf16 && mat);
+                    if (b == 0 && !in32) continue;
+                    size_t at = b == 0 ? p.wofs[i] : p.gofs[i], len = s->tensor_off[i + 1] - s->tensor_off[i];
+                    size_t cap = b == 0 ? p.n_w32 : in32 ? p.n_g32 : p.n_g16;
+                    placed &= at % 8 == s->tensor_off[i] % 8 && at + len <= cap;
+                    for (int k = 0; k < i; k++) {  // no two tensors of one buffer overlap
+                        int kmat = plan_is_matrix(s, k), k32 = b == 0 ? !(s->bf16_only && kmat) : !(s->grad_bf16 && kmat);
+                        if (k32 != in32) continue;
+                        size_t ak = b == 0 ? p.wofs[k] : p.gofs[k], lk = s->tensor_off[k + 1] - s->tensor_off[k];
+                        placed &= ak + lk <= at || at + len <= ak;
+                    }
+                }
+            }
+            for (int i = 0; i < tab.n; i++) blocks &= p.blk0[i] == o8.blk0[i];
+            size_t want32 = s->bf16_only ? tab.total - nmat : tab.total;
+            int sizes = p.n_w32 >= want32 && p.n_w32 < want32 + 8 * (size_t)tab.n &&
+                        (s->grad_bf16 ? p.n_g16 >= nmat && p.n_g16 < nmat + 8 * (size_t)tab.n : p.n_g16 == 0 && p.n_g32 == tab.total);
+            check(placed && blocks && sizes && p.states >= optimizer_bytes(&o8) && p.states < optimizer_bytes(&o8) + 1024,
+                  "%s, %s gradients, %s: every tensor in place (mod 8), buffers of the right size, 8-bit blocks = "
+                  "optimizer_init's (%zu)", names[f], s->grad_bf16 ? "bf16" : "fp32", s->bf16_only ? "bf16-only weights" :
+                  "fp32 master", p.nblocks);
+            gpu_plan_free(&p);
+        }
+        optimizer_free(&o8);
+        gpu_spec_free(s);
+        free(tab.e);
+    }
+}
+
 // ------------------------------------------------------------------------------------------------
 // end to end: a tiny model whose statistics are known, shards, and the commands
 
@@ -674,6 +728,7 @@ int main(int argc, char **argv) {
     test_counts(fixtures);
     test_planner();
     test_memory(fixtures);
+    test_gpu_plan(fixtures);
     test_end_to_end(tmp, fixtures);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);

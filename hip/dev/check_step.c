@@ -220,7 +220,7 @@ static void check_interface(Model *m, const int *tok, const int *tgt, int B, int
     Optimizer oc, og;
     optimizer_init(&oc, &m->tab, OPT_ADAMW, 0.9f, 0.95f, 1e-8f, 0.0f);
     optimizer_init(&og, &m->tab, OPT_ADAMW, 0.9f, 0.95f, 1e-8f, 0.0f);
-    StepOpts so = {DEVICE_GPU, B, T, 0};
+    StepOpts so = {DEVICE_GPU, B, T, 0, 0, 0};
     Step *G = step_open(m, &og, &so);
     so.device = DEVICE_CPU;
     Step *C = step_open(m, &oc, &so);
@@ -260,6 +260,88 @@ static void check_interface(Model *m, const int *tok, const int *tgt, int B, int
     memcpy(m->w, w0, sizeof(float) * n);
     optimizer_free(&oc), optimizer_free(&og);
     free(w0), free(all);
+}
+
+// 8-bit AdamW through the step interface (train --device gpu --optimizer adamw8), with the storage options: one
+// update on the GPU, its state fetched to the host (step_get: what a checkpoint writes), then the second update
+// once on the GPU and once by model.h's optimizer_update from that host state on the GPU's own second gradients.
+// One state format on both devices means the two agree as check_storage's single update does: weights 1e-6 (4e-3
+// for bf16-only weights: a stochastic bf16 rounding), codes at most 1 in 1000 one level off, scales 1e-6. Then
+// the state tensor by tensor (step_get) equals one whole fetch, and sent back tensor by tensor (step_put) it comes
+// back unchanged.
+static int codes_differ(const Optimizer *a, const Optimizer *b, size_t n) {
+    size_t dc = 0, big = 0;
+    for (size_t q = 0; q < n; q++) {
+        dc += a->qm[q] != b->qm[q] || a->qv[q] != b->qv[q];
+        big += abs(a->qm[q] - b->qm[q]) > 1 || abs((int)a->qv[q] - (int)b->qv[q]) > 1;
+    }
+    int bad = big > 0 || dc * 1000 > n;
+    printf("    %s 8-bit codes: %zu of %zu elements differ (tol 1 in 1000), %zu by more than a level\n", bad ? "FAIL" : "ok  ",
+           dc, n, big);
+    return bad;
+}
+static void check_interface8(Model *m, const int *tok, const int *tgt, int B, int T, int grad_bf16, int bf16_only) {
+    printf("  the step interface, 8-bit AdamW, %s gradients, %s weights: a second update on each device from the "
+           "state on the host\n", grad_bf16 ? "bf16" : "fp32", bf16_only ? "bf16-only" : "fp32 master");
+    size_t n = m->tab.total, nb;
+    const float lr = 1e-3f, wd = 0.1f;
+    float *w0 = (float *)mallocCheck(sizeof(float) * n), *wc = (float *)mallocCheck(sizeof(float) * n);
+    float *wg = (float *)mallocCheck(sizeof(float) * n), *gw = (float *)mallocCheck(sizeof(float) * n);
+    memcpy(w0, m->w, sizeof(float) * n);
+    model_alloc_grads(m);
+    Optimizer og, oc;
+    optimizer_init(&og, &m->tab, OPT_ADAMW8, 0.9f, 0.95f, 1e-8f, 0.0f);
+    optimizer_init(&oc, &m->tab, OPT_ADAMW8, 0.9f, 0.95f, 1e-8f, 0.0f);
+    nb = og.nblocks;
+    StepOpts so = {DEVICE_GPU, B, T, 0, grad_bf16, bf16_only};
+    Step *G = step_open(m, &og, &so);
+    float coef = 1.0f;
+    for (int t = 1; t <= 2; t++) {
+        step_zero_grad(G);
+        step_forward(G, tok, tgt, 1);
+        step_backward(G);
+        coef = clip_coef(sqrt(step_grad_sumsq(G)), 1.0);
+        if (t == 2) gpu_download_grads(gpu_of(G), gw);  // what the GPU's second update reads
+        step_update(G, lr, wd, coef, t);
+        if (t > 1) break;
+        step_get(G, STEP_WEIGHTS | STEP_OPTIMIZER, -1);  // the host state after the first update
+        memcpy(wc, m->w, sizeof(float) * n);
+        memcpy(oc.qm, og.qm, n), memcpy(oc.qv, og.qv, n);
+        memcpy(oc.sm, og.sm, sizeof(float) * nb), memcpy(oc.sv, og.sv, sizeof(float) * nb);
+    }
+    step_get(G, STEP_WEIGHTS | STEP_OPTIMIZER, -1);
+    memcpy(wg, m->w, sizeof(float) * n);
+    memcpy(m->w, wc, sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) m->gw[i] = gw[i] * coef;
+    optimizer_update(&oc, m, lr, wd, 2);
+    cmp(bf16_only ? "weights after update 2 (bf16-only: one rounding)" : "weights after update 2, GPU vs CPU", wg, m->w, n,
+        bf16_only ? 4e-3 : 1e-6, 0);
+    failures += codes_differ(&og, &oc, n);
+    cmp("8-bit blocks' max |m|", og.sm, oc.sm, nb, 1e-6, 0);
+    cmp("8-bit blocks' max v", og.sv, oc.sv, nb, 1e-6, 0);
+    // tensor by tensor == whole, and back unchanged
+    memcpy(oc.qm, og.qm, n), memcpy(oc.qv, og.qv, n);
+    memcpy(oc.sm, og.sm, sizeof(float) * nb), memcpy(oc.sv, og.sv, sizeof(float) * nb);
+    int same = 1, back = 1;
+    for (int pass = 0; pass < 2; pass++) {
+        memset(og.qm, 0, n), memset(og.qv, 0, n), memset(og.sm, 0, sizeof(float) * nb), memset(og.sv, 0, sizeof(float) * nb);
+        if (pass == 0)
+            for (int i = 0; i < m->tab.n; i++) step_get(G, STEP_OPTIMIZER, i);
+        else step_get(G, STEP_OPTIMIZER, -1);
+        int eq = !memcmp(og.qm, oc.qm, n) && !memcmp(og.qv, oc.qv, n) && !memcmp(og.sm, oc.sm, sizeof(float) * nb) &&
+                 !memcmp(og.sv, oc.sv, sizeof(float) * nb);
+        if (pass == 0) {
+            same = eq;
+            for (int i = 0; i < m->tab.n; i++) step_put(G, STEP_OPTIMIZER, i);
+        } else back = eq;
+    }
+    printf("    %s 8-bit state tensor by tensor == whole (step_get), and back unchanged (step_put)\n",
+           same && back ? "ok  " : "FAIL");
+    if (!(same && back)) failures++;
+    step_close(G);
+    memcpy(m->w, w0, sizeof(float) * n);
+    optimizer_free(&og), optimizer_free(&oc);
+    free(w0), free(wc), free(wg), free(gw);
 }
 
 // GpuSpec's storage options against the CPU (the header above says what and why)
@@ -405,6 +487,8 @@ static void random_cases(void) {
         check_case("random", &m, tok, tgt, B, T, 0, 0, 0);
         check_case("random", &m, tok, tgt, B, T, 1, 2, 2);
         if (k == 0) check_interface(&m, tok, tgt, B, T);
+        if (k == 0) check_interface8(&m, tok, tgt, B, T, 0, 0);
+        if (k == 1) check_interface8(&m, tok, tgt, B, T, 1, 1);
         if (k == 1) check_storage("random", &m, tok, tgt, B, T);
         free(tok), free(tgt);
         model_free(&m);
