@@ -107,9 +107,9 @@ static const Flag flags[] = {
                                          "(bf16 compute; the build of `make gpu`: hip/build/train); same files in and out"},
     {"gpu-recompute", F_INT, OPT(gpu_recompute), "0", ">= 0", SAVE_NO, "with --device gpu: layers (from the first) that "
                                          "recompute gate|up in the backward instead of keeping it (less memory, one more product each)"},
-    {"grads", F_STR, OPT(grads), "fp32", "fp32|bf16", SAVE_NO, "with --device gpu: the weight matrices' gradients in fp32 "
+    {"grads", F_STR, OPT(grads), "f32", "f32|bf16", SAVE_NO, "with --device gpu: the weight matrices' gradients in f32 "
                                          "| bf16 (2 bytes a parameter less; one more rounding of each gradient)"},
-    {"master", F_STR, OPT(master), "fp32", "fp32|none", SAVE_NO, "with --device gpu: fp32 master weights | none (the "
+    {"master", F_STR, OPT(master), "f32", "f32|none", SAVE_NO, "with --device gpu: f32 master weights | none (the "
                                          "matrices only in bf16, updated with stochastic rounding: 4 bytes a parameter less)"},
 };
 static const Cli cli = {

@@ -7,7 +7,8 @@
 #   comm: the device collectives at world 1 (NCCL, NCCL_NVLS_ENABLE=0): dev_comm's checks and bandwidth table, alone
 #   and started as RANK=0 WORLD_SIZE=1 (the launcher path); a one-line verdict
 #   scale: hip/dev/scale.sh, the memory options (8-bit AdamW, bf16 gradients, bf16-only weights) and hip/plan.h's
-#   prediction against the device: validation, memory per shape, speed, loss (~6 min; SCALE picks parts)
+#   prediction against the device: validation, memory per shape, speed, loss, 8-bit resume across devices (~7 min;
+#   SCALE picks parts)
 #   ncu: Nsight Compute on the first launch of each attention forward kernel in dev_attention's timing cases
 #   (sliding W=512 at 1B's shapes): throughput, warp stalls, pipes
 #   BENCH_RUNS: model:recompute pairs of `bench` (default "270m:0 1b:0"); BENCH_ARGS: extra flags for every bench

@@ -7,8 +7,8 @@
 #   2. memory  ./profile memory --device gpu (hip/plan.h's arithmetic) against the device's peak (bench: memory
 #              grown from before gpu_create to the peak of 2 steps), 1 x 4096 tokens: the 1B, the 4B and the
 #              7.0B scale-up, each with AdamW and with 8-bit AdamW + bf16 gradients (+ bf16-only weights for the
-#              7B), and the 12B with 8-bit AdamW + bf16 gradients (an H200); a configuration predicted not to fit
-#              the free memory is skipped, not run.
+#              7B), and the 12B with 8-bit AdamW + bf16 gradients (an H200); pruning steps (the masks on top)
+#              for the 1B and the 4B; a configuration predicted not to fit the free memory is skipped, not run.
 #              hip/dev/gemma3-7b.json is not a published model: the Gemma 3 family between the 4B and the 12B
 #              (d 3072 and F 12288, x1.2 the 4B's; 12 heads, 6 kv heads; 44 layers): 7.03B parameters
 #   3. speed   the 1B step (bench B=8 T=2048 --gpu-recompute 3, 6 timed steps) with each option, the default
@@ -16,8 +16,12 @@
 #   4. loss    ./train --device gpu on the teacher config (200 steps, 8 x 256, lr 2e-3): each option at seed 1,
 #              the default at seeds 1-3 (the spread a different seed gives); final validation and the curve
 #              every 20 steps
-# Logs to $OUT/scale.log; the tables to $OUT/scale.txt (printed last). About 6 minutes on an H100 (1: 0.3,
-# 2: 2.5, 3: 1.5, 4: 1.5); SCALE="valid memory" (etc.) runs a subset.
+#   5. resume  8-bit AdamW's checkpoint between the devices (check_train.sh's check for AdamW): the teacher
+#              config, 40 steps; a GPU run (bf16 gradients, bf16-only weights) stopped at 20 and resumed on the
+#              CPU, a CPU run stopped at 20 and resumed on the GPU; each must follow the run it came from within
+#              0.02 nats (mean |loss difference| over steps 21-40, check_train.sh's tolerance: bf16 compute)
+# Logs to $OUT/scale.log; the tables to $OUT/scale.txt (printed last). About 7 minutes on an H100 (1: 0.3,
+# 2: 2.5, 3: 1.5, 4: 1.5, 5: 1); SCALE="valid memory" (etc.) runs a subset.
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/gs_out}
 W=${W:-/tmp/gs_scale}
@@ -32,10 +36,10 @@ B=hip/build/bench
 run() { t=$1 f=$2; shift 2; echo "+ $*" >> "$LOG"; timeout "$t" "$@" > "$f" 2>&1; rc=$?; cat "$f" >> "$LOG"
         [ $rc = 0 ] || echo "FAILED (rc $rc): $*" | tee -a "$LOG"; return $rc; }
 free_gib() { nvidia-smi --query-gpu=memory.free --format=csv,noheader,nounits | head -1 | awk '{printf "%.2f", $1 / 1024}'; }
-grown() { grep '^summary train' "$1" | sed -E 's/.*grown since start[^0-9]*([0-9.]+) GiB.*/\1/'; }
+grown() { grep "^summary ${2:-train}" "$1" | sed -E 's/.*grown since start[^0-9]*([0-9.]+) GiB.*/\1/'; }
 ms() { grep '^summary train' "$1" | sed -E 's/.*median step ([0-9.]+) ms.*/\1/'; }
 toks() { grep '^summary train' "$1" | sed -E 's/.* ([0-9]+) tok\/s.*/\1/'; }
-what=${SCALE:-valid memory speed loss}
+what=${SCALE:-valid memory speed loss resume}
 # bench's flag names (the one flag table renamed --warmup and --recompute)
 if $B --help 2>&1 | grep -q -- --untimed; then U=--untimed R=--gpu-recompute; else U=--warmup R=--recompute; fi
 
@@ -57,7 +61,9 @@ for part in $what; do
                "7b|--config hip/dev/gemma3-7b.json|--optimizer adamw8 --grads bf16 --gpu-recompute 44" \
                "7b|--config hip/dev/gemma3-7b.json|--optimizer adamw8 --grads bf16 --master none" \
                "7b|--config hip/dev/gemma3-7b.json|--optimizer adamw --gpu-recompute 44" \
-               "12b|--preset gemma3-12b|--optimizer adamw8 --grads bf16 --gpu-recompute 48"; do
+               "12b|--preset gemma3-12b|--optimizer adamw8 --grads bf16 --gpu-recompute 48" \
+               "1b|--preset gemma3-1b|--optimizer adamw8 --grads bf16 --master none --prune" \
+               "4b|--preset gemma3-4b|--optimizer adamw8 --grads bf16 --gpu-recompute 34 --prune"; do
       shape=${row%%|*} rest=${row#*|} prof=${rest%%|*} set=${rest#*|}
       model="--model $shape"; [ "$shape" = 7b ] && model="--config hip/dev/gemma3-7b.json"
       tag=$(echo "$shape $set" | tr -c 'a-z0-9\n' '_')
@@ -67,8 +73,10 @@ for part in $what; do
       if [ -z "$pred" ]; then meas="no prediction"
       elif awk "BEGIN{exit !($pred > $free - 1)}"; then meas="skipped: $free GiB free"
       else
-        run 240 "$W/mem_$tag.log" $B $model --batch 1 --seq 4096 --steps 2 $U 1 --prune 0 $(echo "$set" | sed "s/--gpu-recompute/$R/")
-        meas=$(grown "$W/mem_$tag.log")
+        kind=train; case $set in *--prune*) kind=prune ;; esac  # pruning steps (masks on) after the training ones
+        run 240 "$W/mem_$tag.log" $B $model --batch 1 --seq 4096 --steps 2 $U 1 --prune $([ $kind = prune ] && echo 1 || echo 0) \
+          $(echo "$set" | sed "s/--gpu-recompute/$R/; s/ --prune//")
+        meas=$(grown "$W/mem_$tag.log" $kind)
       fi
       ratio=-
       case $meas in [0-9]*) ratio=$(awk -v m="$meas" -v p="$pred" 'BEGIN { printf "%.3f", m / p }') ;; esac
@@ -98,6 +106,26 @@ for part in $what; do
       val=$(grep -E '^eval step' "$W/loss_$tag.log" | tail -1 | sed -E 's/.*mean ([0-9.]+).*/\1/')
       curve=$(grep -E '^step [0-9]+/' "$W/loss_$tag.log" | awk -F'|' '{split($1, s, "[ /]"); if (s[2] % 20 == 0) {sub(/ loss /, "", $2); printf "%s ", $2}}')
       printf "seed %s %-46s final val %s | loss every 20 steps: %s\n" "$seed" "$set" "${val:-?}" "$curve" >> "$TAB"
+    done ;;
+  resume)
+    [ -d data/shards ] || { echo "resume: data/shards missing (carry make data's shards)" >> "$TAB"; continue; }
+    TR=hip/build/train G="--device gpu --grads bf16 --master none"
+    T="--config data/teacher.json --init random --data data/shards --steps 40 --batch 8 --seq 256 --lr 2e-3 --eval-every 20 --eval-batches 2 --optimizer adamw8"
+    steps() { grep -E '^step [0-9]+/' "$1" | sed -E 's/^step ([0-9]+)\/[0-9]+ \| loss ([0-9.]+).*/\1 \2/'; }
+    run 120 "$W/r_g1.log" $TR $T --out "$W/r_gpu" $G --stop-at 20 && cp -r "$W/r_gpu" "$W/r_g2c"
+    run 120 "$W/r_g2.log" $TR --out "$W/r_gpu" --resume $G
+    run 240 "$W/r_g2c.log" $TR --out "$W/r_g2c" --resume --device cpu
+    run 240 "$W/r_c1.log" $TR $T --out "$W/r_cpu" --device cpu --stop-at 20 && cp -r "$W/r_cpu" "$W/r_c2g"
+    run 240 "$W/r_c2.log" $TR --out "$W/r_cpu" --resume --device cpu
+    run 120 "$W/r_c2g.log" $TR --out "$W/r_c2g" --resume $G
+    echo "resume, 8-bit AdamW checkpoints between the devices (teacher config, 40 steps, stop at 20; GPU: $G)" >> "$TAB"
+    for pair in "r_g2c r_g2 GPU->CPU" "r_c2g r_c2 CPU->GPU"; do
+      set -- $pair
+      steps "$W/$1.log" > "$W/$1.steps"; steps "$W/$2.log" > "$W/$2.steps"
+      awk -v what="$3" 'NR == FNR { a[$1] = $2; next } ($1 in a) { s += ($2 > a[$1] ? $2 - a[$1] : a[$1] - $2); n++ }
+        END { if (n) printf "%s %s resumed: mean |loss - the run it came from| over %d steps %.4f (tol 0.02)\n",
+                            (s / n <= 0.02 ? "ok  " : "FAIL"), what, n, s / n; else printf "FAIL %s: no steps\n", what }' \
+        "$W/$2.steps" "$W/$1.steps" >> "$TAB"
     done ;;
   esac
 done
