@@ -5,41 +5,54 @@
 # non-embedding parameters, window 256 of 1024-token sequences) trained from scratch on 201.5M tokens, then
 # every row below, each with its exact token budget, held-out on the test split (profile eval --split test).
 #
-#   SIZE=full sh test/evidence_gpu.sh        on the GPU machine (hip/build binaries, --device gpu)
+#   SIZE=full sh test/evidence_gpu.sh        on the GPU machine (the packed hip/build binaries, --device gpu)
 #   SIZE=tiny sh test/evidence_gpu.sh        the same pipeline on the CPU at toy size over the corpus slice:
 #                                            proves it end to end where nobody can debug the GPU run
-#   sh test/evidence_gpu.sh pack             on the CPU machine, after `make gpu`: .carry/evidence-gpu/ with
-#                                            the corpus (xz) and the GPU binaries (tar.xz), the one folder the
-#                                            GPU machine needs besides the working tree
+#   sh test/evidence_gpu.sh pack             on the CPU machine: .carry/evidence-gpu/ with the corpus (xz,
+#                                            made once by data/prepare_large.sh --pack) and the GPU binaries
+#                                            (built here, tar.xz): the one folder the GPU machine needs
+#                                            besides the working tree
+#   sh test/evidence_gpu.sh unpack           what a GPU call does first, alone: the binaries into
+#                                            runs/evidence-gpu/bin, the corpus into data/shards-large (runs
+#                                            on the CPU machine too: the rehearsal of the device side)
 #
-# Calls. A device call runs 10 minutes at most: DEADLINE (seconds, default 560) ends this call; a run cut
-# off there resumes from its last checkpoint in the next call (runs/ survives on a warm machine). A fresh
-# machine keeps nothing: then the call starts again from the pack. Finished rows are skipped.
-# ROWS picks a subset (default: all, in this order; the first ones decide "learned masks vs the best
-# one-shot + continued pretraining"):
-#   teacher sheared_cpt wanda_cpt activation_cpt magnitude_cpt scratch sheared_static lottery drop_full ablate
-# SEEDS (default "1 2") applies to sheared_cpt, wanda_cpt, activation_cpt, scratch and sheared_static; the
-# other rows use seed 1. Every call ends with `profile eval` of every finished model (cached per model) and
-# copies the results to $OUT: results.json, results.md, results.csv, status.txt, three PNGs, logs.tar.xz.
+# Calls. A device call runs 10 minutes at most: DEADLINE (seconds, default 550) ends this call; a run cut
+# off there resumes from its last checkpoint in the next call (runs/ survives on a warm machine; the teacher
+# alone is 1.2 GB, so nothing carried back could replace it). A fresh machine keeps nothing: then the call
+# starts again from the pack. Finished rows are skipped. Three calls hold everything at the speeds NOTES.md
+# §9b expects; the rows run in this order, the first ones deciding "learned masks vs the best one-shot +
+# continued pretraining" (ROWS picks a subset):
+#   teacher sheared_cpt wanda_cpt scratch activation_cpt magnitude_cpt sheared_static lottery drop_full ablate
+# with seed 1 of sheared_cpt, wanda_cpt and scratch first, then their seed 2. SEEDS (default "1 2") applies
+# to those and to activation_cpt and sheared_static; the other rows use seed 1. Every call ends with `profile
+# eval` of every finished model (cached per model) and copies the results to $OUT: results.json, results.md,
+# results.csv, status.txt, three PNGs, logs.tar.xz; the table is the last thing it prints.
 set -e
 cd "$(dirname "$0")/.."
 START=$(date +%s)
 SIZE=${SIZE:-full}
-case "$1" in pack) ACTION=pack ;; "") ACTION=run ;; *) echo "usage: [SIZE=full|tiny] sh test/evidence_gpu.sh [pack]" >&2; exit 2 ;; esac
+case "$1" in pack|unpack) ACTION=$1 ;; "") ACTION=run ;; *) echo "usage: [SIZE=full|tiny] sh test/evidence_gpu.sh [pack|unpack]" >&2; exit 2 ;; esac
 PACK=${PACK:-.carry/evidence-gpu}
-DEADLINE=${DEADLINE:-560}
+DEADLINE=${DEADLINE:-550}
 SEEDS=${SEEDS:-"1 2"}
-ROWS=${ROWS:-"teacher sheared_cpt wanda_cpt activation_cpt magnitude_cpt scratch sheared_static lottery drop_full ablate"}
+ROWS=${ROWS:-"teacher sheared_cpt wanda_cpt scratch activation_cpt magnitude_cpt sheared_static lottery drop_full ablate"}
+GPU_BINS="train prune profile mkshards"
 say() { _el=$(( $(date +%s) - START )); printf '\n=== evidence-gpu [%dm%02ds] %s\n' $((_el / 60)) $((_el % 60)) "$*"; }
 die() { echo "evidence-gpu: $*" >&2; exit 1; }
 
 # --- pack: what the GPU machine gets (it reaches no package registry) ------------------------------------------
 if [ $ACTION = pack ]; then
-  for b in train prune profile mkshards; do
-    [ -x hip/build/$b ] || die "hip/build/$b is missing; run \`make gpu\` first"
-  done
-  sh data/prepare_large.sh --pack "$PACK"
-  tar -cf - hip/build/train hip/build/prune hip/build/profile hip/build/mkshards hip/build/lib | xz -9 > "$PACK/gpu-bin.tar.xz.tmp"
+  # shellcheck disable=SC2046
+  make --no-print-directory -s $(for b in $GPU_BINS; do echo hip/build/$b; done) || die "the GPU build failed (make gpu needs nvcc)"
+  [ -d hip/build/lib ] || die "hip/build/lib is missing; run \`make gpu\`"
+  # the corpus once (xz -9 of 175 MB takes ~25 min here): a pack that has every domain and its manifest is kept
+  complete=1
+  for d in $(sed -n 's/^[0-9a-f]*  \(.*\)\.txt$/\1/p' "$PACK/manifest.txt" 2>/dev/null); do [ -f "$PACK/$d.txt.xz" ] || complete=0; done
+  [ "$(grep -c '\.txt$' "$PACK/manifest.txt" 2>/dev/null)" = 9 ] || complete=0
+  if [ $complete = 1 ]; then echo "[evidence-gpu] corpus pack $PACK: complete (9 domains and manifest.txt), kept"
+  else sh data/prepare_large.sh --pack "$PACK"; fi
+  # shellcheck disable=SC2046
+  tar -cf - $(for b in $GPU_BINS; do echo hip/build/$b; done) hip/build/lib | xz -9 > "$PACK/gpu-bin.tar.xz.tmp"
   mv "$PACK/gpu-bin.tar.xz.tmp" "$PACK/gpu-bin.tar.xz"
   echo "[evidence-gpu] $PACK: $(du -cb "$PACK"/* | tail -1 | cut -f1) bytes in all:"
   ls -l "$PACK"
@@ -53,7 +66,7 @@ fi
 if [ "$SIZE" = tiny ]; then
   R=${EVIDENCE_DIR:-runs/evidence-gpu-tiny}
   DATA=${DATA:-data/shards-slice}
-  B=4 T=128 TEACHER_STEPS=60 P=20 C=20 EVAL_EVERY=10 EVAL_BATCHES=2 TEST_BATCHES=2 CALIB=2 SAVE=20 SAVE_TEACHER=20
+  B=4 T=128 TEACHER_STEPS=60 P=20 C=20 EVAL_EVERY=10 EVAL_BATCHES=2 TEST_BATCHES=2 CALIB=2 SAVE=10 SAVE_TEACHER=10
   BIN=. DEVICE=cpu
   LR_TEACHER=3e-3 LR_CPT=1e-3 LR_SCRATCH=3e-3
   L=6 TEACHER_CFG='"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_key_value_heads": 1,
@@ -65,7 +78,7 @@ else
   DATA=${DATA:-data/shards-large}
   B=16 T=1024 TEACHER_STEPS=12300 P=600 C=1200 EVAL_EVERY=100 EVAL_BATCHES=2 TEST_BATCHES=8 CALIB=8 SAVE=500
   SAVE_TEACHER=1000  # 1.2 GB a checkpoint (~1 s); a call that cuts the teacher loses ~25 s of steps on average
-  BIN=hip/build DEVICE=gpu
+  BIN=$R/bin/hip/build DEVICE=gpu  # the packed binaries, never a hip/build left by other work
   LR_TEACHER=6e-4 LR_CPT=3e-4 LR_SCRATCH=1e-3
   L=18 TEACHER_CFG='"hidden_size": 640, "intermediate_size": 2048, "num_attention_heads": 4, "num_key_value_heads": 1,
     "head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 256'
@@ -80,20 +93,29 @@ echo "--- call of $(date -u)" >> "$R/status.txt"
 note() { echo "$*" | tee -a "$R/status.txt"; }
 
 # --- the GPU machine: libraries, binaries and corpus from the pack ----------------------------------------------
-if [ $DEVICE = gpu ]; then
+if [ $DEVICE = gpu ] || [ $ACTION = unpack ]; then
   for d in /usr/local/cuda/lib64 /usr/local/cuda/lib $(python3 -c 'import nvidia, os; print(os.path.dirname(nvidia.__file__) + "/cu13/lib")' 2>/dev/null); do
     [ -d "$d" ] && LD_LIBRARY_PATH="$d:$LD_LIBRARY_PATH"
   done
   export LD_LIBRARY_PATH
-  if [ ! -x hip/build/train ] || [ ! -x hip/build/mkshards ] || [ ! -x hip/build/profile ]; then
-    [ -f "$PACK/gpu-bin.tar.xz" ] || die "hip/build binaries missing and no $PACK/gpu-bin.tar.xz; carry $PACK (sh test/evidence_gpu.sh pack)"
-    if command -v xz >/dev/null; then xz -dc "$PACK/gpu-bin.tar.xz" | tar -xf -
-    else python3 -c 'import tarfile, sys; tarfile.open(sys.argv[1]).extractall()' "$PACK/gpu-bin.tar.xz"; fi
+  [ -f "$PACK/gpu-bin.tar.xz" ] || die "no $PACK/gpu-bin.tar.xz: carry $PACK (made by \`sh test/evidence_gpu.sh pack\`)"
+  stamp=$(cksum < "$PACK/gpu-bin.tar.xz")
+  if [ "$(cat "$R/bin/stamp" 2>/dev/null)" != "$stamp" ]; then  # this pack's binaries, extracted once
+    rm -rf "$R/bin" && mkdir -p "$R/bin"
+    if command -v xz >/dev/null; then xz -dc "$PACK/gpu-bin.tar.xz" | tar -xf - -C "$R/bin"
+    else python3 -c 'import tarfile, sys; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$PACK/gpu-bin.tar.xz" "$R/bin"; fi
+    echo "$stamp" > "$R/bin/stamp"
   fi
-  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | sed 's/^/[evidence-gpu] device: /'
+  for b in $GPU_BINS; do [ -x "$R/bin/hip/build/$b" ] || die "$PACK/gpu-bin.tar.xz holds no hip/build/$b; make the pack again"; done
+  command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | sed 's/^/[evidence-gpu] device: /'
   if [ ! -f "$DATA/domains.json" ]; then
     say "corpus: unpacking $PACK and making the shards"
-    MKSHARDS=hip/build/mkshards sh data/prepare_large.sh --from "$PACK" > "$R/data.log" 2>&1 || { tail "$R/data.log"; exit 1; }
+    MKSHARDS="$R/bin/hip/build/mkshards" TEXT=${TEXT:-data/text-large} SHARDS="$DATA" sh data/prepare_large.sh --from "$PACK" \
+      > "$R/data.log" 2>&1 || { tail "$R/data.log"; exit 1; }
+  fi
+  if [ $ACTION = unpack ]; then
+    say "unpacked: binaries in $R/bin/hip/build, shards in $DATA ($(cat "$DATA"/*/info.json | grep -c train_tokens) domains)"
+    exit 0
   fi
 elif [ ! -f "$DATA/domains.json" ]; then
   say "corpus slice: the first 40 documents of each domain (data/prepare_large.sh SLICE=40)"
@@ -122,13 +144,19 @@ TRAIN_TOKENS=$(awk '/"train_tokens"/ { gsub(/[^0-9]/, ""); s += $0 } END { print
 
 # --- running with a deadline ------------------------------------------------------------------------------------
 left() { echo $(( DEADLINE - ($(date +%s) - START) )); }
-EVAL_RESERVE=${EVAL_RESERVE:-$([ "$SIZE" = tiny ] && echo 0 || echo 60)}  # seconds kept for the results at the end
+# seconds kept for the results at the end: profile eval of the models finished since the last call (~5 s each
+# on the GPU); while the teacher trains there is at most the teacher to evaluate
+EVAL_RESERVE=${EVAL_RESERVE:-$([ "$SIZE" = tiny ] && echo 0 || echo 60)}
+reserve() { if [ -f "$R/teacher/done" ]; then echo "$EVAL_RESERVE"; else echo $(( EVAL_RESERVE / 4 )); fi; }
 MIN_RUN=${MIN_RUN:-20}  # a run is not started with less time than this left
+# resumable DIR: a run cut off in an earlier call left a checkpoint (OUT/checkpoint[.old]; prune's older OUT/state)
+resumable() { [ -d "$1/checkpoint" ] || [ -d "$1/checkpoint.old" ] || [ -d "$1/state" ]; }
 BG=""
 trap '[ -n "$BG" ] && kill $BG 2>/dev/null; true' EXIT  # the background job restarts in the next call
 stop() {  # the deadline came: evaluate what is finished, say how to go on, exit 0
   note "deadline: stopped after $(( $(date +%s) - START ))s; $1 continues in the next call (run the same command)"
-  [ -n "$BG" ] && kill $BG 2>/dev/null; BG=""
+  if [ -n "$BG" ]; then kill $BG 2>/dev/null || true; fi  # set -e: a finished job's failed kill must not end us
+  BG=""
   results
   exit 0
 }
@@ -136,13 +164,22 @@ stop() {  # the deadline came: evaluate what is finished, say how to go on, exit
 run() {
   name=$1 dir=$2; shift 2
   [ -f "$dir/done" ] && return 0
-  t=$(( $(left) - EVAL_RESERVE ))
+  t=$(( $(left) - $(reserve) ))
   [ $t -gt $MIN_RUN ] || stop "$name"
   mkdir -p "$dir"
   t0=$(date +%s)
   rc=0
   OMP_NUM_THREADS=$THREADS_GPU timeout $t "$@" >> "$dir.log" 2>&1 || rc=$?
   [ $rc = 124 ] && stop "$name"
+  # cut off after its last checkpoint: ./train will not resume at the final step, and that checkpoint is the model
+  if [ $rc != 0 ] && tail -1 "$dir.log" | grep -q "is at step .* nothing to do"; then rc=0; fi
+  if [ $rc != 0 ] && tail -1 "$dir.log" | grep -q "without --resume"; then  # killed while saving: start it again
+    note "$name: its checkpoint is incomplete (cut off while saving); starting the run again"
+    rm -rf "$dir"
+    for a in "$@"; do shift; [ "$a" = --resume ] || set -- "$@" "$a"; done
+    run "$name" "$dir" "$@"
+    return 0
+  fi
   [ $rc = 0 ] || { tail -5 "$dir.log"; die "$name failed (rc $rc); log $dir.log"; }
   grep -a "^step\|pruned:\|done:" "$dir.log" | tail -1
   echo "$name $(( $(date +%s) - t0 ))" >> "$R/seconds.txt"
@@ -151,7 +188,7 @@ run() {
 # train_run NAME DIR ARGS...: ./train, resumed from DIR/checkpoint when a call cut it off
 train_run() {
   name=$1 dir=$2; shift 2
-  resume=""; [ -d "$dir/checkpoint" ] && resume="--resume"
+  resume=""; resumable "$dir" && resume="--resume"
   run "$name" "$dir" $BIN/train --data "$DATA" --out "$dir" --batch $B --seq $T --device $DEVICE --save-every $SAVE \
     --eval-batches $EVAL_BATCHES $resume "$@"
 }
@@ -175,7 +212,7 @@ oneshot() {
 wait_for() {
   while [ ! -f "$1/done" ]; do
     [ -n "$BG" ] && kill -0 $BG 2>/dev/null || { tail -3 "$1.log" 2>/dev/null; die "the one-shot pruning of $1 failed"; }
-    [ $(( $(left) - EVAL_RESERVE )) -gt $MIN_RUN ] || stop "$(basename "$1")"
+    [ $(( $(left) - $(reserve) )) -gt $MIN_RUN ] || stop "$(basename "$1")"
     sleep 2
   done
 }
@@ -202,20 +239,20 @@ results() {
     add "scratch_same_tokens@$s" "$R/scratch@$s"
   done
   add lottery_B_source_weights "$R/lottery_B"
-  add lottery_C_random "$R/lottery_C"
   add drop_full_pruned "$R/drop_full" "$R/drop_full"
   add drop_full_cpt "$R/drop_full_cpt"
   if [ -n "$ev" ]; then
     # shellcheck disable=SC2086
-    OMP_NUM_THREADS=$THREADS_CPU $BIN/profile eval $ev --unigram --data "$DATA" --split test --batch $B --seq $T \
+    # never past the call's 600 s: a model not evaluated now is evaluated (and cached) in the next call
+    OMP_NUM_THREADS=$THREADS_CPU timeout $(( $(left) + 30 > 10 ? $(left) + 30 : 10 )) $BIN/profile eval $ev --unigram --data "$DATA" --split test --batch $B --seq $T \
       --eval-batches $TEST_BATCHES --device $DEVICE --cache "$R/eval" --out "$R/results.json" --table "$R/results.md" --csv "$R/results.csv" \
       > "$R/eval.log" 2>&1 || { tail -5 "$R/eval.log"; echo "evidence-gpu: profile eval failed" >&2; }
   fi
   {
     echo "evidence-gpu $SIZE, $(date -u), $(hostname)"
-    [ $DEVICE = gpu ] && nvidia-smi --query-gpu=name --format=csv,noheader
+    if [ $DEVICE = gpu ]; then nvidia-smi --query-gpu=name --format=csv,noheader || true; fi
     echo "tokens per step $((B * T)); teacher $TEACHER_STEPS steps = $((TEACHER_STEPS * B * T)) tokens ($(awk -v a=$((TEACHER_STEPS * B * T)) -v b="$TRAIN_TOKENS" 'BEGIN { printf "%.2f", a / b }') x the train split)"
-    echo "sheared: $P pruning + $C continued steps; one-shot, lottery, scratch: $((P + C)) steps; drop-full: $C continued steps"
+    echo "sheared: $P pruning + $C continued steps; one-shot, lottery B, scratch (= lottery C): $((P + C)) steps; drop-full: $C continued steps"
     echo "seconds per run (this machine):"; cat "$R/seconds.txt" 2>/dev/null
     for a in teacher drop_full_cpt; do  # loss by position on long documents, inside vs beyond the window
       [ -f "$R/ablate_$a.log" ] && grep -a "^positions\|^no full layers" "$R/ablate_$a.log" | sed "s/^/ablate $a: /"
@@ -232,7 +269,7 @@ results() {
   (cd "$R" && find . -maxdepth 3 \( -name '*.log' -o -name '*.csv' -o -name '*.png' -o -name '*.json' -o -name '*.md' \
      -o -name '*.txt' \) -not -path './out/*' -size -8M | sort | tar -cf - -T - | xz -9 > "$OUT/logs.tar.xz")
   say "results in $OUT: $(ls "$OUT" | tr '\n' ' ')"
-  [ -f "$R/results.md" ] && cat "$R/results.md"
+  if [ -f "$R/results.md" ]; then cat "$R/results.md"; fi
 }
 
 note "evidence-gpu $SIZE: rows [$ROWS], seeds [$SEEDS], deadline ${DEADLINE}s, data $DATA ($TRAIN_TOKENS train tokens)"
@@ -248,9 +285,9 @@ SAVE=$SAVE0
 # teacher's loss by position on long documents with and without its full-attention layers
 ( trap 'kill $cpid 2>/dev/null; exit 1' TERM
   export OMP_NUM_THREADS=$THREADS_CPU
-  for s in $SEEDS; do
-    for m in wanda activation magnitude; do
-      has ${m}_cpt || continue
+  for m in wanda activation magnitude; do  # in the order the GPU side needs them
+    has ${m}_cpt || continue
+    for s in $SEEDS; do
       [ $m = magnitude ] && [ "$s" != "$SEED1" ] && continue
       oneshot $m "$s" || exit 1
     done
@@ -261,34 +298,38 @@ SAVE=$SAVE0
   fi ) &
 BG=$!
 
-# --- 2. the rows, deciding ones first ----------------------------------------------------------------------------
+# --- 2. the rows, deciding ones first: per seed Sheared + CPT, Wanda + CPT, the shape from scratch --------------
 for s in $SEEDS; do
   if has sheared_cpt; then
     say "seed $s: Sheared-LLaMA pruning to the target ($P steps, layers dropped), then $C continued steps"
-    resume=""; { [ -d "$R/sheared@$s/checkpoint" ] || [ -d "$R/sheared@$s/checkpoint.old" ]; } && resume="--resume"
+    resume=""; resumable "$R/sheared@$s" && resume="--resume"
     run "sheared@$s" "$R/sheared@$s" $BIN/prune --model "$TEACH" --data "$DATA" --out "$R/sheared@$s" --method sheared \
       --target "$R/target.json" --steps $P --batch $B --seq $T --lr 1e-4 --eval-every $EVAL_EVERY --eval-batches $EVAL_BATCHES \
       --save-every $SAVE --log-every 10 --device $DEVICE --seed "$s" $resume
     cpt "sheared_cpt@$s" "$R/sheared_cpt@$s" $C --model "$R/sheared@$s" --seed "$s"
   fi
-  for m in wanda activation; do
-    has ${m}_cpt || continue
-    say "seed $s: $m one-shot to the target (CPU), then $((P + C)) continued steps"
-    wait_for "$R/$m@$s"
-    cpt "${m}_cpt@$s" "$R/${m}_cpt@$s" $((P + C)) --model "$R/$m@$s" --seed "$s"
-  done
-done
-if has magnitude_cpt; then
-  say "magnitude one-shot to the target, then $((P + C)) continued steps"
-  wait_for "$R/magnitude@$SEED1"
-  cpt "magnitude_cpt@$SEED1" "$R/magnitude_cpt@$SEED1" $((P + C)) --model "$R/magnitude@$SEED1" --seed "$SEED1"
-fi
-for s in $SEEDS; do
+  if has wanda_cpt; then
+    say "seed $s: wanda one-shot to the target (CPU), then $((P + C)) continued steps"
+    wait_for "$R/wanda@$s"
+    cpt "wanda_cpt@$s" "$R/wanda_cpt@$s" $((P + C)) --model "$R/wanda@$s" --seed "$s"
+  fi
   if has scratch && [ -f "$R/sheared@$SEED1/done" ]; then  # the shape as Sheared's pruned config.json has it
     say "seed $s: the target shape from scratch, $((P + C)) steps (Sheared's pruning tokens counted)"
     train_run "scratch@$s" "$R/scratch@$s" --config "$R/sheared@$SEED1/config.json" --init random --steps $((P + C)) \
       --lr $LR_SCRATCH --mix dynamic --weights "$R/weights.json" --ref-model "$TEACH" --eval-every $EVAL_EVERY --seed "$s"
   fi
+done
+note "deciding rows done (Sheared + CPT, Wanda + CPT, scratch; seeds $SEEDS)"
+for m in activation magnitude; do
+  has ${m}_cpt || continue
+  for s in $SEEDS; do
+    [ $m = magnitude ] && [ "$s" != "$SEED1" ] && continue
+    say "seed $s: $m one-shot to the target (CPU), then $((P + C)) continued steps"
+    wait_for "$R/$m@$s"
+    cpt "${m}_cpt@$s" "$R/${m}_cpt@$s" $((P + C)) --model "$R/$m@$s" --seed "$s"
+  done
+done
+for s in $SEEDS; do
   if has sheared_static && [ -f "$R/sheared@$s/done" ]; then
     say "seed $s: Sheared's pruned model, $C continued steps with the static mixture"
     train_run "sheared_static@$s" "$R/sheared_static@$s" --model "$R/sheared@$s" --steps $C --lr $LR_CPT --mix static \
@@ -296,11 +337,10 @@ for s in $SEEDS; do
   fi
 done
 if has lottery && [ -f "$R/sheared@$SEED1/done" ]; then
-  say "lottery tickets on Sheared's survivors, $((P + C)) steps each: B = the teacher's weights, C = random"
+  # A is sheared_cpt; C (a random init of the pruned shape) is the scratch row: the same config, lr, mixture and
+  # seed make it the same run (the CPU rehearsal gave both the same losses), so it runs once
+  say "lottery ticket B on Sheared's survivors: the teacher's own weights there, $((P + C)) steps"
   cpt lottery_B "$R/lottery_B" $((P + C)) --lottery B --report "$R/sheared@$SEED1/prune_report.json" --source "$TEACH" --seed "$SEED1"
-  train_run lottery_C "$R/lottery_C" --lottery C --report "$R/sheared@$SEED1/prune_report.json" --source "$TEACH" \
-    --steps $((P + C)) --lr $LR_SCRATCH --mix dynamic --weights "$R/weights.json" --ref-model "$TEACH" --eval-every $EVAL_EVERY \
-    --seed "$SEED1"
 fi
 if has drop_full; then
   say "drop every full-attention layer (one-shot), then $C continued steps"
@@ -315,7 +355,7 @@ if has ablate && [ -f "$R/drop_full_cpt/done" ] && [ ! -f "$R/ablate_drop_full_c
     --seq $T --batch 4 --calib-batches 2 > "$R/ablate_drop_full_cpt.log" 2>&1 || note "ablate of drop_full_cpt did not finish"
 fi
 while [ -n "$BG" ] && kill -0 $BG 2>/dev/null; do  # the CPU side's last work
-  [ $(( $(left) - EVAL_RESERVE )) -gt 5 ] || stop "the CPU side (one-shot scoring, ablation)"
+  [ $(( $(left) - $(reserve) )) -gt 5 ] || stop "the CPU side (one-shot scoring, ablation)"
   sleep 2
 done
 BG=""
