@@ -8,6 +8,8 @@
 #   SIZE=full sh test/evidence_gpu.sh        on the GPU machine (the packed hip/build binaries, --device gpu)
 #   SIZE=tiny sh test/evidence_gpu.sh        the same pipeline on the CPU at toy size over the corpus slice:
 #                                            proves it end to end where nobody can debug the GPU run
+#   SIZE=smoke sh test/evidence_gpu.sh       the full-size shapes (teacher, target, layer drops) and corpus on
+#                                            the CPU, a few steps of 64 tokens each (`make data-large` first)
 #   sh test/evidence_gpu.sh pack             on the CPU machine: .carry/evidence-gpu/ with the corpus (xz,
 #                                            made once by data/prepare_large.sh --pack) and the GPU binaries
 #                                            (built here, tar.xz): the one folder the GPU machine needs
@@ -84,6 +86,11 @@ else
     "head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 256'
   TARGET_CFG='"hidden_size": 512, "intermediate_size": 1536, "num_hidden_layers": 12, "num_attention_heads": 2'
   THREADS_GPU=4 THREADS_CPU=12  # the GPU runs' host side; the one-shot scoring and ablation run beside them
+  if [ "$SIZE" = smoke ]; then  # the full shapes and corpus at toy budgets on the CPU: every shape the GPU run meets
+    R=${EVIDENCE_DIR:-runs/evidence-gpu-smoke}
+    B=1 T=64 TEACHER_STEPS=4 P=2 C=2 EVAL_EVERY=2 EVAL_BATCHES=1 TEST_BATCHES=1 CALIB=1 SAVE=2 SAVE_TEACHER=2
+    BIN=. DEVICE=cpu THREADS_GPU=1 THREADS_CPU=1 EVAL_RESERVE=${EVAL_RESERVE:-0}
+  fi
 fi
 OUT=${OUT:-$R/out}
 mkdir -p "$R" "$OUT"
@@ -152,6 +159,11 @@ MIN_RUN=${MIN_RUN:-20}  # a run is not started with less time than this left
 # resumable DIR: a run cut off in an earlier call left a checkpoint (OUT/checkpoint[.old]; prune's older OUT/state)
 resumable() { [ -d "$1/checkpoint" ] || [ -d "$1/checkpoint.old" ] || [ -d "$1/state" ]; }
 BG=""
+if [ -f "$R/running.pid" ]; then  # a run of an earlier call that was killed from outside
+  p=$(cat "$R/running.pid")
+  if grep -q timeout "/proc/$p/cmdline" 2>/dev/null; then kill "$p" 2>/dev/null || true; sleep 2; note "stopped run $p left by a killed call"; fi
+  rm -f "$R/running.pid"
+fi
 trap '[ -n "$BG" ] && kill $BG 2>/dev/null; true' EXIT  # the background job restarts in the next call
 stop() {  # the deadline came: evaluate what is finished, say how to go on, exit 0
   note "deadline: stopped after $(( $(date +%s) - START ))s; $1 continues in the next call (run the same command)"
@@ -169,7 +181,12 @@ run() {
   mkdir -p "$dir"
   t0=$(date +%s)
   rc=0
-  OMP_NUM_THREADS=$THREADS_GPU timeout $t "$@" >> "$dir.log" 2>&1 || rc=$?
+  # timeout runs the program in a process group of its own: its pid is kept so that the next call can stop a run
+  # that outlived a call killed from outside (it would hold the GPU)
+  OMP_NUM_THREADS=$THREADS_GPU timeout $t "$@" >> "$dir.log" 2>&1 &
+  echo $! > "$R/running.pid"
+  wait $! || rc=$?
+  rm -f "$R/running.pid"
   [ $rc = 124 ] && stop "$name"
   # cut off after its last checkpoint: ./train will not resume at the final step, and that checkpoint is the model
   if [ $rc != 0 ] && tail -1 "$dir.log" | grep -q "is at step .* nothing to do"; then rc=0; fi
@@ -278,7 +295,8 @@ note "evidence-gpu $SIZE: rows [$ROWS], seeds [$SEEDS], deadline ${DEADLINE}s, d
 say "teacher: $TEACHER_STEPS steps x $((B * T)) tokens from scratch, mixture in proportion to the domains' sizes"
 SAVE0=$SAVE SAVE=$SAVE_TEACHER
 train_run teacher "$R/teacher" --config "$R/teacher.json" --init random --steps $TEACHER_STEPS --lr $LR_TEACHER \
-  --warmup $((TEACHER_STEPS / 50)) --mix static --weights "$R/weights.json" --eval-every $((TEACHER_STEPS / 10)) --seed 1
+  --warmup $((TEACHER_STEPS / 50)) --mix static --weights "$R/weights.json" --eval-every $((TEACHER_STEPS / 10 + (TEACHER_STEPS < 10))) \
+  --seed 1
 SAVE=$SAVE0
 
 # On the CPU, in the background beside the GPU runs: the one-shot baselines' scoring (no GPU path), then the
