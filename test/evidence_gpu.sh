@@ -28,7 +28,7 @@
 # with seed 1 of sheared_cpt, wanda_cpt and scratch first, then their seed 2. SEEDS (default "1 2") applies
 # to those and to activation_cpt and sheared_static; the other rows use seed 1. Every call ends with `profile
 # eval` of every finished model (cached per model) and copies the results to $OUT: results.json, results.md,
-# results.csv, status.txt, three PNGs, logs.tar.xz; the table is the last thing it prints.
+# results.csv, status.txt, three PNGs, logs.tar.xz (.gz where xz is missing); the table is printed last.
 set -e
 cd "$(dirname "$0")/.."
 START=$(date +%s)
@@ -127,7 +127,7 @@ if [ $DEVICE = gpu ] || [ $ACTION = unpack ]; then
 elif [ ! -f "$DATA/domains.json" ]; then
   say "corpus slice: the first 40 documents of each domain (data/prepare_large.sh SLICE=40)"
   make --no-print-directory -s data/mkshards > /dev/null
-  SLICE=40 TEXT=data/text-slice SHARDS="$DATA" sh data/prepare_large.sh > "$R/data.log" 2>&1 || { tail "$R/data.log"; exit 1; }
+  SLICE=40 TEXT=${TEXT:-data/text-slice} SHARDS="$DATA" sh data/prepare_large.sh > "$R/data.log" 2>&1 || { tail "$R/data.log"; exit 1; }
 fi
 
 # --- configs: the teacher (Gemma 3's 5:1 pattern: every 6th layer full) and the target shape every pruning
@@ -284,7 +284,8 @@ results() {
   [ -f "$R/sheared_cpt@$SEED1/weights.png" ] && cp "$R/sheared_cpt@$SEED1/weights.png" "$OUT/sheared_cpt_weights.png"
   [ -f "$R/ablate_teacher/ablate_positions.png" ] && cp "$R/ablate_teacher/ablate_positions.png" "$OUT/positions_teacher.png"
   (cd "$R" && find . -maxdepth 3 \( -name '*.log' -o -name '*.csv' -o -name '*.png' -o -name '*.json' -o -name '*.md' \
-     -o -name '*.txt' \) -not -path './out/*' -size -8M | sort | tar -cf - -T - | xz -9 > "$OUT/logs.tar.xz")
+     -o -name '*.txt' \) -not -path './out/*' -size -8M | sort | tar -cf - -T - > "$OUT/logs.tar")
+  if command -v xz > /dev/null; then xz -9f "$OUT/logs.tar"; else gzip -9f "$OUT/logs.tar"; fi  # xz may be missing there
   say "results in $OUT: $(ls "$OUT" | tr '\n' ' ')"
   if [ -f "$R/results.md" ]; then cat "$R/results.md"; fi
 }

@@ -102,5 +102,23 @@ else
   cat "$T/large.log"; bad "data-large slice: data/prepare_large.sh failed"
 fi
 
+# --- make evidence-gpu at toy size on the CPU (test/evidence_gpu.sh SIZE=tiny): the script the GPU calls run, so
+# that a changed flag or output breaks here and not on the device; every row reaches the table, and a second
+# call skips every finished run and evaluation
+EV="SIZE=tiny EVIDENCE_DIR=$T/ev DATA=$T/ev_shards TEXT=$T/ev_text OUT=$T/ev_out"
+if make --no-print-directory -s train prune profile > "$T/ev_build.log" 2>&1; then
+  check "evidence-gpu tiny: every row, the table last" sh -c "$EV sh test/evidence_gpu.sh > $T/ev.log 2>&1 && \
+    grep -q 'all rows done' $T/ev/status.txt && tail -1 $T/ev.log | grep -q '^| unigram |'"
+  rows=$(grep -c '^| [a-z]' "$T/ev_out/results.md" 2>/dev/null)  # the header too
+  check "evidence-gpu tiny: 14 variants and the unigram in results.md ($rows lines), CSV, 3 PNGs, logs" sh -c "[ '$rows' = 16 ] && \
+    [ \$(grep -c , $T/ev_out/results.csv) = 16 ] && [ \$(ls $T/ev_out/*.png | wc -l) = 3 ] && [ -s $T/ev_out/logs.tar.xz ]"
+  cp "$T/ev_out/results.md" "$T/ev1.md" 2>/dev/null
+  check "evidence-gpu tiny: a second call runs nothing again and gives the same table" sh -c "$EV sh test/evidence_gpu.sh \
+    > $T/ev2.log 2>&1 && ! grep -q '^done:' $T/ev2.log && grep -c 'cached in' $T/ev/eval.log | grep -qx 22 && \
+    cmp -s $T/ev1.md $T/ev_out/results.md"
+else
+  cat "$T/ev_build.log"; bad "evidence-gpu tiny: make train prune profile failed"
+fi
+
 echo "test_data.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]
