@@ -1864,20 +1864,19 @@ static void checkpoint_close(Checkpoint *ck) {
     free(ck->f);
 }
 
-// Load dir/config.json and the weights, checking every tensor's presence, dtype and shape.
-static void model_load(Model *m, const char *dir) {
-    memset(m, 0, sizeof(*m));
-    char *cfg = path_join(dir, "config.json");
-    if (!file_exists(cfg)) fail("%s: no config.json; point --model at a Hugging Face model directory", dir);
-    config_load(&m->c, cfg);
-    Checkpoint ck = checkpoint_open(dir);
-    const STensor *emb = checkpoint_find(&ck, "model.embed_tokens.weight");
-    if (!emb) fail("%s: tensor model.embed_tokens.weight is missing", dir);
-    m->c.scale_dtype = emb->dtype;
-    model_init_layout(m);
-    for (int i = 0; i < m->tab.n; i++) {
-        const PEntry *e = &m->tab.e[i];
-        const STensor *t = checkpoint_find(&ck, e->name);
+// Each tensor of the table from ck (dir names it in messages), checked for presence, shape and dtype, converted
+// to fp32: into w + offset, or (w NULL) into one buffer the size of the largest tensor, handed to put(ctx, i, buf).
+// The streaming form keeps host memory at that one buffer: the files are mapped, and each tensor's pages are
+// dropped once converted (a device upload of a model larger than the host's memory).
+typedef void (*TensorPut)(void *ctx, int i, const float *buf);
+static void checkpoint_read(const Checkpoint *ck, const char *dir, const ParamTable *tab, float *w, TensorPut put,
+                            void *ctx) {
+    size_t big = 0;
+    for (int i = 0; i < tab->n; i++) big = tab->e[i].rows * tab->e[i].cols > big ? tab->e[i].rows * tab->e[i].cols : big;
+    float *buf = w ? NULL : (float *)mallocCheck(sizeof(float) * big);
+    for (int i = 0; i < tab->n; i++) {
+        const PEntry *e = &tab->e[i];
+        const STensor *t = checkpoint_find(ck, e->name);
         if (!t) fail("%s: tensor %s is missing (config.json says it should be there)", dir, e->name);
         int want_ndim = e->cols == 1 && e->kind != T_EMBED ? 1 : 2;
         int64_t want[2] = {(int64_t)e->rows, (int64_t)e->cols};
@@ -1893,25 +1892,62 @@ static void model_load(Model *m, const char *dir) {
         if (t->dtype != ST_F32 && t->dtype != ST_BF16 && t->dtype != ST_F16)
             fail("%s: tensor %s has dtype %s; only F32, BF16 and F16 are supported", t->file, e->name,
                  st_dtype_name[t->dtype]);
-        st_to_f32(t, m->w + e->offset);
+        st_to_f32(t, w ? w + e->offset : buf);
+        if (w) continue;
+        put(ctx, i, buf);
+        uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a0 = (uintptr_t)t->data / pg * pg;
+        madvise((void *)a0, (uintptr_t)t->data + t->nbytes - a0, MADV_DONTNEED);  // read again from the file if touched
     }
-    checkpoint_close(&ck);
+    free(buf);
+}
+
+// config.json and the checkpoint's files (closed with checkpoint_close); the table laid out, no weights yet
+static Checkpoint model_open(Model *m, const char *dir) {
+    memset(m, 0, sizeof(*m));
+    char *cfg = path_join(dir, "config.json");
+    if (!file_exists(cfg)) fail("%s: no config.json; point --model at a Hugging Face model directory", dir);
+    config_load(&m->c, cfg);
     free(cfg);
+    Checkpoint ck = checkpoint_open(dir);
+    const STensor *emb = checkpoint_find(&ck, "model.embed_tokens.weight");
+    if (!emb) fail("%s: tensor model.embed_tokens.weight is missing", dir);
+    m->c.scale_dtype = emb->dtype;
+    param_table(&m->c, &m->tab);
+    m->embed_scale = embed_scale_for(m->c.d, m->c.scale_dtype);
+    return ck;
+}
+
+// Load dir/config.json and the weights, checking every tensor's presence, dtype and shape.
+static void model_load(Model *m, const char *dir) {
+    Checkpoint ck = model_open(m, dir);
+    m->w = (float *)callocCheck(sizeof(float) * m->tab.total);
+    m->p = params_carve(&m->c, &m->tab, m->w);
+    checkpoint_read(&ck, dir, &m->tab, m->w, NULL, NULL);
+    checkpoint_close(&ck);
     model_masks_changed(m);
 }
 
-// Write dir/config.json + dir/model.safetensors (dtype ST_F32 or ST_BF16), each atomically.
-static void model_save(const Model *m, const char *dir, int dtype) {
+// The same without host weights (m->w stays NULL): each tensor goes to put(ctx, i, fp32 values) in table order.
+static void model_load_each(Model *m, const char *dir, TensorPut put, void *ctx) {
+    Checkpoint ck = model_open(m, dir);
+    checkpoint_read(&ck, dir, &m->tab, NULL, put, ctx);
+    checkpoint_close(&ck);
+    model_masks_changed(m);
+}
+
+// Write dir/config.json + dir/model.safetensors (dtype ST_F32 or ST_BF16), each atomically: m->w, or (m->w NULL)
+// each tensor fetched in table order by get(ctx, i, buf) as it is written (a device's weights, one at a time).
+static void model_save_each(const Model *m, const char *dir, int dtype, TensorGet get, void *ctx) {
     make_dirs(dir);
     STWriter w = {0};
     for (int i = 0; i < m->tab.n; i++) {
         const PEntry *e = &m->tab.e[i];
         int64_t shape[2] = {(int64_t)e->rows, (int64_t)e->cols};
         int ndim = e->cols == 1 && e->kind != T_EMBED ? 1 : 2;
-        stw_add_f32(&w, e->name, dtype, ndim, shape, m->w + e->offset);
+        stw_add_f32(&w, e->name, dtype, ndim, shape, m->w ? m->w + e->offset : NULL);
     }
     char *st = path_join(dir, "model.safetensors");
-    stw_write(&w, st);
+    stw_write_each(&w, st, get, ctx);
     cJSON *cj = config_to_json(&m->c, dtype == ST_BF16 ? "bfloat16" : "float32");
     char *cp = path_join(dir, "config.json");
     write_json_atomic(cp, cj);
@@ -1919,6 +1955,7 @@ static void model_save(const Model *m, const char *dir, int dtype) {
     free(st);
     free(cp);
 }
+static void model_save(const Model *m, const char *dir, int dtype) { model_save_each(m, dir, dtype, NULL, NULL); }
 
 static void model_free(Model *m) {
     model_free_acts(m);

@@ -790,12 +790,26 @@ static AtomicFile stw_open(STWriter *w, const char *path, uint64_t *hl) {
     return a;
 }
 
-static void stw_write(STWriter *w, const char *path) {
+// Entries added with data NULL are fetched when written: get(ctx, i, buf) puts entry i's values (fp32) into buf,
+// which holds the largest such entry (a device's tensors written one at a time; stw_write has no source for them).
+typedef void (*TensorGet)(void *ctx, int i, float *buf);
+static void stw_write_each(STWriter *w, const char *path, TensorGet get, void *ctx) {
     uint64_t hl;
+    size_t big = 0;
+    for (int i = 0; i < w->n; i++) {
+        size_t n = w->e[i].nbytes / st_dtype_size[w->e[i].dtype];
+        if (!w->e[i].data && n > big) big = n;
+    }
+    float *fetched = big ? (float *)mallocCheck(sizeof(float) * big) : NULL;
     AtomicFile a = stw_open(w, path, &hl);
     uint16_t buf[4096];
     for (int i = 0; i < w->n; i++) {
         STEntry *e = &w->e[i];
+        if (!e->data) {
+            if (!get || (e->dtype != ST_F32 && e->dtype != ST_BF16)) fail("internal: tensor %s has no data", e->name);
+            get(ctx, i, fetched);
+            e->data = fetched;
+        }
         if (!e->convert_bf16) atomic_write(&a, e->data, e->nbytes);
         else {
             const float *x = (const float *)e->data;
@@ -809,9 +823,10 @@ static void stw_write(STWriter *w, const char *path) {
         free(e->name);
     }
     atomic_commit(&a);
-    free(w->e);
+    free(w->e), free(fetched);
     memset(w, 0, sizeof(*w));
 }
+static void stw_write(STWriter *w, const char *path) { stw_write_each(w, path, NULL, NULL); }
 
 // ----------------------------------------------------------------------------------------------
 // RNG: xoshiro256** seeded by splitmix64. The whole state is 4 words, saved in checkpoints.

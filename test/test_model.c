@@ -172,6 +172,107 @@ static void check_c_written(const char *root) {
     }
 }
 
+// Streaming checkpoint I/O (model.h model_load_each / model_save_each, what the GPU path loads and saves with):
+// g3_bf16 rewritten as bf16 shards with model.safetensors.index.json (tensors spread over three files out of table
+// order) must load, whole and tensor by tensor, to exactly the tensors model_load reads from the single file (each
+// handed over once, at its own table index, and no host weights kept); and a model written tensor by tensor from a
+// source must be byte for byte the file model_save writes from host weights, for bf16 and f32.
+typedef struct {
+    const Model *m;
+    float *w;
+    int *seen;
+} StreamCtx;
+static void stream_put(void *ctx, int i, const float *buf) {
+    StreamCtx *s = (StreamCtx *)ctx;
+    const PEntry *e = &s->m->tab.e[i];
+    memcpy(s->w + e->offset, buf, sizeof(float) * e->rows * e->cols);
+    s->seen[i]++;
+}
+static void stream_get(void *ctx, int i, float *buf) {
+    StreamCtx *s = (StreamCtx *)ctx;
+    const PEntry *e = &s->m->tab.e[i];
+    memcpy(buf, s->w + e->offset, sizeof(float) * e->rows * e->cols);
+    s->seen[i]++;
+}
+static int same_file(const char *a, const char *b) {
+    size_t na, nb;
+    char *x = read_file(a, &na), *y = read_file(b, &nb);
+    int same = na == nb && !memcmp(x, y, na);
+    free(x), free(y);
+    return same;
+}
+static void check_streaming(const char *root) {
+    char *src = path_join(root, "g3_bf16");
+    if (!dir_exists(src)) {
+        printf("FAIL missing fixture %s\n", src);
+        failures++;
+        free(src);
+        return;
+    }
+    printf("streaming checkpoint I/O: %s as bf16 shards, read whole and tensor by tensor; written tensor by tensor\n", src);
+    Model a, b, c;
+    model_load(&a, src);
+    char tmp[] = "/tmp/test_model.XXXXXX";
+    if (!mkdtemp(tmp)) fail("cannot make a temporary directory: %s", strerror(errno));
+    char *sh = path_join(tmp, "sharded"), *cfg = path_join(src, "config.json");
+    make_dirs(sh);
+    size_t nc;
+    char *ctext = read_file(cfg, &nc), *cdst = path_join(sh, "config.json");
+    FILE *f = fopen(cdst, "wb");
+    if (!f || fwrite(ctext, 1, nc, f) != nc || fclose(f)) fail("cannot write %s", cdst);
+    cJSON *index = cJSON_CreateObject(), *wm = cJSON_AddObjectToObject(index, "weight_map");
+    for (int k = 0; k < 3; k++) {  // shard k holds the tensors i with i % 3 == 2 - k
+        char name[64];
+        snprintf(name, sizeof name, "model-%05d-of-00003.safetensors", k + 1);
+        STWriter w = {0};
+        for (int i = a.tab.n - 1; i >= 0; i--) {
+            const PEntry *e = &a.tab.e[i];
+            if (i % 3 != 2 - k) continue;
+            int64_t shape[2] = {(int64_t)e->rows, (int64_t)e->cols};
+            stw_add_f32(&w, e->name, ST_BF16, e->cols == 1 && e->kind != T_EMBED ? 1 : 2, shape, a.w + e->offset);
+            cJSON_AddStringToObject(wm, e->name, name);
+        }
+        char *p = path_join(sh, name);
+        stw_write(&w, p);
+        free(p);
+    }
+    char *ip = path_join(sh, "model.safetensors.index.json");
+    write_json_atomic(ip, index);
+    model_load(&b, sh);
+    int ok = b.tab.total == a.tab.total && !memcmp(a.w, b.w, sizeof(float) * a.tab.total);
+    printf("  %s bf16 shards with an index load to the single file's tensors\n", ok ? "ok  " : "FAIL");
+    failures += !ok;
+    StreamCtx s = {&c, (float *)callocCheck(sizeof(float) * a.tab.total), (int *)callocCheck(sizeof(int) * a.tab.n)};
+    model_load_each(&c, sh, stream_put, &s);
+    int once = c.w == NULL && c.tab.n == a.tab.n;
+    for (int i = 0; i < a.tab.n; i++) once &= s.seen[i] == 1;
+    ok = once && !memcmp(a.w, s.w, sizeof(float) * a.tab.total);
+    printf("  %s tensor by tensor (model_load_each): the same tensors, each once, no host weights\n", ok ? "ok  " : "FAIL");
+    failures += !ok;
+    // written tensor by tensor from a source (c has no weights) against model_save from a's
+    for (int k = 0; k < 2; k++) {
+        int dt = k ? ST_F32 : ST_BF16;
+        char *d1 = path_join(tmp, k ? "w32" : "w16"), *d2 = path_join(tmp, k ? "e32" : "e16");
+        model_save(&a, d1, dt);
+        memset(s.seen, 0, sizeof(int) * a.tab.n);
+        model_save_each(&c, d2, dt, stream_get, &s);
+        char *f1 = path_join(d1, "model.safetensors"), *f2 = path_join(d2, "model.safetensors");
+        once = 1;
+        for (int i = 0; i < a.tab.n; i++) once &= s.seen[i] == 1;
+        ok = once && same_file(f1, f2);
+        printf("  %s %s written tensor by tensor (model_save_each) == model_save's file, byte for byte\n",
+               ok ? "ok  " : "FAIL", st_dtype_name[dt]);
+        failures += !ok;
+        free(d1), free(d2), free(f1), free(f2);
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd) != 0) printf("  (could not remove %s)\n", tmp);
+    cJSON_Delete(index);
+    free(s.w), free(s.seen), free(src), free(sh), free(cfg), free(ctext), free(cdst), free(ip);
+    model_free(&a), model_free(&b), model_free(&c);
+}
+
 // a random C-made checkpoint for transformers to load
 static void write_sample(const char *dir, int bf16, int g4) {
     Model m;
@@ -249,6 +350,7 @@ int main(int argc, char **argv) {
         free(d);
     }
     check_c_written(root);
+    check_streaming(root);
     char *g = path_join(root, "g3_gqa");
     if (dir_exists(g)) check_adamw(g);
     else printf("FAIL missing fixture %s: the AdamW check needs it (make it with test/ref/make_fixtures.py)\n", g), failures++;
