@@ -3,9 +3,10 @@
 # machine session): transformers' Gemma3ForCausalLM with random weights, fp32 parameters, bf16 autocast,
 # fused AdamW (betas 0.9/0.95, weight decay 0.1), gradient clipping at 1.0, B·T tokens per step — the same
 # step hip/bench.c times. Eager and torch.compile. Prints one line per step and a summary per variant:
-# median tok/s and peak memory (torch.cuda.max_memory_allocated, and reserved).
-#   python3 hip/dev/torch_bench.py [--model 270m,1b] [--mode eager,compile] [--batch 8] [--seq 2048]
-#                                  [--steps 8] [--warmup 3]
+# median tok/s and peak memory (torch.cuda.max_memory_allocated, and reserved). --ckpt 1: transformers'
+# gradient checkpointing (each decoder layer's input kept, the layer run again in the backward).
+#   python3 hip/dev/torch_bench.py [--model 270m,1b,4b,7b,12b] [--mode eager,compile] [--ckpt 0|1] [--batch 8]
+#                                  [--seq 2048] [--steps 8] [--warmup 3]
 import argparse
 import statistics
 import time
@@ -13,23 +14,35 @@ import time
 import torch
 from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-SHAPES = {  # the Gemma 3 shapes of hip/bench.c
-    "270m": dict(hidden_size=640, intermediate_size=2048, num_hidden_layers=18),
-    "1b": dict(hidden_size=1152, intermediate_size=6912, num_hidden_layers=26),
+SMALL = dict(vocab_size=262144, num_attention_heads=4, num_key_value_heads=1, sliding_window=512)
+LARGE = dict(vocab_size=262208, sliding_window=1024, max_position_embeddings=131072,
+             rope_scaling={"rope_type": "linear", "factor": 8.0})
+SHAPES = {  # the Gemma 3 shapes of hip/bench.c (published configs; 7b: the scale-up between the 4B and the 12B)
+    "270m": dict(hidden_size=640, intermediate_size=2048, num_hidden_layers=18, **SMALL),
+    "1b": dict(hidden_size=1152, intermediate_size=6912, num_hidden_layers=26, **SMALL),
+    "4b": dict(hidden_size=2560, intermediate_size=10240, num_hidden_layers=34, num_attention_heads=8,
+               num_key_value_heads=4, **LARGE),
+    "7b": dict(hidden_size=3072, intermediate_size=12288, num_hidden_layers=44, num_attention_heads=12,
+               num_key_value_heads=6, **LARGE),
+    "12b": dict(hidden_size=3840, intermediate_size=15360, num_hidden_layers=48, num_attention_heads=16,
+                num_key_value_heads=8, **LARGE),
 }
 
 
-def run(name, mode, B, T, steps, warmup):
-    s = SHAPES[name]
+def run(name, mode, B, T, steps, warmup, ckpt):
+    s = {"max_position_embeddings": 32768, **SHAPES[name]}
     L = s["num_hidden_layers"]
-    cfg = Gemma3TextConfig(vocab_size=262144, num_attention_heads=4, num_key_value_heads=1, head_dim=256,
-                           sliding_window=512, query_pre_attn_scalar=256, max_position_embeddings=32768,
+    cfg = Gemma3TextConfig(head_dim=256, query_pre_attn_scalar=256,
                            layer_types=["full_attention" if (l + 1) % 6 == 0 else "sliding_attention" for l in range(L)],
                            final_logit_softcapping=None, attn_logit_softcapping=None, **s)
     torch.manual_seed(0)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
-    model = Gemma3ForCausalLM(cfg).cuda().train()
+    with torch.device("cuda"):  # initialised on the card: a 12B in fp32 would take minutes on the host
+        model = Gemma3ForCausalLM(cfg).train()
+    if ckpt:
+        model.gradient_checkpointing_enable()
+        mode += "-ckpt"
     nparam = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
     fwd = torch.compile(model) if mode == "compile" else model
@@ -69,11 +82,13 @@ if __name__ == "__main__":
     ap.add_argument("--seq", type=int, default=2048)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--ckpt", type=int, default=0, choices=[0, 1])
     a = ap.parse_args()
     for name in a.model.split(","):
         for mode in a.mode.split(","):
             try:
-                run(name, mode, a.batch, a.seq, a.steps, a.warmup)
+                run(name, mode, a.batch, a.seq, a.steps, a.warmup, a.ckpt)
             except torch.OutOfMemoryError as e:
-                print(f"summary torch-{mode} | model {name} | out of memory: {str(e)[:120]}", flush=True)
+                print(f"summary torch-{mode}{'-ckpt' if a.ckpt else ''} | model {name} | B={a.batch} T={a.seq} | out of "
+                      f"memory: {str(e)[:120]}", flush=True)
                 torch.cuda.empty_cache()
