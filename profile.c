@@ -1176,10 +1176,11 @@ typedef struct {
     double tau;  // stats only
     int no_grad;
     int long_docs, no_layers;  // ablate only
+    const char *preset, *config;  // stats only
 } CalibArgs;
 #define CAL(f) offsetof(CalibArgs, f)
-#define CALIB_FLAGS(nbatch)                                                                                             \
-    {"model", F_STR, CAL(model), NULL, NULL, SAVE_NO, "Hugging Face model directory"},                                  \
+#define CALIB_FLAGS(nbatch, need_model)                                                                                 \
+    {"model", F_STR, CAL(model), need_model ? NULL : "", NULL, SAVE_NO, "Hugging Face model directory"},               \
     {"data", F_STR, CAL(data), "data/shards", NULL, SAVE_NO, "token shards, one subdirectory per domain"},              \
     {"out", F_STR, CAL(out), NULL, NULL, SAVE_NO, "where the JSON, CSV and PNG files go"},                             \
     {"split", F_STR, CAL(split), "val", "val|train|test", SAVE_NO, "val | train | test: which shard the windows come from"}, \
@@ -1187,13 +1188,16 @@ typedef struct {
     {"batch", F_INT, CAL(B), "4", ">= 1", SAVE_NO, "sequences per batch"},                                              \
     {"seq", F_INT, CAL(T), "0", ">= 0", SAVE_NO, "tokens per sequence; 0: 2 x sliding_window, within [64, 1024]"}
 static const Flag stats_flags[] = {
-    CALIB_FLAGS("4"),
+    CALIB_FLAGS("4", 0),
+    {"preset", F_STR, CAL(preset), "", NULL, SAVE_NO, "or: a public Gemma config with random weights (as in profile plan; "
+     "memory and speed, not meaning)"},
+    {"config", F_STR, CAL(config), "", NULL, SAVE_NO, "or: a config.json with random weights"},
     {"tau", F_FLOAT, CAL(tau), "0.1", ">= 0", SAVE_NO, "a channel is near zero on a token when |h| <= tau x that token's "
      "mean |h| over channels"},
     {"no-grad", F_BOOL, CAL(no_grad), "0", NULL, SAVE_NO, "skip the backward pass (no gradient statistics; ~3x faster)"},
 };
 static const Flag ablate_flags[] = {
-    CALIB_FLAGS("2"),
+    CALIB_FLAGS("2", 1),
     {"long-docs", F_BOOL, CAL(long_docs), "0", NULL, SAVE_NO, "one window at the start of each document of >= --seq + 1 "
      "tokens (domains with none are left out)"},
     {"no-layers", F_BOOL, CAL(no_layers), "0", NULL, SAVE_NO, "skip the one-layer-at-a-time part: positions only"},
@@ -1210,16 +1214,46 @@ static const Cli ablate_cli = {"./profile ablate", "usage: ./profile ablate --mo
                                "ablate_layers.csv, ablate_positions.csv and PNG pictures into --out.\n",
                                ablate_flags, COUNT_OF(ablate_flags), calib_renamed, COUNT_OF(calib_renamed), NULL, NULL};
 
-// load the model and the data, check the settings, print them
-static void calib_open(CalibArgs *a, const char *cmd, Model *m, Mixture *mx) {
-    model_load(m, a->model);
+// --model DIR, or --preset / --config with random weights (model.h's init, seed 1): config and table; the weights
+// on the host unless `host` is 0 (m->w NULL: the caller takes them from ck, or draws them)
+static Checkpoint calib_model(CalibArgs *a, Model *m, int host) {
+    Checkpoint ck = {0, NULL};
+    const char *preset = or_null(a->preset), *config = or_null(a->config), *dir = or_null(a->model);
+    if (dir && !preset && !config) {
+        if (host) model_load(m, dir);
+        else ck = model_open(m, dir);
+        return ck;
+    }
+    static char name[160];  // (kept for the run)
+    memset(m, 0, sizeof *m);
+    m->c = source_config(dir, config, preset, "stats", name);
+    param_table(&m->c, &m->tab);
+    m->embed_scale = embed_scale_for(m->c.d, m->c.scale_dtype);
+    if (host) {
+        m->w = (float *)callocCheck(sizeof(float) * m->tab.total);
+        m->p = params_carve(&m->c, &m->tab, m->w);
+        model_init_random(m, 1, 0.02);
+    }
+    a->model = name;
+    model_masks_changed(m);
+    return ck;
+}
+
+// the data for the model, the settings checked and printed
+static void calib_data(CalibArgs *a, const char *cmd, Model *m, Mixture *mx) {
     if (a->T == 0) a->T = seq_default(&m->c);
-    *mx = mixture_open(a->data, m->c.V, 0);
+    int random = or_null(a->preset) || or_null(a->config);  // random weights: any tokenizer's shards whose ids fit
+    *mx = mixture_open(a->data, random ? 0 : m->c.V, 0);
+    mx->V = m->c.V;
     make_dirs(a->out);
     printf("profile %s: model %s, data %s (%d domains, %s split), %d batches x %d x %d tokens per domain, %d threads, "
            "BLAS %s\n",
            cmd, a->model, a->data, mx->k, a->split, a->batches, a->B, a->T, omp_get_max_threads(), blas_kernels());
     config_print(&m->c, stdout);
+}
+static void calib_open(CalibArgs *a, const char *cmd, Model *m, Mixture *mx) {
+    calib_model(a, m, 1);
+    calib_data(a, cmd, m, mx);
 }
 
 // one greppable progress line; amount / elapsed is the throughput, in unit ("tok/s", "MB/s")
@@ -1231,8 +1265,9 @@ static void step_line(int step, int total, double t0, double amount, const char 
     fflush(stdout);
 }
 
+
 static int cmd_stats(int argc, char **argv) {
-    CalibArgs ca;
+    CalibArgs ca = {0};  // (ablate sets no --preset, --config)
     flags_defaults(&stats_cli, &ca);
     flags_parse(&stats_cli, &ca, argc, argv, 2, NULL);
     flags_print(&stats_cli, &ca, stdout);
@@ -1266,7 +1301,8 @@ static int cmd_stats(int argc, char **argv) {
             float loss = model_forward(&m, tok, tgt, rows, T, grad, NULL);
             acc_batch(&acc[d], &m, tau);
             if (grad) model_backward(&m);
-            acc[d].loss_sum += (double)loss * m.n_valid, acc[d].loss_n += m.n_valid;
+            int nv = m.n_valid;
+            acc[d].loss_sum += (double)loss * nv, acc[d].loss_n += nv;
             seen += (double)rows * T;
             char what[160];
             snprintf(what, sizeof what, "%s batch %d/%d | loss %.4f", mx.ds.name[d], i + 1, ca.batches, loss);
@@ -1401,7 +1437,7 @@ static double mean_finite(const double *v, int n) {
 }
 
 static int cmd_ablate(int argc, char **argv) {
-    CalibArgs ca;
+    CalibArgs ca = {0};  // (ablate sets no --preset, --config)
     flags_defaults(&ablate_cli, &ca);
     flags_parse(&ablate_cli, &ca, argc, argv, 2, NULL);
     flags_print(&ablate_cli, &ca, stdout);

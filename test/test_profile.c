@@ -624,6 +624,19 @@ static void test_end_to_end(const char *tmp, const char *fixtures) {
         free(p);
     }
     cJSON_Delete(j);
+    // the same shape from its config alone, with model.h's random weights (no checkpoint): runs, and is not the
+    // checkpoint's model (layer 1's up_proj is not zero there)
+    char *cfg = path_join(model, "config.json"), *rout = path_join(tmp, "stats_random");
+    const char *sr[] = {"stats", "--config", cfg, "--data", data, "--out", rout, "--calib-batches", "1", "--batch", "2",
+                        "--seq", "48", "--no-grad", NULL};
+    check(run_cmd(cmd_stats, sr) == 0, "profile stats --config (random weights) exits 0");
+    char *rj = path_join(rout, "stats.json");
+    cJSON *jr = json_read(rj);
+    const cJSON *r1 = cJSON_GetArrayItem(json_get(jpath(jr, "domains", "all"), "layers"), 1);
+    check(r1 && json_num(r1, "ffn_never_active", -1, "") < 128, "random weights: layer 1 has active FFN channels (%g never "
+          "active of 128)", r1 ? json_num(r1, "ffn_never_active", -1, "") : -1);
+    cJSON_Delete(jr);
+    free(cfg), free(rout), free(rj);
     // plan with the profile: layer 2 has the lowest Block Influence (0): 3 of 4 layers drop it
     char *target = path_join(tmp, "target.json");
     const char *pa[] = {"plan", "--model", model, "--params", "30000", "--count", "non-embedding", "--profile", sj,

@@ -68,6 +68,7 @@ expect_error "memory: config that is not JSON" "malformed JSON" sh -c "printf '{
 expect_error "stats: missing --out" "--out is required" ./profile stats --model test/fixtures/g3_mqa
 expect_error "stats: no data directory" "run \`make data\`" ./profile stats --model test/fixtures/g3_mqa --data $T/none --out $T/s
 expect_error "stats: unknown flag" "unknown flag --bogus" ./profile stats --bogus
+expect_error "stats: a model and a preset" "exactly one of" ./profile stats --model test/fixtures/g3_mqa --preset 270m --out $T/s
 expect_error "ablate: not a model directory" "config.json" ./profile ablate --model $T --out $T/a
 expect_error "diff: different shapes" "different shapes" ./profile diff --a test/fixtures/g3_mqa --b test/fixtures/g3_gqa --out $T/d
 # a failed write never damages what is there: an existing target stays as it was when planning fails
