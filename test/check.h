@@ -5,20 +5,26 @@
 //                                         max|ref|; NaN fails), one line with the worst element; returns its error
 //                                         in units of the tolerance
 //   checks, failures                      the counts; a test exits with failures != 0
+//   check_tag, check_quiet                a prefix after ok/FAIL, and 1 to print failures only (test_comm: the
+//                                         MPI rank; ranks other than 0 print only what fails)
 #pragma once
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 
 static int checks = 0, failures = 0;
+static const char *check_tag = "";
+static int check_quiet = 0;
 
 __attribute__((format(printf, 2, 3))) static void check(int ok, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("  %s ", ok ? "ok  " : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
+    if (!ok || !check_quiet) {
+        va_list ap;
+        va_start(ap, fmt);
+        printf("  %s %s", ok ? "ok  " : "FAIL", check_tag);
+        vprintf(fmt, ap);
+        printf("\n");
+        va_end(ap);
+    }
     checks++;
     failures += !ok;
 }

@@ -17,22 +17,9 @@
 // Usage: test/test_comm [data dir, default data/shards]
 #include "model.h"
 #include "data/mixture.h"
+#include "check.h"
 
 static Comm C;
-static int passed, failed;
-
-static void check(int ok, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (!ok || C.rank == 0) {
-        printf("%s [rank %d/%d] ", ok ? "ok  " : "FAIL", C.rank, C.world);
-        vprintf(fmt, ap);
-        printf("\n");
-    }
-    va_end(ap);
-    if (ok) passed++;
-    else failed++;
-}
 
 // a fixture's config and parameter table (no weights: the partition needs only the shapes)
 static void fixture_table(const char *fixture, Config *c, ParamTable *tab) {
@@ -324,6 +311,9 @@ static void test_batch(const char *data) {
 
 int main(int argc, char **argv) {
     C = comm_init();
+    char tag[32];
+    snprintf(tag, sizeof tag, "[rank %d/%d] ", C.rank, C.world);
+    check_tag = tag, check_quiet = C.rank != 0;
     const char *data = argc > 1 ? argv[1] : "data/shards";
     if (C.rank == 0) printf("test_comm: %d rank(s)%s\n", C.world, C.mpi ? " over MPI" : "");
     if (C.world == 1) {  // the partition needs no communication: simulated for every world size once
@@ -335,8 +325,8 @@ int main(int argc, char **argv) {
     test_zero_steps("g3_gqa");
     test_zero_steps("g4_keqv");
     test_batch(data);
-    double f = comm_sum(&C, failed);
-    if (C.rank == 0) printf("%d passed, %d failed\n", passed, (int)f);
+    double f = comm_sum(&C, failures);
+    if (C.rank == 0) printf("%d passed, %d failed\n", checks - failures, (int)f);
     comm_finish(&C);
     return f > 0;
 }
