@@ -1,5 +1,5 @@
 // export.c — a Hugging Face Gemma directory to one GGUF file that llama.cpp loads and runs with the
-// same numbers (DESIGN.md §8). Read top to bottom:
+// same numbers (test/test_export.sh compares its logits with ours). Read top to bottom:
 //   1. GGUF v3 writer      typed key/value header, tensor directory, aligned data (every offset as
 //                          llama.cpp's gguf.cpp checks it), written to a temporary name and renamed
 //   2. Tensor types        f32, f16, bf16 and ggml's reference q8_0 / q4_0 quantizers
@@ -9,8 +9,7 @@
 //   4. Tokenizer metadata  byte-level vocabulary, Gemma 3 tokenizer.json, or a placeholder
 //   5. main
 //   ./export --model DIR --out FILE.gguf --type f32|f16|bf16|q8_0|q4_0
-// Facts about llama.cpp cite its source as shipped in npm node-llama-cpp 3.22.1 (tag v0.5.0); see
-// shared/reference/gguf-safetensors-gemma.md.
+// Facts about llama.cpp cite its source files as shipped in npm node-llama-cpp 3.22.1 (tag v0.5.0).
 #include "model.h"
 #include "data/tokenizer.h"
 

