@@ -138,15 +138,6 @@ static void json_save(const cJSON *j, const char *dir, const char *name) {
     free(path);
 }
 
-// "30.70B", "697.8M", "58.3K": 4 significant digits with a unit (buf: 32 bytes)
-static const char *fmt_count(double n, char *buf) {
-    const char *unit[] = {"", "K", "M", "B", "T"};
-    int u = 0;
-    while (fabs(n) >= 1000 && u < 4) n /= 1000, u++;
-    snprintf(buf, 32, fabs(n) >= 100 ? "%.1f%s" : fabs(n) >= 10 ? "%.2f%s" : "%.3f%s", n, unit[u]);
-    return buf;
-}
-
 // a parameter count: "8B", "1.5B", "300M", "8e9", "8000000000"
 static double parse_count(const char *s, const char *flag) {
     char *end;

@@ -1024,14 +1024,6 @@ typedef struct {
     int method, out_dtype, gpu, dbl;  // resolved from method_s, dtype, device, mix
 } Settings;
 
-static const char *fmt_count(double n, char *buf) {  // 32 bytes
-    if (n >= 1e9) snprintf(buf, 32, "%.3gB", n / 1e9);
-    else if (n >= 1e6) snprintf(buf, 32, "%.3gM", n / 1e6);
-    else if (n >= 1e3) snprintf(buf, 32, "%.3gk", n / 1e3);
-    else snprintf(buf, 32, "%.0f", n);
-    return buf;
-}
-
 static void print_params(const char *what, const Config *c) {
     char a[32], b[32], t[32];
     printf("| %s: %s non-embedding + %s embedding (V=%d x d=%d) = %s total\n", what, fmt_count((double)count_params(c, 0), a),

@@ -1152,6 +1152,15 @@ static const char *fmt_duration(double s, char *buf) {  // buf: 32 bytes
     return buf;
 }
 
+// "30.70B", "697.8M", "58.3K": 4 significant digits with a unit (buf: 32 bytes)
+static const char *fmt_count(double n, char *buf) {
+    const char *unit[] = {"", "K", "M", "B", "T"};
+    int u = 0;
+    while (fabs(n) >= 1000 && u < 4) n /= 1000, u++;
+    snprintf(buf, 32, fabs(n) >= 100 ? "%.1f%s" : fabs(n) >= 10 ? "%.2f%s" : "%.3f%s", n, unit[u]);
+    return buf;
+}
+
 // ----------------------------------------------------------------------------------------------
 // command-line flags, after llama2.c's run.c (one flat parse, one error_usage), shared by every program:
 // a program describes its settings struct in one Flag table, and the table gives --help (each flag, its
