@@ -1459,16 +1459,33 @@ static void model_masks_changed(Model *m) {
 // (softcapped) logit there; with row_loss_out, every row's cross-entropy (0 where the target is < 0).
 static int head_tile = 1 << 20;  // floats of logits at a time (4 MiB)
 static int head_rows = 2048;     // rows at a time: each chunk reads and writes the embedding's gradient once
+
+// The head's working memory for N rows, one block: each chunk row's softmax state, the logits tile (rows x vt),
+// every row's loss, and the targets of a row without any. head_forward_rows carves it; profile memory counts it.
+typedef struct {
+    int rows, vt;  // rows per chunk; vocabulary columns per tile
+    size_t bytes;
+} HeadWork;
+
+static HeadWork head_work(const Config *c, int N) {
+    HeadWork w;
+    int V = c->V;
+    w.rows = N < head_rows ? N : head_rows, w.vt = head_tile / w.rows;
+    w.vt = w.vt < 16 ? 16 : w.vt - w.vt % 16;  // whole cache lines per row
+    if (w.vt >= V) w.vt = V, w.rows = head_tile / V > N ? N : (head_tile / V < 1 ? 1 : head_tile / V);
+    w.bytes = sizeof(XentRow) * (size_t)w.rows + sizeof(float) * ((size_t)w.rows * w.vt + (size_t)N) + sizeof(int) * (size_t)w.rows;
+    return w;
+}
+
 static double head_forward_rows(Model *m, const int *targets, int want_grad, float *logits_out, float *row_loss_out) {
     const Config *c = &m->c;
     int N = m->B * m->T, V = c->V, d = c->d;
-    int rows_max = N < head_rows ? N : head_rows, vt = head_tile / rows_max;
-    vt = vt < 16 ? 16 : vt - vt % 16;  // whole cache lines per row
-    if (vt >= V) vt = V, rows_max = head_tile / V > N ? N : (head_tile / V < 1 ? 1 : head_tile / V);
-    float *z = (float *)mallocCheck(sizeof(float) * (size_t)rows_max * vt);
-    float *row_loss = (float *)callocCheck(sizeof(float) * (size_t)N);
-    XentRow *xr = (XentRow *)mallocCheck(sizeof(XentRow) * (size_t)rows_max);
-    int *none = (int *)mallocCheck(sizeof(int) * (size_t)rows_max);  // targets when there are none
+    HeadWork w = head_work(c, N);
+    int rows_max = w.rows, vt = w.vt;
+    XentRow *xr = (XentRow *)mallocCheck(w.bytes);  // first: its doubles keep malloc's alignment
+    float *z = (float *)(xr + rows_max), *row_loss = z + (size_t)rows_max * vt;
+    int *none = (int *)(row_loss + N);  // targets when there are none
+    memset(row_loss, 0, sizeof(float) * (size_t)N);
     for (int n = 0; n < rows_max; n++) none[n] = -1;
     int n_valid = 0;
     if (targets) for (int n = 0; n < N; n++) n_valid += targets[n] >= 0;
@@ -1501,10 +1518,9 @@ static double head_forward_rows(Model *m, const int *targets, int want_grad, flo
             matmul(1, 0, n, d, rows, 1.0f, z, n, x, d, 1.0f, m->g.embed + (size_t)v0 * d, d);
         }
     }
-    free(z), free(xr), free(none);
     double loss = dot_det(row_loss, NULL, (size_t)N);
     if (row_loss_out) memcpy(row_loss_out, row_loss, sizeof(float) * (size_t)N);
-    free(row_loss);
+    free(xr);
     m->n_valid = n_valid;
     return n_valid ? loss / n_valid : 0.0;
 }

@@ -373,14 +373,14 @@ static int cmd_plan(int argc, char **argv) {
 //   activations  what model.h's backward keeps per layer and token (its activation table), in --act-bytes
 //                per value, at the micro-batch --batch x --seq; with --checkpointing only each layer's
 //                input plus one layer's worth recomputed during backward; plus the backward scratch
-//                (scratch_layout) and the head's logits chunk (16 MiB: logits are never whole)
+//                (scratch_layout) and the head's working memory (head_work: a 4 MiB logits tile, logits are
+//                never whole, and a few values per row)
 // ZeRO (data parallel over --gpus): stage 1 shards the optimizer states and the master weights, stage 2
 // also the gradients, stage 3 also the weights. Not counted: the runtime context, library workspaces,
 // communication buffers and allocator fragmentation (add them with --reserve GB).
 // ================================================================================================
 
 #define ADAMW8_BLOCK QBLOCK  // model.h's 8-bit AdamW blocks (they stay within a tensor: a few more in all)
-#define HEAD_CHUNK_BYTES ((double)(16 << 20))  // model.h head_forward: 16 MiB of fp32 logits at a time
 
 typedef struct {
     int opt, master, zero, ckpt, gpus, B, T;
@@ -445,7 +445,7 @@ static MemUse mem_use(const Config *c, const MemOpts *o) {
     double N = (double)o->B * o->T;
     u.acts = N * u.act_per_token * o->act_bytes;
     u.scratch = N * (double)scratch_layout(c, 1).total * o->act_bytes;
-    u.head = HEAD_CHUNK_BYTES;
+    u.head = (double)head_work(c, o->B * o->T).bytes;
     u.reserve = o->reserve * 1e9;
     u.total = u.weights + u.master + u.grads + u.states + u.acts + u.scratch + u.head + u.reserve;
     u.fits = u.total <= o->gpu_mem * 1e9;
@@ -484,7 +484,7 @@ static void mem_report(const Config *c, const MemOpts *o, const MemUse *u) {
            o->act_bytes, o->ckpt ? " (checkpointing: layer inputs + one layer)" : "", u->acts / G);
     printf("  backward scratch %d x %d tokens x %zu values x %d B           = %8.2f GB\n", o->B, o->T,
            scratch_layout(c, 1).total, o->act_bytes, u->scratch / G);
-    printf("  head logits chunk                                    = %8.2f GB\n", u->head / G);
+    printf("  head: logits tile, row states                        = %8.2f GB\n", u->head / G);
     if (u->reserve > 0) printf("  reserve (--reserve)                                  = %8.2f GB\n", u->reserve / G);
     printf("  total per GPU = %.2f GB of %g GB -> %s (%s %.2f GB)\n", u->total / G, o->gpu_mem,
            u->fits ? "fits" : "does NOT fit", u->fits ? "headroom" : "over by", fabs(o->gpu_mem * G - u->total) / G);

@@ -383,11 +383,13 @@ static void test_memory(const char *fixtures) {
     Config s = fixture_config(fixtures, "g3_mqa");
     MemOpts o = {OPT_ADAMW, 1, 0, 0, 1, 1, 8, 2, 4, 2, 192, 0};
     MemUse u = mem_use(&s, &o);
-    double head = 16 << 20;
+    // the head (model.h head_work) at 8 tokens of V 256: one chunk of the 8 rows, one tile of the whole vocabulary
+    // (4 MiB holds 8 x 256 floats): 8 row states of 16 B + 8 x 256 logits + 8 losses (4 B) + 8 no-target ids (4 B)
+    double head = 8 * 16 + 4 * (8 * 256 + 8) + 4 * 8;
     check(u.weights == 2 * P && u.master == 4 * P && u.grads == 4 * P && u.states == 8 * P,
           "adamw: weights 2P, master 4P, gradients 4P, states 8P (P = %.0f)", P);
     check(u.acts == 8 * u.act_per_token * 2 && u.head == head && u.total == 18 * P + u.acts + u.scratch + head,
-          "total = 18 P + activations (8 tokens x %.0f values x 2 B) + scratch + head chunk", u.act_per_token);
+          "total = 18 P + activations (8 tokens x %.0f values x 2 B) + scratch + head (%.0f B)", u.act_per_token, head);
     const char *fx[3] = {"g3_mqa", "g4_keqv", "g4_e2b"};  // E2B: 2F layers, per-layer inputs, K/V sent back
     for (int i = 0; i < 3; i++) memory_vs_alloc(fixtures, fx[i]);
     o.ckpt = 0, o.opt = OPT_ADAMW8;
@@ -409,6 +411,9 @@ static void test_memory(const char *fixtures) {
     Config s31 = preset_config(find_preset("31b"));
     MemOpts o31 = {OPT_ADAMW, 1, 0, 0, 1, 1, 4096, 2, 4, 2, 192, 0};
     u = mem_use(&s31, &o31);
+    // 4096 tokens: chunks of 2048 rows (head_rows), tiles of 2048 x 512 floats (4 MiB, head_tile)
+    head = 2048 * 16 + 4 * (2048 * 512 + 4096) + 4 * 2048;
+    check(u.head == head, "31B: the head's working memory %.0f B: a 2048 x 512 logits tile, 2048 row states", u.head);
     check(fabs(u.states / 1e9 - 245.6) < 0.1 && !u.fits, "31B: AdamW states %.1f GB; the run does not fit 192 GB",
           u.states / 1e9);
 }
