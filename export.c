@@ -338,7 +338,7 @@ static void add_tensors(Gguf *g, const Model *m, TypePlan *tp, float **extra) {
         else t = gguf_add(g, name, 1, rows, 1, GT_F32, m->w + e->offset);  // vectors stay f32 (llama.h ftypes)
         t->src_rows = is2d ? (int)e->rows : 1;
         t->src_cols = is2d ? (int)e->cols : (int)e->rows;
-        if (e->is_norm && e->kind != T_LAYER_SCALAR) t->shift = off;
+        if (is_rms_weight(e)) t->shift = off;
         if (e->kind == T_Q_NORM) t->scale = (float)qfold;
         if (e->kind == T_EMBED) t->scale = (float)efold;
         if (e->kind == T_FINAL_NORM) t->scale = (float)(1.0 / efold);

@@ -477,6 +477,8 @@ static inline int kind_is_norm(int kind) {
            kind == T_PRE_FFN_NORM || kind == T_POST_FFN_NORM || kind == T_PLE_NORM || kind == T_LAYER_SCALAR ||
            kind == T_FINAL_NORM || kind == T_PLE_PROJ_NORM;
 }
+// an RMSNorm weight proper, which Gemma 3 applies as (norm_offset + w); layer_scalar multiplies as it is
+static inline int is_rms_weight(const PEntry *e) { return e->is_norm && e->kind != T_LAYER_SCALAR; }
 
 typedef struct {
     int n;
@@ -1337,7 +1339,7 @@ static void model_init_random(Model *m, uint64_t seed, double std) {
         const PEntry *e = &m->tab.e[i];
         float *p = m->w + e->offset;
         size_t n = e->rows * e->cols;
-        if (e->is_norm) for (size_t j = 0; j < n; j++) p[j] = e->kind == T_LAYER_SCALAR ? 1.0f : 1.0f - norm_offset(&m->c);
+        if (e->is_norm) for (size_t j = 0; j < n; j++) p[j] = is_rms_weight(e) ? 1.0f - norm_offset(&m->c) : 1.0f;
         else for (size_t j = 0; j < n; j++) p[j] = (float)(std * rng_normal(&r));
     }
 }

@@ -1678,7 +1678,7 @@ static int cmd_diff(int argc, char **argv) {
         st_to_f32(sa, wa);
         st_to_f32(sb, wb);
         bytes += (double)(sa->nbytes + sb->nbytes);
-        double o = e->is_norm && e->kind != T_LAYER_SCALAR ? off : 0, dd = 0, bb = 0;
+        double o = is_rms_weight(e) ? off : 0, dd = 0, bb = 0;
         for (size_t q = 0; q < n; q++) {
             double x = wa[q] + o, y = wb[q] + o;
             dd += (x - y) * (x - y), bb += y * y;
