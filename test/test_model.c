@@ -83,10 +83,7 @@ static void check_fixture(const char *dir, const char *refdir, double gtol) {
     // every gradient in the reference must be one of ours
     int nref = 0;
     for (int i = 0; i < ref->n; i++) nref += strncmp(ref->t[i].name, "grad.", 5) == 0;
-    if (nref != ngrad) {
-        printf("  FAIL reference has %d gradients, the model %d\n", nref, ngrad);
-        failures++;
-    }
+    if (nref != ngrad) check(0, "reference has %d gradients, the model %d", nref, ngrad);
     free(logits), free(ref_logits), free(ref_loss), free(tok), free(tgt), free(rp);
     st_close(ref);
     model_free(&m);
@@ -143,8 +140,7 @@ static void check_c_written(const char *root) {
         snprintf(sub, sizeof sub, "c_written/%s", names[i]);
         char *dir = path_join(root, sub);
         if (!dir_exists(dir)) {
-            printf("FAIL missing fixture %s\n", dir);
-            failures++;
+            check(0, "missing fixture %s (make it with test/ref/make_fixtures.py)", dir);
             free(dir);
             continue;
         }
@@ -329,10 +325,8 @@ int main(int argc, char **argv) {
                                         {"g4_keqv", "g4_keqv"},   {"g4_e2b", "g4_e2b"}};
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) {
         char *d = path_join(root, fixtures[i][0]), *r = path_join(root, fixtures[i][1]);
-        if (!dir_exists(d)) {
-            printf("FAIL missing fixture %s (make it with test/ref/make_fixtures.py)\n", d);
-            failures++;
-        } else check_fixture(d, r, strcmp(fixtures[i][0], "g4_e2b") ? 1e-5 : 2e-5);
+        if (!dir_exists(d)) check(0, "missing fixture %s (make it with test/ref/make_fixtures.py)", d);
+        else check_fixture(d, r, strcmp(fixtures[i][0], "g4_e2b") ? 1e-5 : 2e-5);
         free(d), free(r);
     }
     // the head in small tiles: several vocabulary tiles and row chunks (ragged ones too) against the same
@@ -346,14 +340,14 @@ int main(int argc, char **argv) {
             printf("tiled head (chunks of %d rows, tiles of 48 columns):\n", head_rows);
             check_fixture(d, d, 1e-5);
             head_tile = tile, head_rows = rows;
-        }
+        } else check(0, "missing fixture %s: the tiled head needs it", d);
         free(d);
     }
     check_c_written(root);
     check_streaming(root);
     char *g = path_join(root, "g3_gqa");
     if (dir_exists(g)) check_adamw(g);
-    else printf("FAIL missing fixture %s: the AdamW check needs it (make it with test/ref/make_fixtures.py)\n", g), failures++;
+    else check(0, "missing fixture %s: the AdamW check needs it (make it with test/ref/make_fixtures.py)", g);
     free(g);
     printf("test_model: %s (%d failures)\n", failures ? "FAILED" : "passed", failures);
     return failures != 0;
