@@ -67,7 +67,7 @@ static void random_model(Model *m, const char *json, uint64_t seed) {
     Rng r = rng_seed(seed + 1);  // norms away from identity so (1+w) matters
     for (int i = 0; i < m->tab.n; i++) {
         const PEntry *e = &m->tab.e[i];
-        if (e->is_norm && !e->frozen)
+        if (is_rms_weight(e))
             for (size_t k = 0; k < e->rows * e->cols; k++) m->w[e->offset + k] += (float)(0.2 * rng_normal(&r));
     }
 }
