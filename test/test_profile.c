@@ -221,7 +221,10 @@ static void counts_agree(const Config *c, const char *name) {
     if (!has_e2b_extras(c)) cuts[1].L = (c->L + 1) / 2;
     for (int k = 0; k < 2; k++) {
         int take[MAX_LAYERS];
-        if (!choose_layers(c, NULL, cuts[k].L, default_full_every(c), take)) continue;
+        if (!choose_layers(c, NULL, cuts[k].L, default_full_every(c), take)) {  // the rule allows every cut here
+            ok = 0;
+            continue;
+        }
         Count m = target_count(c, &cuts[k], take);
         Config t = target_config(c, &cuts[k], take);
         ok &= m.nonemb == (double)count_params(&t, 0) && m.total == (double)count_params(&t, 1);
