@@ -1070,7 +1070,7 @@ static const Flag flags[] = {
     {"dtype", F_STR, OPT(dtype), "f32", "f32|bf16", SAVE_RUN, "dtype of the written model: f32 | bf16"},
     {"log-every", F_INT, OPT(log_every), "1", ">= 1", SAVE_NO, "print a step line every N steps"},
     {"device", F_STR, OPT(device), "cpu", "cpu|gpu", SAVE_NO, "cpu | gpu: sheared steps and every evaluation on the GPU (bf16 "
-     "compute, fp32 master weights; the build of `make gpu`: hip/build/prune); one-shot scoring stays on the CPU"},
+     "compute; the build of `make gpu`: hip/build/prune); one-shot scoring stays on the CPU"},
     {"gpu-recompute", F_INT, OPT(gpu_recompute), "0", ">= 0", SAVE_NO, "with --device gpu: layers (from the first) that "
      "recompute gate|up in the backward instead of keeping it (less memory)"},
     {"grads", F_STR, OPT(grads), "f32", "f32|bf16", SAVE_NO, "with --device gpu: the weight matrices' gradients in f32 "
