@@ -9,6 +9,7 @@
 // The raw interface, as hip/bench.c and hip/dev/check_step.c use it:
 //   GpuSpec *s = gpu_spec_from_model(&m);     // model.h's Model (or gpu_spec_from_config)
 //   s->recompute = 0;                           // or N: the first N layers recompute gate|up (less memory)
+//   s->checkpoint = 0;                          // or N: the first N layers keep only their input (far less)
 //   GpuModel *g = gpu_create(s, B, T);          // allocates everything once
 //   gpu_upload(g, m.w);
 //   each step: gpu_zero_grad(g); loss = gpu_forward(g, tok, tgt, 1); gpu_backward(g);
@@ -50,6 +51,8 @@ typedef struct {
     int bf16_only;          // 1: the weight matrices without an fp32 master (4 B a parameter less): the bf16 copy is
                             // the weight, updated with stochastic rounding (norms and the embedding keep theirs)
     uint64_t seed;          // the stochastic rounding's random stream
+    int checkpoint;         // layers (from the first) that keep only their input (N·d fp32) and run their forward
+                            // again in the backward: about a third more products for those layers (default 0)
 } GpuSpec;
 
 typedef struct GpuModel GpuModel;

@@ -11,6 +11,9 @@
 // recomputed in the backward: both norm outputs that feed products, q and k after norm and RoPE, the
 // residual after the attention branch, gelu(gate)·up. With GpuSpec.recompute = n the first n layers
 // keep no gate|up and recompute it in the backward (one more product, 2F·d·N multiply-adds, each).
+// With GpuSpec.checkpoint = n the first n layers keep only their input (fp32, the residual stream entering
+// them); their forward runs into one shared set of the buffers above (in the scratch region), and again in
+// the backward from that input, just before the layer's own backward.
 // Memory: everything the forward and the backward use only for the moment (the scratch) shares one
 // region with the head's chunk of bf16 logits, which is never alive at the same time.
 #include <string.h>
@@ -51,6 +54,8 @@ typedef struct {
     int rec;
     bf16 *f;             // [N, d]  down_proj output
     float *r_pff;        // [N]
+    float *ck;           // [N, d]  checkpointed layers: the input; everything above points into the shared set
+    int shared;          // its buffers are the shared set (checkpointed)
 } LayerBuf;
 
 enum { P_GEMM, P_ATTN, P_NORM, P_ELEM, P_HEAD, P_OPT, P_N };
@@ -91,7 +96,8 @@ struct GpuModel {
     float *X2, *DX;                  // [N, d] fp32
     bf16 *S1, *S2, *S3;              // [N, d]
     bf16 *SF1, *SF2;                 // [N, max(F, H·D, nqkv)]
-    bf16 *SG;                        // [N, 2F] gate | up of the layers that recompute it
+    bf16 *SG;                        // [N, 2F] gate | up of the layers that recompute it or are checkpointed
+    char *CK;                        // the checkpointed layers' shared LayerBuf (one layer's worth: hip/plan.h)
     bf16 *QS, *KS, *VS;              // [N, H·D], [N, K·D], [N, K·D] q, k (Gemma 4: v) after norm and RoPE
     float *DQ;                       // [N, H·D] fp32 (attention dQ accumulates here)
     bf16 *DK, *DV;                   // [N, K·D]
@@ -228,6 +234,22 @@ const char *gpu_device_name(void) {
     return p.name;
 }
 
+// Layer l's LayerBuf in the shared set (hip/plan.h plan_shared_layer) at base: a checkpointed layer's buffers while
+// it runs (the forward, and again in the backward); gate|up in SG
+static void layer_shared(GpuModel *g, int l, char *base) {
+    const GpuSpec *s = &g->s;
+    size_t off[GACT_N], len[GACT_N];
+    plan_shared_layer(s, g->N, g->pad, off, len);
+    LayerBuf *a = &g->lb[l];
+#define SH(k, type) ((type *)(len[k] ? base + off[k] : NULL))
+    a->r_in = SH(GACT_R_IN, float), a->qkv = SH(GACT_QKV, bf16) + (size_t)g->pad * qkv_cols(s, &s->layer[l]);
+    a->rq = SH(GACT_RQ, float), a->rk = SH(GACT_RK, float), a->rv = SH(GACT_RV, float), a->att = SH(GACT_ATT, bf16);
+    a->lse = SH(GACT_LSE, float), a->o = SH(GACT_O, bf16), a->r_pa = SH(GACT_R_PA, float), a->r_pf = SH(GACT_R_PF, float);
+    a->f = SH(GACT_F, bf16), a->r_pff = SH(GACT_R_PFF, float);
+#undef SH
+    a->gu = g->SG, a->rec = 0, a->shared = 1;
+}
+
 GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     GpuModel *g = (GpuModel *)calloc(1, sizeof(GpuModel));
     if (!g) fail_msg("out of host memory for the GPU model");
@@ -238,6 +260,8 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     size_t N = (size_t)g->N, d = s->d, H = s->H, F = s->F, L = s->L, nt = s->ntensor;
     if (F % 2) fail_msg("the GPU path needs an even intermediate_size");
     if (B < 1 || T < 1) fail_msg("the GPU path needs B >= 1 and T >= 1");
+    if (s->recompute < 0 || s->recompute > s->L || s->checkpoint < 0 || s->checkpoint > s->L)
+        fail_msg("the layers that recompute gate|up or are checkpointed: 0 to the model's layers");
     if (s->optimizer != GPU_ADAMW && s->optimizer != GPU_ADAMW8) fail_msg("GpuSpec.optimizer: GPU_ADAMW or GPU_ADAMW8");
     for (int l = 0; l < (int)L; l++)
         if (H % s->layer[l].K) fail_msg("query heads must be a multiple of kv heads");
@@ -313,6 +337,10 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     for (int l = 0; l < (int)L; l++) {
         LayerBuf *a = &g->lb[l];
         const size_t *o = p->act[l], *len = p->act_len[l];
+        if (l < s->checkpoint) {  // its input only; the rest points into the shared set (below)
+            a->ck = (float *)(pl + o[GACT_CK]);
+            continue;
+        }
         size_t nqkv = qkv_cols(s, &s->layer[l]);
 #define ACT(k, type) ((type *)(len[k] ? pl + o[k] : NULL))
         a->r_in = ACT(GACT_R_IN, float), a->qkv = ACT(GACT_QKV, bf16) + pad * nqkv, a->rq = ACT(GACT_RQ, float);
@@ -330,12 +358,13 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     void **bufs[WS_N] = {(void **)&g->X2, (void **)&g->DX, (void **)&g->S1, (void **)&g->S2, (void **)&g->S3,
                          (void **)&g->SF1, (void **)&g->SF2, (void **)&g->SG, (void **)&g->QS, (void **)&g->KS,
                          (void **)&g->VS, (void **)&g->DQ, (void **)&g->DK, (void **)&g->DV, (void **)&g->band.S,
-                         (void **)&g->band.dP, (void **)&g->band.P, (void **)&g->band.dS};
+                         (void **)&g->band.dP, (void **)&g->band.P, (void **)&g->band.dS, (void **)&g->CK};
     for (int k = 0; k < WS_N; k++) *bufs[k] = p->ws_len[k] ? (void *)(g->ws + p->ws_off[k]) : NULL;
     size_t maxkd = 0;
     for (int l = 0; l < (int)L; l++) maxkd = (size_t)s->layer[l].K * s->layer[l].D > maxkd ? (size_t)s->layer[l].K * s->layer[l].D : maxkd;
     g->KS += pad * maxkd;  // (KS and VS start `pad` rows into theirs)
     if (g->VS) g->VS += pad * maxkd;
+    for (int l = 0; l < s->checkpoint; l++) layer_shared(g, l, g->CK);
     g->zd_kept = s->d;
     if (g->bytes != p->create) fail_msg("internal: gpu_create allocated other than hip/plan.h planned");
     gs_blas_init();
@@ -549,32 +578,24 @@ static AttnFwd attn_args(GpuModel *g, int l) {
 // Forward (model.h model_forward)
 // =================================================================================================
 
-float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
+// Layers [l0, l1) from the stream in xL, left there. redo: a checkpointed layer again in the backward (xL holds its
+// input): the next norm is not made (the layer above is done with it).
+static void layers_forward(GpuModel *g, int l0, int l1, int redo) {
     const GpuSpec *s = &g->s;
     int N = g->N, d = s->d, H = s->H, F = s->F;
-    for (int n = 0; n < N; n++)
-        if (tok[n] < 0 || tok[n] >= s->V) {
-            fprintf(stderr, "error: token id %d at position %d is outside the vocabulary [0, %d)\n", tok[n], n, s->V);
-            exit(1);
-        }
-    g->prof_last = wall();
-    hipCheck(hipMemcpy(g->tok, tok, sizeof(int) * N, hipMemcpyHostToDevice));
-    g->have_targets = tgt != NULL && want_grad, g->n_valid = 0;
-    if (tgt) {
-        for (int n = 0; n < N; n++) g->n_valid += tgt[n] >= 0;
-        hipCheck(hipMemcpy(g->tgt, tgt, sizeof(int) * N, hipMemcpyHostToDevice));
-    }
-    k_embed_fwd<<<grid_for((size_t)N * d), 256>>>(g->xL, g->wb + s->embed, g->tok, g->zd, s->embed_scale, N, d);
-    hipCheckLaunch();
-    prof(g, P_ELEM);
-    for (int l = 0; l < s->L; l++) {
+    for (int l = l0; l < l1; l++) {
         const GpuLayerSpec *ls = &s->layer[l];
         LayerBuf *a = &g->lb[l];
         int D = ls->D, nqkv = qkv_cols(s, ls);
         float gate = g->zl ? g->zl_host[l] : 1.0f;
-        // a = RMSNorm(x; in) · zd (after layer 0 the previous layer's last kernel made it); q,k,v = a Wqkv^T (one
-        // product: the three weights are adjacent)
-        if (l == 0) norm_fwd_f32(g, g->S1, a->r_in, g->xL, ls->in_norm);
+        if (a->shared) {  // its input kept (when a backward will come; checkpointed), the shared q|k|v's pad rows zeroed
+            if (a->ck && !redo && g->have_targets)
+                hipCheck(hipMemcpyAsync(a->ck, g->xL, sizeof(float) * N * d, hipMemcpyDeviceToDevice, 0));
+            if (g->pad) hipCheck(hipMemsetAsync(a->qkv - (size_t)g->pad * nqkv, 0, sizeof(bf16) * g->pad * nqkv, 0));
+        }
+        // a = RMSNorm(x; in) · zd (after the first layer the previous layer's last kernel made it); q,k,v = a Wqkv^T
+        // (one product: the three weights are adjacent)
+        if (l == l0) norm_fwd_f32(g, g->S1, a->r_in, g->xL, ls->in_norm);
         prof(g, P_NORM);
         gs_gemm(0, 1, N, nqkv, d, 1.0f, g->S1, GS_BF16, d, g->wb + ls->wq, GS_BF16, d, 0.0f, a->qkv, GS_BF16, nqkv);
         prof(g, P_GEMM);
@@ -608,10 +629,31 @@ float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
         // input norm, or the final norm into xf
         int last = l + 1 == s->L;
         norm_add(g, g->xL, a->r_pff, g->X2, a->f, ls->post_ffn, gate,
-                 s->arch == 4 ? W(g, ls->layer_scalar) : NULL, last ? g->xf : g->S1, last ? g->r_f : g->lb[l + 1].r_in,
-                 last ? s->final_norm : s->layer[l + 1].in_norm);
+                 s->arch == 4 ? W(g, ls->layer_scalar) : NULL, redo ? NULL : last ? g->xf : g->S1,
+                 last ? g->r_f : g->lb[l + 1].r_in, last ? s->final_norm : s->layer[l + 1].in_norm);
         prof(g, P_NORM);
     }
+}
+
+float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
+    const GpuSpec *s = &g->s;
+    int N = g->N, d = s->d;
+    for (int n = 0; n < N; n++)
+        if (tok[n] < 0 || tok[n] >= s->V) {
+            fprintf(stderr, "error: token id %d at position %d is outside the vocabulary [0, %d)\n", tok[n], n, s->V);
+            exit(1);
+        }
+    g->prof_last = wall();
+    hipCheck(hipMemcpy(g->tok, tok, sizeof(int) * N, hipMemcpyHostToDevice));
+    g->have_targets = tgt != NULL && want_grad, g->n_valid = 0;
+    if (tgt) {
+        for (int n = 0; n < N; n++) g->n_valid += tgt[n] >= 0;
+        hipCheck(hipMemcpy(g->tgt, tgt, sizeof(int) * N, hipMemcpyHostToDevice));
+    }
+    k_embed_fwd<<<grid_for((size_t)N * d), 256>>>(g->xL, g->wb + s->embed, g->tok, g->zd, s->embed_scale, N, d);
+    hipCheckLaunch();
+    prof(g, P_ELEM);
+    layers_forward(g, 0, s->L, 0);
     if (!tgt) return 0.0f;
     // the tied head, chunk by chunk: bf16 logits -> loss and (in place) d loss / d logits -> dxf, d embedding
     float inv_n = g->n_valid ? 1.0f / g->n_valid : 0.0f;
@@ -667,6 +709,10 @@ void gpu_backward(GpuModel *g) {
         if (s->arch == 4) {
             k_scale_f32<<<grid_for(Nd), 256>>>(g->DX, W(g, ls->layer_scalar), Nd);
             hipCheckLaunch();
+        }
+        if (a->ck) {  // checkpointed: its input back into xL, and its forward again into the shared set
+            hipCheck(hipMemcpyAsync(g->xL, a->ck, sizeof(float) * Nd, hipMemcpyDeviceToDevice, 0));
+            layers_forward(g, l, l + 1, 1);
         }
         // the layer's residual stream back from the one after it: xL becomes x (its input), X2 = x2, and the norms
         // m = RMSNorm(x2; pre_ffn) into S1, a = RMSNorm(x; in) into S3 (for dWgu, dWqkv below)

@@ -51,11 +51,11 @@ static inline size_t attn_full_bf16(int N, int H, int T) { return (size_t)N * H 
 // the pool's small tables, stream buffers and per-layer buffers (hip/gpu.hip's LayerBuf), in carving order
 enum { TB_SEG_OFF, TB_SEG_WOFS, TB_SEG_GOFS, TB_SEG_BLK0, TB_SEG_FLAG, TB_PROD, TB_ZERO, TB_PART, TB_SUMSQ, TB_N };
 enum { ST_XL, ST_RF, ST_XF, ST_TOK, ST_TGT, ST_LOSS, ST_DXF, ST_DI, ST_N };
-enum { GACT_R_IN, GACT_QKV, GACT_RQ, GACT_RK, GACT_RV, GACT_ATT, GACT_LSE, GACT_O, GACT_R_PA, GACT_R_PF, GACT_GU, GACT_F,
-       GACT_R_PFF, GACT_N };  // (GACT_: model.h's ACT_ name the CPU path's)
+enum { GACT_R_IN, GACT_QKV, GACT_RQ, GACT_RK, GACT_RV, GACT_ATT, GACT_LSE, GACT_O, GACT_R_PA, GACT_R_PF, GACT_GU, GACT_F, GACT_R_PFF,
+       GACT_CK, GACT_N };  // (GACT_: model.h's ACT_ name the CPU path's); GACT_CK: a checkpointed layer's input
 // the scratch region's buffers, in carving order (the head's logits chunk shares the region instead)
 enum { WS_X2, WS_DX, WS_S1, WS_S2, WS_S3, WS_SF1, WS_SF2, WS_SG, WS_QS, WS_KS, WS_VS, WS_DQ, WS_DK, WS_DV, WS_BAND_S,
-       WS_BAND_DP, WS_BAND_P, WS_BAND_DS, WS_N };
+       WS_BAND_DP, WS_BAND_P, WS_BAND_DS, WS_CK, WS_N };  // WS_CK: the checkpointed layers' shared buffers
 
 typedef struct {
     // the parameter block (elements): each tensor's offset in w32 and in g32 or g16 (by GpuSpec.tensor_flag bit 3
@@ -137,6 +137,26 @@ static void gpu_plan_layout(const GpuSpec *s, GpuPlan *p) {
                                            : 2 * plan_align(total * 4);
 }
 
+// The buffers one layer keeps (GACT_*) as the checkpointed layers share them, in the scratch region (WS_CK): at the
+// widest q|k|v, attention output and kv heads of any layer; gate|up in WS_SG. Byte offsets into WS_CK and lengths
+// (NULL: not wanted); returns its bytes. Each layer's q|k|v starts after its own `pad` rows (hip/gpu.hip).
+static size_t plan_shared_layer(const GpuSpec *s, size_t N, size_t pad, size_t *off, size_t *len) {
+    size_t d = s->d, H = s->H, maxqkv = 0, maxhd = 0, K = 0, at = 0, n[GACT_N] = {0};
+    for (int l = 0; l < s->L; l++) {
+        const GpuLayerSpec *ls = &s->layer[l];
+        maxqkv = plan_max(maxqkv, plan_qkv_cols(s, ls)), maxhd = plan_max(maxhd, H * ls->D), K = plan_max(K, ls->K);
+    }
+    n[GACT_R_IN] = n[GACT_R_PA] = n[GACT_R_PF] = n[GACT_R_PFF] = N * 4;
+    n[GACT_QKV] = (pad + N) * maxqkv * 2, n[GACT_RQ] = N * H * 4, n[GACT_RK] = N * K * 4, n[GACT_RV] = s->arch == 4 ? N * K * 4 : 0;
+    n[GACT_ATT] = N * maxhd * 2, n[GACT_LSE] = N * H * 4, n[GACT_O] = n[GACT_F] = N * d * 2;
+    for (int k = 0; k < GACT_N; k++) {
+        if (off) off[k] = at;
+        if (len) len[k] = n[k];
+        at += plan_align(n[k]);
+    }
+    return at;
+}
+
 // the plan of gpu_create(s, B, T); free with gpu_plan_free
 static void gpu_plan(const GpuSpec *s, int B, int T, GpuPlan *p) {
     size_t N = (size_t)B * T, d = s->d, H = s->H, F = s->F, L = s->L, nt = s->ntensor;
@@ -188,6 +208,10 @@ static void gpu_plan(const GpuSpec *s, int B, int T, GpuPlan *p) {
         a[GACT_RQ] = N * H * 4, a[GACT_RK] = N * K * 4, a[GACT_RV] = s->arch == 4 ? N * K * 4 : 0;
         a[GACT_ATT] = N * H * D * 2, a[GACT_LSE] = N * H * 4, a[GACT_O] = a[GACT_F] = N * d * 2;
         a[GACT_GU] = (int)l < s->recompute ? 0 : N * 2 * F * 2;
+        if ((int)l < s->checkpoint) {  // a checkpointed layer: its input, fp32 (the rest in WS_CK while it runs)
+            memset(a, 0, sizeof(size_t) * GACT_N);
+            a[GACT_CK] = N * d * 4;
+        }
         for (int k = 0; k < GACT_N; k++) p->act[l][k] = plan_carve(&at, a[k]);
     }
     p->acts = at - p->tables - p->stream;
@@ -196,10 +220,11 @@ static void gpu_plan(const GpuSpec *s, int B, int T, GpuPlan *p) {
     // (2 GiB at most: each chunk re-reads and re-writes the fp32 embedding gradient once), whichever is larger
     size_t maxw = plan_max(plan_max(F, maxhd), maxqkv), *w = p->ws_len;
     w[WS_X2] = w[WS_DX] = N * d * 4, w[WS_S1] = w[WS_S2] = w[WS_S3] = N * d * 2, w[WS_SF1] = N * maxw * 2;
-    w[WS_SF2] = (N * maxw + pad * maxhd) * 2, w[WS_SG] = s->recompute > 0 ? N * 2 * F * 2 : 0;
+    w[WS_SF2] = (N * maxw + pad * maxhd) * 2, w[WS_SG] = s->recompute > 0 || s->checkpoint > 0 ? N * 2 * F * 2 : 0;
     w[WS_QS] = (N + pad) * maxhd * 2, w[WS_KS] = (pad + N) * maxkd * 2, w[WS_VS] = s->arch == 4 ? (pad + N) * maxkd * 2 : 0;
     w[WS_DQ] = N * maxhd * 4, w[WS_DK] = w[WS_DV] = N * maxkd * 2;
     w[WS_BAND_S] = w[WS_BAND_DP] = bf, w[WS_BAND_P] = w[WS_BAND_DS] = bh;
+    w[WS_CK] = s->checkpoint > 0 ? plan_shared_layer(s, N, pad, NULL, NULL) : 0;
     size_t scratch = 0;
     for (int k = 0; k < WS_N; k++) p->ws_off[k] = plan_carve(&scratch, w[k]);
     size_t chunk = ((size_t)2 << 30) / ((size_t)s->V * 2);

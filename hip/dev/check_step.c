@@ -451,6 +451,55 @@ static void check_storage(const char *name, Model *m, const int *tok, const int 
     free(gw), free(w), free(wref);
 }
 
+// Whole-layer checkpointing (GpuSpec.checkpoint: the first ck layers keep only their input and run their forward
+// again in the backward) against the same GPU step without it: the loss, every gradient, the mask gradients.
+// Tolerance 1e-2, as for two backwards above: the recomputed forward makes the same products on the same bf16
+// inputs (the tuned products keep one algorithm per shape for the process), but attention's dQ atomics reorder
+// sums, a checkpointed layer's input norm comes from its own kernel instead of the previous layer's fused add, and
+// the layer below it starts the way back from its kept input instead of the undone add (an ulp apart); bf16
+// roundings downstream can flip. A buffer read before it was made (or overwritten by the shared set) is off by
+// far more.
+static void check_checkpoint(Model *m, const int *tok, const int *tgt, int B, int T, int prune, int ck, int rec) {
+    const Config *c = &m->c;
+    printf("  checkpointing: %s step, %d of %d layers checkpointed, gate|up recomputed in %d, B=%d T=%d\n",
+           prune ? "pruning" : "training", ck, c->L, rec, B, T);
+    for (size_t i = 0; i < m->tab.total; i++) m->w[i] = bf16_to_f32(f32_to_bf16(m->w[i]));
+    size_t n = m->tab.total, nm = c->L + (size_t)c->L * c->H + (size_t)c->L * c->F + c->d;
+    float loss[2], *gw[2], *dz[2];
+    MaskSet ms = masks_make(c, 78);
+    for (int k = 0; k < 2; k++) {
+        GpuSpec *s = gpu_spec_from_model(m);
+        s->checkpoint = k ? ck : 0, s->recompute = k ? rec : 0;
+        GpuModel *g = gpu_create(s, B, T);
+        gpu_upload(g, m->w);
+        if (prune) gpu_set_masks(g, ms.zl, ms.zh, ms.zf, ms.zd);
+        gpu_zero_grad(g);
+        loss[k] = gpu_forward(g, tok, tgt, 1);
+        gpu_backward(g);
+        gw[k] = (float *)mallocCheck(sizeof(float) * n), dz[k] = (float *)callocCheck(sizeof(float) * nm);
+        gpu_download_grads(g, gw[k]);
+        if (prune) gpu_get_mask_grads(g, dz[k], dz[k] + c->L, dz[k] + c->L + c->L * c->H, dz[k] + nm - c->d);
+        printf("    device memory allocated: %.2f MiB\n", gpu_bytes(g) / 1048576.0);
+        gpu_free(g), gpu_spec_free(s);
+    }
+    cmp("loss, checkpointed vs not", &loss[1], &loss[0], 1, 1e-2, 0);
+    double worst = 0;
+    const char *wn = "";
+    for (int i = 0; i < m->tab.n; i++) {
+        const PEntry *e = &m->tab.e[i];
+        if (e->frozen) continue;
+        size_t wi;
+        double r = rel_l2(gw[1] + e->offset, gw[0] + e->offset, e->rows * e->cols, &wi);
+        if (r > worst) worst = r, wn = e->name;
+        cmp(e->name, gw[1] + e->offset, gw[0] + e->offset, e->rows * e->cols, 1e-2, 1);
+    }
+    printf("    %d gradient tensors compared with the step without checkpointing; worst %s rel.L2 %.2e\n", m->tab.n, wn,
+           worst);
+    if (prune) cmp("mask gradients, checkpointed vs not", dz[1], dz[0], nm, 1e-2, 0);
+    for (int k = 0; k < 2; k++) free(gw[k]), free(dz[k]);
+    masks_drop(&ms);
+}
+
 static void tokens_for(int V, int B, int T, uint64_t seed, int *tok, int *tgt) {
     Rng r = rng_seed(seed);
     for (int i = 0; i < B * T; i++) tok[i] = (int)(rng_uniform(&r) * V);
@@ -490,6 +539,8 @@ static void random_cases(void) {
         if (k == 0) check_interface8(&m, tok, tgt, B, T, 0, 0);
         if (k == 1) check_interface8(&m, tok, tgt, B, T, 1, 1);
         if (k == 1) check_storage("random", &m, tok, tgt, B, T);
+        check_checkpoint(&m, tok, tgt, B, T, 0, m.c.L, 0);      // every layer
+        check_checkpoint(&m, tok, tgt, B, T, 1, m.c.L - 1, m.c.L);  // some, beside gate|up recompute
         free(tok), free(tgt);
         model_free(&m);
     }
@@ -517,6 +568,7 @@ static void fixture_case(const char *root, const char *name) {
     check_case(name, &m, tok, tgt, B, T, 0, 1, m.c.arch == 4 ? 1 : 0);
     if (m.c.arch == 3) check_case(name, &m, tok, tgt, B, T, 1, 1, 0);
     if (!strcmp(name, "g4_keqv")) check_storage(name, &m, tok, tgt, B, T);
+    check_checkpoint(&m, tok, tgt, B, T, m.c.arch == 3, (m.c.L + 1) / 2, 0);  // Gemma 4: per-layer head sizes share one set
     st_close(ref);
     free(rp), free(dir), free(tok), free(tgt);
     model_free(&m);
