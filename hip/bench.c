@@ -4,7 +4,8 @@
 // Prints one line per step and a summary line per kind of step (tok/s, device memory, and what hip/plan.h
 // predicted for it).
 //   hip/build/bench --model 270m|1b|4b|12b|tiny | --config FILE [--batch 8] [--seq 2048] [--steps 10] [--untimed 2]
-//                   [--prune 1] [--attention band|mma|simple] [--gpu-recompute N] [--blas default|lt|tuned]
+//                   [--prune 1] [--attention band|mma|simple] [--gpu-recompute N] [--gpu-checkpoint N]
+//                   [--blas default|lt|tuned]
 //                   [--optimizer adamw|adamw8] [--grads f32|bf16] [--master f32|none]
 #include "model.h"
 #include "hip/gpu.h"
@@ -36,7 +37,7 @@ static const char *shapes[][2] = {
 
 typedef struct {
     const char *model, *attention, *blas, *config, *optimizer, *grads, *master;
-    int batch, seq, steps, untimed, prune, gpu_recompute;
+    int batch, seq, steps, untimed, prune, gpu_recompute, gpu_checkpoint;
 } Args;
 #define ARG(f) offsetof(Args, f)
 static const Flag flags[] = {
@@ -52,6 +53,8 @@ static const Flag flags[] = {
     {"attention", F_STR, ARG(attention), "band", "band|mma|simple", SAVE_NO, "band (backward as batched BLAS where K = 1, mma "
      "elsewhere) | mma (tensor cores) | simple (portable kernels)"},
     {"gpu-recompute", F_INT, ARG(gpu_recompute), "0", ">= 0", SAVE_NO, "layers that recompute gate|up in the backward (memory)"},
+    {"gpu-checkpoint", F_INT, ARG(gpu_checkpoint), "0", ">= 0", SAVE_NO, "layers that keep only their input and run their "
+     "forward again in the backward (memory)"},
     {"blas", F_STR, ARG(blas), "tuned", "default|lt|tuned", SAVE_NO, "products: default (the library's) | lt (cuBLASLt "
      "heuristic) | tuned (cuBLASLt, fastest candidate timed per shape)"},
     {"optimizer", F_STR, ARG(optimizer), "adamw", "adamw|adamw8", SAVE_NO, "adamw (fp32 moments) | adamw8 (8-bit blocks)"},
@@ -100,15 +103,17 @@ int main(int argc, char **argv) {
     ParamTable tab;
     param_table(&c, &tab);
     printf("bench | GPU %s | model %s (%.1fM parameters, %.1fM without the embedding) | B=%d T=%d (%d tokens/step) | "
-           "attention %s | products %s | gate|up recomputed in %d layers | %s, %s gradients, master %s | steps %d "
-           "(+%d warm-up)\n",
+           "attention %s | products %s | gate|up recomputed in %d layers | checkpointed %d | %s, %s gradients, master %s | "
+           "steps %d (+%d warm-up)\n",
            gpu_device_name(), model, tab.total / 1e6, (tab.total - (size_t)c.V * c.d) / 1e6, B, T, B * T, attn, blas, rec,
-           a.optimizer, a.grads, a.master, steps, warmup);
+           a.gpu_checkpoint, a.optimizer, a.grads, a.master, steps, warmup);
     config_print(&c, stdout);
     size_t used0, total;
     gpu_memory(&used0, &total);
     GpuSpec *s = gpu_spec_from_config(&c, &tab, embed_scale_for(c.d, ST_BF16));
     if (rec > c.L) fail("--gpu-recompute %d: expected 0 to %d (the layers)", rec, c.L);
+    if (a.gpu_checkpoint > c.L) fail("--gpu-checkpoint %d: expected 0 to %d (the layers)", a.gpu_checkpoint, c.L);
+    s->checkpoint = a.gpu_checkpoint;
     s->recompute = rec, s->optimizer = strcmp(a.optimizer, "adamw8") ? GPU_ADAMW : GPU_ADAMW8;
     s->grad_bf16 = !strcmp(a.grads, "bf16"), s->bf16_only = !strcmp(a.master, "none");
     GpuPlan *plan = (GpuPlan *)mallocCheck(sizeof(GpuPlan));
