@@ -95,6 +95,13 @@ void gpu_hard_concrete(GpuModel *g, const float *la, const float *u, float *z, f
 // sliding band, full layers in query groups) and tensor cores elsewhere, 1 = tensor cores where they apply,
 // 0 = the portable kernels everywhere
 void gpu_set_attention(GpuModel *g, int mode);
+// Forward statistics (./profile stats --device gpu): after gpu_stats_on every forward adds, over the tokens of
+// its first `rows` sequences, per layer l what profile.c's acc_batch adds: res [L][3][4] (the whole layer, its
+// attention branch, its MLP branch: sums of ||x_in||, ||x_out||, 1 - cos, ||x_out - x_in|| / ||x_in||), the
+// attention entropy and entropy / ln(keys seen) per head over rows t >= 1 ([L·H] each), the FFN's Σ|h| and count
+// of |h| <= tau · the token's mean |h| per channel ([L·F] each). gpu_stats_get fetches the sums and zeroes them.
+void gpu_stats_on(GpuModel *g, float tau, int rows);
+void gpu_stats_get(GpuModel *g, double *res, double *ent, double *entn, double *fabs_, double *fzero);
 size_t gpu_bytes(const GpuModel *g);               // device memory this model allocated
 void gpu_memory(size_t *used, size_t *total);      // the device's memory in use (all processes) and its size
 void gpu_sync(void);

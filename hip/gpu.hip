@@ -30,6 +30,7 @@
 #include "masks.h"
 #include "rmsnorm.h"
 #include "rope.h"
+#include "stats.h"
 #include "xent.h"
 
 static double wall(void) {
@@ -115,6 +116,11 @@ struct GpuModel {
     int zd_kept;
     float *hc;                       // hard-concrete scratch
     size_t hc_n;
+    // forward statistics (gpu_stats_on): per-layer sums [L][3][4] resid, [L·H] ent / entn, [L·F] fabs / fzero, then
+    // the FFN partials' scratch; tau, and the token rows counted (the first st_rows of N)
+    double *st, *st_res, *st_ent, *st_entn, *st_fabs, *st_fzero, *st_part;
+    float *st_thr, st_tau;
+    int st_rows;
     // profile
     int prof;
     double prof_t[P_N], prof_last;
@@ -375,7 +381,7 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
 void gpu_free(GpuModel *g) {
     if (!g) return;
     void *dev[] = {g->w32, g->wb, g->g32, g->g16, g->m, g->v, g->qm, g->qv, g->sm, g->sv, g->pool, g->ws,
-                   g->zl, g->zh, g->zf, g->zd, g->dzl, g->dzh, g->dzf, g->dzd, g->hc};
+                   g->zl, g->zh, g->zf, g->zd, g->dzl, g->dzh, g->dzf, g->dzd, g->hc, g->st, g->st_thr};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i]) hipCheck(hipFree(dev[i]));
     gpu_plan_free(&g->plan);
@@ -588,6 +594,8 @@ static void layers_forward(GpuModel *g, int l0, int l1, int redo) {
         LayerBuf *a = &g->lb[l];
         int D = ls->D, nqkv = qkv_cols(s, ls);
         float gate = g->zl ? g->zl_host[l] : 1.0f;
+        int st = g->st && !redo;  // statistics: the layer's input into DX (free in the forward)
+        if (st) hipCheck(hipMemcpyAsync(g->DX, g->xL, sizeof(float) * N * d, hipMemcpyDeviceToDevice, 0));
         if (a->shared) {  // its input kept (when a backward will come; checkpointed), the shared q|k|v's pad rows zeroed
             if (a->ck && !redo && g->have_targets)
                 hipCheck(hipMemcpyAsync(a->ck, g->xL, sizeof(float) * N * d, hipMemcpyDeviceToDevice, 0));
@@ -604,6 +612,7 @@ static void layers_forward(GpuModel *g, int l0, int l1, int redo) {
         prof(g, P_NORM);
         AttnFwd af = attn_args(g, l);
         attn_forward(af, g->use_mma);
+        if (st) stats_entropy(g->st_ent + (size_t)l * H, g->st_entn + (size_t)l * H, g->DQ, af, g->st_rows);
         prof(g, P_ATTN);
         // o = (att · head mask) Wo^T
         const bf16 *attm = a->att;
@@ -616,12 +625,15 @@ static void layers_forward(GpuModel *g, int l0, int l1, int redo) {
         prof(g, P_GEMM);
         // x2 = x + RMSNorm(o; post_attn)·zd·gate;  m = RMSNorm(x2; pre_ffn)·zd
         norm_add(g, g->X2, a->r_pa, g->xL, a->o, ls->post_attn, gate, NULL, g->S1, a->r_pf, ls->pre_ffn);
+        if (st) stats_resid(g->st_res + ((size_t)l * 3 + 1) * 4, (double *)g->DQ, g->DX, g->X2, NULL, d, g->st_rows);
         prof(g, P_NORM);
         // gate|up = m Wgu^T; h = gelu(gate)·up·zf; f = h Wd^T
         const bf16 *gu = gate_up(g, l);
         prof(g, P_GEMM);
         gelu_fwd(g->SF1, gu, g->zf ? g->zf + (size_t)l * F : NULL, N, F);
         hipCheckLaunch();
+        if (st) stats_ffn(g->st_fabs + (size_t)l * F, g->st_fzero + (size_t)l * F, g->st_part, g->st_thr, g->SF1, F,
+                          g->st_tau, g->st_rows);
         prof(g, P_ELEM);
         gs_gemm(0, 1, N, d, F, 1.0f, g->SF1, GS_BF16, F, g->wb + ls->wdown, GS_BF16, F, 0.0f, a->f, GS_BF16, d);
         prof(g, P_GEMM);
@@ -631,6 +643,12 @@ static void layers_forward(GpuModel *g, int l0, int l1, int redo) {
         norm_add(g, g->xL, a->r_pff, g->X2, a->f, ls->post_ffn, gate,
                  s->arch == 4 ? W(g, ls->layer_scalar) : NULL, redo ? NULL : last ? g->xf : g->S1,
                  last ? g->r_f : g->lb[l + 1].r_in, last ? s->final_norm : s->layer[l + 1].in_norm);
+        if (st) {  // the whole layer, and the MLP branch (Gemma 4: before layer_scalar)
+            stats_resid(g->st_res + (size_t)l * 3 * 4, (double *)g->DQ, g->DX, g->xL, NULL, d, g->st_rows);
+            stats_resid(g->st_res + ((size_t)l * 3 + 2) * 4, (double *)g->DQ, g->X2, g->xL,
+                        s->arch == 4 ? W(g, ls->layer_scalar) : NULL, d, g->st_rows);
+            hipCheckLaunch();
+        }
         prof(g, P_NORM);
     }
 }
@@ -945,6 +963,38 @@ void gpu_hard_concrete(GpuModel *g, const float *la, const float *u, float *z, f
     hipCheckLaunch();
     hipCheck(hipMemcpy(z, dz, sizeof(float) * n, hipMemcpyDeviceToHost));
     hipCheck(hipMemcpy(dzdla, dd, sizeof(float) * n, hipMemcpyDeviceToHost));
+}
+
+// =================================================================================================
+// Forward statistics (profile stats): hip/stats.h's kernels on the forward's buffers, sums kept here
+// =================================================================================================
+
+void gpu_stats_on(GpuModel *g, float tau, int rows) {
+    const GpuSpec *s = &g->s;
+    size_t L = s->L, H = s->H, F = s->F, n = L * 12 + 2 * L * H + 2 * L * F, nb = gs_cdiv(g->N, FFN_ROWS);
+    if (rows < 0 || rows > g->B) fail_msg("gpu_stats_on: rows outside the batch");
+    if (!g->st) {
+        g->st = GALLOC(g, double, n + nb * 2 * F);
+        hipCheck(hipMemset(g->st, 0, sizeof(double) * n));
+        g->st_res = g->st, g->st_ent = g->st_res + L * 12, g->st_entn = g->st_ent + L * H;
+        g->st_fabs = g->st_entn + L * H, g->st_fzero = g->st_fabs + L * F, g->st_part = g->st_fzero + L * F;
+        g->st_thr = GALLOC(g, float, g->N);
+    }
+    g->st_tau = tau, g->st_rows = rows * g->T;
+}
+
+void gpu_stats_get(GpuModel *g, double *res, double *ent, double *entn, double *fabs_, double *fzero) {
+    const GpuSpec *s = &g->s;
+    size_t L = s->L, H = s->H, F = s->F, n = L * 12 + 2 * L * H + 2 * L * F;
+    if (!g->st) fail_msg("gpu_stats_get before gpu_stats_on");
+    double *h = (double *)malloc(sizeof(double) * n);
+    if (!h) fail_msg("out of host memory for the statistics");
+    hipCheck(hipMemcpy(h, g->st, sizeof(double) * n, hipMemcpyDeviceToHost));
+    hipCheck(hipMemset(g->st, 0, sizeof(double) * n));
+    memcpy(res, h, sizeof(double) * L * 12), memcpy(ent, h + L * 12, sizeof(double) * L * H);
+    memcpy(entn, h + L * 12 + L * H, sizeof(double) * L * H);
+    memcpy(fabs_, h + L * 12 + 2 * L * H, sizeof(double) * L * F), memcpy(fzero, h + L * 12 + 2 * L * H + L * F, sizeof(double) * L * F);
+    free(h);
 }
 
 void gpu_profile_print(GpuModel *g) {
