@@ -3,12 +3,14 @@
 # benchmark (ours, then PyTorch eager and torch.compile in the same session). Binaries come prebuilt from
 # `make gpu` (carried in hip/build); logs go to $OUT (check, dev, bench, prof, torch). check_step's CPU side
 # runs on one thread: its models are tiny, and on the 16-vCPU H200 machine OpenMP made each CPU step 30-50 s.
-#   sh hip/dev/run_device.sh [check] [dev] [bench] [prof] [sweep] [torch] [ncu] [comm] [scale]   (default: check dev bench torch)
+#   sh hip/dev/run_device.sh [check] [dev] [bench] [prof] [sweep] [torch] [ncu] [comm] [scale] [act] [profile] [h100] [h200]   (default: check dev bench torch)
 #   comm: the device collectives at world 1 (NCCL, NCCL_NVLS_ENABLE=0): dev_comm's checks and bandwidth table, alone
 #   and started as RANK=0 WORLD_SIZE=1 (the launcher path); a one-line verdict
 #   scale: hip/dev/scale.sh, the memory options (8-bit AdamW, bf16 gradients, bf16-only weights) and hip/plan.h's
 #   prediction against the device: validation, memory per shape, speed, loss, 8-bit resume across devices (~7 min;
 #   SCALE picks parts)
+#   act, profile, h100, h200: hip/dev/scale_act.sh (whole-layer checkpointing; profile stats on the GPU against the
+#   CPU, then the 27B and 31B shapes; the 7B-class and 4B rows on an 80 GB card; the 12B row on a 141 GB card)
 #   ncu: Nsight Compute on the first launch of each attention forward kernel in dev_attention's timing cases
 #   (sliding W=512 at 1B's shapes): throughput, warp stalls, pipes
 #   BENCH_RUNS: model:recompute pairs of `bench` (default "270m:0 1b:0"); BENCH_ARGS: extra flags for every bench
@@ -33,6 +35,7 @@ for w in $what; do
          grep -E "FAIL|ok  |busbw|dev_comm" "$OUT/comm.log" | head -40
          [ $a -eq 0 ] && [ $b -eq 0 ] && echo "comm: PASSED (world 1: NCCL checks alone and through RANK/WORLD_SIZE)" ||
            echo "comm: FAILED (rc $a, $b; see $OUT/comm.log)" ;;
+  act|profile|h100|h200) sh hip/dev/scale_act.sh $w ;;
   check) OMP_NUM_THREADS=1 timeout 300 hip/build/check_step > "$OUT/check.log" 2>&1; echo "check_step rc=$?"
          grep -E "FAIL|worst|loss cpu|check_step" "$OUT/check.log" | head -60 ;;
   dev)   : > "$OUT/dev.log"
