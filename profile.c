@@ -517,25 +517,27 @@ static cJSON *mem_json(const MemOpts *o, const MemUse *u) {
 // --device gpu: what hip/build/train and prune allocate on one GPU (hip/plan.h, the arithmetic gpu_create
 // allocates by) for this shape, optimizer, gradient and weight storage and gate|up recompute, and the peak the
 // device shows while it steps
-static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int prune, const char *json) {
+static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpoint, int prune, const char *json) {
     const char *why = gpu_unsupported(c);
     if (why) fail("profile memory --device gpu: %s", why);
     if (o->opt == OPT_MUON) fail("profile memory --device gpu: the GPU path runs adamw and adamw8, not muon");
     if (o->gpus != 1 || o->zero || o->ckpt)
-        fail("profile memory --device gpu: one GPU, no ZeRO, no whole-layer checkpointing (use --gpu-recompute N)");
+        fail("profile memory --device gpu: one GPU, no ZeRO; whole-layer checkpointing per layer is --gpu-checkpoint N");
     if (o->weight_bytes != 2) fail("profile memory --device gpu: the GPU computes with bf16 weights (--dtype bf16)");
     if (recompute < 0 || recompute > c->L) fail("--gpu-recompute %d: expected 0 to %d (the layers)", recompute, c->L);
+    if (checkpoint < 0 || checkpoint > c->L) fail("--gpu-checkpoint %d: expected 0 to %d (the layers)", checkpoint, c->L);
     ParamTable tab;
     param_table(c, &tab);
     GpuSpec *s = gpu_spec_from_config(c, &tab, 1.0f);
-    s->recompute = recompute, s->optimizer = o->opt == OPT_ADAMW8 ? GPU_ADAMW8 : GPU_ADAMW;
+    s->recompute = recompute, s->checkpoint = checkpoint, s->optimizer = o->opt == OPT_ADAMW8 ? GPU_ADAMW8 : GPU_ADAMW;
     s->grad_bf16 = o->grad_bytes == 2, s->bf16_only = !o->master;
     GpuPlan *p = (GpuPlan *)mallocCheck(sizeof(GpuPlan));
     gpu_plan(s, o->B, o->T, p);
     double G = 1073741824.0, n = (double)tab.total;
     size_t peak = p->create + p->states + (prune ? p->masks : 0) + GPU_PLAN_RUNTIME;
-    char acts[96];
-    snprintf(acts, sizeof acts, "%d x %d tokens, gate|up recomputed in %d of %d layers", o->B, o->T, recompute, c->L);
+    char acts[128];
+    snprintf(acts, sizeof acts, "%d x %d tokens, %d of %d layers checkpointed, gate|up recomputed in %d", o->B, o->T,
+             checkpoint, c->L, recompute);
     printf("one GPU (hip/plan.h: what gpu_create allocates; GiB = 2^30 bytes):\n");
 #define ROW(what, how, bytes) printf("  %-12s %-52s %8.2f GiB (%.2f B/param)\n", what, how, (bytes) / G, (bytes) / n)
     ROW("weights", s->bf16_only ? "bf16 copy; fp32 master of the norms and the embedding" : "bf16 copy + fp32 master", p->params);
@@ -554,7 +556,7 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int prune, 
         cJSON_AddStringToObject(j, "device", "gpu");
         cJSON_AddStringToObject(j, "optimizer", opt_names[o->opt]);
         cJSON_AddBoolToObject(j, "grads_bf16", s->grad_bf16), cJSON_AddBoolToObject(j, "bf16_only", s->bf16_only);
-        cJSON_AddNumberToObject(j, "gpu_recompute", recompute);
+        cJSON_AddNumberToObject(j, "gpu_recompute", recompute), cJSON_AddNumberToObject(j, "gpu_checkpoint", checkpoint);
         cJSON_AddNumberToObject(j, "weights", (double)p->params), cJSON_AddNumberToObject(j, "gradients", (double)p->grads);
         cJSON_AddNumberToObject(j, "optimizer_states", (double)p->states), cJSON_AddNumberToObject(j, "activations", (double)p->acts);
         cJSON_AddNumberToObject(j, "stream_tables", (double)(p->stream + p->tables)), cJSON_AddNumberToObject(j, "scratch", (double)p->ws);
@@ -571,7 +573,7 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int prune, 
 
 typedef struct {
     const char *model, *config, *preset, *optimizer, *dtype, *master, *grads, *json, *device;
-    int gpus, zero, checkpointing, batch, seq, act_bytes, gpu_recompute, prune;
+    int gpus, zero, checkpointing, batch, seq, act_bytes, gpu_recompute, gpu_checkpoint, prune;
     double gpu_mem, reserve;
 } MemArgs;
 #define MEM(f) offsetof(MemArgs, f)
@@ -596,6 +598,8 @@ static const Flag memory_flags[] = {
     {"device", F_STR, MEM(device), "cpu", "cpu|gpu", SAVE_NO, "gpu: what hip/build/train and prune allocate on one GPU "
      "(hip/plan.h), with --optimizer adamw|adamw8, --grads, --master"},
     {"gpu-recompute", F_INT, MEM(gpu_recompute), "0", ">= 0", SAVE_NO, "with --device gpu: layers that recompute gate|up"},
+    {"gpu-checkpoint", F_INT, MEM(gpu_checkpoint), "0", ">= 0", SAVE_NO, "with --device gpu: layers that keep only their input "
+     "(whole-layer checkpointing)"},
     {"prune", F_BOOL, MEM(prune), "0", NULL, SAVE_NO, "with --device gpu: add the pruning masks"},
 };
 static const Renamed memory_renamed[] = {{"weights", "--dtype bf16|f32 (the compute copy's dtype)"}};
@@ -653,7 +657,8 @@ static int cmd_memory(int argc, char **argv) {
     o.master = streq(master, "f32");
     o.weight_bytes = streq(weights, "bf16") ? 2 : 4;
     o.grad_bytes = grads ? (streq(grads, "bf16") ? 2 : 4) : (o.master || o.weight_bytes == 4 ? 4 : 2);
-    if (streq(ma.device, "cpu") && (ma.gpu_recompute || ma.prune)) fail("--gpu-recompute and --prune apply to --device gpu only");
+    if (streq(ma.device, "cpu") && (ma.gpu_recompute || ma.gpu_checkpoint || ma.prune))
+        fail("--gpu-recompute, --gpu-checkpoint and --prune apply to --device gpu only");
     char name[160];
     Config s = source_config(model_dir, config, preset, "memory", name);
     printf("memory: %s\n| ", name);
@@ -662,7 +667,7 @@ static int cmd_memory(int argc, char **argv) {
            "micro-batch %d x %d, checkpointing %s, %d B per activation\n",
            opt_names[o.opt], weights, o.master && o.weight_bytes == 2 ? "f32" : "none",
            o.grad_bytes == 2 ? "bf16" : "f32", o.zero, o.gpus, o.gpu_mem, o.B, o.T, o.ckpt ? "on" : "off", o.act_bytes);
-    if (streq(ma.device, "gpu")) return mem_gpu(&s, &o, ma.gpu_recompute, ma.prune, json);
+    if (streq(ma.device, "gpu")) return mem_gpu(&s, &o, ma.gpu_recompute, ma.gpu_checkpoint, ma.prune, json);
     MemUse u = mem_use(&s, &o);
     mem_report(&s, &o, &u);
     if (json) {
