@@ -1172,7 +1172,7 @@ typedef struct {
     double tau;  // stats only
     int no_grad;
     int long_docs, no_layers;  // ablate only
-    const char *preset, *config;  // stats only
+    const char *preset, *config, *device;  // stats only
 } CalibArgs;
 #define CAL(f) offsetof(CalibArgs, f)
 #define CALIB_FLAGS(nbatch, need_model)                                                                                 \
@@ -1188,6 +1188,8 @@ static const Flag stats_flags[] = {
     {"preset", F_STR, CAL(preset), "", NULL, SAVE_NO, "or: a public Gemma config with random weights (as in profile plan; "
      "memory and speed, not meaning)"},
     {"config", F_STR, CAL(config), "", NULL, SAVE_NO, "or: a config.json with random weights"},
+    {"device", F_STR, CAL(device), "cpu", "cpu|gpu", SAVE_NO, "cpu | gpu: the forward on the GPU in bf16, no gradient "
+     "statistics (the build of `make gpu`: hip/build/profile); weights go to the device tensor by tensor"},
     {"tau", F_FLOAT, CAL(tau), "0.1", ">= 0", SAVE_NO, "a channel is near zero on a token when |h| <= tau x that token's "
      "mean |h| over channels"},
     {"no-grad", F_BOOL, CAL(no_grad), "0", NULL, SAVE_NO, "skip the backward pass (no gradient statistics; ~3x faster)"},
@@ -1262,17 +1264,88 @@ static void step_line(int step, int total, double t0, double amount, const char 
 }
 
 
+#ifdef USE_GPU
+// --device gpu: one forward-only model on the GPU (bf16 matrices, one layer's buffers: hip/gpu.h), its weights sent
+// tensor by tensor from the checkpoint's mapped files (the host never holds the model) or drawn there; the
+// statistics made on the device (hip/stats.h), only the per-layer sums fetched
+typedef struct {
+    GpuModel *g;
+    GpuSpec *s;
+    const ParamTable *tab;
+} GpuFwd;
+static void gpu_fwd_put(void *ctx, int i, const float *buf) {
+    GpuFwd *G = (GpuFwd *)ctx;
+    const PEntry *e = &G->tab->e[i];
+    gpu_copy(G->g, GPU_WEIGHTS, e->offset, e->rows * e->cols, (float *)buf, 1);
+}
+static void gpu_fwd_open(GpuFwd *G, Model *m, Checkpoint *ck, const char *dir, int B, int T) {
+    const char *why = gpu_unsupported(&m->c);
+    if (why) fail("--device gpu: %s; use --device cpu", why);
+    G->s = gpu_spec_from_config(&m->c, &m->tab, m->embed_scale);
+    G->s->forward_only = 1;
+    G->g = gpu_create(G->s, B, T);
+    G->tab = &m->tab;
+    double t0 = now_sec();
+    if (ck->nfiles) checkpoint_read(ck, dir, &m->tab, NULL, gpu_fwd_put, G);
+    else gpu_init_random(G->g, 1, 0.02f);
+    size_t used, total;
+    gpu_memory(&used, &total);
+    printf("| device: %s, forward only: %.2f GiB allocated (bf16 matrices, one layer's buffers, %d x %d tokens), %.2f of "
+           "%.2f GiB in use; weights %s in %.1f s\n", gpu_device_name(), gpu_bytes(G->g) / 1073741824.0, B, T,
+           used / 1073741824.0, total / 1073741824.0, ck->nfiles ? "sent tensor by tensor" : "drawn on the device",
+           now_sec() - t0);
+}
+// one batch of `rows` sequences (the rest padded and not counted) through the device's forward: its statistics into
+// a (what acc_batch adds), the loss returned, the valid targets in *nv
+static float gpu_fwd_batch(GpuFwd *G, Acc *a, const Config *c, int *tok, int *tgt, int rows, int B, int T, double tau,
+                           int *nv) {
+    size_t L = c->L, H = c->H, F = c->F;
+    for (size_t i = (size_t)rows * T; i < (size_t)B * T; i++) tok[i] = 0, tgt[i] = -1;
+    *nv = 0;
+    for (size_t i = 0; i < (size_t)rows * T; i++) *nv += tgt[i] >= 0;
+    gpu_stats_on(G->g, (float)tau, rows);
+    float loss = gpu_forward(G->g, tok, tgt, 0);
+    double *res = (double *)mallocCheck(sizeof(double) * (L * 12 + 2 * L * H + 2 * L * F));
+    double *ent = res + L * 12, *entn = ent + L * H, *fa = entn + L * H, *fz = fa + L * F;
+    gpu_stats_get(G->g, res, ent, entn, fa, fz);
+    for (size_t l = 0; l < L; l++) {  // res[l]: the whole layer, its attention branch, its MLP branch
+        for (int k = 0; k < 4; k++) a->res[l * 4 + k] += res[l * 12 + k];
+        a->upd_attn[l] += res[l * 12 + 4 + 3], a->upd_mlp[l] += res[l * 12 + 8 + 3];
+        a->erows[l] += (double)rows * (T - 1);
+    }
+    for (size_t i = 0; i < L * H; i++) a->ent[i] += ent[i], a->entn[i] += entn[i];
+    for (size_t i = 0; i < L * F; i++) a->fabs_[i] += fa[i], a->fzero[i] += fz[i];
+    a->tokens += (double)rows * T;
+    a->batches++;
+    free(res);
+    return loss;
+}
+#endif
+
 static int cmd_stats(int argc, char **argv) {
-    CalibArgs ca = {0};  // (ablate sets no --preset, --config)
+    CalibArgs ca = {0};  // (ablate sets no --preset, --config, --device)
     flags_defaults(&stats_cli, &ca);
     flags_parse(&stats_cli, &ca, argc, argv, 2, NULL);
     flags_print(&stats_cli, &ca, stdout);
     double tau = ca.tau;
-    int grad = !ca.no_grad;
+    int grad = !ca.no_grad, gpu = streq(ca.device, "gpu");
     Model m;
     Mixture mx;
-    calib_open(&ca, "stats", &m, &mx);
-    printf("| tau %g, gradients %s\n", tau, grad ? "on" : "off");
+#ifdef USE_GPU
+    GpuFwd G = {0};
+    if (gpu) {
+        const char *dir = or_null(ca.model);
+        Checkpoint ck = calib_model(&ca, &m, 0);
+        calib_data(&ca, "stats", &m, &mx);
+        gpu_fwd_open(&G, &m, &ck, dir, ca.B, ca.T);
+        checkpoint_close(&ck);
+        grad = 0;
+    } else
+#else
+    if (gpu) fail("--device gpu: this ./profile is the CPU build; the GPU's is hip/build/profile (make gpu)");
+#endif
+        calib_open(&ca, "stats", &m, &mx);
+    printf("| tau %g, gradients %s\n", tau, grad ? "on" : gpu ? "off (--device gpu runs the forward only)" : "off");
     const Config *c = &m.c;
     int k = mx.k, B = ca.B, T = ca.T;
     Acc *acc = (Acc *)mallocCheck(sizeof(Acc) * (size_t)(k + 1));
@@ -1294,10 +1367,18 @@ static int cmd_stats(int argc, char **argv) {
                 total -= ca.batches - i;
                 break;
             }
-            float loss = model_forward(&m, tok, tgt, rows, T, grad, NULL);
-            acc_batch(&acc[d], &m, tau);
-            if (grad) model_backward(&m);
-            int nv = m.n_valid;
+            float loss;
+            int nv = 0;
+#ifdef USE_GPU
+            if (gpu) loss = gpu_fwd_batch(&G, &acc[d], c, tok, tgt, rows, B, T, tau, &nv);
+            else
+#endif
+            {
+                loss = model_forward(&m, tok, tgt, rows, T, grad, NULL);
+                acc_batch(&acc[d], &m, tau);
+                if (grad) model_backward(&m);
+                nv = m.n_valid;
+            }
             acc[d].loss_sum += (double)loss * nv, acc[d].loss_n += nv;
             seen += (double)rows * T;
             char what[160];
@@ -1320,6 +1401,7 @@ static int cmd_stats(int argc, char **argv) {
     cJSON_AddStringToObject(j, "data", ca.data);
     cJSON *st = cJSON_AddObjectToObject(j, "settings");
     cJSON_AddStringToObject(st, "split", ca.split);
+    cJSON_AddStringToObject(st, "device", ca.device);
     cJSON_AddNumberToObject(st, "batches", ca.batches);
     cJSON_AddNumberToObject(st, "batch", B);
     cJSON_AddNumberToObject(st, "seq", T);
@@ -1389,6 +1471,9 @@ static int cmd_stats(int argc, char **argv) {
     free(tgt);
     free(gsum);
     mixture_close(&mx);
+#ifdef USE_GPU
+    if (gpu) gpu_free(G.g), gpu_spec_free(G.s);
+#endif
     model_free(&m);
     return 0;
 }
@@ -1433,7 +1518,7 @@ static double mean_finite(const double *v, int n) {
 }
 
 static int cmd_ablate(int argc, char **argv) {
-    CalibArgs ca = {0};  // (ablate sets no --preset, --config)
+    CalibArgs ca = {0};  // (ablate sets no --preset, --config, --device)
     flags_defaults(&ablate_cli, &ca);
     flags_parse(&ablate_cli, &ca, argc, argv, 2, NULL);
     flags_print(&ablate_cli, &ca, stdout);
