@@ -228,7 +228,7 @@ sed -i 's/"num_attention_heads": 1, "num_key_value_heads": 1/"num_attention_head
 expect_error_keeps "report with a query head out of range" "query_heads\[0\]" "$T/e9" ./train --lottery B --report "$T/report_bad.json" --source "$S" $D --out "$T/e9"
 expect_error_keeps "unknown --optimizer" "not one of: adamw, adamw8, muon" "$T/e10" ./train --config "$T/tiny.json" $D --out "$T/e10" --optimizer sgd
 expect_error_keeps "unknown flag" "unknown flag --lr-max" "$T/e10" ./train --config "$T/tiny.json" --out "$T/e10" --lr-max 1
-check "--help lists every flag with type and default" sh -c "./train --help | grep -q -- '--grad-accum     int     ' && ./train --help | grep -q -- '--dbl-clip       flag'"
+check "--help lists every flag with type and default" sh -c "./train --help | grep -qE -- '--grad-accum +int +' && ./train --help | grep -qE -- '--dbl-clip +flag '"
 
 echo "test_train.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]
