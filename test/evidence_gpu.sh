@@ -209,11 +209,11 @@ train_run() {
   run "$name" "$dir" $BIN/train --data "$DATA" --out "$dir" --batch $B --seq $T --device $DEVICE --save-every $SAVE \
     --eval-batches $EVAL_BATCHES $resume "$@"
 }
-# cpt NAME DIR STEPS ARGS...: continued pretraining of a pruned model, dynamic batch loading against the teacher
+# cpt NAME DIR STEPS WEIGHTS ARGS...: continued pretraining of a pruned model, dynamic batch loading against the
+# teacher starting from WEIGHTS, with CPT (below)
 cpt() {
-  name=$1 dir=$2 steps=$3; shift 3
-  train_run "$name" "$dir" --steps "$steps" --lr $LR_CPT --mix dynamic --weights "$R/weights.json" --ref-model "$TEACH" \
-    --eval-every $EVAL_EVERY "$@"
+  name=$1 dir=$2 steps=$3 w=$4; shift 4
+  train_run "$name" "$dir" --steps "$steps" $CPT --mix dynamic --weights "$w" --ref-model "$TEACH" --eval-every $EVAL_EVERY "$@"
 }
 # child CMD...: in the background job, each command runs as a child that a signal to the job stops too
 child() { "$@" & cpid=$!; wait $cpid; }
@@ -290,7 +290,12 @@ results() {
   if [ -f "$R/results.md" ]; then cat "$R/results.md"; fi
 }
 
-note "evidence-gpu $SIZE: rows [$ROWS], seeds [$SEEDS], deadline ${DEADLINE}s, data $DATA ($TRAIN_TOKENS train tokens)"
+# Continued pretraining as published where this train has it (--recipe sheared: lr 1e-4, 3% warmup, no weight
+# decay, cosine to 10%), and Sheared's own run starting from its pruning run's final domain weights (train
+# --weights PRUNE_REPORT); a train without them gets lr LR_CPT and the domains' sizes
+CPT="--lr $LR_CPT" SHEARED_W=""
+if $BIN/train --help 2>&1 | grep -q -- --recipe; then CPT="--recipe sheared" SHEARED_W=1; fi  # one change brought both
+note "evidence-gpu $SIZE: rows [$ROWS], seeds [$SEEDS], deadline ${DEADLINE}s, data $DATA ($TRAIN_TOKENS train tokens), CPT $CPT${SHEARED_W:+, Sheared's from its pruning's domain weights}"
 
 # --- 1. the teacher -------------------------------------------------------------------------------------------
 say "teacher: $TEACHER_STEPS steps x $((B * T)) tokens from scratch, mixture in proportion to the domains' sizes"
@@ -325,12 +330,13 @@ for s in $SEEDS; do
     run "sheared@$s" "$R/sheared@$s" $BIN/prune --model "$TEACH" --data "$DATA" --out "$R/sheared@$s" --method sheared \
       --target "$R/target.json" --steps $P --batch $B --seq $T --lr 1e-4 --eval-every $EVAL_EVERY --eval-batches $EVAL_BATCHES \
       --save-every $SAVE --log-every 10 --device $DEVICE --seed "$s" $resume
-    cpt "sheared_cpt@$s" "$R/sheared_cpt@$s" $C --model "$R/sheared@$s" --seed "$s"
+    w="$R/weights.json"; [ -n "$SHEARED_W" ] && w="$R/sheared@$s/prune_report.json"
+    cpt "sheared_cpt@$s" "$R/sheared_cpt@$s" $C "$w" --model "$R/sheared@$s" --seed "$s"
   fi
   if has wanda_cpt; then
     say "seed $s: wanda one-shot to the target (CPU), then $((P + C)) continued steps"
     wait_for "$R/wanda@$s"
-    cpt "wanda_cpt@$s" "$R/wanda_cpt@$s" $((P + C)) --model "$R/wanda@$s" --seed "$s"
+    cpt "wanda_cpt@$s" "$R/wanda_cpt@$s" $((P + C)) "$R/weights.json" --model "$R/wanda@$s" --seed "$s"
   fi
   if has scratch && [ -f "$R/sheared@$SEED1/done" ]; then  # the shape as Sheared's pruned config.json has it
     say "seed $s: the target shape from scratch, $((P + C)) steps (Sheared's pruning tokens counted)"
@@ -345,13 +351,13 @@ for m in activation magnitude; do
     [ $m = magnitude ] && [ "$s" != "$SEED1" ] && continue
     say "seed $s: $m one-shot to the target (CPU), then $((P + C)) continued steps"
     wait_for "$R/$m@$s"
-    cpt "${m}_cpt@$s" "$R/${m}_cpt@$s" $((P + C)) --model "$R/$m@$s" --seed "$s"
+    cpt "${m}_cpt@$s" "$R/${m}_cpt@$s" $((P + C)) "$R/weights.json" --model "$R/$m@$s" --seed "$s"
   done
 done
 for s in $SEEDS; do
   if has sheared_static && [ -f "$R/sheared@$s/done" ]; then
     say "seed $s: Sheared's pruned model, $C continued steps with the static mixture"
-    train_run "sheared_static@$s" "$R/sheared_static@$s" --model "$R/sheared@$s" --steps $C --lr $LR_CPT --mix static \
+    train_run "sheared_static@$s" "$R/sheared_static@$s" --model "$R/sheared@$s" --steps $C $CPT --mix static \
       --weights "$R/weights.json" --eval-every $EVAL_EVERY --seed "$s"
   fi
 done
@@ -359,13 +365,13 @@ if has lottery && [ -f "$R/sheared@$SEED1/done" ]; then
   # A is sheared_cpt; C (a random init of the pruned shape) is the scratch row: the same config, lr, mixture and
   # seed make it the same run (the CPU rehearsal gave both the same losses), so it runs once
   say "lottery ticket B on Sheared's survivors: the teacher's own weights there, $((P + C)) steps"
-  cpt lottery_B "$R/lottery_B" $((P + C)) --lottery B --report "$R/sheared@$SEED1/prune_report.json" --source "$TEACH" --seed "$SEED1"
+  cpt lottery_B "$R/lottery_B" $((P + C)) "$R/weights.json" --lottery B --report "$R/sheared@$SEED1/prune_report.json" --source "$TEACH" --seed "$SEED1"
 fi
 if has drop_full; then
   say "drop every full-attention layer (one-shot), then $C continued steps"
   [ -f "$R/drop_full/done" ] || { rm -rf "$R/drop_full"; OMP_NUM_THREADS=$THREADS_CPU $BIN/prune --model "$TEACH" \
     --data "$DATA" --out "$R/drop_full" --method drop-full --eval-batches 0 --seed 1 > "$R/drop_full.log" 2>&1 && touch "$R/drop_full/done"; }
-  cpt drop_full_cpt "$R/drop_full_cpt" $C --model "$R/drop_full" --seed 1
+  cpt drop_full_cpt "$R/drop_full_cpt" $C "$R/weights.json" --model "$R/drop_full" --seed 1
 fi
 if has ablate && [ -f "$R/drop_full_cpt/done" ] && [ ! -f "$R/ablate_drop_full_cpt/ablate.json" ]; then
   say "loss by position on long documents: the sliding-only model after its continued pretraining (CPU)"
