@@ -2257,6 +2257,7 @@ typedef struct {
     int recompute;  // GPU: layers (from the first) that recompute gate|up in the backward (--gpu-recompute)
     int grad_bf16;  // GPU: the weight matrices' gradients stored in bf16 (--grads bf16)
     int bf16_only;  // GPU: the weight matrices without an fp32 master, stochastic rounding (--master none)
+    int checkpoint; // GPU: layers (from the first) that keep only their input, run again in the backward (--gpu-checkpoint)
 } StepOpts;
 
 typedef struct Step Step;

@@ -1877,7 +1877,7 @@ static cJSON *eval_model(const char *name, const char *dir, const EvalSettings *
     model_load(&m, dir);
     Mixture mx = mixture_open(es->data, m.c.V, 0);
     mx.heldout = 1, mx.eval_test = streq(es->split, "test");  // never the windows dynamic batch loading read
-    StepOpts so = {es->gpu ? DEVICE_GPU : DEVICE_CPU, B, T, 0, 0, 0};
+    StepOpts so = {es->gpu ? DEVICE_GPU : DEVICE_CPU, B, T, 0, 0, 0, 0};
     Step *S = step_open(&m, NULL, &so);  // model.h's step: the forward passes on either device
     cJSON *e = cJSON_CreateObject(), *lj = cJSON_AddObjectToObject(e, "loss"), *sj = cJSON_AddObjectToObject(e, "stderr");
     double mean = 0, var = 0, t0 = now_sec(), *bl = (double *)mallocCheck(sizeof(double) * (size_t)batches);
@@ -1953,7 +1953,7 @@ static int cmd_eval(int argc, char **argv) {
     const char *data = ea.data, *out = ea.out, *table = or_null(ea.table), *csv = or_null(ea.csv), **models = ea.model.v;
     const char *split = ea.split, *cache = or_null(ea.cache);
     int nm = ea.model.n, B = ea.batch, T = ea.seq, batches = ea.batches, unigram = ea.unigram, gpu = streq(ea.device, "gpu");
-    StepOpts so = {gpu ? DEVICE_GPU : DEVICE_CPU, B, T, 0, 0, 0};
+    StepOpts so = {gpu ? DEVICE_GPU : DEVICE_CPU, B, T, 0, 0, 0, 0};
     const char *why = step_refuses(&so, NULL, -1);
     if (why) fail("profile eval %s", why);
     cJSON *root = cJSON_CreateObject();

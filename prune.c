@@ -708,7 +708,7 @@ static void finalize(const Model *m, const Masks *M, const float *score, const c
     fold_and_slice(m, M, out_dtype, out, &sv);
     if (mx && eval_batches > 0) {
         double *loss = (double *)mallocCheck(sizeof(double) * mx->k);
-        StepOpts so = {device, B, T, 0, 0, 0};
+        StepOpts so = {device, B, T, 0, 0, 0, 0};
         const char *why = step_refuses(&so, &out->c, -1);
         if (why) printf("| the pruned model is evaluated on the CPU: %s\n", why), so.device = DEVICE_CPU;
         Step *S = step_open(out, NULL, &so);
@@ -1019,7 +1019,7 @@ typedef struct {
     const char *grads, *master;  // --device gpu: what the parameter block keeps of the weight matrices
     double keep;
     int steps, batch, seq, grad_accum, seed, eval_every, eval_batches, dbl_clip, full_every, save_every, resume, stop_at;
-    int calib_batches, log_every, gpu_recompute, warmup, lag_warmup;
+    int calib_batches, log_every, gpu_recompute, gpu_checkpoint, warmup, lag_warmup;
     double lr, mask_lr, lambda_lr, min_lr_frac, grad_clip, dbl_c;
     int method, out_dtype, gpu, dbl;  // resolved from method_s, dtype, device, mix
 } Settings;
@@ -1073,6 +1073,8 @@ static const Flag flags[] = {
      "compute; the build of `make gpu`: hip/build/prune); one-shot scoring stays on the CPU"},
     {"gpu-recompute", F_INT, OPT(gpu_recompute), "0", ">= 0", SAVE_NO, "with --device gpu: layers (from the first) that "
      "recompute gate|up in the backward instead of keeping it (less memory)"},
+    {"gpu-checkpoint", F_INT, OPT(gpu_checkpoint), "0", ">= 0", SAVE_NO, "with --device gpu: layers (from the first) that "
+     "keep only their input and run again in the backward (far less memory, ~1/3 more products each)"},
     {"grads", F_STR, OPT(grads), "f32", "f32|bf16", SAVE_NO, "with --device gpu: the weight matrices' gradients in f32 "
      "| bf16 (2 bytes a parameter less; one more rounding of each gradient)"},
     {"master", F_STR, OPT(master), "f32", "f32|none", SAVE_NO, "with --device gpu: f32 master weights | none (the "
@@ -1129,8 +1131,10 @@ static Settings parse_args(int argc, char **argv) {
     if (s.warmup > s.steps || s.lag_warmup > s.steps)
         usage_fail(&cli, "--warmup %d and --lagrangian-warmup %d must be at most --steps %d", s.warmup, s.lag_warmup, s.steps);
     if (s.stop_at > s.steps) usage_fail(&cli, "--stop-at %d: expected a step in [1, --steps %d] (0: off)", s.stop_at, s.steps);
-    if (s.gpu_recompute && !s.gpu) usage_fail(&cli, "--gpu-recompute %d applies to --device gpu only", s.gpu_recompute);
-    StepOpts gpu = {DEVICE_GPU, s.batch, s.seq, s.gpu_recompute, !strcmp(s.grads, "bf16"), !strcmp(s.master, "none")};
+    if ((s.gpu_recompute || s.gpu_checkpoint) && !s.gpu)
+        usage_fail(&cli, "--gpu-recompute %d --gpu-checkpoint %d apply to --device gpu only", s.gpu_recompute, s.gpu_checkpoint);
+    StepOpts gpu = {DEVICE_GPU, s.batch, s.seq, s.gpu_recompute, !strcmp(s.grads, "bf16"), !strcmp(s.master, "none"),
+                    s.gpu_checkpoint};
     if ((gpu.grad_bf16 || gpu.bf16_only) && !s.gpu)
         usage_fail(&cli, "--grads %s --master %s: the GPU's storage options apply to --device gpu only", s.grads, s.master);
     const char *why = s.gpu ? step_refuses(&gpu, NULL, OPT_ADAMW) : NULL;
@@ -1159,7 +1163,8 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
            "131k per step (32 x 4096, 8 draws), 0.42B in 3200 steps\n", s->batch * s->seq * s->grad_accum, s->batch,
            s->seq, s->grad_accum, s->grad_accum, fmt_count((double)s->batch * s->seq * s->grad_accum * s->steps, run_tok),
            s->steps);
-    StepOpts so = {device, s->batch, s->seq, s->gpu_recompute, !strcmp(s->grads, "bf16"), !strcmp(s->master, "none")};
+    StepOpts so = {device, s->batch, s->seq, s->gpu_recompute, !strcmp(s->grads, "bf16"), !strcmp(s->master, "none"),
+                   s->gpu_checkpoint};
     pruner_alloc(&P, &so);
     P.steps = s->steps, P.warmup = s->warmup, P.lag_warmup = s->lag_warmup, P.accum = s->grad_accum;
     P.lr = s->lr, P.mask_lr = s->mask_lr, P.lambda_lr = s->lambda_lr, P.lr_floor = s->min_lr_frac, P.clip = s->grad_clip;
@@ -1297,7 +1302,7 @@ static void run_baseline(const Settings *s, Model *m, const Shape *tgt, int full
     double *ref = NULL;
     if (have_data && s->eval_batches > 0) {
         ref = (double *)mallocCheck(sizeof(double) * mx.k);
-        StepOpts cpu = {DEVICE_CPU, s->batch, s->seq, 0, 0, 0};  // one-shot methods evaluate the source on the CPU
+        StepOpts cpu = {DEVICE_CPU, s->batch, s->seq, 0, 0, 0, 0};  // one-shot methods evaluate the source on the CPU
         Step *S = step_open(m, NULL, &cpu);
         eval_all(S, m, &mx, s->eval_batches, ref);
         step_close(S);

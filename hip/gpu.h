@@ -53,6 +53,8 @@ typedef struct {
     uint64_t seed;          // the stochastic rounding's random stream
     int checkpoint;         // layers (from the first) that keep only their input (N·d fp32) and run their forward
                             // again in the backward: about a third more products for those layers (default 0)
+    int forward_only;       // 1: evaluation and statistics only: the matrices in bf16 alone, no gradients or optimizer
+                            // state, every layer's buffers shared (one layer's worth); gpu_backward and the update refuse
 } GpuSpec;
 
 typedef struct GpuModel GpuModel;
@@ -204,6 +206,8 @@ static const char *gpu_step_refuses(const StepOpts *o, const Config *c, int opti
     else if (u) snprintf(why, sizeof why, "--device gpu: %s; use --device cpu", u);
     else if (c && (o->recompute < 0 || o->recompute > c->L))
         snprintf(why, sizeof why, "--gpu-recompute %d: expected 0 to %d (the model's layers)", o->recompute, c->L);
+    else if (c && (o->checkpoint < 0 || o->checkpoint > c->L))
+        snprintf(why, sizeof why, "--gpu-checkpoint %d: expected 0 to %d (the model's layers)", o->checkpoint, c->L);
     else return NULL;
     return why;
 }
@@ -274,7 +278,8 @@ static Step *gpu_step_open(Model *m, Optimizer *opt, const StepOpts *o) {
     S->f = &gpu, S->device = DEVICE_GPU, S->B = o->B, S->T = o->T, S->m = m, S->opt = opt, S->dev = G;
     S->name = gpu_device_name();
     G->s = gpu_spec_from_model(m);
-    G->s->recompute = o->recompute;
+    G->s->recompute = o->recompute, G->s->checkpoint = o->checkpoint;
+    G->s->forward_only = opt == NULL;  // opened for evaluation: bf16 weights and one layer's buffers
     G->s->optimizer = opt && opt->kind == OPT_ADAMW8 ? GPU_ADAMW8 : GPU_ADAMW;
     G->s->grad_bf16 = o->grad_bf16, G->s->bf16_only = o->bf16_only;
     G->s->seed = 0x5eed;  // the stochastic rounding's stream (each step draws new bits: gpu_adamw)

@@ -175,7 +175,7 @@ static int tensor_of(const GpuModel *g, size_t off) {  // the tensor holding tab
     }
     return lo;
 }
-static int has_master(const GpuModel *g, int i) { return !g->s.bf16_only || !plan_is_matrix(&g->s, i); }
+static int has_master(const GpuModel *g, int i) { return !(g->s.bf16_only || g->s.forward_only) || !plan_is_matrix(&g->s, i); }
 static int grad16(const GpuModel *g, int i) { return g->s.grad_bf16 && plan_is_matrix(&g->s, i); }
 // the fp32 master of the element at table offset off (norm weights, layer_scalar: every tensor but a matrix of
 // GpuSpec.bf16_only, which nothing reads in fp32)
@@ -343,8 +343,8 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     for (int l = 0; l < (int)L; l++) {
         LayerBuf *a = &g->lb[l];
         const size_t *o = p->act[l], *len = p->act_len[l];
-        if (l < s->checkpoint) {  // its input only; the rest points into the shared set (below)
-            a->ck = (float *)(pl + o[GACT_CK]);
+        if (l < s->checkpoint || s->forward_only) {  // its input only, or nothing; the rest in the shared set (below)
+            a->ck = len[GACT_CK] ? (float *)(pl + o[GACT_CK]) : NULL;
             continue;
         }
         size_t nqkv = qkv_cols(s, &s->layer[l]);
@@ -370,7 +370,7 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     for (int l = 0; l < (int)L; l++) maxkd = (size_t)s->layer[l].K * s->layer[l].D > maxkd ? (size_t)s->layer[l].K * s->layer[l].D : maxkd;
     g->KS += pad * maxkd;  // (KS and VS start `pad` rows into theirs)
     if (g->VS) g->VS += pad * maxkd;
-    for (int l = 0; l < s->checkpoint; l++) layer_shared(g, l, g->CK);
+    for (int l = 0; l < (s->forward_only ? s->L : s->checkpoint); l++) layer_shared(g, l, g->CK);
     g->zd_kept = s->d;
     if (g->bytes != p->create) fail_msg("internal: gpu_create allocated other than hip/plan.h planned");
     gs_blas_init();
@@ -417,6 +417,7 @@ static void states_alloc(GpuModel *g);
 void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_device) {
     const GpuSpec *s = &g->s;
     if (off + n > s->total) fail_msg("gpu_copy: a range outside the parameter table");
+    if (what != GPU_WEIGHTS && s->forward_only) fail_msg("gpu_copy: a forward-only model has no gradients or optimizer state");
     if (what == GPU_GRADS) grads_materialize(g);
     if (what == GPU_ADAM_M || what == GPU_ADAM_V) {
         if (s->optimizer != GPU_ADAMW) fail_msg("gpu_copy: AdamW's moments of a model with another optimizer");
@@ -454,7 +455,7 @@ void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_d
 }
 void gpu_upload(GpuModel *g, const float *w) {
     const GpuSpec *s = &g->s;
-    if (s->bf16_only) return gpu_copy(g, GPU_WEIGHTS, 0, s->total, (float *)w, 1);
+    if (s->bf16_only || s->forward_only) return gpu_copy(g, GPU_WEIGHTS, 0, s->total, (float *)w, 1);
     hipCheck(hipMemcpy(g->w32, w, sizeof(float) * s->total, hipMemcpyHostToDevice));  // the master is the table
     k_f32_to_bf16<<<grid_for(s->total), 256>>>(g->wb, g->w32, s->total);
     hipCheckLaunch();
@@ -481,7 +482,7 @@ void gpu_init_random(GpuModel *g, uint64_t seed, float std) {
             hipCheckLaunch();
         }
     }
-    if (!s->bf16_only) k_f32_to_bf16<<<grid_for(s->total), 256>>>(g->wb, g->w32, s->total);
+    if (!s->bf16_only && !s->forward_only) k_f32_to_bf16<<<grid_for(s->total), 256>>>(g->wb, g->w32, s->total);
     else
         for (int i = 0; i < s->ntensor; i++)
             if (has_master(g, i)) {
@@ -492,6 +493,7 @@ void gpu_init_random(GpuModel *g, uint64_t seed, float std) {
 }
 
 void gpu_zero_grad(GpuModel *g) {
+    if (g->s.forward_only) fail_msg("gpu_zero_grad: a forward-only model has no gradients or optimizer state");
     const GpuSpec *s = &g->s;
     if (g->nzero) {
         k_zero_ranges<<<dim3(128, g->nzero), 256>>>(g->g32, g->zero_rng);
@@ -663,6 +665,7 @@ float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
         }
     g->prof_last = wall();
     hipCheck(hipMemcpy(g->tok, tok, sizeof(int) * N, hipMemcpyHostToDevice));
+    if (want_grad && g->s.forward_only) fail_msg("gpu_forward: a forward-only model makes no gradients");
     g->have_targets = tgt != NULL && want_grad, g->n_valid = 0;
     if (tgt) {
         for (int n = 0; n < N; n++) g->n_valid += tgt[n] >= 0;
@@ -834,6 +837,7 @@ void gpu_backward(GpuModel *g) {
 // =================================================================================================
 
 double gpu_grad_sumsq(GpuModel *g) {  // g32's sum, then g16's (the host adds the block sums in order)
+    if (g->s.forward_only) fail_msg("gpu_grad_sumsq: a forward-only model has no gradients or optimizer state");
     unsigned nb = 1024;
     grads_materialize(g);
     k_sumsq<<<nb, 256>>>(g->sumsq, g->g32, g->plan.n_g32);
@@ -862,6 +866,7 @@ static void states_alloc(GpuModel *g) {
 }
 
 void gpu_adamw(GpuModel *g, float lr, float b1, float b2, float eps, float wd, int step, float gscale) {
+    if (g->s.forward_only) fail_msg("gpu_adamw: a forward-only model has no gradients or optimizer state");
     const GpuSpec *s = &g->s;
     grads_materialize(g);
     g->prof_last = wall();

@@ -120,8 +120,9 @@ static void gpu_plan_layout(const GpuSpec *s, GpuPlan *p) {
         fprintf(stderr, "error: out of host memory planning the GPU model\n");
         exit(1);
     }
-    p->n_w32 = plan_pack(s, p->wofs, 0, !s->bf16_only);
-    if (s->grad_bf16) {  // each tensor's gradient in one of the two: matrices in g16, the rest in g32
+    p->n_w32 = plan_pack(s, p->wofs, 0, !s->bf16_only && !s->forward_only);
+    if (s->forward_only) {  // no gradients
+    } else if (s->grad_bf16) {  // each tensor's gradient in one of the two: matrices in g16, the rest in g32
         p->n_g16 = plan_pack(s, p->gofs, 1, 0);
         p->n_g32 = plan_pack(s, o32, 0, 0);
         for (size_t i = 0; i < nt; i++)
@@ -133,8 +134,8 @@ static void gpu_plan_layout(const GpuSpec *s, GpuPlan *p) {
     p->nblocks = p->blk0[nt];
     p->params = plan_align(p->n_w32 * 4) + plan_align(total * 2);
     p->grads = plan_align(p->n_g32 * 4) + plan_align(p->n_g16 * 2);
-    p->states = s->optimizer == GPU_ADAMW8 ? 2 * plan_align(total) + 2 * plan_align(p->nblocks * 4)
-                                           : 2 * plan_align(total * 4);
+    p->states = s->forward_only ? 0 : s->optimizer == GPU_ADAMW8 ? 2 * plan_align(total) + 2 * plan_align(p->nblocks * 4)
+                                                                 : 2 * plan_align(total * 4);
 }
 
 // The buffers one layer keeps (GACT_*) as the checkpointed layers share them, in the scratch region (WS_CK): at the
@@ -170,6 +171,7 @@ static void gpu_plan(const GpuSpec *s, int B, int T, GpuPlan *p) {
         const GpuLayerSpec *ls = &s->layer[l];
         int W = ls->full ? 0 : s->W;
         size_t f32 = 0, b16 = 0;
+        if (s->forward_only) break;  // the attention backward's buffers: none
         if (attn_band_shape_ok(ls->K, ls->D, W, T))
             band = 1, f32 = attn_band_f32((int)N, (int)H, W), b16 = attn_band_bf16((int)N, (int)H, W);
         else if (attn_full_shape_ok(ls->K, ls->D, W, T)) f32 = attn_full_f32((int)N, (int)H, T), b16 = attn_full_bf16((int)N, (int)H, T);
@@ -197,7 +199,8 @@ static void gpu_plan(const GpuSpec *s, int B, int T, GpuPlan *p) {
         p->rope[l] = q < l ? p->rope[q] : plan_carve(&at, (size_t)T * (D / 2) * 8);
     }
     p->tables = at;
-    size_t st[ST_N] = {N * d * 4, N * 4, N * d * 2, N * 4, N * 4, N * 4, N * d * 4, N * H * 4};
+    size_t fo = !s->forward_only;  // the head's gradient and the attention backward's row sums: not in a forward-only model
+    size_t st[ST_N] = {N * d * 4, N * 4, N * d * 2, N * 4, N * 4, N * 4, fo * N * d * 4, fo * N * H * 4};
     for (int k = 0; k < ST_N; k++) p->st[k] = plan_carve(&at, st[k]);
     p->stream = at - p->tables;
     for (size_t l = 0; l < L; l++) {
@@ -208,9 +211,9 @@ static void gpu_plan(const GpuSpec *s, int B, int T, GpuPlan *p) {
         a[GACT_RQ] = N * H * 4, a[GACT_RK] = N * K * 4, a[GACT_RV] = s->arch == 4 ? N * K * 4 : 0;
         a[GACT_ATT] = N * H * D * 2, a[GACT_LSE] = N * H * 4, a[GACT_O] = a[GACT_F] = N * d * 2;
         a[GACT_GU] = (int)l < s->recompute ? 0 : N * 2 * F * 2;
-        if ((int)l < s->checkpoint) {  // a checkpointed layer: its input, fp32 (the rest in WS_CK while it runs)
+        if ((int)l < s->checkpoint || s->forward_only) {  // checkpointed: its input, fp32 (the rest in WS_CK while it runs)
             memset(a, 0, sizeof(size_t) * GACT_N);
-            a[GACT_CK] = N * d * 4;
+            a[GACT_CK] = s->forward_only ? 0 : N * d * 4;
         }
         for (int k = 0; k < GACT_N; k++) p->act[l][k] = plan_carve(&at, a[k]);
     }
@@ -220,11 +223,13 @@ static void gpu_plan(const GpuSpec *s, int B, int T, GpuPlan *p) {
     // (2 GiB at most: each chunk re-reads and re-writes the fp32 embedding gradient once), whichever is larger
     size_t maxw = plan_max(plan_max(F, maxhd), maxqkv), *w = p->ws_len;
     w[WS_X2] = w[WS_DX] = N * d * 4, w[WS_S1] = w[WS_S2] = w[WS_S3] = N * d * 2, w[WS_SF1] = N * maxw * 2;
-    w[WS_SF2] = (N * maxw + pad * maxhd) * 2, w[WS_SG] = s->recompute > 0 || s->checkpoint > 0 ? N * 2 * F * 2 : 0;
+    w[WS_SF2] = (N * maxw + pad * maxhd) * 2;
+    w[WS_SG] = s->recompute > 0 || s->checkpoint > 0 || s->forward_only ? N * 2 * F * 2 : 0;
     w[WS_QS] = (N + pad) * maxhd * 2, w[WS_KS] = (pad + N) * maxkd * 2, w[WS_VS] = s->arch == 4 ? (pad + N) * maxkd * 2 : 0;
     w[WS_DQ] = N * maxhd * 4, w[WS_DK] = w[WS_DV] = N * maxkd * 2;
     w[WS_BAND_S] = w[WS_BAND_DP] = bf, w[WS_BAND_P] = w[WS_BAND_DS] = bh;
-    w[WS_CK] = s->checkpoint > 0 ? plan_shared_layer(s, N, pad, NULL, NULL) : 0;
+    w[WS_CK] = s->checkpoint > 0 || s->forward_only ? plan_shared_layer(s, N, pad, NULL, NULL) : 0;
+    if (s->forward_only) w[WS_S2] = w[WS_S3] = w[WS_SF2] = w[WS_DK] = w[WS_DV] = 0;  // the backward's only (DQ, DX: stats)
     size_t scratch = 0;
     for (int k = 0; k < WS_N; k++) p->ws_off[k] = plan_carve(&scratch, w[k]);
     size_t chunk = ((size_t)2 << 30) / ((size_t)s->V * 2);

@@ -365,7 +365,7 @@ static void test_gradients(void) {
     Shape t = {24, 12, 4, 2, 1, 8, 0};  // every mask has a row with a term (the full layers' row is idle: 2 of 2)
     masks_init(&f.P.M, &f.P.m.c, &t, full_layers_kept(&f.P.m.c, t.L, default_full_every(&f.P.m.c)), 3);
     f.B = 2, f.T = 10;
-    StepOpts cpu = {DEVICE_CPU, f.B, f.T, 0, 0, 0};
+    StepOpts cpu = {DEVICE_CPU, f.B, f.T, 0, 0, 0, 0};
     pruner_alloc(&f.P, &cpu);
     f.tok = random_tokens(f.B * f.T, f.P.m.c.V, 4);
     f.tgt = random_tokens(f.B * f.T, f.P.m.c.V, 5);
@@ -888,7 +888,7 @@ static void bench(const char *shape, int steps) {
     Shape t = shape_of(&P.m.c);
     t.d /= 2, t.F /= 2, t.L = t.L * 3 / 4;
     masks_init(&P.M, &P.m.c, &t, full_layers_kept(&P.m.c, t.L, default_full_every(&P.m.c)), 2);
-    StepOpts cpu = {DEVICE_CPU, B, T, 0, 0, 0};
+    StepOpts cpu = {DEVICE_CPU, B, T, 0, 0, 0, 0};
     pruner_alloc(&P, &cpu);
     P.steps = 1000, P.warmup = 100, P.lag_warmup = 200, P.lr = 1e-4, P.mask_lr = 1, P.lambda_lr = 1, P.lr_floor = 0.1, P.clip = 1;
     int *tok = random_tokens(N, 260, 3), *tgt = random_tokens(N, 260, 4);

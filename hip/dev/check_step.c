@@ -220,7 +220,7 @@ static void check_interface(Model *m, const int *tok, const int *tgt, int B, int
     Optimizer oc, og;
     optimizer_init(&oc, &m->tab, OPT_ADAMW, 0.9f, 0.95f, 1e-8f, 0.0f);
     optimizer_init(&og, &m->tab, OPT_ADAMW, 0.9f, 0.95f, 1e-8f, 0.0f);
-    StepOpts so = {DEVICE_GPU, B, T, 0, 0, 0};
+    StepOpts so = {DEVICE_GPU, B, T, 0, 0, 0, 0};
     Step *G = step_open(m, &og, &so);
     so.device = DEVICE_CPU;
     Step *C = step_open(m, &oc, &so);
@@ -293,7 +293,7 @@ static void check_interface8(Model *m, const int *tok, const int *tgt, int B, in
     optimizer_init(&og, &m->tab, OPT_ADAMW8, 0.9f, 0.95f, 1e-8f, 0.0f);
     optimizer_init(&oc, &m->tab, OPT_ADAMW8, 0.9f, 0.95f, 1e-8f, 0.0f);
     nb = og.nblocks;
-    StepOpts so = {DEVICE_GPU, B, T, 0, grad_bf16, bf16_only};
+    StepOpts so = {DEVICE_GPU, B, T, 0, grad_bf16, bf16_only, 0};
     Step *G = step_open(m, &og, &so);
     float coef = 1.0f;
     for (int t = 1; t <= 2; t++) {
@@ -500,6 +500,32 @@ static void check_checkpoint(Model *m, const int *tok, const int *tgt, int B, in
     masks_drop(&ms);
 }
 
+// A forward-only model (GpuSpec.forward_only: what evaluations and ./profile stats --device gpu open: bf16 weights
+// sent tensor by tensor, no gradients, one layer's buffers shared) against the training model's forward on the same
+// weights: the same kernels on the same bf16 values, so the loss agrees to 1e-6 (the products' tuned algorithm is
+// kept per shape; the attention forward has no atomics), and it allocates less
+static void check_forward_only(Model *m, const int *tok, const int *tgt, int B, int T) {
+    printf("  forward only (evaluation, profile stats): B=%d T=%d\n", B, T);
+    for (size_t i = 0; i < m->tab.total; i++) m->w[i] = bf16_to_f32(f32_to_bf16(m->w[i]));
+    float loss[2];
+    size_t bytes[2];
+    for (int k = 0; k < 2; k++) {
+        GpuSpec *s = gpu_spec_from_model(m);
+        s->forward_only = k;
+        GpuModel *g = gpu_create(s, B, T);
+        for (int i = 0; i < m->tab.n; i++)  // tensor by tensor, as the streaming loader sends them
+            gpu_copy(g, GPU_WEIGHTS, m->tab.e[i].offset, m->tab.e[i].rows * m->tab.e[i].cols, m->w + m->tab.e[i].offset, 1);
+        loss[k] = gpu_forward(g, tok, tgt, 0);
+        bytes[k] = gpu_bytes(g);
+        gpu_free(g), gpu_spec_free(s);
+    }
+    cmp("loss, forward-only model vs the training model", &loss[1], &loss[0], 1, 1e-6, 0);
+    int less = bytes[1] < bytes[0];
+    printf("    %s device memory %.2f MiB forward-only vs %.2f MiB\n", less ? "ok  " : "FAIL", bytes[1] / 1048576.0,
+           bytes[0] / 1048576.0);
+    failures += !less;
+}
+
 static void tokens_for(int V, int B, int T, uint64_t seed, int *tok, int *tgt) {
     Rng r = rng_seed(seed);
     for (int i = 0; i < B * T; i++) tok[i] = (int)(rng_uniform(&r) * V);
@@ -540,6 +566,7 @@ static void random_cases(void) {
         if (k == 1) check_interface8(&m, tok, tgt, B, T, 1, 1);
         if (k == 1) check_storage("random", &m, tok, tgt, B, T);
         check_checkpoint(&m, tok, tgt, B, T, 0, m.c.L, 0);      // every layer
+        check_forward_only(&m, tok, tgt, B, T);
         check_checkpoint(&m, tok, tgt, B, T, 1, m.c.L - 1, m.c.L);  // some, beside gate|up recompute
         free(tok), free(tgt);
         model_free(&m);
@@ -569,6 +596,7 @@ static void fixture_case(const char *root, const char *name) {
     if (m.c.arch == 3) check_case(name, &m, tok, tgt, B, T, 1, 1, 0);
     if (!strcmp(name, "g4_keqv")) check_storage(name, &m, tok, tgt, B, T);
     check_checkpoint(&m, tok, tgt, B, T, m.c.arch == 3, (m.c.L + 1) / 2, 0);  // Gemma 4: per-layer head sizes share one set
+    check_forward_only(&m, tok, tgt, B, T);
     st_close(ref);
     free(rp), free(dir), free(tok), free(tgt);
     model_free(&m);
