@@ -1157,7 +1157,8 @@ static const char *fmt_count(double n, char *buf) {
     const char *unit[] = {"", "K", "M", "B", "T"};
     int u = 0;
     while (fabs(n) >= 1000 && u < 4) n /= 1000, u++;
-    snprintf(buf, 32, fabs(n) >= 100 ? "%.1f%s" : fabs(n) >= 10 ? "%.2f%s" : "%.3f%s", n, unit[u]);
+    if (u == 0) snprintf(buf, 32, "%.0f", n);  // under a thousand: a count, no decimals
+    else snprintf(buf, 32, fabs(n) >= 100 ? "%.1f%s" : fabs(n) >= 10 ? "%.2f%s" : "%.3f%s", n, unit[u]);
     return buf;
 }
 
