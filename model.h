@@ -342,6 +342,7 @@ static void config_from_json(Config *c, const cJSON *root, const char *src) {
     }
     if (c->max_pos >= 1 && c->W > c->max_pos) c->W = c->max_pos;
     c->attn_softcap = 0;
+    if (c->final_softcap == 0) c->final_softcap = 0;  // -0 is 0: written back as null, it must read back the same
     c->scale_dtype = ST_F32;
     config_validate(c, src);
 }
