@@ -137,8 +137,8 @@ h100)
 h200)
   bench_head
   bench_row "12B 1x4096 adamw8 bf16-grads ckpt48" --model 12b --batch 1 --seq 4096 --optimizer adamw8 --grads bf16 --gpu-checkpoint 48
+  torch_row 12b eager 1 1 4096  # the deciding rows first: a call cut short still answers
   bench_row "12B 1x4096 adamw8 bf16 no-master ckpt48" --model 12b --batch 1 --seq 4096 --optimizer adamw8 --grads bf16 --master none --gpu-checkpoint 48
-  torch_row 12b eager 1 1 4096
   torch_row 7b eager 1 1 4096
   torch_row 7b compile 1 1 4096 ;;
 *) echo "scale_act.sh: unknown part $part (act | profile | h100 | h200)" >> "$TAB"; exit 2 ;;
