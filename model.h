@@ -2261,6 +2261,39 @@ typedef struct {
     int checkpoint; // GPU: layers (from the first) that keep only their input, run again in the backward (--gpu-checkpoint)
 } StepOpts;
 
+// The step's flags as every program's flag table (util.h's Flag) holds them: a StepFlags member f of the
+// program's settings S and one row per flag, its help written once here. --device's help is the program's own
+// (what runs where); hip/bench.c (GPU only) has no --device.
+typedef struct {
+    const char *device;          // --device cpu | gpu
+    int recompute, checkpoint;   // --gpu-recompute N, --gpu-checkpoint N
+    const char *grads, *master;  // --grads f32 | bf16, --master f32 | none
+} StepFlags;
+#define STEP_DEVICE_FLAG(S, f, help) {"device", F_STR, offsetof(S, f.device), "cpu", "cpu|gpu", SAVE_NO, help}
+#define STEP_LAYER_FLAGS(S, f)                                                                                           \
+    {"gpu-recompute", F_INT, offsetof(S, f.recompute), "0", ">= 0", SAVE_NO, "GPU: layers (from the first) that "     \
+     "recompute gate|up in the backward instead of keeping it (less memory, one more product each)"},                 \
+    {"gpu-checkpoint", F_INT, offsetof(S, f.checkpoint), "0", ">= 0", SAVE_NO, "GPU: layers (from the first) that "   \
+     "keep only their input and run again in the backward (far less memory, ~1/3 more products each)"}
+#define STEP_GPU_FLAGS(S, f)                                                                                             \
+    STEP_LAYER_FLAGS(S, f),                                                                                              \
+    {"grads", F_STR, offsetof(S, f.grads), "f32", "f32|bf16", SAVE_NO, "GPU: the weight matrices' gradients in f32 "  \
+     "| bf16 (2 bytes a parameter less; one more rounding of each gradient)"},                                          \
+    {"master", F_STR, offsetof(S, f.master), "f32", "f32|none", SAVE_NO, "GPU: f32 master weights | none (the "       \
+     "matrices only in bf16, updated with stochastic rounding: 4 bytes a parameter less)"}
+
+// The step options the flags ask for, micro-batches of B x T: train: the model trained (the layer options
+// apply), else an evaluation. The GPU's options without --device gpu are refused in one line.
+static StepOpts step_opts(const StepFlags *f, int B, int T, int train) {
+    StepOpts so = {!strcmp(f->device, "gpu") ? DEVICE_GPU : DEVICE_CPU, B, T, train ? f->recompute : 0,
+                   !strcmp(f->grads, "bf16"), !strcmp(f->master, "none"), train ? f->checkpoint : 0};
+    if (so.device == DEVICE_CPU && (f->recompute || f->checkpoint))
+        fail("--gpu-recompute %d --gpu-checkpoint %d apply to --device gpu only", f->recompute, f->checkpoint);
+    if (so.device == DEVICE_CPU && (so.grad_bf16 || so.bf16_only))
+        fail("--grads %s --master %s: the GPU's storage options apply to --device gpu only", f->grads, f->master);
+    return so;
+}
+
 typedef struct Step Step;
 typedef struct {  // one device's implementation of the step_ functions below (same arguments)
     void (*masks)(Step *S, const float *zl, const float *zh, const float *zf, const float *zd);

@@ -572,9 +572,10 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
 }
 
 typedef struct {
-    const char *model, *config, *preset, *optimizer, *dtype, *master, *grads, *json, *device;
-    int gpus, zero, checkpointing, batch, seq, act_bytes, gpu_recompute, gpu_checkpoint, prune;
+    const char *model, *config, *preset, *optimizer, *dtype, *master, *grads, *json;
+    int gpus, zero, checkpointing, batch, seq, act_bytes, prune;
     double gpu_mem, reserve;
+    StepFlags step;  // --device, --gpu-recompute, --gpu-checkpoint as train and prune take them
 } MemArgs;
 #define MEM(f) offsetof(MemArgs, f)
 static const Flag memory_flags[] = {
@@ -595,11 +596,9 @@ static const Flag memory_flags[] = {
     {"act-bytes", F_INT, MEM(act_bytes), "2", ">= 1", SAVE_NO, "bytes per activation value"},
     {"reserve", F_FLOAT, MEM(reserve), "0", ">= 0", SAVE_NO, "GB for runtime context, workspaces, fragmentation"},
     {"json", F_STR, MEM(json), "", NULL, SAVE_NO, "also write the figures (bytes per GPU) as JSON"},
-    {"device", F_STR, MEM(device), "cpu", "cpu|gpu", SAVE_NO, "gpu: what hip/build/train and prune allocate on one GPU "
-     "(hip/plan.h), with --optimizer adamw|adamw8, --grads, --master"},
-    {"gpu-recompute", F_INT, MEM(gpu_recompute), "0", ">= 0", SAVE_NO, "with --device gpu: layers that recompute gate|up"},
-    {"gpu-checkpoint", F_INT, MEM(gpu_checkpoint), "0", ">= 0", SAVE_NO, "with --device gpu: layers that keep only their input "
-     "(whole-layer checkpointing)"},
+    STEP_DEVICE_FLAG(MemArgs, step, "gpu: what hip/build/train and prune allocate on one GPU (hip/plan.h), with "
+                     "--optimizer adamw|adamw8, --grads, --master"),
+    STEP_LAYER_FLAGS(MemArgs, step),
     {"prune", F_BOOL, MEM(prune), "0", NULL, SAVE_NO, "with --device gpu: add the pruning masks"},
 };
 static const Renamed memory_renamed[] = {{"weights", "--dtype bf16|f32 (the compute copy's dtype)"}};
@@ -657,7 +656,7 @@ static int cmd_memory(int argc, char **argv) {
     o.master = streq(master, "f32");
     o.weight_bytes = streq(weights, "bf16") ? 2 : 4;
     o.grad_bytes = grads ? (streq(grads, "bf16") ? 2 : 4) : (o.master || o.weight_bytes == 4 ? 4 : 2);
-    if (streq(ma.device, "cpu") && (ma.gpu_recompute || ma.gpu_checkpoint || ma.prune))
+    if (streq(ma.step.device, "cpu") && (ma.step.recompute || ma.step.checkpoint || ma.prune))
         fail("--gpu-recompute, --gpu-checkpoint and --prune apply to --device gpu only");
     char name[160];
     Config s = source_config(model_dir, config, preset, "memory", name);
@@ -667,7 +666,7 @@ static int cmd_memory(int argc, char **argv) {
            "micro-batch %d x %d, checkpointing %s, %d B per activation\n",
            opt_names[o.opt], weights, o.master && o.weight_bytes == 2 ? "f32" : "none",
            o.grad_bytes == 2 ? "bf16" : "f32", o.zero, o.gpus, o.gpu_mem, o.B, o.T, o.ckpt ? "on" : "off", o.act_bytes);
-    if (streq(ma.device, "gpu")) return mem_gpu(&s, &o, ma.gpu_recompute, ma.gpu_checkpoint, ma.prune, json);
+    if (streq(ma.step.device, "gpu")) return mem_gpu(&s, &o, ma.step.recompute, ma.step.checkpoint, ma.prune, json);
     MemUse u = mem_use(&s, &o);
     mem_report(&s, &o, &u);
     if (json) {
@@ -1851,7 +1850,8 @@ static const Cli eval_cli = {"./profile eval", "usage: ./profile eval --model [N
 
 typedef struct {
     const char *data, *split;
-    int B, T, batches, gpu;
+    int batches;
+    StepOpts so;  // the device and the B x T windows of every forward
 } EvalSettings;
 
 // what identifies a model's weights for the cache: the size and time of its weights file
@@ -1872,13 +1872,12 @@ static void weights_stamp(const char *dir, double *bytes, double *mtime) {
 // seen by rank b), the mean
 // over domains, parameter counts, and the settings that made them.
 static cJSON *eval_model(const char *name, const char *dir, const EvalSettings *es) {
-    int B = es->B, T = es->T, batches = es->batches;
+    int B = es->so.B, T = es->so.T, batches = es->batches;
     Model m;
     model_load(&m, dir);
     Mixture mx = mixture_open(es->data, m.c.V, 0);
     mx.heldout = 1, mx.eval_test = streq(es->split, "test");  // never the windows dynamic batch loading read
-    StepOpts so = {es->gpu ? DEVICE_GPU : DEVICE_CPU, B, T, 0, 0, 0, 0};
-    Step *S = step_open(&m, NULL, &so);  // model.h's step: the forward passes on either device
+    Step *S = step_open(&m, NULL, &es->so);  // model.h's step: the forward passes on either device
     cJSON *e = cJSON_CreateObject(), *lj = cJSON_AddObjectToObject(e, "loss"), *sj = cJSON_AddObjectToObject(e, "stderr");
     double mean = 0, var = 0, t0 = now_sec(), *bl = (double *)mallocCheck(sizeof(double) * (size_t)batches);
     for (int d = 0; d < mx.k; d++) {
@@ -1913,12 +1912,12 @@ static cJSON *eval_model(const char *name, const char *dir, const EvalSettings *
     cJSON_AddNumberToObject(e, "batch", B);
     cJSON_AddNumberToObject(e, "seq", T);
     cJSON_AddNumberToObject(e, "batches", batches);
-    cJSON_AddStringToObject(e, "device", es->gpu ? "gpu" : "cpu");
+    cJSON_AddStringToObject(e, "device", device_names[es->so.device]);
     cJSON_AddNumberToObject(e, "weights_bytes", bytes);
     cJSON_AddNumberToObject(e, "weights_mtime", mtime);
     char nbuf[32];
     printf("eval %-10s %s | mean %s loss %.4f ± %.4f over %d domains | %s non-embedding params | %s | %.1fs\n", name, dir,
-           es->split, mean, sqrt(var), mx.k, fmt_count((double)ne, nbuf), es->gpu ? "gpu" : "cpu", now_sec() - t0);
+           es->split, mean, sqrt(var), mx.k, fmt_count((double)ne, nbuf), device_names[es->so.device], now_sec() - t0);
     mixture_close(&mx);
     model_free(&m);
     return e;
@@ -1934,9 +1933,9 @@ static cJSON *eval_cached(const char *path, const char *dir, const EvalSettings 
     double bytes, mtime;
     weights_stamp(dir, &bytes, &mtime);
     int same = bytes >= 0 && streq(json_str(e, "model", "", path), dir) && streq(json_str(e, "data", "", path), es->data) &&
-               streq(json_str(e, "split", "", path), es->split) && json_int(e, "batch", 0, path) == es->B &&
-               json_int(e, "seq", 0, path) == es->T && json_int(e, "batches", 0, path) == es->batches &&
-               streq(json_str(e, "device", "", path), es->gpu ? "gpu" : "cpu") &&
+               streq(json_str(e, "split", "", path), es->split) && json_int(e, "batch", 0, path) == es->so.B &&
+               json_int(e, "seq", 0, path) == es->so.T && json_int(e, "batches", 0, path) == es->batches &&
+               streq(json_str(e, "device", "", path), device_names[es->so.device]) &&
                json_num(e, "weights_bytes", -2, path) == bytes && json_num(e, "weights_mtime", -2, path) == mtime;
     if (!same) {
         cJSON_Delete(e);
@@ -1953,15 +1952,14 @@ static int cmd_eval(int argc, char **argv) {
     const char *data = ea.data, *out = ea.out, *table = or_null(ea.table), *csv = or_null(ea.csv), **models = ea.model.v;
     const char *split = ea.split, *cache = or_null(ea.cache);
     int nm = ea.model.n, B = ea.batch, T = ea.seq, batches = ea.batches, unigram = ea.unigram, gpu = streq(ea.device, "gpu");
-    StepOpts so = {gpu ? DEVICE_GPU : DEVICE_CPU, B, T, 0, 0, 0, 0};
-    const char *why = step_refuses(&so, NULL, -1);
+    EvalSettings es = {data, split, batches, {gpu ? DEVICE_GPU : DEVICE_CPU, B, T, 0, 0, 0, 0}};
+    const char *why = step_refuses(&es.so, NULL, -1);
     if (why) fail("profile eval %s", why);
     cJSON *root = cJSON_CreateObject();
     for (int i = 0; i < nm; i++) {
         const char *eq = strchr(models[i], '='), *dir = eq ? eq + 1 : models[i];
         char name[128];
         snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - models[i]) : (int)strlen(dir), models[i]);
-        EvalSettings es = {data, split, B, T, batches, gpu};
         char *cp = NULL;
         cJSON *e = NULL;
         if (cache) {  // an earlier call's result for this name, model file and settings

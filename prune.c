@@ -1015,11 +1015,11 @@ static void prune_checkpoint_load(Pruner *P, Mixture *mx, double *ref, const cJS
 // ================================================================================================
 
 typedef struct {
-    const char *model, *data, *out, *method_s, *target_file, *mix, *dtype, *device;
-    const char *grads, *master;  // --device gpu: what the parameter block keeps of the weight matrices
+    const char *model, *data, *out, *method_s, *target_file, *mix, *dtype;
+    StepFlags step;  // --device and the GPU's options
     double keep;
     int steps, batch, seq, grad_accum, seed, eval_every, eval_batches, dbl_clip, full_every, save_every, resume, stop_at;
-    int calib_batches, log_every, gpu_recompute, gpu_checkpoint, warmup, lag_warmup;
+    int calib_batches, log_every, warmup, lag_warmup;
     double lr, mask_lr, lambda_lr, min_lr_frac, grad_clip, dbl_c;
     int method, out_dtype, gpu, dbl;  // resolved from method_s, dtype, device, mix
 } Settings;
@@ -1069,16 +1069,9 @@ static const Flag flags[] = {
     {"resume", F_BOOL, OPT(resume), "0", NULL, SAVE_NO, "continue --out's run from its checkpoint, exactly (same masks and model bit for bit)"},
     {"dtype", F_STR, OPT(dtype), "f32", "f32|bf16", SAVE_RUN, "dtype of the written model: f32 | bf16"},
     {"log-every", F_INT, OPT(log_every), "1", ">= 1", SAVE_NO, "print a step line every N steps"},
-    {"device", F_STR, OPT(device), "cpu", "cpu|gpu", SAVE_NO, "cpu | gpu: sheared steps and every evaluation on the GPU (bf16 "
-     "compute; the build of `make gpu`: hip/build/prune); one-shot scoring stays on the CPU"},
-    {"gpu-recompute", F_INT, OPT(gpu_recompute), "0", ">= 0", SAVE_NO, "with --device gpu: layers (from the first) that "
-     "recompute gate|up in the backward instead of keeping it (less memory)"},
-    {"gpu-checkpoint", F_INT, OPT(gpu_checkpoint), "0", ">= 0", SAVE_NO, "with --device gpu: layers (from the first) that "
-     "keep only their input and run again in the backward (far less memory, ~1/3 more products each)"},
-    {"grads", F_STR, OPT(grads), "f32", "f32|bf16", SAVE_NO, "with --device gpu: the weight matrices' gradients in f32 "
-     "| bf16 (2 bytes a parameter less; one more rounding of each gradient)"},
-    {"master", F_STR, OPT(master), "f32", "f32|none", SAVE_NO, "with --device gpu: f32 master weights | none (the "
-     "matrices only in bf16, updated with stochastic rounding: 4 bytes a parameter less)"},
+    STEP_DEVICE_FLAG(Settings, step, "cpu | gpu: sheared steps and every evaluation on the GPU (bf16 compute; the "
+                     "build of `make gpu`: hip/build/prune); one-shot scoring stays on the CPU"),
+    STEP_GPU_FLAGS(Settings, step),
 };
 static const Cli cli = {
     "./prune",
@@ -1119,7 +1112,7 @@ static Settings parse_args(int argc, char **argv) {
     for (int m = 0; m < METH_N; m++)
         if (!strcmp(s.method_s, method_name[m])) s.method = m;
     s.out_dtype = !strcmp(s.dtype, "bf16") ? ST_BF16 : ST_F32;
-    s.gpu = !strcmp(s.device, "gpu");
+    s.gpu = !strcmp(s.step.device, "gpu");
     s.dbl = !strcmp(s.mix, "dynamic");
     if (s.warmup < 0) s.warmup = s.steps / 10;
     if (s.lag_warmup < 0) s.lag_warmup = s.steps / 5;
@@ -1131,13 +1124,8 @@ static Settings parse_args(int argc, char **argv) {
     if (s.warmup > s.steps || s.lag_warmup > s.steps)
         usage_fail(&cli, "--warmup %d and --lagrangian-warmup %d must be at most --steps %d", s.warmup, s.lag_warmup, s.steps);
     if (s.stop_at > s.steps) usage_fail(&cli, "--stop-at %d: expected a step in [1, --steps %d] (0: off)", s.stop_at, s.steps);
-    if ((s.gpu_recompute || s.gpu_checkpoint) && !s.gpu)
-        usage_fail(&cli, "--gpu-recompute %d --gpu-checkpoint %d apply to --device gpu only", s.gpu_recompute, s.gpu_checkpoint);
-    StepOpts gpu = {DEVICE_GPU, s.batch, s.seq, s.gpu_recompute, !strcmp(s.grads, "bf16"), !strcmp(s.master, "none"),
-                    s.gpu_checkpoint};
-    if ((gpu.grad_bf16 || gpu.bf16_only) && !s.gpu)
-        usage_fail(&cli, "--grads %s --master %s: the GPU's storage options apply to --device gpu only", s.grads, s.master);
-    const char *why = s.gpu ? step_refuses(&gpu, NULL, OPT_ADAMW) : NULL;
+    StepOpts so = step_opts(&s.step, s.batch, s.seq, 1);
+    const char *why = step_refuses(&so, NULL, OPT_ADAMW);
     if (why) fail("%s", why);
     return s;
 }
@@ -1163,8 +1151,7 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
            "131k per step (32 x 4096, 8 draws), 0.42B in 3200 steps\n", s->batch * s->seq * s->grad_accum, s->batch,
            s->seq, s->grad_accum, s->grad_accum, fmt_count((double)s->batch * s->seq * s->grad_accum * s->steps, run_tok),
            s->steps);
-    StepOpts so = {device, s->batch, s->seq, s->gpu_recompute, !strcmp(s->grads, "bf16"), !strcmp(s->master, "none"),
-                   s->gpu_checkpoint};
+    StepOpts so = step_opts(&s->step, s->batch, s->seq, 1);
     pruner_alloc(&P, &so);
     P.steps = s->steps, P.warmup = s->warmup, P.lag_warmup = s->lag_warmup, P.accum = s->grad_accum;
     P.lr = s->lr, P.mask_lr = s->mask_lr, P.lambda_lr = s->lambda_lr, P.lr_floor = s->min_lr_frac, P.clip = s->grad_clip;

@@ -45,9 +45,7 @@ typedef struct {
     double alpha, temperature;
     const char *generate, *tokenizer;                                             // generation
     int tokens, top_k;
-    const char *device;                                                           // cpu | gpu
-    int gpu_recompute, gpu_checkpoint;
-    const char *grads, *master;  // --device gpu: what the parameter block keeps of the weight matrices
+    StepFlags step;                                                               // --device and the GPU's options
     int stop_at;
 } Opts;
 
@@ -103,16 +101,9 @@ static const Flag flags[] = {
     {"top-k", F_INT, OPT(top_k), "0", ">= 0", SAVE_NO, "sample among the k most likely tokens; 0: all"},
     {"tokenizer", F_STR, OPT(tokenizer), "", NULL, SAVE_NO, "bytes | PATH/tokenizer.json; default: the model's tokenizer.json, else bytes"},
     {"stop-at", F_INT, OPT(stop_at), "0", ">= 0", SAVE_NO, "checkpoint at this step and exit (continue with --resume, on either device); 0: off"},
-    {"device", F_STR, OPT(device), "cpu", "cpu|gpu", SAVE_NO, "cpu | gpu: steps, evaluation and AdamW (adamw, adamw8) on the GPU "
-                                         "(bf16 compute; the build of `make gpu`: hip/build/train); same files in and out"},
-    {"gpu-recompute", F_INT, OPT(gpu_recompute), "0", ">= 0", SAVE_NO, "with --device gpu: layers (from the first) that "
-                                         "recompute gate|up in the backward instead of keeping it (less memory, one more product each)"},
-    {"gpu-checkpoint", F_INT, OPT(gpu_checkpoint), "0", ">= 0", SAVE_NO, "with --device gpu: layers (from the first) "
-                                         "that keep only their input and run again in the backward (far less memory, ~1/3 more products each)"},
-    {"grads", F_STR, OPT(grads), "f32", "f32|bf16", SAVE_NO, "with --device gpu: the weight matrices' gradients in f32 "
-                                         "| bf16 (2 bytes a parameter less; one more rounding of each gradient)"},
-    {"master", F_STR, OPT(master), "f32", "f32|none", SAVE_NO, "with --device gpu: f32 master weights | none (the "
-                                         "matrices only in bf16, updated with stochastic rounding: 4 bytes a parameter less)"},
+    STEP_DEVICE_FLAG(Opts, step, "cpu | gpu: steps, evaluation and AdamW (adamw, adamw8) on the GPU (bf16 compute; the "
+                     "build of `make gpu`: hip/build/train); same files in and out"),
+    STEP_GPU_FLAGS(Opts, step),
 };
 static const Cli cli = {
     "./train",
@@ -132,14 +123,6 @@ static int name_index(const char *v, const char *const *names, int n, const char
     fail("--%s %s is not one of: %s", flag, v, all);
 }
 
-// --device and the batch as model.h's step takes them (train: the model trained, with --gpu-recompute and
-// --gpu-checkpoint; else an evaluation)
-static StepOpts step_opts(const Opts *o, int train) {
-    StepOpts so = {name_index(o->device, device_names, 2, "device"), o->batch, o->seq, train ? o->gpu_recompute : 0,
-                   !strcmp(o->grads, "bf16"), !strcmp(o->master, "none"), train ? o->gpu_checkpoint : 0};
-    return so;
-}
-
 // what the table's ranges cannot say: values that depend on each other, checked once every default and
 // override is in
 static void opts_check(const Opts *o) {
@@ -151,15 +134,12 @@ static void opts_check(const Opts *o) {
     if (o->stop_at > o->steps) fail("--stop-at %d: expected a step in [1, --steps %d] (0: off)", o->stop_at, o->steps);
     if (*o->teacher && !(o->temperature > 0))
         fail("distillation needs --temperature > 0 (got %g)", o->temperature);
-    StepOpts so = step_opts(o, 1);
+    StepOpts so = step_opts(&o->step, o->batch, o->seq, 1);
     if (so.device == DEVICE_GPU) {
         const char *why = step_refuses(&so, NULL, name_index(o->optimizer, opt_names, 3, "optimizer"));
         if (why) fail("%s", why);
         if (*o->teacher) fail("--device gpu does not distill (--teacher); use --device cpu for distillation");
-    } else if (o->gpu_recompute || o->gpu_checkpoint)
-        fail("--gpu-recompute %d --gpu-checkpoint %d apply to --device gpu only", o->gpu_recompute, o->gpu_checkpoint);
-    else if (so.grad_bf16 || so.bf16_only)
-        fail("--grads %s --master %s: the GPU's storage options apply to --device gpu only", o->grads, o->master);
+    }
 }
 
 // ================================================================================================
@@ -234,7 +214,7 @@ static double *reference_losses(const Opts *o, const Mixture *mx, int V) {
                           "model with the same tokenizer", o->ref_model, rm.c.V, V);
     printf("| reference losses: evaluating %s on every domain ...\n", o->ref_model);
     fflush(stdout);
-    StepOpts so = step_opts(o, 0);
+    StepOpts so = step_opts(&o->step, o->batch, o->seq, 0);
     Step *S = step_open(&rm, NULL, &so);
     eval_domains(mx, S, o->eval_batches, ref);
     step_close(S);
@@ -905,7 +885,7 @@ int main(int argc, char **argv) {
         r.slog = (float *)mallocCheck(sizeof(float) * N * r.m.c.V);
         r.tlog = (float *)mallocCheck(sizeof(float) * N * r.m.c.V);
     }
-    StepOpts so = step_opts(&r.o, 1);
+    StepOpts so = step_opts(&r.o.step, r.o.batch, r.o.seq, 1);
     r.S = step_open(&r.m, &r.opt, &so);
     if (!r.o.resume && r.o.eval_every > 0) evaluate(&r, 0);
 

@@ -36,8 +36,9 @@ static const char *shapes[][2] = {
 };
 
 typedef struct {
-    const char *model, *attention, *blas, *config, *optimizer, *grads, *master;
-    int batch, seq, steps, untimed, prune, gpu_recompute, gpu_checkpoint;
+    const char *model, *attention, *blas, *config, *optimizer;
+    int batch, seq, steps, untimed, prune;
+    StepFlags step;  // the GPU's options as train and prune take them (no --device: this is the GPU)
 } Args;
 #define ARG(f) offsetof(Args, f)
 static const Flag flags[] = {
@@ -52,15 +53,10 @@ static const Flag flags[] = {
     {"prune", F_INT, ARG(prune), "1", "[0, 1]", SAVE_NO, "also time pruning steps (masks on)"},
     {"attention", F_STR, ARG(attention), "band", "band|mma|simple", SAVE_NO, "band (backward as batched BLAS where K = 1, mma "
      "elsewhere) | mma (tensor cores) | simple (portable kernels)"},
-    {"gpu-recompute", F_INT, ARG(gpu_recompute), "0", ">= 0", SAVE_NO, "layers that recompute gate|up in the backward (memory)"},
-    {"gpu-checkpoint", F_INT, ARG(gpu_checkpoint), "0", ">= 0", SAVE_NO, "layers that keep only their input and run their "
-     "forward again in the backward (memory)"},
     {"blas", F_STR, ARG(blas), "tuned", "default|lt|tuned", SAVE_NO, "products: default (the library's) | lt (cuBLASLt "
      "heuristic) | tuned (cuBLASLt, fastest candidate timed per shape)"},
     {"optimizer", F_STR, ARG(optimizer), "adamw", "adamw|adamw8", SAVE_NO, "adamw (fp32 moments) | adamw8 (8-bit blocks)"},
-    {"grads", F_STR, ARG(grads), "f32", "f32|bf16", SAVE_NO, "the weight matrices' gradients"},
-    {"master", F_STR, ARG(master), "f32", "f32|none", SAVE_NO, "the weight matrices' fp32 master; none: bf16 only, "
-     "stochastic rounding"},
+    STEP_GPU_FLAGS(Args, step),
 };
 // --warmup is train's and prune's learning-rate warmup; --recompute their --gpu-recompute
 static const Renamed renamed[] = {{"warmup", "--untimed N (steps before the timed ones)"}, {"recompute", "--gpu-recompute N"}};
@@ -82,7 +78,7 @@ int main(int argc, char **argv) {
     flags_parse(&cli, &a, argc, argv, 1, NULL);
     flags_print(&cli, &a, stdout);
     const char *model = a.model, *attn = a.attention, *blas = a.blas;
-    int B = a.batch, T = a.seq, steps = a.steps, warmup = a.untimed, prune = a.prune, rec = a.gpu_recompute;
+    int B = a.batch, T = a.seq, steps = a.steps, warmup = a.untimed, prune = a.prune, rec = a.step.recompute;
     int si = -1, nshapes = (int)(sizeof shapes / sizeof shapes[0]);
     for (int i = 0; i < nshapes; i++)
         if (!strcmp(model, shapes[i][0])) si = i;
@@ -106,16 +102,16 @@ int main(int argc, char **argv) {
            "attention %s | products %s | gate|up recomputed in %d layers | checkpointed %d | %s, %s gradients, master %s | "
            "steps %d (+%d warm-up)\n",
            gpu_device_name(), model, tab.total / 1e6, (tab.total - (size_t)c.V * c.d) / 1e6, B, T, B * T, attn, blas, rec,
-           a.gpu_checkpoint, a.optimizer, a.grads, a.master, steps, warmup);
+           a.step.checkpoint, a.optimizer, a.step.grads, a.step.master, steps, warmup);
     config_print(&c, stdout);
     size_t used0, total;
     gpu_memory(&used0, &total);
     GpuSpec *s = gpu_spec_from_config(&c, &tab, embed_scale_for(c.d, ST_BF16));
     if (rec > c.L) fail("--gpu-recompute %d: expected 0 to %d (the layers)", rec, c.L);
-    if (a.gpu_checkpoint > c.L) fail("--gpu-checkpoint %d: expected 0 to %d (the layers)", a.gpu_checkpoint, c.L);
-    s->checkpoint = a.gpu_checkpoint;
+    if (a.step.checkpoint > c.L) fail("--gpu-checkpoint %d: expected 0 to %d (the layers)", a.step.checkpoint, c.L);
+    s->checkpoint = a.step.checkpoint;
     s->recompute = rec, s->optimizer = strcmp(a.optimizer, "adamw8") ? GPU_ADAMW : GPU_ADAMW8;
-    s->grad_bf16 = !strcmp(a.grads, "bf16"), s->bf16_only = !strcmp(a.master, "none");
+    s->grad_bf16 = !strcmp(a.step.grads, "bf16"), s->bf16_only = !strcmp(a.step.master, "none");
     GpuPlan *plan = (GpuPlan *)mallocCheck(sizeof(GpuPlan));
     gpu_plan(s, B, T, plan);
     double G = 1073741824.0, pred = (plan->create + plan->states) / G;
