@@ -56,7 +56,7 @@ $(if $(shell command -v $(FUZZ_CC) 2>/dev/null),$(info [build] clang    found   
   $(info [build] clang    missing (make deps installs it; make fuzz and the fuzz test skip)))
 
 PROGRAMS = prune train profile export data/tokenize data/mkshards
-HEADERS  = model.h shape.h util.h plot.h
+HEADERS  = model.h shape.h util.h plot.h hip/comm.h
 
 .PHONY: all deps test bench demo evidence data data-large evidence-gpu evidence-gpu-pack debug clean check-hip fuzz \
         fuzz-bins

@@ -2236,17 +2236,20 @@ static double lr_schedule(int step, int total, int warmup, double peak, double f
 //      step_zero_grad(S)
 //      per micro-batch (--grad-accum):  loss += step_forward(S, tok, tgt, 1); step_backward(S);
 //      loss = step_reduce(S, loss)             after the last micro-batch: the gradients are final
-//      step_mask_grads(S, dzl, dzh, dzf, dzd)  pruning: d loss / d mask values, on the host
+//      step_mask_grads(S, dzl, dzh, dzf, dzd)  pruning: d loss / d mask values (this rank's), on the host
 //      norm = sqrt(step_grad_sumsq(S))         over every trained weight
 //      step_update(S, lr, wd, gscale, t)       the optimizer given at open; gradients times gscale first
 //    Evaluation: data/mixture.h's mixture_eval(mx, step_eval_fn, S, ...). Checkpoints: step_get(S,
 //    what, i) brings the weights and/or optimizer state of tensor i of the table (-1: all) into the
 //    host Model and Optimizer given at open, step_put sends them back (after a resume).
 //    Data parallel and sharded optimizer state belong inside the implementations, so the method
-//    keeps reading the same: each rank passes its own micro-batch, step_reduce sums the gradients
-//    (the weights' and the masks') over the ranks and returns the global batch's loss, the norm is
-//    global, step_update updates what the rank owns; the masks are the same on every rank.
+//    keeps reading the same: each rank passes its own micro-batch, step_reduce averages the weights'
+//    gradients over the ranks and returns the global batch's loss, the norm is global, step_update
+//    updates what the rank owns. The mask values may differ per rank (one z draw each): their
+//    gradients come back unreduced, for the caller to average after its own chain rule.
 // ================================================================================================
+
+#include "hip/comm.h"  // data parallel: the ranks, the collectives, the ZeRO partition of the table
 
 enum { DEVICE_CPU, DEVICE_GPU };
 static const char *const device_names[] = {"cpu", "gpu"};
@@ -2259,6 +2262,8 @@ typedef struct {
     int grad_bf16;  // GPU: the weight matrices' gradients stored in bf16 (--grads bf16)
     int bf16_only;  // GPU: the weight matrices without an fp32 master, stochastic rounding (--master none)
     int checkpoint; // GPU: layers (from the first) that keep only their input, run again in the backward (--gpu-checkpoint)
+    Comm *comm;     // the data-parallel ranks (NULL: this process alone; the GPU opens its NCCL communicator)
+    int zero;       // ZeRO stage over the ranks (--zero; hip/comm.h's partition)
 } StepOpts;
 
 // The step's flags as every program's flag table (util.h's Flag) holds them: a StepFlags member f of the
@@ -2268,6 +2273,7 @@ typedef struct {
     const char *device;          // --device cpu | gpu
     int recompute, checkpoint;   // --gpu-recompute N, --gpu-checkpoint N
     const char *grads, *master;  // --grads f32 | bf16, --master f32 | none
+    int zero;                    // --zero S (train, prune: data parallel)
 } StepFlags;
 #define STEP_DEVICE_FLAG(S, f, help) {"device", F_STR, offsetof(S, f.device), "cpu", "cpu|gpu", SAVE_NO, help}
 #define STEP_LAYER_FLAGS(S, f)                                                                                           \
@@ -2281,12 +2287,17 @@ typedef struct {
      "| bf16 (2 bytes a parameter less; one more rounding of each gradient)"},                                          \
     {"master", F_STR, offsetof(S, f.master), "f32", "f32|none", SAVE_NO, "GPU: f32 master weights | none (the "       \
      "matrices only in bf16, updated with stochastic rounding: 4 bytes a parameter less)"}
+#define STEP_ZERO_FLAG(S, f)                                                                                             \
+    {"zero", F_INT, offsetof(S, f.zero), "0", "[0, 3]", SAVE_NO, "ZeRO stage over the mpirun ranks (--batch is per "   \
+     "rank): 0 none, 1 AdamW's moments sharded, 2 and 3 (on the CPU the same as 1); the GPU runs 0"}
 
-// The step options the flags ask for, micro-batches of B x T: train: the model trained (the layer options
-// apply), else an evaluation. The GPU's options without --device gpu are refused in one line.
+// The step options the flags ask for, micro-batches of B x T: train: the model trained (the layer options and
+// the ZeRO stage apply; the caller names the ranks, so.comm), else an evaluation. The GPU's options without
+// --device gpu are refused in one line.
 static StepOpts step_opts(const StepFlags *f, int B, int T, int train) {
     StepOpts so = {!strcmp(f->device, "gpu") ? DEVICE_GPU : DEVICE_CPU, B, T, train ? f->recompute : 0,
-                   !strcmp(f->grads, "bf16"), !strcmp(f->master, "none"), train ? f->checkpoint : 0};
+                   !strcmp(f->grads, "bf16"), !strcmp(f->master, "none"), train ? f->checkpoint : 0, NULL,
+                   train ? f->zero : 0};
     if (so.device == DEVICE_CPU && (f->recompute || f->checkpoint))
         fail("--gpu-recompute %d --gpu-checkpoint %d apply to --device gpu only", f->recompute, f->checkpoint);
     if (so.device == DEVICE_CPU && (so.grad_bf16 || so.bf16_only))
@@ -2318,6 +2329,12 @@ struct Step {
     Optimizer *opt;    // the host optimizer state (NULL: a step for evaluation only)
     float *dz[4];      // CPU: the mask gradients (dzl, dzh, dzf, dzd) m's hooks point at while masks are on
     void *dev;         // GPU: its state (hip/gpu.h)
+    // data parallel (dp: several ranks, a launcher, or a ZeRO stage): the ranks; on the CPU the partition, and at
+    // stage >= 1 this rank's shard of the gradients (gs) and of AdamW's moments (sm, sv), in the shard layout
+    const Comm *comm;
+    int dp;
+    ZeroPlan z;
+    float *gs, *sm, *sv;
 };
 
 // Masks for the next forward and backward: zl [L], zh [L, H], zf [L, F] (E2B: ffn_off), zd [d], as
@@ -2392,12 +2409,21 @@ static float cpu_step_forward(Step *S, const int *tok, const int *tgt, int want_
 
 static void cpu_step_backward(Step *S) { model_backward(S->m); }
 
-// one process: nothing to sum; frozen tensors (Gemma 4's layer_scalar) neither train nor count in the norm
+// frozen tensors (Gemma 4's layer_scalar) neither train nor count in the norm. Data parallel: the gradients
+// averaged over the ranks unit by unit from the last layer down, as a backward leaves them (stage >= 1: into
+// this rank's shard), and the loss of the global batch returned. The mask gradients stay this rank's: each rank
+// draws its own z (Sheared-LLaMA averages one draw per rank), so the caller averages d loss / d log_alpha after
+// the chain through its own sample. On the CPU stages 2 and 3 run stage 1's collectives: model.h's backward keeps
+// the whole table, so there is nothing more to shard here; the stages differ where they save memory, on a GPU.
 static double cpu_step_reduce(Step *S, double loss) {
     const ParamTable *t = &S->m->tab;
     for (int i = 0; S->m->gw && i < t->n; i++)
         if (t->e[i].frozen) memset(S->m->gw + t->e[i].offset, 0, sizeof(float) * t->e[i].rows * t->e[i].cols);
-    return loss;
+    if (!S->dp) return loss;
+    const Comm *c = S->comm;
+    if (S->m->gw)
+        for (int i = S->z.nunit - 1; i >= 0; i--) zero_reduce_unit(c, &S->z, i, S->m->gw, S->gs, 1.0f / (float)c->world);
+    return comm_sum(c, loss) / c->world;
 }
 
 static void cpu_step_mask_grads(Step *S, float *dzl, float *dzh, float *dzf, float *dzd) {
@@ -2408,11 +2434,39 @@ static void cpu_step_mask_grads(Step *S, float *dzl, float *dzh, float *dzf, flo
         if (out[k] && S->dz[k] && out[k] != S->dz[k]) memcpy(out[k], S->dz[k], sizeof(float) * n[k]);
 }
 
-static double cpu_step_grad_sumsq(Step *S) { return grad_norm2(S->m->gw, S->m->tab.total); }
+// stage 0: every rank holds the whole averaged gradient (summed as one process sums it)
+static double cpu_step_grad_sumsq(Step *S) {
+    if (S->dp && S->z.stage > 0) return zero_sumsq(S->comm, &S->z, S->gs);
+    return grad_norm2(S->m->gw, S->m->tab.total);
+}
+
+// ZeRO >= 1: AdamW on this rank's pieces of the table (its shard of gradients and moments), then every rank's
+// updated weights to every rank
+static void cpu_step_update_shard(Step *S, float lr, float wd, float gscale, int t) {
+    Model *m = S->m;
+    Optimizer *o = S->opt;
+    const ZeroPlan *z = &S->z;
+    if (gscale != 1.0f)
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < z->shard; i++) S->gs[i] *= gscale;
+    o->t = t;
+    for (int k = 0; k < z->npiece; k++) {
+        const ZeroPiece *p = &z->p[k];
+        const PEntry *e = &m->tab.e[p->tensor];
+        if (e->frozen) continue;
+        adamw_update(m->w + p->w, S->gs + p->s, S->sm + p->s, S->sv + p->s, p->n, lr, o->b1, o->b2, o->eps,
+                     param_decays(e) ? wd : 0.0f, t);
+    }
+    for (int i = 0; i < z->nunit; i++) zero_gather_unit(S->comm, z, i, m->w);
+}
 
 static void cpu_step_update(Step *S, float lr, float wd, float gscale, int t) {
     Model *m = S->m;
     if (!S->opt) fail("internal: step_update on a step opened for evaluation only");
+    if (S->dp && S->z.stage > 0) {
+        cpu_step_update_shard(S, lr, wd, gscale, t);
+        return;
+    }
     if (gscale != 1.0f)
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < m->tab.total; i++) m->gw[i] *= gscale;
@@ -2423,11 +2477,30 @@ static float cpu_step_eval(Step *S, const int *tok, const int *tgt, int rows) {
     return model_eval_fn(S->m, tok, tgt, rows, S->T);
 }
 
-static void cpu_step_copy(Step *S, int what, int i, int to_device) {}  // the host copies are the working ones
+// The host Model's weights are the working copy (whole on every rank). ZeRO >= 1 keeps AdamW's moments in the
+// shards: the host Optimizer (table layout; AdamW's v has voff[i] == offset) is filled by gathering them, and the
+// shards from it after a resume. i (one tensor) moves everything: the shards cut across tensors.
+static void cpu_step_copy(Step *S, int what, int i, int to_device) {
+    if (!S->dp || S->z.stage == 0 || !S->opt || !(what & STEP_OPTIMIZER)) return;
+    const ZeroPlan *z = &S->z;
+    float *host[2] = {S->opt->m, S->opt->v}, *shard[2] = {S->sm, S->sv};
+    for (int h = 0; h < 2; h++) {
+        if (to_device) {
+            for (int k = 0; k < z->npiece; k++) memcpy(shard[h] + z->p[k].s, host[h] + z->p[k].w, sizeof(float) * z->p[k].n);
+            continue;
+        }
+        for (int u = 0; u < z->nunit; u++) {
+            const ZeroUnit *un = &z->u[u];
+            comm_allgather(S->comm, shard[h] + un->at, host[h] + un->off, un->q, COMM_F32);
+            memcpy(host[h] + un->off + (size_t)z->world * un->q, shard[h] + un->at + un->q, sizeof(float) * un->tail);
+        }
+    }
+}
 static double cpu_step_memory(Step *S) { return -1; }
 
 static void cpu_step_close(Step *S) {
     Model *m = S->m;
+    if (S->dp) zero_plan_free(&S->z), free(S->gs), free(S->sm), free(S->sv);
     float **dhook[4] = {&m->dzl, &m->dzh, &m->dzf, &m->dzd};
     for (int k = 0; k < 4; k++) {
         if (*dhook[k] && *dhook[k] == S->dz[k]) *dhook[k] = NULL;
@@ -2442,6 +2515,18 @@ static Step *cpu_step_open(Model *m, Optimizer *opt, const StepOpts *o) {
                                  cpu_step_eval, cpu_step_copy, cpu_step_memory, cpu_step_close};
     Step *S = (Step *)callocCheck(sizeof(Step));
     S->f = &cpu, S->device = DEVICE_CPU, S->name = "cpu", S->B = o->B, S->T = o->T, S->m = m, S->opt = opt;
+    S->comm = o->comm;
+    S->dp = comm_dp(o->comm, o->zero);
+    if (!S->dp) return S;
+    S->z = zero_plan(&m->tab, m->c.L, o->zero, o->comm->rank, o->comm->world);
+    if (o->zero > 0 && opt) {
+        if (opt->kind != OPT_ADAMW)
+            fail("--zero %d shards AdamW's moments; --optimizer %s runs with --zero 0", o->zero, opt_names[opt->kind]);
+        S->gs = (float *)callocCheck(sizeof(float) * S->z.shard);
+        S->sm = (float *)callocCheck(sizeof(float) * S->z.shard);
+        S->sv = (float *)callocCheck(sizeof(float) * S->z.shard);
+        if (opt->t > 0) cpu_step_copy(S, STEP_OPTIMIZER, -1, 1);  // a resumed run's moments
+    }
     return S;
 }
 

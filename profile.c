@@ -1952,7 +1952,7 @@ static int cmd_eval(int argc, char **argv) {
     const char *data = ea.data, *out = ea.out, *table = or_null(ea.table), *csv = or_null(ea.csv), **models = ea.model.v;
     const char *split = ea.split, *cache = or_null(ea.cache);
     int nm = ea.model.n, B = ea.batch, T = ea.seq, batches = ea.batches, unigram = ea.unigram, gpu = streq(ea.device, "gpu");
-    EvalSettings es = {data, split, batches, {gpu ? DEVICE_GPU : DEVICE_CPU, B, T, 0, 0, 0, 0}};
+    EvalSettings es = {data, split, batches, {gpu ? DEVICE_GPU : DEVICE_CPU, B, T, 0, 0, 0, 0, NULL, 0}};
     const char *why = step_refuses(&es.so, NULL, -1);
     if (why) fail("profile eval %s", why);
     cJSON *root = cJSON_CreateObject();

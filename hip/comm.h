@@ -62,6 +62,7 @@ typedef struct {
     int rank, world;  // this process and how many there are                          0, 1
     int local;        // this process's index among those on its machine (its GPU)     0
     int mpi;          // 1: started by mpirun, MPI carries the host collectives
+    int launched;     // 1: started by a launcher (mpirun, or RANK / WORLD_SIZE set), a world of 1 included
     GpuComm *gpu;     // the NCCL communicator (GPU builds, after comm_gpu_open)
 } Comm;
 
@@ -107,7 +108,7 @@ static int comm_launched_by_mpi(void) {
 }
 
 static Comm comm_init(void) {
-    Comm c = {0, 1, 0, 0, NULL};
+    Comm c = {0, 1, 0, 0, 0, NULL};
     if (comm_launched_by_mpi()) {
 #ifdef USE_MPI
         mpiCheck(MPI_Init(NULL, NULL));
@@ -118,13 +119,14 @@ static Comm comm_init(void) {
         mpiCheck(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, c.rank, MPI_INFO_NULL, &node));
         mpiCheck(MPI_Comm_rank(node, &c.local));
         MPI_Comm_free(&node);
-        c.mpi = 1;
+        c.mpi = c.launched = 1;
         return c;
 #else
         fail("started by mpirun, but this build has no MPI; install it (make deps: openmpi-bin, libopenmpi-dev) "
              "and rebuild, or run one process");
 #endif
     }
+    c.launched = getenv("WORLD_SIZE") != NULL;
     c.world = comm_env_int("WORLD_SIZE", 1);
     c.rank = comm_env_int("RANK", 0);
     c.local = comm_env_int("LOCAL_RANK", c.rank);
@@ -248,6 +250,10 @@ static void comm_bcast(const Comm *c, void *buf, size_t bytes, int root) {
     memcpy(buf, t, bytes);
     free(t);
 }
+
+// Does a step over these ranks run data parallel? Whenever a launcher started the process, a world of 1 included
+// (then every collective runs, over one rank: how the path is checked on one GPU), or a ZeRO stage is asked for
+static int comm_dp(const Comm *c, int zero) { return c && (c->world > 1 || c->launched || zero > 0); }
 
 static void comm_barrier(const Comm *c) {
     int64_t x = 0;

@@ -220,7 +220,7 @@ static void check_interface(Model *m, const int *tok, const int *tgt, int B, int
     Optimizer oc, og;
     optimizer_init(&oc, &m->tab, OPT_ADAMW, 0.9f, 0.95f, 1e-8f, 0.0f);
     optimizer_init(&og, &m->tab, OPT_ADAMW, 0.9f, 0.95f, 1e-8f, 0.0f);
-    StepOpts so = {DEVICE_GPU, B, T, 0, 0, 0, 0};
+    StepOpts so = {DEVICE_GPU, B, T, 0, 0, 0, 0, NULL, 0};
     Step *G = step_open(m, &og, &so);
     so.device = DEVICE_CPU;
     Step *C = step_open(m, &oc, &so);
@@ -293,7 +293,7 @@ static void check_interface8(Model *m, const int *tok, const int *tgt, int B, in
     optimizer_init(&og, &m->tab, OPT_ADAMW8, 0.9f, 0.95f, 1e-8f, 0.0f);
     optimizer_init(&oc, &m->tab, OPT_ADAMW8, 0.9f, 0.95f, 1e-8f, 0.0f);
     nb = og.nblocks;
-    StepOpts so = {DEVICE_GPU, B, T, 0, grad_bf16, bf16_only, 0};
+    StepOpts so = {DEVICE_GPU, B, T, 0, grad_bf16, bf16_only, 0, NULL, 0};
     Step *G = step_open(m, &og, &so);
     float coef = 1.0f;
     for (int t = 1; t <= 2; t++) {
