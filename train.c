@@ -45,7 +45,7 @@ typedef struct {
     double alpha, temperature;
     const char *generate, *tokenizer;                                             // generation
     int tokens, top_k;
-    StepFlags step;                                                               // --device and the GPU's options
+    StepFlags step;                                                               // --device, the GPU's options, --zero
     int stop_at;
 } Opts;
 
@@ -66,6 +66,7 @@ static const Flag flags[] = {
     {"batch", F_INT, OPT(batch), "8", ">= 1", SAVE_RUN, "sequences per micro-batch (B)"},
     {"seq", F_INT, OPT(seq), "256", ">= 1", SAVE_RUN, "tokens per sequence (T)"},
     {"grad-accum", F_INT, OPT(grad_accum), "1", ">= 1", SAVE_RUN, "micro-batches per optimizer step"},
+    STEP_ZERO_FLAG(Opts, step),
     {"recipe", F_STR, OPT(recipe), "", "|sheared", SAVE_RUN, "sheared: continued pretraining as published (lr 1e-4, 3% "
                                        "warmup, weight decay 0, cosine to 10%); flags given explicitly win"},
     {"lr", F_FLOAT, OPT(lr), "-1", NULL, SAVE_RUN, "peak learning rate; -1: 3e-4 from scratch or lottery C, 1e-4 from weights"},
@@ -123,6 +124,10 @@ static int name_index(const char *v, const char *const *names, int n, const char
     fail("--%s %s is not one of: %s", flag, v, all);
 }
 
+// the data-parallel ranks (hip/comm.h): `mpirun -np N ./train ...` runs N of these processes, each with
+// --batch sequences of every micro-batch; rank 0 prints and writes. One process is a world of 1.
+static Comm comm = {0, 1, 0, 0, 0, NULL};
+
 // what the table's ranges cannot say: values that depend on each other, checked once every default and
 // override is in
 static void opts_check(const Opts *o) {
@@ -134,6 +139,10 @@ static void opts_check(const Opts *o) {
     if (o->stop_at > o->steps) fail("--stop-at %d: expected a step in [1, --steps %d] (0: off)", o->stop_at, o->steps);
     if (*o->teacher && !(o->temperature > 0))
         fail("distillation needs --temperature > 0 (got %g)", o->temperature);
+    if (o->step.zero > 0 && strcmp(o->optimizer, "adamw"))
+        fail("--zero %d shards AdamW's moments; --optimizer %s runs with --zero 0", o->step.zero, o->optimizer);
+    if (comm_dp(&comm, o->step.zero) && *o->teacher)
+        fail("--teacher (distillation) runs in one process with --zero 0, not under mpirun");
     StepOpts so = step_opts(&o->step, o->batch, o->seq, 1);
     if (so.device == DEVICE_GPU) {
         const char *why = step_refuses(&so, NULL, name_index(o->optimizer, opt_names, 3, "optimizer"));
@@ -192,9 +201,10 @@ static void weights_from_file(Mixture *mx, const char *path) {
     free(v);
 }
 
-// per-domain validation loss of the model S holds: mean next-token CE over `batches` batches of its B windows
+// per-domain validation loss of the model S holds: mean next-token CE over `batches` batches of B x ranks
+// windows (split over the ranks; every rank gets every domain's loss)
 static void eval_domains(const Mixture *mx, Step *S, int batches, double *loss) {
-    for (int d = 0; d < mx->k; d++) loss[d] = mixture_eval(mx, step_eval_fn, S, d, S->B, S->T, batches);
+    mixture_eval_all(mx, step_eval_fn, S, S->B, S->T, batches, &comm, loss);
 }
 
 // reference losses for dynamic batch loading: a file, or a model evaluated on every domain (then
@@ -441,7 +451,8 @@ static StepStats train_step(Run *r) {
     StepStats st = {0};
     step_zero_grad(r->S);
     for (int a = 0; a < o->grad_accum; a++) {
-        mixture_batch(&r->mx, B, T, r->tok, r->tgt, NULL);
+        // this rank's B rows of the micro-batch of B x ranks sequences (the same whatever the ranks)
+        mixture_batch_part(&r->mx, B * comm.world, B * comm.rank, B, T, r->tok, r->tgt, NULL);
         if (r->has_teacher) {  // the CPU's Model (opts_check refuses --teacher on the GPU)
             double ce, kl;
             st.loss += distill_microbatch(&r->m, &r->teacher, r->tok, r->tgt, B, T, (float)o->alpha,
@@ -635,7 +646,8 @@ static cJSON *state_to_json(Run *r) {
 
 static void train_checkpoint_save(Run *r, double elapsed) {
     double t0 = now_sec();
-    step_get(r->S, STEP_WEIGHTS | STEP_OPTIMIZER, -1);  // the host copies up to date
+    step_get(r->S, STEP_WEIGHTS | STEP_OPTIMIZER, -1);  // the host copies up to date (every rank: may gather)
+    if (comm.rank > 0) return;  // rank 0 writes; the others hold the same weights and state
     double saved_elapsed = r->elapsed_before;
     r->elapsed_before += elapsed;
     cJSON *st = state_to_json(r);
@@ -761,7 +773,7 @@ static void recipe_apply(Opts *o, const int *given) {
     if (!given[flag_index(&cli, "min-lr-frac")]) o->min_lr_frac = 0.1;
 }
 
-int main(int argc, char **argv) {
+static int train_main(int argc, char **argv) {
     if (argc < 2) {
         flags_usage(&cli);
         return 1;
@@ -861,15 +873,18 @@ int main(int argc, char **argv) {
         for (int d = 0; d < r.mx.k; d++) printf(" %s %.4f", r.mx.ds.name[d], r.ref[d]);
         printf("\n");
     }
-    printf("| tokens per step %d (batch %d x seq %d x accum %d), schedule: warmup %d, cosine to %.3g x %.3g, "
-           "BLAS %s, %d threads\n", r.o.batch * r.o.seq * r.o.grad_accum, r.o.batch, r.o.seq, r.o.grad_accum,
-           r.o.warmup, r.o.min_lr_frac, r.o.lr, blas_kernels(), omp_get_max_threads());
+    if (comm_dp(&comm, r.o.step.zero))
+        printf("| data parallel: %d ranks (%s), ZeRO %d; the global batch is %d sequences, --batch %d per rank\n",
+               comm.world, comm.mpi ? "mpirun" : comm.launched ? "RANK, WORLD_SIZE" : "one process", r.o.step.zero,
+               r.o.batch * comm.world, r.o.batch);
+    printf("| tokens per step %d (batch %d x seq %d x accum %d x ranks %d), schedule: warmup %d, cosine to %.3g x %.3g, "
+           "BLAS %s, %d threads\n", r.o.batch * r.o.seq * r.o.grad_accum * comm.world, r.o.batch, r.o.seq,
+           r.o.grad_accum, comm.world, r.o.warmup, r.o.min_lr_frac, r.o.lr, blas_kernels(), omp_get_max_threads());
     fflush(stdout);
 
-    // from here on OUT is written; first the temporaries of a process that was killed while writing logs
-    make_dirs(r.o.out);
-    ckpt_cleanup(r.o.out);
-    if (r.dynamic && *r.o.ref_model && !r.o.resume) {
+    // from here on OUT is written (by rank 0); first the temporaries of a process killed while writing logs
+    if (comm.rank == 0) make_dirs(r.o.out), ckpt_cleanup(r.o.out);
+    if (comm.rank == 0 && r.dynamic && *r.o.ref_model && !r.o.resume) {
         cJSON *j = cJSON_CreateObject();
         for (int d = 0; d < r.mx.k; d++) cJSON_AddNumberToObject(j, r.mx.ds.name[d], r.ref[d]);
         char *p = path_join(r.o.out, "ref_loss.json");
@@ -886,6 +901,7 @@ int main(int argc, char **argv) {
         r.tlog = (float *)mallocCheck(sizeof(float) * N * r.m.c.V);
     }
     StepOpts so = step_opts(&r.o.step, r.o.batch, r.o.seq, 1);
+    so.comm = &comm;  // the data-parallel ranks
     r.S = step_open(&r.m, &r.opt, &so);
     if (!r.o.resume && r.o.eval_every > 0) evaluate(&r, 0);
 
@@ -895,7 +911,7 @@ int main(int argc, char **argv) {
         double ts = now_sec();
         StepStats st = train_step(&r);
         double now = now_sec(), dt = now - ts, el = now - t0;
-        float toks = (float)(N * r.o.grad_accum / dt);
+        float toks = (float)(N * r.o.grad_accum * comm.world / dt);  // the global batch's
         history_add_step(&r.h, (float)st.loss, (float)st.lr, (float)st.gnorm, toks);
         char e1[32], e2[32];
         printf("step %d/%d | loss %.4f | lr %.1e | grad %.3f | %.0f tok/s | elapsed %s | eta %s", r.step, r.o.steps,
@@ -911,7 +927,7 @@ int main(int argc, char **argv) {
         int at_save = (r.o.save_every > 0 && r.step % r.o.save_every == 0) || last || stop;
         if (at_eval || last) evaluate(&r, at_eval);  // the weights move at eval intervals only
         if (at_save) train_checkpoint_save(&r, now_sec() - t_start);
-        if (at_eval || at_save) write_logs(&r, at_eval || last);
+        if ((at_eval || at_save) && comm.rank == 0) write_logs(&r, at_eval || last);
         if (stop) {
             printf("stopped at step %d (--stop-at); continue with --resume\n", r.step);
             break;
@@ -930,5 +946,14 @@ int main(int argc, char **argv) {
     history_free(&r.h);
     free(r.tok), free(r.tgt), free(r.slog), free(r.tlog), free(r.ref);
     return 0;
+}
+
+// Under mpirun every rank runs train_main; rank 0 prints and writes, the others say nothing unless they fail
+int main(int argc, char **argv) {
+    comm = comm_init();
+    if (comm.rank > 0 && !freopen("/dev/null", "w", stdout)) fail("rank %d: cannot silence stdout", comm.rank);
+    int rc = train_main(argc, argv);
+    comm_finish(&comm);
+    return rc;
 }
 #endif
