@@ -215,8 +215,16 @@ static void masks_from_u(Masks *M) {
     masks_idle_fill(M, M->z, 1.0f), masks_idle_fill(M, M->dzdla, 0.0f);
 }
 
-static void masks_sample(const Config *c, Masks *M) {
-    for (size_t i = 0; i < M->n; i++) M->u[i] = (float)(HC_EPS + (1 - 2 * HC_EPS) * rng_uniform(&M->rng));
+// One z per micro-batch and rank: every rank draws the uniforms of all `world` ranks and keeps those of its own
+// `rank`, so the generator stays the same everywhere (a checkpoint holds one) and a step's draws are one sequence
+// whatever the ranks: draw a·world + r is micro-batch a of rank r, and 2 ranks draw what 1 rank with
+// --grad-accum 2 draws (the published run averages its 8 ranks' draws)
+static void masks_sample(const Config *c, Masks *M, int rank, int world) {
+    for (int r = 0; r < world; r++)
+        for (size_t i = 0; i < M->n; i++) {
+            float u = (float)(HC_EPS + (1 - 2 * HC_EPS) * rng_uniform(&M->rng));
+            if (r == rank) M->u[i] = u;
+        }
     masks_from_u(M);
     masks_compose(c, M);
 }
@@ -303,6 +311,9 @@ typedef struct {
 } Pruner;
 
 static int device = DEVICE_CPU;  // --device (main sets it once): where sheared steps and evaluations run
+// the data-parallel ranks (hip/comm.h): `mpirun -np N ./prune ...` runs N of these, each with --batch sequences
+// of every micro-batch and its own z draws; rank 0 prints and writes. One process is a world of 1.
+static Comm comm = {0, 1, 0, 0, 0, NULL};
 
 typedef struct {
     double ce, lag, s[NLAM], t[NLAM], params, gnorm, lr_factor;
@@ -323,7 +334,9 @@ static void pruner_alloc(Pruner *P, const StepOpts *so) {
 // draw of z, as the published run's ranks each draw theirs (the first: the caller's masks_sample). The weights'
 // gradients accumulate on the device (their sum); each micro-batch's hook gradients (the accumulated ones less
 // the previous micro-batch's) go through its own z and dz/d log_alpha. Leaves the mean d CE / d log_alpha in
-// M.dla and returns the mean CE. (Data parallel: each rank's dla is its own draws'; the ranks' sum is the step's.)
+// M.dla and returns the mean CE. Data parallel: each rank's dla is its own draws'; their mean over the ranks is
+// all-reduced here and the weights' by step_reduce, so the Lagrangian, the norm and every update of log_alpha and λ
+// are the same on every rank.
 static double masked_ce_grad(Pruner *P, const int *tok, const int *tgt) {
     Masks *M = &P->M;
     Step *S = P->S;
@@ -336,7 +349,7 @@ static double masked_ce_grad(Pruner *P, const int *tok, const int *tgt) {
     memset(M->dla, 0, sizeof(float) * M->n);
     step_zero_grad(S);
     for (int a = 0; a < A; a++) {
-        if (a) masks_sample(c, M);
+        if (a) masks_sample(c, M, comm.rank, comm.world);
         step_masks(S, M->zl, M->zh, MROW(M, M->z, M_FFN, 0), MROW(M, M->z, M_HIDDEN, 0));
         ce += step_forward(S, tok + a * BT, tgt + a * BT, 1);
         step_backward(S);
@@ -349,7 +362,11 @@ static double masked_ce_grad(Pruner *P, const int *tok, const int *tgt) {
         masks_backward(c, M);
         for (size_t i = 0; i < M->n; i++) M->dla[i] += M->dz[i] * M->dzdla[i] / A;  // through this draw
     }
-    return step_reduce(S, ce / A);
+    if (comm.world > 1) {
+        comm_allreduce(&comm, M->dla, M->n, COMM_F32);
+        for (size_t i = 0; i < M->n; i++) M->dla[i] /= (float)comm.world;
+    }
+    return step_reduce(S, ce / A);  // the weights' gradients: summed over micro-batches, averaged over ranks
 }
 
 static StepStats prune_step(Pruner *P, const int *tok, const int *tgt) {
@@ -358,7 +375,7 @@ static StepStats prune_step(Pruner *P, const int *tok, const int *tgt) {
     Masks *M = &P->M;
     int step = ++P->step;
     masks_project(M);
-    masks_sample(&m->c, M);
+    masks_sample(&m->c, M, comm.rank, comm.world);
     memset(M->dlam, 0, sizeof M->dlam);
     st.ce = masked_ce_grad(P, tok, tgt);
     double warm = P->lag_warmup > 0 ? fmin(1.0, (double)step / P->lag_warmup) : 1.0;
@@ -684,7 +701,7 @@ static void masks_write(const Masks *M, const float *score, const char *path, in
 // per-domain validation loss of the model S holds, under the masks m's hooks point at (or none)
 static void eval_all(Step *S, const Model *m, Mixture *mx, int batches, double *loss) {
     step_masks(S, m->zl, m->zh, m->zf, m->zd);
-    for (int i = 0; i < mx->k; i++) loss[i] = mixture_eval(mx, step_eval_fn, S, i, S->B, S->T, batches);
+    mixture_eval_all(mx, step_eval_fn, S, S->B, S->T, batches, &comm, loss);  // batches of B x ranks windows
 }
 
 static void print_losses(const char *what, const Mixture *mx, const double *loss) {
@@ -708,7 +725,7 @@ static void finalize(const Model *m, const Masks *M, const float *score, const c
     fold_and_slice(m, M, out_dtype, out, &sv);
     if (mx && eval_batches > 0) {
         double *loss = (double *)mallocCheck(sizeof(double) * mx->k);
-        StepOpts so = {device, B, T, 0, 0, 0, 0};
+        StepOpts so = {device, B, T, 0, 0, 0, 0, NULL, 0};
         const char *why = step_refuses(&so, &out->c, -1);
         if (why) printf("| the pruned model is evaluated on the CPU: %s\n", why), so.device = DEVICE_CPU;
         Step *S = step_open(out, NULL, &so);
@@ -717,6 +734,10 @@ static void finalize(const Model *m, const Masks *M, const float *score, const c
         print_losses("| pruned model val loss:", mx, loss);
         cJSON_AddItemToObject(extra, "val_loss_pruned", losses_json(mx, loss));
         free(loss);
+    }
+    if (comm.rank > 0) {  // rank 0 writes; every rank holds the same masks and weights
+        survivors_free(&sv);
+        return;
     }
     make_dirs(out_dir);
     model_save(out, out_dir, out_dtype);
@@ -1016,7 +1037,7 @@ static void prune_checkpoint_load(Pruner *P, Mixture *mx, double *ref, const cJS
 
 typedef struct {
     const char *model, *data, *out, *method_s, *target_file, *mix, *dtype;
-    StepFlags step;  // --device and the GPU's options
+    StepFlags step;  // --device, the GPU's options, --zero
     double keep;
     int steps, batch, seq, grad_accum, seed, eval_every, eval_batches, dbl_clip, full_every, save_every, resume, stop_at;
     int calib_batches, log_every, warmup, lag_warmup;
@@ -1047,7 +1068,9 @@ static const Flag flags[] = {
     {"seq", F_INT, OPT(seq), "-1", ">= -1", SAVE_FIXED, "tokens per sequence; -1: twice the model's sliding window, at "
                                      "least 256 (so the masks see full layers attend beyond it)"},
     {"grad-accum", F_INT, OPT(grad_accum), "1", ">= 1", SAVE_FIXED, "micro-batches per step (sheared), each under its own "
-                                             "draw of the masks (the published run: 8 ranks, one draw each)"},
+                                             "draw of the masks (the published run: 8 ranks, one draw each); a step is "
+                                             "batch x accum x ranks sequences"},
+    STEP_ZERO_FLAG(Settings, step),
     {"seed", F_INT, OPT(seed), "1", NULL, SAVE_FIXED, "seed of the mask noise, the u draws and the data order"},
     {"lr", F_FLOAT, OPT(lr), "1e-4", "> 0", SAVE_FIXED, "weight learning rate (peak)"},
     {"mask-lr", F_FLOAT, OPT(mask_lr), "1.0", ">= 0", SAVE_FIXED, "log_alpha learning rate (peak)"},
@@ -1124,6 +1147,9 @@ static Settings parse_args(int argc, char **argv) {
     if (s.warmup > s.steps || s.lag_warmup > s.steps)
         usage_fail(&cli, "--warmup %d and --lagrangian-warmup %d must be at most --steps %d", s.warmup, s.lag_warmup, s.steps);
     if (s.stop_at > s.steps) usage_fail(&cli, "--stop-at %d: expected a step in [1, --steps %d] (0: off)", s.stop_at, s.steps);
+    if (comm_dp(&comm, s.step.zero) && s.method != METH_SHEARED)
+        usage_fail(&cli, "--method %s runs in one process with --zero 0; data parallel (mpirun, --zero) is --method "
+                   "sheared's", s.method_s);
     StepOpts so = step_opts(&s.step, s.batch, s.seq, 1);
     const char *why = step_refuses(&so, NULL, OPT_ADAMW);
     if (why) fail("%s", why);
@@ -1147,11 +1173,14 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
     masks_init(&P.M, &P.m.c, tgt, full_layers_kept(&P.m.c, tgt->L, full_every), (uint64_t)s->seed * 0x9e3779b97f4a7c15ull + 1);
     masks_print(&P.M);
     char run_tok[32];
-    printf("| tokens per step %d (batch %d x seq %d x accum %d: %d draws of the masks), %s in %d steps; published: "
-           "131k per step (32 x 4096, 8 draws), 0.42B in 3200 steps\n", s->batch * s->seq * s->grad_accum, s->batch,
-           s->seq, s->grad_accum, s->grad_accum, fmt_count((double)s->batch * s->seq * s->grad_accum * s->steps, run_tok),
+    int draws = s->grad_accum * comm.world;  // one z per micro-batch and rank
+    printf("| tokens per step %d (batch %d x seq %d x accum %d x ranks %d: %d draws of the masks), %s in %d steps; "
+           "published: 131k per step (32 x 4096, 8 draws), 0.42B in 3200 steps\n", s->batch * s->seq * draws, s->batch,
+           s->seq, s->grad_accum, comm.world, draws, fmt_count((double)s->batch * s->seq * draws * s->steps, run_tok),
            s->steps);
+    if (comm_dp(&comm, s->step.zero)) printf("| data parallel: %d ranks, ZeRO %d\n", comm.world, s->step.zero);
     StepOpts so = step_opts(&s->step, s->batch, s->seq, 1);
+    so.comm = &comm;  // the data-parallel ranks
     pruner_alloc(&P, &so);
     P.steps = s->steps, P.warmup = s->warmup, P.lag_warmup = s->lag_warmup, P.accum = s->grad_accum;
     P.lr = s->lr, P.mask_lr = s->mask_lr, P.lambda_lr = s->lambda_lr, P.lr_floor = s->min_lr_frac, P.clip = s->grad_clip;
@@ -1173,15 +1202,16 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
     }
     double target_params = shape_params(&P.m.c, tgt);
     int A = P.accum;
-    size_t BT = (size_t)B * T;
+    size_t BT = (size_t)B * T, step_tokens = BT * A * comm.world;  // the global batch's
     int *tok = (int *)mallocCheck(sizeof(int) * BT * A), *tgt_tok = (int *)mallocCheck(sizeof(int) * BT * A);
     double t_start = now_sec(), tok_done = 0;
     while (P.step < P.steps) {
         double t0 = now_sec();
-        for (int a = 0; a < A; a++) mixture_batch(&mx, B, T, tok + a * BT, tgt_tok + a * BT, NULL);
+        for (int a = 0; a < A; a++)  // this rank's B rows of each micro-batch of B x ranks sequences
+            mixture_batch_part(&mx, B * comm.world, B * comm.rank, B, T, tok + a * BT, tgt_tok + a * BT, NULL);
         StepStats st = prune_step(&P, tok, tgt_tok);
         double dt = now_sec() - t0;
-        tok_done += (double)BT * A;
+        tok_done += (double)step_tokens;
         if (P.step % s->log_every == 0 || P.step == P.steps) {
             char eta[32], pe[32], pt[32], te[32], tt[32];
             double emb = (double)P.m.c.V * row_sum(&P.M, P.M.kp, M_HIDDEN, 0);  // expected embedding size
@@ -1190,8 +1220,8 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
                 if (P.M.terms[q]) printf(" %s %.3f/%.3f", lam_name[q], st.s[q], st.t[q]);
             printf(" | params %s/%s (total %s/%s) | lr %.2e | gnorm %.3f | %.0f tok/s | eta %s", fmt_count(st.params, pe),
                    fmt_count(target_params, pt), fmt_count(st.params + emb, te),
-                   fmt_count(target_params + (double)P.m.c.V * tgt->d, tt), P.lr * st.lr_factor, st.gnorm, BT * A / dt,
-                   fmt_duration((now_sec() - t_start) / tok_done * (double)BT * A * (P.steps - P.step), eta));
+                   fmt_count(target_params + (double)P.m.c.V * tgt->d, tt), P.lr * st.lr_factor, st.gnorm, step_tokens / dt,
+                   fmt_duration((now_sec() - t_start) / tok_done * (double)step_tokens * (P.steps - P.step), eta));
             step_log_memory(P.S);
             printf("\n");
             fflush(stdout);
@@ -1210,11 +1240,13 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
             }
         }
         if ((s->save_every && P.step % s->save_every == 0) || P.step == P.steps || P.step == s->stop_at) {
-            step_get(P.S, STEP_WEIGHTS | STEP_OPTIMIZER, -1);  // the host copies up to date
-            prune_checkpoint_save(&P, &mx, ref, run, s->out);
+            step_get(P.S, STEP_WEIGHTS | STEP_OPTIMIZER, -1);  // the host copies up to date (every rank: may gather)
+            if (comm.rank == 0) prune_checkpoint_save(&P, &mx, ref, run, s->out);  // the others hold the same
         }
         if (P.step == s->stop_at && P.step < P.steps) {
             printf("stopped at step %d (--stop-at); continue with --resume\n", P.step);
+            fflush(stdout);
+            comm_finish(&comm);
             exit(0);
         }
     }
@@ -1289,7 +1321,7 @@ static void run_baseline(const Settings *s, Model *m, const Shape *tgt, int full
     double *ref = NULL;
     if (have_data && s->eval_batches > 0) {
         ref = (double *)mallocCheck(sizeof(double) * mx.k);
-        StepOpts cpu = {DEVICE_CPU, s->batch, s->seq, 0, 0, 0, 0};  // one-shot methods evaluate the source on the CPU
+        StepOpts cpu = {DEVICE_CPU, s->batch, s->seq, 0, 0, 0, 0, NULL, 0};  // one-shot methods evaluate the source on the CPU
         Step *S = step_open(m, NULL, &cpu);
         eval_all(S, m, &mx, s->eval_batches, ref);
         step_close(S);
@@ -1306,7 +1338,7 @@ static void run_baseline(const Settings *s, Model *m, const Shape *tgt, int full
 }
 
 #ifndef PRUNE_NO_MAIN
-int main(int argc, char **argv) {
+static int prune_main(int argc, char **argv) {
     Settings s = parse_args(argc, argv);
     device = s.gpu ? DEVICE_GPU : DEVICE_CPU;
     double t0 = now_sec();
@@ -1365,7 +1397,7 @@ int main(int argc, char **argv) {
     cJSON *extra = cJSON_CreateObject();
     cJSON_AddNumberToObject(extra, "full_every", full_every);
     cJSON_AddNumberToObject(extra, "seed", (double)s.seed);
-    ckpt_cleanup(s.out);  // from here on OUT is written: first what a killed run left there
+    if (comm.rank == 0) ckpt_cleanup(s.out);  // from here on OUT is written (by rank 0): first what a killed run left
     Model out;
     if (s.method == METH_SHEARED) run_sheared(&s, &m, &tgt, full_every, extra, &out);
     else run_baseline(&s, &m, &tgt, full_every, extra, &out);
@@ -1375,5 +1407,14 @@ int main(int argc, char **argv) {
     model_free(&out);
     model_free(&m);
     return 0;
+}
+
+// Under mpirun every rank runs prune_main; rank 0 prints and writes, the others say nothing unless they fail
+int main(int argc, char **argv) {
+    comm = comm_init();
+    if (comm.rank > 0 && !freopen("/dev/null", "w", stdout)) fail("rank %d: cannot silence stdout", comm.rank);
+    int rc = prune_main(argc, argv);
+    comm_finish(&comm);
+    return rc;
 }
 #endif

@@ -365,7 +365,7 @@ static void test_gradients(void) {
     Shape t = {24, 12, 4, 2, 1, 8, 0};  // every mask has a row with a term (the full layers' row is idle: 2 of 2)
     masks_init(&f.P.M, &f.P.m.c, &t, full_layers_kept(&f.P.m.c, t.L, default_full_every(&f.P.m.c)), 3);
     f.B = 2, f.T = 10;
-    StepOpts cpu = {DEVICE_CPU, f.B, f.T, 0, 0, 0, 0};
+    StepOpts cpu = {DEVICE_CPU, f.B, f.T, 0, 0, 0, 0, NULL, 0};
     pruner_alloc(&f.P, &cpu);
     f.tok = random_tokens(f.B * f.T, f.P.m.c.V, 4);
     f.tgt = random_tokens(f.B * f.T, f.P.m.c.V, 5);
@@ -475,7 +475,7 @@ static void train_layer_masks(const Config *c, const Shape *t, int kf, Masks *M)
     int steps = 3200, lag_warmup = 640;  // the published schedule: 3200 steps, targets reached at 20%
     for (int step = 1; step <= steps; step++) {
         masks_project(M);
-        masks_sample(c, M);
+        masks_sample(c, M, 0, 1);
         memset(M->dla, 0, sizeof(float) * M->n), memset(M->dlam, 0, sizeof M->dlam);
         for (int l = 0; l < c->L; l++) MLAYER(M, M->dla, l) = (float)cost[l] * MLAYER(M, M->dzdla, l);
         lagrangian(M, fmin(1.0, (double)step / lag_warmup), 1, NULL, NULL);
@@ -542,7 +542,7 @@ static void test_grad_accum(void) {
     Shape t = {24, 12, 4, 2, 1, 8, 0};
     masks_init(&P.M, &P.m.c, &t, full_layers_kept(&P.m.c, t.L, default_full_every(&P.m.c)), 3);
     int B = 2, T = 10;
-    StepOpts cpu = {DEVICE_CPU, B, T, 0};
+    StepOpts cpu = {DEVICE_CPU, B, T, 0, 0, 0, 0, NULL, 0};
     pruner_alloc(&P, &cpu);
     Masks *M = &P.M;
     random_log_alphas(M, 12);
@@ -552,13 +552,13 @@ static void test_grad_accum(void) {
     float *ref_dla = (float *)callocCheck(sizeof(float) * M->n), *ref_gw = (float *)callocCheck(sizeof(float) * W);
     Rng r0 = M->rng;
     P.accum = 2;
-    masks_sample(&P.m.c, M);
+    masks_sample(&P.m.c, M, 0, 1);
     double ce = masked_ce_grad(&P, tok, tgt), ref_ce = 0;
     memcpy(dla, M->dla, sizeof(float) * M->n), memcpy(gw, P.m.gw, sizeof(float) * W);
     M->rng = r0, P.accum = 1;
     float z1[2];
     for (int a = 0; a < 2; a++) {
-        masks_sample(&P.m.c, M);  // the same draws as inside the accumulated step
+        masks_sample(&P.m.c, M, 0, 1);  // the same draws as inside the accumulated step
         z1[a] = M->z[M->s[M_FFN].base];
         ref_ce += masked_ce_grad(&P, tok + a * B * T, tgt + a * B * T) / 2;
         for (size_t i = 0; i < M->n; i++) ref_dla[i] += M->dla[i] / 2;
@@ -581,7 +581,7 @@ static void test_frozen_norm(void) {
     t.F /= 2;
     masks_init(&P.M, &P.m.c, &t, full_layers_kept(&P.m.c, t.L, default_full_every(&P.m.c)), 3);
     int B = 2, T = 10;
-    StepOpts cpu = {DEVICE_CPU, B, T, 0};
+    StepOpts cpu = {DEVICE_CPU, B, T, 0, 0, 0, 0, NULL, 0};
     pruner_alloc(&P, &cpu);
     P.steps = 10, P.lr = 1e-4, P.mask_lr = 1, P.lambda_lr = 1, P.lr_floor = 0.1, P.clip = 1e30;  // no clipping
     int *tok = random_tokens(B * T, P.m.c.V, 4), *tgt = random_tokens(B * T, P.m.c.V, 5);
@@ -888,7 +888,7 @@ static void bench(const char *shape, int steps) {
     Shape t = shape_of(&P.m.c);
     t.d /= 2, t.F /= 2, t.L = t.L * 3 / 4;
     masks_init(&P.M, &P.m.c, &t, full_layers_kept(&P.m.c, t.L, default_full_every(&P.m.c)), 2);
-    StepOpts cpu = {DEVICE_CPU, B, T, 0, 0, 0, 0};
+    StepOpts cpu = {DEVICE_CPU, B, T, 0, 0, 0, 0, NULL, 0};
     pruner_alloc(&P, &cpu);
     P.steps = 1000, P.warmup = 100, P.lag_warmup = 200, P.lr = 1e-4, P.mask_lr = 1, P.lambda_lr = 1, P.lr_floor = 0.1, P.clip = 1;
     int *tok = random_tokens(N, 260, 3), *tgt = random_tokens(N, 260, 4);
