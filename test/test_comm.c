@@ -309,7 +309,31 @@ static void test_batch(const char *data) {
     mixture_close(&mine);
 }
 
+// test/test_comm --compare A.safetensors B.safetensors TOL: every fp32 tensor of A against B's of the same name,
+// the relative L2 error ||a - b|| / ||b|| per tensor; prints the worst; exit 1 above TOL (test_comm.sh's check on
+// the weights data parallel runs write: AdamW's step is nearly sign(g) where |g| ~ eps, so one element can move by
+// lr on a rounding difference; the L2 error over a tensor is the measure that stays at fp32 rounding)
+static int compare_files(const char *a, const char *b, double tol) {
+    SFile *fa = st_open(a), *fb = st_open(b);
+    double worst = 0;
+    const char *where = "";
+    for (int i = 0; i < fa->n; i++) {
+        const STensor *x = &fa->t[i], *y = st_find(fb, x->name);
+        if (!y || y->numel != x->numel || x->dtype != ST_F32 || y->dtype != ST_F32)
+            fail("%s: tensor %s missing in %s, or not fp32 of the same size", a, x->name, b);
+        const float *p = (const float *)x->data, *q = (const float *)y->data;
+        double d = 0, m = 0;
+        for (size_t k = 0; k < x->numel; k++) d += ((double)p[k] - q[k]) * ((double)p[k] - q[k]), m += (double)q[k] * q[k];
+        double rel = m > 0 ? sqrt(d / m) : sqrt(d);
+        if (!(rel <= worst)) worst = rel, where = x->name;
+    }
+    printf("%s %s vs %s: %d tensors, worst ||a-b||/||b|| %.2e (%s), limit %.0e\n", worst <= tol ? "ok  " : "FAIL", a, b,
+           fa->n, worst, where, tol);
+    return !(worst <= tol);
+}
+
 int main(int argc, char **argv) {
+    if (argc == 5 && !strcmp(argv[1], "--compare")) return compare_files(argv[2], argv[3], atof(argv[4]));
     C = comm_init();
     char tag[32];
     snprintf(tag, sizeof tag, "[rank %d/%d] ", C.rank, C.world);
