@@ -134,7 +134,7 @@ check "sheared, --dtype bf16: output passes --check-run" quiet ./test/test_prune
 ./prune --model "$T/src" --data "$T/data" --seq 32 --batch 2 --grad-accum 2 --eval-every 4 --eval-batches 2 --log-every 4 \
   --out "$T/ga" --target "$T/t1.json" --steps 4 > "$T/ga.log" 2>&1 || { cat "$T/ga.log"; bad "--grad-accum run"; }
 check "--grad-accum 2: the step's tokens (2 x 32 x 2) and the run's beside the published 131k and 0.42B" \
-  grep -q '^| tokens per step 128 (batch 2 x seq 32 x accum 2: 2 draws of the masks), 512 in 4 steps; published: 131k per step' "$T/ga.log"
+  grep -q '^| tokens per step 128 (batch 2 x seq 32 x accum 2 x ranks 1: 2 draws of the masks), 512 in 4 steps; published: 131k per step' "$T/ga.log"
 check "--grad-accum 2: output passes --check-run" quiet ./test/test_prune --check-run "$T/ga"
 mkdir -p "$T/srcw" && cp "$T/src/model.safetensors" "$T/srcw/" && sed 's/"sliding_window":[[:space:]]*[0-9]*/"sliding_window": 200/' "$T/src/config.json" > "$T/srcw/config.json"
 ./prune --model "$T/srcw" --data "$T/data" --out "$T/sw" --method magnitude --keep 0.5 --eval-batches 0 > "$T/sw.log" 2>&1 || { cat "$T/sw.log"; bad "--seq default run"; }
