@@ -214,12 +214,12 @@ hip/build/profile: profile.c hip/build/gpu.o hip/build/blas.o hip/build/comm.o m
 hip/build/mkshards: data/mkshards.c data/tokenizer.h data/shard.h util.h
 	@mkdir -p hip/build
 	$(CC) $(GPU_CFLAGS) -o $@ data/mkshards.c -lcjson -lm -Wl,-rpath,'$$ORIGIN/lib'
-hip/build/bench: hip/bench.c hip/build/gpu.o hip/build/blas.o model.h util.h hip/gpu.h
+hip/build/bench: hip/bench.c hip/build/gpu.o hip/build/blas.o hip/build/comm.o model.h util.h hip/gpu.h hip/comm.h
 	$(CC) $(GPU_CFLAGS) -DUSE_GPU -c hip/bench.c -o hip/build/bench.c.o
-	$(NVCC) $(NVCC_ARCH) -o $@ hip/build/bench.c.o hip/build/gpu.o hip/build/blas.o $(GPU_LDLIBS)
-hip/build/check_step: hip/dev/check_step.c hip/build/gpu.o hip/build/blas.o model.h util.h hip/gpu.h
+	$(NVCC) $(NVCC_ARCH) -o $@ hip/build/bench.c.o hip/build/gpu.o hip/build/blas.o hip/build/comm.o $(GPU_LDLIBS)
+hip/build/check_step: hip/dev/check_step.c hip/build/gpu.o hip/build/blas.o hip/build/comm.o model.h util.h hip/gpu.h hip/comm.h
 	$(CC) $(GPU_CFLAGS) -DUSE_GPU -c hip/dev/check_step.c -o hip/build/check_step.c.o
-	$(NVCC) $(NVCC_ARCH) -o $@ hip/build/check_step.c.o hip/build/gpu.o hip/build/blas.o $(GPU_LDLIBS)
+	$(NVCC) $(NVCC_ARCH) -o $@ hip/build/check_step.c.o hip/build/gpu.o hip/build/blas.o hip/build/comm.o $(GPU_LDLIBS)
 check-hip:
 	@sh test/test_hip.sh
 check-gpu: gpu

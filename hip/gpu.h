@@ -75,7 +75,10 @@ void gpu_zero_grad(GpuModel *g);                   // weight and mask gradients 
 // back layer by layer in place (the forward keeps none per layer), so each backward needs its own forward.
 float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad);
 void gpu_backward(GpuModel *g);                    // gradients ACCUMULATE (as in model.h)
-double gpu_grad_sumsq(GpuModel *g);                // Σ g² over all weight gradients (frozen ones stay 0)
+double gpu_grad_sumsq(GpuModel *g);
+// the gradients as the device keeps them (hip/plan.h), for collectives: fp32 [n32] and, with grad_bf16, the
+// matrices' bf16 [n16]
+void gpu_grad_buffers(GpuModel *g, float **g32, size_t *n32, void **g16, size_t *n16);                // Σ g² over all weight gradients (frozen ones stay 0)
 // GpuSpec.optimizer on every non-frozen tensor: AdamW (model.h adamw_update) or 8-bit AdamW (train.c adamw8_update);
 // wd only where bit 0 is set; g scaled by gscale first. The states are made, zero, at the first call.
 void gpu_adamw(GpuModel *g, float lr, float b1, float b2, float eps, float wd, int step, float gscale);
@@ -208,6 +211,9 @@ static const char *gpu_step_refuses(const StepOpts *o, const Config *c, int opti
         snprintf(why, sizeof why, "--gpu-recompute %d: expected 0 to %d (the model's layers)", o->recompute, c->L);
     else if (c && (o->checkpoint < 0 || o->checkpoint > c->L))
         snprintf(why, sizeof why, "--gpu-checkpoint %d: expected 0 to %d (the model's layers)", o->checkpoint, c->L);
+    else if (o->zero > 0)
+        snprintf(why, sizeof why, "--device gpu: --zero %d is not there yet (the GPU all-reduces the gradients and every "
+                 "rank keeps the whole optimizer state); use --zero 0, or --device cpu for the ZeRO stages", o->zero);
     else return NULL;
     return why;
 }
@@ -220,7 +226,22 @@ static float gpu_step_forward(Step *S, const int *tok, const int *tgt, int want_
     return gpu_forward(gpu_of(S), tok, tgt, want_grad);
 }
 static void gpu_step_backward(Step *S) { gpu_backward(gpu_of(S)); }
-static double gpu_step_reduce(Step *S, double loss) { return loss; }  // one GPU (frozen tensors get no gradient)
+// Data parallel: the gradients averaged over the ranks by NCCL all-reduces in place on the step's (default) stream
+// (fp32, and the matrices' bf16 ones with --grads bf16, in one group), the global batch's loss returned (frozen
+// tensors get no gradient, so nothing to clear)
+static double gpu_step_reduce(Step *S, double loss) {
+    if (!S->dp) return loss;
+    float *g32;
+    void *g16;
+    size_t n32, n16;
+    GpuComm *c = S->comm->gpu;
+    gpu_grad_buffers(gpu_of(S), &g32, &n32, &g16, &n16);
+    gpu_comm_group(c, 1);
+    gpu_comm_allreduce(c, g32, n32, COMM_F32, COMM_AVG, NULL);
+    if (n16) gpu_comm_allreduce(c, g16, n16, COMM_BF16, COMM_AVG, NULL);
+    gpu_comm_group(c, 0);
+    return comm_sum(S->comm, loss) / S->comm->world;
+}
 static void gpu_step_mask_grads(Step *S, float *dzl, float *dzh, float *dzf, float *dzd) {
     gpu_get_mask_grads(gpu_of(S), dzl, dzh, dzf, dzd);
 }
@@ -276,6 +297,8 @@ static Step *gpu_step_open(Model *m, Optimizer *opt, const StepOpts *o) {
     Step *S = (Step *)callocCheck(sizeof(Step));
     GpuStep *G = (GpuStep *)callocCheck(sizeof(GpuStep));
     S->f = &gpu, S->device = DEVICE_GPU, S->B = o->B, S->T = o->T, S->m = m, S->opt = opt, S->dev = G;
+    S->comm = o->comm, S->dp = comm_dp(o->comm, o->zero);
+    if (S->dp && !o->comm->gpu) comm_gpu_open(o->comm);  // picks GPU `local` before anything is allocated
     S->name = gpu_device_name();
     G->s = gpu_spec_from_model(m);
     G->s->recompute = o->recompute, G->s->checkpoint = o->checkpoint;

@@ -492,6 +492,10 @@ void gpu_init_random(GpuModel *g, uint64_t seed, float std) {
     hipCheckLaunch();
 }
 
+void gpu_grad_buffers(GpuModel *g, float **g32, size_t *n32, void **g16, size_t *n16) {
+    *g32 = g->g32, *n32 = g->plan.n_g32, *g16 = g->g16, *n16 = g->plan.n_g16;
+}
+
 void gpu_zero_grad(GpuModel *g) {
     if (g->s.forward_only) fail_msg("gpu_zero_grad: a forward-only model has no gradients or optimizer state");
     const GpuSpec *s = &g->s;
