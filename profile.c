@@ -521,8 +521,9 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
     const char *why = gpu_unsupported(c);
     if (why) fail("profile memory --device gpu: %s", why);
     if (o->opt == OPT_MUON) fail("profile memory --device gpu: the GPU path runs adamw and adamw8, not muon");
-    if (o->gpus != 1 || o->zero || o->ckpt)
-        fail("profile memory --device gpu: one GPU, no ZeRO; whole-layer checkpointing per layer is --gpu-checkpoint N");
+    if (o->zero || o->ckpt)  // what the GPU path runs: every rank holds it all (ZeRO 0)
+        fail("profile memory --device gpu: the GPU path runs --zero 0 (the ZeRO stages' arithmetic is --device cpu's "
+             "table); whole-layer checkpointing per layer is --gpu-checkpoint N");
     if (o->weight_bytes != 2) fail("profile memory --device gpu: the GPU computes with bf16 weights (--dtype bf16)");
     if (recompute < 0 || recompute > c->L) fail("--gpu-recompute %d: expected 0 to %d (the layers)", recompute, c->L);
     if (checkpoint < 0 || checkpoint > c->L) fail("--gpu-checkpoint %d: expected 0 to %d (the layers)", checkpoint, c->L);
@@ -551,12 +552,16 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
 #undef ROW
     printf("  peak while stepping %.2f GiB = %.2f GB of %g GB -> %s (the device's context, ~0.5 GiB, on top)\n", peak / G,
            peak / 1e9, o->gpu_mem, peak + 0.5 * G <= o->gpu_mem * 1e9 ? "fits" : "does NOT fit");
+    if (o->gpus > 1)  // hip/gpu.h gpu_step_reduce: NCCL all-reduces in place, no second gradient buffer
+        printf("  data parallel over %d GPUs (ZeRO 0): each GPU holds all of the above; the gradients are all-reduced in "
+               "place; NCCL's own buffers are not counted\n", o->gpus);
     if (json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "device", "gpu");
         cJSON_AddStringToObject(j, "optimizer", opt_names[o->opt]);
         cJSON_AddBoolToObject(j, "grads_bf16", s->grad_bf16), cJSON_AddBoolToObject(j, "bf16_only", s->bf16_only);
         cJSON_AddNumberToObject(j, "gpu_recompute", recompute), cJSON_AddNumberToObject(j, "gpu_checkpoint", checkpoint);
+        cJSON_AddNumberToObject(j, "gpus", o->gpus), cJSON_AddNumberToObject(j, "zero", 0);
         cJSON_AddNumberToObject(j, "weights", (double)p->params), cJSON_AddNumberToObject(j, "gradients", (double)p->grads);
         cJSON_AddNumberToObject(j, "optimizer_states", (double)p->states), cJSON_AddNumberToObject(j, "activations", (double)p->acts);
         cJSON_AddNumberToObject(j, "stream_tables", (double)(p->stream + p->tables)), cJSON_AddNumberToObject(j, "scratch", (double)p->ws);

@@ -46,6 +46,12 @@ sys.exit(0 if abs(a["optimizer_states"] / n - 8) < 1e-6 and 2 < b["optimizer_sta
 check "memory --device gpu: adamw8 keeps ~2.03 B/param of states against AdamW's 8; bf16 matrix gradients" \
   sh -c "./profile memory --preset 4b --device gpu --json $T/a.json > /dev/null && ./profile memory --preset 4b --device gpu --optimizer adamw8 --grads bf16 --json $T/b.json > /dev/null && python3 -c '$bpp' $T/a.json $T/b.json"
 
+# data parallel on the GPU is ZeRO 0 (hip/gpu.h all-reduces in place): the per-GPU figure of 8 GPUs is one GPU's
+dp='import json, sys; a, b = (json.load(open(f)) for f in sys.argv[1:3]); sys.exit(0 if a["gpu_peak"] == b["gpu_peak"] and b["gpus"] == 8 else 1)'
+check "memory --device gpu --gpus 8: each GPU holds what one GPU does (ZeRO 0, all-reduce in place)" \
+  sh -c "./profile memory --preset 1b --device gpu --json $T/d1.json > /dev/null && ./profile memory --preset 1b --device gpu --gpus 8 --json $T/d8.json > /dev/null && python3 -c '$dp' $T/d1.json $T/d8.json"
+expect_error "memory --device gpu --zero 1 (not in the GPU path)" "runs --zero 0" ./profile memory --preset 1b --device gpu --gpus 8 --zero 1
+
 # --- bad input ----------------------------------------------------------------------------------------------
 expect_error "unknown command" "unknown command" ./profile frobnicate
 expect_error "plan: unknown preset" "unknown" ./profile plan --preset gemma9-1t --params 1B
