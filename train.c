@@ -225,6 +225,7 @@ static double *reference_losses(const Opts *o, const Mixture *mx, int V) {
     printf("| reference losses: evaluating %s on every domain ...\n", o->ref_model);
     fflush(stdout);
     StepOpts so = step_opts(&o->step, o->batch, o->seq, 0);
+    so.comm = &comm;  // on a GPU, the first step opened picks this rank's device (hip/gpu.h gpu_step_open)
     Step *S = step_open(&rm, NULL, &so);
     eval_domains(mx, S, o->eval_batches, ref);
     step_close(S);

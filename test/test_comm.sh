@@ -63,6 +63,13 @@ for z in 0 1 2 3; do
   else bad "train, mpirun -np 2 --zero $z"; fi
 done
 for z in 1 2 3; do same_weights "train --zero $z: weights as --zero 0 (2 ranks)" "$T/two$z" "$T/two0" 1e-7; done
+# dynamic batch loading: the reference losses and every evaluation split over the ranks and all-reduced, so both
+# ranks move the domain weights as one process does (held-out losses and weights within 1e-5 relative)
+D="--mix dynamic --ref-model $T/one/checkpoint --steps 2 --eval-every 1"
+if quiet ./train $A $D --out "$T/d1" --batch 4 && quiet $MP ./train $A $D --out "$T/d2" --batch 2; then
+  check "train --mix dynamic, 2 ranks: held-out losses as one process" close "$T/d1/log_eval.csv" "$T/d2/log_eval.csv" 3
+  check "train --mix dynamic, 2 ranks: domain weights as one process" close "$T/d1/log_eval.csv" "$T/d2/log_eval.csv" 5
+else bad "train --mix dynamic, one process or mpirun -np 2"; fi
 # resume with another number of ranks: 2 -> 1 and 1 -> 2 (ZeRO 2: the moments go from the file into the shards)
 quiet $MP ./train $A --out "$T/r21" --batch 2 --zero 1 --stop-at 2 && quiet ./train $A --out "$T/r21" --resume --batch 4 &&
   same_weights "train: 2 ranks (ZeRO 1) stopped at step 2, resumed in 1 process" "$T/r21" "$T/one" 1e-5 ||
