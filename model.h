@@ -2519,9 +2519,7 @@ static Step *cpu_step_open(Model *m, Optimizer *opt, const StepOpts *o) {
     S->dp = comm_dp(o->comm, o->zero);
     if (!S->dp) return S;
     S->z = zero_plan(&m->tab, m->c.L, o->zero, o->comm->rank, o->comm->world);
-    if (o->zero > 0 && opt) {
-        if (opt->kind != OPT_ADAMW)
-            fail("--zero %d shards AdamW's moments; --optimizer %s runs with --zero 0", o->zero, opt_names[opt->kind]);
+    if (o->zero > 0 && opt) {  // AdamW's (step_refuses)
         S->gs = (float *)callocCheck(sizeof(float) * S->z.shard);
         S->sm = (float *)callocCheck(sizeof(float) * S->z.shard);
         S->sv = (float *)callocCheck(sizeof(float) * S->z.shard);
@@ -2548,6 +2546,12 @@ static Step *gpu_step_open(Model *m, Optimizer *opt, const StepOpts *o) { fail("
 // NULL when this build runs o->device for model c (NULL: not known yet) with optimizer kind `optimizer`
 // (-1: none or not known yet), else why not in one line; train and prune ask before writing anything
 static const char *step_refuses(const StepOpts *o, const Config *c, int optimizer) {
+    static char why[160];
+    if (o->zero > 0 && optimizer >= 0 && optimizer != OPT_ADAMW) {  // the partition shards fp32 m and v only
+        snprintf(why, sizeof why, "--zero %d shards AdamW's moments; --optimizer %s runs with --zero 0", o->zero,
+                 opt_names[optimizer]);
+        return why;
+    }
     return o->device == DEVICE_GPU ? gpu_step_refuses(o, c, optimizer) : NULL;
 }
 

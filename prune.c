@@ -293,19 +293,20 @@ static double lagrangian(Masks *M, double warm, int want_grad, double *s_mean, d
 
 // ================================================================================================
 // 5. Step: loss = CE(z) + Lagrangian. Weights lr 1e-4, masks +1.0, λ −1.0 (ascent: maximise over λ),
-//    decoupled AdamW (0.9, 0.95, 1e-8, wd 0), clip 1.0 over everything, one cosine schedule
-//    (10% warmup, floor 10%) scaling every group's rate.
+//    decoupled AdamW (0.9, 0.95, 1e-8, wd 0; the weights' 8-bit with --optimizer adamw8), clip 1.0 over
+//    everything, one cosine schedule (10% warmup, floor 10%) scaling every group's rate.
 // ================================================================================================
 
 typedef struct {
     Model m;
     Masks M;
-    Optimizer opt;                        // AdamW of the weights (model.h's state: resumes on either device)
+    Optimizer opt;                        // the weights' (model.h's state: resumes on either device)
+    int opt_kind;                         // its kind: OPT_ADAMW (0) or OPT_ADAMW8 (--optimizer)
     float *la_m, *la_v;                   // of the log_alphas
     float lam_m[2 * NLAM], lam_v[2 * NLAM]; // of the λ
     int step, steps, warmup, lag_warmup;  // steps done, total, lr warmup, target warmup
     double lr, mask_lr, lambda_lr, lr_floor, clip;
-    Step *S;                              // the device: working weights, forward, backward, the weights' AdamW
+    Step *S;                              // the device: working weights, forward, backward, the weights' optimizer
     int accum;                            // micro-batches per step (--grad-accum), each under its own z
     float *hook_prev;                     // the hooks' accumulated gradients after the previous micro-batch
 } Pruner;
@@ -323,7 +324,7 @@ static const float ADAM_B1 = 0.9f, ADAM_B2 = 0.95f, ADAM_EPS = 1e-8f;
 
 // the optimizer states and the step of so->device over the model as it is now
 static void pruner_alloc(Pruner *P, const StepOpts *so) {
-    optimizer_init(&P->opt, &P->m.tab, OPT_ADAMW, ADAM_B1, ADAM_B2, ADAM_EPS, 0.0f);
+    optimizer_init(&P->opt, &P->m.tab, P->opt_kind, ADAM_B1, ADAM_B2, ADAM_EPS, 0.0f);
     P->la_m = (float *)callocCheck(sizeof(float) * P->M.n);
     P->la_v = (float *)callocCheck(sizeof(float) * P->M.n);
     masks_attach(&P->m, &P->M);
@@ -950,9 +951,9 @@ static void bi_scores(const Config *c, const Calib *cb, const Masks *M, float *s
 
 // ================================================================================================
 // 10. Checkpoints: model.h's run checkpoint (section 8): OUT/checkpoint/ holds the masked model's trained
-//     weights, the weights' AdamW state, masks.safetensors (the log_alphas, λ and their AdamW moments) and
-//     prune_state.json: the step, both RNG states, the data cursor and domain weights, the reference
-//     losses, the settings and the target they resolved to.
+//     weights, the weights' optimizer state (AdamW or 8-bit AdamW, as train's), masks.safetensors (the
+//     log_alphas, λ and their AdamW moments) and prune_state.json: the step, both RNG states, the data
+//     cursor and domain weights, the reference losses, the settings and the target they resolved to.
 //     Test hook: PRUNE_TEST_CRASH=files[@STEP] | rename[@STEP] (util.h).
 // ================================================================================================
 
@@ -1036,13 +1037,13 @@ static void prune_checkpoint_load(Pruner *P, Mixture *mx, double *ref, const cJS
 // ================================================================================================
 
 typedef struct {
-    const char *model, *data, *out, *method_s, *target_file, *mix, *dtype;
+    const char *model, *data, *out, *method_s, *target_file, *mix, *dtype, *optimizer;
     StepFlags step;  // --device, the GPU's options, --zero
     double keep;
     int steps, batch, seq, grad_accum, seed, eval_every, eval_batches, dbl_clip, full_every, save_every, resume, stop_at;
     int calib_batches, log_every, warmup, lag_warmup;
     double lr, mask_lr, lambda_lr, min_lr_frac, grad_clip, dbl_c;
-    int method, out_dtype, gpu, dbl;  // resolved from method_s, dtype, device, mix
+    int method, out_dtype, gpu, dbl, opt;  // resolved from method_s, dtype, device, mix, optimizer
 } Settings;
 
 static void print_params(const char *what, const Config *c) {
@@ -1078,6 +1079,8 @@ static const Flag flags[] = {
     {"warmup", F_INT, OPT(warmup), "-1", ">= -1", SAVE_FIXED, "linear lr warmup steps; -1: 10% of --steps"},
     {"min-lr-frac", F_FLOAT, OPT(min_lr_frac), "0.1", "[0, 1]", SAVE_FIXED, "the cosine schedule ends at this fraction of the peak"},
     {"lagrangian-warmup", F_INT, OPT(lag_warmup), "-1", ">= -1", SAVE_FIXED, "steps over which the targets ramp from 0; -1: 20% of --steps"},
+    {"optimizer", F_STR, OPT(optimizer), "adamw", "adamw|adamw8", SAVE_FIXED, "the weights' optimizer (sheared): adamw (fp32 "
+     "moments, 8 bytes a parameter) | adamw8 (train's 8-bit block-wise states, ~2); the masks' and λ's stay AdamW"},
     {"grad-clip", F_FLOAT, OPT(grad_clip), "1.0", ">= 0", SAVE_FIXED, "global gradient-norm clip over weights, masks and lambdas; 0: off"},
     {"eval-every", F_INT, OPT(eval_every), "50", ">= 1", SAVE_FIXED, "per-domain validation (and the dynamic weight update) every N steps"},
     {"eval-batches", F_INT, OPT(eval_batches), "4", ">= 0", SAVE_FIXED, "validation batches per domain (0: no evaluation, no dynamic loading)"},
@@ -1137,6 +1140,7 @@ static Settings parse_args(int argc, char **argv) {
     s.out_dtype = !strcmp(s.dtype, "bf16") ? ST_BF16 : ST_F32;
     s.gpu = !strcmp(s.step.device, "gpu");
     s.dbl = !strcmp(s.mix, "dynamic");
+    s.opt = !strcmp(s.optimizer, "adamw8") ? OPT_ADAMW8 : OPT_ADAMW;
     if (s.warmup < 0) s.warmup = s.steps / 10;
     if (s.lag_warmup < 0) s.lag_warmup = s.steps / 5;
     if (!*s.model) usage_fail(&cli, "--model DIR is required (a Hugging Face model directory)");
@@ -1151,7 +1155,7 @@ static Settings parse_args(int argc, char **argv) {
         usage_fail(&cli, "--method %s runs in one process with --zero 0; data parallel (mpirun, --zero) is --method "
                    "sheared's", s.method_s);
     StepOpts so = step_opts(&s.step, s.batch, s.seq, 1);
-    const char *why = step_refuses(&so, NULL, OPT_ADAMW);
+    const char *why = step_refuses(&so, NULL, s.opt);
     if (why) fail("%s", why);
     return s;
 }
@@ -1181,7 +1185,10 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
     if (comm_dp(&comm, s->step.zero)) printf("| data parallel: %d ranks, ZeRO %d\n", comm.world, s->step.zero);
     StepOpts so = step_opts(&s->step, s->batch, s->seq, 1);
     so.comm = &comm;  // the data-parallel ranks
+    P.opt_kind = s->opt;
     pruner_alloc(&P, &so);
+    printf("| weights' optimizer %s: state %.2f MiB (%.2f bytes per parameter)\n", opt_names[P.opt.kind],
+           optimizer_bytes(&P.opt) / 1048576.0, (double)optimizer_bytes(&P.opt) / (double)P.opt.total);
     P.steps = s->steps, P.warmup = s->warmup, P.lag_warmup = s->lag_warmup, P.accum = s->grad_accum;
     P.lr = s->lr, P.mask_lr = s->mask_lr, P.lambda_lr = s->lambda_lr, P.lr_floor = s->min_lr_frac, P.clip = s->grad_clip;
     Mixture mx = mixture_open(s->data, P.m.c.V, (uint64_t)s->seed * 2 + 1);

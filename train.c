@@ -139,16 +139,13 @@ static void opts_check(const Opts *o) {
     if (o->stop_at > o->steps) fail("--stop-at %d: expected a step in [1, --steps %d] (0: off)", o->stop_at, o->steps);
     if (*o->teacher && !(o->temperature > 0))
         fail("distillation needs --temperature > 0 (got %g)", o->temperature);
-    if (o->step.zero > 0 && strcmp(o->optimizer, "adamw"))
-        fail("--zero %d shards AdamW's moments; --optimizer %s runs with --zero 0", o->step.zero, o->optimizer);
     if (comm_dp(&comm, o->step.zero) && *o->teacher)
         fail("--teacher (distillation) runs in one process with --zero 0, not under mpirun");
     StepOpts so = step_opts(&o->step, o->batch, o->seq, 1);
-    if (so.device == DEVICE_GPU) {
-        const char *why = step_refuses(&so, NULL, name_index(o->optimizer, opt_names, 3, "optimizer"));
-        if (why) fail("%s", why);
-        if (*o->teacher) fail("--device gpu does not distill (--teacher); use --device cpu for distillation");
-    }
+    const char *why = step_refuses(&so, NULL, name_index(o->optimizer, opt_names, 3, "optimizer"));
+    if (why) fail("%s", why);
+    if (so.device == DEVICE_GPU && *o->teacher)
+        fail("--device gpu does not distill (--teacher); use --device cpu for distillation");
 }
 
 // ================================================================================================

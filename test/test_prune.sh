@@ -56,6 +56,18 @@ check "resume == uninterrupted: model.safetensors bit for bit" cmp -s "$T/a/mode
 check "resume == uninterrupted: the step-8 loss line" sh -c "[ \"\$(grep '^step 8/10' $T/a.log)\" != '' ] && \
   [ \"\$(grep '^step 8/10' $T/a.log | cut -d'|' -f2-6)\" = \"\$(grep '^step 8/10' $T/c2.log | cut -d'|' -f2-6)\" ]"
 check "only the last checkpoint is kept" sh -c "[ \"\$(ls $T/c | grep checkpoint)\" = checkpoint ]"
+# --optimizer adamw8: the weights' states are train's 8-bit blocks, in the same checkpoint codec, resumed bit for bit
+$P --out "$T/a8" --target "$T/t1.json" --steps 10 --optimizer adamw8 > "$T/a8.log" 2>&1 || { cat "$T/a8.log"; bad "adamw8 run"; }
+check "adamw8: 8-bit states (~2 bytes a parameter), a model other than adamw's, output passes --check-run" \
+  sh -c "grep -q \"^| weights' optimizer adamw8: state .*(2\.[0-9]* bytes per parameter)\" $T/a8.log && \
+  ! cmp -s $T/a/model.safetensors $T/a8/model.safetensors && ./test/test_prune --check-run $T/a8 > /dev/null"
+$P --out "$T/c8" --target "$T/t1.json" --steps 10 --optimizer adamw8 --stop-at 3 > /dev/null 2>&1
+check "adamw8: the checkpoint holds the 8-bit states, not AdamW's" sh -c "grep -aq 'exp_avg.q8' $T/c8/checkpoint/optimizer.safetensors \
+  && ! grep -aq '\"exp_avg\"' $T/c8/checkpoint/optimizer.safetensors"
+expect_error "adamw8: --resume with another --optimizer" "--optimizer" ./prune --out "$T/c8" --resume --optimizer adamw
+$P --out "$T/c8" --resume > "$T/c8.log" 2>&1 || { cat "$T/c8.log"; bad "adamw8 resume"; }
+check "adamw8: resume == uninterrupted (masks and model bit for bit)" \
+  sh -c "cmp -s $T/a8/masks.safetensors $T/c8/masks.safetensors && cmp -s $T/a8/model.safetensors $T/c8/model.safetensors"
 # a process killed while writing a checkpoint (test hook): the previous checkpoint is in place, what the dead one
 # left (checkpoint.tmp, atomic-write temporaries) is removed at the next start, and the resumed run ends as U
 PRUNE_TEST_CRASH=files@6 $P --out "$T/k" --target "$T/t1.json" --steps 10 --save-every 3 > /dev/null 2>&1; rc=$?
@@ -172,6 +184,8 @@ expect_error "--keep out of range" "fraction in (0, 1]" $B --out "$T/x" --keep 1
 expect_error "--target and --keep together" "not both" $B --out "$T/x" --keep 0.5 --target "$T/t1.json"
 expect_error "no target" "a target is required" $B --out "$T/x"
 expect_error "unknown method" "--method prune-it" $B --out "$T/x" --method prune-it --keep 0.5
+expect_error "an optimizer prune has not (Muon is train's)" "--optimizer muon is not one of: adamw, adamw8" $B --out "$T/x" --keep 0.5 --optimizer muon
+expect_error "8-bit states under ZeRO (it shards AdamW's fp32 moments)" "shards AdamW's moments" $B --out "$T/x" --keep 0.5 --optimizer adamw8 --zero 1
 expect_error "unknown flag" "unknown flag --bogus" $B --out "$T/x" --keep 0.5 --bogus
 expect_error "missing model directory" "no config.json" ./prune --model "$T/none" --out "$T/x" --keep 0.5
 expect_error "missing data for sheared" "does not exist" ./prune --model "$T/src" --data "$T/none" --out "$T/x" --keep 0.5

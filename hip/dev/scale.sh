@@ -19,7 +19,8 @@
 #   5. resume  8-bit AdamW's checkpoint between the devices (check_train.sh's check for AdamW): the teacher
 #              config, 40 steps; a GPU run (bf16 gradients, bf16-only weights) stopped at 20 and resumed on the
 #              CPU, a CPU run stopped at 20 and resumed on the GPU; each must follow the run it came from within
-#              0.02 nats (mean |loss difference| over steps 21-40, check_train.sh's tolerance: bf16 compute)
+#              0.02 nats (mean |loss difference| over steps 21-40, check_train.sh's tolerance: bf16 compute);
+#              the same for ./prune --optimizer adamw8 (keep 0.5 of a one-step teacher-config source)
 # Logs to $OUT/scale.log; the tables to $OUT/scale.txt (printed last). About 7 minutes on an H100 (1: 0.3,
 # 2: 2.5, 3: 1.5, 4: 1.5, 5: 1); SCALE="valid memory" (etc.) runs a subset.
 cd "$(dirname "$0")/../.."
@@ -118,8 +119,20 @@ for part in $what; do
     run 240 "$W/r_c1.log" $TR $T --out "$W/r_cpu" --device cpu --stop-at 20 && cp -r "$W/r_cpu" "$W/r_c2g"
     run 240 "$W/r_c2.log" $TR --out "$W/r_cpu" --resume --device cpu
     run 120 "$W/r_c2g.log" $TR --out "$W/r_c2g" --resume $G
+    # the same for ./prune --optimizer adamw8 (the weights' 8-bit states; the masks' and λ's AdamW), from a source
+    # of the teacher config (one CPU step of ./train), keep 0.5
+    run 120 "$W/p_src.log" $TR --config data/teacher.json --init random --data data/shards --steps 1 --batch 2 --seq 256 \
+      --eval-every 0 --eval-batches 1 --out "$W/p_src" --device cpu
+    PR=hip/build/prune
+    P="--model $W/p_src/checkpoint --data data/shards --keep 0.5 --steps 40 --batch 8 --seq 256 --eval-every 20 --eval-batches 2 --optimizer adamw8"
+    run 120 "$W/p_g1.log" $PR $P --out "$W/p_gpu" $G --stop-at 20 && cp -r "$W/p_gpu" "$W/p_g2c"
+    run 120 "$W/p_g2.log" $PR --out "$W/p_gpu" --resume $G
+    run 240 "$W/p_g2c.log" $PR --out "$W/p_g2c" --resume --device cpu
+    run 240 "$W/p_c1.log" $PR $P --out "$W/p_cpu" --device cpu --stop-at 20 && cp -r "$W/p_cpu" "$W/p_c2g"
+    run 240 "$W/p_c2.log" $PR --out "$W/p_cpu" --resume --device cpu
+    run 120 "$W/p_c2g.log" $PR --out "$W/p_c2g" --resume $G
     echo "resume, 8-bit AdamW checkpoints between the devices (teacher config, 40 steps, stop at 20; GPU: $G)" >> "$TAB"
-    for pair in "r_g2c r_g2 GPU->CPU" "r_c2g r_c2 CPU->GPU"; do
+    for pair in "r_g2c r_g2 GPU->CPU" "r_c2g r_c2 CPU->GPU" "p_g2c p_g2 prune:GPU->CPU" "p_c2g p_c2 prune:CPU->GPU"; do
       set -- $pair
       steps "$W/$1.log" > "$W/$1.steps"; steps "$W/$2.log" > "$W/$2.steps"
       awk -v what="$3" 'NR == FNR { a[$1] = $2; next } ($1 in a) { s += ($2 > a[$1] ? $2 - a[$1] : a[$1] - $2); n++ }
