@@ -113,24 +113,21 @@ for part in $what; do
     TR=hip/build/train G="--device gpu --grads bf16 --master none"
     T="--config data/teacher.json --init random --data data/shards --steps 40 --batch 8 --seq 256 --lr 2e-3 --eval-every 20 --eval-batches 2 --optimizer adamw8"
     steps() { grep -E '^step [0-9]+/' "$1" | sed -E 's/^step ([0-9]+)\/[0-9]+ \| loss ([0-9.]+).*/\1 \2/'; }
-    run 120 "$W/r_g1.log" $TR $T --out "$W/r_gpu" $G --stop-at 20 && cp -r "$W/r_gpu" "$W/r_g2c"
-    run 120 "$W/r_g2.log" $TR --out "$W/r_gpu" --resume $G
-    run 240 "$W/r_g2c.log" $TR --out "$W/r_g2c" --resume --device cpu
-    run 240 "$W/r_c1.log" $TR $T --out "$W/r_cpu" --device cpu --stop-at 20 && cp -r "$W/r_cpu" "$W/r_c2g"
-    run 240 "$W/r_c2.log" $TR --out "$W/r_cpu" --resume --device cpu
-    run 120 "$W/r_c2g.log" $TR --out "$W/r_c2g" --resume $G
+    # across PROG TAG FLAGS...: a GPU run stopped at 20 and resumed on the GPU and (a copy) on the CPU; a CPU run the same
+    across() { ap=$1 at=$2; shift 2
+      run 120 "$W/${at}_g1.log" $ap "$@" --out "$W/${at}_gpu" $G --stop-at 20 && cp -r "$W/${at}_gpu" "$W/${at}_g2c"
+      run 120 "$W/${at}_g2.log" $ap --out "$W/${at}_gpu" --resume $G
+      run 240 "$W/${at}_g2c.log" $ap --out "$W/${at}_g2c" --resume --device cpu
+      run 240 "$W/${at}_c1.log" $ap "$@" --out "$W/${at}_cpu" --device cpu --stop-at 20 && cp -r "$W/${at}_cpu" "$W/${at}_c2g"
+      run 240 "$W/${at}_c2.log" $ap --out "$W/${at}_cpu" --resume --device cpu
+      run 120 "$W/${at}_c2g.log" $ap --out "$W/${at}_c2g" --resume $G; }
+    across $TR r $T
     # the same for ./prune --optimizer adamw8 (the weights' 8-bit states; the masks' and λ's AdamW), from a source
     # of the teacher config (one CPU step of ./train), keep 0.5
     run 120 "$W/p_src.log" $TR --config data/teacher.json --init random --data data/shards --steps 1 --batch 2 --seq 256 \
       --eval-every 0 --eval-batches 1 --out "$W/p_src" --device cpu
-    PR=hip/build/prune
-    P="--model $W/p_src/checkpoint --data data/shards --keep 0.5 --steps 40 --batch 8 --seq 256 --eval-every 20 --eval-batches 2 --optimizer adamw8"
-    run 120 "$W/p_g1.log" $PR $P --out "$W/p_gpu" $G --stop-at 20 && cp -r "$W/p_gpu" "$W/p_g2c"
-    run 120 "$W/p_g2.log" $PR --out "$W/p_gpu" --resume $G
-    run 240 "$W/p_g2c.log" $PR --out "$W/p_g2c" --resume --device cpu
-    run 240 "$W/p_c1.log" $PR $P --out "$W/p_cpu" --device cpu --stop-at 20 && cp -r "$W/p_cpu" "$W/p_c2g"
-    run 240 "$W/p_c2.log" $PR --out "$W/p_cpu" --resume --device cpu
-    run 120 "$W/p_c2g.log" $PR --out "$W/p_c2g" --resume $G
+    across hip/build/prune p --model "$W/p_src/checkpoint" --data data/shards --keep 0.5 --steps 40 --batch 8 --seq 256 \
+      --eval-every 20 --eval-batches 2 --optimizer adamw8
     echo "resume, 8-bit AdamW checkpoints between the devices (teacher config, 40 steps, stop at 20; GPU: $G)" >> "$TAB"
     for pair in "r_g2c r_g2 GPU->CPU" "r_c2g r_c2 CPU->GPU" "p_g2c p_g2 prune:GPU->CPU" "p_c2g p_c2 prune:CPU->GPU"; do
       set -- $pair
