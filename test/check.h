@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include "util.h"
 
 static int checks = 0, failures = 0;
 static const char *check_tag = "";
@@ -45,4 +46,13 @@ static double compare(const char *what, const float *ours, const float *ref, siz
     check(!bad, "%-58s max|err| %.2e  max|ref| %.2e  worst [%zu] %.8g vs %.8g (%.2f of tol)", what, maxerr, maxref, wi,
           n ? ours[wi] : 0.0f, n ? ref[wi] : 0.0f, worst);
     return worst;
+}
+
+// whether two files hold the same bytes (util.h read_file)
+static int same_file(const char *a, const char *b) {
+    size_t na, nb;
+    char *x = read_file(a, &na), *y = read_file(b, &nb);
+    int same = na == nb && !memcmp(x, y, na);
+    free(x), free(y);
+    return same;
 }

@@ -176,14 +176,6 @@ static void write_table_st(const ParamTable *tab, const char *path, int dtype, c
     stw_write(&w, path);
 }
 
-static int same_file(const char *a, const char *b) {
-    size_t na, nb;
-    char *x = read_file(a, &na), *y = read_file(b, &nb);
-    int same = na == nb && !memcmp(x, y, na);
-    free(x), free(y);
-    return same;
-}
-
 static void test_zero_steps(const char *fixture) {
     Config c;
     ParamTable tab;

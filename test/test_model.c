@@ -190,13 +190,6 @@ static void stream_get(void *ctx, int i, float *buf) {
     memcpy(buf, s->w + e->offset, sizeof(float) * e->rows * e->cols);
     s->seen[i]++;
 }
-static int same_file(const char *a, const char *b) {
-    size_t na, nb;
-    char *x = read_file(a, &na), *y = read_file(b, &nb);
-    int same = na == nb && !memcmp(x, y, na);
-    free(x), free(y);
-    return same;
-}
 static void check_streaming(const char *root) {
     char *src = path_join(root, "g3_bf16");
     if (!dir_exists(src)) {

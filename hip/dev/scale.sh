@@ -25,7 +25,7 @@
 # 2: 2.5, 3: 1.5, 4: 1.5, 5: 1); SCALE="valid memory" (etc.) runs a subset.
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/gs_out}
-W=${W:-/tmp/gs_scale}
+W=${W:-$(mktemp -d)}
 mkdir -p "$OUT"
 rm -rf "$W" && mkdir -p "$W"
 LOG="$OUT/scale.log" TAB="$OUT/scale.txt"
