@@ -521,9 +521,12 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
     const char *why = gpu_unsupported(c);
     if (why) fail("profile memory --device gpu: %s", why);
     if (o->opt == OPT_MUON) fail("profile memory --device gpu: the GPU path runs adamw and adamw8, not muon");
-    if (o->zero || o->ckpt)  // what the GPU path runs: every rank holds it all (ZeRO 0)
-        fail("profile memory --device gpu: the GPU path runs --zero 0 (the ZeRO stages' arithmetic is --device cpu's "
-             "table); whole-layer checkpointing per layer is --gpu-checkpoint N");
+    if (o->zero > 1 || o->ckpt)  // what the GPU path runs: ZeRO 0 and 1
+        fail("profile memory --device gpu: the GPU path runs --zero 0 and 1 (stages 2 and 3 are --device cpu's table); "
+             "whole-layer checkpointing per layer is --gpu-checkpoint N");
+    if (o->zero == 1 && (o->opt != OPT_ADAMW || o->grad_bytes != 4 || !o->master))
+        fail("profile memory --device gpu --zero 1: the GPU shards AdamW's fp32 moments and master over fp32 gradients "
+             "(--optimizer adamw --grads f32 --master f32)");
     if (o->weight_bytes != 2) fail("profile memory --device gpu: the GPU computes with bf16 weights (--dtype bf16)");
     if (recompute < 0 || recompute > c->L) fail("--gpu-recompute %d: expected 0 to %d (the layers)", recompute, c->L);
     if (checkpoint < 0 || checkpoint > c->L) fail("--gpu-checkpoint %d: expected 0 to %d (the layers)", checkpoint, c->L);
@@ -532,6 +535,8 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
     GpuSpec *s = gpu_spec_from_config(c, &tab, 1.0f);
     s->recompute = recompute, s->checkpoint = checkpoint, s->optimizer = o->opt == OPT_ADAMW8 ? GPU_ADAMW8 : GPU_ADAMW;
     s->grad_bf16 = o->grad_bytes == 2, s->bf16_only = !o->master;
+    ZeroPlan z = zero_plan(&tab, c->L, o->zero, 0, o->gpus);  // every rank's shard has the same size
+    if (o->zero) s->shard = z.shard, s->shard_units = z.nunit;
     GpuPlan *p = (GpuPlan *)mallocCheck(sizeof(GpuPlan));
     gpu_plan(s, o->B, o->T, p);
     double G = 1073741824.0, n = (double)tab.total;
@@ -541,9 +546,12 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
              checkpoint, c->L, recompute);
     printf("one GPU (hip/plan.h: what gpu_create allocates; GiB = 2^30 bytes):\n");
 #define ROW(what, how, bytes) printf("  %-12s %-52s %8.2f GiB (%.2f B/param)\n", what, how, (bytes) / G, (bytes) / n)
-    ROW("weights", s->bf16_only ? "bf16 copy; fp32 master of the norms and the embedding" : "bf16 copy + fp32 master", p->params);
+    ROW("weights", s->shard ? "bf16 copy + fp32 master of the shard (and the norms)" : s->bf16_only ?
+        "bf16 copy; fp32 master of the norms and the embedding" : "bf16 copy + fp32 master", p->params);
     ROW("gradients", s->grad_bf16 ? "bf16 matrices, fp32 the rest" : "fp32", p->grads);
-    ROW("optimizer", s->optimizer == GPU_ADAMW8 ? "adamw8 (made at the first update)" : "adamw (made at the first update)", p->states);
+    ROW("optimizer", s->optimizer == GPU_ADAMW8 ? "adamw8 (made at the first update)" : s->shard ?
+        "adamw of the shard (made at the first update)" : "adamw (made at the first update)", p->states);
+    if (s->shard) ROW("shard", "ZeRO 1's piece tables", p->shard_tables);
     ROW("activations", acts, p->acts);
     ROW("stream", "residual stream, head inputs, tables", p->stream + p->tables);
     ROW("scratch", "backward buffers, or the head's logits chunk", p->ws);
@@ -552,7 +560,10 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
 #undef ROW
     printf("  peak while stepping %.2f GiB = %.2f GB of %g GB -> %s (the device's context, ~0.5 GiB, on top)\n", peak / G,
            peak / 1e9, o->gpu_mem, peak + 0.5 * G <= o->gpu_mem * 1e9 ? "fits" : "does NOT fit");
-    if (o->gpus > 1)  // hip/gpu.h gpu_step_reduce: NCCL all-reduces in place, no second gradient buffer
+    if (o->zero)  // hip/gpu.h: ZeRO 1's reduce-scatter and all-gathers run in place, no second buffer
+        printf("  data parallel over %d GPUs (ZeRO 1): each GPU holds its shard of the fp32 master and AdamW's moments "
+               "(%zu floats), the rest whole; NCCL's own buffers are not counted\n", o->gpus, s->shard);
+    else if (o->gpus > 1)  // hip/gpu.h gpu_step_reduce: NCCL all-reduces in place, no second gradient buffer
         printf("  data parallel over %d GPUs (ZeRO 0): each GPU holds all of the above; the gradients are all-reduced in "
                "place; NCCL's own buffers are not counted\n", o->gpus);
     if (json) {
@@ -561,7 +572,7 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
         cJSON_AddStringToObject(j, "optimizer", opt_names[o->opt]);
         cJSON_AddBoolToObject(j, "grads_bf16", s->grad_bf16), cJSON_AddBoolToObject(j, "bf16_only", s->bf16_only);
         cJSON_AddNumberToObject(j, "gpu_recompute", recompute), cJSON_AddNumberToObject(j, "gpu_checkpoint", checkpoint);
-        cJSON_AddNumberToObject(j, "gpus", o->gpus), cJSON_AddNumberToObject(j, "zero", 0);
+        cJSON_AddNumberToObject(j, "gpus", o->gpus), cJSON_AddNumberToObject(j, "zero", o->zero);
         cJSON_AddNumberToObject(j, "weights", (double)p->params), cJSON_AddNumberToObject(j, "gradients", (double)p->grads);
         cJSON_AddNumberToObject(j, "optimizer_states", (double)p->states), cJSON_AddNumberToObject(j, "activations", (double)p->acts);
         cJSON_AddNumberToObject(j, "stream_tables", (double)(p->stream + p->tables)), cJSON_AddNumberToObject(j, "scratch", (double)p->ws);
@@ -572,7 +583,7 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
         cJSON_Delete(j);
         printf("wrote %s\n", json);
     }
-    gpu_plan_free(p), free(p), gpu_spec_free(s), free(tab.e);
+    gpu_plan_free(p), free(p), gpu_spec_free(s), zero_plan_free(&z), free(tab.e);
     return 0;
 }
 

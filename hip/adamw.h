@@ -26,7 +26,7 @@ __device__ __forceinline__ int seg_of(const size_t *seg_off, int nseg, size_t i)
 // weight), its gradient at g32 or (OPT_G16) g16 [gofs[s] + i − off[s]]. The offsets are congruent mod 8, so four
 // elements at a table offset that is a multiple of 4 are four aligned elements of each buffer.
 
-enum { OPT_DECAY = 1, OPT_FROZEN = 2, OPT_G16 = 16, OPT_NO_MASTER = 32 };  // seg flag bits (4, 8: norm, matrix)
+enum { OPT_DECAY = 1, OPT_FROZEN = 2, OPT_G16 = 16, OPT_NO_MASTER = 32, OPT_SMALL = 64 };  // seg flag bits (4, 8: norm, matrix)
 
 typedef struct {
     float *w32;
@@ -106,6 +106,36 @@ __global__ void k_adamw(OptBlock o, float *m, float *v, OptHyper h) {
                 p = adamw_elem(p, g, &m[e], &v[e], f, h.lr, h.b1, h.b2, h.eps, h.wd, h.bc1, h.bc2s, h.gscale);
                 opt_store_p<1>(o, se, f, e, &p, h.seed);
             }
+    }
+}
+
+// ZeRO 1: AdamW over one rank's shard (hip/comm.h's partition). Shard element i lies in piece k (off[k] <= i <
+// off[k + 1]) at table offset t = tofs[k] + (i − off[k]): its fp32 master and moments are ms[i], m[i], v[i], its
+// gradient g32[t] (fp32, the table's layout) and its bf16 copy wb[t]; where the piece has OPT_SMALL its fp32 also goes
+// to w32 at sofs[k] + (i − off[k]) (the norm weights kernels read; the caller sums that buffer over the ranks, so a
+// frozen element is written too). One element per thread: a piece's shard and table offsets differ by any amount,
+// so 16-byte loads would not be aligned. The same adamw_elem as k_adamw: at one rank (shard = table) the same values.
+typedef struct {
+    float *ms, *w32;
+    bf16 *wb;
+    const float *g32;
+    const size_t *off, *tofs, *sofs;  // [n + 1], [n], [n]
+    const unsigned char *flag;
+    int n;
+    size_t total;
+} ShardBlock;
+
+__global__ void k_adamw_shard(ShardBlock o, float *m, float *v, OptHyper h) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < o.total; i += (size_t)gridDim.x * blockDim.x) {
+        int k = seg_of(o.off, o.n, i);
+        unsigned char f = o.flag[k];
+        size_t j = i - o.off[k], t = o.tofs[k] + j;
+        float p = o.ms[i];
+        if (!(f & OPT_FROZEN)) {
+            p = adamw_elem(p, o.g32[t], &m[i], &v[i], f, h.lr, h.b1, h.b2, h.eps, h.wd, h.bc1, h.bc2s, h.gscale);
+            o.ms[i] = p, o.wb[t] = f2bf(p);
+        }
+        if (f & OPT_SMALL) o.w32[o.sofs[k] + j] = p;
     }
 }
 

@@ -55,6 +55,12 @@ typedef struct {
                             // again in the backward: about a third more products for those layers (default 0)
     int forward_only;       // 1: evaluation and statistics only: the matrices in bf16 alone, no gradients or optimizer
                             // state, every layer's buffers shared (one layer's worth); gpu_backward and the update refuse
+    // ZeRO 1 (data parallel, hip/comm.h's partition): this rank's shard of the table, in floats (0: nothing sharded).
+    // The fp32 master and AdamW's moments exist for the shard only; the bf16 copy and the fp32 gradients stay whole,
+    // and so does the fp32 of the tensors kernels read in fp32 (norm weights, layer_scalar). gpu_set_shard says which
+    // pieces of the table the shard holds.
+    size_t shard;
+    int shard_units;        // the partition's units (L + 2): bounds its pieces and ranges for the plan
 } GpuSpec;
 
 typedef struct GpuModel GpuModel;
@@ -91,6 +97,14 @@ void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_d
 // state, codes qm, qv [total] at the table's offsets, the blocks' max |m| and max v, sm, sv [blocks] from each
 // tensor's first block (QBLOCK = 256 elements, a tensor's blocks its own)
 void gpu_copy_adamw8(GpuModel *g, int i, int8_t *qm, uint8_t *qv, float *sm, float *sv, int to_device);
+// ZeRO 1 (GpuSpec.shard > 0): the shard's pieces, npiece rows of (table offset, shard offset, floats, tail) in table
+// order (hip/comm.h ZeroPlan: a tail is replicated, every rank updates it, rank 0 counts it). After it: gpu_upload and
+// gpu_copy take the whole table (the shard's part of the master and moments are what moves), gpu_grad_sumsq sums what
+// this rank owns, gpu_adamw updates the shard and leaves the caller two collectives to run (gpu_shard_buffers): the
+// sum over the ranks of the fp32 norm weights (each rank wrote what it owns, zeros elsewhere) and the all-gather of
+// each unit's bf16 copy
+void gpu_set_shard(GpuModel *g, int rank, int npiece, const size_t *piece);
+void gpu_shard_buffers(GpuModel *g, float **w32, size_t *n32, void **wb);
 // Masks (host arrays; NULL turns that hook off): zl [L], zh [L*H], zf [L*F], zd [d]
 void gpu_set_masks(GpuModel *g, const float *zl, const float *zh, const float *zf, const float *zd);
 void gpu_get_mask_grads(GpuModel *g, float *dzl, float *dzh, float *dzf, float *dzd);  // NULL: skip
@@ -211,9 +225,12 @@ static const char *gpu_step_refuses(const StepOpts *o, const Config *c, int opti
         snprintf(why, sizeof why, "--gpu-recompute %d: expected 0 to %d (the model's layers)", o->recompute, c->L);
     else if (c && (o->checkpoint < 0 || o->checkpoint > c->L))
         snprintf(why, sizeof why, "--gpu-checkpoint %d: expected 0 to %d (the model's layers)", o->checkpoint, c->L);
-    else if (o->zero > 0)
-        snprintf(why, sizeof why, "--device gpu: --zero %d is not there yet (the GPU all-reduces the gradients and every "
-                 "rank keeps the whole optimizer state); use --zero 0, or --device cpu for the ZeRO stages", o->zero);
+    else if (o->zero > 1)
+        snprintf(why, sizeof why, "--device gpu: --zero %d (gradients or weights sharded) is not there yet; the GPU runs "
+                 "--zero 0 and 1 (AdamW's moments and fp32 master sharded)", o->zero);
+    else if (o->zero == 1 && (o->grad_bf16 || o->bf16_only || (optimizer >= 0 && optimizer != OPT_ADAMW)))
+        snprintf(why, sizeof why, "--device gpu --zero 1 shards AdamW's fp32 moments and fp32 master over fp32 gradients: "
+                 "use it without --grads bf16, --master none and --optimizer adamw8");
     else return NULL;
     return why;
 }
@@ -229,29 +246,61 @@ static void gpu_step_backward(Step *S) { gpu_backward(gpu_of(S)); }
 // Data parallel: the gradients averaged over the ranks by NCCL all-reduces in place on the step's (default) stream
 // (fp32, and the matrices' bf16 ones with --grads bf16, in one group), the global batch's loss returned (frozen
 // tensors get no gradient, so nothing to clear)
+// ZeRO 1: each unit's gradient reduce-scattered in place (rank r's average lands on the part it owns, at its table
+// offsets) and its replicated tail all-reduced, the units from the last layer down in one group.
 static double gpu_step_reduce(Step *S, double loss) {
     if (!S->dp) return loss;
     float *g32;
     void *g16;
     size_t n32, n16;
     GpuComm *c = S->comm->gpu;
+    const ZeroPlan *z = &S->z;
     gpu_grad_buffers(gpu_of(S), &g32, &n32, &g16, &n16);
     gpu_comm_group(c, 1);
-    gpu_comm_allreduce(c, g32, n32, COMM_F32, COMM_AVG, NULL);
-    if (n16) gpu_comm_allreduce(c, g16, n16, COMM_BF16, COMM_AVG, NULL);
+    if (z->stage == 0) {
+        gpu_comm_allreduce(c, g32, n32, COMM_F32, COMM_AVG, NULL);
+        if (n16) gpu_comm_allreduce(c, g16, n16, COMM_BF16, COMM_AVG, NULL);
+    } else
+        for (int i = z->nunit - 1; i >= 0; i--) {
+            const ZeroUnit *u = &z->u[i];
+            float *g = g32 + u->off;
+            if (u->q) gpu_comm_reduce_scatter(c, g, g + (size_t)z->rank * u->q, u->q, COMM_F32, COMM_AVG, NULL);
+            if (u->tail) gpu_comm_allreduce(c, g + (size_t)z->world * u->q, u->tail, COMM_F32, COMM_AVG, NULL);
+        }
     gpu_comm_group(c, 0);
     return comm_sum(S->comm, loss) / S->comm->world;
 }
 static void gpu_step_mask_grads(Step *S, float *dzl, float *dzh, float *dzf, float *dzd) {
     gpu_get_mask_grads(gpu_of(S), dzl, dzh, dzf, dzd);
 }
-static double gpu_step_grad_sumsq(Step *S) { return gpu_grad_sumsq(gpu_of(S)); }
+// ZeRO 1: each rank's sum over what it owns (rank 0 the tails too), summed over the ranks
+static double gpu_step_grad_sumsq(Step *S) {
+    double ss = gpu_grad_sumsq(gpu_of(S));
+    return S->dp && S->z.stage > 0 ? comm_sum(S->comm, ss) : ss;
+}
 
+// ZeRO 1: the shard updated, then the norm weights' fp32 summed over the ranks (each wrote what it owns, zeros
+// elsewhere) and each unit's bf16 copy all-gathered in place, in one group
 static void gpu_step_update(Step *S, float lr, float wd, float gscale, int t) {
     Optimizer *o = S->opt;
     if (!o) fail("internal: step_update on a step opened for evaluation only");
     gpu_adamw(gpu_of(S), lr, o->b1, o->b2, o->eps, wd, t, gscale);
     o->t = t;
+    if (!S->dp || S->z.stage == 0) return;
+    const ZeroPlan *z = &S->z;
+    GpuComm *c = S->comm->gpu;
+    float *w32;
+    size_t n32;
+    void *wb;
+    gpu_shard_buffers(gpu_of(S), &w32, &n32, &wb);
+    gpu_comm_group(c, 1);
+    if (n32) gpu_comm_allreduce(c, w32, n32, COMM_F32, COMM_SUM, NULL);
+    for (int i = 0; i < z->nunit; i++) {
+        const ZeroUnit *u = &z->u[i];
+        uint16_t *b = (uint16_t *)wb + u->off;  // bf16
+        if (u->q) gpu_comm_allgather(c, b + (size_t)z->rank * u->q, b, u->q, COMM_BF16, NULL);
+    }
+    gpu_comm_group(c, 0);
 }
 
 // rows <= B windows of T tokens, the rest padded with ignored targets
@@ -264,8 +313,22 @@ static float gpu_step_eval(Step *S, const int *tok, const int *tgt, int rows) {
     return gpu_forward(G->g, G->tok, G->tgt, 0);
 }
 
+// ZeRO 1: the whole table moves (i is -1); from the device each rank brings what it owns, and the units are gathered
+// on the host (every rank holds the whole host Model and Optimizer)
 static void gpu_step_copy(Step *S, int what, int i, int to_device) {
     const ParamTable *tab = &S->m->tab;
+    if (S->dp && S->z.stage > 0) {
+        if (i >= 0) fail("internal: a sharded GPU step moves the whole table (step_get / step_put with -1)");
+        Optimizer *o = S->opt;
+        float *host[3] = {S->m->w, o ? o->m : NULL, o ? o->v : NULL};
+        int kind[3] = {GPU_WEIGHTS, GPU_ADAM_M, GPU_ADAM_V};
+        for (int k = 0; k < 3; k++) {
+            if (!(what & (k == 0 ? STEP_WEIGHTS : STEP_OPTIMIZER)) || !host[k]) continue;
+            gpu_copy(gpu_of(S), kind[k], 0, tab->total, host[k], to_device);
+            for (int u = 0; !to_device && u < S->z.nunit; u++) zero_gather_unit(S->comm, &S->z, u, host[k]);
+        }
+        return;
+    }
     size_t off = i < 0 ? 0 : tab->e[i].offset, n = i < 0 ? tab->total : tab->e[i].rows * tab->e[i].cols;
     if (what & STEP_WEIGHTS) gpu_copy(gpu_of(S), GPU_WEIGHTS, off, n, S->m->w + off, to_device);
     Optimizer *o = S->opt;
@@ -286,6 +349,7 @@ static double gpu_step_memory(Step *S) { return gpu_used_gib(); }
 
 static void gpu_step_close(Step *S) {
     GpuStep *G = (GpuStep *)S->dev;
+    if (S->dp) zero_plan_free(&S->z);
     gpu_free(G->g), gpu_spec_free(G->s), free(G->tok), free(G->tgt), free(G), free(S);
 }
 
@@ -306,16 +370,30 @@ static Step *gpu_step_open(Model *m, Optimizer *opt, const StepOpts *o) {
     G->s->optimizer = opt && opt->kind == OPT_ADAMW8 ? GPU_ADAMW8 : GPU_ADAMW;
     G->s->grad_bf16 = o->grad_bf16, G->s->bf16_only = o->bf16_only;
     G->s->seed = 0x5eed;  // the stochastic rounding's stream (each step draws new bits: gpu_adamw)
+    if (S->dp) {
+        S->z = zero_plan(&m->tab, m->c.L, opt ? o->zero : 0, o->comm->rank, o->comm->world);
+        if (S->z.stage > 0) G->s->shard = S->z.shard, G->s->shard_units = S->z.nunit;
+    }
     G->g = gpu_create(G->s, o->B, o->T);
+    if (G->s->shard) {  // the pieces: (table offset, shard offset, floats, tail)
+        size_t *pc = (size_t *)mallocCheck(sizeof(size_t) * 4 * (size_t)(S->z.npiece + 1));
+        for (int k = 0; k < S->z.npiece; k++) {
+            const ZeroPiece *q = &S->z.p[k];
+            pc[4 * k] = q->w, pc[4 * k + 1] = q->s, pc[4 * k + 2] = q->n, pc[4 * k + 3] = (size_t)q->tail;
+        }
+        gpu_set_shard(G->g, S->z.rank, S->z.npiece, pc);
+        free(pc);
+    }
     G->tok = (int *)mallocCheck(sizeof(int) * (size_t)o->B * o->T);
     G->tgt = (int *)mallocCheck(sizeof(int) * (size_t)o->B * o->T);
     step_put(S, STEP_WEIGHTS | (opt && opt->t > 0 ? STEP_OPTIMIZER : 0), -1);
     size_t used, total;
     gpu_memory(&used, &total);
     printf("| device: %s, %.2f GiB allocated for the model and one %d x %d batch (%.2f of %.2f GiB in use); matrices: "
-           "%s weights, %s gradients%s\n", S->name, gpu_bytes(G->g) / 1073741824.0, o->B, o->T, used / 1073741824.0,
+           "%s weights, %s gradients%s%s\n", S->name, gpu_bytes(G->g) / 1073741824.0, o->B, o->T, used / 1073741824.0,
            total / 1073741824.0, o->bf16_only ? "bf16-only" : "fp32 master +", o->grad_bf16 ? "bf16" : "fp32",
-           opt ? (opt->kind == OPT_ADAMW8 ? ", 8-bit AdamW" : ", AdamW") : "");
+           opt ? (opt->kind == OPT_ADAMW8 ? ", 8-bit AdamW" : ", AdamW") : "",
+           G->s->shard ? "; ZeRO 1: master and moments of this rank's shard" : "");
     return S;
 }
 #endif

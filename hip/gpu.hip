@@ -71,7 +71,15 @@ struct GpuModel {
     // g32 (fp32) and g16 (the matrices' with GpuSpec.grad_bf16), the optimizer's states (at the first update)
     float *w32, *g32;
     bf16 *wb, *g16;
-    float *m, *v;                    // AdamW: [total]
+    float *m, *v;                    // AdamW: [total] (ZeRO 1: [shard])
+    // ZeRO 1 (GpuSpec.shard): the fp32 master of the shard, its pieces (device: shard offsets [npiece + 1], table
+    // offsets, w32 offsets of the small ones, flags), the ranges of g32 this rank sums (host: (offset, length)) and
+    // their sum-of-squares partials (1024 + 1 each)
+    float *ms;
+    size_t *sh_off, *sh_tofs, *sh_sofs, *sh_rng;
+    unsigned char *sh_flag;
+    double *sh_part;
+    int npiece, nrng, shard_rank;
     int8_t *qm;                      // 8-bit AdamW: codes [total], the blocks' max |m| and max v [nblocks]
     uint8_t *qv;
     float *sm, *sv;
@@ -175,7 +183,10 @@ static int tensor_of(const GpuModel *g, size_t off) {  // the tensor holding tab
     }
     return lo;
 }
-static int has_master(const GpuModel *g, int i) { return !(g->s.bf16_only || g->s.forward_only) || !plan_is_matrix(&g->s, i); }
+static int has_master(const GpuModel *g, int i) {  // w32 holds tensor i (ZeRO 1: the small ones; the rest in ms)
+    if (g->s.shard) return plan_is_small(&g->s, i);
+    return !(g->s.bf16_only || g->s.forward_only) || !plan_is_matrix(&g->s, i);
+}
 static int grad16(const GpuModel *g, int i) { return g->s.grad_bf16 && plan_is_matrix(&g->s, i); }
 // the fp32 master of the element at table offset off (norm weights, layer_scalar: every tensor but a matrix of
 // GpuSpec.bf16_only, which nothing reads in fp32)
@@ -285,6 +296,16 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     // the parameter block (the optimizer's states at the first update)
     g->w32 = GALLOC(g, float, p->n_w32);
     g->wb = GALLOC(g, bf16, s->total);
+    g->ms = GALLOC(g, float, s->shard);
+    if (s->shard) {  // the piece tables (gpu_set_shard fills them)
+        if (s->grad_bf16 || s->bf16_only || s->optimizer != GPU_ADAMW || s->forward_only)
+            fail_msg("ZeRO 1 on the GPU takes AdamW with fp32 gradients and fp32 master weights");
+        char *t = GALLOC(g, char, p->shard_tables);
+        size_t np = p->npiece_max;
+        g->sh_off = (size_t *)t, g->sh_tofs = g->sh_off + np + 1, g->sh_sofs = g->sh_tofs + np + 1;
+        g->sh_flag = (unsigned char *)(g->sh_sofs + np + 1);
+        g->sh_part = (double *)(t + plan_align((np + 1) * 8 * 3 + np));
+    }
     g->g32 = GALLOC(g, float, p->n_g32);
     g->g16 = GALLOC(g, bf16, p->n_g16);
     if (g->g32) hipCheck(hipMemset(g->g32, 0, plan_align(sizeof(float) * p->n_g32)));  // and the packing's gaps
@@ -380,7 +401,9 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
 
 void gpu_free(GpuModel *g) {
     if (!g) return;
-    void *dev[] = {g->w32, g->wb, g->g32, g->g16, g->m, g->v, g->qm, g->qv, g->sm, g->sv, g->pool, g->ws,
+    if (g->sh_off) hipCheck(hipFree(g->sh_off));
+    free(g->sh_rng);
+    void *dev[] = {g->w32, g->wb, g->ms, g->g32, g->g16, g->m, g->v, g->qm, g->qv, g->sm, g->sv, g->pool, g->ws,
                    g->zl, g->zh, g->zf, g->zd, g->dzl, g->dzh, g->dzf, g->dzd, g->hc, g->st, g->st_thr};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i]) hipCheck(hipFree(dev[i]));
@@ -412,6 +435,43 @@ static void get_bf16(GpuModel *g, float *dst, const bf16 *src, size_t n) {
 }
 
 static void states_alloc(GpuModel *g);
+// ZeRO 1: the whole table's weights or moments, host (table layout) <-> device. Weights: the bf16 copy and the small
+// tensors' w32 from every value, the shard's master from its pieces; moments: the pieces. From the device only the
+// pieces (and the small tensors) are written: the rest of the host table is other ranks' (the caller gathers it).
+static void copy_shard(GpuModel *g, int what, size_t off, size_t n, float *host, int to_device) {
+    const GpuSpec *s = &g->s;
+    if (off != 0 || n != s->total) fail_msg("gpu_copy: a sharded model moves the whole table at once");
+    if (!g->npiece) fail_msg("internal: gpu_set_shard has not run");
+    float *dev = g->ms;
+    if (what == GPU_WEIGHTS) {
+        for (int i = 0; i < s->ntensor; i++) {
+            size_t at = s->tensor_off[i], k = s->tensor_off[i + 1] - at;
+            if (has_master(g, i) && to_device) {
+                hipCheck(hipMemcpy(W(g, at), host + at, sizeof(float) * k, hipMemcpyHostToDevice));
+                k_f32_to_bf16<<<grid_for(k), 256>>>(g->wb + at, W(g, at), k);
+                hipCheckLaunch();
+            } else if (has_master(g, i)) hipCheck(hipMemcpy(host + at, W(g, at), sizeof(float) * k, hipMemcpyDeviceToHost));
+            else if (to_device) put_bf16(g, g->wb + at, host + at, k);
+        }
+    } else {
+        if (!g->m && !to_device) {  // before the first update the device has none: zeros, as every rank's are
+            memset(host, 0, sizeof(float) * n);
+            return;
+        }
+        states_alloc(g);
+        dev = what == GPU_ADAM_M ? g->m : g->v;
+    }
+    size_t *so = (size_t *)malloc(sizeof(size_t) * (g->npiece + 1)), *to = (size_t *)malloc(sizeof(size_t) * g->npiece);
+    hipCheck(hipMemcpy(so, g->sh_off, sizeof(size_t) * (g->npiece + 1), hipMemcpyDeviceToHost));
+    hipCheck(hipMemcpy(to, g->sh_tofs, sizeof(size_t) * g->npiece, hipMemcpyDeviceToHost));
+    for (int k = 0; k < g->npiece; k++) {
+        size_t b = sizeof(float) * (so[k + 1] - so[k]);
+        if (to_device) hipCheck(hipMemcpy(dev + so[k], host + to[k], b, hipMemcpyHostToDevice));
+        else hipCheck(hipMemcpy(host + to[k], dev + so[k], b, hipMemcpyDeviceToHost));
+    }
+    free(so), free(to);
+}
+
 // floats [off, off + n) of the table (any tensors), host <-> device, where the plan keeps them: the weights (the
 // fp32 master and its bf16 copy, or the bf16 weight), the gradients (g32 or g16), AdamW's moments (table layout)
 void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_device) {
@@ -419,6 +479,10 @@ void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_d
     if (off + n > s->total) fail_msg("gpu_copy: a range outside the parameter table");
     if (what != GPU_WEIGHTS && s->forward_only) fail_msg("gpu_copy: a forward-only model has no gradients or optimizer state");
     if (what == GPU_GRADS) grads_materialize(g);
+    if (s->shard && what != GPU_GRADS) {
+        copy_shard(g, what, off, n, host, to_device);
+        return;
+    }
     if (what == GPU_ADAM_M || what == GPU_ADAM_V) {
         if (s->optimizer != GPU_ADAMW) fail_msg("gpu_copy: AdamW's moments of a model with another optimizer");
         if (!g->m && !to_device) {  // before the first update the device has none
@@ -455,7 +519,7 @@ void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_d
 }
 void gpu_upload(GpuModel *g, const float *w) {
     const GpuSpec *s = &g->s;
-    if (s->bf16_only || s->forward_only) return gpu_copy(g, GPU_WEIGHTS, 0, s->total, (float *)w, 1);
+    if (s->bf16_only || s->forward_only || s->shard) return gpu_copy(g, GPU_WEIGHTS, 0, s->total, (float *)w, 1);
     hipCheck(hipMemcpy(g->w32, w, sizeof(float) * s->total, hipMemcpyHostToDevice));  // the master is the table
     k_f32_to_bf16<<<grid_for(s->total), 256>>>(g->wb, g->w32, s->total);
     hipCheckLaunch();
@@ -466,6 +530,7 @@ void gpu_download_grads(GpuModel *g, float *gw) { gpu_copy(g, GPU_GRADS, 0, g->s
 // model.h model_init_random: matrices N(0, std), norms at identity (1 - off), layer_scalar 1
 void gpu_init_random(GpuModel *g, uint64_t seed, float std) {
     const GpuSpec *s = &g->s;
+    if (s->shard) fail_msg("gpu_init_random: a sharded model starts from the host's weights (gpu_upload)");
     for (int i = 0; i < s->ntensor; i++) {
         size_t off = s->tensor_off[i], n = s->tensor_off[i + 1] - off;
         int norm = s->tensor_flag[i] & 4, frozen = s->tensor_flag[i] & 2;
@@ -493,6 +558,7 @@ void gpu_init_random(GpuModel *g, uint64_t seed, float std) {
 }
 
 void gpu_grad_buffers(GpuModel *g, float **g32, size_t *n32, void **g16, size_t *n16) {
+    grads_materialize(g);
     *g32 = g->g32, *n32 = g->plan.n_g32, *g16 = g->g16, *n16 = g->plan.n_g16;
 }
 
@@ -840,10 +906,35 @@ void gpu_backward(GpuModel *g) {
 // Optimizer
 // =================================================================================================
 
+// ZeRO 1: Σ g² over the ranges of g32 this rank owns, each as k_sumsq sums a buffer (its first elements up to a
+// 16-byte boundary apart), the partials added in order: at one rank the one range is the table, summed as above
+static double sumsq_shard(GpuModel *g) {
+    const int nb = 1024;
+    for (int r = 0; r < g->nrng; r++) {
+        size_t lo = g->sh_rng[2 * r], n = g->sh_rng[2 * r + 1], head = (4 - lo % 4) % 4;
+        head = head < n ? head : n;
+        double *part = g->sh_part + (size_t)r * (nb + 1);
+        k_sumsq<<<nb, 256>>>(part, g->g32 + lo + head, n - head);
+        if (head) k_sumsq<<<1, 256>>>(part + nb, g->g32 + lo, head);
+    }
+    hipCheckLaunch();
+    size_t np = (size_t)g->nrng * (nb + 1);
+    double *h = (double *)malloc(sizeof(double) * np), s = 0;
+    hipCheck(hipMemcpy(h, g->sh_part, sizeof(double) * np, hipMemcpyDeviceToHost));
+    for (int r = 0; r < g->nrng; r++) {
+        size_t lo = g->sh_rng[2 * r];
+        for (int i = 0; i < nb; i++) s += h[(size_t)r * (nb + 1) + i];
+        if (lo % 4) s += h[(size_t)r * (nb + 1) + nb];
+    }
+    free(h);
+    return s;
+}
+
 double gpu_grad_sumsq(GpuModel *g) {  // g32's sum, then g16's (the host adds the block sums in order)
     if (g->s.forward_only) fail_msg("gpu_grad_sumsq: a forward-only model has no gradients or optimizer state");
     unsigned nb = 1024;
     grads_materialize(g);
+    if (g->s.shard) return sumsq_shard(g);
     k_sumsq<<<nb, 256>>>(g->sumsq, g->g32, g->plan.n_g32);
     if (g->g16) k_sumsq<<<nb, 256>>>(g->sumsq + nb, g->g16, g->plan.n_g16);
     hipCheckLaunch();
@@ -856,7 +947,7 @@ double gpu_grad_sumsq(GpuModel *g) {  // g32's sum, then g16's (the host adds th
 
 // the optimizer's states, zero, when the first update (or upload) needs them
 static void states_alloc(GpuModel *g) {
-    size_t n = g->s.total, nb = g->plan.nblocks;
+    size_t n = g->s.shard ? g->s.shard : g->s.total, nb = g->plan.nblocks;
     if (g->s.optimizer == GPU_ADAMW8) {
         if (g->qm) return;
         g->qm = GALLOC(g, int8_t, n), g->qv = GALLOC(g, uint8_t, n), g->sm = GALLOC(g, float, nb), g->sv = GALLOC(g, float, nb);
@@ -880,7 +971,11 @@ void gpu_adamw(GpuModel *g, float lr, float b1, float b2, float eps, float wd, i
     // the stochastic rounding at every step
     OptHyper h = {lr, b1, b2, eps, wd, 1.0f - powf(b1, (float)step), sqrtf(1.0f - powf(b2, (float)step)), gscale,
                   (s->seed + (uint64_t)step) * 0x9E3779B97F4A7C15ull};
-    if (s->optimizer == GPU_ADAMW8) k_adamw8<<<gs_grid(g->plan.nblocks, 1), Q8_BLOCK>>>(o, g->qm, g->qv, g->sm, g->sv, g->seg_blk0, h);
+    if (s->shard) {  // the small tensors' fp32: what this rank owns, zeros elsewhere (the caller sums over the ranks)
+        hipCheck(hipMemsetAsync(g->w32, 0, sizeof(float) * g->plan.n_w32));
+        ShardBlock b = {g->ms, g->w32, g->wb, g->g32, g->sh_off, g->sh_tofs, g->sh_sofs, g->sh_flag, g->npiece, s->shard};
+        k_adamw_shard<<<grid_for(s->shard), 256>>>(b, g->m, g->v, h);
+    } else if (s->optimizer == GPU_ADAMW8) k_adamw8<<<gs_grid(g->plan.nblocks, 1), Q8_BLOCK>>>(o, g->qm, g->qv, g->sm, g->sv, g->seg_blk0, h);
     else k_adamw<<<grid_for(s->total), 256>>>(o, g->m, g->v, h);
     hipCheckLaunch();
     prof(g, P_OPT);
@@ -911,6 +1006,42 @@ void gpu_copy_adamw8(GpuModel *g, int i, int8_t *qm, uint8_t *qv, float *sm, flo
         hipCheck(hipMemcpy(sm + b, g->sm + b, sizeof(float) * nb, hipMemcpyDeviceToHost));
         hipCheck(hipMemcpy(sv + b, g->sv + b, sizeof(float) * nb, hipMemcpyDeviceToHost));
     }
+}
+
+void gpu_set_shard(GpuModel *g, int rank, int npiece, const size_t *piece) {
+    const GpuSpec *s = &g->s;
+    const GpuPlan *p = &g->plan;
+    if (!s->shard || npiece > p->npiece_max) fail_msg("internal: gpu_set_shard on a model not planned for this shard");
+    size_t *so = (size_t *)calloc(npiece + 1, sizeof(size_t)), *to = (size_t *)calloc(npiece + 1, sizeof(size_t));
+    size_t *sf = (size_t *)calloc(npiece + 1, sizeof(size_t));
+    unsigned char *fl = (unsigned char *)calloc(npiece + 1, 1);
+    free(g->sh_rng);
+    g->sh_rng = (size_t *)calloc(2 * (size_t)npiece + 2, sizeof(size_t));
+    g->nrng = 0;
+    for (int k = 0; k < npiece; k++) {
+        const size_t *q = piece + 4 * k;  // table offset, shard offset, floats, tail
+        int i = tensor_of(g, q[0]), own = !q[3] || rank == 0;
+        so[k] = q[1], to[k] = q[0];
+        if (k > 0 && so[k] != so[k - 1] + piece[4 * (k - 1) + 2]) fail_msg("internal: the shard's pieces are not contiguous");
+        fl[k] = s->tensor_flag[i] | (plan_is_small(s, i) && own ? OPT_SMALL : 0);
+        sf[k] = plan_is_small(s, i) ? p->wofs[i] + (q[0] - s->tensor_off[i]) : 0;
+        if (!own || !q[2]) continue;  // rank 0 counts the replicated tails in the norm, once; adjacent ranges merge
+        size_t *r = g->sh_rng + 2 * (size_t)(g->nrng > 0 ? g->nrng - 1 : 0);
+        if (g->nrng && r[0] + r[1] == q[0]) r[1] += q[2];
+        else g->sh_rng[2 * g->nrng] = q[0], g->sh_rng[2 * g->nrng + 1] = q[2], g->nrng++;
+    }
+    so[npiece] = npiece ? piece[4 * (npiece - 1) + 1] + piece[4 * (npiece - 1) + 2] : 0;
+    if (so[npiece] != s->shard) fail_msg("internal: the shard's pieces do not add up to GpuSpec.shard");
+    hipCheck(hipMemcpy(g->sh_off, so, sizeof(size_t) * (npiece + 1), hipMemcpyHostToDevice));
+    hipCheck(hipMemcpy(g->sh_tofs, to, sizeof(size_t) * npiece, hipMemcpyHostToDevice));
+    hipCheck(hipMemcpy(g->sh_sofs, sf, sizeof(size_t) * npiece, hipMemcpyHostToDevice));
+    hipCheck(hipMemcpy(g->sh_flag, fl, npiece, hipMemcpyHostToDevice));
+    g->npiece = npiece, g->shard_rank = rank;
+    free(so), free(to), free(sf), free(fl);
+}
+
+void gpu_shard_buffers(GpuModel *g, float **w32, size_t *n32, void **wb) {
+    *w32 = g->w32, *n32 = g->plan.n_w32, *wb = g->wb;
 }
 
 // =================================================================================================

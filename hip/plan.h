@@ -9,6 +9,8 @@
 //   gradient       g32 (fp32), every tensor; with GpuSpec.grad_bf16 the matrices' in g16 (bf16)       4 B / 2 B
 //   optimizer      AdamW: m, v fp32 over the table; 8-bit AdamW: a byte each over the table and two
 //                  fp32 scales per block of 256 (train.c's layout); made at the first update          8 B / 2 B
+// ZeRO 1 (GpuSpec.shard): the fp32 master and AdamW's m, v of the rank's shard only (4 + 8 B a parameter / ranks);
+// w32 keeps the tensors kernels read in fp32 (norm weights, layer_scalar), whole; the piece tables.
 // A buffer that holds only some tensors packs them in table order, each at an offset congruent to its table
 // offset mod 8 (the optimizer's 16-byte loads stay aligned; tensors adjacent in the table, such as q|k|v, stay
 // adjacent); one that holds all of them is laid out as the table.
@@ -76,6 +78,8 @@ typedef struct {
     size_t create;               // gpu_bytes() right after gpu_create
     size_t states;               // the optimizer's, at its first update
     size_t masks;                // pruning: the four masks, their gradients, the hard-concrete scratch
+    size_t shard_tables;         // ZeRO 1: the piece tables and the sum-of-squares partials (gpu_set_shard)
+    int npiece_max;
 } GpuPlan;
 
 static inline size_t plan_align(size_t b) { return (b + 255) / 256 * 256; }
@@ -88,13 +92,20 @@ static inline int plan_is_matrix(const GpuSpec *s, int i) { return (s->tensor_fl
 static inline int plan_qkv_cols(const GpuSpec *s, const GpuLayerSpec *ls) { return (s->H + (ls->hasv ? 2 : 1) * ls->K) * ls->D; }
 static inline size_t plan_max(size_t a, size_t b) { return a > b ? a : b; }
 
-// tensors whose matrix bit is `matrix` (all: every tensor, laid out as the table) packed into one buffer, offsets
-// congruent to the table's mod 8; returns the buffer's elements
-static size_t plan_pack(const GpuSpec *s, size_t *ofs, int matrix, int all) {
+// the tensors kernels read in fp32 (norm weights, layer_scalar): neither a product's matrix nor the token table
+static inline int plan_is_small(const GpuSpec *s, int i) { return !plan_is_matrix(s, i) && s->tensor_off[i] != s->embed; }
+enum { PACK_ALL, PACK_MATRIX, PACK_REST, PACK_SMALL };  // which tensors a buffer holds (PACK_REST: not matrices)
+static inline int plan_in(const GpuSpec *s, int i, int cls) {
+    return cls == PACK_ALL || (cls == PACK_MATRIX ? plan_is_matrix(s, i) : cls == PACK_REST ? !plan_is_matrix(s, i) : plan_is_small(s, i));
+}
+// the tensors of class cls packed into one buffer (PACK_ALL: laid out as the table), offsets congruent to the table's
+// mod 8; returns the buffer's elements
+static size_t plan_pack(const GpuSpec *s, size_t *ofs, int cls) {
     size_t at = 0;
+    int all = cls == PACK_ALL;
     for (int i = 0; i < s->ntensor; i++) {
         size_t off = s->tensor_off[i];
-        if (!all && plan_is_matrix(s, i) != matrix) continue;
+        if (!plan_in(s, i, cls)) continue;
         at = all ? off : at + (off % 8 + 8 - at % 8) % 8;
         ofs[i] = at;
         at += s->tensor_off[i + 1] - off;
@@ -120,22 +131,27 @@ static void gpu_plan_layout(const GpuSpec *s, GpuPlan *p) {
         fprintf(stderr, "error: out of host memory planning the GPU model\n");
         exit(1);
     }
-    p->n_w32 = plan_pack(s, p->wofs, 0, !s->bf16_only && !s->forward_only);
+    p->n_w32 = plan_pack(s, p->wofs, s->shard ? PACK_SMALL : s->bf16_only || s->forward_only ? PACK_REST : PACK_ALL);
     if (s->forward_only) {  // no gradients
     } else if (s->grad_bf16) {  // each tensor's gradient in one of the two: matrices in g16, the rest in g32
-        p->n_g16 = plan_pack(s, p->gofs, 1, 0);
-        p->n_g32 = plan_pack(s, o32, 0, 0);
+        p->n_g16 = plan_pack(s, p->gofs, PACK_MATRIX);
+        p->n_g32 = plan_pack(s, o32, PACK_REST);
         for (size_t i = 0; i < nt; i++)
             if (!plan_is_matrix(s, (int)i)) p->gofs[i] = o32[i];
-    } else p->n_g32 = plan_pack(s, p->gofs, 0, 1);
+    } else p->n_g32 = plan_pack(s, p->gofs, PACK_ALL);
     free(o32);
     for (size_t i = 0; i < nt; i++)  // train.c's 8-bit blocks: 256 elements, each tensor from its own first block
         p->blk0[i + 1] = p->blk0[i] + (s->tensor_off[i + 1] - s->tensor_off[i] + 255) / 256;
     p->nblocks = p->blk0[nt];
-    p->params = plan_align(p->n_w32 * 4) + plan_align(total * 2);
+    p->params = plan_align(p->n_w32 * 4) + plan_align(total * 2) + plan_align(s->shard * 4);
     p->grads = plan_align(p->n_g32 * 4) + plan_align(p->n_g16 * 2);
     p->states = s->forward_only ? 0 : s->optimizer == GPU_ADAMW8 ? 2 * plan_align(total) + 2 * plan_align(p->nblocks * 4)
-                                                                 : 2 * plan_align(total * 4);
+                                                                 : 2 * plan_align((s->shard ? s->shard : total) * 4);
+    // ZeRO 1's piece tables (hip/gpu.hip gpu_set_shard): a unit's owned run and its tail split at tensor boundaries
+    // (at most ntensor + 2 x units pieces), and the gradient's sum of squares: one range per piece at most, 1025
+    // partials each
+    p->npiece_max = s->shard ? s->ntensor + 2 * s->shard_units : 0;
+    p->shard_tables = s->shard ? plan_align((p->npiece_max + 1) * 8 * 3 + p->npiece_max) + plan_align(p->npiece_max * 1025 * 8) : 0;
 }
 
 // The buffers one layer keeps (GACT_*) as the checkpointed layers share them, in the scratch region (WS_CK): at the
@@ -235,7 +251,7 @@ static void gpu_plan(const GpuSpec *s, int B, int T, GpuPlan *p) {
     size_t chunk = ((size_t)2 << 30) / ((size_t)s->V * 2);
     p->chunk = (int)(chunk < 1 ? 1 : chunk > N ? N : chunk);
     p->ws = plan_max(scratch, (size_t)p->chunk * s->V * 2);
-    p->create = p->params + p->grads + plan_align(p->pool) + plan_align(p->ws);
+    p->create = p->params + p->grads + plan_align(p->pool) + plan_align(p->ws) + p->shard_tables;
     size_t nm = L + L * H + L * F + d;
     p->masks = 2 * (plan_align(L * 4) + plan_align(L * H * 4) + plan_align(L * F * 4) + plan_align(d * 4)) + plan_align(16 * nm);
 }

@@ -127,6 +127,12 @@ if [ -x hip/build/train ] && [ -x hip/build/prune ]; then
     --model test/fixtures/g4_e2b --data data/shards --out $D/e --steps 2 --batch 2 --seq 32 --device gpu
   [ -d data/shards ] && one_line_error "hip/build/train --gpu-recompute past the layers" "expected 0 to" hip/build/train \
     --model test/fixtures/g3_gqa --data data/shards --out $D/r --steps 2 --batch 2 --seq 32 --device gpu --gpu-recompute 99
+  # ZeRO on the GPU: stage 1 over fp32 gradients and master only; 2 and 3 not yet
+  [ -d data/shards ] && one_line_error "hip/build/train --device gpu --zero 2" "runs --zero 0 and 1" hip/build/train \
+    --config data/teacher.json --init random --data data/shards --out $D/z --steps 2 --batch 2 --seq 32 --device gpu --zero 2
+  [ -d data/shards ] && one_line_error "hip/build/prune --device gpu --zero 1 --grads bf16" "without --grads bf16" \
+    hip/build/prune --model test/fixtures/g3_gqa --data data/shards --out $D/z --keep 0.5 --steps 2 --batch 2 --seq 32 \
+    --device gpu --zero 1 --grads bf16
   if hip/build/train --help | grep -q -- "--device" && hip/build/prune --help | grep -q -- "--device"; then
     echo "ok   hip/build/train and hip/build/prune --help show --device"; else bad "--help of the GPU builds lacks --device"; fi
   if ! nvidia-smi > /dev/null 2>&1 && [ -d data/shards ]; then

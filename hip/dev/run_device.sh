@@ -9,7 +9,8 @@
 #   dp: the data-parallel GPU step at world 1 (needs data/shards): hip/build/train (fp32 and bf16 gradients) and
 #   hip/build/prune (--grad-accum 2) --device gpu started as RANK=0 WORLD_SIZE=1 (every gradient through NCCL's
 #   all-reduce, the losses through the host collectives) against the same runs alone, twice (is the plain path
-#   deterministic?); the logged losses and the written weights, optimizer state and masks must be identical
+#   deterministic?), and --zero 1 at world 1 (master and moments sharded: reduce-scatter, shard update, all-gather);
+#   the logged losses and the written weights, optimizer state and masks must be identical
 #   scale: hip/dev/scale.sh, the memory options (8-bit AdamW, bf16 gradients, bf16-only weights) and hip/plan.h's
 #   prediction against the device: validation, memory per shape, speed, loss, 8-bit resume across devices (~7 min;
 #   SCALE picks parts)
@@ -42,27 +43,35 @@ for w in $what; do
   dp)    d=$(mktemp -d); ok=1; : > "$OUT/dp.log"
          A="--config data/teacher.json --init random --data data/shards --steps 20 --batch 8 --seq 128 --eval-every 10 --eval-batches 2 --seed 3 --device gpu"
          P="--data data/shards --keep 0.5 --steps 8 --batch 8 --seq 128 --grad-accum 2 --eval-every 4 --eval-batches 2 --save-every 8 --seed 3 --device gpu"
-         for r in alone again world1; do
-           L=; [ $r = world1 ] && L="env RANK=0 WORLD_SIZE=1 LOCAL_RANK=0"
+         for r in alone again world1 zero1; do
+           L=; Z=; [ $r = world1 ] || [ $r = zero1 ] && L="env RANK=0 WORLD_SIZE=1 LOCAL_RANK=0"; [ $r = zero1 ] && Z="--zero 1"
            mkdir -p "$d/id_t$r" "$d/id_b$r" "$d/id_p$r"
-           GS_COMM_DIR=$d/id_t$r timeout 200 $L hip/build/train $A --out "$d/t_$r" > "$d/t_$r.log" 2>&1 || ok=0
+           GS_COMM_DIR=$d/id_t$r timeout 200 $L hip/build/train $A $Z --out "$d/t_$r" > "$d/t_$r.log" 2>&1 || ok=0
+           [ $r = zero1 ] && : > "$d/b_$r.log" ||  # ZeRO 1 takes fp32 gradients only
            GS_COMM_DIR=$d/id_b$r timeout 200 $L hip/build/train $A --grads bf16 --out "$d/b_$r" > "$d/b_$r.log" 2>&1 || ok=0
-           GS_COMM_DIR=$d/id_p$r timeout 200 $L hip/build/prune --model "$d/t_alone/checkpoint" $P --out "$d/p_$r" > "$d/p_$r.log" 2>&1 || ok=0
+           GS_COMM_DIR=$d/id_p$r timeout 200 $L hip/build/prune --model "$d/t_alone/checkpoint" $P $Z --out "$d/p_$r" > "$d/p_$r.log" 2>&1 || ok=0
            cat "$d/t_$r.log" "$d/b_$r.log" "$d/p_$r.log" >> "$OUT/dp.log"
-           cat "$d/t_$r.log" "$d/b_$r.log" "$d/p_$r.log" | grep -E "^step [0-9]|^eval" | sed -E 's/ [|] [0-9.]+ tok.s.*//' > "$d/$r.txt"
+           cat "$d/t_$r.log" "$d/p_$r.log" | grep -E "^step [0-9]|^eval" | sed -E 's/ [|] [0-9.]+ tok.s.*//' > "$d/$r.txt"
+           cat "$d/b_$r.log" | grep -E "^step [0-9]|^eval" | sed -E 's/ [|] [0-9.]+ tok.s.*//' > "$d/${r}_b.txt"
          done
-         grep -q "data parallel: 1 ranks" "$d/t_world1.log" && grep -q "data parallel: 1 ranks" "$d/p_world1.log" ||
-           { echo "FAIL the world-1 runs did not run data parallel"; ok=0; }
-         for r in again world1; do
-           for f in t_@/checkpoint/model.safetensors t_@/checkpoint/optimizer.safetensors b_@/checkpoint/model.safetensors p_@/model.safetensors p_@/masks.safetensors; do
+         for r in world1 zero1; do
+           grep -q "data parallel: 1 ranks" "$d/t_$r.log" && grep -q "data parallel: 1 ranks" "$d/p_$r.log" ||
+             { echo "FAIL the $r runs did not run data parallel"; ok=0; }
+         done
+         grep -q "ZeRO 1: master and moments" "$d/t_zero1.log" || { echo "FAIL the zero1 run did not shard"; ok=0; }
+         for r in again world1 zero1; do
+           for f in t_@/checkpoint/model.safetensors t_@/checkpoint/optimizer.safetensors b_@/checkpoint/model.safetensors p_@/model.safetensors p_@/masks.safetensors p_@/checkpoint/optimizer.safetensors; do
+             case $f in b_*) [ $r = zero1 ] && continue ;; esac
              a=$(echo $f | sed s/@/alone/) b=$(echo $f | sed s/@/$r/)
-             cmp -s "$d/$a" "$d/$b" && echo "ok   $b identical to $a" || { echo "FAIL $b differs from $a"; [ $r = world1 ] && ok=0; }
+             [ -f "$d/$a" ] || continue
+             cmp -s "$d/$a" "$d/$b" && echo "ok   $b identical to $a" || { echo "FAIL $b differs from $a"; [ $r != again ] && ok=0; }
            done
            diff "$d/alone.txt" "$d/$r.txt" > /dev/null && echo "ok   $r: $(wc -l < "$d/alone.txt") step and eval lines identical" ||
-             { echo "FAIL $r: step or eval lines differ:"; diff "$d/alone.txt" "$d/$r.txt" | head -6; [ $r = world1 ] && ok=0; }
+             { echo "FAIL $r: step or eval lines differ:"; diff "$d/alone.txt" "$d/$r.txt" | head -6; [ $r != again ] && ok=0; }
+           [ $r = zero1 ] || diff "$d/alone_b.txt" "$d/${r}_b.txt" > /dev/null || { echo "FAIL $r: bf16-gradient lines differ"; [ $r != again ] && ok=0; }
          done
          rm -rf "$d"
-         [ $ok = 1 ] && echo "dp: PASSED (world 1 through NCCL equals the plain GPU step: train 20 steps fp32 and bf16 gradients, prune 8 x 2 draws)" ||
+         [ $ok = 1 ] && echo "dp: PASSED (world 1 through NCCL equals the plain GPU step: train 20 steps fp32 and bf16 gradients, prune 8 x 2 draws; ZeRO 1 at world 1 too)" ||
            echo "dp: FAILED (see $OUT/dp.log; an 'again' FAIL means the plain path is not deterministic run to run)" ;;
   act|profile|h100|h200) sh hip/dev/scale_act.sh $w ;;
   check) OMP_NUM_THREADS=1 timeout 300 hip/build/check_step > "$OUT/check.log" 2>&1; echo "check_step rc=$?"
