@@ -577,6 +577,7 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
         cJSON_AddNumberToObject(j, "optimizer_states", (double)p->states), cJSON_AddNumberToObject(j, "activations", (double)p->acts);
         cJSON_AddNumberToObject(j, "stream_tables", (double)(p->stream + p->tables)), cJSON_AddNumberToObject(j, "scratch", (double)p->ws);
         cJSON_AddNumberToObject(j, "masks", prune ? (double)p->masks : 0.0);
+        cJSON_AddNumberToObject(j, "shard_tables", (double)p->shard_tables), cJSON_AddNumberToObject(j, "shard", (double)s->shard);
         cJSON_AddNumberToObject(j, "gpu_create", (double)p->create);
         cJSON_AddNumberToObject(j, "gpu_peak", (double)peak);
         write_json_atomic(json, j);

@@ -36,7 +36,7 @@ check "memory: the options table marks 8-bit AdamW, bf16 only, checkpointing as 
 check "memory: --json writes the figures" \
   sh -c "./profile memory --preset 1b --json $T/mem.json > /dev/null && grep -q '\"optimizer_states\"' $T/mem.json"
 # --device gpu: hip/plan.h's arithmetic (the sizes gpu_create allocates by; hip/dev/check_step checks that on a GPU)
-sum_parts='import json, sys; j = json.load(open(sys.argv[1])); parts = ["weights", "gradients", "activations", "stream_tables", "scratch"]
+sum_parts='import json, sys; j = json.load(open(sys.argv[1])); parts = ["weights", "gradients", "activations", "stream_tables", "scratch", "shard_tables"]
 sys.exit(0 if sum(j[k] for k in parts) == j["gpu_create"] and j["gpu_peak"] > j["gpu_create"] + j["optimizer_states"] else 1)'
 check "memory --device gpu: the parts add up to what gpu_create allocates (1B, 8 x 2048, --gpu-recompute 3)" \
   sh -c "./profile memory --preset 1b --device gpu --batch 8 --seq 2048 --gpu-recompute 3 --json $T/g.json > /dev/null && python3 -c '$sum_parts' $T/g.json"
@@ -50,7 +50,18 @@ check "memory --device gpu: adamw8 keeps ~2.03 B/param of states against AdamW's
 dp='import json, sys; a, b = (json.load(open(f)) for f in sys.argv[1:3]); sys.exit(0 if a["gpu_peak"] == b["gpu_peak"] and b["gpus"] == 8 else 1)'
 check "memory --device gpu --gpus 8: each GPU holds what one GPU does (ZeRO 0, all-reduce in place)" \
   sh -c "./profile memory --preset 1b --device gpu --json $T/d1.json > /dev/null && ./profile memory --preset 1b --device gpu --gpus 8 --json $T/d8.json > /dev/null && python3 -c '$dp' $T/d1.json $T/d8.json"
-expect_error "memory --device gpu --zero 1 (not in the GPU path)" "runs --zero 0" ./profile memory --preset 1b --device gpu --gpus 8 --zero 1
+# ZeRO 1 on the GPU: the fp32 master and AdamW's moments of 1/8 of the table (plus the units' tails, fewer than 8
+# floats each), the bf16 copy, the fp32 gradients and the norm weights' fp32 whole; the parts still add up to what
+# gpu_create allocates
+z1='import json, sys; a, b = (json.load(open(f)) for f in sys.argv[1:3]); n = a["gradients"] / 4; sh = b["shard"]
+ok = n / 8 <= sh <= n / 8 + 8 * 30 and b["optimizer_states"] == 2 * -(-sh * 4 // 256) * 256 and b["gradients"] == a["gradients"]
+small = b["weights"] - (a["weights"] - 4 * n + 4 * sh)  # the norm weights fp32, whole on every GPU: < 0.1%
+ok = ok and 0 < small < 4 * n / 1000
+sys.exit(0 if ok and b["zero"] == 1 else 1)'
+check "memory --device gpu --gpus 8 --zero 1: master and moments of the shard only" \
+  sh -c "./profile memory --preset 1b --device gpu --json $T/z0.json > /dev/null && ./profile memory --preset 1b --device gpu --gpus 8 --zero 1 --json $T/z1.json > /dev/null && python3 -c '$z1' $T/z0.json $T/z1.json && python3 -c '$sum_parts' $T/z1.json"
+expect_error "memory --device gpu --zero 2 (not in the GPU path)" "runs --zero 0 and 1" ./profile memory --preset 1b --device gpu --gpus 8 --zero 2
+expect_error "memory --device gpu --zero 1 --grads bf16" "fp32 gradients" ./profile memory --preset 1b --device gpu --gpus 8 --zero 1 --grads bf16
 
 # --- bad input ----------------------------------------------------------------------------------------------
 expect_error "unknown command" "unknown command" ./profile frobnicate
