@@ -8,9 +8,10 @@
 #   and started as RANK=0 WORLD_SIZE=1 (the launcher path); a one-line verdict
 #   dp: the data-parallel GPU step at world 1 (needs data/shards): hip/build/train (fp32 and bf16 gradients) and
 #   hip/build/prune (--grad-accum 2) --device gpu started as RANK=0 WORLD_SIZE=1 (every gradient through NCCL's
-#   all-reduce, the losses through the host collectives) against the same runs alone, twice (is the plain path
-#   deterministic?), and --zero 1 at world 1 (master and moments sharded: reduce-scatter, shard update, all-gather);
-#   the logged losses and the written weights, optimizer state and masks must be identical
+#   all-reduce, the losses through the host collectives) against the same runs alone (twice: the plain step's own
+#   spread), and --zero 1 at world 1 (master and moments sharded: reduce-scatter, shard update, all-gather); the plain step
+#   is not bit-reproducible (atomics, tuned products), so each run's weights, optimizer state, masks and losses must
+#   be as close to the plain run's as a second plain run is (hip/dev/compare_runs.py)
 #   scale: hip/dev/scale.sh, the memory options (8-bit AdamW, bf16 gradients, bf16-only weights) and hip/plan.h's
 #   prediction against the device: validation, memory per shape, speed, loss, 8-bit resume across devices (~7 min;
 #   SCALE picks parts)
@@ -51,28 +52,22 @@ for w in $what; do
            GS_COMM_DIR=$d/id_b$r timeout 200 $L hip/build/train $A --grads bf16 --out "$d/b_$r" > "$d/b_$r.log" 2>&1 || ok=0
            GS_COMM_DIR=$d/id_p$r timeout 200 $L hip/build/prune --model "$d/t_alone/checkpoint" $P $Z --out "$d/p_$r" > "$d/p_$r.log" 2>&1 || ok=0
            cat "$d/t_$r.log" "$d/b_$r.log" "$d/p_$r.log" >> "$OUT/dp.log"
-           cat "$d/t_$r.log" "$d/p_$r.log" | grep -E "^step [0-9]|^eval" | sed -E 's/ [|] [0-9.]+ tok.s.*//' > "$d/$r.txt"
-           cat "$d/b_$r.log" | grep -E "^step [0-9]|^eval" | sed -E 's/ [|] [0-9.]+ tok.s.*//' > "$d/${r}_b.txt"
          done
          for r in world1 zero1; do
            grep -q "data parallel: 1 ranks" "$d/t_$r.log" && grep -q "data parallel: 1 ranks" "$d/p_$r.log" ||
              { echo "FAIL the $r runs did not run data parallel"; ok=0; }
          done
          grep -q "ZeRO 1: master and moments" "$d/t_zero1.log" || { echo "FAIL the zero1 run did not shard"; ok=0; }
-         for r in again world1 zero1; do
-           for f in t_@/checkpoint/model.safetensors t_@/checkpoint/optimizer.safetensors b_@/checkpoint/model.safetensors p_@/model.safetensors p_@/masks.safetensors p_@/checkpoint/optimizer.safetensors; do
-             case $f in b_*) [ $r = zero1 ] && continue ;; esac
-             a=$(echo $f | sed s/@/alone/) b=$(echo $f | sed s/@/$r/)
-             [ -f "$d/$a" ] || continue
-             cmp -s "$d/$a" "$d/$b" && echo "ok   $b identical to $a" || { echo "FAIL $b differs from $a"; [ $r != again ] && ok=0; }
-           done
-           diff "$d/alone.txt" "$d/$r.txt" > /dev/null && echo "ok   $r: $(wc -l < "$d/alone.txt") step and eval lines identical" ||
-             { echo "FAIL $r: step or eval lines differ:"; diff "$d/alone.txt" "$d/$r.txt" | head -6; [ $r != again ] && ok=0; }
-           [ $r = zero1 ] || diff "$d/alone_b.txt" "$d/${r}_b.txt" > /dev/null || { echo "FAIL $r: bf16-gradient lines differ"; [ $r != again ] && ok=0; }
+         # the plain GPU step is not bit-reproducible: each run against the plain one, beside a second plain run
+         CR="python3 hip/dev/compare_runs.py"
+         for r in world1 zero1; do
+           $CR "$d/t_alone" "$d/t_again" "$d/t_$r" checkpoint/model.safetensors checkpoint/optimizer.safetensors || ok=0
+           [ $r = zero1 ] || $CR "$d/b_alone" "$d/b_again" "$d/b_$r" checkpoint/model.safetensors || ok=0
+           $CR "$d/p_alone" "$d/p_again" "$d/p_$r" model.safetensors masks.safetensors || ok=0
          done
          rm -rf "$d"
-         [ $ok = 1 ] && echo "dp: PASSED (world 1 through NCCL equals the plain GPU step: train 20 steps fp32 and bf16 gradients, prune 8 x 2 draws; ZeRO 1 at world 1 too)" ||
-           echo "dp: FAILED (see $OUT/dp.log; an 'again' FAIL means the plain path is not deterministic run to run)" ;;
+         [ $ok = 1 ] && echo "dp: PASSED (world 1 through NCCL, ZeRO 0 and 1, as close to the plain GPU step as a second plain run: train 20 steps fp32 and bf16 gradients, prune 8 x 2 draws)" ||
+           echo "dp: FAILED (see $OUT/dp.log)" ;;
   act|profile|h100|h200) sh hip/dev/scale_act.sh $w ;;
   check) OMP_NUM_THREADS=1 timeout 300 hip/build/check_step > "$OUT/check.log" 2>&1; echo "check_step rc=$?"
          grep -E "FAIL|worst|loss cpu|check_step" "$OUT/check.log" | head -60 ;;

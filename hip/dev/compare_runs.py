@@ -1,0 +1,51 @@
+# hip/dev/compare_runs.py — run_device.sh `dp`: how far one GPU run is from another, against how far the plain
+# GPU run is from itself. The GPU step is not bit-reproducible (fp32 atomics in the attention and embedding
+# backwards, products whose algorithm the tuner picks by timing), so "identical" cannot be asked of a run made
+# through NCCL; what is asked is that it differs from the plain run no more than a second plain run does.
+#   python3 hip/dev/compare_runs.py REF AGAIN RUN FILE...   (run directories; FILE relative to each)
+# Per file, the worst relative L2 error ||a - b|| / ||b|| over its tensors (fp32 or bf16), and the step log's
+# largest |loss difference| (REF.log etc.: lines "step N/M | loss X | ... | grad G"). Passes when every measure of
+# RUN is at most 3 x AGAIN's + a floor (1e-6 relative; 2e-4 in loss: the log prints 4 decimals); exit 1 otherwise.
+import json, re, struct, sys
+import numpy as np
+
+def tensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        head = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, t in head.items():
+        if name == "__metadata__": continue
+        a, b = t["data_offsets"]
+        raw = np.frombuffer(data[a:b], dtype=np.uint16 if t["dtype"] == "BF16" else np.float32)
+        out[name] = (raw.astype(np.uint32) << 16).view(np.float32) if t["dtype"] == "BF16" else raw
+    return out
+
+def worst(a, b):
+    x, y = tensors(a), tensors(b)
+    w = 0.0
+    for k, v in y.items():
+        d = np.linalg.norm(x[k].astype(np.float64) - v) / max(np.linalg.norm(v.astype(np.float64)), 1e-30)
+        w = max(w, d)
+    return w
+
+def losses(log):
+    return [float(m.group(1)) for m in re.finditer(r"^step \d+/\d+ \| loss ([-0-9.naif]+)", open(log).read(), re.M)]
+
+ref, again, run, files = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+ok = True
+for f in files:
+    wa, wr = worst(f"{again}/{f}", f"{ref}/{f}"), worst(f"{run}/{f}", f"{ref}/{f}")
+    good = wr <= 3 * wa + 1e-6
+    ok &= good
+    print(f"{'ok  ' if good else 'FAIL'} {run}/{f}: worst relative L2 from {ref} {wr:.2e} (a second plain run: {wa:.2e})")
+la, lr, l0 = losses(again + ".log"), losses(run + ".log"), losses(ref + ".log")
+if not l0 or len(lr) != len(l0) or len(la) != len(l0):
+    print(f"FAIL {run}.log: {len(lr)} step losses against {len(l0)}"); sys.exit(1)
+da, dr = max(abs(p - q) for p, q in zip(la, l0)), max(abs(p - q) for p, q in zip(lr, l0))
+good = dr <= 3 * da + 2e-4
+ok &= good
+print(f"{'ok  ' if good else 'FAIL'} {run}.log: {len(lr)} steps, largest |loss difference| from {ref} {dr:.4f} "
+      f"(a second plain run: {da:.4f})")
+sys.exit(0 if ok else 1)
