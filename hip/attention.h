@@ -94,6 +94,25 @@ __device__ __forceinline__ float attn_score(float dot, float scale, float cap, f
     return s;
 }
 
+// one row of D values over the warp: lane's element i = lane + e·GS_WARP in v[e], 0 past D
+__device__ __forceinline__ void attn_row_load(float v[ATT_MAXE], const bf16 *r, int D, int lane) {
+#pragma unroll
+    for (int e = 0; e < ATT_MAXE; e++) {
+        int i = lane + e * GS_WARP;
+        v[e] = i < D ? bf2f(r[i]) : 0.0f;
+    }
+}
+// this lane's part of v · r for a row v of attn_row_load (warp_sum completes it)
+__device__ __forceinline__ float attn_row_dot(const float v[ATT_MAXE], const bf16 *r, int D, int lane) {
+    float dot = 0;
+#pragma unroll
+    for (int e = 0; e < ATT_MAXE; e++) {
+        int i = lane + e * GS_WARP;
+        if (i < D) dot += v[e] * bf2f(r[i]);
+    }
+    return dot;
+}
+
 __global__ void k_attn_fwd_simple(AttnFwd a) {
     size_t row = (size_t)blockIdx.x * (blockDim.x / GS_WARP) + threadIdx.x / GS_WARP;  // (b·T + t)·H + h
     int lane = threadIdx.x % GS_WARP;
@@ -101,24 +120,13 @@ __global__ void k_attn_fwd_simple(AttnFwd a) {
     int h = (int)(row % a.H), g = h / (a.H / a.K);
     size_t n = row / a.H;
     int b = (int)(n / a.T), t = (int)(n % a.T);
-    float qv[ATT_MAXE], ov[ATT_MAXE];
-#pragma unroll
-    for (int e = 0; e < ATT_MAXE; e++) {
-        int i = lane + e * GS_WARP;
-        qv[e] = i < a.D ? bf2f(a.q[n * a.ldq + h * a.D + i]) : 0.0f;
-        ov[e] = 0;
-    }
+    float qv[ATT_MAXE], ov[ATT_MAXE] = {0};
+    attn_row_load(qv, a.q + n * a.ldq + h * a.D, a.D, lane);
     float m = -INFINITY, l = 0, tc;
     int j0 = a.window > 0 && t - a.window + 1 > 0 ? t - a.window + 1 : 0;
     for (int j = j0; j <= t; j++) {
         const bf16 *kr = a.k + ((size_t)b * a.T + j) * a.ldk + g * a.D, *vr = a.v + ((size_t)b * a.T + j) * a.ldv + g * a.D;
-        float dot = 0;
-#pragma unroll
-        for (int e = 0; e < ATT_MAXE; e++) {
-            int i = lane + e * GS_WARP;
-            if (i < a.D) dot += qv[e] * bf2f(kr[i]);
-        }
-        float s = attn_score(warp_sum(dot), a.scale, a.softcap, &tc);
+        float s = attn_score(warp_sum(attn_row_dot(qv, kr, a.D, lane)), a.scale, a.softcap, &tc);
         float mn = fmaxf(m, s), alpha = __expf(m - mn), p = __expf(s - mn);
         l = l * alpha + p;
 #pragma unroll
@@ -145,25 +153,15 @@ __global__ void k_attn_bwd_dq_simple(AttnBwd a) {
     int h = (int)(row % f.H), g = h / (f.H / f.K);
     size_t n = row / f.H;
     int b = (int)(n / f.T), t = (int)(n % f.T);
-    float qv[ATT_MAXE], dov[ATT_MAXE], dq[ATT_MAXE];
-#pragma unroll
-    for (int e = 0; e < ATT_MAXE; e++) {
-        int i = lane + e * GS_WARP;
-        qv[e] = i < f.D ? bf2f(f.q[n * f.ldq + h * f.D + i]) : 0.0f;
-        dov[e] = i < f.D ? bf2f(a.dout[n * a.lddo + h * f.D + i]) : 0.0f;
-        dq[e] = 0;
-    }
+    float qv[ATT_MAXE], dov[ATT_MAXE], dq[ATT_MAXE] = {0};
+    attn_row_load(qv, f.q + n * f.ldq + h * f.D, f.D, lane);
+    attn_row_load(dov, a.dout + n * a.lddo + h * f.D, f.D, lane);
     size_t bh = ((size_t)b * f.H + h) * f.T + t;
     float L = f.lse[bh], Dt = a.Di[bh], tc;
     int j0 = f.window > 0 && t - f.window + 1 > 0 ? t - f.window + 1 : 0;
     for (int j = j0; j <= t; j++) {
         const bf16 *kr = f.k + ((size_t)b * f.T + j) * f.ldk + g * f.D, *vr = f.v + ((size_t)b * f.T + j) * f.ldv + g * f.D;
-        float dot = 0, dp = 0;
-#pragma unroll
-        for (int e = 0; e < ATT_MAXE; e++) {
-            int i = lane + e * GS_WARP;
-            if (i < f.D) dot += qv[e] * bf2f(kr[i]), dp += dov[e] * bf2f(vr[i]);
-        }
+        float dot = attn_row_dot(qv, kr, f.D, lane), dp = attn_row_dot(dov, vr, f.D, lane);
         float s = attn_score(warp_sum(dot), f.scale, f.softcap, &tc), p = __expf(s - L);
         float ds = p * (warp_sum(dp) - Dt) * (f.softcap > 0 ? 1.0f - tc * tc : 1.0f) * f.scale;
 #pragma unroll
@@ -188,26 +186,16 @@ __global__ void k_attn_bwd_dkdv_simple(AttnBwd a) {
     int g = (int)(row % f.K), G = f.H / f.K;
     size_t n = row / f.K;
     int b = (int)(n / f.T), j = (int)(n % f.T);
-    float kv[ATT_MAXE], vv[ATT_MAXE], dk[ATT_MAXE], dv[ATT_MAXE];
-#pragma unroll
-    for (int e = 0; e < ATT_MAXE; e++) {
-        int i = lane + e * GS_WARP;
-        kv[e] = i < f.D ? bf2f(f.k[n * f.ldk + g * f.D + i]) : 0.0f;
-        vv[e] = i < f.D ? bf2f(f.v[n * f.ldv + g * f.D + i]) : 0.0f;
-        dk[e] = dv[e] = 0;
-    }
+    float kv[ATT_MAXE], vv[ATT_MAXE], dk[ATT_MAXE] = {0}, dv[ATT_MAXE] = {0};
+    attn_row_load(kv, f.k + n * f.ldk + g * f.D, f.D, lane);
+    attn_row_load(vv, f.v + n * f.ldv + g * f.D, f.D, lane);
     int t1 = f.window > 0 && j + f.window - 1 < f.T - 1 ? j + f.window - 1 : f.T - 1;
     float tc;
     for (int h = g * G; h < (g + 1) * G; h++)
         for (int t = j; t <= t1; t++) {
             size_t qn = (size_t)b * f.T + t, bh = ((size_t)b * f.H + h) * f.T + t;
             const bf16 *qr = f.q + qn * f.ldq + h * f.D, *dor = a.dout + qn * a.lddo + h * f.D;
-            float dot = 0, dp = 0;
-#pragma unroll
-            for (int e = 0; e < ATT_MAXE; e++) {
-                int i = lane + e * GS_WARP;
-                if (i < f.D) dot += bf2f(qr[i]) * kv[e], dp += bf2f(dor[i]) * vv[e];
-            }
+            float dot = attn_row_dot(kv, qr, f.D, lane), dp = attn_row_dot(vv, dor, f.D, lane);
             float s = attn_score(warp_sum(dot), f.scale, f.softcap, &tc), p = __expf(s - f.lse[bh]);
             float ds = p * (warp_sum(dp) - a.Di[bh]) * (f.softcap > 0 ? 1.0f - tc * tc : 1.0f) * f.scale;
 #pragma unroll

@@ -28,20 +28,15 @@ __global__ void k_resid_rows(double *v, const float *xin, const float *xout, con
     v[(size_t)n * 4 + 3] = na > 0 ? sqrt(dd) / na : 0;
 }
 
-// acc[c] += Σ_n v[n][c] for c < C, one block per column, the rows in a fixed order (strided per thread, then a
-// tree in shared memory)
+// acc[c] += Σ_n v[n][c] for c < C, one block per column, the rows in a fixed order (strided per thread, then
+// common.h's block_sum)
 __global__ void k_sum_cols(double *acc, const double *v, int N, int C) {
-    __shared__ double sh[256];
+    __shared__ double sh[32];
     int c = blockIdx.x;
     double s = 0;
     for (int n = threadIdx.x; n < N; n += blockDim.x) s += v[(size_t)n * C + c];
-    sh[threadIdx.x] = s;
-    __syncthreads();
-    for (int o = blockDim.x / 2; o > 0; o >>= 1) {
-        if ((int)threadIdx.x < o) sh[threadIdx.x] += sh[threadIdx.x + o];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) acc[c] += sh[0];
+    s = block_sum(s, sh);
+    if (threadIdx.x == 0) acc[c] += s;
 }
 
 // resid_stats(x_in, x_out) of N rows into acc[0..3] (rows: [N][4] doubles of scratch)
@@ -62,22 +57,12 @@ __global__ void k_attn_entropy(float *e, AttnFwd f) {
     size_t n = row / f.H;
     int b = (int)(n / f.T), t = (int)(n % f.T);
     float qv[ATT_MAXE];
-#pragma unroll
-    for (int k = 0; k < ATT_MAXE; k++) {
-        int i = lane + k * GS_WARP;
-        qv[k] = i < f.D ? bf2f(f.q[n * f.ldq + h * f.D + i]) : 0.0f;
-    }
+    attn_row_load(qv, f.q + n * f.ldq + h * f.D, f.D, lane);
     float L = f.lse[((size_t)b * f.H + h) * f.T + t], ps = 0, tc;
     int j0 = f.window > 0 && t - f.window + 1 > 0 ? t - f.window + 1 : 0;
     for (int j = j0; j <= t; j++) {
         const bf16 *kr = f.k + ((size_t)b * f.T + j) * f.ldk + g * f.D;
-        float dot = 0;
-#pragma unroll
-        for (int k = 0; k < ATT_MAXE; k++) {
-            int i = lane + k * GS_WARP;
-            if (i < f.D) dot += qv[k] * bf2f(kr[i]);
-        }
-        float s = attn_score(warp_sum(dot), f.scale, f.softcap, &tc);
+        float s = attn_score(warp_sum(attn_row_dot(qv, kr, f.D, lane)), f.scale, f.softcap, &tc);
         ps += __expf(s - L) * s;
     }
     if (lane) return;
@@ -88,17 +73,12 @@ __global__ void k_attn_entropy(float *e, AttnFwd f) {
 
 // ent[h] += Σ_n e[(n·H + h)·2], entn[h] += Σ_n e[(n·H + h)·2 + 1]: one block per (head, which), fixed order
 __global__ void k_sum_heads(double *ent, double *entn, const float *e, int N, int H) {
-    __shared__ double sh[256];
+    __shared__ double sh[32];
     int h = blockIdx.x % H, w = blockIdx.x / H;
     double s = 0;
     for (int n = threadIdx.x; n < N; n += blockDim.x) s += e[((size_t)n * H + h) * 2 + w];
-    sh[threadIdx.x] = s;
-    __syncthreads();
-    for (int o = blockDim.x / 2; o > 0; o >>= 1) {
-        if ((int)threadIdx.x < o) sh[threadIdx.x] += sh[threadIdx.x + o];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) (w ? entn : ent)[h] += sh[0];
+    s = block_sum(s, sh);
+    if (threadIdx.x == 0) (w ? entn : ent)[h] += s;
 }
 
 // the first N token rows of the batch counted; rows: [B·T·H·2] floats of scratch
