@@ -25,6 +25,8 @@
 // GPU's own gradients: weights with an fp32 master 1e-6, bf16-only weights 4e-3 (one stochastic bf16 rounding of
 // the same fp32 update, hip/dev/adamw.hip checks it element by element), 8-bit codes differing in at most 1 of
 // 1000 elements (hip/dev/adamw.hip says why any may); and the device memory against hip/plan.h's plan (exact).
+// ZeRO 1 at one rank (NCCL) against the plain GPU step on the same gradients: bit for bit (check_zero).
+//   hip/build/check_step --zero: that check alone
 //   usage: hip/build/check_step [FIXTURE_DIR]   (default test/fixtures); exit status 1 on any failure
 #include "model.h"
 #include "hip/gpu.h"
@@ -260,6 +262,56 @@ static void check_interface(Model *m, const int *tok, const int *tgt, int B, int
     memcpy(m->w, w0, sizeof(float) * n);
     optimizer_free(&oc), optimizer_free(&og);
     free(w0), free(all);
+}
+
+// ZeRO 1 at one rank (train and prune --device gpu --zero 1): the same model in two steps, one plain, one with the
+// master and moments sharded (NCCL world 1: reduce-scatter of each unit, the shard update k_adamw_shard, the norm
+// weights summed over the ranks, the bf16 copy all-gathered). The backward is not bit-reproducible (atomics), so the
+// sharded step gets the plain step's gradients (downloaded, uploaded) and everything after the backward must agree
+// bit for bit: the gradient norm, and over three updates (weight decay, clipping) the weights and both moments as a
+// checkpoint fetches them (step_get), and the loss of a forward after them (the bf16 copies).
+static void check_zero(const char *json, uint64_t seed, const int *tok, const int *tgt, int B, int T) {
+    printf("  ZeRO 1 at one rank against the plain GPU step, B=%d T=%d\n", B, T);
+    Model ma, mz;
+    random_model(&ma, json, seed), random_model(&mz, json, seed);
+    size_t n = ma.tab.total;
+    Optimizer oa, oz;
+    optimizer_init(&oa, &ma.tab, OPT_ADAMW, 0.9f, 0.95f, 1e-8f, 0.0f);
+    optimizer_init(&oz, &mz.tab, OPT_ADAMW, 0.9f, 0.95f, 1e-8f, 0.0f);
+    Comm c = comm_init();
+    StepOpts so = {DEVICE_GPU, B, T, 0, 0, 0, 0, NULL, 0};
+    Step *A = step_open(&ma, &oa, &so);
+    so.comm = &c, so.zero = 1;
+    Step *Z = step_open(&mz, &oz, &so);
+    float *g = (float *)mallocCheck(sizeof(float) * n);
+    int same = 1;
+    for (int t = 1; t <= 3; t++) {
+        step_zero_grad(A);
+        float l = step_forward(A, tok, tgt, 1);
+        step_backward(A);
+        double la = step_reduce(A, l);
+        gpu_download_grads(gpu_of(A), g);
+        double na = step_grad_sumsq(A);
+        step_zero_grad(Z);
+        gpu_copy(gpu_of(Z), GPU_GRADS, 0, n, g, 1);
+        double lz = step_reduce(Z, la), nz = step_grad_sumsq(Z);
+        step_update(A, 1e-3f, 0.1f, clip_coef(sqrt(na), 1.0), t);
+        step_update(Z, 1e-3f, 0.1f, clip_coef(sqrt(nz), 1.0), t);
+        step_get(A, STEP_WEIGHTS | STEP_OPTIMIZER, -1), step_get(Z, STEP_WEIGHTS | STEP_OPTIMIZER, -1);
+        int w = !memcmp(ma.w, mz.w, sizeof(float) * n), m1 = !memcmp(oa.m, oz.m, sizeof(float) * n);
+        int m2 = !memcmp(oa.v, oz.v, sizeof(float) * n);
+        float ea = step_eval_fn(A, tok, tgt, B, T), ez = step_eval_fn(Z, tok, tgt, B, T);
+        int ok = la == lz && na == nz && w && m1 && m2 && ea == ez;
+        same &= ok;
+        printf("    %s update %d: loss %s, norm %.9g %s %.9g, weights %s, m %s, v %s, forward after it %.7f %s %.7f\n",
+               ok ? "ok  " : "FAIL", t, la == lz ? "same" : "differs", sqrt(na), na == nz ? "==" : "!=", sqrt(nz),
+               w ? "same" : "differ", m1 ? "same" : "differs", m2 ? "same" : "differs", ea, ea == ez ? "==" : "!=", ez);
+    }
+    if (!same) failures++;
+    step_close(A), step_close(Z);
+    free(g);
+    optimizer_free(&oa), optimizer_free(&oz);
+    model_free(&ma), model_free(&mz);
 }
 
 // 8-bit AdamW through the step interface (train --device gpu --optimizer adamw8), with the storage options: one
@@ -533,23 +585,24 @@ static void tokens_for(int V, int B, int T, uint64_t seed, int *tok, int *tgt) {
         for (int t = 0; t < T; t++) tgt[b * T + t] = t + 1 < T ? (t % 11 == 5 ? -1 : tok[b * T + t + 1]) : -1;
 }
 
+static const char *cfg[] = {
+    // D=64 tensor-core attention, GQA 2:1, window 48 (< T, not a multiple of 64), final softcap
+    "{\"model_type\":\"gemma3_text\",\"vocab_size\":261,\"hidden_size\":64,\"intermediate_size\":128,"
+    "\"num_hidden_layers\":4,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"head_dim\":64,"
+    "\"sliding_window\":48,\"query_pre_attn_scalar\":64,\"final_logit_softcapping\":30.0,"
+    "\"layer_types\":[\"sliding_attention\",\"full_attention\",\"sliding_attention\",\"sliding_attention\"],"
+    "\"max_position_embeddings\":4096}",
+    // Gemma 3's real head shape: D=256, H=4, K=1 (MQA), window 128, T=320 (5 tiles), no softcap: the
+    // sliding layers take the banded backward (mode 2), or the mma kernels (mode 1)
+    "{\"model_type\":\"gemma3_text\",\"vocab_size\":512,\"hidden_size\":128,\"intermediate_size\":256,"
+    "\"num_hidden_layers\":3,\"num_attention_heads\":4,\"num_key_value_heads\":1,\"head_dim\":256,"
+    "\"sliding_window\":128,\"query_pre_attn_scalar\":256,"
+    "\"layer_types\":[\"sliding_attention\",\"sliding_attention\",\"full_attention\"],"
+    "\"max_position_embeddings\":4096}",
+};
+static const int BT[][2] = {{2, 150}, {2, 320}};
+
 static void random_cases(void) {
-    static const char *cfg[] = {
-        // D=64 tensor-core attention, GQA 2:1, window 48 (< T, not a multiple of 64), final softcap
-        "{\"model_type\":\"gemma3_text\",\"vocab_size\":261,\"hidden_size\":64,\"intermediate_size\":128,"
-        "\"num_hidden_layers\":4,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"head_dim\":64,"
-        "\"sliding_window\":48,\"query_pre_attn_scalar\":64,\"final_logit_softcapping\":30.0,"
-        "\"layer_types\":[\"sliding_attention\",\"full_attention\",\"sliding_attention\",\"sliding_attention\"],"
-        "\"max_position_embeddings\":4096}",
-        // Gemma 3's real head shape: D=256, H=4, K=1 (MQA), window 128, T=320 (5 tiles), no softcap: the
-        // sliding layers take the banded backward (mode 2), or the mma kernels (mode 1)
-        "{\"model_type\":\"gemma3_text\",\"vocab_size\":512,\"hidden_size\":128,\"intermediate_size\":256,"
-        "\"num_hidden_layers\":3,\"num_attention_heads\":4,\"num_key_value_heads\":1,\"head_dim\":256,"
-        "\"sliding_window\":128,\"query_pre_attn_scalar\":256,"
-        "\"layer_types\":[\"sliding_attention\",\"sliding_attention\",\"full_attention\"],"
-        "\"max_position_embeddings\":4096}",
-    };
-    int BT[][2] = {{2, 150}, {2, 320}};
     for (int k = 0; k < 2; k++) {
         Model m;
         random_model(&m, cfg[k], 100 + k);
@@ -562,12 +615,27 @@ static void random_cases(void) {
         check_case("random", &m, tok, tgt, B, T, 0, 0, 0);
         check_case("random", &m, tok, tgt, B, T, 1, 2, 2);
         if (k == 0) check_interface(&m, tok, tgt, B, T);
+        check_zero(cfg[k], 100 + k, tok, tgt, B, T);
         if (k == 0) check_interface8(&m, tok, tgt, B, T, 0, 0);
         if (k == 1) check_interface8(&m, tok, tgt, B, T, 1, 1);
         if (k == 1) check_storage("random", &m, tok, tgt, B, T);
         check_checkpoint(&m, tok, tgt, B, T, 0, m.c.L, 0);      // every layer
         check_forward_only(&m, tok, tgt, B, T);
         check_checkpoint(&m, tok, tgt, B, T, 1, m.c.L - 1, m.c.L);  // some, beside gate|up recompute
+        free(tok), free(tgt);
+        model_free(&m);
+    }
+}
+
+static void zero_cases(void) {
+    for (int k = 0; k < 2; k++) {
+        Model m;
+        random_model(&m, cfg[k], 100 + k);
+        int B = BT[k][0], T = BT[k][1];
+        int *tok = (int *)mallocCheck(sizeof(int) * B * T), *tgt = (int *)mallocCheck(sizeof(int) * B * T);
+        tokens_for(m.c.V, B, T, 5 + k, tok, tgt);
+        printf("random Gemma 3 model %d (D=%d)\n", k, m.c.D);
+        check_zero(cfg[k], 100 + k, tok, tgt, B, T);
         free(tok), free(tgt);
         model_free(&m);
     }
@@ -612,6 +680,11 @@ int main(int argc, char **argv) {
     }
     setvbuf(stdout, NULL, _IOLBF, 0);  // progress shows in a log even if the run is stopped
     printf("check_step: GPU %s against model.h (CPU)\n", gpu_device_name());
+    if (argc > 1 && !strcmp(argv[1], "--zero")) {  // ZeRO 1's check alone (run_device.sh dp)
+        zero_cases();
+        printf("check_step --zero: %s\n", failures ? "FAILED" : "all passed");
+        return failures ? 1 : 0;
+    }
     random_cases();
     const char *fixtures[] = {"g3_gqa", "g3_mqa", "g4_kv", "g4_keqv"};
     for (int i = 0; i < 4; i++) fixture_case(fx, fixtures[i]);

@@ -5,7 +5,10 @@
 #   python3 hip/dev/compare_runs.py REF AGAIN RUN FILE...   (run directories; FILE relative to each)
 # Per file, the worst relative L2 error ||a - b|| / ||b|| over its tensors (fp32 or bf16), and the step log's
 # largest |loss difference| (REF.log etc.: lines "step N/M | loss X | ... | grad G"). Passes when every measure of
-# RUN is at most 3 x AGAIN's + a floor (1e-6 relative; 2e-4 in loss: the log prints 4 decimals); exit 1 otherwise.
+# RUN is at most 3 x AGAIN's or at most twice the largest spread seen between two plain runs of this check (H100,
+# 2026-12-06, 20 steps of the teacher config, 7 pairs over two calls: worst-tensor relative L2 up to 2.8e-2 (a
+# norm weight near 0, where AdamW's nearly-sign step turns one rounding into a step of lr), loss up to 3e-4): two
+# plain runs can also agree to 1e-8 by chance, so AGAIN alone is no bound. Exit 1 otherwise.
 import json, re, struct, sys
 import numpy as np
 
@@ -37,14 +40,14 @@ ref, again, run, files = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 ok = True
 for f in files:
     wa, wr = worst(f"{again}/{f}", f"{ref}/{f}"), worst(f"{run}/{f}", f"{ref}/{f}")
-    good = wr <= 3 * wa + 1e-6
+    good = wr <= max(3 * wa, 2 * 2.8e-2)
     ok &= good
     print(f"{'ok  ' if good else 'FAIL'} {run}/{f}: worst relative L2 from {ref} {wr:.2e} (a second plain run: {wa:.2e})")
 la, lr, l0 = losses(again + ".log"), losses(run + ".log"), losses(ref + ".log")
 if not l0 or len(lr) != len(l0) or len(la) != len(l0):
     print(f"FAIL {run}.log: {len(lr)} step losses against {len(l0)}"); sys.exit(1)
 da, dr = max(abs(p - q) for p, q in zip(la, l0)), max(abs(p - q) for p, q in zip(lr, l0))
-good = dr <= 3 * da + 2e-4
+good = dr <= max(3 * da, 2 * 3e-4)
 ok &= good
 print(f"{'ok  ' if good else 'FAIL'} {run}.log: {len(lr)} steps, largest |loss difference| from {ref} {dr:.4f} "
       f"(a second plain run: {da:.4f})")
