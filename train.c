@@ -947,11 +947,5 @@ static int train_main(int argc, char **argv) {
 }
 
 // Under mpirun every rank runs train_main; rank 0 prints and writes, the others say nothing unless they fail
-int main(int argc, char **argv) {
-    comm = comm_init();
-    if (comm.rank > 0 && !freopen("/dev/null", "w", stdout)) fail("rank %d: cannot silence stdout", comm.rank);
-    int rc = train_main(argc, argv);
-    comm_finish(&comm);
-    return rc;
-}
+int main(int argc, char **argv) { return comm_main(&comm, train_main, argc, argv); }
 #endif

@@ -151,6 +151,16 @@ static void comm_finish(Comm *c) {
     c->mpi = 0;
 }
 
+// A program's main under mpirun (train, prune): every rank runs fn with c set up; rank 0 prints and writes, the
+// others' stdout goes to /dev/null (their errors still reach stderr); MPI_Finalize after
+static int comm_main(Comm *c, int (*fn)(int, char **), int argc, char **argv) {
+    *c = comm_init();
+    if (c->rank > 0 && !freopen("/dev/null", "w", stdout)) fail("rank %d: cannot silence stdout", c->rank);
+    int rc = fn(argc, argv);
+    comm_finish(c);
+    return rc;
+}
+
 #ifdef USE_MPI
 // MPI counts are int: long buffers go in pieces of at most 2^30 elements
 #define COMM_MPI_PIECE ((size_t)1 << 30)
