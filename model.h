@@ -677,9 +677,13 @@ static void matmul(int transA, int transB, int M, int N, int K, float alpha, con
     double t0 = now_sec();
 #ifdef USE_BLIS
     blas_init();
-    // BLIS takes general strides: a row-major [r, c] matrix with leading dimension ld has rs=ld, cs=1
-    bli_sgemm(transA ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, transB ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, M, N, K,
-              &alpha, (float *)A, lda, 1, (float *)B, ldb, 1, &beta, C, ldc, 1);
+    // BLIS takes general strides: a row-major [r, c] matrix with leading dimension ld has rs=ld, cs=1.
+    // Inside a parallel region each thread runs a product of its own: one BLIS thread, no team to start.
+    rntm_t one = BLIS_RNTM_INITIALIZER;
+    bli_rntm_set_num_threads(1, &one);
+    bli_sgemm_ex(transA ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, transB ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, M, N, K,
+                 &alpha, (float *)A, lda, 1, (float *)B, ldb, 1, &beta, C, ldc, 1, NULL,
+                 omp_in_parallel() ? &one : NULL);
 #else
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < M; i++) {
@@ -692,7 +696,7 @@ static void matmul(int transA, int transB, int M, int N, int K, float alpha, con
         }
     }
 #endif
-    if (!omp_in_parallel()) blas_seconds += now_sec() - t0;
+    if (omp_get_thread_num() == 0) blas_seconds += now_sec() - t0;  // in a parallel region: thread 0's share
 }
 
 // y = x W^T (+ y if accumulate): x [N, in], W [out, in], y [N, out]
@@ -1203,6 +1207,17 @@ static void crossentropy_forward(XentRow *r, float *z, int ld, int rows, int v0,
     }
 }
 
+// fold the state of a later run of tiles, b, into a (the same rule as a new tile's)
+static void crossentropy_merge(XentRow *a, const XentRow *b, int rows) {
+    for (int n = 0; n < rows; n++) {
+        if (b[n].mx == -INFINITY) continue;  // b saw no tile of this row (or the row has no target)
+        float mx = a[n].mx > b[n].mx ? a[n].mx : b[n].mx;
+        double sum = b[n].sum * exp((double)b[n].mx - mx);
+        if (a[n].mx != -INFINITY) sum += a[n].sum * exp((double)a[n].mx - mx);
+        a[n].mx = mx, a[n].sum = sum, a[n].st += b[n].st;  // st: only the run holding the target has it, others 0
+    }
+}
+
 // per-row loss (0 where the target is < 0)
 static void crossentropy_loss(float *row_loss, const XentRow *r, const int *tgt, int rows) {
     for (int n = 0; n < rows; n++) row_loss[n] = tgt[n] < 0 ? 0.0f : (float)(r[n].mx + log(r[n].sum) - r[n].st);
@@ -1457,16 +1472,22 @@ static void model_masks_changed(Model *m) {
 // a first pass over the vocabulary gives each row's max and sum, a second recomputes each tile and turns
 // it into d loss / d logit for dxf and the embedding's gradient (one extra product instead of writing
 // and reading all N x V logits through memory). With one tile (a small vocabulary) it is kept instead.
+// Several tiles are split into head_groups runs of the vocabulary, one thread per run with one-thread BLIS
+// calls (no barrier per product); each run keeps its own softmax state and dxf part, merged in run order, so
+// the result does not depend on the thread count.
 // With targets, returns the mean loss over valid targets (target < 0 is ignored) and, when want_grad,
 // writes d loss / d xf into m->dxf and accumulates the embedding gradient. With logits_out, copies every
 // (softcapped) logit there; with row_loss_out, every row's cross-entropy (0 where the target is < 0).
-static int head_tile = 1 << 20;  // floats of logits at a time (4 MiB)
+static int head_tile = 1 << 20;  // floats of logits at a time, per thread (4 MiB)
 static int head_rows = 2048;     // rows at a time: each chunk reads and writes the embedding's gradient once
+static int head_groups = 8;      // runs of tiles, each one thread's: a fixed number keeps the sums' order fixed
 
-// The head's working memory for N rows, one block: each chunk row's softmax state, the logits tile (rows x vt),
-// every row's loss, and the targets of a row without any. head_forward_rows carves it; profile memory counts it.
+// The head's working memory for N rows, one block: each run's softmax state per chunk row, one logits tile
+// (rows x vt) per thread, each run's dxf part after the first, every row's loss, and the targets of a row
+// without any. head_forward_rows carves it; profile memory counts it.
 typedef struct {
-    int rows, vt;  // rows per chunk; vocabulary columns per tile
+    int rows, vt;       // rows per chunk; vocabulary columns per tile
+    int groups, team;   // runs of the vocabulary; threads (one tile each)
     size_t bytes;
 } HeadWork;
 
@@ -1476,7 +1497,11 @@ static HeadWork head_work(const Config *c, int N) {
     w.rows = N < head_rows ? N : head_rows, w.vt = head_tile / w.rows;
     w.vt = w.vt < 16 ? 16 : w.vt - w.vt % 16;  // whole cache lines per row
     if (w.vt >= V) w.vt = V, w.rows = head_tile / V > N ? N : (head_tile / V < 1 ? 1 : head_tile / V);
-    w.bytes = sizeof(XentRow) * (size_t)w.rows + sizeof(float) * ((size_t)w.rows * w.vt + (size_t)N) + sizeof(int) * (size_t)w.rows;
+    int tiles = (V + w.vt - 1) / w.vt, th = omp_get_max_threads();
+    w.groups = tiles < head_groups ? tiles : head_groups, w.team = th < w.groups ? th : w.groups;
+    w.bytes = sizeof(XentRow) * (size_t)w.groups * w.rows +
+              sizeof(float) * ((size_t)w.team * w.rows * w.vt + (size_t)(w.groups - 1) * w.rows * c->d + (size_t)N) +
+              sizeof(int) * (size_t)w.rows;
     return w;
 }
 
@@ -1484,9 +1509,10 @@ static double head_forward_rows(Model *m, const int *targets, int want_grad, flo
     const Config *c = &m->c;
     int N = m->B * m->T, V = c->V, d = c->d;
     HeadWork w = head_work(c, N);
-    int rows_max = w.rows, vt = w.vt;
+    int rows_max = w.rows, vt = w.vt, ng = w.groups, tiles = (V + vt - 1) / vt;
     XentRow *xr = (XentRow *)mallocCheck(w.bytes);  // first: its doubles keep malloc's alignment
-    float *z = (float *)(xr + rows_max), *row_loss = z + (size_t)rows_max * vt;
+    float *zs = (float *)(xr + (size_t)ng * rows_max), *dxg = zs + (size_t)w.team * rows_max * vt;
+    float *row_loss = dxg + (size_t)(ng - 1) * rows_max * d;
     int *none = (int *)(row_loss + N);  // targets when there are none
     memset(row_loss, 0, sizeof(float) * (size_t)N);
     for (int n = 0; n < rows_max; n++) none[n] = -1;
@@ -1498,27 +1524,48 @@ static double head_forward_rows(Model *m, const int *targets, int want_grad, flo
         int rows = N - n0 < rows_max ? N - n0 : rows_max;
         const float *x = m->xf + (size_t)n0 * d;
         const int *tgt = targets ? targets + n0 : none;
-        crossentropy_init(xr, rows);
-        for (int v0 = 0; v0 < V; v0 += vt) {  // pass 1: max, sum and the target's logit of each row
-            int n = V - v0 < vt ? V - v0 : vt;
-            matmul(0, 1, rows, n, d, 1.0f, x, d, m->p.embed + (size_t)v0 * d, d, 0.0f, z, n);
-            crossentropy_forward(xr, z, n, rows, v0, n, tgt, cap);
-            if (logits_out)
-                for (int r = 0; r < rows; r++)
-                    memcpy(logits_out + (size_t)(n0 + r) * V + v0, z + (size_t)r * n, sizeof(float) * (size_t)n);
+        // pass 1: max, sum and the target's logit of each row, per run of tiles
+#pragma omp parallel for schedule(dynamic) num_threads(w.team) if (ng > 1)
+        for (int g = 0; g < ng; g++) {
+            XentRow *r = xr + (size_t)g * rows_max;
+            float *z = zs + (size_t)omp_get_thread_num() * rows_max * vt;
+            crossentropy_init(r, rows);
+            for (int v0 = g * tiles / ng * vt; v0 < V && v0 < (g + 1) * tiles / ng * vt; v0 += vt) {
+                int n = V - v0 < vt ? V - v0 : vt;
+                matmul(0, 1, rows, n, d, 1.0f, x, d, m->p.embed + (size_t)v0 * d, d, 0.0f, z, n);
+                crossentropy_forward(r, z, n, rows, v0, n, tgt, cap);
+                if (logits_out)
+                    for (int i = 0; i < rows; i++)
+                        memcpy(logits_out + (size_t)(n0 + i) * V + v0, z + (size_t)i * n, sizeof(float) * (size_t)n);
+            }
         }
+        for (int g = 1; g < ng; g++) crossentropy_merge(xr, xr + (size_t)g * rows_max, rows);
         crossentropy_loss(row_loss + n0, xr, tgt, rows);
         if (!want_grad) continue;
-        for (int v0 = 0; v0 < V; v0 += vt) {  // pass 2: d loss / d logits, then dxf and the embedding's gradient
-            int n = V - v0 < vt ? V - v0 : vt;
-            const float *E = m->p.embed + (size_t)v0 * d;
-            if (vt < V) {
-                matmul(0, 1, rows, n, d, 1.0f, x, d, E, d, 0.0f, z, n);
-                crossentropy_forward(NULL, z, n, rows, v0, n, tgt, cap);
+        // pass 2: d loss / d logits, then dxf (run 0's part in place, the others' added after) and the
+        // embedding's gradient
+#pragma omp parallel for schedule(dynamic) num_threads(w.team) if (ng > 1)
+        for (int g = 0; g < ng; g++) {
+            float *z = zs + (size_t)omp_get_thread_num() * rows_max * vt;
+            float *dx = g ? dxg + (size_t)(g - 1) * rows_max * d : m->dxf + (size_t)n0 * d;
+            int v1 = (g + 1) * tiles / ng * vt;
+            for (int v0 = g * tiles / ng * vt, first = 1; v0 < V && v0 < v1; v0 += vt, first = 0) {
+                int n = V - v0 < vt ? V - v0 : vt;
+                const float *E = m->p.embed + (size_t)v0 * d;
+                if (vt < V) {
+                    matmul(0, 1, rows, n, d, 1.0f, x, d, E, d, 0.0f, z, n);
+                    crossentropy_forward(NULL, z, n, rows, v0, n, tgt, cap);
+                }
+                crossentropy_backward(z, n, xr, rows, v0, n, tgt, cap, scale);
+                matmul(0, 0, rows, d, n, 1.0f, z, n, E, d, first ? 0.0f : 1.0f, dx, d);
+                matmul(1, 0, n, d, rows, 1.0f, z, n, x, d, 1.0f, m->g.embed + (size_t)v0 * d, d);
             }
-            crossentropy_backward(z, n, xr, rows, v0, n, tgt, cap, scale);
-            matmul(0, 0, rows, d, n, 1.0f, z, n, E, d, v0 ? 1.0f : 0.0f, m->dxf + (size_t)n0 * d, d);
-            matmul(1, 0, n, d, rows, 1.0f, z, n, x, d, 1.0f, m->g.embed + (size_t)v0 * d, d);
+        }
+        if (ng > 1) {
+            float *dx = m->dxf + (size_t)n0 * d;
+#pragma omp parallel for schedule(static)
+            for (size_t i = 0; i < (size_t)rows * d; i++)
+                for (int g = 1; g < ng; g++) dx[i] += dxg[(size_t)(g - 1) * rows_max * d + i];
         }
     }
     double loss = dot_det(row_loss, NULL, (size_t)N);

@@ -373,7 +373,7 @@ static int cmd_plan(int argc, char **argv) {
 //   activations  what model.h's backward keeps per layer and token (its activation table), in --act-bytes
 //                per value, at the micro-batch --batch x --seq; with --checkpointing only each layer's
 //                input plus one layer's worth recomputed during backward; plus the backward scratch
-//                (scratch_layout) and the head's working memory (head_work: a 4 MiB logits tile, logits are
+//                (scratch_layout) and the head's working memory (head_work: a 4 MiB logits tile per thread, logits are
 //                never whole, and a few values per row)
 // ZeRO (data parallel over --gpus): stage 1 shards the optimizer states and the master weights, stage 2
 // also the gradients, stage 3 also the weights. Not counted: the runtime context, library workspaces,

@@ -328,11 +328,12 @@ int main(int argc, char **argv) {
         const char *name = i == 0 ? "g3_gqa" : "g4_kv";  // final softcaps 3 and 5
         char *d = path_join(root, name);
         if (dir_exists(d)) {
-            int tile = head_tile, rows = head_rows;
+            int tile = head_tile, rows = head_rows, groups = head_groups;
             head_rows = 16, head_tile = 16 * 48;  // 40 rows: chunks of 16, 16, 8; 256 columns: 5 tiles of 48, one of 16
-            printf("tiled head (chunks of %d rows, tiles of 48 columns):\n", head_rows);
+            head_groups = 4;                       // runs of 1, 2, 1 and 2 tiles, each its own softmax state and dxf part
+            printf("tiled head (chunks of %d rows, tiles of 48 columns in %d runs):\n", head_rows, head_groups);
             check_fixture(d, d, 1e-5);
-            head_tile = tile, head_rows = rows;
+            head_tile = tile, head_rows = rows, head_groups = groups;
         } else check(0, "missing fixture %s: the tiled head needs it", d);
         free(d);
     }
