@@ -7,6 +7,7 @@ extern "C" {
 #endif
 int omp_get_max_threads(void);
 int omp_in_parallel(void);
+int omp_get_thread_num(void);
 int omp_get_num_procs(void);
 void omp_set_num_threads(int n);
 #ifdef __cplusplus
