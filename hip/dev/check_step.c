@@ -602,7 +602,8 @@ static const char *cfg[] = {
 };
 static const int BT[][2] = {{2, 150}, {2, 320}};
 
-static void random_cases(void) {
+// every check on the random models; zero_only: ZeRO 1's alone (check_step --zero)
+static void random_cases(int zero_only) {
     for (int k = 0; k < 2; k++) {
         Model m;
         random_model(&m, cfg[k], 100 + k);
@@ -610,32 +611,22 @@ static void random_cases(void) {
         int *tok = (int *)mallocCheck(sizeof(int) * B * T), *tgt = (int *)mallocCheck(sizeof(int) * B * T);
         tokens_for(m.c.V, B, T, 5 + k, tok, tgt);
         printf("random Gemma 3 model %d (D=%d)\n", k, m.c.D);
-        check_case("random", &m, tok, tgt, B, T, 0, 2, 0);
-        if (k == 1) check_case("random", &m, tok, tgt, B, T, 0, 1, 0);
-        check_case("random", &m, tok, tgt, B, T, 0, 0, 0);
-        check_case("random", &m, tok, tgt, B, T, 1, 2, 2);
-        if (k == 0) check_interface(&m, tok, tgt, B, T);
+        if (!zero_only) {
+            check_case("random", &m, tok, tgt, B, T, 0, 2, 0);
+            if (k == 1) check_case("random", &m, tok, tgt, B, T, 0, 1, 0);
+            check_case("random", &m, tok, tgt, B, T, 0, 0, 0);
+            check_case("random", &m, tok, tgt, B, T, 1, 2, 2);
+            if (k == 0) check_interface(&m, tok, tgt, B, T);
+        }
         check_zero(cfg[k], 100 + k, tok, tgt, B, T);
-        if (k == 0) check_interface8(&m, tok, tgt, B, T, 0, 0);
-        if (k == 1) check_interface8(&m, tok, tgt, B, T, 1, 1);
-        if (k == 1) check_storage("random", &m, tok, tgt, B, T);
-        check_checkpoint(&m, tok, tgt, B, T, 0, m.c.L, 0);      // every layer
-        check_forward_only(&m, tok, tgt, B, T);
-        check_checkpoint(&m, tok, tgt, B, T, 1, m.c.L - 1, m.c.L);  // some, beside gate|up recompute
-        free(tok), free(tgt);
-        model_free(&m);
-    }
-}
-
-static void zero_cases(void) {
-    for (int k = 0; k < 2; k++) {
-        Model m;
-        random_model(&m, cfg[k], 100 + k);
-        int B = BT[k][0], T = BT[k][1];
-        int *tok = (int *)mallocCheck(sizeof(int) * B * T), *tgt = (int *)mallocCheck(sizeof(int) * B * T);
-        tokens_for(m.c.V, B, T, 5 + k, tok, tgt);
-        printf("random Gemma 3 model %d (D=%d)\n", k, m.c.D);
-        check_zero(cfg[k], 100 + k, tok, tgt, B, T);
+        if (!zero_only) {
+            if (k == 0) check_interface8(&m, tok, tgt, B, T, 0, 0);
+            if (k == 1) check_interface8(&m, tok, tgt, B, T, 1, 1);
+            if (k == 1) check_storage("random", &m, tok, tgt, B, T);
+            check_checkpoint(&m, tok, tgt, B, T, 0, m.c.L, 0);      // every layer
+            check_forward_only(&m, tok, tgt, B, T);
+            check_checkpoint(&m, tok, tgt, B, T, 1, m.c.L - 1, m.c.L);  // some, beside gate|up recompute
+        }
         free(tok), free(tgt);
         model_free(&m);
     }
@@ -681,11 +672,11 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);  // progress shows in a log even if the run is stopped
     printf("check_step: GPU %s against model.h (CPU)\n", gpu_device_name());
     if (argc > 1 && !strcmp(argv[1], "--zero")) {  // ZeRO 1's check alone (run_device.sh dp)
-        zero_cases();
+        random_cases(1);
         printf("check_step --zero: %s\n", failures ? "FAILED" : "all passed");
         return failures ? 1 : 0;
     }
-    random_cases();
+    random_cases(0);
     const char *fixtures[] = {"g3_gqa", "g3_mqa", "g4_kv", "g4_keqv"};
     for (int i = 0; i < 4; i++) fixture_case(fx, fixtures[i]);
     printf("check_step: %s (largest gradient error %.2e)\n", failures ? "FAILED" : "all passed", worst_rel);
