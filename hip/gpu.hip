@@ -73,13 +73,13 @@ struct GpuModel {
     bf16 *wb, *g16;
     float *m, *v;                    // AdamW: [total] (ZeRO 1: [shard])
     // ZeRO 1 (GpuSpec.shard): the fp32 master of the shard, its pieces (device: shard offsets [npiece + 1], table
-    // offsets, w32 offsets of the small ones, flags), the ranges of g32 this rank sums (host: (offset, length)) and
+    // offsets, w32 offsets of the small ones, flags; host: the rows gpu_set_shard took), the ranges of g32 this rank sums (host: (offset, length)) and
     // their sum-of-squares partials (1024 + 1 each)
     float *ms;
-    size_t *sh_off, *sh_tofs, *sh_sofs, *sh_rng;
+    size_t *sh_off, *sh_tofs, *sh_sofs, *sh_rng, *sh_piece;  // sh_piece: host, gpu_set_shard's rows
     unsigned char *sh_flag;
     double *sh_part;
-    int npiece, nrng, shard_rank;
+    int npiece, nrng;
     int8_t *qm;                      // 8-bit AdamW: codes [total], the blocks' max |m| and max v [nblocks]
     uint8_t *qv;
     float *sm, *sv;
@@ -402,7 +402,7 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
 void gpu_free(GpuModel *g) {
     if (!g) return;
     if (g->sh_off) hipCheck(hipFree(g->sh_off));
-    free(g->sh_rng);
+    free(g->sh_rng), free(g->sh_piece);
     void *dev[] = {g->w32, g->wb, g->ms, g->g32, g->g16, g->m, g->v, g->qm, g->qv, g->sm, g->sv, g->pool, g->ws,
                    g->zl, g->zh, g->zf, g->zd, g->dzl, g->dzh, g->dzf, g->dzd, g->hc, g->st, g->st_thr};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
@@ -435,41 +435,13 @@ static void get_bf16(GpuModel *g, float *dst, const bf16 *src, size_t n) {
 }
 
 static void states_alloc(GpuModel *g);
-// ZeRO 1: the whole table's weights or moments, host (table layout) <-> device. Weights: the bf16 copy and the small
-// tensors' w32 from every value, the shard's master from its pieces; moments: the pieces. From the device only the
-// pieces (and the small tensors) are written: the rest of the host table is other ranks' (the caller gathers it).
-static void copy_shard(GpuModel *g, int what, size_t off, size_t n, float *host, int to_device) {
-    const GpuSpec *s = &g->s;
-    if (off != 0 || n != s->total) fail_msg("gpu_copy: a sharded model moves the whole table at once");
-    if (!g->npiece) fail_msg("internal: gpu_set_shard has not run");
-    float *dev = g->ms;
-    if (what == GPU_WEIGHTS) {
-        for (int i = 0; i < s->ntensor; i++) {
-            size_t at = s->tensor_off[i], k = s->tensor_off[i + 1] - at;
-            if (has_master(g, i) && to_device) {
-                hipCheck(hipMemcpy(W(g, at), host + at, sizeof(float) * k, hipMemcpyHostToDevice));
-                k_f32_to_bf16<<<grid_for(k), 256>>>(g->wb + at, W(g, at), k);
-                hipCheckLaunch();
-            } else if (has_master(g, i)) hipCheck(hipMemcpy(host + at, W(g, at), sizeof(float) * k, hipMemcpyDeviceToHost));
-            else if (to_device) put_bf16(g, g->wb + at, host + at, k);
-        }
-    } else {
-        if (!g->m && !to_device) {  // before the first update the device has none: zeros, as every rank's are
-            memset(host, 0, sizeof(float) * n);
-            return;
-        }
-        states_alloc(g);
-        dev = what == GPU_ADAM_M ? g->m : g->v;
-    }
-    size_t *so = (size_t *)malloc(sizeof(size_t) * (g->npiece + 1)), *to = (size_t *)malloc(sizeof(size_t) * g->npiece);
-    hipCheck(hipMemcpy(so, g->sh_off, sizeof(size_t) * (g->npiece + 1), hipMemcpyDeviceToHost));
-    hipCheck(hipMemcpy(to, g->sh_tofs, sizeof(size_t) * g->npiece, hipMemcpyDeviceToHost));
+// ZeRO 1: the shard's pieces of dev (master or moments, shard layout) <-> the host's table (gpu_set_shard's rows)
+static void copy_pieces(GpuModel *g, float *dev, float *host, int to_device) {
     for (int k = 0; k < g->npiece; k++) {
-        size_t b = sizeof(float) * (so[k + 1] - so[k]);
-        if (to_device) hipCheck(hipMemcpy(dev + so[k], host + to[k], b, hipMemcpyHostToDevice));
-        else hipCheck(hipMemcpy(host + to[k], dev + so[k], b, hipMemcpyDeviceToHost));
+        const size_t *q = g->sh_piece + 4 * k;  // table offset, shard offset, floats, tail
+        if (to_device) hipCheck(hipMemcpy(dev + q[1], host + q[0], sizeof(float) * q[2], hipMemcpyHostToDevice));
+        else hipCheck(hipMemcpy(host + q[0], dev + q[1], sizeof(float) * q[2], hipMemcpyDeviceToHost));
     }
-    free(so), free(to);
 }
 
 // floats [off, off + n) of the table (any tensors), host <-> device, where the plan keeps them: the weights (the
@@ -479,10 +451,11 @@ void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_d
     if (off + n > s->total) fail_msg("gpu_copy: a range outside the parameter table");
     if (what != GPU_WEIGHTS && s->forward_only) fail_msg("gpu_copy: a forward-only model has no gradients or optimizer state");
     if (what == GPU_GRADS) grads_materialize(g);
-    if (s->shard && what != GPU_GRADS) {
-        copy_shard(g, what, off, n, host, to_device);
-        return;
-    }
+    // ZeRO 1: the master and moments are the shard's pieces; the whole table moves, and from the device only the pieces
+    // (and the small tensors' w32) reach the host: the rest is other ranks' (the caller gathers it)
+    int pieces = s->shard && what != GPU_GRADS;
+    if (pieces && (off != 0 || n != s->total)) fail_msg("gpu_copy: a sharded model moves the whole table at once");
+    if (pieces && !g->npiece) fail_msg("internal: gpu_set_shard has not run");
     if (what == GPU_ADAM_M || what == GPU_ADAM_V) {
         if (s->optimizer != GPU_ADAMW) fail_msg("gpu_copy: AdamW's moments of a model with another optimizer");
         if (!g->m && !to_device) {  // before the first update the device has none
@@ -491,7 +464,8 @@ void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_d
         }
         states_alloc(g);
         float *dev = (what == GPU_ADAM_M ? g->m : g->v) + off;
-        if (to_device) hipCheck(hipMemcpy(dev, host, sizeof(float) * n, hipMemcpyHostToDevice));
+        if (pieces) copy_pieces(g, dev, host, to_device);
+        else if (to_device) hipCheck(hipMemcpy(dev, host, sizeof(float) * n, hipMemcpyHostToDevice));
         else hipCheck(hipMemcpy(host, dev, sizeof(float) * n, hipMemcpyDeviceToHost));
         return;
     }
@@ -507,7 +481,7 @@ void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_d
             } else hipCheck(hipMemcpy(h, W(g, at), sizeof(float) * k, hipMemcpyDeviceToHost));
         } else if (what == GPU_WEIGHTS) {
             if (to_device) put_bf16(g, g->wb + at, h, k);
-            else get_bf16(g, h, g->wb + at, k);
+            else if (!pieces) get_bf16(g, h, g->wb + at, k);
         } else if (grad16(g, i)) {
             bf16 *d = (bf16 *)GP(g, at);
             if (to_device) put_bf16(g, d, h, k);
@@ -516,6 +490,7 @@ void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_d
         else hipCheck(hipMemcpy(h, G32(g, at), sizeof(float) * k, hipMemcpyDeviceToHost));
         at = end;
     }
+    if (pieces) copy_pieces(g, g->ms, host, to_device);
 }
 void gpu_upload(GpuModel *g, const float *w) {
     const GpuSpec *s = &g->s;
@@ -1015,8 +990,10 @@ void gpu_set_shard(GpuModel *g, int rank, int npiece, const size_t *piece) {
     size_t *so = (size_t *)calloc(npiece + 1, sizeof(size_t)), *to = (size_t *)calloc(npiece + 1, sizeof(size_t));
     size_t *sf = (size_t *)calloc(npiece + 1, sizeof(size_t));
     unsigned char *fl = (unsigned char *)calloc(npiece + 1, 1);
-    free(g->sh_rng);
+    free(g->sh_rng), free(g->sh_piece);
     g->sh_rng = (size_t *)calloc(2 * (size_t)npiece + 2, sizeof(size_t));
+    g->sh_piece = (size_t *)calloc(4 * (size_t)npiece + 4, sizeof(size_t));
+    memcpy(g->sh_piece, piece, sizeof(size_t) * 4 * npiece);
     g->nrng = 0;
     for (int k = 0; k < npiece; k++) {
         const size_t *q = piece + 4 * k;  // table offset, shard offset, floats, tail
@@ -1036,7 +1013,7 @@ void gpu_set_shard(GpuModel *g, int rank, int npiece, const size_t *piece) {
     hipCheck(hipMemcpy(g->sh_tofs, to, sizeof(size_t) * npiece, hipMemcpyHostToDevice));
     hipCheck(hipMemcpy(g->sh_sofs, sf, sizeof(size_t) * npiece, hipMemcpyHostToDevice));
     hipCheck(hipMemcpy(g->sh_flag, fl, npiece, hipMemcpyHostToDevice));
-    g->npiece = npiece, g->shard_rank = rank;
+    g->npiece = npiece;
     free(so), free(to), free(sf), free(fl);
 }
 
