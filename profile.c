@@ -521,12 +521,11 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
     const char *why = gpu_unsupported(c);
     if (why) fail("profile memory --device gpu: %s", why);
     if (o->opt == OPT_MUON) fail("profile memory --device gpu: the GPU path runs adamw and adamw8, not muon");
-    if (o->zero > 1 || o->ckpt)  // what the GPU path runs: ZeRO 0 and 1
-        fail("profile memory --device gpu: the GPU path runs --zero 0 and 1 (stages 2 and 3 are --device cpu's table); "
-             "whole-layer checkpointing per layer is --gpu-checkpoint N");
-    if (o->zero == 1 && (o->opt != OPT_ADAMW || o->grad_bytes != 4 || !o->master))
-        fail("profile memory --device gpu --zero 1: the GPU shards AdamW's fp32 moments and master over fp32 gradients "
-             "(--optimizer adamw --grads f32 --master f32)");
+    const char *zw = gpu_zero_refuses(o->zero, o->grad_bytes == 2, !o->master, o->opt);  // what the GPU path runs
+    if (zw) fail("profile memory --device gpu: %s", zw);
+    if (o->ckpt)
+        fail("profile memory --device gpu: --checkpointing is the CPU path's; on the GPU whole-layer checkpointing per "
+             "layer is --gpu-checkpoint N");
     if (o->weight_bytes != 2) fail("profile memory --device gpu: the GPU computes with bf16 weights (--dtype bf16)");
     if (recompute < 0 || recompute > c->L) fail("--gpu-recompute %d: expected 0 to %d (the layers)", recompute, c->L);
     if (checkpoint < 0 || checkpoint > c->L) fail("--gpu-checkpoint %d: expected 0 to %d (the layers)", checkpoint, c->L);

@@ -134,6 +134,21 @@ void gpu_profile_print(GpuModel *g);               // with GS_PROFILE=1: time pe
 // ------------------------------------------------------------------------------------------------
 #if defined(MAX_LAYERS) && !defined(__cplusplus)
 // NULL when the GPU kernels take this shape, else why not (gpu_create stops on the same conditions)
+// NULL when the GPU runs ZeRO stage `zero` with these storage options (optimizer: OPT_*, -1 not known yet), else why
+// not: stages 0 and 1, and 1 over AdamW's fp32 moments, fp32 master and fp32 gradients (gpu_step_refuses, and
+// ./profile memory --device gpu)
+static const char *gpu_zero_refuses(int zero, int grad_bf16, int bf16_only, int optimizer) {
+    static char why[200];
+    if (zero > 1)
+        snprintf(why, sizeof why, "--zero %d (gradients or weights sharded) is not on the GPU yet; the GPU runs --zero 0 "
+                 "and 1 (AdamW's moments and fp32 master sharded)", zero);
+    else if (zero == 1 && (grad_bf16 || bf16_only || (optimizer >= 0 && optimizer != OPT_ADAMW)))
+        snprintf(why, sizeof why, "--zero 1 on the GPU shards AdamW's fp32 moments and fp32 master over fp32 gradients: "
+                 "use it without --grads bf16, --master none and --optimizer adamw8");
+    else return NULL;
+    return why;
+}
+
 static const char *gpu_unsupported(const Config *c) {
     if (has_e2b_extras(c)) return "the GPU path does not run Gemma 4 E2B/E4B's per-layer inputs or KV-shared layers";
     if (c->F % 2) return "the GPU path needs an even intermediate_size";
@@ -216,6 +231,7 @@ static GpuModel *gpu_of(Step *S) { return ((GpuStep *)S->dev)->g; }
 
 static const char *gpu_step_refuses(const StepOpts *o, const Config *c, int optimizer) {
     static char why[512];
+    const char *z;
     const char *u = c ? gpu_unsupported(c) : NULL;
     if (optimizer >= 0 && optimizer != OPT_ADAMW && optimizer != OPT_ADAMW8)
         snprintf(why, sizeof why, "--device gpu trains with AdamW only (adamw or adamw8; got --optimizer %s); use "
@@ -225,12 +241,8 @@ static const char *gpu_step_refuses(const StepOpts *o, const Config *c, int opti
         snprintf(why, sizeof why, "--gpu-recompute %d: expected 0 to %d (the model's layers)", o->recompute, c->L);
     else if (c && (o->checkpoint < 0 || o->checkpoint > c->L))
         snprintf(why, sizeof why, "--gpu-checkpoint %d: expected 0 to %d (the model's layers)", o->checkpoint, c->L);
-    else if (o->zero > 1)
-        snprintf(why, sizeof why, "--device gpu: --zero %d (gradients or weights sharded) is not there yet; the GPU runs "
-                 "--zero 0 and 1 (AdamW's moments and fp32 master sharded)", o->zero);
-    else if (o->zero == 1 && (o->grad_bf16 || o->bf16_only || (optimizer >= 0 && optimizer != OPT_ADAMW)))
-        snprintf(why, sizeof why, "--device gpu --zero 1 shards AdamW's fp32 moments and fp32 master over fp32 gradients: "
-                 "use it without --grads bf16, --master none and --optimizer adamw8");
+    else if ((z = gpu_zero_refuses(o->zero, o->grad_bf16, o->bf16_only, optimizer)))
+        snprintf(why, sizeof why, "--device gpu: %s", z);
     else return NULL;
     return why;
 }
