@@ -535,7 +535,7 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
     s->recompute = recompute, s->checkpoint = checkpoint, s->optimizer = o->opt == OPT_ADAMW8 ? GPU_ADAMW8 : GPU_ADAMW;
     s->grad_bf16 = o->grad_bytes == 2, s->bf16_only = !o->master;
     ZeroPlan z = zero_plan(&tab, c->L, o->zero, 0, o->gpus);  // every rank's shard has the same size
-    if (o->zero) s->shard = z.shard, s->shard_units = z.nunit;
+    gpu_spec_zero(s, &z);
     GpuPlan *p = (GpuPlan *)mallocCheck(sizeof(GpuPlan));
     gpu_plan(s, o->B, o->T, p);
     double G = 1073741824.0, n = (double)tab.total;
@@ -547,10 +547,11 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
 #define ROW(what, how, bytes) printf("  %-12s %-52s %8.2f GiB (%.2f B/param)\n", what, how, (bytes) / G, (bytes) / n)
     ROW("weights", s->shard ? "bf16 copy + fp32 master of the shard (and the norms)" : s->bf16_only ?
         "bf16 copy; fp32 master of the norms and the embedding" : "bf16 copy + fp32 master", p->params);
-    ROW("gradients", s->grad_bf16 ? "bf16 matrices, fp32 the rest" : "fp32", p->grads);
+    ROW("gradients", s->grad_bf16 ? "bf16 matrices, fp32 the rest" : s->shard_grads ? "fp32 of the shard + the embedding "
+        "and 2 layers whole" : "fp32", p->grads);
     ROW("optimizer", s->optimizer == GPU_ADAMW8 ? "adamw8 (made at the first update)" : s->shard ?
         "adamw of the shard (made at the first update)" : "adamw (made at the first update)", p->states);
-    if (s->shard) ROW("shard", "ZeRO 1's piece tables", p->shard_tables);
+    if (s->shard) ROW("shard", "ZeRO's piece tables", p->shard_tables);
     ROW("activations", acts, p->acts);
     ROW("stream", "residual stream, head inputs, tables", p->stream + p->tables);
     ROW("scratch", "backward buffers, or the head's logits chunk", p->ws);
@@ -559,9 +560,10 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
 #undef ROW
     printf("  peak while stepping %.2f GiB = %.2f GB of %g GB -> %s (the device's context, ~0.5 GiB, on top)\n", peak / G,
            peak / 1e9, o->gpu_mem, peak + 0.5 * G <= o->gpu_mem * 1e9 ? "fits" : "does NOT fit");
-    if (o->zero)  // hip/gpu.h: ZeRO 1's reduce-scatter and all-gathers run in place, no second buffer
-        printf("  data parallel over %d GPUs (ZeRO 1): each GPU holds its shard of the fp32 master and AdamW's moments "
-               "(%zu floats), the rest whole; NCCL's own buffers are not counted\n", o->gpus, s->shard);
+    if (o->zero)  // hip/gpu.h: ZeRO's reduce-scatters and all-gathers run in place, no second buffer
+        printf("  data parallel over %d GPUs (ZeRO %d): each GPU holds its shard of the fp32 master and AdamW's moments%s "
+               "(%zu floats), the rest whole; NCCL's own buffers are not counted\n", o->gpus, o->zero,
+               o->zero >= 2 ? " and of the gradients (the backward writes each layer into one of two buckets)" : "", s->shard);
     else if (o->gpus > 1)  // hip/gpu.h gpu_step_reduce: NCCL all-reduces in place, no second gradient buffer
         printf("  data parallel over %d GPUs (ZeRO 0): each GPU holds all of the above; the gradients are all-reduced in "
                "place; NCCL's own buffers are not counted\n", o->gpus);

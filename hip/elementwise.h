@@ -8,6 +8,9 @@ template <typename T> __global__ void k_zero_ranges(T *x, const size_t *rng) {
     size_t off = rng[2 * blockIdx.y], len = rng[2 * blockIdx.y + 1];
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < len; i += (size_t)gridDim.x * blockDim.x) x[off + i] = 0;
 }
+__global__ void k_add_f32(float *x, const float *y, size_t n) {  // x += y (ZeRO 2: a unit's part into the shard)
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) x[i] += y[i];
+}
 __global__ void k_scale_f32(float *x, const float *s, size_t n) {  // x *= *s (Gemma 4's layer_scalar)
     float v = *s;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) x[i] *= v;

@@ -61,6 +61,14 @@ typedef struct {
     // pieces of the table the shard holds.
     size_t shard;
     int shard_units;        // the partition's units (L + 2): bounds its pieces and ranges for the plan
+    // ZeRO 2 (shard_grads, with shard): the gradients sharded too. The device keeps the fp32 gradient of the shard
+    // (accumulated over the micro-batches) and, for the backward to write into, the embedding's and the final norm's
+    // units whole and two buckets of one layer's unit each (layer l in bucket l % 2, hip/plan.h); as the backward
+    // leaves a unit its gradient is averaged over the ranks on a second stream (gpu_set_grad_reduce) while the next
+    // layer's backward runs, and this rank's part is added into the shard's gradient. unit: [shard_units][4] rows
+    // of (table offset, floats, q, shard offset) of the partition (hip/comm.h ZeroUnit); rank, world: this rank's.
+    int shard_grads, rank, world;
+    size_t *unit;
 } GpuSpec;
 
 typedef struct GpuModel GpuModel;
@@ -105,6 +113,12 @@ void gpu_copy_adamw8(GpuModel *g, int i, int8_t *qm, uint8_t *qv, float *sm, flo
 // each unit's bf16 copy
 void gpu_set_shard(GpuModel *g, int rank, int npiece, const size_t *piece);
 void gpu_shard_buffers(GpuModel *g, float **w32, size_t *n32, void **wb);
+// ZeRO 2: the collectives of unit i's gradient as the backward leaves it (grad: the unit's floats in its bucket,
+// the table's order): the q-blocks reduce-scattered in place (rank r's average on block r) and the tail all-reduced
+// (averaged), enqueued on `stream`; gpu_backward then adds this rank's part into the shard's gradient. After
+// gpu_set_grad_reduce gpu_grad_sumsq, gpu_adamw and gpu_copy(GPU_GRADS) work on that shard's gradient.
+typedef void (*GpuGradReduce)(void *ctx, int unit, float *grad, void *stream);
+void gpu_set_grad_reduce(GpuModel *g, GpuGradReduce fn, void *ctx);
 // Masks (host arrays; NULL turns that hook off): zl [L], zh [L*H], zf [L*F], zd [d]
 void gpu_set_masks(GpuModel *g, const float *zl, const float *zh, const float *zf, const float *zd);
 void gpu_get_mask_grads(GpuModel *g, float *dzl, float *dzh, float *dzf, float *dzd);  // NULL: skip
@@ -139,12 +153,12 @@ void gpu_profile_print(GpuModel *g);               // with GS_PROFILE=1: time pe
 // ./profile memory --device gpu)
 static const char *gpu_zero_refuses(int zero, int grad_bf16, int bf16_only, int optimizer) {
     static char why[200];
-    if (zero > 1)
-        snprintf(why, sizeof why, "--zero %d (gradients or weights sharded) is not on the GPU yet; the GPU runs --zero 0 "
-                 "and 1 (AdamW's moments and fp32 master sharded)", zero);
-    else if (zero == 1 && (grad_bf16 || bf16_only || (optimizer >= 0 && optimizer != OPT_ADAMW)))
-        snprintf(why, sizeof why, "--zero 1 on the GPU shards AdamW's fp32 moments and fp32 master over fp32 gradients: "
-                 "use it without --grads bf16, --master none and --optimizer adamw8");
+    if (zero > 2)
+        snprintf(why, sizeof why, "--zero %d (weights sharded) is not on the GPU yet; the GPU runs --zero 0, 1 (AdamW's "
+                 "moments and fp32 master sharded) and 2 (gradients too)", zero);
+    else if (zero > 0 && (grad_bf16 || bf16_only || (optimizer >= 0 && optimizer != OPT_ADAMW)))
+        snprintf(why, sizeof why, "--zero %d on the GPU shards AdamW's fp32 moments and fp32 master over fp32 gradients: "
+                 "use it without --grads bf16, --master none and --optimizer adamw8", zero);
     else return NULL;
     return why;
 }
@@ -209,8 +223,24 @@ static GpuSpec *gpu_spec_from_config(const Config *c, const ParamTable *tab, flo
 static GpuSpec *gpu_spec_from_model(const Model *m) { return gpu_spec_from_config(&m->c, &m->tab, m->embed_scale); }
 static void gpu_spec_free(GpuSpec *s) {
     if (!s) return;
-    free(s->inv_freq), free(s->tensor_off), free(s->tensor_flag), free(s);
+    free(s->inv_freq), free(s->tensor_off), free(s->tensor_flag), free(s->unit), free(s);
 }
+
+#ifdef GS_COMM_ZERO
+// the ZeRO stage of partition z (hip/comm.h) in the spec: stage 1 the shard, stage 2 the units too
+static void gpu_spec_zero(GpuSpec *s, const ZeroPlan *z) {
+    if (z->stage == 0) return;
+    s->shard = z->shard, s->shard_units = z->nunit;
+    if (z->stage < 2) return;
+    s->shard_grads = 1, s->rank = z->rank, s->world = z->world;
+    s->unit = (size_t *)mallocCheck(sizeof(size_t) * 4 * (size_t)z->nunit);
+    for (int i = 0; i < z->nunit; i++) {
+        const ZeroUnit *u = &z->u[i];
+        size_t *r = s->unit + 4 * (size_t)i;
+        r[0] = u->off, r[1] = u->n, r[2] = u->q, r[3] = u->at;
+    }
+}
+#endif
 
 #endif
 
@@ -259,9 +289,11 @@ static void gpu_step_backward(Step *S) { gpu_backward(gpu_of(S)); }
 // (fp32, and the matrices' bf16 ones with --grads bf16, in one group), the global batch's loss returned (frozen
 // tensors get no gradient, so nothing to clear)
 // ZeRO 1: each unit's gradient reduce-scattered in place (rank r's average lands on the part it owns, at its table
-// offsets) and its replicated tail all-reduced, the units from the last layer down in one group.
+// offsets) and its replicated tail all-reduced, the units from the last layer down in one group. ZeRO 2: the
+// backward did that unit by unit (gpu_unit_reduce below), so only the loss is left.
 static double gpu_step_reduce(Step *S, double loss) {
     if (!S->dp) return loss;
+    if (S->z.stage >= 2) return comm_sum(S->comm, loss) / S->comm->world;
     float *g32;
     void *g16;
     size_t n32, n16;
@@ -282,16 +314,28 @@ static double gpu_step_reduce(Step *S, double loss) {
     gpu_comm_group(c, 0);
     return comm_sum(S->comm, loss) / S->comm->world;
 }
+// ZeRO 2 (GpuGradReduce): unit i's gradient as the backward leaves it, averaged over the ranks on the backward's
+// second stream, in place: rank r's q-block lands where it was, the tail everywhere
+static void gpu_unit_reduce(void *ctx, int i, float *grad, void *stream) {
+    Step *S = (Step *)ctx;
+    const ZeroPlan *z = &S->z;
+    const ZeroUnit *u = &z->u[i];
+    GpuComm *c = S->comm->gpu;
+    gpu_comm_group(c, 1);
+    if (u->q) gpu_comm_reduce_scatter(c, grad, grad + (size_t)z->rank * u->q, u->q, COMM_F32, COMM_AVG, stream);
+    if (u->tail) gpu_comm_allreduce(c, grad + (size_t)z->world * u->q, u->tail, COMM_F32, COMM_AVG, stream);
+    gpu_comm_group(c, 0);
+}
 static void gpu_step_mask_grads(Step *S, float *dzl, float *dzh, float *dzf, float *dzd) {
     gpu_get_mask_grads(gpu_of(S), dzl, dzh, dzf, dzd);
 }
-// ZeRO 1: each rank's sum over what it owns (rank 0 the tails too), summed over the ranks
+// ZeRO 1 and 2: each rank's sum over what it owns (rank 0 the tails too), summed over the ranks
 static double gpu_step_grad_sumsq(Step *S) {
     double ss = gpu_grad_sumsq(gpu_of(S));
     return S->dp && S->z.stage > 0 ? comm_sum(S->comm, ss) : ss;
 }
 
-// ZeRO 1: the shard updated, then the norm weights' fp32 summed over the ranks (each wrote what it owns, zeros
+// ZeRO 1 and 2: the shard updated, then the norm weights' fp32 summed over the ranks (each wrote what it owns, zeros
 // elsewhere) and each unit's bf16 copy all-gathered in place, in one group
 static void gpu_step_update(Step *S, float lr, float wd, float gscale, int t) {
     Optimizer *o = S->opt;
@@ -325,7 +369,7 @@ static float gpu_step_eval(Step *S, const int *tok, const int *tgt, int rows) {
     return gpu_forward(G->g, G->tok, G->tgt, 0);
 }
 
-// ZeRO 1: the whole table moves (i is -1); from the device each rank brings what it owns, and the units are gathered
+// ZeRO 1 and 2: the whole table moves (i is -1); from the device each rank brings what it owns, and the units are gathered
 // on the host (every rank holds the whole host Model and Optimizer)
 static void gpu_step_copy(Step *S, int what, int i, int to_device) {
     const ParamTable *tab = &S->m->tab;
@@ -384,9 +428,10 @@ static Step *gpu_step_open(Model *m, Optimizer *opt, const StepOpts *o) {
     G->s->seed = 0x5eed;  // the stochastic rounding's stream (each step draws new bits: gpu_adamw)
     if (S->dp) {
         S->z = zero_plan(&m->tab, m->c.L, opt ? o->zero : 0, o->comm->rank, o->comm->world);
-        if (S->z.stage > 0) G->s->shard = S->z.shard, G->s->shard_units = S->z.nunit;
+        gpu_spec_zero(G->s, &S->z);
     }
     G->g = gpu_create(G->s, o->B, o->T);
+    if (G->s->shard_grads) gpu_set_grad_reduce(G->g, gpu_unit_reduce, S);
     if (G->s->shard) {  // the pieces: (table offset, shard offset, floats, tail)
         size_t *pc = (size_t *)mallocCheck(sizeof(size_t) * 4 * (size_t)(S->z.npiece + 1));
         for (int k = 0; k < S->z.npiece; k++) {
@@ -405,7 +450,8 @@ static Step *gpu_step_open(Model *m, Optimizer *opt, const StepOpts *o) {
            "%s weights, %s gradients%s%s\n", S->name, gpu_bytes(G->g) / 1073741824.0, o->B, o->T, used / 1073741824.0,
            total / 1073741824.0, o->bf16_only ? "bf16-only" : "fp32 master +", o->grad_bf16 ? "bf16" : "fp32",
            opt ? (opt->kind == OPT_ADAMW8 ? ", 8-bit AdamW" : ", AdamW") : "",
-           G->s->shard ? "; ZeRO 1: master and moments of this rank's shard" : "");
+           G->s->shard_grads ? "; ZeRO 2: master, moments and gradients of this rank's shard"
+                             : G->s->shard ? "; ZeRO 1: master and moments of this rank's shard" : "");
     return S;
 }
 #endif

@@ -73,13 +73,21 @@ struct GpuModel {
     bf16 *wb, *g16;
     float *m, *v;                    // AdamW: [total] (ZeRO 1: [shard])
     // ZeRO 1 (GpuSpec.shard): the fp32 master of the shard, its pieces (device: shard offsets [npiece + 1], table
-    // offsets, w32 offsets of the small ones, flags; host: the rows gpu_set_shard took), the ranges of g32 this rank sums (host: (offset, length)) and
+    // offsets, w32 offsets of the small ones, flags; host: the rows gpu_set_shard took), the ranges of the gradient
+    // this rank sums (host: (offset, length) in g32, ZeRO 2 in gs) and
     // their sum-of-squares partials (1024 + 1 each)
     float *ms;
     size_t *sh_off, *sh_tofs, *sh_sofs, *sh_rng, *sh_piece;  // sh_piece: host, gpu_set_shard's rows
     unsigned char *sh_flag;
     double *sh_part;
     int npiece, nrng;
+    // ZeRO 2 (GpuSpec.shard_grads): the shard's gradient gs [shard]; the second stream the units' collectives run on,
+    // its events (a unit left the backward, a bucket free again, everything reduced), and the step's collectives
+    float *gs;
+    hipStream_t side;
+    hipEvent_t ev_left, ev_free[2], ev_done;
+    GpuGradReduce reduce;
+    void *reduce_ctx;
     int8_t *qm;                      // 8-bit AdamW: codes [total], the blocks' max |m| and max v [nblocks]
     uint8_t *qv;
     float *sm, *sv;
@@ -235,6 +243,7 @@ static void grad_ranges(GpuModel *g, size_t *pr, size_t *zr) {
 
 // the fresh gradients' memory made zero, before anything reads the gradients as a whole
 static void grads_materialize(GpuModel *g) {
+    if (g->s.shard_grads) return;  // ZeRO 2: every unit is written fresh by each backward (unit_enter)
     if (g->fresh_head) hipCheck(hipMemsetAsync(G32(g, g->s.embed), 0, sizeof(float) * g->s.V * g->s.d));
     if (g->fresh_layers && g->nprod) {
         if (g->gtype == GS_BF16) k_zero_ranges<<<dim3(128, g->nprod), 256>>>(g->g16, g->prod_rng);
@@ -290,6 +299,12 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     g->s.tensor_flag = (unsigned char *)malloc(nt);
     memcpy(g->s.tensor_off, spec->tensor_off, sizeof(size_t) * (nt + 1));
     memcpy(g->s.tensor_flag, spec->tensor_flag, nt);
+    g->s.unit = NULL;
+    if (s->shard_grads) {  // ZeRO 2's units
+        if (!s->shard || !spec->unit || s->grad_bf16) fail_msg("internal: ZeRO 2 on the GPU needs ZeRO 1's shard, the units and fp32 gradients");
+        g->s.unit = (size_t *)malloc(sizeof(size_t) * 4 * s->shard_units);
+        memcpy(g->s.unit, spec->unit, sizeof(size_t) * 4 * s->shard_units);
+    }
     gpu_plan(s, B, T, &g->plan);  // reads inv_freq, which is not kept
     g->s.inv_freq = NULL;
     const GpuPlan *p = &g->plan;
@@ -308,6 +323,12 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     }
     g->g32 = GALLOC(g, float, p->n_g32);
     g->g16 = GALLOC(g, bf16, p->n_g16);
+    if (s->shard_grads) {  // ZeRO 2: the shard's gradient and the second stream
+        g->gs = GALLOC(g, float, s->shard);
+        hipCheck(hipStreamCreateWithFlags(&g->side, hipStreamNonBlocking));
+        hipEvent_t *ev[4] = {&g->ev_left, &g->ev_free[0], &g->ev_free[1], &g->ev_done};
+        for (int k = 0; k < 4; k++) hipCheck(hipEventCreateWithFlags(ev[k], hipEventDisableTiming));
+    }
     if (g->g32) hipCheck(hipMemset(g->g32, 0, plan_align(sizeof(float) * p->n_g32)));  // and the packing's gaps
     if (g->g16) hipCheck(hipMemset(g->g16, 0, plan_align(sizeof(bf16) * p->n_g16)));
     g->gtype = s->grad_bf16 ? GS_BF16 : GS_F32;
@@ -403,7 +424,13 @@ void gpu_free(GpuModel *g) {
     if (!g) return;
     if (g->sh_off) hipCheck(hipFree(g->sh_off));
     free(g->sh_rng), free(g->sh_piece);
-    void *dev[] = {g->w32, g->wb, g->ms, g->g32, g->g16, g->m, g->v, g->qm, g->qv, g->sm, g->sv, g->pool, g->ws,
+    if (g->side) {
+        hipEvent_t ev[4] = {g->ev_left, g->ev_free[0], g->ev_free[1], g->ev_done};
+        for (int k = 0; k < 4; k++) hipCheck(hipEventDestroy(ev[k]));
+        hipCheck(hipStreamDestroy(g->side));
+    }
+    free(g->s.unit);
+    void *dev[] = {g->w32, g->wb, g->ms, g->gs, g->g32, g->g16, g->m, g->v, g->qm, g->qv, g->sm, g->sv, g->pool, g->ws,
                    g->zl, g->zh, g->zf, g->zd, g->dzl, g->dzh, g->dzf, g->dzd, g->hc, g->st, g->st_thr};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i]) hipCheck(hipFree(dev[i]));
@@ -451,11 +478,16 @@ void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_d
     if (off + n > s->total) fail_msg("gpu_copy: a range outside the parameter table");
     if (what != GPU_WEIGHTS && s->forward_only) fail_msg("gpu_copy: a forward-only model has no gradients or optimizer state");
     if (what == GPU_GRADS) grads_materialize(g);
-    // ZeRO 1: the master and moments are the shard's pieces; the whole table moves, and from the device only the pieces
+    // ZeRO 1: the master and moments (ZeRO 2: and the gradients) are the shard's pieces; the whole table moves, and from
+    // the device only the pieces
     // (and the small tensors' w32) reach the host: the rest is other ranks' (the caller gathers it)
-    int pieces = s->shard && what != GPU_GRADS;
+    int pieces = s->shard && (what != GPU_GRADS || s->shard_grads);
     if (pieces && (off != 0 || n != s->total)) fail_msg("gpu_copy: a sharded model moves the whole table at once");
     if (pieces && !g->npiece) fail_msg("internal: gpu_set_shard has not run");
+    if (pieces && what == GPU_GRADS) {  // ZeRO 2: the shard's gradient
+        copy_pieces(g, g->gs, host, to_device);
+        return;
+    }
     if (what == GPU_ADAM_M || what == GPU_ADAM_V) {
         if (s->optimizer != GPU_ADAMW) fail_msg("gpu_copy: AdamW's moments of a model with another optimizer");
         if (!g->m && !to_device) {  // before the first update the device has none
@@ -540,7 +572,8 @@ void gpu_grad_buffers(GpuModel *g, float **g32, size_t *n32, void **g16, size_t 
 void gpu_zero_grad(GpuModel *g) {
     if (g->s.forward_only) fail_msg("gpu_zero_grad: a forward-only model has no gradients or optimizer state");
     const GpuSpec *s = &g->s;
-    if (g->nzero) {
+    if (s->shard_grads) hipCheck(hipMemsetAsync(g->gs, 0, sizeof(float) * s->shard));  // the units zero their own
+    else if (g->nzero) {
         k_zero_ranges<<<dim3(128, g->nzero), 256>>>(g->g32, g->zero_rng);
         hipCheckLaunch();
     }
@@ -750,21 +783,57 @@ float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
 // Backward (model.h model_backward). DX holds d loss / d (residual stream) going down the layers.
 // =================================================================================================
 
+// ZeRO 2: the partition's unit i (0: the embedding's, 1 + l: layer l's, L + 1: the final norm's) as the backward
+// enters it (its bucket free again once the reduce of the layer two above is done; the tensors kernels add into
+// zeroed, the products write theirs with beta = 0) and leaves it (its collectives on the second stream, then this
+// rank's part added into the shard's gradient there, while the compute stream goes on with the next unit)
+static void unit_enter(GpuModel *g, int i) {
+    const GpuSpec *s = &g->s;
+    if (!s->shard_grads) return;
+    const size_t *u = s->unit + 4 * (size_t)i;  // table offset, floats, q, shard offset
+    if (i >= 1 && i <= s->L) hipCheck(hipStreamWaitEvent(0, g->ev_free[(i - 1) % 2], 0));
+    for (int t = tensor_of(g, u[0]); u[1] && t < s->ntensor && s->tensor_off[t] < u[0] + u[1]; t++)
+        if (!plan_is_matrix(s, t) && s->tensor_off[t] != s->embed)
+            hipCheck(hipMemsetAsync(g->g32 + g->plan.gofs[t], 0, sizeof(float) * (s->tensor_off[t + 1] - s->tensor_off[t])));
+}
+static void unit_leave(GpuModel *g, int i) {
+    const GpuSpec *s = &g->s;
+    if (!s->shard_grads) return;
+    const size_t *u = s->unit + 4 * (size_t)i;
+    size_t q = u[2], tail = u[1] - (size_t)s->world * q;
+    float *grad = g->g32 + g->plan.uofs[i];
+    if (!g->reduce) fail_msg("internal: ZeRO 2 without gpu_set_grad_reduce");
+    if (!u[1]) return;
+    hipCheck(hipEventRecord(g->ev_left, 0));
+    hipCheck(hipStreamWaitEvent(g->side, g->ev_left, 0));
+    g->reduce(g->reduce_ctx, i, grad, g->side);
+    if (q) k_add_f32<<<grid_for(q), 256, 0, g->side>>>(g->gs + u[3], grad + (size_t)s->rank * q, q);
+    if (tail) k_add_f32<<<grid_for(tail), 256, 0, g->side>>>(g->gs + u[3] + q, grad + (size_t)s->world * q, tail);
+    hipCheckLaunch();
+    if (i >= 1 && i <= s->L) hipCheck(hipEventRecord(g->ev_free[(i - 1) % 2], g->side));
+}
+
+void gpu_set_grad_reduce(GpuModel *g, GpuGradReduce fn, void *ctx) { g->reduce = fn, g->reduce_ctx = ctx; }
+
 void gpu_backward(GpuModel *g) {
     const GpuSpec *s = &g->s;
     if (!g->have_targets) fail_msg("gpu_backward needs a gpu_forward with targets and want_grad before each call");
     g->have_targets = 0;  // the residual stream is taken back in place below
     int N = g->N, B = g->B, T = g->T, d = s->d, H = s->H, F = s->F;
     if (g->fresh_head) grads_materialize(g);  // the embedding's gradient is added to below
-    const float gb = g->fresh_layers ? 0.0f : 1.0f;  // the weight products: overwrite fresh gradients, else add
+    // the weight products: overwrite fresh gradients (ZeRO 2: always, each unit is fresh), else add
+    const float gb = g->fresh_layers || s->shard_grads ? 0.0f : 1.0f;
     float off = s->norm_off;
     size_t Nd = (size_t)N * d;
     g->prof_last = wall();
     // final norm: DX = its input gradient
+    unit_enter(g, s->L + 1);
     norm_back<float, float, float, false>(g, g->DX, g->DXF, g->xL, g->r_f, s->final_norm, NULL, 1.0f);
+    unit_leave(g, s->L + 1);
     prof(g, P_NORM);
     for (int l = s->L - 1; l >= 0; l--) {
         const GpuLayerSpec *ls = &s->layer[l];
+        unit_enter(g, l + 1);  // (hip/comm.h zero_unit_of_layer)
         LayerBuf *a = &g->lb[l];
         int D = ls->D, K = ls->K, nqkv = qkv_cols(s, ls), vcol = v_col(s, ls);
         int HD = H * D;
@@ -861,6 +930,7 @@ void gpu_backward(GpuModel *g) {
         gs_gemm(0, 0, N, d, nqkv, 1.0f, dqkv, GS_BF16, nqkv, g->wb + ls->wq, GS_BF16, d, 0.0f, g->S2, GS_BF16, d);
         prof(g, P_GEMM);
         norm_back<bf16, float, float, true>(g, g->DX, g->S2, g->xL, a->r_in, ls->in_norm, NULL, 1.0f);
+        unit_leave(g, l + 1);
         prof(g, P_NORM);
     }
     // embedding: x0 = E[tok]·scale·zd
@@ -874,6 +944,12 @@ void gpu_backward(GpuModel *g) {
         hipCheckLaunch();
     }
     g->fresh_layers = 0;
+    if (s->shard_grads) {  // the embedding's unit leaves too; the next forward's head writes it fresh
+        unit_leave(g, 0);
+        g->fresh_head = 1;
+        hipCheck(hipEventRecord(g->ev_done, g->side));
+        hipCheck(hipStreamWaitEvent(0, g->ev_done, 0));  // nothing after this backward sees a gradient half reduced
+    }
     prof(g, P_ELEM);
 }
 
@@ -885,12 +961,13 @@ void gpu_backward(GpuModel *g) {
 // 16-byte boundary apart), the partials added in order: at one rank the one range is the table, summed as above
 static double sumsq_shard(GpuModel *g) {
     const int nb = 1024;
+    const float *base = g->s.shard_grads ? g->gs : g->g32;  // ZeRO 2: ranges of the shard's gradient
     for (int r = 0; r < g->nrng; r++) {
         size_t lo = g->sh_rng[2 * r], n = g->sh_rng[2 * r + 1], head = (4 - lo % 4) % 4;
         head = head < n ? head : n;
         double *part = g->sh_part + (size_t)r * (nb + 1);
-        k_sumsq<<<nb, 256>>>(part, g->g32 + lo + head, n - head);
-        if (head) k_sumsq<<<1, 256>>>(part + nb, g->g32 + lo, head);
+        k_sumsq<<<nb, 256>>>(part, base + lo + head, n - head);
+        if (head) k_sumsq<<<1, 256>>>(part + nb, base + lo, head);
     }
     hipCheckLaunch();
     size_t np = (size_t)g->nrng * (nb + 1);
@@ -948,7 +1025,7 @@ void gpu_adamw(GpuModel *g, float lr, float b1, float b2, float eps, float wd, i
                   (s->seed + (uint64_t)step) * 0x9E3779B97F4A7C15ull};
     if (s->shard) {  // the small tensors' fp32: what this rank owns, zeros elsewhere (the caller sums over the ranks)
         hipCheck(hipMemsetAsync(g->w32, 0, sizeof(float) * g->plan.n_w32));
-        ShardBlock b = {g->ms, g->w32, g->wb, g->g32, g->sh_off, g->sh_tofs, g->sh_sofs, g->sh_flag, g->npiece, s->shard};
+        ShardBlock b = {g->ms, g->w32, g->wb, g->g32, g->gs, g->sh_off, g->sh_tofs, g->sh_sofs, g->sh_flag, g->npiece, s->shard};
         k_adamw_shard<<<grid_for(s->shard), 256>>>(b, g->m, g->v, h);
     } else if (s->optimizer == GPU_ADAMW8) k_adamw8<<<gs_grid(g->plan.nblocks, 1), Q8_BLOCK>>>(o, g->qm, g->qv, g->sm, g->sv, g->seg_blk0, h);
     else k_adamw<<<grid_for(s->total), 256>>>(o, g->m, g->v, h);
@@ -1003,9 +1080,9 @@ void gpu_set_shard(GpuModel *g, int rank, int npiece, const size_t *piece) {
         fl[k] = s->tensor_flag[i] | (plan_is_small(s, i) && own ? OPT_SMALL : 0);
         sf[k] = plan_is_small(s, i) ? p->wofs[i] + (q[0] - s->tensor_off[i]) : 0;
         if (!own || !q[2]) continue;  // rank 0 counts the replicated tails in the norm, once; adjacent ranges merge
-        size_t *r = g->sh_rng + 2 * (size_t)(g->nrng > 0 ? g->nrng - 1 : 0);
-        if (g->nrng && r[0] + r[1] == q[0]) r[1] += q[2];
-        else g->sh_rng[2 * g->nrng] = q[0], g->sh_rng[2 * g->nrng + 1] = q[2], g->nrng++;
+        size_t *r = g->sh_rng + 2 * (size_t)(g->nrng > 0 ? g->nrng - 1 : 0), at = q[s->shard_grads ? 1 : 0];
+        if (g->nrng && r[0] + r[1] == at) r[1] += q[2];
+        else g->sh_rng[2 * g->nrng] = at, g->sh_rng[2 * g->nrng + 1] = q[2], g->nrng++;
     }
     so[npiece] = npiece ? piece[4 * (npiece - 1) + 1] + piece[4 * (npiece - 1) + 2] : 0;
     if (so[npiece] != s->shard) fail_msg("internal: the shard's pieces do not add up to GpuSpec.shard");

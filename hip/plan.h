@@ -11,6 +11,9 @@
 //                  fp32 scales per block of 256 (train.c's layout); made at the first update          8 B / 2 B
 // ZeRO 1 (GpuSpec.shard): the fp32 master and AdamW's m, v of the rank's shard only (4 + 8 B a parameter / ranks);
 // w32 keeps the tensors kernels read in fp32 (norm weights, layer_scalar), whole; the piece tables.
+// ZeRO 2 (GpuSpec.shard_grads): the gradient of the shard (4 B a parameter / ranks), and g32 holds only what the
+// backward writes into before its unit leaves: the first unit (the embedding) and the last (the final norm) whole,
+// then two buckets of the largest layer's unit; layer l writes into bucket l % 2.
 // A buffer that holds only some tensors packs them in table order, each at an offset congruent to its table
 // offset mod 8 (the optimizer's 16-byte loads stay aligned; tensors adjacent in the table, such as q|k|v, stay
 // adjacent); one that holds all of them is laid out as the table.
@@ -63,6 +66,7 @@ typedef struct {
     // the parameter block (elements): each tensor's offset in w32 and in g32 or g16 (by GpuSpec.tensor_flag bit 3
     // and grad_bf16), its first 8-bit block
     size_t *wofs, *gofs, *blk0;  // [ntensor], [ntensor], [ntensor + 1]
+    size_t *uofs;                // ZeRO 2: where each unit of the partition starts in g32 [shard_units]
     size_t n_w32, n_g16, n_g32, nblocks;
     int nprod, nzero;            // gradient ranges the products overwrite / gpu_zero_grad zeroes
     // where things sit: byte offsets in the pool (tables, stream, layers, RoPE) and in ws
@@ -114,8 +118,26 @@ static size_t plan_pack(const GpuSpec *s, size_t *ofs, int cls) {
 }
 
 static void gpu_plan_free(GpuPlan *p) {
-    free(p->wofs), free(p->gofs), free(p->blk0);
-    p->wofs = p->gofs = p->blk0 = NULL;
+    free(p->wofs), free(p->gofs), free(p->blk0), free(p->uofs);
+    p->wofs = p->gofs = p->blk0 = p->uofs = NULL;
+}
+
+// ZeRO 2's g32 (above): each unit's start (congruent to its table offset mod 8, like plan_pack) and every tensor's
+// gradient offset through its unit; returns g32's elements
+static size_t plan_grad_buckets(const GpuSpec *s, size_t *uofs, size_t *gofs) {
+    int nu = s->shard_units;
+    const size_t *u = s->unit;  // rows of (table offset, floats, q, shard offset)
+    size_t big = 0, at = u[0] + u[1];  // the first unit at its table offset (it starts the table)
+    for (int i = 1; i < nu - 1; i++) big = plan_max(big, u[4 * i + 1]);
+    uofs[0] = u[0];
+    uofs[nu - 1] = (at + 7) / 8 * 8 + u[4 * (nu - 1)] % 8, at = uofs[nu - 1] + u[4 * (nu - 1) + 1];
+    size_t b0 = (at + 7) / 8 * 8, b1 = b0 + (big + 7) / 8 * 8 + 8;
+    for (int i = 1; i < nu - 1; i++) uofs[i] = (i % 2 ? b0 : b1) + u[4 * i] % 8;  // unit i is layer i - 1
+    for (int t = 0, i = 0; t < s->ntensor; t++) {
+        while (i < nu - 1 && s->tensor_off[t] >= u[4 * (i + 1)]) i++;
+        gofs[t] = uofs[i] + (s->tensor_off[t] - u[4 * i]);
+    }
+    return b1 + (big + 7) / 8 * 8 + 8;
 }
 
 // the parameter block's part of the plan (wofs, gofs, blk0, n_*, params, grads, states): it needs only the table
@@ -138,13 +160,16 @@ static void gpu_plan_layout(const GpuSpec *s, GpuPlan *p) {
         p->n_g32 = plan_pack(s, o32, PACK_REST);
         for (size_t i = 0; i < nt; i++)
             if (!plan_is_matrix(s, (int)i)) p->gofs[i] = o32[i];
+    } else if (s->shard_grads) {
+        p->uofs = (size_t *)calloc((size_t)s->shard_units, sizeof(size_t));
+        p->n_g32 = plan_grad_buckets(s, p->uofs, p->gofs);
     } else p->n_g32 = plan_pack(s, p->gofs, PACK_ALL);
     free(o32);
     for (size_t i = 0; i < nt; i++)  // train.c's 8-bit blocks: 256 elements, each tensor from its own first block
         p->blk0[i + 1] = p->blk0[i] + (s->tensor_off[i + 1] - s->tensor_off[i] + 255) / 256;
     p->nblocks = p->blk0[nt];
     p->params = plan_align(p->n_w32 * 4) + plan_align(total * 2) + plan_align(s->shard * 4);
-    p->grads = plan_align(p->n_g32 * 4) + plan_align(p->n_g16 * 2);
+    p->grads = plan_align(p->n_g32 * 4) + plan_align(p->n_g16 * 2) + (s->shard_grads ? plan_align(s->shard * 4) : 0);
     p->states = s->forward_only ? 0 : s->optimizer == GPU_ADAMW8 ? 2 * plan_align(total) + 2 * plan_align(p->nblocks * 4)
                                                                  : 2 * plan_align((s->shard ? s->shard : total) * 4);
     // ZeRO 1's piece tables (hip/gpu.hip gpu_set_shard): a unit's owned run and its tail split at tensor boundaries

@@ -60,7 +60,17 @@ ok = ok and 0 < small < 4 * n / 1000
 sys.exit(0 if ok and b["zero"] == 1 else 1)'
 check "memory --device gpu --gpus 8 --zero 1: master and moments of the shard only" \
   sh -c "./profile memory --preset 1b --device gpu --json $T/z0.json > /dev/null && ./profile memory --preset 1b --device gpu --gpus 8 --zero 1 --json $T/z1.json > /dev/null && python3 -c '$z1' $T/z0.json $T/z1.json && python3 -c '$sum_parts' $T/z1.json"
-expect_error "memory --device gpu --zero 2 (not in the GPU path)" "runs --zero 0 and 1" ./profile memory --preset 1b --device gpu --gpus 8 --zero 2
+# ZeRO 2 on the GPU: the fp32 gradient of the shard, and whole only what the backward writes before a unit leaves it:
+# the embedding (V x d), the final norm (d) and two buckets of one layer (the 1b preset: V 262,144, d 1152, its 26
+# layers of one size), each unit placed 8-float aligned (at most 8 floats of padding each, 256-byte allocations)
+z2='import json, sys; a, b = (json.load(open(f)) for f in sys.argv[1:3]); n = a["gradients"] / 4; sh = b["shard"]
+E, d, L = 262144 * 1152, 1152, 26; layer = (n - E - d) / L; least = 4 * sh + 4 * (E + d + 2 * layer)
+ok = least <= b["gradients"] <= least + 4 * 8 * 4 + 2 * 256 and b["shard"] == a["shard"] and b["weights"] == a["weights"]
+sys.exit(0 if ok and b["optimizer_states"] == a["optimizer_states"] and b["zero"] == 2 else 1)'
+check "memory --device gpu --gpus 8 --zero 2: the gradient of the shard, the embedding's and two layers' buckets" \
+  sh -c "./profile memory --preset 1b --device gpu --gpus 8 --zero 2 --json $T/z2.json > /dev/null && python3 -c '$z2' $T/z1.json $T/z2.json && python3 -c '$sum_parts' $T/z2.json"
+expect_error "memory --device gpu --zero 3 (not in the GPU path)" "runs --zero 0, 1" ./profile memory --preset 1b --device gpu --gpus 8 --zero 3
+expect_error "memory --device gpu --zero 2 --master none" "without --grads bf16, --master none" ./profile memory --preset 1b --device gpu --gpus 8 --zero 2 --master none
 expect_error "memory --device gpu --zero 1 --grads bf16" "fp32 gradients" ./profile memory --preset 1b --device gpu --gpus 8 --zero 1 --grads bf16
 
 # --- bad input ----------------------------------------------------------------------------------------------

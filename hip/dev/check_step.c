@@ -25,8 +25,9 @@
 // GPU's own gradients: weights with an fp32 master 1e-6, bf16-only weights 4e-3 (one stochastic bf16 rounding of
 // the same fp32 update, hip/dev/adamw.hip checks it element by element), 8-bit codes differing in at most 1 of
 // 1000 elements (hip/dev/adamw.hip says why any may); and the device memory against hip/plan.h's plan (exact).
-// ZeRO 1 at one rank (NCCL) against the plain GPU step on the same gradients: bit for bit (check_zero).
-//   hip/build/check_step --zero: that check alone
+// ZeRO 1 and 2 at one rank (NCCL) against the plain GPU step on the same gradients: bit for bit (check_zero); ZeRO
+// 2's own backward against the plain one within the plain step's own spread (check_zero2_backward).
+//   hip/build/check_step --zero: those checks alone
 //   usage: hip/build/check_step [FIXTURE_DIR]   (default test/fixtures); exit status 1 on any failure
 #include "model.h"
 #include "hip/gpu.h"
@@ -264,14 +265,15 @@ static void check_interface(Model *m, const int *tok, const int *tgt, int B, int
     free(w0), free(all);
 }
 
-// ZeRO 1 at one rank (train and prune --device gpu --zero 1): the same model in two steps, one plain, one with the
-// master and moments sharded (NCCL world 1: reduce-scatter of each unit, the shard update k_adamw_shard, the norm
-// weights summed over the ranks, the bf16 copy all-gathered). The backward is not bit-reproducible (atomics), so the
-// sharded step gets the plain step's gradients (downloaded, uploaded) and everything after the backward must agree
-// bit for bit: the gradient norm, and over three updates (weight decay, clipping) the weights and both moments as a
-// checkpoint fetches them (step_get), and the loss of a forward after them (the bf16 copies).
-static void check_zero(const char *json, uint64_t seed, const int *tok, const int *tgt, int B, int T) {
-    printf("  ZeRO 1 at one rank against the plain GPU step, B=%d T=%d\n", B, T);
+// ZeRO 1 and 2 at one rank (train and prune --device gpu --zero 1 or 2): the same model in two steps, one plain, one
+// with the master and moments sharded (NCCL world 1: reduce-scatter of each unit, the shard update k_adamw_shard, the
+// norm weights summed over the ranks, the bf16 copy all-gathered; stage 2 the gradient of the shard too). The backward
+// is not bit-reproducible (atomics), so the sharded step gets the plain step's gradients (downloaded, uploaded: at
+// stage 2 into the shard's gradient) and everything after the backward must agree bit for bit: the gradient norm, and
+// over three updates (weight decay, clipping) the weights and both moments as a checkpoint fetches them (step_get),
+// and the loss of a forward after them (the bf16 copies). check_zero2_backward covers stage 2's own backward.
+static void check_zero(const char *json, uint64_t seed, const int *tok, const int *tgt, int B, int T, int stage) {
+    printf("  ZeRO %d at one rank against the plain GPU step, B=%d T=%d\n", stage, B, T);
     Model ma, mz;
     random_model(&ma, json, seed), random_model(&mz, json, seed);
     size_t n = ma.tab.total;
@@ -281,7 +283,7 @@ static void check_zero(const char *json, uint64_t seed, const int *tok, const in
     Comm c = comm_init();
     StepOpts so = {DEVICE_GPU, B, T, 0, 0, 0, 0, NULL, 0};
     Step *A = step_open(&ma, &oa, &so);
-    so.comm = &c, so.zero = 1;
+    so.comm = &c, so.zero = stage;
     Step *Z = step_open(&mz, &oz, &so);
     float *g = (float *)mallocCheck(sizeof(float) * n);
     int same = 1;
@@ -312,6 +314,63 @@ static void check_zero(const char *json, uint64_t seed, const int *tok, const in
     free(g);
     optimizer_free(&oa), optimizer_free(&oz);
     model_free(&ma), model_free(&mz);
+}
+
+// worst relative L2 distance over the table's tensors (what hip/dev/compare_runs.py measures between runs)
+static double worst_tensor(const ParamTable *tab, const float *a, const float *b) {
+    double w = 0;
+    for (int i = 0; i < tab->n; i++) {
+        const PEntry *e = &tab->e[i];
+        double dd = 0, bb = 0;
+        for (size_t k = e->offset; k < e->offset + e->rows * e->cols; k++)
+            dd += ((double)a[k] - b[k]) * ((double)a[k] - b[k]), bb += (double)b[k] * b[k];
+        double r = sqrt(dd) / (bb > 0 ? sqrt(bb) : 1e-30);
+        w = r > w ? r : w;
+    }
+    return w;
+}
+
+// ZeRO 2's backward at one rank: every unit's gradient leaves its bucket as the backward leaves the unit (NCCL on the
+// second stream, world 1) and is added into the shard's gradient, over two micro-batches (the second adds to the
+// first). Against the plain step on the same two micro-batches, and a second plain step for the spread: the plain
+// backward is not bit-reproducible (fp32 atomics in the embedding's and the attention's backward), so ZeRO 2's
+// gradient may differ from the plain one by at most 3x what a second plain run does, or by 1e-6 (relative L2 of the
+// worst tensor: where the plain runs happen to agree bit for bit, one fp32 rounding more or less of the micro-batches'
+// sum, which the product's beta = 1 rounds once inside the product and ZeRO 2 once in its own addition). The losses
+// are the forward's, the same whatever stores the gradients.
+static void check_zero2_backward(const char *json, uint64_t seed, const int *tok, const int *tgt, const int *tok2,
+                                 const int *tgt2, int B, int T) {
+    printf("  ZeRO 2's backward at one rank (2 micro-batches) against the plain GPU step, B=%d T=%d\n", B, T);
+    Model m[3];
+    Optimizer o[3];
+    Step *S[3];
+    Comm c = comm_init();
+    float *g[3];
+    double loss[3];
+    for (int k = 0; k < 3; k++) {  // 0, 1: plain; 2: ZeRO 2
+        random_model(&m[k], json, seed);
+        optimizer_init(&o[k], &m[k].tab, OPT_ADAMW, 0.9f, 0.95f, 1e-8f, 0.0f);
+        StepOpts so = {DEVICE_GPU, B, T, 0, 0, 0, 0, k == 2 ? &c : NULL, k == 2 ? 2 : 0};
+        S[k] = step_open(&m[k], &o[k], &so);
+        g[k] = (float *)mallocCheck(sizeof(float) * m[k].tab.total);
+    }
+    for (int k = 0; k < 3; k++) {
+        step_zero_grad(S[k]);
+        double l = step_forward(S[k], tok, tgt, 1);
+        step_backward(S[k]);
+        l += step_forward(S[k], tok2, tgt2, 1);
+        step_backward(S[k]);
+        loss[k] = step_reduce(S[k], l);
+        gpu_download_grads(gpu_of(S[k]), g[k]);
+    }
+    const ParamTable *tab = &m[0].tab;
+    double spread = worst_tensor(tab, g[1], g[0]), err = worst_tensor(tab, g[2], g[0]);
+    double bound = 3 * spread > 1e-6 ? 3 * spread : 1e-6;
+    int ok = err <= bound && loss[2] == loss[0];
+    printf("    %s gradients: worst tensor %.3e from the plain step (a second plain step: %.3e, bound %.3e), loss %.7f %s %.7f\n",
+           ok ? "ok  " : "FAIL", err, spread, bound, loss[2], loss[2] == loss[0] ? "==" : "!=", loss[0]);
+    if (!ok) failures++;
+    for (int k = 0; k < 3; k++) step_close(S[k]), free(g[k]), optimizer_free(&o[k]), model_free(&m[k]);
 }
 
 // 8-bit AdamW through the step interface (train --device gpu --optimizer adamw8), with the storage options: one
@@ -602,7 +661,7 @@ static const char *cfg[] = {
 };
 static const int BT[][2] = {{2, 150}, {2, 320}};
 
-// every check on the random models; zero_only: ZeRO 1's alone (check_step --zero)
+// every check on the random models; zero_only: ZeRO's alone (check_step --zero)
 static void random_cases(int zero_only) {
     for (int k = 0; k < 2; k++) {
         Model m;
@@ -618,7 +677,12 @@ static void random_cases(int zero_only) {
             check_case("random", &m, tok, tgt, B, T, 1, 2, 2);
             if (k == 0) check_interface(&m, tok, tgt, B, T);
         }
-        check_zero(cfg[k], 100 + k, tok, tgt, B, T);
+        check_zero(cfg[k], 100 + k, tok, tgt, B, T, 1);
+        check_zero(cfg[k], 100 + k, tok, tgt, B, T, 2);
+        int *tok2 = (int *)mallocCheck(sizeof(int) * B * T), *tgt2 = (int *)mallocCheck(sizeof(int) * B * T);
+        tokens_for(m.c.V, B, T, 50 + k, tok2, tgt2);
+        check_zero2_backward(cfg[k], 100 + k, tok, tgt, tok2, tgt2, B, T);
+        free(tok2), free(tgt2);
         if (!zero_only) {
             if (k == 0) check_interface8(&m, tok, tgt, B, T, 0, 0);
             if (k == 1) check_interface8(&m, tok, tgt, B, T, 1, 1);
@@ -671,7 +735,7 @@ int main(int argc, char **argv) {
     }
     setvbuf(stdout, NULL, _IOLBF, 0);  // progress shows in a log even if the run is stopped
     printf("check_step: GPU %s against model.h (CPU)\n", gpu_device_name());
-    if (argc > 1 && !strcmp(argv[1], "--zero")) {  // ZeRO 1's check alone (run_device.sh dp)
+    if (argc > 1 && !strcmp(argv[1], "--zero")) {  // ZeRO's checks alone (run_device.sh dp)
         random_cases(1);
         printf("check_step --zero: %s\n", failures ? "FAILED" : "all passed");
         return failures ? 1 : 0;
