@@ -545,7 +545,8 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
              checkpoint, c->L, recompute);
     printf("one GPU (hip/plan.h: what gpu_create allocates; GiB = 2^30 bytes):\n");
 #define ROW(what, how, bytes) printf("  %-12s %-52s %8.2f GiB (%.2f B/param)\n", what, how, (bytes) / G, (bytes) / n)
-    ROW("weights", s->shard ? "bf16 copy + fp32 master of the shard (and the norms)" : s->bf16_only ?
+    ROW("weights", s->shard_weights ? "bf16 + fp32 master of the shard; bf16 embedding, 2 layers" : s->shard ?
+        "bf16 copy + fp32 master of the shard (and the norms)" : s->bf16_only ?
         "bf16 copy; fp32 master of the norms and the embedding" : "bf16 copy + fp32 master", p->params);
     ROW("gradients", s->grad_bf16 ? "bf16 matrices, fp32 the rest" : s->shard_grads ? "fp32 of the shard + the embedding "
         "and 2 layers whole" : "fp32", p->grads);
@@ -563,7 +564,9 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
     if (o->zero)  // hip/gpu.h: ZeRO's reduce-scatters and all-gathers run in place, no second buffer
         printf("  data parallel over %d GPUs (ZeRO %d): each GPU holds its shard of the fp32 master and AdamW's moments%s "
                "(%zu floats), the rest whole; NCCL's own buffers are not counted\n", o->gpus, o->zero,
-               o->zero >= 2 ? " and of the gradients (the backward writes each layer into one of two buckets)" : "", s->shard);
+               o->zero >= 3 ? ", gradients and weights (a layer's gathered into, and its gradient written into, one of two "
+               "buckets)" : o->zero >= 2 ? " and of the gradients (the backward writes each layer into one of two buckets)"
+               : "", s->shard);
     else if (o->gpus > 1)  // hip/gpu.h gpu_step_reduce: NCCL all-reduces in place, no second gradient buffer
         printf("  data parallel over %d GPUs (ZeRO 0): each GPU holds all of the above; the gradients are all-reduced in "
                "place; NCCL's own buffers are not counted\n", o->gpus);

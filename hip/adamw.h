@@ -111,13 +111,13 @@ __global__ void k_adamw(OptBlock o, float *m, float *v, OptHyper h) {
 
 // ZeRO 1: AdamW over one rank's shard (hip/comm.h's partition). Shard element i lies in piece k (off[k] <= i <
 // off[k + 1]) at table offset t = tofs[k] + (i − off[k]): its fp32 master and moments are ms[i], m[i], v[i], its
-// gradient g32[t] (fp32, the table's layout; ZeRO 2: gs[i], the shard's) and its bf16 copy wb[t]; where the piece has OPT_SMALL its fp32 also goes
+// gradient g32[t] (fp32, the table's layout; ZeRO 2: gs[i], the shard's) and its bf16 copy wb[t] (ZeRO 3: wbs[i]); where the piece has OPT_SMALL its fp32 also goes
 // to w32 at sofs[k] + (i − off[k]) (the norm weights kernels read; the caller sums that buffer over the ranks, so a
 // frozen element is written too). One element per thread: a piece's shard and table offsets differ by any amount,
 // so 16-byte loads would not be aligned. The same adamw_elem as k_adamw: at one rank (shard = table) the same values.
 typedef struct {
     float *ms, *w32;
-    bf16 *wb;
+    bf16 *wb, *wbs;                   // wbs (ZeRO 3, else NULL): the bf16 copy in the shard's layout, wbs[i]
     const float *g32, *gs;            // gs (ZeRO 2, else NULL): the gradient in the shard's layout, gs[i]
     const size_t *off, *tofs, *sofs;  // [n + 1], [n], [n]
     const unsigned char *flag;
@@ -133,7 +133,9 @@ __global__ void k_adamw_shard(ShardBlock o, float *m, float *v, OptHyper h) {
         float p = o.ms[i];
         if (!(f & OPT_FROZEN)) {
             p = adamw_elem(p, o.gs ? o.gs[i] : o.g32[t], &m[i], &v[i], f, h.lr, h.b1, h.b2, h.eps, h.wd, h.bc1, h.bc2s, h.gscale);
-            o.ms[i] = p, o.wb[t] = f2bf(p);
+            o.ms[i] = p;
+            if (o.wbs) o.wbs[i] = f2bf(p);
+            else o.wb[t] = f2bf(p);
         }
         if (f & OPT_SMALL) o.w32[o.sofs[k] + j] = p;
     }

@@ -69,6 +69,11 @@ typedef struct {
     // of (table offset, floats, q, shard offset) of the partition (hip/comm.h ZeroUnit); rank, world: this rank's.
     int shard_grads, rank, world;
     size_t *unit;
+    // ZeRO 3 (shard_weights, with shard_grads): the weights sharded too. The bf16 copy exists for the shard (the
+    // optimizer writes it) and, for the products, the embedding's and final norm's units whole (gathered after each
+    // update) and two buckets: before a layer's forward and again before its backward its unit is all-gathered into
+    // bucket l % 2 on the second stream, the next layer's prefetched while this one computes (GpuGather)
+    int shard_weights;
 } GpuSpec;
 
 typedef struct GpuModel GpuModel;
@@ -116,9 +121,12 @@ void gpu_shard_buffers(GpuModel *g, float **w32, size_t *n32, void **wb);
 // ZeRO 2: the collectives of unit i's gradient as the backward leaves it (grad: the unit's floats in its bucket,
 // the table's order): the q-blocks reduce-scattered in place (rank r's average on block r) and the tail all-reduced
 // (averaged), enqueued on `stream`; gpu_backward then adds this rank's part into the shard's gradient. After
-// gpu_set_grad_reduce gpu_grad_sumsq, gpu_adamw and gpu_copy(GPU_GRADS) work on that shard's gradient.
+// gpu_set_collectives gpu_grad_sumsq, gpu_adamw and gpu_copy(GPU_GRADS) work on that shard's gradient.
+// ZeRO 3: the all-gather of unit i's bf16 weights: this rank's q of them (shard, bf16) to block r of the unit
+// (unit_bf16, the table's order; out of place), enqueued on `stream`; gpu.hip copies the tail from the shard.
 typedef void (*GpuGradReduce)(void *ctx, int unit, float *grad, void *stream);
-void gpu_set_grad_reduce(GpuModel *g, GpuGradReduce fn, void *ctx);
+typedef void (*GpuGather)(void *ctx, int unit, const void *shard, void *unit_bf16, void *stream);
+void gpu_set_collectives(GpuModel *g, GpuGradReduce reduce, GpuGather gather, void *ctx);
 // Masks (host arrays; NULL turns that hook off): zl [L], zh [L*H], zf [L*F], zd [d]
 void gpu_set_masks(GpuModel *g, const float *zl, const float *zh, const float *zf, const float *zd);
 void gpu_get_mask_grads(GpuModel *g, float *dzl, float *dzh, float *dzf, float *dzd);  // NULL: skip
@@ -149,14 +157,11 @@ void gpu_profile_print(GpuModel *g);               // with GS_PROFILE=1: time pe
 #if defined(MAX_LAYERS) && !defined(__cplusplus)
 // NULL when the GPU kernels take this shape, else why not (gpu_create stops on the same conditions)
 // NULL when the GPU runs ZeRO stage `zero` with these storage options (optimizer: OPT_*, -1 not known yet), else why
-// not: stages 0 and 1, and 1 over AdamW's fp32 moments, fp32 master and fp32 gradients (gpu_step_refuses, and
+// not: every stage, stages 1-3 over AdamW's fp32 moments, fp32 master and fp32 gradients (gpu_step_refuses, and
 // ./profile memory --device gpu)
 static const char *gpu_zero_refuses(int zero, int grad_bf16, int bf16_only, int optimizer) {
     static char why[200];
-    if (zero > 2)
-        snprintf(why, sizeof why, "--zero %d (weights sharded) is not on the GPU yet; the GPU runs --zero 0, 1 (AdamW's "
-                 "moments and fp32 master sharded) and 2 (gradients too)", zero);
-    else if (zero > 0 && (grad_bf16 || bf16_only || (optimizer >= 0 && optimizer != OPT_ADAMW)))
+    if (zero > 0 && (grad_bf16 || bf16_only || (optimizer >= 0 && optimizer != OPT_ADAMW)))
         snprintf(why, sizeof why, "--zero %d on the GPU shards AdamW's fp32 moments and fp32 master over fp32 gradients: "
                  "use it without --grads bf16, --master none and --optimizer adamw8", zero);
     else return NULL;
@@ -232,7 +237,7 @@ static void gpu_spec_zero(GpuSpec *s, const ZeroPlan *z) {
     if (z->stage == 0) return;
     s->shard = z->shard, s->shard_units = z->nunit;
     if (z->stage < 2) return;
-    s->shard_grads = 1, s->rank = z->rank, s->world = z->world;
+    s->shard_grads = 1, s->shard_weights = z->stage >= 3, s->rank = z->rank, s->world = z->world;
     s->unit = (size_t *)mallocCheck(sizeof(size_t) * 4 * (size_t)z->nunit);
     for (int i = 0; i < z->nunit; i++) {
         const ZeroUnit *u = &z->u[i];
@@ -326,6 +331,12 @@ static void gpu_unit_reduce(void *ctx, int i, float *grad, void *stream) {
     if (u->tail) gpu_comm_allreduce(c, grad + (size_t)z->world * u->q, u->tail, COMM_F32, COMM_AVG, stream);
     gpu_comm_group(c, 0);
 }
+// ZeRO 3 (GpuGather): unit i's bf16 weights from every rank's shard, before a layer's forward or backward
+static void gpu_unit_gather(void *ctx, int i, const void *shard, void *unit_bf16, void *stream) {
+    Step *S = (Step *)ctx;
+    const ZeroUnit *u = &S->z.u[i];
+    if (u->q) gpu_comm_allgather(S->comm->gpu, shard, unit_bf16, u->q, COMM_BF16, stream);
+}
 static void gpu_step_mask_grads(Step *S, float *dzl, float *dzh, float *dzf, float *dzd) {
     gpu_get_mask_grads(gpu_of(S), dzl, dzh, dzf, dzd);
 }
@@ -336,7 +347,8 @@ static double gpu_step_grad_sumsq(Step *S) {
 }
 
 // ZeRO 1 and 2: the shard updated, then the norm weights' fp32 summed over the ranks (each wrote what it owns, zeros
-// elsewhere) and each unit's bf16 copy all-gathered in place, in one group
+// elsewhere) and each unit's bf16 copy all-gathered in place, in one group. ZeRO 3: the norm weights' sum only (the
+// update gathered the embedding's and the final norm's units; the layers' are gathered when used)
 static void gpu_step_update(Step *S, float lr, float wd, float gscale, int t) {
     Optimizer *o = S->opt;
     if (!o) fail("internal: step_update on a step opened for evaluation only");
@@ -351,7 +363,7 @@ static void gpu_step_update(Step *S, float lr, float wd, float gscale, int t) {
     gpu_shard_buffers(gpu_of(S), &w32, &n32, &wb);
     gpu_comm_group(c, 1);
     if (n32) gpu_comm_allreduce(c, w32, n32, COMM_F32, COMM_SUM, NULL);
-    for (int i = 0; i < z->nunit; i++) {
+    for (int i = 0; i < z->nunit && z->stage < 3; i++) {
         const ZeroUnit *u = &z->u[i];
         uint16_t *b = (uint16_t *)wb + u->off;  // bf16
         if (u->q) gpu_comm_allgather(c, b + (size_t)z->rank * u->q, b, u->q, COMM_BF16, NULL);
@@ -431,7 +443,7 @@ static Step *gpu_step_open(Model *m, Optimizer *opt, const StepOpts *o) {
         gpu_spec_zero(G->s, &S->z);
     }
     G->g = gpu_create(G->s, o->B, o->T);
-    if (G->s->shard_grads) gpu_set_grad_reduce(G->g, gpu_unit_reduce, S);
+    if (G->s->shard_grads) gpu_set_collectives(G->g, gpu_unit_reduce, gpu_unit_gather, S);
     if (G->s->shard) {  // the pieces: (table offset, shard offset, floats, tail)
         size_t *pc = (size_t *)mallocCheck(sizeof(size_t) * 4 * (size_t)(S->z.npiece + 1));
         for (int k = 0; k < S->z.npiece; k++) {
@@ -450,7 +462,8 @@ static Step *gpu_step_open(Model *m, Optimizer *opt, const StepOpts *o) {
            "%s weights, %s gradients%s%s\n", S->name, gpu_bytes(G->g) / 1073741824.0, o->B, o->T, used / 1073741824.0,
            total / 1073741824.0, o->bf16_only ? "bf16-only" : "fp32 master +", o->grad_bf16 ? "bf16" : "fp32",
            opt ? (opt->kind == OPT_ADAMW8 ? ", 8-bit AdamW" : ", AdamW") : "",
-           G->s->shard_grads ? "; ZeRO 2: master, moments and gradients of this rank's shard"
+           G->s->shard_weights ? "; ZeRO 3: weights, master, moments and gradients of this rank's shard"
+           : G->s->shard_grads ? "; ZeRO 2: master, moments and gradients of this rank's shard"
                              : G->s->shard ? "; ZeRO 1: master and moments of this rank's shard" : "");
     return S;
 }

@@ -87,7 +87,13 @@ struct GpuModel {
     hipStream_t side;
     hipEvent_t ev_left, ev_free[2], ev_done;
     GpuGradReduce reduce;
-    void *reduce_ctx;
+    GpuGather gather;
+    void *coll_ctx;
+    // ZeRO 3 (GpuSpec.shard_weights): the shard's bf16 copy wbs [shard]; each tensor's unit; the layer unit each
+    // weight bucket holds (-1: none); events: stream 0 is past a point, a bucket's gather is done
+    bf16 *wbs;
+    int *tunit, held[2];
+    hipEvent_t ev_use, ev_got[2];
     int8_t *qm;                      // 8-bit AdamW: codes [total], the blocks' max |m| and max v [nblocks]
     uint8_t *qv;
     float *sm, *sv;
@@ -203,6 +209,16 @@ static float *W(GpuModel *g, size_t off) {
     if (!has_master(g, i)) fail_msg("internal: an fp32 read of a bf16-only weight");
     return g->w32 + g->plan.wofs[i] + (off - g->s.tensor_off[i]);
 }
+// the bf16 weight of the element at table offset off: the table's layout, or (ZeRO 3) where its unit is now: the
+// embedding's and the final norm's whole, a layer's in its bucket (after weights_enter)
+static bf16 *WB(GpuModel *g, size_t off) {
+    if (!g->s.shard_weights) return g->wb + off;
+    int i = tensor_of(g, off);
+    return g->wb + g->plan.gofs[i] + (off - g->s.tensor_off[i]);
+}
+static int wb_whole(const GpuModel *g, int i) {  // tensor i's bf16 always on the device (ZeRO 3: not a layer's)
+    return !g->s.shard_weights || g->tunit[i] == 0 || g->tunit[i] == g->s.shard_units - 1;
+}
 // the gradient of the element at table offset off: G32 for the fp32 ones (norms, the embedding), GP for a product's
 // (in g->gtype)
 static float *G32(GpuModel *g, size_t off) {
@@ -310,7 +326,7 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     const GpuPlan *p = &g->plan;
     // the parameter block (the optimizer's states at the first update)
     g->w32 = GALLOC(g, float, p->n_w32);
-    g->wb = GALLOC(g, bf16, s->total);
+    g->wb = GALLOC(g, bf16, p->n_wb);
     g->ms = GALLOC(g, float, s->shard);
     if (s->shard) {  // the piece tables (gpu_set_shard fills them)
         if (s->grad_bf16 || s->bf16_only || s->optimizer != GPU_ADAMW || s->forward_only)
@@ -323,11 +339,18 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     }
     g->g32 = GALLOC(g, float, p->n_g32);
     g->g16 = GALLOC(g, bf16, p->n_g16);
-    if (s->shard_grads) {  // ZeRO 2: the shard's gradient and the second stream
+    if (s->shard_grads) {  // ZeRO 2: the shard's gradient and the second stream; ZeRO 3: the shard's bf16
         g->gs = GALLOC(g, float, s->shard);
+        g->wbs = GALLOC(g, bf16, s->shard_weights ? s->shard : 0);
         hipCheck(hipStreamCreateWithFlags(&g->side, hipStreamNonBlocking));
-        hipEvent_t *ev[4] = {&g->ev_left, &g->ev_free[0], &g->ev_free[1], &g->ev_done};
-        for (int k = 0; k < 4; k++) hipCheck(hipEventCreateWithFlags(ev[k], hipEventDisableTiming));
+        hipEvent_t *ev[7] = {&g->ev_left, &g->ev_free[0], &g->ev_free[1], &g->ev_done, &g->ev_use, &g->ev_got[0], &g->ev_got[1]};
+        for (int k = 0; k < 7; k++) hipCheck(hipEventCreateWithFlags(ev[k], hipEventDisableTiming));
+        g->tunit = (int *)calloc(nt, sizeof(int));
+        for (int t = 0, i = 0; t < (int)nt; t++) {  // (hip/plan.h plan_grad_buckets walks them alike)
+            while (i < s->shard_units - 1 && s->tensor_off[t] >= s->unit[4 * (i + 1)]) i++;
+            g->tunit[t] = i;
+        }
+        g->held[0] = g->held[1] = -1;
     }
     if (g->g32) hipCheck(hipMemset(g->g32, 0, plan_align(sizeof(float) * p->n_g32)));  // and the packing's gaps
     if (g->g16) hipCheck(hipMemset(g->g16, 0, plan_align(sizeof(bf16) * p->n_g16)));
@@ -425,12 +448,12 @@ void gpu_free(GpuModel *g) {
     if (g->sh_off) hipCheck(hipFree(g->sh_off));
     free(g->sh_rng), free(g->sh_piece);
     if (g->side) {
-        hipEvent_t ev[4] = {g->ev_left, g->ev_free[0], g->ev_free[1], g->ev_done};
-        for (int k = 0; k < 4; k++) hipCheck(hipEventDestroy(ev[k]));
+        hipEvent_t ev[7] = {g->ev_left, g->ev_free[0], g->ev_free[1], g->ev_done, g->ev_use, g->ev_got[0], g->ev_got[1]};
+        for (int k = 0; k < 7; k++) hipCheck(hipEventDestroy(ev[k]));
         hipCheck(hipStreamDestroy(g->side));
     }
-    free(g->s.unit);
-    void *dev[] = {g->w32, g->wb, g->ms, g->gs, g->g32, g->g16, g->m, g->v, g->qm, g->qv, g->sm, g->sv, g->pool, g->ws,
+    free(g->s.unit), free(g->tunit);
+    void *dev[] = {g->w32, g->wb, g->wbs, g->ms, g->gs, g->g32, g->g16, g->m, g->v, g->qm, g->qv, g->sm, g->sv, g->pool, g->ws,
                    g->zl, g->zh, g->zf, g->zd, g->dzl, g->dzh, g->dzf, g->dzd, g->hc, g->st, g->st_thr};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i]) hipCheck(hipFree(dev[i]));
@@ -508,12 +531,13 @@ void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_d
         if (what == GPU_WEIGHTS && has_master(g, i)) {
             if (to_device) {
                 hipCheck(hipMemcpy(W(g, at), h, sizeof(float) * k, hipMemcpyHostToDevice));
-                k_f32_to_bf16<<<grid_for(k), 256>>>(g->wb + at, W(g, at), k);
+                if (wb_whole(g, i)) k_f32_to_bf16<<<grid_for(k), 256>>>(WB(g, at), W(g, at), k);
                 hipCheckLaunch();
             } else hipCheck(hipMemcpy(h, W(g, at), sizeof(float) * k, hipMemcpyDeviceToHost));
         } else if (what == GPU_WEIGHTS) {
-            if (to_device) put_bf16(g, g->wb + at, h, k);
-            else if (!pieces) get_bf16(g, h, g->wb + at, k);
+            if (to_device) {
+                if (wb_whole(g, i)) put_bf16(g, WB(g, at), h, k);  // ZeRO 3: a layer's comes from the shard (below)
+            } else if (!pieces) get_bf16(g, h, g->wb + at, k);
         } else if (grad16(g, i)) {
             bf16 *d = (bf16 *)GP(g, at);
             if (to_device) put_bf16(g, d, h, k);
@@ -523,6 +547,11 @@ void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_d
         at = end;
     }
     if (pieces) copy_pieces(g, g->ms, host, to_device);
+    if (pieces && to_device && s->shard_weights) {  // ZeRO 3: the shard's bf16 from its master; no layer gathered yet
+        k_f32_to_bf16<<<grid_for(s->shard), 256>>>(g->wbs, g->ms, s->shard);
+        hipCheckLaunch();
+        g->held[0] = g->held[1] = -1;
+    }
 }
 void gpu_upload(GpuModel *g, const float *w) {
     const GpuSpec *s = &g->s;
@@ -640,7 +669,7 @@ static void qkv_norm_rope(GpuModel *g, int l) {
 static bf16 *gate_up(GpuModel *g, int l) {
     const GpuSpec *s = &g->s;
     bf16 *gu = g->lb[l].rec ? g->SG : g->lb[l].gu;
-    gs_gemm(0, 1, g->N, 2 * s->F, s->d, 1.0f, g->S1, GS_BF16, s->d, g->wb + s->layer[l].wgate, GS_BF16, s->d, 0.0f, gu,
+    gs_gemm(0, 1, g->N, 2 * s->F, s->d, 1.0f, g->S1, GS_BF16, s->d, WB(g, s->layer[l].wgate), GS_BF16, s->d, 0.0f, gu,
             GS_BF16, 2 * s->F);
     return gu;
 }
@@ -664,6 +693,42 @@ static AttnFwd attn_args(GpuModel *g, int l) {
 // Forward (model.h model_forward)
 // =================================================================================================
 
+void gpu_set_collectives(GpuModel *g, GpuGradReduce reduce, GpuGather gather, void *ctx) {
+    g->reduce = reduce, g->gather = gather, g->coll_ctx = ctx;
+}
+
+// ZeRO 3: unit i's bf16 weights from the ranks' shards into where the products read them (a layer's bucket, or the
+// embedding's and final norm's whole units) on `stream`: the q-blocks all-gathered, the replicated tail copied
+static void unit_gather(GpuModel *g, int i, hipStream_t stream) {
+    const GpuSpec *s = &g->s;
+    const size_t *u = s->unit + 4 * (size_t)i;  // table offset, floats, q, shard offset
+    size_t q = u[2], tail = u[1] - (size_t)s->world * q;
+    bf16 *dst = g->wb + g->plan.uofs[i];
+    if (!g->gather) fail_msg("internal: ZeRO 3 without gpu_set_collectives");
+    g->gather(g->coll_ctx, i, g->wbs + u[3], dst, stream);
+    if (tail) hipCheck(hipMemcpyAsync(dst + (size_t)s->world * q, g->wbs + u[3] + q, sizeof(bf16) * tail,
+                                      hipMemcpyDeviceToDevice, stream));
+}
+// layer l's unit into bucket l % 2 on the second stream, unless it is there: once everything the compute stream
+// has enqueued so far is done (the layer that held the bucket)
+static void weights_fetch(GpuModel *g, int l) {
+    int b = l % 2;
+    if (g->held[b] == l) return;
+    hipCheck(hipEventRecord(g->ev_use, 0));
+    hipCheck(hipStreamWaitEvent(g->side, g->ev_use, 0));
+    unit_gather(g, l + 1, g->side);  // (hip/comm.h zero_unit_of_layer)
+    hipCheck(hipEventRecord(g->ev_got[b], g->side));
+    g->held[b] = l;
+}
+// before layer l's forward or backward: its weights gathered (the compute stream waits for them), and the layer
+// that comes next (-1: none) prefetched into the other bucket while this one computes
+static void weights_enter(GpuModel *g, int l, int next) {
+    if (!g->s.shard_weights) return;
+    weights_fetch(g, l);
+    hipCheck(hipStreamWaitEvent(0, g->ev_got[l % 2], 0));
+    if (next >= 0 && next < g->s.L) weights_fetch(g, next);
+}
+
 // Layers [l0, l1) from the stream in xL, left there. redo: a checkpointed layer again in the backward (xL holds its
 // input): the next norm is not made (the layer above is done with it).
 static void layers_forward(GpuModel *g, int l0, int l1, int redo) {
@@ -675,6 +740,7 @@ static void layers_forward(GpuModel *g, int l0, int l1, int redo) {
         int D = ls->D, nqkv = qkv_cols(s, ls);
         float gate = g->zl ? g->zl_host[l] : 1.0f;
         int st = g->st && !redo;  // statistics: the layer's input into DX (free in the forward)
+        weights_enter(g, l, redo ? -1 : l + 1);
         if (st) hipCheck(hipMemcpyAsync(g->DX, g->xL, sizeof(float) * N * d, hipMemcpyDeviceToDevice, 0));
         if (a->shared) {  // its input kept (when a backward will come; checkpointed), the shared q|k|v's pad rows zeroed
             if (a->ck && !redo && g->have_targets)
@@ -685,7 +751,7 @@ static void layers_forward(GpuModel *g, int l0, int l1, int redo) {
         // (one product: the three weights are adjacent)
         if (l == l0) norm_fwd_f32(g, g->S1, a->r_in, g->xL, ls->in_norm);
         prof(g, P_NORM);
-        gs_gemm(0, 1, N, nqkv, d, 1.0f, g->S1, GS_BF16, d, g->wb + ls->wq, GS_BF16, d, 0.0f, a->qkv, GS_BF16, nqkv);
+        gs_gemm(0, 1, N, nqkv, d, 1.0f, g->S1, GS_BF16, d, WB(g, ls->wq), GS_BF16, d, 0.0f, a->qkv, GS_BF16, nqkv);
         prof(g, P_GEMM);
         // per-head q/k norms, then RoPE; Gemma 4: weightless v norm
         qkv_norm_rope(g, l);
@@ -701,7 +767,7 @@ static void layers_forward(GpuModel *g, int l0, int l1, int redo) {
             hipCheckLaunch();
             attm = g->SF1;
         }
-        gs_gemm(0, 1, N, d, H * D, 1.0f, attm, GS_BF16, H * D, g->wb + ls->wo, GS_BF16, H * D, 0.0f, a->o, GS_BF16, d);
+        gs_gemm(0, 1, N, d, H * D, 1.0f, attm, GS_BF16, H * D, WB(g, ls->wo), GS_BF16, H * D, 0.0f, a->o, GS_BF16, d);
         prof(g, P_GEMM);
         // x2 = x + RMSNorm(o; post_attn)·zd·gate;  m = RMSNorm(x2; pre_ffn)·zd
         norm_add(g, g->X2, a->r_pa, g->xL, a->o, ls->post_attn, gate, NULL, g->S1, a->r_pf, ls->pre_ffn);
@@ -715,7 +781,7 @@ static void layers_forward(GpuModel *g, int l0, int l1, int redo) {
         if (st) stats_ffn(g->st_fabs + (size_t)l * F, g->st_fzero + (size_t)l * F, g->st_part, g->st_thr, g->SF1, F,
                           g->st_tau, g->st_rows);
         prof(g, P_ELEM);
-        gs_gemm(0, 1, N, d, F, 1.0f, g->SF1, GS_BF16, F, g->wb + ls->wdown, GS_BF16, F, 0.0f, a->f, GS_BF16, d);
+        gs_gemm(0, 1, N, d, F, 1.0f, g->SF1, GS_BF16, F, WB(g, ls->wdown), GS_BF16, F, 0.0f, a->f, GS_BF16, d);
         prof(g, P_GEMM);
         // x_next = (x2 + RMSNorm(f; post_ffn)·zd·gate) [· layer_scalar], and the next norm of it: the next layer's
         // input norm, or the final norm into xf
@@ -749,7 +815,7 @@ float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
         for (int n = 0; n < N; n++) g->n_valid += tgt[n] >= 0;
         hipCheck(hipMemcpy(g->tgt, tgt, sizeof(int) * N, hipMemcpyHostToDevice));
     }
-    k_embed_fwd<<<grid_for((size_t)N * d), 256>>>(g->xL, g->wb + s->embed, g->tok, g->zd, s->embed_scale, N, d);
+    k_embed_fwd<<<grid_for((size_t)N * d), 256>>>(g->xL, WB(g, s->embed), g->tok, g->zd, s->embed_scale, N, d);
     hipCheckLaunch();
     prof(g, P_ELEM);
     layers_forward(g, 0, s->L, 0);
@@ -759,13 +825,13 @@ float gpu_forward(GpuModel *g, const int *tok, const int *tgt, int want_grad) {
     for (int n0 = 0; n0 < N; n0 += g->chunk) {
         int rows = N - n0 < g->chunk ? N - n0 : g->chunk;
         const bf16 *xf = g->xf + (size_t)n0 * d;
-        gs_gemm(0, 1, rows, s->V, d, 1.0f, xf, GS_BF16, d, g->wb + s->embed, GS_BF16, d, 0.0f, g->logits, GS_BF16, s->V);
+        gs_gemm(0, 1, rows, s->V, d, 1.0f, xf, GS_BF16, d, WB(g, s->embed), GS_BF16, d, 0.0f, g->logits, GS_BF16, s->V);
         prof(g, P_GEMM);
         k_xent<<<rows, 1024>>>(g->logits, s->V, g->tgt + n0, s->final_softcap, inv_n, g->row_loss + n0, want_grad);
         hipCheckLaunch();
         prof(g, P_HEAD);
         if (want_grad) {
-            gs_gemm(0, 0, rows, d, s->V, 1.0f, g->logits, GS_BF16, s->V, g->wb + s->embed, GS_BF16, d, 0.0f,
+            gs_gemm(0, 0, rows, d, s->V, 1.0f, g->logits, GS_BF16, s->V, WB(g, s->embed), GS_BF16, d, 0.0f,
                     g->DXF + (size_t)n0 * d, GS_F32, d);
             gs_gemm(1, 0, s->V, d, rows, 1.0f, g->logits, GS_BF16, s->V, xf, GS_BF16, d, g->fresh_head ? 0.0f : 1.0f,
                     G32(g, s->embed), GS_F32, d);
@@ -802,18 +868,16 @@ static void unit_leave(GpuModel *g, int i) {
     const size_t *u = s->unit + 4 * (size_t)i;
     size_t q = u[2], tail = u[1] - (size_t)s->world * q;
     float *grad = g->g32 + g->plan.uofs[i];
-    if (!g->reduce) fail_msg("internal: ZeRO 2 without gpu_set_grad_reduce");
+    if (!g->reduce) fail_msg("internal: ZeRO 2 without gpu_set_collectives");
     if (!u[1]) return;
     hipCheck(hipEventRecord(g->ev_left, 0));
     hipCheck(hipStreamWaitEvent(g->side, g->ev_left, 0));
-    g->reduce(g->reduce_ctx, i, grad, g->side);
+    g->reduce(g->coll_ctx, i, grad, g->side);
     if (q) k_add_f32<<<grid_for(q), 256, 0, g->side>>>(g->gs + u[3], grad + (size_t)s->rank * q, q);
     if (tail) k_add_f32<<<grid_for(tail), 256, 0, g->side>>>(g->gs + u[3] + q, grad + (size_t)s->world * q, tail);
     hipCheckLaunch();
     if (i >= 1 && i <= s->L) hipCheck(hipEventRecord(g->ev_free[(i - 1) % 2], g->side));
 }
-
-void gpu_set_grad_reduce(GpuModel *g, GpuGradReduce fn, void *ctx) { g->reduce = fn, g->reduce_ctx = ctx; }
 
 void gpu_backward(GpuModel *g) {
     const GpuSpec *s = &g->s;
@@ -840,6 +904,7 @@ void gpu_backward(GpuModel *g) {
         float gate = g->zl ? g->zl_host[l] : 1.0f;
         float *dgate = g->dzl ? g->dzl + l : NULL;
         const float *zf = g->zf ? g->zf + (size_t)l * F : NULL;
+        weights_enter(g, l, l - 1);
         // Gemma 4: x_next = s·x3; s (layer_scalar) is frozen, so only dx3 = s·dx
         if (s->arch == 4) {
             k_scale_f32<<<grid_for(Nd), 256>>>(g->DX, W(g, ls->layer_scalar), Nd);
@@ -859,7 +924,7 @@ void gpu_backward(GpuModel *g) {
         norm_back<float, bf16, bf16, false>(g, g->S2, g->DX, a->f, a->r_pff, ls->post_ffn, dgate, gate);
         prof(g, P_NORM);
         bf16 *gu = a->rec ? gate_up(g, l) : a->gu;  // its gradient replaces it below (d gate | d up)
-        gs_gemm(0, 0, N, F, d, 1.0f, g->S2, GS_BF16, d, g->wb + ls->wdown, GS_BF16, F, 0.0f, g->SF2, GS_BF16, F);
+        gs_gemm(0, 0, N, F, d, 1.0f, g->S2, GS_BF16, d, WB(g, ls->wdown), GS_BF16, F, 0.0f, g->SF2, GS_BF16, F);
         prof(g, P_GEMM);
         if (zf) {  // d/dz_ffn = Σ_n dhm · h
             int nrb = (int)gs_cdiv(N, COLSUM_ROWS);
@@ -873,7 +938,7 @@ void gpu_backward(GpuModel *g) {
         prof(g, P_ELEM);
         gs_gemm(1, 0, d, F, N, 1.0f, g->S2, GS_BF16, d, g->SF1, GS_BF16, F, gb, GP(g, ls->wdown), g->gtype, F);
         gs_gemm(1, 0, 2 * F, d, N, 1.0f, gu, GS_BF16, 2 * F, g->S1, GS_BF16, d, gb, GP(g, ls->wgate), g->gtype, d);
-        gs_gemm(0, 0, N, d, 2 * F, 1.0f, gu, GS_BF16, 2 * F, g->wb + ls->wgate, GS_BF16, d, 0.0f, g->S2, GS_BF16, d);
+        gs_gemm(0, 0, N, d, 2 * F, 1.0f, gu, GS_BF16, 2 * F, WB(g, ls->wgate), GS_BF16, d, 0.0f, g->S2, GS_BF16, d);
         prof(g, P_GEMM);
         // m = PN(x2): DX becomes d/dx2 (residual + this)
         norm_back<bf16, float, float, true>(g, g->DX, g->S2, g->X2, a->r_pf, ls->pre_ffn, NULL, 1.0f);
@@ -887,7 +952,7 @@ void gpu_backward(GpuModel *g) {
         }
         prof(g, P_NORM);
         gs_gemm(1, 0, d, HD, N, 1.0f, g->S2, GS_BF16, d, attm, GS_BF16, HD, gb, GP(g, ls->wo), g->gtype, HD);
-        gs_gemm(0, 0, N, HD, d, 1.0f, g->S2, GS_BF16, d, g->wb + ls->wo, GS_BF16, HD, 0.0f, g->SF2, GS_BF16, HD);
+        gs_gemm(0, 0, N, HD, d, 1.0f, g->S2, GS_BF16, d, WB(g, ls->wo), GS_BF16, HD, 0.0f, g->SF2, GS_BF16, HD);
         prof(g, P_GEMM);
         if (g->zh) {  // d/dzh = Σ_n Σ_i datt · att per head, then datt ·= zh
             int nrb = (int)gs_cdiv(N, COLSUM_ROWS);
@@ -927,7 +992,7 @@ void gpu_backward(GpuModel *g) {
         hipCheckLaunch();
         // dWqkv += dqkv^T a (a recomputed above); da = dqkv Wqkv
         gs_gemm(1, 0, nqkv, d, N, 1.0f, dqkv, GS_BF16, nqkv, g->S3, GS_BF16, d, gb, GP(g, ls->wq), g->gtype, d);
-        gs_gemm(0, 0, N, d, nqkv, 1.0f, dqkv, GS_BF16, nqkv, g->wb + ls->wq, GS_BF16, d, 0.0f, g->S2, GS_BF16, d);
+        gs_gemm(0, 0, N, d, nqkv, 1.0f, dqkv, GS_BF16, nqkv, WB(g, ls->wq), GS_BF16, d, 0.0f, g->S2, GS_BF16, d);
         prof(g, P_GEMM);
         norm_back<bf16, float, float, true>(g, g->DX, g->S2, g->xL, a->r_in, ls->in_norm, NULL, 1.0f);
         unit_leave(g, l + 1);
@@ -938,7 +1003,7 @@ void gpu_backward(GpuModel *g) {
     hipCheckLaunch();
     if (g->dzd) {
         int nrb = (int)gs_cdiv(N, COLSUM_ROWS);
-        TermEmbed te = {g->DX, g->wb + s->embed, g->tok, d};
+        TermEmbed te = {g->DX, WB(g, s->embed), g->tok, d};
         k_colsum<<<dim3(gs_cdiv(d, 32), nrb), dim3(32, 8)>>>(g->part, te, N, d);
         colsum_finish(g->part, nrb, d, 1, s->embed_scale, g->dzd);
         hipCheckLaunch();
@@ -1025,8 +1090,14 @@ void gpu_adamw(GpuModel *g, float lr, float b1, float b2, float eps, float wd, i
                   (s->seed + (uint64_t)step) * 0x9E3779B97F4A7C15ull};
     if (s->shard) {  // the small tensors' fp32: what this rank owns, zeros elsewhere (the caller sums over the ranks)
         hipCheck(hipMemsetAsync(g->w32, 0, sizeof(float) * g->plan.n_w32));
-        ShardBlock b = {g->ms, g->w32, g->wb, g->g32, g->gs, g->sh_off, g->sh_tofs, g->sh_sofs, g->sh_flag, g->npiece, s->shard};
+        ShardBlock b = {g->ms, g->w32, g->wb, g->wbs, g->g32, g->gs, g->sh_off, g->sh_tofs, g->sh_sofs, g->sh_flag,
+                        g->npiece, s->shard};
         k_adamw_shard<<<grid_for(s->shard), 256>>>(b, g->m, g->v, h);
+        if (s->shard_weights) {  // ZeRO 3: the embedding's and the final norm's units whole again; the layers' on use
+            hipCheckLaunch();
+            unit_gather(g, 0, 0), unit_gather(g, s->shard_units - 1, 0);
+            g->held[0] = g->held[1] = -1;
+        }
     } else if (s->optimizer == GPU_ADAMW8) k_adamw8<<<gs_grid(g->plan.nblocks, 1), Q8_BLOCK>>>(o, g->qm, g->qv, g->sm, g->sv, g->seg_blk0, h);
     else k_adamw<<<grid_for(s->total), 256>>>(o, g->m, g->v, h);
     hipCheckLaunch();

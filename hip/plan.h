@@ -14,6 +14,9 @@
 // ZeRO 2 (GpuSpec.shard_grads): the gradient of the shard (4 B a parameter / ranks), and g32 holds only what the
 // backward writes into before its unit leaves: the first unit (the embedding) and the last (the final norm) whole,
 // then two buckets of the largest layer's unit; layer l writes into bucket l % 2.
+// ZeRO 3 (GpuSpec.shard_weights): the bf16 copy of the shard (2 B a parameter / ranks), and wb laid out as stage 2's
+// g32 (the same element offsets): the embedding and the final norm whole, two buckets a layer's weights are gathered
+// into before its forward and its backward.
 // A buffer that holds only some tensors packs them in table order, each at an offset congruent to its table
 // offset mod 8 (the optimizer's 16-byte loads stay aligned; tensors adjacent in the table, such as q|k|v, stay
 // adjacent); one that holds all of them is laid out as the table.
@@ -67,7 +70,7 @@ typedef struct {
     // and grad_bf16), its first 8-bit block
     size_t *wofs, *gofs, *blk0;  // [ntensor], [ntensor], [ntensor + 1]
     size_t *uofs;                // ZeRO 2: where each unit of the partition starts in g32 [shard_units]
-    size_t n_w32, n_g16, n_g32, nblocks;
+    size_t n_w32, n_wb, n_g16, n_g32, nblocks;  // n_wb: the bf16 copy's elements (the table, or ZeRO 3's buckets)
     int nprod, nzero;            // gradient ranges the products overwrite / gpu_zero_grad zeroes
     // where things sit: byte offsets in the pool (tables, stream, layers, RoPE) and in ws
     size_t tb[TB_N], st[ST_N], act[GPU_MAX_LAYERS][GACT_N], rope[GPU_MAX_LAYERS], ws_off[WS_N];
@@ -168,7 +171,9 @@ static void gpu_plan_layout(const GpuSpec *s, GpuPlan *p) {
     for (size_t i = 0; i < nt; i++)  // train.c's 8-bit blocks: 256 elements, each tensor from its own first block
         p->blk0[i + 1] = p->blk0[i] + (s->tensor_off[i + 1] - s->tensor_off[i] + 255) / 256;
     p->nblocks = p->blk0[nt];
-    p->params = plan_align(p->n_w32 * 4) + plan_align(total * 2) + plan_align(s->shard * 4);
+    p->n_wb = s->shard_weights ? p->n_g32 : total;
+    p->params = plan_align(p->n_w32 * 4) + plan_align(p->n_wb * 2) + plan_align(s->shard * 4) +
+                (s->shard_weights ? plan_align(s->shard * 2) : 0);
     p->grads = plan_align(p->n_g32 * 4) + plan_align(p->n_g16 * 2) + (s->shard_grads ? plan_align(s->shard * 4) : 0);
     p->states = s->forward_only ? 0 : s->optimizer == GPU_ADAMW8 ? 2 * plan_align(total) + 2 * plan_align(p->nblocks * 4)
                                                                  : 2 * plan_align((s->shard ? s->shard : total) * 4);

@@ -69,7 +69,15 @@ ok = least <= b["gradients"] <= least + 4 * 8 * 4 + 2 * 256 and b["shard"] == a[
 sys.exit(0 if ok and b["optimizer_states"] == a["optimizer_states"] and b["zero"] == 2 else 1)'
 check "memory --device gpu --gpus 8 --zero 2: the gradient of the shard, the embedding's and two layers' buckets" \
   sh -c "./profile memory --preset 1b --device gpu --gpus 8 --zero 2 --json $T/z2.json > /dev/null && python3 -c '$z2' $T/z1.json $T/z2.json && python3 -c '$sum_parts' $T/z2.json"
-expect_error "memory --device gpu --zero 3 (not in the GPU path)" "runs --zero 0, 1" ./profile memory --preset 1b --device gpu --gpus 8 --zero 3
+# ZeRO 3 on the GPU: stage 2's gradients; of the bf16 weights the shard, and the embedding, the final norm and two
+# buckets of one layer whole (stage 2's gradient layout, 2 bytes an element) instead of the whole table
+z3='import json, sys; z0, z2, z3 = (json.load(open(f)) for f in sys.argv[1:4]); n = z0["gradients"] / 4; sh = z3["shard"]
+ng = (z2["gradients"] - 4 * sh) / 4  # the stage-2 buckets (fp32 elements), within the 256-byte alignment
+want = z2["weights"] - 2 * n + 2 * sh + 2 * ng
+ok = abs(z3["weights"] - want) <= 3 * 256 and z3["gradients"] == z2["gradients"] and z3["optimizer_states"] == z2["optimizer_states"]
+sys.exit(0 if ok and z3["zero"] == 3 else 1)'
+check "memory --device gpu --gpus 8 --zero 3: the bf16 weights of the shard, the embedding's and two layers' buckets" \
+  sh -c "./profile memory --preset 1b --device gpu --gpus 8 --zero 3 --json $T/z3.json > /dev/null && python3 -c '$z3' $T/z0.json $T/z2.json $T/z3.json && python3 -c '$sum_parts' $T/z3.json"
 expect_error "memory --device gpu --zero 2 --master none" "without --grads bf16, --master none" ./profile memory --preset 1b --device gpu --gpus 8 --zero 2 --master none
 expect_error "memory --device gpu --zero 1 --grads bf16" "fp32 gradients" ./profile memory --preset 1b --device gpu --gpus 8 --zero 1 --grads bf16
 

@@ -25,8 +25,8 @@
 // GPU's own gradients: weights with an fp32 master 1e-6, bf16-only weights 4e-3 (one stochastic bf16 rounding of
 // the same fp32 update, hip/dev/adamw.hip checks it element by element), 8-bit codes differing in at most 1 of
 // 1000 elements (hip/dev/adamw.hip says why any may); and the device memory against hip/plan.h's plan (exact).
-// ZeRO 1 and 2 at one rank (NCCL) against the plain GPU step on the same gradients: bit for bit (check_zero); ZeRO
-// 2's own backward against the plain one within the plain step's own spread (check_zero2_backward).
+// ZeRO 1, 2 and 3 at one rank (NCCL) against the plain GPU step on the same gradients: bit for bit (check_zero); the
+// backward of ZeRO 2 and 3 against the plain one within the plain step's own spread (check_zero_backward).
 //   hip/build/check_step --zero: those checks alone
 //   usage: hip/build/check_step [FIXTURE_DIR]   (default test/fixtures); exit status 1 on any failure
 #include "model.h"
@@ -265,13 +265,14 @@ static void check_interface(Model *m, const int *tok, const int *tgt, int B, int
     free(w0), free(all);
 }
 
-// ZeRO 1 and 2 at one rank (train and prune --device gpu --zero 1 or 2): the same model in two steps, one plain, one
+// ZeRO 1-3 at one rank (train and prune --device gpu --zero 1, 2 or 3): the same model in two steps, one plain, one
 // with the master and moments sharded (NCCL world 1: reduce-scatter of each unit, the shard update k_adamw_shard, the
-// norm weights summed over the ranks, the bf16 copy all-gathered; stage 2 the gradient of the shard too). The backward
+// norm weights summed over the ranks, the bf16 copy all-gathered; stage 2 the gradient of the shard too; stage 3 the
+// bf16 weights too, each layer's gathered before its forward). The backward
 // is not bit-reproducible (atomics), so the sharded step gets the plain step's gradients (downloaded, uploaded: at
 // stage 2 into the shard's gradient) and everything after the backward must agree bit for bit: the gradient norm, and
 // over three updates (weight decay, clipping) the weights and both moments as a checkpoint fetches them (step_get),
-// and the loss of a forward after them (the bf16 copies). check_zero2_backward covers stage 2's own backward.
+// and the loss of a forward after them (the bf16 copies). check_zero_backward covers the backward of stages 2 and 3.
 static void check_zero(const char *json, uint64_t seed, const int *tok, const int *tgt, int B, int T, int stage) {
     printf("  ZeRO %d at one rank against the plain GPU step, B=%d T=%d\n", stage, B, T);
     Model ma, mz;
@@ -330,27 +331,27 @@ static double worst_tensor(const ParamTable *tab, const float *a, const float *b
     return w;
 }
 
-// ZeRO 2's backward at one rank: every unit's gradient leaves its bucket as the backward leaves the unit (NCCL on the
-// second stream, world 1) and is added into the shard's gradient, over two micro-batches (the second adds to the
-// first). Against the plain step on the same two micro-batches, and a second plain step for the spread: the plain
+// The backward of ZeRO 2 and 3 at one rank: every unit's gradient leaves its bucket as the backward leaves the unit
+// (NCCL on the second stream, world 1) and is added into the shard's gradient, over two micro-batches (the second adds
+// to the first); at stage 3 every layer's weights are gathered into their bucket before its forward and backward. Against the plain step on the same two micro-batches, and a second plain step for the spread: the plain
 // backward is not bit-reproducible (fp32 atomics in the embedding's and the attention's backward), so ZeRO 2's
 // gradient may differ from the plain one by at most 3x what a second plain run does, or by 1e-6 (relative L2 of the
 // worst tensor: where the plain runs happen to agree bit for bit, one fp32 rounding more or less of the micro-batches'
 // sum, which the product's beta = 1 rounds once inside the product and ZeRO 2 once in its own addition). The losses
 // are the forward's, the same whatever stores the gradients.
-static void check_zero2_backward(const char *json, uint64_t seed, const int *tok, const int *tgt, const int *tok2,
-                                 const int *tgt2, int B, int T) {
-    printf("  ZeRO 2's backward at one rank (2 micro-batches) against the plain GPU step, B=%d T=%d\n", B, T);
+static void check_zero_backward(const char *json, uint64_t seed, const int *tok, const int *tgt, const int *tok2,
+                                const int *tgt2, int B, int T, int stage) {
+    printf("  ZeRO %d's backward at one rank (2 micro-batches) against the plain GPU step, B=%d T=%d\n", stage, B, T);
     Model m[3];
     Optimizer o[3];
     Step *S[3];
     Comm c = comm_init();
     float *g[3];
     double loss[3];
-    for (int k = 0; k < 3; k++) {  // 0, 1: plain; 2: ZeRO 2
+    for (int k = 0; k < 3; k++) {  // 0, 1: plain; 2: ZeRO `stage`
         random_model(&m[k], json, seed);
         optimizer_init(&o[k], &m[k].tab, OPT_ADAMW, 0.9f, 0.95f, 1e-8f, 0.0f);
-        StepOpts so = {DEVICE_GPU, B, T, 0, 0, 0, 0, k == 2 ? &c : NULL, k == 2 ? 2 : 0};
+        StepOpts so = {DEVICE_GPU, B, T, 0, 0, 0, 0, k == 2 ? &c : NULL, k == 2 ? stage : 0};
         S[k] = step_open(&m[k], &o[k], &so);
         g[k] = (float *)mallocCheck(sizeof(float) * m[k].tab.total);
     }
@@ -677,11 +678,12 @@ static void random_cases(int zero_only) {
             check_case("random", &m, tok, tgt, B, T, 1, 2, 2);
             if (k == 0) check_interface(&m, tok, tgt, B, T);
         }
-        check_zero(cfg[k], 100 + k, tok, tgt, B, T, 1);
-        check_zero(cfg[k], 100 + k, tok, tgt, B, T, 2);
         int *tok2 = (int *)mallocCheck(sizeof(int) * B * T), *tgt2 = (int *)mallocCheck(sizeof(int) * B * T);
         tokens_for(m.c.V, B, T, 50 + k, tok2, tgt2);
-        check_zero2_backward(cfg[k], 100 + k, tok, tgt, tok2, tgt2, B, T);
+        for (int z = 1; z <= 3; z++) {
+            check_zero(cfg[k], 100 + k, tok, tgt, B, T, z);
+            if (z >= 2) check_zero_backward(cfg[k], 100 + k, tok, tgt, tok2, tgt2, B, T, z);
+        }
         free(tok2), free(tgt2);
         if (!zero_only) {
             if (k == 0) check_interface8(&m, tok, tgt, B, T, 0, 0);

@@ -9,8 +9,9 @@
 #   dp: the data-parallel GPU step at world 1 (needs data/shards): hip/build/train (fp32 and bf16 gradients) and
 #   hip/build/prune (--grad-accum 2) --device gpu started as RANK=0 WORLD_SIZE=1 (every gradient through NCCL's
 #   all-reduce, the losses through the host collectives) against the same runs alone (twice: the plain step's own
-#   spread), and --zero 1 and 2 at world 1 (master and moments sharded: reduce-scatter, shard update, all-gather; 2: the
-#   gradients too, each unit reduce-scattered as the backward leaves it); the plain step
+#   spread), and --zero 1, 2, 3 at world 1 (master and moments sharded: reduce-scatter, shard update, all-gather; 2: the
+#   gradients too, each unit reduce-scattered as the backward leaves it; 3: the weights too, each layer gathered before
+#   its forward and backward); the plain step
 #   is not bit-reproducible (atomics, tuned products), so each run's weights, optimizer state, masks and losses must
 #   be as close to the plain run's as a second plain run is (hip/dev/compare_runs.py)
 #   scale: hip/dev/scale.sh, the memory options (8-bit AdamW, bf16 gradients, bf16-only weights) and hip/plan.h's
@@ -45,7 +46,7 @@ for w in $what; do
   dp)    d=$(mktemp -d); ok=1; : > "$OUT/dp.log"
          A="--config data/teacher.json --init random --data data/shards --steps 20 --batch 8 --seq 128 --eval-every 10 --eval-batches 2 --seed 3 --device gpu"
          P="--data data/shards --keep 0.5 --steps 8 --batch 8 --seq 128 --grad-accum 2 --eval-every 4 --eval-batches 2 --save-every 8 --seed 3 --device gpu"
-         for r in alone again world1 zero1 zero2; do
+         for r in alone again world1 zero1 zero2 zero3; do
            L=; Z=; case $r in world1|zero*) L="env RANK=0 WORLD_SIZE=1 LOCAL_RANK=0" ;; esac
            case $r in zero*) Z="--zero ${r#zero}" ;; esac
            mkdir -p "$d/id_t$r" "$d/id_b$r" "$d/id_p$r"
@@ -55,21 +56,22 @@ for w in $what; do
            GS_COMM_DIR=$d/id_p$r timeout 200 $L hip/build/prune --model "$d/t_alone/checkpoint" $P $Z --out "$d/p_$r" > "$d/p_$r.log" 2>&1 || ok=0
            cat "$d/t_$r.log" "$d/b_$r.log" "$d/p_$r.log" >> "$OUT/dp.log"
          done
-         for r in world1 zero1 zero2; do
+         for r in world1 zero1 zero2 zero3; do
            grep -q "data parallel: 1 ranks" "$d/t_$r.log" && grep -q "data parallel: 1 ranks" "$d/p_$r.log" ||
              { echo "FAIL the $r runs did not run data parallel"; ok=0; }
          done
          grep -q "ZeRO 1: master and moments" "$d/t_zero1.log" || { echo "FAIL the zero1 run did not shard"; ok=0; }
          grep -q "ZeRO 2: master, moments and gradients" "$d/t_zero2.log" || { echo "FAIL the zero2 run did not shard"; ok=0; }
+         grep -q "ZeRO 3: weights, master" "$d/t_zero3.log" || { echo "FAIL the zero3 run did not shard"; ok=0; }
          # the plain GPU step is not bit-reproducible: each run against the plain one, beside a second plain run
          CR="python3 hip/dev/compare_runs.py"
-         for r in world1 zero1 zero2; do
+         for r in world1 zero1 zero2 zero3; do
            $CR "$d/t_alone" "$d/t_again" "$d/t_$r" checkpoint/model.safetensors checkpoint/optimizer.safetensors || ok=0
            case $r in zero*) ;; *) $CR "$d/b_alone" "$d/b_again" "$d/b_$r" checkpoint/model.safetensors || ok=0 ;; esac
            $CR "$d/p_alone" "$d/p_again" "$d/p_$r" model.safetensors masks.safetensors || ok=0
          done
          rm -rf "$d"
-         [ $ok = 1 ] && echo "dp: PASSED (world 1 through NCCL, ZeRO 0, 1 and 2, as close to the plain GPU step as a second plain run: train 20 steps fp32 and bf16 gradients, prune 8 x 2 draws)" ||
+         [ $ok = 1 ] && echo "dp: PASSED (world 1 through NCCL, ZeRO 0-3, as close to the plain GPU step as a second plain run: train 20 steps fp32 and bf16 gradients, prune 8 x 2 draws)" ||
            echo "dp: FAILED (see $OUT/dp.log)" ;;
   act|profile|h100|h200) sh hip/dev/scale_act.sh $w ;;
   check) OMP_NUM_THREADS=1 timeout 300 hip/build/check_step > "$OUT/check.log" 2>&1; echo "check_step rc=$?"
