@@ -316,6 +316,7 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     memcpy(g->s.tensor_off, spec->tensor_off, sizeof(size_t) * (nt + 1));
     memcpy(g->s.tensor_flag, spec->tensor_flag, nt);
     g->s.unit = NULL;
+    if (s->shard_weights && !s->shard_grads) fail_msg("internal: ZeRO 3 on the GPU needs ZeRO 2's gradient shard");
     if (s->shard_grads) {  // ZeRO 2's units
         if (!s->shard || !spec->unit || s->grad_bf16) fail_msg("internal: ZeRO 2 on the GPU needs ZeRO 1's shard, the units and fp32 gradients");
         g->s.unit = (size_t *)malloc(sizeof(size_t) * 4 * s->shard_units);
