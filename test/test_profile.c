@@ -477,6 +477,54 @@ static void test_gpu_plan(const char *fixtures) {
     }
 }
 
+// ZeRO 2 and 3's gradient (and stage 3's bf16 weight) layout (hip/plan.h plan_grad_buckets), without a GPU: on the
+// partitions of 1-3 ranks, each tensor sits at an offset congruent to its table offset mod 8, its unit's tensors at
+// their table distances from the unit's start, the first and last units apart from everything, layer l in bucket
+// l % 2 (layers of one parity at one base, give or take the mod-8 shift), no two tensors a layer can hold at once
+// (its own, the other bucket's, the whole units') overlapping, and everything inside g32; stage 3's wb is g32's size.
+static void test_gpu_buckets(const char *fixtures) {
+    printf("ZeRO 2 and 3 on the GPU: the buckets of hip/plan.h\n");
+    const char *names[] = {"g3_gqa", "g4_keqv"};
+    for (int f = 0; f < 2; f++) {
+        Config c = fixture_config(fixtures, names[f]);
+        ParamTable tab;
+        param_table(&c, &tab);
+        for (int world = 1; world <= 3; world++)
+            for (int stage = 2; stage <= 3; stage++) {
+                GpuSpec *s = gpu_spec_from_config(&c, &tab, 1.0f);
+                ZeroPlan z = zero_plan(&tab, c.L, stage, world - 1, world);
+                gpu_spec_zero(s, &z);
+                GpuPlan p;
+                gpu_plan_layout(s, &p);
+                int ok = s->shard_grads && s->shard_weights == (stage == 3) && p.n_wb == (stage == 3 ? p.n_g32 : tab.total);
+                int *unit = (int *)mallocCheck(sizeof(int) * (size_t)tab.n);
+                for (int i = 0; i < tab.n; i++) {
+                    int u = 0;
+                    while (u + 1 < z.nunit && tab.e[i].offset >= z.u[u + 1].off) u++;
+                    unit[i] = u;
+                    size_t at = p.gofs[i], len = tab.e[i].rows * tab.e[i].cols;
+                    ok &= at % 8 == tab.e[i].offset % 8 && at + len <= p.n_g32;
+                    ok &= at - p.uofs[u] == tab.e[i].offset - z.u[u].off;
+                }
+                for (int u = 3; u + 1 < z.nunit; u++) ok &= p.uofs[u] - p.uofs[u] % 8 == p.uofs[u - 2] - p.uofs[u - 2] % 8;
+                for (int i = 0; i < tab.n; i++)
+                    for (int k = 0; k < i; k++) {  // together on the device: not layers of one parity
+                        int a = unit[i], b = unit[k], layers = a > 0 && a + 1 < z.nunit && b > 0 && b + 1 < z.nunit;
+                        if (layers && a != b && a % 2 == b % 2) continue;
+                        size_t ai = p.gofs[i], li = tab.e[i].rows * tab.e[i].cols, ak = p.gofs[k], lk = tab.e[k].rows * tab.e[k].cols;
+                        ok &= ak + lk <= ai || ai + li <= ak;
+                    }
+                check(ok, "%s, %d rank(s), ZeRO %d: g32 %zu floats for a table of %zu, every tensor in its unit's place, the "
+                      "first and last units and the two buckets apart", names[f], world, stage, p.n_g32, tab.total);
+                free(unit);
+                gpu_plan_free(&p);
+                zero_plan_free(&z);
+                gpu_spec_free(s);
+            }
+        free(tab.e);
+    }
+}
+
 // ------------------------------------------------------------------------------------------------
 // end to end: a tiny model whose statistics are known, shards, and the commands
 
@@ -753,6 +801,7 @@ int main(int argc, char **argv) {
     test_planner();
     test_memory(fixtures);
     test_gpu_plan(fixtures);
+    test_gpu_buckets(fixtures);
     test_end_to_end(tmp, fixtures);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
