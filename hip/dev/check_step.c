@@ -340,8 +340,9 @@ static double worst_tensor(const ParamTable *tab, const float *a, const float *b
 // sum, which the product's beta = 1 rounds once inside the product and ZeRO 2 once in its own addition). The losses
 // are the forward's, the same whatever stores the gradients.
 static void check_zero_backward(const char *json, uint64_t seed, const int *tok, const int *tgt, const int *tok2,
-                                const int *tgt2, int B, int T, int stage) {
-    printf("  ZeRO %d's backward at one rank (2 micro-batches) against the plain GPU step, B=%d T=%d\n", stage, B, T);
+                                const int *tgt2, int B, int T, int stage, int ckpt) {
+    printf("  ZeRO %d's backward at one rank (2 micro-batches%s) against the plain GPU step, B=%d T=%d\n", stage,
+           ckpt ? ", every layer checkpointed, the first recomputing gate|up" : "", B, T);
     Model m[3];
     Optimizer o[3];
     Step *S[3];
@@ -351,7 +352,7 @@ static void check_zero_backward(const char *json, uint64_t seed, const int *tok,
     for (int k = 0; k < 3; k++) {  // 0, 1: plain; 2: ZeRO `stage`
         random_model(&m[k], json, seed);
         optimizer_init(&o[k], &m[k].tab, OPT_ADAMW, 0.9f, 0.95f, 1e-8f, 0.0f);
-        StepOpts so = {DEVICE_GPU, B, T, 0, 0, 0, 0, k == 2 ? &c : NULL, k == 2 ? stage : 0};
+        StepOpts so = {DEVICE_GPU, B, T, ckpt ? 1 : 0, 0, 0, ckpt ? m[k].c.L : 0, k == 2 ? &c : NULL, k == 2 ? stage : 0};
         S[k] = step_open(&m[k], &o[k], &so);
         g[k] = (float *)mallocCheck(sizeof(float) * m[k].tab.total);
     }
@@ -682,7 +683,8 @@ static void random_cases(int zero_only) {
         tokens_for(m.c.V, B, T, 50 + k, tok2, tgt2);
         for (int z = 1; z <= 3; z++) {
             check_zero(cfg[k], 100 + k, tok, tgt, B, T, z);
-            if (z >= 2) check_zero_backward(cfg[k], 100 + k, tok, tgt, tok2, tgt2, B, T, z);
+            if (z >= 2) check_zero_backward(cfg[k], 100 + k, tok, tgt, tok2, tgt2, B, T, z, 0);
+            if (z == 3) check_zero_backward(cfg[k], 100 + k, tok, tgt, tok2, tgt2, B, T, z, 1);  // the re-forward's gathers
         }
         free(tok2), free(tgt2);
         if (!zero_only) {
