@@ -111,10 +111,10 @@ __global__ void k_adamw(OptBlock o, float *m, float *v, OptHyper h) {
 
 // ZeRO 1: AdamW over one rank's shard (hip/comm.h's partition). Shard element i lies in piece k (off[k] <= i <
 // off[k + 1]) at table offset t = tofs[k] + (i − off[k]): its fp32 master and moments are ms[i], m[i], v[i], its
-// gradient g32[t] (fp32, the table's layout; ZeRO 2: gs[i], the shard's) and its bf16 copy wb[t] (ZeRO 3: wbs[i]); where the piece has OPT_SMALL its fp32 also goes
-// to w32 at sofs[k] + (i − off[k]) (the norm weights kernels read; the caller sums that buffer over the ranks, so a
-// frozen element is written too). One element per thread: a piece's shard and table offsets differ by any amount,
-// so 16-byte loads would not be aligned. The same adamw_elem as k_adamw: at one rank (shard = table) the same values.
+// gradient g32[t] (fp32, the table's layout; ZeRO 2: gs[i], the shard's) and its bf16 copy wb[t] (ZeRO 3: wbs[i]);
+// where the piece has OPT_SMALL its fp32 also goes to w32 at sofs[k] + (i − off[k]) (the norm weights kernels read;
+// the caller sums that buffer over the ranks, so a frozen element is written too). One element per thread: a piece's
+// shard and table offsets differ by any amount, so 16-byte loads would not be aligned. The same adamw_elem as k_adamw: at one rank (shard = table) the same values.
 typedef struct {
     float *ms, *w32;
     bf16 *wb, *wbs;                   // wbs (ZeRO 3, else NULL): the bf16 copy in the shard's layout, wbs[i]

@@ -64,7 +64,7 @@ typedef struct {
     // ZeRO 2 (shard_grads, with shard): the gradients sharded too. The device keeps the fp32 gradient of the shard
     // (accumulated over the micro-batches) and, for the backward to write into, the embedding's and the final norm's
     // units whole and two buckets of one layer's unit each (layer l in bucket l % 2, hip/plan.h); as the backward
-    // leaves a unit its gradient is averaged over the ranks on a second stream (gpu_set_grad_reduce) while the next
+    // leaves a unit its gradient is averaged over the ranks on a second stream (gpu_set_collectives) while the next
     // layer's backward runs, and this rank's part is added into the shard's gradient. unit: [shard_units][4] rows
     // of (table offset, floats, q, shard offset) of the partition (hip/comm.h ZeroUnit); rank, world: this rank's.
     int shard_grads, rank, world;
@@ -155,9 +155,8 @@ void gpu_profile_print(GpuModel *g);               // with GS_PROFILE=1: time pe
 // From model.h's Model / Config (only when model.h was included first: it defines MAX_LAYERS)
 // ------------------------------------------------------------------------------------------------
 #if defined(MAX_LAYERS) && !defined(__cplusplus)
-// NULL when the GPU kernels take this shape, else why not (gpu_create stops on the same conditions)
 // NULL when the GPU runs ZeRO stage `zero` with these storage options (optimizer: OPT_*, -1 not known yet), else why
-// not: every stage, stages 1-3 over AdamW's fp32 moments, fp32 master and fp32 gradients (gpu_step_refuses, and
+// not: stage 0 with any, stages 1-3 with AdamW's fp32 moments, fp32 master and fp32 gradients (gpu_step_refuses, and
 // ./profile memory --device gpu)
 static const char *gpu_zero_refuses(int zero, int grad_bf16, int bf16_only, int optimizer) {
     static char why[200];
@@ -168,6 +167,7 @@ static const char *gpu_zero_refuses(int zero, int grad_bf16, int bf16_only, int 
     return why;
 }
 
+// NULL when the GPU kernels take this shape, else why not (gpu_create stops on the same conditions)
 static const char *gpu_unsupported(const Config *c) {
     if (has_e2b_extras(c)) return "the GPU path does not run Gemma 4 E2B/E4B's per-layer inputs or KV-shared layers";
     if (c->F % 2) return "the GPU path needs an even intermediate_size";
@@ -340,7 +340,7 @@ static void gpu_unit_gather(void *ctx, int i, const void *shard, void *unit_bf16
 static void gpu_step_mask_grads(Step *S, float *dzl, float *dzh, float *dzf, float *dzd) {
     gpu_get_mask_grads(gpu_of(S), dzl, dzh, dzf, dzd);
 }
-// ZeRO 1 and 2: each rank's sum over what it owns (rank 0 the tails too), summed over the ranks
+// ZeRO 1-3: each rank's sum over what it owns (rank 0 the tails too), summed over the ranks
 static double gpu_step_grad_sumsq(Step *S) {
     double ss = gpu_grad_sumsq(gpu_of(S));
     return S->dp && S->z.stage > 0 ? comm_sum(S->comm, ss) : ss;
@@ -381,7 +381,7 @@ static float gpu_step_eval(Step *S, const int *tok, const int *tgt, int rows) {
     return gpu_forward(G->g, G->tok, G->tgt, 0);
 }
 
-// ZeRO 1 and 2: the whole table moves (i is -1); from the device each rank brings what it owns, and the units are gathered
+// ZeRO 1-3: the whole table moves (i is -1); from the device each rank brings what it owns, and the units are gathered
 // on the host (every rank holds the whole host Model and Optimizer)
 static void gpu_step_copy(Step *S, int what, int i, int to_device) {
     const ParamTable *tab = &S->m->tab;

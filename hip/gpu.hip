@@ -89,10 +89,10 @@ struct GpuModel {
     GpuGradReduce reduce;
     GpuGather gather;
     void *coll_ctx;
-    // ZeRO 3 (GpuSpec.shard_weights): the shard's bf16 copy wbs [shard]; each tensor's unit; the layer unit each
-    // weight bucket holds (-1: none); events: stream 0 is past a point, a bucket's gather is done
+    // ZeRO 3 (GpuSpec.shard_weights): the shard's bf16 copy wbs [shard]; the layer each weight bucket holds (-1:
+    // none); events: stream 0 is past a point, a bucket's gather is done
     bf16 *wbs;
-    int *tunit, held[2];
+    int held[2];
     hipEvent_t ev_use, ev_got[2];
     int8_t *qm;                      // 8-bit AdamW: codes [total], the blocks' max |m| and max v [nblocks]
     uint8_t *qv;
@@ -217,7 +217,7 @@ static bf16 *WB(GpuModel *g, size_t off) {
     return g->wb + g->plan.gofs[i] + (off - g->s.tensor_off[i]);
 }
 static int wb_whole(const GpuModel *g, int i) {  // tensor i's bf16 always on the device (ZeRO 3: not a layer's)
-    return !g->s.shard_weights || g->tunit[i] == 0 || g->tunit[i] == g->s.shard_units - 1;
+    return !g->s.shard_weights || g->plan.tunit[i] == 0 || g->plan.tunit[i] == g->s.shard_units - 1;
 }
 // the gradient of the element at table offset off: G32 for the fp32 ones (norms, the embedding), GP for a product's
 // (in g->gtype)
@@ -346,11 +346,6 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
         hipCheck(hipStreamCreateWithFlags(&g->side, hipStreamNonBlocking));
         hipEvent_t *ev[7] = {&g->ev_left, &g->ev_free[0], &g->ev_free[1], &g->ev_done, &g->ev_use, &g->ev_got[0], &g->ev_got[1]};
         for (int k = 0; k < 7; k++) hipCheck(hipEventCreateWithFlags(ev[k], hipEventDisableTiming));
-        g->tunit = (int *)calloc(nt, sizeof(int));
-        for (int t = 0, i = 0; t < (int)nt; t++) {  // (hip/plan.h plan_grad_buckets walks them alike)
-            while (i < s->shard_units - 1 && s->tensor_off[t] >= s->unit[4 * (i + 1)]) i++;
-            g->tunit[t] = i;
-        }
         g->held[0] = g->held[1] = -1;
     }
     if (g->g32) hipCheck(hipMemset(g->g32, 0, plan_align(sizeof(float) * p->n_g32)));  // and the packing's gaps
@@ -453,7 +448,7 @@ void gpu_free(GpuModel *g) {
         for (int k = 0; k < 7; k++) hipCheck(hipEventDestroy(ev[k]));
         hipCheck(hipStreamDestroy(g->side));
     }
-    free(g->s.unit), free(g->tunit);
+    free(g->s.unit);
     void *dev[] = {g->w32, g->wb, g->wbs, g->ms, g->gs, g->g32, g->g16, g->m, g->v, g->qm, g->qv, g->sm, g->sv, g->pool, g->ws,
                    g->zl, g->zh, g->zf, g->zd, g->dzl, g->dzh, g->dzf, g->dzd, g->hc, g->st, g->st_thr};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
@@ -502,9 +497,9 @@ void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_d
     if (off + n > s->total) fail_msg("gpu_copy: a range outside the parameter table");
     if (what != GPU_WEIGHTS && s->forward_only) fail_msg("gpu_copy: a forward-only model has no gradients or optimizer state");
     if (what == GPU_GRADS) grads_materialize(g);
-    // ZeRO 1: the master and moments (ZeRO 2: and the gradients) are the shard's pieces; the whole table moves, and from
-    // the device only the pieces
-    // (and the small tensors' w32) reach the host: the rest is other ranks' (the caller gathers it)
+    // ZeRO 1: the master and moments (ZeRO 2: and the gradients) are the shard's pieces; the whole table moves, and
+    // from the device only the pieces (and the small tensors' w32) reach the host: the rest is other ranks' (the
+    // caller gathers it)
     int pieces = s->shard && (what != GPU_GRADS || s->shard_grads);
     if (pieces && (off != 0 || n != s->total)) fail_msg("gpu_copy: a sharded model moves the whole table at once");
     if (pieces && !g->npiece) fail_msg("internal: gpu_set_shard has not run");

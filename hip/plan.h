@@ -70,6 +70,7 @@ typedef struct {
     // and grad_bf16), its first 8-bit block
     size_t *wofs, *gofs, *blk0;  // [ntensor], [ntensor], [ntensor + 1]
     size_t *uofs;                // ZeRO 2: where each unit of the partition starts in g32 [shard_units]
+    int *tunit;                  // ZeRO 2: each tensor's unit [ntensor]
     size_t n_w32, n_wb, n_g16, n_g32, nblocks;  // n_wb: the bf16 copy's elements (the table, or ZeRO 3's buckets)
     int nprod, nzero;            // gradient ranges the products overwrite / gpu_zero_grad zeroes
     // where things sit: byte offsets in the pool (tables, stream, layers, RoPE) and in ws
@@ -121,13 +122,14 @@ static size_t plan_pack(const GpuSpec *s, size_t *ofs, int cls) {
 }
 
 static void gpu_plan_free(GpuPlan *p) {
-    free(p->wofs), free(p->gofs), free(p->blk0), free(p->uofs);
+    free(p->wofs), free(p->gofs), free(p->blk0), free(p->uofs), free(p->tunit);
     p->wofs = p->gofs = p->blk0 = p->uofs = NULL;
+    p->tunit = NULL;
 }
 
-// ZeRO 2's g32 (above): each unit's start (congruent to its table offset mod 8, like plan_pack) and every tensor's
-// gradient offset through its unit; returns g32's elements
-static size_t plan_grad_buckets(const GpuSpec *s, size_t *uofs, size_t *gofs) {
+// ZeRO 2's g32 (above): each unit's start (congruent to its table offset mod 8, like plan_pack), every tensor's unit
+// and its gradient offset through that unit; returns g32's elements
+static size_t plan_grad_buckets(const GpuSpec *s, size_t *uofs, int *tunit, size_t *gofs) {
     int nu = s->shard_units;
     const size_t *u = s->unit;  // rows of (table offset, floats, q, shard offset)
     size_t big = 0, at = u[0] + u[1];  // the first unit at its table offset (it starts the table)
@@ -138,7 +140,7 @@ static size_t plan_grad_buckets(const GpuSpec *s, size_t *uofs, size_t *gofs) {
     for (int i = 1; i < nu - 1; i++) uofs[i] = (i % 2 ? b0 : b1) + u[4 * i] % 8;  // unit i is layer i - 1
     for (int t = 0, i = 0; t < s->ntensor; t++) {
         while (i < nu - 1 && s->tensor_off[t] >= u[4 * (i + 1)]) i++;
-        gofs[t] = uofs[i] + (s->tensor_off[t] - u[4 * i]);
+        tunit[t] = i, gofs[t] = uofs[i] + (s->tensor_off[t] - u[4 * i]);
     }
     return b1 + (big + 7) / 8 * 8 + 8;
 }
@@ -165,7 +167,8 @@ static void gpu_plan_layout(const GpuSpec *s, GpuPlan *p) {
             if (!plan_is_matrix(s, (int)i)) p->gofs[i] = o32[i];
     } else if (s->shard_grads) {
         p->uofs = (size_t *)calloc((size_t)s->shard_units, sizeof(size_t));
-        p->n_g32 = plan_grad_buckets(s, p->uofs, p->gofs);
+        p->tunit = (int *)calloc(nt, sizeof(int));
+        p->n_g32 = plan_grad_buckets(s, p->uofs, p->tunit, p->gofs);
     } else p->n_g32 = plan_pack(s, p->gofs, PACK_ALL);
     free(o32);
     for (size_t i = 0; i < nt; i++)  // train.c's 8-bit blocks: 256 elements, each tensor from its own first block
