@@ -2001,6 +2001,15 @@ static void model_load_each(Model *m, const char *dir, TensorPut put, void *ctx)
     model_masks_changed(m);
 }
 
+// dir/config.json of m saved as dtype (ST_F32 or ST_BF16), atomically
+static void model_save_config(const Model *m, const char *dir, int dtype) {
+    cJSON *cj = config_to_json(&m->c, dtype == ST_BF16 ? "bfloat16" : "float32");
+    char *cp = path_join(dir, "config.json");
+    write_json_atomic(cp, cj);
+    cJSON_Delete(cj);
+    free(cp);
+}
+
 // Write dir/config.json + dir/model.safetensors (dtype ST_F32 or ST_BF16), each atomically: m->w, or (m->w NULL)
 // each tensor fetched in table order by get(ctx, i, buf) as it is written (a device's weights, one at a time).
 static void model_save_each(const Model *m, const char *dir, int dtype, TensorGet get, void *ctx) {
@@ -2014,12 +2023,8 @@ static void model_save_each(const Model *m, const char *dir, int dtype, TensorGe
     }
     char *st = path_join(dir, "model.safetensors");
     stw_write_each(&w, st, get, ctx);
-    cJSON *cj = config_to_json(&m->c, dtype == ST_BF16 ? "bfloat16" : "float32");
-    char *cp = path_join(dir, "config.json");
-    write_json_atomic(cp, cj);
-    cJSON_Delete(cj);
     free(st);
-    free(cp);
+    model_save_config(m, dir, dtype);
 }
 static void model_save(const Model *m, const char *dir, int dtype) { model_save_each(m, dir, dtype, NULL, NULL); }
 
@@ -2177,7 +2182,9 @@ static void muon_update(float *p, const float *g, float *buf, int rows, int cols
     for (size_t i = 0; i < n; i++) p[i] = p[i] * (1.0f - lr * wd) - lr * scale * u[i];
 }
 
-// --- the optimizer state, laid out over the parameter table -------------------------------------------
+// --- the optimizer state, laid out over the parameter table (ZeRO: over this rank's shard of it) -------
+#include "hip/comm.h"  // data parallel: the ranks, the collectives, the ZeRO partition of the table
+
 enum { OPT_ADAMW, OPT_ADAMW8, OPT_MUON };
 static const char *const opt_names[] = {"adamw", "adamw8", "muon"};
 
@@ -2194,6 +2201,8 @@ typedef struct {
     float *sm, *sv;
     size_t nblocks, *blk0;
     float *work;        // Muon's Newton–Schulz scratch
+    ZeroPlan *z;        // ZeRO >= 1 (optimizer_shard): AdamW's m and v hold this rank's shard of the table (z->shard
+                        // floats, hip/comm.h's shard layout), updated by the step; NULL: the whole table
 } Optimizer;
 
 // kind: OPT_ADAMW, OPT_ADAMW8 or OPT_MUON; b1, b2, eps: Adam's; mu: Muon's momentum. Every state starts at 0.
@@ -2228,18 +2237,51 @@ static void optimizer_init(Optimizer *o, const ParamTable *tab, int kind, float 
     if (work) o->work = (float *)mallocCheck(sizeof(float) * work);
 }
 
+// AdamW over ZeRO stage `stage` of c's ranks (> 0): the moments become this rank's shard, what they held moved into
+// it (a state read before the step opened). Again with the same partition: nothing to do.
+static void optimizer_shard(Optimizer *o, const ParamTable *tab, int L, int stage, const Comm *c) {
+    if (o->z) {
+        if (o->z->stage != stage || o->z->rank != c->rank || o->z->world != c->world)
+            fail("internal: the optimizer is sharded for another partition");
+        return;
+    }
+    if (o->kind != OPT_ADAMW || stage < 1) fail("internal: optimizer_shard takes AdamW at a ZeRO stage >= 1");
+    o->z = (ZeroPlan *)mallocCheck(sizeof(ZeroPlan));
+    *o->z = zero_plan(tab, L, stage, c->rank, c->world);
+    float *m = (float *)mallocCheck(sizeof(float) * o->z->shard), *v = (float *)mallocCheck(sizeof(float) * o->z->shard);
+    for (int k = 0; k < o->z->npiece; k++) {
+        const ZeroPiece *p = &o->z->p[k];
+        memcpy(m + p->s, o->m + p->w, sizeof(float) * p->n), memcpy(v + p->s, o->v + p->w, sizeof(float) * p->n);
+    }
+    free(o->m), free(o->v);
+    o->m = m, o->v = v;
+}
+
 static size_t optimizer_bytes(const Optimizer *o) {
     if (o->kind == OPT_ADAMW8) return 2 * o->total + 2 * sizeof(float) * o->nblocks;
+    if (o->z) return 2 * sizeof(float) * o->z->shard;
     return sizeof(float) * (o->total + o->nv);
+}
+
+// "| <who> adamw: state 12.34 MiB (8.00 bytes per parameter)", a sharded one's per rank
+static void optimizer_print(const Optimizer *o, const char *who) {
+    double b = (double)optimizer_bytes(o);
+    if (o->z)
+        printf("| %s %s: state %.2f MiB on each rank, its ZeRO %d shard (%.2f bytes per parameter over %d ranks)\n", who,
+               opt_names[o->kind], b / 1048576.0, o->z->stage, b / (double)o->total, o->z->world);
+    else printf("| %s %s: state %.2f MiB (%.2f bytes per parameter)\n", who, opt_names[o->kind], b / 1048576.0,
+                b / (double)o->total);
 }
 
 static void optimizer_free(Optimizer *o) {
     free(o->m), free(o->v), free(o->voff), free(o->qm), free(o->qv), free(o->sm), free(o->sv), free(o->blk0);
     free(o->work);
+    if (o->z) zero_plan_free(o->z), free(o->z);
 }
 
 // update number t (from 1: Adam's bias correction) of every trained tensor of m from its gradients m->gw
 static void optimizer_update(Optimizer *o, Model *m, float lr, float wd, int t) {
+    if (o->z) fail("internal: a sharded optimizer is updated by its step");
     o->t = t;
     for (int i = 0; i < m->tab.n; i++) {
         const PEntry *e = &m->tab.e[i];
@@ -2293,14 +2335,16 @@ static double lr_schedule(int step, int total, int warmup, double peak, double f
 //    keeps reading the same: each rank passes its own micro-batch, step_reduce averages the weights'
 //    gradients over the ranks and returns the global batch's loss, the norm is global, step_update
 //    updates what the rank owns. The mask values may differ per rank (one z draw each): their
-//    gradients come back unreduced, for the caller to average after its own chain rule.
+//    gradients come back unreduced, for the caller to average after its own chain rule. At ZeRO
+//    >= 1 step_open shards the host Optimizer (optimizer_shard): it holds this rank's moments only,
+//    and every rank writes its part of a checkpoint (checkpoint_save).
 // ================================================================================================
-
-#include "hip/comm.h"  // data parallel: the ranks, the collectives, the ZeRO partition of the table
 
 enum { DEVICE_CPU, DEVICE_GPU };
 static const char *const device_names[] = {"cpu", "gpu"};
-enum { STEP_WEIGHTS = 1, STEP_OPTIMIZER = 2 };  // what step_get / step_put move
+// what step_get / step_put move; STEP_OWNED (step_get of the weights at ZeRO >= 1): only this rank's ranges of the
+// table need to be current on the host, for a checkpoint every rank writes its part of (checkpoint_save)
+enum { STEP_WEIGHTS = 1, STEP_OPTIMIZER = 2, STEP_OWNED = 4 };
 
 typedef struct {
     int device;     // DEVICE_CPU or DEVICE_GPU (--device)
@@ -2377,12 +2421,12 @@ struct Step {
     Optimizer *opt;    // the host optimizer state (NULL: a step for evaluation only)
     float *dz[4];      // CPU: the mask gradients (dzl, dzh, dzf, dzd) m's hooks point at while masks are on
     void *dev;         // GPU: its state (hip/gpu.h)
-    // data parallel (dp: several ranks, a launcher, or a ZeRO stage): the ranks; on the CPU the partition, and at
-    // stage >= 1 this rank's shard of the gradients (gs) and of AdamW's moments (sm, sv), in the shard layout
+    // data parallel (dp: several ranks, a launcher, or a ZeRO stage): the ranks and the partition; on the CPU at
+    // stage >= 1 this rank's shard of the gradients (gs; AdamW's moments are opt's shard: optimizer_shard)
     const Comm *comm;
     int dp;
     ZeroPlan z;
-    float *gs, *sm, *sv;
+    float *gs;
 };
 
 // Masks for the next forward and backward: zl [L], zh [L, H], zf [L, F] (E2B: ffn_off), zd [d], as
@@ -2502,7 +2546,7 @@ static void cpu_step_update_shard(Step *S, float lr, float wd, float gscale, int
         const ZeroPiece *p = &z->p[k];
         const PEntry *e = &m->tab.e[p->tensor];
         if (e->frozen) continue;
-        adamw_update(m->w + p->w, S->gs + p->s, S->sm + p->s, S->sv + p->s, p->n, lr, o->b1, o->b2, o->eps,
+        adamw_update(m->w + p->w, S->gs + p->s, o->m + p->s, o->v + p->s, p->n, lr, o->b1, o->b2, o->eps,
                      param_decays(e) ? wd : 0.0f, t);
     }
     for (int i = 0; i < z->nunit; i++) zero_gather_unit(S->comm, z, i, m->w);
@@ -2525,30 +2569,14 @@ static float cpu_step_eval(Step *S, const int *tok, const int *tgt, int rows) {
     return model_eval_fn(S->m, tok, tgt, rows, S->T);
 }
 
-// The host Model's weights are the working copy (whole on every rank). ZeRO >= 1 keeps AdamW's moments in the
-// shards: the host Optimizer (table layout; AdamW's v has voff[i] == offset) is filled by gathering them, and the
-// shards from it after a resume. i (one tensor) moves everything: the shards cut across tensors.
-static void cpu_step_copy(Step *S, int what, int i, int to_device) {
-    if (!S->dp || S->z.stage == 0 || !S->opt || !(what & STEP_OPTIMIZER)) return;
-    const ZeroPlan *z = &S->z;
-    float *host[2] = {S->opt->m, S->opt->v}, *shard[2] = {S->sm, S->sv};
-    for (int h = 0; h < 2; h++) {
-        if (to_device) {
-            for (int k = 0; k < z->npiece; k++) memcpy(shard[h] + z->p[k].s, host[h] + z->p[k].w, sizeof(float) * z->p[k].n);
-            continue;
-        }
-        for (int u = 0; u < z->nunit; u++) {
-            const ZeroUnit *un = &z->u[u];
-            comm_allgather(S->comm, shard[h] + un->at, host[h] + un->off, un->q, COMM_F32);
-            memcpy(host[h] + un->off + (size_t)z->world * un->q, shard[h] + un->at + un->q, sizeof(float) * un->tail);
-        }
-    }
-}
+// The host Model's weights are the working copy (whole on every rank) and at ZeRO >= 1 the host Optimizer holds
+// the shard the update works in: nothing to move.
+static void cpu_step_copy(Step *S, int what, int i, int to_device) {}
 static double cpu_step_memory(Step *S) { return -1; }
 
 static void cpu_step_close(Step *S) {
     Model *m = S->m;
-    if (S->dp) zero_plan_free(&S->z), free(S->gs), free(S->sm), free(S->sv);
+    if (S->dp) zero_plan_free(&S->z), free(S->gs);
     float **dhook[4] = {&m->dzl, &m->dzh, &m->dzf, &m->dzd};
     for (int k = 0; k < 4; k++) {
         if (*dhook[k] && *dhook[k] == S->dz[k]) *dhook[k] = NULL;
@@ -2567,12 +2595,7 @@ static Step *cpu_step_open(Model *m, Optimizer *opt, const StepOpts *o) {
     S->dp = comm_dp(o->comm, o->zero);
     if (!S->dp) return S;
     S->z = zero_plan(&m->tab, m->c.L, o->zero, o->comm->rank, o->comm->world);
-    if (o->zero > 0 && opt) {  // AdamW's (step_refuses)
-        S->gs = (float *)callocCheck(sizeof(float) * S->z.shard);
-        S->sm = (float *)callocCheck(sizeof(float) * S->z.shard);
-        S->sv = (float *)callocCheck(sizeof(float) * S->z.shard);
-        if (opt->t > 0) cpu_step_copy(S, STEP_OPTIMIZER, -1, 1);  // a resumed run's moments
-    }
+    if (opt && opt->z) S->gs = (float *)callocCheck(sizeof(float) * S->z.shard);
     return S;
 }
 
@@ -2608,6 +2631,7 @@ static const char *step_refuses(const StepOpts *o, const Config *c, int optimize
 static Step *step_open(Model *m, Optimizer *opt, const StepOpts *o) {
     const char *why = step_refuses(o, &m->c, opt ? opt->kind : -1);
     if (why) fail("%s", why);
+    if (opt && o->zero > 0 && comm_dp(o->comm, o->zero)) optimizer_shard(opt, &m->tab, m->c.L, o->zero, o->comm);
     return o->device == DEVICE_GPU ? gpu_step_open(m, opt, o) : cpu_step_open(m, opt, o);
 }
 
@@ -2647,34 +2671,58 @@ static int optimizer_tensors(const Optimizer *o, const Model *m, int dtype, Stat
 }
 
 // OUT/checkpoint/ of step `step` of program prog ("train", "prune": names the state file and the test
-// hook): m saved as dtype, o's state, the state JSON, and nx method tensors x in OUT/checkpoint/x_file
-static void checkpoint_save(const char *out, const char *prog, int step, const Model *m, int dtype, const Optimizer *o,
-                            const cJSON *state, const char *x_file, const StateTensor *x, int nx) {
-    char *tmp = ckpt_begin(out), name[64];
-    model_save(m, tmp, dtype);
-    StateTensor t[5];
+// hook): m saved as dtype, o's state, the state JSON, and nx method tensors x in OUT/checkpoint/x_file. Every rank
+// of c calls it (c NULL: one process). A sharded optimizer (ZeRO >= 1, o->z): each rank writes its part of
+// model.safetensors and optimizer.safetensors (hip/comm.h zero_write_tensors; step_get with STEP_OWNED made its
+// ranges of m current), no rank ever holding more than its shard of the state; rank 0 writes the rest. Otherwise
+// rank 0 writes everything (every rank holds the same). The files are the same either way; state and x are rank 0's.
+static void checkpoint_save(const Comm *c, const char *out, const char *prog, int step, const Model *m, int dtype,
+                            const Optimizer *o, const cJSON *state, const char *x_file, const StateTensor *x, int nx) {
+    int rank = c ? c->rank : 0;
+    const ZeroPlan *z = o->z;
+    if (!z && rank > 0) return;
+    char *tmp = rank == 0 ? ckpt_begin(out) : path_join(out, "checkpoint.tmp"), name[64];
+    if (z) comm_barrier(c);  // the directory exists for every rank
     cJSON *meta = cJSON_CreateObject();
     cJSON_AddStringToObject(meta, "optimizer", opt_names[o->kind]);
     snprintf(name, sizeof name, "%d", o->t);
     cJSON_AddStringToObject(meta, "updates", name);
     char *p = path_join(tmp, "optimizer.safetensors");
-    state_tensors_write(p, t, optimizer_tensors(o, m, dtype, t), meta);
-    free(p);
-    if (x_file) {
-        p = path_join(tmp, x_file);
-        state_tensors_write(p, x, nx, NULL);
-        free(p);
+    if (z) {
+        char *mp = path_join(tmp, "model.safetensors");
+        zero_write_st(c, z, &m->tab, mp, dtype, m->w, 0, "");
+        if (rank == 0) model_save_config(m, tmp, dtype);
+        free(mp);
+        // optimizer_tensors' names and sizes: AdamW's moments from the shard, the master from the table
+        ZeroTensor t[3] = {{"exp_avg", 1, {(int64_t)o->total, 1}, 0, o->m, 1},
+                           {"exp_avg_sq", 1, {(int64_t)o->total, 1}, 0, o->v, 1},
+                           {"master_weights", 1, {(int64_t)o->total, 1}, 0, m->w, 0}};
+        zero_write_tensors(c, z, p, ST_F32, t, dtype != ST_F32 ? 3 : 2, meta);
+    } else {
+        model_save(m, tmp, dtype);
+        StateTensor t[5];
+        state_tensors_write(p, t, optimizer_tensors(o, m, dtype, t), meta);
     }
-    snprintf(name, sizeof name, "%s_state.json", prog);
-    p = path_join(tmp, name);
-    write_json_atomic(p, state);
     free(p);
-    ckpt_commit(out, prog, step);
+    if (rank == 0) {
+        if (x_file) {
+            p = path_join(tmp, x_file);
+            state_tensors_write(p, x, nx, NULL);
+            free(p);
+        }
+        snprintf(name, sizeof name, "%s_state.json", prog);
+        p = path_join(tmp, name);
+        write_json_atomic(p, state);
+        free(p);
+        ckpt_commit(out, prog, step);
+    }
+    if (z) comm_barrier(c);  // in place for every rank
     free(tmp);
 }
 
 // Read what checkpoint_save wrote beside the model in dir into o (and, dtype below fp32, m's fp32 weights)
-// and x, every tensor checked before it is used; o must be initialized for the run being resumed.
+// and x, every tensor checked before it is used; o must be initialized for the run being resumed. A sharded o
+// (optimizer_shard) reads its shard of the moments only, whatever number of ranks wrote the file.
 static void checkpoint_load_state(const char *dir, Model *m, int dtype, Optimizer *o, const char *x_file,
                                   const StateTensor *x, int nx) {
     char *p = path_join(dir, "optimizer.safetensors");
@@ -2686,7 +2734,15 @@ static void checkpoint_load_state(const char *dir, Model *m, int dtype, Optimize
     snprintf(hint, sizeof hint, "it holds %s state and this run uses --optimizer %s%s; resume with the run's "
              "--optimizer and --dtype", have, opt_names[o->kind], dtype != ST_F32 ? " with fp32 master weights" : "");
     StateTensor t[5];
-    state_tensors_read(p, t, optimizer_tensors(o, m, dtype, t), hint);
+    if (o->z) {
+        ZeroTensor zt[2] = {{"exp_avg", 1, {(int64_t)o->total, 1}, 0, o->m, 1},
+                            {"exp_avg_sq", 1, {(int64_t)o->total, 1}, 0, o->v, 1}};
+        zero_read_tensors(o->z, p, zt, 2, hint);
+        if (dtype != ST_F32) {  // the master whole: every rank computes with the whole table
+            t[0] = state_tensor("master_weights", ST_F32, m->w, o->total);
+            state_tensors_read(p, t, 1, hint);
+        }
+    } else state_tensors_read(p, t, optimizer_tensors(o, m, dtype, t), hint);
     free(p);
     if (x_file) {
         p = path_join(dir, x_file);

@@ -984,7 +984,7 @@ static void prune_checkpoint_save(const Pruner *P, const Mixture *mx, const doub
     StateTensor t[MASK_STATE_N];
     char names[M_N][64];
     mask_state_tensors(P, t, names);
-    checkpoint_save(out, "prune", P->step, &P->m, ST_F32, &P->opt, j, "masks.safetensors", t, MASK_STATE_N);
+    checkpoint_save(&comm, out, "prune", P->step, &P->m, ST_F32, &P->opt, j, "masks.safetensors", t, MASK_STATE_N);
     cJSON_Delete(j);
 }
 
@@ -1187,8 +1187,7 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
     so.comm = &comm;  // the data-parallel ranks
     P.opt_kind = s->opt;
     pruner_alloc(&P, &so);
-    printf("| weights' optimizer %s: state %.2f MiB (%.2f bytes per parameter)\n", opt_names[P.opt.kind],
-           optimizer_bytes(&P.opt) / 1048576.0, (double)optimizer_bytes(&P.opt) / (double)P.opt.total);
+    optimizer_print(&P.opt, "weights' optimizer");
     P.steps = s->steps, P.warmup = s->warmup, P.lag_warmup = s->lag_warmup, P.accum = s->grad_accum;
     P.lr = s->lr, P.mask_lr = s->mask_lr, P.lambda_lr = s->lambda_lr, P.lr_floor = s->min_lr_frac, P.clip = s->grad_clip;
     Mixture mx = mixture_open(s->data, P.m.c.V, (uint64_t)s->seed * 2 + 1);
@@ -1247,8 +1246,8 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
             }
         }
         if ((s->save_every && P.step % s->save_every == 0) || P.step == P.steps || P.step == s->stop_at) {
-            step_get(P.S, STEP_WEIGHTS | STEP_OPTIMIZER, -1);  // the host copies up to date (every rank: may gather)
-            if (comm.rank == 0) prune_checkpoint_save(&P, &mx, ref, run, s->out);  // the others hold the same
+            step_get(P.S, STEP_WEIGHTS | STEP_OPTIMIZER | STEP_OWNED, -1);  // the host copies of what this rank writes
+            prune_checkpoint_save(&P, &mx, ref, run, s->out);  // every rank: at ZeRO >= 1 each writes its shard
         }
         if (P.step == s->stop_at && P.step < P.steps) {
             printf("stopped at step %d (--stop-at); continue with --resume\n", P.step);

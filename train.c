@@ -644,13 +644,13 @@ static cJSON *state_to_json(Run *r) {
 
 static void train_checkpoint_save(Run *r, double elapsed) {
     double t0 = now_sec();
-    step_get(r->S, STEP_WEIGHTS | STEP_OPTIMIZER, -1);  // the host copies up to date (every rank: may gather)
-    if (comm.rank > 0) return;  // rank 0 writes; the others hold the same weights and state
+    step_get(r->S, STEP_WEIGHTS | STEP_OPTIMIZER | STEP_OWNED, -1);  // the host copies of what this rank writes
     double saved_elapsed = r->elapsed_before;
     r->elapsed_before += elapsed;
-    cJSON *st = state_to_json(r);
+    cJSON *st = comm.rank == 0 ? state_to_json(r) : NULL;
     r->elapsed_before = saved_elapsed;
-    checkpoint_save(r->o.out, "train", r->step, &r->m, r->save_dtype, &r->opt, st, NULL, NULL, 0);
+    // every rank: at ZeRO >= 1 each writes its shard, else rank 0 writes what every rank holds
+    checkpoint_save(&comm, r->o.out, "train", r->step, &r->m, r->save_dtype, &r->opt, st, NULL, NULL, 0);
     cJSON_Delete(st);
     printf("checkpoint step %d -> %s/checkpoint (%.2fs)\n", r->step, r->o.out, now_sec() - t0);
     fflush(stdout);
@@ -844,6 +844,8 @@ static int train_main(int argc, char **argv) {
     // optimizer, and everything a resume restores (all checked before anything is written)
     optimizer_init(&r.opt, &r.m.tab, name_index(r.o.optimizer, opt_names, 3, "optimizer"), (float)r.o.beta1,
                    (float)r.o.beta2, (float)r.o.eps, (float)r.o.muon_momentum);
+    if (r.o.step.zero > 0 && r.opt.kind == OPT_ADAMW)  // this rank's shard of the moments, before a resume fills it
+        optimizer_shard(&r.opt, &r.m.tab, r.m.c.L, r.o.step.zero, &comm);
     if (r.o.resume) {
         if (strcmp(json_str(state, "optimizer", r.o.optimizer, state_path), r.o.optimizer))
             fail("%s: the run was trained with --optimizer %s, not %s; resume with the same optimizer", state_path,
@@ -861,8 +863,7 @@ static int train_main(int argc, char **argv) {
     config_print(&r.m.c, stdout);
     size_t nemb = (size_t)r.m.c.V * r.m.c.d;
     printf("| parameters: %.3fM non-embedding, %.3fM total\n", (r.m.tab.total - nemb) / 1e6, r.m.tab.total / 1e6);
-    printf("| optimizer %s: state %.2f MiB (%.2f bytes per parameter)\n", opt_names[r.opt.kind],
-           optimizer_bytes(&r.opt) / 1048576.0, (double)optimizer_bytes(&r.opt) / r.m.tab.total);
+    optimizer_print(&r.opt, "optimizer");
     printf("| data %s: %d domains |", r.o.data, r.mx.k);
     for (int d = 0; d < r.mx.k; d++) printf(" %s w=%.4f%s", r.mx.ds.name[d], r.mx.w[d], d + 1 < r.mx.k ? "," : "");
     printf("\n");

@@ -462,28 +462,58 @@ static void zero_gather_unit(const Comm *c, const ZeroPlan *z, int i, float *w) 
 }
 
 // --- checkpoints from the shards -------------------------------------------------------------------------------
-// One safetensors file of table-shaped tensors (model_save's names, shapes and order; `suffix` appended to each
-// name, e.g. the optimizer's moments) written by every rank at once: rank 0 writes the header and sizes the file
-// under a temporary name, each rank writes the bytes of what it owns (rank 0 also the replicated tails; at stage
-// 0 rank 0 everything) at their offsets, and rank 0 renames it into place once every rank has written. No rank
-// holds more than its shard. data: this rank's values in table layout (shard_layout 0: the weights, whose owned
-// ranges are current) or shard layout (1: moments, gradients). dtype: ST_F32 or ST_BF16. One machine, or a
+// A safetensors file is a list of tensors, each holding a run of the table's floats: a model file one tensor per
+// table entry, a state file (AdamW's moments, the fp32 master) one tensor of the whole table each. A ZeroTensor
+// says which run it holds and where this rank's values of it are.
+typedef struct {
+    const char *name;
+    int ndim;
+    int64_t shape[2];   // its floats: shape[0] (x shape[1]); they are the table's [lo, lo + shape product)
+    size_t lo;
+    float *data;        // this rank's values, indexed by table offset (shard 0: a whole-table buffer whose owned
+    int shard;          // ranges are current) or by shard offset (shard 1: the shard layout of z)
+} ZeroTensor;
+
+static size_t zero_tensor_n(const ZeroTensor *t) { return (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1); }
+
+// the table's tensors (model_save's names, shapes and order, `suffix` appended to each name) over data
+static ZeroTensor *zero_table_tensors(const ParamTable *tab, const float *data, int shard, const char *suffix,
+                                      char (*names)[160]) {
+    ZeroTensor *t = (ZeroTensor *)callocCheck(sizeof(ZeroTensor) * (size_t)tab->n);
+    for (int i = 0; i < tab->n; i++) {
+        const PEntry *e = &tab->e[i];
+        snprintf(names[i], 160, "%s%s", e->name, suffix ? suffix : "");
+        t[i].name = names[i], t[i].ndim = e->cols == 1 && e->kind != T_EMBED ? 1 : 2;
+        t[i].shape[0] = (int64_t)e->rows, t[i].shape[1] = (int64_t)e->cols;
+        if (t[i].ndim == 1) t[i].shape[1] = 1;
+        t[i].lo = e->offset, t[i].data = (float *)data, t[i].shard = shard;
+    }
+    return t;
+}
+
+// piece p of z within tensor t: the floats [*a, *b) of the table (none: *a == *b)
+static void zero_overlap(const ZeroPiece *p, const ZeroTensor *t, size_t *a, size_t *b) {
+    size_t hi = t->lo + zero_tensor_n(t);
+    *a = p->w > t->lo ? p->w : t->lo;
+    *b = p->w + p->n < hi ? p->w + p->n : hi;
+    if (*b < *a) *b = *a;
+}
+
+// One safetensors file (dtype ST_F32 or ST_BF16 for every tensor; meta: the header's __metadata__, consumed, or
+// NULL) written by every rank at once: rank 0 writes the header and sizes the file under a temporary name, each rank
+// writes the bytes of what it owns (rank 0 also the replicated tails; at stage 0 rank 0 everything) at their offsets,
+// and rank 0 renames it into place once every rank has written. No rank holds more than its shard. One machine, or a
 // file system every rank sees.
-static void zero_write_st(const Comm *c, const ZeroPlan *z, const ParamTable *tab, const char *path, int dtype,
-                          const float *data, int shard_layout, const char *suffix) {
-    size_t esize = (size_t)st_dtype_size[dtype], *at = (size_t *)mallocCheck(sizeof(size_t) * (size_t)tab->n);
+static void zero_write_tensors(const Comm *c, const ZeroPlan *z, const char *path, int dtype, const ZeroTensor *t,
+                               int nt, cJSON *meta) {
+    size_t esize = (size_t)st_dtype_size[dtype], *at = (size_t *)mallocCheck(sizeof(size_t) * (size_t)nt);
     char tmp[4200] = {0};
     uint64_t hl = 0;
     AtomicFile a = {0};
     if (c->rank == 0) {
         STWriter w = {0};
-        for (int i = 0; i < tab->n; i++) {
-            const PEntry *e = &tab->e[i];
-            int64_t shape[2] = {(int64_t)e->rows, (int64_t)e->cols};
-            char name[160];
-            snprintf(name, sizeof name, "%s%s", e->name, suffix ? suffix : "");
-            stw_add(&w, name, dtype, e->cols == 1 && e->kind != T_EMBED ? 1 : 2, shape, NULL);
-        }
+        for (int i = 0; i < nt; i++) stw_add(&w, t[i].name, dtype, t[i].ndim, t[i].shape, NULL);
+        w.meta = meta;
         size_t total = 0;
         a = stw_open(&w, path, &hl);
         for (int i = 0; i < w.n; i++) total += w.e[i].nbytes, free(w.e[i].name);
@@ -491,29 +521,31 @@ static void zero_write_st(const Comm *c, const ZeroPlan *z, const ParamTable *ta
         if (fflush(a.f) != 0 || ftruncate(fileno(a.f), (off_t)(8 + hl + total)) != 0)
             fail("writing %s failed: %s (is the disk full?)", a.tmp, strerror(errno));
         snprintf(tmp, sizeof tmp, "%s", a.tmp);
-    }
+    } else cJSON_Delete(meta);
     comm_bcast(c, tmp, sizeof tmp, 0);
     comm_bcast(c, &hl, sizeof hl, 0);
     size_t o = 8 + hl;
-    for (int i = 0; i < tab->n; i++) at[i] = o, o += tab->e[i].rows * tab->e[i].cols * esize;
+    for (int i = 0; i < nt; i++) at[i] = o, o += zero_tensor_n(&t[i]) * esize;
     int fd = open(tmp, O_WRONLY), bad = fd < 0;
     uint16_t buf16[4096];
-    for (int k = 0; k < z->npiece && !bad; k++) {
-        const ZeroPiece *p = &z->p[k];
-        if ((z->stage == 0 || p->tail) && c->rank != 0) continue;
-        const PEntry *e = &tab->e[p->tensor];
-        const float *src = data + (shard_layout ? p->s : p->w);
-        off_t pos = (off_t)(at[p->tensor] + (p->w - e->offset) * esize);
-        for (size_t j = 0; j < p->n && !bad; j += 4096) {
-            size_t m = p->n - j < 4096 ? p->n - j : 4096;
-            const void *out = src + j;
-            if (dtype == ST_BF16) {
-                for (size_t q = 0; q < m; q++) buf16[q] = f32_to_bf16(src[j + q]);
-                out = buf16;
+    for (int i = 0; i < nt && !bad; i++)
+        for (int k = 0; k < z->npiece && !bad; k++) {
+            const ZeroPiece *p = &z->p[k];
+            size_t lo, hi;
+            zero_overlap(p, &t[i], &lo, &hi);
+            if (lo == hi || ((z->stage == 0 || p->tail) && c->rank != 0)) continue;
+            const float *src = t[i].data + (t[i].shard ? p->s + (lo - p->w) : lo);
+            off_t pos = (off_t)(at[i] + (lo - t[i].lo) * esize);
+            for (size_t j = 0, n = hi - lo; j < n && !bad; j += 4096) {
+                size_t m = n - j < 4096 ? n - j : 4096;
+                const void *out = src + j;
+                if (dtype == ST_BF16) {
+                    for (size_t q = 0; q < m; q++) buf16[q] = f32_to_bf16(src[j + q]);
+                    out = buf16;
+                }
+                bad = pwrite(fd, out, m * esize, pos + (off_t)(j * esize)) != (ssize_t)(m * esize);
             }
-            bad = pwrite(fd, out, m * esize, pos + (off_t)(j * esize)) != (ssize_t)(m * esize);
         }
-    }
     int err = bad ? errno : 0;
     if (fd >= 0) bad |= fsync(fd) != 0, bad |= close(fd) != 0;
     int64_t nbad = bad;
@@ -524,5 +556,43 @@ static void zero_write_st(const Comm *c, const ZeroPlan *z, const ParamTable *ta
                    path, (long long)nbad, err ? ": " : "", err ? strerror(err) : "");
     if (c->rank == 0) atomic_commit(&a);
     comm_barrier(c);  // the file is in place for every rank
+}
+
+// The table's tensors as one file (model_save's layout): data in table layout (shard_layout 0: the weights) or
+// shard layout (1: moments, gradients)
+static void zero_write_st(const Comm *c, const ZeroPlan *z, const ParamTable *tab, const char *path, int dtype,
+                          const float *data, int shard_layout, const char *suffix) {
+    char (*names)[160] = (char (*)[160])mallocCheck(160 * (size_t)tab->n);
+    ZeroTensor *t = zero_table_tensors(tab, data, shard_layout, suffix, names);
+    zero_write_tensors(c, z, path, dtype, t, tab->n, NULL);
+    free(t), free(names);
+}
+
+// Each rank reads what it owns of F32 tensors t (every piece of its shard, tails included) from path, the
+// file any number of ranks wrote: each tensor checked for its dtype and size, each value read for finiteness.
+// No collective: a checkpoint of one world resumes in another. hint: what a missing tensor means.
+static void zero_read_tensors(const ZeroPlan *z, const char *path, const ZeroTensor *t, int nt, const char *hint) {
+    if (!file_exists(path)) fail("%s is missing; the checkpoint is incomplete (start again without --resume)", path);
+    SFile *f = st_open(path);
+    for (int i = 0; i < nt; i++) {
+        const STensor *s = st_find(f, t[i].name);
+        size_t n = zero_tensor_n(&t[i]);
+        if (!s) fail("%s: no tensor \"%s\": %s", path, t[i].name, hint);
+        if (s->dtype != ST_F32 || s->numel != n)
+            fail("%s: tensor \"%s\" is %s[%zu] but this run needs F32[%zu]; the state belongs to another model or run",
+                 path, t[i].name, st_dtype_name[s->dtype], s->numel, n);
+        for (int k = 0; k < z->npiece; k++) {
+            const ZeroPiece *p = &z->p[k];
+            size_t lo, hi;
+            zero_overlap(p, &t[i], &lo, &hi);
+            float *dst = t[i].data + (t[i].shard ? p->s + (lo - p->w) : lo);
+            memcpy(dst, (const char *)s->data + 4 * (lo - t[i].lo), 4 * (hi - lo));
+            for (size_t j = 0; j < hi - lo; j++)
+                if (!isfinite(dst[j]))
+                    fail("%s: tensor \"%s\" holds %g at element %zu; the file is damaged", path, t[i].name, dst[j],
+                         lo - t[i].lo + j);
+        }
+    }
+    st_close(f);
 }
 #endif

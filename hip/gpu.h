@@ -117,6 +117,9 @@ void gpu_copy_adamw8(GpuModel *g, int i, int8_t *qm, uint8_t *qv, float *sm, flo
 // sum over the ranks of the fp32 norm weights (each rank wrote what it owns, zeros elsewhere) and the all-gather of
 // each unit's bf16 copy
 void gpu_set_shard(GpuModel *g, int rank, int npiece, const size_t *piece);
+// ZeRO 1-3: AdamW's moment what (GPU_ADAM_M or GPU_ADAM_V) of the shard, host (GpuSpec.shard floats, the shard
+// layout) <-> device, whole (the host Optimizer's shard: a checkpoint's state, a resume's)
+void gpu_copy_shard(GpuModel *g, int what, float *host, int to_device);
 void gpu_shard_buffers(GpuModel *g, float **w32, size_t *n32, void **wb);
 // ZeRO 2: the collectives of unit i's gradient as the backward leaves it (grad: the unit's floats in its bucket,
 // the table's order): the q-blocks reduce-scattered in place (rank r's average on block r) and the tail all-reduced
@@ -381,19 +384,23 @@ static float gpu_step_eval(Step *S, const int *tok, const int *tgt, int rows) {
     return gpu_forward(G->g, G->tok, G->tgt, 0);
 }
 
-// ZeRO 1-3: the whole table moves (i is -1); from the device each rank brings what it owns, and the units are gathered
-// on the host (every rank holds the whole host Model and Optimizer)
+// ZeRO 1-3: the whole table moves (i is -1). The weights: from the device each rank brings what it owns, and the
+// units are gathered on the host (STEP_OWNED: not, for a checkpoint every rank writes its part of); AdamW's
+// moments: the host Optimizer's shard (optimizer_shard) <-> the device's, as they are.
 static void gpu_step_copy(Step *S, int what, int i, int to_device) {
     const ParamTable *tab = &S->m->tab;
     if (S->dp && S->z.stage > 0) {
         if (i >= 0) fail("internal: a sharded GPU step moves the whole table (step_get / step_put with -1)");
         Optimizer *o = S->opt;
-        float *host[3] = {S->m->w, o ? o->m : NULL, o ? o->v : NULL};
-        int kind[3] = {GPU_WEIGHTS, GPU_ADAM_M, GPU_ADAM_V};
-        for (int k = 0; k < 3; k++) {
-            if (!(what & (k == 0 ? STEP_WEIGHTS : STEP_OPTIMIZER)) || !host[k]) continue;
-            gpu_copy(gpu_of(S), kind[k], 0, tab->total, host[k], to_device);
-            for (int u = 0; !to_device && u < S->z.nunit; u++) zero_gather_unit(S->comm, &S->z, u, host[k]);
+        if (what & STEP_WEIGHTS) {
+            gpu_copy(gpu_of(S), GPU_WEIGHTS, 0, tab->total, S->m->w, to_device);
+            for (int u = 0; !to_device && !(what & STEP_OWNED) && u < S->z.nunit; u++)
+                zero_gather_unit(S->comm, &S->z, u, S->m->w);
+        }
+        if ((what & STEP_OPTIMIZER) && o) {
+            if (!o->z || o->z->shard != S->z.shard) fail("internal: the optimizer is not sharded as the step is");
+            gpu_copy_shard(gpu_of(S), GPU_ADAM_M, o->m, to_device);
+            gpu_copy_shard(gpu_of(S), GPU_ADAM_V, o->v, to_device);
         }
         return;
     }

@@ -490,6 +490,20 @@ static void copy_pieces(GpuModel *g, float *dev, float *host, int to_device) {
     }
 }
 
+void gpu_copy_shard(GpuModel *g, int what, float *host, int to_device) {
+    size_t n = g->s.shard;
+    if (!n || (what != GPU_ADAM_M && what != GPU_ADAM_V) || g->s.optimizer != GPU_ADAMW)
+        fail_msg("gpu_copy_shard: AdamW's moments of a sharded model");
+    if (!g->m && !to_device) {  // before the first update the device has none
+        memset(host, 0, sizeof(float) * n);
+        return;
+    }
+    states_alloc(g);
+    float *dev = what == GPU_ADAM_M ? g->m : g->v;
+    if (to_device) hipCheck(hipMemcpy(dev, host, sizeof(float) * n, hipMemcpyHostToDevice));
+    else hipCheck(hipMemcpy(host, dev, sizeof(float) * n, hipMemcpyDeviceToHost));
+}
+
 // floats [off, off + n) of the table (any tensors), host <-> device, where the plan keeps them: the weights (the
 // fp32 master and its bf16 copy, or the bf16 weight), the gradients (g32 or g16), AdamW's moments (table layout)
 void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_device) {

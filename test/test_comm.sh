@@ -77,6 +77,24 @@ quiet $MP ./train $A --out "$T/r21" --batch 2 --zero 1 --stop-at 2 && quiet ./tr
 quiet ./train $A --out "$T/r12" --batch 4 --stop-at 2 && quiet $MP ./train $A --out "$T/r12" --resume --batch 2 --zero 2 &&
   same_weights "train: 1 process stopped at step 2, resumed in 2 ranks (ZeRO 2)" "$T/r12" "$T/one" 1e-5 ||
   bad "train: resume from 1 process in 2 ranks"
+# A checkpoint every rank writes its shard of (ZeRO >= 1: hip/comm.h zero_write_tensors) is the file rank 0 writes
+# alone at ZeRO 0, byte for byte: model.safetensors in bf16, optimizer.safetensors with both moments and the fp32
+# master. Each rank holds its shard of the moments only (the state line), and the checkpoint resumes in another
+# number of ranks either way (1 process from the sharded file, 2 ranks' shards read from rank 0's file).
+S2="--batch 2 --dtype bf16 --stop-at 2"
+if quiet $MP ./train $A --out "$T/s0" $S2 && quiet $MP ./train $A --out "$T/s3" $S2 --zero 3; then
+  grep -q "state .* MiB on each rank, its ZeRO 3 shard (4.0[0-9] bytes per parameter over 2 ranks)" "$T/q.log" &&
+    ok "train --zero 3, 2 ranks: $(grep -o 'state .* MiB on each rank' "$T/q.log"), half of one process's" ||
+    bad "train --zero 3: no state line of a shard"
+  for f in model optimizer; do
+    check "train: $f.safetensors written by 2 ranks' shards (ZeRO 3) == by rank 0 (ZeRO 0)" \
+      cmp "$T/s3/checkpoint/$f.safetensors" "$T/s0/checkpoint/$f.safetensors"
+  done
+  quiet ./train $A --out "$T/s3" --resume --batch 4 && quiet $MP ./train $A --out "$T/s0" --resume --batch 2 --zero 1 &&
+    check "train: the sharded checkpoint resumed in 1 process as rank 0's in 2 ranks (ZeRO 1): master and moments" \
+      ./test/test_comm --compare "$T/s3/checkpoint/optimizer.safetensors" "$T/s0/checkpoint/optimizer.safetensors" 1e-5 ||
+    bad "train: resume of the checkpoints written at ZeRO 3 and 0"
+else bad "train, mpirun -np 2 --dtype bf16 --stop-at 2 at ZeRO 0 and 3"; fi
 
 # --- ./prune over mpirun: each rank draws its own z per micro-batch -----------------------------------------------
 # 2 ranks x --batch 2 against one process with --batch 2 --grad-accum 2: the same sequences and the same z draws
@@ -85,7 +103,7 @@ quiet ./train $A --out "$T/r12" --batch 4 --stop-at 2 && quiet $MP ./train $A --
 # 1e-5 (fp32 sums in another order: the two micro-batches' weight gradients are added after their backward instead
 # of inside the second one, and the one process takes the second draw's mask gradients as a difference of sums);
 # likewise 2 ranks x --grad-accum 2 against one process with --grad-accum 4. ZeRO 1 gives ZeRO 0's weights within
-# 1e-7; 2 ranks stopped at step 2 and resumed end where the run without a stop ends.
+# 1e-7; 2 ranks at ZeRO 2 stopped at step 2 and resumed end where the run without a stop ends.
 P="--model $T/one/checkpoint --data data/shards --keep 0.5 --steps 4 --batch 2 --seq 64 --eval-every 2 --save-every 2 \
   --seed 3 --lr 1e-3"
 # the losses, Lagrangians and validation losses a log prints (all with 4 decimals), one per line
@@ -111,8 +129,10 @@ if quiet ./prune $P --out "$T/p1" --grad-accum 2 --eval-batches 4 && cp "$T/q.lo
   quiet $MP ./prune $P --out "$T/pz" --eval-batches 2 --zero 1 &&
     check "prune --zero 1: pruned weights as --zero 0" ./test/test_comm --compare "$T/pz/model.safetensors" "$T/p2/model.safetensors" 1e-7 ||
     bad "prune, mpirun -np 2 --zero 1"
-  quiet $MP ./prune $P --out "$T/pr" --eval-batches 2 --stop-at 2 && quiet $MP ./prune $P --out "$T/pr" --eval-batches 2 --resume &&
-    check "prune: 2 ranks stopped at step 2 and resumed" ./test/test_comm --compare "$T/pr/model.safetensors" "$T/p2/model.safetensors" 1e-7 ||
+  quiet $MP ./prune $P --out "$T/pr" --eval-batches 2 --zero 2 --stop-at 2 &&
+    quiet $MP ./prune $P --out "$T/pr" --eval-batches 2 --zero 2 --resume &&
+    check "prune: 2 ranks (ZeRO 2: each writes and reads its shard) stopped at step 2 and resumed" \
+      ./test/test_comm --compare "$T/pr/model.safetensors" "$T/p2/model.safetensors" 1e-7 ||
     bad "prune: 2 ranks stopped and resumed"
 else bad "prune, one process --grad-accum 2 or mpirun -np 2"; fi
 if quiet ./prune $P --out "$T/a1" --grad-accum 4 --eval-batches 4 && cp "$T/q.log" "$T/a1.log" &&
