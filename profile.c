@@ -570,6 +570,14 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
     else if (o->gpus > 1)  // hip/gpu.h gpu_step_reduce: NCCL all-reduces in place, no second gradient buffer
         printf("  data parallel over %d GPUs (ZeRO 0): each GPU holds all of the above; the gradients are all-reduced in "
                "place; NCCL's own buffers are not counted\n", o->gpus);
+    // the host side of each process (hip/build/train and prune): model.h's Model in fp32, whole on every rank (loads,
+    // uploads and checkpoints go through it), and the host Optimizer: at ZeRO >= 1 the rank's shard of the moments
+    // (optimizer_shard), else AdamW's or 8-bit AdamW's state over the whole table
+    double host_w = 4.0 * n, host_o = o->opt == OPT_ADAMW8 ? (2.0 + 8.0 / QBLOCK) * n : 8.0 * (s->shard ? (double)s->shard : n);
+    printf("  host memory per process: %.2f GiB (the fp32 model %.2f + the optimizer's %s %.2f)", (host_w + host_o) / G,
+           host_w / G, s->shard ? "shard" : "state", host_o / G);
+    if (o->gpus > 1) printf("; %d processes on one host: %.2f GiB", o->gpus, o->gpus * (host_w + host_o) / G);
+    printf("\n");
     if (json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "device", "gpu");
@@ -584,6 +592,7 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
         cJSON_AddNumberToObject(j, "shard_tables", (double)p->shard_tables), cJSON_AddNumberToObject(j, "shard", (double)s->shard);
         cJSON_AddNumberToObject(j, "gpu_create", (double)p->create);
         cJSON_AddNumberToObject(j, "gpu_peak", (double)peak);
+        cJSON_AddNumberToObject(j, "host_per_process", host_w + host_o), cJSON_AddNumberToObject(j, "host_optimizer", host_o);
         write_json_atomic(json, j);
         cJSON_Delete(j);
         printf("wrote %s\n", json);

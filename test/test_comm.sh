@@ -86,6 +86,10 @@ if quiet $MP ./train $A --out "$T/s0" $S2 && quiet $MP ./train $A --out "$T/s3" 
   grep -q "state .* MiB on each rank, its ZeRO 3 shard (4.0[0-9] bytes per parameter over 2 ranks)" "$T/q.log" &&
     ok "train --zero 3, 2 ranks: $(grep -o 'state .* MiB on each rank' "$T/q.log"), half of one process's" ||
     bad "train --zero 3: no state line of a shard"
+  mib=$(./profile memory --device gpu --config data/teacher.json --gpus 2 --zero 3 --json "$T/pm.json" > /dev/null &&
+    python3 -c 'import json, sys; print("%.2f" % (json.load(open(sys.argv[1]))["host_optimizer"] / 1048576))' "$T/pm.json")
+  check "profile memory --gpus 2 --zero 3: the host's optimizer shard is what train's rank 0 allocated ($mib MiB)" \
+    grep -q "state $mib MiB on each rank" "$T/q.log"
   for f in model optimizer; do
     check "train: $f.safetensors written by 2 ranks' shards (ZeRO 3) == by rank 0 (ZeRO 0)" \
       cmp "$T/s3/checkpoint/$f.safetensors" "$T/s0/checkpoint/$f.safetensors"
