@@ -13,7 +13,8 @@
 #   gradients too, each unit reduce-scattered as the backward leaves it; 3: the weights too, each layer gathered before
 #   its forward and backward); the plain step
 #   is not bit-reproducible (atomics, tuned products), so each run's weights, optimizer state, masks and losses must
-#   be as close to the plain run's as a second plain run is (hip/dev/compare_runs.py)
+#   be as close to the plain run's as a second plain run is (hip/dev/compare_runs.py); also a ZeRO 3 train stopped at
+#   step 10 and resumed (the sharded checkpoint written and read back)
 #   scale: hip/dev/scale.sh, the memory options (8-bit AdamW, bf16 gradients, bf16-only weights) and hip/plan.h's
 #   prediction against the device: validation, memory per shape, speed, loss, 8-bit resume across devices (~7 min;
 #   SCALE picks parts)
@@ -56,6 +57,15 @@ for w in $what; do
            GS_COMM_DIR=$d/id_p$r timeout 200 $L hip/build/prune --model "$d/t_alone/checkpoint" $P $Z --out "$d/p_$r" > "$d/p_$r.log" 2>&1 || ok=0
            cat "$d/t_$r.log" "$d/b_$r.log" "$d/p_$r.log" >> "$OUT/dp.log"
          done
+         # a sharded checkpoint resumed: ZeRO 3 stopped at step 10 (every rank writes its shard), then --resume (the
+         # moments read into the shard and sent to the device)
+         mkdir -p "$d/id_zs" "$d/id_zr"
+         GS_COMM_DIR=$d/id_zs timeout 200 env RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 hip/build/train $A --zero 3 --stop-at 10 \
+           --out "$d/t_zres" > "$d/t_zres.log" 2>&1 || ok=0
+         GS_COMM_DIR=$d/id_zr timeout 200 env RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 hip/build/train $A --zero 3 --resume \
+           --out "$d/t_zres" >> "$d/t_zres.log" 2>&1 || ok=0
+         cat "$d/t_zres.log" >> "$OUT/dp.log"
+         grep -q "resuming" "$d/t_zres.log" || { echo "FAIL the zero3 run did not resume"; ok=0; }
          for r in world1 zero1 zero2 zero3; do
            grep -q "data parallel: 1 ranks" "$d/t_$r.log" && grep -q "data parallel: 1 ranks" "$d/p_$r.log" ||
              { echo "FAIL the $r runs did not run data parallel"; ok=0; }
@@ -70,8 +80,9 @@ for w in $what; do
            case $r in zero*) ;; *) $CR "$d/b_alone" "$d/b_again" "$d/b_$r" checkpoint/model.safetensors || ok=0 ;; esac
            $CR "$d/p_alone" "$d/p_again" "$d/p_$r" model.safetensors masks.safetensors || ok=0
          done
+         $CR "$d/t_alone" "$d/t_again" "$d/t_zres" checkpoint/model.safetensors checkpoint/optimizer.safetensors || ok=0
          rm -rf "$d"
-         [ $ok = 1 ] && echo "dp: PASSED (world 1 through NCCL, ZeRO 0-3, as close to the plain GPU step as a second plain run: train 20 steps fp32 and bf16 gradients, prune 8 x 2 draws)" ||
+         [ $ok = 1 ] && echo "dp: PASSED (world 1 through NCCL, ZeRO 0-3, as close to the plain GPU step as a second plain run: train 20 steps fp32 and bf16 gradients, prune 8 x 2 draws, ZeRO 3 stopped at step 10 and resumed)" ||
            echo "dp: FAILED (see $OUT/dp.log)" ;;
   act|profile|h100|h200) sh hip/dev/scale_act.sh $w ;;
   check) OMP_NUM_THREADS=1 timeout 300 hip/build/check_step > "$OUT/check.log" 2>&1; echo "check_step rc=$?"
