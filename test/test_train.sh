@@ -193,6 +193,17 @@ cp -r "$T/u_adamw" "$T/e4"
 expect_error_keeps "resume with another --optimizer" "trained with --optimizer adamw, not muon" "$T/e4" ./train --out "$T/e4" --resume --steps 40 --optimizer muon
 cp "$T/lb/checkpoint/optimizer.safetensors" "$T/e4/checkpoint/optimizer.safetensors"
 expect_error_keeps "optimizer state of another model" "belongs to another model" "$T/e4" ./train --out "$T/e4" --resume --steps 40
+expect_error_keeps "optimizer state of another model, read into a ZeRO shard" "belongs to another model" "$T/e4" \
+  ./train --out "$T/e4" --resume --steps 40 --zero 1
+rm -rf "$T/en"; cp -r "$T/u_adamw" "$T/en"
+python3 - "$T/en/checkpoint/optimizer.safetensors" <<'PY'
+import json, struct, sys  # the last element of exp_avg_sq becomes NaN
+f = open(sys.argv[1], "r+b"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n))
+f.seek(8 + n + h["exp_avg_sq"]["data_offsets"][1] - 4); f.write(struct.pack("<f", float("nan")))
+PY
+expect_error_keeps "a NaN in the moments, read into a ZeRO shard" "the file is damaged" "$T/en" \
+  ./train --out "$T/en" --resume --steps 40 --zero 1
+expect_error_keeps "a NaN in the moments, one process" "the file is damaged" "$T/en" ./train --out "$T/en" --resume --steps 40
 cp -r "$T/u_adamw" "$T/e5"; printf '{"step": 30, ' > "$T/e5/checkpoint/train_state.json"
 expect_error_keeps "corrupt train_state.json" "malformed JSON" "$T/e5" ./train --out "$T/e5" --resume --steps 40
 damaged() {  # damaged NAME WANT SED-EXPRESSION: train_state.json edited, then --resume must refuse it, changing nothing
