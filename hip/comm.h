@@ -508,25 +508,26 @@ static void zero_write_tensors(const Comm *c, const ZeroPlan *z, const char *pat
                                int nt, cJSON *meta) {
     size_t esize = (size_t)st_dtype_size[dtype], *at = (size_t *)mallocCheck(sizeof(size_t) * (size_t)nt);
     char tmp[4200] = {0};
-    uint64_t hl = 0;
+    uint64_t hdr[2] = {0, 0};  // the header's length; 1: rank 0 could not size the file (no rank writes)
+    int bad = 0, err = 0;
     AtomicFile a = {0};
     if (c->rank == 0) {
         STWriter w = {0};
         for (int i = 0; i < nt; i++) stw_add(&w, t[i].name, dtype, t[i].ndim, t[i].shape, NULL);
         w.meta = meta;
         size_t total = 0;
-        a = stw_open(&w, path, &hl);
+        a = stw_open(&w, path, &hdr[0]);
         for (int i = 0; i < w.n; i++) total += w.e[i].nbytes, free(w.e[i].name);
         free(w.e);
-        if (fflush(a.f) != 0 || ftruncate(fileno(a.f), (off_t)(8 + hl + total)) != 0)
-            fail("writing %s failed: %s (is the disk full?)", a.tmp, strerror(errno));
+        if (fflush(a.f) != 0 || ftruncate(fileno(a.f), (off_t)(8 + hdr[0] + total)) != 0) bad = 1, err = errno, hdr[1] = 1;
         snprintf(tmp, sizeof tmp, "%s", a.tmp);
     } else cJSON_Delete(meta);
     comm_bcast(c, tmp, sizeof tmp, 0);
-    comm_bcast(c, &hl, sizeof hl, 0);
-    size_t o = 8 + hl;
+    comm_bcast(c, hdr, sizeof hdr, 0);
+    size_t o = 8 + hdr[0];
     for (int i = 0; i < nt; i++) at[i] = o, o += zero_tensor_n(&t[i]) * esize;
-    int fd = open(tmp, O_WRONLY), bad = fd < 0;
+    int fd = hdr[1] ? -1 : open(tmp, O_WRONLY);
+    bad |= !hdr[1] && fd < 0;
     uint16_t buf16[4096];
     for (int i = 0; i < nt && !bad; i++)
         for (int k = 0; k < z->npiece && !bad; k++) {
@@ -546,12 +547,12 @@ static void zero_write_tensors(const Comm *c, const ZeroPlan *z, const char *pat
                 bad = pwrite(fd, out, m * esize, pos + (off_t)(j * esize)) != (ssize_t)(m * esize);
             }
         }
-    int err = bad ? errno : 0;
+    if (bad && !err) err = errno;
     if (fd >= 0) bad |= fsync(fd) != 0, bad |= close(fd) != 0;
     int64_t nbad = bad;
     comm_allreduce(c, &nbad, 1, COMM_I64);
     free(at);
-    if (c->rank == 0 && nbad) unlink(tmp);
+    if (c->rank == 0 && nbad) fclose(a.f), unlink(tmp);
     if (nbad) fail("writing %s failed on %lld rank(s)%s%s; nothing was written under that name (is the disk full?)",
                    path, (long long)nbad, err ? ": " : "", err ? strerror(err) : "");
     if (c->rank == 0) atomic_commit(&a);

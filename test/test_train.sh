@@ -195,6 +195,11 @@ cp "$T/lb/checkpoint/optimizer.safetensors" "$T/e4/checkpoint/optimizer.safetens
 expect_error_keeps "optimizer state of another model" "belongs to another model" "$T/e4" ./train --out "$T/e4" --resume --steps 40
 expect_error_keeps "optimizer state of another model, read into a ZeRO shard" "belongs to another model" "$T/e4" \
   ./train --out "$T/e4" --resume --steps 40 --zero 1
+# the disk full while each rank writes its shard (ZeRO 1 in one process runs the sharded writer): one line, the
+# checkpoint as it was
+rm -rf "$T/eq"; cp -r "$T/u_adamw" "$T/eq"
+expect_error_keeps "a full disk while writing a sharded checkpoint" "nothing was written under that name" "$T/eq" \
+  sh -c "trap '' XFSZ; ulimit -f 100; exec ./train --out '$T/eq' --resume --steps 40 --zero 1"
 rm -rf "$T/en"; cp -r "$T/u_adamw" "$T/en"
 python3 - "$T/en/checkpoint/optimizer.safetensors" <<'PY'
 import json, struct, sys  # the last element of exp_avg_sq becomes NaN
