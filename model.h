@@ -1321,6 +1321,8 @@ typedef struct {
     const int *tokens;   // [N] inputs of the last forward
     float *scratch;      // per-backward buffers
     size_t scratch_n;
+    void *head_ws;       // the head's working memory (head_work), kept from call to call: its kept tiles are a
+    size_t head_ws_n;    // gigabyte, which a fresh allocation would fault in at every step
     float loss;          // mean next-token cross-entropy of the last forward
     int n_valid;         // targets that counted
 } Model;
@@ -1422,6 +1424,8 @@ static float *carve_acts(float **const *ptrs, const size_t *sz, int n) {
 }
 
 static void model_free_acts(Model *m) {
+    free(m->head_ws);
+    m->head_ws = NULL, m->head_ws_n = 0;
     if (!m->act) return;
     for (int l = 0; l < m->c.L; l++) free(m->act[l].x);  // one block per layer, x is its start
     free(m->act);
@@ -1469,9 +1473,12 @@ static void model_masks_changed(Model *m) {
 
 // The tied output head, fused with the (optional) final softcap and the cross-entropy. Logits are made
 // in tiles of head_tile floats (rows x vocabulary columns) that stay in cache and never exist in full:
-// a first pass over the vocabulary gives each row's max and sum, a second recomputes each tile and turns
-// it into d loss / d logit for dxf and the embedding's gradient (one extra product instead of writing
-// and reading all N x V logits through memory). With one tile (a small vocabulary) it is kept instead.
+// a first pass over the vocabulary gives each row's max and sum, a second turns each tile into d loss /
+// d logit for dxf and the embedding's gradient. A training pass keeps the first tiles of each run, up to
+// head_keep bytes, from the first pass to the second and recomputes the rest (one extra product each):
+// a kept tile costs writing and reading it through memory instead (about half the product's time here,
+// NOTES.md §2), the recomputed ones no memory. Either way the second pass sees the same bits. With one
+// tile (a small vocabulary) it is kept.
 // Several tiles are split into head_groups runs of the vocabulary, one thread per run with one-thread BLIS
 // calls (no barrier per product); each run keeps its own softmax state and dxf part, merged in run order, so
 // the result does not depend on the thread count.
@@ -1481,17 +1488,31 @@ static void model_masks_changed(Model *m) {
 static int head_tile = 1 << 20;  // floats of logits at a time, per thread (4 MiB)
 static int head_rows = 2048;     // rows at a time: each chunk reads and writes the embedding's gradient once
 static int head_groups = 8;      // runs of tiles, each one thread's: a fixed number keeps the sums' order fixed
+static size_t head_keep = (size_t)1 << 30;  // bytes of logits tiles a training pass keeps for its second pass
 
 // The head's working memory for N rows, one block: each run's softmax state per chunk row, one logits tile
-// (rows x vt) per thread, each run's dxf part after the first, every row's loss, and the targets of a row
-// without any. head_forward_rows carves it; profile memory counts it.
+// (rows x vt) per thread, each run's dxf part after the first, every row's loss, the targets of a row
+// without any, and (train) the tiles kept between the passes. head_forward_rows carves it; profile memory
+// counts it.
 typedef struct {
     int rows, vt;       // rows per chunk; vocabulary columns per tile
     int groups, team;   // runs of the vocabulary; threads (one tile each)
+    int keep;           // train: the first tiles of each run kept from the first pass to the second
     size_t bytes;
 } HeadWork;
 
-static HeadWork head_work(const Config *c, int N) {
+// the logits tiles of a chunk that the second pass computes again: those beyond each run's first w.keep
+static int head_recomputed_tiles(const HeadWork *w, int V) {
+    int tiles = (V + w->vt - 1) / w->vt, again = 0;
+    if (w->vt >= V) return 0;
+    for (int g = 0; g < w->groups; g++) {
+        int len = (g + 1) * tiles / w->groups - g * tiles / w->groups;
+        again += len > w->keep ? len - w->keep : 0;
+    }
+    return again;
+}
+
+static HeadWork head_work(const Config *c, int N, int train) {
     HeadWork w;
     int V = c->V;
     w.rows = N < head_rows ? N : head_rows, w.vt = head_tile / w.rows;
@@ -1499,27 +1520,35 @@ static HeadWork head_work(const Config *c, int N) {
     if (w.vt >= V) w.vt = V, w.rows = head_tile / V > N ? N : (head_tile / V < 1 ? 1 : head_tile / V);
     int tiles = (V + w.vt - 1) / w.vt, th = omp_get_max_threads();
     w.groups = tiles < head_groups ? tiles : head_groups, w.team = th < w.groups ? th : w.groups;
+    w.keep = 0;
+    if (train && w.vt < V) {  // as many whole tiles per run as head_keep holds, at most a run's
+        size_t k = head_keep / (sizeof(float) * (size_t)w.rows * w.vt) / (size_t)w.groups;
+        int longest = (tiles + w.groups - 1) / w.groups;
+        w.keep = k < (size_t)longest ? (int)k : longest;
+    }
     w.bytes = sizeof(XentRow) * (size_t)w.groups * w.rows +
               sizeof(float) * ((size_t)w.team * w.rows * w.vt + (size_t)(w.groups - 1) * w.rows * c->d + (size_t)N) +
-              sizeof(int) * (size_t)w.rows;
+              sizeof(int) * (size_t)w.rows + sizeof(float) * (size_t)w.groups * w.keep * w.rows * w.vt;
     return w;
 }
 
 static double head_forward_rows(Model *m, const int *targets, int want_grad, float *logits_out, float *row_loss_out) {
     const Config *c = &m->c;
     int N = m->B * m->T, V = c->V, d = c->d;
-    HeadWork w = head_work(c, N);
-    int rows_max = w.rows, vt = w.vt, ng = w.groups, tiles = (V + vt - 1) / vt;
-    XentRow *xr = (XentRow *)mallocCheck(w.bytes);  // first: its doubles keep malloc's alignment
+    if (want_grad && !targets) memset(m->dxf, 0, sizeof(float) * (size_t)N * d), want_grad = 0;
+    HeadWork w = head_work(c, N, want_grad);
+    int rows_max = w.rows, vt = w.vt, ng = w.groups, tiles = (V + vt - 1) / vt, keep = w.keep;
+    if (m->head_ws_n < w.bytes) free(m->head_ws), m->head_ws = mallocCheck(w.bytes), m->head_ws_n = w.bytes;
+    XentRow *xr = (XentRow *)m->head_ws;  // first: its doubles keep malloc's alignment
     float *zs = (float *)(xr + (size_t)ng * rows_max), *dxg = zs + (size_t)w.team * rows_max * vt;
     float *row_loss = dxg + (size_t)(ng - 1) * rows_max * d;
-    int *none = (int *)(row_loss + N);  // targets when there are none
+    float *kept = row_loss + N;  // run g's j-th tile (j < keep) at (g keep + j) rows_max vt
+    int *none = (int *)(kept + (size_t)ng * keep * rows_max * vt);  // targets when there are none
     memset(row_loss, 0, sizeof(float) * (size_t)N);
     for (int n = 0; n < rows_max; n++) none[n] = -1;
     int n_valid = 0;
     if (targets) for (int n = 0; n < N; n++) n_valid += targets[n] >= 0;
     float cap = (float)c->final_softcap, scale = n_valid ? 1.0f / (float)n_valid : 0.0f;
-    if (want_grad && !targets) memset(m->dxf, 0, sizeof(float) * (size_t)N * d), want_grad = 0;
     for (int n0 = 0; n0 < N; n0 += rows_max) {
         int rows = N - n0 < rows_max ? N - n0 : rows_max;
         const float *x = m->xf + (size_t)n0 * d;
@@ -1528,10 +1557,11 @@ static double head_forward_rows(Model *m, const int *targets, int want_grad, flo
 #pragma omp parallel for schedule(dynamic) num_threads(w.team) if (ng > 1)
         for (int g = 0; g < ng; g++) {
             XentRow *r = xr + (size_t)g * rows_max;
-            float *z = zs + (size_t)omp_get_thread_num() * rows_max * vt;
+            float *scratch = zs + (size_t)omp_get_thread_num() * rows_max * vt;
             crossentropy_init(r, rows);
-            for (int v0 = g * tiles / ng * vt; v0 < V && v0 < (g + 1) * tiles / ng * vt; v0 += vt) {
+            for (int v0 = g * tiles / ng * vt, j = 0; v0 < V && v0 < (g + 1) * tiles / ng * vt; v0 += vt, j++) {
                 int n = V - v0 < vt ? V - v0 : vt;
+                float *z = j < keep ? kept + ((size_t)g * keep + j) * rows_max * vt : scratch;
                 matmul(0, 1, rows, n, d, 1.0f, x, d, m->p.embed + (size_t)v0 * d, d, 0.0f, z, n);
                 crossentropy_forward(r, z, n, rows, v0, n, tgt, cap);
                 if (logits_out)
@@ -1546,13 +1576,14 @@ static double head_forward_rows(Model *m, const int *targets, int want_grad, flo
         // embedding's gradient
 #pragma omp parallel for schedule(dynamic) num_threads(w.team) if (ng > 1)
         for (int g = 0; g < ng; g++) {
-            float *z = zs + (size_t)omp_get_thread_num() * rows_max * vt;
+            float *scratch = zs + (size_t)omp_get_thread_num() * rows_max * vt;
             float *dx = g ? dxg + (size_t)(g - 1) * rows_max * d : m->dxf + (size_t)n0 * d;
             int v1 = (g + 1) * tiles / ng * vt;
-            for (int v0 = g * tiles / ng * vt, first = 1; v0 < V && v0 < v1; v0 += vt, first = 0) {
-                int n = V - v0 < vt ? V - v0 : vt;
+            for (int v0 = g * tiles / ng * vt, j = 0; v0 < V && v0 < v1; v0 += vt, j++) {
+                int n = V - v0 < vt ? V - v0 : vt, first = j == 0;
                 const float *E = m->p.embed + (size_t)v0 * d;
-                if (vt < V) {
+                float *z = j < keep ? kept + ((size_t)g * keep + j) * rows_max * vt : scratch;
+                if (vt < V && j >= keep) {  // a tile the first pass did not keep: made again
                     matmul(0, 1, rows, n, d, 1.0f, x, d, E, d, 0.0f, z, n);
                     crossentropy_forward(NULL, z, n, rows, v0, n, tgt, cap);
                 }
@@ -1570,7 +1601,6 @@ static double head_forward_rows(Model *m, const int *targets, int want_grad, flo
     }
     double loss = dot_det(row_loss, NULL, (size_t)N);
     if (row_loss_out) memcpy(row_loss_out, row_loss, sizeof(float) * (size_t)N);
-    free(xr);
     m->n_valid = n_valid;
     return n_valid ? loss / n_valid : 0.0;
 }

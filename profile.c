@@ -373,8 +373,8 @@ static int cmd_plan(int argc, char **argv) {
 //   activations  what model.h's backward keeps per layer and token (its activation table), in --act-bytes
 //                per value, at the micro-batch --batch x --seq; with --checkpointing only each layer's
 //                input plus one layer's worth recomputed during backward; plus the backward scratch
-//                (scratch_layout) and the head's working memory (head_work: a 4 MiB logits tile per thread, logits are
-//                never whole, and a few values per row)
+//                (scratch_layout) and the head's working memory (head_work: a 4 MiB logits tile per thread, up to
+//                head_keep = 1 GiB of tiles kept between its two passes, logits never whole, a few values per row)
 // ZeRO (data parallel over --gpus): stage 1 shards the optimizer states and the master weights, stage 2
 // also the gradients, stage 3 also the weights. Not counted: the runtime context, library workspaces,
 // communication buffers and allocator fragmentation (add them with --reserve GB).
@@ -445,7 +445,7 @@ static MemUse mem_use(const Config *c, const MemOpts *o) {
     double N = (double)o->B * o->T;
     u.acts = N * u.act_per_token * o->act_bytes;
     u.scratch = N * (double)scratch_layout(c, 1).total * o->act_bytes;
-    u.head = (double)head_work(c, o->B * o->T).bytes;
+    u.head = (double)head_work(c, o->B * o->T, 1).bytes;
     u.reserve = o->reserve * 1e9;
     u.total = u.weights + u.master + u.grads + u.states + u.acts + u.scratch + u.head + u.reserve;
     u.fits = u.total <= o->gpu_mem * 1e9;

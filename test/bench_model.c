@@ -50,7 +50,9 @@ static double sgemm_peak(void) {  // GFLOP/s of a large square sgemm, best of 5
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) fail("usage: bench_model S|M|G|270M [--steps N]");
+    if (argc < 2) fail("usage: [HEAD_KEEP_MIB=N] bench_model S|M|G|270M [--steps N]");
+    const char *hk = getenv("HEAD_KEEP_MIB");  // the head's kept logits (model.h head_keep), for A/B runs
+    if (hk) head_keep = (size_t)atol(hk) << 20;
     const Shape *s = NULL;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         if (!strcmp(argv[1], shapes[i].name)) s = &shapes[i];
@@ -93,10 +95,10 @@ int main(int argc, char **argv) {
                 t = blas[i]; blas[i] = blas[j]; blas[j] = t;
             }
     double med = dt[2 + steps / 2], bl = blas[2 + steps / 2], fl = step_flops(c, B, T);
-    // executed FLOPs: the model's, plus the head's second logits product where it runs in tiles (model.h head_work:
-    // more than one tile recomputes each in the backward pass instead of keeping N x V logits)
-    HeadWork hw = head_work(c, (int)N);
-    double ex = fl + (hw.vt < c->V ? 2.0 * N * c->d * (double)c->V : 0.0);
+    // executed FLOPs: the model's, plus the head's second logits product for the tiles its second pass makes again
+    // (model.h head_work: those beyond the head_keep bytes kept from the first pass)
+    HeadWork hw = head_work(c, N, 1);
+    double ex = fl + 2.0 * N * c->d * (double)hw.vt * head_recomputed_tiles(&hw, c->V);
     printf("C %s: %.0f tok/s | step %.1f ms | BLIS share %.0f%% | %.0f GFLOP/s = %.0f%% of sgemm peak %.0f GFLOP/s "
            "(executed, the head's recomputed logits too: %.0f%%) | kernels %s, %d threads\n",
            s->name, N / med, med * 1e3, 100 * bl / med, fl / med / 1e9, 100 * fl / med / 1e9 / peak, peak,

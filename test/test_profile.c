@@ -415,11 +415,13 @@ static void test_memory(const char *fixtures) {
     MemOpts o31 = {OPT_ADAMW, 1, 0, 0, 1, 1, 4096, 2, 4, 2, 192, 0};
     u = mem_use(&s31, &o31);
     // 4096 tokens: chunks of 2048 rows (head_rows), tiles of 2048 x 512 floats (4 MiB, head_tile), one per thread
-    // (at most 8); 512 tiles in 8 runs (head_groups), each with 2048 row states and, after the first, a 2048 x d dxf part
+    // (at most 8); 512 tiles in 8 runs (head_groups), each with 2048 row states and, after the first, a 2048 x d dxf
+    // part; the first 32 tiles of each run kept between the passes (head_keep: 1 GiB = 256 tiles of 4 MiB)
     int team = omp_get_max_threads() < 8 ? omp_get_max_threads() : 8;
-    head = 8 * 2048 * 16 + 4 * ((double)team * 2048 * 512 + 7.0 * 2048 * s31.d + 4096) + 4 * 2048;
+    head = 8 * 2048 * 16 + 4 * ((double)team * 2048 * 512 + 7.0 * 2048 * s31.d + 4096) + 4 * 2048 +
+           4.0 * 8 * 32 * 2048 * 512;
     check(u.head == head, "31B: the head's working memory %.0f B: %d 2048 x 512 logits tiles, 8 runs' row states and "
-          "dxf parts", u.head, team);
+          "dxf parts, 256 kept tiles", u.head, team);
     check(fabs(u.states / 1e9 - 245.6) < 0.1 && !u.fits, "31B: AdamW states %.1f GB; the run does not fit 192 GB",
           u.states / 1e9);
 }
