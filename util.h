@@ -1113,23 +1113,37 @@ static void state_tensors_write(const char *path, const StateTensor *t, int n, c
     stw_write(&w, path);
 }
 
-// hint: what a missing tensor means (e.g. "the optimizer state of another --optimizer")
-static void state_tensors_read(const char *path, const StateTensor *t, int n, const char *hint) {
+// A run's state file, opened to read: one line when it is missing
+static SFile *state_file_open(const char *path) {
     if (!file_exists(path)) fail("%s is missing; the checkpoint is incomplete (start again without --resume)", path);
-    SFile *f = st_open(path);
+    return st_open(path);
+}
+
+// Tensor name of f (path) with exactly this dtype and element count, else one line; hint: what a missing tensor
+// means (e.g. "the optimizer state of another --optimizer")
+static const STensor *state_tensor_find(SFile *f, const char *path, const char *name, int dtype, size_t n,
+                                        const char *hint) {
+    const STensor *s = st_find(f, name);
+    if (!s) fail("%s: no tensor \"%s\": %s", path, name, hint);
+    if (s->dtype != dtype || s->numel != n)
+        fail("%s: tensor \"%s\" is %s[%zu] but this run needs %s[%zu]; the state belongs to another model or run", path,
+             name, st_dtype_name[s->dtype], s->numel, st_dtype_name[dtype], n);
+    return s;
+}
+
+// one line unless the n floats x, elements first.. of tensor name in path, are all finite
+static void state_floats_finite(const char *path, const char *name, const float *x, size_t n, size_t first) {
+    for (size_t k = 0; k < n; k++)
+        if (!isfinite(x[k])) fail("%s: tensor \"%s\" holds %g at element %zu; the file is damaged", path, name, x[k], first + k);
+}
+
+// every tensor of t from path, each checked (state_tensor_find, fp32 ones finite) before the run uses it
+static void state_tensors_read(const char *path, const StateTensor *t, int n, const char *hint) {
+    SFile *f = state_file_open(path);
     for (int i = 0; i < n; i++) {
-        const STensor *s = st_find(f, t[i].name);
-        if (!s) fail("%s: no tensor \"%s\": %s", path, t[i].name, hint);
-        if (s->dtype != t[i].dtype || s->numel != t[i].n)
-            fail("%s: tensor \"%s\" is %s[%zu] but this run needs %s[%zu]; the state belongs to another model or run", path,
-                 t[i].name, st_dtype_name[s->dtype], s->numel, st_dtype_name[t[i].dtype], t[i].n);
-        if (s->dtype == ST_F32)
-            for (size_t k = 0; k < s->numel; k++) {
-                float x;
-                memcpy(&x, (const char *)s->data + 4 * k, 4);
-                if (!isfinite(x)) fail("%s: tensor \"%s\" holds %g at element %zu; the file is damaged", path, t[i].name, x, k);
-            }
+        const STensor *s = state_tensor_find(f, path, t[i].name, t[i].dtype, t[i].n, hint);
         memcpy(t[i].p, s->data, s->nbytes);
+        if (s->dtype == ST_F32) state_floats_finite(path, t[i].name, (const float *)t[i].p, s->numel, 0);
     }
     st_close(f);
 }

@@ -573,25 +573,16 @@ static void zero_write_st(const Comm *c, const ZeroPlan *z, const ParamTable *ta
 // file any number of ranks wrote: each tensor checked for its dtype and size, each value read for finiteness.
 // No collective: a checkpoint of one world resumes in another. hint: what a missing tensor means.
 static void zero_read_tensors(const ZeroPlan *z, const char *path, const ZeroTensor *t, int nt, const char *hint) {
-    if (!file_exists(path)) fail("%s is missing; the checkpoint is incomplete (start again without --resume)", path);
-    SFile *f = st_open(path);
+    SFile *f = state_file_open(path);
     for (int i = 0; i < nt; i++) {
-        const STensor *s = st_find(f, t[i].name);
-        size_t n = zero_tensor_n(&t[i]);
-        if (!s) fail("%s: no tensor \"%s\": %s", path, t[i].name, hint);
-        if (s->dtype != ST_F32 || s->numel != n)
-            fail("%s: tensor \"%s\" is %s[%zu] but this run needs F32[%zu]; the state belongs to another model or run",
-                 path, t[i].name, st_dtype_name[s->dtype], s->numel, n);
+        const STensor *s = state_tensor_find(f, path, t[i].name, ST_F32, zero_tensor_n(&t[i]), hint);
         for (int k = 0; k < z->npiece; k++) {
             const ZeroPiece *p = &z->p[k];
             size_t lo, hi;
             zero_overlap(p, &t[i], &lo, &hi);
             float *dst = t[i].data + (t[i].shard ? p->s + (lo - p->w) : lo);
             memcpy(dst, (const char *)s->data + 4 * (lo - t[i].lo), 4 * (hi - lo));
-            for (size_t j = 0; j < hi - lo; j++)
-                if (!isfinite(dst[j]))
-                    fail("%s: tensor \"%s\" holds %g at element %zu; the file is damaged", path, t[i].name, dst[j],
-                         lo - t[i].lo + j);
+            state_floats_finite(path, t[i].name, dst, hi - lo, lo - t[i].lo);
         }
     }
     st_close(f);

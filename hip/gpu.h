@@ -103,7 +103,8 @@ void gpu_grad_buffers(GpuModel *g, float **g32, size_t *n32, void **g16, size_t 
 void gpu_adamw(GpuModel *g, float lr, float b1, float b2, float eps, float wd, int step, float gscale);
 // floats [off, off + n) of the weights (to the device: their bf16 copy too), the gradients or AdamW's moments, in the
 // table's layout, to (to_device = 1) or from the host, wherever the device keeps them (hip/plan.h: fp32 or bf16);
-// moments the device has not made yet (before its first update) read 0
+// moments the device has not made yet (before its first update) read 0. A sharded model's moments (ZeRO) move as
+// its whole shard: the host holds GpuSpec.shard floats in the shard layout (model.h optimizer_shard)
 enum { GPU_WEIGHTS, GPU_GRADS, GPU_ADAM_M, GPU_ADAM_V };
 void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_device);
 // 8-bit AdamW's state of tensor i (-1: every tensor), both ways, in train.c's layout: the host arrays are the whole
@@ -112,14 +113,11 @@ void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_d
 void gpu_copy_adamw8(GpuModel *g, int i, int8_t *qm, uint8_t *qv, float *sm, float *sv, int to_device);
 // ZeRO 1 (GpuSpec.shard > 0): the shard's pieces, npiece rows of (table offset, shard offset, floats, tail) in table
 // order (hip/comm.h ZeroPlan: a tail is replicated, every rank updates it, rank 0 counts it). After it: gpu_upload and
-// gpu_copy take the whole table (the shard's part of the master and moments are what moves), gpu_grad_sumsq sums what
-// this rank owns, gpu_adamw updates the shard and leaves the caller two collectives to run (gpu_shard_buffers): the
-// sum over the ranks of the fp32 norm weights (each rank wrote what it owns, zeros elsewhere) and the all-gather of
-// each unit's bf16 copy
+// gpu_copy take the whole table (the shard's part of the master is what moves; the moments are the shard),
+// gpu_grad_sumsq sums what this rank owns, gpu_adamw updates the shard and leaves the caller two collectives to run
+// (gpu_shard_buffers): the sum over the ranks of the fp32 norm weights (each rank wrote what it owns, zeros
+// elsewhere) and the all-gather of each unit's bf16 copy
 void gpu_set_shard(GpuModel *g, int rank, int npiece, const size_t *piece);
-// ZeRO 1-3: AdamW's moment what (GPU_ADAM_M or GPU_ADAM_V) of the shard, host (GpuSpec.shard floats, the shard
-// layout) <-> device, whole (the host Optimizer's shard: a checkpoint's state, a resume's)
-void gpu_copy_shard(GpuModel *g, int what, float *host, int to_device);
 void gpu_shard_buffers(GpuModel *g, float **w32, size_t *n32, void **wb);
 // ZeRO 2: the collectives of unit i's gradient as the backward leaves it (grad: the unit's floats in its bucket,
 // the table's order): the q-blocks reduce-scattered in place (rank r's average on block r) and the tail all-reduced
@@ -399,8 +397,8 @@ static void gpu_step_copy(Step *S, int what, int i, int to_device) {
         }
         if ((what & STEP_OPTIMIZER) && o) {
             if (!o->z || o->z->shard != S->z.shard) fail("internal: the optimizer is not sharded as the step is");
-            gpu_copy_shard(gpu_of(S), GPU_ADAM_M, o->m, to_device);
-            gpu_copy_shard(gpu_of(S), GPU_ADAM_V, o->v, to_device);
+            gpu_copy(gpu_of(S), GPU_ADAM_M, 0, tab->total, o->m, to_device);  // the shard, as it is
+            gpu_copy(gpu_of(S), GPU_ADAM_V, 0, tab->total, o->v, to_device);
         }
         return;
     }

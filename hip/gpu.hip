@@ -481,7 +481,7 @@ static void get_bf16(GpuModel *g, float *dst, const bf16 *src, size_t n) {
 }
 
 static void states_alloc(GpuModel *g);
-// ZeRO 1: the shard's pieces of dev (master or moments, shard layout) <-> the host's table (gpu_set_shard's rows)
+// ZeRO 1: the shard's pieces of dev (master or gradients, shard layout) <-> the host's table (gpu_set_shard's rows)
 static void copy_pieces(GpuModel *g, float *dev, float *host, int to_device) {
     for (int k = 0; k < g->npiece; k++) {
         const size_t *q = g->sh_piece + 4 * k;  // table offset, shard offset, floats, tail
@@ -490,22 +490,9 @@ static void copy_pieces(GpuModel *g, float *dev, float *host, int to_device) {
     }
 }
 
-void gpu_copy_shard(GpuModel *g, int what, float *host, int to_device) {
-    size_t n = g->s.shard;
-    if (!n || (what != GPU_ADAM_M && what != GPU_ADAM_V) || g->s.optimizer != GPU_ADAMW)
-        fail_msg("gpu_copy_shard: AdamW's moments of a sharded model");
-    if (!g->m && !to_device) {  // before the first update the device has none
-        memset(host, 0, sizeof(float) * n);
-        return;
-    }
-    states_alloc(g);
-    float *dev = what == GPU_ADAM_M ? g->m : g->v;
-    if (to_device) hipCheck(hipMemcpy(dev, host, sizeof(float) * n, hipMemcpyHostToDevice));
-    else hipCheck(hipMemcpy(host, dev, sizeof(float) * n, hipMemcpyDeviceToHost));
-}
-
 // floats [off, off + n) of the table (any tensors), host <-> device, where the plan keeps them: the weights (the
-// fp32 master and its bf16 copy, or the bf16 weight), the gradients (g32 or g16), AdamW's moments (table layout)
+// fp32 master and its bf16 copy, or the bf16 weight), the gradients (g32 or g16), AdamW's moments (table layout;
+// a sharded model's: its whole shard, the host's GpuSpec.shard floats in the shard layout, as they are)
 void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_device) {
     const GpuSpec *s = &g->s;
     if (off + n > s->total) fail_msg("gpu_copy: a range outside the parameter table");
@@ -523,15 +510,15 @@ void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_d
     }
     if (what == GPU_ADAM_M || what == GPU_ADAM_V) {
         if (s->optimizer != GPU_ADAMW) fail_msg("gpu_copy: AdamW's moments of a model with another optimizer");
+        size_t len = pieces ? s->shard : n;  // (pieces: off is 0)
         if (!g->m && !to_device) {  // before the first update the device has none
-            memset(host, 0, sizeof(float) * n);
+            memset(host, 0, sizeof(float) * len);
             return;
         }
         states_alloc(g);
         float *dev = (what == GPU_ADAM_M ? g->m : g->v) + off;
-        if (pieces) copy_pieces(g, dev, host, to_device);
-        else if (to_device) hipCheck(hipMemcpy(dev, host, sizeof(float) * n, hipMemcpyHostToDevice));
-        else hipCheck(hipMemcpy(host, dev, sizeof(float) * n, hipMemcpyDeviceToHost));
+        if (to_device) hipCheck(hipMemcpy(dev, host, sizeof(float) * len, hipMemcpyHostToDevice));
+        else hipCheck(hipMemcpy(host, dev, sizeof(float) * len, hipMemcpyDeviceToHost));
         return;
     }
     for (size_t at = off; at < off + n;) {  // tensor by tensor
