@@ -1298,6 +1298,8 @@ typedef struct {
     Config c;
     ParamTable tab;
     float *w;            // all weights, tab.total floats
+    size_t w_map;        // bytes of w when it is a mapping of its own (model_load_shard), else 0 (malloc'd)
+    int w_owned;         // 1: w holds only this rank's ZeRO pieces (model_load_shard), the rest zero pages
     Params p;
     float *gw;           // gradients, same layout (NULL until model_alloc_grads)
     Params g;
@@ -1965,6 +1967,27 @@ static void checkpoint_close(Checkpoint *ck) {
 // The streaming form keeps host memory at that one buffer: the files are mapped, and each tensor's pages are
 // dropped once converted (a device upload of a model larger than the host's memory).
 typedef void (*TensorPut)(void *ctx, int i, const float *buf);
+// tensor e of the table in ck (dir names it in messages), checked for presence, shape and dtype
+static const STensor *checkpoint_tensor(const Checkpoint *ck, const char *dir, const PEntry *e) {
+    const STensor *t = checkpoint_find(ck, e->name);
+    if (!t) fail("%s: tensor %s is missing (config.json says it should be there)", dir, e->name);
+    int want_ndim = e->cols == 1 && e->kind != T_EMBED ? 1 : 2;
+    int64_t want[2] = {(int64_t)e->rows, (int64_t)e->cols};
+    int ok = t->ndim == want_ndim && t->shape[0] == want[0] && (want_ndim == 1 || t->shape[1] == want[1]);
+    if (!ok) {
+        char got[128] = "", *p = got;
+        for (int k = 0; k < t->ndim && k < 4; k++) p += sprintf(p, k ? ",%lld" : "%lld", (long long)t->shape[k]);
+        if (want_ndim == 2)
+            fail("%s: tensor %s has shape [%s] but config.json implies [%lld,%lld]", t->file, e->name, got,
+                 (long long)want[0], (long long)want[1]);
+        fail("%s: tensor %s has shape [%s] but config.json implies [%lld]", t->file, e->name, got, (long long)want[0]);
+    }
+    if (t->dtype != ST_F32 && t->dtype != ST_BF16 && t->dtype != ST_F16)
+        fail("%s: tensor %s has dtype %s; only F32, BF16 and F16 are supported", t->file, e->name,
+             st_dtype_name[t->dtype]);
+    return t;
+}
+
 static void checkpoint_read(const Checkpoint *ck, const char *dir, const ParamTable *tab, float *w, TensorPut put,
                             void *ctx) {
     size_t big = 0;
@@ -1972,22 +1995,7 @@ static void checkpoint_read(const Checkpoint *ck, const char *dir, const ParamTa
     float *buf = w ? NULL : (float *)mallocCheck(sizeof(float) * big);
     for (int i = 0; i < tab->n; i++) {
         const PEntry *e = &tab->e[i];
-        const STensor *t = checkpoint_find(ck, e->name);
-        if (!t) fail("%s: tensor %s is missing (config.json says it should be there)", dir, e->name);
-        int want_ndim = e->cols == 1 && e->kind != T_EMBED ? 1 : 2;
-        int64_t want[2] = {(int64_t)e->rows, (int64_t)e->cols};
-        int ok = t->ndim == want_ndim && t->shape[0] == want[0] && (want_ndim == 1 || t->shape[1] == want[1]);
-        if (!ok) {
-            char got[128] = "", *p = got;
-            for (int k = 0; k < t->ndim && k < 4; k++) p += sprintf(p, k ? ",%lld" : "%lld", (long long)t->shape[k]);
-            if (want_ndim == 2)
-                fail("%s: tensor %s has shape [%s] but config.json implies [%lld,%lld]", t->file, e->name, got,
-                     (long long)want[0], (long long)want[1]);
-            fail("%s: tensor %s has shape [%s] but config.json implies [%lld]", t->file, e->name, got, (long long)want[0]);
-        }
-        if (t->dtype != ST_F32 && t->dtype != ST_BF16 && t->dtype != ST_F16)
-            fail("%s: tensor %s has dtype %s; only F32, BF16 and F16 are supported", t->file, e->name,
-                 st_dtype_name[t->dtype]);
+        const STensor *t = checkpoint_tensor(ck, dir, e);
         st_to_f32(t, w ? w + e->offset : buf);
         if (w) continue;
         put(ctx, i, buf);
@@ -2060,7 +2068,8 @@ static void model_save(const Model *m, const char *dir, int dtype) { model_save_
 
 static void model_free(Model *m) {
     model_free_acts(m);
-    free(m->w);
+    if (m->w_map) munmap(m->w, m->w_map);
+    else free(m->w);
     free(m->gw);
     free(m->p.layer);
     free(m->g.layer);
@@ -2623,9 +2632,14 @@ static Step *cpu_step_open(Model *m, Optimizer *opt, const StepOpts *o) {
     S->f = &cpu, S->device = DEVICE_CPU, S->name = "cpu", S->B = o->B, S->T = o->T, S->m = m, S->opt = opt;
     S->comm = o->comm;
     S->dp = comm_dp(o->comm, o->zero);
+    if (m->w_owned && (!S->dp || o->zero == 0)) fail("internal: a model loaded as ZeRO pieces in a step without ZeRO");
     if (!S->dp) return S;
     S->z = zero_plan(&m->tab, m->c.L, o->zero, o->comm->rank, o->comm->world);
     if (opt && opt->z) S->gs = (float *)callocCheck(sizeof(float) * S->z.shard);
+    if (m->w_owned) {  // each rank read its pieces (model_load_shard): the CPU computes with every unit
+        for (int i = 0; i < S->z.nunit; i++) zero_gather_unit(S->comm, &S->z, i, m->w);
+        m->w_owned = 0;
+    }
     return S;
 }
 
@@ -2700,6 +2714,34 @@ static int optimizer_tensors(const Optimizer *o, const Model *m, int dtype, Stat
     return n;
 }
 
+// The model of dir as a rank of a ZeRO stage >= 1 run keeps it on the host (train and prune with --zero >= 1):
+// the table is mapped whole, but only this rank's pieces (hip/comm.h zero_plan: its part of every unit and the
+// replicated tails) are read from the files and converted; the other ranks' ranges stay untouched zero pages,
+// which take no memory (m->w_owned). Every tensor is still checked for presence, shape and dtype. A CPU step
+// gathers the rest as it opens (it computes with the whole table); a GPU step uploads the pieces and gathers on
+// the device, so the host of a GPU rank never holds more than its shard.
+static void model_load_shard(Model *m, const char *dir, int stage, const Comm *c) {
+    Checkpoint ck = model_open(m, dir);
+    m->w_map = sizeof(float) * m->tab.total;
+    m->w = (float *)mmap(NULL, m->w_map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m->w == MAP_FAILED) fail("%s: cannot map %.2f GiB for the model's table: %s", dir, m->w_map / 1073741824.0,
+                                 strerror(errno));
+    m->p = params_carve(&m->c, &m->tab, m->w);
+    ZeroPlan z = zero_plan(&m->tab, m->c.L, stage, c->rank, c->world);
+    for (int i = 0; i < m->tab.n; i++) checkpoint_tensor(&ck, dir, &m->tab.e[i]);
+    for (int k = 0; k < z.npiece; k++) {
+        const ZeroPiece *p = &z.p[k];
+        const PEntry *e = &m->tab.e[p->tensor];
+        st_range_f32(checkpoint_tensor(&ck, dir, e), p->w - e->offset, p->n, m->w + p->w);
+    }
+    m->w_owned = 1;
+    printf("| model: this rank read its ZeRO %d pieces of %s, %.2f of %.2f MiB resident\n", stage, dir,
+           resident_bytes(m->w, m->w_map) / 1048576.0, m->w_map / 1048576.0);
+    zero_plan_free(&z);
+    checkpoint_close(&ck);
+    model_masks_changed(m);
+}
+
 // OUT/checkpoint/ of step `step` of program prog ("train", "prune": names the state file and the test
 // hook): m saved as dtype, o's state, the state JSON, and nx method tensors x in OUT/checkpoint/x_file. Every rank
 // of c calls it (c NULL: one process). A sharded optimizer (ZeRO >= 1, o->z): each rank writes its part of
@@ -2768,7 +2810,10 @@ static void checkpoint_load_state(const char *dir, Model *m, int dtype, Optimize
         ZeroTensor zt[2] = {{"exp_avg", 1, {(int64_t)o->total, 1}, 0, o->m, 1},
                             {"exp_avg_sq", 1, {(int64_t)o->total, 1}, 0, o->v, 1}};
         zero_read_tensors(o->z, p, zt, 2, hint);
-        if (dtype != ST_F32) {  // the master whole: every rank computes with the whole table
+        if (dtype != ST_F32 && m->w_owned) {  // the master: this rank's pieces (model_load_shard's)
+            ZeroTensor mt = {"master_weights", 1, {(int64_t)o->total, 1}, 0, m->w, 0};
+            zero_read_tensors(o->z, p, &mt, 1, hint);
+        } else if (dtype != ST_F32) {  // the master whole
             t[0] = state_tensor("master_weights", ST_F32, m->w, o->total);
             state_tensors_read(p, t, 1, hint);
         }

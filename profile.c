@@ -570,14 +570,19 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
     else if (o->gpus > 1)  // hip/gpu.h gpu_step_reduce: NCCL all-reduces in place, no second gradient buffer
         printf("  data parallel over %d GPUs (ZeRO 0): each GPU holds all of the above; the gradients are all-reduced in "
                "place; NCCL's own buffers are not counted\n", o->gpus);
-    // the host side of each process (hip/build/train and prune): model.h's Model in fp32, whole on every rank (loads,
-    // uploads and checkpoints go through it), and the host Optimizer: at ZeRO >= 1 the rank's shard of the moments
-    // (optimizer_shard), else AdamW's or 8-bit AdamW's state over the whole table
-    double host_w = 4.0 * n, host_o = o->opt == OPT_ADAMW8 ? (2.0 + 8.0 / QBLOCK) * n : 8.0 * (s->shard ? (double)s->shard : n);
-    printf("  host memory per process: %.2f GiB (the fp32 model %.2f + the optimizer's %s %.2f)", (host_w + host_o) / G,
-           host_w / G, s->shard ? "shard" : "state", host_o / G);
+    // the host side of each process (hip/build/train and prune): model.h's Model in fp32 (loads, uploads and
+    // checkpoints go through it) and the host Optimizer, whole, or at ZeRO >= 1 the rank's shard of both (the
+    // model's pieces: model_load_shard; the moments: optimizer_shard). Prune's end at ZeRO >= 1: rank 0 reads the
+    // whole fp32 model from the checkpoint to slice it (in place)
+    double host_w = 4.0 * (s->shard ? (double)s->shard : n);
+    double host_o = o->opt == OPT_ADAMW8 ? (2.0 + 8.0 / QBLOCK) * n : 8.0 * (s->shard ? (double)s->shard : n);
+    printf("  host memory per process: %.2f GiB (the fp32 model%s %.2f + the optimizer's %s %.2f)", (host_w + host_o) / G,
+           s->shard ? "'s shard" : "", host_w / G, s->shard ? "shard" : "state", host_o / G);
     if (o->gpus > 1) printf("; %d processes on one host: %.2f GiB", o->gpus, o->gpus * (host_w + host_o) / G);
     printf("\n");
+    if (prune && s->shard)
+        printf("  prune's end: rank 0 reads the whole fp32 model (%.2f GiB) from the checkpoint and slices it in place; "
+               "the pruned model reaches the other ranks by broadcast\n", 4.0 * n / G);
     if (json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "device", "gpu");
@@ -593,6 +598,7 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
         cJSON_AddNumberToObject(j, "gpu_create", (double)p->create);
         cJSON_AddNumberToObject(j, "gpu_peak", (double)peak);
         cJSON_AddNumberToObject(j, "host_per_process", host_w + host_o), cJSON_AddNumberToObject(j, "host_optimizer", host_o);
+        cJSON_AddNumberToObject(j, "host_model", host_w);
         write_json_atomic(json, j);
         cJSON_Delete(j);
         printf("wrote %s\n", json);

@@ -569,17 +569,21 @@ static Survivors survivors_of(const Config *c, const Masks *M) {
     return sv;
 }
 
-// Deterministic z in M → the sliced model: fold a copy of the weights, then gather.
-static void fold_and_slice(const Model *m, const Masks *M, int out_dtype, Model *out, Survivors *sv_out) {
+// Deterministic z in M → the sliced model: fold a copy of the weights (in_place: m's own, which are then spent),
+// then gather.
+static void fold_and_slice(Model *m, const Masks *M, int out_dtype, int in_place, Model *out, Survivors *sv_out) {
     Survivors sv = survivors_of(&m->c, M);
     double a = (double)embed_scale_for(m->c.d, m->c.scale_dtype) / embed_scale_for(sv.d, out_dtype);
-    float *w = (float *)mallocCheck(sizeof(float) * m->tab.total);
-    memcpy(w, m->w, sizeof(float) * m->tab.total);
+    float *w = m->w;
+    if (!in_place) {
+        w = (float *)mallocCheck(sizeof(float) * m->tab.total);
+        memcpy(w, m->w, sizeof(float) * m->tab.total);
+    }
     Params p = params_carve(&m->c, &m->tab, w);
     fold_masks(&m->c, &p, M, a);
     slice_model(&m->c, &m->tab, w, &sv, out_dtype, out);
     free(p.layer);
-    free(w);
+    if (!in_place) free(w);
     *sv_out = sv;
 }
 
@@ -719,11 +723,15 @@ static cJSON *losses_json(const Mixture *mx, const double *loss) {
 
 // The end of every method: fold, slice, (evaluate on mx when given), write OUT/{config.json,
 // model.safetensors, masks.safetensors, prune_report.json, survivors.png}. `out` receives the sliced model.
-static void finalize(const Model *m, const Masks *M, const float *score, const char *out_dir, const char *method,
+// root: rank 0 alone holds m's weights whole (ZeRO >= 1: it read them from the checkpoint): it folds them in place
+// and slices, and the pruned model reaches the other ranks by broadcast.
+static void finalize(Model *m, const Masks *M, const float *score, const char *out_dir, const char *method,
                      const char *source, int out_dtype, long step, Mixture *mx, int eval_batches, int B, int T,
-                     cJSON *extra, Model *out) {
+                     cJSON *extra, int root, Model *out) {
     Survivors sv;
-    fold_and_slice(m, M, out_dtype, out, &sv);
+    if (!root || comm.rank == 0) fold_and_slice(m, M, out_dtype, root, out, &sv);
+    else sv = survivors_of(&m->c, M), slice_model(&m->c, &m->tab, NULL, &sv, out_dtype, out);  // the layout
+    if (root) comm_bcast(&comm, out->w, sizeof(float) * out->tab.total, 0);
     if (mx && eval_batches > 0) {
         double *loss = (double *)mallocCheck(sizeof(double) * mx->k);
         StepOpts so = {device, B, T, 0, 0, 0, 0, NULL, 0};
@@ -988,6 +996,28 @@ static void prune_checkpoint_save(const Pruner *P, const Mixture *mx, const doub
     cJSON_Delete(j);
 }
 
+// m's weights from OUT/checkpoint/model.safetensors (fp32, the run's own): whole, or (z) this rank's pieces
+static void prune_weights_read(Model *m, const char *out, const ZeroPlan *z) {
+    char *dir = ckpt_find(out), *wp = path_join(dir, "model.safetensors");
+    const char *hint = "the checkpoint's model is not this source model";
+    if (z) {
+        char (*names)[160] = (char (*)[160])mallocCheck(160 * (size_t)m->tab.n);
+        ZeroTensor *t = zero_table_tensors(&m->tab, m->w, 0, "", names);
+        zero_read_tensors(z, wp, t, m->tab.n, hint);
+        free(t), free(names);
+    } else {
+        StateTensor *t = (StateTensor *)mallocCheck(sizeof(StateTensor) * (size_t)m->tab.n);
+        for (int i = 0; i < m->tab.n; i++) {
+            const PEntry *e = &m->tab.e[i];
+            t[i] = state_tensor(e->name, ST_F32, m->w + e->offset, e->rows * e->cols);
+        }
+        state_tensors_read(wp, t, m->tab.n, hint);
+        free(t);
+        m->w_owned = 0;
+    }
+    free(dir), free(wp);
+}
+
 // Restore everything the save wrote, each piece checked before it is used; `run` holds the settings (already
 // restored from this state by parse_args) and the source model and target they resolve to, which must be the
 // stored ones.
@@ -1015,13 +1045,7 @@ static void prune_checkpoint_load(Pruner *P, Mixture *mx, double *ref, const cJS
     P->M.rng = rng_from_json(j, "mask_rng", state);
     mixture_state_from_json(mx, j, state, json_str(json_get(run, "settings"), "data", "", state));
     state_nums(j, "ref_loss", mx->k, 0, 1e30, ref, state);
-    char *wp = path_join(dir, "model.safetensors");
-    StateTensor *t = (StateTensor *)mallocCheck(sizeof(StateTensor) * (size_t)P->m.tab.n);
-    for (int i = 0; i < P->m.tab.n; i++) {
-        const PEntry *e = &P->m.tab.e[i];
-        t[i] = state_tensor(e->name, ST_F32, P->m.w + e->offset, e->rows * e->cols);
-    }
-    state_tensors_read(wp, t, P->m.tab.n, "the checkpoint's model is not this source model");
+    prune_weights_read(&P->m, out, P->m.w_owned ? P->opt.z : NULL);
     StateTensor x[MASK_STATE_N];
     char names[M_N][64];
     mask_state_tensors(P, x, names);
@@ -1029,7 +1053,7 @@ static void prune_checkpoint_load(Pruner *P, Mixture *mx, double *ref, const cJS
     P->opt.t = P->step;
     printf("| resumed from %s at step %d\n", dir, P->step);
     cJSON_Delete(j);
-    free(t), free(state), free(dir), free(wp);
+    free(state), free(dir);
 }
 
 // ================================================================================================
@@ -1256,7 +1280,11 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
             exit(0);
         }
     }
-    step_get(P.S, STEP_WEIGHTS, -1);
+    // the source's trained weights to slice: ZeRO >= 1: rank 0 reads them whole from the checkpoint the last step
+    // wrote (no other rank ever holds more than its shard; the pruned model reaches them by broadcast)
+    int root = P.opt.z != NULL;
+    if (root && comm.rank == 0) prune_weights_read(&P.m, s->out, NULL);
+    else if (!root) step_get(P.S, STEP_WEIGHTS, -1);
     step_close(P.S), P.S = NULL;  // the device is free for the pruned model
     // final masks: exactly the target shape at the soft values, layers under the constraint; the layers the
     // learned masks themselves keep (round(Σ P(z > 0)) per type, as evaluated during pruning) for comparison
@@ -1289,7 +1317,7 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
     if (tok_done > 0)  // this session's steps (a resumed run: since the resume)
         json_add_float(extra, "seconds", now_sec() - t_start), json_add_float(extra, "tokens_per_second", tok_done / (now_sec() - t_start));
     finalize(&P.m, &P.M, NULL, s->out, s->method_s, s->model, s->out_dtype, P.step, do_eval ? &mx : NULL, s->eval_batches, B,
-             T, extra, out);
+             T, extra, root, out);
     free(soft), free(tok), free(tgt_tok), free(ref), free(loss);
     cJSON_Delete(run);
     masks_free(&P.M);
@@ -1335,7 +1363,7 @@ static void run_baseline(const Settings *s, Model *m, const Shape *tgt, int full
         cJSON_AddItemToObject(extra, "val_loss_source", losses_json(&mx, ref));
     }
     finalize(m, &M, score, s->out, s->method_s, s->model, s->out_dtype, 0, have_data ? &mx : NULL, s->eval_batches, s->batch,
-             s->seq, extra, out);
+             s->seq, extra, 0, out);
     if (have_data) mixture_close(&mx);
     free(ref);
     if (calib) calib_free(&cb);
@@ -1358,7 +1386,8 @@ static int prune_main(int argc, char **argv) {
         fail("--data %s does not exist; --method %s needs token shards: run `make data` or pass --data DIR", s.data, s.method_s);
     free(cfg_out), free(ck);
     Model m;
-    model_load(&m, s.model);
+    if (s.step.zero > 0) model_load_shard(&m, s.model, s.step.zero, &comm);  // each rank its pieces
+    else model_load(&m, s.model);
     const Config *c = &m.c;
     if (s.seq == -1) s.seq = 2 * c->W > 256 ? 2 * c->W : 256;  // both attention types look different to the masks
     if (s.seq < 2) fail("--seq %d: expected at least 2 tokens per sequence (-1: twice the sliding window)", s.seq);

@@ -406,8 +406,8 @@ static const PEntry *param_find(const ParamTable *t, int kind, int layer) {
 }
 
 // The sliced model from source weights w (laid out by tab): every tensor of the sliced config gathers the
-// survivors of its two axes from the same tensor of its source layer. scale_dtype: how the loader of the
-// written model rounds sqrt(d).
+// survivors of its two axes from the same tensor of its source layer (w NULL: the sliced layout, its weights zero).
+// scale_dtype: how the loader of the written model rounds sqrt(d).
 static void slice_model(const Config *c, const ParamTable *tab, const float *w, const Survivors *sv, int scale_dtype,
                         Model *out) {
     memset(out, 0, sizeof *out);
@@ -415,7 +415,7 @@ static void slice_model(const Config *c, const ParamTable *tab, const float *w, 
     out->c.scale_dtype = scale_dtype;
     model_init_layout(out);
     model_masks_changed(out);
-    for (int i = 0; i < out->tab.n; i++) {
+    for (int i = 0; w && i < out->tab.n; i++) {
         const PEntry *te = &out->tab.e[i];
         int k = te->layer, l = k >= 0 ? sv->layer[k] : -1;
         const PEntry *se = param_find(tab, te->kind, l);

@@ -258,6 +258,12 @@ static void lottery_from_report(Model *m, Config *out_c, const char *report, con
     model_free(&src);
 }
 
+// dir's weights: at ZeRO >= 1 each rank reads its pieces only (model_load_shard)
+static void load_model(Model *m, const char *dir, const Opts *o) {
+    if (o->step.zero > 0) model_load_shard(m, dir, o->step.zero, &comm);
+    else model_load(m, dir);
+}
+
 // Returns 1 when the model starts from trained weights (sets the default learning rate).
 static int init_model(Model *m, const Opts *o) {
     if (*o->lottery) {
@@ -265,7 +271,7 @@ static int init_model(Model *m, const Opts *o) {
         int k = name_index(o->lottery, kinds, 3, "lottery");
         if (k == 0) {
             if (!*o->model) fail("--lottery A trains the pruned weights: give them as --model DIR");
-            model_load(m, o->model);
+            load_model(m, o->model, o);
             return 1;
         }
         if (k == 1 || !*o->model) {
@@ -287,7 +293,7 @@ static int init_model(Model *m, const Opts *o) {
     }
     if (*o->model && *o->config) fail("give --model DIR (start from weights) or --config FILE.json (from scratch), not both");
     if (*o->model) {
-        model_load(m, o->model);
+        load_model(m, o->model, o);
         return 1;
     }
     if (*o->config) {
@@ -807,7 +813,7 @@ static int train_main(int argc, char **argv) {
     // model
     int from_weights;
     if (r.o.resume) {
-        model_load(&r.m, ck);
+        load_model(&r.m, ck, &r.o);
         // sqrt(d) as the run computed it (a random init saved as bf16 would otherwise reload it bf16-rounded)
         const cJSON *sd = json_get(state, "embed_scale_dtype");
         if (!cJSON_IsString(sd) || !choice_holds("F32|BF16|F16", sd->valuestring))

@@ -697,13 +697,28 @@ static const STensor *st_find(const SFile *f, const char *name) {
     return NULL;
 }
 
-// convert any float dtype to fp32, refusing NaN and infinity (they would flow silently into losses, scores and
-// exported files). The data need not be aligned: offsets in a file are any byte, so elements are memcpy'd.
-static void st_to_f32(const STensor *t, float *out) {
-    const unsigned char *src = (const unsigned char *)t->data;
-    if (t->dtype == ST_F32) memcpy(out, src, t->numel * 4);
+// bytes of [p, p + n) in memory now (mincore: pages touched and not dropped); -1 when it cannot tell
+static double resident_bytes(const void *p, size_t n) {
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p / pg * pg, e = ((uintptr_t)p + n + pg - 1) / pg * pg;
+    size_t np = (e - a) / pg;
+    unsigned char *v = (unsigned char *)malloc(np ? np : 1);
+    if (!v || mincore((void *)a, e - a, v) != 0) return free(v), -1;
+    size_t r = 0;
+    for (size_t i = 0; i < np; i++) r += v[i] & 1;
+    free(v);
+    return (double)r * pg;
+}
+
+// convert elements [lo, lo + n) of any float dtype to fp32, refusing NaN and infinity (they would flow silently
+// into losses, scores and exported files). The data need not be aligned: offsets in a file are any byte, so
+// elements are memcpy'd.
+static void st_range_f32(const STensor *t, size_t lo, size_t n, float *out) {
+    if (lo + n > t->numel) fail("internal: elements [%zu, %zu) of tensor %s of %zu", lo, lo + n, t->name, t->numel);
+    const unsigned char *src = (const unsigned char *)t->data + lo * (size_t)st_dtype_size[t->dtype];
+    if (t->dtype == ST_F32) memcpy(out, src, n * 4);
     else if (t->dtype == ST_BF16 || t->dtype == ST_F16)
-        for (size_t i = 0; i < t->numel; i++) {
+        for (size_t i = 0; i < n; i++) {
             uint16_t h;
             memcpy(&h, src + 2 * i, 2);
             out[i] = t->dtype == ST_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
@@ -711,12 +726,13 @@ static void st_to_f32(const STensor *t, float *out) {
     else fail("%s: tensor %s has dtype %s; only F32, BF16 and F16 weights can be read", t->file, t->name,
               st_dtype_name[t->dtype]);
     int bad = 0;
-    for (size_t i = 0; i < t->numel; i++) bad |= !isfinite(out[i]);  // one branch-free pass: vectorizes
-    for (size_t i = 0; bad && i < t->numel; i++)
+    for (size_t i = 0; i < n; i++) bad |= !isfinite(out[i]);  // one branch-free pass: vectorizes
+    for (size_t i = 0; bad && i < n; i++)
         if (!isfinite(out[i]))
             fail("%s: tensor %s holds %g at element %zu; the file is damaged or the run that wrote it diverged", t->file,
-                 t->name, out[i], i);
+                 t->name, out[i], lo + i);
 }
+static void st_to_f32(const STensor *t, float *out) { st_range_f32(t, 0, t->numel, out); }
 
 // A writer: collect (name, dtype, shape, data) entries, then write header + data atomically.
 typedef struct {

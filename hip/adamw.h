@@ -115,6 +115,7 @@ __global__ void k_adamw(OptBlock o, float *m, float *v, OptHyper h) {
 // where the piece has OPT_SMALL its fp32 also goes to w32 at sofs[k] + (i − off[k]) (the norm weights kernels read;
 // the caller sums that buffer over the ranks, so a frozen element is written too). One element per thread: a piece's
 // shard and table offsets differ by any amount, so 16-byte loads would not be aligned. The same adamw_elem as k_adamw: at one rank (shard = table) the same values.
+// m NULL: no update, the master as it is published (every element's bf16 and w32: a shard uploaded from the host).
 typedef struct {
     float *ms, *w32;
     bf16 *wb, *wbs;                   // wbs (ZeRO 3, else NULL): the bf16 copy in the shard's layout, wbs[i]
@@ -131,9 +132,10 @@ __global__ void k_adamw_shard(ShardBlock o, float *m, float *v, OptHyper h) {
         unsigned char f = o.flag[k];
         size_t j = i - o.off[k], t = o.tofs[k] + j;
         float p = o.ms[i];
-        if (!(f & OPT_FROZEN)) {
-            p = adamw_elem(p, o.gs ? o.gs[i] : o.g32[t], &m[i], &v[i], f, h.lr, h.b1, h.b2, h.eps, h.wd, h.bc1, h.bc2s, h.gscale);
-            o.ms[i] = p;
+        if (m && !(f & OPT_FROZEN))
+            o.ms[i] = p = adamw_elem(p, o.gs ? o.gs[i] : o.g32[t], &m[i], &v[i], f, h.lr, h.b1, h.b2, h.eps, h.wd, h.bc1,
+                                     h.bc2s, h.gscale);
+        if (!m || !(f & OPT_FROZEN)) {
             if (o.wbs) o.wbs[i] = f2bf(p);
             else o.wb[t] = f2bf(p);
         }

@@ -347,15 +347,10 @@ static double gpu_step_grad_sumsq(Step *S) {
     return S->dp && S->z.stage > 0 ? comm_sum(S->comm, ss) : ss;
 }
 
-// ZeRO 1 and 2: the shard updated, then the norm weights' fp32 summed over the ranks (each wrote what it owns, zeros
-// elsewhere) and each unit's bf16 copy all-gathered in place, in one group. ZeRO 3: the norm weights' sum only (the
-// update gathered the embedding's and the final norm's units; the layers' are gathered when used)
-static void gpu_step_update(Step *S, float lr, float wd, float gscale, int t) {
-    Optimizer *o = S->opt;
-    if (!o) fail("internal: step_update on a step opened for evaluation only");
-    gpu_adamw(gpu_of(S), lr, o->b1, o->b2, o->eps, wd, t, gscale);
-    o->t = t;
-    if (!S->dp || S->z.stage == 0) return;
+// ZeRO 1 and 2, after the shard's master changed (an update, an upload): the norm weights' fp32 summed over the ranks
+// (each wrote what it owns, zeros elsewhere) and each unit's bf16 copy all-gathered in place, in one group. ZeRO 3:
+// the norm weights' sum only (the embedding's and the final norm's units were gathered; the layers' are when used)
+static void gpu_step_share(Step *S) {
     const ZeroPlan *z = &S->z;
     GpuComm *c = S->comm->gpu;
     float *w32;
@@ -372,6 +367,14 @@ static void gpu_step_update(Step *S, float lr, float wd, float gscale, int t) {
     gpu_comm_group(c, 0);
 }
 
+static void gpu_step_update(Step *S, float lr, float wd, float gscale, int t) {
+    Optimizer *o = S->opt;
+    if (!o) fail("internal: step_update on a step opened for evaluation only");
+    gpu_adamw(gpu_of(S), lr, o->b1, o->b2, o->eps, wd, t, gscale);
+    o->t = t;
+    if (S->dp && S->z.stage > 0) gpu_step_share(S);
+}
+
 // rows <= B windows of T tokens, the rest padded with ignored targets
 static float gpu_step_eval(Step *S, const int *tok, const int *tgt, int rows) {
     GpuStep *G = (GpuStep *)S->dev;
@@ -382,7 +385,8 @@ static float gpu_step_eval(Step *S, const int *tok, const int *tgt, int rows) {
     return gpu_forward(G->g, G->tok, G->tgt, 0);
 }
 
-// ZeRO 1-3: the whole table moves (i is -1). The weights: from the device each rank brings what it owns, and the
+// ZeRO 1-3: the whole table moves (i is -1). The weights: each rank sends up what it owns (the host may hold no
+// more: model_load_shard) and the device gathers the rest; from the device each rank brings what it owns, and the
 // units are gathered on the host (STEP_OWNED: not, for a checkpoint every rank writes its part of); AdamW's
 // moments: the host Optimizer's shard (optimizer_shard) <-> the device's, as they are.
 static void gpu_step_copy(Step *S, int what, int i, int to_device) {
@@ -392,8 +396,10 @@ static void gpu_step_copy(Step *S, int what, int i, int to_device) {
         Optimizer *o = S->opt;
         if (what & STEP_WEIGHTS) {
             gpu_copy(gpu_of(S), GPU_WEIGHTS, 0, tab->total, S->m->w, to_device);
+            if (to_device) gpu_step_share(S);
             for (int u = 0; !to_device && !(what & STEP_OWNED) && u < S->z.nunit; u++)
                 zero_gather_unit(S->comm, &S->z, u, S->m->w);
+            if (!to_device && !(what & STEP_OWNED)) S->m->w_owned = 0;  // the whole table, current
         }
         if ((what & STEP_OPTIMIZER) && o) {
             if (!o->z || o->z->shard != S->z.shard) fail("internal: the optimizer is not sharded as the step is");
@@ -435,6 +441,7 @@ static Step *gpu_step_open(Model *m, Optimizer *opt, const StepOpts *o) {
     GpuStep *G = (GpuStep *)callocCheck(sizeof(GpuStep));
     S->f = &gpu, S->device = DEVICE_GPU, S->B = o->B, S->T = o->T, S->m = m, S->opt = opt, S->dev = G;
     S->comm = o->comm, S->dp = comm_dp(o->comm, o->zero);
+    if (m->w_owned && (!S->dp || !opt || o->zero == 0)) fail("internal: a model loaded as ZeRO pieces in a step without ZeRO");
     if (S->dp && !o->comm->gpu) comm_gpu_open(o->comm);  // picks GPU `local` before anything is allocated
     S->name = gpu_device_name();
     G->s = gpu_spec_from_model(m);

@@ -216,9 +216,6 @@ static bf16 *WB(GpuModel *g, size_t off) {
     int i = tensor_of(g, off);
     return g->wb + g->plan.gofs[i] + (off - g->s.tensor_off[i]);
 }
-static int wb_whole(const GpuModel *g, int i) {  // tensor i's bf16 always on the device (ZeRO 3: not a layer's)
-    return !g->s.shard_weights || g->plan.tunit[i] == 0 || g->plan.tunit[i] == g->s.shard_units - 1;
-}
 // the gradient of the element at table offset off: G32 for the fp32 ones (norms, the embedding), GP for a product's
 // (in g->gtype)
 static float *G32(GpuModel *g, size_t off) {
@@ -490,6 +487,8 @@ static void copy_pieces(GpuModel *g, float *dev, float *host, int to_device) {
     }
 }
 
+static void shard_update(GpuModel *g, float *m, float *v, OptHyper h);
+
 // floats [off, off + n) of the table (any tensors), host <-> device, where the plan keeps them: the weights (the
 // fp32 master and its bf16 copy, or the bf16 weight), the gradients (g32 or g16), AdamW's moments (table layout;
 // a sharded model's: its whole shard, the host's GpuSpec.shard floats in the shard layout, as they are)
@@ -499,13 +498,20 @@ void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_d
     if (what != GPU_WEIGHTS && s->forward_only) fail_msg("gpu_copy: a forward-only model has no gradients or optimizer state");
     if (what == GPU_GRADS) grads_materialize(g);
     // ZeRO 1: the master and moments (ZeRO 2: and the gradients) are the shard's pieces; the whole table moves, and
-    // from the device only the pieces (and the small tensors' w32) reach the host: the rest is other ranks' (the
-    // caller gathers it)
+    // only the pieces (and from the device the small tensors' w32) move: the rest is other ranks' (the caller
+    // gathers it on the host; after an upload it sums w32 over the ranks and all-gathers the units' bf16)
     int pieces = s->shard && (what != GPU_GRADS || s->shard_grads);
     if (pieces && (off != 0 || n != s->total)) fail_msg("gpu_copy: a sharded model moves the whole table at once");
     if (pieces && !g->npiece) fail_msg("internal: gpu_set_shard has not run");
     if (pieces && what == GPU_GRADS) {  // ZeRO 2: the shard's gradient
         copy_pieces(g, g->gs, host, to_device);
+        return;
+    }
+    if (pieces && what == GPU_WEIGHTS && to_device) {  // the shard's master from the host's pieces (nothing else read
+        copy_pieces(g, g->ms, host, to_device);        // there), published as an update publishes it
+        OptHyper none;
+        memset(&none, 0, sizeof none);
+        shard_update(g, NULL, NULL, none);
         return;
     }
     if (what == GPU_ADAM_M || what == GPU_ADAM_V) {
@@ -526,15 +532,14 @@ void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_d
         size_t end = s->tensor_off[i + 1] < off + n ? s->tensor_off[i + 1] : off + n, k = end - at;
         float *h = host + (at - off);
         if (what == GPU_WEIGHTS && has_master(g, i)) {
-            if (to_device) {
+            if (to_device) {  // (a sharded model's weights went up above)
                 hipCheck(hipMemcpy(W(g, at), h, sizeof(float) * k, hipMemcpyHostToDevice));
-                if (wb_whole(g, i)) k_f32_to_bf16<<<grid_for(k), 256>>>(WB(g, at), W(g, at), k);
+                k_f32_to_bf16<<<grid_for(k), 256>>>(WB(g, at), W(g, at), k);
                 hipCheckLaunch();
             } else hipCheck(hipMemcpy(h, W(g, at), sizeof(float) * k, hipMemcpyDeviceToHost));
         } else if (what == GPU_WEIGHTS) {
-            if (to_device) {
-                if (wb_whole(g, i)) put_bf16(g, WB(g, at), h, k);  // ZeRO 3: a layer's comes from the shard (below)
-            } else if (!pieces) get_bf16(g, h, g->wb + at, k);
+            if (to_device) put_bf16(g, WB(g, at), h, k);
+            else if (!pieces) get_bf16(g, h, g->wb + at, k);
         } else if (grad16(g, i)) {
             bf16 *d = (bf16 *)GP(g, at);
             if (to_device) put_bf16(g, d, h, k);
@@ -544,11 +549,6 @@ void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_d
         at = end;
     }
     if (pieces) copy_pieces(g, g->ms, host, to_device);
-    if (pieces && to_device && s->shard_weights) {  // ZeRO 3: the shard's bf16 from its master; no layer gathered yet
-        k_f32_to_bf16<<<grid_for(s->shard), 256>>>(g->wbs, g->ms, s->shard);
-        hipCheckLaunch();
-        g->held[0] = g->held[1] = -1;
-    }
 }
 void gpu_upload(GpuModel *g, const float *w) {
     const GpuSpec *s = &g->s;
@@ -1074,6 +1074,23 @@ static void states_alloc(GpuModel *g) {
     hipCheck(hipMemset(g->m, 0, sizeof(float) * n)), hipCheck(hipMemset(g->v, 0, sizeof(float) * n));
 }
 
+// ZeRO 1-3: the shard's master updated by AdamW (m NULL: as it is), its bf16 copy made where the plan keeps it and the
+// small tensors' fp32 written where this rank owns them, zeros elsewhere (the caller sums w32 over the ranks and
+// all-gathers the units' bf16; ZeRO 3: the embedding's and the final norm's units are gathered here, the layers'
+// on use)
+static void shard_update(GpuModel *g, float *m, float *v, OptHyper h) {
+    const GpuSpec *s = &g->s;
+    hipCheck(hipMemsetAsync(g->w32, 0, sizeof(float) * g->plan.n_w32));
+    ShardBlock b = {g->ms, g->w32, g->wb, g->wbs, g->g32, g->gs, g->sh_off, g->sh_tofs, g->sh_sofs, g->sh_flag,
+                    g->npiece, s->shard};
+    k_adamw_shard<<<grid_for(s->shard), 256>>>(b, m, v, h);
+    hipCheckLaunch();
+    if (s->shard_weights) {
+        unit_gather(g, 0, 0), unit_gather(g, s->shard_units - 1, 0);
+        g->held[0] = g->held[1] = -1;
+    }
+}
+
 void gpu_adamw(GpuModel *g, float lr, float b1, float b2, float eps, float wd, int step, float gscale) {
     if (g->s.forward_only) fail_msg("gpu_adamw: a forward-only model has no gradients or optimizer state");
     const GpuSpec *s = &g->s;
@@ -1085,17 +1102,8 @@ void gpu_adamw(GpuModel *g, float lr, float b1, float b2, float eps, float wd, i
     // the stochastic rounding at every step
     OptHyper h = {lr, b1, b2, eps, wd, 1.0f - powf(b1, (float)step), sqrtf(1.0f - powf(b2, (float)step)), gscale,
                   (s->seed + (uint64_t)step) * 0x9E3779B97F4A7C15ull};
-    if (s->shard) {  // the small tensors' fp32: what this rank owns, zeros elsewhere (the caller sums over the ranks)
-        hipCheck(hipMemsetAsync(g->w32, 0, sizeof(float) * g->plan.n_w32));
-        ShardBlock b = {g->ms, g->w32, g->wb, g->wbs, g->g32, g->gs, g->sh_off, g->sh_tofs, g->sh_sofs, g->sh_flag,
-                        g->npiece, s->shard};
-        k_adamw_shard<<<grid_for(s->shard), 256>>>(b, g->m, g->v, h);
-        if (s->shard_weights) {  // ZeRO 3: the embedding's and the final norm's units whole again; the layers' on use
-            hipCheckLaunch();
-            unit_gather(g, 0, 0), unit_gather(g, s->shard_units - 1, 0);
-            g->held[0] = g->held[1] = -1;
-        }
-    } else if (s->optimizer == GPU_ADAMW8) k_adamw8<<<gs_grid(g->plan.nblocks, 1), Q8_BLOCK>>>(o, g->qm, g->qv, g->sm, g->sv, g->seg_blk0, h);
+    if (s->shard) shard_update(g, g->m, g->v, h);
+    else if (s->optimizer == GPU_ADAMW8) k_adamw8<<<gs_grid(g->plan.nblocks, 1), Q8_BLOCK>>>(o, g->qm, g->qv, g->sm, g->sv, g->seg_blk0, h);
     else k_adamw<<<grid_for(s->total), 256>>>(o, g->m, g->v, h);
     hipCheckLaunch();
     prof(g, P_OPT);

@@ -98,6 +98,21 @@ if quiet $MP ./train $A --out "$T/s0" $S2 && quiet $MP ./train $A --out "$T/s3" 
     check "train: the sharded checkpoint resumed in 1 process as rank 0's in 2 ranks (ZeRO 1): master and moments" \
       ./test/test_comm --compare "$T/s3/checkpoint/optimizer.safetensors" "$T/s0/checkpoint/optimizer.safetensors" 1e-5 ||
     bad "train: resume of the checkpoints written at ZeRO 3 and 0"
+  # that resume read only rank 0's pieces of the model (model_load_shard): what is resident of its table (mincore)
+  # is profile memory's host_model for 2 GPUs at ZeRO 1, plus at most the two pages each unit's ends may share
+  ./profile memory --device gpu --config data/teacher.json --gpus 2 --zero 1 --json "$T/pm1.json" > /dev/null &&
+    python3 - "$T/pm1.json" "$T/q.log" data/teacher.json <<'PY' && ok "train --zero 1, 2 ranks: $(cat "$T/res.txt")" || bad "train --zero 1: the model's resident pieces"
+import json, re, sys
+want = json.load(open(sys.argv[1]))["host_model"] / 1048576
+got = re.search(r"this rank read its ZeRO 1 pieces of \S+, ([0-9.]+) of ([0-9.]+) MiB resident", open(sys.argv[2]).read())
+units = json.load(open(sys.argv[3]))["num_hidden_layers"] + 2
+fringe = 2 * units * 4096 / 1048576
+msg = "rank 0 holds %s of %s MiB of the model, profile memory predicts %.2f (+ at most %.2f of page ends)" % (
+    got.group(1), got.group(2), want, fringe) if got else "no resident line"
+open(sys.argv[2].replace("q.log", "res.txt"), "w").write(msg)
+print(msg)
+sys.exit(0 if got and want - 0.01 <= float(got.group(1)) <= want + fringe + 0.01 else 1)
+PY
 else bad "train, mpirun -np 2 --dtype bf16 --stop-at 2 at ZeRO 0 and 3"; fi
 
 # --- ./prune over mpirun: each rank draws its own z per micro-batch -----------------------------------------------

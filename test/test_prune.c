@@ -121,10 +121,20 @@ static void masked_vs_sliced(const char *name, Model *m, Shape t, int out_dtype,
     masks_detach(m);
     Model out;
     Survivors sv;
-    fold_and_slice(m, &M, out_dtype, &out, &sv);
+    fold_and_slice(m, &M, out_dtype, 0, &out, &sv);
     float *sliced = logits_of(&out, tok, B, T);
     size_t n = (size_t)B * T * m->c.V;
     compare("logits: sliced vs masked", sliced, masked, n, 1e-5, 1e-5);
+    {  // folded in place (prune's end at ZeRO >= 1, on weights read for it): the same pruned model, bit for bit
+        Model spent = *m, again;
+        Survivors sv2;
+        spent.w = (float *)mallocCheck(sizeof(float) * m->tab.total);
+        memcpy(spent.w, m->w, sizeof(float) * m->tab.total);
+        fold_and_slice(&spent, &M, out_dtype, 1, &again, &sv2);
+        check(again.tab.total == out.tab.total && !memcmp(again.w, out.w, sizeof(float) * out.tab.total),
+              "folded in place: the same pruned weights bit for bit");
+        free(spent.w), model_free(&again), survivors_free(&sv2);
+    }
     Shape got = shape_of(&out.c);
     check(got.d == t.d && got.F == t.F && got.L == t.L && got.H == t.H && got.K == t.K && got.D == t.D && got.Kg == t.Kg,
           "sliced shape L=%d d=%d H=%d K=%d F=%d (full layers K=%d) == target", got.L, got.d, got.H, got.K, got.F, got.Kg);
@@ -645,7 +655,7 @@ static void sample_model(Model *out, int **tok, int g4) {
     for (size_t i = 0; i < M.n; i++) soft[i] = (float)sigmoid(M.la[i] / HC_BETA * HC_MAGIC);
     deterministic_masks(&src.c, &M, soft, soft, N, 0);
     Survivors sv;
-    fold_and_slice(&src, &M, ST_F32, out, &sv);
+    fold_and_slice(&src, &M, ST_F32, 0, out, &sv);
     *tok = random_tokens(2 * 12, src.c.V, 80);
     survivors_free(&sv);
     free(soft);

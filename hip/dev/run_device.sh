@@ -66,6 +66,12 @@ for w in $what; do
            --out "$d/t_zres" >> "$d/t_zres.log" 2>&1 || ok=0
          cat "$d/t_zres.log" >> "$OUT/dp.log"
          grep -q "resuming" "$d/t_zres.log" || { echo "FAIL the zero3 run did not resume"; ok=0; }
+         # ZeRO >= 1 loads its pieces of the model only (model.h model_load_shard), sends them up and gathers on the
+         # device: the resume, and every sharded prune (--model)
+         grep -q "this rank read its ZeRO 3 pieces" "$d/t_zres.log" || { echo "FAIL the zero3 resume did not load its pieces"; ok=0; }
+         for r in zero1 zero2 zero3; do
+           grep -q "this rank read its ZeRO ${r#zero} pieces" "$d/p_$r.log" || { echo "FAIL the $r prune did not load its pieces"; ok=0; }
+         done
          for r in world1 zero1 zero2 zero3; do
            grep -q "data parallel: 1 ranks" "$d/t_$r.log" && grep -q "data parallel: 1 ranks" "$d/p_$r.log" ||
              { echo "FAIL the $r runs did not run data parallel"; ok=0; }
