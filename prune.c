@@ -730,7 +730,10 @@ static void finalize(Model *m, const Masks *M, const float *score, const char *o
                      cJSON *extra, int root, Model *out) {
     Survivors sv;
     if (!root || comm.rank == 0) fold_and_slice(m, M, out_dtype, root, out, &sv);
-    else sv = survivors_of(&m->c, M), slice_model(&m->c, &m->tab, NULL, &sv, out_dtype, out);  // the layout
+    else {  // the layout; this rank's pieces of the source are spent
+        sv = survivors_of(&m->c, M), slice_model(&m->c, &m->tab, NULL, &sv, out_dtype, out);
+        if (m->w_map) madvise(m->w, m->w_map, MADV_DONTNEED);
+    }
     if (root) comm_bcast(&comm, out->w, sizeof(float) * out->tab.total, 0);
     if (mx && eval_batches > 0) {
         double *loss = (double *)mallocCheck(sizeof(double) * mx->k);
@@ -1316,12 +1319,13 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
     cJSON_AddStringToObject(extra, "masked_weights", "checkpoint");  // the trained weights the masks apply to
     if (tok_done > 0)  // this session's steps (a resumed run: since the resume)
         json_add_float(extra, "seconds", now_sec() - t_start), json_add_float(extra, "tokens_per_second", tok_done / (now_sec() - t_start));
+    optimizer_free(&P.opt);  // the weights' moments are in the checkpoint: free before the pruned model is made
     finalize(&P.m, &P.M, NULL, s->out, s->method_s, s->model, s->out_dtype, P.step, do_eval ? &mx : NULL, s->eval_batches, B,
              T, extra, root, out);
     free(soft), free(tok), free(tgt_tok), free(ref), free(loss);
     cJSON_Delete(run);
     masks_free(&P.M);
-    optimizer_free(&P.opt), free(P.la_m), free(P.la_v);
+    free(P.la_m), free(P.la_v);
     mixture_close(&mx);
     masks_detach(&P.m);
     *src = P.m;
