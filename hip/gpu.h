@@ -128,6 +128,12 @@ void gpu_shard_buffers(GpuModel *g, float **w32, size_t *n32, void **wb);
 typedef void (*GpuGradReduce)(void *ctx, int unit, float *grad, void *stream);
 typedef void (*GpuGather)(void *ctx, int unit, const void *shard, void *unit_bf16, void *stream);
 void gpu_set_collectives(GpuModel *g, GpuGradReduce reduce, GpuGather gather, void *ctx);
+// Two ranks in one process (hip/dev/check_step: a world of 2 on one GPU, its collectives done by the check): any
+// bytes on either side (stream NULL: before returning; else queued on it), the shard's bf16 (ZeRO 3, else NULL),
+// and ZeRO 3's embedding and final-norm units gathered again once every rank's shard is current
+void gpu_memcpy(void *dst, const void *src, size_t bytes, void *stream);
+void *gpu_shard_bf16(GpuModel *g);
+void gpu_shard_regather(GpuModel *g);
 // Masks (host arrays; NULL turns that hook off): zl [L], zh [L*H], zf [L*F], zd [d]
 void gpu_set_masks(GpuModel *g, const float *zl, const float *zh, const float *zf, const float *zd);
 void gpu_get_mask_grads(GpuModel *g, float *dzl, float *dzh, float *dzf, float *dzd);  // NULL: skip
@@ -262,6 +268,17 @@ typedef struct {
     GpuSpec *s;
     int *tok, *tgt;  // [B*T] an evaluation batch of fewer than B rows, padded
 } GpuStep;
+
+// the rank's pieces of z to a model made from a spec gpu_spec_zero set: (table offset, shard offset, floats, tail)
+static void gpu_set_pieces(GpuModel *g, const ZeroPlan *z) {
+    size_t *pc = (size_t *)mallocCheck(sizeof(size_t) * 4 * (size_t)(z->npiece + 1));
+    for (int k = 0; k < z->npiece; k++) {
+        const ZeroPiece *q = &z->p[k];
+        pc[4 * k] = q->w, pc[4 * k + 1] = q->s, pc[4 * k + 2] = q->n, pc[4 * k + 3] = (size_t)q->tail;
+    }
+    gpu_set_shard(g, z->rank, z->npiece, pc);
+    free(pc);
+}
 
 static GpuModel *gpu_of(Step *S) { return ((GpuStep *)S->dev)->g; }
 
@@ -456,15 +473,7 @@ static Step *gpu_step_open(Model *m, Optimizer *opt, const StepOpts *o) {
     }
     G->g = gpu_create(G->s, o->B, o->T);
     if (G->s->shard_grads) gpu_set_collectives(G->g, gpu_unit_reduce, gpu_unit_gather, S);
-    if (G->s->shard) {  // the pieces: (table offset, shard offset, floats, tail)
-        size_t *pc = (size_t *)mallocCheck(sizeof(size_t) * 4 * (size_t)(S->z.npiece + 1));
-        for (int k = 0; k < S->z.npiece; k++) {
-            const ZeroPiece *q = &S->z.p[k];
-            pc[4 * k] = q->w, pc[4 * k + 1] = q->s, pc[4 * k + 2] = q->n, pc[4 * k + 3] = (size_t)q->tail;
-        }
-        gpu_set_shard(G->g, S->z.rank, S->z.npiece, pc);
-        free(pc);
-    }
+    if (G->s->shard) gpu_set_pieces(G->g, &S->z);
     G->tok = (int *)mallocCheck(sizeof(int) * (size_t)o->B * o->T);
     G->tgt = (int *)mallocCheck(sizeof(int) * (size_t)o->B * o->T);
     step_put(S, STEP_WEIGHTS | (opt && opt->t > 0 ? STEP_OPTIMIZER : 0), -1);

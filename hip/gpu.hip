@@ -706,6 +706,17 @@ static void unit_gather(GpuModel *g, int i, hipStream_t stream) {
     if (tail) hipCheck(hipMemcpyAsync(dst + (size_t)s->world * q, g->wbs + u[3] + q, sizeof(bf16) * tail,
                                       hipMemcpyDeviceToDevice, stream));
 }
+void gpu_memcpy(void *dst, const void *src, size_t bytes, void *stream) {
+    hipCheck(hipMemcpyAsync(dst, src, bytes, hipMemcpyDefault, (hipStream_t)stream));
+    if (!stream) hipCheck(hipStreamSynchronize(0));
+}
+void *gpu_shard_bf16(GpuModel *g) { return g->wbs; }
+void gpu_shard_regather(GpuModel *g) {
+    if (!g->s.shard_weights) return;
+    unit_gather(g, 0, 0), unit_gather(g, g->s.shard_units - 1, 0);
+    g->held[0] = g->held[1] = -1;
+}
+
 // layer l's unit into bucket l % 2 on the second stream, unless it is there: once everything the compute stream
 // has enqueued so far is done (the layer that held the bucket)
 static void weights_fetch(GpuModel *g, int l) {
@@ -1085,10 +1096,7 @@ static void shard_update(GpuModel *g, float *m, float *v, OptHyper h) {
                     g->npiece, s->shard};
     k_adamw_shard<<<grid_for(s->shard), 256>>>(b, m, v, h);
     hipCheckLaunch();
-    if (s->shard_weights) {
-        unit_gather(g, 0, 0), unit_gather(g, s->shard_units - 1, 0);
-        g->held[0] = g->held[1] = -1;
-    }
+    gpu_shard_regather(g);
 }
 
 void gpu_adamw(GpuModel *g, float lr, float b1, float b2, float eps, float wd, int step, float gscale) {

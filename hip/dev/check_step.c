@@ -317,6 +317,128 @@ static void check_zero(const char *json, uint64_t seed, const int *tok, const in
     model_free(&ma), model_free(&mz);
 }
 
+// ZeRO 1-3 at two ranks in one process on one GPU (NCCL takes one rank per device, so this is how one GPU sees a world
+// of 2): each rank's model made as gpu_step_open makes it (hip/comm.h zero_plan for rank r of 2), the collectives
+// done here: after an upload or an update the norm weights' fp32 summed and each unit's bf16 all-gathered (ZeRO 3: the
+// embedding's and final norm's units gathered again, a layer's from both shards as it is used). Each rank's host
+// holds NaN outside its pieces when the model goes up (model.h model_load_shard's host: nothing else may be read),
+// and a forward must then give the plain GPU step's loss bit for bit. Fed the plain step's averaged gradient (each
+// rank its part), three updates (weight decay, clipping by the plain norm) give each rank's pieces of the weights and
+// both moments of the plain step bit for bit, the two ranks' squared norms sum to the plain one (other order: 1e-12),
+// and a forward after each update on either rank the plain loss, bit for bit.
+typedef struct {
+    GpuModel *g[2];
+    GpuSpec *s[2];
+    ZeroPlan z[2];
+} TwoRanks;
+
+static void two_gather(void *ctx, int i, const void *shard, void *unit_bf16, void *stream) {
+    TwoRanks *t = (TwoRanks *)ctx;
+    size_t q = t->z[0].u[i].q;
+    for (int r = 0; r < 2; r++)
+        gpu_memcpy((uint16_t *)unit_bf16 + (size_t)r * q, (uint16_t *)gpu_shard_bf16(t->g[r]) + t->z[r].u[i].at,
+                   sizeof(uint16_t) * q, stream);
+}
+static void two_reduce(void *ctx, int i, float *grad, void *stream) { fail("check_step: no backward runs at two ranks"); }
+
+static void two_share(TwoRanks *t, int stage) {
+    float *w32[2];
+    void *wb[2];
+    size_t n32;
+    for (int r = 0; r < 2; r++) gpu_shard_buffers(t->g[r], &w32[r], &n32, &wb[r]);
+    float *a = (float *)mallocCheck(sizeof(float) * (n32 + 1)), *b = (float *)mallocCheck(sizeof(float) * (n32 + 1));
+    gpu_memcpy(a, w32[0], sizeof(float) * n32, NULL), gpu_memcpy(b, w32[1], sizeof(float) * n32, NULL);
+    for (size_t k = 0; k < n32; k++) a[k] += b[k];
+    for (int r = 0; r < 2; r++) gpu_memcpy(w32[r], a, sizeof(float) * n32, NULL);
+    free(a), free(b);
+    for (int i = 0; i < t->z[0].nunit && stage < 3; i++) {
+        const ZeroUnit *u = &t->z[0].u[i];
+        for (int r = 0; r < 2; r++) {
+            size_t at = u->off + (size_t)r * u->q;
+            gpu_memcpy((uint16_t *)wb[1 - r] + at, (uint16_t *)wb[r] + at, sizeof(uint16_t) * u->q, NULL);
+        }
+    }
+    for (int r = 0; r < 2 && stage == 3; r++) gpu_shard_regather(t->g[r]);
+}
+
+static void check_zero_two(const char *json, uint64_t seed, const int *tok, const int *tgt, int B, int T, int stage) {
+    printf("  ZeRO %d at two ranks in one process against the plain GPU step, B=%d T=%d\n", stage, B, T);
+    Model ma;
+    random_model(&ma, json, seed);
+    size_t n = ma.tab.total;
+    Optimizer oa;
+    optimizer_init(&oa, &ma.tab, OPT_ADAMW, 0.9f, 0.95f, 1e-8f, 0.0f);
+    StepOpts so = {DEVICE_GPU, B, T, 0, 0, 0, 0, NULL, 0};
+    Step *A = step_open(&ma, &oa, &so);
+    TwoRanks t;
+    float *host = (float *)mallocCheck(sizeof(float) * n), *hm = (float *)mallocCheck(sizeof(float) * n);
+    float *hv = (float *)mallocCheck(sizeof(float) * n), *g = (float *)mallocCheck(sizeof(float) * n);
+    for (int r = 0; r < 2; r++) {
+        t.s[r] = gpu_spec_from_model(&ma);
+        t.s[r]->optimizer = GPU_ADAMW, t.s[r]->seed = 0x5eed;
+        t.z[r] = zero_plan(&ma.tab, ma.c.L, stage, r, 2);
+        gpu_spec_zero(t.s[r], &t.z[r]);
+        t.g[r] = gpu_create(t.s[r], B, T);
+        if (t.s[r]->shard_grads) gpu_set_collectives(t.g[r], two_reduce, two_gather, &t);
+        gpu_set_pieces(t.g[r], &t.z[r]);
+    }
+    for (int r = 0; r < 2; r++) {  // up from a host that holds this rank's pieces only
+        for (size_t k = 0; k < n; k++) host[k] = NAN;
+        for (int k = 0; k < t.z[r].npiece; k++) {
+            const ZeroPiece *p = &t.z[r].p[k];
+            memcpy(host + p->w, ma.w + p->w, sizeof(float) * p->n);
+        }
+        gpu_copy(t.g[r], GPU_WEIGHTS, 0, n, host, 1);
+    }
+    two_share(&t, stage);
+    float e0 = gpu_forward(gpu_of(A), tok, tgt, 0), e[2] = {gpu_forward(t.g[0], tok, tgt, 0), gpu_forward(t.g[1], tok, tgt, 0)};
+    int ok = e[0] == e0 && e[1] == e0, same = ok;
+    printf("    %s up from each rank's pieces (NaN elsewhere): forward %.7f, ranks %.7f and %.7f\n", ok ? "ok  " : "FAIL",
+           e0, e[0], e[1]);
+    for (int step = 1; step <= 3; step++) {
+        step_zero_grad(A);
+        float l = step_forward(A, tok, tgt, 1);
+        step_backward(A);
+        step_reduce(A, l);
+        gpu_download_grads(gpu_of(A), g);
+        double na = step_grad_sumsq(A), nz = 0;
+        for (int r = 0; r < 2; r++) {
+            gpu_zero_grad(t.g[r]);
+            gpu_copy(t.g[r], GPU_GRADS, 0, n, g, 1);
+            nz += gpu_grad_sumsq(t.g[r]);
+        }
+        float coef = clip_coef(sqrt(na), 1.0);
+        step_update(A, 1e-3f, 0.1f, coef, step);
+        for (int r = 0; r < 2; r++) gpu_adamw(t.g[r], 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step, coef);
+        two_share(&t, stage);
+        step_get(A, STEP_WEIGHTS | STEP_OPTIMIZER, -1);
+        int w = 1, m1 = 1, m2 = 1;
+        for (int r = 0; r < 2; r++) {
+            gpu_copy(t.g[r], GPU_WEIGHTS, 0, n, host, 0);
+            gpu_copy(t.g[r], GPU_ADAM_M, 0, n, hm, 0), gpu_copy(t.g[r], GPU_ADAM_V, 0, n, hv, 0);
+            for (int k = 0; k < t.z[r].npiece; k++) {
+                const ZeroPiece *p = &t.z[r].p[k];
+                w &= !memcmp(host + p->w, ma.w + p->w, sizeof(float) * p->n);
+                m1 &= !memcmp(hm + p->s, oa.m + p->w, sizeof(float) * p->n);
+                m2 &= !memcmp(hv + p->s, oa.v + p->w, sizeof(float) * p->n);
+            }
+        }
+        e0 = gpu_forward(gpu_of(A), tok, tgt, 0), e[0] = gpu_forward(t.g[0], tok, tgt, 0), e[1] = gpu_forward(t.g[1], tok, tgt, 0);
+        int nok = fabs(nz - na) <= 1e-12 * na;
+        ok = nok && w && m1 && m2 && e[0] == e0 && e[1] == e0;
+        same &= ok;
+        printf("    %s update %d: norm %.9g, ranks' sum %.9g, pieces of the weights %s, m %s, v %s, forward after it %.7f, "
+               "ranks %.7f and %.7f\n", ok ? "ok  " : "FAIL", step, sqrt(na), sqrt(nz), w ? "same" : "differ",
+               m1 ? "same" : "differs", m2 ? "same" : "differs", e0, e[0], e[1]);
+    }
+    if (!same) failures++;
+    for (int r = 0; r < 2; r++) gpu_free(t.g[r]), gpu_spec_free(t.s[r]), zero_plan_free(&t.z[r]);
+    step_close(A);
+    free(host), free(hm), free(hv), free(g);
+    optimizer_free(&oa);
+    model_free(&ma);
+}
+
 // worst relative L2 distance over the table's tensors (what hip/dev/compare_runs.py measures between runs)
 static double worst_tensor(const ParamTable *tab, const float *a, const float *b) {
     double w = 0;
@@ -683,6 +805,7 @@ static void random_cases(int zero_only) {
         tokens_for(m.c.V, B, T, 50 + k, tok2, tgt2);
         for (int z = 1; z <= 3; z++) {
             check_zero(cfg[k], 100 + k, tok, tgt, B, T, z);
+            check_zero_two(cfg[k], 100 + k, tok, tgt, B, T, z);
             if (z >= 2) check_zero_backward(cfg[k], 100 + k, tok, tgt, tok2, tgt2, B, T, z, 0);
             if (z == 3) check_zero_backward(cfg[k], 100 + k, tok, tgt, tok2, tgt2, B, T, z, 1);  // the re-forward's gathers
         }
