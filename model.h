@@ -2744,7 +2744,8 @@ static void model_load_shard(Model *m, const char *dir, int stage, const Comm *c
 
 // model_init_random's values of this rank's ZeRO pieces only (m laid out, its table untouched zero pages): the one
 // stream of draws is walked whole (two per matrix element, skipped where another rank owns it), so every rank's
-// pieces are what one process draws; the rest stays untouched (m->w_owned). ~2 ns a skipped element.
+// pieces are what one process draws; the rest stays untouched (m->w_owned). A skipped element costs ~1/17 of a
+// drawn one (NOTES.md §10).
 static void model_init_random_shard(Model *m, uint64_t seed, double std, int stage, const Comm *c) {
     ZeroPlan z = zero_plan(&m->tab, m->c.L, stage, c->rank, c->world);
     Rng r = rng_seed(seed);

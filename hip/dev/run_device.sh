@@ -3,7 +3,7 @@
 # benchmark (ours, then PyTorch eager and torch.compile in the same session). Binaries come prebuilt from
 # `make gpu` (carried in hip/build); logs go to $OUT (check, dev, bench, prof, torch). check_step's CPU side
 # runs on one thread: its models are tiny, and on the 16-vCPU H200 machine OpenMP made each CPU step 30-50 s.
-#   sh hip/dev/run_device.sh [check] [dev] [bench] [prof] [sweep] [torch] [ncu] [comm] [dp] [scale] [act] [profile] [h100] [h200]   (default: check dev bench torch)
+#   sh hip/dev/run_device.sh [check] [dev] [bench] [prof] [sweep] [torch] [ncu] [comm] [dp] [dpn] [scale] [act] [profile] [h100] [h200]   (default: check dev bench torch)
 #   comm: the device collectives at world 1 (NCCL, NCCL_NVLS_ENABLE=0): dev_comm's checks and bandwidth table, alone
 #   and started as RANK=0 WORLD_SIZE=1 (the launcher path); a one-line verdict
 #   dp: the data-parallel GPU step at world 1 (needs data/shards): hip/build/train (fp32 and bf16 gradients) and
@@ -18,6 +18,8 @@
 #   scale: hip/dev/scale.sh, the memory options (8-bit AdamW, bf16 gradients, bf16-only weights) and hip/plan.h's
 #   prediction against the device: validation, memory per shape, speed, loss, 8-bit resume across devices (~7 min;
 #   SCALE picks parts)
+#   dpn: data parallel over every GPU of the machine (several-GPU kinds), ranks started as RANK / WORLD_SIZE /
+#   LOCAL_RANK: train ZeRO 0-3 and prune ZeRO 0 and 3 against one process with the same global batch
 #   act, profile, h100, h200: hip/dev/scale_act.sh (whole-layer checkpointing; profile stats on the GPU against the
 #   CPU, then the 27B and 31B shapes; the 7B-class and 4B rows on an 80 GB card; the 12B row on a 141 GB card)
 #   ncu: Nsight Compute on the first launch of each attention forward kernel in dev_attention's timing cases
@@ -93,6 +95,45 @@ for w in $what; do
          rm -rf "$d"
          [ $ok = 1 ] && echo "dp: PASSED (world 1 through NCCL, ZeRO 0-3, as close to the plain GPU step as a second plain run: train 20 steps fp32 and bf16 gradients, prune 8 x 2 draws, ZeRO 3 stopped at step 10 and resumed)" ||
            echo "dp: FAILED (see $OUT/dp.log)" ;;
+  dpn)   # every GPU of the machine (N from nvidia-smi; N must divide 8), one rank each, started as RANK / WORLD_SIZE /
+         # LOCAL_RANK (the GPU machines have no MPI): train's global batch of 8 as N x 8/N at ZeRO 0-3 and prune's at
+         # ZeRO 0 and 3 against the same runs in one process (twice: the plain step's own spread); each rank's log
+         # beside the others in $OUT/dpn.log; the step speed of each run, and the device memory rank 0 reports
+         N=$(nvidia-smi -L | wc -l); d=$(mktemp -d); ok=1; : > "$OUT/dpn.log"
+         A="--config data/teacher.json --init random --data data/shards --steps 20 --seq 128 --eval-every 10 --eval-batches 2 --seed 3 --device gpu"
+         # prune: each rank draws its own z, so N ranks x accum 2 is one process x accum 2N (and its evaluation
+         # batches of 8/N windows, 2N of them, are the ranks' 2 of 8)
+         P="--data data/shards --keep 0.5 --steps 8 --seq 128 --eval-every 4 --save-every 8 --seed 3 --device gpu --batch $((8 / N))"
+         ranks() {  # name, command...: N ranks of the command in the background, rank r's log in $d/name.r.log
+           n=$1; shift; mkdir -p "$d/id_$n"; r=0
+           while [ $r -lt $N ]; do
+             GS_COMM_DIR=$d/id_$n RANK=$r WORLD_SIZE=$N LOCAL_RANK=$r timeout 300 "$@" > "$d/$n.$r.log" 2>&1 &
+             r=$((r + 1))
+           done
+           wait
+           grep -q "^done\|pruned:" "$d/$n.0.log" || { echo "FAIL $n (see $OUT/dpn.log)"; ok=0; }
+           cat "$d/$n".*.log >> "$OUT/dpn.log"
+         }
+         for r in alone again; do
+           timeout 300 hip/build/train $A --batch 8 --out "$d/t_$r" > "$d/t_$r.log" 2>&1 || ok=0
+         done
+         for z in 0 1 2 3; do ranks t_z$z hip/build/train $A --batch $((8 / N)) --zero $z --out "$d/t_z$z"; done
+         for r in alone again; do
+           timeout 300 hip/build/prune --model "$d/t_alone/checkpoint" $P --grad-accum $((2 * N)) --eval-batches $((2 * N)) \
+             --out "$d/p_$r" > "$d/p_$r.log" 2>&1 || ok=0
+         done
+         for z in 0 3; do ranks p_z$z hip/build/prune --model "$d/t_alone/checkpoint" $P --grad-accum 2 --eval-batches 2 --zero $z --out "$d/p_z$z"; done
+         CR="python3 hip/dev/compare_runs.py"
+         for z in 0 1 2 3; do
+           cp "$d/t_z$z.0.log" "$d/t_z$z.log"
+           $CR "$d/t_alone" "$d/t_again" "$d/t_z$z" checkpoint/model.safetensors checkpoint/optimizer.safetensors || ok=0
+           echo "train N=$N ZeRO $z: $(grep -o '[0-9]* tok/s' "$d/t_z$z.log" | tail -1), $(grep -o 'device: .*GiB in use)' "$d/t_z$z.log" | head -1)"
+         done
+         echo "train alone: $(grep -o '[0-9]* tok/s' "$d/t_alone.log" | tail -1)"
+         for z in 0 3; do cp "$d/p_z$z.0.log" "$d/p_z$z.log"; $CR "$d/p_alone" "$d/p_again" "$d/p_z$z" masks.safetensors:6.8e-2 || ok=0; done
+         rm -rf "$d"
+         [ $ok = 1 ] && echo "dpn: PASSED ($N GPUs, train ZeRO 0-3 and prune ZeRO 0 and 3 as close to one process as a second one is)" ||
+           echo "dpn: FAILED (see $OUT/dpn.log)" ;;
   act|profile|h100|h200) sh hip/dev/scale_act.sh $w ;;
   check) OMP_NUM_THREADS=1 timeout 300 hip/build/check_step > "$OUT/check.log" 2>&1; echo "check_step rc=$?"
          grep -E "FAIL|worst|loss cpu|check_step" "$OUT/check.log" | head -60 ;;
