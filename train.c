@@ -236,13 +236,13 @@ static double *reference_losses(const Opts *o, const Mixture *mx, int V) {
 //    prune_report.json, no soft-mask folding; C: a random init of the pruned shape).
 // ================================================================================================
 
-// at ZeRO >= 1 each rank draws its pieces only (model_init_random_shard: the same values)
-static void model_random(Model *m, const Config *c, int seed, const Opts *o) {
+// at ZeRO `zero` >= 1 each rank draws its pieces only (model_init_random_shard: the same values)
+static void model_random(Model *m, const Config *c, int seed, int zero) {
     memset(m, 0, sizeof *m);
     m->c = *c;
     m->c.scale_dtype = ST_F32;  // a fresh model is saved (and so re-loaded) in f32 unless --dtype says otherwise
     model_init_layout(m);
-    if (o->step.zero > 0) model_init_random_shard(m, 2 * (uint64_t)seed, 0.02, o->step.zero, &comm);
+    if (zero > 0) model_init_random_shard(m, 2 * (uint64_t)seed, 0.02, zero, &comm);
     else model_init_random(m, 2 * (uint64_t)seed, 0.02);
     model_masks_changed(m);
 }
@@ -282,7 +282,7 @@ static int init_model(Model *m, const Opts *o) {
                      kinds[k], k == 2 ? ", or --model DIR of the pruned model" : "");
             Config c;
             lottery_from_report(k == 1 ? m : NULL, &c, o->report, o->source);
-            if (k == 2) model_random(m, &c, o->seed, o);
+            if (k == 2) model_random(m, &c, o->seed, o->step.zero);
             return k == 1;
         }
         Config c;  // C with --model: that model's shape, fresh weights
@@ -290,7 +290,7 @@ static int init_model(Model *m, const Opts *o) {
         if (!file_exists(cp)) fail("%s: no config.json; --lottery C takes the shape of --model DIR", o->model);
         config_load(&c, cp);
         free(cp);
-        model_random(m, &c, o->seed, o);
+        model_random(m, &c, o->seed, o->step.zero);
         return 0;
     }
     if (*o->model && *o->config) fail("give --model DIR (start from weights) or --config FILE.json (from scratch), not both");
@@ -302,7 +302,7 @@ static int init_model(Model *m, const Opts *o) {
         if (strcmp(o->init, "random")) fail("--init %s is not supported (random is)", o->init);
         Config c;
         config_load(&c, o->config);
-        model_random(m, &c, o->seed, o);
+        model_random(m, &c, o->seed, o->step.zero);
         return 0;
     }
     fail("nothing to train: give --model DIR or --config FILE.json (or --out DIR --resume); see ./train --help");

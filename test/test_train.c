@@ -274,7 +274,7 @@ static void tiny_config(Config *c, int arch) {
 static void tiny_model(Model *m, int arch, int seed) {
     Config c;
     tiny_config(&c, arch);
-    model_random(m, &c, seed);
+    model_random(m, &c, seed, 0);
     Rng r = rng_seed(100 + seed);
     for (int i = 0; i < m->tab.n; i++) {
         const PEntry *e = &m->tab.e[i];
