@@ -93,6 +93,12 @@ err "-inf in a bf16 weight" "o_proj.weight holds -inf" logits "$T/m"
 stedit nonfinite model.embed_tokens.weight nan
 err "export of NaN weights" "embed_tokens.weight holds nan" $BIN/export --model "$T/m" --out "$T/x.gguf"
 check "  no GGUF written" [ ! -e "$T/x.gguf" ]
+# at --zero >= 1 each rank reads only its pieces (model.h model_load_shard): the same checks on what it reads
+stedit nonfinite model.layers.0.mlp.up_proj.weight nan
+err "NaN read as a ZeRO shard (train --zero 1)" "up_proj.weight holds nan" $BIN/train --model "$T/m" --data data/shards --out "$T/zt" --steps 1 --zero 1
+stedit drop model.layers.1.self_attn.k_norm.weight
+err "missing tensor, ZeRO shard (train --zero 1)" "is missing" $BIN/train --model "$T/m" --data data/shards --out "$T/zt" --steps 1 --zero 1
+check "  nothing written" [ ! -e "$T/zt" ]
 
 section config
 conf() { name=$1 want=$2 src=$3; shift 3; py json "$src" "$T/c.json" "$@"; err "$name" "$want" $BIN/profile memory --config "$T/c.json"; }
