@@ -2768,6 +2768,8 @@ static void model_init_random_shard(Model *m, uint64_t seed, double std, int sta
         for (; !e->is_norm && at < n; at++) rng_next(&r), rng_next(&r);
     }
     m->w_owned = 1;
+    printf("| model: this rank drew its ZeRO %d pieces of a random init, %.2f of %.2f MiB resident\n", stage,
+           resident_bytes(m->w, sizeof(float) * m->tab.total) / 1048576.0, sizeof(float) * m->tab.total / 1048576.0);
     zero_plan_free(&z);
 }
 

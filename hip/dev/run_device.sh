@@ -3,7 +3,7 @@
 # benchmark (ours, then PyTorch eager and torch.compile in the same session). Binaries come prebuilt from
 # `make gpu` (carried in hip/build); logs go to $OUT (check, dev, bench, prof, torch). check_step's CPU side
 # runs on one thread: its models are tiny, and on the 16-vCPU H200 machine OpenMP made each CPU step 30-50 s.
-#   sh hip/dev/run_device.sh [check] [dev] [bench] [prof] [sweep] [torch] [ncu] [comm] [dp] [dpn] [scale] [act] [profile] [h100] [h200]   (default: check dev bench torch)
+#   sh hip/dev/run_device.sh [check] [dev] [bench] [prof] [sweep] [torch] [ncu] [comm] [dp] [dpn] [big] [scale] [act] [profile] [h100] [h200]   (default: check dev bench torch)
 #   comm: the device collectives at world 1 (NCCL, NCCL_NVLS_ENABLE=0): dev_comm's checks and bandwidth table, alone
 #   and started as RANK=0 WORLD_SIZE=1 (the launcher path); a one-line verdict
 #   dp: the data-parallel GPU step at world 1 (needs data/shards): hip/build/train (fp32 and bf16 gradients) and
@@ -20,6 +20,7 @@
 #   SCALE picks parts)
 #   dpn: data parallel over every GPU of the machine (several-GPU kinds), ranks started as RANK / WORLD_SIZE /
 #   LOCAL_RANK: train ZeRO 0-3 and prune ZeRO 0 and 3 against one process with the same global batch
+#   big: the Gemma 3 27B shape at ZeRO 3 over every GPU, stopped after a few steps: memory (device, host) and speed
 #   act, profile, h100, h200: hip/dev/scale_act.sh (whole-layer checkpointing; profile stats on the GPU against the
 #   CPU, then the 27B and 31B shapes; the 7B-class and 4B rows on an 80 GB card; the 12B row on a 141 GB card)
 #   ncu: Nsight Compute on the first launch of each attention forward kernel in dev_attention's timing cases
@@ -134,6 +135,34 @@ for w in $what; do
          rm -rf "$d"
          [ $ok = 1 ] && echo "dpn: PASSED ($N GPUs, train ZeRO 0-3 and prune ZeRO 0 and 3 as close to one process as a second one is)" ||
            echo "dpn: FAILED (see $OUT/dpn.log)" ;;
+  big)   # a large shape over every GPU (default hip/dev/gemma3-27b.json, the published Gemma 3 27B config, random
+         # weights: each rank draws its pieces) at ZeRO 3, every layer checkpointed, 1 x 4096 tokens a rank: the ranks
+         # are stopped after BIG_STEPS steps (no checkpoint: at 27B it would be ~380 GB), then rank 0's step lines (tok/s,
+         # device memory) beside ./profile memory's plan, and each process's peak host memory (VmHWM). BIG_CONFIG and
+         # BIG_ARGS swap the shape and the flags (a dry run on one GPU: BIG_CONFIG=data/teacher.json)
+         N=$(nvidia-smi -L | wc -l); d=$(mktemp -d); C=${BIG_CONFIG:-hip/dev/gemma3-27b.json}; K=${BIG_STEPS:-6}
+         Lc=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["num_hidden_layers"])' "$C")
+         ARGS=${BIG_ARGS:---zero 3 --gpu-checkpoint $Lc --batch 1 --seq 4096}
+         hip/build/profile memory --device gpu --config "$C" --gpus $N --gpu-mem 80 $ARGS > "$OUT/big_plan.log" 2>&1
+         grep -E "peak|host memory" "$OUT/big_plan.log"
+         mkdir -p "$d/id"; r=0; pids=
+         while [ $r -lt $N ]; do
+           GS_COMM_DIR=$d/id RANK=$r WORLD_SIZE=$N LOCAL_RANK=$r hip/build/train --config "$C" --init random \
+             --data data/shards --steps 1000 --device gpu $ARGS --eval-every 0 --out "$d/out" > "$d/big.$r.log" 2>&1 &
+           pids="$pids $!"; r=$((r + 1))
+         done
+         t=0; : > "$d/hwm"
+         while [ $t -lt 540 ] && ! grep -q "^step $K/" "$d/big.0.log" && kill -0 $pids 2> /dev/null; do
+           for p in $pids; do grep VmHWM /proc/$p/status 2> /dev/null | sed "s/^/$p /"; done >> "$d/hwm"
+           sleep 2; t=$((t + 2))
+         done
+         for p in $pids; do grep VmHWM /proc/$p/status 2> /dev/null | sed "s/^/$p /"; done >> "$d/hwm"
+         kill $pids 2> /dev/null; wait
+         cat "$d"/big.*.log > "$OUT/big.log"
+         grep -E "^\| (model|device|data parallel)|^step|error" "$d/big.0.log" | head -$((K + 8))
+         echo "peak host memory per process (VmHWM, GiB): $(sort -k1,1 -k3,3n "$d/hwm" | awk '{m[$1] = $3} END {for (p in m) printf " %.2f", m[p] / 1048576}')"
+         grep -q "^step $K/" "$d/big.0.log" && echo "big: $K steps ran on $N GPUs" || echo "big: FAILED (see $OUT/big.log)"
+         rm -rf "$d" ;;
   act|profile|h100|h200) sh hip/dev/scale_act.sh $w ;;
   check) OMP_NUM_THREADS=1 timeout 300 hip/build/check_step > "$OUT/check.log" 2>&1; echo "check_step rc=$?"
          grep -E "FAIL|worst|loss cpu|check_step" "$OUT/check.log" | head -60 ;;
