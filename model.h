@@ -1299,7 +1299,7 @@ typedef struct {
     ParamTable tab;
     float *w;            // all weights, tab.total floats
     size_t w_map;        // bytes of w when it is a mapping of its own (model_load_shard), else 0 (malloc'd)
-    int w_owned;         // 1: w holds only this rank's ZeRO pieces (model_load_shard), the rest zero pages
+    int w_owned;         // 1: w holds only this rank's ZeRO pieces (model_load_shard, model_init_random_shard)
     Params p;
     float *gw;           // gradients, same layout (NULL until model_alloc_grads)
     Params g;
