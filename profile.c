@@ -572,17 +572,19 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
                "place; NCCL's own buffers are not counted\n", o->gpus);
     // the host side of each process (hip/build/train and prune): model.h's Model in fp32 (loads, uploads and
     // checkpoints go through it) and the host Optimizer, whole, or at ZeRO >= 1 the rank's shard of both (the
-    // model's pieces: model_load_shard; the moments: optimizer_shard). Prune's end at ZeRO >= 1: rank 0 reads the
-    // whole fp32 model from the checkpoint to slice it (in place)
+    // model's pieces: model_load_shard; the moments: optimizer_shard)
     double host_w = 4.0 * (s->shard ? (double)s->shard : n);
     double host_o = o->opt == OPT_ADAMW8 ? (2.0 + 8.0 / QBLOCK) * n : 8.0 * (s->shard ? (double)s->shard : n);
     printf("  host memory per process: %.2f GiB (the fp32 model%s %.2f + the optimizer's %s %.2f)", (host_w + host_o) / G,
            s->shard ? "'s shard" : "", host_w / G, s->shard ? "shard" : "state", host_o / G);
     if (o->gpus > 1) printf("; %d processes on one host: %.2f GiB", o->gpus, o->gpus * (host_w + host_o) / G);
     printf("\n");
-    if (prune && s->shard)
-        printf("  prune's end: rank 0 reads the whole fp32 model (%.2f GiB) from the checkpoint and slices it in place; "
-               "the pruned model reaches the other ranks by broadcast\n", 4.0 * n / G);
+    if (prune && s->shard) {  // prune.c fold_and_slice from the checkpoint: one source tensor at a time
+        size_t big = 0;
+        for (int i = 0; i < tab.n; i++) big = tab.e[i].rows * tab.e[i].cols > big ? tab.e[i].rows * tab.e[i].cols : big;
+        printf("  prune's end: rank 0 slices the checkpoint tensor by tensor (its largest %.2f GiB in fp32), the pruned "
+               "model reaches the other ranks by broadcast\n", 4.0 * big / G);
+    }
     if (json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "device", "gpu");

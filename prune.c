@@ -492,43 +492,83 @@ static void expected_masks(const Config *c, Masks *M) {
 //              Scalars dropped after the last kept layer go into that layer's scalar.
 // ================================================================================================
 
-static void fold_masks(const Config *c, Params *p, const Masks *M, double a) {
-    float off = norm_offset(c);
-    const float *zd = MROW(M, M->z, M_HIDDEN, 0), *zl = M->zl;
-    int d = c->d, H = c->H;
-    for (size_t v = 0; v < (size_t)c->V; v++)
-        for (int i = 0; i < d; i++)
-            if (zd[i] != 0) p->embed[v * d + i] *= (float)(zd[i] * a);
-    for (int i = 0; i < d; i++) p->final_norm[i] = (float)((off + p->final_norm[i]) / a - off);
+// What the fold does to each tensor, planned once: the embedding scale a, and per kept layer the 1/c its post-norms
+// take and the c (c1) its layer_scalar takes, the last kept layer's also the trailing c (c2). scal: Gemma 4's
+// layer_scalar values [L] (NULL for Gemma 3).
+typedef struct {
+    double a;
+    float inv[MAX_LAYERS];
+    double c1[MAX_LAYERS];
+    double c2;
+    int last_kept;
+} Fold;
+
+static Fold fold_plan(const Config *c, const Masks *M, double a, const float *scal) {
+    Fold f;
+    memset(&f, 0, sizeof f);
+    f.a = a, f.last_kept = -1;
     double carry = 1;  // Gemma 4: product of the layer scalars dropped since the last kept layer
-    int last_kept = -1;
     for (int l = 0; l < c->L; l++) {
-        if (zl[l] == 0) {
-            if (c->arch == 4) carry *= p->layer[l].layer_scalar[0];
+        if (M->zl[l] == 0) {
+            if (c->arch == 4) carry *= scal[l];
             continue;
         }
-        LayerParams *lp = &p->layer[l];
-        int D = layer_D(c, l);
-        float inv = (float)(1.0 / carry);
-        if (c->arch == 4) lp->layer_scalar[0] = (float)(lp->layer_scalar[0] * carry);
-        carry = 1, last_kept = l;
-        for (int i = 0; i < d; i++) {
-            if (zd[i] == 0) continue;
-            lp->in_norm[i] = (off + lp->in_norm[i]) * zd[i] - off;
-            lp->pre_ffn_norm[i] = (off + lp->pre_ffn_norm[i]) * zd[i] - off;
-            lp->post_attn_norm[i] = (off + lp->post_attn_norm[i]) * (zd[i] * zl[l] * inv) - off;
-            lp->post_ffn_norm[i] = (off + lp->post_ffn_norm[i]) * (zd[i] * zl[l] * inv) - off;
-        }
-        const float *zh = M->zh + (size_t)l * H, *zf = MROW(M, M->z, M_FFN, l);
-        int F = layer_F(c, l);  // E2B: 2F on the KV-shared layers
-        for (int i = 0; i < d; i++) {
-            float *wo = lp->wo + (size_t)i * H * D, *wd = lp->wdown + (size_t)i * F;
-            for (int h = 0; h < H; h++)
-                for (int e = 0; e < D; e++) wo[h * D + e] *= zh[h];
-            for (int j = 0; j < F; j++) wd[j] *= zf[j];
-        }
+        f.inv[l] = (float)(1.0 / carry), f.c1[l] = carry;
+        carry = 1, f.last_kept = l;
     }
-    if (c->arch == 4 && last_kept >= 0) p->layer[last_kept].layer_scalar[0] = (float)(p->layer[last_kept].layer_scalar[0] * carry);
+    f.c2 = carry;
+    return f;
+}
+
+// tensor e's values x folded (the tensors the masks do not touch, and a dropped layer's, stay as they are)
+static void fold_tensor(const Config *c, const Masks *M, const Fold *f, const PEntry *e, float *x) {
+    float off = norm_offset(c);
+    const float *zd = MROW(M, M->z, M_HIDDEN, 0);
+    int d = c->d, H = c->H, l = e->layer;
+    if (e->kind == T_EMBED) {
+        for (size_t v = 0; v < (size_t)c->V; v++)
+            for (int i = 0; i < d; i++)
+                if (zd[i] != 0) x[v * d + i] *= (float)(zd[i] * f->a);
+        return;
+    }
+    if (e->kind == T_FINAL_NORM) {
+        for (int i = 0; i < d; i++) x[i] = (float)((off + x[i]) / f->a - off);
+        return;
+    }
+    if (l < 0 || M->zl[l] == 0) return;
+    float zl = M->zl[l], inv = f->inv[l];
+    switch (e->kind) {
+    case T_LAYER_SCALAR:
+        if (c->arch != 4) break;
+        x[0] = (float)(x[0] * f->c1[l]);
+        if (l == f->last_kept) x[0] = (float)(x[0] * f->c2);
+        break;
+    case T_IN_NORM:
+    case T_PRE_FFN_NORM:
+        for (int i = 0; i < d; i++)
+            if (zd[i] != 0) x[i] = (off + x[i]) * zd[i] - off;
+        break;
+    case T_POST_ATTN_NORM:
+    case T_POST_FFN_NORM:
+        for (int i = 0; i < d; i++)
+            if (zd[i] != 0) x[i] = (off + x[i]) * (zd[i] * zl * inv) - off;
+        break;
+    case T_WO: {
+        const float *zh = M->zh + (size_t)l * H;
+        int D = layer_D(c, l);
+        for (int i = 0; i < d; i++)
+            for (int h = 0; h < H; h++)
+                for (int k = 0; k < D; k++) x[(size_t)i * H * D + h * D + k] *= zh[h];
+        break;
+    }
+    case T_WDOWN: {
+        const float *zf = MROW(M, M->z, M_FFN, l);
+        int F = layer_F(c, l);  // E2B: 2F on the KV-shared layers
+        for (int i = 0; i < d; i++)
+            for (int j = 0; j < F; j++) x[(size_t)i * F + j] *= zf[j];
+        break;
+    }
+    }
 }
 
 // ================================================================================================
@@ -569,21 +609,35 @@ static Survivors survivors_of(const Config *c, const Masks *M) {
     return sv;
 }
 
-// Deterministic z in M → the sliced model: fold a copy of the weights (in_place: m's own, which are then spent),
-// then gather.
-static void fold_and_slice(Model *m, const Masks *M, int out_dtype, int in_place, Model *out, Survivors *sv_out) {
-    Survivors sv = survivors_of(&m->c, M);
-    double a = (double)embed_scale_for(m->c.d, m->c.scale_dtype) / embed_scale_for(sv.d, out_dtype);
-    float *w = m->w;
-    if (!in_place) {
-        w = (float *)mallocCheck(sizeof(float) * m->tab.total);
-        memcpy(w, m->w, sizeof(float) * m->tab.total);
+// Deterministic z in M → the sliced model: each source tensor the pruned model keeps is folded in a buffer the
+// size of the largest, then its survivors gathered. Its values come from m's weights, or (ck: m's weights are not on
+// this host) straight from the checkpoint ck of directory dir, so the whole source never sits in memory twice, or
+// (ck) once.
+static void fold_and_slice(const Model *m, const Checkpoint *ck, const char *dir, const Masks *M, int out_dtype,
+                           Model *out, Survivors *sv_out) {
+    const Config *c = &m->c;
+    Survivors sv = survivors_of(c, M);
+    double a = (double)embed_scale_for(c->d, c->scale_dtype) / embed_scale_for(sv.d, out_dtype);
+    float scal[MAX_LAYERS], *buf;
+    size_t big = 0;
+    for (int i = 0; i < m->tab.n; i++) {
+        const PEntry *e = &m->tab.e[i];
+        big = e->rows * e->cols > big ? e->rows * e->cols : big;
+        if (e->kind != T_LAYER_SCALAR) continue;
+        if (ck) st_to_f32(checkpoint_tensor(ck, dir, e), &scal[e->layer]);
+        else scal[e->layer] = m->w[e->offset];
     }
-    Params p = params_carve(&m->c, &m->tab, w);
-    fold_masks(&m->c, &p, M, a);
-    slice_model(&m->c, &m->tab, w, &sv, out_dtype, out);
-    free(p.layer);
-    if (!in_place) free(w);
+    Fold f = fold_plan(c, M, a, c->arch == 4 ? scal : NULL);
+    slice_model(c, &m->tab, NULL, &sv, out_dtype, out);  // the layout
+    buf = (float *)mallocCheck(sizeof(float) * big);
+    for (int i = 0; i < out->tab.n; i++) {
+        const PEntry *te = &out->tab.e[i], *se = slice_source(&m->tab, &sv, te);
+        if (ck) st_to_f32(checkpoint_tensor(ck, dir, se), buf);
+        else memcpy(buf, m->w + se->offset, sizeof(float) * se->rows * se->cols);
+        fold_tensor(c, M, &f, se, buf);
+        slice_tensor(c, &sv, te, se, buf, out->w + te->offset);
+    }
+    free(buf);
     *sv_out = sv;
 }
 
@@ -617,8 +671,8 @@ static void survivor_map(const char *path, const Config *c, const Masks *M, cons
     int K = c->K > c->Kg ? c->K : c->Kg, G = c->H / (c->K < c->Kg ? c->K : c->Kg);  // columns for the widest layer
     int fb = c->F < 96 ? c->F : 96, cols = K + G + fb + 2;
     int rows = c->L + 1;
-    float *v = (float *)mallocCheck(sizeof(float) * (size_t)rows * cols);
-    char **labels = (char **)mallocCheck(sizeof(char *) * (size_t)rows);
+    float *v = (float *)callocCheck(sizeof(float) * (size_t)rows * cols);  // (calloc: gcc cannot see the loop fill
+    char **labels = (char **)callocCheck(sizeof(char *) * (size_t)rows);    // every entry, and warns)
     int *full = (int *)callocCheck(sizeof(int) * (size_t)rows);
     const float *zl = M->zl;
     for (int l = 0; l < rows; l++) {
@@ -723,18 +777,20 @@ static cJSON *losses_json(const Mixture *mx, const double *loss) {
 
 // The end of every method: fold, slice, (evaluate on mx when given), write OUT/{config.json,
 // model.safetensors, masks.safetensors, prune_report.json, survivors.png}. `out` receives the sliced model.
-// root: rank 0 alone holds m's weights whole (ZeRO >= 1: it read them from the checkpoint): it folds them in place
-// and slices, and the pruned model reaches the other ranks by broadcast.
+// ckpt (ZeRO >= 1: no host holds m's weights whole): rank 0 slices the weights of the checkpoint in directory ckpt
+// tensor by tensor, and the pruned model reaches the other ranks by broadcast.
 static void finalize(Model *m, const Masks *M, const float *score, const char *out_dir, const char *method,
                      const char *source, int out_dtype, long step, Mixture *mx, int eval_batches, int B, int T,
-                     cJSON *extra, int root, Model *out) {
+                     cJSON *extra, const char *ckpt, Model *out) {
     Survivors sv;
-    if (!root || comm.rank == 0) fold_and_slice(m, M, out_dtype, root, out, &sv);
-    else {  // the layout; this rank's pieces of the source are spent
-        sv = survivors_of(&m->c, M), slice_model(&m->c, &m->tab, NULL, &sv, out_dtype, out);
-        if (m->w_map) madvise(m->w, m->w_map, MADV_DONTNEED);
-    }
-    if (root) comm_bcast(&comm, out->w, sizeof(float) * out->tab.total, 0);
+    if (ckpt && m->w_map) madvise(m->w, m->w_map, MADV_DONTNEED);  // this rank's pieces of the source are spent
+    if (ckpt && comm.rank == 0) {
+        Checkpoint ck = checkpoint_open(ckpt);
+        fold_and_slice(m, &ck, ckpt, M, out_dtype, out, &sv);
+        checkpoint_close(&ck);
+    } else if (ckpt) sv = survivors_of(&m->c, M), slice_model(&m->c, &m->tab, NULL, &sv, out_dtype, out);  // the layout
+    else fold_and_slice(m, NULL, NULL, M, out_dtype, out, &sv);
+    if (ckpt) comm_bcast(&comm, out->w, sizeof(float) * out->tab.total, 0);
     if (mx && eval_batches > 0) {
         double *loss = (double *)mallocCheck(sizeof(double) * mx->k);
         StepOpts so = {device, B, T, 0, 0, 0, 0, NULL, 0};
@@ -1283,11 +1339,10 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
             exit(0);
         }
     }
-    // the source's trained weights to slice: ZeRO >= 1: rank 0 reads them whole from the checkpoint the last step
-    // wrote (no other rank ever holds more than its shard; the pruned model reaches them by broadcast)
-    int root = P.opt.z != NULL;
-    if (root && comm.rank == 0) prune_weights_read(&P.m, s->out, NULL);
-    else if (!root) step_get(P.S, STEP_WEIGHTS, -1);
+    // the source's trained weights to slice: ZeRO >= 1: rank 0 reads them tensor by tensor from the checkpoint the
+    // last step wrote (no rank ever holds the whole source; the pruned model reaches the others by broadcast)
+    char *ckpt = P.opt.z ? ckpt_find(s->out) : NULL;
+    if (!ckpt) step_get(P.S, STEP_WEIGHTS, -1);
     step_close(P.S), P.S = NULL;  // the device is free for the pruned model
     // final masks: exactly the target shape at the soft values, layers under the constraint; the layers the
     // learned masks themselves keep (round(Σ P(z > 0)) per type, as evaluated during pruning) for comparison
@@ -1321,7 +1376,8 @@ static void run_sheared(const Settings *s, Model *src, const Shape *tgt, int ful
         json_add_float(extra, "seconds", now_sec() - t_start), json_add_float(extra, "tokens_per_second", tok_done / (now_sec() - t_start));
     optimizer_free(&P.opt);  // the weights' moments are in the checkpoint: free before the pruned model is made
     finalize(&P.m, &P.M, NULL, s->out, s->method_s, s->model, s->out_dtype, P.step, do_eval ? &mx : NULL, s->eval_batches, B,
-             T, extra, root, out);
+             T, extra, ckpt, out);
+    free(ckpt);
     free(soft), free(tok), free(tgt_tok), free(ref), free(loss);
     cJSON_Delete(run);
     masks_free(&P.M);
@@ -1367,7 +1423,7 @@ static void run_baseline(const Settings *s, Model *m, const Shape *tgt, int full
         cJSON_AddItemToObject(extra, "val_loss_source", losses_json(&mx, ref));
     }
     finalize(m, &M, score, s->out, s->method_s, s->model, s->out_dtype, 0, have_data ? &mx : NULL, s->eval_batches, s->batch,
-             s->seq, extra, 0, out);
+             s->seq, extra, NULL, out);
     if (have_data) mixture_close(&mx);
     free(ref);
     if (calib) calib_free(&cb);

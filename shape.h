@@ -405,6 +405,27 @@ static const PEntry *param_find(const ParamTable *t, int kind, int layer) {
     return NULL;
 }
 
+// The tensor of the source table that sliced tensor te (of a model laid out by slice_model) is cut from
+static const PEntry *slice_source(const ParamTable *tab, const Survivors *sv, const PEntry *te) {
+    int k = te->layer, l = k >= 0 ? sv->layer[k] : -1;
+    const PEntry *se = param_find(tab, te->kind, l);
+    if (!se) fail("internal: %s has no source tensor in layer %d", te->name, l);
+    return se;
+}
+
+// sliced tensor te into dst, from its source tensor se's values src: the survivors of its two axes
+static void slice_tensor(const Config *c, const Survivors *sv, const PEntry *te, const PEntry *se, const float *src,
+                         float *dst) {
+    KindAxes a = kind_axes(te->kind);
+    size_t nr = se->rows, nc = se->cols;
+    int *ri = axis_index(c, sv, a.rows, te->layer, &nr), *ci = axis_index(c, sv, a.cols, te->layer, &nc);
+    if (nr != te->rows || nc != te->cols)
+        fail("internal: slicing %s gives [%zu, %zu] but the sliced config has [%zu, %zu]", se->name, nr, nc, te->rows,
+             te->cols);
+    gather(dst, src, se->cols, ri, nr, ci, nc);
+    free(ri), free(ci);
+}
+
 // The sliced model from source weights w (laid out by tab): every tensor of the sliced config gathers the
 // survivors of its two axes from the same tensor of its source layer (w NULL: the sliced layout, its weights zero).
 // scale_dtype: how the loader of the written model rounds sqrt(d).
@@ -416,18 +437,8 @@ static void slice_model(const Config *c, const ParamTable *tab, const float *w, 
     model_init_layout(out);
     model_masks_changed(out);
     for (int i = 0; w && i < out->tab.n; i++) {
-        const PEntry *te = &out->tab.e[i];
-        int k = te->layer, l = k >= 0 ? sv->layer[k] : -1;
-        const PEntry *se = param_find(tab, te->kind, l);
-        if (!se) fail("internal: %s has no source tensor in layer %d", te->name, l);
-        KindAxes a = kind_axes(te->kind);
-        size_t nr = se->rows, nc = se->cols;
-        int *ri = axis_index(c, sv, a.rows, k, &nr), *ci = axis_index(c, sv, a.cols, k, &nc);
-        if (nr != te->rows || nc != te->cols)
-            fail("internal: slicing %s gives [%zu, %zu] but the sliced config has [%zu, %zu]", se->name, nr, nc, te->rows,
-                 te->cols);
-        gather(out->w + te->offset, w + se->offset, se->cols, ri, nr, ci, nc);
-        free(ri), free(ci);
+        const PEntry *te = &out->tab.e[i], *se = slice_source(tab, sv, te);
+        slice_tensor(c, sv, te, se, w + se->offset, out->w + te->offset);
     }
 }
 

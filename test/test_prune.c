@@ -121,19 +121,25 @@ static void masked_vs_sliced(const char *name, Model *m, Shape t, int out_dtype,
     masks_detach(m);
     Model out;
     Survivors sv;
-    fold_and_slice(m, &M, out_dtype, 0, &out, &sv);
+    fold_and_slice(m, NULL, NULL, &M, out_dtype, &out, &sv);
     float *sliced = logits_of(&out, tok, B, T);
     size_t n = (size_t)B * T * m->c.V;
     compare("logits: sliced vs masked", sliced, masked, n, 1e-5, 1e-5);
-    {  // folded in place (prune's end at ZeRO >= 1, on weights read for it): the same pruned model, bit for bit
-        Model spent = *m, again;
+    {  // from the source's file tensor by tensor (prune's end at ZeRO >= 1): the same pruned model, bit for bit
+        char dir[] = "/tmp/test_prune_src_XXXXXX";
+        if (!mkdtemp(dir)) fail("mkdtemp failed");
+        model_save(m, dir, ST_F32);
+        Checkpoint ck = checkpoint_open(dir);
+        Model again;
         Survivors sv2;
-        spent.w = (float *)mallocCheck(sizeof(float) * m->tab.total);
-        memcpy(spent.w, m->w, sizeof(float) * m->tab.total);
-        fold_and_slice(&spent, &M, out_dtype, 1, &again, &sv2);
+        fold_and_slice(m, &ck, dir, &M, out_dtype, &again, &sv2);
+        checkpoint_close(&ck);
         check(again.tab.total == out.tab.total && !memcmp(again.w, out.w, sizeof(float) * out.tab.total),
-              "folded in place: the same pruned weights bit for bit");
-        free(spent.w), model_free(&again), survivors_free(&sv2);
+              "sliced from the source's file: the same pruned weights bit for bit");
+        model_free(&again), survivors_free(&sv2);
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        if (system(cmd) != 0) fail("cannot remove %s", dir);
     }
     Shape got = shape_of(&out.c);
     check(got.d == t.d && got.F == t.F && got.L == t.L && got.H == t.H && got.K == t.K && got.D == t.D && got.Kg == t.Kg,
@@ -655,7 +661,7 @@ static void sample_model(Model *out, int **tok, int g4) {
     for (size_t i = 0; i < M.n; i++) soft[i] = (float)sigmoid(M.la[i] / HC_BETA * HC_MAGIC);
     deterministic_masks(&src.c, &M, soft, soft, N, 0);
     Survivors sv;
-    fold_and_slice(&src, &M, ST_F32, 0, out, &sv);
+    fold_and_slice(&src, NULL, NULL, &M, ST_F32, out, &sv);
     *tok = random_tokens(2 * 12, src.c.V, 80);
     survivors_free(&sv);
     free(soft);
