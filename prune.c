@@ -610,9 +610,8 @@ static Survivors survivors_of(const Config *c, const Masks *M) {
 }
 
 // Deterministic z in M → the sliced model: each source tensor the pruned model keeps is folded in a buffer the
-// size of the largest, then its survivors gathered. Its values come from m's weights, or (ck: m's weights are not on
-// this host) straight from the checkpoint ck of directory dir, so the whole source never sits in memory twice, or
-// (ck) once.
+// size of the largest, then its survivors gathered: the source is never copied whole. Its values come from m's
+// weights, or (ck: they are not on this host) straight from the checkpoint ck of directory dir: never held whole.
 static void fold_and_slice(const Model *m, const Checkpoint *ck, const char *dir, const Masks *M, int out_dtype,
                            Model *out, Survivors *sv_out) {
     const Config *c = &m->c;
