@@ -553,6 +553,13 @@ static void param_table(const Config *c, ParamTable *t) {
     table_add(t, T_FINAL_NORM, -1, r, k);
 }
 
+// floats of the table's largest tensor (the buffer that holds any one of them)
+static size_t param_largest(const ParamTable *t) {
+    size_t big = 0;
+    for (int i = 0; i < t->n; i++) big = t->e[i].rows * t->e[i].cols > big ? t->e[i].rows * t->e[i].cols : big;
+    return big;
+}
+
 // non-embedding parameters (what Sheared-LLaMA targets count) and the total
 static size_t count_params(const Config *c, int with_embedding) {
     ParamTable t;
@@ -1990,9 +1997,7 @@ static const STensor *checkpoint_tensor(const Checkpoint *ck, const char *dir, c
 
 static void checkpoint_read(const Checkpoint *ck, const char *dir, const ParamTable *tab, float *w, TensorPut put,
                             void *ctx) {
-    size_t big = 0;
-    for (int i = 0; i < tab->n; i++) big = tab->e[i].rows * tab->e[i].cols > big ? tab->e[i].rows * tab->e[i].cols : big;
-    float *buf = w ? NULL : (float *)mallocCheck(sizeof(float) * big);
+    float *buf = w ? NULL : (float *)mallocCheck(sizeof(float) * param_largest(tab));
     for (int i = 0; i < tab->n; i++) {
         const PEntry *e = &tab->e[i];
         const STensor *t = checkpoint_tensor(ck, dir, e);
@@ -2714,6 +2719,16 @@ static int optimizer_tensors(const Optimizer *o, const Model *m, int dtype, Stat
     return n;
 }
 
+// optimizer_tensors' AdamW state as tensors of the ZeRO partition: the moments from o's shard, then (master) the fp32
+// master from m's table; t holds 3
+static int optimizer_zero_tensors(const Optimizer *o, const Model *m, int master, ZeroTensor *t) {
+    ZeroTensor all[3] = {{"exp_avg", 1, {(int64_t)o->total, 1}, 0, o->m, 1},
+                         {"exp_avg_sq", 1, {(int64_t)o->total, 1}, 0, o->v, 1},
+                         {"master_weights", 1, {(int64_t)o->total, 1}, 0, m->w, 0}};
+    memcpy(t, all, sizeof all);
+    return master ? 3 : 2;
+}
+
 // The model of dir as a rank of a ZeRO stage >= 1 run keeps it on the host (train and prune with --zero >= 1):
 // the table is mapped whole, but only this rank's pieces (hip/comm.h zero_plan: its part of every unit and the
 // replicated tails) are read from the files and converted; the other ranks' ranges stay untouched zero pages,
@@ -2728,11 +2743,10 @@ static void model_load_shard(Model *m, const char *dir, int stage, const Comm *c
                                  strerror(errno));
     m->p = params_carve(&m->c, &m->tab, m->w);
     ZeroPlan z = zero_plan(&m->tab, m->c.L, stage, c->rank, c->world);
-    for (int i = 0; i < m->tab.n; i++) checkpoint_tensor(&ck, dir, &m->tab.e[i]);
-    for (int k = 0; k < z.npiece; k++) {
-        const ZeroPiece *p = &z.p[k];
-        const PEntry *e = &m->tab.e[p->tensor];
-        st_range_f32(checkpoint_tensor(&ck, dir, e), p->w - e->offset, p->n, m->w + p->w);
+    for (int i = 0, k = 0; i < m->tab.n; i++) {  // every tensor checked; the pieces come in table order
+        const PEntry *e = &m->tab.e[i];
+        const STensor *t = checkpoint_tensor(&ck, dir, e);
+        for (; k < z.npiece && z.p[k].tensor == i; k++) st_range_f32(t, z.p[k].w - e->offset, z.p[k].n, m->w + z.p[k].w);
     }
     m->w_owned = 1;
     printf("| model: this rank read its ZeRO %d pieces of %s, %.2f of %.2f MiB resident\n", stage, dir,
@@ -2796,11 +2810,8 @@ static void checkpoint_save(const Comm *c, const char *out, const char *prog, in
         zero_write_st(c, z, &m->tab, mp, dtype, m->w, 0, "");
         if (rank == 0) model_save_config(m, tmp, dtype);
         free(mp);
-        // optimizer_tensors' names and sizes: AdamW's moments from the shard, the master from the table
-        ZeroTensor t[3] = {{"exp_avg", 1, {(int64_t)o->total, 1}, 0, o->m, 1},
-                           {"exp_avg_sq", 1, {(int64_t)o->total, 1}, 0, o->v, 1},
-                           {"master_weights", 1, {(int64_t)o->total, 1}, 0, m->w, 0}};
-        zero_write_tensors(c, z, p, ST_F32, t, dtype != ST_F32 ? 3 : 2, meta);
+        ZeroTensor t[3];
+        zero_write_tensors(c, z, p, ST_F32, t, optimizer_zero_tensors(o, m, dtype != ST_F32, t), meta);
     } else {
         model_save(m, tmp, dtype);
         StateTensor t[5];
@@ -2837,14 +2848,10 @@ static void checkpoint_load_state(const char *dir, Model *m, int dtype, Optimize
     snprintf(hint, sizeof hint, "it holds %s state and this run uses --optimizer %s%s; resume with the run's "
              "--optimizer and --dtype", have, opt_names[o->kind], dtype != ST_F32 ? " with fp32 master weights" : "");
     StateTensor t[5];
-    if (o->z) {
-        ZeroTensor zt[2] = {{"exp_avg", 1, {(int64_t)o->total, 1}, 0, o->m, 1},
-                            {"exp_avg_sq", 1, {(int64_t)o->total, 1}, 0, o->v, 1}};
-        zero_read_tensors(o->z, p, zt, 2, hint);
-        if (dtype != ST_F32 && m->w_owned) {  // the master: this rank's pieces (model_load_shard's)
-            ZeroTensor mt = {"master_weights", 1, {(int64_t)o->total, 1}, 0, m->w, 0};
-            zero_read_tensors(o->z, p, &mt, 1, hint);
-        } else if (dtype != ST_F32) {  // the master whole
+    if (o->z) {  // the moments' shard, and the master's pieces when m holds its pieces only (model_load_shard)
+        ZeroTensor zt[3];
+        zero_read_tensors(o->z, p, zt, optimizer_zero_tensors(o, m, dtype != ST_F32 && m->w_owned, zt), hint);
+        if (dtype != ST_F32 && !m->w_owned) {  // the master whole
             t[0] = state_tensor("master_weights", ST_F32, m->w, o->total);
             state_tensors_read(p, t, 1, hint);
         }

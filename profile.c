@@ -579,12 +579,9 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
            s->shard ? "'s shard" : "", host_w / G, s->shard ? "shard" : "state", host_o / G);
     if (o->gpus > 1) printf("; %d processes on one host: %.2f GiB", o->gpus, o->gpus * (host_w + host_o) / G);
     printf("\n");
-    if (prune && s->shard) {  // prune.c fold_and_slice from the checkpoint: one source tensor at a time
-        size_t big = 0;
-        for (int i = 0; i < tab.n; i++) big = tab.e[i].rows * tab.e[i].cols > big ? tab.e[i].rows * tab.e[i].cols : big;
+    if (prune && s->shard)  // prune.c fold_and_slice from the checkpoint: one source tensor at a time
         printf("  prune's end: rank 0 slices the checkpoint tensor by tensor (its largest %.2f GiB in fp32), the pruned "
-               "model reaches the other ranks by broadcast\n", 4.0 * big / G);
-    }
+               "model reaches the other ranks by broadcast\n", 4.0 * param_largest(&tab) / G);
     if (json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "device", "gpu");

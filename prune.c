@@ -617,18 +617,16 @@ static void fold_and_slice(const Model *m, const Checkpoint *ck, const char *dir
     const Config *c = &m->c;
     Survivors sv = survivors_of(c, M);
     double a = (double)embed_scale_for(c->d, c->scale_dtype) / embed_scale_for(sv.d, out_dtype);
-    float scal[MAX_LAYERS], *buf;
-    size_t big = 0;
+    float scal[MAX_LAYERS];
     for (int i = 0; i < m->tab.n; i++) {
         const PEntry *e = &m->tab.e[i];
-        big = e->rows * e->cols > big ? e->rows * e->cols : big;
         if (e->kind != T_LAYER_SCALAR) continue;
         if (ck) st_to_f32(checkpoint_tensor(ck, dir, e), &scal[e->layer]);
         else scal[e->layer] = m->w[e->offset];
     }
     Fold f = fold_plan(c, M, a, c->arch == 4 ? scal : NULL);
     slice_model(c, &m->tab, NULL, &sv, out_dtype, out);  // the layout
-    buf = (float *)mallocCheck(sizeof(float) * big);
+    float *buf = (float *)mallocCheck(sizeof(float) * param_largest(&m->tab));
     for (int i = 0; i < out->tab.n; i++) {
         const PEntry *te = &out->tab.e[i], *se = slice_source(&m->tab, &sv, te);
         if (ck) st_to_f32(checkpoint_tensor(ck, dir, se), buf);
@@ -1054,9 +1052,9 @@ static void prune_checkpoint_save(const Pruner *P, const Mixture *mx, const doub
     cJSON_Delete(j);
 }
 
-// m's weights from OUT/checkpoint/model.safetensors (fp32, the run's own): whole, or (z) this rank's pieces
-static void prune_weights_read(Model *m, const char *out, const ZeroPlan *z) {
-    char *dir = ckpt_find(out), *wp = path_join(dir, "model.safetensors");
+// m's weights from the checkpoint dir's model.safetensors (fp32, the run's own): whole, or (z) this rank's pieces
+static void prune_weights_read(Model *m, const char *dir, const ZeroPlan *z) {
+    char *wp = path_join(dir, "model.safetensors");
     const char *hint = "the checkpoint's model is not this source model";
     if (z) {
         char (*names)[160] = (char (*)[160])mallocCheck(160 * (size_t)m->tab.n);
@@ -1071,9 +1069,8 @@ static void prune_weights_read(Model *m, const char *out, const ZeroPlan *z) {
         }
         state_tensors_read(wp, t, m->tab.n, hint);
         free(t);
-        m->w_owned = 0;
     }
-    free(dir), free(wp);
+    free(wp);
 }
 
 // Restore everything the save wrote, each piece checked before it is used; `run` holds the settings (already
@@ -1103,7 +1100,7 @@ static void prune_checkpoint_load(Pruner *P, Mixture *mx, double *ref, const cJS
     P->M.rng = rng_from_json(j, "mask_rng", state);
     mixture_state_from_json(mx, j, state, json_str(json_get(run, "settings"), "data", "", state));
     state_nums(j, "ref_loss", mx->k, 0, 1e30, ref, state);
-    prune_weights_read(&P->m, out, P->m.w_owned ? P->opt.z : NULL);
+    prune_weights_read(&P->m, dir, P->m.w_owned ? P->opt.z : NULL);
     StateTensor x[MASK_STATE_N];
     char names[M_N][64];
     mask_state_tensors(P, x, names);

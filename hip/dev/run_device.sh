@@ -38,6 +38,16 @@ done
 export LD_LIBRARY_PATH
 nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm --format=csv,noheader
 date -u
+N=$(nvidia-smi -L | wc -l)  # the GPUs: dpn and big run one rank on each
+# launch DIR NAME COMMAND...: N ranks of COMMAND in the background, started as RANK / WORLD_SIZE / LOCAL_RANK (the
+# GPU machines have no MPI) with the NCCL id through DIR/id_NAME; rank r's log in DIR/NAME.r.log, the pids in $pids
+launch() {
+  ld=$1 ln=$2; shift 2; mkdir -p "$ld/id_$ln"; r=0; pids=
+  while [ $r -lt $N ]; do
+    GS_COMM_DIR=$ld/id_$ln RANK=$r WORLD_SIZE=$N LOCAL_RANK=$r "$@" > "$ld/$ln.$r.log" 2>&1 &
+    pids="$pids $!"; r=$((r + 1))
+  done
+}
 for w in $what; do
   case $w in
   comm)  : > "$OUT/comm.log"
@@ -100,17 +110,13 @@ for w in $what; do
          # LOCAL_RANK (the GPU machines have no MPI): train's global batch of 8 as N x 8/N at ZeRO 0-3 and prune's at
          # ZeRO 0 and 3 against the same runs in one process (twice: the plain step's own spread); each rank's log
          # beside the others in $OUT/dpn.log; the step speed of each run, and the device memory rank 0 reports
-         N=$(nvidia-smi -L | wc -l); d=$(mktemp -d); ok=1; : > "$OUT/dpn.log"
+         d=$(mktemp -d); ok=1; : > "$OUT/dpn.log"
          A="--config data/teacher.json --init random --data data/shards --steps 20 --seq 128 --eval-every 10 --eval-batches 2 --seed 3 --device gpu"
          # prune: each rank draws its own z, so N ranks x accum 2 is one process x accum 2N (and its evaluation
          # batches of 8/N windows, 2N of them, are the ranks' 2 of 8)
          P="--data data/shards --keep 0.5 --steps 8 --seq 128 --eval-every 4 --save-every 8 --seed 3 --device gpu --batch $((8 / N))"
-         ranks() {  # name, command...: N ranks of the command in the background, rank r's log in $d/name.r.log
-           n=$1; shift; mkdir -p "$d/id_$n"; r=0
-           while [ $r -lt $N ]; do
-             GS_COMM_DIR=$d/id_$n RANK=$r WORLD_SIZE=$N LOCAL_RANK=$r timeout 300 "$@" > "$d/$n.$r.log" 2>&1 &
-             r=$((r + 1))
-           done
+         ranks() {  # name, command...: N ranks of the command (launch), until every one is done
+           n=$1; shift; launch "$d" "$n" timeout 300 "$@"
            wait
            grep -q "^done\|pruned:" "$d/$n.0.log" || { echo "FAIL $n (see $OUT/dpn.log)"; ok=0; }
            cat "$d/$n".*.log >> "$OUT/dpn.log"
@@ -140,23 +146,19 @@ for w in $what; do
          # are stopped after BIG_STEPS steps (no checkpoint: at 27B it would be ~380 GB), then rank 0's step lines (tok/s,
          # device memory) beside ./profile memory's plan, and each process's peak host memory (VmHWM). BIG_CONFIG and
          # BIG_ARGS swap the shape and the flags (a dry run on one GPU: BIG_CONFIG=data/teacher.json)
-         N=$(nvidia-smi -L | wc -l); d=$(mktemp -d); C=${BIG_CONFIG:-hip/dev/gemma3-27b.json}; K=${BIG_STEPS:-6}
+         d=$(mktemp -d); C=${BIG_CONFIG:-hip/dev/gemma3-27b.json}; K=${BIG_STEPS:-6}
          Lc=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["num_hidden_layers"])' "$C")
          ARGS=${BIG_ARGS:---zero 3 --gpu-checkpoint $Lc --batch 1 --seq 4096}
          hip/build/profile memory --device gpu --config "$C" --gpus $N --gpu-mem 80 $ARGS > "$OUT/big_plan.log" 2>&1
          grep -E "peak|host memory" "$OUT/big_plan.log"
-         mkdir -p "$d/id"; r=0; pids=
-         while [ $r -lt $N ]; do
-           GS_COMM_DIR=$d/id RANK=$r WORLD_SIZE=$N LOCAL_RANK=$r hip/build/train --config "$C" --init random \
-             --data data/shards --steps 1000 --device gpu $ARGS --eval-every 0 --out "$d/out" > "$d/big.$r.log" 2>&1 &
-           pids="$pids $!"; r=$((r + 1))
-         done
+         launch "$d" big hip/build/train --config "$C" --init random --data data/shards --steps 1000 --device gpu $ARGS \
+           --eval-every 0 --out "$d/out"
          t=0; : > "$d/hwm"
-         while [ $t -lt 540 ] && ! grep -q "^step $K/" "$d/big.0.log" && kill -0 $pids 2> /dev/null; do
+         while :; do  # each rank's peak host memory so far, until rank 0 logs step K (or a rank ends, or 9 minutes)
            for p in $pids; do grep VmHWM /proc/$p/status 2> /dev/null | sed "s/^/$p /"; done >> "$d/hwm"
+           [ $t -lt 540 ] && ! grep -q "^step $K/" "$d/big.0.log" && kill -0 $pids 2> /dev/null || break
            sleep 2; t=$((t + 2))
          done
-         for p in $pids; do grep VmHWM /proc/$p/status 2> /dev/null | sed "s/^/$p /"; done >> "$d/hwm"
          kill $pids 2> /dev/null; wait
          cat "$d"/big.*.log > "$OUT/big.log"
          grep -E "^\| (model|device|data parallel)|^step|error" "$d/big.0.log" | head -$((K + 8))
