@@ -487,6 +487,12 @@ typedef struct {
     size_t total;  // floats
 } ParamTable;
 
+static int param_layers(const ParamTable *t) {  // the layers the table's tensors belong to (Config.L)
+    int L = 0;
+    for (int i = 0; i < t->n; i++) L = t->e[i].layer + 1 > L ? t->e[i].layer + 1 : L;
+    return L;
+}
+
 static void table_add(ParamTable *t, int kind, int layer, size_t rows, size_t cols) {
     PEntry *p = &t->e[t->n++];
     p->kind = kind, p->layer = layer, p->rows = rows, p->cols = cols, p->is_norm = kind_is_norm(kind);
@@ -2087,8 +2093,8 @@ static void model_free(Model *m) {
 //    with decoupled weight decay p *= 1 − lr·wd first (torch.optim.AdamW semantics); weight decay
 //    only on matrices (param_decays). They live here rather than in train.c because the step of
 //    section 7 runs them on either device, and a checkpoint moves between devices only while both
-//    keep one state format: the Optimizer below (the table's offsets, 8-bit blocks of QBLOCK inside
-//    a tensor) is that format, and hip/gpu.h reads it from here. prune.c steps its weights with
+//    keep one state format: the Optimizer below (the table's offsets, 8-bit blocks of QBLOCK laid
+//    over the ZeRO partition's units) is that format, and hip/gpu.h reads it from here. prune.c steps its weights with
 //    AdamW through section 7 and calls adamw_update itself for its log_alphas and (with a negative
 //    rate: ascent) its Lagrange multipliers.
 // ================================================================================================
@@ -2110,8 +2116,8 @@ static void adamw_update(float *p, const float *g, float *mom, float *var, size_
 }
 
 // --- 8-bit AdamW -----------------------------------------------------------------------------------
-// Both moments are stored as one byte per element, in blocks of QBLOCK elements of one tensor with an
-// fp32 scale per block (the block's max |m|, max v). The codes are square-root companded, which spends
+// Both moments are stored as one byte per element, in blocks of QBLOCK elements with an
+// fp32 scale per block (laid over each unit of hip/comm.h's ZeRO partition: adamw8_shard below) (the block's max |m|, max v). The codes are square-root companded, which spends
 // the 256 levels where Adam's states mostly are (far below the block maximum):
 //   m: int8,  levels  m = max|m| · sign(q) · (q/127)²,  q in [-127, 127]
 //   v: uint8, levels  sqrt(v) = sqrt(max v) · (q/255)², q in [0, 255]   (v kept as its square root on a sqrt code)
@@ -2147,28 +2153,40 @@ static inline float q8v_decode(uint8_t q, float s) {
 }
 static inline uint8_t q8v_encode(float v, float s) { return s > 0 ? (uint8_t)q8_nearest(sqrtf(v / s), 255) : 0; }
 
+// One block of len (<= QBLOCK) values: weights p, gradients g, each value's weight decay wd[j], live[j] 0 where the
+// value's tensor is frozen (not updated; its state stays 0, so it never raises the block's maxima); the block's codes
+// qm, qv and its scales *sm, *sv. bc1, bc2s: Adam's bias corrections, 1 - b1^t and sqrt(1 - b2^t).
+static void adamw8_block(float *p, const float *g, const float *wd, const unsigned char *live, int8_t *qm, uint8_t *qv,
+                         float *sm, float *sv, size_t len, float lr, float b1, float b2, float eps, float bc1, float bc2s) {
+    float m[QBLOCK], v[QBLOCK], mmax = 0, vmax = 0;
+    for (size_t j = 0; j < len; j++) {
+        m[j] = v[j] = 0;
+        if (!live[j]) continue;
+        m[j] = b1 * q8m_decode(qm[j], *sm) + (1.0f - b1) * g[j];
+        v[j] = b2 * q8v_decode(qv[j], *sv) + (1.0f - b2) * g[j] * g[j];
+        p[j] *= 1.0f - lr * wd[j];
+        p[j] -= (lr / bc1) * m[j] / (sqrtf(v[j]) / bc2s + eps);
+        mmax = fmaxf(mmax, fabsf(m[j]));
+        vmax = fmaxf(vmax, v[j]);
+    }
+    *sm = mmax, *sv = vmax;
+    for (size_t j = 0; j < len; j++) {
+        qv[j] = q8v_encode(v[j], vmax);
+        qm[j] = qv[j] ? q8m_encode(m[j], mmax) : 0;
+    }
+}
+
+// n values of one tensor in blocks from its first (test/test_train's case: the arithmetic of every block)
 static void adamw8_update(float *p, const float *g, int8_t *qm, uint8_t *qv, float *sm, float *sv, size_t n, float lr,
                           float b1, float b2, float eps, float wd, int step) {
-    float bc1 = 1.0f - powf(b1, (float)step), bc2s = sqrtf(1.0f - powf(b2, (float)step));
+    float bc1 = 1.0f - powf(b1, (float)step), bc2s = sqrtf(1.0f - powf(b2, (float)step)), wds[QBLOCK];
+    unsigned char live[QBLOCK];
+    for (int j = 0; j < QBLOCK; j++) wds[j] = wd, live[j] = 1;
     size_t nb = (n + QBLOCK - 1) / QBLOCK;
 #pragma omp parallel for schedule(static)
     for (size_t b = 0; b < nb; b++) {
         size_t i0 = b * QBLOCK, len = n - i0 < QBLOCK ? n - i0 : QBLOCK;
-        float m[QBLOCK], v[QBLOCK], mmax = 0, vmax = 0;
-        for (size_t j = 0; j < len; j++) {
-            size_t i = i0 + j;
-            m[j] = b1 * q8m_decode(qm[i], sm[b]) + (1.0f - b1) * g[i];
-            v[j] = b2 * q8v_decode(qv[i], sv[b]) + (1.0f - b2) * g[i] * g[i];
-            p[i] *= 1.0f - lr * wd;
-            p[i] -= (lr / bc1) * m[j] / (sqrtf(v[j]) / bc2s + eps);
-            mmax = fmaxf(mmax, fabsf(m[j]));
-            vmax = fmaxf(vmax, v[j]);
-        }
-        sm[b] = mmax, sv[b] = vmax;
-        for (size_t j = 0; j < len; j++) {
-            qv[i0 + j] = q8v_encode(v[j], vmax);
-            qm[i0 + j] = qv[i0 + j] ? q8m_encode(m[j], mmax) : 0;
-        }
+        adamw8_block(p + i0, g + i0, wds, live, qm + i0, qv + i0, sm + b, sv + b, len, lr, b1, b2, eps, bc1, bc2s);
     }
 }
 
@@ -2229,6 +2247,44 @@ static void muon_update(float *p, const float *g, float *buf, int rows, int cols
 // --- the optimizer state, laid out over the parameter table (ZeRO: over this rank's shard of it) -------
 #include "hip/comm.h"  // data parallel: the ranks, the collectives, the ZeRO partition of the table
 
+// 8-bit AdamW over partition z's shard (at one rank and stage 0: the whole table), its blocks laid over each unit
+// from the start of this rank's part of it (hip/comm.h: q and the tail are whole blocks, so every world cuts the
+// same blocks; bz = zero_block_plan(z) numbers them). Shard element s lies in piece k: its weight is
+// w[p->w + (s - p->s)] (the table's layout), its gradient g[s], its codes qm[s], qv[s]; block j's scales sm[j], sv[j].
+// A block may hold the ends of several tensors: each value takes its own tensor's weight decay, a frozen tensor's
+// values are not updated and keep their state at 0.
+static void adamw8_shard(const ZeroPlan *z, const ZeroPlan *bz, const ParamTable *tab, float *w, const float *g,
+                         int8_t *qm, uint8_t *qv, float *sm, float *sv, float lr, float b1, float b2, float eps,
+                         float wd, int step) {
+    float bc1 = 1.0f - powf(b1, (float)step), bc2s = sqrtf(1.0f - powf(b2, (float)step));
+#pragma omp parallel for schedule(dynamic, 64)
+    for (size_t b = 0; b < bz->shard; b++) {
+        int i = 0, lo = 0, hi = z->npiece - 1;
+        while (i + 1 < z->nunit && bz->u[i + 1].at <= b) i++;  // b's unit (few: a linear walk)
+        const ZeroUnit *u = &z->u[i];
+        size_t s0 = u->at + (b - bz->u[i].at) * QBLOCK, end = u->at + u->q + u->tail;
+        size_t len = end - s0 < QBLOCK ? end - s0 : QBLOCK;
+        while (lo < hi) {  // the piece holding s0
+            int mid = (lo + hi + 1) / 2;
+            if (z->p[mid].s <= s0) lo = mid;
+            else hi = mid - 1;
+        }
+        float p[QBLOCK], wds[QBLOCK];
+        unsigned char live[QBLOCK];
+        for (size_t j = 0, k = (size_t)lo; j < len; j++) {
+            while (s0 + j >= z->p[k].s + z->p[k].n) k++;
+            const PEntry *e = &tab->e[z->p[k].tensor];
+            live[j] = !e->frozen, wds[j] = param_decays(e) ? wd : 0.0f;
+            p[j] = w[z->p[k].w + (s0 + j - z->p[k].s)];
+        }
+        adamw8_block(p, g + s0, wds, live, qm + s0, qv + s0, sm + b, sv + b, len, lr, b1, b2, eps, bc1, bc2s);
+        for (size_t j = 0, k = (size_t)lo; j < len; j++) {
+            while (s0 + j >= z->p[k].s + z->p[k].n) k++;
+            if (live[j]) w[z->p[k].w + (s0 + j - z->p[k].s)] = p[j];
+        }
+    }
+}
+
 enum { OPT_ADAMW, OPT_ADAMW8, OPT_MUON };
 static const char *const opt_names[] = {"adamw", "adamw8", "muon"};
 
@@ -2240,10 +2296,11 @@ typedef struct {
     float *m;           // [total] adamw: first moment; muon: momentum (matrices) / first moment (the rest)
     float *v;           // [nv] second moments: adamw every tensor, muon the non-matrices
     size_t nv, *voff;   // voff[i]: where tensor i's second moment starts in v (muon: unused for matrices)
-    int8_t *qm;         // adamw8: [total] codes of m and v, [nblocks] scales, blk0[i]: tensor i's first block
-    uint8_t *qv;
-    float *sm, *sv;
-    size_t nblocks, *blk0;
+    int8_t *qm;         // adamw8: codes of m and v (one per element of the table, or of the shard), the blocks'
+    uint8_t *qv;        // scales (max |m|, max v; nblocks of them) laid out by adamw8_shard over `whole` (unsharded:
+    float *sm, *sv;     // the world of one) or z; blocks: zero_block_plan of that partition
+    size_t nblocks, nblocks_all;  // blocks in sm, sv (a shard's when sharded); in the whole table
+    ZeroPlan whole, blocks;
     float *work;        // Muon's Newton–Schulz scratch
     ZeroPlan *z;        // ZeRO >= 1 (optimizer_shard): AdamW's m and v hold this rank's shard of the table (z->shard
                         // floats, hip/comm.h's shard layout), updated by the step; NULL: the whole table
@@ -2256,13 +2313,10 @@ static void optimizer_init(Optimizer *o, const ParamTable *tab, int kind, float 
     o->b1 = b1, o->b2 = b2, o->eps = eps, o->mu = mu;
     o->total = tab->total;
     o->voff = (size_t *)callocCheck(sizeof(size_t) * (size_t)tab->n);
-    o->blk0 = (size_t *)callocCheck(sizeof(size_t) * (size_t)tab->n);
     size_t work = 0;
     for (int i = 0; i < tab->n; i++) {
         const PEntry *e = &tab->e[i];
         size_t n = e->rows * e->cols;
-        o->blk0[i] = o->nblocks;
-        o->nblocks += (n + QBLOCK - 1) / QBLOCK;
         o->voff[i] = o->nv;
         if (o->kind == OPT_MUON && param_is_matrix(e)) {
             size_t w = muon_scratch_floats(e->rows, e->cols);
@@ -2270,6 +2324,9 @@ static void optimizer_init(Optimizer *o, const ParamTable *tab, int kind, float 
         } else o->nv += n;
     }
     if (o->kind == OPT_ADAMW8) {
+        o->whole = zero_plan(tab, param_layers(tab), 0, 0, 1);
+        o->blocks = zero_block_plan(&o->whole);
+        o->nblocks = o->nblocks_all = o->blocks.shard;
         o->qm = (int8_t *)callocCheck(o->total);
         o->qv = (uint8_t *)callocCheck(o->total);
         o->sm = (float *)callocCheck(sizeof(float) * o->nblocks);
@@ -2281,17 +2338,35 @@ static void optimizer_init(Optimizer *o, const ParamTable *tab, int kind, float 
     if (work) o->work = (float *)mallocCheck(sizeof(float) * work);
 }
 
-// AdamW over ZeRO stage `stage` of c's ranks (> 0): the moments become this rank's shard, what they held moved into
-// it (a state read before the step opened). Again with the same partition: nothing to do.
+// AdamW (adamw, adamw8) over ZeRO stage `stage` of c's ranks (> 0): the states become this rank's shard, what they
+// held moved into it (a state read before the step opened). Again with the same partition: nothing to do.
 static void optimizer_shard(Optimizer *o, const ParamTable *tab, int L, int stage, const Comm *c) {
     if (o->z) {
         if (o->z->stage != stage || o->z->rank != c->rank || o->z->world != c->world)
             fail("internal: the optimizer is sharded for another partition");
         return;
     }
-    if (o->kind != OPT_ADAMW || stage < 1) fail("internal: optimizer_shard takes AdamW at a ZeRO stage >= 1");
+    if (o->kind == OPT_MUON || stage < 1) fail("internal: optimizer_shard takes AdamW at a ZeRO stage >= 1");
     o->z = (ZeroPlan *)mallocCheck(sizeof(ZeroPlan));
     *o->z = zero_plan(tab, L, stage, c->rank, c->world);
+    if (o->kind == OPT_ADAMW8) {  // codes by piece, scales by block (the whole layout's block j is global block j)
+        ZeroPlan b = zero_block_plan(o->z);
+        int8_t *qm = (int8_t *)mallocCheck(o->z->shard);
+        uint8_t *qv = (uint8_t *)mallocCheck(o->z->shard);
+        float *sm = (float *)mallocCheck(sizeof(float) * b.shard), *sv = (float *)mallocCheck(sizeof(float) * b.shard);
+        for (int k = 0; k < o->z->npiece; k++) {
+            const ZeroPiece *p = &o->z->p[k];
+            memcpy(qm + p->s, o->qm + p->w, p->n), memcpy(qv + p->s, o->qv + p->w, p->n);
+        }
+        for (int k = 0; k < b.npiece; k++) {
+            const ZeroPiece *p = &b.p[k];
+            memcpy(sm + p->s, o->sm + p->w, sizeof(float) * p->n), memcpy(sv + p->s, o->sv + p->w, sizeof(float) * p->n);
+        }
+        free(o->qm), free(o->qv), free(o->sm), free(o->sv);
+        zero_plan_free(&o->blocks);
+        o->qm = qm, o->qv = qv, o->sm = sm, o->sv = sv, o->blocks = b, o->nblocks = b.shard;
+        return;
+    }
     float *m = (float *)mallocCheck(sizeof(float) * o->z->shard), *v = (float *)mallocCheck(sizeof(float) * o->z->shard);
     for (int k = 0; k < o->z->npiece; k++) {
         const ZeroPiece *p = &o->z->p[k];
@@ -2302,7 +2377,7 @@ static void optimizer_shard(Optimizer *o, const ParamTable *tab, int L, int stag
 }
 
 static size_t optimizer_bytes(const Optimizer *o) {
-    if (o->kind == OPT_ADAMW8) return 2 * o->total + 2 * sizeof(float) * o->nblocks;
+    if (o->kind == OPT_ADAMW8) return 2 * (o->z ? o->z->shard : o->total) + 2 * sizeof(float) * o->nblocks;
     if (o->z) return 2 * sizeof(float) * o->z->shard;
     return sizeof(float) * (o->total + o->nv);
 }
@@ -2318,8 +2393,9 @@ static void optimizer_print(const Optimizer *o, const char *who) {
 }
 
 static void optimizer_free(Optimizer *o) {
-    free(o->m), free(o->v), free(o->voff), free(o->qm), free(o->qv), free(o->sm), free(o->sv), free(o->blk0);
+    free(o->m), free(o->v), free(o->voff), free(o->qm), free(o->qv), free(o->sm), free(o->sv);
     free(o->work);
+    zero_plan_free(&o->whole), zero_plan_free(&o->blocks);
     if (o->z) zero_plan_free(o->z), free(o->z);
 }
 
@@ -2327,15 +2403,17 @@ static void optimizer_free(Optimizer *o) {
 static void optimizer_update(Optimizer *o, Model *m, float lr, float wd, int t) {
     if (o->z) fail("internal: a sharded optimizer is updated by its step");
     o->t = t;
+    if (o->kind == OPT_ADAMW8) {  // the world of one's shard is the table
+        adamw8_shard(&o->whole, &o->blocks, &m->tab, m->w, m->gw, o->qm, o->qv, o->sm, o->sv, lr, o->b1, o->b2, o->eps,
+                     wd, t);
+        return;
+    }
     for (int i = 0; i < m->tab.n; i++) {
         const PEntry *e = &m->tab.e[i];
         if (e->frozen) continue;
         size_t n = e->rows * e->cols;
         float *p = m->w + e->offset, *g = m->gw + e->offset, wdi = param_decays(e) ? wd : 0.0f;
-        if (o->kind == OPT_ADAMW8)
-            adamw8_update(p, g, o->qm + e->offset, o->qv + e->offset, o->sm + o->blk0[i], o->sv + o->blk0[i], n, lr,
-                          o->b1, o->b2, o->eps, wdi, o->t);
-        else if (o->kind == OPT_MUON && param_is_matrix(e))
+        if (o->kind == OPT_MUON && param_is_matrix(e))
             muon_update(p, g, o->m + e->offset, (int)e->rows, (int)e->cols, lr, o->mu, wdi, o->work);
         else adamw_update(p, g, o->m + e->offset, o->v + o->voff[i], n, lr, o->b1, o->b2, o->eps, wdi, o->t);
     }
@@ -2576,7 +2654,7 @@ static double cpu_step_grad_sumsq(Step *S) {
     return grad_norm2(S->m->gw, S->m->tab.total);
 }
 
-// ZeRO >= 1: AdamW on this rank's pieces of the table (its shard of gradients and moments), then every rank's
+// ZeRO >= 1: AdamW (or 8-bit AdamW) on this rank's pieces of the table (its shard of gradients and moments), then every rank's
 // updated weights to every rank
 static void cpu_step_update_shard(Step *S, float lr, float wd, float gscale, int t) {
     Model *m = S->m;
@@ -2586,7 +2664,9 @@ static void cpu_step_update_shard(Step *S, float lr, float wd, float gscale, int
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < z->shard; i++) S->gs[i] *= gscale;
     o->t = t;
-    for (int k = 0; k < z->npiece; k++) {
+    if (o->kind == OPT_ADAMW8)
+        adamw8_shard(z, &o->blocks, &m->tab, m->w, S->gs, o->qm, o->qv, o->sm, o->sv, lr, o->b1, o->b2, o->eps, wd, t);
+    for (int k = 0; k < z->npiece && o->kind == OPT_ADAMW; k++) {
         const ZeroPiece *p = &z->p[k];
         const PEntry *e = &m->tab.e[p->tensor];
         if (e->frozen) continue;
@@ -2667,9 +2747,9 @@ static Step *gpu_step_open(Model *m, Optimizer *opt, const StepOpts *o) { fail("
 // (-1: none or not known yet), else why not in one line; train and prune ask before writing anything
 static const char *step_refuses(const StepOpts *o, const Config *c, int optimizer) {
     static char why[160];
-    if (o->zero > 0 && optimizer >= 0 && optimizer != OPT_ADAMW) {  // the partition shards fp32 m and v only
-        snprintf(why, sizeof why, "--zero %d shards AdamW's moments; --optimizer %s runs with --zero 0", o->zero,
-                 opt_names[optimizer]);
+    if (o->zero > 0 && optimizer == OPT_MUON) {  // the partition shards element-wise states: Muon's are whole matrices
+        snprintf(why, sizeof why, "--zero %d shards AdamW's states (adamw, adamw8); --optimizer %s runs with --zero 0",
+                 o->zero, opt_names[optimizer]);
         return why;
     }
     return o->device == DEVICE_GPU ? gpu_step_refuses(o, c, optimizer) : NULL;
@@ -2719,13 +2799,23 @@ static int optimizer_tensors(const Optimizer *o, const Model *m, int dtype, Stat
     return n;
 }
 
-// optimizer_tensors' AdamW state as tensors of the ZeRO partition: the moments from o's shard, then (master) the fp32
-// master from m's table; t holds 3
+// optimizer_tensors' AdamW state as tensors of the ZeRO partition: the states from o's shard (8-bit: the codes by
+// element, the scales by block), then (master) the fp32 master from m's table; t holds 5
 static int optimizer_zero_tensors(const Optimizer *o, const Model *m, int master, ZeroTensor *t) {
-    ZeroTensor all[3] = {{"exp_avg", 1, {(int64_t)o->total, 1}, 0, o->m, 1},
-                         {"exp_avg_sq", 1, {(int64_t)o->total, 1}, 0, o->v, 1},
-                         {"master_weights", 1, {(int64_t)o->total, 1}, 0, m->w, 0}};
-    memcpy(t, all, sizeof all);
+    int64_t P = (int64_t)o->total, B = (int64_t)o->nblocks_all;
+    ZeroTensor w = {"master_weights", 1, {P, 1}, 0, m->w, 0, 0, NULL};
+    if (o->kind == OPT_ADAMW8) {
+        ZeroTensor q[4] = {{"exp_avg.q8", 1, {P, 1}, 0, o->qm, 1, ST_I8, NULL},
+                           {"exp_avg.absmax", 1, {B, 1}, 0, o->sm, 1, 0, &o->blocks},
+                           {"exp_avg_sq.q8", 1, {P, 1}, 0, o->qv, 1, ST_U8, NULL},
+                           {"exp_avg_sq.max", 1, {B, 1}, 0, o->sv, 1, 0, &o->blocks}};
+        memcpy(t, q, sizeof q);
+        t[4] = w;
+        return master ? 5 : 4;
+    }
+    ZeroTensor a[2] = {{"exp_avg", 1, {P, 1}, 0, o->m, 1, 0, NULL}, {"exp_avg_sq", 1, {P, 1}, 0, o->v, 1, 0, NULL}};
+    memcpy(t, a, sizeof a);
+    t[2] = w;
     return master ? 3 : 2;
 }
 
@@ -2810,7 +2900,7 @@ static void checkpoint_save(const Comm *c, const char *out, const char *prog, in
         zero_write_st(c, z, &m->tab, mp, dtype, m->w, 0, "");
         if (rank == 0) model_save_config(m, tmp, dtype);
         free(mp);
-        ZeroTensor t[3];
+        ZeroTensor t[5];
         zero_write_tensors(c, z, p, ST_F32, t, optimizer_zero_tensors(o, m, dtype != ST_F32, t), meta);
     } else {
         model_save(m, tmp, dtype);
@@ -2849,7 +2939,7 @@ static void checkpoint_load_state(const char *dir, Model *m, int dtype, Optimize
              "--optimizer and --dtype", have, opt_names[o->kind], dtype != ST_F32 ? " with fp32 master weights" : "");
     StateTensor t[5];
     if (o->z) {  // the moments' shard, and the master's pieces when m holds its pieces only (model_load_shard)
-        ZeroTensor zt[3];
+        ZeroTensor zt[5];
         zero_read_tensors(o->z, p, zt, optimizer_zero_tensors(o, m, dtype != ST_F32 && m->w_owned, zt), hint);
         if (dtype != ST_F32 && !m->w_owned) {  // the master whole
             t[0] = state_tensor("master_weights", ST_F32, m->w, o->total);

@@ -380,7 +380,7 @@ static int cmd_plan(int argc, char **argv) {
 // communication buffers and allocator fragmentation (add them with --reserve GB).
 // ================================================================================================
 
-#define ADAMW8_BLOCK QBLOCK  // model.h's 8-bit AdamW blocks (they stay within a tensor: a few more in all)
+#define ADAMW8_BLOCK QBLOCK  // model.h's 8-bit AdamW blocks (laid over each ZeRO unit: a few more than P / 256)
 
 typedef struct {
     int opt, master, zero, ckpt, gpus, B, T;
@@ -550,8 +550,9 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
         "bf16 copy; fp32 master of the norms and the embedding" : "bf16 copy + fp32 master", p->params);
     ROW("gradients", s->grad_bf16 ? "bf16 matrices, fp32 the rest" : s->shard_grads ? "fp32 of the shard + the embedding "
         "and 2 layers whole" : "fp32", p->grads);
-    ROW("optimizer", s->optimizer == GPU_ADAMW8 ? "adamw8 (made at the first update)" : s->shard ?
-        "adamw of the shard (made at the first update)" : "adamw (made at the first update)", p->states);
+    ROW("optimizer", s->shard ? (s->optimizer == GPU_ADAMW8 ? "adamw8 of the shard (made at the first update)" :
+        "adamw of the shard (made at the first update)") : s->optimizer == GPU_ADAMW8 ? "adamw8 (made at the first update)"
+        : "adamw (made at the first update)", p->states);
     if (s->shard) ROW("shard", "ZeRO's piece tables", p->shard_tables);
     ROW("activations", acts, p->acts);
     ROW("stream", "residual stream, head inputs, tables", p->stream + p->tables);
@@ -562,7 +563,7 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
     printf("  peak while stepping %.2f GiB = %.2f GB of %g GB -> %s (the device's context, ~0.5 GiB, on top)\n", peak / G,
            peak / 1e9, o->gpu_mem, peak + 0.5 * G <= o->gpu_mem * 1e9 ? "fits" : "does NOT fit");
     if (o->zero)  // hip/gpu.h: ZeRO's reduce-scatters and all-gathers run in place, no second buffer
-        printf("  data parallel over %d GPUs (ZeRO %d): each GPU holds its shard of the fp32 master and AdamW's moments%s "
+        printf("  data parallel over %d GPUs (ZeRO %d): each GPU holds its shard of the fp32 master and AdamW's states%s "
                "(%zu floats), the rest whole; NCCL's own buffers are not counted\n", o->gpus, o->zero,
                o->zero >= 3 ? ", gradients and weights (a layer's gathered into, and its gradient written into, one of two "
                "buckets)" : o->zero >= 2 ? " and of the gradients (the backward writes each layer into one of two buckets)"
@@ -574,7 +575,8 @@ static int mem_gpu(const Config *c, const MemOpts *o, int recompute, int checkpo
     // checkpoints go through it) and the host Optimizer, whole, or at ZeRO >= 1 the rank's shard of both (the
     // model's pieces: model_load_shard; the moments: optimizer_shard)
     double host_w = 4.0 * (s->shard ? (double)s->shard : n);
-    double host_o = o->opt == OPT_ADAMW8 ? (2.0 + 8.0 / QBLOCK) * n : 8.0 * (s->shard ? (double)s->shard : n);
+    double host_o = o->opt == OPT_ADAMW8 ? 2.0 * (s->shard ? (double)s->shard : n) + 8.0 * (double)p->nblocks
+                                         : 8.0 * (s->shard ? (double)s->shard : n);
     printf("  host memory per process: %.2f GiB (the fp32 model%s %.2f + the optimizer's %s %.2f)", (host_w + host_o) / G,
            s->shard ? "'s shard" : "", host_w / G, s->shard ? "shard" : "state", host_o / G);
     if (o->gpus > 1) printf("; %d processes on one host: %.2f GiB", o->gpus, o->gpus * (host_w + host_o) / G);

@@ -852,7 +852,7 @@ static int train_main(int argc, char **argv) {
     // optimizer, and everything a resume restores (all checked before anything is written)
     optimizer_init(&r.opt, &r.m.tab, name_index(r.o.optimizer, opt_names, 3, "optimizer"), (float)r.o.beta1,
                    (float)r.o.beta2, (float)r.o.eps, (float)r.o.muon_momentum);
-    if (r.o.step.zero > 0 && r.opt.kind == OPT_ADAMW)  // this rank's shard of the moments, before a resume fills it
+    if (r.o.step.zero > 0 && r.opt.kind != OPT_MUON)  // this rank's shard of the states, before a resume fills it
         optimizer_shard(&r.opt, &r.m.tab, r.m.c.L, r.o.step.zero, &comm);
     if (r.o.resume) {
         if (strcmp(json_str(state, "optimizer", r.o.optimizer, state_path), r.o.optimizer))

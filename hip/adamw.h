@@ -1,5 +1,5 @@
 // hip/adamw.h — the optimizers over the flat parameter block and the gradient's sum of squares: AdamW (model.h
-// adamw_update), 8-bit AdamW (train.c adamw8_update, its state format), grad_norm2; checked and timed by
+// adamw_update), 8-bit AdamW (model.h adamw8_shard, its state format), grad_norm2; checked and timed by
 // hip/dev/adamw.hip.
 #pragma once
 #include "common.h"
@@ -178,7 +178,7 @@ template <typename T> __global__ void k_sumsq(double *part, const T *g, size_t n
 }
 
 // =================================================================================================
-// 8-bit AdamW (train.c adamw8_update, its state format): per block of 256 elements of one tensor, m on a signed
+// 8-bit AdamW (model.h adamw8_shard, its state format): per block of 256 elements of one unit, m on a signed
 // square-root code of the block's max |m|, sqrt(v) on a square-root code of sqrt(max v):
 //   m = max|m| · sign(q) · (q/127)²,   v = max v · (q/255)⁴
 // each step decodes, updates in fp32 like AdamW, then encodes each value to the nearest level (m zeroed where
@@ -214,36 +214,80 @@ __device__ __forceinline__ uint8_t q8v_encode_d(float v, float s) {
     return s > 0 ? (uint8_t)q8_nearest_d(__fsqrt_rn(__fdiv_rn(v, s)), 255) : 0;
 }
 
-#define Q8_BLOCK 256  // train.c QBLOCK
-// blk0[s]: the first block of tensor s ([nseg + 1]); sm, sv: the blocks' max |m| and max v
+#define Q8_BLOCK 256  // model.h QBLOCK
+// The blocks (model.h adamw8_shard): q8[0..nu] where each of the nu units starts (in the table, or a ZeRO shard; q8[nu]
+// the end), q8[nu + 1 + u] unit u's first block. Block b's elements start at its unit's start + 256 (b - first block),
+// the unit's last block shorter; a block may hold the ends of several tensors, each element takes its own tensor's
+// flags (a frozen one keeps state 0 and is not updated).
+__device__ __forceinline__ size_t q8_block_start(const size_t *q8, int nu, size_t b, size_t *end) {
+    int u = seg_of(q8 + nu + 1, nu, b);
+    *end = q8[u + 1];
+    return q8[u] + (b - q8[nu + 1 + u]) * Q8_BLOCK;
+}
+// one element's update (model.h adamw8_block's arithmetic): m and v from the decoded codes and the gradient, the weight
+__device__ __forceinline__ float adamw8_elem(float p, float g, int8_t qm, uint8_t qv, float sm, float sv, float wd,
+                                             const OptHyper &h, float *m, float *v) {
+    g = __fmul_rn(g, h.gscale);
+    *m = __fadd_rn(__fmul_rn(h.b1, q8m_decode_d(qm, sm)), __fmul_rn(1.0f - h.b1, g));
+    *v = __fadd_rn(__fmul_rn(h.b2, q8v_decode_d(qv, sv)), __fmul_rn(__fmul_rn(1.0f - h.b2, g), g));
+    p = __fmul_rn(p, __fsub_rn(1.0f, __fmul_rn(h.lr, wd)));
+    float u = __fdiv_rn(__fmul_rn(__fdiv_rn(h.lr, h.bc1), *m), __fadd_rn(__fdiv_rn(__fsqrt_rn(*v), h.bc2s), h.eps));
+    return __fsub_rn(p, u);
+}
+// the block's new scales (every thread of it calls this, after all of them read the old ones) and this element's codes
+__device__ __forceinline__ void q8_block_store(float m, float v, int valid, size_t i, size_t b, int8_t *qm, uint8_t *qv,
+                                               float *sm, float *sv, float *sh) {
+    float mmax = block_max(fabsf(m), sh), vmax = block_max(v, sh);
+    if (threadIdx.x == 0) sm[b] = mmax, sv[b] = vmax;
+    if (valid) {
+        uint8_t cv = q8v_encode_d(v, vmax);
+        qv[i] = cv;
+        qm[i] = cv ? q8m_encode_d(m, mmax) : 0;
+    }
+}
+
+// the whole table (OptBlock's layout), nb blocks
 __global__ void __launch_bounds__(Q8_BLOCK) k_adamw8(OptBlock o, int8_t *qm, uint8_t *qv, float *sm, float *sv,
-                                                     const size_t *blk0, OptHyper h) {
+                                                     const size_t *q8, int nu, OptHyper h) {
     __shared__ float sh[32];
-    size_t nblocks = blk0[o.nseg];
+    size_t nblocks = q8[2 * nu + 1];
     for (size_t b = blockIdx.x; b < nblocks; b += gridDim.x) {
-        int sg = seg_of(blk0, o.nseg, b);
+        size_t end, i = q8_block_start(q8, nu, b, &end) + threadIdx.x;
+        int valid = i < end, sg = valid ? seg_of(o.off, o.nseg, i) : 0;
         unsigned char f = o.flag[sg];
-        if (f & OPT_FROZEN) continue;  // the CPU leaves frozen tensors' state at 0 too (block-uniform branch)
-        size_t i = o.off[sg] + (b - blk0[sg]) * Q8_BLOCK + threadIdx.x;
-        int valid = i < o.off[sg + 1];
         float m = 0.0f, v = 0.0f;
-        if (valid) {
-            float p, g, wd = (f & OPT_DECAY) ? h.wd : 0.0f;
+        if (valid && !(f & OPT_FROZEN)) {
+            float p, g;
             opt_load_p<1>(&p, o, sg, f, i), opt_load_g<1>(&g, o, sg, f, i);
-            g = __fmul_rn(g, h.gscale);
-            m = __fadd_rn(__fmul_rn(h.b1, q8m_decode_d(qm[i], sm[b])), __fmul_rn(1.0f - h.b1, g));
-            v = __fadd_rn(__fmul_rn(h.b2, q8v_decode_d(qv[i], sv[b])), __fmul_rn(__fmul_rn(1.0f - h.b2, g), g));
-            p = __fmul_rn(p, __fsub_rn(1.0f, __fmul_rn(h.lr, wd)));
-            float u = __fdiv_rn(__fmul_rn(__fdiv_rn(h.lr, h.bc1), m), __fadd_rn(__fdiv_rn(__fsqrt_rn(v), h.bc2s), h.eps));
-            p = __fsub_rn(p, u);
+            p = adamw8_elem(p, g, qm[i], qv[i], sm[b], sv[b], (f & OPT_DECAY) ? h.wd : 0.0f, h, &m, &v);
             opt_store_p<1>(o, sg, f, i, &p, h.seed);
         }
-        float mmax = block_max(fabsf(m), sh), vmax = block_max(v, sh);  // after every thread read sm[b], sv[b]
-        if (threadIdx.x == 0) sm[b] = mmax, sv[b] = vmax;
+        q8_block_store(m, v, valid, i, b, qm, qv, sm, sv, sh);
+    }
+}
+
+// ZeRO 1-3: over one rank's shard (ShardBlock's layout, as k_adamw_shard: the master ms[i], the gradient, the bf16
+// copy and the small tensors' fp32 where this rank owns them); the blocks of the shard's units
+__global__ void __launch_bounds__(Q8_BLOCK) k_adamw8_shard(ShardBlock o, int8_t *qm, uint8_t *qv, float *sm, float *sv,
+                                                           const size_t *q8, int nu, OptHyper h) {
+    __shared__ float sh[32];
+    size_t nblocks = q8[2 * nu + 1];
+    for (size_t b = blockIdx.x; b < nblocks; b += gridDim.x) {
+        size_t end, i = q8_block_start(q8, nu, b, &end) + threadIdx.x;
+        int valid = i < end, k = valid ? seg_of(o.off, o.n, i) : 0;
+        unsigned char f = o.flag[k];
+        size_t j = i - o.off[k], t = o.tofs[k] + j;
+        float m = 0.0f, v = 0.0f;
         if (valid) {
-            uint8_t cv = q8v_encode_d(v, vmax);
-            qv[i] = cv;
-            qm[i] = cv ? q8m_encode_d(m, mmax) : 0;
+            float p = o.ms[i];
+            if (!(f & OPT_FROZEN)) {
+                o.ms[i] = p = adamw8_elem(p, o.gs ? o.gs[i] : o.g32[t], qm[i], qv[i], sm[b], sv[b],
+                                          (f & OPT_DECAY) ? h.wd : 0.0f, h, &m, &v);
+                if (o.wbs) o.wbs[i] = f2bf(p);
+                else o.wb[t] = f2bf(p);
+            }
+            if (f & OPT_SMALL) o.w32[o.sofs[k] + j] = p;
         }
+        q8_block_store(m, v, valid, i, b, qm, qv, sm, sv, sh);
     }
 }

@@ -327,13 +327,18 @@ static void comm_gpu_open(Comm *c) {
 // The ZeRO partition of model.h's parameter table, for the CPU and the GPU alike (needs model.h first).
 // The table is cut into units: 0 = everything before layer 0 (the embedding), 1 + l = layer l, L + 1 = what
 // follows the last layer (the final norm); stage 2 reduces and stage 3 gathers one unit at a time. Rank r owns
-// [off + r q, off + (r + 1) q) of a unit of n floats, q = floor(n / world); the last n - world q (< world)
-// floats, the tail, are kept and updated by every rank. So every collective has equal counts per rank and runs
-// in place on the table's own layout, with no padding anywhere. At stage 0 the partition has one owner (every
-// rank keeps everything): the same optimizer loop serves every stage.
+// [off + r q, off + (r + 1) q) of a unit of n floats, q = floor(n / (world x 256)) x 256; the last n - world q
+// (< 256 world) floats, the tail, are kept and updated by every rank. So every collective has equal counts per rank
+// and runs in place on the table's own layout, with no padding anywhere. q is a multiple of model.h's QBLOCK (256)
+// because 8-bit AdamW lays its blocks over each unit from its start (model.h adamw8_shard): each rank's part and the
+// tail are then whole blocks, and the blocks are the same at every stage and world size. At stage 0 the partition
+// has one owner (every rank keeps everything): the same optimizer loop serves every stage.
 // ------------------------------------------------------------------------------------------------
 #if defined(MAX_LAYERS) && !defined(GS_COMM_ZERO)
 #define GS_COMM_ZERO
+#ifndef QBLOCK
+#error "hip/comm.h's ZeRO partition follows model.h's 8-bit blocks (QBLOCK): include model.h first"
+#endif
 typedef struct {
     size_t off, n;  // the unit: floats [off, off + n) of the parameter table
     size_t q;       // floats each rank owns
@@ -400,7 +405,7 @@ static ZeroPlan zero_plan(const ParamTable *tab, int L, int stage, int rank, int
         ZeroUnit *u = &z.u[i];
         u->off = start[i];
         u->n = start[i + 1] - u->off;
-        u->q = u->n / (size_t)z.world;
+        u->q = u->n / ((size_t)z.world * QBLOCK) * QBLOCK;
         u->tail = u->n - u->q * (size_t)z.world;
         u->at = z.shard;
         zero_add_run(&z, tab, u->off + (size_t)z.rank * u->q, z.shard, u->q, 0, &cap);
@@ -414,6 +419,29 @@ static ZeroPlan zero_plan(const ParamTable *tab, int L, int stage, int rank, int
 static void zero_plan_free(ZeroPlan *z) {
     free(z->u), free(z->p);
     memset(z, 0, sizeof *z);
+}
+
+// The 8-bit blocks of partition z as a partition of its own (model.h adamw8_shard keeps one scale per block): unit i's
+// ceil(n / QBLOCK) blocks are numbered on from the units before it (off: the unit's first, in every world), rank r
+// owns its q / QBLOCK of them and every rank the ceil(tail / QBLOCK) of the tail; shard: this rank's blocks. Its
+// pieces (tensor -1) say where the checkpoint's scale tensors put them.
+static ZeroPlan zero_block_plan(const ZeroPlan *z) {
+    ZeroPlan b = *z;
+    b.u = (ZeroUnit *)callocCheck(sizeof(ZeroUnit) * (size_t)z->nunit);
+    b.p = (ZeroPiece *)callocCheck(sizeof(ZeroPiece) * 2 * (size_t)z->nunit);
+    b.shard = 0, b.npiece = 0;
+    size_t off = 0;
+    for (int i = 0; i < z->nunit; i++) {
+        ZeroUnit *u = &b.u[i];
+        u->off = off, u->n = (z->u[i].n + QBLOCK - 1) / QBLOCK, u->q = z->u[i].q / QBLOCK;
+        u->tail = u->n - (size_t)z->world * u->q, u->at = b.shard;
+        ZeroPiece own = {-1, off + (size_t)z->rank * u->q, b.shard, u->q, 0};
+        ZeroPiece tail = {-1, off + (size_t)z->world * u->q, b.shard + u->q, u->tail, 1};
+        if (own.n) b.p[b.npiece++] = own;
+        if (tail.n) b.p[b.npiece++] = tail;
+        b.shard += u->q + u->tail, off += u->n;
+    }
+    return b;
 }
 
 // the unit that holds layer l's parameters (-1: the embedding's, L: the final norm's)
@@ -470,9 +498,15 @@ typedef struct {
     int ndim;
     int64_t shape[2];   // its floats: shape[0] (x shape[1]); they are the table's [lo, lo + shape product)
     size_t lo;
-    float *data;        // this rank's values, indexed by table offset (shard 0: a whole-table buffer whose owned
+    void *data;         // this rank's values, indexed by table offset (shard 0: a whole-table buffer whose owned
     int shard;          // ranges are current) or by shard offset (shard 1: the shard layout of z)
+    int dtype;          // 0 (ST_F32): floats, stored in the file's dtype; ST_I8 / ST_U8: bytes (8-bit codes) as they are
+    const ZeroPlan *z;  // the partition its values follow (NULL: the file's; zero_block_plan's for per-block scales)
 } ZeroTensor;
+
+// element i of t's data (of the tensor's own type) and that type's bytes in the file (dtype: the file's for floats)
+static inline size_t zero_tensor_esize(const ZeroTensor *t, int dtype) { return (size_t)st_dtype_size[t->dtype ? t->dtype : dtype]; }
+static inline char *zero_tensor_at(const ZeroTensor *t, size_t i) { return (char *)t->data + i * (t->dtype ? 1 : 4); }
 
 static size_t zero_tensor_n(const ZeroTensor *t) { return (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1); }
 
@@ -486,7 +520,7 @@ static ZeroTensor *zero_table_tensors(const ParamTable *tab, const float *data, 
         t[i].name = names[i], t[i].ndim = e->cols == 1 && e->kind != T_EMBED ? 1 : 2;
         t[i].shape[0] = (int64_t)e->rows, t[i].shape[1] = (int64_t)e->cols;
         if (t[i].ndim == 1) t[i].shape[1] = 1;
-        t[i].lo = e->offset, t[i].data = (float *)data, t[i].shard = shard;
+        t[i].lo = e->offset, t[i].data = (void *)data, t[i].shard = shard;
     }
     return t;
 }
@@ -499,21 +533,21 @@ static void zero_overlap(const ZeroPiece *p, const ZeroTensor *t, size_t *a, siz
     if (*b < *a) *b = *a;
 }
 
-// One safetensors file (dtype ST_F32 or ST_BF16 for every tensor; meta: the header's __metadata__, consumed, or
-// NULL) written by every rank at once: rank 0 writes the header and sizes the file under a temporary name, each rank
+// One safetensors file (dtype ST_F32 or ST_BF16 for every float tensor, bytes as they are; meta: the header's
+// __metadata__, consumed, or NULL) written by every rank at once: rank 0 writes the header and sizes the file under a temporary name, each rank
 // writes the bytes of what it owns (rank 0 also the replicated tails; at stage 0 rank 0 everything) at their offsets,
 // and rank 0 renames it into place once every rank has written. No rank holds more than its shard. One machine, or a
 // file system every rank sees.
 static void zero_write_tensors(const Comm *c, const ZeroPlan *z, const char *path, int dtype, const ZeroTensor *t,
                                int nt, cJSON *meta) {
-    size_t esize = (size_t)st_dtype_size[dtype], *at = (size_t *)mallocCheck(sizeof(size_t) * (size_t)nt);
+    size_t *at = (size_t *)mallocCheck(sizeof(size_t) * (size_t)nt);
     char tmp[4200] = {0};
     uint64_t hdr[2] = {0, 0};  // the header's length; 1: rank 0 could not size the file (no rank writes)
     int bad = 0, err = 0;
     AtomicFile a = {0};
     if (c->rank == 0) {
         STWriter w = {0};
-        for (int i = 0; i < nt; i++) stw_add(&w, t[i].name, dtype, t[i].ndim, t[i].shape, NULL);
+        for (int i = 0; i < nt; i++) stw_add(&w, t[i].name, t[i].dtype ? t[i].dtype : dtype, t[i].ndim, t[i].shape, NULL);
         w.meta = meta;
         size_t total = 0;
         a = stw_open(&w, path, &hdr[0]);
@@ -525,28 +559,31 @@ static void zero_write_tensors(const Comm *c, const ZeroPlan *z, const char *pat
     comm_bcast(c, tmp, sizeof tmp, 0);
     comm_bcast(c, hdr, sizeof hdr, 0);
     size_t o = 8 + hdr[0];
-    for (int i = 0; i < nt; i++) at[i] = o, o += zero_tensor_n(&t[i]) * esize;
+    for (int i = 0; i < nt; i++) at[i] = o, o += zero_tensor_n(&t[i]) * zero_tensor_esize(&t[i], dtype);
     int fd = hdr[1] ? -1 : open(tmp, O_WRONLY);
     bad |= !hdr[1] && fd < 0;
     uint16_t buf16[4096];
-    for (int i = 0; i < nt && !bad; i++)
-        for (int k = 0; k < z->npiece && !bad; k++) {
-            const ZeroPiece *p = &z->p[k];
+    for (int i = 0; i < nt && !bad; i++) {
+        const ZeroPlan *zi = t[i].z ? t[i].z : z;
+        size_t esize = zero_tensor_esize(&t[i], dtype);
+        for (int k = 0; k < zi->npiece && !bad; k++) {
+            const ZeroPiece *p = &zi->p[k];
             size_t lo, hi;
             zero_overlap(p, &t[i], &lo, &hi);
-            if (lo == hi || ((z->stage == 0 || p->tail) && c->rank != 0)) continue;
-            const float *src = t[i].data + (t[i].shard ? p->s + (lo - p->w) : lo);
+            if (lo == hi || ((zi->stage == 0 || p->tail) && c->rank != 0)) continue;
+            const char *src = zero_tensor_at(&t[i], t[i].shard ? p->s + (lo - p->w) : lo);
             off_t pos = (off_t)(at[i] + (lo - t[i].lo) * esize);
             for (size_t j = 0, n = hi - lo; j < n && !bad; j += 4096) {
                 size_t m = n - j < 4096 ? n - j : 4096;
-                const void *out = src + j;
-                if (dtype == ST_BF16) {
-                    for (size_t q = 0; q < m; q++) buf16[q] = f32_to_bf16(src[j + q]);
+                const void *out = src + j * esize;
+                if (!t[i].dtype && dtype == ST_BF16) {
+                    for (size_t q = 0; q < m; q++) buf16[q] = f32_to_bf16(((const float *)src)[j + q]);
                     out = buf16;
                 }
                 bad = pwrite(fd, out, m * esize, pos + (off_t)(j * esize)) != (ssize_t)(m * esize);
             }
         }
+    }
     if (bad && !err) err = errno;
     if (fd >= 0) bad |= fsync(fd) != 0, bad |= close(fd) != 0;
     int64_t nbad = bad;
@@ -569,20 +606,23 @@ static void zero_write_st(const Comm *c, const ZeroPlan *z, const ParamTable *ta
     free(t), free(names);
 }
 
-// Each rank reads what it owns of F32 tensors t (every piece of its shard, tails included) from path, the
-// file any number of ranks wrote: each tensor checked for its dtype and size, each value read for finiteness.
+// Each rank reads what it owns of tensors t (F32, or the bytes of an 8-bit one: every piece of its shard, tails
+// included) from path, the file any number of ranks wrote: each tensor checked for its dtype and size, each fp32
+// value read for finiteness.
 // No collective: a checkpoint of one world resumes in another. hint: what a missing tensor means.
 static void zero_read_tensors(const ZeroPlan *z, const char *path, const ZeroTensor *t, int nt, const char *hint) {
     SFile *f = state_file_open(path);
     for (int i = 0; i < nt; i++) {
-        const STensor *s = state_tensor_find(f, path, t[i].name, ST_F32, zero_tensor_n(&t[i]), hint);
-        for (int k = 0; k < z->npiece; k++) {
-            const ZeroPiece *p = &z->p[k];
+        const ZeroPlan *zi = t[i].z ? t[i].z : z;
+        size_t es = zero_tensor_esize(&t[i], ST_F32);
+        const STensor *s = state_tensor_find(f, path, t[i].name, t[i].dtype, zero_tensor_n(&t[i]), hint);
+        for (int k = 0; k < zi->npiece; k++) {
+            const ZeroPiece *p = &zi->p[k];
             size_t lo, hi;
             zero_overlap(p, &t[i], &lo, &hi);
-            float *dst = t[i].data + (t[i].shard ? p->s + (lo - p->w) : lo);
-            memcpy(dst, (const char *)s->data + 4 * (lo - t[i].lo), 4 * (hi - lo));
-            state_floats_finite(path, t[i].name, dst, hi - lo, lo - t[i].lo);
+            char *dst = zero_tensor_at(&t[i], t[i].shard ? p->s + (lo - p->w) : lo);
+            memcpy(dst, (const char *)s->data + es * (lo - t[i].lo), es * (hi - lo));
+            if (!t[i].dtype) state_floats_finite(path, t[i].name, (const float *)dst, hi - lo, lo - t[i].lo);
         }
     }
     st_close(f);

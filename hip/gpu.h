@@ -46,7 +46,7 @@ typedef struct {
     int recompute;          // layers (from the first) that keep no gate|up and recompute it in the backward:
                             // N·2F bf16 less memory each, for one more N x 2F x d product (default 0)
     // What the parameter block keeps (hip/plan.h; all 0 by default: 18 bytes a parameter):
-    int optimizer;          // GPU_ADAMW: m, v in fp32 (8 B a parameter); GPU_ADAMW8: train.c's 8-bit blocks (~2 B)
+    int optimizer;          // GPU_ADAMW: m, v in fp32 (8 B a parameter); GPU_ADAMW8: model.h's 8-bit blocks (~2 B)
     int grad_bf16;          // 1: the weight matrices' gradients in bf16 (2 B a parameter less; one more rounding)
     int bf16_only;          // 1: the weight matrices without an fp32 master (4 B a parameter less): the bf16 copy is
                             // the weight, updated with stochastic rounding (norms and the embedding keep theirs)
@@ -74,6 +74,11 @@ typedef struct {
     // update) and two buckets: before a layer's forward and again before its backward its unit is all-gathered into
     // bucket l % 2 on the second stream, the next layer's prefetched while this one computes (GpuGather)
     int shard_weights;
+    // 8-bit AdamW's blocks (model.h adamw8_shard, hip/comm.h zero_block_plan): where each unit of the partition starts
+    // in the shard (the table's offsets at ZeRO 0) [q8_units + 1, the last the end]; each unit's blocks of 256 run
+    // from its start. gpu_spec_from_config sets them for ZeRO 0, gpu_spec_zero for a shard.
+    int q8_units;
+    size_t *q8_at;
 } GpuSpec;
 
 typedef struct GpuModel GpuModel;
@@ -98,7 +103,7 @@ double gpu_grad_sumsq(GpuModel *g);
 // the gradients as the device keeps them (hip/plan.h), for collectives: fp32 [n32] and, with grad_bf16, the
 // matrices' bf16 [n16]
 void gpu_grad_buffers(GpuModel *g, float **g32, size_t *n32, void **g16, size_t *n16);                // Σ g² over all weight gradients (frozen ones stay 0)
-// GpuSpec.optimizer on every non-frozen tensor: AdamW (model.h adamw_update) or 8-bit AdamW (train.c adamw8_update);
+// GpuSpec.optimizer on every non-frozen tensor: AdamW (model.h adamw_update) or 8-bit AdamW (model.h adamw8_shard);
 // wd only where bit 0 is set; g scaled by gscale first. The states are made, zero, at the first call.
 void gpu_adamw(GpuModel *g, float lr, float b1, float b2, float eps, float wd, int step, float gscale);
 // floats [off, off + n) of the weights (to the device: their bf16 copy too), the gradients or AdamW's moments, in the
@@ -107,10 +112,10 @@ void gpu_adamw(GpuModel *g, float lr, float b1, float b2, float eps, float wd, i
 // its whole shard: the host holds GpuSpec.shard floats in the shard layout (model.h optimizer_shard)
 enum { GPU_WEIGHTS, GPU_GRADS, GPU_ADAM_M, GPU_ADAM_V };
 void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_device);
-// 8-bit AdamW's state of tensor i (-1: every tensor), both ways, in train.c's layout: the host arrays are the whole
-// state, codes qm, qv [total] at the table's offsets, the blocks' max |m| and max v, sm, sv [blocks] from each
-// tensor's first block (QBLOCK = 256 elements, a tensor's blocks its own)
-void gpu_copy_adamw8(GpuModel *g, int i, int8_t *qm, uint8_t *qv, float *sm, float *sv, int to_device);
+// 8-bit AdamW's whole state, both ways, in model.h's layout (the Optimizer's arrays): codes qm, qv [total] at the
+// table's offsets (ZeRO >= 1: [shard] at the shard's), the blocks' max |m| and max v, sm, sv, in GpuSpec.q8_at's
+// blocks; before the first update the device has none (zeros come back)
+void gpu_copy_adamw8(GpuModel *g, int8_t *qm, uint8_t *qv, float *sm, float *sv, int to_device);
 // ZeRO 1 (GpuSpec.shard > 0): the shard's pieces, npiece rows of (table offset, shard offset, floats, tail) in table
 // order (hip/comm.h ZeroPlan: a tail is replicated, every rank updates it, rank 0 counts it). After it: gpu_upload and
 // gpu_copy take the whole table (the shard's part of the master is what moves; the moments are the shard),
@@ -163,13 +168,13 @@ void gpu_profile_print(GpuModel *g);               // with GS_PROFILE=1: time pe
 // ------------------------------------------------------------------------------------------------
 #if defined(MAX_LAYERS) && !defined(__cplusplus)
 // NULL when the GPU runs ZeRO stage `zero` with these storage options (optimizer: OPT_*, -1 not known yet), else why
-// not: stage 0 with any, stages 1-3 with AdamW's fp32 moments, fp32 master and fp32 gradients (gpu_step_refuses, and
+// not: stage 0 with any, stages 1-3 with AdamW (fp32 or 8-bit states), fp32 master and fp32 gradients (gpu_step_refuses, and
 // ./profile memory --device gpu)
 static const char *gpu_zero_refuses(int zero, int grad_bf16, int bf16_only, int optimizer) {
     static char why[200];
-    if (zero > 0 && (grad_bf16 || bf16_only || (optimizer >= 0 && optimizer != OPT_ADAMW)))
-        snprintf(why, sizeof why, "--zero %d on the GPU shards AdamW's fp32 moments and fp32 master over fp32 gradients: "
-                 "use it without --grads bf16, --master none and --optimizer adamw8", zero);
+    if (zero > 0 && (grad_bf16 || bf16_only || optimizer == OPT_MUON))
+        snprintf(why, sizeof why, "--zero %d on the GPU shards AdamW's states (adamw, adamw8) and the fp32 master over "
+                 "fp32 gradients: use it without --grads bf16 and --master none", zero);
     else return NULL;
     return why;
 }
@@ -182,6 +187,28 @@ static const char *gpu_unsupported(const Config *c) {
         if (layer_D(c, l) > 512) return "head_dim is larger than the GPU kernels support (512)";
     return NULL;
 }
+
+#ifdef GS_COMM_ZERO
+// the ZeRO stage of partition z (hip/comm.h) in the spec: the 8-bit blocks' units, stage 1 the shard, stage 2 the
+// units too
+static void gpu_spec_zero(GpuSpec *s, const ZeroPlan *z) {
+    free(s->q8_at);
+    s->q8_units = z->nunit;
+    s->q8_at = (size_t *)mallocCheck(sizeof(size_t) * (size_t)(z->nunit + 1));
+    for (int i = 0; i < z->nunit; i++) s->q8_at[i] = z->u[i].at;
+    s->q8_at[z->nunit] = z->shard;
+    if (z->stage == 0) return;
+    s->shard = z->shard, s->shard_units = z->nunit;
+    if (z->stage < 2) return;
+    s->shard_grads = 1, s->shard_weights = z->stage >= 3, s->rank = z->rank, s->world = z->world;
+    s->unit = (size_t *)mallocCheck(sizeof(size_t) * 4 * (size_t)z->nunit);
+    for (int i = 0; i < z->nunit; i++) {
+        const ZeroUnit *u = &z->u[i];
+        size_t *r = s->unit + 4 * (size_t)i;
+        r[0] = u->off, r[1] = u->n, r[2] = u->q, r[3] = u->at;
+    }
+}
+#endif
 
 static GpuSpec *gpu_spec_from_config(const Config *c, const ParamTable *tab, float embed_scale) {
     if (c->L > GPU_MAX_LAYERS) fail("the GPU path supports at most %d layers (the model has %d)", GPU_MAX_LAYERS, c->L);
@@ -230,29 +257,19 @@ static GpuSpec *gpu_spec_from_config(const Config *c, const ParamTable *tab, flo
         }
     }
     s->tensor_off[tab->n] = tab->total;
+#ifdef GS_COMM_ZERO
+    ZeroPlan z = zero_plan(tab, c->L, 0, 0, 1);  // 8-bit AdamW's blocks at ZeRO 0: each unit's from its first element
+    gpu_spec_zero(s, &z);
+    zero_plan_free(&z);
+#endif
     return s;
 }
 static GpuSpec *gpu_spec_from_model(const Model *m) { return gpu_spec_from_config(&m->c, &m->tab, m->embed_scale); }
 static void gpu_spec_free(GpuSpec *s) {
     if (!s) return;
-    free(s->inv_freq), free(s->tensor_off), free(s->tensor_flag), free(s->unit), free(s);
+    free(s->inv_freq), free(s->tensor_off), free(s->tensor_flag), free(s->unit), free(s->q8_at), free(s);
 }
 
-#ifdef GS_COMM_ZERO
-// the ZeRO stage of partition z (hip/comm.h) in the spec: stage 1 the shard, stage 2 the units too
-static void gpu_spec_zero(GpuSpec *s, const ZeroPlan *z) {
-    if (z->stage == 0) return;
-    s->shard = z->shard, s->shard_units = z->nunit;
-    if (z->stage < 2) return;
-    s->shard_grads = 1, s->shard_weights = z->stage >= 3, s->rank = z->rank, s->world = z->world;
-    s->unit = (size_t *)mallocCheck(sizeof(size_t) * 4 * (size_t)z->nunit);
-    for (int i = 0; i < z->nunit; i++) {
-        const ZeroUnit *u = &z->u[i];
-        size_t *r = s->unit + 4 * (size_t)i;
-        r[0] = u->off, r[1] = u->n, r[2] = u->q, r[3] = u->at;
-    }
-}
-#endif
 
 #endif
 
@@ -405,7 +422,7 @@ static float gpu_step_eval(Step *S, const int *tok, const int *tgt, int rows) {
 // ZeRO 1-3: the whole table moves (i is -1). The weights: each rank sends up what it owns (the host may hold no
 // more: model_load_shard) and the device gathers the rest; from the device each rank brings what it owns, and the
 // units are gathered on the host (STEP_OWNED: not, for a checkpoint every rank writes its part of); AdamW's
-// moments: the host Optimizer's shard (optimizer_shard) <-> the device's, as they are.
+// states: the host Optimizer's shard (optimizer_shard) <-> the device's, as they are.
 static void gpu_step_copy(Step *S, int what, int i, int to_device) {
     const ParamTable *tab = &S->m->tab;
     if (S->dp && S->z.stage > 0) {
@@ -420,8 +437,11 @@ static void gpu_step_copy(Step *S, int what, int i, int to_device) {
         }
         if ((what & STEP_OPTIMIZER) && o) {
             if (!o->z || o->z->shard != S->z.shard) fail("internal: the optimizer is not sharded as the step is");
-            gpu_copy(gpu_of(S), GPU_ADAM_M, 0, tab->total, o->m, to_device);  // the shard, as it is
-            gpu_copy(gpu_of(S), GPU_ADAM_V, 0, tab->total, o->v, to_device);
+            if (o->kind == OPT_ADAMW8) gpu_copy_adamw8(gpu_of(S), o->qm, o->qv, o->sm, o->sv, to_device);
+            else {
+                gpu_copy(gpu_of(S), GPU_ADAM_M, 0, tab->total, o->m, to_device);  // the shard, as it is
+                gpu_copy(gpu_of(S), GPU_ADAM_V, 0, tab->total, o->v, to_device);
+            }
         }
         return;
     }
@@ -429,8 +449,10 @@ static void gpu_step_copy(Step *S, int what, int i, int to_device) {
     if (what & STEP_WEIGHTS) gpu_copy(gpu_of(S), GPU_WEIGHTS, off, n, S->m->w + off, to_device);
     Optimizer *o = S->opt;
     if (!(what & STEP_OPTIMIZER) || !o) return;
-    if (o->kind == OPT_ADAMW8) gpu_copy_adamw8(gpu_of(S), i, o->qm, o->qv, o->sm, o->sv, to_device);
-    else {  // AdamW: both moments over the whole table (voff = offset)
+    if (o->kind == OPT_ADAMW8) {
+        if (i >= 0) fail("internal: 8-bit AdamW's blocks span tensors; its state moves whole (step_get / step_put with -1)");
+        gpu_copy_adamw8(gpu_of(S), o->qm, o->qv, o->sm, o->sv, to_device);
+    } else {  // AdamW: both moments over the whole table (voff = offset)
         gpu_copy(gpu_of(S), GPU_ADAM_M, off, n, o->m + off, to_device);
         gpu_copy(gpu_of(S), GPU_ADAM_V, off, n, o->v + off, to_device);
     }

@@ -94,7 +94,7 @@ struct GpuModel {
     bf16 *wbs;
     int held[2];
     hipEvent_t ev_use, ev_got[2];
-    int8_t *qm;                      // 8-bit AdamW: codes [total], the blocks' max |m| and max v [nblocks]
+    int8_t *qm;                      // 8-bit AdamW: codes [total or shard], the blocks' max |m| and max v [nblocks]
     uint8_t *qv;
     float *sm, *sv;
     int gtype;                       // GS_F32 or GS_BF16: how the products' gradients are stored
@@ -103,7 +103,7 @@ struct GpuModel {
     size_t *zero_rng, *prod_rng;     // device [2n]: (offset, length) ranges of g32 to zero / of the products' buffer
     int nzero, nprod;
     int fresh_layers, fresh_head;    // 1: those gradients are logically zero, their memory not yet written
-    size_t *seg_off, *seg_wofs, *seg_gofs, *seg_blk0;  // device copies of the table and the plan's offsets
+    size_t *seg_off, *seg_wofs, *seg_gofs, *seg_q8;  // device copies of the table and the plan's offsets
     unsigned char *seg_flag;         // GpuSpec.tensor_flag with OPT_G16 / OPT_NO_MASTER (hip/adamw.h)
     char *pool;                      // the small tables, the stream and the layers' buffers (hip/plan.h)
     float2 **rope;                   // [L] cos/sin table of each layer ([T][D/2]); layers with equal RoPE share one
@@ -319,16 +319,18 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
         g->s.unit = (size_t *)malloc(sizeof(size_t) * 4 * s->shard_units);
         memcpy(g->s.unit, spec->unit, sizeof(size_t) * 4 * s->shard_units);
     }
-    gpu_plan(s, B, T, &g->plan);  // reads inv_freq, which is not kept
-    g->s.inv_freq = NULL;
+    if (s->optimizer == GPU_ADAMW8 && (!s->q8_at || s->q8_at[s->q8_units] != (s->shard ? s->shard : s->total)))
+        fail_msg("internal: 8-bit AdamW on the GPU needs its blocks' units (GpuSpec.q8_at: gpu_spec_from_config)");
+    gpu_plan(s, B, T, &g->plan);  // reads inv_freq and q8_at, which are not kept
+    g->s.inv_freq = NULL, g->s.q8_at = NULL;
     const GpuPlan *p = &g->plan;
     // the parameter block (the optimizer's states at the first update)
     g->w32 = GALLOC(g, float, p->n_w32);
     g->wb = GALLOC(g, bf16, p->n_wb);
     g->ms = GALLOC(g, float, s->shard);
     if (s->shard) {  // the piece tables (gpu_set_shard fills them)
-        if (s->grad_bf16 || s->bf16_only || s->optimizer != GPU_ADAMW || s->forward_only)
-            fail_msg("ZeRO 1 on the GPU takes AdamW with fp32 gradients and fp32 master weights");
+        if (s->grad_bf16 || s->bf16_only || s->forward_only)
+            fail_msg("ZeRO 1 on the GPU takes AdamW (fp32 or 8-bit states) with fp32 gradients and fp32 master weights");
         char *t = GALLOC(g, char, p->shard_tables);
         size_t np = p->npiece_max;
         g->sh_off = (size_t *)t, g->sh_tofs = g->sh_off + np + 1, g->sh_sofs = g->sh_tofs + np + 1;
@@ -352,7 +354,7 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     g->pool = GALLOC(g, char, p->pool);
     char *pl = g->pool;
     g->seg_off = (size_t *)(pl + p->tb[TB_SEG_OFF]), g->seg_wofs = (size_t *)(pl + p->tb[TB_SEG_WOFS]);
-    g->seg_gofs = (size_t *)(pl + p->tb[TB_SEG_GOFS]), g->seg_blk0 = (size_t *)(pl + p->tb[TB_SEG_BLK0]);
+    g->seg_gofs = (size_t *)(pl + p->tb[TB_SEG_GOFS]), g->seg_q8 = (size_t *)(pl + p->tb[TB_Q8]);
     g->seg_flag = (unsigned char *)(pl + p->tb[TB_SEG_FLAG]);
     g->prod_rng = (size_t *)(pl + p->tb[TB_PROD]), g->zero_rng = (size_t *)(pl + p->tb[TB_ZERO]);
     g->part = (float *)(pl + p->tb[TB_PART]), g->sumsq = (double *)(pl + p->tb[TB_SUMSQ]);
@@ -362,7 +364,7 @@ GpuModel *gpu_create(const GpuSpec *spec, int B, int T) {
     hipCheck(hipMemcpy(g->seg_off, s->tensor_off, sizeof(size_t) * (nt + 1), hipMemcpyHostToDevice));
     hipCheck(hipMemcpy(g->seg_wofs, p->wofs, sizeof(size_t) * nt, hipMemcpyHostToDevice));
     hipCheck(hipMemcpy(g->seg_gofs, p->gofs, sizeof(size_t) * nt, hipMemcpyHostToDevice));
-    hipCheck(hipMemcpy(g->seg_blk0, p->blk0, sizeof(size_t) * (nt + 1), hipMemcpyHostToDevice));
+    hipCheck(hipMemcpy(g->seg_q8, p->q8, sizeof(size_t) * 2 * (s->q8_units + 1), hipMemcpyHostToDevice));
     hipCheck(hipMemcpy(g->seg_flag, flag, nt, hipMemcpyHostToDevice));
     free(flag);
     size_t *pr = (size_t *)malloc(sizeof(size_t) * 2 * (p->nprod + 1)), *zr = (size_t *)malloc(sizeof(size_t) * 2 * (p->nzero + 1));
@@ -487,7 +489,7 @@ static void copy_pieces(GpuModel *g, float *dev, float *host, int to_device) {
     }
 }
 
-static void shard_update(GpuModel *g, float *m, float *v, OptHyper h);
+static void shard_update(GpuModel *g, int up, OptHyper h);
 
 // floats [off, off + n) of the table (any tensors), host <-> device, where the plan keeps them: the weights (the
 // fp32 master and its bf16 copy, or the bf16 weight), the gradients (g32 or g16), AdamW's moments (table layout;
@@ -511,7 +513,7 @@ void gpu_copy(GpuModel *g, int what, size_t off, size_t n, float *host, int to_d
         copy_pieces(g, g->ms, host, to_device);        // there), published as an update publishes it
         OptHyper none;
         memset(&none, 0, sizeof none);
-        shard_update(g, NULL, NULL, none);
+        shard_update(g, 0, none);
         return;
     }
     if (what == GPU_ADAM_M || what == GPU_ADAM_V) {
@@ -1085,16 +1087,18 @@ static void states_alloc(GpuModel *g) {
     hipCheck(hipMemset(g->m, 0, sizeof(float) * n)), hipCheck(hipMemset(g->v, 0, sizeof(float) * n));
 }
 
-// ZeRO 1-3: the shard's master updated by AdamW (m NULL: as it is), its bf16 copy made where the plan keeps it and the
-// small tensors' fp32 written where this rank owns them, zeros elsewhere (the caller sums w32 over the ranks and
-// all-gathers the units' bf16; ZeRO 3: the embedding's and the final norm's units are gathered here, the layers'
+// ZeRO 1-3: the shard's master updated by the optimizer (up 0: as it is), its bf16 copy made where the plan keeps it
+// and the small tensors' fp32 written where this rank owns them, zeros elsewhere (the caller sums w32 over the ranks
+// and all-gathers the units' bf16; ZeRO 3: the embedding's and the final norm's units are gathered here, the layers'
 // on use)
-static void shard_update(GpuModel *g, float *m, float *v, OptHyper h) {
+static void shard_update(GpuModel *g, int up, OptHyper h) {
     const GpuSpec *s = &g->s;
     hipCheck(hipMemsetAsync(g->w32, 0, sizeof(float) * g->plan.n_w32));
     ShardBlock b = {g->ms, g->w32, g->wb, g->wbs, g->g32, g->gs, g->sh_off, g->sh_tofs, g->sh_sofs, g->sh_flag,
                     g->npiece, s->shard};
-    k_adamw_shard<<<grid_for(s->shard), 256>>>(b, m, v, h);
+    if (up && s->optimizer == GPU_ADAMW8)
+        k_adamw8_shard<<<gs_grid(g->plan.nblocks, 1), Q8_BLOCK>>>(b, g->qm, g->qv, g->sm, g->sv, g->seg_q8, s->q8_units, h);
+    else k_adamw_shard<<<grid_for(s->shard), 256>>>(b, up ? g->m : NULL, up ? g->v : NULL, h);
     hipCheckLaunch();
     gpu_shard_regather(g);
 }
@@ -1110,38 +1114,30 @@ void gpu_adamw(GpuModel *g, float lr, float b1, float b2, float eps, float wd, i
     // the stochastic rounding at every step
     OptHyper h = {lr, b1, b2, eps, wd, 1.0f - powf(b1, (float)step), sqrtf(1.0f - powf(b2, (float)step)), gscale,
                   (s->seed + (uint64_t)step) * 0x9E3779B97F4A7C15ull};
-    if (s->shard) shard_update(g, g->m, g->v, h);
-    else if (s->optimizer == GPU_ADAMW8) k_adamw8<<<gs_grid(g->plan.nblocks, 1), Q8_BLOCK>>>(o, g->qm, g->qv, g->sm, g->sv, g->seg_blk0, h);
+    if (s->shard) shard_update(g, 1, h);
+    else if (s->optimizer == GPU_ADAMW8)
+        k_adamw8<<<gs_grid(g->plan.nblocks, 1), Q8_BLOCK>>>(o, g->qm, g->qv, g->sm, g->sv, g->seg_q8, s->q8_units, h);
     else k_adamw<<<grid_for(s->total), 256>>>(o, g->m, g->v, h);
     hipCheckLaunch();
     prof(g, P_OPT);
 }
 
-// 8-bit AdamW's state of tensor i (-1: all) in train.c's layout, both ways: the host arrays are the whole state
-// (codes at the table's offsets, scales at each tensor's first block, hip/plan.h's blk0 = train.c's); before the
-// first update the device has none (zeros on the host)
-void gpu_copy_adamw8(GpuModel *g, int i, int8_t *qm, uint8_t *qv, float *sm, float *sv, int to_device) {
+// 8-bit AdamW's whole state in model.h's layout, both ways: codes at the table's (the shard's) offsets, scales in the
+// plan's blocks (model.h adamw8_shard's); before the first update the device has none (zeros on the host)
+void gpu_copy_adamw8(GpuModel *g, int8_t *qm, uint8_t *qv, float *sm, float *sv, int to_device) {
     const GpuSpec *s = &g->s;
     if (s->optimizer != GPU_ADAMW8) fail_msg("gpu_copy_adamw8: this model's optimizer is not 8-bit AdamW");
-    if (i < -1 || i >= s->ntensor) fail_msg("gpu_copy_adamw8: no such tensor");
-    size_t o = i < 0 ? 0 : s->tensor_off[i], n = i < 0 ? s->total : s->tensor_off[i + 1] - o;
-    size_t b = i < 0 ? 0 : g->plan.blk0[i], nb = i < 0 ? g->plan.nblocks : g->plan.blk0[i + 1] - b;
+    size_t n = s->shard ? s->shard : s->total, nb = g->plan.nblocks;
     if (!g->qm && !to_device) {
-        memset(qm + o, 0, n), memset(qv + o, 0, n), memset(sm + b, 0, sizeof(float) * nb), memset(sv + b, 0, sizeof(float) * nb);
+        memset(qm, 0, n), memset(qv, 0, n), memset(sm, 0, sizeof(float) * nb), memset(sv, 0, sizeof(float) * nb);
         return;
     }
     states_alloc(g);
-    if (to_device) {
-        hipCheck(hipMemcpy(g->qm + o, qm + o, n, hipMemcpyHostToDevice));
-        hipCheck(hipMemcpy(g->qv + o, qv + o, n, hipMemcpyHostToDevice));
-        hipCheck(hipMemcpy(g->sm + b, sm + b, sizeof(float) * nb, hipMemcpyHostToDevice));
-        hipCheck(hipMemcpy(g->sv + b, sv + b, sizeof(float) * nb, hipMemcpyHostToDevice));
-    } else {
-        hipCheck(hipMemcpy(qm + o, g->qm + o, n, hipMemcpyDeviceToHost));
-        hipCheck(hipMemcpy(qv + o, g->qv + o, n, hipMemcpyDeviceToHost));
-        hipCheck(hipMemcpy(sm + b, g->sm + b, sizeof(float) * nb, hipMemcpyDeviceToHost));
-        hipCheck(hipMemcpy(sv + b, g->sv + b, sizeof(float) * nb, hipMemcpyDeviceToHost));
-    }
+    void *dev[4] = {g->qm, g->qv, g->sm, g->sv}, *host[4] = {qm, qv, sm, sv};
+    size_t bytes[4] = {n, n, sizeof(float) * nb, sizeof(float) * nb};
+    for (int k = 0; k < 4; k++)
+        if (to_device) hipCheck(hipMemcpy(dev[k], host[k], bytes[k], hipMemcpyHostToDevice));
+        else hipCheck(hipMemcpy(host[k], dev[k], bytes[k], hipMemcpyDeviceToHost));
 }
 
 void gpu_set_shard(GpuModel *g, int rank, int npiece, const size_t *piece) {

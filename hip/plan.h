@@ -57,7 +57,7 @@ static inline size_t attn_full_bf16(int N, int H, int T) { return (size_t)N * H 
 
 // --- the plan ----------------------------------------------------------------------------------------------------
 // the pool's small tables, stream buffers and per-layer buffers (hip/gpu.hip's LayerBuf), in carving order
-enum { TB_SEG_OFF, TB_SEG_WOFS, TB_SEG_GOFS, TB_SEG_BLK0, TB_SEG_FLAG, TB_PROD, TB_ZERO, TB_PART, TB_SUMSQ, TB_N };
+enum { TB_SEG_OFF, TB_SEG_WOFS, TB_SEG_GOFS, TB_Q8, TB_SEG_FLAG, TB_PROD, TB_ZERO, TB_PART, TB_SUMSQ, TB_N };
 enum { ST_XL, ST_RF, ST_XF, ST_TOK, ST_TGT, ST_LOSS, ST_DXF, ST_DI, ST_N };
 enum { GACT_R_IN, GACT_QKV, GACT_RQ, GACT_RK, GACT_RV, GACT_ATT, GACT_LSE, GACT_O, GACT_R_PA, GACT_R_PF, GACT_GU, GACT_F, GACT_R_PFF,
        GACT_CK, GACT_N };  // (GACT_: model.h's ACT_ name the CPU path's); GACT_CK: a checkpointed layer's input
@@ -67,8 +67,8 @@ enum { WS_X2, WS_DX, WS_S1, WS_S2, WS_S3, WS_SF1, WS_SF2, WS_SG, WS_QS, WS_KS, W
 
 typedef struct {
     // the parameter block (elements): each tensor's offset in w32 and in g32 or g16 (by GpuSpec.tensor_flag bit 3
-    // and grad_bf16), its first 8-bit block
-    size_t *wofs, *gofs, *blk0;  // [ntensor], [ntensor], [ntensor + 1]
+    // and grad_bf16); the 8-bit blocks: each unit's first element in the shard (the table at ZeRO 0) and first block
+    size_t *wofs, *gofs, *q8;    // [ntensor], [ntensor], [2 (q8_units + 1)]: GpuSpec.q8_at, then the block starts
     size_t *uofs;                // ZeRO 2: where each unit of the partition starts in g32 [shard_units]
     int *tunit;                  // ZeRO 2: each tensor's unit [ntensor]
     size_t n_w32, n_wb, n_g16, n_g32, nblocks;  // n_wb: the bf16 copy's elements (the table, or ZeRO 3's buckets)
@@ -122,8 +122,8 @@ static size_t plan_pack(const GpuSpec *s, size_t *ofs, int cls) {
 }
 
 static void gpu_plan_free(GpuPlan *p) {
-    free(p->wofs), free(p->gofs), free(p->blk0), free(p->uofs), free(p->tunit);
-    p->wofs = p->gofs = p->blk0 = p->uofs = NULL;
+    free(p->wofs), free(p->gofs), free(p->q8), free(p->uofs), free(p->tunit);
+    p->wofs = p->gofs = p->q8 = p->uofs = NULL;
     p->tunit = NULL;
 }
 
@@ -145,16 +145,17 @@ static size_t plan_grad_buckets(const GpuSpec *s, size_t *uofs, int *tunit, size
     return b1 + (big + 7) / 8 * 8 + 8;
 }
 
-// the parameter block's part of the plan (wofs, gofs, blk0, n_*, params, grads, states): it needs only the table
+// the parameter block's part of the plan (wofs, gofs, q8, n_*, params, grads, states): it needs only the table
 // (GpuSpec's ntensor, tensor_off, tensor_flag, total) and the storage options
 static void gpu_plan_layout(const GpuSpec *s, GpuPlan *p) {
     size_t nt = s->ntensor, total = s->total;
     memset(p, 0, sizeof *p);
     p->wofs = (size_t *)calloc(nt + 1, sizeof(size_t));
     p->gofs = (size_t *)calloc(nt + 1, sizeof(size_t));
-    p->blk0 = (size_t *)calloc(nt + 1, sizeof(size_t));
+    size_t nu = (size_t)s->q8_units;
+    p->q8 = (size_t *)calloc(2 * (nu + 1), sizeof(size_t));
     size_t *o32 = (size_t *)calloc(nt + 1, sizeof(size_t));
-    if (!p->wofs || !p->gofs || !p->blk0 || !o32) {
+    if (!p->wofs || !p->gofs || !p->q8 || !o32) {
         fprintf(stderr, "error: out of host memory planning the GPU model\n");
         exit(1);
     }
@@ -171,14 +172,16 @@ static void gpu_plan_layout(const GpuSpec *s, GpuPlan *p) {
         p->n_g32 = plan_grad_buckets(s, p->uofs, p->tunit, p->gofs);
     } else p->n_g32 = plan_pack(s, p->gofs, PACK_ALL);
     free(o32);
-    for (size_t i = 0; i < nt; i++)  // train.c's 8-bit blocks: 256 elements, each tensor from its own first block
-        p->blk0[i + 1] = p->blk0[i] + (s->tensor_off[i + 1] - s->tensor_off[i] + 255) / 256;
-    p->nblocks = p->blk0[nt];
+    // model.h's 8-bit blocks (adamw8_shard): 256 elements, each unit's from its own first element
+    size_t *bl = p->q8 + nu + 1;
+    for (size_t i = 0; i <= nu && s->q8_at; i++) p->q8[i] = s->q8_at[i];
+    for (size_t i = 0; i < nu; i++) bl[i + 1] = bl[i] + (p->q8[i + 1] - p->q8[i] + 255) / 256;
+    p->nblocks = bl[nu];
     p->n_wb = s->shard_weights ? p->n_g32 : total;
     p->params = plan_align(p->n_w32 * 4) + plan_align(p->n_wb * 2) + plan_align(s->shard * 4) +
                 (s->shard_weights ? plan_align(s->shard * 2) : 0);
     p->grads = plan_align(p->n_g32 * 4) + plan_align(p->n_g16 * 2) + (s->shard_grads ? plan_align(s->shard * 4) : 0);
-    p->states = s->forward_only ? 0 : s->optimizer == GPU_ADAMW8 ? 2 * plan_align(total) + 2 * plan_align(p->nblocks * 4)
+    p->states = s->forward_only ? 0 : s->optimizer == GPU_ADAMW8 ? 2 * plan_align(s->shard ? s->shard : total) + 2 * plan_align(p->nblocks * 4)
                                                                  : 2 * plan_align((s->shard ? s->shard : total) * 4);
     // ZeRO 1's piece tables (hip/gpu.hip gpu_set_shard): a unit's owned run and its tail split at tensor boundaries
     // (at most ntensor + 2 x units pieces), and the gradient's sum of squares: one range per piece at most, 1025
@@ -236,7 +239,7 @@ static void gpu_plan(const GpuSpec *s, int B, int T, GpuPlan *p) {
     // --- the pool: small tables, the stream, the layers
     size_t at = 0, cmax = plan_max(plan_max(F, d), maxhd);
     p->part = (N / 32 + 1) * cmax;  // rows per partial: 128 (k_colsum), 64 x heads of D (head norms), 32 (row norms)
-    size_t tb[TB_N] = {(nt + 1) * 8, nt * 8, nt * 8, (nt + 1) * 8, nt, 2 * (size_t)p->nprod * 8, 2 * (size_t)p->nzero * 8,
+    size_t tb[TB_N] = {(nt + 1) * 8, nt * 8, nt * 8, 2 * ((size_t)s->q8_units + 1) * 8, nt, 2 * (size_t)p->nprod * 8, 2 * (size_t)p->nzero * 8,
                        p->part * 4, 2048 * 8};
     for (int k = 0; k < TB_N; k++) p->tb[k] = plan_carve(&at, tb[k]);
     for (size_t l = 0; l < L; l++) {  // RoPE cos/sin tables; layers with the same head size and frequencies share one

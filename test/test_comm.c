@@ -1,6 +1,7 @@
 // test/test_comm.c — hip/comm.h on the CPU: run as one process and as `mpirun -np 2` (test/test_comm.sh).
 //   1. the ZeRO partition, for 1..8 ranks and every stage, simulated in one process: units tile the table,
-//      the ranks' pieces cover every float exactly once (tails: once per rank), each piece inside one tensor
+//      the ranks' pieces cover every float exactly once (tails: once per rank), each piece inside one tensor;
+//      every part of a unit is whole 8-bit blocks, numbered as one process numbers them (zero_block_plan)
 //   2. the host collectives over MPI: all-reduce (fp32, fp64, int64), reduce-scatter, all-gather (in place
 //      and not), broadcast; values are small multiples of powers of two, so every sum is exact in any order
 //      and the expected values (computed here for every rank) must match bit for bit
@@ -34,7 +35,7 @@ static void test_plan(const char *fixture) {
     Config c;
     ParamTable tab;
     fixture_table(fixture, &c, &tab);
-    int bad_units = 0, bad_cover = 0, bad_piece = 0, bad_shard = 0;
+    int bad_units = 0, bad_cover = 0, bad_piece = 0, bad_shard = 0, bad_blocks = 0;
     unsigned char *seen = (unsigned char *)mallocCheck(tab.total);
     for (int world = 1; world <= 8; world++)
         for (int stage = 0; stage <= 3; stage++) {
@@ -46,9 +47,30 @@ static void test_plan(const char *fixture) {
                     const ZeroUnit *u = &z.u[i];
                     size_t next = i + 1 < z.nunit ? z.u[i + 1].off : tab.total;
                     bad_units += u->off + u->n != next || u->at != at || u->q * z.world + u->tail != u->n ||
-                                 u->tail >= (size_t)z.world;
+                                 u->q % QBLOCK || u->tail >= (size_t)z.world * QBLOCK;
                     at += u->q + u->tail;
                 }
+                // 8-bit blocks (zero_block_plan): each part of a unit is whole blocks, and a shard's block j is global
+                // block unit-first + (table offset - unit start) / QBLOCK: the blocks any world cuts
+                ZeroPlan b = zero_block_plan(&z);
+                size_t nb = 0;
+                for (int i = 0; i < z.nunit; i++) {
+                    const ZeroUnit *u = &z.u[i], *bu = &b.u[i];
+                    bad_blocks += bu->off != nb || bu->n != (u->n + QBLOCK - 1) / QBLOCK || bu->q * QBLOCK != u->q;
+                    nb += bu->n;
+                }
+                for (int k = 0; k < z.npiece; k++) {
+                    const ZeroPiece *p = &z.p[k];
+                    int i = 0;
+                    while (i + 1 < z.nunit && z.u[i + 1].at <= p->s && z.u[i + 1].n) i++;
+                    for (size_t j = 0; j < p->n; j += 97) {
+                        size_t sb = b.u[i].at + (p->s + j - z.u[i].at) / QBLOCK, g = SIZE_MAX;
+                        for (int q = 0; q < b.npiece; q++)
+                            if (b.p[q].s <= sb && sb < b.p[q].s + b.p[q].n) g = b.p[q].w + (sb - b.p[q].s);
+                        bad_blocks += g != b.u[i].off + (p->w + j - z.u[i].off) / QBLOCK;
+                    }
+                }
+                zero_plan_free(&b);
                 for (int t = 0; t < tab.n; t++) {
                     const PEntry *e = &tab.e[t];
                     int want = e->layer >= 0 ? e->layer + 1 : e->kind == T_FINAL_NORM ? c.L + 1 : 0;
@@ -75,9 +97,9 @@ static void test_plan(const char *fixture) {
                 }
             zero_plan_free(&z);
         }
-    check(!bad_units && !bad_cover && !bad_piece && !bad_shard,
-          "zero_plan %s (%d layers, %zu floats), 1..8 ranks x stages 0-3: units %d, cover %d, pieces %d, shards %d bad",
-          fixture, c.L, tab.total, bad_units, bad_cover, bad_piece, bad_shard);
+    check(!bad_units && !bad_cover && !bad_piece && !bad_shard && !bad_blocks,
+          "zero_plan %s (%d layers, %zu floats), 1..8 ranks x stages 0-3: units %d, cover %d, pieces %d, shards %d, "
+          "8-bit blocks %d bad", fixture, c.L, tab.total, bad_units, bad_cover, bad_piece, bad_shard, bad_blocks);
     free(seen);
     free(tab.e);
 }
@@ -301,31 +323,42 @@ static void test_batch(const char *data) {
     mixture_close(&mine);
 }
 
-// test/test_comm --compare A.safetensors B.safetensors TOL: every fp32 tensor of A against B's of the same name,
-// the relative L2 error ||a - b|| / ||b|| per tensor; prints the worst; exit 1 above TOL (test_comm.sh's check on
+// test/test_comm --compare A.safetensors B.safetensors TOL: every fp32 tensor (or 8-bit code, as its integer) of A
+// against B's of the same name (with a 5th argument: that tensor only), the relative L2 error ||a - b|| / ||b|| per
+// tensor; prints the worst; exit 1 above TOL (test_comm.sh's check on
 // the weights data parallel runs write: AdamW's step is nearly sign(g) where |g| ~ eps, so one element can move by
 // lr on a rounding difference; the L2 error over a tensor is the measure that stays at fp32 rounding)
-static int compare_files(const char *a, const char *b, double tol) {
+static double code_or_f32(const STensor *t, size_t k) {  // an fp32 value, or an 8-bit AdamW code as its integer
+    return t->dtype == ST_F32 ? ((const float *)t->data)[k] : t->dtype == ST_I8 ? ((const int8_t *)t->data)[k]
+                                                                                 : ((const uint8_t *)t->data)[k];
+}
+static int compare_files(const char *a, const char *b, double tol, const char *only) {
     SFile *fa = st_open(a), *fb = st_open(b);
     double worst = 0;
     const char *where = "";
+    int n = 0;
     for (int i = 0; i < fa->n; i++) {
         const STensor *x = &fa->t[i], *y = st_find(fb, x->name);
-        if (!y || y->numel != x->numel || x->dtype != ST_F32 || y->dtype != ST_F32)
-            fail("%s: tensor %s missing in %s, or not fp32 of the same size", a, x->name, b);
-        const float *p = (const float *)x->data, *q = (const float *)y->data;
+        if (only && strcmp(x->name, only)) continue;
+        n++;
+        if (!y || y->numel != x->numel || x->dtype != y->dtype || (x->dtype != ST_F32 && x->dtype != ST_I8 && x->dtype != ST_U8))
+            fail("%s: tensor %s missing in %s, or not fp32 (or 8-bit codes) of the same size and type", a, x->name, b);
         double d = 0, m = 0;
-        for (size_t k = 0; k < x->numel; k++) d += ((double)p[k] - q[k]) * ((double)p[k] - q[k]), m += (double)q[k] * q[k];
+        for (size_t k = 0; k < x->numel; k++) {
+            double p = code_or_f32(x, k), q = code_or_f32(y, k);
+            d += (p - q) * (p - q), m += q * q;
+        }
         double rel = m > 0 ? sqrt(d / m) : sqrt(d);
         if (!(rel <= worst)) worst = rel, where = x->name;
     }
     printf("%s %s vs %s: %d tensors, worst ||a-b||/||b|| %.2e (%s), limit %.0e\n", worst <= tol ? "ok  " : "FAIL", a, b,
-           fa->n, worst, where, tol);
-    return !(worst <= tol);
+           n, worst, where, tol);
+    return !(worst <= tol) || n == 0;
 }
 
 int main(int argc, char **argv) {
-    if (argc == 5 && !strcmp(argv[1], "--compare")) return compare_files(argv[2], argv[3], atof(argv[4]));
+    if ((argc == 5 || argc == 6) && !strcmp(argv[1], "--compare"))
+        return compare_files(argv[2], argv[3], atof(argv[4]), argc == 6 ? argv[5] : NULL);
     C = comm_init();
     char tag[32];
     snprintf(tag, sizeof tag, "[rank %d/%d] ", C.rank, C.world);

@@ -115,6 +115,38 @@ sys.exit(0 if got and want - 0.01 <= float(got.group(1)) <= want + fringe + 0.01
 PY
 else bad "train, mpirun -np 2 --dtype bf16 --stop-at 2 at ZeRO 0 and 3"; fi
 
+# 8-bit AdamW under ZeRO: its blocks are laid over the partition's units (model.h adamw8_shard), so ZeRO 1, 2 and 3
+# update the same blocks as ZeRO 0 and end at its weights bit for bit (the same gradients: 0 difference), and a
+# checkpoint written from the shards (codes by element, scales by block) is rank 0's file at ZeRO 0 byte for byte.
+# It resumes in another number of ranks: weights within 1e-5 of the run resumed the other way (fp32 sums in another
+# order), codes within 1e-3 (a value on the tie between two levels takes the other on an fp32 rounding difference:
+# one level of 127 or 255 for that element, ~4e-5 relative over a tensor here)
+A8="$A --optimizer adamw8"
+if quiet $MP ./train $A8 --out "$T/e0" --batch 2 --zero 0 && quiet $MP ./train $A8 --out "$T/e2" --batch 2 --zero 2; then
+  grep -q "adamw8: state .* MiB on each rank, its ZeRO 2 shard (1.0[0-9] bytes per parameter over 2 ranks)" "$T/q.log" &&
+    ok "train --optimizer adamw8 --zero 2, 2 ranks: $(grep -o 'state .* MiB on each rank' "$T/q.log"), half of ZeRO 0's" ||
+    bad "train adamw8 --zero 2: no state line of a shard"
+  same_weights "train adamw8 --zero 2: weights as --zero 0 (2 ranks), bit for bit" "$T/e2" "$T/e0" 0
+  mib=$(./profile memory --device gpu --config data/teacher.json --gpus 2 --zero 2 --optimizer adamw8 --json "$T/p8.json" > /dev/null &&
+    python3 -c 'import json, sys; print("%.2f" % (json.load(open(sys.argv[1]))["host_optimizer"] / 1048576))' "$T/p8.json")
+  check "profile memory --gpus 2 --zero 2 --optimizer adamw8: the host's 8-bit shard is what train's rank 0 allocated ($mib MiB)" \
+    grep -q "adamw8: state $mib MiB on each rank" "$T/q.log"
+else bad "train --optimizer adamw8, mpirun -np 2 at ZeRO 0 and 2"; fi
+if quiet $MP ./train $A8 --out "$T/f0" $S2 && quiet $MP ./train $A8 --out "$T/f3" $S2 --zero 3 &&
+   quiet $MP ./train $A8 --out "$T/f1" $S2 --zero 1; then
+  for f in model optimizer; do
+    check "train adamw8: $f.safetensors written by 2 ranks' shards (ZeRO 3) == by rank 0 (ZeRO 0)" \
+      cmp "$T/f3/checkpoint/$f.safetensors" "$T/f0/checkpoint/$f.safetensors"
+  done
+  check "train adamw8: the ZeRO 1 checkpoint == ZeRO 0's" cmp "$T/f1/checkpoint/optimizer.safetensors" "$T/f0/checkpoint/optimizer.safetensors"
+  if quiet ./train $A8 --out "$T/f3" --resume --batch 4 && quiet $MP ./train $A8 --out "$T/f0" --resume --batch 2 --zero 1; then
+    for x in master_weights:1e-5 exp_avg.q8:1e-3 exp_avg_sq.q8:1e-3; do
+      check "train adamw8: the ZeRO 3 checkpoint resumed in 1 process as rank 0's in 2 ranks (ZeRO 1): ${x%:*}" \
+        ./test/test_comm --compare "$T/f3/checkpoint/optimizer.safetensors" "$T/f0/checkpoint/optimizer.safetensors" "${x#*:}" "${x%:*}"
+    done
+  else bad "train adamw8: resume of the checkpoints written at ZeRO 3 and 0"; fi
+else bad "train --optimizer adamw8 --dtype bf16 --stop-at 2 at ZeRO 0, 1 and 3"; fi
+
 # --- ./prune over mpirun: each rank draws its own z per micro-batch -----------------------------------------------
 # 2 ranks x --batch 2 against one process with --batch 2 --grad-accum 2: the same sequences and the same z draws
 # (draw a x ranks + r is micro-batch a of rank r), so every step's loss, every validation loss (batches of 2 x 2
@@ -153,6 +185,13 @@ if quiet ./prune $P --out "$T/p1" --grad-accum 2 --eval-batches 4 && cp "$T/q.lo
     check "prune: 2 ranks (ZeRO 2: each writes and reads its shard) stopped at step 2 and resumed" \
       ./test/test_comm --compare "$T/pr/model.safetensors" "$T/p2/model.safetensors" 1e-7 ||
     bad "prune: 2 ranks stopped and resumed"
+  # the weights' 8-bit AdamW (--optimizer adamw8) at ZeRO 3, stopped at step 2 and resumed, against ZeRO 0 (1e-7)
+  quiet $MP ./prune $P --out "$T/q0" --eval-batches 2 --optimizer adamw8 &&
+    quiet $MP ./prune $P --out "$T/q3" --eval-batches 2 --optimizer adamw8 --zero 3 --stop-at 2 &&
+    quiet $MP ./prune $P --out "$T/q3" --eval-batches 2 --optimizer adamw8 --zero 3 --resume &&
+    check "prune --optimizer adamw8: 2 ranks at ZeRO 3 stopped at step 2 and resumed, pruned weights as ZeRO 0" \
+      ./test/test_comm --compare "$T/q3/model.safetensors" "$T/q0/model.safetensors" 1e-7 ||
+    bad "prune --optimizer adamw8 at ZeRO 0, or at ZeRO 3 stopped and resumed"
 else bad "prune, one process --grad-accum 2 or mpirun -np 2"; fi
 if quiet ./prune $P --out "$T/a1" --grad-accum 4 --eval-batches 4 && cp "$T/q.log" "$T/a1.log" &&
    quiet $MP ./prune $P --out "$T/a2" --grad-accum 2 --eval-batches 2 && cp "$T/q.log" "$T/a2.log"; then
@@ -161,7 +200,7 @@ else bad "prune, one process --grad-accum 4 or mpirun -np 2 --grad-accum 2"; fi
 expect_error "prune --method magnitude --zero 1" "method sheared" ./prune --model "$T/one/checkpoint" --data data/shards \
   --out "$T/pm" --keep 0.5 --method magnitude --zero 1
 expect_error "train --zero 4" "--zero 4" ./train $A --out "$T/bad" --batch 2 --zero 4
-expect_error "train --zero 1 --optimizer muon" "AdamW" ./train $A --out "$T/bad" --batch 2 --zero 1 --optimizer muon
+expect_error "train --zero 1 --optimizer muon" "adamw, adamw8" ./train $A --out "$T/bad" --batch 2 --zero 1 --optimizer muon
 else echo "skip train and prune over mpirun: no mpirun (make deps installs openmpi-bin)"; fi
 
 echo "test_comm: $pass passed, $fail failed"

@@ -128,7 +128,7 @@ if [ -x hip/build/train ] && [ -x hip/build/prune ]; then
   [ -d data/shards ] && one_line_error "hip/build/train --gpu-recompute past the layers" "expected 0 to" hip/build/train \
     --model test/fixtures/g3_gqa --data data/shards --out $D/r --steps 2 --batch 2 --seq 32 --device gpu --gpu-recompute 99
   # ZeRO on the GPU: stages 1-3 over fp32 gradients and master only
-  [ -d data/shards ] && one_line_error "hip/build/train --device gpu --zero 3 --master none" "without --grads bf16, --master none" \
+  [ -d data/shards ] && one_line_error "hip/build/train --device gpu --zero 3 --master none" "without --grads bf16 and --master none" \
     hip/build/train --config data/teacher.json --init random --data data/shards --out $D/z --steps 2 --batch 2 --seq 32 \
     --device gpu --zero 3 --master none
   [ -d data/shards ] && one_line_error "hip/build/prune --device gpu --zero 1 --grads bf16" "without --grads bf16" \

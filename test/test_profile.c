@@ -429,8 +429,9 @@ static void test_memory(const char *fixtures) {
 // hip/plan.h's parameter block (what ./profile memory --device gpu and gpu_create share), without a GPU: for each
 // storage option every tensor has a place of its own in each buffer, at an offset congruent to its table offset
 // mod 8 (the optimizers' 16-byte loads), the buffers hold exactly what the option says (the matrices' weights or
-// gradients leave the fp32 ones), and the 8-bit blocks are model.h's: blk0 and nblocks equal optimizer_init's, so
-// the host arrays train.c saves are what gpu_copy_adamw8 moves. Exact (integer arithmetic).
+// gradients leave the fp32 ones), and the 8-bit blocks are model.h's: each unit's first element and first block, and
+// nblocks, equal optimizer_init's (adamw8_shard over the world of one), so the host arrays train.c saves are what
+// gpu_copy_adamw8 moves. Exact (integer arithmetic).
 static void test_gpu_plan(const char *fixtures) {
     printf("the GPU's parameter block (hip/plan.h) against model.h's table and 8-bit blocks\n");
     const char *names[] = {"g3_mqa", "g4_keqv"};
@@ -463,7 +464,10 @@ static void test_gpu_plan(const char *fixtures) {
                     }
                 }
             }
-            for (int i = 0; i < tab.n; i++) blocks &= p.blk0[i] == o8.blk0[i];
+            for (int u = 0; u <= s->q8_units; u++) {
+                blocks &= p.q8[u] == (u < s->q8_units ? o8.whole.u[u].at : o8.whole.shard);
+                blocks &= p.q8[s->q8_units + 1 + u] == (u < s->q8_units ? o8.blocks.u[u].at : o8.blocks.shard);
+            }
             size_t want32 = s->bf16_only ? tab.total - nmat : tab.total;
             int sizes = p.n_w32 >= want32 && p.n_w32 < want32 + 8 * (size_t)tab.n &&
                         (s->grad_bf16 ? p.n_g16 >= nmat && p.n_g16 < nmat + 8 * (size_t)tab.n : p.n_g16 == 0 && p.n_g32 == tab.total);

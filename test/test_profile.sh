@@ -50,11 +50,11 @@ check "memory --device gpu: adamw8 keeps ~2.03 B/param of states against AdamW's
 dp='import json, sys; a, b = (json.load(open(f)) for f in sys.argv[1:3]); sys.exit(0 if a["gpu_peak"] == b["gpu_peak"] and b["gpus"] == 8 else 1)'
 check "memory --device gpu --gpus 8: each GPU holds what one GPU does (ZeRO 0, all-reduce in place)" \
   sh -c "./profile memory --preset 1b --device gpu --json $T/d1.json > /dev/null && ./profile memory --preset 1b --device gpu --gpus 8 --json $T/d8.json > /dev/null && python3 -c '$dp' $T/d1.json $T/d8.json"
-# ZeRO 1 on the GPU: the fp32 master and AdamW's moments of 1/8 of the table (plus the units' tails, fewer than 8
-# floats each), the bf16 copy, the fp32 gradients and the norm weights' fp32 whole; the parts still add up to what
+# ZeRO 1 on the GPU: the fp32 master and AdamW's moments of 1/8 of the table (plus the units' tails, fewer than
+# 8 x 256 floats each: each rank's part is whole 8-bit blocks, hip/comm.h), the bf16 copy, the fp32 gradients and the norm weights' fp32 whole; the parts still add up to what
 # gpu_create allocates
 z1='import json, sys; a, b = (json.load(open(f)) for f in sys.argv[1:3]); n = a["gradients"] / 4; sh = b["shard"]
-ok = n / 8 <= sh <= n / 8 + 8 * 30 and b["optimizer_states"] == 2 * -(-sh * 4 // 256) * 256 and b["gradients"] == a["gradients"]
+ok = n / 8 <= sh <= n / 8 + 8 * 256 * 30 and b["optimizer_states"] == 2 * -(-sh * 4 // 256) * 256 and b["gradients"] == a["gradients"]
 small = b["weights"] - (a["weights"] - 4 * n + 4 * sh)  # the norm weights fp32, whole on every GPU: < 0.1%
 ok = ok and 0 < small < 4 * n / 1000
 sys.exit(0 if ok and b["zero"] == 1 else 1)'
@@ -78,7 +78,7 @@ ok = abs(z3["weights"] - want) <= 3 * 256 and z3["gradients"] == z2["gradients"]
 sys.exit(0 if ok and z3["zero"] == 3 else 1)'
 check "memory --device gpu --gpus 8 --zero 3: the bf16 weights of the shard, the embedding's and two layers' buckets" \
   sh -c "./profile memory --preset 1b --device gpu --gpus 8 --zero 3 --json $T/z3.json > /dev/null && python3 -c '$z3' $T/z0.json $T/z2.json $T/z3.json && python3 -c '$sum_parts' $T/z3.json"
-expect_error "memory --device gpu --zero 2 --master none" "without --grads bf16, --master none" ./profile memory --preset 1b --device gpu --gpus 8 --zero 2 --master none
+expect_error "memory --device gpu --zero 2 --master none" "without --grads bf16 and --master none" ./profile memory --preset 1b --device gpu --gpus 8 --zero 2 --master none
 expect_error "memory --device gpu --zero 1 --grads bf16" "fp32 gradients" ./profile memory --preset 1b --device gpu --gpus 8 --zero 1 --grads bf16
 
 # --- bad input ----------------------------------------------------------------------------------------------

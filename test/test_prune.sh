@@ -185,7 +185,6 @@ expect_error "--target and --keep together" "not both" $B --out "$T/x" --keep 0.
 expect_error "no target" "a target is required" $B --out "$T/x"
 expect_error "unknown method" "--method prune-it" $B --out "$T/x" --method prune-it --keep 0.5
 expect_error "an optimizer prune has not (Muon is train's)" "--optimizer muon is not one of: adamw, adamw8" $B --out "$T/x" --keep 0.5 --optimizer muon
-expect_error "8-bit states under ZeRO (it shards AdamW's fp32 moments)" "shards AdamW's moments" $B --out "$T/x" --keep 0.5 --optimizer adamw8 --zero 1
 expect_error "unknown flag" "unknown flag --bogus" $B --out "$T/x" --keep 0.5 --bogus
 expect_error "missing model directory" "no config.json" ./prune --model "$T/none" --out "$T/x" --keep 0.5
 expect_error "missing data for sheared" "does not exist" ./prune --model "$T/src" --data "$T/none" --out "$T/x" --keep 0.5

@@ -3,8 +3,9 @@
 // that end mid-vector and mid-block), three steps each, the gradient scaled (clipping) on the way.
 //   AdamW (k_adamw) against model.h's adamw_update: fp32 everything; the matrices' gradients in bf16 (packed,
 //     GpuSpec.grad_bf16); the matrices without an fp32 master (GpuSpec.bf16_only: stochastic rounding).
-//   8-bit AdamW (k_adamw8) against model.h's adamw8_update (train.c's state format): codes, block scales and
-//     weights; the codec alone over every code and over values next to every decision boundary.
+//   8-bit AdamW (k_adamw8) against model.h's adamw8_block (its state format): the six tensors as one unit of the
+//     ZeRO partition, so blocks hold the ends of several tensors (the frozen scalar inside one): codes, block scales
+//     and weights; the codec alone over every code and over values next to every decision boundary.
 //   k_sumsq over fp32 and over bf16 gradients (the gradient norm) against model.h's grad_norm2.
 //   v1 of each: grid-stride, one element per thread per iteration. k_sumsq v2 (hip/adamw.h): four 16-byte loads
 //   per thread per pass; v1 is kept below (timing only).
@@ -34,14 +35,14 @@ static const unsigned char tflag[NT] = {1 | 8, 4, 1 | 8, 2 | 4, 8, 0};  // decay
 
 typedef struct {
     GpuSpec s;          // only ntensor, tensor_off, tensor_flag, total, and the storage options
-    size_t off[NT + 1], wofs[NT], gofs[NT], blk0[NT + 1], n_w32, n_g32, n_g16, nblocks;
+    size_t off[NT + 1], wofs[NT], gofs[NT], q8at[2], q8[4], n_w32, n_g32, n_g16, nblocks;
     unsigned char dflag[NT];  // the device flags (OPT_G16, OPT_NO_MASTER added)
     OptBlock o;         // device pointers
     float *m, *v;       // AdamW states (device)
     int8_t *qm;         // 8-bit states (device)
     uint8_t *qv;
     float *sm, *sv;
-    size_t *dblk0;
+    size_t *dq8;
 } Block;
 
 static void block_make(Block *b, int grad_bf16, int bf16_only) {
@@ -49,9 +50,10 @@ static void block_make(Block *b, int grad_bf16, int bf16_only) {
     for (int i = 0; i < NT; i++) b->off[i + 1] = b->off[i] + tsize[i];
     b->s.ntensor = NT, b->s.tensor_off = b->off, b->s.tensor_flag = (unsigned char *)tflag, b->s.total = b->off[NT];
     b->s.grad_bf16 = grad_bf16, b->s.bf16_only = bf16_only;
+    b->q8at[0] = 0, b->q8at[1] = b->off[NT], b->s.q8_units = 1, b->s.q8_at = b->q8at;  // one unit: the whole block
     GpuPlan p;
     gpu_plan_layout(&b->s, &p);
-    memcpy(b->wofs, p.wofs, sizeof b->wofs), memcpy(b->gofs, p.gofs, sizeof b->gofs), memcpy(b->blk0, p.blk0, sizeof b->blk0);
+    memcpy(b->wofs, p.wofs, sizeof b->wofs), memcpy(b->gofs, p.gofs, sizeof b->gofs), memcpy(b->q8, p.q8, sizeof b->q8);
     b->n_w32 = p.n_w32, b->n_g32 = p.n_g32, b->n_g16 = p.n_g16, b->nblocks = p.nblocks;
     gpu_plan_free(&p);
     for (int i = 0; i < NT; i++)
@@ -59,12 +61,12 @@ static void block_make(Block *b, int grad_bf16, int bf16_only) {
     size_t n = b->s.total, *doff, *dwofs, *dgofs;
     unsigned char *dfl;
     hipCheck(hipMalloc(&doff, sizeof b->off)), hipCheck(hipMalloc(&dwofs, sizeof b->wofs));
-    hipCheck(hipMalloc(&dgofs, sizeof b->gofs)), hipCheck(hipMalloc(&dfl, NT)), hipCheck(hipMalloc(&b->dblk0, sizeof b->blk0));
+    hipCheck(hipMalloc(&dgofs, sizeof b->gofs)), hipCheck(hipMalloc(&dfl, NT)), hipCheck(hipMalloc(&b->dq8, sizeof b->q8));
     hipCheck(hipMemcpy(doff, b->off, sizeof b->off, hipMemcpyHostToDevice));
     hipCheck(hipMemcpy(dwofs, b->wofs, sizeof b->wofs, hipMemcpyHostToDevice));
     hipCheck(hipMemcpy(dgofs, b->gofs, sizeof b->gofs, hipMemcpyHostToDevice));
     hipCheck(hipMemcpy(dfl, b->dflag, NT, hipMemcpyHostToDevice));
-    hipCheck(hipMemcpy(b->dblk0, b->blk0, sizeof b->blk0, hipMemcpyHostToDevice));
+    hipCheck(hipMemcpy(b->dq8, b->q8, sizeof b->q8, hipMemcpyHostToDevice));
     OptBlock o = {b->n_w32 ? dev_f32(b->n_w32, 1) : NULL, dev_bf16(n, 1), dev_f32(b->n_g32, 0),
                   b->n_g16 ? dev_bf16(b->n_g16, 0) : NULL, doff, dwofs, dgofs, dfl, NT, n};
     b->o = o;
@@ -248,11 +250,18 @@ static void case_adamw8(int grad_bf16) {
         for (size_t i = 0; i < 40; i++) g[b.off[2] + 256 + i] = 0.0f;  // a block stretch of zeros (v's code 0)
         block_put_g(&b, g);
         for (size_t i = 0; i < n; i++) g[i] *= GSCALE;
-        for (int s = 0; s < NT; s++)
-            if (!(tflag[s] & 2))
-                adamw8_update(p + b.off[s], g + b.off[s], qm + b.off[s], qv + b.off[s], sm + b.blk0[s], sv + b.blk0[s],
-                              tsize[s], LR, B1, B2, EPS, (tflag[s] & 1) ? WD : 0.0f, step);
-        k_adamw8<<<5, Q8_BLOCK>>>(b.o, b.qm, b.qv, b.sm, b.sv, b.dblk0, hyper(step));
+        float bc1 = 1.0f - powf(B1, (float)step), bc2s = sqrtf(1.0f - powf(B2, (float)step)), wd[QBLOCK];
+        unsigned char live[QBLOCK];
+        for (size_t k = 0; k < nb; k++) {  // blocks of 256 from the unit's start, each value its tensor's flags
+            size_t i0 = k * QBLOCK, len = n - i0 < QBLOCK ? n - i0 : QBLOCK;
+            for (size_t j = 0; j < len; j++) {
+                int t = 0;
+                while (i0 + j >= b.off[t + 1]) t++;
+                live[j] = !(tflag[t] & 2), wd[j] = (tflag[t] & 1) ? WD : 0.0f;
+            }
+            adamw8_block(p + i0, g + i0, wd, live, qm + i0, qv + i0, sm + k, sv + k, len, LR, B1, B2, EPS, bc1, bc2s);
+        }
+        k_adamw8<<<5, Q8_BLOCK>>>(b.o, b.qm, b.qv, b.sm, b.sv, b.dq8, 1, hyper(step));
         hipCheckLaunch();
     }
     float *gp = block_get_w(&b), *gsm = from_dev_f32(b.sm, nb), *gsv = from_dev_f32(b.sv, nb);
@@ -276,7 +285,7 @@ static void case_adamw8(int grad_bf16) {
 
 #else
 static void case_codec(void) {
-    printf("  FAIL 8-bit AdamW: this model.h has no adamw8_update (train.c's) to check the kernel against\n");
+    printf("  FAIL 8-bit AdamW: this model.h has no adamw8_block to check the kernel against\n");
     bench_failures++;
 }
 static void case_adamw8(int grad_bf16) { (void)grad_bf16; }
@@ -308,7 +317,7 @@ static void run_adamw(void *q) {
 }
 static void run_adamw8(void *q) {
     Args *a = (Args *)q;
-    k_adamw8<<<gs_grid(a->b->nblocks, 1), Q8_BLOCK>>>(a->b->o, a->b->qm, a->b->qv, a->b->sm, a->b->sv, a->b->dblk0, hyper(1));
+    k_adamw8<<<gs_grid(a->b->nblocks, 1), Q8_BLOCK>>>(a->b->o, a->b->qm, a->b->qv, a->b->sm, a->b->sv, a->b->dq8, 1, hyper(1));
 }
 
 static void case_sumsq(void) {
@@ -356,7 +365,7 @@ int main(int argc, char **argv) {
         size_t N = 268098176;
         Block b;
         memset(&b, 0, sizeof b);
-        size_t off[2] = {0, N}, zero = 0, blk[2] = {0, (N + 255) / 256};
+        size_t off[2] = {0, N}, zero = 0, blk[4] = {0, N, 0, (N + 255) / 256};  // one unit (hip/plan.h's q8)
         unsigned char fl = 1 | 8;
         size_t *doff, *dz, *dblk;
         unsigned char *dfl;
@@ -368,7 +377,7 @@ int main(int argc, char **argv) {
         k_init<<<65536, 256>>>(g, N, 0, 1, 0.01f, 0);
         OptBlock o = {dev_f32(N, 0), dev_bf16(N, 0), g, NULL, doff, dz, dz, dfl, 1, N};
         b.o = o;
-        b.m = dev_f32(N, 0), b.v = dev_f32(N, 0), b.nblocks = blk[1], b.dblk0 = dblk;
+        b.m = dev_f32(N, 0), b.v = dev_f32(N, 0), b.nblocks = blk[3], b.dq8 = dblk;
         Args a = {&b, g, NULL, N};
         float t = time_ms(run_adamw, &a, 10);
         printf("timing: AdamW over %zu parameters: %.3f ms, %.0f GB/s (4 reads + 3 writes fp32, 1 bf16 write)\n", N, t,

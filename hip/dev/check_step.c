@@ -273,14 +273,24 @@ static void check_interface(Model *m, const int *tok, const int *tgt, int B, int
 // stage 2 into the shard's gradient) and everything after the backward must agree bit for bit: the gradient norm, and
 // over three updates (weight decay, clipping) the weights and both moments as a checkpoint fetches them (step_get),
 // and the loss of a forward after them (the bf16 copies). check_zero_backward covers the backward of stages 2 and 3.
-static void check_zero(const char *json, uint64_t seed, const int *tok, const int *tgt, int B, int T, int stage) {
-    printf("  ZeRO %d at one rank against the plain GPU step, B=%d T=%d\n", stage, B, T);
+// the two optimizers' states (model.h's layout) the same, bit for bit: AdamW's m or 8-bit AdamW's codes of m and their
+// scales (which 0), v or its codes and scales (1); at one rank a shard's layout is the table's
+static int same_state(const Optimizer *a, const Optimizer *b, int which) {
+    size_t n = a->total;
+    if (a->kind == OPT_ADAMW8)
+        return which ? !memcmp(a->qv, b->qv, n) && !memcmp(a->sv, b->sv, sizeof(float) * a->nblocks)
+                     : !memcmp(a->qm, b->qm, n) && !memcmp(a->sm, b->sm, sizeof(float) * a->nblocks);
+    return !memcmp(which ? a->v : a->m, which ? b->v : b->m, sizeof(float) * n);
+}
+
+static void check_zero(const char *json, uint64_t seed, const int *tok, const int *tgt, int B, int T, int stage, int opt) {
+    printf("  ZeRO %d at one rank against the plain GPU step, %s, B=%d T=%d\n", stage, opt_names[opt], B, T);
     Model ma, mz;
     random_model(&ma, json, seed), random_model(&mz, json, seed);
     size_t n = ma.tab.total;
     Optimizer oa, oz;
-    optimizer_init(&oa, &ma.tab, OPT_ADAMW, 0.9f, 0.95f, 1e-8f, 0.0f);
-    optimizer_init(&oz, &mz.tab, OPT_ADAMW, 0.9f, 0.95f, 1e-8f, 0.0f);
+    optimizer_init(&oa, &ma.tab, opt, 0.9f, 0.95f, 1e-8f, 0.0f);
+    optimizer_init(&oz, &mz.tab, opt, 0.9f, 0.95f, 1e-8f, 0.0f);
     Comm c = comm_init();
     StepOpts so = {DEVICE_GPU, B, T, 0, 0, 0, 0, NULL, 0};
     Step *A = step_open(&ma, &oa, &so);
@@ -301,8 +311,7 @@ static void check_zero(const char *json, uint64_t seed, const int *tok, const in
         step_update(A, 1e-3f, 0.1f, clip_coef(sqrt(na), 1.0), t);
         step_update(Z, 1e-3f, 0.1f, clip_coef(sqrt(nz), 1.0), t);
         step_get(A, STEP_WEIGHTS | STEP_OPTIMIZER, -1), step_get(Z, STEP_WEIGHTS | STEP_OPTIMIZER, -1);
-        int w = !memcmp(ma.w, mz.w, sizeof(float) * n), m1 = !memcmp(oa.m, oz.m, sizeof(float) * n);
-        int m2 = !memcmp(oa.v, oz.v, sizeof(float) * n);
+        int w = !memcmp(ma.w, mz.w, sizeof(float) * n), m1 = same_state(&oa, &oz, 0), m2 = same_state(&oa, &oz, 1);
         float ea = step_eval_fn(A, tok, tgt, B, T), ez = step_eval_fn(Z, tok, tgt, B, T);
         int ok = la == lz && na == nz && w && m1 && m2 && ea == ez;
         same &= ok;
@@ -361,13 +370,14 @@ static void two_share(TwoRanks *t, int stage) {
     for (int r = 0; r < 2 && stage == 3; r++) gpu_shard_regather(t->g[r]);
 }
 
-static void check_zero_two(const char *json, uint64_t seed, const int *tok, const int *tgt, int B, int T, int stage) {
-    printf("  ZeRO %d at two ranks in one process against the plain GPU step, B=%d T=%d\n", stage, B, T);
+static void check_zero_two(const char *json, uint64_t seed, const int *tok, const int *tgt, int B, int T, int stage,
+                           int opt) {
+    printf("  ZeRO %d at two ranks in one process against the plain GPU step, %s, B=%d T=%d\n", stage, opt_names[opt], B, T);
     Model ma;
     random_model(&ma, json, seed);
     size_t n = ma.tab.total;
     Optimizer oa;
-    optimizer_init(&oa, &ma.tab, OPT_ADAMW, 0.9f, 0.95f, 1e-8f, 0.0f);
+    optimizer_init(&oa, &ma.tab, opt, 0.9f, 0.95f, 1e-8f, 0.0f);
     StepOpts so = {DEVICE_GPU, B, T, 0, 0, 0, 0, NULL, 0};
     Step *A = step_open(&ma, &oa, &so);
     TwoRanks t;
@@ -375,7 +385,7 @@ static void check_zero_two(const char *json, uint64_t seed, const int *tok, cons
     float *hv = (float *)mallocCheck(sizeof(float) * n), *g = (float *)mallocCheck(sizeof(float) * n);
     for (int r = 0; r < 2; r++) {
         t.s[r] = gpu_spec_from_model(&ma);
-        t.s[r]->optimizer = GPU_ADAMW, t.s[r]->seed = 0x5eed;
+        t.s[r]->optimizer = opt == OPT_ADAMW8 ? GPU_ADAMW8 : GPU_ADAMW, t.s[r]->seed = 0x5eed;
         t.z[r] = zero_plan(&ma.tab, ma.c.L, stage, r, 2);
         gpu_spec_zero(t.s[r], &t.z[r]);
         t.g[r] = gpu_create(t.s[r], B, T);
@@ -415,13 +425,23 @@ static void check_zero_two(const char *json, uint64_t seed, const int *tok, cons
         int w = 1, m1 = 1, m2 = 1;
         for (int r = 0; r < 2; r++) {
             gpu_copy(t.g[r], GPU_WEIGHTS, 0, n, host, 0);
-            gpu_copy(t.g[r], GPU_ADAM_M, 0, n, hm, 0), gpu_copy(t.g[r], GPU_ADAM_V, 0, n, hv, 0);
+            int q8 = opt == OPT_ADAMW8;  // the codes in hm, hv as bytes, the scales after them (zero_block_plan's blocks)
+            ZeroPlan bz = zero_block_plan(&t.z[r]);
+            float *sm = (float *)(hm + (n + 3) / 4), *sv = (float *)(hv + (n + 3) / 4);
+            if (q8) gpu_copy_adamw8(t.g[r], (int8_t *)hm, (uint8_t *)hv, sm, sv, 0);
+            else gpu_copy(t.g[r], GPU_ADAM_M, 0, n, hm, 0), gpu_copy(t.g[r], GPU_ADAM_V, 0, n, hv, 0);
             for (int k = 0; k < t.z[r].npiece; k++) {
                 const ZeroPiece *p = &t.z[r].p[k];
                 w &= !memcmp(host + p->w, ma.w + p->w, sizeof(float) * p->n);
-                m1 &= !memcmp(hm + p->s, oa.m + p->w, sizeof(float) * p->n);
-                m2 &= !memcmp(hv + p->s, oa.v + p->w, sizeof(float) * p->n);
+                m1 &= q8 ? !memcmp((int8_t *)hm + p->s, oa.qm + p->w, p->n) : !memcmp(hm + p->s, oa.m + p->w, sizeof(float) * p->n);
+                m2 &= q8 ? !memcmp((uint8_t *)hv + p->s, oa.qv + p->w, p->n) : !memcmp(hv + p->s, oa.v + p->w, sizeof(float) * p->n);
             }
+            for (int k = 0; k < bz.npiece && q8; k++) {
+                const ZeroPiece *p = &bz.p[k];
+                m1 &= !memcmp(sm + p->s, oa.sm + p->w, sizeof(float) * p->n);
+                m2 &= !memcmp(sv + p->s, oa.sv + p->w, sizeof(float) * p->n);
+            }
+            zero_plan_free(&bz);
         }
         e0 = gpu_forward(gpu_of(A), tok, tgt, 0), e[0] = gpu_forward(t.g[0], tok, tgt, 0), e[1] = gpu_forward(t.g[1], tok, tgt, 0);
         int nok = fabs(nz - na) <= 1e-12 * na;
@@ -502,8 +522,7 @@ static void check_zero_backward(const char *json, uint64_t seed, const int *tok,
 // once on the GPU and once by model.h's optimizer_update from that host state on the GPU's own second gradients.
 // One state format on both devices means the two agree as check_storage's single update does: weights 1e-6 (4e-3
 // for bf16-only weights: a stochastic bf16 rounding), codes at most 1 in 1000 one level off, scales 1e-6. Then
-// the state tensor by tensor (step_get) equals one whole fetch, and sent back tensor by tensor (step_put) it comes
-// back unchanged.
+// the state sent back (step_put) comes back unchanged (step_get).
 static int codes_differ(const Optimizer *a, const Optimizer *b, size_t n) {
     size_t dc = 0, big = 0;
     for (size_t q = 0; q < n; q++) {
@@ -554,25 +573,16 @@ static void check_interface8(Model *m, const int *tok, const int *tgt, int B, in
     failures += codes_differ(&og, &oc, n);
     cmp("8-bit blocks' max |m|", og.sm, oc.sm, nb, 1e-6, 0);
     cmp("8-bit blocks' max v", og.sv, oc.sv, nb, 1e-6, 0);
-    // tensor by tensor == whole, and back unchanged
-    memcpy(oc.qm, og.qm, n), memcpy(oc.qv, og.qv, n);
-    memcpy(oc.sm, og.sm, sizeof(float) * nb), memcpy(oc.sv, og.sv, sizeof(float) * nb);
-    int same = 1, back = 1;
-    for (int pass = 0; pass < 2; pass++) {
-        memset(og.qm, 0, n), memset(og.qv, 0, n), memset(og.sm, 0, sizeof(float) * nb), memset(og.sv, 0, sizeof(float) * nb);
-        if (pass == 0)
-            for (int i = 0; i < m->tab.n; i++) step_get(G, STEP_OPTIMIZER, i);
-        else step_get(G, STEP_OPTIMIZER, -1);
-        int eq = !memcmp(og.qm, oc.qm, n) && !memcmp(og.qv, oc.qv, n) && !memcmp(og.sm, oc.sm, sizeof(float) * nb) &&
-                 !memcmp(og.sv, oc.sv, sizeof(float) * nb);
-        if (pass == 0) {
-            same = eq;
-            for (int i = 0; i < m->tab.n; i++) step_put(G, STEP_OPTIMIZER, i);
-        } else back = eq;
-    }
-    printf("    %s 8-bit state tensor by tensor == whole (step_get), and back unchanged (step_put)\n",
-           same && back ? "ok  " : "FAIL");
-    if (!(same && back)) failures++;
+    // the CPU's state up (og is the step's host state) and back unchanged
+    memcpy(og.qm, oc.qm, n), memcpy(og.qv, oc.qv, n);
+    memcpy(og.sm, oc.sm, sizeof(float) * nb), memcpy(og.sv, oc.sv, sizeof(float) * nb);
+    step_put(G, STEP_OPTIMIZER, -1);
+    memset(og.qm, 0, n), memset(og.qv, 0, n), memset(og.sm, 0, sizeof(float) * nb), memset(og.sv, 0, sizeof(float) * nb);
+    step_get(G, STEP_OPTIMIZER, -1);
+    int back = !memcmp(og.qm, oc.qm, n) && !memcmp(og.qv, oc.qv, n) && !memcmp(og.sm, oc.sm, sizeof(float) * nb) &&
+               !memcmp(og.sv, oc.sv, sizeof(float) * nb);
+    printf("    %s 8-bit state sent up (step_put) and back (step_get) unchanged\n", back ? "ok  " : "FAIL");
+    if (!back) failures++;
     step_close(G);
     memcpy(m->w, w0, sizeof(float) * n);
     optimizer_free(&og), optimizer_free(&oc);
@@ -592,13 +602,6 @@ static void check_storage(const char *name, Model *m, const int *tok, const int 
     float *wref = (float *)mallocCheck(sizeof(float) * n);
     static const int opts[][3] = {{GPU_ADAMW, 1, 0}, {GPU_ADAMW, 0, 1}, {GPU_ADAMW8, 0, 0}, {GPU_ADAMW8, 1, 1}};
     for (int k = 0; k < 4; k++) {
-#ifndef QBLOCK  // model.h's adamw8_update (train.c's until the step interface moves it) is the reference
-        if (opts[k][0] == GPU_ADAMW8) {
-            printf("    FAIL 8-bit AdamW: this model.h has no adamw8_update to check against\n");
-            failures++;
-            continue;
-        }
-#endif
         GpuSpec *s = gpu_spec_from_model(m);
         s->optimizer = opts[k][0], s->grad_bf16 = opts[k][1], s->bf16_only = opts[k][2], s->seed = 7;
         printf("  %s: %s, %s gradients, %s weights\n", name, s->optimizer == GPU_ADAMW8 ? "8-bit AdamW" : "AdamW",
@@ -633,29 +636,24 @@ static void check_storage(const char *name, Model *m, const int *tok, const int 
         float coef = clip_coef(no, 1.0);
         gpu_adamw(g, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1, coef);
         memcpy(wref, m->w, sizeof(float) * n);
+        Optimizer o8;  // the CPU's 8-bit state (model.h adamw8_shard over the world of one: the table)
         int8_t *qm = NULL;
         uint8_t *qv = NULL;
         float *sm = NULL, *sv = NULL;
-        if (s->optimizer == GPU_ADAMW8)
-            qm = (int8_t *)callocCheck(n), qv = (uint8_t *)callocCheck(n), sm = (float *)callocCheck(sizeof(float) * plan.nblocks),
-            sv = (float *)callocCheck(sizeof(float) * plan.nblocks);
-        for (int i = 0; i < m->tab.n; i++) {
-            const PEntry *e = &m->tab.e[i];
-            if (e->frozen) continue;
-            size_t ne = e->rows * e->cols, o = e->offset;
-            for (size_t q = 0; q < ne; q++) gw[o + q] *= coef;
-            float wd = param_decays(e) ? 0.1f : 0.0f;
-#ifdef QBLOCK
-            if (qm) adamw8_update(wref + o, gw + o, qm + o, qv + o, sm + plan.blk0[i], sv + plan.blk0[i], ne, 1e-3f, 0.9f,
-                                  0.95f, 1e-8f, wd, 1);
-            else
-#endif
-            {
+        for (size_t q = 0; q < n; q++) gw[q] *= coef;
+        if (s->optimizer == GPU_ADAMW8) {
+            optimizer_init(&o8, &m->tab, OPT_ADAMW8, 0.9f, 0.95f, 1e-8f, 0.0f);
+            qm = o8.qm, qv = o8.qv, sm = o8.sm, sv = o8.sv;
+            adamw8_shard(&o8.whole, &o8.blocks, &m->tab, wref, gw, qm, qv, sm, sv, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1);
+        } else
+            for (int i = 0; i < m->tab.n; i++) {
+                const PEntry *e = &m->tab.e[i];
+                if (e->frozen) continue;
+                size_t ne = e->rows * e->cols, o = e->offset;
                 float *mo = (float *)callocCheck(sizeof(float) * ne), *va = (float *)callocCheck(sizeof(float) * ne);
-                adamw_update(wref + o, gw + o, mo, va, ne, 1e-3f, 0.9f, 0.95f, 1e-8f, wd, 1);
+                adamw_update(wref + o, gw + o, mo, va, ne, 1e-3f, 0.9f, 0.95f, 1e-8f, param_decays(e) ? 0.1f : 0.0f, 1);
                 free(mo), free(va);
             }
-        }
         gpu_download(g, w);
         double tol = s->bf16_only ? 4e-3 : 1e-6;
         cmp(s->bf16_only ? "weights after one update (bf16-only: one rounding)" : "weights after one update", w, wref, n, tol, 0);
@@ -663,7 +661,7 @@ static void check_storage(const char *name, Model *m, const int *tok, const int 
             int8_t *gqm = (int8_t *)mallocCheck(n);
             uint8_t *gqv = (uint8_t *)mallocCheck(n);
             float *gsm = (float *)mallocCheck(sizeof(float) * plan.nblocks), *gsv = (float *)mallocCheck(sizeof(float) * plan.nblocks);
-            gpu_copy_adamw8(g, -1, gqm, gqv, gsm, gsv, 0);
+            gpu_copy_adamw8(g, gqm, gqv, gsm, gsv, 0);
             size_t dc = 0, big = 0;
             for (size_t q = 0; q < n; q++) {
                 dc += gqm[q] != qm[q] || gqv[q] != qv[q];
@@ -675,7 +673,7 @@ static void check_storage(const char *name, Model *m, const int *tok, const int 
                    bad ? "FAIL" : "ok  ", dc, n, big);
             cmp("8-bit blocks' max |m|", gsm, sm, plan.nblocks, 1e-6, 0);
             cmp("8-bit blocks' max v", gsv, sv, plan.nblocks, 1e-6, 0);
-            free(gqm), free(gqv), free(gsm), free(gsv), free(qm), free(qv), free(sm), free(sv);
+            free(gqm), free(gqv), free(gsm), free(gsv), optimizer_free(&o8);
         }
         planned = (float)(plan.create + plan.states), got = (float)gpu_bytes(g);
         cmp("device memory after the first update vs the plan", &got, &planned, 1, 0.0, 0);
@@ -804,8 +802,10 @@ static void random_cases(int zero_only) {
         int *tok2 = (int *)mallocCheck(sizeof(int) * B * T), *tgt2 = (int *)mallocCheck(sizeof(int) * B * T);
         tokens_for(m.c.V, B, T, 50 + k, tok2, tgt2);
         for (int z = 1; z <= 3; z++) {
-            check_zero(cfg[k], 100 + k, tok, tgt, B, T, z);
-            check_zero_two(cfg[k], 100 + k, tok, tgt, B, T, z);
+            for (int opt = OPT_ADAMW; opt <= OPT_ADAMW8; opt++) {
+                check_zero(cfg[k], 100 + k, tok, tgt, B, T, z, opt);
+                check_zero_two(cfg[k], 100 + k, tok, tgt, B, T, z, opt);
+            }
             if (z >= 2) check_zero_backward(cfg[k], 100 + k, tok, tgt, tok2, tgt2, B, T, z, 0);
             if (z == 3) check_zero_backward(cfg[k], 100 + k, tok, tgt, tok2, tgt2, B, T, z, 1);  // the re-forward's gathers
         }

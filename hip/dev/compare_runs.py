@@ -3,7 +3,7 @@
 # backwards, products whose algorithm the tuner picks by timing), so "identical" cannot be asked of a run made
 # through NCCL; what is asked is that it differs from the plain run no more than a second plain run does.
 #   python3 hip/dev/compare_runs.py REF AGAIN RUN FILE[:SPREAD]...   (run directories; FILE relative to each)
-# Per file, the worst relative L2 error ||a - b|| / ||b|| over its tensors (fp32 or bf16), and the step log's
+# Per file, the worst relative L2 error ||a - b|| / ||b|| over its tensors (fp32, bf16, 8-bit codes), and the step log's
 # largest |loss difference| (REF.log etc.: lines "step N/M | loss X | ... | grad G"). Passes when every measure of
 # RUN is at most 3 x AGAIN's or at most twice the largest spread seen between two plain runs of this check: two
 # plain runs can also agree to 1e-8 by chance, so AGAIN alone is no bound. SPREAD is that largest spread for the
@@ -21,8 +21,10 @@ def tensors(path):
     for name, t in head.items():
         if name == "__metadata__": continue
         a, b = t["data_offsets"]
-        raw = np.frombuffer(data[a:b], dtype=np.uint16 if t["dtype"] == "BF16" else np.float32)
-        out[name] = (raw.astype(np.uint32) << 16).view(np.float32) if t["dtype"] == "BF16" else raw
+        dt = {"BF16": np.uint16, "I8": np.int8, "U8": np.uint8}.get(t["dtype"], np.float32)
+        raw = np.frombuffer(data[a:b], dtype=dt)
+        # bf16 as its fp32 value; 8-bit AdamW's codes as their integers
+        out[name] = (raw.astype(np.uint32) << 16).view(np.float32) if t["dtype"] == "BF16" else raw.astype(np.float32)
     return out
 
 def worst(a, b):

@@ -3,7 +3,7 @@
 # benchmark (ours, then PyTorch eager and torch.compile in the same session). Binaries come prebuilt from
 # `make gpu` (carried in hip/build); logs go to $OUT (check, dev, bench, prof, torch). check_step's CPU side
 # runs on one thread: its models are tiny, and on the 16-vCPU H200 machine OpenMP made each CPU step 30-50 s.
-#   sh hip/dev/run_device.sh [check] [dev] [bench] [prof] [sweep] [torch] [ncu] [comm] [dp] [dpn] [big] [scale] [act] [profile] [h100] [h200]   (default: check dev bench torch)
+#   sh hip/dev/run_device.sh [check] [dev] [bench] [prof] [sweep] [torch] [ncu] [comm] [dp] [dp8] [dpn] [big] [scale] [act] [profile] [h100] [h200]   (default: check dev bench torch)
 #   comm: the device collectives at world 1 (NCCL, NCCL_NVLS_ENABLE=0): dev_comm's checks and bandwidth table, alone
 #   and started as RANK=0 WORLD_SIZE=1 (the launcher path); a one-line verdict
 #   dp: the data-parallel GPU step at world 1 (needs data/shards): hip/build/train (fp32 and bf16 gradients) and
@@ -106,6 +106,37 @@ for w in $what; do
          rm -rf "$d"
          [ $ok = 1 ] && echo "dp: PASSED (world 1 through NCCL, ZeRO 0-3, as close to the plain GPU step as a second plain run: train 20 steps fp32 and bf16 gradients, prune 8 x 2 draws, ZeRO 3 stopped at step 10 and resumed)" ||
            echo "dp: FAILED (see $OUT/dp.log)" ;;
+  dp8)   # 8-bit AdamW under ZeRO at world 1 (its blocks laid over the partition's units, model.h adamw8_shard):
+         # train --optimizer adamw8 alone, again, and at ZeRO 1 and 3 (RANK=0 WORLD_SIZE=1), a ZeRO 3 run stopped at step
+         # 10 and resumed, and prune --optimizer adamw8 at ZeRO 0 and 3; each as close to the plain run as a second
+         # plain run is (weights, the 8-bit codes and scales, the master; prune's masks)
+         d=$(mktemp -d); ok=1; : > "$OUT/dp8.log"
+         A="--config data/teacher.json --init random --data data/shards --steps 20 --batch 8 --seq 128 --eval-every 10 --eval-batches 2 --seed 3 --device gpu --optimizer adamw8"
+         P="--data data/shards --keep 0.5 --steps 8 --batch 8 --seq 128 --grad-accum 2 --eval-every 4 --eval-batches 2 --save-every 8 --seed 3 --device gpu --optimizer adamw8"
+         W1="env RANK=0 WORLD_SIZE=1 LOCAL_RANK=0"
+         for r in alone again zero1 zero3; do
+           L=; Z=; case $r in zero*) L=$W1; Z="--zero ${r#zero}" ;; esac
+           mkdir -p "$d/id_t$r" "$d/id_p$r"
+           GS_COMM_DIR=$d/id_t$r timeout 200 $L hip/build/train $A $Z --out "$d/t_$r" > "$d/t_$r.log" 2>&1 || ok=0
+           case $r in zero1) : > "$d/p_$r.log" ;; *)
+           GS_COMM_DIR=$d/id_p$r timeout 200 $L hip/build/prune --model "$d/t_alone/checkpoint" $P $Z --out "$d/p_$r" > "$d/p_$r.log" 2>&1 || ok=0 ;; esac
+           cat "$d/t_$r.log" "$d/p_$r.log" >> "$OUT/dp8.log"
+         done
+         mkdir -p "$d/id_zs" "$d/id_zr"
+         GS_COMM_DIR=$d/id_zs timeout 200 $W1 hip/build/train $A --zero 3 --stop-at 10 --out "$d/t_zres" > "$d/t_zres.log" 2>&1 || ok=0
+         GS_COMM_DIR=$d/id_zr timeout 200 $W1 hip/build/train $A --zero 3 --resume --out "$d/t_zres" >> "$d/t_zres.log" 2>&1 || ok=0
+         cat "$d/t_zres.log" >> "$OUT/dp8.log"
+         grep -q "resuming" "$d/t_zres.log" || { echo "FAIL the adamw8 zero3 run did not resume"; ok=0; }
+         grep -q "adamw8: state .* its ZeRO 3 shard" "$d/t_zero3.log" || { echo "FAIL the adamw8 zero3 run did not shard its states"; ok=0; }
+         CR="python3 hip/dev/compare_runs.py"
+         for r in zero1 zero3 zres; do
+           $CR "$d/t_alone" "$d/t_again" "$d/t_$r" checkpoint/model.safetensors checkpoint/optimizer.safetensors || ok=0
+         done
+         $CR "$d/p_alone" "$d/p_again" "$d/p_zero3" masks.safetensors:6.8e-2 || ok=0
+         echo "train adamw8: alone $(grep -o '[0-9]* tok/s' "$d/t_alone.log" | tail -1), ZeRO 3 $(grep -o '[0-9]* tok/s' "$d/t_zero3.log" | tail -1)"
+         rm -rf "$d"
+         [ $ok = 1 ] && echo "dp8: PASSED (8-bit AdamW at world 1, ZeRO 1 and 3, a ZeRO 3 resume, prune at ZeRO 3: as close to the plain GPU step as a second plain run)" ||
+           echo "dp8: FAILED (see $OUT/dp8.log)" ;;
   dpn)   # every GPU of the machine (N from nvidia-smi; N must divide 8), one rank each, started as RANK / WORLD_SIZE /
          # LOCAL_RANK (the GPU machines have no MPI): train's global batch of 8 as N x 8/N at ZeRO 0-3 and prune's at
          # ZeRO 0 and 3 against the same runs in one process (twice: the plain step's own spread); each rank's log
