@@ -612,6 +612,19 @@ static Survivors survivors_of(const Config *c, const Masks *M) {
 // Deterministic z in M → the sliced model: each source tensor the pruned model keeps is folded in a buffer the
 // size of the largest, then its survivors gathered: the source is never copied whole. Its values come from m's
 // weights, or (ck: they are not on this host) straight from the checkpoint ck of directory dir: never held whole.
+typedef struct {
+    const Model *m;
+    const Checkpoint *ck;
+    const char *dir;
+    const Masks *M;
+    const Fold *f;
+} FoldSource;
+static void fold_source(void *ctx, const PEntry *se, float *buf) {  // slice_model_each's source tensor, folded
+    FoldSource *s = (FoldSource *)ctx;
+    if (s->ck) st_to_f32(checkpoint_tensor(s->ck, s->dir, se), buf);
+    else memcpy(buf, s->m->w + se->offset, sizeof(float) * se->rows * se->cols);
+    fold_tensor(&s->m->c, s->M, s->f, se, buf);
+}
 static void fold_and_slice(const Model *m, const Checkpoint *ck, const char *dir, const Masks *M, int out_dtype,
                            Model *out, Survivors *sv_out) {
     const Config *c = &m->c;
@@ -625,16 +638,8 @@ static void fold_and_slice(const Model *m, const Checkpoint *ck, const char *dir
         else scal[e->layer] = m->w[e->offset];
     }
     Fold f = fold_plan(c, M, a, c->arch == 4 ? scal : NULL);
-    slice_model(c, &m->tab, NULL, &sv, out_dtype, out);  // the layout
-    float *buf = (float *)mallocCheck(sizeof(float) * param_largest(&m->tab));
-    for (int i = 0; i < out->tab.n; i++) {
-        const PEntry *te = &out->tab.e[i], *se = slice_source(&m->tab, &sv, te);
-        if (ck) st_to_f32(checkpoint_tensor(ck, dir, se), buf);
-        else memcpy(buf, m->w + se->offset, sizeof(float) * se->rows * se->cols);
-        fold_tensor(c, M, &f, se, buf);
-        slice_tensor(c, &sv, te, se, buf, out->w + te->offset);
-    }
-    free(buf);
+    FoldSource s = {m, ck, dir, M, &f};
+    slice_model_each(c, &m->tab, &sv, out_dtype, out, fold_source, &s);
     *sv_out = sv;
 }
 

@@ -442,6 +442,22 @@ static void slice_model(const Config *c, const ParamTable *tab, const float *w, 
     }
 }
 
+// The same with the source's tensors one at a time (no whole source in memory): get(ctx, se, buf) puts source tensor
+// se's fp32 values in buf (param_largest(tab) floats), from a file or folded (prune.c), and its survivors are
+// gathered from there
+typedef void (*SliceGet)(void *ctx, const PEntry *se, float *buf);
+static void slice_model_each(const Config *c, const ParamTable *tab, const Survivors *sv, int scale_dtype, Model *out,
+                             SliceGet get, void *ctx) {
+    slice_model(c, tab, NULL, sv, scale_dtype, out);  // the layout
+    float *buf = (float *)mallocCheck(sizeof(float) * param_largest(tab));
+    for (int i = 0; i < out->tab.n; i++) {
+        const PEntry *te = &out->tab.e[i], *se = slice_source(tab, sv, te);
+        get(ctx, se, buf);
+        slice_tensor(c, sv, te, se, buf, out->w + te->offset);
+    }
+    free(buf);
+}
+
 // --- the report's lists (prune_report.json: prune.c writes them, train.c's lottery ticket B reads them) ---
 
 static cJSON *shape_json(const Shape *s, int arch) {

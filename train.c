@@ -248,14 +248,25 @@ static void model_random(Model *m, const Config *c, int seed, int zero) {
 }
 
 // The shape of the pruned model (the report's survivors over the source's config) and, with m != NULL,
-// lottery ticket B: the source's own weights at the survivors (shape.h's slicer, as prune.c slices).
+// lottery ticket B: the source's own weights at the survivors (shape.h's slicer, as prune.c slices), read from the
+// source's files one tensor at a time (every rank holds the sliced model and one source tensor, not the source)
+typedef struct {
+    const Checkpoint *ck;
+    const char *dir;
+} FileSource;
+static void file_source(void *ctx, const PEntry *se, float *buf) {
+    const FileSource *s = (const FileSource *)ctx;
+    st_to_f32(checkpoint_tensor(s->ck, s->dir, se), buf);
+}
 static void lottery_from_report(Model *m, Config *out_c, const char *report, const char *source) {
     Model src;
-    model_load(&src, source);
+    Checkpoint ck = model_open(&src, source);
     Survivors sv;
     survivors_from_report(&src.c, report, &sv);
     *out_c = survivors_config(&src.c, &sv);
-    if (m) slice_model(&src.c, &src.tab, src.w, &sv, src.c.scale_dtype, m);
+    FileSource fs = {&ck, source};
+    if (m) slice_model_each(&src.c, &src.tab, &sv, src.c.scale_dtype, m, file_source, &fs);
+    checkpoint_close(&ck);
     survivors_free(&sv);
     model_free(&src);
 }
