@@ -2502,8 +2502,8 @@ typedef struct {
      "matrices only in bf16, updated with stochastic rounding: 4 bytes a parameter less)"}
 #define STEP_ZERO_FLAG(S, f)                                                                                             \
     {"zero", F_INT, offsetof(S, f.zero), "0", "[0, 3]", SAVE_NO, "ZeRO stage over the mpirun ranks (--batch is per "   \
-     "rank): 0 none, 1 AdamW's moments and master sharded, 2 the gradients too, 3 the weights too (on the CPU 2 "    \
-     "and 3 run as 1)"}
+     "rank): 0 none, 1 AdamW's states (adamw, adamw8) and master sharded, 2 the gradients too, 3 the weights too "     \
+     "(on the CPU 2 and 3 run as 1)"}
 
 // The step options the flags ask for, micro-batches of B x T: train: the model trained (the layer options and
 // the ZeRO stage apply; the caller names the ranks, so.comm), else an evaluation. The GPU's options without
