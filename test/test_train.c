@@ -7,6 +7,9 @@
 //      update size ~lr). Scales: rtol 1e-6. Codes: each must be the level nearest to the reference's fp64
 //      moment (found by searching all levels), or tie with it to 1e-6 relative (float32 rounding). Prints
 //      the codes' round-trip errors per decade below the block maximum, next to plain linear int8.
+//      Then over a Gemma 4 fixture's whole table, blocks laid over the ZeRO partition's units (so some hold the
+//      ends of several tensors, frozen layer scalars among them): the same tolerances against the transcription
+//      run unit by unit with each value's weight decay; 3 ranks' ZeRO 1 shards equal one process bit for bit.
 //   2. Muon: 3 steps on a wide [24, 40] and a tall [40, 24] matrix (the transposed path) against a float64
 //      transcription of Keller Jordan's Muon with Moonshot's scaling. Tolerance: |err| <= 1e-5·lr·scale
 //      (the update is lr·scale·O with |O| <= ~1; Newton–Schulz in float32 vs float64 differs by ~1e-6).
@@ -28,13 +31,20 @@ static double heavy(Rng *r) { return rng_normal(r) * exp(2.0 * rng_normal(r)); }
 // 1. 8-bit AdamW. Reference: AdamW (Loshchilov & Hutter; torch.optim.AdamW) on moments that are stored
 //    block-wise with square-root companded 8-bit codes (train.c §4 documents the codes).
 
+// n values in blocks of QBLOCK from the first; wdv: each value's weight decay and live: 0 where its tensor is frozen
+// (not updated, its moments 0), or NULL: wd for all, all live
 static void ref_adamw8(double *p, const double *g, const int8_t *qm, const uint8_t *qv, const float *sm,
                        const float *sv, size_t n, double lr, double b1, double b2, double eps, double wd, int t,
-                       double *m, double *v, double *mmax, double *vmax) {
+                       double *m, double *v, double *mmax, double *vmax, const double *wdv, const unsigned char *live) {
     double bc1 = 1 - pow(b1, t), bc2 = 1 - pow(b2, t);
     for (size_t b = 0; b * QBLOCK < n; b++) {
         mmax[b] = vmax[b] = 0;
         for (size_t i = b * QBLOCK; i < n && i < (b + 1) * QBLOCK; i++) {
+            if (live && !live[i]) {
+                m[i] = v[i] = 0;
+                continue;
+            }
+            if (wdv) wd = wdv[i];
             double xm = qm[i] / 127.0, xv = qv[i] / 255.0;
             double m0 = (xm < 0 ? -1 : 1) * xm * xm * sm[b], v0 = pow(xv, 4) * sv[b];
             m[i] = b1 * m0 + (1 - b1) * g[i];
@@ -44,6 +54,29 @@ static void ref_adamw8(double *p, const double *g, const int8_t *qm, const uint8
             vmax[b] = fmax(vmax[b], v[i]);
         }
     }
+}
+
+// codes of n values in blocks from the first against the reference's m, v and block maxima: each code must be (one
+// of) the nearest level(s) to the reference value; returns the codes that are not (counts what it saw)
+static long codes_off(const int8_t *qm, const uint8_t *qv, const double *md, const double *vd, const double *mmax,
+                      const double *vmax, size_t n, long *codes, long *excused, long *zeroed) {
+    long bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t b = i / QBLOCK;
+        double uq = vmax[b] > 0 ? sqrt(vd[i] / vmax[b]) : 0, am = mmax[b] > 0 ? fabs(md[i]) / mmax[b] : 0;
+        int bv = 0, bm = 0;
+        for (int q = 0; q <= 255; q++) bv = fabs(uq - pow(q / 255.0, 2)) < fabs(uq - pow(bv / 255.0, 2)) ? q : bv;
+        for (int q = 0; q <= 127; q++) bm = fabs(am - pow(q / 127.0, 2)) < fabs(am - pow(bm / 127.0, 2)) ? q : bm;
+        int ok_v = fabs(uq - pow(qv[i] / 255.0, 2)) <= fabs(uq - pow(bv / 255.0, 2)) + 1e-6 * uq + 1e-12;
+        int cm = abs(qm[i]), sign_ok = cm == 0 || (qm[i] < 0) == (md[i] < 0);
+        int ok_m = qv[i] == 0 ? cm == 0 : sign_ok && fabs(am - pow(cm / 127.0, 2)) <= fabs(am - pow(bm / 127.0, 2)) + 1e-6 * am + 1e-12;
+        if (qv[i] != 0 && bv == 0) ok_m = ok_m || cm == 0;  // the reference would zero m here
+        *zeroed += qv[i] == 0 && bm != 0;
+        *codes += 2;
+        *excused += (qv[i] != bv) + (qv[i] && cm != bm);  // ties within rounding
+        bad += !ok_v + !ok_m;
+    }
+    return bad;
 }
 
 static void test_adamw8(void) {
@@ -73,7 +106,7 @@ static void test_adamw8(void) {
             }
             pd[i] = p[i], gd[i] = g[i];
         }
-        ref_adamw8(pd, gd, qm, qv, sm, sv, n, lr, b1, b2, eps, wd, t, md, vd, mmax, vmax);
+        ref_adamw8(pd, gd, qm, qv, sm, sv, n, lr, b1, b2, eps, wd, t, md, vd, mmax, vmax, NULL, NULL);
         adamw8_update(p, g, qm, qv, sm, sv, n, lr, b1, b2, eps, wd, t);
         for (size_t i = 0; i < n; i++) {
             double tol = 1e-6 * fabs(pd[i]) + 1e-5 * lr;
@@ -83,21 +116,7 @@ static void test_adamw8(void) {
             worst_s = fmax(worst_s, fabs(sm[b] - mmax[b]) / (1e-6 * mmax[b] + 1e-30));
             worst_s = fmax(worst_s, fabs(sv[b] - vmax[b]) / (1e-6 * vmax[b] + 1e-30));
         }
-        for (size_t i = 0; i < n; i++) {  // each code must be (one of) the nearest level(s) to the reference value
-            size_t b = i / QBLOCK;
-            double uq = vmax[b] > 0 ? sqrt(vd[i] / vmax[b]) : 0, am = mmax[b] > 0 ? fabs(md[i]) / mmax[b] : 0;
-            int bv = 0, bm = 0;
-            for (int q = 0; q <= 255; q++) bv = fabs(uq - pow(q / 255.0, 2)) < fabs(uq - pow(bv / 255.0, 2)) ? q : bv;
-            for (int q = 0; q <= 127; q++) bm = fabs(am - pow(q / 127.0, 2)) < fabs(am - pow(bm / 127.0, 2)) ? q : bm;
-            int ok_v = fabs(uq - pow(qv[i] / 255.0, 2)) <= fabs(uq - pow(bv / 255.0, 2)) + 1e-6 * uq + 1e-12;
-            int cm = abs(qm[i]), sign_ok = cm == 0 || (qm[i] < 0) == (md[i] < 0);
-            int ok_m = qv[i] == 0 ? cm == 0 : sign_ok && fabs(am - pow(cm / 127.0, 2)) <= fabs(am - pow(bm / 127.0, 2)) + 1e-6 * am + 1e-12;
-            if (qv[i] != 0 && bv == 0) ok_m = ok_m || cm == 0;  // the reference would zero m here
-            zeroed += qv[i] == 0 && bm != 0;
-            codes += 2;
-            excused += (qv[i] != bv) + (qv[i] && cm != bm);  // ties within rounding
-            bad += !ok_v + !ok_m;
-        }
+        bad += codes_off(qm, qv, md, vd, mmax, vmax, n, &codes, &excused, &zeroed);
     }
     check(worst_p <= 1, "parameters after each step: worst error %.3f of tolerance", worst_p);
     check(worst_s <= 1, "block scales: worst error %.3f of tolerance", worst_s);
@@ -120,6 +139,107 @@ static void test_adamw8(void) {
         printf("    [1e-%d, 1e-%d): m (sqrt code) %.3g   sqrt(v) (4th-root code) %.3g   linear int8 %.3g\n", d + 1, d, em[d],
                ev[d], el[d]);
     free(p), free(g), free(sm), free(sv), free(qm), free(qv), free(pd), free(gd), free(md), free(vd), free(mmax), free(vmax);
+}
+
+// 8-bit AdamW over a Gemma 4 fixture's table as the optimizer lays it (model.h adamw8_shard: blocks from each unit's
+// start of hip/comm.h's partition, so blocks hold the ends of several tensors, and the frozen layer scalars inside
+// one): against the float64 transcription run unit by unit with each value's own weight decay and the frozen values
+// left out; then the same 6 steps as 3 ranks' ZeRO 1 shards (each its own codes, scales and gradient in the shard
+// layout, the tails updated by all) give the one process's weights, codes and scales bit for bit.
+static void test_adamw8_units(const char *fixtures) {
+    printf("8-bit AdamW over the ZeRO partition's units (Gemma 4 fixture, a frozen scalar per layer)\n");
+    char path[512];
+    snprintf(path, sizeof path, "%s/g4_keqv/config.json", fixtures);
+    Config c;
+    ParamTable tab;
+    config_load(&c, path);
+    param_table(&c, &tab);
+    size_t n = tab.total;
+    Optimizer o;
+    optimizer_init(&o, &tab, OPT_ADAMW8, 0.9f, 0.95f, 1e-8f, 0.0f);
+    const ZeroPlan *z = &o.whole, *bz = &o.blocks;
+    float lr = 1e-2f, wd = 0.1f, *p = (float *)mallocCheck(4 * n), *g = (float *)mallocCheck(4 * n);
+    double *pd = (double *)mallocCheck(8 * n), *gd = (double *)mallocCheck(8 * n), *md = (double *)mallocCheck(8 * n);
+    double *vd = (double *)mallocCheck(8 * n), *wdv = (double *)mallocCheck(8 * n);
+    double *mmax = (double *)mallocCheck(8 * o.nblocks), *vmax = (double *)mallocCheck(8 * o.nblocks);
+    unsigned char *live = (unsigned char *)mallocCheck(n);
+    int frozen = 0, mixed = 0;
+    for (int i = 0; i < tab.n; i++) {
+        const PEntry *e = &tab.e[i];
+        frozen += e->frozen;
+        for (size_t k = e->offset; k < e->offset + e->rows * e->cols; k++) live[k] = !e->frozen, wdv[k] = param_decays(e) ? wd : 0;
+    }
+    for (int u = 0; u < z->nunit; u++)  // blocks that hold more than one tensor
+        for (size_t b = 0; b * QBLOCK < z->u[u].n; b++) {
+            size_t a = z->u[u].off + b * QBLOCK, e = a + QBLOCK < z->u[u].off + z->u[u].n ? a + QBLOCK : z->u[u].off + z->u[u].n;
+            int ta = 0, te = 0;
+            for (int i = 0; i < tab.n; i++) {
+                if (tab.e[i].offset <= a) ta = i;
+                if (tab.e[i].offset < e) te = i;
+            }
+            mixed += ta != te;
+        }
+    // 3 ranks at ZeRO 1: their plans, shards of codes and scales, gradients in the shard layout, own weights
+    enum { W = 3 };
+    ZeroPlan zr[W], br[W];
+    int8_t *qm[W];
+    uint8_t *qv[W];
+    float *sm[W], *sv[W], *wr[W], *gr[W];
+    for (int r = 0; r < W; r++) {
+        zr[r] = zero_plan(&tab, c.L, 1, r, W), br[r] = zero_block_plan(&zr[r]);
+        qm[r] = (int8_t *)callocCheck(zr[r].shard), qv[r] = (uint8_t *)callocCheck(zr[r].shard);
+        sm[r] = (float *)callocCheck(4 * br[r].shard), sv[r] = (float *)callocCheck(4 * br[r].shard);
+        wr[r] = (float *)mallocCheck(4 * n), gr[r] = (float *)mallocCheck(4 * zr[r].shard);
+    }
+    Rng rng = rng_seed(11);
+    for (size_t i = 0; i < n; i++) p[i] = (float)(0.05 * rng_normal(&rng));
+    for (int r = 0; r < W; r++) memcpy(wr[r], p, 4 * n);
+    double worst_p = 0, worst_s = 0;
+    long codes = 0, excused = 0, zeroed = 0, bad = 0, differ = 0;
+    for (int t = 1; t <= 6; t++) {
+        for (size_t i = 0; i < n; i++) g[i] = live[i] ? (float)(1e-3 * heavy(&rng)) : 0.0f, pd[i] = p[i], gd[i] = g[i];
+        for (int u = 0; u < z->nunit; u++) {  // the transcription, unit by unit
+            size_t a = z->u[u].off, b0 = bz->u[u].off;
+            ref_adamw8(pd + a, gd + a, o.qm + a, o.qv + a, o.sm + b0, o.sv + b0, z->u[u].n, lr, 0.9, 0.95, 1e-8, wd, t,
+                       md + a, vd + a, mmax + b0, vmax + b0, wdv + a, live + a);
+        }
+        adamw8_shard(z, bz, &tab, p, g, o.qm, o.qv, o.sm, o.sv, lr, 0.9f, 0.95f, 1e-8f, wd, t);
+        for (size_t i = 0; i < n; i++) worst_p = fmax(worst_p, fabs(p[i] - pd[i]) / (1e-6 * fabs(pd[i]) + 1e-5 * lr));
+        for (size_t b = 0; b < o.nblocks; b++) {
+            worst_s = fmax(worst_s, fabs(o.sm[b] - mmax[b]) / (1e-6 * mmax[b] + 1e-30));
+            worst_s = fmax(worst_s, fabs(o.sv[b] - vmax[b]) / (1e-6 * vmax[b] + 1e-30));
+        }
+        for (int u = 0; u < z->nunit; u++) {
+            size_t a = z->u[u].off, b0 = bz->u[u].off;
+            bad += codes_off(o.qm + a, o.qv + a, md + a, vd + a, mmax + b0, vmax + b0, z->u[u].n, &codes, &excused, &zeroed);
+        }
+        for (int r = 0; r < W; r++) {
+            for (int k = 0; k < zr[r].npiece; k++) memcpy(gr[r] + zr[r].p[k].s, g + zr[r].p[k].w, 4 * zr[r].p[k].n);
+            adamw8_shard(&zr[r], &br[r], &tab, wr[r], gr[r], qm[r], qv[r], sm[r], sv[r], lr, 0.9f, 0.95f, 1e-8f, wd, t);
+            for (int k = 0; k < zr[r].npiece; k++) {
+                const ZeroPiece *q = &zr[r].p[k];
+                differ += memcmp(wr[r] + q->w, p + q->w, 4 * q->n) != 0;
+                differ += memcmp(qm[r] + q->s, o.qm + q->w, q->n) != 0 || memcmp(qv[r] + q->s, o.qv + q->w, q->n) != 0;
+            }
+            for (int k = 0; k < br[r].npiece; k++) {
+                const ZeroPiece *q = &br[r].p[k];
+                differ += memcmp(sm[r] + q->s, o.sm + q->w, 4 * q->n) != 0 || memcmp(sv[r] + q->s, o.sv + q->w, 4 * q->n) != 0;
+            }
+        }
+    }
+    check(frozen > 0 && mixed > 0, "the table: %d frozen tensors, %d of %zu blocks hold more than one tensor", frozen, mixed,
+          o.nblocks);
+    check(worst_p <= 1, "parameters after each of 6 steps: worst error %.3f of tolerance (frozen ones untouched)", worst_p);
+    check(worst_s <= 1, "block scales: worst error %.3f of tolerance", worst_s);
+    check(bad == 0, "codes: %ld of %ld are not the nearest level (%ld ties within float32 rounding)", bad, codes, excused);
+    check(differ == 0, "3 ranks' ZeRO 1 shards: weights, codes and scales as one process's bit for bit (%ld pieces differ)",
+          differ);
+    for (int r = 0; r < W; r++) {
+        zero_plan_free(&zr[r]), zero_plan_free(&br[r]);
+        free(qm[r]), free(qv[r]), free(sm[r]), free(sv[r]), free(wr[r]), free(gr[r]);
+    }
+    optimizer_free(&o);
+    free(p), free(g), free(pd), free(gd), free(md), free(vd), free(wdv), free(mmax), free(vmax), free(live), free(tab.e);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -477,6 +597,7 @@ int main(int argc, char **argv) {
     char tmp[] = "/tmp/test_train.XXXXXX";
     if (!mkdtemp(tmp)) fail("mkdtemp failed");
     test_adamw8();
+    test_adamw8_units("test/fixtures");
     printf("Muon vs a float64 transcription\n");
     test_muon(24, 40);
     test_muon(40, 24);
