@@ -19,7 +19,8 @@
 #   prediction against the device: validation, memory per shape, speed, loss, 8-bit resume across devices (~7 min;
 #   SCALE picks parts)
 #   dpn: data parallel over every GPU of the machine (several-GPU kinds), ranks started as RANK / WORLD_SIZE /
-#   LOCAL_RANK: train ZeRO 0-3 and prune ZeRO 0 and 3 against one process with the same global batch
+#   LOCAL_RANK: train ZeRO 0-3 (and ZeRO 3 with adamw8) and prune ZeRO 0 and 3 against one process with the same
+#   global batch
 #   big: the Gemma 3 27B shape at ZeRO 3 over every GPU, stopped after a few steps: memory (device, host) and speed
 #   act, profile, h100, h200: hip/dev/scale_act.sh (whole-layer checkpointing; profile stats on the GPU against the
 #   CPU, then the 27B and 31B shapes; the 7B-class and 4B rows on an 80 GB card; the 12B row on a 141 GB card)
@@ -156,6 +157,11 @@ for w in $what; do
            timeout 300 hip/build/train $A --batch 8 --out "$d/t_$r" > "$d/t_$r.log" 2>&1 || ok=0
          done
          for z in 0 1 2 3; do ranks t_z$z hip/build/train $A --batch $((8 / N)) --zero $z --out "$d/t_z$z"; done
+         # 8-bit AdamW at ZeRO 3 (its blocks over the units: each rank updates its own), against one process twice
+         for r in alone8 again8; do
+           timeout 300 hip/build/train $A --optimizer adamw8 --batch 8 --out "$d/t_$r" > "$d/t_$r.log" 2>&1 || ok=0
+         done
+         ranks t8_z3 hip/build/train $A --optimizer adamw8 --batch $((8 / N)) --zero 3 --out "$d/t8_z3"
          for r in alone again; do
            timeout 300 hip/build/prune --model "$d/t_alone/checkpoint" $P --grad-accum $((2 * N)) --eval-batches $((2 * N)) \
              --out "$d/p_$r" > "$d/p_$r.log" 2>&1 || ok=0
@@ -168,15 +174,19 @@ for w in $what; do
            echo "train N=$N ZeRO $z: $(grep -o '[0-9]* tok/s' "$d/t_z$z.log" | tail -1), $(grep -o 'device: .*GiB in use)' "$d/t_z$z.log" | head -1)"
          done
          echo "train alone: $(grep -o '[0-9]* tok/s' "$d/t_alone.log" | tail -1)"
+         cp "$d/t8_z3.0.log" "$d/t8_z3.log"
+         $CR "$d/t_alone8" "$d/t_again8" "$d/t8_z3" checkpoint/model.safetensors checkpoint/optimizer.safetensors || ok=0
          for z in 0 3; do cp "$d/p_z$z.0.log" "$d/p_z$z.log"; $CR "$d/p_alone" "$d/p_again" "$d/p_z$z" masks.safetensors:6.8e-2 || ok=0; done
          rm -rf "$d"
-         [ $ok = 1 ] && echo "dpn: PASSED ($N GPUs, train ZeRO 0-3 and prune ZeRO 0 and 3 as close to one process as a second one is)" ||
+         [ $ok = 1 ] && echo "dpn: PASSED ($N GPUs, train ZeRO 0-3 (and 3 with adamw8) and prune ZeRO 0 and 3 as close to one process as a second one is)" ||
            echo "dpn: FAILED (see $OUT/dpn.log)" ;;
   big)   # a large shape over every GPU (default hip/dev/gemma3-27b.json, the published Gemma 3 27B config, random
          # weights: each rank draws its pieces) at ZeRO 3, every layer checkpointed, 1 x 4096 tokens a rank: the ranks
          # are stopped after BIG_STEPS steps (no checkpoint: at 27B it would be ~380 GB), then rank 0's step lines (tok/s,
          # device memory) beside ./profile memory's plan, and each process's peak host memory (VmHWM). BIG_CONFIG and
-         # BIG_ARGS swap the shape and the flags (a dry run on one GPU: BIG_CONFIG=data/teacher.json)
+         # BIG_ARGS swap the shape and the flags (a dry run on one GPU: BIG_CONFIG=data/teacher.json; Gemma 4 31B on
+         # 8 x 80 GB: BIG_CONFIG=hip/dev/gemma4-31b.json BIG_ARGS="--zero 3 --optimizer adamw8 --gpu-checkpoint 60
+         # --batch 1 --seq 4096", 64.1 GiB a GPU planned)
          d=$(mktemp -d); C=${BIG_CONFIG:-hip/dev/gemma3-27b.json}; K=${BIG_STEPS:-6}
          Lc=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["num_hidden_layers"])' "$C")
          ARGS=${BIG_ARGS:---zero 3 --gpu-checkpoint $Lc --batch 1 --seq 4096}
