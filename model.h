@@ -2094,9 +2094,9 @@ static void model_free(Model *m) {
 //    only on matrices (param_decays). They live here rather than in train.c because the step of
 //    section 7 runs them on either device, and a checkpoint moves between devices only while both
 //    keep one state format: the Optimizer below (the table's offsets, 8-bit blocks of QBLOCK laid
-//    over the ZeRO partition's units) is that format, and hip/gpu.h reads it from here. prune.c steps its weights with
-//    AdamW through section 7 and calls adamw_update itself for its log_alphas and (with a negative
-//    rate: ascent) its Lagrange multipliers.
+//    over the ZeRO partition's units) is that format, and hip/gpu.h reads it from here. prune.c
+//    steps its weights with AdamW through section 7 and calls adamw_update itself for its log_alphas
+//    and (with a negative rate: ascent) its Lagrange multipliers.
 // ================================================================================================
 
 // p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p), with p decayed before the update like torch:
@@ -2116,9 +2116,10 @@ static void adamw_update(float *p, const float *g, float *mom, float *var, size_
 }
 
 // --- 8-bit AdamW -----------------------------------------------------------------------------------
-// Both moments are stored as one byte per element, in blocks of QBLOCK elements with an
-// fp32 scale per block (laid over each unit of hip/comm.h's ZeRO partition: adamw8_shard below) (the block's max |m|, max v). The codes are square-root companded, which spends
-// the 256 levels where Adam's states mostly are (far below the block maximum):
+// Both moments are stored as one byte per element, in blocks of QBLOCK elements with an fp32 scale per
+// block (the block's max |m|, max v); the blocks are laid over each unit of hip/comm.h's ZeRO partition
+// (adamw8_shard below). The codes are square-root companded, which spends the 256 levels where Adam's
+// states mostly are (far below the block maximum):
 //   m: int8,  levels  m = max|m| · sign(q) · (q/127)²,  q in [-127, 127]
 //   v: uint8, levels  sqrt(v) = sqrt(max v) · (q/255)², q in [0, 255]   (v kept as its square root on a sqrt code)
 // and each value takes the NEAREST level (nearest in m, and in sqrt(v), the quantity the update divides
@@ -2302,7 +2303,7 @@ typedef struct {
     size_t nblocks, nblocks_all;  // blocks in sm, sv (a shard's when sharded); in the whole table
     ZeroPlan whole, blocks;
     float *work;        // Muon's Newton–Schulz scratch
-    ZeroPlan *z;        // ZeRO >= 1 (optimizer_shard): AdamW's m and v hold this rank's shard of the table (z->shard
+    ZeroPlan *z;        // ZeRO >= 1 (optimizer_shard): AdamW's states hold this rank's shard of the table (z->shard
                         // floats, hip/comm.h's shard layout), updated by the step; NULL: the whole table
 } Optimizer;
 

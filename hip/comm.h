@@ -505,7 +505,9 @@ typedef struct {
 } ZeroTensor;
 
 // element i of t's data (of the tensor's own type) and that type's bytes in the file (dtype: the file's for floats)
-static inline size_t zero_tensor_esize(const ZeroTensor *t, int dtype) { return (size_t)st_dtype_size[t->dtype ? t->dtype : dtype]; }
+static inline size_t zero_tensor_esize(const ZeroTensor *t, int dtype) {
+    return (size_t)st_dtype_size[t->dtype ? t->dtype : dtype];
+}
 static inline char *zero_tensor_at(const ZeroTensor *t, size_t i) { return (char *)t->data + i * (t->dtype ? 1 : 4); }
 
 static size_t zero_tensor_n(const ZeroTensor *t) { return (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1); }
@@ -534,10 +536,10 @@ static void zero_overlap(const ZeroPiece *p, const ZeroTensor *t, size_t *a, siz
 }
 
 // One safetensors file (dtype ST_F32 or ST_BF16 for every float tensor, bytes as they are; meta: the header's
-// __metadata__, consumed, or NULL) written by every rank at once: rank 0 writes the header and sizes the file under a temporary name, each rank
-// writes the bytes of what it owns (rank 0 also the replicated tails; at stage 0 rank 0 everything) at their offsets,
-// and rank 0 renames it into place once every rank has written. No rank holds more than its shard. One machine, or a
-// file system every rank sees.
+// __metadata__, consumed, or NULL) written by every rank at once: rank 0 writes the header and sizes the file under a
+// temporary name, each rank writes the bytes of what it owns (rank 0 also the replicated tails; at stage 0 rank 0
+// everything) at their offsets, and rank 0 renames it into place once every rank has written. No rank holds more than
+// its shard. One machine, or a file system every rank sees.
 static void zero_write_tensors(const Comm *c, const ZeroPlan *z, const char *path, int dtype, const ZeroTensor *t,
                                int nt, cJSON *meta) {
     size_t *at = (size_t *)mallocCheck(sizeof(size_t) * (size_t)nt);
@@ -547,7 +549,8 @@ static void zero_write_tensors(const Comm *c, const ZeroPlan *z, const char *pat
     AtomicFile a = {0};
     if (c->rank == 0) {
         STWriter w = {0};
-        for (int i = 0; i < nt; i++) stw_add(&w, t[i].name, t[i].dtype ? t[i].dtype : dtype, t[i].ndim, t[i].shape, NULL);
+        for (int i = 0; i < nt; i++)
+            stw_add(&w, t[i].name, t[i].dtype ? t[i].dtype : dtype, t[i].ndim, t[i].shape, NULL);
         w.meta = meta;
         size_t total = 0;
         a = stw_open(&w, path, &hdr[0]);

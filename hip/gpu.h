@@ -168,8 +168,8 @@ void gpu_profile_print(GpuModel *g);               // with GS_PROFILE=1: time pe
 // ------------------------------------------------------------------------------------------------
 #if defined(MAX_LAYERS) && !defined(__cplusplus)
 // NULL when the GPU runs ZeRO stage `zero` with these storage options (optimizer: OPT_*, -1 not known yet), else why
-// not: stage 0 with any, stages 1-3 with AdamW (fp32 or 8-bit states), fp32 master and fp32 gradients (gpu_step_refuses, and
-// ./profile memory --device gpu)
+// not: stage 0 with any, stages 1-3 with AdamW (fp32 or 8-bit states), fp32 master and fp32 gradients
+// (gpu_step_refuses, and ./profile memory --device gpu)
 static const char *gpu_zero_refuses(int zero, int grad_bf16, int bf16_only, int optimizer) {
     static char why[200];
     if (zero > 0 && (grad_bf16 || bf16_only || optimizer == OPT_MUON))

@@ -283,7 +283,8 @@ static int same_state(const Optimizer *a, const Optimizer *b, int which) {
     return !memcmp(which ? a->v : a->m, which ? b->v : b->m, sizeof(float) * n);
 }
 
-static void check_zero(const char *json, uint64_t seed, const int *tok, const int *tgt, int B, int T, int stage, int opt) {
+static void check_zero(const char *json, uint64_t seed, const int *tok, const int *tgt, int B, int T, int stage,
+                       int opt) {
     printf("  ZeRO %d at one rank against the plain GPU step, %s, B=%d T=%d\n", stage, opt_names[opt], B, T);
     Model ma, mz;
     random_model(&ma, json, seed), random_model(&mz, json, seed);
@@ -372,7 +373,8 @@ static void two_share(TwoRanks *t, int stage) {
 
 static void check_zero_two(const char *json, uint64_t seed, const int *tok, const int *tgt, int B, int T, int stage,
                            int opt) {
-    printf("  ZeRO %d at two ranks in one process against the plain GPU step, %s, B=%d T=%d\n", stage, opt_names[opt], B, T);
+    printf("  ZeRO %d at two ranks in one process against the plain GPU step, %s, B=%d T=%d\n", stage, opt_names[opt],
+           B, T);
     Model ma;
     random_model(&ma, json, seed);
     size_t n = ma.tab.total;
@@ -425,7 +427,7 @@ static void check_zero_two(const char *json, uint64_t seed, const int *tok, cons
         int w = 1, m1 = 1, m2 = 1;
         for (int r = 0; r < 2; r++) {
             gpu_copy(t.g[r], GPU_WEIGHTS, 0, n, host, 0);
-            int q8 = opt == OPT_ADAMW8;  // the codes in hm, hv as bytes, the scales after them (zero_block_plan's blocks)
+            int q8 = opt == OPT_ADAMW8;  // codes in hm, hv as bytes, the scales after them (zero_block_plan's blocks)
             ZeroPlan bz = zero_block_plan(&t.z[r]);
             float *sm = (float *)(hm + (n + 3) / 4), *sv = (float *)(hv + (n + 3) / 4);
             if (q8) gpu_copy_adamw8(t.g[r], (int8_t *)hm, (uint8_t *)hv, sm, sv, 0);
@@ -433,8 +435,10 @@ static void check_zero_two(const char *json, uint64_t seed, const int *tok, cons
             for (int k = 0; k < t.z[r].npiece; k++) {
                 const ZeroPiece *p = &t.z[r].p[k];
                 w &= !memcmp(host + p->w, ma.w + p->w, sizeof(float) * p->n);
-                m1 &= q8 ? !memcmp((int8_t *)hm + p->s, oa.qm + p->w, p->n) : !memcmp(hm + p->s, oa.m + p->w, sizeof(float) * p->n);
-                m2 &= q8 ? !memcmp((uint8_t *)hv + p->s, oa.qv + p->w, p->n) : !memcmp(hv + p->s, oa.v + p->w, sizeof(float) * p->n);
+                m1 &= q8 ? !memcmp((int8_t *)hm + p->s, oa.qm + p->w, p->n)
+                         : !memcmp(hm + p->s, oa.m + p->w, sizeof(float) * p->n);
+                m2 &= q8 ? !memcmp((uint8_t *)hv + p->s, oa.qv + p->w, p->n)
+                         : !memcmp(hv + p->s, oa.v + p->w, sizeof(float) * p->n);
             }
             for (int k = 0; k < bz.npiece && q8; k++) {
                 const ZeroPiece *p = &bz.p[k];
