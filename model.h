@@ -2300,7 +2300,7 @@ typedef struct {
     int8_t *qm;         // adamw8: codes of m and v (one per element of the table, or of the shard), the blocks'
     uint8_t *qv;        // scales (max |m|, max v; nblocks of them) laid out by adamw8_shard over `whole` (unsharded:
     float *sm, *sv;     // the world of one) or z; blocks: zero_block_plan of that partition
-    size_t nblocks, nblocks_all;  // blocks in sm, sv (a shard's when sharded); in the whole table
+    size_t nblocks;     // blocks in sm, sv (a shard's when sharded; the whole table's: zero_plan_span(&blocks))
     ZeroPlan whole, blocks;
     float *work;        // Muon's Newton–Schulz scratch
     ZeroPlan *z;        // ZeRO >= 1 (optimizer_shard): AdamW's states hold this rank's shard of the table (z->shard
@@ -2327,7 +2327,7 @@ static void optimizer_init(Optimizer *o, const ParamTable *tab, int kind, float 
     if (o->kind == OPT_ADAMW8) {
         o->whole = zero_plan(tab, param_layers(tab), 0, 0, 1);
         o->blocks = zero_block_plan(&o->whole);
-        o->nblocks = o->nblocks_all = o->blocks.shard;
+        o->nblocks = o->blocks.shard;
         o->qm = (int8_t *)callocCheck(o->total);
         o->qv = (uint8_t *)callocCheck(o->total);
         o->sm = (float *)callocCheck(sizeof(float) * o->nblocks);
@@ -2364,7 +2364,7 @@ static void optimizer_shard(Optimizer *o, const ParamTable *tab, int L, int stag
             memcpy(sm + p->s, o->sm + p->w, sizeof(float) * p->n), memcpy(sv + p->s, o->sv + p->w, sizeof(float) * p->n);
         }
         free(o->qm), free(o->qv), free(o->sm), free(o->sv);
-        zero_plan_free(&o->blocks);
+        zero_plan_free(&o->blocks), zero_plan_free(&o->whole);  // the shard's plan (o->z) lays the blocks out now
         o->qm = qm, o->qv = qv, o->sm = sm, o->sv = sv, o->blocks = b, o->nblocks = b.shard;
         return;
     }
@@ -2667,13 +2667,14 @@ static void cpu_step_update_shard(Step *S, float lr, float wd, float gscale, int
     o->t = t;
     if (o->kind == OPT_ADAMW8)
         adamw8_shard(z, &o->blocks, &m->tab, m->w, S->gs, o->qm, o->qv, o->sm, o->sv, lr, o->b1, o->b2, o->eps, wd, t);
-    for (int k = 0; k < z->npiece && o->kind == OPT_ADAMW; k++) {
-        const ZeroPiece *p = &z->p[k];
-        const PEntry *e = &m->tab.e[p->tensor];
-        if (e->frozen) continue;
-        adamw_update(m->w + p->w, S->gs + p->s, o->m + p->s, o->v + p->s, p->n, lr, o->b1, o->b2, o->eps,
-                     param_decays(e) ? wd : 0.0f, t);
-    }
+    else
+        for (int k = 0; k < z->npiece; k++) {
+            const ZeroPiece *p = &z->p[k];
+            const PEntry *e = &m->tab.e[p->tensor];
+            if (e->frozen) continue;
+            adamw_update(m->w + p->w, S->gs + p->s, o->m + p->s, o->v + p->s, p->n, lr, o->b1, o->b2, o->eps,
+                         param_decays(e) ? wd : 0.0f, t);
+        }
     for (int i = 0; i < z->nunit; i++) zero_gather_unit(S->comm, z, i, m->w);
 }
 
@@ -2803,9 +2804,10 @@ static int optimizer_tensors(const Optimizer *o, const Model *m, int dtype, Stat
 // optimizer_tensors' AdamW state as tensors of the ZeRO partition: the states from o's shard (8-bit: the codes by
 // element, the scales by block), then (master) the fp32 master from m's table; t holds 5
 static int optimizer_zero_tensors(const Optimizer *o, const Model *m, int master, ZeroTensor *t) {
-    int64_t P = (int64_t)o->total, B = (int64_t)o->nblocks_all;
+    int64_t P = (int64_t)o->total;
     ZeroTensor w = {"master_weights", 1, {P, 1}, 0, m->w, 0, 0, NULL};
     if (o->kind == OPT_ADAMW8) {
+        int64_t B = (int64_t)zero_plan_span(&o->blocks);
         ZeroTensor q[4] = {{"exp_avg.q8", 1, {P, 1}, 0, o->qm, 1, ST_I8, NULL},
                            {"exp_avg.absmax", 1, {B, 1}, 0, o->sm, 1, 0, &o->blocks},
                            {"exp_avg_sq.q8", 1, {P, 1}, 0, o->qv, 1, ST_U8, NULL},

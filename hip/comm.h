@@ -421,6 +421,9 @@ static void zero_plan_free(ZeroPlan *z) {
     memset(z, 0, sizeof *z);
 }
 
+// what the partitioned table holds in all, every rank's parts and the tails (floats; blocks for zero_block_plan's)
+static size_t zero_plan_span(const ZeroPlan *z) { return z->u[z->nunit - 1].off + z->u[z->nunit - 1].n; }
+
 // The 8-bit blocks of partition z as a partition of its own (model.h adamw8_shard keeps one scale per block): unit i's
 // ceil(n / QBLOCK) blocks are numbered on from the units before it (off: the unit's first, in every world), rank r
 // owns its q / QBLOCK of them and every rank the ceil(tail / QBLOCK) of the tail; shard: this rank's blocks. Its

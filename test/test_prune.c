@@ -125,9 +125,9 @@ static void masked_vs_sliced(const char *name, Model *m, Shape t, int out_dtype,
     float *sliced = logits_of(&out, tok, B, T);
     size_t n = (size_t)B * T * m->c.V;
     compare("logits: sliced vs masked", sliced, masked, n, 1e-5, 1e-5);
+    char dir[] = "/tmp/test_prune_XXXXXX";  // the source's files, then (fp32) the pruned model's
+    if (!mkdtemp(dir)) fail("mkdtemp failed");
     {  // from the source's file tensor by tensor (prune's end at ZeRO >= 1): the same pruned model, bit for bit
-        char dir[] = "/tmp/test_prune_src_XXXXXX";
-        if (!mkdtemp(dir)) fail("mkdtemp failed");
         model_save(m, dir, ST_F32);
         Checkpoint ck = checkpoint_open(dir);
         Model again;
@@ -137,9 +137,6 @@ static void masked_vs_sliced(const char *name, Model *m, Shape t, int out_dtype,
         check(again.tab.total == out.tab.total && !memcmp(again.w, out.w, sizeof(float) * out.tab.total),
               "sliced from the source's file: the same pruned weights bit for bit");
         model_free(&again), survivors_free(&sv2);
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-        if (system(cmd) != 0) fail("cannot remove %s", dir);
     }
     Shape got = shape_of(&out.c);
     check(got.d == t.d && got.F == t.F && got.L == t.L && got.H == t.H && got.K == t.K && got.D == t.D && got.Kg == t.Kg,
@@ -161,8 +158,6 @@ static void masked_vs_sliced(const char *name, Model *m, Shape t, int out_dtype,
     check(constraint_holds(out.c.full, out.c.L, full_every, count_full(&m->c) > 0),
           "kept layers keep a full-attention layer in every %d consecutive layers", full_every);
     if (out_dtype == ST_F32) {  // through the file: what any loader sees
-        char dir[] = "/tmp/test_prune_XXXXXX";
-        if (!mkdtemp(dir)) fail("mkdtemp failed");
         model_save(&out, dir, ST_F32);
         Model back;
         model_load(&back, dir);
@@ -171,10 +166,10 @@ static void masked_vs_sliced(const char *name, Model *m, Shape t, int out_dtype,
         compare("logits: reloaded vs masked", loaded, masked, n, 1e-5, 1e-5);
         free(loaded);
         model_free(&back);
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-        if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);
     }
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);
     free(bin), free(soft), free(tok), free(masked), free(sliced);
     survivors_free(&sv);
     model_free(&out);
